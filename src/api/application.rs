@@ -1,0 +1,537 @@
+//! The `Application` custom resource (`ferry.dev/v1alpha1`).
+//!
+//! Validation lives in the schema so the API server refuses bad specs itself: structural
+//! constraints (lengths, ranges, patterns) through schemars, cross-field rules through CEL
+//! (`x-kubernetes-validations`). Every CEL rule carries a message a person understands, because
+//! the API server prints it next to the field path when it refuses an object.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Go-style duration accepted by `interval`, `pause.duration` and friends: one or more
+/// number+unit pairs, units ms, s, m, h. No sign, so negative values never parse.
+pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
+
+/// An Application syncs one path of one Git revision into the cluster.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "ferry.dev",
+    version = "v1alpha1",
+    kind = "Application",
+    namespaced,
+    status = "ApplicationStatus",
+    shortname = "fapp",
+    category = "ferry",
+    doc = "An Application syncs one path of a pinned Git revision into the cluster and keeps it there.",
+    printcolumn(name = "Sync", type_ = "string", json_path = ".status.sync.status", description = "Synced, OutOfSync or Unknown"),
+    printcolumn(name = "Health", type_ = "string", json_path = ".status.health.status", description = "Aggregated health of the synced objects"),
+    printcolumn(name = "Revision", type_ = "string", json_path = ".status.sync.shortRevision", description = "Ref and short commit of the last sync"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Ready condition"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Message", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].message", priority = "1")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationSpec {
+    /// Where the manifests come from.
+    pub source: Source,
+
+    /// Where namespaced objects that name no namespace go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<Destination>,
+
+    /// ServiceAccount (in the Application's namespace) that every apply impersonates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub service_account_name: Option<String>,
+
+    /// How often to check the ref and correct drift, e.g. `30s`, `5m`, `1h`. Webhooks make it immediate.
+    #[serde(default = "default_interval")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(format!("self.matches('{DURATION_PATTERN}') && duration(self) >= duration('1s')")).message("interval must be a positive duration of at least 1s, such as 30s, 5m or 1h"))]
+    pub interval: String,
+
+    /// What ferry may do on its own.
+    #[serde(default)]
+    pub sync_policy: SyncPolicy,
+
+    /// Stop reconciling (no fetch, no apply, no prune) until set back to false.
+    #[serde(default)]
+    pub suspend: bool,
+
+    /// Checks the rendered manifests must pass before anything is applied.
+    #[serde(default)]
+    pub policy: Policy,
+
+    /// Progressive delivery for one Deployment of this Application.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+}
+
+fn default_interval() -> String {
+    "3m".to_string()
+}
+
+/// A Git repository, a ref to pin, and a path inside it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.kustomize) && has(self.helm))").message("set at most one of kustomize or helm"))]
+pub struct Source {
+    /// Git URL: https://, http://, ssh://, file:// or user@host:path.
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new(r"self.matches('^(https?|ssh|file)://.+') || self.matches('^[A-Za-z0-9._~-]+@[A-Za-z0-9.-]+:.+')").message("repoURL must be a Git URL starting with https://, http://, ssh:// or file://, or of the form user@host:path"))]
+    #[serde(rename = "repoURL")]
+    pub repo_url: String,
+
+    /// The revision to sync: exactly one of branch, tag, semver or commit.
+    #[serde(rename = "ref")]
+    pub git_ref: GitRef,
+
+    /// Directory inside the repository, relative to its root. Defaults to the root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    #[x_kube(validation = Rule::new("!self.startsWith('/') && !self.split('/').exists(p, p == '..')").message("path must be relative to the repository root and must not contain '..'"))]
+    pub path: Option<String>,
+
+    /// Secret in the Application's namespace with Git credentials: `username` + `password`,
+    /// `bearerToken`, or `identity` + `known_hosts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalObjectReference>,
+
+    /// Render with Kustomize (detected from kustomization.yaml when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kustomize: Option<KustomizeSource>,
+
+    /// Render with `helm template` (detected from Chart.yaml when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<HelmSource>,
+}
+
+/// Exactly one of the four ways to pin a revision.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.branch), has(self.tag), has(self.semver), has(self.commit)].filter(x, x).size() == 1").message("set exactly one of branch, tag, semver or commit"))]
+pub struct GitRef {
+    /// Follow the tip of this branch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub branch: Option<String>,
+    /// This tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub tag: Option<String>,
+    /// The highest tag matching this semver range, e.g. `>=1.2.0 <2.0.0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub semver: Option<String>,
+    /// This commit: a full 40-character SHA-1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9a-fA-F]{40}$')").message("commit must be a full 40-character hexadecimal SHA"))]
+    pub commit: Option<String>,
+}
+
+/// A reference to an object in the Application's own namespace.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct LocalObjectReference {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Kustomize options.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KustomizeSource {
+    /// Prefix added to the names of all rendered objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_prefix: Option<String>,
+    /// Suffix added to the names of all rendered objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_suffix: Option<String>,
+    /// Image overrides, as in a kustomization's `images:`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<KustomizeImage>,
+}
+
+/// One image override.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct KustomizeImage {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_tag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+/// Helm options for `helm template`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmSource {
+    /// Release name; defaults to the Application's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 53))]
+    pub release_name: Option<String>,
+    /// Values files inside the chart directory, applied in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values_files: Vec<String>,
+    /// Values merged over the values files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::schema::free_form_object")]
+    pub values: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Where objects go.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Destination {
+    /// Namespace for namespaced objects that name none. Defaults to the Application's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
+}
+
+/// What ferry may do without a person.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncPolicy {
+    /// Apply new revisions automatically. When false, ferry only reports OutOfSync.
+    #[serde(default = "yes")]
+    pub automated: bool,
+    /// Delete objects that were synced before and are no longer in Git.
+    #[serde(default)]
+    pub prune: bool,
+    /// Correct changes made to synced objects in the cluster.
+    #[serde(default = "yes")]
+    pub self_heal: bool,
+    /// Allow a revision that renders no objects to prune everything.
+    #[serde(default)]
+    pub allow_empty: bool,
+}
+
+impl Default for SyncPolicy {
+    fn default() -> Self {
+        SyncPolicy { automated: true, prune: false, self_heal: true, allow_empty: false }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Checks on rendered manifests.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Policy {
+    /// Refuse images with no tag, the `latest` tag, or no digest/tag pin.
+    #[serde(default)]
+    pub require_pinned_images: bool,
+}
+
+/// Progressive delivery: exactly one of canary or blueGreen.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.canary) != has(self.blueGreen)").message("strategy takes exactly one of canary or blueGreen, not both and not neither"))]
+pub struct Strategy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryStrategy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreenStrategy>,
+}
+
+/// The Deployment a strategy drives.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct WorkloadRef {
+    /// Name of a Deployment rendered by this Application.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Canary: run the new version beside the old one and shift traffic step by step.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStrategy {
+    pub workload: WorkloadRef,
+    /// How traffic is split. Default: by replica ratio behind the existing Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_routing: Option<TrafficRouting>,
+    /// Steps run in order; after the last one the new version is promoted.
+    #[schemars(length(min = 1, max = 64))]
+    pub steps: Vec<CanaryStep>,
+    /// How long the canary keeps running after an abort, for debugging. Default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN), length(max = 32))]
+    pub abort_scale_down_delay: Option<String>,
+    /// Abort when a step makes no progress for this long. Default 10m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN), length(max = 32))]
+    pub progress_deadline: Option<String>,
+}
+
+/// Traffic routing for a canary.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TrafficRouting {
+    /// Weighted backendRefs on a Gateway API HTTPRoute.
+    #[serde(default, rename = "gatewayAPI", skip_serializing_if = "Option::is_none")]
+    pub gateway_api: Option<GatewayApiRouting>,
+}
+
+/// A Gateway API HTTPRoute whose backend weights ferry sets.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayApiRouting {
+    /// Name of the HTTPRoute, in the workload's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub http_route: String,
+}
+
+/// One canary step: exactly one of setWeight, pause or analysis.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.setWeight), has(self.pause), has(self.analysis)].filter(x, x).size() == 1").message("each canary step sets exactly one of setWeight, pause or analysis"))]
+pub struct CanaryStep {
+    /// Percentage of traffic to send to the canary, 0 to 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100))]
+    pub set_weight: Option<i32>,
+    /// Wait for a duration, or for `ferry promote` when no duration is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<Pause>,
+    /// Query Prometheus and abort when the canary misbehaves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Analysis>,
+}
+
+/// A pause step.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Pause {
+    /// How long to wait; wait for `ferry promote` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN), length(max = 32))]
+    pub duration: Option<String>,
+}
+
+/// Prometheus analysis: every metric is measured `count` times, `interval` apart; more than
+/// `failureLimit` failed measurements abort the rollout.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Analysis {
+    /// Prometheus base URL; defaults to the controller's `--prometheus-url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus_url: Option<String>,
+    /// Time between measurements. Default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN), length(max = 32))]
+    pub interval: Option<String>,
+    /// Measurements per metric. Default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub count: Option<i32>,
+    /// Failed measurements tolerated before aborting. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub failure_limit: Option<i32>,
+    #[schemars(length(min = 1, max = 32))]
+    pub metrics: Vec<AnalysisMetric>,
+}
+
+/// One PromQL query and the range its result must fall in.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.thresholdRange.min) || has(self.thresholdRange.max)").message("thresholdRange needs min, max or both"))]
+pub struct AnalysisMetric {
+    #[schemars(length(min = 1, max = 63))]
+    pub name: String,
+    /// PromQL returning one number. `{{ namespace }}`, `{{ workload }}` and `{{ variant }}` are substituted.
+    #[schemars(length(min = 1, max = 8192))]
+    pub query: String,
+    pub threshold_range: ThresholdRange,
+}
+
+/// Inclusive bounds for a measurement.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ThresholdRange {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+/// Blue-green: bring the new version up behind a preview Service, then switch the active one.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BlueGreenStrategy {
+    pub workload: WorkloadRef,
+    /// Service that receives production traffic.
+    #[schemars(length(min = 1, max = 63))]
+    pub active_service: String,
+    /// Service that points at the new version before promotion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub preview_service: Option<String>,
+    /// Promote as soon as the new version is available and pre-promotion analysis passed.
+    #[serde(default)]
+    pub auto_promotion: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_promotion_analysis: Option<Analysis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_promotion_analysis: Option<Analysis>,
+    /// How long the old version keeps running after the switch. Default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN), length(max = 32))]
+    pub scale_down_delay: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Status
+
+/// What ferry observed and did. Written only by ferry.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// kstatus-compatible conditions: Ready, Reconciling, Stalled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempted_revision: Option<String>,
+    /// Objects applied by the last successful sync: what prune compares against.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inventory: Vec<InventoryEntry>,
+    /// Recent syncs, newest first, bounded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SyncStatusCode {
+    Synced,
+    OutOfSync,
+    #[default]
+    Unknown,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncStatus {
+    pub status: SyncStatusCode,
+    /// `<ref>@sha1:<40 hex>` of the revision compared against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// `<ref>@<7 hex>`, for the REVISION column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_revision: Option<String>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum HealthStatusCode {
+    Healthy,
+    Progressing,
+    Degraded,
+    Suspended,
+    Missing,
+    #[default]
+    Unknown,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct HealthStatus {
+    pub status: HealthStatusCode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InventoryEntry {
+    /// API group; empty for the core group.
+    #[serde(default)]
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    /// Empty for cluster-scoped objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncResult {
+    Succeeded,
+    Failed,
+    RolledBack,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    pub revision: String,
+    pub started_at: Time,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    pub result: SyncResult,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RolloutPhase {
+    #[default]
+    Idle,
+    Progressing,
+    Paused,
+    Analyzing,
+    Promoting,
+    Completed,
+    Aborted,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    pub phase: RolloutPhase,
+    /// Revision being rolled out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// Revision the primary runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_revision: Option<String>,
+    /// Index of the current canary step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_weight: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisStatus>,
+    /// A revision whose rollout was aborted; ferry does not retry it by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted_revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisStatus {
+    pub successes: i32,
+    pub failures: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_measurement_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

@@ -1,0 +1,17 @@
+//! Condition types and reasons. Constants, so that a typo is a compile error and dashboards
+//! and alerts can match on them.
+
+pub const READY: &str = "Ready";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+
+pub const RECONCILIATION_SUCCEEDED: &str = "ReconciliationSucceeded";
+pub const PROGRESSING: &str = "Progressing";
+pub const FETCH_FAILED: &str = "FetchFailed";
+pub const RENDER_FAILED: &str = "RenderFailed";
+pub const VALIDATION_FAILED: &str = "ValidationFailed";
+pub const APPLY_FAILED: &str = "ApplyFailed";
+pub const HEALTH_CHECK_FAILED: &str = "HealthCheckFailed";
+pub const PRUNE_REFUSED: &str = "PruneRefused";
+pub const ROLLOUT_ABORTED: &str = "RolloutAborted";
+pub const SUSPENDED: &str = "Suspended";

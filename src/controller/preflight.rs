@@ -1,0 +1,112 @@
+//! Start-up checks: is the API server reachable, and does it serve the Application CRD?
+//!
+//! Each failure is one sentence saying what is wrong and what to do, because this is the first
+//! thing a person installing ferry sees.
+
+use std::time::Duration;
+
+use kube::{Api, Client, CustomResourceExt, api::ListParams};
+
+use crate::api::Application;
+
+/// What the checks learned about the cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterInfo {
+    pub url: String,
+    pub kubernetes_version: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PreflightError {
+    #[error(
+        "no Kubernetes configuration found ({cause}); set KUBECONFIG to your cluster's kubeconfig or run ferry inside a cluster"
+    )]
+    NoConfig { cause: String },
+
+    #[error(
+        "cannot reach the Kubernetes API server at {url} ({cause}); check that the cluster is running and that KUBECONFIG points at it"
+    )]
+    Unreachable { url: String, cause: String },
+
+    #[error(
+        "the Kubernetes API server at {url} did not answer within {}s; check that the cluster is healthy and that KUBECONFIG points at it",
+        timeout.as_secs()
+    )]
+    Timeout { url: String, timeout: Duration },
+
+    #[error(
+        "the Kubernetes API server at {url} refused ferry's credentials ({code} {reason}); check the user in KUBECONFIG and its RBAC permissions on {crd}"
+    )]
+    Unauthorized { url: String, code: u16, reason: String, crd: String },
+
+    #[error(
+        "the Application CRD ({crd}) is not installed on the cluster at {url}; install it with `ferry crd | kubectl apply --server-side -f -`"
+    )]
+    CrdMissing { url: String, crd: String },
+
+    #[error("the Kubernetes API server at {url} answered unexpectedly while listing {crd}: {cause}")]
+    Unexpected { url: String, crd: String, cause: String },
+}
+
+impl PreflightError {
+    pub fn no_config(err: &(dyn std::error::Error + 'static)) -> Self {
+        PreflightError::NoConfig { cause: root_cause(err) }
+    }
+}
+
+/// Checks that the API server answers and serves Applications. Makes two read requests.
+pub async fn preflight(
+    client: &Client,
+    cluster_url: &str,
+    timeout: Duration,
+) -> Result<ClusterInfo, PreflightError> {
+    let url = cluster_url.trim_end_matches('/').to_string();
+    let crd = Application::crd_name().to_string();
+
+    let version = tokio::time::timeout(timeout, client.apiserver_version())
+        .await
+        .map_err(|_| PreflightError::Timeout { url: url.clone(), timeout })?
+        .map_err(|err| classify(err, &url, &crd))?;
+
+    // Listing one Application proves both that the CRD is served and that we may read it.
+    let apps: Api<Application> = Api::all(client.clone());
+    tokio::time::timeout(timeout, apps.list_metadata(&ListParams::default().limit(1)))
+        .await
+        .map_err(|_| PreflightError::Timeout { url: url.clone(), timeout })?
+        .map_err(|err| match &err {
+            kube::Error::Api(status) if status.code == 404 => {
+                PreflightError::CrdMissing { url: url.clone(), crd: crd.clone() }
+            }
+            _ => classify(err, &url, &crd),
+        })?;
+
+    Ok(ClusterInfo { url, kubernetes_version: version.git_version })
+}
+
+fn classify(err: kube::Error, url: &str, crd: &str) -> PreflightError {
+    match &err {
+        kube::Error::Api(status) if status.code == 401 || status.code == 403 => {
+            PreflightError::Unauthorized {
+                url: url.to_string(),
+                code: status.code,
+                reason: status.reason.clone(),
+                crd: crd.to_string(),
+            }
+        }
+        kube::Error::Api(status) => PreflightError::Unexpected {
+            url: url.to_string(),
+            crd: crd.to_string(),
+            cause: format!("{} {}: {}", status.code, status.reason, status.message),
+        },
+        _ => PreflightError::Unreachable { url: url.to_string(), cause: root_cause(&err) },
+    }
+}
+
+/// The innermost error message: "connection refused" says more than "ServiceError: client error".
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = err;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}

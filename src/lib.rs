@@ -1,0 +1,11 @@
+//! ferry: a GitOps reconciliation agent for Kubernetes.
+//!
+//! The crate is laid out by pipeline stage (see the README's architecture section); the binary in
+//! `main.rs` is a thin CLI over these modules.
+
+pub mod api;
+pub mod controller;
+pub mod telemetry;
+
+/// ferry's version, as printed by `ferry version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

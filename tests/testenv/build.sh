@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Builds the test environment's binaries from Go modules into a cache outside the repo:
+#   ~/.cache/ferry/testenv/<component>-<version>/bin/
+# Each component is built once per version; a finished build leaves a `.complete` marker so an
+# interrupted build is redone rather than trusted.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=versions.env
+source "$here/versions.env"
+
+export GOTOOLCHAIN=local
+export CGO_ENABLED=0
+export GOFLAGS="${GOFLAGS:--buildvcs=false}"
+cache="${FERRY_CACHE:-$HOME/.cache/ferry}/testenv"
+mkdir -p "$cache"
+
+log() { printf '[testenv build] %s\n' "$*" >&2; }
+
+component_dir() { printf '%s/%s-%s' "$cache" "$1" "$2"; }
+
+# The staging modules k8s.io/kubernetes replaces with ./staging/...; a dependency's replace
+# lines are ignored, so the wrapper module repeats them with published versions.
+staging_modules() {
+  local gomod
+  gomod="$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')"
+  sed -n 's#^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging/.*#\1#p' "$gomod"
+}
+
+build_kubernetes() {
+  local dir; dir="$(component_dir kubernetes "$KUBERNETES_VERSION")"
+  [[ -f "$dir/.complete" ]] && return 0
+  log "building kube-apiserver, kube-controller-manager, kube-scheduler, kubectl $KUBERNETES_VERSION (first run only; 10-25 minutes on 2 cores)"
+  rm -rf "$dir"; mkdir -p "$dir/src" "$dir/bin"
+  (
+    cd "$dir/src"
+    go mod init ferry.local/testenv/kubernetes >/dev/null 2>&1
+    local mods=() m
+    mapfile -t mods < <(staging_modules)
+    [[ ${#mods[@]} -gt 20 ]] || { log "could not read the staging module list of k8s.io/kubernetes@$KUBERNETES_VERSION"; exit 1; }
+    for m in "${mods[@]}"; do
+      go mod edit -replace "$m=$m@$KUBERNETES_STAGING_VERSION"
+    done
+    local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl) pkgs=() c
+    for c in "${cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+    go mod edit -require "k8s.io/kubernetes@$KUBERNETES_VERSION"
+    for p in "${pkgs[@]}"; do go mod edit -tool "$p"; done
+    go mod tidy >/dev/null
+    local minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
+    local ld="" pkg
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ld+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+      ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+    done
+    go build -trimpath -ldflags "-s -w$ld" -o "$dir/bin/" "${pkgs[@]}"
+  )
+  touch "$dir/.complete"
+}
+
+build_etcd() {
+  local dir; dir="$(component_dir etcd "$ETCD_VERSION")"
+  [[ -f "$dir/.complete" ]] && return 0
+  log "building etcd $ETCD_VERSION"
+  rm -rf "$dir"; mkdir -p "$dir/src" "$dir/bin"
+  (
+    cd "$dir/src"
+    go mod init ferry.local/testenv/etcd >/dev/null 2>&1
+    go mod edit -require "go.etcd.io/etcd/server/v3@$ETCD_VERSION" -tool go.etcd.io/etcd/server/v3
+    go mod tidy >/dev/null
+    go build -trimpath -ldflags "-s -w" -o "$dir/bin/etcd" go.etcd.io/etcd/server/v3
+  )
+  touch "$dir/.complete"
+}
+
+# Tools whose modules have no replace lines install directly.
+go_install() { # name version package
+  local name="$1" version="$2" pkg="$3" ldflags="${4:-}"
+  local dir; dir="$(component_dir "$name" "$version")"
+  [[ -f "$dir/.complete" ]] && return 0
+  log "building $name $version"
+  rm -rf "$dir"; mkdir -p "$dir/bin"
+  GOBIN="$dir/bin" go install -trimpath -ldflags "-s -w $ldflags" "$pkg@$version"
+  touch "$dir/.complete"
+}
+
+build_kwok() {
+  go_install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok \
+    "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
+  local dir; dir="$(component_dir kwok "$KWOK_VERSION")"
+  [[ -f "$dir/stages.yaml" ]] && return 0
+  # Standalone kwok needs Stage objects; take the upstream ones from the module cache.
+  local src; src="$(go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')"
+  local s out="$dir/stages.yaml.tmp"; : >"$out"
+  for s in node/fast/node-initialize node/heartbeat-with-lease/node-heartbeat-with-lease \
+           pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+    { echo "---"; cat "$src/kustomize/stage/$s.yaml"; echo; } >>"$out"
+  done
+  mv "$out" "$dir/stages.yaml"
+}
+
+main() {
+  local what=("$@")
+  [[ ${#what[@]} -gt 0 ]] || what=(etcd kwok kustomize helm kubernetes)
+  local w
+  for w in "${what[@]}"; do
+    case "$w" in
+      kubernetes) build_kubernetes ;;
+      etcd) build_etcd ;;
+      kwok) build_kwok ;;
+      kustomize) go_install kustomize "$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5 \
+                   "-X sigs.k8s.io/kustomize/api/provenance.version=$KUSTOMIZE_VERSION" ;;
+      helm) go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
+              "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" ;;
+      *) log "unknown component $w"; exit 2 ;;
+    esac
+  done
+}
+
+# One build at a time per machine: parallel test binaries or two checkouts share the cache.
+exec 9>"$cache/.build.lock"
+flock 9
+main "$@"
