@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 /// Go-style duration accepted by `interval`, `pause.duration` and friends: one or more
 /// number+unit pairs, units ms, s, m, h. No sign, so negative values never parse.
-pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
+/// Written without backslashes so the same text works as an OpenAPI pattern and inside a CEL
+/// string literal.
+pub const DURATION_PATTERN: &str = r"^([0-9]+([.][0-9]+)?(ms|s|m|h))+$";
 
 /// An Application syncs one path of one Git revision into the cluster.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -25,12 +27,37 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
     shortname = "fapp",
     category = "ferry",
     doc = "An Application syncs one path of a pinned Git revision into the cluster and keeps it there.",
-    printcolumn(name = "Sync", type_ = "string", json_path = ".status.sync.status", description = "Synced, OutOfSync or Unknown"),
-    printcolumn(name = "Health", type_ = "string", json_path = ".status.health.status", description = "Aggregated health of the synced objects"),
-    printcolumn(name = "Revision", type_ = "string", json_path = ".status.sync.shortRevision", description = "Ref and short commit of the last sync"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Ready condition"),
+    printcolumn(
+        name = "Sync",
+        type_ = "string",
+        json_path = ".status.sync.status",
+        description = "Synced, OutOfSync or Unknown"
+    ),
+    printcolumn(
+        name = "Health",
+        type_ = "string",
+        json_path = ".status.health.status",
+        description = "Aggregated health of the synced objects"
+    ),
+    printcolumn(
+        name = "Revision",
+        type_ = "string",
+        json_path = ".status.sync.shortRevision",
+        description = "Ref and short commit of the last sync"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Ready condition"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Message", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].message", priority = "1")
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message",
+        priority = "1"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ApplicationSpec {

@@ -44,10 +44,7 @@ pub struct BasicAuth {
 
 impl fmt::Debug for BasicAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BasicAuth")
-            .field("username", &self.username)
-            .field("password", &"***")
-            .finish()
+        f.debug_struct("BasicAuth").field("username", &self.username).field("password", &"***").finish()
     }
 }
 
@@ -63,10 +60,7 @@ struct Shared {
 impl Shared {
     fn record_stderr(&self, line: String) {
         eprintln!("[git-server] {line}");
-        let mut log = self
-            .backend_stderr
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut log = self.backend_stderr.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if log.len() >= MAX_STDERR_LINES {
             log.pop_front();
         }
@@ -102,10 +96,7 @@ impl GitServer {
 
     /// Same, requiring HTTP basic auth with these credentials for every request.
     pub fn start_with_auth(username: &str, password: &str) -> GitServer {
-        Self::start_inner(Some(BasicAuth {
-            username: username.to_string(),
-            password: password.to_string(),
-        }))
+        Self::start_inner(Some(BasicAuth { username: username.to_string(), password: password.to_string() }))
     }
 
     fn start_inner(auth: Option<BasicAuth>) -> GitServer {
@@ -113,15 +104,13 @@ impl GitServer {
         let project_root = root.join("repos");
         let home = root.join("home");
         for dir in [&project_root, &home] {
-            fs::create_dir_all(dir)
-                .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+            fs::create_dir_all(dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         }
 
         let listener = TcpListener::bind("127.0.0.1:0")
             .unwrap_or_else(|e| panic!("cannot bind a loopback port for the git server: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("cannot read the git server's address: {e}"));
+        let addr =
+            listener.local_addr().unwrap_or_else(|e| panic!("cannot read the git server's address: {e}"));
 
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
@@ -143,10 +132,7 @@ impl GitServer {
 
         let bare = server.bare_repo_path();
         let bare_str = bare.to_string_lossy().into_owned();
-        server.git(
-            &server.root,
-            &["init", "-q", "--bare", "-b", "main", &bare_str],
-        );
+        server.git(&server.root, &["init", "-q", "--bare", "-b", "main", &bare_str]);
         server.git(&bare, &["config", "http.receivepack", "true"]);
         server.git(&bare, &["config", "http.uploadpack", "true"]);
 
@@ -204,10 +190,7 @@ impl GitServer {
     /// server, with credentials when auth is configured). Files not listed are left as they were
     /// in the previous commit of that branch. Returns the 40-hex commit SHA pushed.
     pub fn commit_files(&self, branch: &str, files: &[(&str, &str)], message: &str) -> String {
-        let _guard = self
-            .work_lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _guard = self.work_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let work = self.prepare_branch(branch);
 
         let mut add_args: Vec<String> = vec!["add".into(), "-f".into(), "--".into()];
@@ -218,8 +201,7 @@ impl GitServer {
                 fs::create_dir_all(parent)
                     .unwrap_or_else(|e| panic!("cannot create {}: {e}", parent.display()));
             }
-            fs::write(&full, contents)
-                .unwrap_or_else(|e| panic!("cannot write {}: {e}", full.display()));
+            fs::write(&full, contents).unwrap_or_else(|e| panic!("cannot write {}: {e}", full.display()));
             add_args.push(rel_path.to_string_lossy().into_owned());
         }
         if !files.is_empty() {
@@ -231,20 +213,12 @@ impl GitServer {
 
     /// Removes files in a new commit and pushes; returns the SHA.
     pub fn remove_files(&self, branch: &str, paths: &[&str], message: &str) -> String {
-        let _guard = self
-            .work_lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _guard = self.work_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let work = self.prepare_branch(branch);
 
         if !paths.is_empty() {
-            let mut rm_args: Vec<String> = vec![
-                "rm".into(),
-                "-r".into(),
-                "-f".into(),
-                "-q".into(),
-                "--".into(),
-            ];
+            let mut rm_args: Vec<String> =
+                vec!["rm".into(), "-r".into(), "-f".into(), "-q".into(), "--".into()];
             for rel in paths {
                 rm_args.push(checked_relative_path(rel).to_string_lossy().into_owned());
             }
@@ -256,10 +230,7 @@ impl GitServer {
 
     /// Creates a lightweight tag at `commit` and pushes it.
     pub fn tag(&self, name: &str, commit: &str) {
-        let _guard = self
-            .work_lock
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _guard = self.work_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let work = self.ensure_clone();
         self.fetch(&work);
         self.git(&work, &["tag", "-f", name, commit]);
@@ -285,16 +256,7 @@ impl GitServer {
     }
 
     fn fetch(&self, work: &Path) {
-        self.git(
-            work,
-            &[
-                "fetch",
-                "-q",
-                "--prune",
-                "origin",
-                "+refs/heads/*:refs/remotes/origin/*",
-            ],
-        );
+        self.git(work, &["fetch", "-q", "--prune", "origin", "+refs/heads/*:refs/remotes/origin/*"]);
     }
 
     /// Fetches, then checks out `branch` in the working clone: based on `origin/branch` if it
@@ -318,17 +280,7 @@ impl GitServer {
     }
 
     fn commit_and_push(&self, work: &Path, branch: &str, message: &str) -> String {
-        self.git(
-            work,
-            &[
-                "commit",
-                "-q",
-                "--no-verify",
-                "--allow-empty",
-                "-m",
-                message,
-            ],
-        );
+        self.git(work, &["commit", "-q", "--no-verify", "--allow-empty", "-m", message]);
         let sha = self.git(work, &["rev-parse", "HEAD"]).trim().to_string();
         assert!(
             sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit()),
@@ -476,33 +428,22 @@ fn make_temp_dir() -> PathBuf {
     let base = std::env::temp_dir();
     for _ in 0..100 {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir = base.join(format!(
-            "ferry-git-server-{}-{n}-{nanos}",
-            std::process::id()
-        ));
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let dir = base.join(format!("ferry-git-server-{}-{n}-{nanos}", std::process::id()));
         match fs::create_dir(&dir) {
             Ok(()) => return dir,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => panic!("cannot create temporary directory {}: {e}", dir.display()),
         }
     }
-    panic!(
-        "cannot create a unique temporary directory under {}",
-        base.display()
-    );
+    panic!("cannot create a unique temporary directory under {}", base.display());
 }
 
 /// Validates a repository-relative path supplied by a test.
 fn checked_relative_path(rel: &str) -> PathBuf {
     let path = PathBuf::from(rel);
     let valid = !rel.is_empty()
-        && path
-            .components()
-            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+        && path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
         && path.components().any(|c| matches!(c, Component::Normal(_)));
     assert!(valid, "invalid repository-relative path: {rel:?}");
     path
@@ -566,10 +507,7 @@ struct Request {
 
 impl Request {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -605,18 +543,15 @@ impl ReadError {
         match self {
             ReadError::Closed => None,
             ReadError::Bad(msg) => Some(Response::simple("400 Bad Request", &msg)),
-            ReadError::TooLarge("header") => Some(Response::simple(
-                "431 Request Header Fields Too Large",
-                "request header too large",
-            )),
-            ReadError::TooLarge(what) => Some(Response::simple(
-                "413 Payload Too Large",
-                &format!("{what} too large"),
-            )),
-            ReadError::Io(e) => Some(Response::simple(
-                "400 Bad Request",
-                &format!("error reading request: {e}"),
-            )),
+            ReadError::TooLarge("header") => {
+                Some(Response::simple("431 Request Header Fields Too Large", "request header too large"))
+            }
+            ReadError::TooLarge(what) => {
+                Some(Response::simple("413 Payload Too Large", &format!("{what} too large")))
+            }
+            ReadError::Io(e) => {
+                Some(Response::simple("400 Bad Request", &format!("error reading request: {e}")))
+            }
         }
     }
 }
@@ -625,10 +560,7 @@ fn handle_connection(stream: TcpStream, shared: &Shared) {
     let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_nodelay(true);
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|_| "127.0.0.1".to_string());
+    let peer = stream.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|_| "127.0.0.1".to_string());
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
@@ -651,9 +583,7 @@ fn handle_connection(stream: TcpStream, shared: &Shared) {
     // Drain whatever the client may still send (e.g. an unread body after an error
     // response) so that closing the socket does not reset the connection before the
     // client has read the response.
-    let _ = reader
-        .get_ref()
-        .set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = reader.get_ref().set_read_timeout(Some(Duration::from_secs(2)));
     let mut sink = [0u8; 8192];
     let mut drained = 0usize;
     while drained < 16 * 1024 * 1024 {
@@ -677,9 +607,8 @@ fn serve(
     };
     let is_head = request.method == "HEAD";
 
-    let expects_continue = request
-        .header("Expect")
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"));
+    let expects_continue =
+        request.header("Expect").is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"));
 
     // Authentication.
     let remote_user = match &shared.auth {
@@ -691,10 +620,7 @@ fn serve(
                     let _ = read_body(reader, &request);
                 }
                 let mut response = Response::simple("401 Unauthorized", "authentication required");
-                response.headers.push((
-                    "WWW-Authenticate".into(),
-                    format!("Basic realm=\"{REALM}\""),
-                ));
+                response.headers.push(("WWW-Authenticate".into(), format!("Basic realm=\"{REALM}\"")));
                 return Some((response, is_head));
             }
             auth.username.clone()
@@ -702,9 +628,7 @@ fn serve(
     };
 
     if expects_continue {
-        let sent = writer
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .and_then(|()| writer.flush());
+        let sent = writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").and_then(|()| writer.flush());
         if sent.is_err() {
             return None;
         }
@@ -720,15 +644,7 @@ fn serve(
         Err(msg) => return Some((Response::simple("400 Bad Request", &msg), is_head)),
     };
 
-    let response = run_backend(
-        shared,
-        &request,
-        &path_info,
-        &query,
-        body,
-        &remote_user,
-        peer,
-    );
+    let response = run_backend(shared, &request, &path_info, &query, body, &remote_user, peer);
     Some((response, is_head))
 }
 
@@ -740,11 +656,7 @@ fn read_line_limited(
 ) -> Result<Vec<u8>, ReadError> {
     let mut line = Vec::new();
     let limit = (*budget as u64).saturating_add(1);
-    let n = reader
-        .by_ref()
-        .take(limit)
-        .read_until(b'\n', &mut line)
-        .map_err(ReadError::Io)?;
+    let n = reader.by_ref().take(limit).read_until(b'\n', &mut line).map_err(ReadError::Io)?;
     if n > *budget {
         return Err(ReadError::TooLarge(what));
     }
@@ -778,18 +690,14 @@ fn read_head(reader: &mut BufReader<TcpStream>) -> Result<Request, ReadError> {
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(ReadError::Bad(format!(
-            "malformed request line: {request_line:?}"
-        )));
+        return Err(ReadError::Bad(format!("malformed request line: {request_line:?}")));
     };
     if method.is_empty()
         || !method.bytes().all(|b| b.is_ascii_alphabetic())
         || target.is_empty()
         || !version.starts_with("HTTP/1.")
     {
-        return Err(ReadError::Bad(format!(
-            "malformed request line: {request_line:?}"
-        )));
+        return Err(ReadError::Bad(format!("malformed request line: {request_line:?}")));
     }
 
     let mut headers = Vec::new();
@@ -807,36 +715,21 @@ fn read_head(reader: &mut BufReader<TcpStream>) -> Result<Request, ReadError> {
         let Some((name, value)) = line.split_once(':') else {
             return Err(ReadError::Bad(format!("malformed header line: {line:?}")));
         };
-        if name.is_empty()
-            || name
-                .bytes()
-                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-        {
+        if name.is_empty() || name.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
             return Err(ReadError::Bad(format!("malformed header name: {name:?}")));
         }
         headers.push((name.to_string(), value.trim().to_string()));
     }
 
-    Ok(Request {
-        method: method.to_string(),
-        target: target.to_string(),
-        headers,
-    })
+    Ok(Request { method: method.to_string(), target: target.to_string(), headers })
 }
 
 fn read_body(reader: &mut BufReader<TcpStream>, request: &Request) -> Result<Vec<u8>, ReadError> {
     if let Some(te) = request.header("Transfer-Encoding") {
-        let codings: Vec<String> = te
-            .split(',')
-            .map(|c| c.trim().to_ascii_lowercase())
-            .filter(|c| !c.is_empty())
-            .collect();
-        if codings.last().map(String::as_str) != Some("chunked")
-            || codings.iter().any(|c| c != "chunked")
-        {
-            return Err(ReadError::Bad(format!(
-                "unsupported Transfer-Encoding: {te}"
-            )));
+        let codings: Vec<String> =
+            te.split(',').map(|c| c.trim().to_ascii_lowercase()).filter(|c| !c.is_empty()).collect();
+        if codings.last().map(String::as_str) != Some("chunked") || codings.iter().any(|c| c != "chunked") {
+            return Err(ReadError::Bad(format!("unsupported Transfer-Encoding: {te}")));
         }
         return read_chunked(reader);
     }
@@ -857,15 +750,9 @@ fn read_body(reader: &mut BufReader<TcpStream>, request: &Request) -> Result<Vec
 
 fn read_exact_vec(reader: &mut BufReader<TcpStream>, len: usize) -> Result<Vec<u8>, ReadError> {
     let mut body = Vec::with_capacity(len.min(8 * 1024 * 1024));
-    let n = reader
-        .by_ref()
-        .take(len as u64)
-        .read_to_end(&mut body)
-        .map_err(ReadError::Io)?;
+    let n = reader.by_ref().take(len as u64).read_to_end(&mut body).map_err(ReadError::Io)?;
     if n != len {
-        return Err(ReadError::Bad(format!(
-            "request body ended after {n} of {len} bytes"
-        )));
+        return Err(ReadError::Bad(format!("request body ended after {n} of {len} bytes")));
     }
     Ok(body)
 }
@@ -877,9 +764,7 @@ fn read_chunked(reader: &mut BufReader<TcpStream>) -> Result<Vec<u8>, ReadError>
         let mut line_budget = 1024usize;
         let line = match read_line_limited(reader, &mut line_budget, "chunk size line") {
             Err(ReadError::Closed) => {
-                return Err(ReadError::Bad(
-                    "connection closed inside a chunked body".into(),
-                ));
+                return Err(ReadError::Bad("connection closed inside a chunked body".into()));
             }
             other => other?,
         };
@@ -888,16 +773,13 @@ fn read_chunked(reader: &mut BufReader<TcpStream>) -> Result<Vec<u8>, ReadError>
         if size_str.is_empty() || !size_str.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(ReadError::Bad(format!("invalid chunk size line: {line:?}")));
         }
-        let size =
-            usize::from_str_radix(size_str, 16).map_err(|_| ReadError::TooLarge("request body"))?;
+        let size = usize::from_str_radix(size_str, 16).map_err(|_| ReadError::TooLarge("request body"))?;
         if size == 0 {
             // Trailer section, terminated by an empty line.
             loop {
                 let trailer = match read_line_limited(reader, &mut trailer_budget, "header") {
                     Err(ReadError::Closed) => {
-                        return Err(ReadError::Bad(
-                            "connection closed inside chunk trailers".into(),
-                        ));
+                        return Err(ReadError::Bad("connection closed inside chunk trailers".into()));
                     }
                     other => other?,
                 };
@@ -977,10 +859,7 @@ fn base64_decode(input: &str) -> Option<Vec<u8>> {
 fn split_target(target: &str) -> Result<(String, String), String> {
     let mut target = target;
     // Absolute form (http://host/path) as sent through proxies.
-    if let Some(rest) = target
-        .strip_prefix("http://")
-        .or_else(|| target.strip_prefix("https://"))
-    {
+    if let Some(rest) = target.strip_prefix("http://").or_else(|| target.strip_prefix("https://")) {
         target = match rest.find('/') {
             Some(i) => &rest[i..],
             None => "/",
@@ -1032,10 +911,7 @@ fn run_backend(
     let mut cmd = Command::new("git");
     cmd.arg("http-backend")
         .env_clear()
-        .env(
-            "PATH",
-            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
-        )
+        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()))
         .env("HOME", &shared.home)
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("LC_ALL", "C")
@@ -1059,8 +935,7 @@ fn run_backend(
         cmd.env("CONTENT_TYPE", ct);
     }
     if let Some(proto) = request.header("Git-Protocol") {
-        cmd.env("GIT_PROTOCOL", proto)
-            .env("HTTP_GIT_PROTOCOL", proto);
+        cmd.env("GIT_PROTOCOL", proto).env("HTTP_GIT_PROTOCOL", proto);
     }
     if let Some(enc) = request.header("Content-Encoding") {
         cmd.env("HTTP_CONTENT_ENCODING", enc);
@@ -1102,10 +977,7 @@ fn run_backend(
 
     let stderr = String::from_utf8_lossy(&output.stderr);
     for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
-        shared.record_stderr(format!(
-            "http-backend ({} {path_info}): {line}",
-            request.method
-        ));
+        shared.record_stderr(format!("http-backend ({} {path_info}): {line}", request.method));
     }
     if !output.status.success() {
         shared.record_stderr(format!(
@@ -1117,10 +989,8 @@ fn run_backend(
     match parse_cgi_output(&output.stdout) {
         Some(response) => response,
         None => {
-            let msg = format!(
-                "git http-backend produced no valid CGI response (exit status {})",
-                output.status
-            );
+            let msg =
+                format!("git http-backend produced no valid CGI response (exit status {})", output.status);
             shared.record_stderr(msg.clone());
             Response::simple("502 Bad Gateway", &msg)
         }
@@ -1162,20 +1032,14 @@ fn parse_cgi_output(stdout: &[u8]) -> Option<Response> {
             headers.push((name.to_string(), value.to_string()));
         }
     }
-    let status_ok = status
-        .get(..3)
-        .is_some_and(|code| code.bytes().all(|b| b.is_ascii_digit()));
+    let status_ok = status.get(..3).is_some_and(|code| code.bytes().all(|b| b.is_ascii_digit()));
     if !status_ok {
         return None;
     }
     if status.len() == 3 {
         status.push_str(" Unknown");
     }
-    Some(Response {
-        status,
-        headers,
-        body: stdout[body_start..].to_vec(),
-    })
+    Some(Response { status, headers, body: stdout[body_start..].to_vec() })
 }
 
 fn write_response(stream: &mut TcpStream, response: &Response, is_head: bool) -> io::Result<()> {
@@ -1186,10 +1050,7 @@ fn write_response(stream: &mut TcpStream, response: &Response, is_head: bool) ->
         head.push_str(value);
         head.push_str("\r\n");
     }
-    head.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        response.body.len()
-    ));
+    head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", response.body.len()));
     stream.write_all(head.as_bytes())?;
     if !is_head {
         stream.write_all(&response.body)?;

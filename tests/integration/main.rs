@@ -1,0 +1,11 @@
+//! ferry's integration tests. They run against the real control plane built and started by
+//! `tests/testenv/testenv.sh` (brought up on first use) and real Git servers; one test binary
+//! keeps linking cheap.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod api;
+mod cli;
+mod cluster;
+mod git_fixture;

@@ -1,0 +1,181 @@
+//! The real control plane from `tests/testenv/`, shared by every test in a process, and a
+//! namespace per test.
+
+use std::{
+    collections::HashMap,
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    sync::{
+        OnceLock,
+        atomic::{AtomicU32, Ordering},
+    },
+};
+
+/// Root of the ferry checkout.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn testenv_script() -> PathBuf {
+    repo_root().join("tests/testenv/testenv.sh")
+}
+
+/// A running control plane: where its kubeconfig and tools are.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub kubeconfig: PathBuf,
+    pub bin: PathBuf,
+    state: PathBuf,
+    components: &'static str,
+}
+
+/// Output of a finished command, for assertions.
+#[derive(Debug)]
+pub struct Run {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Self {
+        Run {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Cluster {
+    /// The full control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+    /// kwok), started on first use and reused afterwards, also across test runs.
+    pub fn shared() -> &'static Cluster {
+        static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+        CLUSTER.get_or_init(|| {
+            let state = std::env::var_os("FERRY_TESTENV_STATE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| repo_root().join("target/testenv"));
+            Cluster::up(state, "full")
+        })
+    }
+
+    /// A separate bare cluster (etcd and kube-apiserver only, no CRDs installed) in `state`.
+    /// Stop it with [`Cluster::down`].
+    pub fn bare(state: &Path) -> Cluster {
+        Cluster::up(state.to_path_buf(), "apiserver")
+    }
+
+    fn up(state: PathBuf, components: &'static str) -> Cluster {
+        let script = testenv_script();
+        let run = |cmd: &str| -> Run {
+            Command::new("bash")
+                .arg(&script)
+                .arg(cmd)
+                .env("FERRY_TESTENV_STATE", &state)
+                .env("FERRY_TESTENV_COMPONENTS", components)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()))
+                .into()
+        };
+        let up = run("up");
+        assert!(up.success, "testenv.sh up failed:\n{}\n{}", up.stdout, up.stderr);
+        let env = run("env");
+        assert!(env.success, "testenv.sh env failed:\n{}", env.stderr);
+        let vars: HashMap<&str, &str> = env.stdout.lines().filter_map(|l| l.split_once('=')).collect();
+        Cluster {
+            kubeconfig: PathBuf::from(vars["KUBECONFIG"]),
+            bin: PathBuf::from(vars["FERRY_TESTENV_BIN"]),
+            state,
+            components,
+        }
+    }
+
+    /// Stops this cluster's processes.
+    pub fn down(&self) {
+        let out = Command::new("bash")
+            .arg(testenv_script())
+            .arg("down")
+            .env("FERRY_TESTENV_STATE", &self.state)
+            .env("FERRY_TESTENV_COMPONENTS", self.components)
+            .output()
+            .expect("run testenv.sh down");
+        assert!(out.status.success(), "testenv.sh down failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// A kubectl command already pointed at this cluster.
+    pub fn kubectl_command(&self) -> Command {
+        let mut cmd = Command::new(self.bin.join("kubectl"));
+        cmd.env("KUBECONFIG", &self.kubeconfig).stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs kubectl and returns what it printed, successful or not.
+    pub fn kubectl(&self, args: &[&str]) -> Run {
+        self.kubectl_command().args(args).output().expect("run kubectl").into()
+    }
+
+    /// Runs kubectl with `input` on stdin.
+    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Run {
+        let mut child = self
+            .kubectl_command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        child.stdin.take().unwrap().write_all(input.as_bytes()).expect("write kubectl stdin");
+        child.wait_with_output().expect("wait for kubectl").into()
+    }
+
+    /// Runs kubectl and panics unless it succeeds; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let run = self.kubectl(args);
+        assert!(run.success, "kubectl {} failed: {}", args.join(" "), run.stderr);
+        run.stdout
+    }
+
+    /// `kubectl apply --server-side` of a YAML document, panicking on failure.
+    pub fn apply(&self, yaml: &str) -> String {
+        let run =
+            self.kubectl_stdin(&["apply", "--server-side", "--field-manager=ferry-tests", "-f", "-"], yaml);
+        assert!(run.success, "kubectl apply failed: {}\n{yaml}", run.stderr);
+        run.stdout
+    }
+
+    /// Installs ferry's CRDs (as `ferry crd` prints them) and waits until they are Established.
+    pub fn install_crds(&self) {
+        let yaml = ferry::api::crds_yaml().expect("serialize CRDs");
+        self.apply(&yaml);
+        self.kubectl_ok(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/applications.ferry.dev",
+        ]);
+    }
+
+    /// A fresh namespace for one test, deleted when the returned guard drops.
+    pub fn namespace(&self, prefix: &str) -> TestNamespace {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let name = format!("{prefix}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        self.kubectl_ok(&["create", "namespace", &name]);
+        TestNamespace { name, cluster: self.clone() }
+    }
+}
+
+/// A namespace that is deleted (without waiting) when dropped, so tests never see each other's
+/// objects and leave nothing behind.
+pub struct TestNamespace {
+    pub name: String,
+    cluster: Cluster,
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let _ = self.cluster.kubectl(&["delete", "namespace", &self.name, "--wait=false"]);
+    }
+}

@@ -1,0 +1,12 @@
+//! Shared fixtures for ferry's integration tests: the real local control plane (started by
+//! `tests/testenv/testenv.sh`), a namespace per test, and a Git server.
+
+#![allow(dead_code)]
+
+mod cluster;
+mod git_server;
+mod wait;
+
+pub use cluster::*;
+pub use git_server::*;
+pub use wait::*;

@@ -1,0 +1,310 @@
+#!/usr/bin/env bash
+# A real Kubernetes control plane on loopback for ferry's tests and demo.
+#
+#   testenv.sh up       build (once, cached) and start etcd, kube-apiserver, kube-controller-manager,
+#                       kube-scheduler and kwok; reuse them if already running and healthy
+#   testenv.sh down     stop the processes `up` started (by recorded PID) and remove the state
+#   testenv.sh env      print KUBECONFIG=... and FERRY_TESTENV_BIN=... (kubectl, kustomize, helm)
+#   testenv.sh status   print each process and whether the API server is ready; exit 1 if not
+#
+# Environment:
+#   FERRY_TESTENV_STATE       state directory (default: <repo>/target/testenv)
+#   FERRY_TESTENV_COMPONENTS  `full` (default) or `apiserver` (etcd + kube-apiserver only: a bare
+#                             cluster, used to test ferry against an API server without its CRD)
+#   FERRY_CACHE               build cache root (default: ~/.cache/ferry)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+# shellcheck source=versions.env
+source "$here/versions.env"
+
+state="${FERRY_TESTENV_STATE:-$repo/target/testenv}"
+components="${FERRY_TESTENV_COMPONENTS:-full}"
+cache="${FERRY_CACHE:-$HOME/.cache/ferry}/testenv"
+
+k8s_bin="$cache/kubernetes-$KUBERNETES_VERSION/bin"
+etcd_bin="$cache/etcd-$ETCD_VERSION/bin"
+kwok_dir="$cache/kwok-$KWOK_VERSION"
+kustomize_bin="$cache/kustomize-$KUSTOMIZE_VERSION/bin"
+helm_bin="$cache/helm-$HELM_VERSION/bin"
+
+pki="$state/pki"
+logs="$state/logs"
+pids="$state/pids"
+kubeconfig="$state/kubeconfig"
+node_name="kwok-node-0"
+
+log() { printf '[testenv] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+case "$components" in
+  full) daemons=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok) ;;
+  apiserver) daemons=(etcd kube-apiserver) ;;
+  *) die "FERRY_TESTENV_COMPONENTS must be 'full' or 'apiserver', not '$components'" ;;
+esac
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+pid_of() { [[ -f "$pids/$1" ]] && cat "$pids/$1"; }
+
+# A recorded PID counts only while it is still the process we started: PIDs get reused, and we
+# must never signal someone else's process.
+is_ours() { # name
+  local pid; pid="$(pid_of "$1")" || return 1
+  [[ -n "$pid" && -r "/proc/$pid/cmdline" ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$state"
+}
+
+api_ready() {
+  [[ -f "$state/apiserver.port" ]] || return 1
+  curl -fsS --max-time 5 --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
+    "https://127.0.0.1:$(cat "$state/apiserver.port")/readyz" >/dev/null 2>&1
+}
+
+healthy() {
+  local d
+  for d in "${daemons[@]}"; do is_ours "$d" || return 1; done
+  api_ready
+}
+
+wait_for() { # description timeout-seconds log-to-show command...
+  local what="$1" timeout="$2" show="$3"; shift 3
+  local deadline=$((SECONDS + timeout))
+  until "$@"; do
+    if ((SECONDS >= deadline)); then
+      log "timed out after ${timeout}s waiting for $what"
+      [[ -n "$show" && -f "$logs/$show.log" ]] && { log "last lines of $logs/$show.log:"; tail -n 30 "$logs/$show.log" >&2; }
+      exit 1
+    fi
+    if [[ -n "$show" ]] && ! is_ours "$show"; then
+      log "$show exited while waiting for $what; last lines of $logs/$show.log:"
+      tail -n 30 "$logs/$show.log" >&2
+      exit 1
+    fi
+    sleep 0.5
+  done
+}
+
+start() { # name binary args...
+  local name="$1"; shift
+  # The wrapper records its own PID, then execs: the recorded PID is the daemon's even when
+  # setsid has to fork. setsid keeps the daemons alive after the caller's terminal or make exits.
+  setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pids/$name" "$@" </dev/null >>"$logs/$name.log" 2>&1 8>&- &
+  local i
+  for i in $(seq 50); do [[ -s "$pids/$name" ]] && return 0; sleep 0.1; done
+  die "$name did not start"
+}
+
+stop_all() {
+  local d pid deadline
+  [[ -d "$pids" ]] || return 0
+  # Dependents first, one at a time: kube-apiserver waits forever on shutdown if etcd goes first.
+  for d in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
+    is_ours "$d" || continue
+    pid="$(pid_of "$d")"
+    kill "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + 15))
+    while is_ours "$d"; do
+      if ((SECONDS >= deadline)); then
+        log "$d (pid $pid) ignored SIGTERM for 15s; killing it"
+        kill -9 "$pid" 2>/dev/null || true
+      fi
+      sleep 0.2
+    done
+  done
+  rm -rf "$pids"
+}
+
+make_pki() {
+  mkdir -p "$pki"
+  local o=(-days 3650 -sha256)
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$pki/ca.key" -out "$pki/ca.crt" "${o[@]}" \
+    -subj "/CN=ferry-testenv-ca" -addext "basicConstraints=critical,CA:TRUE" \
+    -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
+  issue() { # name subject extensions
+    openssl req -newkey rsa:2048 -nodes -keyout "$pki/$1.key" -out "$pki/$1.csr" -subj "$2" 2>/dev/null
+    openssl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+      -out "$pki/$1.crt" "${o[@]}" -extfile <(printf '%b' "$3") 2>/dev/null
+    rm -f "$pki/$1.csr"
+  }
+  issue apiserver "/CN=kube-apiserver" \
+    "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\nbasicConstraints=CA:FALSE"
+  issue admin "/O=system:masters/CN=ferry-testenv-admin" \
+    "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature,keyEncipherment\nbasicConstraints=CA:FALSE"
+  openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
+  openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
+  chmod 600 "$pki"/*.key
+}
+
+write_kubeconfig() { # port
+  local b64='base64 -w0'
+  local tmp="$kubeconfig.tmp"
+  cat >"$tmp" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: ferry-testenv
+  cluster:
+    server: https://127.0.0.1:$1
+    certificate-authority-data: $($b64 <"$pki/ca.crt")
+users:
+- name: ferry-testenv-admin
+  user:
+    client-certificate-data: $($b64 <"$pki/admin.crt")
+    client-key-data: $($b64 <"$pki/admin.key")
+contexts:
+- name: ferry-testenv
+  context: {cluster: ferry-testenv, user: ferry-testenv-admin}
+current-context: ferry-testenv
+EOF
+  chmod 600 "$tmp"
+  mv "$tmp" "$kubeconfig"
+}
+
+link_tools() {
+  mkdir -p "$state/bin"
+  ln -sf "$k8s_bin/kubectl" "$state/bin/kubectl"
+  if [[ "$components" == full ]]; then
+    ln -sf "$kustomize_bin/kustomize" "$state/bin/kustomize"
+    ln -sf "$helm_bin/helm" "$state/bin/helm"
+  fi
+}
+
+kubectl() { "$k8s_bin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
+
+node_ready() {
+  [[ "$(kubectl get node "$node_name" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]
+}
+
+default_sa() { kubectl -n default get serviceaccount default >/dev/null 2>&1; }
+
+cmd_up() {
+  mkdir -p "$state"
+  exec 8>"$state/.lock"
+  flock 8
+
+  if healthy; then
+    link_tools
+    log "reusing the running control plane ($components) in $state"
+    return 0
+  fi
+
+  local build=(kubernetes etcd)
+  [[ "$components" == full ]] && build+=(kwok kustomize helm)
+  "$here/build.sh" "${build[@]}"
+
+  # Whatever is left of an earlier environment (a crash, a reboot) is stopped and wiped: a fresh
+  # cluster is cheaper to reason about than a half-alive one.
+  stop_all
+  rm -rf "$state/etcd" "$pki" "$logs" "$state"/*.port "$kubeconfig"
+  mkdir -p "$logs" "$pids" "$state/etcd"
+  log "starting the control plane ($components) in $state"
+  make_pki
+  link_tools
+
+  local etcd_port etcd_peer api_port
+  etcd_port="$(free_port)"; etcd_peer="$(free_port)"; api_port="$(free_port)"
+  echo "$api_port" >"$state/apiserver.port"
+
+  start etcd "$etcd_bin/etcd" --name=ferry-testenv --data-dir="$state/etcd" \
+    --listen-client-urls="http://127.0.0.1:$etcd_port" --advertise-client-urls="http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls="http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls="http://127.0.0.1:$etcd_peer" \
+    --initial-cluster="ferry-testenv=http://127.0.0.1:$etcd_peer" --unsafe-no-fsync=true \
+    --quota-backend-bytes=4294967296 --log-level=warn
+  wait_for "etcd" 60 etcd curl -fs --max-time 2 "http://127.0.0.1:$etcd_port/health" -o /dev/null
+  log "etcd is healthy on 127.0.0.1:$etcd_port"
+
+  start kube-apiserver "$k8s_bin/kube-apiserver" \
+    --etcd-servers="http://127.0.0.1:$etcd_port" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
+    --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
+    --client-ca-file="$pki/ca.crt" \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
+    --service-cluster-ip-range=10.96.0.0/12 \
+    --authorization-mode=Node,RBAC --allow-privileged=true --endpoint-reconciler-type=none \
+    --cert-dir="$state/apiserver-certs"
+  wait_for "kube-apiserver /readyz" 120 kube-apiserver api_ready
+  write_kubeconfig "$api_port"
+  log "kube-apiserver is ready on https://127.0.0.1:$api_port"
+
+  if [[ "$components" == full ]]; then
+    local kcm_port sched_port kwok_port
+    kcm_port="$(free_port)"; sched_port="$(free_port)"; kwok_port="$(free_port)"
+    start kube-controller-manager "$k8s_bin/kube-controller-manager" \
+      --kubeconfig="$kubeconfig" --authentication-kubeconfig="$kubeconfig" \
+      --authorization-kubeconfig="$kubeconfig" \
+      --leader-elect=false --bind-address=127.0.0.1 --secure-port="$kcm_port" \
+      --root-ca-file="$pki/ca.crt" --service-account-private-key-file="$pki/sa.key" \
+      --use-service-account-credentials=true --cert-dir="$state/kcm-certs" \
+      --node-monitor-grace-period=60s
+    start kube-scheduler "$k8s_bin/kube-scheduler" \
+      --kubeconfig="$kubeconfig" --authentication-kubeconfig="$kubeconfig" \
+      --authorization-kubeconfig="$kubeconfig" \
+      --leader-elect=false --bind-address=127.0.0.1 --secure-port="$sched_port" \
+      --cert-dir="$state/scheduler-certs"
+    start kwok "$kwok_dir/bin/kwok" --kubeconfig="$kubeconfig" --config="$kwok_dir/stages.yaml" \
+      --manage-all-nodes=true --cidr=10.244.0.0/16 --node-ip=127.0.0.1 \
+      --node-lease-duration-seconds=40 --server-address="127.0.0.1:$kwok_port"
+
+    # One fake Node; every node is fake, so no taint keeps ordinary Pods off it.
+    kubectl apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Node
+metadata:
+  name: $node_name
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+  labels:
+    kubernetes.io/hostname: $node_name
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    type: kwok
+status:
+  allocatable: {cpu: "32", memory: 256Gi, pods: "250"}
+  capacity: {cpu: "32", memory: 256Gi, pods: "250"}
+EOF
+    wait_for "Node $node_name to be Ready" 120 kwok node_ready
+    log "node $node_name is Ready"
+    wait_for "the default ServiceAccount" 120 kube-controller-manager default_sa
+  fi
+  log "control plane is up: export KUBECONFIG=$kubeconfig"
+}
+
+cmd_down() {
+  mkdir -p "$state"
+  exec 8>"$state/.lock"
+  flock 8
+  stop_all
+  rm -rf "$state/etcd" "$pki" "$state"/*.port "$kubeconfig" "$state"/*-certs "$state/bin"
+  log "stopped; logs kept in $logs"
+}
+
+cmd_env() {
+  [[ -f "$kubeconfig" ]] || die "no control plane in $state; run: $0 up"
+  printf 'KUBECONFIG=%s\n' "$kubeconfig"
+  printf 'FERRY_TESTENV_BIN=%s\n' "$state/bin"
+}
+
+cmd_status() {
+  local d ok=0
+  for d in "${daemons[@]}"; do
+    if is_ours "$d"; then printf '%-24s running (pid %s)\n' "$d" "$(pid_of "$d")"
+    else printf '%-24s stopped\n' "$d"; ok=1; fi
+  done
+  if api_ready; then printf '%-24s ready (https://127.0.0.1:%s)\n' api "$(cat "$state/apiserver.port")"
+  else printf '%-24s not ready\n' api; ok=1; fi
+  return "$ok"
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  env) cmd_env ;;
+  status) cmd_status ;;
+  *) echo "usage: $0 up|down|env|status" >&2; exit 2 ;;
+esac
