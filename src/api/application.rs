@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 pub const DURATION_PATTERN: &str = r"^([0-9]+([.][0-9]+)?(ms|s|m|h))+$";
 
 /// An Application syncs one path of one Git revision into the cluster.
+// Each printcolumn repeats `type_`; clippy reads that as a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "ferry.dev",

@@ -23,3 +23,71 @@ pub fn crds_yaml() -> Result<String, serde_saphyr::ser::Error> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crds_yaml_round_trips_to_the_same_crds() {
+        let yaml = crds_yaml().unwrap();
+        assert!(yaml.starts_with("---\n"));
+        let docs: Vec<CustomResourceDefinition> = serde_saphyr::from_multiple(&yaml).unwrap();
+        assert_eq!(docs, crds());
+    }
+
+    #[test]
+    fn application_crd_names_and_columns() {
+        let crd = Application::crd();
+        assert_eq!(crd.metadata.name.as_deref(), Some("applications.ferry.dev"));
+        assert_eq!(crd.spec.names.short_names, Some(vec!["fapp".to_string()]));
+        let version = &crd.spec.versions[0];
+        let columns: Vec<&str> =
+            version.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
+        assert_eq!(columns, ["Sync", "Health", "Revision", "Ready", "Age", "Message"]);
+        assert!(version.subresources.as_ref().unwrap().status.is_some());
+    }
+
+    #[test]
+    fn every_cel_rule_has_a_message() {
+        let json = serde_json::to_value(Application::crd()).unwrap();
+        let mut rules = Vec::new();
+        collect_rules(&json, &mut rules);
+        assert!(rules.len() >= 8, "expected the CEL rules in the schema, found {rules:?}");
+        for rule in rules {
+            let message = rule.get("message").and_then(|m| m.as_str()).unwrap_or_default();
+            assert!(!message.is_empty(), "CEL rule without a message: {rule}");
+        }
+    }
+
+    fn collect_rules<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a serde_json::Value>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::Array(rules)) = map.get("x-kubernetes-validations") {
+                    out.extend(rules);
+                }
+                map.values().for_each(|v| collect_rules(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| collect_rules(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn a_minimal_spec_gets_the_documented_defaults() {
+        let app: Application = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ferry.dev/v1alpha1",
+            "kind": "Application",
+            "metadata": {"name": "a"},
+            "spec": {"source": {"repoURL": "https://git.example.com/a.git", "ref": {"branch": "main"}}}
+        }))
+        .unwrap();
+        assert_eq!(app.spec.interval, "3m");
+        assert_eq!(
+            app.spec.sync_policy,
+            SyncPolicy { automated: true, prune: false, self_heal: true, allow_empty: false }
+        );
+        assert!(!app.spec.suspend);
+        assert_eq!(app.spec.source.git_ref.branch.as_deref(), Some("main"));
+    }
+}

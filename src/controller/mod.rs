@@ -20,9 +20,10 @@ pub struct RunOptions {
 /// For now this connects, checks that the Application CRD is served, reports readiness and
 /// waits for a shutdown signal; reconciliation is wired in by the sync-engine stage.
 pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
-    let config = Config::infer().await.map_err(|e| PreflightError::no_config(&e))?;
+    let kubeconfig_env = || std::env::var("KUBECONFIG").ok();
+    let config = Config::infer().await.map_err(|e| PreflightError::no_config(&e, kubeconfig_env()))?;
     let url = config.cluster_url.to_string();
-    let client = Client::try_from(config).map_err(|e| PreflightError::no_config(&e))?;
+    let client = Client::try_from(config).map_err(|e| PreflightError::no_config(&e, kubeconfig_env()))?;
     let cluster = preflight(&client, &url, opts.api_timeout).await?;
     info!(
         api_server = %cluster.url,

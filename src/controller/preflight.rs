@@ -24,6 +24,11 @@ pub enum PreflightError {
     NoConfig { cause: String },
 
     #[error(
+        "cannot load the kubeconfig named by KUBECONFIG ({path}): {cause}; point KUBECONFIG at a readable kubeconfig file, or unset it"
+    )]
+    BadKubeconfig { path: String, cause: String },
+
+    #[error(
         "cannot reach the Kubernetes API server at {url} ({cause}); check that the cluster is running and that KUBECONFIG points at it"
     )]
     Unreachable { url: String, cause: String },
@@ -44,13 +49,20 @@ pub enum PreflightError {
     )]
     CrdMissing { url: String, crd: String },
 
-    #[error("the Kubernetes API server at {url} answered unexpectedly while listing {crd}: {cause}")]
+    #[error(
+        "the Kubernetes API server at {url} answered unexpectedly while listing {crd} ({cause}); check the API server's health and logs"
+    )]
     Unexpected { url: String, crd: String, cause: String },
 }
 
 impl PreflightError {
-    pub fn no_config(err: &(dyn std::error::Error + 'static)) -> Self {
-        PreflightError::NoConfig { cause: root_cause(err) }
+    /// Loading a client configuration failed; `kubeconfig_env` is the value of `KUBECONFIG`, if set,
+    /// because a wrong path there is the usual cause and the person should see which path.
+    pub fn no_config(err: &(dyn std::error::Error + 'static), kubeconfig_env: Option<String>) -> Self {
+        match kubeconfig_env.filter(|p| !p.is_empty()) {
+            Some(path) => PreflightError::BadKubeconfig { path, cause: root_cause(err) },
+            None => PreflightError::NoConfig { cause: root_cause(err) },
+        }
     }
 }
 
@@ -109,4 +121,42 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
         cur = next;
     }
     cur.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_is_one_line_that_says_what_to_do() {
+        let url = "https://127.0.0.1:6443".to_string();
+        let crd = "applications.ferry.dev".to_string();
+        let errors = [
+            PreflightError::NoConfig { cause: "no such file".into() },
+            PreflightError::BadKubeconfig { path: "/nope".into(), cause: "no such file".into() },
+            PreflightError::Unreachable { url: url.clone(), cause: "connection refused".into() },
+            PreflightError::Timeout { url: url.clone(), timeout: Duration::from_secs(10) },
+            PreflightError::Unauthorized {
+                url: url.clone(),
+                code: 403,
+                reason: "Forbidden".into(),
+                crd: crd.clone(),
+            },
+            PreflightError::CrdMissing { url: url.clone(), crd: crd.clone() },
+            PreflightError::Unexpected { url, crd, cause: "500 InternalError: boom".into() },
+        ];
+        for err in errors {
+            let msg = err.to_string();
+            assert!(!msg.contains('\n'), "{msg}");
+            let advice = ["set ", "check ", "install ", "point "];
+            assert!(advice.iter().any(|a| msg.contains(a)), "no advice in: {msg}");
+        }
+    }
+
+    #[test]
+    fn root_cause_is_the_innermost_error() {
+        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let outer = kube::Error::Service(Box::new(inner));
+        assert_eq!(root_cause(&outer), "connection refused");
+    }
 }

@@ -70,6 +70,16 @@ fn run_without_any_kubeconfig_says_so() {
     assert!(line.contains("KUBECONFIG"), "{line}");
 }
 
+#[test]
+fn run_with_a_missing_kubeconfig_file_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-kubeconfig");
+    let mut cmd = ferry();
+    cmd.arg("run").env("KUBECONFIG", &missing).env("HOME", dir.path());
+    let line = assert_one_line_failure(&run(cmd), "cannot load the kubeconfig named by KUBECONFIG");
+    assert!(line.contains(&missing.display().to_string()), "{line}");
+}
+
 fn kubeconfig_for(dir: &Path, server: &str) -> std::path::PathBuf {
     let path = dir.join("kubeconfig");
     std::fs::write(
