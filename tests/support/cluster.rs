@@ -76,14 +76,16 @@ impl Cluster {
                 .env("FERRY_TESTENV_STATE", &state)
                 .env("FERRY_TESTENV_COMPONENTS", components)
                 .stdin(Stdio::null())
+                // Progress (a first build takes many minutes) goes straight to the terminal.
+                .stderr(Stdio::inherit())
                 .output()
                 .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()))
                 .into()
         };
         let up = run("up");
-        assert!(up.success, "testenv.sh up failed:\n{}\n{}", up.stdout, up.stderr);
+        assert!(up.success, "testenv.sh up failed (its output is above)");
         let env = run("env");
-        assert!(env.success, "testenv.sh env failed:\n{}", env.stderr);
+        assert!(env.success, "testenv.sh env failed (its output is above)");
         let vars: HashMap<&str, &str> = env.stdout.lines().filter_map(|l| l.split_once('=')).collect();
         Cluster {
             kubeconfig: PathBuf::from(vars["KUBECONFIG"]),
