@@ -72,6 +72,18 @@ fn clone(scratch: &ScratchDir, url: &str, branch: Option<&str>, name: &str) -> P
     dest
 }
 
+/// Runs git with HTTP tracing on, asserts success, and returns the trace (stderr).
+fn git_traced_ok(dir: &Path, home: &Path, args: &[&str]) -> String {
+    let out = git_cmd(dir, home, args)
+        .env("GIT_TRACE_CURL", "1")
+        .env("GIT_TRACE_CURL_NO_DATA", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap()
 }
@@ -236,13 +248,7 @@ fn large_push_uses_chunked_body() {
     std::fs::write(c.join("big2.txt"), &big2).unwrap();
     git_ok(&c, scratch.path(), &["add", "big2.txt"]);
     git_ok(&c, scratch.path(), &["commit", "-q", "-m", "big2"]);
-    let out = git_cmd(&c, scratch.path(), &["push", "origin", "HEAD:refs/heads/main"])
-        .env("GIT_TRACE_CURL", "1")
-        .env("GIT_TRACE_CURL_NO_DATA", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = git_traced_ok(&c, scratch.path(), &["push", "origin", "HEAD:refs/heads/main"]);
     assert!(stderr.contains("Transfer-Encoding: chunked"), "push was not chunked");
     let pushed = git_ok(&c, scratch.path(), &["rev-parse", "HEAD"]);
 
@@ -269,13 +275,7 @@ fn gzip_request_bodies() {
     }
     git_ok(&c, scratch.path(), &["remote", "add", "origin", &server.url()]);
     let sha = server.commit_files("main", &[("f.txt", "1")], "remote");
-    let out = git_cmd(&c, scratch.path(), &["fetch", "origin"])
-        .env("GIT_TRACE_CURL", "1")
-        .env("GIT_TRACE_CURL_NO_DATA", "1")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = git_traced_ok(&c, scratch.path(), &["fetch", "origin"]);
     assert!(stderr.contains("Content-Encoding: gzip"), "fetch did not gzip");
     assert_eq!(git_ok(&c, scratch.path(), &["rev-parse", "origin/main"]), sha);
 }
