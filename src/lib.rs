@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod controller;
+pub mod health;
 pub mod telemetry;
 
 /// ferry's version, as printed by `ferry version`.
