@@ -46,7 +46,11 @@ pub struct GitCacheOptions {
 
 impl Default for GitCacheOptions {
     fn default() -> Self {
-        GitCacheOptions { timeout: Duration::from_secs(60), network_timeout: Duration::from_secs(30), known_hosts: None }
+        GitCacheOptions {
+            timeout: Duration::from_secs(60),
+            network_timeout: Duration::from_secs(30),
+            known_hosts: None,
+        }
     }
 }
 
@@ -99,9 +103,10 @@ impl GitCache {
     /// removed; repositories are checked lazily, when first used.
     pub fn new(root: impl Into<PathBuf>, options: GitCacheOptions) -> Result<GitCache, SourceError> {
         let root = root.into();
-        let known_hosts = KnownHosts::parse(options.known_hosts.as_deref().unwrap_or("")).map_err(|message| {
-            SourceError::InvalidSecret { secret: "(cache-wide known_hosts)".to_string(), message }
-        })?;
+        let known_hosts =
+            KnownHosts::parse(options.known_hosts.as_deref().unwrap_or("")).map_err(|message| {
+                SourceError::InvalidSecret { secret: "(cache-wide known_hosts)".to_string(), message }
+            })?;
         for dir in [root.join("repos"), root.join("trees")] {
             fs::create_dir_all(&dir).map_err(|e| SourceError::io(ROOT_LABEL, "cannot create", &dir, e))?;
         }
@@ -247,11 +252,12 @@ impl GitCache {
         let key = prepared.access.url.cache_key();
         let lock = self.repo_lock(&key);
         let deadline = tokio::time::Instant::from_std(cancel.deadline());
-        let guard = tokio::time::timeout_at(deadline, lock.lock_owned()).await.map_err(|_| SourceError::Timeout {
-            url: url.clone(),
-            operation: "waiting for the repository lock",
-            after: timeout,
-        })?;
+        let guard =
+            tokio::time::timeout_at(deadline, lock.lock_owned()).await.map_err(|_| SourceError::Timeout {
+                url: url.clone(),
+                operation: "waiting for the repository lock",
+                after: timeout,
+            })?;
         let inner = Arc::clone(&self.inner);
         run_blocking(&url, "fetch", &cancel, timeout, move || {
             // Held until the blocking work really ends, even if the caller gave up waiting.
@@ -291,7 +297,12 @@ async fn run_blocking<T: Send + 'static>(
     }
 }
 
-fn materialize_locked(inner: &Inner, key: &str, prepared: &Prepared, revision: Revision) -> Result<Snapshot, SourceError> {
+fn materialize_locked(
+    inner: &Inner,
+    key: &str,
+    prepared: &Prepared,
+    revision: Revision,
+) -> Result<Snapshot, SourceError> {
     let access = &prepared.access;
     let url = access.url.redacted();
     let repos = inner.root.join("repos");
@@ -306,14 +317,20 @@ fn materialize_locked(inner: &Inner, key: &str, prepared: &Prepared, revision: R
         Err(SourceError::Corrupt { message, .. }) => {
             tracing::warn!(url, path = %repo_dir.display(), error = %message, "cached repository is corrupt; re-cloning");
             inner.repairs.fetch_add(1, Ordering::SeqCst);
-            fs::remove_dir_all(&repo_dir).map_err(|e| SourceError::io(url, "cannot delete corrupt repository", &repo_dir, e))?;
+            fs::remove_dir_all(&repo_dir)
+                .map_err(|e| SourceError::io(url, "cannot delete corrupt repository", &repo_dir, e))?;
             materialize_in(inner, &repo_dir, prepared, revision)
         }
         other => other,
     }
 }
 
-fn materialize_in(inner: &Inner, repo_dir: &Path, prepared: &Prepared, revision: Revision) -> Result<Snapshot, SourceError> {
+fn materialize_in(
+    inner: &Inner,
+    repo_dir: &Path,
+    prepared: &Prepared,
+    revision: Revision,
+) -> Result<Snapshot, SourceError> {
     let access = &prepared.access;
     let url = access.url.redacted();
     let corrupt = |e: git2::Error| SourceError::Corrupt {
@@ -385,14 +402,16 @@ fn ensure_commit(
             }
             // The ref moved (e.g. a force-push) between listing and fetching: what was fetched
             // is the newer truth, and it is what gets reported.
-            let fetched = repo
-                .find_reference(&local_ref)
-                .and_then(|r| r.peel_to_commit())
-                .map_err(|e| SourceError::RefNotFound {
+            let fetched = repo.find_reference(&local_ref).and_then(|r| r.peel_to_commit()).map_err(|e| {
+                SourceError::RefNotFound {
                     url: url.to_string(),
                     reference: format!("{} {name:?}", if is_branch { "branch" } else { "tag" }),
-                    message: format!("it disappeared during the fetch: {}", access.redactor.redact(e.message())),
-                })?;
+                    message: format!(
+                        "it disappeared during the fetch: {}",
+                        access.redactor.redact(e.message())
+                    ),
+                }
+            })?;
             Ok(Revision { reference: revision.reference.clone(), commit: fetched.id().to_string() })
         }
         RevisionRef::Commit => {
@@ -413,7 +432,10 @@ fn ensure_commit(
                     return Err(e);
                 }
                 tracing::debug!(url, commit = %sha, error = %e, "fetch by SHA refused; fetching all branches and tags");
-                fetch(&["+refs/heads/*:refs/ferry/heads/*".to_string(), "+refs/tags/*:refs/ferry/tags/*".to_string()])?;
+                fetch(&[
+                    "+refs/heads/*:refs/ferry/heads/*".to_string(),
+                    "+refs/tags/*:refs/ferry/tags/*".to_string(),
+                ])?;
             }
             if has_commit(repo, repo_dir, oid, access)? {
                 return Ok(revision);
@@ -421,7 +443,8 @@ fn ensure_commit(
             Err(SourceError::RefNotFound {
                 url: url.to_string(),
                 reference: format!("commit {sha}"),
-                message: "no branch or tag of the remote contains it, and the server did not send it by SHA".to_string(),
+                message: "no branch or tag of the remote contains it, and the server did not send it by SHA"
+                    .to_string(),
             })
         }
     }

@@ -52,8 +52,12 @@ impl Credentials {
     }
 
     /// Reads credentials from a Secret's decoded `data`. `secret_name` only labels errors.
-    pub fn from_data(secret_name: &str, data: &BTreeMap<String, ByteString>) -> Result<Credentials, SourceError> {
-        let invalid = |message: String| SourceError::InvalidSecret { secret: secret_name.to_string(), message };
+    pub fn from_data(
+        secret_name: &str,
+        data: &BTreeMap<String, ByteString>,
+    ) -> Result<Credentials, SourceError> {
+        let invalid =
+            |message: String| SourceError::InvalidSecret { secret: secret_name.to_string(), message };
         let text = |key: &str| -> Result<Option<String>, SourceError> {
             match data.get(key) {
                 None => Ok(None),
@@ -194,7 +198,8 @@ mod tests {
 
     #[test]
     fn basic_auth_secret() {
-        let c = Credentials::from_data("git", &data(&[("username", "alice\n"), ("password", "pa ss\n")])).unwrap();
+        let c = Credentials::from_data("git", &data(&[("username", "alice\n"), ("password", "pa ss\n")]))
+            .unwrap();
         assert_eq!(c.username.as_deref(), Some("alice"));
         // Passwords are taken verbatim, even trailing whitespace.
         assert_eq!(c.password.as_deref(), Some("pa ss\n"));
@@ -205,7 +210,8 @@ mod tests {
     fn bearer_and_ssh_secrets() {
         let c = Credentials::from_data("git", &data(&[("bearerToken", "tok-123\n")])).unwrap();
         assert_eq!(c.bearer_token.as_deref(), Some("tok-123"));
-        let kh = "example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n";
+        let kh =
+            "example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n";
         let c = Credentials::from_data("git", &data(&[("identity", KEY), ("known_hosts", kh)])).unwrap();
         assert_eq!(c.identity.as_deref(), Some(KEY));
         assert_eq!(c.known_hosts.as_deref(), Some(kh));
@@ -236,8 +242,11 @@ mod tests {
             data(&[("identity", "hunter2-secret not a key")]),
             data(&[("bearerToken", "hunter2 secret")]),
             data(&[("known_hosts", "host ssh-ed25519 !!!notbase64hunter2")]),
-            [("password".to_string(), ByteString(vec![0xff, 0xfe])), ("username".into(), ByteString(b"u".to_vec()))]
-                .into(),
+            [
+                ("password".to_string(), ByteString(vec![0xff, 0xfe])),
+                ("username".into(), ByteString(b"u".to_vec())),
+            ]
+            .into(),
         ];
         for d in cases {
             let err = Credentials::from_data("creds", &d).expect_err("must be refused");

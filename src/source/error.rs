@@ -44,11 +44,15 @@ pub enum SourceError {
     NoTagMatchesSemver { url: String, range: String, message: String },
 
     /// The SSH server's host key is not in known_hosts: refused, never trusted on first use.
-    #[error("{url}: host key of {host} is not known ({key_type} {fingerprint}); add it to known_hosts: {message}")]
+    #[error(
+        "{url}: host key of {host} is not known ({key_type} {fingerprint}); add it to known_hosts: {message}"
+    )]
     HostKeyUnknown { url: String, host: String, key_type: String, fingerprint: String, message: String },
 
     /// known_hosts has a different key of the same type for this host (or marks it revoked).
-    #[error("{url}: host key of {host} does not match known_hosts (server presented {key_type} {fingerprint}): {message}")]
+    #[error(
+        "{url}: host key of {host} does not match known_hosts (server presented {key_type} {fingerprint}): {message}"
+    )]
     HostKeyMismatch { url: String, host: String, key_type: String, fingerprint: String, message: String },
 
     /// The operation did not finish within the configured timeout.

@@ -84,8 +84,11 @@ impl KnownHosts {
     /// Checks the key `host` presented on `port` (None or 22 for the default port).
     pub fn check(&self, host: &str, port: Option<u16>, key_type: &str, key: &[u8]) -> HostKeyStatus {
         let name = host_entry_name(host, port);
-        let for_host: Vec<&Entry> =
-            self.entries.iter().filter(|e| e.marker != Marker::CertAuthority && e.hosts.matches(&name)).collect();
+        let for_host: Vec<&Entry> = self
+            .entries
+            .iter()
+            .filter(|e| e.marker != Marker::CertAuthority && e.hosts.matches(&name))
+            .collect();
         if for_host.iter().any(|e| e.marker == Marker::Revoked && e.key == key) {
             return HostKeyStatus::Revoked;
         }
@@ -231,7 +234,8 @@ mod tests {
 
     #[test]
     fn plain_entries_trust_only_their_key() {
-        let kh = KnownHosts::parse(&format!("# comment\n\ngit.example.com,10.0.0.1 ssh-ed25519 {K1} c\n")).unwrap();
+        let kh = KnownHosts::parse(&format!("# comment\n\ngit.example.com,10.0.0.1 ssh-ed25519 {K1} c\n"))
+            .unwrap();
         assert_eq!(kh.check("git.example.com", None, "ssh-ed25519", &key(K1)), HostKeyStatus::Trusted);
         assert_eq!(kh.check("GIT.example.com", Some(22), "ssh-ed25519", &key(K1)), HostKeyStatus::Trusted);
         assert_eq!(kh.check("10.0.0.1", None, "ssh-ed25519", &key(K1)), HostKeyStatus::Trusted);
@@ -251,10 +255,19 @@ mod tests {
     fn non_default_ports_need_bracketed_entries() {
         let kh = KnownHosts::parse(&format!("[127.0.0.1]:2222 ssh-ed25519 {K1}\n")).unwrap();
         assert_eq!(kh.check("127.0.0.1", Some(2222), "ssh-ed25519", &key(K1)), HostKeyStatus::Trusted);
-        assert!(matches!(kh.check("127.0.0.1", None, "ssh-ed25519", &key(K1)), HostKeyStatus::Unknown { .. }));
-        assert!(matches!(kh.check("127.0.0.1", Some(2223), "ssh-ed25519", &key(K1)), HostKeyStatus::Unknown { .. }));
+        assert!(matches!(
+            kh.check("127.0.0.1", None, "ssh-ed25519", &key(K1)),
+            HostKeyStatus::Unknown { .. }
+        ));
+        assert!(matches!(
+            kh.check("127.0.0.1", Some(2223), "ssh-ed25519", &key(K1)),
+            HostKeyStatus::Unknown { .. }
+        ));
         let plain = KnownHosts::parse(&format!("127.0.0.1 ssh-ed25519 {K1}\n")).unwrap();
-        assert!(matches!(plain.check("127.0.0.1", Some(2222), "ssh-ed25519", &key(K1)), HostKeyStatus::Unknown { .. }));
+        assert!(matches!(
+            plain.check("127.0.0.1", Some(2222), "ssh-ed25519", &key(K1)),
+            HostKeyStatus::Unknown { .. }
+        ));
     }
 
     #[test]
@@ -268,7 +281,10 @@ mod tests {
         assert_eq!(kh.check("git.example.com", None, "ssh-ed25519", &key(K1)), HostKeyStatus::Trusted);
         assert_eq!(kh.check("git.example.com", None, "ssh-ed25519", &key(K2)), HostKeyStatus::Mismatch);
         assert_eq!(kh.check("127.0.0.1", Some(2222), "ssh-ed25519", &key(K2)), HostKeyStatus::Trusted);
-        assert!(matches!(kh.check("example.com", None, "ssh-ed25519", &key(K1)), HostKeyStatus::Unknown { .. }));
+        assert!(matches!(
+            kh.check("example.com", None, "ssh-ed25519", &key(K1)),
+            HostKeyStatus::Unknown { .. }
+        ));
     }
 
     #[test]
@@ -282,12 +298,22 @@ mod tests {
 
     #[test]
     fn wildcards_and_negation() {
-        let kh = KnownHosts::parse(&format!("*.example.com,!bad.example.com,git?.test ssh-ed25519 {K1}\n")).unwrap();
+        let kh = KnownHosts::parse(&format!("*.example.com,!bad.example.com,git?.test ssh-ed25519 {K1}\n"))
+            .unwrap();
         assert_eq!(kh.check("a.example.com", None, "ssh-ed25519", &key(K1)), HostKeyStatus::Trusted);
         assert_eq!(kh.check("git1.test", None, "ssh-ed25519", &key(K1)), HostKeyStatus::Trusted);
-        assert!(matches!(kh.check("bad.example.com", None, "ssh-ed25519", &key(K1)), HostKeyStatus::Unknown { .. }));
-        assert!(matches!(kh.check("example.com", None, "ssh-ed25519", &key(K1)), HostKeyStatus::Unknown { .. }));
-        assert!(matches!(kh.check("git12.test", None, "ssh-ed25519", &key(K1)), HostKeyStatus::Unknown { .. }));
+        assert!(matches!(
+            kh.check("bad.example.com", None, "ssh-ed25519", &key(K1)),
+            HostKeyStatus::Unknown { .. }
+        ));
+        assert!(matches!(
+            kh.check("example.com", None, "ssh-ed25519", &key(K1)),
+            HostKeyStatus::Unknown { .. }
+        ));
+        assert!(matches!(
+            kh.check("git12.test", None, "ssh-ed25519", &key(K1)),
+            HostKeyStatus::Unknown { .. }
+        ));
         assert!(glob_match(b"*", b""));
         assert!(glob_match(b"a*b*c", b"aXXbYYc"));
         assert!(!glob_match(b"a*b*c", b"aXXbYY"));

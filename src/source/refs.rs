@@ -97,9 +97,9 @@ impl RefRequest {
             return Ok(RefRequest::Tag(tag.to_string()));
         }
         if let Some(range) = &git_ref.semver {
-            return SemverRange::parse(range)
-                .map(RefRequest::Semver)
-                .map_err(|message| SourceError::InvalidSemverRange { url: url.to_string(), range: range.clone(), message });
+            return SemverRange::parse(range).map(RefRequest::Semver).map_err(|message| {
+                SourceError::InvalidSemverRange { url: url.to_string(), range: range.clone(), message }
+            });
         }
         let commit = git_ref.commit.as_deref().unwrap_or_default();
         if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -169,7 +169,10 @@ pub fn select(request: &RefRequest, refs: &[RemoteRef], url: &str) -> Result<Rev
     };
     match request {
         RefRequest::Branch(branch) => match find(&format!("refs/heads/{branch}")) {
-            Some(r) => Ok(Revision { reference: RevisionRef::Branch(branch.clone()), commit: r.commit().to_string() }),
+            Some(r) => Ok(Revision {
+                reference: RevisionRef::Branch(branch.clone()),
+                commit: r.commit().to_string(),
+            }),
             None => Err(SourceError::RefNotFound {
                 url: url.to_string(),
                 reference: request.describe(),
@@ -177,7 +180,9 @@ pub fn select(request: &RefRequest, refs: &[RemoteRef], url: &str) -> Result<Rev
             }),
         },
         RefRequest::Tag(tag) => match find(&format!("refs/tags/{tag}")) {
-            Some(r) => Ok(Revision { reference: RevisionRef::Tag(tag.clone()), commit: r.commit().to_string() }),
+            Some(r) => {
+                Ok(Revision { reference: RevisionRef::Tag(tag.clone()), commit: r.commit().to_string() })
+            }
             None => Err(SourceError::RefNotFound {
                 url: url.to_string(),
                 reference: request.describe(),
@@ -188,8 +193,12 @@ pub fn select(request: &RefRequest, refs: &[RemoteRef], url: &str) -> Result<Rev
             let tags = refs.iter().filter_map(|r| r.name.strip_prefix("refs/tags/").map(|t| (t, r)));
             match highest_matching(range, tags.clone().map(|(t, _)| t)) {
                 Some(tag) => {
-                    let r = tags.clone().find(|(t, _)| *t == tag).map(|(_, r)| r).expect("picked from this list");
-                    Ok(Revision { reference: RevisionRef::Tag(tag.to_string()), commit: r.commit().to_string() })
+                    let r =
+                        tags.clone().find(|(t, _)| *t == tag).map(|(_, r)| r).expect("picked from this list");
+                    Ok(Revision {
+                        reference: RevisionRef::Tag(tag.to_string()),
+                        commit: r.commit().to_string(),
+                    })
                 }
                 None => {
                     let mut versions: Vec<(semver::Version, &str)> =
@@ -201,7 +210,11 @@ pub fn select(request: &RefRequest, refs: &[RemoteRef], url: &str) -> Result<Rev
                     } else {
                         format!("highest semver tags on the remote: {}", highest.join(", "))
                     };
-                    Err(SourceError::NoTagMatchesSemver { url: url.to_string(), range: range.text().to_string(), message })
+                    Err(SourceError::NoTagMatchesSemver {
+                        url: url.to_string(),
+                        range: range.text().to_string(),
+                        message,
+                    })
                 }
             }
         }
@@ -418,7 +431,12 @@ mod tests {
         assert_eq!(pinned.name(), None);
     }
 
-    fn git_ref(branch: Option<&str>, tag: Option<&str>, semver: Option<&str>, commit: Option<&str>) -> GitRef {
+    fn git_ref(
+        branch: Option<&str>,
+        tag: Option<&str>,
+        semver: Option<&str>,
+        commit: Option<&str>,
+    ) -> GitRef {
         GitRef {
             branch: branch.map(Into::into),
             tag: tag.map(Into::into),

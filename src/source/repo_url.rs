@@ -62,7 +62,9 @@ impl RepoUrl {
             return Err(invalid("the URL contains whitespace or control characters"));
         }
         match input.split_once("://") {
-            Some((scheme, _)) => parse_with_scheme(input, &scheme.to_ascii_lowercase()).map_err(|m| invalid(&m)),
+            Some((scheme, _)) => {
+                parse_with_scheme(input, &scheme.to_ascii_lowercase()).map_err(|m| invalid(&m))
+            }
             None => parse_scp_like(input).map_err(|m| invalid(&m)),
         }
     }
@@ -133,7 +135,9 @@ fn parse_with_scheme(input: &str, scheme: &str) -> Result<RepoUrl, String> {
         "ssh" | "git+ssh" | "ssh+git" => Transport::Ssh,
         "file" => Transport::File,
         other => {
-            return Err(format!("unsupported scheme {other:?}: use https://, http://, ssh://, file:// or user@host:path"));
+            return Err(format!(
+                "unsupported scheme {other:?}: use https://, http://, ssh://, file:// or user@host:path"
+            ));
         }
     };
     let parsed = url::Url::parse(input).map_err(|e| e.to_string())?;
@@ -171,7 +175,9 @@ fn parse_with_scheme(input: &str, scheme: &str) -> Result<RepoUrl, String> {
     let decode = |part: Option<&str>, what: &str| -> Result<Option<String>, String> {
         match part.filter(|p| !p.is_empty()) {
             None => Ok(None),
-            Some(p) => percent_decode(p).map(Some).ok_or(format!("the {what} is not valid percent-encoded UTF-8")),
+            Some(p) => {
+                percent_decode(p).map(Some).ok_or(format!("the {what} is not valid percent-encoded UTF-8"))
+            }
         }
     };
     let username = decode(Some(parsed.username()), "username")?;
@@ -215,8 +221,9 @@ fn parse_scp_like(input: &str) -> Result<RepoUrl, String> {
         Some((user, rest)) => (Some(user), rest),
         None => (None, input),
     };
-    let (host, path) =
-        rest.split_once(':').ok_or("expected a URL with a scheme (https://, ssh://, ...) or user@host:path")?;
+    let (host, path) = rest
+        .split_once(':')
+        .ok_or("expected a URL with a scheme (https://, ssh://, ...) or user@host:path")?;
     if let Some(user) = user
         && (user.is_empty() || !user.chars().all(|c| c.is_ascii_alphanumeric() || "._~-".contains(c)))
     {
@@ -252,7 +259,9 @@ pub(crate) fn redact_unparsed(input: &str) -> String {
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_end);
     match authority.rfind('@') {
-        Some(at) if !scheme.eq_ignore_ascii_case("ssh") => format!("{scheme}://{}{path}", &authority[at + 1..]),
+        Some(at) if !scheme.eq_ignore_ascii_case("ssh") => {
+            format!("{scheme}://{}{path}", &authority[at + 1..])
+        }
         Some(at) => {
             let userinfo = &authority[..at];
             let user = userinfo.split(':').next().unwrap_or("");

@@ -25,7 +25,10 @@ const MAX_LINK_DEPTH: usize = 40;
 #[derive(Debug)]
 enum Node {
     Dir,
-    File { blob: Oid, executable: bool },
+    File {
+        blob: Oid,
+        executable: bool,
+    },
     /// The blob holding the link target.
     Link(Oid),
     /// A submodule: exported as an empty directory, as `git checkout` leaves it.
@@ -62,7 +65,11 @@ pub(crate) fn export(
     })?;
 
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let tmp = trees_dir.join(format!(".tmp-{sha}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+    let tmp = trees_dir.join(format!(
+        ".tmp-{sha}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
     let result = write_tree(repo, &nodes, &tmp, url, &sha, on_git_error).and_then(|()| {
         match fs::rename(&tmp, &target) {
             Ok(()) => Ok(()),
@@ -124,7 +131,10 @@ fn collect(tree: &git2::Tree<'_>) -> Result<BTreeMap<String, Node>, Collect> {
 }
 
 /// Link targets are read lazily (the walk only has ids); resolve them all up front.
-fn link_targets(repo: &Repository, nodes: &BTreeMap<String, Node>) -> Result<HashMap<String, String>, git2::Error> {
+fn link_targets(
+    repo: &Repository,
+    nodes: &BTreeMap<String, Node>,
+) -> Result<HashMap<String, String>, git2::Error> {
     let mut targets = HashMap::new();
     for (path, node) in nodes {
         if let Node::Link(id) = node {
@@ -197,7 +207,9 @@ fn write_tree(
     for (path, node) in nodes {
         let full = root.join(path);
         match node {
-            Node::Dir | Node::Gitlink => fs::create_dir(&full).map_err(|e| io("cannot create directory", &full, e))?,
+            Node::Dir | Node::Gitlink => {
+                fs::create_dir(&full).map_err(|e| io("cannot create directory", &full, e))?
+            }
             Node::File { blob, executable } => {
                 let blob = repo.find_blob(*blob).map_err(on_git_error)?;
                 let mode = if *executable { 0o555 } else { 0o444 };
@@ -211,11 +223,13 @@ fn write_tree(
             }
             Node::Link(_) => {
                 let target = &links[path];
-                std::os::unix::fs::symlink(target, &full).map_err(|e| io("cannot create symlink", &full, e))?;
+                std::os::unix::fs::symlink(target, &full)
+                    .map_err(|e| io("cannot create symlink", &full, e))?;
             }
         }
     }
-    fs::set_permissions(root, fs::Permissions::from_mode(0o755)).map_err(|e| io("cannot set permissions on", root, e))?;
+    fs::set_permissions(root, fs::Permissions::from_mode(0o755))
+        .map_err(|e| io("cannot set permissions on", root, e))?;
     Ok(())
 }
 
@@ -229,7 +243,8 @@ mod tests {
 
     #[test]
     fn symlinks_inside_the_tree_are_allowed() {
-        let l = links(&[("a/link", "../b/file"), ("top", "a"), ("a/self", "."), ("deep/x/y", "../../a/link")]);
+        let l =
+            links(&[("a/link", "../b/file"), ("top", "a"), ("a/self", "."), ("deep/x/y", "../../a/link")]);
         assert!(link_stays_inside("a/link", "../b/file", &l));
         assert!(link_stays_inside("top", "a", &l));
         assert!(link_stays_inside("a/self", ".", &l));
@@ -239,7 +254,13 @@ mod tests {
 
     #[test]
     fn symlinks_leaving_the_tree_are_refused() {
-        let l = links(&[("up", ".."), ("a/b", "../../etc"), ("hop", "a/../.."), ("via", "up/x"), ("sub/l", "../via")]);
+        let l = links(&[
+            ("up", ".."),
+            ("a/b", "../../etc"),
+            ("hop", "a/../.."),
+            ("via", "up/x"),
+            ("sub/l", "../via"),
+        ]);
         assert!(!link_stays_inside("abs", "/etc/passwd", &l));
         assert!(!link_stays_inside("up", "..", &l));
         assert!(!link_stays_inside("a/b", "../../etc", &l));

@@ -16,11 +16,11 @@ use git2::{
     RemoteCallbacks, Repository,
 };
 
+use super::SourceError;
 use super::credentials::{Credentials, Redactor};
 use super::known_hosts::{HostKeyStatus, KnownHosts, fingerprint};
 use super::refs::{RemoteRef, collect_remote_refs};
 use super::repo_url::{RepoUrl, Transport};
-use super::SourceError;
 
 /// A deadline plus a flag the async side raises when it stops waiting.
 #[derive(Clone, Debug)]
@@ -78,7 +78,9 @@ impl Observed {
 
 fn callbacks<'a>(access: &'a Access, observed: &'a Observed) -> RemoteCallbacks<'a> {
     let mut cb = RemoteCallbacks::new();
-    cb.credentials(move |_url, username_from_url, allowed| credential(access, observed, username_from_url, allowed));
+    cb.credentials(move |_url, username_from_url, allowed| {
+        credential(access, observed, username_from_url, allowed)
+    });
     cb.certificate_check(move |cert, _hostname| {
         if access.cancel.is_cancelled() {
             observed.cancelled.set(true);
@@ -121,7 +123,10 @@ fn credential(
     let creds = access.credentials.as_ref();
     let auth_failed = |message: &str| {
         observed.fail(
-            SourceError::AuthenticationFailed { url: access.url.redacted().to_string(), message: message.to_string() },
+            SourceError::AuthenticationFailed {
+                url: access.url.redacted().to_string(),
+                message: message.to_string(),
+            },
             ErrorCode::Auth,
             ErrorClass::Callback,
         )
@@ -143,7 +148,10 @@ fn credential(
             return Err(auth_failed(&format!("the server rejected the SSH key for user {ssh_user:?}")));
         }
         return Cred::ssh_key_from_memory(ssh_user, None, identity, None).map_err(|e| {
-            auth_failed(&format!("the identity in the Secret cannot be used: {}", access.redactor.redact(e.message())))
+            auth_failed(&format!(
+                "the identity in the Secret cannot be used: {}",
+                access.redactor.redact(e.message())
+            ))
         });
     }
     if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
@@ -189,7 +197,10 @@ fn check_host_key(
     let host = access.url.host().unwrap_or_default();
     let (Some(key), Some(key_type)) = (key, key_type) else {
         return Err(observed.fail(
-            SourceError::Network { url, message: "the SSH server did not present a raw host key".to_string() },
+            SourceError::Network {
+                url,
+                message: "the SSH server did not present a raw host key".to_string(),
+            },
             ErrorCode::Certificate,
             ErrorClass::Ssh,
         ));
@@ -269,7 +280,12 @@ pub(crate) fn list_refs(scratch: &Repository, access: &Access) -> Result<Vec<Rem
 }
 
 /// Fetches `refspecs` into `repo`. No tags are followed, FETCH_HEAD is not written.
-pub(crate) fn fetch(repo: &Repository, repo_path: &Path, access: &Access, refspecs: &[String]) -> Result<(), SourceError> {
+pub(crate) fn fetch(
+    repo: &Repository,
+    repo_path: &Path,
+    access: &Access,
+    refspecs: &[String],
+) -> Result<(), SourceError> {
     let observed = Observed::default();
     let mut remote = repo
         .remote_anonymous(access.url.remote_url())
@@ -348,11 +364,16 @@ fn classify(
     }
 }
 
-/// Whether a local read error means the repository is damaged (rather than the object missing).
+/// Whether an error from reading the local repository means it is damaged. Callers that can
+/// legitimately miss an object (looking up a commit not fetched yet) check `NotFound` first;
+/// anywhere else a missing object is damage too: a ref or a commit points at it.
 pub(crate) fn is_local_corruption(err: &git2::Error) -> bool {
-    err.code() != ErrorCode::NotFound
-        && matches!(
-            err.class(),
-            ErrorClass::Odb | ErrorClass::Zlib | ErrorClass::Repository | ErrorClass::Reference | ErrorClass::Object
-        )
+    matches!(
+        err.class(),
+        ErrorClass::Odb
+            | ErrorClass::Zlib
+            | ErrorClass::Repository
+            | ErrorClass::Reference
+            | ErrorClass::Object
+    )
 }

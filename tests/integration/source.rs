@@ -57,7 +57,9 @@ fn read(snapshot: &Snapshot, path: &str) -> String {
 }
 
 async fn bounded<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(NO_HANG, fut).await.unwrap_or_else(|_| panic!("{what} did not return within {NO_HANG:?}"))
+    tokio::time::timeout(NO_HANG, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not return within {NO_HANG:?}"))
 }
 
 async fn fetch_ok(cache: &GitCache, spec: &SourceSpec) -> Snapshot {
@@ -94,7 +96,8 @@ fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
             .with_ansi(false)
             .with_writer(move || writer.clone())
             .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("the source tests own the global subscriber");
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("the source tests own the global subscriber");
         buffer
     })
     .clone()
@@ -540,7 +543,10 @@ async fn symlinks_leaving_the_tree_refuse_the_snapshot() {
     }
     let trees = cache.snapshot_dir(&ok).parent().unwrap().to_path_buf();
     assert!(
-        fs::read_dir(&trees).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().starts_with(".tmp-")),
+        fs::read_dir(&trees)
+            .unwrap()
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().starts_with(".tmp-")),
         "refused exports must clean up"
     );
 }
@@ -556,11 +562,15 @@ async fn a_silent_server_times_out_instead_of_hanging() {
     let port = silent.addr.port();
     for url in [format!("http://127.0.0.1:{port}/repo.git"), format!("ssh://git@127.0.0.1:{port}/repo.git")] {
         let started = Instant::now();
-        let err = bounded("fetch from a silent server", cache.fetch(&spec(&url, branch("main"), None))).await.unwrap_err();
+        let err = bounded("fetch from a silent server", cache.fetch(&spec(&url, branch("main"), None)))
+            .await
+            .unwrap_err();
         assert!(matches!(err, SourceError::Timeout { .. }), "{url}: {err}");
         assert_eq!(err.category(), "timeout");
         eprintln!("{url}: {err} after {:?}", started.elapsed());
-        let err = bounded("resolve from a silent server", cache.resolve(&spec(&url, tag("v1"), None))).await.unwrap_err();
+        let err = bounded("resolve from a silent server", cache.resolve(&spec(&url, tag("v1"), None)))
+            .await
+            .unwrap_err();
         assert!(matches!(err, SourceError::Timeout { .. }), "{url}: {err}");
     }
     // The cache still serves other repositories meanwhile.
@@ -589,6 +599,7 @@ async fn ssh_resolves_each_ref_kind() {
         .unwrap_or_else(|e| panic!("ssh fetch failed: {e}\nsshd log:\n{}", ssh.log()));
     assert_eq!(s.revision.to_string(), format!("main@sha1:{c3}"));
     assert_eq!(read(&s, "v"), "main");
+    assert!(ssh.log().contains("Accepted publickey"), "sshd did not authenticate us:\n{}", ssh.log());
     let s = fetch_ok(&cache, &spec(&url, tag("v1.0.0"), creds.clone())).await;
     assert_eq!((s.revision.commit.as_str(), read(&s, "v").as_str()), (c1.as_str(), "1.0.0"));
     let s = fetch_ok(&cache, &spec(&url, semver("^1.2"), creds.clone())).await;
@@ -600,13 +611,17 @@ async fn ssh_resolves_each_ref_kind() {
     // known_hosts as `ssh-keygen -H` writes it.
     let hashed_file = ssh.scratch_dir().join("known_hosts");
     fs::write(&hashed_file, format!("{}\n", ssh.known_hosts_line())).unwrap();
-    let out = std::process::Command::new("ssh-keygen").arg("-H").arg("-f").arg(&hashed_file).output().unwrap();
+    let out =
+        std::process::Command::new("ssh-keygen").arg("-H").arg("-f").arg(&hashed_file).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let hashed = fs::read_to_string(&hashed_file).unwrap();
     assert!(hashed.starts_with("|1|"), "{hashed}");
-    let r = bounded("resolve", cache.resolve(&spec(&url, branch("main"), Some(ssh_credentials(ssh.client_key(), &hashed)))))
-        .await
-        .unwrap();
+    let r = bounded(
+        "resolve",
+        cache.resolve(&spec(&url, branch("main"), Some(ssh_credentials(ssh.client_key(), &hashed)))),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.commit, c3);
 
     // A cache-wide known_hosts also works, with only the identity in the Secret.
@@ -632,7 +647,11 @@ async fn ssh_refuses_wrong_keys_and_unknown_or_changed_host_keys() {
     let other = SshKey::generate(&scratch, "other");
 
     // Wrong client key.
-    let err = fetch_err(&cache, &spec(&url, branch("main"), Some(ssh_credentials(&other, &ssh.known_hosts_line())))).await;
+    let err = fetch_err(
+        &cache,
+        &spec(&url, branch("main"), Some(ssh_credentials(&other, &ssh.known_hosts_line()))),
+    )
+    .await;
     assert!(matches!(err, SourceError::AuthenticationFailed { .. }), "{err}\nsshd log:\n{}", ssh.log());
     // No client key at all.
     let kh_only = Credentials { known_hosts: Some(ssh.known_hosts_line()), ..Default::default() };
@@ -640,31 +659,52 @@ async fn ssh_refuses_wrong_keys_and_unknown_or_changed_host_keys() {
     assert!(matches!(err, SourceError::AuthenticationFailed { .. }), "{err}");
 
     // Unknown host: no known_hosts, or entries for other hosts only.
-    let err = fetch_err(&cache, &spec(&url, branch("main"), Some(ssh_credentials(ssh.client_key(), "")))).await;
+    let err =
+        fetch_err(&cache, &spec(&url, branch("main"), Some(ssh_credentials(ssh.client_key(), "")))).await;
     assert!(matches!(err, SourceError::HostKeyUnknown { .. }), "{err}");
     assert_eq!(err.category(), "host_key_unknown");
-    let elsewhere = format!("git.example.com {}\n127.0.0.1 {}\n", ssh.host_key().public_key_fields(), ssh.host_key().public_key_fields());
-    let err = fetch_err(&cache, &spec(&url, branch("main"), Some(ssh_credentials(ssh.client_key(), &elsewhere)))).await;
+    let elsewhere = format!(
+        "git.example.com {}\n127.0.0.1 {}\n",
+        ssh.host_key().public_key_fields(),
+        ssh.host_key().public_key_fields()
+    );
+    let err =
+        fetch_err(&cache, &spec(&url, branch("main"), Some(ssh_credentials(ssh.client_key(), &elsewhere))))
+            .await;
     assert!(matches!(err, SourceError::HostKeyUnknown { .. }), "{err}");
     assert!(err.to_string().contains(&format!("[127.0.0.1]:{}", ssh.port())), "{err}");
 
     // Changed host key: same host and type, another key.
     let changed = format!("[127.0.0.1]:{} {}", ssh.port(), other.public_key_fields());
-    let err = fetch_err(&cache, &spec(&url, branch("main"), Some(ssh_credentials(ssh.client_key(), &changed)))).await;
+    let err =
+        fetch_err(&cache, &spec(&url, branch("main"), Some(ssh_credentials(ssh.client_key(), &changed))))
+            .await;
     assert!(matches!(err, SourceError::HostKeyMismatch { .. }), "{err}");
     assert_eq!(err.category(), "host_key_mismatch");
+    eprintln!("{err}");
     assert!(err.to_string().contains("SHA256:"), "{err}");
 
     // Revoked.
-    let revoked = format!("{}\n@revoked [127.0.0.1]:{} {}\n", ssh.known_hosts_line(), ssh.port(), ssh.host_key().public_key_fields());
-    let err = fetch_err(&cache, &spec(&url, branch("main"), Some(ssh_credentials(ssh.client_key(), &revoked)))).await;
+    let revoked = format!(
+        "{}\n@revoked [127.0.0.1]:{} {}\n",
+        ssh.known_hosts_line(),
+        ssh.port(),
+        ssh.host_key().public_key_fields()
+    );
+    let err =
+        fetch_err(&cache, &spec(&url, branch("main"), Some(ssh_credentials(ssh.client_key(), &revoked))))
+            .await;
     assert!(matches!(err, SourceError::HostKeyMismatch { .. }), "{err}");
 
     // None of that fetched anything.
     assert_eq!(cache.fetch_count(), 0);
 
     let missing = ssh.url_for(&git.bare_repo_path().with_file_name("missing.git"));
-    let err = fetch_err(&cache, &spec(&missing, branch("main"), Some(ssh_credentials(ssh.client_key(), &ssh.known_hosts_line())))).await;
+    let err = fetch_err(
+        &cache,
+        &spec(&missing, branch("main"), Some(ssh_credentials(ssh.client_key(), &ssh.known_hosts_line()))),
+    )
+    .await;
     assert!(matches!(err, SourceError::RepositoryNotFound { .. }), "{err}");
 }
 
@@ -690,7 +730,12 @@ async fn no_secret_in_errors_debug_output_or_logs() {
     let in_url = url.replace("http://", &format!("http://alice:{PASSWORD}@"));
     debug_output.push(format!("{:?}", spec(&in_url, branch("main"), None)));
     errors.push(fetch_err(&cache, &spec(&in_url, branch("main"), None)).await);
-    errors.push(fetch_err(&cache, &spec(&in_url.replace("repo.git", "missing.git"), branch("main"), None)).await);
+    let anonymous = GitServer::start();
+    let missing = anonymous
+        .url()
+        .replace("http://", &format!("http://alice:{PASSWORD}@"))
+        .replace("repo.git", "missing.git");
+    errors.push(fetch_err(&cache, &spec(&missing, branch("main"), None)).await);
 
     let bearer_server = GitServer::start_with_bearer("right-token");
     bearer_server.commit_files("main", &[("f", "1")], "one");
@@ -731,6 +776,9 @@ async fn no_secret_in_errors_debug_output_or_logs() {
         assert!(categories.contains(&expected), "no {expected} error produced: {categories:?}");
     }
     let logged = String::from_utf8_lossy(&logs.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    for e in &errors {
+        eprintln!("{}: {e}", e.category());
+    }
     let formatted: Vec<String> =
         errors.iter().map(|e| format!("{e}\n{e:?}\n{e:#?}")).chain(debug_output).chain([logged]).collect();
     for text in &formatted {

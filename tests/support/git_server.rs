@@ -99,7 +99,10 @@ impl GitServer {
 
     /// Same, requiring HTTP basic auth with these credentials for every request.
     pub fn start_with_auth(username: &str, password: &str) -> GitServer {
-        Self::start_inner(Some(BasicAuth { username: username.to_string(), password: password.to_string() }), None)
+        Self::start_inner(
+            Some(BasicAuth { username: username.to_string(), password: password.to_string() }),
+            None,
+        )
     }
 
     /// Same, requiring `Authorization: Bearer <token>` for every request (answering 401 with a

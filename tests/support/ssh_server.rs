@@ -113,8 +113,14 @@ impl SshServer {
                 .process_group(0)
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {SSHD}: {e}"));
-            let mut server =
-                SshServer { root: root.clone(), addr, user: user.clone(), host_key: host_key.clone(), client_key: client_key.clone(), child: Some(child) };
+            let mut server = SshServer {
+                root: root.clone(),
+                addr,
+                user: user.clone(),
+                host_key: host_key.clone(),
+                client_key: client_key.clone(),
+                child: Some(child),
+            };
             if server.wait_ready(Duration::from_secs(20)) {
                 return server;
             }
