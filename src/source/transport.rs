@@ -377,3 +377,100 @@ pub(crate) fn is_local_corruption(err: &git2::Error) -> bool {
             | ErrorClass::Object
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWORD: &str = "pw-Unit/Secret 1";
+    const TOKEN: &str = "tok-UnitSecret-2";
+
+    fn access(url: &str) -> Access {
+        let url = RepoUrl::parse(url).unwrap();
+        let credentials = Some(Credentials {
+            username: Some("alice".into()),
+            password: Some(PASSWORD.into()),
+            bearer_token: Some(TOKEN.into()),
+            identity: None,
+            known_hosts: None,
+        });
+        let redactor = Redactor::new(credentials.as_ref(), url.password());
+        Access {
+            url,
+            credentials,
+            known_hosts: KnownHosts::default(),
+            redactor,
+            cancel: Cancel::after(Duration::from_secs(60)),
+            timeout: Duration::from_secs(60),
+        }
+    }
+
+    /// Whatever libgit2 or the server puts into a message, the error ferry builds from it
+    /// holds no secret, for every variant `classify` can produce.
+    #[test]
+    fn classified_errors_never_carry_secrets() {
+        let encoded = "pw-Unit%2FSecret%201";
+        let url = format!("https://alice:{encoded}@git.example.com/r.git");
+        let a = access(&url);
+        let echo = format!("{PASSWORD} {encoded} {TOKEN} via https://alice:{encoded}@git.example.com/r.git");
+        let cases = [
+            (ErrorCode::Auth, ErrorClass::Http, "auth_failed"),
+            (ErrorCode::GenericError, ErrorClass::Http, "repo_not_found"),
+            (ErrorCode::Timeout, ErrorClass::Net, "timeout"),
+            (ErrorCode::GenericError, ErrorClass::Net, "network"),
+            (ErrorCode::Certificate, ErrorClass::Ssl, "network"),
+            (ErrorCode::GenericError, ErrorClass::Odb, "corrupt"),
+            (ErrorCode::GenericError, ErrorClass::Config, "git"),
+        ];
+        let mut produced = Vec::new();
+        for (code, class, expected) in cases {
+            let message = match expected {
+                "repo_not_found" => format!("unexpected http status code: 404 {echo}"),
+                _ => format!("something failed: {echo}"),
+            };
+            let err = git2::Error::new(code, class, message);
+            let observed = Observed::default();
+            *observed.remote_messages.borrow_mut() = format!("remote says {echo}\n");
+            let classified = classify(&err, &a, &observed, "fetch", Some(Path::new("/cache/repos/r")));
+            assert_eq!(classified.category(), expected, "{classified}");
+            produced.push(classified);
+        }
+        // What the callbacks recorded wins over libgit2's message.
+        let observed = Observed::default();
+        observed.fail(
+            SourceError::HostKeyUnknown {
+                url: a.url.redacted().to_string(),
+                host: "git.example.com".into(),
+                key_type: "ssh-ed25519".into(),
+                fingerprint: "SHA256:x".into(),
+                message: "no entry".into(),
+            },
+            ErrorCode::Certificate,
+            ErrorClass::Ssh,
+        );
+        let err = git2::Error::new(ErrorCode::Certificate, ErrorClass::Ssh, echo.clone());
+        produced.push(classify(&err, &a, &observed, "fetch", None));
+        assert_eq!(produced.last().unwrap().category(), "host_key_unknown");
+        let observed = Observed::default();
+        observed.cancelled.set(true);
+        produced.push(classify(&git2::Error::from_str(&echo), &a, &observed, "fetch", None));
+        assert_eq!(produced.last().unwrap().category(), "timeout");
+
+        for e in &produced {
+            let shown = format!("{e} | {e:?} | {e:#?}");
+            for secret in [PASSWORD, encoded, TOKEN, "Unit/Secret", "UnitSecret"] {
+                assert!(!shown.contains(secret), "{secret:?} leaked: {shown}");
+            }
+            assert!(shown.contains("https://git.example.com/r.git"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn cancel_reports_a_passed_deadline_or_the_flag() {
+        let c = Cancel::after(Duration::from_secs(60));
+        assert!(!c.is_cancelled());
+        c.clone().cancel();
+        assert!(c.is_cancelled());
+        assert!(Cancel::after(Duration::ZERO).is_cancelled());
+    }
+}

@@ -160,7 +160,8 @@ async fn http_resolves_each_ref_kind_to_its_commit() {
     let c1 = server.commit_files("main", &[("app/version.txt", "1.0.0")], "one");
     server.tag("v1.0.0", &c1);
     let c2 = server.commit_files("main", &[("app/version.txt", "1.1.0")], "two");
-    server.tag("v1.1.0", &c2);
+    // Annotated: the ref names a tag object, which must be peeled to its commit.
+    server.tag_annotated("v1.1.0", &c2, "release 1.1.0");
     let c3 = server.commit_files("main", &[("app/version.txt", "2.0.0")], "three");
     server.tag("2.0.0", &c3);
     let c4 = server.commit_files("main", &[("app/version.txt", "main")], "four");
@@ -180,6 +181,9 @@ async fn http_resolves_each_ref_kind_to_its_commit() {
     assert_eq!(s.revision.reference, RevisionRef::Tag("v1.1.0".into()));
     assert_eq!(s.revision.commit, c2);
     assert_eq!(read(&s, "app/version.txt"), "1.1.0");
+
+    let s = fetch_ok(&cache, &spec(&url, tag("v1.1.0"), None)).await;
+    assert_eq!(s.revision.to_string(), format!("v1.1.0@sha1:{c2}"));
 
     // Tags without a `v` count too.
     let s = fetch_ok(&cache, &spec(&url, semver(">=1.0.0"), None)).await;
@@ -415,15 +419,18 @@ async fn one_fetch_per_repo_and_revision_also_concurrently() {
     assert_eq!(again.revision.commit, c1);
     assert_eq!(cache.fetch_count(), 1);
     assert!(cache.stats().ref_listings > listings);
+    // The listings go through an empty scratch repository and must leave it empty.
+    let scratch = cache.root().join("scratch.git");
+    assert_eq!(files_under(&scratch.join("objects")), Vec::<String>::new());
+    assert_eq!(files_under(&scratch.join("refs")), Vec::<String>::new());
 
     // A new commit, asked for by four Applications at once: still one fetch.
     let c2 = server.commit_files("main", &[("apps/a/x", "a2")], "two");
-    let results = bounded(
-        "concurrent fetches",
-        futures_join4(cache.fetch(&app_a), cache.fetch(&app_b), cache.fetch(&app_a), cache.fetch(&app_b)),
-    )
+    let (r1, r2, r3, r4) = bounded("concurrent fetches", async {
+        tokio::join!(cache.fetch(&app_a), cache.fetch(&app_b), cache.fetch(&app_a), cache.fetch(&app_b))
+    })
     .await;
-    for r in results {
+    for r in [r1, r2, r3, r4] {
         let s = r.unwrap_or_else(|e| panic!("concurrent fetch failed: {e}"));
         assert_eq!(s.revision.commit, c2);
     }
@@ -442,20 +449,17 @@ async fn one_fetch_per_repo_and_revision_also_concurrently() {
     assert_eq!(cache.fetch_count(), 3);
 }
 
-async fn futures_join4<A, B, C, D>(
-    a: impl std::future::Future<Output = A>,
-    b: impl std::future::Future<Output = B>,
-    c: impl std::future::Future<Output = C>,
-    d: impl std::future::Future<Output = D>,
-) -> [Result<Snapshot, SourceError>; 4]
-where
-    A: Into<Result<Snapshot, SourceError>>,
-    B: Into<Result<Snapshot, SourceError>>,
-    C: Into<Result<Snapshot, SourceError>>,
-    D: Into<Result<Snapshot, SourceError>>,
-{
-    let (a, b, c, d) = tokio::join!(a, b, c, d);
-    [a.into(), b.into(), c.into(), d.into()]
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path.display().to_string());
+        }
+    }
+    found
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -270,6 +270,16 @@ impl GitServer {
         self.git(&work, &["push", "-q", "origin", &refspec]);
     }
 
+    /// Creates an annotated tag (a tag object) at `commit` and pushes it.
+    pub fn tag_annotated(&self, name: &str, commit: &str, message: &str) {
+        let _guard = self.work_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let work = self.ensure_clone();
+        self.fetch(&work);
+        self.git(&work, &["tag", "-a", "-f", "-m", message, name, commit]);
+        let refspec = format!("+refs/tags/{name}:refs/tags/{name}");
+        self.git(&work, &["push", "-q", "origin", &refspec]);
+    }
+
     /// Deletes a tag on the server.
     pub fn delete_tag(&self, name: &str) {
         let _guard = self.work_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
