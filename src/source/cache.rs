@@ -195,8 +195,8 @@ impl GitCache {
         let credentials = spec.credentials.clone();
         let secret_hosts = match credentials.as_ref().and_then(|c| c.known_hosts.as_deref()) {
             Some(text) => KnownHosts::parse(text).map_err(|message| SourceError::InvalidSecret {
-                secret: "(known_hosts)".to_string(),
-                message,
+                secret: "(known_hosts of the credentials)".to_string(),
+                message: format!("known_hosts: {message}"),
             })?,
             None => KnownHosts::default(),
         };
@@ -216,14 +216,7 @@ impl GitCache {
     async fn list_refs(&self, prepared: &Prepared) -> Result<Vec<RemoteRef>, SourceError> {
         self.inner.ref_listings.fetch_add(1, Ordering::SeqCst);
         let scratch = self.inner.root.join("scratch.git");
-        let access = Access {
-            url: prepared.access.url.clone(),
-            credentials: prepared.access.credentials.clone(),
-            known_hosts: prepared.access.known_hosts.clone(),
-            redactor: prepared.access.redactor.clone(),
-            cancel: prepared.access.cancel.clone(),
-            timeout: prepared.access.timeout,
-        };
+        let access = prepared.access.clone();
         let url = access.url.redacted().to_string();
         let cancel = access.cancel.clone();
         let timeout = access.timeout;
@@ -283,7 +276,15 @@ async fn run_blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, SourceError> + Send + 'static,
 ) -> Result<T, SourceError> {
     let deadline = tokio::time::Instant::from_std(cancel.deadline());
-    let handle = tokio::task::spawn_blocking(work);
+    let started = cancel.clone();
+    let (url_owned, after) = (url.to_string(), timeout);
+    let handle = tokio::task::spawn_blocking(move || {
+        // A saturated blocking pool may start this after the caller gave up: do nothing then.
+        if started.is_cancelled() {
+            return Err(SourceError::Timeout { url: url_owned, operation, after });
+        }
+        work()
+    });
     match tokio::time::timeout_at(deadline, handle).await {
         Ok(Ok(result)) => result,
         Ok(Err(join_error)) => Err(SourceError::Git {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use git2::{
     AutotagOption, CertificateCheckStatus, Cred, CredentialType, ErrorClass, ErrorCode, FetchOptions,
-    RemoteCallbacks, Repository,
+    RemoteCallbacks, RemoteRedirect, Repository,
 };
 
 use super::SourceError;
@@ -48,7 +48,7 @@ impl Cancel {
 }
 
 /// Everything needed to reach one remote.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Access {
     pub url: RepoUrl,
     pub credentials: Option<Credentials>,
@@ -250,6 +250,9 @@ fn fetch_options<'a>(access: &'a Access, observed: &'a Observed) -> FetchOptions
         && matches!(access.url.transport(), Transport::Http | Transport::Https)
     {
         opts.custom_headers(&[&format!("Authorization: Bearer {token}")]);
+        // libgit2 sends custom headers on every request, also after a redirect to another
+        // host: never hand the token to a host the URL does not name.
+        opts.follow_redirects(RemoteRedirect::None);
     }
     opts
 }
