@@ -183,7 +183,9 @@ impl GitCache {
     }
 
     /// Makes sure `revision` (from [`GitCache::resolve`] with the same spec) is on disk.
-    /// A branch that moved since `resolve` yields the commit actually fetched.
+    /// A branch that moved since `resolve` yields the commit actually fetched. No ref listing
+    /// happens here: the caller's `resolve` is what proved these credentials may read the
+    /// repository, so never pass a revision that did not come from one.
     pub async fn snapshot(&self, spec: &SourceSpec, revision: &Revision) -> Result<Snapshot, SourceError> {
         let prepared = self.prepare(spec)?;
         self.materialize(prepared, revision.clone()).await
