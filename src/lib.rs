@@ -7,6 +7,7 @@ pub mod api;
 pub mod controller;
 pub mod health;
 pub mod plan;
+pub mod source;
 pub mod telemetry;
 
 /// ferry's version, as printed by `ferry version`.

@@ -54,6 +54,8 @@ struct Shared {
     project_root: PathBuf,
     home: PathBuf,
     auth: Option<BasicAuth>,
+    /// When set, every request must carry `Authorization: Bearer <token>` instead.
+    bearer: Option<String>,
     backend_stderr: Mutex<VecDeque<String>>,
 }
 
@@ -84,6 +86,7 @@ impl fmt::Debug for GitServer {
             .field("url", &self.url())
             .field("root", &self.root)
             .field("auth", &self.shared.auth)
+            .field("bearer", &self.shared.bearer.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -91,15 +94,25 @@ impl fmt::Debug for GitServer {
 impl GitServer {
     /// Starts a server hosting one empty bare repository named `repo.git` (initial branch `main`).
     pub fn start() -> GitServer {
-        Self::start_inner(None)
+        Self::start_inner(None, None)
     }
 
     /// Same, requiring HTTP basic auth with these credentials for every request.
     pub fn start_with_auth(username: &str, password: &str) -> GitServer {
-        Self::start_inner(Some(BasicAuth { username: username.to_string(), password: password.to_string() }))
+        Self::start_inner(
+            Some(BasicAuth { username: username.to_string(), password: password.to_string() }),
+            None,
+        )
     }
 
-    fn start_inner(auth: Option<BasicAuth>) -> GitServer {
+    /// Same, requiring `Authorization: Bearer <token>` for every request (answering 401 with a
+    /// Basic challenge otherwise, as hosting services that take tokens do). The fixture's own
+    /// pushes send the header through `http.extraHeader`.
+    pub fn start_with_bearer(token: &str) -> GitServer {
+        Self::start_inner(None, Some(token.to_string()))
+    }
+
+    fn start_inner(auth: Option<BasicAuth>, bearer: Option<String>) -> GitServer {
         let root = make_temp_dir();
         let project_root = root.join("repos");
         let home = root.join("home");
@@ -117,6 +130,7 @@ impl GitServer {
             project_root,
             home,
             auth,
+            bearer,
             backend_stderr: Mutex::new(VecDeque::new()),
         });
 
@@ -211,6 +225,24 @@ impl GitServer {
         self.commit_and_push(&work, branch, message)
     }
 
+    /// Commits a symlink at `path` pointing at `target` (any text, even outside the tree) on
+    /// `branch` and pushes; returns the SHA.
+    pub fn commit_symlink(&self, branch: &str, path: &str, target: &str, message: &str) -> String {
+        let _guard = self.work_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let work = self.prepare_branch(branch);
+        let rel = checked_relative_path(path);
+        let full = work.join(&rel);
+        if let Some(parent) = full.parent() {
+            fs::create_dir_all(parent).unwrap_or_else(|e| panic!("cannot create {}: {e}", parent.display()));
+        }
+        let _ = fs::remove_file(&full);
+        std::os::unix::fs::symlink(target, &full)
+            .unwrap_or_else(|e| panic!("cannot create symlink {}: {e}", full.display()));
+        let rel_str = rel.to_string_lossy().into_owned();
+        self.git(&work, &["add", "-f", "--", &rel_str]);
+        self.commit_and_push(&work, branch, message)
+    }
+
     /// Removes files in a new commit and pushes; returns the SHA.
     pub fn remove_files(&self, branch: &str, paths: &[&str], message: &str) -> String {
         let _guard = self.work_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -236,6 +268,49 @@ impl GitServer {
         self.git(&work, &["tag", "-f", name, commit]);
         let refspec = format!("+refs/tags/{name}:refs/tags/{name}");
         self.git(&work, &["push", "-q", "origin", &refspec]);
+    }
+
+    /// Creates an annotated tag (a tag object) at `commit` and pushes it.
+    pub fn tag_annotated(&self, name: &str, commit: &str, message: &str) {
+        let _guard = self.work_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let work = self.ensure_clone();
+        self.fetch(&work);
+        self.git(&work, &["tag", "-a", "-f", "-m", message, name, commit]);
+        let refspec = format!("+refs/tags/{name}:refs/tags/{name}");
+        self.git(&work, &["push", "-q", "origin", &refspec]);
+    }
+
+    /// Deletes a tag on the server.
+    pub fn delete_tag(&self, name: &str) {
+        let _guard = self.work_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let work = self.ensure_clone();
+        let refspec = format!(":refs/tags/{name}");
+        self.git(&work, &["push", "-q", "origin", &refspec]);
+        let _ = self.git_ok(&work, &["tag", "-d", name]);
+    }
+
+    /// Deletes a branch on the server (its commits stay in the repository, unreferenced).
+    pub fn delete_branch(&self, name: &str) {
+        let _guard = self.work_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let work = self.ensure_clone();
+        let refspec = format!(":refs/heads/{name}");
+        self.git(&work, &["push", "-q", "origin", &refspec]);
+    }
+
+    /// Force-pushes `branch` to `commit` (which must have been made through this fixture),
+    /// rewriting history: later commits of the branch are no longer on it.
+    pub fn force_push(&self, branch: &str, commit: &str) {
+        let _guard = self.work_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let work = self.ensure_clone();
+        self.fetch(&work);
+        let refspec = format!("+{commit}:refs/heads/{branch}");
+        self.git(&work, &["push", "-q", "origin", &refspec]);
+    }
+
+    /// Sets a config key in the served bare repository, e.g. `uploadpack.allowAnySHA1InWant`.
+    pub fn set_config(&self, key: &str, value: &str) {
+        let bare = self.bare_repo_path();
+        self.git(&bare, &["config", key, value]);
     }
 
     // ----- working clone helpers -----
@@ -313,6 +388,9 @@ impl GitServer {
             "-c",
             "advice.detachedHead=false",
         ]);
+        if let Some(token) = &self.shared.bearer {
+            cmd.args(["-c", &format!("http.extraHeader=Authorization: Bearer {token}")]);
+        }
         cmd.args(args).current_dir(dir);
         for var in SCRUBBED_GIT_ENV {
             cmd.env_remove(var);
@@ -361,6 +439,9 @@ impl GitServer {
 
     /// Removes the credentials from any text that may contain the credential URL.
     fn redact(&self, text: &str) -> String {
+        if let Some(token) = &self.shared.bearer {
+            return text.replace(token.as_str(), "***");
+        }
         let Some(auth) = &self.shared.auth else {
             return text.to_string();
         };
@@ -611,7 +692,19 @@ fn serve(
         request.header("Expect").is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"));
 
     // Authentication.
+    if let Some(token) = &shared.bearer {
+        let expected = format!("Bearer {token}");
+        if request.header("Authorization").map(str::trim) != Some(expected.as_str()) {
+            if !expects_continue {
+                let _ = read_body(reader, &request);
+            }
+            let mut response = Response::simple("401 Unauthorized", "authentication required");
+            response.headers.push(("WWW-Authenticate".into(), format!("Basic realm=\"{REALM}\"")));
+            return Some((response, is_head));
+        }
+    }
     let remote_user = match &shared.auth {
+        None if shared.bearer.is_some() => "bearer".to_string(),
         None => "anonymous".to_string(),
         Some(auth) => {
             if !authorized(&request, auth) {

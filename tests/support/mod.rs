@@ -1,12 +1,14 @@
 //! Shared fixtures for ferry's integration tests: the real local control plane (started by
-//! `tests/testenv/testenv.sh`), a namespace per test, and a Git server.
+//! `tests/testenv/testenv.sh`), a namespace per test, and Git servers (HTTP and SSH).
 
 #![allow(dead_code)]
 
 mod cluster;
 mod git_server;
+mod ssh_server;
 mod wait;
 
 pub use cluster::*;
 pub use git_server::*;
+pub use ssh_server::*;
 pub use wait::*;

@@ -14,6 +14,7 @@ declare -A want=(
   [flock]=util-linux
   [setsid]=util-linux
   [base64]=coreutils
+  [ssh-keygen]=openssh-client
 )
 
 missing=()
@@ -23,6 +24,8 @@ done
 # git http-backend ships with git but lives outside PATH.
 [[ -x "$(git --exec-path 2>/dev/null)/git-http-backend" ]] || missing+=(git)
 [[ -f /etc/ssl/certs/ca-certificates.crt ]] || missing+=(ca-certificates)
+# The SSH Git fixture runs sshd itself (never as a service); it lives outside a user's PATH.
+[[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
 
 if ((${#missing[@]})); then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
@@ -31,7 +34,19 @@ if ((${#missing[@]})); then
   [[ $(id -u) -eq 0 ]] || sudo=(sudo)
   export DEBIAN_FRONTEND=noninteractive
   "${sudo[@]}" apt-get update -qq
-  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # openssh-server's postinst would start a system sshd on port 22; the tests only need the
+  # binary. Deny service starts for the install (the usual policy-rc.d), unless one exists.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+    "${sudo[@]}" chmod 755 "$policy"
+    own_policy=1
+  fi
+  status=0
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || status=$?
+  ((own_policy)) && "${sudo[@]}" rm -f "$policy"
+  ((status == 0)) || exit "$status"
 fi
 
 command -v cargo >/dev/null || { log "cargo not found: install Rust (https://rustup.rs)"; exit 1; }

@@ -1,0 +1,540 @@
+//! The on-disk Git cache shared by every Application.
+//!
+//! Layout under the cache root:
+//!
+//! ```text
+//! repos/<slug>-<hash>/      bare repository per normalized repo URL, fetched incrementally
+//! repos/<slug>-<hash>.lock  file lock: one writer per repository across processes
+//! trees/<sha>/              read-only snapshot of a commit's tree, shared by all Applications
+//! scratch.git/              empty repository used only to list remote refs; never written
+//! ```
+//!
+//! Steady state is one ref listing per call of [`GitCache::resolve`]; objects are fetched only
+//! when the resolved commit has no snapshot yet, and only once per repository and revision:
+//! callers asking concurrently queue on a per-repository async mutex (then a file lock), and
+//! whoever comes second finds the snapshot the first one made.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, SystemTime};
+
+use git2::{Oid, Repository};
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+
+use super::credentials::Redactor;
+use super::known_hosts::KnownHosts;
+use super::refs::{RefRequest, RemoteRef, Revision, RevisionRef, select};
+use super::repo_url::RepoUrl;
+use super::transport::{self, Access, Cancel};
+use super::{Snapshot, SourceError, SourceSpec, snapshot};
+
+/// Tunables of a [`GitCache`].
+#[derive(Clone, Debug)]
+pub struct GitCacheOptions {
+    /// Upper bound for one `resolve` or `fetch`, including the wait for the repository lock.
+    pub timeout: Duration,
+    /// libgit2's socket connect and read/write timeout. libgit2 keeps it process-wide, so the
+    /// first cache created in a process sets it; it stops a blocking git2 thread that waits on
+    /// a silent server, which `timeout` alone cannot (such threads cannot be cancelled).
+    pub network_timeout: Duration,
+    /// known_hosts lines trusted for every repository, on top of each Secret's `known_hosts`.
+    pub known_hosts: Option<String>,
+}
+
+impl Default for GitCacheOptions {
+    fn default() -> Self {
+        GitCacheOptions {
+            timeout: Duration::from_secs(60),
+            network_timeout: Duration::from_secs(30),
+            known_hosts: None,
+        }
+    }
+}
+
+/// Counters of what the cache did, for metrics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Network fetches of objects.
+    pub fetches: u64,
+    /// Remote ref listings (the cheap check).
+    pub ref_listings: u64,
+    /// Snapshots exported (commits materialized on disk).
+    pub snapshots: u64,
+    /// Cached repositories deleted and re-created because they were corrupt.
+    pub repairs: u64,
+}
+
+/// A handle to the cache; cheap to clone, all clones share locks and counters.
+#[derive(Clone)]
+pub struct GitCache {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for GitCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitCache").field("root", &self.inner.root).field("stats", &self.stats()).finish()
+    }
+}
+
+struct Inner {
+    root: PathBuf,
+    options: GitCacheOptions,
+    known_hosts: KnownHosts,
+    repo_locks: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
+    fetches: AtomicU64,
+    ref_listings: AtomicU64,
+    snapshots: AtomicU64,
+    repairs: AtomicU64,
+}
+
+/// A spec checked and turned into what the blocking side needs.
+struct Prepared {
+    request: RefRequest,
+    access: Access,
+}
+
+const ROOT_LABEL: &str = "git cache";
+
+impl GitCache {
+    /// Opens (creating if needed) the cache at `root`. Leftovers of interrupted exports are
+    /// removed; repositories are checked lazily, when first used.
+    pub fn new(root: impl Into<PathBuf>, options: GitCacheOptions) -> Result<GitCache, SourceError> {
+        let root = root.into();
+        let known_hosts =
+            KnownHosts::parse(options.known_hosts.as_deref().unwrap_or("")).map_err(|message| {
+                SourceError::InvalidSecret { secret: "(cache-wide known_hosts)".to_string(), message }
+            })?;
+        for dir in [root.join("repos"), root.join("trees")] {
+            fs::create_dir_all(&dir).map_err(|e| SourceError::io(ROOT_LABEL, "cannot create", &dir, e))?;
+        }
+        remove_stale_exports(&root.join("trees"));
+        let scratch = root.join("scratch.git");
+        if Repository::open_bare(&scratch).is_err() {
+            let _ = fs::remove_dir_all(&scratch);
+            Repository::init_bare(&scratch).map_err(|e| SourceError::Io {
+                url: ROOT_LABEL.to_string(),
+                action: "cannot create",
+                path: scratch.clone(),
+                message: e.message().to_string(),
+            })?;
+        }
+        set_libgit2_timeouts(options.network_timeout);
+        Ok(GitCache {
+            inner: Arc::new(Inner {
+                root,
+                options,
+                known_hosts,
+                repo_locks: Mutex::new(HashMap::new()),
+                fetches: AtomicU64::new(0),
+                ref_listings: AtomicU64::new(0),
+                snapshots: AtomicU64::new(0),
+                repairs: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// Network fetches so far (see [`CacheStats::fetches`]).
+    pub fn fetch_count(&self) -> u64 {
+        self.inner.fetches.load(Ordering::SeqCst)
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            fetches: self.inner.fetches.load(Ordering::SeqCst),
+            ref_listings: self.inner.ref_listings.load(Ordering::SeqCst),
+            snapshots: self.inner.snapshots.load(Ordering::SeqCst),
+            repairs: self.inner.repairs.load(Ordering::SeqCst),
+        }
+    }
+
+    /// The bare repository that caches `repo_url`.
+    pub fn repo_dir(&self, repo_url: &str) -> Result<PathBuf, SourceError> {
+        Ok(self.inner.root.join("repos").join(RepoUrl::parse(repo_url)?.cache_key()))
+    }
+
+    /// Where the snapshot of `commit` is (or will be).
+    pub fn snapshot_dir(&self, commit: &str) -> PathBuf {
+        snapshot::snapshot_path(&self.inner.root.join("trees"), commit)
+    }
+
+    /// The cheap check: lists the remote's refs (one round trip, no objects) and picks the
+    /// commit the spec's ref names. A commit ref is listed too, though its answer is known:
+    /// the listing proves these credentials may read the repository, so a snapshot cached for
+    /// another Application is never handed to one that could not fetch it itself.
+    pub async fn resolve(&self, spec: &SourceSpec) -> Result<Revision, SourceError> {
+        let prepared = self.prepare(spec)?;
+        let refs = self.list_refs(&prepared).await?;
+        select(&prepared.request, &refs, prepared.access.url.redacted())
+    }
+
+    /// Resolves the spec, then makes sure its commit is on disk (fetching only if needed).
+    pub async fn fetch(&self, spec: &SourceSpec) -> Result<Snapshot, SourceError> {
+        let prepared = self.prepare(spec)?;
+        let refs = self.list_refs(&prepared).await?;
+        let revision = select(&prepared.request, &refs, prepared.access.url.redacted())?;
+        self.materialize(prepared, revision).await
+    }
+
+    /// Makes sure `revision` (from [`GitCache::resolve`] with the same spec) is on disk.
+    /// A branch that moved since `resolve` yields the commit actually fetched. No ref listing
+    /// happens here: the caller's `resolve` is what proved these credentials may read the
+    /// repository, so never pass a revision that did not come from one.
+    pub async fn snapshot(&self, spec: &SourceSpec, revision: &Revision) -> Result<Snapshot, SourceError> {
+        let prepared = self.prepare(spec)?;
+        self.materialize(prepared, revision.clone()).await
+    }
+
+    fn prepare(&self, spec: &SourceSpec) -> Result<Prepared, SourceError> {
+        let url = RepoUrl::parse(&spec.repo_url)?;
+        let request = RefRequest::from_git_ref(&spec.git_ref, url.redacted())?;
+        let credentials = spec.credentials.clone();
+        let secret_hosts = match credentials.as_ref().and_then(|c| c.known_hosts.as_deref()) {
+            Some(text) => KnownHosts::parse(text).map_err(|message| SourceError::InvalidSecret {
+                secret: "(known_hosts of the credentials)".to_string(),
+                message: format!("known_hosts: {message}"),
+            })?,
+            None => KnownHosts::default(),
+        };
+        let redactor = Redactor::new(credentials.as_ref(), url.password());
+        let timeout = self.inner.options.timeout;
+        let access = Access {
+            known_hosts: secret_hosts.merged(&self.inner.known_hosts),
+            url,
+            credentials,
+            redactor,
+            cancel: Cancel::after(timeout),
+            timeout,
+        };
+        Ok(Prepared { request, access })
+    }
+
+    async fn list_refs(&self, prepared: &Prepared) -> Result<Vec<RemoteRef>, SourceError> {
+        self.inner.ref_listings.fetch_add(1, Ordering::SeqCst);
+        let scratch = self.inner.root.join("scratch.git");
+        let access = prepared.access.clone();
+        let url = access.url.redacted().to_string();
+        let cancel = access.cancel.clone();
+        let timeout = access.timeout;
+        run_blocking(&url, "ref listing", &cancel, timeout, move || {
+            let repo = Repository::open_bare(&scratch).map_err(|e| SourceError::Io {
+                url: access.url.redacted().to_string(),
+                action: "cannot open",
+                path: scratch.clone(),
+                message: e.message().to_string(),
+            })?;
+            transport::list_refs(&repo, &access)
+        })
+        .await
+    }
+
+    async fn materialize(&self, prepared: Prepared, revision: Revision) -> Result<Snapshot, SourceError> {
+        let target = self.snapshot_dir(&revision.commit);
+        // One stat of a local directory: cheap enough to do on the async thread, and the
+        // steady-state path, so it should not queue behind blocking git work.
+        if target.is_dir() {
+            return Ok(Snapshot { revision, root: target });
+        }
+        let url = prepared.access.url.redacted().to_string();
+        let cancel = prepared.access.cancel.clone();
+        let timeout = prepared.access.timeout;
+        let key = prepared.access.url.cache_key();
+        let lock = self.repo_lock(&key);
+        let deadline = tokio::time::Instant::from_std(cancel.deadline());
+        let guard =
+            tokio::time::timeout_at(deadline, lock.lock_owned()).await.map_err(|_| SourceError::Timeout {
+                url: url.clone(),
+                operation: "waiting for the repository lock",
+                after: timeout,
+            })?;
+        let inner = Arc::clone(&self.inner);
+        run_blocking(&url, "fetch", &cancel, timeout, move || {
+            // Held until the blocking work really ends, even if the caller gave up waiting.
+            let _guard: OwnedMutexGuard<()> = guard;
+            materialize_locked(&inner, &key, &prepared, revision)
+        })
+        .await
+    }
+
+    fn repo_lock(&self, key: &str) -> Arc<AsyncMutex<()>> {
+        let mut locks = self.inner.repo_locks.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(locks.entry(key.to_string()).or_default())
+    }
+}
+
+/// Runs blocking git work on the blocking pool, giving up at the deadline. The work itself is
+/// told to stop through `cancel` (its callbacks abort the transfer).
+async fn run_blocking<T: Send + 'static>(
+    url: &str,
+    operation: &'static str,
+    cancel: &Cancel,
+    timeout: Duration,
+    work: impl FnOnce() -> Result<T, SourceError> + Send + 'static,
+) -> Result<T, SourceError> {
+    let deadline = tokio::time::Instant::from_std(cancel.deadline());
+    let started = cancel.clone();
+    let (url_owned, after) = (url.to_string(), timeout);
+    let handle = tokio::task::spawn_blocking(move || {
+        // A saturated blocking pool may start this after the caller gave up: do nothing then.
+        if started.is_cancelled() {
+            return Err(SourceError::Timeout { url: url_owned, operation, after });
+        }
+        work()
+    });
+    match tokio::time::timeout_at(deadline, handle).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join_error)) => Err(SourceError::Git {
+            url: url.to_string(),
+            message: format!("the git worker failed: {join_error}"),
+        }),
+        Err(_) => {
+            cancel.cancel();
+            Err(SourceError::Timeout { url: url.to_string(), operation, after: timeout })
+        }
+    }
+}
+
+fn materialize_locked(
+    inner: &Inner,
+    key: &str,
+    prepared: &Prepared,
+    revision: Revision,
+) -> Result<Snapshot, SourceError> {
+    let access = &prepared.access;
+    let url = access.url.redacted();
+    let repos = inner.root.join("repos");
+    let repo_dir = repos.join(key);
+    let _file_lock = lock_file(&repos.join(format!("{key}.lock")), access)?;
+
+    let target = snapshot::snapshot_path(&inner.root.join("trees"), &revision.commit);
+    if target.is_dir() {
+        return Ok(Snapshot { revision, root: target });
+    }
+    match materialize_in(inner, &repo_dir, prepared, revision.clone()) {
+        Err(SourceError::Corrupt { message, .. }) => {
+            tracing::warn!(url, path = %repo_dir.display(), error = %message, "cached repository is corrupt; re-cloning");
+            inner.repairs.fetch_add(1, Ordering::SeqCst);
+            fs::remove_dir_all(&repo_dir)
+                .map_err(|e| SourceError::io(url, "cannot delete corrupt repository", &repo_dir, e))?;
+            materialize_in(inner, &repo_dir, prepared, revision)
+        }
+        other => other,
+    }
+}
+
+fn materialize_in(
+    inner: &Inner,
+    repo_dir: &Path,
+    prepared: &Prepared,
+    revision: Revision,
+) -> Result<Snapshot, SourceError> {
+    let access = &prepared.access;
+    let url = access.url.redacted();
+    let corrupt = |e: git2::Error| SourceError::Corrupt {
+        url: url.to_string(),
+        path: repo_dir.to_path_buf(),
+        message: access.redactor.redact(e.message()),
+    };
+    let repo = open_or_init(repo_dir).map_err(corrupt)?;
+    let revision = ensure_commit(inner, &repo, repo_dir, prepared, revision)?;
+    let oid = Oid::from_str(&revision.commit).map_err(corrupt)?;
+    let on_git_error = |e: git2::Error| {
+        if transport::is_local_corruption(&e) {
+            corrupt(e)
+        } else {
+            SourceError::Git { url: url.to_string(), message: access.redactor.redact(e.message()) }
+        }
+    };
+    let root = snapshot::export(&repo, oid, &inner.root.join("trees"), url, &on_git_error)?;
+    inner.snapshots.fetch_add(1, Ordering::SeqCst);
+    tracing::info!(url, revision = %revision, path = %root.display(), "exported Git snapshot");
+    Ok(Snapshot { revision, root })
+}
+
+fn open_or_init(dir: &Path) -> Result<Repository, git2::Error> {
+    if dir.exists() {
+        let repo = Repository::open_bare(dir)?;
+        // Opening only checks the layout; reading the config and HEAD finds a damaged one.
+        repo.config()?.get_i32("core.repositoryformatversion")?;
+        repo.find_reference("HEAD")?;
+        Ok(repo)
+    } else {
+        Repository::init_bare(dir)
+    }
+}
+
+/// Makes sure the commit of `revision` is in `repo`, fetching only what the ref names.
+fn ensure_commit(
+    inner: &Inner,
+    repo: &Repository,
+    repo_dir: &Path,
+    prepared: &Prepared,
+    revision: Revision,
+) -> Result<Revision, SourceError> {
+    let access = &prepared.access;
+    let url = access.url.redacted();
+    let oid = Oid::from_str(&revision.commit).map_err(|e| SourceError::InvalidRef {
+        url: url.to_string(),
+        message: format!("{:?} is not a commit id: {}", revision.commit, e.message()),
+    })?;
+    if has_commit(repo, repo_dir, oid, access)? {
+        return Ok(revision);
+    }
+    let fetch = |refspecs: &[String]| {
+        inner.fetches.fetch_add(1, Ordering::SeqCst);
+        tracing::info!(url, revision = %revision, "fetching from Git remote");
+        transport::fetch(repo, repo_dir, access, refspecs)
+    };
+    match &revision.reference {
+        RevisionRef::Branch(name) | RevisionRef::Tag(name) => {
+            let is_branch = matches!(revision.reference, RevisionRef::Branch(_));
+            let (remote_ref, local_ref) = if is_branch {
+                (format!("refs/heads/{name}"), format!("refs/ferry/heads/{name}"))
+            } else {
+                (format!("refs/tags/{name}"), format!("refs/ferry/tags/{name}"))
+            };
+            fetch(&[format!("+{remote_ref}:{local_ref}")])?;
+            if has_commit(repo, repo_dir, oid, access)? {
+                return Ok(revision);
+            }
+            // The ref moved (e.g. a force-push) between listing and fetching: what was fetched
+            // is the newer truth, and it is what gets reported.
+            let fetched = repo.find_reference(&local_ref).and_then(|r| r.peel_to_commit()).map_err(|e| {
+                SourceError::RefNotFound {
+                    url: url.to_string(),
+                    reference: format!("{} {name:?}", if is_branch { "branch" } else { "tag" }),
+                    message: format!(
+                        "it disappeared during the fetch: {}",
+                        access.redactor.redact(e.message())
+                    ),
+                }
+            })?;
+            Ok(Revision { reference: revision.reference.clone(), commit: fetched.id().to_string() })
+        }
+        RevisionRef::Commit => {
+            let sha = &revision.commit;
+            // Servers that allow it (uploadpack.allowReachableSHA1InWant / allowAnySHA1InWant)
+            // send just this commit; others need every branch and tag fetched to find it.
+            let by_sha = fetch(&[format!("+{sha}:refs/ferry/commits/{sha}")]);
+            if let Err(e) = by_sha {
+                if matches!(
+                    e,
+                    SourceError::AuthenticationFailed { .. }
+                        | SourceError::HostKeyUnknown { .. }
+                        | SourceError::HostKeyMismatch { .. }
+                        | SourceError::RepositoryNotFound { .. }
+                        | SourceError::Timeout { .. }
+                        | SourceError::Corrupt { .. }
+                ) {
+                    return Err(e);
+                }
+                tracing::debug!(url, commit = %sha, error = %e, "fetch by SHA refused; fetching all branches and tags");
+                fetch(&[
+                    "+refs/heads/*:refs/ferry/heads/*".to_string(),
+                    "+refs/tags/*:refs/ferry/tags/*".to_string(),
+                ])?;
+            }
+            if has_commit(repo, repo_dir, oid, access)? {
+                return Ok(revision);
+            }
+            Err(SourceError::RefNotFound {
+                url: url.to_string(),
+                reference: format!("commit {sha}"),
+                message: "no branch or tag of the remote contains it, and the server did not send it by SHA"
+                    .to_string(),
+            })
+        }
+    }
+}
+
+fn has_commit(repo: &Repository, repo_dir: &Path, oid: Oid, access: &Access) -> Result<bool, SourceError> {
+    match repo.find_commit(oid) {
+        Ok(commit) => match commit.tree() {
+            Ok(_) => Ok(true),
+            Err(e) => Err(SourceError::Corrupt {
+                url: access.url.redacted().to_string(),
+                path: repo_dir.to_path_buf(),
+                message: format!("commit {oid} has no readable tree: {}", e.message()),
+            }),
+        },
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(false),
+        Err(e) if transport::is_local_corruption(&e) => Err(SourceError::Corrupt {
+            url: access.url.redacted().to_string(),
+            path: repo_dir.to_path_buf(),
+            message: access.redactor.redact(e.message()),
+        }),
+        Err(e) => Err(SourceError::RefNotFound {
+            url: access.url.redacted().to_string(),
+            reference: format!("commit {oid}"),
+            message: format!("the object is not a commit: {}", access.redactor.redact(e.message())),
+        }),
+    }
+}
+
+/// Takes the repository's file lock, polling so the deadline still applies: another process
+/// (or a timed-out thread of this one) may hold it for a while.
+fn lock_file(path: &Path, access: &Access) -> Result<File, SourceError> {
+    let url = access.url.redacted();
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| SourceError::io(url, "cannot open lock file", path, e))?;
+    let mut delay = Duration::from_millis(10);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(fs::TryLockError::WouldBlock) => {
+                if access.cancel.is_cancelled() {
+                    return Err(SourceError::Timeout {
+                        url: url.to_string(),
+                        operation: "waiting for the repository lock",
+                        after: access.timeout,
+                    });
+                }
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(200));
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(SourceError::io(url, "cannot lock", path, e)),
+        }
+    }
+}
+
+/// Temporary export directories older than an hour belong to a process that died mid-export.
+fn remove_stale_exports(trees: &Path) {
+    let Ok(entries) = fs::read_dir(trees) else { return };
+    for entry in entries.flatten() {
+        let stale = entry.file_name().to_string_lossy().starts_with(".tmp-")
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .is_some_and(|age| age > Duration::from_secs(3600));
+        if stale {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn set_libgit2_timeouts(timeout: Duration) {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX).max(1);
+        // SAFETY: these write two ints in libgit2's global options. git2 marks them unsafe
+        // because a concurrent libgit2 operation could read them mid-write. Every git2 call in
+        // ferry goes through a GitCache, which only exists after this Once has completed, so no
+        // git2 operation of ours runs concurrently with the write.
+        unsafe {
+            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms);
+            let _ = git2::opts::set_server_timeout_in_milliseconds(ms);
+        }
+    });
+}
