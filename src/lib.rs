@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod controller;
+pub mod render;
 pub mod telemetry;
 
 /// ferry's version, as printed by `ferry version`.

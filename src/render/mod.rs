@@ -1,0 +1,5 @@
+//! Manifests -> objects.
+
+pub mod error;
+pub mod parse;
+mod paths;
