@@ -8,7 +8,8 @@ use super::{error::RenderError, parse::Manifest, scope::group_of};
 /// The identity of an object in the cluster: group, kind, namespace, name. The version is left
 /// out on purpose: `apps/v1` and `apps/v1beta1` Deployments named alike are the same object.
 pub fn object_key(m: &Manifest) -> String {
-    let (group, kind) = m.object.types.as_ref().map_or(("", ""), |t| (group_of(&t.api_version), t.kind.as_str()));
+    let (group, kind) =
+        m.object.types.as_ref().map_or(("", ""), |t| (group_of(&t.api_version), t.kind.as_str()));
     let gk = if group.is_empty() { kind.to_owned() } else { format!("{kind}.{group}") };
     let name = m.object.metadata.name.as_deref().unwrap_or_default();
     match m.object.metadata.namespace.as_deref().filter(|ns| !ns.is_empty()) {
@@ -26,8 +27,8 @@ pub fn check_duplicates(manifests: &[Manifest]) -> Result<(), RenderError> {
         if let Some(&first) = seen.get(&key) {
             return Err(RenderError::Duplicate {
                 key,
-                first: manifests[first].origin.clone(),
-                second: m.origin.clone(),
+                first: Box::new(manifests[first].origin.clone()),
+                second: Box::new(m.origin.clone()),
             });
         }
         seen.insert(key, i);
@@ -45,7 +46,8 @@ mod tests {
 
     #[test]
     fn same_object_in_two_files_after_namespace_defaulting() {
-        let mut ms = parse_yaml("a.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n").unwrap();
+        let mut ms =
+            parse_yaml("a.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\n").unwrap();
         ms.extend(
             parse_yaml(
                 "dir/b.yaml",

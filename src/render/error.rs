@@ -22,9 +22,9 @@ pub enum RenderError {
     #[error("{origin}: not a valid Kubernetes object: {cause}")]
     InvalidObject { origin: Origin, cause: String },
 
-    /// Two documents define the same object.
+    /// Two documents define the same object. (Boxed: keeps every `Result` of this module small.)
     #[error("{key} is defined twice: in {first} and in {second}")]
-    Duplicate { key: String, first: Origin, second: Origin },
+    Duplicate { key: String, first: Box<Origin>, second: Box<Origin> },
 
     /// A path given in the spec, or a symlink met in the tree, leads outside the repository.
     #[error("{what} {path} escapes the repository root")]
@@ -178,7 +178,11 @@ impl fmt::Display for UnpinnedReason {
 
 impl fmt::Display for ImageViolation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: image {:?} {} [{}]", self.object, self.container, self.image, self.reason, self.origin)
+        write!(
+            f,
+            "{} {}: image {:?} {} [{}]",
+            self.object, self.container, self.image, self.reason, self.origin
+        )
     }
 }
 

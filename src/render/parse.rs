@@ -68,11 +68,6 @@ pub fn parse_yaml(file: &str, text: &str) -> Result<Vec<Manifest>, RenderError> 
     Ok(out)
 }
 
-/// Parses a whole renderer output and names documents after `file`.
-pub(crate) fn parse_stream(file: &str, text: &str) -> Result<Vec<Manifest>, RenderError> {
-    parse_yaml(file, text)
-}
-
 /// Line numbers of `---` document markers, to turn an error's line into a document number.
 struct DocumentMarkers {
     lines: Vec<u64>,
@@ -87,7 +82,8 @@ impl DocumentMarkers {
         for (i, line) in text.lines().enumerate() {
             // A marker is `---` at column 0 followed by nothing or a space; YAML forbids that
             // sequence inside scalars, so no content line is miscounted.
-            let is_marker = line.strip_prefix("---").is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']));
+            let is_marker =
+                line.strip_prefix("---").is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']));
             if is_marker {
                 lines.push(i as u64 + 1);
             } else if lines.is_empty() && !implicit_first {
@@ -283,7 +279,8 @@ mod tests {
 
     #[test]
     fn implicit_first_document_is_document_one() {
-        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Secret\n";
+        let text =
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Secret\n";
         let err = parse_yaml("x.yaml", text).unwrap_err();
         assert_eq!(err.to_string(), "x.yaml (document 2, line 5): object has no metadata.name");
         assert_eq!(err.category(), "missing_field");
@@ -322,7 +319,8 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_invalid() {
-        let err = parse_yaml("d.yaml", "apiVersion: v1\nkind: A\nkind: B\nmetadata: {name: a}\n").unwrap_err();
+        let err =
+            parse_yaml("d.yaml", "apiVersion: v1\nkind: A\nkind: B\nmetadata: {name: a}\n").unwrap_err();
         assert!(matches!(err, RenderError::InvalidYaml { .. }), "{err}");
     }
 
@@ -350,8 +348,15 @@ items:
     #[test]
     fn scalars_and_bad_metadata_are_invalid_objects() {
         let err = parse_yaml("s.yaml", "just text\n").unwrap_err();
-        assert_eq!(err.to_string(), "s.yaml (document 1, line 1): not a valid Kubernetes object: expected a mapping, found a string");
-        let err = parse_yaml("l.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, labels: {tier: [x]}}\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "s.yaml (document 1, line 1): not a valid Kubernetes object: expected a mapping, found a string"
+        );
+        let err = parse_yaml(
+            "l.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, labels: {tier: [x]}}\n",
+        )
+        .unwrap_err();
         assert_eq!(err.category(), "invalid_object", "{err}");
     }
 
@@ -366,7 +371,14 @@ items:
 
     #[test]
     fn manifest_file_names() {
-        for (name, yes) in [("a.yaml", true), ("a.YML", true), ("a.json", true), ("README.md", false), ("a.yaml.bak", false), ("Chart.lock", false)] {
+        for (name, yes) in [
+            ("a.yaml", true),
+            ("a.YML", true),
+            ("a.json", true),
+            ("README.md", false),
+            ("a.yaml.bak", false),
+            ("Chart.lock", false),
+        ] {
             assert_eq!(is_manifest_file(name), yes, "{name}");
         }
     }

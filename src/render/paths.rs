@@ -34,14 +34,21 @@ impl RepoRoot {
     /// Resolves `rel` (as written in the spec) inside the repository and returns the canonical
     /// path. `what` names the field in errors ("source path", "values file").
     pub(crate) fn resolve(&self, rel: &str, what: &'static str) -> Result<PathBuf, RenderError> {
-        let clean = normalize_relative(rel).ok_or_else(|| RenderError::PathEscapes { what, path: rel.into() })?;
+        let clean =
+            normalize_relative(rel).ok_or_else(|| RenderError::PathEscapes { what, path: rel.into() })?;
         self.resolve_under(&self.canonical.join(&clean), rel, what)
     }
 
     /// Like [`RepoRoot::resolve`] for a path relative to `base`, a canonical directory inside
     /// the repository (Helm values files are relative to the chart).
-    pub(crate) fn resolve_from(&self, base: &Path, rel: &str, what: &'static str) -> Result<PathBuf, RenderError> {
-        let clean = normalize_relative(rel).ok_or_else(|| RenderError::PathEscapes { what, path: rel.into() })?;
+    pub(crate) fn resolve_from(
+        &self,
+        base: &Path,
+        rel: &str,
+        what: &'static str,
+    ) -> Result<PathBuf, RenderError> {
+        let clean =
+            normalize_relative(rel).ok_or_else(|| RenderError::PathEscapes { what, path: rel.into() })?;
         let shown = self.display(&base.join(&clean));
         self.resolve_under(&base.join(&clean), &shown, what)
     }
@@ -56,7 +63,12 @@ impl RepoRoot {
     }
 
     /// Fails unless `canonical` is the root or below it.
-    pub(crate) fn check_inside(&self, canonical: &Path, shown: &str, what: &'static str) -> Result<(), RenderError> {
+    pub(crate) fn check_inside(
+        &self,
+        canonical: &Path,
+        shown: &str,
+        what: &'static str,
+    ) -> Result<(), RenderError> {
         if canonical.starts_with(&self.canonical) {
             Ok(())
         } else {

@@ -84,8 +84,11 @@ const POD_SPEC_PATHS: &[&[&str]] = &[
     &["template", "spec"],
 ];
 
-const CONTAINER_LISTS: &[(&str, &str)] =
-    &[("initContainers", "initContainer"), ("containers", "container"), ("ephemeralContainers", "ephemeralContainer")];
+const CONTAINER_LISTS: &[(&str, &str)] = &[
+    ("initContainers", "initContainer"),
+    ("containers", "container"),
+    ("ephemeralContainers", "ephemeralContainer"),
+];
 
 /// Every container image in `m`, as `(which container, image)`; a missing image is `""`.
 pub fn container_images(m: &Manifest) -> Vec<(String, String)> {
@@ -122,7 +125,13 @@ pub fn check_images(manifests: &[Manifest], policy: PinPolicy) -> Result<(), Ren
     for m in manifests {
         for (container, image) in container_images(m) {
             if let Some(reason) = image_problem(&image, policy) {
-                violations.push(ImageViolation { object: describe(m), container, image, reason, origin: m.origin.clone() });
+                violations.push(ImageViolation {
+                    object: describe(m),
+                    container,
+                    image,
+                    reason,
+                    origin: m.origin.clone(),
+                });
             }
         }
     }
@@ -177,7 +186,10 @@ mod tests {
 
     #[test]
     fn parse_splits_registry_port_from_tag() {
-        assert_eq!(ImageRef::parse("localhost:5000/app"), ImageRef { name: "localhost:5000/app", tag: None, digest: None });
+        assert_eq!(
+            ImageRef::parse("localhost:5000/app"),
+            ImageRef { name: "localhost:5000/app", tag: None, digest: None }
+        );
         assert_eq!(
             ImageRef::parse("localhost:5000/team/app:1.2@sha256:x"),
             ImageRef { name: "localhost:5000/team/app", tag: Some("1.2"), digest: Some("sha256:x") }

@@ -146,7 +146,10 @@ impl DiscoveredScopes {
 impl ScopeResolver for DiscoveredScopes {
     fn scope(&self, group: &str, kind: &str) -> Option<KindScope> {
         // Borrowed lookups on a tuple key need an owned key; kinds are short, this is cheap.
-        self.kinds.get(&(group.to_owned(), kind.to_owned())).copied().or_else(|| BuiltinScopes.scope(group, kind))
+        self.kinds
+            .get(&(group.to_owned(), kind.to_owned()))
+            .copied()
+            .or_else(|| BuiltinScopes.scope(group, kind))
     }
 
     fn fingerprint(&self) -> u64 {
@@ -165,7 +168,8 @@ pub fn crd_scopes(manifests: &[Manifest]) -> HashMap<(String, String), KindScope
     let mut out = HashMap::new();
     for m in manifests {
         let Some(types) = &m.object.types else { continue };
-        if types.kind != "CustomResourceDefinition" || group_of(&types.api_version) != "apiextensions.k8s.io" {
+        if types.kind != "CustomResourceDefinition" || group_of(&types.api_version) != "apiextensions.k8s.io"
+        {
             continue;
         }
         let spec = &m.object.data["spec"];
@@ -210,7 +214,9 @@ mod tests {
     use crate::render::parse::parse_yaml;
 
     fn ns_of(ms: &[Manifest]) -> Vec<(String, Option<String>)> {
-        ms.iter().map(|m| (m.object.metadata.name.clone().unwrap(), m.object.metadata.namespace.clone())).collect()
+        ms.iter()
+            .map(|m| (m.object.metadata.name.clone().unwrap(), m.object.metadata.namespace.clone()))
+            .collect()
     }
 
     const OBJECTS: &str = r#"
@@ -280,7 +286,10 @@ spec:
         assign_namespaces(&mut ms, "shop", &discovered);
         assert_eq!(ms[4].object.metadata.namespace, None, "Widget is cluster-scoped per discovery");
 
-        let other = DiscoveredScopes::from_kinds([(("example.com".to_string(), "Widget".to_string()), KindScope::Namespaced)]);
+        let other = DiscoveredScopes::from_kinds([(
+            ("example.com".to_string(), "Widget".to_string()),
+            KindScope::Namespaced,
+        )]);
         assert_ne!(discovered.fingerprint(), other.fingerprint());
         assert_ne!(discovered.fingerprint(), BuiltinScopes.fingerprint());
     }

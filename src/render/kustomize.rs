@@ -1,0 +1,144 @@
+//! `kustomize build`.
+//!
+//! `spec.source.kustomize` options (namePrefix, nameSuffix, images) are applied the way a person
+//! would: a throwaway overlay kustomization in a temp dir lists the source directory as its only
+//! resource and sets the options. kustomize itself then does the renaming, including the
+//! references it knows about (a ConfigMap's new name inside the Deployment that mounts it), which
+//! no post-processing of ours could match. The source tree is never written to.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use super::{
+    error::{RenderError, Tool},
+    parse::{Manifest, parse_yaml},
+    paths::RepoRoot,
+    tool::{ToolRun, clean_stderr},
+};
+use crate::api::KustomizeSource;
+
+/// Whether the options change anything; an empty `kustomize: {}` only forces the renderer.
+pub(crate) fn has_overlay_options(opts: &KustomizeSource) -> bool {
+    opts.name_prefix.as_deref().is_some_and(|s| !s.is_empty())
+        || opts.name_suffix.as_deref().is_some_and(|s| !s.is_empty())
+        || !opts.images.is_empty()
+}
+
+/// The overlay kustomization for `opts`, as JSON (which kustomize reads as YAML).
+pub(crate) fn overlay_kustomization(dir: &Path, opts: &KustomizeSource) -> serde_json::Value {
+    let mut k = json!({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [dir.to_string_lossy()],
+    });
+    if let Some(p) = opts.name_prefix.as_deref().filter(|s| !s.is_empty()) {
+        k["namePrefix"] = json!(p);
+    }
+    if let Some(s) = opts.name_suffix.as_deref().filter(|s| !s.is_empty()) {
+        k["nameSuffix"] = json!(s);
+    }
+    if !opts.images.is_empty() {
+        // KustomizeImage serializes with kustomize's own field names (name, newName, newTag, digest).
+        k["images"] = json!(opts.images);
+    }
+    k
+}
+
+pub(crate) struct KustomizeRender<'a> {
+    pub root: &'a RepoRoot,
+    /// Canonical source directory.
+    pub dir: &'a Path,
+    /// The source path as the user knows it.
+    pub shown: &'a str,
+    pub options: Option<&'a KustomizeSource>,
+    pub bin: &'a Path,
+    pub timeout: std::time::Duration,
+}
+
+impl KustomizeRender<'_> {
+    pub(crate) async fn run(self) -> Result<Vec<Manifest>, RenderError> {
+        let io = |what: &str| {
+            let path = format!("{what} for kustomize");
+            move |cause| RenderError::Io { path, cause }
+        };
+        let tmp = tempfile::Builder::new().prefix("ferry-kustomize-").tempdir().map_err(io("temp dir"))?;
+        let home = tmp.path().join("home");
+        std::fs::create_dir(&home).map_err(io("temp HOME"))?;
+        let overlay: Option<PathBuf> = match self.options.filter(|o| has_overlay_options(o)) {
+            Some(opts) => {
+                let dir = tmp.path().join("overlay");
+                std::fs::create_dir(&dir).map_err(io("overlay dir"))?;
+                let text = serde_json::to_string_pretty(&overlay_kustomization(self.dir, opts))
+                    .expect("a JSON value always serializes");
+                std::fs::write(dir.join("kustomization.yaml"), text).map_err(io("overlay kustomization"))?;
+                Some(dir)
+            }
+            None => None,
+        };
+        let target = overlay.as_deref().unwrap_or(self.dir);
+        let out = ToolRun {
+            tool: Tool::Kustomize,
+            bin: self.bin,
+            args: vec!["build".into(), target.into()],
+            home: &home,
+            env: vec![("XDG_CONFIG_HOME", home.join(".config"))],
+            timeout: self.timeout,
+            shown_path: self.shown,
+        }
+        .run()
+        .await?;
+        if !out.success {
+            let mut replacements: Vec<(&Path, &str)> = vec![(self.root.path(), ".")];
+            if let Some(o) = &overlay {
+                replacements.insert(0, (o.as_path(), "<spec.source.kustomize overlay>"));
+            }
+            replacements.push((tmp.path(), "<tmp>"));
+            return Err(RenderError::Kustomize {
+                path: self.shown.to_owned(),
+                stderr: clean_stderr(&out.stderr, &replacements),
+            });
+        }
+        let label = format!("{} (kustomize build output)", self.shown);
+        let stdout = String::from_utf8(out.stdout).map_err(|_| RenderError::Kustomize {
+            path: self.shown.to_owned(),
+            stderr: "kustomize printed output that is not UTF-8".into(),
+        })?;
+        tokio::task::spawn_blocking(move || parse_yaml(&label, &stdout))
+            .await
+            .expect("parsing does not panic")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::KustomizeImage;
+
+    #[test]
+    fn overlay_carries_every_option() {
+        let opts = KustomizeSource {
+            name_prefix: Some("prod-".into()),
+            name_suffix: Some("".into()),
+            images: vec![KustomizeImage {
+                name: "app".into(),
+                new_name: Some("registry/app".into()),
+                new_tag: Some("1.2".into()),
+                digest: None,
+            }],
+        };
+        assert!(has_overlay_options(&opts));
+        assert!(!has_overlay_options(&KustomizeSource::default()));
+        let k = overlay_kustomization(Path::new("/r/apps/web"), &opts);
+        assert_eq!(
+            k,
+            json!({
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": ["/r/apps/web"],
+                "namePrefix": "prod-",
+                "images": [{"name": "app", "newName": "registry/app", "newTag": "1.2"}],
+            })
+        );
+    }
+}
