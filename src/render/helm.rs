@@ -93,7 +93,8 @@ impl HelmRender<'_> {
             return Err(RenderError::Helm {
                 path: self.shown.to_owned(),
                 stderr: clean_stderr(
-                    &out.stderr,
+                    // Advice for the helm CLI user, not for someone reading a status.
+                    &out.stderr.replace("Use --debug flag to render out invalid YAML", ""),
                     &[
                         (tmp.path().join("inline-values.json").as_path(), "<spec.source.helm.values>"),
                         (self.root.path(), "."),

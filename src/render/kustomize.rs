@@ -4,7 +4,8 @@
 //! would: a throwaway overlay kustomization in a temp dir lists the source directory as its only
 //! resource and sets the options. kustomize itself then does the renaming, including the
 //! references it knows about (a ConfigMap's new name inside the Deployment that mounts it), which
-//! no post-processing of ours could match. The source tree is never written to.
+//! no post-processing of ours could match. The source tree is never written to. kustomize
+//! refuses absolute resource paths, so the overlay names the source by a relative path.
 
 use std::path::{Path, PathBuf};
 
@@ -25,12 +26,13 @@ pub(crate) fn has_overlay_options(opts: &KustomizeSource) -> bool {
         || !opts.images.is_empty()
 }
 
-/// The overlay kustomization for `opts`, as JSON (which kustomize reads as YAML).
-pub(crate) fn overlay_kustomization(dir: &Path, opts: &KustomizeSource) -> serde_json::Value {
+/// The overlay kustomization for `opts`, as JSON (which kustomize reads as YAML). `resource` is
+/// the source directory relative to the overlay.
+pub(crate) fn overlay_kustomization(resource: &Path, opts: &KustomizeSource) -> serde_json::Value {
     let mut k = json!({
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": [dir.to_string_lossy()],
+        "resources": [resource.to_string_lossy()],
     });
     if let Some(p) = opts.name_prefix.as_deref().filter(|s| !s.is_empty()) {
         k["namePrefix"] = json!(p);
@@ -43,6 +45,28 @@ pub(crate) fn overlay_kustomization(dir: &Path, opts: &KustomizeSource) -> serde
         k["images"] = json!(opts.images);
     }
     k
+}
+
+/// Whether kustomize failed on a URL resource (`https://`, `git@`, `github.com/...`), which
+/// cannot work without network access.
+pub(crate) fn mentions_remote_resource(stderr: &str) -> bool {
+    ["from 'http://", "from 'https://", "from 'git@", "from 'ssh://", "from 'git::", "from 'github.com/"]
+        .iter()
+        .any(|p| stderr.contains(p))
+}
+
+/// `to` relative to `from`; both absolute and canonical.
+pub(crate) fn relative_path(from: &Path, to: &Path) -> PathBuf {
+    let (from, to): (Vec<_>, Vec<_>) = (from.components().collect(), to.components().collect());
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..from.len() {
+        out.push("..");
+    }
+    for c in &to[common..] {
+        out.push(c);
+    }
+    if out.as_os_str().is_empty() { PathBuf::from(".") } else { out }
 }
 
 pub(crate) struct KustomizeRender<'a> {
@@ -69,7 +93,9 @@ impl KustomizeRender<'_> {
             Some(opts) => {
                 let dir = tmp.path().join("overlay");
                 std::fs::create_dir(&dir).map_err(io("overlay dir"))?;
-                let text = serde_json::to_string_pretty(&overlay_kustomization(self.dir, opts))
+                let dir = dir.canonicalize().map_err(io("overlay dir"))?;
+                let resource = relative_path(&dir, self.dir);
+                let text = serde_json::to_string_pretty(&overlay_kustomization(&resource, opts))
                     .expect("a JSON value always serializes");
                 std::fs::write(dir.join("kustomization.yaml"), text).map_err(io("overlay kustomization"))?;
                 Some(dir)
@@ -94,10 +120,13 @@ impl KustomizeRender<'_> {
                 replacements.insert(0, (o.as_path(), "<spec.source.kustomize overlay>"));
             }
             replacements.push((tmp.path(), "<tmp>"));
-            return Err(RenderError::Kustomize {
-                path: self.shown.to_owned(),
-                stderr: clean_stderr(&out.stderr, &replacements),
-            });
+            let mut stderr = clean_stderr(&out.stderr, &replacements);
+            if mentions_remote_resource(&stderr) {
+                stderr.push_str(
+                    " (ferry renders offline: vendor remote bases and resources into the repository)",
+                );
+            }
+            return Err(RenderError::Kustomize { path: self.shown.to_owned(), stderr });
         }
         let label = format!("{} (kustomize build output)", self.shown);
         let stdout = String::from_utf8(out.stdout).map_err(|_| RenderError::Kustomize {
@@ -129,16 +158,32 @@ mod tests {
         };
         assert!(has_overlay_options(&opts));
         assert!(!has_overlay_options(&KustomizeSource::default()));
-        let k = overlay_kustomization(Path::new("/r/apps/web"), &opts);
+        let k = overlay_kustomization(Path::new("../../r/apps/web"), &opts);
         assert_eq!(
             k,
             json!({
                 "apiVersion": "kustomize.config.k8s.io/v1beta1",
                 "kind": "Kustomization",
-                "resources": ["/r/apps/web"],
+                "resources": ["../../r/apps/web"],
                 "namePrefix": "prod-",
                 "images": [{"name": "app", "newName": "registry/app", "newTag": "1.2"}],
             })
         );
+    }
+
+    #[test]
+    fn remote_resources_are_recognized() {
+        assert!(mentions_remote_resource(
+            "accumulating resources from 'https://github.com/x/y//base?ref=v1': ..."
+        ));
+        assert!(!mentions_remote_resource("accumulating resources from 'missing.yaml': no such file"));
+    }
+
+    #[test]
+    fn relative_paths() {
+        let rel = |a: &str, b: &str| relative_path(Path::new(a), Path::new(b)).to_string_lossy().into_owned();
+        assert_eq!(rel("/tmp/ferry-k/overlay", "/work/repo/apps"), "../../../work/repo/apps");
+        assert_eq!(rel("/work/a/b", "/work/a/c/d"), "../c/d");
+        assert_eq!(rel("/work/a", "/work/a"), ".");
     }
 }

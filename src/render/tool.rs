@@ -94,8 +94,8 @@ impl ToolRun<'_> {
 }
 
 /// A renderer's stderr made fit for a status message: our temp paths and the checkout location
-/// replaced by what the user knows, whitespace trimmed, length bounded (keeping the end, where
-/// both tools print the error that stopped them).
+/// replaced by what the user knows, lines joined with ` | `, length bounded (keeping the end,
+/// where both tools print the error that stopped them).
 pub(crate) fn clean_stderr(stderr: &str, replacements: &[(&Path, &str)]) -> String {
     let mut s = stderr.trim().to_owned();
     for (path, with) in replacements {
@@ -107,6 +107,8 @@ pub(crate) fn clean_stderr(stderr: &str, replacements: &[(&Path, &str)]) -> Stri
         let below = if *with == "." { String::new() } else { format!("{with}/") };
         s = s.replace(&format!("{p}/"), &below).replace(&*p, with);
     }
+    // One line: the message lands in a condition, an Event and a log line.
+    s = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ");
     if s.is_empty() {
         return "(no output on stderr)".into();
     }
@@ -140,6 +142,7 @@ mod tests {
         let s = clean_stderr(&long, &[]);
         assert!(s.ends_with("THE END") && s.chars().count() <= STDERR_LIMIT + 1, "{}", s.len());
         assert_eq!(clean_stderr(" \n", &[]), "(no output on stderr)");
+        assert_eq!(clean_stderr("warning: a\n\n  Error: b\n", &[]), "warning: a | Error: b");
     }
 
     #[tokio::test]

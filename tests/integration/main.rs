@@ -9,3 +9,4 @@ mod api;
 mod cli;
 mod cluster;
 mod git_fixture;
+mod render;

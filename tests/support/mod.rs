@@ -5,8 +5,10 @@
 
 mod cluster;
 mod git_server;
+mod tools;
 mod wait;
 
 pub use cluster::*;
 pub use git_server::*;
+pub use tools::*;
 pub use wait::*;
