@@ -82,6 +82,22 @@ fn main() {
         writeln!(report, "{}", summary(name, &mut times)).unwrap();
     }
 
+    // Reference: the kustomize process alone, to tell its cost from ferry's parsing and checks.
+    let mut times = Vec::with_capacity(iterations);
+    for i in 0..WARMUP + iterations {
+        let start = Instant::now();
+        let out = std::process::Command::new(&kustomize)
+            .arg("build")
+            .arg(tree.path().join("overlay"))
+            .output()
+            .expect("run kustomize");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        if i >= WARMUP {
+            times.push(start.elapsed());
+        }
+    }
+    writeln!(report, "{}", summary("  (kustomize build alone)", &mut times)).unwrap();
+
     // A cache hit: what a reconcile of an unchanged revision pays.
     let cache = RenderCache::default();
     let src = source("overlay");
@@ -115,12 +131,18 @@ fn main() {
 fn summary(name: &str, times: &mut [Duration]) -> String {
     times.sort();
     let median = times[times.len() / 2];
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let show = |d: Duration| {
+        if d < Duration::from_millis(1) {
+            format!("{:>9.1} µs", d.as_secs_f64() * 1e6)
+        } else {
+            format!("{:>9.3} ms", d.as_secs_f64() * 1e3)
+        }
+    };
     format!(
-        "{name:<30} median {:>9.3} ms   min {:>9.3} ms   max {:>9.3} ms",
-        ms(median),
-        ms(times[0]),
-        ms(times[times.len() - 1])
+        "{name:<30} median {}   min {}   max {}",
+        show(median),
+        show(times[0]),
+        show(times[times.len() - 1])
     )
 }
 
