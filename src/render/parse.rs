@@ -50,7 +50,8 @@ pub fn parse_json(file: &str, text: &str) -> Result<Vec<Manifest>, RenderError> 
 /// skipped; document numbers in errors count every `---`, as a person reading the file would.
 pub fn parse_yaml(file: &str, text: &str) -> Result<Vec<Manifest>, RenderError> {
     let markers = DocumentMarkers::scan(text);
-    let docs: Vec<serde_saphyr::Spanned<Loose>> = serde_saphyr::from_multiple(text).map_err(|e| {
+    let docs: Vec<serde_saphyr::Spanned<Loose>> = serde_saphyr::from_multiple_with_options(text, options())
+        .map_err(|e| {
         let line = e.location().map(|l| l.line()).filter(|l| *l > 0);
         RenderError::InvalidYaml {
             origin: Origin { line, ..Origin::new(file, line.map_or(1, |l| markers.document_at(l))) },
@@ -66,6 +67,23 @@ pub fn parse_yaml(file: &str, text: &str) -> Result<Vec<Manifest>, RenderError> 
         push_objects(Origin { line, ..Origin::new(file, index) }, doc.value.0, &mut out)?;
     }
     Ok(out)
+}
+
+/// serde-saphyr's default budget is made for configuration files: 1,024 documents and 250,000
+/// nodes per input. A renderer's output is one input holding the whole application (kustomize
+/// builds of operators run to thousands of documents and megabytes of CRD schema), so the size
+/// limits are raised far past real repositories. The alias limits, which stop "billion laughs"
+/// expansion, stay as they are.
+fn options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: 1_000_000,
+            max_nodes: 50_000_000,
+            max_events: 200_000_000,
+            max_depth: 256,
+            max_total_scalar_bytes: 1024 * 1024 * 1024,
+        },
+    }
 }
 
 /// Line numbers of `---` document markers, to turn an error's line into a document number.
@@ -315,6 +333,41 @@ mod tests {
         assert_eq!(origin.doc, 2, "{err}");
         assert!(!cause.contains('\n'), "{cause}");
         assert!(err.to_string().starts_with("bad.yaml (document 2"), "{err}");
+    }
+
+    #[test]
+    fn large_streams_fit_the_budget() {
+        // More documents than serde-saphyr allows by default (1,024), as a big kustomize build has.
+        let text: String = (0..3000)
+            .map(|i| {
+                format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\ndata: {{a: b}}\n")
+            })
+            .collect();
+        let ms = parse_yaml("big.yaml", &text).unwrap();
+        assert_eq!(ms.len(), 3000);
+        assert_eq!(ms[2999].origin.doc, 3000);
+        // A deeply nested schema, as CRDs have.
+        let mut deep = String::from("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: deep}\ndata:\n");
+        for level in 0..100 {
+            deep.push_str(&format!("{}l{level}:\n", "  ".repeat(level + 1)));
+        }
+        deep.push_str(&format!("{}end: true\n", "  ".repeat(101)));
+        parse_yaml("deep.yaml", &deep).unwrap();
+    }
+
+    #[test]
+    fn alias_bombs_are_still_refused() {
+        let mut text = String::from(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bomb}\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n",
+        );
+        for i in 1..12 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let err = parse_yaml("bomb.yaml", &text).unwrap_err();
+        assert_eq!(err.category(), "invalid_yaml", "{err}");
     }
 
     #[test]
