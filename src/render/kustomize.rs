@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use super::{
+    detect::KUSTOMIZATION_FILES,
     error::{RenderError, Tool},
-    parse::{Manifest, parse_yaml},
+    parse::{Loose, Manifest, parse_yaml},
     paths::RepoRoot,
     tool::{ToolRun, clean_stderr},
 };
@@ -45,6 +46,48 @@ pub(crate) fn overlay_kustomization(resource: &Path, opts: &KustomizeSource) -> 
         k["images"] = json!(opts.images);
     }
     k
+}
+
+/// Keys of a kustomization whose entries may name other directories (bases, components,
+/// generator or transformer configs). kustomize's own load restrictor keeps *files* inside each
+/// kustomization's directory, but happily loads a *directory* anywhere on the machine:
+/// `resources: [../../../../etc/x]` or an absolute path would read outside the checkout.
+const DIRECTORY_KEYS: [&str; 6] =
+    ["resources", "bases", "components", "generators", "transformers", "validators"];
+
+/// Walks the kustomizations reachable from `dir` through local directory references and fails
+/// on the first one that leads out of the repository. Entries that do not exist locally (remote
+/// URLs, inline generator YAML, typos) are left to kustomize, which reports them itself.
+pub(crate) fn check_local_references(root: &RepoRoot, dir: &Path) -> Result<(), RenderError> {
+    let mut visited = std::collections::HashSet::new();
+    check_kustomization_dir(root, dir, &mut visited)
+}
+
+fn check_kustomization_dir(
+    root: &RepoRoot,
+    dir: &Path,
+    visited: &mut std::collections::HashSet<PathBuf>,
+) -> Result<(), RenderError> {
+    if !visited.insert(dir.to_path_buf()) {
+        return Ok(());
+    }
+    let Some(file) = KUSTOMIZATION_FILES.iter().map(|f| dir.join(f)).find(|f| f.is_file()) else {
+        return Ok(());
+    };
+    // Unreadable or invalid kustomizations are kustomize's to report, with its own message.
+    let Ok(text) = std::fs::read_to_string(&file) else { return Ok(()) };
+    let Ok(Loose(doc)) = serde_saphyr::from_str::<Loose>(&text) else { return Ok(()) };
+    for key in DIRECTORY_KEYS {
+        for entry in doc[key].as_array().into_iter().flatten().filter_map(|e| e.as_str()) {
+            let Ok(target) = dir.join(entry).canonicalize() else { continue };
+            let shown = format!("{entry} (in {})", root.display(&file));
+            root.check_inside(&target, &shown, "kustomize reference")?;
+            if target.is_dir() {
+                check_kustomization_dir(root, &target, visited)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether kustomize failed on a URL resource (`https://`, `git@`, `github.com/...`), which
@@ -86,6 +129,7 @@ impl KustomizeRender<'_> {
             let path = format!("{what} for kustomize");
             move |cause| RenderError::Io { path, cause }
         };
+        check_local_references(self.root, self.dir)?;
         let tmp = tempfile::Builder::new().prefix("ferry-kustomize-").tempdir().map_err(io("temp dir"))?;
         let home = tmp.path().join("home");
         std::fs::create_dir(&home).map_err(io("temp HOME"))?;
@@ -169,6 +213,51 @@ mod tests {
                 "images": [{"name": "app", "newName": "registry/app", "newTag": "1.2"}],
             })
         );
+    }
+
+    #[test]
+    fn references_out_of_the_repository_are_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("kustomization.yaml"), "resources: []\n").unwrap();
+        let repo = tempfile::tempdir().unwrap();
+        let r = repo.path();
+        for d in ["base", "overlays/prod", "components/x"] {
+            std::fs::create_dir_all(r.join(d)).unwrap();
+        }
+        std::fs::write(
+            r.join("base/kustomization.yaml"),
+            "resources: [cm.yaml, https://example.invalid/x]\n",
+        )
+        .unwrap();
+        std::fs::write(r.join("base/cm.yaml"), "").unwrap();
+        std::fs::write(r.join("components/x/kustomization.yaml"), "kind: Component\n").unwrap();
+        std::fs::write(
+            r.join("overlays/prod/kustomization.yaml"),
+            "resources: [../../base]\ncomponents: [../../components/x]\ngenerators: ['inline: yaml']\n",
+        )
+        .unwrap();
+        let root = RepoRoot::new(r).unwrap();
+        let prod = root.resolve("overlays/prod", "source path").unwrap();
+        check_local_references(&root, &prod).unwrap();
+
+        // A base (two levels down) that reaches out of the checkout.
+        let escape = relative_path(&root.path().join("base"), &outside.path().canonicalize().unwrap());
+        std::fs::write(
+            r.join("base/kustomization.yaml"),
+            format!("resources: [cm.yaml, {}]\n", escape.display()),
+        )
+        .unwrap();
+        let err = check_local_references(&root, &prod).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "kustomize reference {} (in base/kustomization.yaml) escapes the repository root",
+                escape.display()
+            )
+        );
+        let abs = outside.path().canonicalize().unwrap();
+        std::fs::write(r.join("base/kustomization.yaml"), format!("bases: [{}]\n", abs.display())).unwrap();
+        assert_eq!(check_local_references(&root, &prod).unwrap_err().category(), "path_escapes");
     }
 
     #[test]
