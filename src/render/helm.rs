@@ -34,6 +34,7 @@ impl HelmRender<'_> {
     pub(crate) async fn run(self) -> Result<Vec<Manifest>, RenderError> {
         let defaults = HelmSource::default();
         let opts = self.options.unwrap_or(&defaults);
+        super::paths::check_symlinks_under(self.root, self.dir)?;
         // Resolve values files before starting anything: an escaping path is refused outright.
         let values_files = opts
             .values_files

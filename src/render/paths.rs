@@ -87,6 +87,39 @@ impl RepoRoot {
     }
 }
 
+/// Fails on the first symlink under `dir` (hidden entries included) that resolves outside the
+/// repository. helm follows symlinks anywhere (it only logs a warning), so without this a chart
+/// could `.Files.Get` a file of the machine ferry runs on into a ConfigMap. Dangling links are
+/// let through: they cannot leak anything, and the renderer reports them if they matter.
+pub(crate) fn check_symlinks_under(root: &RepoRoot, dir: &Path) -> Result<(), RenderError> {
+    let mut visited = std::collections::HashSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        if !visited.insert(current.clone()) {
+            continue;
+        }
+        let io = |cause| RenderError::Io { path: root.display(&current), cause };
+        for entry in std::fs::read_dir(&current).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let file_type = entry.file_type().map_err(io)?;
+            if file_type.is_symlink() {
+                let Ok(target) = entry.path().canonicalize() else { continue };
+                let shown = match root.display(&current).as_str() {
+                    "." => entry.file_name().to_string_lossy().into_owned(),
+                    parent => format!("{parent}/{}", entry.file_name().to_string_lossy()),
+                };
+                root.check_inside(&target, &shown, "symlink")?;
+                if target.is_dir() {
+                    stack.push(target);
+                }
+            } else if file_type.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    Ok(())
+}
+
 fn display_rel(rel: &str) -> String {
     if rel.is_empty() { ".".into() } else { rel.into() }
 }
@@ -107,6 +140,25 @@ pub(crate) fn normalize_relative(rel: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn symlinks_anywhere_under_a_directory_are_checked() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "x").unwrap();
+        let repo = tempfile::tempdir().unwrap();
+        let chart = repo.path().join("chart");
+        std::fs::create_dir_all(chart.join("templates/.deep")).unwrap();
+        std::fs::write(repo.path().join("shared.txt"), "ok").unwrap();
+        std::os::unix::fs::symlink("../../shared.txt", chart.join("templates/shared.txt")).unwrap();
+        std::os::unix::fs::symlink("missing", chart.join("dangling")).unwrap();
+        let root = RepoRoot::new(repo.path()).unwrap();
+        let dir = root.resolve("chart", "source path").unwrap();
+        check_symlinks_under(&root, &dir).unwrap();
+
+        std::os::unix::fs::symlink(outside.path().join("secret"), chart.join("templates/.deep/s")).unwrap();
+        let err = check_symlinks_under(&root, &dir).unwrap_err();
+        assert_eq!(err.to_string(), "symlink chart/templates/.deep/s escapes the repository root");
+    }
 
     #[test]
     fn normalize_refuses_parent_and_absolute() {

@@ -245,7 +245,33 @@ async fn helm_values_files_must_stay_in_the_repository() {
         ..source("chart")
     };
     let err = render_source(repo.path(), &linked, &Policy::default()).await.unwrap_err();
-    assert_eq!(err.to_string(), "values file chart/linked.yaml escapes the repository root");
+    // Caught by the symlink check of the whole chart, before the values file is even looked at.
+    assert_eq!(err.to_string(), "symlink chart/linked.yaml escapes the repository root");
+}
+
+#[tokio::test]
+async fn helm_charts_cannot_read_files_outside_the_repository_through_symlinks() {
+    // helm itself follows such a link (with only a warning) and `.Files.Get` would put the
+    // file's content into a rendered object.
+    let repo = tempfile::tempdir().unwrap();
+    copy_dir(&fixtures().join("helm/chart"), &repo.path().join("chart"));
+    std::fs::write(
+        repo.path().join("chart/templates/leak.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: leak}\ndata:\n  s: {{ .Files.Get \"files/host.txt\" | quote }}\n",
+    )
+    .unwrap();
+    std::fs::create_dir(repo.path().join("chart/files")).unwrap();
+    std::fs::write(repo.path().join("chart/files/host.txt"), "inside").unwrap();
+    let objects = render_source(repo.path(), &source("chart"), &Policy::default()).await.unwrap();
+    assert_eq!(find(&objects, "ConfigMap", "leak").data["data"]["s"], "inside");
+
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("host.txt"), "machine secret").unwrap();
+    std::fs::remove_file(repo.path().join("chart/files/host.txt")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("host.txt"), repo.path().join("chart/files/host.txt"))
+        .unwrap();
+    let err = render_source(repo.path(), &source("chart"), &Policy::default()).await.unwrap_err();
+    assert_eq!(err.to_string(), "symlink chart/files/host.txt escapes the repository root");
 }
 
 #[tokio::test]
