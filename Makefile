@@ -9,12 +9,13 @@ export GOTOOLCHAIN := local
 KUBECONFIG_TESTENV = $(shell $(TESTENV) env 2>/dev/null | sed -n 's/^KUBECONFIG=//p')
 KUBECTL = target/testenv/bin/kubectl --kubeconfig "$(KUBECONFIG_TESTENV)"
 
-.PHONY: help deps testenv-up testenv-down testenv-status build test lint crds demo
+.PHONY: help deps testenv-up testenv-down testenv-status build test lint crds demo bench
 
 help:
 	@echo "make demo          start the local cluster, install the CRD and an example Application"
 	@echo "make test          lint and run every test (unit and integration) against the local cluster"
 	@echo "make crds          regenerate crds/ from the Rust types"
+	@echo "make bench         render benchmarks (1,000 objects, plain and Kustomize) -> target/bench/render.txt"
 	@echo "make lint          cargo fmt --check and clippy with warnings as errors"
 	@echo "make testenv-up    build (once) and start the local control plane"
 	@echo "make testenv-down  stop it"
@@ -40,6 +41,11 @@ lint:
 
 crds:
 	cargo run -q -- crd > crds/application.yaml
+
+# Needs only the kustomize binary, not a running cluster; build.sh skips it when already built.
+bench:
+	tests/testenv/build.sh kustomize
+	cargo bench --bench render
 
 test: deps lint testenv-up
 	cargo test

@@ -9,4 +9,5 @@ mod api;
 mod cli;
 mod cluster;
 mod git_fixture;
+mod render;
 mod source;

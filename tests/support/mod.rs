@@ -6,9 +6,11 @@
 mod cluster;
 mod git_server;
 mod ssh_server;
+mod tools;
 mod wait;
 
 pub use cluster::*;
 pub use git_server::*;
 pub use ssh_server::*;
+pub use tools::*;
 pub use wait::*;

@@ -1,0 +1,300 @@
+//! Manifests -> objects: a directory of an exported Git revision becomes the list of Kubernetes
+//! objects it declares. No cluster writes happen here.
+//!
+//! The pipeline, each step a plain function over plain data where it can be:
+//!
+//! 1. resolve `spec.source.path` inside the checkout, refusing `..` and symlinks that leave it
+//!    ([`paths`]);
+//! 2. pick the renderer: explicit `spec.source.kustomize`/`helm`, else `kustomization.yaml` or
+//!    `Chart.yaml`, else a plain directory ([`detect`]);
+//! 3. render: read YAML/JSON files ([`plain`]), or run `kustomize build` / `helm template` offline
+//!    with a timeout ([`kustomize`], [`helm`], [`tool`]);
+//! 4. parse into objects, flattening `List`s and requiring apiVersion, kind and metadata.name
+//!    ([`parse`]);
+//! 5. give namespaced objects the destination namespace ([`scope`]), refuse duplicates
+//!    ([`duplicates`]) and unpinned images ([`pin_policy`]).
+//!
+//! [`RenderCache`] keeps finished renders per (commit, path, options).
+
+mod cache;
+pub mod detect;
+pub mod duplicates;
+mod error;
+mod helm;
+mod kustomize;
+pub mod parse;
+mod paths;
+pub mod pin_policy;
+mod plain;
+pub mod scope;
+mod tool;
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+pub use cache::{DEFAULT_CAPACITY, RenderCache};
+pub use detect::RendererKind;
+pub use error::{ImageViolation, Origin, RenderError, Tool, UnpinnedReason};
+use kube::{ResourceExt, api::DynamicObject};
+pub use parse::Manifest;
+pub use pin_policy::PinPolicy;
+pub use scope::{BuiltinScopes, DiscoveredScopes, KindScope, ScopeResolver};
+
+use crate::api::{Application, Policy, Source};
+
+/// Controller-wide settings for rendering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// The kustomize binary: a path, or a name looked up in `PATH`.
+    pub kustomize_bin: PathBuf,
+    /// The helm binary: a path, or a name looked up in `PATH`.
+    pub helm_bin: PathBuf,
+    /// How long one renderer may run before it is killed.
+    pub timeout: Duration,
+    /// With `requirePinnedImages`, also require an `@sha256:` digest on every image.
+    pub require_digest: bool,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            kustomize_bin: "kustomize".into(),
+            helm_bin: "helm".into(),
+            timeout: Duration::from_secs(60),
+            require_digest: false,
+        }
+    }
+}
+
+/// What to render: a checkout and the Application's source settings.
+#[derive(Debug, Clone, Copy)]
+pub struct RenderRequest<'a> {
+    /// Root of the exported revision. Nothing outside it is read.
+    pub root: &'a Path,
+    /// `spec.source`: the path inside the repository and the Kustomize/Helm options.
+    pub source: &'a Source,
+    /// The Application's name: Helm's release name unless `releaseName` is set.
+    pub app_name: &'a str,
+    /// Namespace for namespaced objects that name none (and Helm's `--namespace`).
+    pub default_namespace: &'a str,
+    pub policy: &'a Policy,
+}
+
+impl<'a> RenderRequest<'a> {
+    /// The request an Application makes: the destination namespace defaults to the
+    /// Application's own namespace.
+    pub fn for_application(app: &'a Application, root: &'a Path) -> Self {
+        let default_namespace = app
+            .spec
+            .destination
+            .as_ref()
+            .and_then(|d| d.namespace.as_deref())
+            .or(app.metadata.namespace.as_deref())
+            .unwrap_or("default");
+        RenderRequest {
+            root,
+            source: &app.spec.source,
+            app_name: app.metadata.name.as_deref().unwrap_or_default(),
+            default_namespace,
+            policy: &app.spec.policy,
+        }
+    }
+
+    /// The source path as written, normalized (`.` for the repository root).
+    fn shown_path(&self) -> String {
+        let raw = self.source.path.as_deref().unwrap_or_default();
+        match paths::normalize_relative(raw) {
+            Some(p) if p.as_os_str().is_empty() => ".".into(),
+            Some(p) => p.to_string_lossy().into_owned(),
+            None => raw.into(),
+        }
+    }
+}
+
+/// Renders `req` into objects: see the module documentation for the steps.
+pub async fn render(
+    req: &RenderRequest<'_>,
+    opts: &RenderOptions,
+    scopes: &dyn ScopeResolver,
+) -> Result<Vec<DynamicObject>, RenderError> {
+    Ok(render_manifests(req, opts, scopes).await?.into_iter().map(|m| m.object).collect())
+}
+
+/// Like [`render`], keeping where each object came from (for diffs and error reports).
+pub async fn render_manifests(
+    req: &RenderRequest<'_>,
+    opts: &RenderOptions,
+    scopes: &dyn ScopeResolver,
+) -> Result<Vec<Manifest>, RenderError> {
+    let (kind, mut manifests) = render_raw(req, opts).await?;
+    let pin =
+        PinPolicy { require_pinned: req.policy.require_pinned_images, require_digest: opts.require_digest };
+    finish(&mut manifests, req.default_namespace, scopes, pin)?;
+    tracing::debug!(
+        path = %req.shown_path(),
+        renderer = kind.as_str(),
+        objects = manifests.len(),
+        "rendered"
+    );
+    Ok(manifests)
+}
+
+/// The checks that run on every render whatever produced it: namespaces, duplicates, images.
+pub fn finish(
+    manifests: &mut [Manifest],
+    default_namespace: &str,
+    scopes: &dyn ScopeResolver,
+    pin: PinPolicy,
+) -> Result<(), RenderError> {
+    scope::assign_namespaces(manifests, default_namespace, scopes);
+    duplicates::check_duplicates(manifests)?;
+    pin_policy::check_images(manifests, pin)
+}
+
+/// Steps 1 to 4: resolve, detect, render, parse.
+async fn render_raw(
+    req: &RenderRequest<'_>,
+    opts: &RenderOptions,
+) -> Result<(RendererKind, Vec<Manifest>), RenderError> {
+    let root = paths::RepoRoot::new(req.root)?;
+    let shown = req.shown_path();
+    let dir = root.resolve(req.source.path.as_deref().unwrap_or_default(), "source path")?;
+    if !dir.is_dir() {
+        return Err(RenderError::NotADirectory { path: shown });
+    }
+    let markers = detect::DirMarkers::scan(&dir);
+    let kind = detect::detect(req.source, markers);
+    let manifests = match kind {
+        RendererKind::Kustomize => {
+            if !markers.kustomization {
+                return Err(RenderError::RendererMismatch {
+                    renderer: "kustomize",
+                    path: shown,
+                    expected: "kustomization.yaml",
+                });
+            }
+            kustomize::KustomizeRender {
+                root: &root,
+                dir: &dir,
+                shown: &shown,
+                options: req.source.kustomize.as_ref(),
+                bin: &opts.kustomize_bin,
+                timeout: opts.timeout,
+            }
+            .run()
+            .await?
+        }
+        RendererKind::Helm => {
+            if !markers.chart {
+                return Err(RenderError::RendererMismatch {
+                    renderer: "helm",
+                    path: shown,
+                    expected: "Chart.yaml",
+                });
+            }
+            helm::HelmRender {
+                root: &root,
+                dir: &dir,
+                shown: &shown,
+                options: req.source.helm.as_ref(),
+                default_release: req.app_name,
+                namespace: req.default_namespace,
+                bin: &opts.helm_bin,
+                timeout: opts.timeout,
+            }
+            .run()
+            .await?
+        }
+        // Reading a large tree blocks; keep it off the runtime's worker threads.
+        RendererKind::Plain => tokio::task::spawn_blocking(move || plain::render_plain(&root, &dir))
+            .await
+            .expect("plain rendering does not panic")?,
+    };
+    Ok((kind, manifests))
+}
+
+/// `Kind namespace/name` of an object, for logs and messages.
+pub fn describe(obj: &DynamicObject) -> String {
+    let kind = obj.types.as_ref().map_or("Object", |t| t.kind.as_str());
+    match obj.namespace() {
+        Some(ns) => format!("{kind} {ns}/{}", obj.name_any()),
+        None => format!("{kind} {}", obj.name_any()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ApplicationSpec, Destination, GitRef, HelmSource};
+
+    fn spec(path: &str) -> ApplicationSpec {
+        serde_json::from_value(serde_json::json!({
+            "source": {"repoURL": "file:///r", "ref": {"branch": "main"}, "path": path},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn request_for_application_defaults_namespace() {
+        let mut app = Application::new("shop", spec("apps/shop"));
+        app.metadata.namespace = Some("team".into());
+        let root = Path::new("/r");
+        let r = RenderRequest::for_application(&app, root);
+        assert_eq!((r.app_name, r.default_namespace), ("shop", "team"));
+        app.spec.destination = Some(Destination { namespace: Some("prod".into()) });
+        assert_eq!(RenderRequest::for_application(&app, root).default_namespace, "prod");
+        app.spec.source.path = Some("./apps//shop/".into());
+        assert_eq!(RenderRequest::for_application(&app, root).shown_path(), "apps/shop");
+    }
+
+    fn source(path: &str) -> Source {
+        Source {
+            repo_url: "file:///r".into(),
+            git_ref: GitRef { branch: Some("main".into()), ..Default::default() },
+            path: Some(path.into()),
+            secret_ref: None,
+            kustomize: None,
+            helm: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn path_problems_and_mismatches_are_reported_before_any_tool_runs() {
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::create_dir(repo.path().join("plain")).unwrap();
+        std::fs::write(repo.path().join("file.yaml"), "").unwrap();
+        let policy = Policy::default();
+        // Binaries that do not exist: reaching a tool would fail with tool_missing instead.
+        let opts = RenderOptions {
+            kustomize_bin: "/none/k".into(),
+            helm_bin: "/none/h".into(),
+            ..Default::default()
+        };
+        let run = |source: Source| {
+            let policy = &policy;
+            let opts = &opts;
+            let root = repo.path().to_path_buf();
+            async move {
+                let req = RenderRequest {
+                    root: &root,
+                    source: &source,
+                    app_name: "a",
+                    default_namespace: "n",
+                    policy,
+                };
+                render(&req, opts, &BuiltinScopes).await.unwrap_err().to_string()
+            }
+        };
+        assert_eq!(run(source("../x")).await, "source path ../x escapes the repository root");
+        assert_eq!(run(source("/etc")).await, "source path /etc escapes the repository root");
+        assert_eq!(run(source("missing")).await, "source path missing does not exist in the revision");
+        assert_eq!(run(source("file.yaml")).await, "source path file.yaml is not a directory");
+        let helm = Source { helm: Some(HelmSource::default()), ..source("plain") };
+        assert_eq!(run(helm).await, "spec.source.helm is set but plain has no Chart.yaml");
+        std::fs::write(repo.path().join("plain/kustomization.yaml"), "resources: []\n").unwrap();
+        let err = run(source("plain")).await;
+        assert!(err.starts_with("kustomize binary /none/k not found"), "{err}");
+    }
+}

@@ -1,0 +1,216 @@
+//! Running kustomize and helm as untrusted, offline, bounded processes.
+//!
+//! The environment is cleared (no proxy settings, no cloud credentials, no KUBECONFIG leak into a
+//! renderer) except `PATH`; `HOME` and every cache or config directory point into a temp dir
+//! that dies with the render, so nothing a chart or kustomization does persists or reads the
+//! user's configuration. stdin is closed so nothing can prompt. The renderer runs in its own
+//! process group, and a timeout kills the whole group: kustomize starts `git` for remote bases.
+
+use std::{
+    ffi::OsString,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use tokio::process::Command;
+
+use super::error::{RenderError, Tool};
+
+/// How much of a renderer's stderr goes into an error message.
+const STDERR_LIMIT: usize = 2000;
+
+/// What a finished renderer printed.
+pub(crate) struct ToolOutput {
+    pub success: bool,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+/// One renderer invocation.
+pub(crate) struct ToolRun<'a> {
+    pub tool: Tool,
+    pub bin: &'a Path,
+    pub args: Vec<OsString>,
+    /// A private temp dir: HOME and working directory.
+    pub home: &'a Path,
+    pub env: Vec<(&'static str, PathBuf)>,
+    pub timeout: Duration,
+    /// The source path as the user wrote it, for errors.
+    pub shown_path: &'a str,
+}
+
+impl ToolRun<'_> {
+    pub(crate) async fn run(self) -> Result<ToolOutput, RenderError> {
+        let mut cmd = Command::new(self.bin);
+        cmd.args(&self.args)
+            .env_clear()
+            .env("HOME", self.home)
+            // Remote bases clone with git: never let it wait for a password.
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .current_dir(self.home)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
+        if let Some(path) = std::env::var_os("PATH") {
+            cmd.env("PATH", path);
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().map_err(|cause| match cause.kind() {
+            std::io::ErrorKind::NotFound => {
+                RenderError::ToolMissing { tool: self.tool, bin: self.bin.display().to_string() }
+            }
+            _ => RenderError::Io { path: format!("running {} ({})", self.tool, self.bin.display()), cause },
+        })?;
+        let pid = child.id();
+        match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
+            Ok(Ok(out)) => Ok(ToolOutput {
+                success: out.status.success(),
+                stdout: out.stdout,
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }),
+            Ok(Err(cause)) => Err(RenderError::Io { path: format!("running {}", self.tool), cause }),
+            Err(_) => {
+                // Dropping the future killed the renderer itself (kill_on_drop); its children
+                // share its process group, so end them too.
+                if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+                    // SAFETY: kill(2) has no memory effects; the group is the one we created.
+                    unsafe {
+                        libc::kill(-pid, libc::SIGKILL);
+                    }
+                }
+                Err(RenderError::Timeout {
+                    tool: self.tool,
+                    path: self.shown_path.to_owned(),
+                    after: self.timeout,
+                })
+            }
+        }
+    }
+}
+
+/// A renderer's stderr made fit for a status message: our temp paths and the checkout location
+/// replaced by what the user knows, lines joined with ` | `, length bounded (keeping the end,
+/// where both tools print the error that stopped them).
+pub(crate) fn clean_stderr(stderr: &str, replacements: &[(&Path, &str)]) -> String {
+    let mut s = stderr.trim().to_owned();
+    for (path, with) in replacements {
+        let p = path.to_string_lossy();
+        if p.is_empty() {
+            continue;
+        }
+        // Below the repository root, paths read as the user writes them: `apps/base`.
+        let below = if *with == "." { String::new() } else { format!("{with}/") };
+        s = s.replace(&format!("{p}/"), &below).replace(&*p, with);
+    }
+    // One line: the message lands in a condition, an Event and a log line.
+    s = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ");
+    if s.is_empty() {
+        return "(no output on stderr)".into();
+    }
+    if s.len() > STDERR_LIMIT {
+        let mut start = s.len() - STDERR_LIMIT;
+        while !s.is_char_boundary(start) {
+            start += 1;
+        }
+        s = format!("…{}", &s[start..]);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stderr_is_trimmed_bounded_and_free_of_our_paths() {
+        let root = Path::new("/tmp/export-123/tree");
+        let overlay = Path::new("/tmp/.tmpAbC");
+        let s = clean_stderr(
+            "  Error: accumulating resources from '/tmp/export-123/tree/apps/base': missing; overlay /tmp/.tmpAbC/kustomization.yaml\n",
+            &[(root, "."), (overlay, "<overlay>")],
+        );
+        assert_eq!(
+            s,
+            "Error: accumulating resources from 'apps/base': missing; overlay <overlay>/kustomization.yaml"
+        );
+        let long = "x".repeat(5000) + "THE END";
+        let s = clean_stderr(&long, &[]);
+        assert!(s.ends_with("THE END") && s.chars().count() <= STDERR_LIMIT + 1, "{}", s.len());
+        assert_eq!(clean_stderr(" \n", &[]), "(no output on stderr)");
+        assert_eq!(clean_stderr("warning: a\n\n  Error: b\n", &[]), "warning: a | Error: b");
+    }
+
+    #[tokio::test]
+    async fn missing_binary_and_timeout() {
+        let home = tempfile::tempdir().unwrap();
+        let run = |bin: &'static str, args: &[&str], timeout| ToolRun {
+            tool: Tool::Kustomize,
+            bin: Path::new(bin),
+            args: args.iter().map(OsString::from).collect(),
+            home: home.path(),
+            env: vec![],
+            timeout,
+            shown_path: "apps/x",
+        };
+        let err = run("/nonexistent/kustomize", &[], Duration::from_secs(5)).run().await.err().unwrap();
+        assert_eq!(err.category(), "tool_missing", "{err}");
+        assert!(err.to_string().contains("/nonexistent/kustomize"), "{err}");
+
+        // A child that would outlive its parent: both must be gone after the timeout.
+        let marker = home.path().join("grandchild-pid");
+        let script = format!("sleep 30 & echo $! > {}; wait", marker.display());
+        let started = std::time::Instant::now();
+        let err = run("sh", &["-c", &script], Duration::from_millis(300)).run().await.err().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(err.to_string(), "kustomize on apps/x did not finish within 300ms and was killed");
+        let pid: i32 = std::fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
+        // The grandchild was SIGKILLed; once reaped by init it disappears. Poll, don't sleep-assert.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| !s.contains(") Z "))
+                .unwrap_or(false);
+            if !alive {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "grandchild {pid} still running");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn environment_is_cleared() {
+        let home = tempfile::tempdir().unwrap();
+        let out = ToolRun {
+            tool: Tool::Helm,
+            bin: Path::new("sh"),
+            args: vec!["-c".into(), "env".into()],
+            home: home.path(),
+            env: vec![("HELM_CACHE_HOME", home.path().join("cache"))],
+            timeout: Duration::from_secs(10),
+            shown_path: ".",
+        }
+        .run()
+        .await
+        .unwrap();
+        let env = String::from_utf8(out.stdout).unwrap();
+        assert!(out.success);
+        // Whatever this test process has (CARGO_*, RUST_*, USER...), the renderer sees only
+        // what ferry sets, plus what sh itself adds.
+        let names: Vec<&str> = env.lines().filter_map(|l| l.split_once('=').map(|(k, _)| k)).collect();
+        for name in &names {
+            assert!(
+                ["HOME", "PATH", "GIT_TERMINAL_PROMPT", "HELM_CACHE_HOME", "PWD", "OLDPWD", "SHLVL", "_"]
+                    .contains(name),
+                "unexpected variable {name} in {env}"
+            );
+        }
+        assert!(env.contains(&format!("HOME={}", home.path().display())), "{env}");
+        assert!(env.contains("HELM_CACHE_HOME="), "{env}");
+    }
+}
