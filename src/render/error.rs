@@ -30,6 +30,13 @@ pub enum RenderError {
     #[error("{what} {path} escapes the repository root")]
     PathEscapes { what: &'static str, path: String },
 
+    /// A kustomization names a remote base or resource. Renders are offline and reproducible from
+    /// the pinned commit alone, so remote content is refused before kustomize runs.
+    #[error(
+        "{file} refers to the remote {entry}; ferry renders offline: vendor remote bases and resources into the repository"
+    )]
+    RemoteReference { entry: String, file: String },
+
     /// `spec.source.path` (or a values file) does not exist in the revision.
     #[error("{what} {path} does not exist in the revision")]
     NotFound { what: &'static str, path: String },
@@ -77,6 +84,7 @@ impl RenderError {
             RenderError::InvalidObject { .. } => "invalid_object",
             RenderError::Duplicate { .. } => "duplicate",
             RenderError::PathEscapes { .. } => "path_escapes",
+            RenderError::RemoteReference { .. } => "remote_reference",
             RenderError::NotFound { .. } => "not_found",
             RenderError::NotADirectory { .. } => "not_a_directory",
             RenderError::RendererMismatch { .. } => "renderer_mismatch",

@@ -79,6 +79,12 @@ fn check_kustomization_dir(
     let Ok(Loose(doc)) = serde_saphyr::from_str::<Loose>(&text) else { return Ok(()) };
     for key in DIRECTORY_KEYS {
         for entry in doc[key].as_array().into_iter().flatten().filter_map(|e| e.as_str()) {
+            if is_remote(entry) {
+                return Err(RenderError::RemoteReference {
+                    entry: entry.to_string(),
+                    file: root.display(&file),
+                });
+            }
             let Ok(target) = dir.join(entry).canonicalize() else { continue };
             let shown = format!("{entry} (in {})", root.display(&file));
             root.check_inside(&target, &shown, "kustomize reference")?;
@@ -88,6 +94,15 @@ fn check_kustomization_dir(
         }
     }
     Ok(())
+}
+
+/// Whether a kustomization entry names remote content: a URL, or one of the go-getter forms
+/// kustomize accepts (`git@host:repo`, `github.com/org/repo//path`, `git::...`).
+fn is_remote(entry: &str) -> bool {
+    entry.contains("://")
+        || ["git@", "git::", "github.com/", "gitlab.com/", "bitbucket.org/"]
+            .iter()
+            .any(|p| entry.starts_with(p))
 }
 
 /// Whether kustomize failed on a URL resource (`https://`, `git@`, `github.com/...`), which
@@ -224,11 +239,7 @@ mod tests {
         for d in ["base", "overlays/prod", "components/x"] {
             std::fs::create_dir_all(r.join(d)).unwrap();
         }
-        std::fs::write(
-            r.join("base/kustomization.yaml"),
-            "resources: [cm.yaml, https://example.invalid/x]\n",
-        )
-        .unwrap();
+        std::fs::write(r.join("base/kustomization.yaml"), "resources: [cm.yaml]\n").unwrap();
         std::fs::write(r.join("base/cm.yaml"), "").unwrap();
         std::fs::write(r.join("components/x/kustomization.yaml"), "kind: Component\n").unwrap();
         std::fs::write(
@@ -258,6 +269,37 @@ mod tests {
         let abs = outside.path().canonicalize().unwrap();
         std::fs::write(r.join("base/kustomization.yaml"), format!("bases: [{}]\n", abs.display())).unwrap();
         assert_eq!(check_local_references(&root, &prod).unwrap_err().category(), "path_escapes");
+    }
+
+    #[test]
+    fn remote_entries_are_refused_before_kustomize_runs() {
+        let repo = tempfile::tempdir().unwrap();
+        let r = repo.path();
+        std::fs::create_dir_all(r.join("app")).unwrap();
+        let root = RepoRoot::new(r).unwrap();
+        let app = root.resolve("app", "source path").unwrap();
+        for entry in [
+            "https://example.invalid/x.yaml",
+            "github.com/org/repo//base?ref=v1",
+            "git@github.com:org/repo.git",
+            "ssh://git@host/repo.git//base",
+        ] {
+            std::fs::write(r.join("app/kustomization.yaml"), format!("resources: [cm.yaml, '{entry}']\n"))
+                .unwrap();
+            let err = check_local_references(&root, &app).unwrap_err();
+            assert_eq!(err.category(), "remote_reference", "{entry}: {err}");
+            assert!(
+                err.to_string().starts_with(&format!("app/kustomization.yaml refers to the remote {entry}")),
+                "{err}"
+            );
+        }
+        // Local references and inline generator configs are not remote.
+        std::fs::write(
+            r.join("app/kustomization.yaml"),
+            "resources: [cm.yaml, ../app]\ngenerators: ['inline: yaml']\n",
+        )
+        .unwrap();
+        check_local_references(&root, &app).unwrap();
     }
 
     #[test]

@@ -17,6 +17,9 @@ use tokio::process::Command;
 
 use super::error::{RenderError, Tool};
 
+/// A proxy nobody listens on (the discard port): requests through it fail at once.
+const OFFLINE_PROXY: &str = "http://127.0.0.1:9";
+
 /// How much of a renderer's stderr goes into an error message.
 const STDERR_LIMIT: usize = 2000;
 
@@ -48,6 +51,13 @@ impl ToolRun<'_> {
             .env("HOME", self.home)
             // Remote bases clone with git: never let it wait for a password.
             .env("GIT_TERMINAL_PROMPT", "0")
+            // Defence in depth behind the refusal of remote references: git may only read local
+            // files, and HTTP clients (Go honours these) go to a closed port instead of the network.
+            .env("GIT_ALLOW_PROTOCOL", "file")
+            .env("HTTP_PROXY", OFFLINE_PROXY)
+            .env("HTTPS_PROXY", OFFLINE_PROXY)
+            .env("http_proxy", OFFLINE_PROXY)
+            .env("https_proxy", OFFLINE_PROXY)
             .current_dir(self.home)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -205,12 +215,28 @@ mod tests {
         let names: Vec<&str> = env.lines().filter_map(|l| l.split_once('=').map(|(k, _)| k)).collect();
         for name in &names {
             assert!(
-                ["HOME", "PATH", "GIT_TERMINAL_PROMPT", "HELM_CACHE_HOME", "PWD", "OLDPWD", "SHLVL", "_"]
-                    .contains(name),
+                [
+                    "HOME",
+                    "PATH",
+                    "GIT_TERMINAL_PROMPT",
+                    "GIT_ALLOW_PROTOCOL",
+                    "HTTP_PROXY",
+                    "HTTPS_PROXY",
+                    "http_proxy",
+                    "https_proxy",
+                    "HELM_CACHE_HOME",
+                    "PWD",
+                    "OLDPWD",
+                    "SHLVL",
+                    "_"
+                ]
+                .contains(name),
                 "unexpected variable {name} in {env}"
             );
         }
         assert!(env.contains(&format!("HOME={}", home.path().display())), "{env}");
         assert!(env.contains("HELM_CACHE_HOME="), "{env}");
+        assert!(env.contains("GIT_ALLOW_PROTOCOL=file\n"), "{env}");
+        assert!(env.contains("HTTPS_PROXY=http://127.0.0.1:9\n"), "{env}");
     }
 }

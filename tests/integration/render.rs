@@ -299,10 +299,9 @@ async fn error_fixtures_name_the_file() {
         ),
         (
             "errors/kustomize-remote-base",
-            "kustomize",
+            "remote_reference",
             &[
-                "kustomize build errors/kustomize-remote-base failed: Error: ",
-                "http://127.0.0.1:9/ferry/remote-base.git",
+                "errors/kustomize-remote-base/kustomization.yaml refers to the remote http://127.0.0.1:9/ferry/remote-base.git",
                 "ferry renders offline: vendor remote bases and resources into the repository",
             ],
         ),
