@@ -2,6 +2,7 @@
 //! stages of the pipeline) reconciles them.
 
 mod preflight;
+pub mod status;
 
 pub use preflight::{PreflightError, preflight};
 
