@@ -4,6 +4,7 @@
 //! `main.rs` is a thin CLI over these modules.
 
 pub mod api;
+pub mod apply;
 pub mod controller;
 pub mod health;
 pub mod plan;

@@ -1,0 +1,100 @@
+//! Which Application an object belongs to, by the labels ferry puts on everything it applies.
+//!
+//! Labels rather than ownerReferences: an Application may manage cluster-scoped objects and
+//! objects in other namespaces, which ownerReferences cannot express, and label selectors let
+//! ferry watch only its own objects.
+
+use std::collections::BTreeMap;
+
+use kube::api::DynamicObject;
+
+/// Field manager for everything synced from Git.
+pub const FIELD_MANAGER: &str = "ferry";
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const APP_NAME: &str = "ferry.dev/app-name";
+pub const APP_NAMESPACE: &str = "ferry.dev/app-namespace";
+/// `ferry.dev/prune: disabled` keeps an object when it leaves Git.
+pub const PRUNE: &str = "ferry.dev/prune";
+
+/// An Application, by namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AppRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl std::fmt::Display for AppRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Who owns a live object, as seen from one Application.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ownership {
+    /// Labelled as this Application's.
+    Ours,
+    /// No ferry labels: created by hand or by another tool. Applying adopts it.
+    Unowned,
+    /// Labelled as another Application's: never taken over or deleted, reported as a conflict.
+    Other(AppRef),
+}
+
+/// Puts the ownership labels of `app` on an object about to be applied.
+pub fn label_object(obj: &mut DynamicObject, app: &AppRef) {
+    let labels = obj.metadata.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(MANAGED_BY.to_string(), FIELD_MANAGER.to_string());
+    labels.insert(APP_NAME.to_string(), app.name.clone());
+    labels.insert(APP_NAMESPACE.to_string(), app.namespace.clone());
+}
+
+/// Who owns an object with these labels, from `app`'s point of view.
+pub fn ownership_of(labels: Option<&BTreeMap<String, String>>, app: &AppRef) -> Ownership {
+    let get = |k: &str| labels.and_then(|l| l.get(k));
+    match (get(MANAGED_BY).map(String::as_str), get(APP_NAMESPACE), get(APP_NAME)) {
+        (Some(FIELD_MANAGER), Some(ns), Some(name)) if *ns == app.namespace && *name == app.name => {
+            Ownership::Ours
+        }
+        (Some(FIELD_MANAGER), Some(ns), Some(name)) => {
+            Ownership::Other(AppRef { namespace: ns.clone(), name: name.clone() })
+        }
+        _ => Ownership::Unowned,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(ns: &str, name: &str) -> AppRef {
+        AppRef { namespace: ns.into(), name: name.into() }
+    }
+
+    #[test]
+    fn labelled_objects_are_recognised_as_ours_or_another_apps() {
+        let shop = app("team-a", "shop");
+        let mut obj: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"keep": "me"}}
+        }))
+        .unwrap();
+        assert_eq!(ownership_of(obj.metadata.labels.as_ref(), &shop), Ownership::Unowned);
+        label_object(&mut obj, &shop);
+        let labels = obj.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels["keep"], "me");
+        assert_eq!(labels[MANAGED_BY], "ferry");
+        assert_eq!(ownership_of(Some(labels), &shop), Ownership::Ours);
+        // Same name in another namespace is another Application.
+        assert_eq!(ownership_of(Some(labels), &app("team-b", "shop")), Ownership::Other(shop.clone()));
+    }
+
+    #[test]
+    fn labels_of_another_manager_are_not_ferrys() {
+        let labels: BTreeMap<String, String> = [
+            (MANAGED_BY.to_string(), "Helm".to_string()),
+            (APP_NAME.to_string(), "shop".to_string()),
+            (APP_NAMESPACE.to_string(), "team-a".to_string()),
+        ]
+        .into();
+        assert_eq!(ownership_of(Some(&labels), &app("team-a", "shop")), Ownership::Unowned);
+    }
+}
