@@ -330,8 +330,8 @@ fn classify(
         return timeout;
     }
     if err.code() == ErrorCode::Auth
-        || lower.contains("401")
-        || lower.contains("403")
+        || mentions_http_status(&lower, "401")
+        || mentions_http_status(&lower, "403")
         || lower.contains("authentication")
         || lower.contains("permission denied")
     {
@@ -342,7 +342,7 @@ fn classify(
     {
         return SourceError::Corrupt { url, path: path.to_path_buf(), message };
     }
-    if lower.contains("404")
+    if mentions_http_status(&lower, "404")
         || lower.contains("not found")
         || lower.contains("does not appear to be a git repository")
         || lower.contains("not a git repository")
@@ -367,6 +367,15 @@ fn classify(
     }
 }
 
+/// Whether a (lower-cased) message reports this HTTP status, as in libgit2's "unexpected http
+/// status code: 403". A bare substring match is not enough: messages carry paths and URLs, and
+/// a temp directory like `/tmp/x-1795540373` contains "403".
+fn mentions_http_status(lower: &str, code: &str) -> bool {
+    let tokens: Vec<&str> =
+        lower.split(|c: char| !c.is_ascii_alphanumeric()).filter(|t| !t.is_empty()).collect();
+    tokens.windows(2).any(|w| matches!(w[0], "code" | "status" | "http" | "error") && w[1] == code)
+}
+
 /// Whether an error from reading the local repository means it is damaged. Callers that can
 /// legitimately miss an object (looking up a commit not fetched yet) check `NotFound` first;
 /// anywhere else a missing object is damage too: a ref or a commit points at it.
@@ -384,6 +393,16 @@ pub(crate) fn is_local_corruption(err: &git2::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_statuses_are_found_only_as_statuses() {
+        assert!(mentions_http_status("unexpected http status code: 403", "403"));
+        assert!(mentions_http_status("remote: http 404 not found", "404"));
+        // Seen in CI: a temp path whose digits contain 403 made a missing repo an auth failure.
+        let path = "failed to resolve path '/tmp/ferry-git-server-11337-28-1795540373140185974/repos/x.git'";
+        assert!(!mentions_http_status(path, "403"));
+        assert!(!mentions_http_status("/tmp/ferry-403/repo.git: no such file or directory", "403"));
+    }
 
     const PASSWORD: &str = "pw-Unit/Secret 1";
     const TOKEN: &str = "tok-UnitSecret-2";
