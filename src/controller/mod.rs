@@ -7,6 +7,7 @@ pub mod status;
 pub use preflight::{PreflightError, preflight};
 
 use kube::{Client, Config};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::info;
 
 /// Options of `ferry run`.
@@ -21,32 +22,44 @@ pub struct RunOptions {
 /// For now this connects, checks that the Application CRD is served, reports readiness and
 /// waits for a shutdown signal; reconciliation is wired in by the sync-engine stage.
 pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
+    let mut shutdown = Shutdown::install().map_err(|e| PreflightError::Signals { cause: e.to_string() })?;
     let kubeconfig_env = || std::env::var("KUBECONFIG").ok();
     let config = Config::infer().await.map_err(|e| PreflightError::no_config(&e, kubeconfig_env()))?;
     let url = config.cluster_url.to_string();
     let client = Client::try_from(config).map_err(|e| PreflightError::no_config(&e, kubeconfig_env()))?;
-    let cluster = preflight(&client, &url, opts.api_timeout).await?;
+    let cluster = tokio::select! {
+        checked = preflight(&client, &url, opts.api_timeout) => checked?,
+        _ = shutdown.wait() => {
+            info!("shutting down before start-up finished");
+            return Ok(());
+        }
+    };
     info!(
         api_server = %cluster.url,
         kubernetes_version = %cluster.kubernetes_version,
         "ferry is ready: connected to the API server and the Application CRD is installed"
     );
-    shutdown_signal().await;
+    shutdown.wait().await;
     info!("shutting down");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler cannot fail on unix");
+/// SIGTERM and SIGINT, listened for from the moment this is created: a signal that arrives
+/// while start-up is still running must end ferry cleanly, not kill it with the default action.
+struct Shutdown {
+    term: Signal,
+    int: Signal,
+}
+
+impl Shutdown {
+    fn install() -> std::io::Result<Shutdown> {
+        Ok(Shutdown { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+    }
+
+    async fn wait(&mut self) {
         tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+            _ = self.term.recv() => {},
+            _ = self.int.recv() => {},
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -18,6 +18,9 @@ pub struct ClusterInfo {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PreflightError {
+    #[error("cannot install the SIGTERM/SIGINT handlers ({cause}); ferry needs them to shut down cleanly")]
+    Signals { cause: String },
+
     #[error(
         "no Kubernetes configuration found ({cause}); set KUBECONFIG to your cluster's kubeconfig or run ferry inside a cluster"
     )]
@@ -133,6 +136,7 @@ mod tests {
         let crd = "applications.ferry.dev".to_string();
         let errors = [
             PreflightError::NoConfig { cause: "no such file".into() },
+            PreflightError::Signals { cause: "EINVAL".into() },
             PreflightError::BadKubeconfig { path: "/nope".into(), cause: "no such file".into() },
             PreflightError::Unreachable { url: url.clone(), cause: "connection refused".into() },
             PreflightError::Timeout { url: url.clone(), timeout: Duration::from_secs(10) },
