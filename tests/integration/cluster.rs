@@ -70,3 +70,35 @@ spec:
         assert_eq!(line, "kwok-node-0 Running", "{pods}");
     }
 }
+
+#[test]
+fn write_requests_are_counted_from_the_api_servers_metrics() {
+    let cluster = Cluster::shared();
+    let ns = cluster.namespace("metrics");
+    let before = cluster.write_requests(&["configmaps"]);
+    // A server-side dry run is not a write; a create is, and so is an apply.
+    let cm =
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: counted, namespace: {}}}\n", ns.name);
+    let dry = cluster.kubectl_stdin(&["apply", "--server-side", "--dry-run=server", "-f", "-"], &cm);
+    assert!(dry.success, "{}", dry.stderr);
+    // Other clients write ConfigMaps too (kube-root-ca.crt in each new namespace), so wait for
+    // our writes rather than expect an exact total.
+    cluster.apply(&cm);
+    cluster.apply(&cm.replace("counted", "counted-2"));
+    wait_until("two more ConfigMap writes", Duration::from_secs(30), || {
+        let now = cluster.write_requests(&["configmaps"]);
+        if now >= before + 2 { Ok(()) } else { Err(format!("{before} -> {now}")) }
+    });
+}
+
+#[test]
+fn request_metrics_parse_labels_and_skip_dry_runs() {
+    let text = r#"# HELP apiserver_request_total x
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="",resource="configmaps",scope="namespace",subresource="",verb="POST",version="v1"} 3
+apiserver_request_total{code="201",component="apiserver",dry_run="All",group="",resource="configmaps",scope="namespace",subresource="",verb="PATCH",version="v1"} 5
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="apps",resource="deployments",scope="namespace",subresource="",verb="APPLY",version="v1"} 7
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="configmaps",scope="namespace",subresource="",verb="GET",version="v1"} 11
+"#;
+    assert_eq!(crate::support::sum_requests(text, |l| crate::support::is_write_to(l, &["configmaps"])), 3);
+    assert_eq!(crate::support::sum_requests(text, |l| crate::support::is_write_to(l, &[])), 10);
+}

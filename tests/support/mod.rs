@@ -3,12 +3,14 @@
 
 #![allow(dead_code)]
 
+mod api_metrics;
 mod cluster;
 mod git_server;
 mod ssh_server;
 mod tools;
 mod wait;
 
+pub use api_metrics::*;
 pub use cluster::*;
 pub use git_server::*;
 pub use ssh_server::*;
