@@ -6,6 +6,7 @@
 mod support;
 
 mod api;
+mod apply;
 mod cli;
 mod cluster;
 mod git_fixture;

@@ -107,6 +107,16 @@ impl Cluster {
         assert!(out.status.success(), "testenv.sh down failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 
+    /// A kube client for this cluster, as the admin user.
+    pub async fn client(&self) -> kube::Client {
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default())
+                .await
+                .expect("load kubeconfig");
+        kube::Client::try_from(config).expect("build client")
+    }
+
     /// A kubectl command already pointed at this cluster.
     pub fn kubectl_command(&self) -> Command {
         let mut cmd = Command::new(self.bin.join("kubectl"));

@@ -1,0 +1,218 @@
+//! Server-side apply of rendered objects, and the server-side dry run that validates them first.
+//!
+//! Every call names the object in its error and carries the API server's own words, because
+//! that is what a person needs to fix a manifest. Each call has a timeout: a stuck API server
+//! must not hold a reconcile forever.
+
+use std::time::Duration;
+
+use kube::{
+    Api, Client,
+    api::{DynamicObject, GroupVersionKind, Patch, PatchParams},
+    discovery::{ApiCapabilities, ApiResource, Discovery, Scope},
+};
+
+use super::ownership::FIELD_MANAGER;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The kind is not served (a typo, or a CRD that is not installed or not established yet).
+    #[error("{object}: the API server does not serve {api_version} {kind}")]
+    UnknownKind { object: String, api_version: String, kind: String },
+
+    /// The API server refused the object: schema, admission, RBAC, conflict. A change is needed.
+    #[error("{object}: refused by the API server: {message}")]
+    Refused { object: String, code: u16, reason: String, message: String },
+
+    /// The request did not complete (network, timeout, 5xx, 429): retrying may help.
+    #[error("{object}: {message}")]
+    Transient { object: String, message: String },
+
+    /// Discovery itself failed.
+    #[error("API discovery failed: {0}")]
+    Discovery(String),
+}
+
+impl ApplyError {
+    /// Short label for metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            ApplyError::UnknownKind { .. } => "unknown_kind",
+            ApplyError::Refused { .. } => "refused",
+            ApplyError::Transient { .. } => "transient",
+            ApplyError::Discovery(_) => "discovery",
+        }
+    }
+
+    /// Whether retrying without a change may help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ApplyError::Transient { .. } | ApplyError::Discovery(_))
+    }
+}
+
+/// `Deployment shop/web`, `Namespace shop`.
+pub fn describe(obj: &DynamicObject) -> String {
+    let kind = obj.types.as_ref().map(|t| t.kind.as_str()).unwrap_or("object");
+    let name = obj.metadata.name.as_deref().unwrap_or("<unnamed>");
+    match &obj.metadata.namespace {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    }
+}
+
+/// Applies objects with server-side apply as field manager `ferry`.
+pub struct Applier {
+    client: Client,
+    discovery: Discovery,
+    timeout: Duration,
+}
+
+impl Applier {
+    /// Runs discovery once; call [`Applier::refresh`] after CRDs are established.
+    pub async fn new(client: Client, timeout: Duration) -> Result<Applier, ApplyError> {
+        let discovery = discover(&client, timeout).await?;
+        Ok(Applier { client, discovery, timeout })
+    }
+
+    /// Re-runs discovery, e.g. after this sync installed CRDs.
+    pub async fn refresh(&mut self) -> Result<(), ApplyError> {
+        self.discovery = discover(&self.client, self.timeout).await?;
+        Ok(())
+    }
+
+    /// Whether the kind of `obj` is served, and its scope.
+    pub fn resolve(&self, obj: &DynamicObject) -> Result<(ApiResource, ApiCapabilities), ApplyError> {
+        let types = obj.types.as_ref().ok_or_else(|| ApplyError::UnknownKind {
+            object: describe(obj),
+            api_version: String::new(),
+            kind: String::new(),
+        })?;
+        let (group, version) = types.api_version.rsplit_once('/').unwrap_or(("", &types.api_version));
+        let gvk = GroupVersionKind::gvk(group, version, &types.kind);
+        self.discovery.resolve_gvk(&gvk).ok_or_else(|| ApplyError::UnknownKind {
+            object: describe(obj),
+            api_version: types.api_version.clone(),
+            kind: types.kind.clone(),
+        })
+    }
+
+    /// Server-side dry run of an apply: the API server validates and admits the object exactly as
+    /// it would for the real apply, and persists nothing.
+    pub async fn dry_run(&self, obj: &DynamicObject, force: bool) -> Result<DynamicObject, ApplyError> {
+        self.patch(obj, force, true).await
+    }
+
+    /// Server-side apply. `force` takes over fields another manager owns.
+    pub async fn apply(&self, obj: &DynamicObject, force: bool) -> Result<DynamicObject, ApplyError> {
+        self.patch(obj, force, false).await
+    }
+
+    async fn patch(
+        &self,
+        obj: &DynamicObject,
+        force: bool,
+        dry_run: bool,
+    ) -> Result<DynamicObject, ApplyError> {
+        let (resource, caps) = self.resolve(obj)?;
+        let object = describe(obj);
+        let name = obj.metadata.name.as_deref().ok_or_else(|| ApplyError::Refused {
+            object: object.clone(),
+            code: 422,
+            reason: "Invalid".into(),
+            message: "metadata.name is required".into(),
+        })?;
+        let api: Api<DynamicObject> = match (&caps.scope, &obj.metadata.namespace) {
+            (Scope::Namespaced, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, &resource),
+            (Scope::Namespaced, None) => {
+                return Err(ApplyError::Refused {
+                    object,
+                    code: 422,
+                    reason: "Invalid".into(),
+                    message: "a namespaced object needs metadata.namespace".into(),
+                });
+            }
+            (Scope::Cluster, _) => Api::all_with(self.client.clone(), &resource),
+        };
+        let mut params = PatchParams::apply(FIELD_MANAGER);
+        if force {
+            params = params.force();
+        }
+        if dry_run {
+            params = params.dry_run();
+        }
+        // managedFields and resourceVersion in the body would make the apply a conditional write
+        // or reset ownership; the body is what ferry wants, nothing more.
+        let mut body = obj.clone();
+        body.metadata.managed_fields = None;
+        body.metadata.resource_version = None;
+        match tokio::time::timeout(self.timeout, api.patch(name, &params, &Patch::Apply(&body))).await {
+            Err(_) => Err(ApplyError::Transient {
+                object,
+                message: format!("the API server did not answer within {}s", self.timeout.as_secs()),
+            }),
+            Ok(Ok(live)) => Ok(live),
+            Ok(Err(kube::Error::Api(status))) if is_refusal(status.code, &status.message) => {
+                Err(ApplyError::Refused {
+                    object,
+                    code: status.code,
+                    reason: status.reason.clone(),
+                    message: status.message.clone(),
+                })
+            }
+            Ok(Err(kube::Error::Api(status))) => Err(ApplyError::Transient {
+                object,
+                message: format!("{} {}: {}", status.code, status.reason, status.message),
+            }),
+            Ok(Err(err)) => Err(ApplyError::Transient { object, message: err.to_string() }),
+        }
+    }
+}
+
+/// 4xx answers other than throttling and timeouts mean the object itself is the problem. So does
+/// one 500: server-side apply reports a value of the wrong type (`replicas: three`) as an
+/// internal error while building the typed patch, though retrying can never fix it.
+fn is_refusal(code: u16, message: &str) -> bool {
+    ((400..500).contains(&code) && code != 408 && code != 429)
+        || (code == 500 && message.starts_with("failed to create typed patch object"))
+}
+
+async fn discover(client: &Client, timeout: Duration) -> Result<Discovery, ApplyError> {
+    match tokio::time::timeout(timeout, Discovery::new(client.clone()).run()).await {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(e)) => Err(ApplyError::Discovery(e.to_string())),
+        Err(_) => Err(ApplyError::Discovery(format!("no answer within {}s", timeout.as_secs()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objects_are_described_by_kind_namespace_and_name() {
+        let obj: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"}
+        }))
+        .unwrap();
+        assert_eq!(describe(&obj), "Deployment shop/web");
+        let ns: DynamicObject = serde_json::from_value(
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}),
+        )
+        .unwrap();
+        assert_eq!(describe(&ns), "Namespace shop");
+    }
+
+    #[test]
+    fn client_errors_are_refusals_except_throttling_and_timeouts() {
+        for code in [400, 403, 404, 409, 422] {
+            assert!(is_refusal(code, ""), "{code}");
+        }
+        for code in [408, 429, 500, 503] {
+            assert!(!is_refusal(code, "etcdserver: request timed out"), "{code}");
+        }
+        assert!(is_refusal(
+            500,
+            "failed to create typed patch object (ns/web; apps/v1, Kind=Deployment): .spec.replicas: expected numeric"
+        ));
+    }
+}
