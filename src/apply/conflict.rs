@@ -27,9 +27,9 @@ pub fn field_in(value: &Value, path: &str) -> bool {
         let Value::Object(map) = value else { return false };
         // Try every split point: the longest key that exists and lets the rest match.
         let ends = body.char_indices().filter(|(_, c)| *c == '.' || *c == '[').map(|(i, _)| i);
-        return ends.chain([body.len()]).any(|end| {
-            map.get(&body[..end]).is_some_and(|child| field_in(child, &body[end..]))
-        });
+        return ends
+            .chain([body.len()])
+            .any(|end| map.get(&body[..end]).is_some_and(|child| field_in(child, &body[end..])));
     }
     if path.starts_with('[') {
         let Some(close) = closing_bracket(path) else { return false };
@@ -52,7 +52,8 @@ pub fn field_in(value: &Value, path: &str) -> bool {
             .collect();
         return !keys.is_empty()
             && items.iter().any(|item| {
-                keys.iter().all(|(k, v)| item.get(*k).is_some_and(|x| same_scalar(x, v))) && field_in(item, rest)
+                keys.iter().all(|(k, v)| item.get(*k).is_some_and(|x| same_scalar(x, v)))
+                    && field_in(item, rest)
             });
     }
     false

@@ -62,7 +62,10 @@ pub fn manifest_hash(obj: &mut DynamicObject) -> String {
     let bytes = serde_json::to_vec(obj).expect("a DynamicObject serializes");
     let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
     let hash: String = digest.as_ref()[..12].iter().map(|b| format!("{b:02x}")).collect();
-    obj.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(MANIFEST_HASH.to_string(), hash.clone());
+    obj.metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(MANIFEST_HASH.to_string(), hash.clone());
     hash
 }
 

@@ -106,7 +106,12 @@ impl Applier {
     }
 
     /// The API for objects of `resource` in `namespace` (ignored for cluster-scoped kinds).
-    pub fn api(&self, resource: &ApiResource, caps: &ApiCapabilities, namespace: Option<&str>) -> Api<DynamicObject> {
+    pub fn api(
+        &self,
+        resource: &ApiResource,
+        caps: &ApiCapabilities,
+        namespace: Option<&str>,
+    ) -> Api<DynamicObject> {
         match (&caps.scope, namespace) {
             (Scope::Namespaced, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, resource),
             _ => Api::all_with(self.client.clone(), resource),
@@ -138,7 +143,8 @@ impl Applier {
         name: &str,
     ) -> Result<(), ApplyError> {
         let api = self.api(resource, caps, namespace);
-        let params = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
+        let params =
+            DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
         match self.timed(object, api.delete(name, &params)).await? {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
@@ -233,7 +239,12 @@ fn classify(object: &str, err: kube::Error) -> ApplyError {
                 .map(|c| FieldConflict { manager: manager_of(&c.message), field: c.field.clone() })
                 .collect::<Vec<_>>();
             if conflicts.is_empty() {
-                ApplyError::Refused { object, code: 409, reason: status.reason.clone(), message: status.message.clone() }
+                ApplyError::Refused {
+                    object,
+                    code: 409,
+                    reason: status.reason.clone(),
+                    message: status.message.clone(),
+                }
             } else {
                 ApplyError::Conflict { object, message: status.message.clone(), conflicts }
             }

@@ -89,7 +89,8 @@ impl Context {
             format!("system:serviceaccounts:{namespace}"),
             "system:authenticated".to_string(),
         ]);
-        let client = Client::try_from(config).map_err(|e| format!("cannot build a client for {user}: {e}"))?;
+        let client =
+            Client::try_from(config).map_err(|e| format!("cannot build a client for {user}: {e}"))?;
         clients.insert(user, client.clone());
         Ok(client)
     }
@@ -106,10 +107,11 @@ impl Context {
         if guard.1.elapsed() < Duration::from_secs(1) {
             return Ok(guard.0.clone());
         }
-        let discovery = tokio::time::timeout(self.options.api_timeout * 3, Discovery::new(self.client.clone()).run())
-            .await
-            .map_err(|_| ApplyError::Discovery("no answer in time".into()))?
-            .map_err(|e| ApplyError::Discovery(e.to_string()))?;
+        let discovery =
+            tokio::time::timeout(self.options.api_timeout * 3, Discovery::new(self.client.clone()).run())
+                .await
+                .map_err(|_| ApplyError::Discovery("no answer in time".into()))?
+                .map_err(|e| ApplyError::Discovery(e.to_string()))?;
         *guard = (Arc::new(discovery), Instant::now());
         Ok(guard.0.clone())
     }

@@ -47,8 +47,13 @@ async fn send(ctx: &Context, reference: ObjectReference, type_: EventType, reaso
         note.truncate(cut);
         note.push_str("...");
     }
-    let event =
-        Event { type_, reason: reason.to_string(), note: Some(note), action: "Sync".to_string(), secondary: None };
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: "Sync".to_string(),
+        secondary: None,
+    };
     let publish = ctx.recorder.publish(&event, &reference);
     match tokio::time::timeout(ctx.options.api_timeout, publish).await {
         Ok(Ok(())) => {}

@@ -4,11 +4,7 @@
 //! Nothing here is needed for correctness: after a restart the memory is empty and the first
 //! reconcile reads the live objects once.
 
-use std::{
-    collections::HashMap,
-    sync::Arc,
-    time::Instant,
-};
+use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use kube::api::DynamicObject;
 use serde_json::Value;
@@ -26,7 +22,12 @@ pub struct ObjKey {
 
 impl From<&InventoryEntry> for ObjKey {
     fn from(e: &InventoryEntry) -> Self {
-        ObjKey { group: e.group.clone(), kind: e.kind.clone(), namespace: e.namespace.clone(), name: e.name.clone() }
+        ObjKey {
+            group: e.group.clone(),
+            kind: e.kind.clone(),
+            namespace: e.namespace.clone(),
+            name: e.name.clone(),
+        }
     }
 }
 

@@ -65,7 +65,8 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
     let kubeconfig_env = || std::env::var("KUBECONFIG").ok();
     let config = Config::infer().await.map_err(|e| PreflightError::no_config(&e, kubeconfig_env()))?;
     let url = config.cluster_url.to_string();
-    let client = Client::try_from(config.clone()).map_err(|e| PreflightError::no_config(&e, kubeconfig_env()))?;
+    let client =
+        Client::try_from(config.clone()).map_err(|e| PreflightError::no_config(&e, kubeconfig_env()))?;
     let started = async {
         let cluster = preflight(&client, &url, opts.api_timeout).await?;
         let discovery = tokio::time::timeout(opts.api_timeout * 3, Discovery::new(client.clone()).run())
@@ -97,7 +98,11 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
         require_service_account: opts.require_service_account,
         health_timeout: opts.health_timeout,
         apply_parallelism: 8,
-        render: RenderOptions { kustomize_bin: opts.kustomize.clone(), helm_bin: opts.helm.clone(), ..Default::default() },
+        render: RenderOptions {
+            kustomize_bin: opts.kustomize.clone(),
+            helm_bin: opts.helm.clone(),
+            ..Default::default()
+        },
     };
     let ctx = Arc::new(Context::new(client.clone(), config, options, git, recorder, watches, discovery));
 
@@ -112,7 +117,8 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
         .reflect(writer)
         .applied_objects()
         .predicate_filter(spec_or_request, Default::default());
-    let triggered = futures::stream::unfold(triggered, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
+    let triggered =
+        futures::stream::unfold(triggered, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 
     info!(

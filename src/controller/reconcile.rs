@@ -26,8 +26,8 @@ use super::{
 };
 use crate::{
     api::{
-        Application, ApplicationStatus, HealthStatus, HealthStatusCode, HistoryEntry,
-        SyncResult, SyncStatus, SyncStatusCode, conditions as c,
+        Application, ApplicationStatus, HealthStatus, HealthStatusCode, HistoryEntry, SyncResult, SyncStatus,
+        SyncStatusCode, conditions as c,
     },
     apply::{AppRef, Applier, FIELD_MANAGER, prune_candidates},
 };
@@ -96,7 +96,11 @@ async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
         Ok(_) => {
             mem.failures = 0;
             // Watches of the objects bring health changes at once; this is the fallback.
-            if progressing { Action::requeue(interval.min(Duration::from_secs(15))) } else { Action::requeue(interval) }
+            if progressing {
+                Action::requeue(interval.min(Duration::from_secs(15)))
+            } else {
+                Action::requeue(interval)
+            }
         }
         Err(e) if e.is_transient() => {
             mem.failures = mem.failures.saturating_add(1);
@@ -119,13 +123,13 @@ async fn cleanup(app: &Application, ctx: &Context) -> Result<Action, Error> {
             .map_err(|e| fail(SyncError::Access(e)))?;
         let discovery = ctx.discovery().await;
         let applier = Applier::with_discovery(client, discovery.clone(), ctx.options.api_timeout);
-        let order = prune_candidates(&inventory, &[], true, |_| false).map_err(|e| fail(SyncError::PruneRefused(e)))?;
+        let order = prune_candidates(&inventory, &[], true, |_| false)
+            .map_err(|e| fail(SyncError::PruneRefused(e)))?;
         let victims = sync::prunable(&applier, &discovery, &app_ref, &order).await.map_err(fail)?;
         for (entry, name, resource, caps) in &victims {
-            applier
-                .delete(name, resource, caps, entry.namespace.as_deref(), &entry.name)
-                .await
-                .map_err(|e| fail(SyncError::Apply { transient: e.is_transient(), message: e.to_string() }))?;
+            applier.delete(name, resource, caps, entry.namespace.as_deref(), &entry.name).await.map_err(
+                |e| fail(SyncError::Apply { transient: e.is_transient(), message: e.to_string() }),
+            )?;
         }
         tracing::info!(app = %app_ref, deleted = victims.len(), "deleted the objects of a deleted Application");
     } else {
@@ -155,8 +159,10 @@ pub fn next_status(app: &Application, attempt: &Attempt, started: &Time, now: &T
     };
     let phase = match &attempt.result {
         Ok(s) => {
-            let code = if s.state == SyncState::Synced { SyncStatusCode::Synced } else { SyncStatusCode::OutOfSync };
-            next.sync = Some(SyncStatus { status: code, revision: revision.clone(), short_revision: short.clone() });
+            let code =
+                if s.state == SyncState::Synced { SyncStatusCode::Synced } else { SyncStatusCode::OutOfSync };
+            next.sync =
+                Some(SyncStatus { status: code, revision: revision.clone(), short_revision: short.clone() });
             next.health = Some(HealthStatus { status: s.health.status, message: s.health.message.clone() });
             if s.state == SyncState::Synced {
                 next.inventory = s.inventory.clone();
@@ -168,8 +174,12 @@ pub fn next_status(app: &Application, attempt: &Attempt, started: &Time, now: &T
             }
             let short = short.unwrap_or_default();
             match &s.state {
-                SyncState::OutOfSync { message } => Phase::Stalled { reason: c::OUT_OF_SYNC, message: message.clone() },
-                SyncState::Drifted { message } => Phase::Stalled { reason: c::DRIFT_DETECTED, message: message.clone() },
+                SyncState::OutOfSync { message } => {
+                    Phase::Stalled { reason: c::OUT_OF_SYNC, message: message.clone() }
+                }
+                SyncState::Drifted { message } => {
+                    Phase::Stalled { reason: c::DRIFT_DETECTED, message: message.clone() }
+                }
                 SyncState::Synced => match s.health.status {
                     HealthStatusCode::Healthy | HealthStatusCode::Suspended => Phase::Ready {
                         reason: c::RECONCILIATION_SUCCEEDED,
@@ -199,10 +209,13 @@ pub fn next_status(app: &Application, attempt: &Attempt, started: &Time, now: &T
             }
             let message = e.to_string();
             let repeated = prev.history.first().is_some_and(|h| {
-                h.result == SyncResult::Failed && Some(&h.revision) == revision.as_ref() && h.message.as_ref() == Some(&message)
+                h.result == SyncResult::Failed
+                    && Some(&h.revision) == revision.as_ref()
+                    && h.message.as_ref() == Some(&message)
             });
             if !repeated {
-                next.history = status::record_history(&prev.history, history(SyncResult::Failed, message.clone()));
+                next.history =
+                    status::record_history(&prev.history, history(SyncResult::Failed, message.clone()));
             }
             if e.is_transient() {
                 Phase::Reconciling { reason: e.reason(), message }
@@ -228,7 +241,10 @@ async fn write_status(ctx: &Context, app: &Application, next: ApplicationStatus)
         "status": next,
     });
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let err = |message: String| Error::Status { app: format!("{}/{name}", app.namespace().unwrap_or_default()), message };
+    let err = |message: String| Error::Status {
+        app: format!("{}/{name}", app.namespace().unwrap_or_default()),
+        message,
+    };
     tokio::time::timeout(ctx.options.api_timeout, api.patch_status(&name, &params, &Patch::Apply(&body)))
         .await
         .map_err(|_| err("the API server did not answer in time".into()))?
@@ -249,12 +265,14 @@ async fn announce(ctx: &Context, app: &Application, attempt: &Attempt, mem: &mut
             }
             if !s.corrected.is_empty() {
                 let corrected: Vec<&String> = s.corrected.iter().collect();
-                let note = format!("reverted changes made in the cluster to {} ({revision})", names(&corrected));
+                let note =
+                    format!("reverted changes made in the cluster to {} ({revision})", names(&corrected));
                 events::publish(ctx, app, EventType::Normal, events::DRIFT_CORRECTED, &note).await;
             }
             if !s.pruned.is_empty() {
                 let pruned: Vec<&String> = s.pruned.iter().collect();
-                let note = format!("pruned {} no longer in {revision}: {}", objects(pruned.len()), names(&pruned));
+                let note =
+                    format!("pruned {} no longer in {revision}: {}", objects(pruned.len()), names(&pruned));
                 events::publish(ctx, app, EventType::Normal, events::PRUNED, &note).await;
             }
             match &s.state {
@@ -308,7 +326,11 @@ fn jitter(d: Duration, seed: &str) -> Duration {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     seed.hash(&mut h);
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos().hash(&mut h);
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos()
+        .hash(&mut h);
     let frac = (h.finish() % 1000) as f64 / 1000.0;
     d.mul_f64(0.8 + 0.4 * frac)
 }

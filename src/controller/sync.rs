@@ -200,7 +200,15 @@ async fn run(
             let hash = manifest_hash(&mut obj);
             let entry = inventory_entry(&obj)?;
             let phase = phase_of(&entry.group, &entry.kind, entry.namespace.is_some());
-            Some(Desired { key: ObjKey::from(&entry), name: describe(&obj), obj, entry, hash, phase, resource: None })
+            Some(Desired {
+                key: ObjKey::from(&entry),
+                name: describe(&obj),
+                obj,
+                entry,
+                hash,
+                phase,
+                resource: None,
+            })
         })
         .collect();
     let mut applier = Applier::with_discovery(client.clone(), discovery.clone(), timeout);
@@ -217,7 +225,8 @@ async fn run(
         plans.iter().filter_map(|(i, p)| p.owner.clone().map(|o| (o, desired[*i].name.clone()))).collect();
     report_claims(ctx, app_ref, &conflicts).await;
     if !conflicts.is_empty() {
-        let listed = list(conflicts.iter().map(|(owner, obj)| format!("{obj} belongs to Application {owner}")));
+        let listed =
+            list(conflicts.iter().map(|(owner, obj)| format!("{obj} belongs to Application {owner}")));
         return Err(SyncError::Conflict(format!(
             "{listed}; ferry does not take over objects of another Application, so nothing of {revision} was applied"
         )));
@@ -229,10 +238,10 @@ async fn run(
     let policy = &app.spec.sync_policy;
     let candidates = prune_candidates(&previous, &entries, policy.allow_empty, |_| false)
         .map_err(SyncError::PruneRefused)?;
-    let to_prune = if policy.prune { prunable(&applier, &discovery, app_ref, &candidates).await? } else { Vec::new() };
+    let to_prune =
+        if policy.prune { prunable(&applier, &discovery, app_ref, &candidates).await? } else { Vec::new() };
 
-    let changed: Vec<usize> =
-        plans.iter().filter(|(_, p)| p.plan != Plan::InSync).map(|(i, _)| *i).collect();
+    let changed: Vec<usize> = plans.iter().filter(|(_, p)| p.plan != Plan::InSync).map(|(i, _)| *i).collect();
     let drifted: Vec<String> = plans
         .iter()
         .filter_map(|(i, p)| match &p.plan {
@@ -242,10 +251,24 @@ async fn run(
         .collect();
     let pending = changed.len() + to_prune.len();
     let objects = desired.len();
+    tracing::debug!(
+        app = %app_ref,
+        %revision,
+        objects,
+        changed = changed.len(),
+        drifted = drifted.len(),
+        prune = to_prune.len(),
+        "planned"
+    );
 
     if pending > 0 && !policy.automated {
-        let names = changed.iter().map(|i| desired[*i].name.clone()).chain(to_prune.iter().map(|p| p.1.clone()));
-        let message = format!("{} to sync at {revision} (automated sync is off): {}", count(pending, "object"), list(names));
+        let names =
+            changed.iter().map(|i| desired[*i].name.clone()).chain(to_prune.iter().map(|p| p.1.clone()));
+        let message = format!(
+            "{} to sync at {revision} (automated sync is off): {}",
+            count(pending, "object"),
+            list(names)
+        );
         let health = assess(mem, &desired, ctx.options.health_timeout, &revision);
         return Ok(Synced {
             state: SyncState::OutOfSync { message },
@@ -358,11 +381,17 @@ async fn run(
     // Prune, in reverse apply order.
     let mut pruned = Vec::new();
     for (entry, name, resource, caps) in &to_prune {
-        applier.delete(name, resource, caps, entry.namespace.as_deref(), &entry.name).await.map_err(SyncError::from_apply)?;
+        applier
+            .delete(name, resource, caps, entry.namespace.as_deref(), &entry.name)
+            .await
+            .map_err(SyncError::from_apply)?;
         mem.known.remove(&ObjKey::from(entry));
         pruned.push(name.clone());
     }
 
+    if !applied.is_empty() || !pruned.is_empty() {
+        tracing::info!(app = %app_ref, %revision, applied = applied.len(), pruned = pruned.len(), "synced");
+    }
     mem.last_applied = Some(rendered.clone());
     let corrected = applied
         .iter()
@@ -383,7 +412,12 @@ async fn run(
 
 /// The snapshot to sync: the one resolved earlier in this interval, or a fresh resolve (one
 /// `ls-remote`) and, only when the commit is new, a fetch.
-async fn fetch(ctx: &Context, app: &Application, app_ref: &AppRef, mem: &mut AppMemory) -> Result<Snapshot, SyncError> {
+async fn fetch(
+    ctx: &Context,
+    app: &Application,
+    app_ref: &AppRef,
+    mem: &mut AppMemory,
+) -> Result<Snapshot, SyncError> {
     let reconcile_at = app.annotations().get(RECONCILE_AT_ANNOTATION).cloned();
     let interval = duration::parse(&app.spec.interval).unwrap_or(Duration::from_secs(180));
     if let Some(memo) = &mem.source {
@@ -495,7 +529,10 @@ async fn plan(
             Seen::Present { resource_version, labels } => {
                 let ownership = ownership_of(Some(&labels), app_ref);
                 if let Ownership::Other(owner) = ownership {
-                    out.push((i, ObjectPlan { plan: Plan::InSync, owner: Some(owner), ours: false, live_hash: None }));
+                    out.push((
+                        i,
+                        ObjectPlan { plan: Plan::InSync, owner: Some(owner), ours: false, live_hash: None },
+                    ));
                     continue;
                 }
                 let unchanged = mem
@@ -503,15 +540,21 @@ async fn plan(
                     .get(&d.key)
                     .is_some_and(|k| k.resource_version == resource_version && k.hash == d.hash);
                 if unchanged && ownership == Ownership::Ours {
-                    let plan = ObjectPlan { plan: Plan::InSync, owner: None, ours: true, live_hash: Some(d.hash.clone()) };
+                    let plan = ObjectPlan {
+                        plan: Plan::InSync,
+                        owner: None,
+                        ours: true,
+                        live_hash: Some(d.hash.clone()),
+                    };
                     out.push((i, plan));
                 } else {
                     to_read.push(i);
                 }
             }
+            // ferry applied it, but the watch has not caught up yet (or someone deleted it).
+            Seen::Absent if mem.known.contains_key(&d.key) => to_read.push(i),
             // Not labelled by any Application: it does not exist, or ferry adopts it with the apply.
             Seen::Absent => {
-                mem.known.remove(&d.key);
                 out.push((i, ObjectPlan { plan: Plan::Create, owner: None, ours: false, live_hash: None }));
             }
             Seen::Unknown => to_read.push(i),
@@ -633,10 +676,17 @@ async fn apply_one(
     previous: Option<&Value>,
     dry_run: bool,
 ) -> Result<DynamicObject, ApplyError> {
-    let attempt = if dry_run { applier.dry_run(&d.obj, false).await } else { applier.apply(&d.obj, false).await };
+    let attempt =
+        if dry_run { applier.dry_run(&d.obj, false).await } else { applier.apply(&d.obj, false).await };
     match attempt {
-        Err(ApplyError::Conflict { conflicts, .. }) if previous.is_some_and(|p| all_previously_set(&conflicts, p)) => {
-            if dry_run { applier.dry_run(&d.obj, true).await } else { applier.apply(&d.obj, true).await }
+        Err(ApplyError::Conflict { conflicts, .. })
+            if previous.is_some_and(|p| all_previously_set(&conflicts, p)) =>
+        {
+            if dry_run {
+                applier.dry_run(&d.obj, true).await
+            } else {
+                applier.apply(&d.obj, true).await
+            }
         }
         Err(ApplyError::Conflict { object, message, .. }) => Err(ApplyError::Refused {
             object,
@@ -747,19 +797,17 @@ async fn report_claims(ctx: &Context, app_ref: &AppRef, conflicts: &[(AppRef, St
 
 /// The Application's health from the live objects ferry has seen, with the progress deadline.
 fn assess(mem: &mut AppMemory, desired: &[Desired], deadline: Duration, revision: &str) -> ObjectHealth {
+    // Kinds whose live object is not kept (ConfigMaps, Secrets, RBAC) are healthy when they exist.
     let blank = Value::Object(Default::default());
-    let objects: Vec<(ObjectName, Option<Value>)> = desired
-        .iter()
-        .map(|d| {
-            let name = ObjectName { kind: d.entry.kind.clone(), namespace: d.entry.namespace.clone(), name: d.entry.name.clone() };
-            let live = match mem.known.get(&d.key) {
-                Some(k) => Some(k.live.as_deref().cloned().unwrap_or_else(|| blank.clone())),
-                None => None,
-            };
-            (name, live)
-        })
-        .collect();
-    let mut health = health::aggregate(objects.iter().map(|(n, v)| (n.clone(), v.as_ref())));
+    let mut health = health::aggregate(desired.iter().map(|d| {
+        let name = ObjectName {
+            kind: d.entry.kind.clone(),
+            namespace: d.entry.namespace.clone(),
+            name: d.entry.name.clone(),
+        };
+        let live = mem.known.get(&d.key).map(|k| k.live.as_deref().unwrap_or(&blank));
+        (name, live)
+    }));
     if health.status == HealthStatusCode::Progressing {
         let since = match &mem.progressing_since {
             Some((rev, since)) if rev == revision => *since,

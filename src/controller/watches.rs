@@ -41,7 +41,10 @@ pub enum Seen {
     /// The watch is synced and no object with ferry's label has this name: it does not exist, or
     /// exists without ferry's labels.
     Absent,
-    Present { resource_version: String, labels: BTreeMap<String, String> },
+    Present {
+        resource_version: String,
+        labels: BTreeMap<String, String>,
+    },
     /// The watch is not synced yet (just started, or the API server is away).
     Unknown,
 }
@@ -75,7 +78,8 @@ impl Watches {
         if watched.ready.load(Ordering::Acquire) {
             return true;
         }
-        let ready = tokio::time::timeout(wait, watched.store.wait_until_ready()).await.is_ok_and(|r| r.is_ok());
+        let ready =
+            tokio::time::timeout(wait, watched.store.wait_until_ready()).await.is_ok_and(|r| r.is_ok());
         if ready {
             watched.ready.store(true, Ordering::Release);
         }
@@ -107,7 +111,9 @@ impl Watches {
                             let _ = trigger.send(ObjectRef::new(name).within(ns));
                         }
                     }
-                    Err(err) => tracing::debug!(kind = %kind, error = %err, "watch of managed objects interrupted"),
+                    Err(err) => {
+                        tracing::debug!(kind = %kind, error = %err, "watch of managed objects interrupted")
+                    }
                 }
             }
         });
