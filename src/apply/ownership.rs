@@ -58,6 +58,9 @@ pub fn label_object(obj: &mut DynamicObject, app: &AppRef) {
 pub fn manifest_hash(obj: &mut DynamicObject) -> String {
     if let Some(annotations) = obj.metadata.annotations.as_mut() {
         annotations.remove(MANIFEST_HASH);
+        if annotations.is_empty() {
+            obj.metadata.annotations = None;
+        }
     }
     let bytes = serde_json::to_vec(obj).expect("a DynamicObject serializes");
     let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
