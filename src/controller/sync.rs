@@ -166,6 +166,7 @@ async fn run(
     mem: &mut AppMemory,
     revision_out: &mut Option<Revision>,
 ) -> Result<Synced, SyncError> {
+    let reconcile_started = Instant::now();
     let timeout = ctx.options.api_timeout;
     let sa = app.spec.service_account_name.as_deref();
     if ctx.options.require_service_account && sa.is_none() {
@@ -214,7 +215,7 @@ async fn run(
     let mut applier = Applier::with_discovery(client.clone(), discovery.clone(), timeout);
     if resolve_kinds(&mut desired, &applier, &crd_kinds).is_err() {
         // Maybe a CRD was installed since the last discovery.
-        discovery = ctx.refresh_discovery().await.map_err(|e| SyncError::Discovery(e.to_string()))?;
+        discovery = ctx.refresh_discovery(reconcile_started).await.map_err(|e| SyncError::Discovery(e.to_string()))?;
         applier = Applier::with_discovery(client.clone(), discovery.clone(), timeout);
         resolve_kinds(&mut desired, &applier, &crd_kinds).map_err(SyncError::Validation)?;
     }
@@ -330,6 +331,7 @@ async fn run(
 
     // Apply, phase by phase.
     let mut applied = Vec::new();
+    let mut crds_established = reconcile_started;
     for phase in Phase::ALL {
         let batch: Vec<usize> = changed.iter().copied().filter(|i| desired[*i].phase == phase).collect();
         if batch.is_empty() {
@@ -338,7 +340,7 @@ async fn run(
         let late: Vec<usize> = batch.iter().copied().filter(|i| deferred(&desired[*i])).collect();
         if !late.is_empty() {
             if late.iter().any(|i| desired[*i].resource.is_none()) {
-                discovery = ctx.refresh_discovery().await.map_err(|e| SyncError::Discovery(e.to_string()))?;
+                discovery = ctx.refresh_discovery(crds_established).await.map_err(|e| SyncError::Discovery(e.to_string()))?;
                 applier = Applier::with_discovery(client.clone(), discovery.clone(), timeout);
                 resolve_kinds(&mut desired, &applier, &HashSet::new()).map_err(SyncError::Validation)?;
             }
@@ -375,6 +377,7 @@ async fn run(
         }
         if phase == Phase::Crds {
             wait_established(ctx, &desired, &batch).await?;
+            crds_established = Instant::now();
         }
     }
 
