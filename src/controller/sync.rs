@@ -299,7 +299,9 @@ async fn run(
     let owned: HashSet<usize> = plans.iter().filter(|(_, p)| p.ours).map(|(i, _)| *i).collect();
     let live_hash: HashMap<usize, String> =
         plans.iter().filter_map(|(i, p)| p.live_hash.clone().map(|h| (*i, h))).collect();
-    let previous_manifests = previous_manifests(mem);
+    // Serialising the previous manifests costs something for large Applications: only when needed.
+    let previous_manifests =
+        if changed.iter().any(|i| owned.contains(i)) { previous_manifests(mem) } else { HashMap::new() };
     // What ferry applied before, per object: the fields whose conflicts it may force.
     let bases: HashMap<usize, Value> = changed
         .iter()
