@@ -109,10 +109,11 @@ impl Context {
             return Ok(guard.0.clone());
         }
         let taken = Instant::now();
-        let discovery = tokio::time::timeout(self.options.api_timeout * 3, Discovery::new(self.client.clone()).run())
-            .await
-            .map_err(|_| ApplyError::Discovery("no answer in time".into()))?
-            .map_err(|e| ApplyError::Discovery(e.to_string()))?;
+        let discovery =
+            tokio::time::timeout(self.options.api_timeout * 3, Discovery::new(self.client.clone()).run())
+                .await
+                .map_err(|_| ApplyError::Discovery("no answer in time".into()))?
+                .map_err(|e| ApplyError::Discovery(e.to_string()))?;
         *guard = (Arc::new(discovery), taken);
         Ok(guard.0.clone())
     }

@@ -215,7 +215,10 @@ async fn run(
     let mut applier = Applier::with_discovery(client.clone(), discovery.clone(), timeout);
     if resolve_kinds(&mut desired, &applier, &crd_kinds).is_err() {
         // Maybe a CRD was installed since the last discovery.
-        discovery = ctx.refresh_discovery(reconcile_started).await.map_err(|e| SyncError::Discovery(e.to_string()))?;
+        discovery = ctx
+            .refresh_discovery(reconcile_started)
+            .await
+            .map_err(|e| SyncError::Discovery(e.to_string()))?;
         applier = Applier::with_discovery(client.clone(), discovery.clone(), timeout);
         resolve_kinds(&mut desired, &applier, &crd_kinds).map_err(SyncError::Validation)?;
     }
@@ -342,7 +345,10 @@ async fn run(
         let late: Vec<usize> = batch.iter().copied().filter(|i| deferred(&desired[*i])).collect();
         if !late.is_empty() {
             if late.iter().any(|i| desired[*i].resource.is_none()) {
-                discovery = ctx.refresh_discovery(crds_established).await.map_err(|e| SyncError::Discovery(e.to_string()))?;
+                discovery = ctx
+                    .refresh_discovery(crds_established)
+                    .await
+                    .map_err(|e| SyncError::Discovery(e.to_string()))?;
                 applier = Applier::with_discovery(client.clone(), discovery.clone(), timeout);
                 resolve_kinds(&mut desired, &applier, &HashSet::new()).map_err(SyncError::Validation)?;
             }
@@ -521,6 +527,7 @@ async fn plan(
 ) -> Result<Vec<(usize, ObjectPlan)>, SyncError> {
     let mut out = Vec::with_capacity(desired.len());
     let mut to_read = Vec::new();
+    let mut owners = HashMap::new();
     let mut started: HashSet<ApiResource> = HashSet::new();
     for (i, d) in desired.iter().enumerate() {
         let Some((resource, _)) = &d.resource else {
@@ -534,10 +541,17 @@ async fn plan(
             Seen::Present { resource_version, labels } => {
                 let ownership = ownership_of(Some(&labels), app_ref);
                 if let Ownership::Other(owner) = ownership {
-                    out.push((
-                        i,
-                        ObjectPlan { plan: Plan::InSync, owner: Some(owner), ours: false, live_hash: None },
-                    ));
+                    if owner_exists(ctx, &mut owners, &owner).await? {
+                        let plan = ObjectPlan {
+                            plan: Plan::InSync,
+                            owner: Some(owner),
+                            ours: false,
+                            live_hash: None,
+                        };
+                        out.push((i, plan));
+                    } else {
+                        to_read.push(i);
+                    }
                     continue;
                 }
                 let unchanged = mem
@@ -596,8 +610,11 @@ async fn plan(
         let live_hash = live.annotations().get(MANIFEST_HASH).cloned();
         let ours = ownership == Ownership::Ours;
         if let Ownership::Other(owner) = ownership {
-            out.push((i, ObjectPlan { plan: Plan::InSync, owner: Some(owner), ours, live_hash }));
-            continue;
+            if owner_exists(ctx, &mut owners, &owner).await? {
+                out.push((i, ObjectPlan { plan: Plan::InSync, owner: Some(owner), ours, live_hash }));
+                continue;
+            }
+            // Its Application is gone (deleted with the Orphan policy): the object is free to adopt.
         }
         let want = serde_json::to_value(&d.obj).expect("objects serialize");
         let have = serde_json::to_value(&live).expect("objects serialize");
@@ -631,6 +648,25 @@ async fn plan(
         }
     }
     Ok(out)
+}
+
+/// Whether the Application named by an object's labels still exists (answers cached per pass).
+async fn owner_exists(
+    ctx: &Context,
+    cache: &mut HashMap<AppRef, bool>,
+    owner: &AppRef,
+) -> Result<bool, SyncError> {
+    if let Some(known) = cache.get(owner) {
+        return Ok(*known);
+    }
+    let apps: Api<Application> = Api::namespaced(ctx.client.clone(), &owner.namespace);
+    let transient = |message: String| SyncError::Apply { message, transient: true };
+    let found = tokio::time::timeout(ctx.options.api_timeout, apps.get_opt(&owner.name))
+        .await
+        .map_err(|_| transient(format!("reading Application {owner} timed out")))?
+        .map_err(|e| transient(format!("reading Application {owner}: {}", api_words(&e))))?;
+    cache.insert(owner.clone(), found.is_some());
+    Ok(found.is_some())
 }
 
 /// A difference as shown in messages; Secret values never are.
