@@ -609,12 +609,12 @@ async fn plan(
         let ownership = ownership_of(live.metadata.labels.as_ref(), app_ref);
         let live_hash = live.annotations().get(MANIFEST_HASH).cloned();
         let ours = ownership == Ownership::Ours;
-        if let Ownership::Other(owner) = ownership {
-            if owner_exists(ctx, &mut owners, &owner).await? {
-                out.push((i, ObjectPlan { plan: Plan::InSync, owner: Some(owner), ours, live_hash }));
-                continue;
-            }
-            // Its Application is gone (deleted with the Orphan policy): the object is free to adopt.
+        // An object of an Application that is gone (deleted with the Orphan policy) is free to adopt.
+        if let Ownership::Other(owner) = ownership
+            && owner_exists(ctx, &mut owners, &owner).await?
+        {
+            out.push((i, ObjectPlan { plan: Plan::InSync, owner: Some(owner), ours, live_hash }));
+            continue;
         }
         let want = serde_json::to_value(&d.obj).expect("objects serialize");
         let have = serde_json::to_value(&live).expect("objects serialize");
