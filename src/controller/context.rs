@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use kube::{Client, Config, discovery::Discovery, runtime::events::Recorder};
+use kube::{Client, Config, discovery::Discovery, runtime::events::Reporter};
 use tokio::sync::RwLock;
 
 use super::{claims::Claims, memory::AppMemory, watches::Watches};
@@ -40,7 +40,8 @@ pub struct Context {
     pub options: SyncOptions,
     pub git: GitCache,
     pub renders: RenderCache,
-    pub recorder: Recorder,
+    /// Who Events say they come from.
+    pub reporter: Reporter,
     pub watches: Watches,
     pub claims: Claims,
     discovery: RwLock<(Arc<Discovery>, Instant)>,
@@ -54,7 +55,7 @@ impl Context {
         config: Config,
         options: SyncOptions,
         git: GitCache,
-        recorder: Recorder,
+        reporter: Reporter,
         watches: Watches,
         discovery: Discovery,
     ) -> Context {
@@ -64,7 +65,7 @@ impl Context {
             options,
             git,
             renders: RenderCache::default(),
-            recorder,
+            reporter,
             watches,
             claims: Claims::default(),
             discovery: RwLock::new((Arc::new(discovery), Instant::now())),

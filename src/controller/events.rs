@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::{
     Resource,
-    runtime::events::{Event, EventType},
+    runtime::events::{Event, EventType, Recorder},
 };
 
 use super::context::Context;
@@ -54,7 +54,11 @@ async fn send(ctx: &Context, reference: ObjectReference, type_: EventType, reaso
         action: "Sync".to_string(),
         secondary: None,
     };
-    let publish = ctx.recorder.publish(&event, &reference);
+    // A recorder per Event: kube's Recorder folds Events with the same reason about the same
+    // object into one series and keeps the first note, which would show a sync of a new
+    // revision with the old revision's words. ferry dedupes repeated failures itself.
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    let publish = recorder.publish(&event, &reference);
     match tokio::time::timeout(ctx.options.api_timeout, publish).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(reason, error = %e, "could not publish an event"),

@@ -24,11 +24,7 @@ use futures::StreamExt;
 use kube::{
     Api, Client, Config, ResourceExt,
     discovery::Discovery,
-    runtime::{
-        Controller, WatchStreamExt, controller,
-        events::{Recorder, Reporter},
-        reflector, watcher,
-    },
+    runtime::{Controller, WatchStreamExt, controller, events::Reporter, reflector, watcher},
 };
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::info;
@@ -90,9 +86,8 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
     })?;
 
     let (trigger, triggered) = tokio::sync::mpsc::unbounded_channel();
-    let watches = watches::Watches::new(client.clone(), trigger);
+    let watches = watches::Watches::new(client.clone(), trigger, opts.namespace.clone());
     let reporter = Reporter { controller: "ferry".into(), instance: std::env::var("HOSTNAME").ok() };
-    let recorder = Recorder::new(client.clone(), reporter);
     let options = SyncOptions {
         api_timeout: opts.api_timeout,
         require_service_account: opts.require_service_account,
@@ -104,7 +99,7 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
             ..Default::default()
         },
     };
-    let ctx = Arc::new(Context::new(client.clone(), config, options, git, recorder, watches, discovery));
+    let ctx = Arc::new(Context::new(client.clone(), config, options, git, reporter, watches, discovery));
 
     let apps: Api<Application> = match &opts.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),

@@ -224,7 +224,9 @@ async fn run(
     }
 
     // Plan: what differs, what another Application owns.
-    let plans = plan(ctx, app_ref, mem, &applier, &desired).await?;
+    let previous = app.status.as_ref().map(|s| s.inventory.clone()).unwrap_or_default();
+    let previous_keys: HashSet<ObjKey> = previous.iter().map(ObjKey::from).collect();
+    let plans = plan(ctx, app_ref, mem, &applier, &desired, &previous_keys).await?;
     let conflicts: Vec<(AppRef, String)> =
         plans.iter().filter_map(|(i, p)| p.owner.clone().map(|o| (o, desired[*i].name.clone()))).collect();
     report_claims(ctx, app_ref, &conflicts).await;
@@ -237,7 +239,6 @@ async fn run(
     }
 
     // Prune candidates (checked before anything is written, so an empty render writes nothing).
-    let previous = app.status.as_ref().map(|s| s.inventory.clone()).unwrap_or_default();
     let entries: Vec<InventoryEntry> = sorted_inventory(&desired);
     let policy = &app.spec.sync_policy;
     let candidates = prune_candidates(&previous, &entries, policy.allow_empty, |_| false)
@@ -524,6 +525,7 @@ async fn plan(
     mem: &mut AppMemory,
     applier: &Applier,
     desired: &[Desired],
+    previous: &HashSet<ObjKey>,
 ) -> Result<Vec<(usize, ObjectPlan)>, SyncError> {
     let mut out = Vec::with_capacity(desired.len());
     let mut to_read = Vec::new();
@@ -573,9 +575,7 @@ async fn plan(
             // ferry applied it, but the watch has not caught up yet (or someone deleted it).
             Seen::Absent if mem.known.contains_key(&d.key) => to_read.push(i),
             // Not labelled by any Application: it does not exist, or ferry adopts it with the apply.
-            Seen::Absent => {
-                out.push((i, ObjectPlan { plan: Plan::Create, owner: None, ours: false, live_hash: None }));
-            }
+            Seen::Absent => out.push((i, missing(d, previous))),
             Seen::Unknown => to_read.push(i),
         }
     }
@@ -603,7 +603,7 @@ async fn plan(
         };
         let Some(live) = live else {
             mem.known.remove(&d.key);
-            out.push((i, ObjectPlan { plan: Plan::Create, owner: None, ours: false, live_hash: None }));
+            out.push((i, missing(d, previous)));
             continue;
         };
         let ownership = ownership_of(live.metadata.labels.as_ref(), app_ref);
@@ -648,6 +648,14 @@ async fn plan(
         }
     }
     Ok(out)
+}
+
+/// The plan for an object that does not exist: deleted in the cluster (drift) when the last
+/// successful sync applied it, new otherwise.
+fn missing(d: &Desired, previous: &HashSet<ObjKey>) -> ObjectPlan {
+    let plan =
+        if previous.contains(&d.key) { Plan::Drift("deleted in the cluster".into()) } else { Plan::Create };
+    ObjectPlan { plan, owner: None, ours: false, live_hash: None }
 }
 
 /// Whether the Application named by an object's labels still exists (answers cached per pass).

@@ -61,14 +61,26 @@ struct Watched {
 pub struct Watches {
     client: Client,
     trigger: UnboundedSender<ObjectRef<Application>>,
+    /// With `--namespace`, only Applications there are woken.
+    namespace: Option<String>,
     kinds: Mutex<HashMap<(String, String, String), Watched>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Watches {
     /// Watches whose events trigger reconciles through `trigger`.
-    pub fn new(client: Client, trigger: UnboundedSender<ObjectRef<Application>>) -> Watches {
-        Watches { client, trigger, kinds: Mutex::new(HashMap::new()), tasks: Mutex::new(Vec::new()) }
+    pub fn new(
+        client: Client,
+        trigger: UnboundedSender<ObjectRef<Application>>,
+        namespace: Option<String>,
+    ) -> Watches {
+        Watches {
+            client,
+            trigger,
+            namespace,
+            kinds: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(Vec::new()),
+        }
     }
 
     /// Starts watching `resource` unless it is watched already, and waits up to `wait` for the
@@ -97,6 +109,7 @@ impl Watches {
         let api: Api<Meta> = Api::all_with(self.client.clone(), resource);
         let config = watcher::Config::default().labels(&format!("{MANAGED_BY}={FIELD_MANAGER}"));
         let trigger = self.trigger.clone();
+        let only = self.namespace.clone();
         let kind = resource.kind.clone();
         let task = tokio::spawn(async move {
             let events = watcher(api, config).default_backoff().reflect(writer).touched_objects();
@@ -106,7 +119,9 @@ impl Watches {
                     Ok(meta) => {
                         let labels = meta.metadata.labels.as_ref();
                         let app = labels.and_then(|l| Some((l.get(APP_NAMESPACE)?, l.get(APP_NAME)?)));
-                        if let Some((ns, name)) = app {
+                        if let Some((ns, name)) = app
+                            && only.as_ref().is_none_or(|only| only == ns)
+                        {
                             // The controller has stopped when the receiver is gone; nothing to do.
                             let _ = trigger.send(ObjectRef::new(name).within(ns));
                         }
