@@ -404,6 +404,17 @@ fn first_sync_applies_every_kind_and_reports_synced_and_healthy() {
     .into_iter()
     .collect();
     assert_eq!(inventory(&status), expected);
+    // A valid revision is never reported as failed on its way (the CRD is applied and
+    // Established before the Widget is validated and applied).
+    let failed: Vec<&Value> = status["status"]["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|h| h["result"] != "Succeeded")
+        .collect();
+    assert!(failed.is_empty(), "a valid first sync recorded failed attempts: {failed:?}");
+    let failures: Vec<_> = app.events().into_iter().filter(|e| e.type_ == "Warning").collect();
+    assert!(failures.is_empty(), "a valid first sync emitted Warning events: {failures:?}");
     let last = &status["status"]["history"][0];
     assert_eq!(last["result"], "Succeeded", "history: {}", status["status"]["history"]);
     assert!(
@@ -539,12 +550,16 @@ fn writes_by_resource(cluster: &Cluster) -> BTreeMap<(String, String), u64> {
     out
 }
 
-/// Waits until ferry logs that it finished reconciling `app` after `mark`.
-fn wait_reconcile_logged(ferry: &Ferry, mark: usize, app: &str) -> String {
-    ferry.wait_for_log(&format!("ferry to log a finished reconcile of {app}"), mark, T, |line| {
-        let l = line.to_ascii_lowercase();
-        l.contains(app) && l.contains("reconcil") && !l.contains("reconciling")
-    })
+/// Sets `ferry.dev/reconcile-at` and waits until ferry has planned a reconcile of `app` after
+/// that (its debug line `planned app=<ns>/<name> ... changed=N`); returns the line.
+fn refresh_and_wait_planned(s: &Scenario, app: &FerryApp) -> (String, String) {
+    let mark = s.ferry.log_len();
+    let rv = app.annotate_reconcile_at();
+    let needle = format!("app={}/{}", app.namespace, app.name);
+    let line = s.ferry.wait_for_log(&format!("ferry to plan a reconcile of {needle}"), mark, T, |l| {
+        l.contains(" planned") && l.contains(&needle)
+    });
+    (rv, line)
 }
 
 #[test]
@@ -607,15 +622,17 @@ fn a_second_reconcile_of_an_unchanged_revision_writes_nothing() {
             .collect()
     };
     let rvs_before = versions();
+
+    // Manual refreshes: ferry re-checks Git and reconciles at once. Each annotation is one write
+    // to `applications`; nothing else may follow. The second refresh is a fence: ferry
+    // reconciles one Application at a time, so once it plans after the second annotation, the
+    // reconcile of the first has finished (status write and events included).
+    let (_, warm_up) = refresh_and_wait_planned(&s, &app);
+    eprintln!("warm-up reconcile: {warm_up}");
     let writes_before = writes_by_resource(&s.cluster);
-
-    // A manual refresh: ferry re-checks Git and reconciles at once. The annotation itself is
-    // one write to `applications`; nothing else may follow it.
-    let mark = s.ferry.log_len();
-    let app_rv = app.annotate_reconcile_at();
-    let line = wait_reconcile_logged(&s.ferry, mark, "steady");
-    eprintln!("reconcile finished: {line}");
-
+    let (_, planned) = refresh_and_wait_planned(&s, &app);
+    assert!(planned.contains("changed=0") && planned.contains("prune=0"), "ferry planned writes: {planned}");
+    let (app_rv, _) = refresh_and_wait_planned(&s, &app);
     let writes_after = writes_by_resource(&s.cluster);
     let mut new_writes: Vec<(String, String, u64)> = writes_after
         .iter()
@@ -886,14 +903,31 @@ fn drift_by_delete_is_only_reported_without_self_heal() {
     app.wait_synced(&sha, T);
 
     s.kubectl_ok(&["-n", &ns, "delete", "service", "web"]);
-    let status = app.wait_not_ready("DriftDetected", T);
+    // Either outcome ends the wait, so that recreating the Service fails with that finding
+    // rather than with a timeout.
+    let status = app.wait("Ready=False with reason DriftDetected, or service web recreated", T, |app| {
+        if s.get("service", Some(&ns), "web").is_some() {
+            return Ok(Err(app.clone()));
+        }
+        let ready = condition(app, "Ready").ok_or("no Ready condition")?;
+        if ready["status"] == "False" && ready["reason"] == "DriftDetected" {
+            Ok(Ok(app.clone()))
+        } else {
+            Err(format!("Ready is {}/{}", ready["status"], ready["reason"]))
+        }
+    });
+    let status = status.unwrap_or_else(|app| {
+        panic!("ferry recreated the deleted service web although selfHeal is off; status: {}", summary(&app))
+    });
     assert_eq!(status["status"]["sync"]["status"], "OutOfSync", "{}", summary(&status));
+    assert_condition(&status, "Stalled", "True");
     let message = ready_message(&status);
     assert!(message.contains(&format!("Service {ns}/web")), "the message must name the object: {message}");
     assert!(
         s.get("service", Some(&ns), "web").is_none(),
         "ferry recreated a deleted object without selfHeal"
     );
+    app.wait_event("Warning", "DriftDetected", &["web"], T);
     assert_eq!(s.cm_value("settings", "color").as_deref(), Some("blue"));
 }
 
@@ -1183,6 +1217,12 @@ fn ferry_killed_in_the_middle_of_a_sync_converges_after_a_restart() {
     s.ferry.kill();
     let at_kill = count();
     eprintln!("ferry was killed with {at_kill} of {N} ConfigMaps applied (revision {})", &sha1[..7]);
+    let killed_status = app.json();
+    assert!(
+        !killed_status["status"]["lastAppliedRevision"].as_str().unwrap_or_default().contains(&sha1),
+        "ferry finished the first sync before it was killed; the test did not interrupt anything: {}",
+        summary(&killed_status)
+    );
 
     // The final content is pushed while ferry is down; it restarts with the same cache dir.
     let sha2 = s.commit(&[("many.yaml", manifests("2"))], "300 configmaps, rev 2");

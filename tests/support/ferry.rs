@@ -91,12 +91,15 @@ impl Ferry {
             .env("RUST_LOG", "info,ferry=debug")
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("KUBERNETES_SERVICE_PORT")
-            .env_remove("FERRY_NAMESPACE")
-            .env_remove("FERRY_CACHE_DIR")
-            .env_remove("FERRY_LOG_FORMAT")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        // Every flag has an environment variable; none may leak in from the developer's shell.
+        for (var, _) in std::env::vars_os() {
+            if var.to_string_lossy().starts_with("FERRY_") {
+                cmd.env_remove(var);
+            }
+        }
         let mut child = cmd.spawn().expect("start ferry run");
         let stderr = child.stderr.take().expect("ferry's stderr");
         let marker = format!("=== ferry run #{} (pid {}) ===", self.starts, child.id());
@@ -503,7 +506,7 @@ fn rfc3339_seconds(secs: u64) -> String {
 /// `kubectl <args> -o json`, parsed; `None` when the object is not found. Panics on other errors.
 pub fn get_json(cluster: &Cluster, args: &[&str]) -> Option<Value> {
     let mut all: Vec<&str> = args.to_vec();
-    all.extend(["-o", "json"]);
+    all.extend(["-o", "json", "--show-managed-fields"]);
     let run = cluster.kubectl(&all);
     if !run.success {
         if run.stderr.contains("NotFound") || run.stderr.contains("not found") {
