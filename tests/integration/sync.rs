@@ -105,6 +105,9 @@ impl Scenario {
         if let Some(sa) = &opts.service_account {
             spec["serviceAccountName"] = json!(sa);
         }
+        if let Some(policy) = opts.deletion_policy {
+            spec["deletionPolicy"] = json!(policy);
+        }
         let app = json!({
             "apiVersion": "ferry.dev/v1alpha1",
             "kind": "Application",
@@ -172,6 +175,7 @@ struct AppOpts {
     allow_empty: bool,
     suspend: bool,
     service_account: Option<String>,
+    deletion_policy: Option<&'static str>,
 }
 
 fn opts(name: &'static str) -> AppOpts {
@@ -185,6 +189,7 @@ fn opts(name: &'static str) -> AppOpts {
         allow_empty: false,
         suspend: false,
         service_account: None,
+        deletion_policy: None,
     }
 }
 
@@ -524,6 +529,13 @@ fn a_new_image_tag_is_applied_and_the_deployment_rolls() {
     assert!(history[0]["revision"].as_str().unwrap_or_default().contains(&sha2), "history: {history:?}");
     assert_eq!(history[0]["result"], "Succeeded");
     assert!(history[1]["revision"].as_str().unwrap_or_default().contains(&sha1), "history: {history:?}");
+    // With everything the API server defaulted on a Deployment, the plan still sees no change.
+    let generation = deploy["metadata"]["generation"].clone();
+    let (_, planned) = refresh_and_wait_planned(&s, &app);
+    assert!(planned.contains("changed=0"), "a refresh of the synced revision planned changes: {planned}");
+    assert_eq!(s.get("deployment", Some(&ns), "web").unwrap()["metadata"]["generation"], generation);
+
+    // The Synced Event names the new revision.
     app.wait_event("Normal", "Synced", &[&sha2[..7]], T);
 }
 
@@ -1169,11 +1181,18 @@ fn deleting_an_application_without_prune_keeps_its_objects() {
         "objects to keep",
     );
     let app = s.create_app(AppOpts { prune: false, ..opts("orphaning") });
+    // prune on, but spec.deletionPolicy: Orphan keeps the objects when the Application goes.
+    let sha2 = s.commit_in("other", &[("kept.yaml", configmap("kept", None, &[("k", "v")]))], "kept");
+    let overriding =
+        s.create_app(AppOpts { path: "other", deletion_policy: Some("Orphan"), ..opts("overriding") });
     app.wait_synced(&sha, T);
+    overriding.wait_synced(&sha2, T);
     let cm_uid = uid(&s.get("configmap", Some(&ns), "settings").unwrap());
     let deploy_uid = uid(&s.get("deployment", Some(&ns), "web").unwrap());
+    let kept_uid = uid(&s.get("configmap", Some(&ns), "kept").unwrap());
 
     delete_app_and_wait(&s, &app);
+    delete_app_and_wait(&s, &overriding);
     let cm = s.get("configmap", Some(&ns), "settings").expect("settings was deleted without prune");
     assert_eq!(uid(&cm), cm_uid);
     assert!(cm["metadata"]["deletionTimestamp"].is_null());
@@ -1181,6 +1200,9 @@ fn deleting_an_application_without_prune_keeps_its_objects() {
     let deploy = s.get("deployment", Some(&ns), "web").expect("web was deleted without prune");
     assert_eq!(uid(&deploy), deploy_uid);
     assert!(deploy["metadata"]["deletionTimestamp"].is_null(), "web is being deleted");
+    let kept =
+        s.get("configmap", Some(&ns), "kept").expect("kept was deleted despite deletionPolicy: Orphan");
+    assert_eq!(uid(&kept), kept_uid);
 }
 
 // ---------------------------------------------------------------------------------------------
