@@ -100,19 +100,21 @@ impl Context {
         self.discovery.read().await.0.clone()
     }
 
-    /// Re-runs discovery unless another reconcile did so in the last second (after CRDs were
-    /// installed, or when a kind is unknown).
-    pub async fn refresh_discovery(&self) -> Result<Arc<Discovery>, ApplyError> {
+    /// Re-runs discovery unless someone did so after `not_before` (many reconciles asking at
+    /// once share one run). Pass the moment from which the answer must be fresh: after CRDs
+    /// became Established, that moment.
+    pub async fn refresh_discovery(&self, not_before: Instant) -> Result<Arc<Discovery>, ApplyError> {
         let mut guard = self.discovery.write().await;
-        if guard.1.elapsed() < Duration::from_secs(1) {
+        if guard.1 > not_before {
             return Ok(guard.0.clone());
         }
+        let taken = Instant::now();
         let discovery =
             tokio::time::timeout(self.options.api_timeout * 3, Discovery::new(self.client.clone()).run())
                 .await
                 .map_err(|_| ApplyError::Discovery("no answer in time".into()))?
                 .map_err(|e| ApplyError::Discovery(e.to_string()))?;
-        *guard = (Arc::new(discovery), Instant::now());
+        *guard = (Arc::new(discovery), taken);
         Ok(guard.0.clone())
     }
 

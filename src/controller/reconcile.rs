@@ -338,6 +338,98 @@ fn jitter(d: Duration, seed: &str) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        api::{ApplicationSpec, InventoryEntry},
+        health::ObjectHealth,
+        source::{Revision, RevisionRef},
+    };
+
+    fn app() -> Application {
+        let spec: ApplicationSpec = serde_json::from_value(serde_json::json!({
+            "source": {"repoURL": "https://git.example.com/deploy.git", "ref": {"branch": "main"}}
+        }))
+        .unwrap();
+        let mut app = Application::new("shop", spec);
+        app.metadata.namespace = Some("team".into());
+        app.metadata.generation = Some(2);
+        app
+    }
+
+    fn revision() -> Option<Revision> {
+        Some(Revision { reference: RevisionRef::Branch("main".into()), commit: "a".repeat(40) })
+    }
+
+    fn synced(applied: usize) -> Attempt {
+        let entry = InventoryEntry {
+            group: String::new(),
+            version: "v1".into(),
+            kind: "ConfigMap".into(),
+            namespace: Some("team".into()),
+            name: "cfg".into(),
+        };
+        Attempt {
+            revision: revision(),
+            result: Ok(sync::Synced {
+                state: SyncState::Synced,
+                health: ObjectHealth::healthy(),
+                inventory: vec![entry],
+                applied: (0..applied).map(|i| format!("ConfigMap team/c{i}")).collect(),
+                corrected: vec![],
+                pruned: vec![],
+                objects: 1,
+            }),
+        }
+    }
+
+    fn time(s: &str) -> Time {
+        Time(s.parse().unwrap())
+    }
+
+    #[test]
+    fn an_unchanged_pass_leaves_the_status_exactly_as_it_was() {
+        let mut app = app();
+        let first =
+            next_status(&app, &synced(1), &time("2026-01-01T00:00:00Z"), &time("2026-01-01T00:00:01Z"));
+        assert_eq!(first.sync.as_ref().unwrap().status, SyncStatusCode::Synced);
+        assert_eq!(first.history.len(), 1);
+        assert_eq!(
+            first.last_applied_revision.as_deref(),
+            Some(format!("main@sha1:{}", "a".repeat(40)).as_str())
+        );
+        let ready = first.conditions.iter().find(|c| c.type_ == c::READY).unwrap();
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", c::RECONCILIATION_SUCCEEDED));
+        app.status = Some(first.clone());
+        // Later passes that apply nothing must produce the same status: no write.
+        let again =
+            next_status(&app, &synced(0), &time("2026-01-01T01:00:00Z"), &time("2026-01-01T01:00:01Z"));
+        assert_eq!(again, first);
+    }
+
+    #[test]
+    fn a_repeated_failure_is_recorded_once_and_a_transient_one_is_reconciling() {
+        let mut app = app();
+        let failed = || Attempt {
+            revision: revision(),
+            result: Err(SyncError::Validation("ConfigMap team/bad: refused; nothing was applied".into())),
+        };
+        let t = time("2026-01-01T00:00:00Z");
+        let first = next_status(&app, &failed(), &t, &t);
+        let stalled = first.conditions.iter().find(|c| c.type_ == c::STALLED).unwrap();
+        assert_eq!(stalled.reason, c::VALIDATION_FAILED);
+        assert!(stalled.message.contains("ConfigMap team/bad"));
+        assert_eq!(first.sync.as_ref().unwrap().status, SyncStatusCode::OutOfSync);
+        app.status = Some(first.clone());
+        let later = time("2026-01-01T00:05:00Z");
+        assert_eq!(next_status(&app, &failed(), &later, &later), first, "same failure, same status");
+
+        let transient = Attempt {
+            revision: revision(),
+            result: Err(SyncError::Apply { message: "503 ServiceUnavailable".into(), transient: true }),
+        };
+        let next = next_status(&app, &transient, &later, &later);
+        assert!(next.conditions.iter().any(|c| c.type_ == c::RECONCILING && c.status == "True"));
+        assert!(!next.conditions.iter().any(|c| c.type_ == c::STALLED));
+    }
 
     #[test]
     fn backoff_grows_is_capped_and_jittered() {

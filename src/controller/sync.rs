@@ -166,6 +166,7 @@ async fn run(
     mem: &mut AppMemory,
     revision_out: &mut Option<Revision>,
 ) -> Result<Synced, SyncError> {
+    let reconcile_started = Instant::now();
     let timeout = ctx.options.api_timeout;
     let sa = app.spec.service_account_name.as_deref();
     if ctx.options.require_service_account && sa.is_none() {
@@ -214,7 +215,10 @@ async fn run(
     let mut applier = Applier::with_discovery(client.clone(), discovery.clone(), timeout);
     if resolve_kinds(&mut desired, &applier, &crd_kinds).is_err() {
         // Maybe a CRD was installed since the last discovery.
-        discovery = ctx.refresh_discovery().await.map_err(|e| SyncError::Discovery(e.to_string()))?;
+        discovery = ctx
+            .refresh_discovery(reconcile_started)
+            .await
+            .map_err(|e| SyncError::Discovery(e.to_string()))?;
         applier = Applier::with_discovery(client.clone(), discovery.clone(), timeout);
         resolve_kinds(&mut desired, &applier, &crd_kinds).map_err(SyncError::Validation)?;
     }
@@ -298,7 +302,9 @@ async fn run(
     let owned: HashSet<usize> = plans.iter().filter(|(_, p)| p.ours).map(|(i, _)| *i).collect();
     let live_hash: HashMap<usize, String> =
         plans.iter().filter_map(|(i, p)| p.live_hash.clone().map(|h| (*i, h))).collect();
-    let previous_manifests = previous_manifests(mem);
+    // Serialising the previous manifests costs something for large Applications: only when needed.
+    let previous_manifests =
+        if changed.iter().any(|i| owned.contains(i)) { previous_manifests(mem) } else { HashMap::new() };
     // What ferry applied before, per object: the fields whose conflicts it may force.
     let bases: HashMap<usize, Value> = changed
         .iter()
@@ -330,6 +336,7 @@ async fn run(
 
     // Apply, phase by phase.
     let mut applied = Vec::new();
+    let mut crds_established = reconcile_started;
     for phase in Phase::ALL {
         let batch: Vec<usize> = changed.iter().copied().filter(|i| desired[*i].phase == phase).collect();
         if batch.is_empty() {
@@ -338,7 +345,10 @@ async fn run(
         let late: Vec<usize> = batch.iter().copied().filter(|i| deferred(&desired[*i])).collect();
         if !late.is_empty() {
             if late.iter().any(|i| desired[*i].resource.is_none()) {
-                discovery = ctx.refresh_discovery().await.map_err(|e| SyncError::Discovery(e.to_string()))?;
+                discovery = ctx
+                    .refresh_discovery(crds_established)
+                    .await
+                    .map_err(|e| SyncError::Discovery(e.to_string()))?;
                 applier = Applier::with_discovery(client.clone(), discovery.clone(), timeout);
                 resolve_kinds(&mut desired, &applier, &HashSet::new()).map_err(SyncError::Validation)?;
             }
@@ -375,6 +385,7 @@ async fn run(
         }
         if phase == Phase::Crds {
             wait_established(ctx, &desired, &batch).await?;
+            crds_established = Instant::now();
         }
     }
 
@@ -516,6 +527,7 @@ async fn plan(
 ) -> Result<Vec<(usize, ObjectPlan)>, SyncError> {
     let mut out = Vec::with_capacity(desired.len());
     let mut to_read = Vec::new();
+    let mut owners = HashMap::new();
     let mut started: HashSet<ApiResource> = HashSet::new();
     for (i, d) in desired.iter().enumerate() {
         let Some((resource, _)) = &d.resource else {
@@ -529,10 +541,17 @@ async fn plan(
             Seen::Present { resource_version, labels } => {
                 let ownership = ownership_of(Some(&labels), app_ref);
                 if let Ownership::Other(owner) = ownership {
-                    out.push((
-                        i,
-                        ObjectPlan { plan: Plan::InSync, owner: Some(owner), ours: false, live_hash: None },
-                    ));
+                    if owner_exists(ctx, &mut owners, &owner).await? {
+                        let plan = ObjectPlan {
+                            plan: Plan::InSync,
+                            owner: Some(owner),
+                            ours: false,
+                            live_hash: None,
+                        };
+                        out.push((i, plan));
+                    } else {
+                        to_read.push(i);
+                    }
                     continue;
                 }
                 let unchanged = mem
@@ -590,7 +609,10 @@ async fn plan(
         let ownership = ownership_of(live.metadata.labels.as_ref(), app_ref);
         let live_hash = live.annotations().get(MANIFEST_HASH).cloned();
         let ours = ownership == Ownership::Ours;
-        if let Ownership::Other(owner) = ownership {
+        // An object of an Application that is gone (deleted with the Orphan policy) is free to adopt.
+        if let Ownership::Other(owner) = ownership
+            && owner_exists(ctx, &mut owners, &owner).await?
+        {
             out.push((i, ObjectPlan { plan: Plan::InSync, owner: Some(owner), ours, live_hash }));
             continue;
         }
@@ -626,6 +648,25 @@ async fn plan(
         }
     }
     Ok(out)
+}
+
+/// Whether the Application named by an object's labels still exists (answers cached per pass).
+async fn owner_exists(
+    ctx: &Context,
+    cache: &mut HashMap<AppRef, bool>,
+    owner: &AppRef,
+) -> Result<bool, SyncError> {
+    if let Some(known) = cache.get(owner) {
+        return Ok(*known);
+    }
+    let apps: Api<Application> = Api::namespaced(ctx.client.clone(), &owner.namespace);
+    let transient = |message: String| SyncError::Apply { message, transient: true };
+    let found = tokio::time::timeout(ctx.options.api_timeout, apps.get_opt(&owner.name))
+        .await
+        .map_err(|_| transient(format!("reading Application {owner} timed out")))?
+        .map_err(|e| transient(format!("reading Application {owner}: {}", api_words(&e))))?;
+    cache.insert(owner.clone(), found.is_some());
+    Ok(found.is_some())
 }
 
 /// A difference as shown in messages; Secret values never are.
