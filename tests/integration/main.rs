@@ -12,3 +12,4 @@ mod cluster;
 mod git_fixture;
 mod render;
 mod source;
+mod sync;

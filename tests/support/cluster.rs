@@ -107,6 +107,24 @@ impl Cluster {
         assert!(out.status.success(), "testenv.sh down failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 
+    /// Restarts only kube-apiserver, with the same flags and port; etcd (and so every object)
+    /// and the other daemons keep running. Returns once the new API server is ready.
+    pub fn restart_apiserver(&self) {
+        let out = Command::new("bash")
+            .arg(testenv_script())
+            .arg("restart-apiserver")
+            .env("FERRY_TESTENV_STATE", &self.state)
+            .env("FERRY_TESTENV_COMPONENTS", self.components)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run testenv.sh restart-apiserver");
+        assert!(
+            out.status.success(),
+            "testenv.sh restart-apiserver failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// A kube client for this cluster, as the admin user.
     pub async fn client(&self) -> kube::Client {
         let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");

@@ -5,11 +5,13 @@
 
 mod api_metrics;
 mod cluster;
+mod ferry;
 mod git_server;
 mod ssh_server;
 mod tools;
 mod wait;
 
+pub use self::ferry::*;
 pub use api_metrics::*;
 pub use cluster::*;
 pub use git_server::*;

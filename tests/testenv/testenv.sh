@@ -6,6 +6,9 @@
 #   testenv.sh down     stop the processes `up` started (by recorded PID) and remove the state
 #   testenv.sh env      print KUBECONFIG=... and FERRY_TESTENV_BIN=... (kubectl, kustomize, helm)
 #   testenv.sh status   print each process and whether the API server is ready; exit 1 if not
+#   testenv.sh restart-apiserver
+#                       stop kube-apiserver and start it again with the same command line (same
+#                       port, etcd and certificates); etcd and the other daemons keep running
 #
 # Environment:
 #   FERRY_TESTENV_STATE       state directory (default: <repo>/target/testenv)
@@ -98,22 +101,27 @@ start() { # name binary args...
   die "$name did not start"
 }
 
+stop_one() { # name
+  local d="$1" pid deadline
+  is_ours "$d" || return 0
+  pid="$(pid_of "$d")"
+  kill "$pid" 2>/dev/null || true
+  deadline=$((SECONDS + 15))
+  while is_ours "$d"; do
+    if ((SECONDS >= deadline)); then
+      log "$d (pid $pid) ignored SIGTERM for 15s; killing it"
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+    sleep 0.2
+  done
+}
+
 stop_all() {
-  local d pid deadline
+  local d
   [[ -d "$pids" ]] || return 0
   # Dependents first, one at a time: kube-apiserver waits forever on shutdown if etcd goes first.
   for d in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
-    is_ours "$d" || continue
-    pid="$(pid_of "$d")"
-    kill "$pid" 2>/dev/null || true
-    deadline=$((SECONDS + 15))
-    while is_ours "$d"; do
-      if ((SECONDS >= deadline)); then
-        log "$d (pid $pid) ignored SIGTERM for 15s; killing it"
-        kill -9 "$pid" 2>/dev/null || true
-      fi
-      sleep 0.2
-    done
+    stop_one "$d"
   done
   rm -rf "$pids"
 }
@@ -284,6 +292,24 @@ cmd_down() {
   log "stopped; logs kept in $logs"
 }
 
+# For tests of clients that must survive an API server restart: the same binary and flags (read
+# back from the running process), so the port, etcd and certificates stay as they were.
+cmd_restart_apiserver() {
+  mkdir -p "$state"
+  exec 8>"$state/.lock"
+  flock 8
+  is_ours kube-apiserver || die "kube-apiserver is not running in $state; run: $0 up"
+  local pid args
+  pid="$(pid_of kube-apiserver)"
+  mapfile -d '' -t args <"/proc/$pid/cmdline"
+  ((${#args[@]} > 1)) || die "cannot read the command line of kube-apiserver (pid $pid)"
+  stop_one kube-apiserver
+  rm -f "$pids/kube-apiserver"
+  start kube-apiserver "${args[@]}"
+  wait_for "kube-apiserver /readyz after the restart" 120 kube-apiserver api_ready
+  log "kube-apiserver restarted (pid $(pid_of kube-apiserver)) on https://127.0.0.1:$(cat "$state/apiserver.port")"
+}
+
 cmd_env() {
   [[ -f "$kubeconfig" ]] || die "no control plane in $state; run: $0 up"
   printf 'KUBECONFIG=%s\n' "$kubeconfig"
@@ -306,5 +332,6 @@ case "${1:-}" in
   down) cmd_down ;;
   env) cmd_env ;;
   status) cmd_status ;;
-  *) echo "usage: $0 up|down|env|status" >&2; exit 2 ;;
+  restart-apiserver) cmd_restart_apiserver ;;
+  *) echo "usage: $0 up|down|env|status|restart-apiserver" >&2; exit 2 ;;
 esac
