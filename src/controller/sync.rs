@@ -266,6 +266,16 @@ async fn run(
         "planned"
     );
 
+    // Pending changes that are only reported: the live objects and the inventory stay as they are.
+    let mut report_only = |state| Synced {
+        state,
+        health: assess(mem, &desired, ctx.options.health_timeout, &revision),
+        inventory: previous.clone(),
+        applied: vec![],
+        corrected: vec![],
+        pruned: vec![],
+        objects,
+    };
     if pending > 0 && !policy.automated {
         let names =
             changed.iter().map(|i| desired[*i].name.clone()).chain(to_prune.iter().map(|p| p.1.clone()));
@@ -274,30 +284,12 @@ async fn run(
             count(pending, "object"),
             list(names)
         );
-        let health = assess(mem, &desired, ctx.options.health_timeout, &revision);
-        return Ok(Synced {
-            state: SyncState::OutOfSync { message },
-            health,
-            inventory: previous,
-            applied: vec![],
-            corrected: vec![],
-            pruned: vec![],
-            objects,
-        });
+        return Ok(report_only(SyncState::OutOfSync { message }));
     }
     let only_drift = to_prune.is_empty() && drifted.len() == changed.len();
     if pending > 0 && only_drift && !policy.self_heal {
         let message = format!("changed in the cluster (selfHeal is off): {}", list(drifted.iter().cloned()));
-        let health = assess(mem, &desired, ctx.options.health_timeout, &revision);
-        return Ok(Synced {
-            state: SyncState::Drifted { message },
-            health,
-            inventory: previous,
-            applied: vec![],
-            corrected: vec![],
-            pruned: vec![],
-            objects,
-        });
+        return Ok(report_only(SyncState::Drifted { message }));
     }
 
     let owned: HashSet<usize> = plans.iter().filter(|(_, p)| p.ours).map(|(i, _)| *i).collect();

@@ -715,17 +715,7 @@ fn an_empty_render_is_refused_and_deletes_nothing_unless_allowed() {
     // app/ now holds only README.md: the render is empty.
     let sha2 = s.remove(&["a.yaml", "b.yaml"], "remove every manifest");
     app.annotate_reconcile_at();
-    let status = app.wait(&format!("PruneRefused for {}", &sha2[..7]), T, |app| {
-        let ready = condition(app, "Ready").ok_or("no Ready condition")?;
-        if ready["status"] == "False"
-            && ready["reason"] == "PruneRefused"
-            && revision_field(app, "lastAttemptedRevision").contains(&sha2)
-        {
-            Ok(app.clone())
-        } else {
-            Err("not refused yet".into())
-        }
-    });
+    let status = app.wait_refused("PruneRefused", &sha2, T);
     assert_condition(&status, "Stalled", "True");
     assert_eq!(uids(&["a", "b"]), before, "an empty render deleted objects");
     assert_eq!(inventory(&status).len(), 2, "the inventory must survive a refused prune");
@@ -766,17 +756,7 @@ fn a_bad_object_applies_nothing_of_its_revision_and_is_named() {
         "good v2, fresh, and a bad Deployment",
     );
     app.ferry_sync();
-    let status = app.wait(&format!("ValidationFailed for {}", &sha2[..7]), T, |app| {
-        let ready = condition(app, "Ready").ok_or("no Ready condition")?;
-        if ready["status"] == "False"
-            && ready["reason"] == "ValidationFailed"
-            && revision_field(app, "lastAttemptedRevision").contains(&sha2)
-        {
-            Ok(app.clone())
-        } else {
-            Err("not refused yet".into())
-        }
-    });
+    let status = app.wait_refused("ValidationFailed", &sha2, T);
     assert_condition(&status, "Stalled", "True");
     let message = ready_message(&status);
     assert!(message.contains(&format!("Deployment {ns}/web")), "the message must name the object: {message}");
@@ -1053,17 +1033,7 @@ subjects:
         "allowed v2 and a configmap in a namespace the ServiceAccount may not write",
     );
     app.ferry_sync();
-    let status = app.wait(&format!("ValidationFailed for {}", &sha2[..7]), T, |app| {
-        let ready = condition(app, "Ready").ok_or("no Ready condition")?;
-        if ready["status"] == "False"
-            && ready["reason"] == "ValidationFailed"
-            && revision_field(app, "lastAttemptedRevision").contains(&sha2)
-        {
-            Ok(app.clone())
-        } else {
-            Err("not refused yet".into())
-        }
-    });
+    let status = app.wait_refused("ValidationFailed", &sha2, T);
     assert_condition(&status, "Stalled", "True");
     let message = ready_message(&status);
     assert!(

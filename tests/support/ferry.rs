@@ -387,6 +387,19 @@ impl FerryApp {
         })
     }
 
+    /// Waits until the Ready condition is False with `reason` for an attempt at commit `sha`.
+    pub fn wait_refused(&self, reason: &str, sha: &str, timeout: Duration) -> Value {
+        self.wait(&format!("{reason} for {}", &sha[..7]), timeout, |app| {
+            let ready = condition(app, "Ready").ok_or("no Ready condition")?;
+            let attempted = app["status"]["lastAttemptedRevision"].as_str().unwrap_or_default();
+            if ready["status"] == "False" && ready["reason"] == reason && attempted.contains(sha) {
+                Ok(app.clone())
+            } else {
+                Err("not refused yet".into())
+            }
+        })
+    }
+
     /// Events whose involved object is this Application (any kind with its name in its namespace).
     pub fn events(&self) -> Vec<Event> {
         let selector = format!("involvedObject.name={}", self.name);
