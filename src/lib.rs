@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod cli;
 pub mod controller;
 pub mod health;
 pub mod plan;

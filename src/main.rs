@@ -1,6 +1,6 @@
 //! The `ferry` command line.
 
-use std::{process::ExitCode, time::Duration};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 use ferry::{controller, telemetry};
@@ -20,9 +20,38 @@ struct Cli {
 enum Command {
     /// Run the controller against the cluster in KUBECONFIG (or the in-cluster config).
     Run {
-        /// Seconds each start-up check may wait for the API server.
+        /// Seconds each API call may take.
         #[arg(long, default_value_t = 10, env = "FERRY_API_TIMEOUT_SECONDS")]
         api_timeout_seconds: u64,
+        /// Only reconcile Applications in this namespace (default: all namespaces).
+        #[arg(long, env = "FERRY_NAMESPACE")]
+        namespace: Option<String>,
+        /// Git cache directory (default: ~/.cache/ferry/run).
+        #[arg(long, env = "FERRY_CACHE_DIR")]
+        cache_dir: Option<PathBuf>,
+        /// Applications reconciled at once.
+        #[arg(long, default_value_t = 4, env = "FERRY_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..))]
+        concurrency: u16,
+        /// Refuse Applications that do not name a ServiceAccount to act as.
+        #[arg(long, env = "FERRY_REQUIRE_SERVICE_ACCOUNT")]
+        require_service_account: bool,
+        /// Seconds an Application may stay Progressing before it is Degraded.
+        #[arg(long, default_value_t = 600, env = "FERRY_HEALTH_TIMEOUT_SECONDS")]
+        health_timeout_seconds: u64,
+        /// The kustomize binary.
+        #[arg(long, default_value = "kustomize", env = "FERRY_KUSTOMIZE")]
+        kustomize: PathBuf,
+        /// The helm binary.
+        #[arg(long, default_value = "helm", env = "FERRY_HELM")]
+        helm: PathBuf,
+    },
+    /// Ask ferry to reconcile an Application now (sets the ferry.dev/reconcile-at annotation).
+    Sync {
+        /// The Application's name.
+        name: String,
+        /// Its namespace (default: the kubeconfig context's namespace).
+        #[arg(short, long)]
+        namespace: Option<String>,
     },
     /// Print the CustomResourceDefinitions as YAML (`ferry crd | kubectl apply --server-side -f -`).
     Crd,
@@ -44,16 +73,47 @@ fn main() -> ExitCode {
             println!("ferry {}", ferry::VERSION);
             ExitCode::SUCCESS
         }
-        Command::Run { api_timeout_seconds } => {
+        Command::Run {
+            api_timeout_seconds,
+            namespace,
+            cache_dir,
+            concurrency,
+            require_service_account,
+            health_timeout_seconds,
+            kustomize,
+            helm,
+        } => {
             telemetry::init(cli.log_format);
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
             };
-            let opts = controller::RunOptions { api_timeout: Duration::from_secs(api_timeout_seconds) };
+            let opts = controller::RunOptions {
+                api_timeout: Duration::from_secs(api_timeout_seconds),
+                namespace,
+                cache_dir: cache_dir.unwrap_or_else(controller::default_cache_dir),
+                concurrency,
+                require_service_account,
+                health_timeout: Duration::from_secs(health_timeout_seconds),
+                kustomize,
+                helm,
+            };
             match runtime.block_on(controller::run(opts)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => fail(&err.to_string()),
+            }
+        }
+        Command::Sync { name, namespace } => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
+            };
+            match runtime.block_on(ferry::cli::request_sync(&name, namespace.as_deref())) {
+                Ok(done) => {
+                    println!("{done}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => fail(&err),
             }
         }
     }

@@ -96,6 +96,32 @@ pub struct ApplicationSpec {
     /// Progressive delivery for one Deployment of this Application.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<Strategy>,
+
+    /// What happens to the synced objects when the Application is deleted: `Delete` them or
+    /// `Orphan` them. Default: `Delete` when `syncPolicy.prune` is on, `Orphan` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+}
+
+/// See `spec.deletionPolicy`.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeletionPolicy {
+    Delete,
+    Orphan,
+}
+
+/// Annotation that asks for a reconcile now (`ferry sync` sets it to the current time).
+pub const RECONCILE_AT_ANNOTATION: &str = "ferry.dev/reconcile-at";
+
+impl ApplicationSpec {
+    /// Whether deleting the Application deletes what it synced.
+    pub fn deletes_on_removal(&self) -> bool {
+        match self.deletion_policy {
+            Some(DeletionPolicy::Delete) => true,
+            Some(DeletionPolicy::Orphan) => false,
+            None => self.sync_policy.prune,
+        }
+    }
 }
 
 fn default_interval() -> String {

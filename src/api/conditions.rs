@@ -15,3 +15,6 @@ pub const HEALTH_CHECK_FAILED: &str = "HealthCheckFailed";
 pub const PRUNE_REFUSED: &str = "PruneRefused";
 pub const ROLLOUT_ABORTED: &str = "RolloutAborted";
 pub const SUSPENDED: &str = "Suspended";
+pub const OWNERSHIP_CONFLICT: &str = "OwnershipConflict";
+pub const DRIFT_DETECTED: &str = "DriftDetected";
+pub const OUT_OF_SYNC: &str = "OutOfSync";

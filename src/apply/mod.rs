@@ -1,10 +1,15 @@
 //! Converging the cluster: ownership labels, the inventory of what a sync applied, which objects
-//! a sync may prune, and the server-side apply and dry-run calls themselves.
+//! a sync may prune, which conflicts it may force, and the server-side apply and dry-run calls.
 
+mod conflict;
 mod ownership;
 mod prune;
 mod ssa;
 
-pub use ownership::{AppRef, FIELD_MANAGER, Ownership, label_object, ownership_of};
+pub use conflict::{all_previously_set, field_in};
+pub use ownership::{
+    APP_NAME, APP_NAMESPACE, AppRef, FIELD_MANAGER, MANAGED_BY, MANIFEST_HASH, Ownership, label_object,
+    manifest_hash, ownership_of,
+};
 pub use prune::{PruneRefused, inventory_entry, is_prune_disabled, prune_candidates};
-pub use ssa::{Applier, ApplyError, describe};
+pub use ssa::{Applier, ApplyError, FieldConflict, describe};

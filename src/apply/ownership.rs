@@ -15,6 +15,10 @@ pub const APP_NAME: &str = "ferry.dev/app-name";
 pub const APP_NAMESPACE: &str = "ferry.dev/app-namespace";
 /// `ferry.dev/prune: disabled` keeps an object when it leaves Git.
 pub const PRUNE: &str = "ferry.dev/prune";
+/// Annotation holding a hash of the manifest ferry last applied to the object. It tells a change
+/// in Git (hash differs: apply, which also removes fields Git dropped) from a change made in the
+/// cluster (hash equal, content differs: drift), and it survives ferry's restarts.
+pub const MANIFEST_HASH: &str = "ferry.dev/manifest-hash";
 
 /// An Application, by namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -49,6 +53,25 @@ pub fn label_object(obj: &mut DynamicObject, app: &AppRef) {
 }
 
 /// Who owns an object with these labels, from `app`'s point of view.
+/// Hashes the labelled manifest (before the hash annotation is added) and records the hash on it.
+/// Returns the hash.
+pub fn manifest_hash(obj: &mut DynamicObject) -> String {
+    if let Some(annotations) = obj.metadata.annotations.as_mut() {
+        annotations.remove(MANIFEST_HASH);
+        if annotations.is_empty() {
+            obj.metadata.annotations = None;
+        }
+    }
+    let bytes = serde_json::to_vec(obj).expect("a DynamicObject serializes");
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    let hash: String = digest.as_ref()[..12].iter().map(|b| format!("{b:02x}")).collect();
+    obj.metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(MANIFEST_HASH.to_string(), hash.clone());
+    hash
+}
+
 pub fn ownership_of(labels: Option<&BTreeMap<String, String>>, app: &AppRef) -> Ownership {
     let get = |k: &str| labels.and_then(|l| l.get(k));
     match (get(MANAGED_BY).map(String::as_str), get(APP_NAMESPACE), get(APP_NAME)) {
@@ -85,6 +108,20 @@ mod tests {
         assert_eq!(ownership_of(Some(labels), &shop), Ownership::Ours);
         // Same name in another namespace is another Application.
         assert_eq!(ownership_of(Some(labels), &app("team-b", "shop")), Ownership::Other(shop.clone()));
+    }
+
+    #[test]
+    fn the_manifest_hash_ignores_an_earlier_hash_and_follows_the_content() {
+        let mut a: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}
+        }))
+        .unwrap();
+        let mut b = a.clone();
+        let first = manifest_hash(&mut a);
+        assert_eq!(manifest_hash(&mut a), first, "hashing twice gives the same hash");
+        assert_eq!(a.metadata.annotations.as_ref().unwrap()[MANIFEST_HASH], first);
+        b.data["data"]["k"] = "w".into();
+        assert_ne!(manifest_hash(&mut b), first);
     }
 
     #[test]

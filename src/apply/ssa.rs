@@ -4,11 +4,11 @@
 //! that is what a person needs to fix a manifest. Each call has a timeout: a stuck API server
 //! must not hold a reconcile forever.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use kube::{
     Api, Client,
-    api::{DynamicObject, GroupVersionKind, Patch, PatchParams},
+    api::{DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PropagationPolicy},
     discovery::{ApiCapabilities, ApiResource, Discovery, Scope},
 };
 
@@ -28,9 +28,21 @@ pub enum ApplyError {
     #[error("{object}: {message}")]
     Transient { object: String, message: String },
 
+    /// Server-side apply found fields another manager owns with other values (409). Whether
+    /// ferry may take them over is the caller's decision.
+    #[error("{object}: {message}")]
+    Conflict { object: String, message: String, conflicts: Vec<FieldConflict> },
+
     /// Discovery itself failed.
     #[error("API discovery failed: {0}")]
     Discovery(String),
+}
+
+/// One field server-side apply refused to take over: `.spec.replicas` owned by `kubectl-edit`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldConflict {
+    pub manager: String,
+    pub field: String,
 }
 
 impl ApplyError {
@@ -40,6 +52,7 @@ impl ApplyError {
             ApplyError::UnknownKind { .. } => "unknown_kind",
             ApplyError::Refused { .. } => "refused",
             ApplyError::Transient { .. } => "transient",
+            ApplyError::Conflict { .. } => "conflict",
             ApplyError::Discovery(_) => "discovery",
         }
     }
@@ -61,23 +74,89 @@ pub fn describe(obj: &DynamicObject) -> String {
 }
 
 /// Applies objects with server-side apply as field manager `ferry`.
+#[derive(Clone)]
 pub struct Applier {
     client: Client,
-    discovery: Discovery,
+    discovery: Arc<Discovery>,
     timeout: Duration,
 }
 
 impl Applier {
     /// Runs discovery once; call [`Applier::refresh`] after CRDs are established.
     pub async fn new(client: Client, timeout: Duration) -> Result<Applier, ApplyError> {
-        let discovery = discover(&client, timeout).await?;
+        let discovery = Arc::new(discover(&client, timeout).await?);
         Ok(Applier { client, discovery, timeout })
+    }
+
+    /// An applier over a discovery someone already ran: the controller shares one discovery
+    /// between Applications, each with its own (possibly impersonating) client.
+    pub fn with_discovery(client: Client, discovery: Arc<Discovery>, timeout: Duration) -> Applier {
+        Applier { client, discovery, timeout }
     }
 
     /// Re-runs discovery, e.g. after this sync installed CRDs.
     pub async fn refresh(&mut self) -> Result<(), ApplyError> {
-        self.discovery = discover(&self.client, self.timeout).await?;
+        self.discovery = Arc::new(discover(&self.client, self.timeout).await?);
         Ok(())
+    }
+
+    /// The discovery this applier resolves kinds with.
+    pub fn discovery(&self) -> &Arc<Discovery> {
+        &self.discovery
+    }
+
+    /// The API for objects of `resource` in `namespace` (ignored for cluster-scoped kinds).
+    pub fn api(
+        &self,
+        resource: &ApiResource,
+        caps: &ApiCapabilities,
+        namespace: Option<&str>,
+    ) -> Api<DynamicObject> {
+        match (&caps.scope, namespace) {
+            (Scope::Namespaced, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, resource),
+            _ => Api::all_with(self.client.clone(), resource),
+        }
+    }
+
+    /// The live object, `None` when it does not exist.
+    pub async fn get(
+        &self,
+        object: &str,
+        resource: &ApiResource,
+        caps: &ApiCapabilities,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<DynamicObject>, ApplyError> {
+        let api = self.api(resource, caps, namespace);
+        let result = self.timed(object, api.get_opt(name)).await?;
+        result.map_err(|e| classify(object, e))
+    }
+
+    /// Deletes an object in the background (its dependents are collected by the garbage
+    /// collector). Already gone is success.
+    pub async fn delete(
+        &self,
+        object: &str,
+        resource: &ApiResource,
+        caps: &ApiCapabilities,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<(), ApplyError> {
+        let api = self.api(resource, caps, namespace);
+        let params =
+            DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
+        match self.timed(object, api.delete(name, &params)).await? {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(e) => Err(classify(object, e)),
+        }
+    }
+
+    async fn timed<T>(&self, object: &str, fut: impl Future<Output = T>) -> Result<T, ApplyError> {
+        tokio::time::timeout(self.timeout, fut).await.map_err(|_| ApplyError::Transient {
+            object: object.to_string(),
+            message: format!("the API server did not answer within {}s", self.timeout.as_secs()),
+        })
     }
 
     /// Whether the kind of `obj` is served, and its scope.
@@ -121,18 +200,15 @@ impl Applier {
             reason: "Invalid".into(),
             message: "metadata.name is required".into(),
         })?;
-        let api: Api<DynamicObject> = match (&caps.scope, &obj.metadata.namespace) {
-            (Scope::Namespaced, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, &resource),
-            (Scope::Namespaced, None) => {
-                return Err(ApplyError::Refused {
-                    object,
-                    code: 422,
-                    reason: "Invalid".into(),
-                    message: "a namespaced object needs metadata.namespace".into(),
-                });
-            }
-            (Scope::Cluster, _) => Api::all_with(self.client.clone(), &resource),
-        };
+        if caps.scope == Scope::Namespaced && obj.metadata.namespace.is_none() {
+            return Err(ApplyError::Refused {
+                object,
+                code: 422,
+                reason: "Invalid".into(),
+                message: "a namespaced object needs metadata.namespace".into(),
+            });
+        }
+        let api = self.api(&resource, &caps, obj.metadata.namespace.as_deref());
         let mut params = PatchParams::apply(FIELD_MANAGER);
         if force {
             params = params.force();
@@ -145,27 +221,51 @@ impl Applier {
         let mut body = obj.clone();
         body.metadata.managed_fields = None;
         body.metadata.resource_version = None;
-        match tokio::time::timeout(self.timeout, api.patch(name, &params, &Patch::Apply(&body))).await {
-            Err(_) => Err(ApplyError::Transient {
-                object,
-                message: format!("the API server did not answer within {}s", self.timeout.as_secs()),
-            }),
-            Ok(Ok(live)) => Ok(live),
-            Ok(Err(kube::Error::Api(status))) if is_refusal(status.code, &status.message) => {
-                Err(ApplyError::Refused {
+        let result = self.timed(&object, api.patch(name, &params, &Patch::Apply(&body))).await?;
+        result.map_err(|e| classify(&object, e))
+    }
+}
+
+/// Sorts an API error into what the caller can do about it.
+fn classify(object: &str, err: kube::Error) -> ApplyError {
+    let object = object.to_string();
+    match err {
+        kube::Error::Api(status) if status.code == 409 && status.reason == "Conflict" => {
+            let conflicts = status
+                .details
+                .iter()
+                .flat_map(|d| d.causes.iter())
+                .filter(|c| c.reason == "FieldManagerConflict")
+                .map(|c| FieldConflict { manager: manager_of(&c.message), field: c.field.clone() })
+                .collect::<Vec<_>>();
+            if conflicts.is_empty() {
+                ApplyError::Refused {
                     object,
-                    code: status.code,
+                    code: 409,
                     reason: status.reason.clone(),
                     message: status.message.clone(),
-                })
+                }
+            } else {
+                ApplyError::Conflict { object, message: status.message.clone(), conflicts }
             }
-            Ok(Err(kube::Error::Api(status))) => Err(ApplyError::Transient {
-                object,
-                message: format!("{} {}: {}", status.code, status.reason, status.message),
-            }),
-            Ok(Err(err)) => Err(ApplyError::Transient { object, message: err.to_string() }),
         }
+        kube::Error::Api(status) if is_refusal(status.code, &status.message) => ApplyError::Refused {
+            object,
+            code: status.code,
+            reason: status.reason.clone(),
+            message: status.message.clone(),
+        },
+        kube::Error::Api(status) => ApplyError::Transient {
+            object,
+            message: format!("{} {}: {}", status.code, status.reason, status.message),
+        },
+        err => ApplyError::Transient { object, message: err.to_string() },
     }
+}
+
+/// `conflict with "kubectl-edit" using apps/v1` -> `kubectl-edit`.
+fn manager_of(message: &str) -> String {
+    message.split('"').nth(1).unwrap_or(message).to_string()
 }
 
 /// 4xx answers other than throttling and timeouts mean the object itself is the problem. So does
@@ -210,6 +310,7 @@ mod tests {
         for code in [408, 429, 500, 503] {
             assert!(!is_refusal(code, "etcdserver: request timed out"), "{code}");
         }
+        assert_eq!(manager_of(r#"conflict with "kubectl-edit" using apps/v1"#), "kubectl-edit");
         assert!(is_refusal(
             500,
             "failed to create typed patch object (ns/web; apps/v1, Kind=Deployment): .spec.replicas: expected numeric"

@@ -1,47 +1,167 @@
-//! The controller: connects to the cluster, checks that it can serve Applications, and (in later
-//! stages of the pipeline) reconciles them.
+//! The controller: kube-runtime's `Controller` over Applications, with the sync pipeline of
+//! [`sync`] as its reconcile.
+//!
+//! - [`reconcile`]: finalizer, status writing, events, requeue and error policy.
+//! - [`sync`]: fetch -> render -> plan -> validate -> apply -> prune -> health.
+//! - `watches`: metadata-only watches of managed objects (drift, health, free steady state).
+//! - `memory`: what is remembered per Application between reconciles.
+//! - [`status`]: kstatus conditions and history as pure functions.
 
+mod claims;
+mod context;
+mod duration;
+mod events;
+mod memory;
 mod preflight;
+pub mod reconcile;
 pub mod status;
+pub mod sync;
+mod watches;
 
-pub use preflight::{PreflightError, preflight};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use kube::{Client, Config};
+use futures::StreamExt;
+use kube::{
+    Api, Client, Config, ResourceExt,
+    discovery::Discovery,
+    runtime::{
+        Controller, WatchStreamExt, controller,
+        events::{Recorder, Reporter},
+        reflector, watcher,
+    },
+};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::info;
+
+pub use context::{Context, SyncOptions, default_cache_dir};
+pub use preflight::{PreflightError, preflight};
+
+use crate::{
+    api::{Application, RECONCILE_AT_ANNOTATION},
+    render::RenderOptions,
+    source::{GitCache, GitCacheOptions},
+};
 
 /// Options of `ferry run`.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    /// How long each start-up check may take before ferry gives up on the API server.
-    pub api_timeout: std::time::Duration,
+    /// How long each API call may take.
+    pub api_timeout: Duration,
+    /// Only reconcile Applications in this namespace.
+    pub namespace: Option<String>,
+    /// The Git cache directory.
+    pub cache_dir: PathBuf,
+    /// Applications reconciled at once.
+    pub concurrency: u16,
+    pub require_service_account: bool,
+    pub health_timeout: Duration,
+    pub kustomize: PathBuf,
+    pub helm: PathBuf,
 }
 
 /// Runs the controller until SIGINT or SIGTERM.
-///
-/// For now this connects, checks that the Application CRD is served, reports readiness and
-/// waits for a shutdown signal; reconciliation is wired in by the sync-engine stage.
 pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
     let mut shutdown = Shutdown::install().map_err(|e| PreflightError::Signals { cause: e.to_string() })?;
     let kubeconfig_env = || std::env::var("KUBECONFIG").ok();
     let config = Config::infer().await.map_err(|e| PreflightError::no_config(&e, kubeconfig_env()))?;
     let url = config.cluster_url.to_string();
-    let client = Client::try_from(config).map_err(|e| PreflightError::no_config(&e, kubeconfig_env()))?;
-    let cluster = tokio::select! {
-        checked = preflight(&client, &url, opts.api_timeout) => checked?,
+    let client =
+        Client::try_from(config.clone()).map_err(|e| PreflightError::no_config(&e, kubeconfig_env()))?;
+    let started = async {
+        let cluster = preflight(&client, &url, opts.api_timeout).await?;
+        let discovery = tokio::time::timeout(opts.api_timeout * 3, Discovery::new(client.clone()).run())
+            .await
+            .map_err(|_| PreflightError::Startup(format!("API discovery at {url} did not finish in time")))?
+            .map_err(|e| PreflightError::Startup(format!("API discovery at {url} failed: {e}")))?;
+        Ok::<_, PreflightError>((cluster, discovery))
+    };
+    let (cluster, discovery) = tokio::select! {
+        checked = started => checked?,
         _ = shutdown.wait() => {
             info!("shutting down before start-up finished");
             return Ok(());
         }
     };
+    let git = GitCache::new(&opts.cache_dir, GitCacheOptions::default()).map_err(|e| {
+        PreflightError::Startup(format!(
+            "cannot use {} as the Git cache ({e}); pass a writable directory with --cache-dir",
+            opts.cache_dir.display()
+        ))
+    })?;
+
+    let (trigger, triggered) = tokio::sync::mpsc::unbounded_channel();
+    let watches = watches::Watches::new(client.clone(), trigger);
+    let reporter = Reporter { controller: "ferry".into(), instance: std::env::var("HOSTNAME").ok() };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let options = SyncOptions {
+        api_timeout: opts.api_timeout,
+        require_service_account: opts.require_service_account,
+        health_timeout: opts.health_timeout,
+        apply_parallelism: 8,
+        render: RenderOptions {
+            kustomize_bin: opts.kustomize.clone(),
+            helm_bin: opts.helm.clone(),
+            ..Default::default()
+        },
+    };
+    let ctx = Arc::new(Context::new(client.clone(), config, options, git, recorder, watches, discovery));
+
+    let apps: Api<Application> = match &opts.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (reader, writer) = reflector::store();
+    // Our own status writes change neither of these, so they do not wake the controller.
+    let changes = watcher(apps, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(spec_or_request, Default::default());
+    let triggered =
+        futures::stream::unfold(triggered, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+
     info!(
         api_server = %cluster.url,
         kubernetes_version = %cluster.kubernetes_version,
+        namespace = opts.namespace.as_deref().unwrap_or("all namespaces"),
         "ferry is ready: connected to the API server and the Application CRD is installed"
     );
-    shutdown.wait().await;
-    info!("shutting down");
+    let controller = Controller::for_stream(changes, reader)
+        .reconcile_on(triggered)
+        .with_config(controller::Config::default().concurrency(opts.concurrency))
+        .graceful_shutdown_on(async move {
+            let _ = stopped.await;
+        })
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile ended with an error");
+            }
+        });
+    tokio::pin!(controller);
+    tokio::select! {
+        _ = &mut controller => {}
+        _ = shutdown.wait() => {
+            info!("shutting down: finishing the reconciles in progress");
+            let _ = stop.send(());
+            controller.await;
+        }
+    }
+    info!("shut down");
     Ok(())
+}
+
+/// What makes an Application worth a reconcile: its spec (generation), a manual request, the
+/// start of its deletion, its finalizers.
+fn spec_or_request(app: &Application) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    app.metadata.generation.hash(&mut h);
+    app.annotations().get(RECONCILE_AT_ANNOTATION).hash(&mut h);
+    app.metadata.deletion_timestamp.is_some().hash(&mut h);
+    app.finalizers().hash(&mut h);
+    Some(h.finish())
 }
 
 /// SIGTERM and SIGINT, listened for from the moment this is created: a signal that arrives

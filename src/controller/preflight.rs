@@ -56,6 +56,10 @@ pub enum PreflightError {
         "the Kubernetes API server at {url} answered unexpectedly while listing {crd} ({cause}); check the API server's health and logs"
     )]
     Unexpected { url: String, crd: String, cause: String },
+
+    /// Something ferry needs besides the API server (its Git cache directory, API discovery).
+    #[error("{0}")]
+    Startup(String),
 }
 
 impl PreflightError {

@@ -108,7 +108,9 @@ async fn fields_of_another_manager_are_taken_only_when_forced() {
 
     let applier = applier(cluster).await;
     let err = applier.apply(&object(&yaml("ours")), false).await.unwrap_err();
-    assert!(matches!(err, ApplyError::Refused { code: 409, .. }), "{err}");
+    let ApplyError::Conflict { conflicts, .. } = &err else { panic!("expected a conflict, got {err}") };
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!((conflicts[0].manager.as_str(), conflicts[0].field.as_str()), ("someone-else", ".data.k"));
     assert!(err.to_string().contains("someone-else"), "the conflict names the other manager: {err}");
 
     let live = applier.apply(&object(&yaml("ours")), true).await.expect("forced apply");

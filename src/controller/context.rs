@@ -1,0 +1,138 @@
+//! What every reconcile shares: clients, caches, discovery, watches and per-Application memory.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use kube::{Client, Config, discovery::Discovery, runtime::events::Recorder};
+use tokio::sync::RwLock;
+
+use super::{claims::Claims, memory::AppMemory, watches::Watches};
+use crate::{
+    apply::{AppRef, ApplyError},
+    render::{RenderCache, RenderOptions},
+    source::GitCache,
+};
+
+/// Settings of `ferry run` that reconciles need.
+#[derive(Clone, Debug)]
+pub struct SyncOptions {
+    /// Timeout of each API call.
+    pub api_timeout: Duration,
+    /// Applications without `spec.serviceAccountName` are refused.
+    pub require_service_account: bool,
+    /// Progressing longer than this is Degraded.
+    pub health_timeout: Duration,
+    /// Objects applied at once within a phase.
+    pub apply_parallelism: usize,
+    pub render: RenderOptions,
+}
+
+/// Shared state of the controller.
+pub struct Context {
+    /// ferry's own identity: watches, status, events, Secrets, discovery.
+    pub client: Client,
+    /// The configuration `client` was built from, for impersonating clients.
+    config: Config,
+    pub options: SyncOptions,
+    pub git: GitCache,
+    pub renders: RenderCache,
+    pub recorder: Recorder,
+    pub watches: Watches,
+    pub claims: Claims,
+    discovery: RwLock<(Arc<Discovery>, Instant)>,
+    impersonating: Mutex<HashMap<String, Client>>,
+    memory: Mutex<HashMap<AppRef, Arc<tokio::sync::Mutex<AppMemory>>>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        config: Config,
+        options: SyncOptions,
+        git: GitCache,
+        recorder: Recorder,
+        watches: Watches,
+        discovery: Discovery,
+    ) -> Context {
+        Context {
+            client,
+            config,
+            options,
+            git,
+            renders: RenderCache::default(),
+            recorder,
+            watches,
+            claims: Claims::default(),
+            discovery: RwLock::new((Arc::new(discovery), Instant::now())),
+            impersonating: Mutex::new(HashMap::new()),
+            memory: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The client an Application's reads and writes go through: ferry's own, or one that
+    /// impersonates `system:serviceaccount:<namespace>:<service_account>`.
+    pub fn client_for(&self, namespace: &str, service_account: Option<&str>) -> Result<Client, String> {
+        let Some(sa) = service_account else { return Ok(self.client.clone()) };
+        let user = format!("system:serviceaccount:{namespace}:{sa}");
+        let mut clients = self.impersonating.lock().expect("client cache lock");
+        if let Some(client) = clients.get(&user) {
+            return Ok(client.clone());
+        }
+        let mut config = self.config.clone();
+        config.auth_info.impersonate = Some(user.clone());
+        config.auth_info.impersonate_groups = Some(vec![
+            "system:serviceaccounts".to_string(),
+            format!("system:serviceaccounts:{namespace}"),
+            "system:authenticated".to_string(),
+        ]);
+        let client =
+            Client::try_from(config).map_err(|e| format!("cannot build a client for {user}: {e}"))?;
+        clients.insert(user, client.clone());
+        Ok(client)
+    }
+
+    /// The latest discovery.
+    pub async fn discovery(&self) -> Arc<Discovery> {
+        self.discovery.read().await.0.clone()
+    }
+
+    /// Re-runs discovery unless someone did so after `not_before` (many reconciles asking at
+    /// once share one run). Pass the moment from which the answer must be fresh: after CRDs
+    /// became Established, that moment.
+    pub async fn refresh_discovery(&self, not_before: Instant) -> Result<Arc<Discovery>, ApplyError> {
+        let mut guard = self.discovery.write().await;
+        if guard.1 > not_before {
+            return Ok(guard.0.clone());
+        }
+        let taken = Instant::now();
+        let discovery = tokio::time::timeout(self.options.api_timeout * 3, Discovery::new(self.client.clone()).run())
+            .await
+            .map_err(|_| ApplyError::Discovery("no answer in time".into()))?
+            .map_err(|e| ApplyError::Discovery(e.to_string()))?;
+        *guard = (Arc::new(discovery), taken);
+        Ok(guard.0.clone())
+    }
+
+    /// What ferry remembers of one Application between reconciles.
+    pub fn memory(&self, app: &AppRef) -> Arc<tokio::sync::Mutex<AppMemory>> {
+        self.memory.lock().expect("memory lock").entry(app.clone()).or_default().clone()
+    }
+
+    /// Forgets an Application (deleted).
+    pub fn forget(&self, app: &AppRef) {
+        self.memory.lock().expect("memory lock").remove(app);
+    }
+}
+
+/// Where the Git cache lives by default: `~/.cache/ferry/run`.
+pub fn default_cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("ferry/run")
+}

@@ -1,0 +1,78 @@
+//! What ferry remembers about an Application between reconciles, so that a reconcile of an
+//! unchanged, undrifted Application costs no API requests and no Git fetch.
+//!
+//! Nothing here is needed for correctness: after a restart the memory is empty and the first
+//! reconcile reads the live objects once.
+
+use std::{collections::HashMap, sync::Arc, time::Instant};
+
+use kube::api::DynamicObject;
+use serde_json::Value;
+
+use crate::{api::InventoryEntry, source::Snapshot};
+
+/// An object's identity across API versions: group, kind, namespace, name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjKey {
+    pub group: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl From<&InventoryEntry> for ObjKey {
+    fn from(e: &InventoryEntry) -> Self {
+        ObjKey {
+            group: e.group.clone(),
+            kind: e.kind.clone(),
+            namespace: e.namespace.clone(),
+            name: e.name.clone(),
+        }
+    }
+}
+
+/// The live state ferry last saw for an object it manages, and that it matched the manifest.
+#[derive(Clone, Debug)]
+pub struct Known {
+    pub resource_version: String,
+    /// Hash of the manifest it matched.
+    pub hash: String,
+    /// The live object, kept only for kinds whose health depends on it (not ConfigMaps or
+    /// Secrets: memory stays small and Secret data never stays in memory).
+    pub live: Option<Arc<Value>>,
+}
+
+/// The revision last resolved from Git and when.
+#[derive(Clone, Debug)]
+pub struct SourceMemo {
+    /// The spec generation and reconcile-at annotation it was resolved for.
+    pub generation: Option<i64>,
+    pub reconcile_at: Option<String>,
+    pub resolved_at: Instant,
+    pub snapshot: Snapshot,
+}
+
+#[derive(Default)]
+pub struct AppMemory {
+    pub source: Option<SourceMemo>,
+    pub known: HashMap<ObjKey, Known>,
+    /// The manifests of the last revision applied, for deciding which conflicts to force.
+    pub last_applied: Option<Arc<Vec<DynamicObject>>>,
+    /// Since when the Application has been Progressing, and at which revision.
+    pub progressing_since: Option<(String, Instant)>,
+    /// The last failure reported by an Event, so a retried failure does not repeat it.
+    pub last_failure_event: Option<String>,
+    /// The last drift reported, for the same reason.
+    pub last_drift_event: Option<String>,
+    /// Consecutive transient failures, for backoff.
+    pub failures: u32,
+}
+
+/// Whether ferry keeps the live object in memory for health.
+pub fn keeps_live(group: &str, kind: &str) -> bool {
+    !matches!(
+        (group, kind),
+        ("", "ConfigMap" | "Secret" | "ServiceAccount")
+            | ("rbac.authorization.k8s.io", "Role" | "RoleBinding" | "ClusterRole" | "ClusterRoleBinding")
+    )
+}

@@ -1,0 +1,351 @@
+//! The reconcile function: a finalizer around "sync, then report".
+//!
+//! Reporting is where steady state stays free: the status is written only when it differs from
+//! what the API server holds, and Events are published for things that happened (an apply, a
+//! prune, a correction) or for a failure that is new, never for a pass that changed nothing.
+
+use std::{sync::Arc, time::Duration};
+
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use kube::{
+    Api, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{
+        controller::Action,
+        events::EventType,
+        finalizer::{self, Event as Finalized, finalizer},
+    },
+};
+
+use super::{
+    context::Context,
+    duration, events,
+    memory::AppMemory,
+    status::{self, Phase},
+    sync::{self, Attempt, SyncError, SyncState},
+};
+use crate::{
+    api::{
+        Application, ApplicationStatus, HealthStatus, HealthStatusCode, HistoryEntry, SyncResult, SyncStatus,
+        SyncStatusCode, conditions as c,
+    },
+    apply::{AppRef, Applier, FIELD_MANAGER, prune_candidates},
+};
+
+/// Finalizer that lets ferry delete (or orphan) what an Application synced before it goes.
+pub const FINALIZER: &str = "ferry.dev/cleanup";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Application has no namespace")]
+    NoNamespace,
+    #[error("writing the status of {app}: {message}")]
+    Status { app: String, message: String },
+    #[error("cleaning up {app}: {source}")]
+    Cleanup { app: String, source: SyncError },
+    #[error(transparent)]
+    Finalizer(#[from] Box<finalizer::Error<Error>>),
+}
+
+/// Reconciles one Application. The finalizer runs `apply` normally and `cleanup` on deletion.
+pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = app.namespace().ok_or(Error::NoNamespace)?;
+    let api: Api<Application> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER, app, |event| async {
+        match event {
+            Finalized::Apply(app) => apply(&app, &ctx).await,
+            Finalized::Cleanup(app) => cleanup(&app, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// Errors that escaped reconcile (status writes, finalizer patches, cleanup): retry with a
+/// jittered backoff. Sync failures never get here: reconcile reports them in the status and
+/// chooses its own requeue, backing off transient ones and waiting on the others.
+pub fn error_policy(app: Arc<Application>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(app = %app.name_any(), namespace = app.namespace().unwrap_or_default(), %error, "reconcile failed; retrying");
+    Action::requeue(jitter(Duration::from_secs(10), &app.name_any()))
+}
+
+async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
+    let app_ref = app_ref(app);
+    let memory = ctx.memory(&app_ref);
+    let mut mem = memory.lock().await;
+    let interval = duration::parse(&app.spec.interval).unwrap_or(Duration::from_secs(180));
+
+    if app.spec.suspend {
+        let mut next = app.status.clone().unwrap_or_default();
+        next.observed_generation = app.metadata.generation;
+        next.conditions =
+            status::conditions_for(&next.conditions, &Phase::Suspended, app.metadata.generation, &now());
+        write_status(ctx, app, next).await?;
+        return Ok(Action::await_change());
+    }
+
+    let started = now();
+    let attempt = sync::sync(ctx, app, &app_ref, &mut mem).await;
+    let next = next_status(app, &attempt, &started, &now());
+    let phase_ready = next.conditions.iter().any(|c| c.type_ == c::READY && c.status == "True");
+    let progressing = matches!(&attempt.result, Ok(s) if s.state == SyncState::Synced && !phase_ready);
+    write_status(ctx, app, next).await?;
+    announce(ctx, app, &attempt, &mut mem).await;
+
+    Ok(match &attempt.result {
+        Ok(_) => {
+            mem.failures = 0;
+            // Watches of the objects bring health changes at once; this is the fallback.
+            if progressing {
+                Action::requeue(interval.min(Duration::from_secs(15)))
+            } else {
+                Action::requeue(interval)
+            }
+        }
+        Err(e) if e.is_transient() => {
+            mem.failures = mem.failures.saturating_add(1);
+            Action::requeue(backoff(mem.failures, &app_ref.name).min(interval))
+        }
+        Err(SyncError::Access(_)) => Action::await_change(),
+        // A new commit or a spec change can fix it: look again at the next interval.
+        Err(_) => Action::requeue(interval),
+    })
+}
+
+/// Deletes what the Application synced (deletion policy Delete) or leaves it (Orphan).
+async fn cleanup(app: &Application, ctx: &Context) -> Result<Action, Error> {
+    let app_ref = app_ref(app);
+    let inventory = app.status.as_ref().map(|s| s.inventory.clone()).unwrap_or_default();
+    if app.spec.deletes_on_removal() && !app.spec.suspend && !inventory.is_empty() {
+        let fail = |source| Error::Cleanup { app: app_ref.to_string(), source };
+        let client = ctx
+            .client_for(&app_ref.namespace, app.spec.service_account_name.as_deref())
+            .map_err(|e| fail(SyncError::Access(e)))?;
+        let discovery = ctx.discovery().await;
+        let applier = Applier::with_discovery(client, discovery.clone(), ctx.options.api_timeout);
+        let order = prune_candidates(&inventory, &[], true, |_| false)
+            .map_err(|e| fail(SyncError::PruneRefused(e)))?;
+        let victims = sync::prunable(&applier, &discovery, &app_ref, &order).await.map_err(fail)?;
+        for (entry, name, resource, caps) in &victims {
+            applier.delete(name, resource, caps, entry.namespace.as_deref(), &entry.name).await.map_err(
+                |e| fail(SyncError::Apply { transient: e.is_transient(), message: e.to_string() }),
+            )?;
+        }
+        tracing::info!(app = %app_ref, deleted = victims.len(), "deleted the objects of a deleted Application");
+    } else {
+        tracing::info!(app = %app_ref, objects = inventory.len(), "Application deleted; its objects are left in place");
+    }
+    ctx.claims.set(&app_ref, &[]);
+    ctx.forget(&app_ref);
+    Ok(Action::await_change())
+}
+
+/// The status after `attempt`, from the previous one.
+pub fn next_status(app: &Application, attempt: &Attempt, started: &Time, now: &Time) -> ApplicationStatus {
+    let prev = app.status.clone().unwrap_or_default();
+    let mut next = prev.clone();
+    next.observed_generation = app.metadata.generation;
+    let revision = attempt.revision.as_ref().map(ToString::to_string);
+    let short = attempt.revision.as_ref().map(|r| r.short());
+    if revision.is_some() {
+        next.last_attempted_revision = revision.clone();
+    }
+    let history = |result: SyncResult, message: String| HistoryEntry {
+        revision: revision.clone().unwrap_or_else(|| "unknown".into()),
+        started_at: started.clone(),
+        finished_at: Some(now.clone()),
+        result,
+        message: Some(message),
+    };
+    let phase = match &attempt.result {
+        Ok(s) => {
+            let code =
+                if s.state == SyncState::Synced { SyncStatusCode::Synced } else { SyncStatusCode::OutOfSync };
+            next.sync =
+                Some(SyncStatus { status: code, revision: revision.clone(), short_revision: short.clone() });
+            next.health = Some(HealthStatus { status: s.health.status, message: s.health.message.clone() });
+            if s.state == SyncState::Synced {
+                next.inventory = s.inventory.clone();
+                next.last_applied_revision = revision.clone();
+            }
+            if !s.applied.is_empty() || !s.pruned.is_empty() {
+                let message = format!("applied {}, pruned {}", s.applied.len(), s.pruned.len());
+                next.history = status::record_history(&prev.history, history(SyncResult::Succeeded, message));
+            }
+            let short = short.unwrap_or_default();
+            match &s.state {
+                SyncState::OutOfSync { message } => {
+                    Phase::Stalled { reason: c::OUT_OF_SYNC, message: message.clone() }
+                }
+                SyncState::Drifted { message } => {
+                    Phase::Stalled { reason: c::DRIFT_DETECTED, message: message.clone() }
+                }
+                SyncState::Synced => match s.health.status {
+                    HealthStatusCode::Healthy | HealthStatusCode::Suspended => Phase::Ready {
+                        reason: c::RECONCILIATION_SUCCEEDED,
+                        message: format!("{short}: {} synced and healthy", objects(s.objects)),
+                    },
+                    HealthStatusCode::Degraded => Phase::Stalled {
+                        reason: c::HEALTH_CHECK_FAILED,
+                        message: s.health.message.clone().unwrap_or_else(|| "degraded".into()),
+                    },
+                    _ => Phase::Reconciling {
+                        reason: c::PROGRESSING,
+                        message: format!(
+                            "{short} applied; waiting for {}",
+                            s.health.message.clone().unwrap_or_else(|| "health".into())
+                        ),
+                    },
+                },
+            }
+        }
+        Err(e) => {
+            if !matches!(e, SyncError::Fetch(_) | SyncError::Credentials(_) | SyncError::Access(_)) {
+                next.sync = Some(SyncStatus {
+                    status: SyncStatusCode::OutOfSync,
+                    revision: revision.clone(),
+                    short_revision: short.clone(),
+                });
+            }
+            let message = e.to_string();
+            let repeated = prev.history.first().is_some_and(|h| {
+                h.result == SyncResult::Failed
+                    && Some(&h.revision) == revision.as_ref()
+                    && h.message.as_ref() == Some(&message)
+            });
+            if !repeated {
+                next.history =
+                    status::record_history(&prev.history, history(SyncResult::Failed, message.clone()));
+            }
+            if e.is_transient() {
+                Phase::Reconciling { reason: e.reason(), message }
+            } else {
+                Phase::Stalled { reason: e.reason(), message }
+            }
+        }
+    };
+    next.conditions = status::conditions_for(&prev.conditions, &phase, app.metadata.generation, now);
+    next
+}
+
+/// Server-side apply of the status subresource, only when it changed.
+async fn write_status(ctx: &Context, app: &Application, next: ApplicationStatus) -> Result<(), Error> {
+    if app.status.as_ref() == Some(&next) {
+        return Ok(());
+    }
+    let name = app.name_any();
+    let api: Api<Application> = Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
+    let body = serde_json::json!({
+        "apiVersion": "ferry.dev/v1alpha1",
+        "kind": "Application",
+        "status": next,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let err = |message: String| Error::Status {
+        app: format!("{}/{name}", app.namespace().unwrap_or_default()),
+        message,
+    };
+    tokio::time::timeout(ctx.options.api_timeout, api.patch_status(&name, &params, &Patch::Apply(&body)))
+        .await
+        .map_err(|_| err("the API server did not answer in time".into()))?
+        .map_err(|e| err(e.to_string()))?;
+    Ok(())
+}
+
+/// Events for what the pass did. Failures and drift are announced once until they change.
+async fn announce(ctx: &Context, app: &Application, attempt: &Attempt, mem: &mut AppMemory) {
+    let revision = attempt.revision.as_ref().map(|r| r.short()).unwrap_or_else(|| "unknown revision".into());
+    match &attempt.result {
+        Ok(s) => {
+            mem.last_failure_event = None;
+            let fresh: Vec<&String> = s.applied.iter().filter(|a| !s.corrected.contains(a)).collect();
+            if !fresh.is_empty() {
+                let note = format!("applied {} at {revision}: {}", objects(fresh.len()), names(&fresh));
+                events::publish(ctx, app, EventType::Normal, events::SYNCED, &note).await;
+            }
+            if !s.corrected.is_empty() {
+                let corrected: Vec<&String> = s.corrected.iter().collect();
+                let note =
+                    format!("reverted changes made in the cluster to {} ({revision})", names(&corrected));
+                events::publish(ctx, app, EventType::Normal, events::DRIFT_CORRECTED, &note).await;
+            }
+            if !s.pruned.is_empty() {
+                let pruned: Vec<&String> = s.pruned.iter().collect();
+                let note =
+                    format!("pruned {} no longer in {revision}: {}", objects(pruned.len()), names(&pruned));
+                events::publish(ctx, app, EventType::Normal, events::PRUNED, &note).await;
+            }
+            match &s.state {
+                SyncState::Drifted { message } if mem.last_drift_event.as_ref() != Some(message) => {
+                    events::publish(ctx, app, EventType::Warning, events::DRIFT_DETECTED, message).await;
+                    mem.last_drift_event = Some(message.clone());
+                }
+                SyncState::Drifted { .. } => {}
+                _ => mem.last_drift_event = None,
+            }
+        }
+        Err(e) => {
+            let note = format!("{revision}: {e}");
+            if mem.last_failure_event.as_ref() != Some(&note) {
+                tracing::warn!(app = %app_ref(app), reason = e.reason(), error = %e, "sync failed");
+                events::publish(ctx, app, EventType::Warning, events::SYNC_FAILED, &note).await;
+                mem.last_failure_event = Some(note);
+            }
+        }
+    }
+}
+
+fn app_ref(app: &Application) -> AppRef {
+    AppRef { namespace: app.namespace().unwrap_or_default(), name: app.name_any() }
+}
+
+fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+fn objects(n: usize) -> String {
+    if n == 1 { "1 object".into() } else { format!("{n} objects") }
+}
+
+fn names(items: &[&String]) -> String {
+    let shown: Vec<&str> = items.iter().take(5).map(|s| s.as_str()).collect();
+    match items.len().saturating_sub(5) {
+        0 => shown.join(", "),
+        more => format!("{} and {more} more", shown.join(", ")),
+    }
+}
+
+/// 5s, 10s, 20s ... capped at 5 minutes, with jitter so retries of many Applications spread.
+fn backoff(failures: u32, seed: &str) -> Duration {
+    let base = Duration::from_secs(5).saturating_mul(1u32 << failures.saturating_sub(1).min(6));
+    jitter(base.min(Duration::from_secs(300)), seed)
+}
+
+/// `d` scaled by a factor in [0.8, 1.2), different per Application and per call.
+fn jitter(d: Duration, seed: &str) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    seed.hash(&mut h);
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos()
+        .hash(&mut h);
+    let frac = (h.finish() % 1000) as f64 / 1000.0;
+    d.mul_f64(0.8 + 0.4 * frac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let first = backoff(1, "a");
+        assert!(first >= Duration::from_secs(4) && first < Duration::from_secs(6), "{first:?}");
+        let third = backoff(3, "a");
+        assert!(third >= Duration::from_secs(16) && third < Duration::from_secs(24), "{third:?}");
+        let late = backoff(30, "a");
+        assert!(late <= Duration::from_secs(360), "{late:?}");
+    }
+}

@@ -1,0 +1,878 @@
+//! One sync of one Application: fetch -> render -> plan -> validate -> apply -> prune -> health.
+//!
+//! Each stage has its own error variant. The order is the safety argument: nothing is written
+//! before the fetch, the render, the ownership check and the server-side dry run of every
+//! changed object have all succeeded, and prune runs only after every apply succeeded.
+
+use std::{
+    collections::{BTreeSet, HashMap, HashSet},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures::{StreamExt, stream};
+use k8s_openapi::{
+    api::core::v1::Secret, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, ResourceExt,
+    api::DynamicObject,
+    discovery::{ApiCapabilities, ApiResource, Discovery},
+};
+use serde_json::Value;
+
+use super::{
+    context::Context,
+    duration,
+    memory::{AppMemory, Known, ObjKey, SourceMemo, keeps_live},
+    watches::Seen,
+};
+use crate::{
+    api::{Application, HealthStatusCode, InventoryEntry, RECONCILE_AT_ANNOTATION},
+    apply::{
+        AppRef, Applier, ApplyError, MANIFEST_HASH, Ownership, PruneRefused, all_previously_set, describe,
+        inventory_entry, is_prune_disabled, label_object, manifest_hash, ownership_of, prune_candidates,
+    },
+    health::{self, ObjectHealth, ObjectName},
+    plan::{Difference, Phase, first_difference, phase_of},
+    render::{DiscoveredScopes, RenderError, RenderRequest},
+    source::{Credentials, Revision, Snapshot, SourceError, SourceSpec},
+};
+
+/// How many objects a message lists before saying "and N more".
+const LISTED: usize = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The Application may not run as it is configured (service account).
+    #[error("{0}")]
+    Access(String),
+    #[error("reading Git credentials: {0}")]
+    Credentials(String),
+    #[error("{0}")]
+    Fetch(#[source] SourceError),
+    #[error("rendering {revision}: {source}")]
+    Render { revision: String, source: RenderError },
+    /// An object the API server would refuse; nothing was applied.
+    #[error("{0}")]
+    Validation(String),
+    /// Objects another Application owns.
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    PruneRefused(PruneRefused),
+    #[error("{message}")]
+    Apply { message: String, transient: bool },
+    #[error("{0}")]
+    Discovery(String),
+}
+
+impl SyncError {
+    /// The condition reason.
+    pub fn reason(&self) -> &'static str {
+        use crate::api::conditions as c;
+        match self {
+            SyncError::Access(_) | SyncError::Validation(_) => c::VALIDATION_FAILED,
+            SyncError::Credentials(_) | SyncError::Fetch(_) => c::FETCH_FAILED,
+            SyncError::Render { .. } => c::RENDER_FAILED,
+            SyncError::Conflict(_) => c::OWNERSHIP_CONFLICT,
+            SyncError::PruneRefused(_) => c::PRUNE_REFUSED,
+            SyncError::Apply { .. } | SyncError::Discovery(_) => c::APPLY_FAILED,
+        }
+    }
+
+    /// Whether retrying without any change may help (backoff), as opposed to waiting for a
+    /// change in Git or in the spec.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SyncError::Fetch(e) => e.is_transient(),
+            // A missing Secret is usually about to be created.
+            SyncError::Credentials(_) | SyncError::Discovery(_) => true,
+            SyncError::Apply { transient, .. } => *transient,
+            _ => false,
+        }
+    }
+
+    fn from_apply(err: ApplyError) -> SyncError {
+        SyncError::Apply { transient: err.is_transient(), message: err.to_string() }
+    }
+}
+
+/// Where the Application stands after a successful pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncState {
+    /// Live matches Git.
+    Synced,
+    /// Changes are pending and `automated: false`: reported, not applied.
+    OutOfSync { message: String },
+    /// Someone changed managed objects and `selfHeal: false`: reported, not reverted.
+    Drifted { message: String },
+}
+
+/// The result of a successful pass.
+#[derive(Debug)]
+pub struct Synced {
+    pub state: SyncState,
+    pub health: ObjectHealth,
+    pub inventory: Vec<InventoryEntry>,
+    /// Objects applied (created or changed) in this pass.
+    pub applied: Vec<String>,
+    /// Of those, objects that had drifted.
+    pub corrected: Vec<String>,
+    pub pruned: Vec<String>,
+    pub objects: usize,
+}
+
+/// A pass: the revision it worked on (when it got that far) and how it ended.
+pub struct Attempt {
+    pub revision: Option<Revision>,
+    pub result: Result<Synced, SyncError>,
+}
+
+/// One rendered object on its way to the cluster.
+struct Desired {
+    obj: DynamicObject,
+    key: ObjKey,
+    entry: InventoryEntry,
+    hash: String,
+    name: String,
+    phase: Phase,
+    /// `None` while its kind is served only once a CRD of this revision is installed.
+    resource: Option<(ApiResource, ApiCapabilities)>,
+}
+
+/// What the plan decided for one object.
+#[derive(Clone, Debug, PartialEq)]
+enum Plan {
+    InSync,
+    Create,
+    /// Git changed it (or ferry adopts it).
+    Update,
+    /// It changed in the cluster.
+    Drift(String),
+}
+
+/// Runs one pass for `app`.
+pub async fn sync(ctx: &Context, app: &Application, app_ref: &AppRef, mem: &mut AppMemory) -> Attempt {
+    let mut revision = None;
+    let result = run(ctx, app, app_ref, mem, &mut revision).await;
+    Attempt { revision, result }
+}
+
+async fn run(
+    ctx: &Context,
+    app: &Application,
+    app_ref: &AppRef,
+    mem: &mut AppMemory,
+    revision_out: &mut Option<Revision>,
+) -> Result<Synced, SyncError> {
+    let reconcile_started = Instant::now();
+    let timeout = ctx.options.api_timeout;
+    let sa = app.spec.service_account_name.as_deref();
+    if ctx.options.require_service_account && sa.is_none() {
+        return Err(SyncError::Access(
+            "spec.serviceAccountName is required: ferry runs with --require-service-account, so every Application must name the ServiceAccount it acts as".into(),
+        ));
+    }
+    let client = ctx.client_for(&app_ref.namespace, sa).map_err(SyncError::Access)?;
+
+    // Fetch.
+    let snapshot = fetch(ctx, app, app_ref, mem).await?;
+    *revision_out = Some(snapshot.revision.clone());
+    let revision = snapshot.revision.to_string();
+
+    // Render.
+    let mut discovery = ctx.discovery().await;
+    let scopes = DiscoveredScopes::from_discovery(&discovery);
+    let req = RenderRequest::for_application(app, &snapshot.root);
+    let rendered = ctx
+        .renders
+        .get_or_render(&snapshot.revision.commit, &req, &ctx.options.render, &scopes)
+        .await
+        .map_err(|source| SyncError::Render { revision: revision.clone(), source })?;
+
+    // Desired objects: labelled, hashed, kinds resolved.
+    let crd_kinds = crd_kinds(&rendered);
+    let mut desired: Vec<Desired> = rendered
+        .iter()
+        .filter_map(|o| {
+            let mut obj = o.clone();
+            label_object(&mut obj, app_ref);
+            let hash = manifest_hash(&mut obj);
+            let entry = inventory_entry(&obj)?;
+            let phase = phase_of(&entry.group, &entry.kind, entry.namespace.is_some());
+            Some(Desired {
+                key: ObjKey::from(&entry),
+                name: describe(&obj),
+                obj,
+                entry,
+                hash,
+                phase,
+                resource: None,
+            })
+        })
+        .collect();
+    let mut applier = Applier::with_discovery(client.clone(), discovery.clone(), timeout);
+    if resolve_kinds(&mut desired, &applier, &crd_kinds).is_err() {
+        // Maybe a CRD was installed since the last discovery.
+        discovery = ctx.refresh_discovery(reconcile_started).await.map_err(|e| SyncError::Discovery(e.to_string()))?;
+        applier = Applier::with_discovery(client.clone(), discovery.clone(), timeout);
+        resolve_kinds(&mut desired, &applier, &crd_kinds).map_err(SyncError::Validation)?;
+    }
+
+    // Plan: what differs, what another Application owns.
+    let plans = plan(ctx, app_ref, mem, &applier, &desired).await?;
+    let conflicts: Vec<(AppRef, String)> =
+        plans.iter().filter_map(|(i, p)| p.owner.clone().map(|o| (o, desired[*i].name.clone()))).collect();
+    report_claims(ctx, app_ref, &conflicts).await;
+    if !conflicts.is_empty() {
+        let listed =
+            list(conflicts.iter().map(|(owner, obj)| format!("{obj} belongs to Application {owner}")));
+        return Err(SyncError::Conflict(format!(
+            "{listed}; ferry does not take over objects of another Application, so nothing of {revision} was applied"
+        )));
+    }
+
+    // Prune candidates (checked before anything is written, so an empty render writes nothing).
+    let previous = app.status.as_ref().map(|s| s.inventory.clone()).unwrap_or_default();
+    let entries: Vec<InventoryEntry> = sorted_inventory(&desired);
+    let policy = &app.spec.sync_policy;
+    let candidates = prune_candidates(&previous, &entries, policy.allow_empty, |_| false)
+        .map_err(SyncError::PruneRefused)?;
+    let to_prune =
+        if policy.prune { prunable(&applier, &discovery, app_ref, &candidates).await? } else { Vec::new() };
+
+    let changed: Vec<usize> = plans.iter().filter(|(_, p)| p.plan != Plan::InSync).map(|(i, _)| *i).collect();
+    let drifted: Vec<String> = plans
+        .iter()
+        .filter_map(|(i, p)| match &p.plan {
+            Plan::Drift(d) => Some(format!("{} ({d})", desired[*i].name)),
+            _ => None,
+        })
+        .collect();
+    let pending = changed.len() + to_prune.len();
+    let objects = desired.len();
+    tracing::debug!(
+        app = %app_ref,
+        %revision,
+        objects,
+        changed = changed.len(),
+        drifted = drifted.len(),
+        prune = to_prune.len(),
+        "planned"
+    );
+
+    if pending > 0 && !policy.automated {
+        let names =
+            changed.iter().map(|i| desired[*i].name.clone()).chain(to_prune.iter().map(|p| p.1.clone()));
+        let message = format!(
+            "{} to sync at {revision} (automated sync is off): {}",
+            count(pending, "object"),
+            list(names)
+        );
+        let health = assess(mem, &desired, ctx.options.health_timeout, &revision);
+        return Ok(Synced {
+            state: SyncState::OutOfSync { message },
+            health,
+            inventory: previous,
+            applied: vec![],
+            corrected: vec![],
+            pruned: vec![],
+            objects,
+        });
+    }
+    let only_drift = to_prune.is_empty() && drifted.len() == changed.len();
+    if pending > 0 && only_drift && !policy.self_heal {
+        let message = format!("changed in the cluster (selfHeal is off): {}", list(drifted.iter().cloned()));
+        let health = assess(mem, &desired, ctx.options.health_timeout, &revision);
+        return Ok(Synced {
+            state: SyncState::Drifted { message },
+            health,
+            inventory: previous,
+            applied: vec![],
+            corrected: vec![],
+            pruned: vec![],
+            objects,
+        });
+    }
+
+    let owned: HashSet<usize> = plans.iter().filter(|(_, p)| p.ours).map(|(i, _)| *i).collect();
+    let live_hash: HashMap<usize, String> =
+        plans.iter().filter_map(|(i, p)| p.live_hash.clone().map(|h| (*i, h))).collect();
+    let previous_manifests = previous_manifests(mem);
+    // What ferry applied before, per object: the fields whose conflicts it may force.
+    let bases: HashMap<usize, Value> = changed
+        .iter()
+        .filter(|i| owned.contains(i))
+        .filter_map(|&i| {
+            let d = &desired[i];
+            let base = if live_hash.get(&i) == Some(&d.hash) {
+                serde_json::to_value(&d.obj).ok()
+            } else {
+                previous_manifests.get(&d.key).cloned()
+            };
+            Some((i, base?))
+        })
+        .collect();
+    let force_ok = |i: usize| -> Option<Value> { bases.get(&i).cloned() };
+
+    // Validate: a server-side dry run of every changed object whose kind and namespace exist.
+    let new_namespaces: HashSet<String> = changed
+        .iter()
+        .filter(|i| desired[**i].entry.group.is_empty() && desired[**i].entry.kind == "Namespace")
+        .filter(|i| plans.iter().any(|(j, p)| j == *i && p.plan == Plan::Create))
+        .map(|i| desired[*i].entry.name.clone())
+        .collect();
+    let deferred = |d: &Desired| {
+        d.resource.is_none() || d.entry.namespace.as_ref().is_some_and(|ns| new_namespaces.contains(ns))
+    };
+    let now: Vec<usize> = changed.iter().copied().filter(|i| !deferred(&desired[*i])).collect();
+    validate(&applier, &desired, &now, &force_ok, ctx.options.apply_parallelism).await?;
+
+    // Apply, phase by phase.
+    let mut applied = Vec::new();
+    let mut crds_established = reconcile_started;
+    for phase in Phase::ALL {
+        let batch: Vec<usize> = changed.iter().copied().filter(|i| desired[*i].phase == phase).collect();
+        if batch.is_empty() {
+            continue;
+        }
+        let late: Vec<usize> = batch.iter().copied().filter(|i| deferred(&desired[*i])).collect();
+        if !late.is_empty() {
+            if late.iter().any(|i| desired[*i].resource.is_none()) {
+                discovery = ctx.refresh_discovery(crds_established).await.map_err(|e| SyncError::Discovery(e.to_string()))?;
+                applier = Applier::with_discovery(client.clone(), discovery.clone(), timeout);
+                resolve_kinds(&mut desired, &applier, &HashSet::new()).map_err(SyncError::Validation)?;
+            }
+            validate(&applier, &desired, &late, &force_ok, ctx.options.apply_parallelism).await?;
+        }
+        let results: Vec<(usize, Result<DynamicObject, ApplyError>)> = stream::iter(batch.iter().copied())
+            .map(|i| {
+                let applier = &applier;
+                let prev = force_ok(i);
+                let d = &desired[i];
+                async move { (i, apply_one(applier, d, prev.as_ref(), false).await) }
+            })
+            .buffer_unordered(ctx.options.apply_parallelism)
+            .collect()
+            .await;
+        let mut failures = Vec::new();
+        for (i, result) in results {
+            match result {
+                Ok(live) => {
+                    remember(mem, &desired[i], &live);
+                    applied.push(i);
+                }
+                Err(e) => failures.push(e),
+            }
+        }
+        if let Some(first) = failures.first() {
+            let transient = failures.iter().all(ApplyError::is_transient);
+            let message = format!(
+                "applying {revision} stopped in phase {phase:?}: {}",
+                list(failures.iter().map(ToString::to_string))
+            );
+            tracing::warn!(app = %app_ref, error = %first, "apply failed");
+            return Err(SyncError::Apply { message, transient });
+        }
+        if phase == Phase::Crds {
+            wait_established(ctx, &desired, &batch).await?;
+            crds_established = Instant::now();
+        }
+    }
+
+    // Prune, in reverse apply order.
+    let mut pruned = Vec::new();
+    for (entry, name, resource, caps) in &to_prune {
+        applier
+            .delete(name, resource, caps, entry.namespace.as_deref(), &entry.name)
+            .await
+            .map_err(SyncError::from_apply)?;
+        mem.known.remove(&ObjKey::from(entry));
+        pruned.push(name.clone());
+    }
+
+    if !applied.is_empty() || !pruned.is_empty() {
+        tracing::info!(app = %app_ref, %revision, applied = applied.len(), pruned = pruned.len(), "synced");
+    }
+    mem.last_applied = Some(rendered.clone());
+    let corrected = applied
+        .iter()
+        .filter(|i| plans.iter().any(|(j, p)| j == *i && matches!(p.plan, Plan::Drift(_))))
+        .map(|i| desired[*i].name.clone())
+        .collect();
+    let health = assess(mem, &desired, ctx.options.health_timeout, &revision);
+    Ok(Synced {
+        state: SyncState::Synced,
+        health,
+        inventory: entries,
+        applied: applied.iter().map(|i| desired[*i].name.clone()).collect(),
+        corrected,
+        pruned,
+        objects,
+    })
+}
+
+/// The snapshot to sync: the one resolved earlier in this interval, or a fresh resolve (one
+/// `ls-remote`) and, only when the commit is new, a fetch.
+async fn fetch(
+    ctx: &Context,
+    app: &Application,
+    app_ref: &AppRef,
+    mem: &mut AppMemory,
+) -> Result<Snapshot, SyncError> {
+    let reconcile_at = app.annotations().get(RECONCILE_AT_ANNOTATION).cloned();
+    let interval = duration::parse(&app.spec.interval).unwrap_or(Duration::from_secs(180));
+    if let Some(memo) = &mem.source {
+        let fresh = memo.generation == app.metadata.generation
+            && memo.reconcile_at == reconcile_at
+            && memo.resolved_at.elapsed() < interval;
+        if fresh && memo.snapshot.root.is_dir() {
+            return Ok(memo.snapshot.clone());
+        }
+    }
+    let credentials = match &app.spec.source.secret_ref {
+        None => None,
+        Some(r) => {
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &app_ref.namespace);
+            let secret = tokio::time::timeout(ctx.options.api_timeout, secrets.get_opt(&r.name))
+                .await
+                .map_err(|_| SyncError::Credentials(format!("Secret {} could not be read in time", r.name)))?
+                .map_err(|e| SyncError::Credentials(format!("Secret {}: {}", r.name, api_words(&e))))?
+                .ok_or_else(|| {
+                    SyncError::Credentials(format!(
+                        "Secret {}/{} (spec.source.secretRef) does not exist",
+                        app_ref.namespace, r.name
+                    ))
+                })?;
+            Some(Credentials::from_secret(&secret).map_err(SyncError::Fetch)?)
+        }
+    };
+    let spec = SourceSpec::from_source(&app.spec.source, credentials);
+    let snapshot = ctx.git.fetch(&spec).await.map_err(SyncError::Fetch)?;
+    mem.source = Some(SourceMemo {
+        generation: app.metadata.generation,
+        reconcile_at,
+        resolved_at: Instant::now(),
+        snapshot: snapshot.clone(),
+    });
+    Ok(snapshot)
+}
+
+/// The API server's own words for a failed call.
+fn api_words(err: &kube::Error) -> String {
+    match err {
+        kube::Error::Api(s) => s.message.clone(),
+        e => e.to_string(),
+    }
+}
+
+/// (group, kind) of every CustomResourceDefinition in the render.
+fn crd_kinds(objects: &[DynamicObject]) -> HashSet<(String, String)> {
+    objects
+        .iter()
+        .filter(|o| o.types.as_ref().is_some_and(|t| t.kind == "CustomResourceDefinition"))
+        .filter_map(|o| {
+            let group = o.data.pointer("/spec/group")?.as_str()?;
+            let kind = o.data.pointer("/spec/names/kind")?.as_str()?;
+            Some((group.to_string(), kind.to_string()))
+        })
+        .collect()
+}
+
+/// Resolves every object's kind through discovery. Kinds a CRD of this revision defines may stay
+/// unresolved until it is installed; any other unknown kind is an error naming the objects.
+fn resolve_kinds(
+    desired: &mut [Desired],
+    applier: &Applier,
+    crd_kinds: &HashSet<(String, String)>,
+) -> Result<(), String> {
+    let mut unknown = Vec::new();
+    for d in desired.iter_mut() {
+        match applier.resolve(&d.obj) {
+            Ok(r) => d.resource = Some(r),
+            Err(_) if crd_kinds.contains(&(d.entry.group.clone(), d.entry.kind.clone())) => d.resource = None,
+            Err(e) => unknown.push(e.to_string()),
+        }
+    }
+    if unknown.is_empty() { Ok(()) } else { Err(list(unknown.into_iter())) }
+}
+
+struct ObjectPlan {
+    plan: Plan,
+    /// The Application that owns the object, when it is another one.
+    owner: Option<AppRef>,
+    /// The object carries this Application's labels.
+    ours: bool,
+    /// The manifest hash on the live object.
+    live_hash: Option<String>,
+}
+
+/// Decides, for every resolved object, whether it needs a write. The watch answers for objects
+/// whose resourceVersion ferry already checked; the others are read once.
+async fn plan(
+    ctx: &Context,
+    app_ref: &AppRef,
+    mem: &mut AppMemory,
+    applier: &Applier,
+    desired: &[Desired],
+) -> Result<Vec<(usize, ObjectPlan)>, SyncError> {
+    let mut out = Vec::with_capacity(desired.len());
+    let mut to_read = Vec::new();
+    let mut started: HashSet<ApiResource> = HashSet::new();
+    for (i, d) in desired.iter().enumerate() {
+        let Some((resource, _)) = &d.resource else {
+            out.push((i, ObjectPlan { plan: Plan::Create, owner: None, ours: false, live_hash: None }));
+            continue;
+        };
+        if started.insert(resource.clone()) {
+            ctx.watches.ensure(resource, ctx.options.api_timeout).await;
+        }
+        match ctx.watches.seen(resource, d.entry.namespace.as_deref(), &d.entry.name) {
+            Seen::Present { resource_version, labels } => {
+                let ownership = ownership_of(Some(&labels), app_ref);
+                if let Ownership::Other(owner) = ownership {
+                    out.push((
+                        i,
+                        ObjectPlan { plan: Plan::InSync, owner: Some(owner), ours: false, live_hash: None },
+                    ));
+                    continue;
+                }
+                let unchanged = mem
+                    .known
+                    .get(&d.key)
+                    .is_some_and(|k| k.resource_version == resource_version && k.hash == d.hash);
+                if unchanged && ownership == Ownership::Ours {
+                    let plan = ObjectPlan {
+                        plan: Plan::InSync,
+                        owner: None,
+                        ours: true,
+                        live_hash: Some(d.hash.clone()),
+                    };
+                    out.push((i, plan));
+                } else {
+                    to_read.push(i);
+                }
+            }
+            // ferry applied it, but the watch has not caught up yet (or someone deleted it).
+            Seen::Absent if mem.known.contains_key(&d.key) => to_read.push(i),
+            // Not labelled by any Application: it does not exist, or ferry adopts it with the apply.
+            Seen::Absent => {
+                out.push((i, ObjectPlan { plan: Plan::Create, owner: None, ours: false, live_hash: None }));
+            }
+            Seen::Unknown => to_read.push(i),
+        }
+    }
+
+    let reads: Vec<(usize, Result<Option<DynamicObject>, ApplyError>)> = stream::iter(to_read)
+        .map(|i| async move {
+            let d = &desired[i];
+            let (resource, caps) = d.resource.as_ref().expect("resolved above");
+            (i, applier.get(&d.name, resource, caps, d.entry.namespace.as_deref(), &d.entry.name).await)
+        })
+        .buffer_unordered(ctx.options.apply_parallelism)
+        .collect()
+        .await;
+    let mut refused = Vec::new();
+    let mut settle = Vec::new();
+    for (i, read) in reads {
+        let d = &desired[i];
+        let live = match read {
+            Ok(live) => live,
+            Err(e) if e.is_transient() => return Err(SyncError::from_apply(e)),
+            Err(e) => {
+                refused.push(e.to_string());
+                continue;
+            }
+        };
+        let Some(live) = live else {
+            mem.known.remove(&d.key);
+            out.push((i, ObjectPlan { plan: Plan::Create, owner: None, ours: false, live_hash: None }));
+            continue;
+        };
+        let ownership = ownership_of(live.metadata.labels.as_ref(), app_ref);
+        let live_hash = live.annotations().get(MANIFEST_HASH).cloned();
+        let ours = ownership == Ownership::Ours;
+        if let Ownership::Other(owner) = ownership {
+            out.push((i, ObjectPlan { plan: Plan::InSync, owner: Some(owner), ours, live_hash }));
+            continue;
+        }
+        let want = serde_json::to_value(&d.obj).expect("objects serialize");
+        let have = serde_json::to_value(&live).expect("objects serialize");
+        let plan = match first_difference(&want, &have) {
+            None => {
+                remember(mem, d, &live);
+                Plan::InSync
+            }
+            Some(diff) if live_hash.as_deref() == Some(d.hash.as_str()) => {
+                settle.push((i, live));
+                Plan::Drift(shown(d, &diff))
+            }
+            Some(_) => Plan::Update,
+        };
+        out.push((i, ObjectPlan { plan, owner: None, ours, live_hash }));
+    }
+    if !refused.is_empty() {
+        return Err(SyncError::Validation(list(refused.into_iter())));
+    }
+
+    // A local difference may be a false alarm (`0.5` against `500m`, a field the API server
+    // fills in inside a list element): the dry run says what an apply would really change.
+    for (i, live) in settle {
+        let d = &desired[i];
+        let Ok(result) = applier.dry_run(&d.obj, true).await else { continue };
+        if same_content(&result, &live) {
+            remember(mem, d, &live);
+            if let Some((_, p)) = out.iter_mut().find(|(j, _)| *j == i) {
+                p.plan = Plan::InSync;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A difference as shown in messages; Secret values never are.
+fn shown(d: &Desired, diff: &Difference) -> String {
+    if d.entry.group.is_empty() && d.entry.kind == "Secret" { diff.path.clone() } else { diff.to_string() }
+}
+
+/// Whether a dry-run result and the live object hold the same content, ignoring what the API
+/// server changes on every write anyway.
+fn same_content(a: &DynamicObject, b: &DynamicObject) -> bool {
+    let strip = |o: &DynamicObject| {
+        let mut v = serde_json::to_value(o).expect("objects serialize");
+        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            for k in ["managedFields", "resourceVersion", "generation", "creationTimestamp", "uid"] {
+                meta.remove(k);
+            }
+        }
+        v
+    };
+    strip(a) == strip(b)
+}
+
+/// Records that `live` matches `d`.
+fn remember(mem: &mut AppMemory, d: &Desired, live: &DynamicObject) {
+    let keep = keeps_live(&d.entry.group, &d.entry.kind);
+    mem.known.insert(
+        d.key.clone(),
+        Known {
+            resource_version: live.metadata.resource_version.clone().unwrap_or_default(),
+            hash: d.hash.clone(),
+            live: keep.then(|| Arc::new(serde_json::to_value(live).expect("objects serialize"))),
+        },
+    );
+}
+
+/// The manifests of the last revision applied, by object.
+fn previous_manifests(mem: &AppMemory) -> HashMap<ObjKey, Value> {
+    let Some(objs) = &mem.last_applied else { return HashMap::new() };
+    objs.iter()
+        .filter_map(|o| Some((ObjKey::from(&inventory_entry(o)?), serde_json::to_value(o).ok()?)))
+        .collect()
+}
+
+/// Server-side apply (or its dry run) forcing conflicts only on fields ferry set before.
+async fn apply_one(
+    applier: &Applier,
+    d: &Desired,
+    previous: Option<&Value>,
+    dry_run: bool,
+) -> Result<DynamicObject, ApplyError> {
+    let attempt =
+        if dry_run { applier.dry_run(&d.obj, false).await } else { applier.apply(&d.obj, false).await };
+    match attempt {
+        Err(ApplyError::Conflict { conflicts, .. })
+            if previous.is_some_and(|p| all_previously_set(&conflicts, p)) =>
+        {
+            if dry_run {
+                applier.dry_run(&d.obj, true).await
+            } else {
+                applier.apply(&d.obj, true).await
+            }
+        }
+        Err(ApplyError::Conflict { object, message, .. }) => Err(ApplyError::Refused {
+            object,
+            code: 409,
+            reason: "Conflict".into(),
+            message: format!(
+                "{message} (ferry forces only fields it applied before; remove the field from Git or from the other manager)"
+            ),
+        }),
+        other => other,
+    }
+}
+
+/// Dry-runs `which` objects; any refusal fails the whole sync before anything is written.
+async fn validate(
+    applier: &Applier,
+    desired: &[Desired],
+    which: &[usize],
+    force_ok: &(dyn Fn(usize) -> Option<Value> + Sync),
+    parallelism: usize,
+) -> Result<(), SyncError> {
+    let results: Vec<Result<DynamicObject, ApplyError>> = stream::iter(which.iter().copied())
+        .map(|i| {
+            let prev = force_ok(i);
+            async move { apply_one(applier, &desired[i], prev.as_ref(), true).await }
+        })
+        .buffer_unordered(parallelism)
+        .collect()
+        .await;
+    let errors: Vec<ApplyError> = results.into_iter().filter_map(Result::err).collect();
+    if errors.is_empty() {
+        return Ok(());
+    }
+    if errors.iter().all(ApplyError::is_transient) {
+        return Err(SyncError::from_apply(errors.into_iter().next().expect("not empty")));
+    }
+    let refused = errors.iter().filter(|e| !e.is_transient()).map(ToString::to_string);
+    Err(SyncError::Validation(format!("{}; nothing was applied", list(refused))))
+}
+
+/// Waits until the CRDs applied in `batch` are Established, so their kinds can be served.
+async fn wait_established(ctx: &Context, desired: &[Desired], batch: &[usize]) -> Result<(), SyncError> {
+    let crds: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in batch {
+        let name = &desired[*i].entry.name;
+        loop {
+            let crd = tokio::time::timeout(ctx.options.api_timeout, crds.get_opt(name)).await;
+            let established = matches!(&crd, Ok(Ok(Some(c))) if c.status.as_ref().and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True")));
+            if established {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(SyncError::Apply {
+                    message: format!("CustomResourceDefinition {name} was not Established within 60s"),
+                    transient: true,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Of the prune candidates, those that still exist, carry this Application's labels and are
+/// not opted out with `ferry.dev/prune: disabled`.
+pub(super) async fn prunable(
+    applier: &Applier,
+    discovery: &Discovery,
+    app_ref: &AppRef,
+    candidates: &[InventoryEntry],
+) -> Result<Vec<(InventoryEntry, String, ApiResource, ApiCapabilities)>, SyncError> {
+    let mut out = Vec::new();
+    for entry in candidates {
+        let gvk = kube::api::GroupVersionKind::gvk(&entry.group, &entry.version, &entry.kind);
+        let Some((resource, caps)) = discovery.resolve_gvk(&gvk) else { continue };
+        let name = match &entry.namespace {
+            Some(ns) => format!("{} {ns}/{}", entry.kind, entry.name),
+            None => format!("{} {}", entry.kind, entry.name),
+        };
+        let live = applier
+            .get(&name, &resource, &caps, entry.namespace.as_deref(), &entry.name)
+            .await
+            .map_err(SyncError::from_apply)?;
+        let Some(live) = live else { continue };
+        let labels = live.metadata.labels.as_ref();
+        if ownership_of(labels, app_ref) == Ownership::Ours && !is_prune_disabled(labels) {
+            out.push((entry.clone(), name, resource, caps));
+        }
+    }
+    Ok(out)
+}
+
+/// Registers the objects this Application claims from others and tells each owner once.
+async fn report_claims(ctx: &Context, app_ref: &AppRef, conflicts: &[(AppRef, String)]) {
+    for (owner, object) in ctx.claims.set(app_ref, conflicts) {
+        super::events::on_other(
+            ctx,
+            &owner,
+            kube::runtime::events::EventType::Warning,
+            super::events::OWNERSHIP_CONFLICT,
+            &format!("Application {app_ref} also claims {object}, which this Application owns; it was left unchanged"),
+        )
+        .await;
+    }
+}
+
+/// The Application's health from the live objects ferry has seen, with the progress deadline.
+fn assess(mem: &mut AppMemory, desired: &[Desired], deadline: Duration, revision: &str) -> ObjectHealth {
+    // Kinds whose live object is not kept (ConfigMaps, Secrets, RBAC) are healthy when they exist.
+    let blank = Value::Object(Default::default());
+    let mut health = health::aggregate(desired.iter().map(|d| {
+        let name = ObjectName {
+            kind: d.entry.kind.clone(),
+            namespace: d.entry.namespace.clone(),
+            name: d.entry.name.clone(),
+        };
+        let live = mem.known.get(&d.key).map(|k| k.live.as_deref().unwrap_or(&blank));
+        (name, live)
+    }));
+    if health.status == HealthStatusCode::Progressing {
+        let since = match &mem.progressing_since {
+            Some((rev, since)) if rev == revision => *since,
+            _ => {
+                mem.progressing_since = Some((revision.to_string(), Instant::now()));
+                Instant::now()
+            }
+        };
+        if since.elapsed() > deadline {
+            let message = format!(
+                "still progressing after {}s: {}",
+                deadline.as_secs(),
+                health.message.clone().unwrap_or_default()
+            );
+            health = ObjectHealth::new(HealthStatusCode::Degraded, message);
+        }
+    } else {
+        mem.progressing_since = None;
+    }
+    health
+}
+
+fn sorted_inventory(desired: &[Desired]) -> Vec<InventoryEntry> {
+    let set: BTreeSet<InventoryEntry> = desired.iter().map(|d| d.entry.clone()).collect();
+    set.into_iter().collect()
+}
+
+/// `a; b; c and 4 more`.
+fn list(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.collect();
+    let shown = items.iter().take(LISTED).cloned().collect::<Vec<_>>().join("; ");
+    match items.len().saturating_sub(LISTED) {
+        0 => shown,
+        more => format!("{shown}; and {more} more"),
+    }
+}
+
+fn count(n: usize, what: &str) -> String {
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_are_bounded() {
+        let items = (1..=5).map(|i| format!("o{i}"));
+        assert_eq!(list(items), "o1; o2; o3; and 2 more");
+        assert_eq!(list(["a".to_string()].into_iter()), "a");
+        assert_eq!(count(1, "object"), "1 object");
+        assert_eq!(count(2, "object"), "2 objects");
+    }
+
+    #[test]
+    fn crds_in_the_render_name_the_kinds_they_serve() {
+        let crd: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {"group": "example.com", "names": {"kind": "Widget", "plural": "widgets"}}
+        }))
+        .unwrap();
+        assert_eq!(crd_kinds(&[crd]), HashSet::from([("example.com".to_string(), "Widget".to_string())]));
+    }
+}
