@@ -6,16 +6,21 @@ SHELL := bash
 TESTENV := tests/testenv/testenv.sh
 export GOTOOLCHAIN := local
 # ferry's own binaries and the control plane share one kubeconfig, written by `testenv.sh up`.
+# FERRY_TESTENV_STATE (as for testenv.sh) points at another control plane's state, e.g. one that
+# another work tree already runs.
 KUBECONFIG_TESTENV = $(shell $(TESTENV) env 2>/dev/null | sed -n 's/^KUBECONFIG=//p')
-KUBECTL = target/testenv/bin/kubectl --kubeconfig "$(KUBECONFIG_TESTENV)"
+TESTENV_STATE = $(or $(FERRY_TESTENV_STATE),$(CURDIR)/target/testenv)
+KUBECTL = $(TESTENV_STATE)/bin/kubectl --kubeconfig "$(KUBECONFIG_TESTENV)"
 
 .PHONY: help deps testenv-up testenv-down testenv-status build test lint crds demo bench
 
 help:
-	@echo "make demo          start the local cluster, install the CRD and an example Application"
+	@echo "make demo          start the local cluster and ferry, sync an example app from a local Git"
+	@echo "                   repo to Synced/Healthy, roll out a new image tag; ferry keeps running"
 	@echo "make test          lint and run every test (unit and integration) against the local cluster"
 	@echo "make crds          regenerate crds/ from the Rust types"
 	@echo "make bench         render benchmarks (1,000 objects, plain and Kustomize) -> target/bench/render.txt"
+	@echo "                   and sync benchmarks (100 and 1,000 objects, ferry vs kubectl apply) -> target/bench/sync.txt"
 	@echo "make lint          cargo fmt --check and clippy with warnings as errors"
 	@echo "make testenv-up    build (once) and start the local control plane"
 	@echo "make testenv-down  stop it"
@@ -42,25 +47,19 @@ lint:
 crds:
 	cargo run -q -- crd > crds/application.yaml
 
-# Needs only the kustomize binary, not a running cluster; build.sh skips it when already built.
-bench:
+# The render bench needs only the kustomize binary (build.sh skips it when already built); the
+# sync bench needs the local cluster and a release build of ferry (benches/sync.sh says how it
+# measures; FERRY_BENCH_SYNC_SIZES and FERRY_BENCH_SYNC_RUNS change what it runs).
+bench: testenv-up
 	tests/testenv/build.sh kustomize
 	cargo bench --bench render
+	cargo build --release --bin ferry
+	benches/sync.sh
 
 test: deps lint testenv-up
 	cargo test
 
+# scripts/demo.sh: a local Git repo with the example app, an Application, ferry in the background,
+# Synced/Healthy, then a new image tag rolled out. It prints what to try next.
 demo: testenv-up build
-	@echo "--- installing the Application CRD (ferry crd | kubectl apply --server-side -f -)"
-	target/debug/ferry crd | $(KUBECTL) apply --server-side --field-manager=ferry -f -
-	$(KUBECTL) wait --for=condition=Established --timeout=60s crd/applications.ferry.dev
-	@echo "--- applying examples/application.yaml"
-	$(KUBECTL) apply -n default -f examples/application.yaml
-	@echo "--- checking that ferry connects and finds the CRD"
-	KUBECONFIG="$(KUBECONFIG_TESTENV)" timeout -s TERM 5 target/debug/ferry run || [[ $$? -eq 124 ]]
-	@echo "--- kubectl get applications"
-	$(KUBECTL) get applications -A -o wide
-	@echo
-	@echo "The cluster keeps running. Use it with:"
-	@echo "  export KUBECONFIG=$(KUBECONFIG_TESTENV) PATH=$(CURDIR)/target/testenv/bin:\$$PATH"
-	@echo "Stop it with: make testenv-down"
+	scripts/demo.sh

@@ -1,0 +1,397 @@
+#!/usr/bin/env bash
+# Sync benchmark (issue 5): time to first Synced/Healthy for one Application of 100 and of 1,000
+# objects (90% ConfigMaps, 10% Deployments with 1 replica), next to `kubectl apply --server-side`
+# of the same objects on the same cluster in the same run, plus ferry's peak RSS.
+#
+# Per size and repetition, each in a fresh namespace (deleted before the next run):
+#   ferry    a fresh `ferry run --namespace <ns>` is started and waited for ("ferry is ready");
+#            the clock starts when the Application is applied (file:// repository, objects
+#            committed beforehand) and stops when its Ready condition is True (= Synced and
+#            Healthy: every Deployment Available). Then sync/health/revision/inventory are
+#            checked and VmHWM (peak RSS) is read from /proc/<pid>/status.
+#   kubectl  `kubectl apply --server-side --field-manager=bench -n <ns> -f <dir>` (apply only),
+#            then a `kubectl get deployment --watch` until every Deployment is updated and
+#            available (apply + Available: what ferry's Healthy also waits for, so the fair
+#            comparison; `kubectl wait --for=condition=Available --all` would add ~0.1s per
+#            Deployment, as it waits for one after the other).
+# The order of ferry and kubectl alternates between repetitions. One untimed warm-up of the
+# smallest size runs first. Results: target/bench/sync.txt (median, min, max, ratios, machine).
+#
+# Needs the running local cluster (`make testenv-up`) and a ferry binary (`make bench` builds
+# target/release/ferry).
+#
+# Environment:
+#   FERRY_TESTENV_STATE        the control plane's state directory (as for testenv.sh)
+#   FERRY_BIN                  ferry binary (default: <target dir>/release/ferry)
+#   FERRY_BENCH_SYNC_SIZES     object counts (default: "100 1000")
+#   FERRY_BENCH_SYNC_RUNS      repetitions per size (default: 3)
+#   FERRY_BENCH_SYNC_WARMUP    1 (default) or 0
+#   FERRY_BENCH_SYNC_TIMEOUT   seconds one measurement may take (default: 600)
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+target="${CARGO_TARGET_DIR:-$root/target}"
+ferry="${FERRY_BIN:-$target/release/ferry}"
+read -r -a sizes <<<"${FERRY_BENCH_SYNC_SIZES:-100 1000}"
+runs="${FERRY_BENCH_SYNC_RUNS:-3}"
+warmup="${FERRY_BENCH_SYNC_WARMUP:-1}"
+timeout="${FERRY_BENCH_SYNC_TIMEOUT:-600}"
+out_dir="$target/bench"
+out="$out_dir/sync.txt"
+work="$out_dir/sync-work"
+bench_label="ferry.dev/bench=sync"
+
+log() { printf '[bench sync] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[[ -x "$ferry" ]] || die "no ferry binary at $ferry; run: cargo build --release --bin ferry (make bench does)"
+env_out="$("$root/tests/testenv/testenv.sh" env)" || die "no local cluster; run: make testenv-up (make bench does)"
+KUBECONFIG="$(sed -n 's/^KUBECONFIG=//p' <<<"$env_out")"
+bin="$(sed -n 's/^FERRY_TESTENV_BIN=//p' <<<"$env_out")"
+export KUBECONFIG
+kubectl() { "$bin/kubectl" "$@"; }
+export FERRY_KUSTOMIZE="$bin/kustomize" FERRY_HELM="$bin/helm"
+
+now() { echo "$EPOCHREALTIME"; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+# --- cleanup ---------------------------------------------------------------------------------
+
+ferry_pid=""
+stop_ferry() {
+  [[ -n "$ferry_pid" ]] || return 0
+  kill -TERM "$ferry_pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 20))
+  while kill -0 "$ferry_pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      log "ferry (pid $ferry_pid) ignored SIGTERM for 20s; killing it"
+      kill -KILL "$ferry_pid" 2>/dev/null || true
+    fi
+    sleep 0.2
+  done
+  wait "$ferry_pid" 2>/dev/null || true
+  ferry_pid=""
+}
+
+# Deletes a bench namespace and waits until it is gone. Applications left in it (an interrupted
+# run, or a finalizer ferry did not remove) lose their finalizer first, or the namespace would
+# wait for a ferry that no longer runs.
+delete_ns() { # namespace
+  local ns="$1" app
+  kubectl get namespace "$ns" >/dev/null 2>&1 || return 0
+  for app in $(kubectl get fapp -n "$ns" -o name 2>/dev/null); do
+    kubectl patch "$app" -n "$ns" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
+  done
+  kubectl delete namespace "$ns" --wait=true --timeout=300s >/dev/null
+}
+
+cleanup() {
+  local status=$? ns
+  stop_ferry
+  for ns in $(kubectl get namespace -l "$bench_label" -o 'jsonpath={.items[*].metadata.name}' 2>/dev/null); do
+    delete_ns "$ns" || true
+  done
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+create_ns() { # namespace
+  kubectl create namespace "$1" >/dev/null
+  kubectl label namespace "$1" "$bench_label" >/dev/null
+}
+
+# --- objects ---------------------------------------------------------------------------------
+
+# n objects, 10 per file: every tenth a Deployment (replicas 1), the rest ConfigMaps.
+generate() { # n dir
+  local n="$1" dir="$2" i file
+  mkdir -p "$dir"
+  for ((i = 0; i < n; i++)); do
+    file="$dir/objects-$(printf '%04d' $((i / 10))).yaml"
+    if ((i % 10 == 9)); then
+      cat >>"$file" <<EOF
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: app-$i
+  labels: {app: app-$i, tier: bench}
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: app-$i}
+  template:
+    metadata:
+      labels: {app: app-$i, tier: bench}
+    spec:
+      containers:
+      - name: app
+        image: registry.example/bench/app-$i:1.0.$i
+        ports: [{containerPort: 8080}]
+        env: [{name: MODE, value: bench}]
+        envFrom: [{configMapRef: {name: cfg-$((i - 1))}}]
+EOF
+    else
+      cat >>"$file" <<EOF
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: cfg-$i
+  labels: {tier: bench}
+data:
+  greeting: hello $i
+  settings.json: '{"replicas": 1, "index": $i}'
+EOF
+    fi
+  done
+}
+
+declare -A revision
+prepare() { # n: a Git repository with the objects under objects/
+  local n="$1" repo="$work/repo-$1"
+  rm -rf "$repo"
+  generate "$n" "$repo/objects"
+  git -C "$repo" init -q -b main
+  git -C "$repo" add -A
+  git -C "$repo" -c user.name=bench -c user.email=bench@ferry.invalid commit -q -m "$n objects"
+  revision[$n]="main@sha1:$(git -C "$repo" rev-parse HEAD)"
+}
+
+# --- measurements ----------------------------------------------------------------------------
+
+declare -A samples # key -> space-separated values
+
+record() { samples[$1]="${samples[$1]:-}${samples[$1]:+ }$2"; }
+
+# Starts ferry for one namespace and waits for "ferry is ready"; sets ferry_pid and
+# ferry_startup (seconds). Not in a subshell: ferry_pid must reach the caller.
+ferry_startup=""
+start_ferry() { # namespace log
+  local ns="$1" logf="$2" t0 deadline
+  t0="$(now)"
+  "$ferry" run --namespace "$ns" --cache-dir "$work/cache-$ns" >"$logf" 2>&1 &
+  ferry_pid=$!
+  deadline=$((SECONDS + 60))
+  until grep -q 'ferry is ready' "$logf"; do
+    if ! kill -0 "$ferry_pid" 2>/dev/null; then
+      tail -n 30 "$logf" >&2
+      ferry_pid=""
+      die "ferry exited during start-up (log $logf)"
+    fi
+    ((SECONDS < deadline)) || { tail -n 30 "$logf" >&2; die "ferry not ready after 60s (log $logf)"; }
+    sleep 0.05
+  done
+  ferry_startup="$(elapsed "$t0" "$(now)")"
+}
+
+run_ferry() { # n run-label record(0|1)
+  local n="$1" ns="ferry-bench-f$1-$2" keep="$3" logf t0 t1 secs startup line hwm rss
+  logf="$work/ferry-$ns.log"
+  delete_ns "$ns"
+  rm -rf "$work/cache-$ns"
+  create_ns "$ns"
+  start_ferry "$ns" "$logf"
+  startup="$ferry_startup"
+  t0="$(now)"
+  kubectl apply -f - >/dev/null <<EOF
+apiVersion: ferry.dev/v1alpha1
+kind: Application
+metadata: {name: bench, namespace: $ns}
+spec:
+  source:
+    repoURL: file://$work/repo-$n
+    ref: {branch: main}
+    path: objects
+  destination: {namespace: $ns}
+  interval: 1m
+  syncPolicy: {automated: true, prune: false, selfHeal: true}
+EOF
+  if ! kubectl wait --for=condition=Ready "fapp/bench" -n "$ns" --timeout="${timeout}s" >/dev/null; then
+    kubectl get fapp bench -n "$ns" -o yaml | grep -v '^ *- {group' >&2 || true
+    tail -n 40 "$logf" >&2
+    die "ferry: $n objects not Ready after ${timeout}s (log $logf)"
+  fi
+  t1="$(now)"
+  secs="$(elapsed "$t0" "$t1")"
+  hwm="$(awk '/^VmHWM:/ { print $2 }' "/proc/$ferry_pid/status")"
+  rss="$(awk '/^VmRSS:/ { print $2 }' "/proc/$ferry_pid/status")"
+
+  # What Ready=True promised: Synced, Healthy, this revision, every object in the inventory, every
+  # Deployment available.
+  line="$(kubectl get fapp bench -n "$ns" -o 'jsonpath={.status.sync.status}|{.status.health.status}|{.status.sync.revision}|{.status.conditions[?(@.type=="Ready")].reason}')"
+  local inventory available
+  inventory="$(kubectl get fapp bench -n "$ns" -o 'jsonpath={range .status.inventory[*]}x{"\n"}{end}' | grep -c x || true)"
+  available="$(kubectl get deployment -n "$ns" -o 'jsonpath={range .items[*]}{.status.availableReplicas}{"\n"}{end}' | grep -c '^1$' || true)"
+  if [[ "$line" != "Synced|Healthy|${revision[$n]}|ReconciliationSucceeded" || "$inventory" != "$n" || "$available" != "$((n / 10))" ]]; then
+    log "WARNING ferry run $ns: Ready=True but status '$line', inventory $inventory of $n, $available of $((n / 10)) Deployments available"
+    record "warn" "$ns"
+  fi
+  # ferry's own "synced ... applied=N" log line marks the end of its apply (health comes after):
+  # the counterpart of `kubectl apply` alone. Its timestamp is this machine's clock too.
+  local synced_at applied=""
+  synced_at="$(grep -m1 -E "synced app=$ns/bench .*applied=" "$logf" | cut -d' ' -f1 || true)"
+  [[ -n "$synced_at" ]] && applied="$(elapsed "$t0" "$(date -d "$synced_at" +%s.%N)")"
+  log "ferry   $n objects ($2): ${secs}s to Ready (applied after ${applied:-?}s, start-up ${startup}s), VmHWM $((hwm / 1024)) MiB, VmRSS $((rss / 1024)) MiB"
+  if ((keep)); then
+    [[ -n "$applied" ]] && record "fapplied-$n" "$applied"
+    record "ferry-$n" "$secs"
+    record "startup-$n" "$startup"
+    record "hwm-$n" "$(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }')"
+  fi
+
+  # Clean up: prune is off, so deleting the Application orphans the objects (ferry only removes
+  # its finalizer) and the namespace deletion removes them.
+  if ! kubectl delete fapp bench -n "$ns" --wait=true --timeout=120s >/dev/null 2>&1; then
+    log "WARNING ferry did not remove its finalizer from $ns/bench within 120s; removing it by hand"
+    record "warn" "$ns finalizer"
+  fi
+  stop_ferry
+  delete_ns "$ns"
+}
+
+# Waits until `want` Deployments in the namespace have every replica updated and available (what
+# ferry's Healthy requires of a Deployment), with one watch: `kubectl wait --all` waits for one
+# Deployment after the other and adds about 0.1s per Deployment even when all are available.
+wait_available() { # namespace want
+  local ns="$1" want="$2" fd kpid name replicas updated available observed generation n=0
+  local -A ok=()
+  exec {fd}< <(exec "$bin/kubectl" get deployment -n "$ns" --watch \
+    -o 'jsonpath={.metadata.name}|{.spec.replicas}|{.status.updatedReplicas}|{.status.availableReplicas}|{.status.observedGeneration}|{.metadata.generation}{"\n"}')
+  kpid=$!
+  # A read loop, not awk: mawk reads a pipe in blocks and would see the lines late.
+  while ((n < want)) && IFS='|' read -r -t "$timeout" name replicas updated available observed generation <&"$fd"; do
+    if [[ -n "$replicas" && "$updated" == "$replicas" && "$available" == "$replicas" && "$observed" == "$generation" ]]; then
+      ok[$name]=1
+    else
+      unset "ok[$name]"
+    fi
+    n=${#ok[@]}
+  done
+  kill "$kpid" 2>/dev/null || true
+  exec {fd}<&-
+  ((n >= want)) || die "kubectl: $n of $want Deployments in $ns available after ${timeout}s"
+}
+
+run_kubectl() { # n run-label record(0|1)
+  local n="$1" ns="ferry-bench-k$1-$2" keep="$3" t0 t1 t2 apply total
+  delete_ns "$ns"
+  create_ns "$ns"
+  t0="$(now)"
+  kubectl apply --server-side --field-manager=bench -n "$ns" -f "$work/repo-$n/objects" >/dev/null
+  t1="$(now)"
+  wait_available "$ns" $((n / 10))
+  t2="$(now)"
+  apply="$(elapsed "$t0" "$t1")"
+  total="$(elapsed "$t0" "$t2")"
+  log "kubectl $n objects ($2): apply ${apply}s, apply + Available ${total}s"
+  if ((keep)); then
+    record "apply-$n" "$apply"
+    record "avail-$n" "$total"
+  fi
+  delete_ns "$ns"
+}
+
+# --- statistics ------------------------------------------------------------------------------
+
+# "median min max" of whitespace-separated numbers.
+stats() {
+  tr ' ' '\n' <<<"$1" | sort -g | awk '
+    { v[NR] = $1 }
+    END {
+      m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+      printf "%s %s %s", m, v[1], v[NR]
+    }'
+}
+median() { stats "$1" | cut -d' ' -f1; }
+
+# --- main ------------------------------------------------------------------------------------
+
+mkdir -p "$work" "$out_dir"
+log "ferry: $ferry ($("$ferry" version 2>/dev/null || echo '?'))"
+log "cluster: $KUBECONFIG"
+
+# Leftovers of an interrupted run.
+for ns in $(kubectl get namespace -l "$bench_label" -o 'jsonpath={.items[*].metadata.name}'); do
+  log "deleting leftover namespace $ns"
+  delete_ns "$ns"
+done
+
+"$ferry" crd | kubectl apply --server-side --field-manager=ferry -f - >/dev/null
+kubectl wait --for=condition=Established --timeout=60s crd/applications.ferry.dev >/dev/null
+
+for n in "${sizes[@]}"; do
+  ((n % 10 == 0 && n / 10 <= 200)) || die "sizes must be multiples of 10 with at most 200 Deployments (the kwok Node holds 250 Pods): $n"
+  prepare "$n"
+done
+
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+started="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+
+if ((warmup)); then
+  log "warm-up (not counted): ${sizes[0]} objects"
+  run_ferry "${sizes[0]}" warmup 0
+  run_kubectl "${sizes[0]}" warmup 0
+fi
+
+for ((r = 1; r <= runs; r++)); do
+  for n in "${sizes[@]}"; do
+    if ((r % 2)); then
+      run_ferry "$n" "r$r" 1
+      run_kubectl "$n" "r$r" 1
+    else
+      run_kubectl "$n" "r$r" 1
+      run_ferry "$n" "r$r" 1
+    fi
+  done
+done
+
+load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+# --- report ----------------------------------------------------------------------------------
+
+row() { # label values unit
+  local s
+  read -r -a s <<<"$(stats "$2")"
+  printf '  %-40s median %9.3f %s   min %9.3f %s   max %9.3f %s   (%s)\n' \
+    "$1" "${s[0]}" "$3" "${s[1]}" "$3" "${s[2]}" "$3" "$2"
+}
+ratio() { awk -v a="$(median "$1")" -v b="$(median "$2")" 'BEGIN { printf "%.2f", a / b }'; }
+
+server_version="$(kubectl version -o json 2>/dev/null | awk -F'"' '/"gitVersion"/ { v = $4 } END { print v }')"
+{
+  echo "ferry sync benchmark ($started)"
+  echo "ferry:    $("$ferry" version 2>/dev/null || echo '?') ($ferry)"
+  echo "cluster:  local testenv, kube-apiserver $server_version, kwok (1 fake Node, 250 Pods)"
+  echo "machine:  nproc $(nproc), $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)," \
+    "$(awk '/^MemTotal/ { printf "%.1f GiB RAM", $2 / 1048576 }' /proc/meminfo)," \
+    "load average $load_before (start) / $load_after (end)"
+  echo "method:   $runs runs per size after ${warmup} warm-up, a fresh namespace each; objects 90% ConfigMaps, 10% Deployments (replicas 1)"
+  echo "          ferry: a fresh 'ferry run --namespace <ns>', clock from applying the Application (file:// repo) to Ready=True (Synced/Healthy)"
+  echo "          kubectl: 'kubectl apply --server-side --field-manager=bench -n <ns> -f <dir>', then one 'kubectl get deployment --watch'"
+  echo "          until every Deployment is updated and available ('kubectl wait --all' would add ~0.1s per Deployment)"
+  for n in "${sizes[@]}"; do
+    echo
+    echo "$n objects ($((n - n / 10)) ConfigMaps, $((n / 10)) Deployments):"
+    row "ferry: Application applied -> Ready" "${samples[ferry-$n]}" s
+    [[ -n "${samples[fapplied-$n]:-}" ]] && row "ferry: applied (its 'synced' log line)" "${samples[fapplied-$n]}" s
+    row "kubectl apply --server-side" "${samples[apply-$n]}" s
+    row "kubectl apply + Deployments Available" "${samples[avail-$n]}" s
+    echo "  ratio ferry / (kubectl apply + Available) = $(ratio "${samples[ferry-$n]}" "${samples[avail-$n]}")" \
+      "   ferry / kubectl apply alone = $(ratio "${samples[ferry-$n]}" "${samples[apply-$n]}")"
+    [[ -n "${samples[fapplied-$n]:-}" ]] &&
+      echo "  ratio ferry applied / kubectl apply alone = $(ratio "${samples[fapplied-$n]}" "${samples[apply-$n]}")"
+    row "ferry start-up to 'ferry is ready'" "${samples[startup-$n]}" s
+    row "ferry peak RSS (VmHWM at Ready)" "${samples[hwm-$n]}" MiB
+  done
+  if [[ -n "${samples[warn]:-}" ]]; then
+    echo
+    echo "WARNINGS (see the log above): ${samples[warn]}"
+  fi
+} >"$out"
+
+echo
+cat "$out"
+echo "written to $out"
