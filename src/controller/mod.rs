@@ -38,6 +38,9 @@ use crate::{
     source::{GitCache, GitCacheOptions},
 };
 
+/// How long a shutdown waits for reconciles in progress.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
 /// Options of `ferry run`.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -140,7 +143,14 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
         _ = shutdown.wait() => {
             info!("shutting down: finishing the reconciles in progress");
             let _ = stop.send(());
-            controller.await;
+            // A reconcile stuck on an unreachable Git server or API server must not keep ferry
+            // from stopping; an interrupted sync is safe to redo (server-side apply).
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut controller).await.is_err() {
+                tracing::warn!(
+                    "reconciles still running after {}s; stopping anyway",
+                    SHUTDOWN_GRACE.as_secs()
+                );
+            }
         }
     }
     info!("shut down");

@@ -136,8 +136,10 @@ fn run_against_a_cluster_without_the_crd_says_how_to_install_it() {
 fn run_with_the_crd_installed_reports_ready_and_stops_on_sigterm() {
     let cluster = Cluster::shared();
     cluster.install_crds();
+    // Scoped to an empty namespace: this ferry must not reconcile other tests' Applications.
+    let ns = cluster.namespace("cli-run");
     let mut child = ferry()
-        .arg("run")
+        .args(["run", "--namespace", &ns.name])
         .env("KUBECONFIG", &cluster.kubeconfig)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())

@@ -1180,7 +1180,7 @@ fn deleting_an_application_without_prune_keeps_its_objects() {
 
 #[test]
 fn ferry_killed_in_the_middle_of_a_sync_converges_after_a_restart() {
-    const N: usize = 300;
+    const N: usize = 600;
     let mut s = Scenario::new("sync-kill");
     let ns = s.ns().to_string();
     let manifests = |rev: &str| -> String {
@@ -1190,7 +1190,7 @@ fn ferry_killed_in_the_middle_of_a_sync_converges_after_a_restart() {
                 .collect::<Vec<_>>(),
         )
     };
-    let sha1 = s.commit(&[("many.yaml", manifests("1"))], "300 configmaps, rev 1");
+    let sha1 = s.commit(&[("many.yaml", manifests("1"))], "600 configmaps, rev 1");
     let app = s.create_app(opts("bulk"));
     let selector = format!("ferry.dev/app-name=bulk,ferry.dev/app-namespace={ns}");
     let cluster = s.cluster.clone();
@@ -1201,12 +1201,29 @@ fn ferry_killed_in_the_middle_of_a_sync_converges_after_a_restart() {
             .filter(|l| !l.is_empty())
             .count()
     };
-    // SIGKILL as soon as the first object lands.
-    wait_until("ferry to start applying the 300 ConfigMaps", T, || match count() {
-        0 => Err("none yet".to_string()),
-        n => Ok(n),
+    // SIGKILL as soon as the first object lands, seen through a watch: polling with kubectl is
+    // slower than ferry applying all of them.
+    let mut watch = cluster
+        .kubectl_command()
+        .args(["get", "configmaps", "--all-namespaces", "-l", &selector, "--watch", "-o", "name"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start kubectl get --watch");
+    let mut first = String::new();
+    let stdout = watch.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+        let _ = tx.send(line);
     });
+    if let Ok(line) = rx.recv_timeout(T) {
+        first = line;
+    }
     s.ferry.kill();
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(!first.is_empty(), "no ConfigMap of the app appeared within {T:?}");
     let at_kill = count();
     eprintln!("ferry was killed with {at_kill} of {N} ConfigMaps applied (revision {})", &sha1[..7]);
     let killed_status = app.json();
@@ -1217,7 +1234,7 @@ fn ferry_killed_in_the_middle_of_a_sync_converges_after_a_restart() {
     );
 
     // The final content is pushed while ferry is down; it restarts with the same cache dir.
-    let sha2 = s.commit(&[("many.yaml", manifests("2"))], "300 configmaps, rev 2");
+    let sha2 = s.commit(&[("many.yaml", manifests("2"))], "600 configmaps, rev 2");
     s.ferry.restart();
     let status = app.wait_synced(&sha2, Duration::from_secs(300));
 
