@@ -249,6 +249,11 @@ fn classify(object: &str, err: kube::Error) -> ApplyError {
                 ApplyError::Conflict { object, message: status.message.clone(), conflicts }
             }
         }
+        // A namespace being deleted refuses new content until it is gone; then it can be
+        // recreated, so this passes by itself.
+        kube::Error::Api(status) if status.message.contains("because it is being terminated") => {
+            ApplyError::Transient { object, message: status.message.clone() }
+        }
         kube::Error::Api(status) if is_refusal(status.code, &status.message) => ApplyError::Refused {
             object,
             code: status.code,

@@ -125,7 +125,7 @@ async fn cleanup(app: &Application, ctx: &Context) -> Result<Action, Error> {
         let applier = Applier::with_discovery(client, discovery.clone(), ctx.options.api_timeout);
         let order = prune_candidates(&inventory, &[], true, |_| false)
             .map_err(|e| fail(SyncError::PruneRefused(e)))?;
-        let victims = sync::prunable(&applier, &discovery, &app_ref, &order).await.map_err(fail)?;
+        let victims = sync::prunable(ctx, &applier, &app_ref, &order).await.map_err(fail)?;
         for (entry, name, resource, caps) in &victims {
             applier.delete(name, resource, caps, entry.namespace.as_deref(), &entry.name).await.map_err(
                 |e| fail(SyncError::Apply { transient: e.is_transient(), message: e.to_string() }),

@@ -17,7 +17,7 @@ use k8s_openapi::{
 use kube::{
     Api, ResourceExt,
     api::DynamicObject,
-    discovery::{ApiCapabilities, ApiResource, Discovery},
+    discovery::{ApiCapabilities, ApiResource},
 };
 use serde_json::Value;
 
@@ -150,6 +150,8 @@ enum Plan {
     Update,
     /// It changed in the cluster.
     Drift(String),
+    /// It was deleted in the cluster (drift too): like Create, its namespace may be missing.
+    Recreate,
 }
 
 /// Runs one pass for `app`.
@@ -244,13 +246,14 @@ async fn run(
     let candidates = prune_candidates(&previous, &entries, policy.allow_empty, |_| false)
         .map_err(SyncError::PruneRefused)?;
     let to_prune =
-        if policy.prune { prunable(&applier, &discovery, app_ref, &candidates).await? } else { Vec::new() };
+        if policy.prune { prunable(ctx, &applier, app_ref, &candidates).await? } else { Vec::new() };
 
     let changed: Vec<usize> = plans.iter().filter(|(_, p)| p.plan != Plan::InSync).map(|(i, _)| *i).collect();
     let drifted: Vec<String> = plans
         .iter()
         .filter_map(|(i, p)| match &p.plan {
             Plan::Drift(d) => Some(format!("{} ({d})", desired[*i].name)),
+            Plan::Recreate => Some(format!("{} (deleted in the cluster)", desired[*i].name)),
             _ => None,
         })
         .collect();
@@ -318,7 +321,7 @@ async fn run(
     let new_namespaces: HashSet<String> = changed
         .iter()
         .filter(|i| desired[**i].entry.group.is_empty() && desired[**i].entry.kind == "Namespace")
-        .filter(|i| plans.iter().any(|(j, p)| j == *i && p.plan == Plan::Create))
+        .filter(|i| plans.iter().any(|(j, p)| j == *i && matches!(p.plan, Plan::Create | Plan::Recreate)))
         .map(|i| desired[*i].entry.name.clone())
         .collect();
     let deferred = |d: &Desired| {
@@ -399,7 +402,7 @@ async fn run(
     mem.last_applied = Some(rendered.clone());
     let corrected = applied
         .iter()
-        .filter(|i| plans.iter().any(|(j, p)| j == *i && matches!(p.plan, Plan::Drift(_))))
+        .filter(|i| plans.iter().any(|(j, p)| j == *i && matches!(p.plan, Plan::Drift(_) | Plan::Recreate)))
         .map(|i| desired[*i].name.clone())
         .collect();
     let health = assess(mem, &desired, ctx.options.health_timeout, &revision);
@@ -645,8 +648,7 @@ async fn plan(
 /// The plan for an object that does not exist: deleted in the cluster (drift) when the last
 /// successful sync applied it, new otherwise.
 fn missing(d: &Desired, previous: &HashSet<ObjKey>) -> ObjectPlan {
-    let plan =
-        if previous.contains(&d.key) { Plan::Drift("deleted in the cluster".into()) } else { Plan::Create };
+    let plan = if previous.contains(&d.key) { Plan::Recreate } else { Plan::Create };
     ObjectPlan { plan, owner: None, ours: false, live_hash: None }
 }
 
@@ -796,15 +798,24 @@ async fn wait_established(ctx: &Context, desired: &[Desired], batch: &[usize]) -
 /// Of the prune candidates, those that still exist, carry this Application's labels and are
 /// not opted out with `ferry.dev/prune: disabled`.
 pub(super) async fn prunable(
+    ctx: &Context,
     applier: &Applier,
-    discovery: &Discovery,
     app_ref: &AppRef,
     candidates: &[InventoryEntry],
 ) -> Result<Vec<(InventoryEntry, String, ApiResource, ApiCapabilities)>, SyncError> {
+    let gvk = |e: &InventoryEntry| kube::api::GroupVersionKind::gvk(&e.group, &e.version, &e.kind);
+    let mut discovery = applier.discovery().clone();
+    if candidates.iter().any(|e| discovery.resolve_gvk(&gvk(e)).is_none()) {
+        // A kind installed after ferry's last discovery must not make its objects unprunable.
+        discovery =
+            ctx.refresh_discovery(Instant::now()).await.map_err(|e| SyncError::Discovery(e.to_string()))?;
+    }
     let mut out = Vec::new();
     for entry in candidates {
-        let gvk = kube::api::GroupVersionKind::gvk(&entry.group, &entry.version, &entry.kind);
-        let Some((resource, caps)) = discovery.resolve_gvk(&gvk) else { continue };
+        let Some((resource, caps)) = discovery.resolve_gvk(&gvk(entry)) else {
+            tracing::warn!(app = %app_ref, kind = %entry.kind, name = %entry.name, "kind no longer served; not pruned");
+            continue;
+        };
         let name = match &entry.namespace {
             Some(ns) => format!("{} {ns}/{}", entry.kind, entry.name),
             None => format!("{} {}", entry.kind, entry.name),

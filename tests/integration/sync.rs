@@ -846,6 +846,38 @@ fn drift_by_edit_and_by_delete_is_reverted_with_self_heal() {
 }
 
 #[test]
+fn a_deleted_namespace_is_recreated_with_its_objects_under_self_heal() {
+    let s = Scenario::new("sync-nsheal");
+    let ns = s.ns().to_string();
+    let dest = format!("{ns}-dest");
+    s.delete_later(&["namespace", &dest]);
+    let sha = s.commit(
+        &[
+            ("namespace.yaml", namespace(&dest)),
+            ("config.yaml", configmap("settings", Some(&dest), &[("color", "blue")])),
+        ],
+        "a namespace and a configmap in it",
+    );
+    let app = s.create_app(AppOpts { interval: "1h", ..opts("nsheal") });
+    app.wait_synced(&sha, T);
+    let old_uid = uid(&s.get("namespace", None, &dest).unwrap());
+
+    // Deleting the namespace takes its ConfigMap with it; while it terminates, nothing can be
+    // created in it, and ferry must retry rather than give up until the next interval.
+    s.kubectl_ok(&["delete", "namespace", &dest, "--wait=true", "--timeout=120s"]);
+    let cm = wait_until("ferry to recreate the namespace and its configmap", T, || {
+        let ns_now = s.get("namespace", None, &dest).ok_or("no namespace yet")?;
+        if uid(&ns_now) == old_uid {
+            return Err("the old namespace is still there".to_string());
+        }
+        s.get("configmap", Some(&dest), "settings").ok_or_else(|| "no configmap yet".to_string())
+    });
+    assert_eq!(cm["data"]["color"], "blue");
+    assert_managed_by(&cm, &ns, "nsheal");
+    app.wait_synced(&sha, T);
+}
+
+#[test]
 fn drift_by_edit_is_only_reported_without_self_heal() {
     let s = Scenario::new("sync-drift-edit");
     let ns = s.ns().to_string();
