@@ -61,6 +61,12 @@ impl Scenario {
         &self.ns.name
     }
 
+    /// Changes ConfigMap `settings` in the cluster, as `kubectl edit` would: drift.
+    fn edit_settings_color(&self, color: &str) {
+        let patch = format!(r#"{{"data":{{"color":"{color}"}}}}"#);
+        self.kubectl_ok(&["-n", self.ns(), "patch", "configmap", "settings", "--type=merge", "-p", &patch]);
+    }
+
     /// Deletes this (cluster-scoped or other-namespace) object when the test ends.
     fn delete_later(&self, args: &[&str]) {
         self.cleanup.borrow_mut().push(args.iter().map(|s| s.to_string()).collect());
@@ -817,16 +823,7 @@ fn drift_by_edit_and_by_delete_is_reverted_with_self_heal() {
     app.wait_synced(&sha, T);
 
     // kubectl patch (as kubectl edit would) of a field ferry manages.
-    s.kubectl_ok(&[
-        "-n",
-        &ns,
-        "patch",
-        "configmap",
-        "settings",
-        "--type=merge",
-        "-p",
-        r#"{"data":{"color":"red"}}"#,
-    ]);
+    s.edit_settings_color("red");
     wait_until("ferry to put color back to blue", T, || match s.cm_value("settings", "color").as_deref() {
         Some("blue") => Ok(()),
         other => Err(format!("color is {other:?}")),
@@ -885,16 +882,7 @@ fn drift_by_edit_is_only_reported_without_self_heal() {
     let app = s.create_app(AppOpts { interval: "1h", self_heal: false, ..opts("watch") });
     app.wait_synced(&sha, T);
 
-    s.kubectl_ok(&[
-        "-n",
-        &ns,
-        "patch",
-        "configmap",
-        "settings",
-        "--type=merge",
-        "-p",
-        r#"{"data":{"color":"red"}}"#,
-    ]);
+    s.edit_settings_color("red");
     let status = app.wait_not_ready("DriftDetected", T);
     assert_eq!(status["status"]["sync"]["status"], "OutOfSync", "{}", summary(&status));
     assert_condition(&status, "Stalled", "True");
@@ -1089,7 +1077,6 @@ subjects:
 #[test]
 fn a_suspended_application_writes_nothing_until_resumed() {
     let s = Scenario::new("sync-suspend");
-    let ns = s.ns().to_string();
     let sha1 = s.commit(&[("config.yaml", configmap("settings", None, &[("color", "blue")]))], "blue");
     let app = s.create_app(AppOpts { interval: "1h", ..opts("paused") });
     app.wait_synced(&sha1, T);
@@ -1098,16 +1085,7 @@ fn a_suspended_application_writes_nothing_until_resumed() {
     app.wait_not_ready("Suspended", T);
 
     // While suspended: drift, a new commit, and a manual refresh.
-    s.kubectl_ok(&[
-        "-n",
-        &ns,
-        "patch",
-        "configmap",
-        "settings",
-        "--type=merge",
-        "-p",
-        r#"{"data":{"color":"red"}}"#,
-    ]);
+    s.edit_settings_color("red");
     let sha2 = s.commit(
         &[
             ("config.yaml", configmap("settings", None, &[("color", "green")])),
