@@ -229,8 +229,11 @@ async fn run(
     let previous = app.status.as_ref().map(|s| s.inventory.clone()).unwrap_or_default();
     let previous_keys: HashSet<ObjKey> = previous.iter().map(ObjKey::from).collect();
     let plans = plan(ctx, app_ref, mem, &applier, &desired, &previous_keys).await?;
-    let conflicts: Vec<(AppRef, String)> =
-        plans.iter().filter_map(|(i, p)| p.owner.clone().map(|o| (o, desired[*i].name.clone()))).collect();
+    let conflicts: Vec<(AppRef, String)> = plans
+        .iter()
+        .zip(&desired)
+        .filter_map(|(p, d)| p.owner.clone().map(|o| (o, d.name.clone())))
+        .collect();
     report_claims(ctx, app_ref, &conflicts).await;
     if !conflicts.is_empty() {
         let listed =
@@ -248,12 +251,13 @@ async fn run(
     let to_prune =
         if policy.prune { prunable(ctx, &applier, app_ref, &candidates).await? } else { Vec::new() };
 
-    let changed: Vec<usize> = plans.iter().filter(|(_, p)| p.plan != Plan::InSync).map(|(i, _)| *i).collect();
+    let changed: Vec<usize> = (0..plans.len()).filter(|&i| plans[i].plan != Plan::InSync).collect();
     let drifted: Vec<String> = plans
         .iter()
-        .filter_map(|(i, p)| match &p.plan {
-            Plan::Drift(d) => Some(format!("{} ({d})", desired[*i].name)),
-            Plan::Recreate => Some(format!("{} (deleted in the cluster)", desired[*i].name)),
+        .zip(&desired)
+        .filter_map(|(p, d)| match &p.plan {
+            Plan::Drift(diff) => Some(format!("{} ({diff})", d.name)),
+            Plan::Recreate => Some(format!("{} (deleted in the cluster)", d.name)),
             _ => None,
         })
         .collect();
@@ -295,19 +299,16 @@ async fn run(
         return Ok(report_only(SyncState::Drifted { message }));
     }
 
-    let owned: HashSet<usize> = plans.iter().filter(|(_, p)| p.ours).map(|(i, _)| *i).collect();
-    let live_hash: HashMap<usize, String> =
-        plans.iter().filter_map(|(i, p)| p.live_hash.clone().map(|h| (*i, h))).collect();
     // Serialising the previous manifests costs something for large Applications: only when needed.
     let previous_manifests =
-        if changed.iter().any(|i| owned.contains(i)) { previous_manifests(mem) } else { HashMap::new() };
+        if changed.iter().any(|&i| plans[i].ours) { previous_manifests(mem) } else { HashMap::new() };
     // What ferry applied before, per object: the fields whose conflicts it may force.
     let bases: HashMap<usize, Value> = changed
         .iter()
-        .filter(|i| owned.contains(i))
+        .filter(|&&i| plans[i].ours)
         .filter_map(|&i| {
             let d = &desired[i];
-            let base = if live_hash.get(&i) == Some(&d.hash) {
+            let base = if plans[i].live_hash.as_ref() == Some(&d.hash) {
                 serde_json::to_value(&d.obj).ok()
             } else {
                 previous_manifests.get(&d.key).cloned()
@@ -321,7 +322,7 @@ async fn run(
     let new_namespaces: HashSet<String> = changed
         .iter()
         .filter(|i| desired[**i].entry.group.is_empty() && desired[**i].entry.kind == "Namespace")
-        .filter(|i| plans.iter().any(|(j, p)| j == *i && matches!(p.plan, Plan::Create | Plan::Recreate)))
+        .filter(|&&i| matches!(plans[i].plan, Plan::Create | Plan::Recreate))
         .map(|i| desired[*i].entry.name.clone())
         .collect();
     let deferred = |d: &Desired| {
@@ -402,7 +403,7 @@ async fn run(
     mem.last_applied = Some(rendered.clone());
     let corrected = applied
         .iter()
-        .filter(|i| plans.iter().any(|(j, p)| j == *i && matches!(p.plan, Plan::Drift(_) | Plan::Recreate)))
+        .filter(|&&i| matches!(plans[i].plan, Plan::Drift(_) | Plan::Recreate))
         .map(|i| desired[*i].name.clone())
         .collect();
     let health = assess(mem, &desired, ctx.options.health_timeout, &revision);
@@ -521,14 +522,14 @@ async fn plan(
     applier: &Applier,
     desired: &[Desired],
     previous: &HashSet<ObjKey>,
-) -> Result<Vec<(usize, ObjectPlan)>, SyncError> {
-    let mut out = Vec::with_capacity(desired.len());
+) -> Result<Vec<ObjectPlan>, SyncError> {
+    let mut out: Vec<Option<ObjectPlan>> = desired.iter().map(|_| None).collect();
     let mut to_read = Vec::new();
     let mut owners = HashMap::new();
     let mut started: HashSet<ApiResource> = HashSet::new();
     for (i, d) in desired.iter().enumerate() {
         let Some((resource, _)) = &d.resource else {
-            out.push((i, ObjectPlan { plan: Plan::Create, owner: None, ours: false, live_hash: None }));
+            out[i] = Some(ObjectPlan { plan: Plan::Create, owner: None, ours: false, live_hash: None });
             continue;
         };
         if started.insert(resource.clone()) {
@@ -545,7 +546,7 @@ async fn plan(
                             ours: false,
                             live_hash: None,
                         };
-                        out.push((i, plan));
+                        out[i] = Some(plan);
                     } else {
                         to_read.push(i);
                     }
@@ -562,7 +563,7 @@ async fn plan(
                         ours: true,
                         live_hash: Some(d.hash.clone()),
                     };
-                    out.push((i, plan));
+                    out[i] = Some(plan);
                 } else {
                     to_read.push(i);
                 }
@@ -570,7 +571,7 @@ async fn plan(
             // ferry applied it, but the watch has not caught up yet (or someone deleted it).
             Seen::Absent if mem.known.contains_key(&d.key) => to_read.push(i),
             // Not labelled by any Application: it does not exist, or ferry adopts it with the apply.
-            Seen::Absent => out.push((i, missing(d, previous))),
+            Seen::Absent => out[i] = Some(missing(d, previous)),
             Seen::Unknown => to_read.push(i),
         }
     }
@@ -598,7 +599,7 @@ async fn plan(
         };
         let Some(live) = live else {
             mem.known.remove(&d.key);
-            out.push((i, missing(d, previous)));
+            out[i] = Some(missing(d, previous));
             continue;
         };
         let ownership = ownership_of(live.metadata.labels.as_ref(), app_ref);
@@ -608,7 +609,7 @@ async fn plan(
         if let Ownership::Other(owner) = ownership
             && owner_exists(ctx, &mut owners, &owner).await?
         {
-            out.push((i, ObjectPlan { plan: Plan::InSync, owner: Some(owner), ours, live_hash }));
+            out[i] = Some(ObjectPlan { plan: Plan::InSync, owner: Some(owner), ours, live_hash });
             continue;
         }
         let want = serde_json::to_value(&d.obj).expect("objects serialize");
@@ -624,7 +625,7 @@ async fn plan(
             }
             Some(_) => Plan::Update,
         };
-        out.push((i, ObjectPlan { plan, owner: None, ours, live_hash }));
+        out[i] = Some(ObjectPlan { plan, owner: None, ours, live_hash });
     }
     if !refused.is_empty() {
         return Err(SyncError::Validation(list(refused.into_iter())));
@@ -637,12 +638,12 @@ async fn plan(
         let Ok(result) = applier.dry_run(&d.obj, true).await else { continue };
         if same_content(&result, &live) {
             remember(mem, d, &live);
-            if let Some((_, p)) = out.iter_mut().find(|(j, _)| *j == i) {
+            if let Some(p) = out[i].as_mut() {
                 p.plan = Plan::InSync;
             }
         }
     }
-    Ok(out)
+    Ok(out.into_iter().map(|p| p.expect("every object is planned")).collect())
 }
 
 /// The plan for an object that does not exist: deleted in the cluster (drift) when the last
