@@ -13,7 +13,7 @@ use tokio::sync::RwLock;
 use super::{claims::Claims, memory::AppMemory, watches::Watches};
 use crate::{
     apply::{AppRef, ApplyError},
-    render::{RenderCache, RenderOptions},
+    render::{DiscoveredScopes, RenderCache, RenderOptions},
     source::GitCache,
 };
 
@@ -44,7 +44,7 @@ pub struct Context {
     pub reporter: Reporter,
     pub watches: Watches,
     pub claims: Claims,
-    discovery: RwLock<(Arc<Discovery>, Instant)>,
+    discovery: RwLock<Discovered>,
     impersonating: Mutex<HashMap<String, Client>>,
     memory: Mutex<HashMap<AppRef, Arc<tokio::sync::Mutex<AppMemory>>>>,
 }
@@ -68,7 +68,7 @@ impl Context {
             reporter,
             watches,
             claims: Claims::default(),
-            discovery: RwLock::new((Arc::new(discovery), Instant::now())),
+            discovery: RwLock::new(Discovered::new(discovery, Instant::now())),
             impersonating: Mutex::new(HashMap::new()),
             memory: Mutex::new(HashMap::new()),
         }
@@ -98,7 +98,12 @@ impl Context {
 
     /// The latest discovery.
     pub async fn discovery(&self) -> Arc<Discovery> {
-        self.discovery.read().await.0.clone()
+        self.discovery.read().await.discovery.clone()
+    }
+
+    /// The scope of every served kind, from the latest discovery, for rendering.
+    pub async fn scopes(&self) -> Arc<DiscoveredScopes> {
+        self.discovery.read().await.scopes.clone()
     }
 
     /// Re-runs discovery unless someone did so after `not_before` (many reconciles asking at
@@ -106,8 +111,8 @@ impl Context {
     /// became Established, that moment.
     pub async fn refresh_discovery(&self, not_before: Instant) -> Result<Arc<Discovery>, ApplyError> {
         let mut guard = self.discovery.write().await;
-        if guard.1 > not_before {
-            return Ok(guard.0.clone());
+        if guard.taken > not_before {
+            return Ok(guard.discovery.clone());
         }
         let taken = Instant::now();
         let discovery =
@@ -115,8 +120,8 @@ impl Context {
                 .await
                 .map_err(|_| ApplyError::Discovery("no answer in time".into()))?
                 .map_err(|e| ApplyError::Discovery(e.to_string()))?;
-        *guard = (Arc::new(discovery), taken);
-        Ok(guard.0.clone())
+        *guard = Discovered::new(discovery, taken);
+        Ok(guard.discovery.clone())
     }
 
     /// What ferry remembers of one Application between reconciles.
@@ -127,6 +132,20 @@ impl Context {
     /// Forgets an Application (deleted).
     pub fn forget(&self, app: &AppRef) {
         self.memory.lock().expect("memory lock").remove(app);
+    }
+}
+
+/// A discovery and what is derived from it once, rather than on every reconcile.
+struct Discovered {
+    discovery: Arc<Discovery>,
+    scopes: Arc<DiscoveredScopes>,
+    taken: Instant,
+}
+
+impl Discovered {
+    fn new(discovery: Discovery, taken: Instant) -> Discovered {
+        let scopes = Arc::new(DiscoveredScopes::from_discovery(&discovery));
+        Discovered { discovery: Arc::new(discovery), scopes, taken }
     }
 }
 

@@ -9,6 +9,7 @@ use std::{collections::HashMap, sync::Arc, time::Instant};
 use kube::api::DynamicObject;
 use serde_json::Value;
 
+use super::sync::Prepared;
 use crate::{api::InventoryEntry, source::Snapshot};
 
 /// An object's identity across API versions: group, kind, namespace, name.
@@ -52,10 +53,15 @@ pub struct SourceMemo {
     pub snapshot: Snapshot,
 }
 
+/// A render's objects as ferry applies them.
+pub(super) type PreparedObjects = Arc<Vec<Arc<Prepared>>>;
+
 #[derive(Default)]
 pub struct AppMemory {
     pub source: Option<SourceMemo>,
     pub known: HashMap<ObjKey, Known>,
+    /// The last render and its objects as ferry applies them (labelled and hashed).
+    pub(super) prepared: Option<(Arc<Vec<DynamicObject>>, PreparedObjects)>,
     /// The manifests of the last revision applied, for deciding which conflicts to force.
     pub last_applied: Option<Arc<Vec<DynamicObject>>>,
     /// Since when the Application has been Progressing, and at which revision.

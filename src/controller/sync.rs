@@ -24,7 +24,7 @@ use serde_json::Value;
 use super::{
     context::Context,
     duration,
-    memory::{AppMemory, Known, ObjKey, SourceMemo, keeps_live},
+    memory::{AppMemory, Known, ObjKey, PreparedObjects, SourceMemo, keeps_live},
     watches::Seen,
 };
 use crate::{
@@ -35,7 +35,7 @@ use crate::{
     },
     health::{self, ObjectHealth, ObjectName},
     plan::{Difference, Phase, first_difference, phase_of},
-    render::{DiscoveredScopes, RenderError, RenderRequest},
+    render::{RenderError, RenderRequest},
     source::{Credentials, Revision, Snapshot, SourceError, SourceSpec},
 };
 
@@ -131,14 +131,57 @@ pub struct Attempt {
 
 /// One rendered object on its way to the cluster.
 struct Desired {
+    prepared: Arc<Prepared>,
+    /// `None` while its kind is served only once a CRD of this revision is installed.
+    resource: Option<(ApiResource, ApiCapabilities)>,
+}
+
+impl std::ops::Deref for Desired {
+    type Target = Prepared;
+
+    fn deref(&self) -> &Prepared {
+        &self.prepared
+    }
+}
+
+/// A rendered object as ferry applies it: labelled and hashed. Prepared once per render and
+/// remembered, because every reconcile of an unchanged revision needs the same.
+pub(super) struct Prepared {
     obj: DynamicObject,
     key: ObjKey,
     entry: InventoryEntry,
     hash: String,
     name: String,
     phase: Phase,
-    /// `None` while its kind is served only once a CRD of this revision is installed.
-    resource: Option<(ApiResource, ApiCapabilities)>,
+}
+
+/// The prepared objects of `rendered`, from memory when it is the render prepared last time.
+fn prepare(
+    mem: &mut AppMemory,
+    rendered: &Arc<Vec<DynamicObject>>,
+    app_ref: &AppRef,
+) -> Arc<Vec<Arc<Prepared>>> {
+    if let Some((source, prepared)) = &mem.prepared
+        && Arc::ptr_eq(source, rendered)
+    {
+        return prepared.clone();
+    }
+    let prepared: PreparedObjects = Arc::new(
+        rendered
+            .iter()
+            .filter_map(|o| {
+                let mut obj = o.clone();
+                label_object(&mut obj, app_ref);
+                let hash = manifest_hash(&mut obj);
+                let entry = inventory_entry(&obj)?;
+                let phase = phase_of(&entry.group, &entry.kind, entry.namespace.is_some());
+                let (key, name) = (ObjKey::from(&entry), describe(&obj));
+                Some(Arc::new(Prepared { obj, key, entry, hash, name, phase }))
+            })
+            .collect(),
+    );
+    mem.prepared = Some((rendered.clone(), prepared.clone()));
+    prepared
 }
 
 /// What the plan decided for one object.
@@ -185,34 +228,19 @@ async fn run(
 
     // Render.
     let mut discovery = ctx.discovery().await;
-    let scopes = DiscoveredScopes::from_discovery(&discovery);
+    let scopes = ctx.scopes().await;
     let req = RenderRequest::for_application(app, &snapshot.root);
     let rendered = ctx
         .renders
-        .get_or_render(&snapshot.revision.commit, &req, &ctx.options.render, &scopes)
+        .get_or_render(&snapshot.revision.commit, &req, &ctx.options.render, scopes.as_ref())
         .await
         .map_err(|source| SyncError::Render { revision: revision.clone(), source })?;
 
     // Desired objects: labelled, hashed, kinds resolved.
     let crd_kinds = crd_kinds(&rendered);
-    let mut desired: Vec<Desired> = rendered
+    let mut desired: Vec<Desired> = prepare(mem, &rendered, app_ref)
         .iter()
-        .filter_map(|o| {
-            let mut obj = o.clone();
-            label_object(&mut obj, app_ref);
-            let hash = manifest_hash(&mut obj);
-            let entry = inventory_entry(&obj)?;
-            let phase = phase_of(&entry.group, &entry.kind, entry.namespace.is_some());
-            Some(Desired {
-                key: ObjKey::from(&entry),
-                name: describe(&obj),
-                obj,
-                entry,
-                hash,
-                phase,
-                resource: None,
-            })
-        })
+        .map(|prepared| Desired { prepared: prepared.clone(), resource: None })
         .collect();
     let mut applier = Applier::with_discovery(client.clone(), discovery.clone(), timeout);
     if resolve_kinds(&mut desired, &applier, &crd_kinds).is_err() {
