@@ -46,12 +46,10 @@ log() { printf '[bench sync] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 [[ -x "$ferry" ]] || die "no ferry binary at $ferry; run: cargo build --release --bin ferry (make bench does)"
-env_out="$("$root/tests/testenv/testenv.sh" env)" || die "no local cluster; run: make testenv-up (make bench does)"
-KUBECONFIG="$(sed -n 's/^KUBECONFIG=//p' <<<"$env_out")"
-bin="$(sed -n 's/^FERRY_TESTENV_BIN=//p' <<<"$env_out")"
-export KUBECONFIG
-kubectl() { "$bin/kubectl" "$@"; }
-export FERRY_KUSTOMIZE="$bin/kustomize" FERRY_HELM="$bin/helm"
+# KUBECONFIG, kubectl and the renderers of the local control plane.
+# shellcheck source=tests/testenv/use.sh
+source "$root/tests/testenv/use.sh"
+testenv_use bench
 
 now() { echo "$EPOCHREALTIME"; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }

@@ -45,13 +45,10 @@ info() { printf '    %s\n' "$*"; }
 die() { printf 'demo: error: %s\n' "$*" >&2; exit 1; }
 
 [[ -x "$ferry" ]] || die "no ferry binary at $ferry; run: cargo build (make demo does)"
-env_out="$("$root/tests/testenv/testenv.sh" env)" || die "no local cluster; run: make testenv-up (make demo does)"
-KUBECONFIG="$(sed -n 's/^KUBECONFIG=//p' <<<"$env_out")"
-bin="$(sed -n 's/^FERRY_TESTENV_BIN=//p' <<<"$env_out")"
-export KUBECONFIG
-kubectl() { "$bin/kubectl" "$@"; }
-# Renderers, in case the example grows a kustomization.yaml or a chart.
-export FERRY_KUSTOMIZE="$bin/kustomize" FERRY_HELM="$bin/helm"
+# KUBECONFIG, kubectl and the renderers of the local control plane.
+# shellcheck source=tests/testenv/use.sh
+source "$root/tests/testenv/use.sh"
+testenv_use demo
 
 # A PID counts as the demo's ferry only while its command line is still ours (PIDs get reused).
 demo_ferry_pid() {
