@@ -13,6 +13,7 @@ use kube::{
 };
 
 use super::ownership::FIELD_MANAGER;
+pub use crate::render::describe;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -60,16 +61,6 @@ impl ApplyError {
     /// Whether retrying without a change may help.
     pub fn is_transient(&self) -> bool {
         matches!(self, ApplyError::Transient { .. } | ApplyError::Discovery(_))
-    }
-}
-
-/// `Deployment shop/web`, `Namespace shop`.
-pub fn describe(obj: &DynamicObject) -> String {
-    let kind = obj.types.as_ref().map(|t| t.kind.as_str()).unwrap_or("object");
-    let name = obj.metadata.name.as_deref().unwrap_or("<unnamed>");
-    match &obj.metadata.namespace {
-        Some(ns) => format!("{kind} {ns}/{name}"),
-        None => format!("{kind} {name}"),
     }
 }
 

@@ -22,7 +22,7 @@ use super::{
     duration, events,
     memory::AppMemory,
     status::{self, Phase},
-    sync::{self, Attempt, SyncError, SyncState},
+    sync::{self, Attempt, SyncError, SyncState, count},
 };
 use crate::{
     api::{
@@ -183,7 +183,7 @@ pub fn next_status(app: &Application, attempt: &Attempt, started: &Time, now: &T
                 SyncState::Synced => match s.health.status {
                     HealthStatusCode::Healthy | HealthStatusCode::Suspended => Phase::Ready {
                         reason: c::RECONCILIATION_SUCCEEDED,
-                        message: format!("{short}: {} synced and healthy", objects(s.objects)),
+                        message: format!("{short}: {} synced and healthy", count(s.objects, "object")),
                     },
                     HealthStatusCode::Degraded => Phase::Stalled {
                         reason: c::HEALTH_CHECK_FAILED,
@@ -260,7 +260,8 @@ async fn announce(ctx: &Context, app: &Application, attempt: &Attempt, mem: &mut
             mem.last_failure_event = None;
             let fresh: Vec<&String> = s.applied.iter().filter(|a| !s.corrected.contains(a)).collect();
             if !fresh.is_empty() {
-                let note = format!("applied {} at {revision}: {}", objects(fresh.len()), names(&fresh));
+                let note =
+                    format!("applied {} at {revision}: {}", count(fresh.len(), "object"), names(&fresh));
                 events::publish(ctx, app, EventType::Normal, events::SYNCED, &note).await;
             }
             if !s.corrected.is_empty() {
@@ -271,8 +272,11 @@ async fn announce(ctx: &Context, app: &Application, attempt: &Attempt, mem: &mut
             }
             if !s.pruned.is_empty() {
                 let pruned: Vec<&String> = s.pruned.iter().collect();
-                let note =
-                    format!("pruned {} no longer in {revision}: {}", objects(pruned.len()), names(&pruned));
+                let note = format!(
+                    "pruned {} no longer in {revision}: {}",
+                    count(pruned.len(), "object"),
+                    names(&pruned)
+                );
                 events::publish(ctx, app, EventType::Normal, events::PRUNED, &note).await;
             }
             match &s.state {
@@ -301,10 +305,6 @@ fn app_ref(app: &Application) -> AppRef {
 
 fn now() -> Time {
     Time(Timestamp::now())
-}
-
-fn objects(n: usize) -> String {
-    if n == 1 { "1 object".into() } else { format!("{n} objects") }
 }
 
 fn names(items: &[&String]) -> String {

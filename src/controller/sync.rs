@@ -845,10 +845,7 @@ pub(super) async fn prunable(
             tracing::warn!(app = %app_ref, kind = %entry.kind, name = %entry.name, "kind no longer served; not pruned");
             continue;
         };
-        let name = match &entry.namespace {
-            Some(ns) => format!("{} {ns}/{}", entry.kind, entry.name),
-            None => format!("{} {}", entry.kind, entry.name),
-        };
+        let name = ObjectName::from(entry).to_string();
         let live = applier
             .get(&name, &resource, &caps, entry.namespace.as_deref(), &entry.name)
             .await
@@ -881,11 +878,7 @@ fn assess(mem: &mut AppMemory, desired: &[Desired], deadline: Duration, revision
     // Kinds whose live object is not kept (ConfigMaps, Secrets, RBAC) are healthy when they exist.
     let blank = Value::Object(Default::default());
     let mut health = health::aggregate(desired.iter().map(|d| {
-        let name = ObjectName {
-            kind: d.entry.kind.clone(),
-            namespace: d.entry.namespace.clone(),
-            name: d.entry.name.clone(),
-        };
+        let name = ObjectName::from(&d.entry);
         let live = mem.known.get(&d.key).map(|k| k.live.as_deref().unwrap_or(&blank));
         (name, live)
     }));
@@ -926,7 +919,7 @@ fn list(items: impl Iterator<Item = String>) -> String {
     }
 }
 
-fn count(n: usize, what: &str) -> String {
+pub(super) fn count(n: usize, what: &str) -> String {
     if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
 }
 

@@ -52,6 +52,12 @@ pub struct ObjectName {
     pub name: String,
 }
 
+impl From<&crate::api::InventoryEntry> for ObjectName {
+    fn from(e: &crate::api::InventoryEntry) -> Self {
+        ObjectName { kind: e.kind.clone(), namespace: e.namespace.clone(), name: e.name.clone() }
+    }
+}
+
 impl std::fmt::Display for ObjectName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.namespace {

@@ -126,7 +126,7 @@ pub fn check_images(manifests: &[Manifest], policy: PinPolicy) -> Result<(), Ren
         for (container, image) in container_images(m) {
             if let Some(reason) = image_problem(&image, policy) {
                 violations.push(ImageViolation {
-                    object: describe(m),
+                    object: super::describe(&m.object),
                     container,
                     image,
                     reason,
@@ -136,15 +136,6 @@ pub fn check_images(manifests: &[Manifest], policy: PinPolicy) -> Result<(), Ren
         }
     }
     if violations.is_empty() { Ok(()) } else { Err(RenderError::UnpinnedImages(violations)) }
-}
-
-fn describe(m: &Manifest) -> String {
-    let kind = m.object.types.as_ref().map_or("Object", |t| t.kind.as_str());
-    let name = m.object.metadata.name.as_deref().unwrap_or_default();
-    match m.object.metadata.namespace.as_deref() {
-        Some(ns) => format!("{kind} {ns}/{name}"),
-        None => format!("{kind} {name}"),
-    }
 }
 
 #[cfg(test)]
