@@ -8,6 +8,7 @@ pub mod apply;
 pub mod cli;
 pub mod controller;
 pub mod health;
+pub mod metrics;
 pub mod plan;
 pub mod render;
 pub mod source;

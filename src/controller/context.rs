@@ -13,6 +13,7 @@ use tokio::sync::RwLock;
 use super::{claims::Claims, memory::AppMemory, watches::Watches};
 use crate::{
     apply::{AppRef, ApplyError},
+    metrics::Metrics,
     render::{DiscoveredScopes, RenderCache, RenderOptions},
     source::GitCache,
 };
@@ -44,6 +45,7 @@ pub struct Context {
     pub reporter: Reporter,
     pub watches: Watches,
     pub claims: Claims,
+    pub metrics: Arc<Metrics>,
     discovery: RwLock<Discovered>,
     impersonating: Mutex<HashMap<String, Client>>,
     memory: Mutex<HashMap<AppRef, Arc<tokio::sync::Mutex<AppMemory>>>>,
@@ -55,9 +57,9 @@ impl Context {
         config: Config,
         options: SyncOptions,
         git: GitCache,
-        reporter: Reporter,
         watches: Watches,
         discovery: Discovery,
+        metrics: Arc<Metrics>,
     ) -> Context {
         Context {
             client,
@@ -65,9 +67,10 @@ impl Context {
             options,
             git,
             renders: RenderCache::default(),
-            reporter,
+            reporter: Reporter { controller: "ferry".into(), instance: std::env::var("HOSTNAME").ok() },
             watches,
             claims: Claims::default(),
+            metrics,
             discovery: RwLock::new(Discovered::new(discovery, Instant::now())),
             impersonating: Mutex::new(HashMap::new()),
             memory: Mutex::new(HashMap::new()),
@@ -91,7 +94,7 @@ impl Context {
             "system:authenticated".to_string(),
         ]);
         let client =
-            Client::try_from(config).map_err(|e| format!("cannot build a client for {user}: {e}"))?;
+            self.metrics.client(config).map_err(|e| format!("cannot build a client for {user}: {e}"))?;
         clients.insert(user, client.clone());
         Ok(client)
     }

@@ -22,9 +22,9 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use kube::{
-    Api, Client, Config, ResourceExt,
+    Api, Config, ResourceExt,
     discovery::Discovery,
-    runtime::{Controller, WatchStreamExt, controller, events::Reporter, reflector, watcher},
+    runtime::{Controller, WatchStreamExt, controller, reflector, watcher},
 };
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::info;
@@ -34,6 +34,7 @@ pub use preflight::{PreflightError, preflight};
 
 use crate::{
     api::{Application, RECONCILE_AT_ANNOTATION},
+    metrics::Metrics,
     render::RenderOptions,
     source::{GitCache, GitCacheOptions},
 };
@@ -64,8 +65,9 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
     let kubeconfig_env = || std::env::var("KUBECONFIG").ok();
     let config = Config::infer().await.map_err(|e| PreflightError::no_config(&e, kubeconfig_env()))?;
     let url = config.cluster_url.to_string();
+    let metrics = Arc::new(Metrics::new());
     let client =
-        Client::try_from(config.clone()).map_err(|e| PreflightError::no_config(&e, kubeconfig_env()))?;
+        metrics.client(config.clone()).map_err(|e| PreflightError::no_config(&e, kubeconfig_env()))?;
     let started = async {
         let cluster = preflight(&client, &url, opts.api_timeout).await?;
         let discovery = tokio::time::timeout(opts.api_timeout * 3, Discovery::new(client.clone()).run())
@@ -90,7 +92,6 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
 
     let (trigger, triggered) = tokio::sync::mpsc::unbounded_channel();
     let watches = watches::Watches::new(client.clone(), trigger, opts.namespace.clone());
-    let reporter = Reporter { controller: "ferry".into(), instance: std::env::var("HOSTNAME").ok() };
     let options = SyncOptions {
         api_timeout: opts.api_timeout,
         require_service_account: opts.require_service_account,
@@ -102,13 +103,15 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
             ..Default::default()
         },
     };
-    let ctx = Arc::new(Context::new(client.clone(), config, options, git, reporter, watches, discovery));
+    let ctx =
+        Arc::new(Context::new(client.clone(), config, options, git, watches, discovery, metrics.clone()));
 
     let apps: Api<Application> = match &opts.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
     let (reader, writer) = reflector::store();
+    metrics.watch_apps(reader.clone());
     // Our own status writes change neither of these, so they do not wake the controller.
     let changes = watcher(apps, watcher::Config::default())
         .default_backoff()
