@@ -181,6 +181,7 @@ async fn handle(
         Ok(body) => body,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             let why = format!("the body is larger than {MAX_BODY_BYTES} bytes");
+            info!(provider = p, reason = %why, "webhook refused");
             return ("too_large", refuse(StatusCode::PAYLOAD_TOO_LARGE, why));
         }
         Err(e) => {
@@ -216,7 +217,10 @@ async fn handle(
         Provider::Generic => webhook::parse_generic(&body),
     };
     let push = match parsed {
-        Err(why) => return ("bad_request", refuse(StatusCode::BAD_REQUEST, why)),
+        Err(why) => {
+            info!(provider = p, reason = %why, "webhook refused");
+            return ("bad_request", refuse(StatusCode::BAD_REQUEST, why));
+        }
         Ok(Hook::Ignored(why)) => {
             info!(provider = p, reason = %why, "webhook ignored");
             return ("ignored", reply(StatusCode::OK, json!({"triggered": [], "reason": why})));
