@@ -13,3 +13,4 @@ mod git_fixture;
 mod render;
 mod source;
 mod sync;
+mod webhooks;
