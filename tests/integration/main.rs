@@ -10,6 +10,7 @@ mod apply;
 mod cli;
 mod cluster;
 mod git_fixture;
+mod metrics;
 mod render;
 mod source;
 mod sync;
