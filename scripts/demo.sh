@@ -20,6 +20,7 @@
 #                        (default: <repo>/target/demo)
 #   FERRY_BIN            the ferry binary (default: <target dir>/debug/ferry)
 #   FERRY_DEMO_TIMEOUT   seconds to wait for each convergence (default 180)
+#   FERRY_DEMO_HTTP_ADDRESS  where ferry serves /metrics, /healthz, /readyz (default 127.0.0.1:0: a free port)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -235,6 +236,7 @@ step "starting ferry in the background: ferry run --namespace $app_ns (log: $log
 # shellcheck disable=SC2016 # expanded by the inner bash
 setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pid_file" \
   "$ferry" run --namespace "$app_ns" --cache-dir "$cache_dir" \
+  --http-address "${FERRY_DEMO_HTTP_ADDRESS:-127.0.0.1:0}" \
   </dev/null >>"$log_file" 2>&1 &
 for _ in $(seq 100); do [[ -s "$pid_file" ]] && break; sleep 0.1; done
 pid="$(demo_ferry_pid)" || { tail -n 40 "$log_file" >&2; die "ferry did not start"; }
@@ -244,7 +246,8 @@ until grep -q 'ferry is ready' "$log_file"; do
   ((SECONDS < deadline)) || { tail -n 40 "$log_file" >&2; die "ferry not ready after 60s"; }
   sleep 0.2
 done
-info "ferry is ready (pid $pid)"
+http_address="$(grep -m1 'ferry is ready' "$log_file" | sed -n 's/.*http_address=\([^ ]*\).*/\1/p')"
+info "ferry is ready (pid $pid), serving /metrics, /healthz and /readyz on http://$http_address"
 
 step "waiting for $app to be Synced/Healthy at ${rev1#main@sha1:} (timeout ${timeout}s)"
 wait_converged "$rev1" "Synced/Healthy at $rev1" deployment_runs "nginx:$old_tag"
@@ -270,6 +273,12 @@ kubectl get fapp "$app" -n "$app_ns" \
 info "events on the Application:"
 kubectl get events -n "$app_ns" --field-selector "involvedObject.name=$app" \
   --sort-by=.lastTimestamp -o 'custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message' | sed 's/^/      /'
+if [[ -n "$http_address" ]]; then
+  info "its metrics (curl http://$http_address/metrics):"
+  curl -sf "http://$http_address/metrics" |
+    grep -E '^ferry_(app_info|app_sync_status|app_health_status|deployments_total|lead_time_seconds_count)' |
+    grep -v ' 0$' | sed 's/^/      /' || true
+fi
 
 cat <<EOF
 
@@ -279,6 +288,7 @@ Try it:
   export KUBECONFIG=$KUBECONFIG PATH=$bin:\$PATH
   kubectl get fapp -n $app_ns -w                    # watch SYNC, HEALTH, REVISION, READY
   tail -f $log_file
+  curl -s http://$http_address/metrics | grep '^ferry_'   # what Prometheus scrapes
 
   # change the app in Git, then refresh at once (or wait for the 1m interval)
   cd $repo_dir
