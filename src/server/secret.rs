@@ -166,6 +166,9 @@ fn keys_of(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
             }
             (k.clone(), value)
         })
+        // An empty key would accept an empty token or a signature made with an empty key:
+        // treated as absent, so such a Secret refuses every webhook.
+        .filter(|(_, v)| !v.is_empty())
         .collect()
 }
 
@@ -209,5 +212,12 @@ mod tests {
         let err = s.key(Provider::Generic).unwrap_err();
         assert!(err.contains("neither a key generic nor token"), "{err}");
         assert!(!format!("{s:?}").contains("value"));
+        // An empty key is no key: it would accept an empty token.
+        let empty = Secret {
+            data: Some(BTreeMap::from([("gitlab".to_string(), ByteString(b"\n".to_vec()))])),
+            ..Default::default()
+        };
+        s.load(&empty);
+        assert!(s.key(Provider::GitLab).is_err());
     }
 }
