@@ -21,6 +21,7 @@ help:
 	@echo "make crds          regenerate crds/ from the Rust types"
 	@echo "make bench         render benchmarks (1,000 objects, plain and Kustomize) -> target/bench/render.txt"
 	@echo "                   and sync benchmarks (100 and 1,000 objects, ferry vs kubectl apply) -> target/bench/sync.txt"
+	@echo "                   and git push + webhook -> Synced/Healthy (10 objects, 10 pushes) -> target/bench/webhook.txt"
 	@echo "make lint          cargo fmt --check and clippy with warnings as errors"
 	@echo "make testenv-up    build (once) and start the local control plane"
 	@echo "make testenv-down  stop it"
@@ -55,6 +56,7 @@ bench: testenv-up
 	cargo bench --bench render
 	cargo build --release --bin ferry
 	benches/sync.sh
+	benches/webhook.sh
 
 test: deps lint testenv-up
 	cargo test

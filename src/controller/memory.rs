@@ -9,7 +9,7 @@ use std::{collections::HashMap, sync::Arc, time::Instant};
 use kube::api::DynamicObject;
 use serde_json::Value;
 
-use super::sync::Prepared;
+use super::{delivery::Delivery, sync::Prepared};
 use crate::{api::InventoryEntry, source::Snapshot};
 
 /// An object's identity across API versions: group, kind, namespace, name.
@@ -72,6 +72,9 @@ pub struct AppMemory {
     pub last_drift_event: Option<String>,
     /// Consecutive transient failures, for backoff.
     pub failures: u32,
+    /// The per-Application metric series exist and delivery is seeded from the status.
+    pub tracked: bool,
+    pub delivery: Delivery,
 }
 
 /// Whether ferry keeps the live object in memory for health.

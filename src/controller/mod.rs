@@ -9,6 +9,7 @@
 
 mod claims;
 mod context;
+mod delivery;
 mod duration;
 mod events;
 mod memory;

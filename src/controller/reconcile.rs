@@ -19,7 +19,7 @@ use kube::{
 
 use super::{
     context::Context,
-    duration, events,
+    delivery, duration, events,
     memory::AppMemory,
     status::{self, Phase},
     sync::{self, Attempt, SyncError, SyncState, count},
@@ -30,7 +30,9 @@ use crate::{
         SyncStatusCode, conditions as c,
     },
     apply::{AppRef, Applier, FIELD_MANAGER, prune_candidates},
+    metrics::{DeploymentResult, Stage},
 };
+use tracing::Instrument;
 
 /// Finalizer that lets ferry delete (or orphan) what an Application synced before it goes.
 pub const FINALIZER: &str = "ferry.dev/cleanup";
@@ -47,18 +49,50 @@ pub enum Error {
     Finalizer(#[from] Box<finalizer::Error<Error>>),
 }
 
+impl Error {
+    /// The short word for `ferry_errors_total{category}`.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Finalizer(e) => match e.as_ref() {
+                finalizer::Error::ApplyFailed(inner) | finalizer::Error::CleanupFailed(inner) => {
+                    inner.category()
+                }
+                _ => "finalizer",
+            },
+            Error::Status { .. } => "status",
+            Error::Cleanup { .. } => "cleanup",
+            Error::NoNamespace => "validation",
+        }
+    }
+}
+
 /// Reconciles one Application. The finalizer runs `apply` normally and `cleanup` on deletion.
+/// Every log line of a reconcile carries the Application and the revision (the one last
+/// reported until the fetch resolves the current one).
 pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.time(Stage::Total);
     let ns = app.namespace().ok_or(Error::NoNamespace)?;
+    let revision = app.status.as_ref().and_then(|s| s.sync.as_ref()).and_then(|s| s.short_revision.clone());
+    let span = tracing::info_span!(
+        "reconcile",
+        app = %format_args!("{ns}/{}", app.name_any()),
+        revision = revision.as_deref().unwrap_or("unknown"),
+    );
     let api: Api<Application> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, FINALIZER, app, |event| async {
+    let result = finalizer(&api, FINALIZER, app, |event| async {
         match event {
             Finalized::Apply(app) => apply(&app, &ctx).await,
             Finalized::Cleanup(app) => cleanup(&app, &ctx).await,
         }
     })
+    .instrument(span)
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    if let Err(e) = &result {
+        ctx.metrics.reconciled(false);
+        ctx.metrics.error(e.category());
+    }
+    result
 }
 
 /// Errors that escaped reconcile (status writes, finalizer patches, cleanup): retry with a
@@ -81,7 +115,14 @@ async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
         next.conditions =
             status::conditions_for(&next.conditions, &Phase::Suspended, app.metadata.generation, &now());
         write_status(ctx, app, next).await?;
+        ctx.metrics.reconciled(true);
         return Ok(Action::await_change());
+    }
+    if !mem.tracked {
+        ctx.metrics.track(&app_ref);
+        let applied = app.status.as_ref().and_then(|s| s.last_applied_revision.as_deref());
+        mem.delivery.seed(applied.and_then(delivery::commit_of));
+        mem.tracked = true;
     }
 
     let started = now();
@@ -90,6 +131,8 @@ async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
     let phase_ready = next.conditions.iter().any(|c| c.type_ == c::READY && c.status == "True");
     let progressing = matches!(&attempt.result, Ok(s) if s.state == SyncState::Synced && !phase_ready);
     write_status(ctx, app, next).await?;
+    ctx.metrics.reconciled(attempt.result.is_ok());
+    count_work(ctx, app, &app_ref, &attempt, &mut mem).await;
     announce(ctx, app, &attempt, &mut mem).await;
 
     Ok(match &attempt.result {
@@ -137,7 +180,65 @@ async fn cleanup(app: &Application, ctx: &Context) -> Result<Action, Error> {
     }
     ctx.claims.set(&app_ref, &[]);
     ctx.forget(&app_ref);
+    ctx.metrics.forget(&app_ref);
+    ctx.metrics.reconciled(true);
     Ok(Action::await_change())
+}
+
+/// The work and delivery metrics of a pass.
+async fn count_work(
+    ctx: &Context,
+    app: &Application,
+    app_ref: &AppRef,
+    attempt: &Attempt,
+    mem: &mut AppMemory,
+) {
+    let metrics = &ctx.metrics;
+    let commit = attempt.revision.as_ref().map(|r| r.commit.as_str());
+    let pass = match (&attempt.result, commit) {
+        (Ok(s), Some(commit)) => {
+            let changed = !s.applied.is_empty() || !s.pruned.is_empty();
+            if changed {
+                metrics.synced(app_ref, true);
+            }
+            if !s.corrected.is_empty() {
+                metrics.drift_corrected(app_ref, s.corrected.len());
+            }
+            if s.state != SyncState::Synced {
+                return;
+            }
+            let committed_at = if mem.delivery.starts(commit, changed) {
+                ctx.git.commit_time(&app.spec.source.repo_url, commit).await
+            } else {
+                None
+            };
+            delivery::Pass::Synced { commit, changed, health: s.health.status, committed_at }
+        }
+        (Err(e), commit) => {
+            metrics.synced(app_ref, false);
+            metrics.error(e.category());
+            match commit {
+                Some(commit) if !e.is_transient() => delivery::Pass::Failed { commit },
+                _ => return,
+            }
+        }
+        (Ok(_), None) => return,
+    };
+    let now = std::time::SystemTime::now();
+    for figure in mem.delivery.observe(pass, now) {
+        match figure {
+            delivery::Figure::Succeeded { lead_time } => {
+                let at = now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+                metrics.deployed(app_ref, at, lead_time);
+                tracing::info!(lead_time_seconds = lead_time.map(|d| d.as_secs()), "deployment healthy");
+            }
+            delivery::Figure::Failed => {
+                metrics.deployment(app_ref, DeploymentResult::Failed);
+                tracing::info!("deployment failed");
+            }
+            delivery::Figure::Restored(after) => metrics.restored(after),
+        }
+    }
 }
 
 /// The status after `attempt`, from the previous one.

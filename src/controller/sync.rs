@@ -34,6 +34,7 @@ use crate::{
         inventory_entry, is_prune_disabled, label_object, manifest_hash, ownership_of, prune_candidates,
     },
     health::{self, ObjectHealth, ObjectName},
+    metrics::Stage,
     plan::{Difference, Phase, first_difference, phase_of},
     render::{RenderError, RenderRequest},
     source::{Credentials, Revision, Snapshot, SourceError, SourceSpec},
@@ -78,6 +79,21 @@ impl SyncError {
             SyncError::Conflict(_) => c::OWNERSHIP_CONFLICT,
             SyncError::PruneRefused(_) => c::PRUNE_REFUSED,
             SyncError::Apply { .. } | SyncError::Discovery(_) => c::APPLY_FAILED,
+        }
+    }
+
+    /// The short word for `ferry_errors_total{category}`.
+    pub fn category(&self) -> &'static str {
+        match self {
+            SyncError::Access(_) => "access",
+            SyncError::Credentials(_) => "credentials",
+            SyncError::Fetch(_) => "fetch",
+            SyncError::Render { .. } => "render",
+            SyncError::Validation(_) => "validation",
+            SyncError::Conflict(_) => "conflict",
+            SyncError::PruneRefused(_) => "prune",
+            SyncError::Apply { .. } => "apply",
+            SyncError::Discovery(_) => "discovery",
         }
     }
 
@@ -222,21 +238,28 @@ async fn run(
     let client = ctx.client_for(&app_ref.namespace, sa).map_err(SyncError::Access)?;
 
     // Fetch.
+    let timer = ctx.metrics.time(Stage::Fetch);
     let snapshot = fetch(ctx, app, app_ref, mem).await?;
+    drop(timer);
     *revision_out = Some(snapshot.revision.clone());
     let revision = snapshot.revision.to_string();
+    tracing::Span::current().record("revision", tracing::field::display(snapshot.revision.short()));
 
     // Render.
     let mut discovery = ctx.discovery().await;
     let scopes = ctx.scopes().await;
     let req = RenderRequest::for_application(app, &snapshot.root);
+    let timer = ctx.metrics.time(Stage::Render);
     let rendered = ctx
         .renders
         .get_or_render(&snapshot.revision.commit, &req, &ctx.options.render, scopes.as_ref())
         .await
         .map_err(|source| SyncError::Render { revision: revision.clone(), source })?;
+    drop(timer);
 
-    // Desired objects: labelled, hashed, kinds resolved.
+    // Desired objects: labelled, hashed, kinds resolved. Timed as part of the plan, with the
+    // server-side dry runs that validate it.
+    let plan_timer = ctx.metrics.time(Stage::Plan);
     let crd_kinds = crd_kinds(&rendered);
     let mut desired: Vec<Desired> = prepare(mem, &rendered, app_ref)
         .iter()
@@ -358,8 +381,10 @@ async fn run(
     };
     let now: Vec<usize> = changed.iter().copied().filter(|i| !deferred(&desired[*i])).collect();
     validate(&applier, &desired, &now, &force_ok, ctx.options.apply_parallelism).await?;
+    drop(plan_timer);
 
     // Apply, phase by phase.
+    let apply_timer = ctx.metrics.time(Stage::Apply);
     let mut applied = Vec::new();
     let mut crds_established = reconcile_started;
     for phase in Phase::ALL {
@@ -399,6 +424,7 @@ async fn run(
                 Err(e) => failures.push(e),
             }
         }
+        ctx.metrics.objects_applied("failed", failures.len());
         if let Some(first) = failures.first() {
             let transient = failures.iter().all(ApplyError::is_transient);
             let message = format!(
@@ -414,7 +440,13 @@ async fn run(
         }
     }
 
+    drop(apply_timer);
+    let created = applied.iter().filter(|&&i| matches!(plans[i].plan, Plan::Create | Plan::Recreate)).count();
+    ctx.metrics.objects_applied("created", created);
+    ctx.metrics.objects_applied("updated", applied.len() - created);
+
     // Prune, in reverse apply order.
+    let prune_timer = ctx.metrics.time(Stage::Prune);
     let mut pruned = Vec::new();
     for (entry, name, resource, caps) in &to_prune {
         applier
@@ -422,8 +454,10 @@ async fn run(
             .await
             .map_err(SyncError::from_apply)?;
         mem.known.remove(&ObjKey::from(entry));
+        ctx.metrics.objects_pruned(1);
         pruned.push(name.clone());
     }
+    drop(prune_timer);
 
     if !applied.is_empty() || !pruned.is_empty() {
         tracing::info!(app = %app_ref, %revision, applied = applied.len(), pruned = pruned.len(), "synced");
@@ -434,7 +468,9 @@ async fn run(
         .filter(|&&i| matches!(plans[i].plan, Plan::Drift(_) | Plan::Recreate))
         .map(|i| desired[*i].name.clone())
         .collect();
+    let timer = ctx.metrics.time(Stage::Health);
     let health = assess(mem, &desired, ctx.options.health_timeout, &revision);
+    drop(timer);
     Ok(Synced {
         state: SyncState::Synced,
         health,
@@ -482,7 +518,10 @@ async fn fetch(
         }
     };
     let spec = SourceSpec::from_source(&app.spec.source, credentials);
-    let snapshot = ctx.git.fetch(&spec).await.map_err(SyncError::Fetch)?;
+    let started = Instant::now();
+    let snapshot = ctx.git.fetch(&spec).await;
+    ctx.metrics.git_fetch(snapshot.is_ok(), started.elapsed());
+    let snapshot = snapshot.map_err(SyncError::Fetch)?;
     mem.source = Some(SourceMemo {
         generation: app.metadata.generation,
         reconcile_at,

@@ -191,6 +191,22 @@ impl GitCache {
         self.materialize(prepared, revision.clone()).await
     }
 
+    /// The committer time (unix seconds) of `commit`, read from the cached repository of
+    /// `repo_url`; `None` when it is not there (e.g. the cache was cleared since the fetch).
+    /// Asked once per deployment, for the lead time.
+    pub async fn commit_time(&self, repo_url: &str, commit: &str) -> Option<i64> {
+        let dir = self.repo_dir(repo_url).ok()?;
+        let oid = Oid::from_str(commit).ok()?;
+        tokio::task::spawn_blocking(move || {
+            let repo = Repository::open_bare(&dir).ok()?;
+            let time = repo.find_commit(oid).ok()?.committer().when();
+            Some(time.seconds())
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
     fn prepare(&self, spec: &SourceSpec) -> Result<Prepared, SourceError> {
         let url = RepoUrl::parse(&spec.repo_url)?;
         let request = RefRequest::from_git_ref(&spec.git_ref, url.redacted())?;

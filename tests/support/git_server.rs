@@ -204,6 +204,22 @@ impl GitServer {
     /// server, with credentials when auth is configured). Files not listed are left as they were
     /// in the previous commit of that branch. Returns the 40-hex commit SHA pushed.
     pub fn commit_files(&self, branch: &str, files: &[(&str, &str)], message: &str) -> String {
+        self.commit_files_dated(branch, files, message, None)
+    }
+
+    /// Like [`GitServer::commit_files`], with the commit's author and committer time set to
+    /// `date` (unix seconds) instead of now: a commit made earlier and pushed later.
+    pub fn commit_files_at(&self, branch: &str, files: &[(&str, &str)], message: &str, date: i64) -> String {
+        self.commit_files_dated(branch, files, message, Some(date))
+    }
+
+    fn commit_files_dated(
+        &self,
+        branch: &str,
+        files: &[(&str, &str)],
+        message: &str,
+        date: Option<i64>,
+    ) -> String {
         let _guard = self.work_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let work = self.prepare_branch(branch);
 
@@ -222,7 +238,7 @@ impl GitServer {
             let add_refs: Vec<&str> = add_args.iter().map(String::as_str).collect();
             self.git(&work, &add_refs);
         }
-        self.commit_and_push(&work, branch, message)
+        self.commit_and_push_at(&work, branch, message, date)
     }
 
     /// Commits a symlink at `path` pointing at `target` (any text, even outside the tree) on
@@ -355,7 +371,26 @@ impl GitServer {
     }
 
     fn commit_and_push(&self, work: &Path, branch: &str, message: &str) -> String {
-        self.git(work, &["commit", "-q", "--no-verify", "--allow-empty", "-m", message]);
+        self.commit_and_push_at(work, branch, message, None)
+    }
+
+    fn commit_and_push_at(&self, work: &Path, branch: &str, message: &str, date: Option<i64>) -> String {
+        let args = ["commit", "-q", "--no-verify", "--allow-empty", "-m", message];
+        match date {
+            None => {
+                self.git(work, &args);
+            }
+            Some(date) => {
+                let stamp = format!("@{date} +0000");
+                let out = self
+                    .git_command(work, &args)
+                    .env("GIT_AUTHOR_DATE", &stamp)
+                    .env("GIT_COMMITTER_DATE", &stamp)
+                    .output()
+                    .expect("run git commit");
+                assert!(out.status.success(), "git commit failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
         let sha = self.git(work, &["rev-parse", "HEAD"]).trim().to_string();
         assert!(
             sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit()),
