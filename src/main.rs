@@ -44,6 +44,13 @@ enum Command {
         /// The helm binary.
         #[arg(long, default_value = "helm", env = "FERRY_HELM")]
         helm: PathBuf,
+        /// Address of the HTTP server: /metrics, /healthz, /readyz and /hooks/* (port 0 picks a free port).
+        #[arg(long, default_value = "0.0.0.0:8080", env = "FERRY_HTTP_ADDRESS")]
+        http_address: String,
+        /// [NAMESPACE/]NAME of the Secret with the webhook keys (github, gitlab, generic or token);
+        /// the namespace defaults to --namespace, else "default". Without it webhooks are off.
+        #[arg(long, env = "FERRY_WEBHOOK_SECRET", value_name = "[NAMESPACE/]NAME")]
+        webhook_secret: Option<String>,
     },
     /// Ask ferry to reconcile an Application now (sets the ferry.dev/reconcile-at annotation).
     Sync {
@@ -82,6 +89,8 @@ fn main() -> ExitCode {
             health_timeout_seconds,
             kustomize,
             helm,
+            http_address,
+            webhook_secret,
         } => {
             telemetry::init(cli.log_format);
             let runtime = match tokio::runtime::Runtime::new() {
@@ -97,6 +106,8 @@ fn main() -> ExitCode {
                 health_timeout: Duration::from_secs(health_timeout_seconds),
                 kustomize,
                 helm,
+                http_address,
+                webhook_secret,
             };
             match runtime.block_on(controller::run(opts)) {
                 Ok(()) => ExitCode::SUCCESS,

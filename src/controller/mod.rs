@@ -19,7 +19,14 @@ pub mod status;
 pub mod sync;
 mod watches;
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use futures::StreamExt;
 use kube::{
@@ -37,11 +44,14 @@ use crate::{
     api::{Application, RECONCILE_AT_ANNOTATION},
     metrics::Metrics,
     render::RenderOptions,
+    server::{Readiness, Server, ServerState, WebhookSecret, Webhooks},
     source::{GitCache, GitCacheOptions},
 };
 
 /// How long a shutdown waits for reconciles in progress.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+/// How long a shutdown waits for HTTP requests in progress (after the reconciles).
+const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Options of `ferry run`.
 #[derive(Clone, Debug)]
@@ -58,11 +68,21 @@ pub struct RunOptions {
     pub health_timeout: Duration,
     pub kustomize: PathBuf,
     pub helm: PathBuf,
+    /// Where the HTTP server (metrics, health, webhooks) listens, e.g. `0.0.0.0:8080`.
+    pub http_address: String,
+    /// `[NAMESPACE/]NAME` of the Secret with the webhook keys; `None` turns webhooks off.
+    pub webhook_secret: Option<String>,
 }
 
 /// Runs the controller until SIGINT or SIGTERM.
 pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
     let mut shutdown = Shutdown::install().map_err(|e| PreflightError::Signals { cause: e.to_string() })?;
+    let webhook_secret = opts
+        .webhook_secret
+        .as_deref()
+        .map(|spec| WebhookSecret::parse(spec, opts.namespace.as_deref().unwrap_or("default")))
+        .transpose()
+        .map_err(PreflightError::Startup)?;
     let kubeconfig_env = || std::env::var("KUBECONFIG").ok();
     let config = Config::infer().await.map_err(|e| PreflightError::no_config(&e, kubeconfig_env()))?;
     let url = config.cluster_url.to_string();
@@ -91,6 +111,19 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
         ))
     })?;
 
+    let listener = tokio::net::TcpListener::bind(&opts.http_address).await.map_err(|e| {
+        PreflightError::Startup(format!(
+            "cannot listen on {} ({e}); choose another address with --http-address",
+            opts.http_address
+        ))
+    })?;
+    let http_address = listener.local_addr().map_err(|e| {
+        PreflightError::Startup(format!(
+            "cannot read the address of the HTTP listener on {}: {e}",
+            opts.http_address
+        ))
+    })?;
+
     let (trigger, triggered) = tokio::sync::mpsc::unbounded_channel();
     let watches = watches::Watches::new(client.clone(), trigger, opts.namespace.clone());
     let options = SyncOptions {
@@ -113,10 +146,34 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
     };
     let (reader, writer) = reflector::store();
     metrics.watch_apps(reader.clone());
+    let readiness = Readiness::new("waiting for the Application cache to sync");
+    // Set when the reflector has swapped the first full list into the store. (Not
+    // `Store::wait_until_ready`: its one-shot keeps a single waker, and the controller waits on it.)
+    let apps_synced = Arc::new(AtomicBool::new(false));
+    tokio::spawn(become_ready(readiness.clone(), apps_synced.clone(), webhook_secret.clone()));
+    let webhooks = webhook_secret.map(|secret| {
+        tokio::spawn(secret.clone().watch(client.clone()));
+        Arc::new(Webhooks {
+            secret,
+            apps: reader.clone(),
+            client: client.clone(),
+            api_timeout: opts.api_timeout,
+        })
+    });
+    let webhooks_on = webhooks.as_ref().map(|w| w.secret.describe());
+    let server = Server::spawn(
+        listener,
+        ServerState { metrics: metrics.clone(), readiness: readiness.clone(), webhooks },
+    );
     // Our own status writes change neither of these, so they do not wake the controller.
     let changes = watcher(apps, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
+        .inspect(move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone)) {
+                apps_synced.store(true, Ordering::SeqCst);
+            }
+        })
         .applied_objects()
         .predicate_filter(spec_or_request, Default::default());
     let triggered =
@@ -127,6 +184,8 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
         api_server = %cluster.url,
         kubernetes_version = %cluster.kubernetes_version,
         namespace = opts.namespace.as_deref().unwrap_or("all namespaces"),
+        http_address = %http_address,
+        webhook_secret = webhooks_on.as_deref().unwrap_or("none (webhooks off)"),
         "ferry is ready: connected to the API server and the Application CRD is installed"
     );
     let controller = Controller::for_stream(changes, reader)
@@ -146,6 +205,7 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
         _ = &mut controller => {}
         _ = shutdown.wait() => {
             info!("shutting down: finishing the reconciles in progress");
+            readiness.shut_down();
             let _ = stop.send(());
             // A reconcile stuck on an unreachable Git server or API server must not keep ferry
             // from stopping; an interrupted sync is safe to redo (server-side apply).
@@ -157,8 +217,26 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
             }
         }
     }
+    readiness.shut_down();
+    server.shutdown(HTTP_SHUTDOWN_GRACE).await;
     info!("shut down");
     Ok(())
+}
+
+/// Marks ferry ready once the Application cache is synced and the webhook Secret (if any) has
+/// been read: from then on a webhook finds every Application it concerns.
+async fn become_ready(readiness: Readiness, apps_synced: Arc<AtomicBool>, secret: Option<WebhookSecret>) {
+    const POLL: Duration = Duration::from_millis(100);
+    while !apps_synced.load(Ordering::SeqCst) {
+        tokio::time::sleep(POLL).await;
+    }
+    if let Some(secret) = secret {
+        while let Err(why) = secret.loaded() {
+            readiness.set_not_ready(&why);
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    readiness.set_ready();
 }
 
 /// What makes an Application worth a reconcile: its spec (generation), a manual request, the

@@ -139,7 +139,7 @@ fn run_with_the_crd_installed_reports_ready_and_stops_on_sigterm() {
     // Scoped to an empty namespace: this ferry must not reconcile other tests' Applications.
     let ns = cluster.namespace("cli-run");
     let mut child = ferry()
-        .args(["run", "--namespace", &ns.name])
+        .args(["run", "--namespace", &ns.name, "--http-address", "127.0.0.1:0"])
         .env("KUBECONFIG", &cluster.kubeconfig)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())

@@ -14,3 +14,4 @@ mod git_fixture;
 mod render;
 mod source;
 mod sync;
+mod webhooks;

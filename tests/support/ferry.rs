@@ -100,6 +100,10 @@ impl Ferry {
                 cmd.env_remove(var);
             }
         }
+        // A free port per process: parallel tests never fight over one (see `http_address`).
+        if !self.extra_args.iter().any(|a| a == "--http-address" || a.starts_with("--http-address=")) {
+            cmd.args(["--http-address", "127.0.0.1:0"]);
+        }
         let mut child = cmd.spawn().expect("start ferry run");
         let stderr = child.stderr.take().expect("ferry's stderr");
         let marker = format!("=== ferry run #{} (pid {}) ===", self.starts, child.id());
@@ -135,6 +139,20 @@ impl Ferry {
             }
             Err("not ready yet".to_string())
         });
+    }
+
+    /// `IP:PORT` of the current process's HTTP server, from its `ferry is ready` line
+    /// (`http_address=...`). Changes across [`Ferry::restart`].
+    pub fn http_address(&self) -> String {
+        let lines = self.lines_since(self.started_at_line);
+        let ready = lines
+            .iter()
+            .find(|l| l.contains("ferry is ready"))
+            .unwrap_or_else(|| panic!("ferry has not logged `ferry is ready`; it logged:\n{}", self.logs()));
+        let (_, rest) = ready
+            .split_once("http_address=")
+            .unwrap_or_else(|| panic!("the ready line names no http_address: {ready}"));
+        rest.split(|c: char| c.is_whitespace() || c == '"' || c == ',').next().unwrap_or_default().to_string()
     }
 
     /// Whether the current process is still running.

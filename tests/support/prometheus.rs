@@ -89,7 +89,7 @@ impl Prometheus {
                 exited = true;
                 return Ok(status.to_string());
             }
-            match http_get(self.addr, "/-/ready") {
+            match try_get(self.addr, "/-/ready") {
                 Ok((200, _)) => Ok(String::new()),
                 Ok((code, body)) => Err(format!("{code}: {}", body.trim())),
                 Err(e) => Err(e),
@@ -151,7 +151,7 @@ impl Prometheus {
 
     /// A GET of the HTTP API; `Ok` is the `data` of a `"status": "success"` answer.
     fn api(&self, path_and_query: &str) -> Result<Value, String> {
-        let (code, body) = http_get(self.addr, path_and_query)?;
+        let (code, body) = try_get(self.addr, path_and_query)?;
         let answer: Value = serde_json::from_str(&body).map_err(|e| {
             format!("HTTP {code}, not JSON ({e}): {}", body.chars().take(500).collect::<String>())
         })?;
@@ -211,7 +211,7 @@ fn free_port() -> u16 {
 }
 
 /// One HTTP/1.0 GET; returns the status code and the body.
-fn http_get(addr: SocketAddr, path_and_query: &str) -> Result<(u16, String), String> {
+fn try_get(addr: SocketAddr, path_and_query: &str) -> Result<(u16, String), String> {
     let mut stream =
         TcpStream::connect_timeout(&addr, REQUEST_TIMEOUT).map_err(|e| format!("connect {addr}: {e}"))?;
     stream.set_read_timeout(Some(REQUEST_TIMEOUT)).map_err(|e| e.to_string())?;
