@@ -3,11 +3,17 @@
 //! query is read from the JSON, its variables substituted, and evaluated by a real Prometheus.
 //! A panel added to the JSON is covered without touching this file.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
 
 use serde_json::Value;
 
-use crate::support::{Prometheus, has_series, repo_root};
+use crate::{
+    support::{FerryApp, Prometheus, has_series, http_request, repo_root, wait_until},
+    sync::{AppOpts, Scenario, configmap, deployment, opts},
+};
 
 const DASHBOARD: &str = "charts/ferry/dashboards/ferry.json";
 /// The datasource every panel, target and variable must name: the dashboard's own variable.
@@ -128,15 +134,23 @@ fn variable_values<'a>(namespace: &'a str, app: &'a str) -> Vec<(&'a str, &'a st
     vars
 }
 
-/// Evaluates every query of the dashboard; returns one line per query that failed (an error,
-/// or, when `want_series`, no series) and logs what each returned.
+/// What evaluating every query of the dashboard gave.
+struct Evaluation {
+    /// One line per query that failed: an error or, when series were wanted, none.
+    failures: Vec<String>,
+    /// One line per query: what it returned.
+    report: Vec<String>,
+}
+
+/// Evaluates every query of the dashboard.
 fn evaluate_all(
     prometheus: &Prometheus,
     dash: &Value,
     vars: &[(&str, &str)],
     want_series: bool,
-) -> Vec<String> {
+) -> Evaluation {
     let mut failures = Vec::new();
+    let mut report = Vec::new();
     for q in queries(dash) {
         let expr = match substitute(&q.expr, vars) {
             Ok(expr) => expr,
@@ -153,7 +167,7 @@ fn evaluate_all(
             }
         };
         let result = &data["result"];
-        eprintln!("{}: `{expr}` -> {}", q.source, brief(result));
+        report.push(format!("{}: `{expr}` -> {}", q.source, brief(result)));
         if !want_series {
             continue;
         }
@@ -172,7 +186,7 @@ fn evaluate_all(
             }
         }
     }
-    failures
+    Evaluation { failures, report }
 }
 
 /// A short rendering of a query result for the log: each series' labels and value.
@@ -322,6 +336,120 @@ fn every_dashboard_query_is_valid_promql_for_a_real_prometheus() {
     assert!(err.contains("bad_data"), "{err}");
 
     // Without ferry most queries return nothing; none may be an error.
-    let failures = evaluate_all(&prometheus, &dashboard(), &variable_values("ns", "app"), false);
-    assert!(failures.is_empty(), "dashboard queries Prometheus refuses:\n{}", failures.join("\n"));
+    let run = evaluate_all(&prometheus, &dashboard(), &variable_values("ns", "app"), false);
+    assert!(run.failures.is_empty(), "dashboard queries Prometheus refuses:\n{}", run.failures.join("\n"));
+    assert_eq!(run.report.len(), queries(&dashboard()).len());
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real ferry, scraped by a real Prometheus: every query returns series.
+
+/// Deadline for anything ferry or Prometheus does on its own.
+const T: Duration = Duration::from_secs(120);
+
+/// `deployment(...)` whose Pods never schedule: no kwok node has this label.
+fn unschedulable(deployment: String) -> String {
+    let pinned = deployment.replace(
+        "    spec:\n      containers:",
+        "    spec:\n      nodeSelector: {ferry.dev/test-pool: nowhere}\n      containers:",
+    );
+    assert_ne!(pinned, deployment, "the Deployment template changed shape");
+    pinned
+}
+
+/// Waits until the Application's health is `status` at a revision of commit `sha`.
+fn wait_health(app: &FerryApp, status: &str, sha: &str) -> Value {
+    app.wait(&format!("health {status} at {}", &sha[..7]), T, |a| {
+        let s = &a["status"];
+        if !s["sync"]["revision"].as_str().unwrap_or_default().contains(sha) {
+            return Err("not at the revision yet".into());
+        }
+        if s["health"]["status"] != status {
+            return Err(format!("health is {}", s["health"]["status"]));
+        }
+        Ok(a.clone())
+    })
+}
+
+#[test]
+fn every_dashboard_query_returns_series_for_a_real_ferry() {
+    // Pods that never schedule are Progressing; after 5 s ferry calls them Degraded.
+    let s = Scenario::with_ferry_args("dash", &["--health-timeout-seconds", "5"]);
+    let ns = s.ns().to_string();
+    let prometheus = Prometheus::start(&[s.ferry.http_address()]);
+    prometheus.wait_targets_up(T);
+
+    let web = |name: &str| deployment(name, None, "registry.example/web:1.0", 1);
+    let bad = web("broken-web").replace("replicas: 1", "replicas: three");
+    s.commit_in("healthy", &[("config.yaml", configmap("healthy", None, &[("v", "1")]))], "healthy");
+    s.commit_in("drift", &[("config.yaml", configmap("settings", None, &[("color", "blue")]))], "drift");
+    s.commit_in("restored", &[("web.yaml", unschedulable(web("restored-web")))], "restored, unschedulable");
+    s.commit_in("stuck", &[("web.yaml", unschedulable(web("stuck-web")))], "stuck, unschedulable");
+    let sha1 = s.commit_in("broken", &[("web.yaml", bad)], "broken: replicas is not a number");
+
+    let app = |name: &'static str| s.create_app(AppOpts { path: name, ..opts(name) });
+    let (healthy, drift, restored, stuck, broken) =
+        (app("healthy"), app("drift"), app("restored"), app("stuck"), app("broken"));
+    healthy.wait_synced(&sha1, T);
+    drift.wait_synced(&sha1, T);
+    wait_health(&restored, "Degraded", &sha1);
+    wait_health(&stuck, "Degraded", &sha1);
+    broken.wait_refused("ValidationFailed", &sha1, T);
+
+    // Drift: a kubectl edit that ferry reverts (selfHeal is on).
+    s.edit_settings_color("red");
+    wait_until("ferry to put color back to blue", T, || match s.cm_value("settings", "color").as_deref() {
+        Some("blue") => Ok(()),
+        other => Err(format!("color is {other:?}")),
+    });
+    drift.wait_event("Normal", "DriftCorrected", &[&sha1[..7]], T);
+
+    // Restore: the fix in Git turns `restored` Healthy (time to restore); `stuck` stays Degraded.
+    let sha2 = s.commit_in("restored", &[("web.yaml", web("restored-web"))], "restored: schedulable");
+    for a in [&healthy, &drift, &restored, &stuck, &broken] {
+        a.ferry_sync();
+    }
+    restored.wait_synced(&sha2, T);
+    healthy.wait_synced(&sha2, T);
+    drift.wait_synced(&sha2, T);
+    wait_health(&stuck, "Degraded", &sha2);
+    broken.wait_refused("ValidationFailed", &sha2, T);
+
+    // A webhook request without a configured secret is refused and counted.
+    let refused =
+        http_request(&s.ferry.http_address(), "POST", "/hooks/generic", &[], br#"{"repoURL": "x"}"#);
+    assert_eq!(refused.status, 404, "{refused:?}");
+
+    // Prometheus has scraped ferry after every event above.
+    let app_series = |name: &str, rest: &str| format!("{{namespace=\"{ns}\", name=\"{name}\"{rest}}}");
+    for query in [
+        format!("ferry_app_health_status{} == 1", app_series("stuck", ", status=\"Degraded\"")),
+        format!(
+            "ferry_app_info{}",
+            app_series("restored", &format!(", health_status=\"Healthy\", revision=~\".*{}.*\"", &sha2[..7]))
+        ),
+        format!("ferry_app_sync_status{} == 1", app_series("broken", ", status=\"OutOfSync\"")),
+        format!("ferry_drift_corrections_total{} > 0", app_series("drift", "")),
+        "ferry_time_to_restore_seconds_count > 0".to_string(),
+        "ferry_lead_time_seconds_count > 0".to_string(),
+        "ferry_errors_total > 0".to_string(),
+        "ferry_webhook_requests_total > 0".to_string(),
+    ] {
+        prometheus.wait_for_series(&query, T);
+    }
+
+    let dash = dashboard();
+    let vars = variable_values(&ns, "drift");
+    // Scrapes and rate windows settle within seconds; a query that stays empty fails the test.
+    let started = Instant::now();
+    let report = wait_until("every dashboard query to return series", Duration::from_secs(60), || {
+        let run = evaluate_all(&prometheus, &dash, &vars, true);
+        if run.failures.is_empty() { Ok(run.report) } else { Err(format!("\n{}", run.failures.join("\n"))) }
+    });
+    eprintln!(
+        "{} dashboard queries returned series ({:?}):\n{}",
+        report.len(),
+        started.elapsed(),
+        report.join("\n")
+    );
 }
