@@ -138,6 +138,9 @@ fn variable_values<'a>(namespace: &'a str, app: &'a str) -> Vec<(&'a str, &'a st
 struct Evaluation {
     /// One line per query that failed: an error or, when series were wanted, none.
     failures: Vec<String>,
+    /// Whether some failure is an error (a bad variable, a query Prometheus refuses): waiting
+    /// will not fix those.
+    errors: bool,
     /// One line per query: what it returned.
     report: Vec<String>,
 }
@@ -150,12 +153,14 @@ fn evaluate_all(
     want_series: bool,
 ) -> Evaluation {
     let mut failures = Vec::new();
+    let mut errors = false;
     let mut report = Vec::new();
     for q in queries(dash) {
         let expr = match substitute(&q.expr, vars) {
             Ok(expr) => expr,
             Err(e) => {
                 failures.push(format!("{}: {e}", q.source));
+                errors = true;
                 continue;
             }
         };
@@ -163,6 +168,7 @@ fn evaluate_all(
             Ok(data) => data,
             Err(e) => {
                 failures.push(format!("{}: `{expr}` failed: {e}", q.source));
+                errors = true;
                 continue;
             }
         };
@@ -186,7 +192,7 @@ fn evaluate_all(
             }
         }
     }
-    Evaluation { failures, report }
+    Evaluation { failures, errors, report }
 }
 
 /// A short rendering of a query result for the log: each series' labels and value.
@@ -444,6 +450,7 @@ fn every_dashboard_query_returns_series_for_a_real_ferry() {
     let started = Instant::now();
     let report = wait_until("every dashboard query to return series", Duration::from_secs(60), || {
         let run = evaluate_all(&prometheus, &dash, &vars, true);
+        assert!(!run.errors, "dashboard queries failed:\n{}", run.failures.join("\n"));
         if run.failures.is_empty() { Ok(run.report) } else { Err(format!("\n{}", run.failures.join("\n"))) }
     });
     eprintln!(
