@@ -9,6 +9,7 @@ mod api;
 mod apply;
 mod cli;
 mod cluster;
+mod dashboard;
 mod git_fixture;
 mod metrics;
 mod render;

@@ -25,10 +25,10 @@ const T: Duration = Duration::from_secs(120);
 // ---------------------------------------------------------------------------------------------
 // Fixture: a namespace, a Git repository and a ferry for it.
 
-struct Scenario {
-    ferry: Ferry,
-    git: GitServer,
-    cluster: Cluster,
+pub(crate) struct Scenario {
+    pub(crate) ferry: Ferry,
+    pub(crate) git: GitServer,
+    pub(crate) cluster: Cluster,
     /// `kubectl delete` arguments for what lives outside the test namespace.
     cleanup: RefCell<Vec<Vec<String>>>,
     ns: TestNamespace,
@@ -37,13 +37,22 @@ struct Scenario {
 impl Scenario {
     /// On the shared cluster, with ferry's CRD installed.
     fn new(prefix: &str) -> Scenario {
+        Scenario::with_ferry_args(prefix, &[])
+    }
+
+    /// Same, with extra `ferry run` arguments.
+    pub(crate) fn with_ferry_args(prefix: &str, ferry_args: &[&str]) -> Scenario {
         let cluster = Cluster::shared();
         cluster.install_crds();
-        Scenario::on(cluster.clone(), prefix)
+        Scenario::on_with(cluster.clone(), prefix, ferry_args)
     }
 
     /// On any cluster that already has ferry's CRD.
     fn on(cluster: Cluster, prefix: &str) -> Scenario {
+        Scenario::on_with(cluster, prefix, &[])
+    }
+
+    fn on_with(cluster: Cluster, prefix: &str, ferry_args: &[&str]) -> Scenario {
         let ns = cluster.namespace(prefix);
         let git = GitServer::start();
         // A file that is not a manifest keeps the directories in Git even when they hold no
@@ -53,16 +62,16 @@ impl Scenario {
             &[("app/README.md", "manifests of the test app\n"), ("other/README.md", "second app\n")],
             "readme",
         );
-        let ferry = Ferry::start(&cluster, &ns.name);
+        let ferry = Ferry::start_with(&cluster, &ns.name, ferry_args);
         Scenario { ferry, git, cluster, cleanup: RefCell::new(Vec::new()), ns }
     }
 
-    fn ns(&self) -> &str {
+    pub(crate) fn ns(&self) -> &str {
         &self.ns.name
     }
 
     /// Changes ConfigMap `settings` in the cluster, as `kubectl edit` would: drift.
-    fn edit_settings_color(&self, color: &str) {
+    pub(crate) fn edit_settings_color(&self, color: &str) {
         let patch = format!(r#"{{"data":{{"color":"{color}"}}}}"#);
         self.kubectl_ok(&["-n", self.ns(), "patch", "configmap", "settings", "--type=merge", "-p", &patch]);
     }
@@ -77,7 +86,7 @@ impl Scenario {
         self.commit_in("app", files, message)
     }
 
-    fn commit_in(&self, dir: &str, files: &[(&str, String)], message: &str) -> String {
+    pub(crate) fn commit_in(&self, dir: &str, files: &[(&str, String)], message: &str) -> String {
         let paths: Vec<(String, &str)> =
             files.iter().map(|(p, c)| (format!("{dir}/{p}"), c.as_str())).collect();
         let refs: Vec<(&str, &str)> = paths.iter().map(|(p, c)| (p.as_str(), *c)).collect();
@@ -91,12 +100,12 @@ impl Scenario {
         self.git.remove_files("main", &refs, message)
     }
 
-    fn app(&self, name: &str) -> FerryApp {
+    pub(crate) fn app(&self, name: &str) -> FerryApp {
         FerryApp::new(&self.cluster, self.ns(), name)
     }
 
     /// Creates an Application in the test namespace.
-    fn create_app(&self, opts: AppOpts) -> FerryApp {
+    pub(crate) fn create_app(&self, opts: AppOpts) -> FerryApp {
         let mut spec = json!({
             "source": {"repoURL": self.git.url(), "ref": {"branch": "main"}, "path": opts.path},
             "interval": opts.interval,
@@ -133,12 +142,12 @@ impl Scenario {
     }
 
     /// A key of a ConfigMap in the test namespace (`None` when the ConfigMap does not exist).
-    fn cm_value(&self, name: &str, key: &str) -> Option<String> {
+    pub(crate) fn cm_value(&self, name: &str, key: &str) -> Option<String> {
         self.get("configmap", Some(self.ns()), name)
             .map(|cm| cm["data"][key].as_str().unwrap_or("<unset>").to_string())
     }
 
-    fn kubectl_ok(&self, args: &[&str]) -> String {
+    pub(crate) fn kubectl_ok(&self, args: &[&str]) -> String {
         self.cluster.kubectl_ok(args)
     }
 }
@@ -171,20 +180,20 @@ impl Drop for Scenario {
 
 /// An Application's spec, in the few shapes the tests need.
 #[derive(Clone)]
-struct AppOpts {
-    name: &'static str,
-    path: &'static str,
-    interval: &'static str,
-    automated: bool,
-    prune: bool,
-    self_heal: bool,
-    allow_empty: bool,
-    suspend: bool,
-    service_account: Option<String>,
-    deletion_policy: Option<&'static str>,
+pub(crate) struct AppOpts {
+    pub(crate) name: &'static str,
+    pub(crate) path: &'static str,
+    pub(crate) interval: &'static str,
+    pub(crate) automated: bool,
+    pub(crate) prune: bool,
+    pub(crate) self_heal: bool,
+    pub(crate) allow_empty: bool,
+    pub(crate) suspend: bool,
+    pub(crate) service_account: Option<String>,
+    pub(crate) deletion_policy: Option<&'static str>,
 }
 
-fn opts(name: &'static str) -> AppOpts {
+pub(crate) fn opts(name: &'static str) -> AppOpts {
     AppOpts {
         name,
         path: "app",
@@ -250,7 +259,7 @@ fn flow_map(pairs: &[(&str, &str)]) -> String {
     serde_json::to_string(&map).expect("a map of strings serializes")
 }
 
-fn configmap(name: &str, namespace: Option<&str>, data: &[(&str, &str)]) -> String {
+pub(crate) fn configmap(name: &str, namespace: Option<&str>, data: &[(&str, &str)]) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\n{}data: {}\n", meta(name, namespace), flow_map(data))
 }
 
@@ -265,7 +274,7 @@ fn service(name: &str, namespace: Option<&str>) -> String {
     )
 }
 
-fn deployment(name: &str, namespace: Option<&str>, image: &str, replicas: u32) -> String {
+pub(crate) fn deployment(name: &str, namespace: Option<&str>, image: &str, replicas: u32) -> String {
     format!(
         "apiVersion: apps/v1\nkind: Deployment\n{}spec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: {name}\n        image: {image}\n        ports:\n        - containerPort: 8080\n",
         meta(name, namespace)

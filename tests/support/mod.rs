@@ -1,5 +1,5 @@
 //! Shared fixtures for ferry's integration tests: the real local control plane (started by
-//! `tests/testenv/testenv.sh`), a namespace per test, and Git servers (HTTP and SSH).
+//! `tests/testenv/testenv.sh`), a namespace per test, Git servers (HTTP and SSH) and Prometheus.
 
 #![allow(dead_code)]
 
@@ -8,6 +8,7 @@ mod cluster;
 mod ferry;
 mod git_server;
 mod http;
+mod prometheus;
 mod ssh_server;
 mod tools;
 mod wait;
@@ -17,6 +18,7 @@ pub use api_metrics::*;
 pub use cluster::*;
 pub use git_server::*;
 pub use http::*;
+pub use prometheus::*;
 pub use ssh_server::*;
 pub use tools::*;
 pub use wait::*;

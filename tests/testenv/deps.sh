@@ -26,6 +26,9 @@ done
 [[ -f /etc/ssl/certs/ca-certificates.crt ]] || missing+=(ca-certificates)
 # The SSH Git fixture runs sshd itself (never as a service); it lives outside a user's PATH.
 [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
+# The dashboard test runs a real Prometheus (the harness starts /usr/bin/prometheus itself, never
+# the packaged service).
+[[ -x /usr/bin/prometheus ]] || missing+=(prometheus)
 
 if ((${#missing[@]})); then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
@@ -34,8 +37,9 @@ if ((${#missing[@]})); then
   [[ $(id -u) -eq 0 ]] || sudo=(sudo)
   export DEBIAN_FRONTEND=noninteractive
   "${sudo[@]}" apt-get update -qq
-  # openssh-server's postinst would start a system sshd on port 22; the tests only need the
-  # binary. Deny service starts for the install (the usual policy-rc.d), unless one exists.
+  # openssh-server's and prometheus's postinsts would start system services (sshd on port 22,
+  # prometheus on 9090); the tests only need the binaries. Deny service starts for the install
+  # (the usual policy-rc.d), unless one exists.
   policy=/usr/sbin/policy-rc.d
   own_policy=0
   if [[ ! -e $policy ]]; then
