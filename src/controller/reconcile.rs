@@ -67,16 +67,15 @@ impl Error {
 }
 
 /// Reconciles one Application. The finalizer runs `apply` normally and `cleanup` on deletion.
-/// Every log line of a reconcile carries the Application and the revision (the one last
-/// reported until the fetch resolves the current one).
+/// Every log line of a reconcile carries the Application, and the revision from the moment the
+/// fetch resolved it (recorded once: text logs would repeat a field recorded twice).
 pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.time(Stage::Total);
     let ns = app.namespace().ok_or(Error::NoNamespace)?;
-    let revision = app.status.as_ref().and_then(|s| s.sync.as_ref()).and_then(|s| s.short_revision.clone());
     let span = tracing::info_span!(
         "reconcile",
         app = %format_args!("{ns}/{}", app.name_any()),
-        revision = revision.as_deref().unwrap_or("unknown"),
+        revision = tracing::field::Empty,
     );
     let api: Api<Application> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer(&api, FINALIZER, app, |event| async {

@@ -219,6 +219,10 @@ fn json_logs_carry_the_application_and_revision_on_every_reconcile_line() {
     assert_eq!(synced["span"]["revision"], short.as_str(), "{synced}");
     for line in &in_reconcile {
         assert_eq!(line["span"]["app"], app_name.as_str(), "{line}");
-        assert!(line["span"]["revision"].is_string(), "{line}");
+        // The controller logs only after the fetch resolved the revision (the Git cache's own
+        // lines may come before).
+        if line["target"].as_str().is_some_and(|t| t.starts_with("ferry::controller")) {
+            assert!(line["span"]["revision"].is_string(), "{line}");
+        }
     }
 }
