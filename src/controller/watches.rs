@@ -8,10 +8,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -26,7 +23,7 @@ use kube::{
         watcher,
     },
 };
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::{mpsc::UnboundedSender, watch};
 
 use crate::{
     api::Application,
@@ -53,8 +50,10 @@ pub enum Seen {
 struct Watched {
     resource: ApiResource,
     store: Store<Meta>,
-    /// Set once the first list is in the store.
-    ready: Arc<AtomicBool>,
+    /// Turns true once the first list is in the store. Set by the watch task itself: kube's
+    /// `Store::wait_until_ready` keeps one waker, so of several reconciles waiting on a new kind
+    /// at once, all but one would wait out their timeout.
+    ready: Arc<watch::Sender<bool>>,
 }
 
 /// The set of running watches, keyed by group/version/kind.
@@ -87,15 +86,8 @@ impl Watches {
     /// watch's first list. Returns whether the watch is synced.
     pub async fn ensure(&self, resource: &ApiResource, wait: Duration) -> bool {
         let watched = self.watched(resource);
-        if watched.ready.load(Ordering::Acquire) {
-            return true;
-        }
-        let ready =
-            tokio::time::timeout(wait, watched.store.wait_until_ready()).await.is_ok_and(|r| r.is_ok());
-        if ready {
-            watched.ready.store(true, Ordering::Release);
-        }
-        ready
+        let mut ready = watched.ready.subscribe();
+        tokio::time::timeout(wait, ready.wait_for(|r| *r)).await.is_ok_and(|r| r.is_ok())
     }
 
     fn watched(&self, resource: &ApiResource) -> Watched {
@@ -111,8 +103,18 @@ impl Watches {
         let trigger = self.trigger.clone();
         let only = self.namespace.clone();
         let kind = resource.kind.clone();
+        let ready = Arc::new(watch::Sender::new(false));
+        let synced = ready.clone();
         let task = tokio::spawn(async move {
-            let events = watcher(api, config).default_backoff().reflect(writer).touched_objects();
+            let events = watcher(api, config)
+                .default_backoff()
+                .reflect(writer)
+                .inspect(move |e| {
+                    if matches!(e, Ok(watcher::Event::InitDone)) {
+                        synced.send_replace(true);
+                    }
+                })
+                .touched_objects();
             futures::pin_mut!(events);
             while let Some(event) = events.next().await {
                 match event {
@@ -133,7 +135,7 @@ impl Watches {
             }
         });
         self.tasks.lock().expect("watch tasks lock").push(task);
-        let watched = Watched { resource: resource.clone(), store, ready: Arc::new(AtomicBool::new(false)) };
+        let watched = Watched { resource: resource.clone(), store, ready };
         kinds.insert(key, watched.clone());
         watched
     }
@@ -144,7 +146,7 @@ impl Watches {
         let Some(watched) = self.kinds.lock().expect("watches lock").get(&key).cloned() else {
             return Seen::Unknown;
         };
-        if !watched.ready.load(Ordering::Acquire) {
+        if !*watched.ready.borrow() {
             return Seen::Unknown;
         }
         let mut oref = ObjectRef::<Meta>::new_with(name, watched.resource.clone());
