@@ -204,6 +204,8 @@ fn json_logs_carry_the_application_and_revision_on_every_reconcile_line() {
 
     let short = format!("main@{}", &sha[..7]);
     let app_name = format!("{}/logs", f.ns.name);
+    // Logged before the status write, but read by another thread: wait for it.
+    f.ferry.wait_for_log("the `synced` line", mark, T, |l| l.contains(r#""message":"synced""#));
     let lines: Vec<Value> = f
         .ferry
         .lines_since(mark)

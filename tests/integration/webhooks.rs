@@ -285,14 +285,13 @@ fn signed_github_and_gitlab_pushes_make_the_application_pick_up_a_new_commit_at_
     assert_eq!(status["status"]["sync"]["revision"], main_revision(&sha3));
 
     // The accepted push is logged with the repository, the ref and what it triggered.
-    let logs = hooks.ferry.logs();
-    assert!(
-        logs.lines().any(|l| l.contains("push accepted")
+    hooks.ferry.wait_for_log("an info line for the accepted GitLab push", 0, T, |l| {
+        l.contains("push accepted")
             && l.contains("provider=\"gitlab\"")
             && l.contains("refs/heads/main")
-            && l.contains(&id)),
-        "no info line for the accepted GitLab push"
-    );
+            && l.contains(&id)
+    });
+    let logs = hooks.ferry.logs();
     assert!(!logs.contains(GITHUB_KEY) && !logs.contains(GITLAB_KEY), "a webhook key reached the log");
 
     let metrics = hooks.metrics();
@@ -417,13 +416,11 @@ fn a_missing_webhook_secret_refuses_webhooks_until_it_is_created() {
     let r = hooks.generic(SHARED_KEY, body.as_bytes());
     assert_eq!(r.status, 401, "{}", r.body);
     assert!(r.json()["error"].as_str().unwrap().contains("no webhook secret"), "{}", r.body);
-    let warned = hooks.ferry.logs();
-    assert!(
-        warned
-            .lines()
-            .any(|l| l.contains("WARN") && l.contains(&format!("{}/hooks does not exist", hooks.ns()))),
-        "no warning names the missing Secret"
-    );
+    // The log reader thread may not have the line yet when the answer arrives: wait for it.
+    let missing = format!("{}/hooks does not exist", hooks.ns());
+    hooks.ferry.wait_for_log("a warning naming the missing Secret", 0, T, |l| {
+        l.contains("WARN") && l.contains(&missing)
+    });
 
     // The Secret is watched: once it exists, the same request is accepted (no Application
     // follows that repository, so nothing is triggered).
