@@ -451,8 +451,9 @@ pub struct AppSnapshot {
 
 impl AppSnapshot {
     pub fn of(app: &Application) -> AppSnapshot {
-        let status = app.status.clone().unwrap_or_default();
-        let sync = status.sync.as_ref();
+        // Borrowed, not cloned: a status holds the whole inventory, and this runs per scrape.
+        let status = app.status.as_ref();
+        let sync = status.and_then(|s| s.sync.as_ref());
         // The repo label never carries credentials embedded in the URL.
         let repo = RepoUrl::parse(&app.spec.source.repo_url)
             .map(|u| u.redacted().to_string())
@@ -464,12 +465,13 @@ impl AppSnapshot {
             path: app.spec.source.path.clone().unwrap_or_default(),
             revision: sync.and_then(|s| s.short_revision.clone()).unwrap_or_default(),
             sync: sync.map(|s| s.status).unwrap_or_default(),
-            health: status.health.as_ref().map(|h| h.status).unwrap_or_default(),
+            health: status.and_then(|s| s.health.as_ref()).map(|h| h.status).unwrap_or_default(),
             suspended: app.spec.suspend,
-            conditions: status.conditions.iter().map(|c| (c.type_.clone(), c.status.clone())).collect(),
+            conditions: status
+                .map(|s| s.conditions.iter().map(|c| (c.type_.clone(), c.status.clone())).collect())
+                .unwrap_or_default(),
             last_sync: status
-                .history
-                .first()
+                .and_then(|s| s.history.first())
                 .and_then(|h| h.finished_at.as_ref())
                 .map(|t| t.0.as_millisecond() as f64 / 1000.0),
         }
