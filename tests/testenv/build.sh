@@ -98,6 +98,46 @@ build_kwok() {
   mv "$out" "$dir/stages.yaml"
 }
 
+# A Flux controller (source-controller, kustomize-controller) through a wrapper module: its own
+# go.mod replaces `./api` (dropped: the published api module is required instead) and pins a few
+# modules (copied, since a dependency's replace lines are ignored). Its CRDs come from the module
+# cache (`config/crd/bases/`) into <dir>/crds/.
+build_flux() { # name version [extra replaces, space-separated OLD=NEW@VERSION]
+  local name="$1" version="$2" extra="${3:-}"
+  local dir; dir="$(component_dir "flux-$name" "$version")"
+  [[ -f "$dir/.complete" ]] && return 0
+  log "building Flux $name $version (first run only; several minutes on 2 cores)"
+  rm -rf "$dir"; mkdir -p "$dir/src" "$dir/bin" "$dir/crds"
+  (
+    cd "$dir/src"
+    local module="github.com/fluxcd/$name" info gomod src
+    info="$(go mod download -json "$module@$version")"
+    gomod="$(sed -n 's/.*"GoMod": "\(.*\)",/\1/p' <<<"$info")"
+    src="$(sed -n 's/.*"Dir": "\(.*\)",/\1/p' <<<"$info")"
+    [[ -f "$gomod" && -d "$src" ]] || { log "cannot download $module@$version"; exit 1; }
+    go mod init "ferry.local/bench/flux-$name" >/dev/null 2>&1
+    local replaces=() r
+    mapfile -t replaces < <(go mod edit -json "$gomod" | python3 -c '
+import json, sys
+for r in json.load(sys.stdin).get("Replace") or []:
+    new = r["New"]
+    if new["Path"].startswith("."):
+        continue
+    old = r["Old"]["Path"] + ("@" + r["Old"]["Version"] if r["Old"].get("Version") else "")
+    print(old + "=" + new["Path"] + "@" + new["Version"])
+')
+    read -r -a more <<<"$extra"
+    for r in "${replaces[@]}" "${more[@]}"; do go mod edit -replace "$r"; done
+    # Not `go mod tidy`: it also resolves the tests of every dependency, and one of those
+    # (fluxcd/pkg/helmtestserver v0.40.2) is gone from the proxy. `go get` needs only the build.
+    go get "$module@$version" >/dev/null 2>&1 || go get "$module@$version"
+    go build -mod=mod -trimpath -ldflags "-s -w" -o "$dir/bin/$name" "$module"
+    cp "$src"/config/crd/bases/*.yaml "$dir/crds/"
+    chmod u+w "$dir"/crds/*.yaml
+  )
+  touch "$dir/.complete"
+}
+
 main() {
   local what=("$@")
   [[ ${#what[@]} -gt 0 ]] || what=(etcd kwok kustomize helm kubernetes)
@@ -111,6 +151,9 @@ main() {
                    "-X sigs.k8s.io/kustomize/api/provenance.version=$KUSTOMIZE_VERSION" ;;
       helm) go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
               "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" ;;
+      flux-source-controller) build_flux source-controller "$FLUX_SOURCE_CONTROLLER_VERSION" \
+                                "${FLUX_SOURCE_CONTROLLER_REPLACES:-}" ;;
+      flux-kustomize-controller) build_flux kustomize-controller "$FLUX_KUSTOMIZE_CONTROLLER_VERSION" ;;
       *) log "unknown component $w"; exit 2 ;;
     esac
   done
