@@ -12,7 +12,7 @@ KUBECONFIG_TESTENV = $(shell $(TESTENV) env 2>/dev/null | sed -n 's/^KUBECONFIG=
 TESTENV_STATE = $(or $(FERRY_TESTENV_STATE),$(CURDIR)/target/testenv)
 KUBECTL = $(TESTENV_STATE)/bin/kubectl --kubeconfig "$(KUBECONFIG_TESTENV)"
 
-.PHONY: help deps testenv-up testenv-down testenv-status build test lint crds demo bench
+.PHONY: help deps testenv-up testenv-down testenv-status build test lint crds demo bench bench-compare
 
 help:
 	@echo "make demo          start the local cluster and ferry, sync an example app from a local Git"
@@ -22,6 +22,7 @@ help:
 	@echo "make bench         render benchmarks (1,000 objects, plain and Kustomize) -> target/bench/render.txt"
 	@echo "                   and sync benchmarks (100 and 1,000 objects, ferry vs kubectl apply) -> target/bench/sync.txt"
 	@echo "                   and git push + webhook -> Synced/Healthy (10 objects, 10 pushes) -> target/bench/webhook.txt"
+	@echo "make bench-compare ferry next to Flux on the same cluster (in progress) -> target/bench/compare.txt"
 	@echo "make lint          cargo fmt --check and clippy with warnings as errors"
 	@echo "make testenv-up    build (once) and start the local control plane"
 	@echo "make testenv-down  stop it"
@@ -57,6 +58,12 @@ bench: testenv-up
 	cargo build --release --bin ferry
 	benches/sync.sh
 	benches/webhook.sh
+
+# ferry next to Flux (issue 7, in progress: scenarios 1 and 5): builds Flux's controllers once
+# (tests/testenv/build.sh), writes target/bench/compare.txt.
+bench-compare: testenv-up
+	cargo build --release --bin ferry
+	benches/compare.sh
 
 test: deps lint testenv-up
 	cargo test
