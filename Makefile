@@ -59,7 +59,7 @@ bench: testenv-up
 	benches/sync.sh
 	benches/webhook.sh
 
-# ferry next to Flux (issue 7, in progress: scenarios 1 and 5): builds Flux's controllers once
+# ferry next to Flux (issue 7, in progress: scenarios 1, 4 and 5): builds Flux's controllers once
 # (tests/testenv/build.sh), writes target/bench/compare.txt.
 bench-compare: testenv-up
 	cargo build --release --bin ferry

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # ferry next to Flux on the same cluster, the same Git server and the same objects (issue 7).
-# Work in progress: scenario 1 (mean time to production) and scenario 5 (the kubectl floor) so
-# far; scenarios 2-4 (commit to converged with each tool's webhook receiver, fleet steady
-# state, drift) are still to come, and the results go to target/bench/compare.txt, not yet to
+# Work in progress: scenarios 1 (mean time to production), 4 (drift) and 5 (the kubectl floor)
+# so far; scenarios 2 and 3 (commit to converged with each tool's webhook receiver, fleet steady
+# state) are still to come, and the results go to target/bench/compare.txt, not yet to
 # BENCHMARKS.md.
 #
 # Scenario 1, as in Flux's own benchmark: one Application / one GitRepository+Kustomization
@@ -152,6 +152,66 @@ run_flux() { # n label keep
   delete_ns "$ns"
 }
 
+# Scenario 4: a 20-object app (both tools with the same interval, FERRY_BENCH_COMPARE_DRIFT_INTERVAL,
+# default 1m), Ready; then `kubectl delete deployment app-9` and the clock runs until a Deployment
+# of that name exists again with a new uid (recreated) and is Available.
+drift_once() { # tool namespace
+  local tool="$1" ns="$2" old t0 uid avail
+  old="$(kubectl get deployment app-9 -n "$ns" -o 'jsonpath={.metadata.uid}')"
+  t0="$(now)"
+  kubectl delete deployment app-9 -n "$ns" --wait=false >/dev/null
+  local deadline=$((SECONDS + timeout))
+  while :; do
+    read -r uid avail < <(kubectl get deployment app-9 -n "$ns" \
+      -o 'jsonpath={.metadata.uid} {.status.availableReplicas}' 2>/dev/null || echo "- -") || true
+    # (read fails at a last line without a newline, which jsonpath output is)
+    [[ -n "$uid" && "$uid" != "-" && "$uid" != "$old" && "${avail:-}" == "1" ]] && break
+    ((SECONDS < deadline)) || die "$tool: app-9 not back within ${timeout}s"
+    sleep 0.1
+  done
+  local secs; secs="$(elapsed "$t0" "$(now)")"
+  record "drift-$tool" "$secs"
+  log "$tool: the deleted Deployment was back and Available after ${secs}s"
+}
+
+run_drift() { # label
+  local interval="${FERRY_BENCH_COMPARE_DRIFT_INTERVAL:-1m}" ns logf
+  ns="cmp-ferry-drift-$1"
+  delete_ns "$ns"
+  create_ns "$ns"
+  logf="$work/ferry-$ns.log"
+  "$ferry" run --namespace "$ns" --cache-dir "$work/cache-$ns" --http-address 127.0.0.1:0 >"$logf" 2>&1 &
+  ferry_pid=$!
+  local deadline=$((SECONDS + 60))
+  until grep -q 'ferry is ready' "$logf"; do
+    ((SECONDS < deadline)) || die "ferry not ready after 60s"
+    sleep 0.05
+  done
+  kubectl apply -f - >/dev/null <<APP
+apiVersion: ferry.dev/v1alpha1
+kind: Application
+metadata: {name: bench, namespace: $ns}
+spec:
+  source: {repoURL: "http://127.0.0.1:$git_http_port/repo-20.git", ref: {branch: main}, path: objects}
+  destination: {namespace: $ns}
+  interval: $interval
+APP
+  kubectl wait --for=condition=Ready fapp/bench -n "$ns" --timeout="${timeout}s" >/dev/null
+  drift_once ferry "$ns"
+  stop_ferry
+  delete_ns "$ns"
+
+  ns="cmp-flux-drift-$1"
+  delete_ns "$ns"
+  create_ns "$ns"
+  flux_start "$ns" "$work/flux-$ns"
+  flux_apply_app "$ns" bench "http://127.0.0.1:$git_http_port/repo-20.git" objects "$interval"
+  kubectl wait --for=condition=Ready kustomization/bench -n "$ns" --timeout="${timeout}s" >/dev/null
+  drift_once flux "$ns"
+  flux_stop
+  delete_ns "$ns"
+}
+
 run_floor() { # n label keep
   local n="$1" ns="cmp-kubectl-$1-$2" keep="$3" t0 secs
   delete_ns "$ns"
@@ -180,7 +240,7 @@ mkdir -p "$work/repos" "$out_dir"
 flux_build
 "$ferry" crd | kubectl apply --server-side --field-manager=ferry -f - >/dev/null
 flux_install_crds
-for n in "${sizes[@]}"; do prepare "$n"; done
+for n in "${sizes[@]}" 20; do prepare "$n"; done
 git_http_start "$work/repos"
 
 log "warm-up (not counted): ${sizes[0]} objects"
@@ -193,8 +253,10 @@ for ((r = 1; r <= runs; r++)); do
   done
 done
 
+for ((r = 1; r <= runs; r++)); do run_drift "r$r"; done
+
 {
-  echo "ferry vs Flux ($(date -u +%Y-%m-%dT%H:%M:%SZ)); scenarios 1 and 5 so far"
+  echo "ferry vs Flux ($(date -u +%Y-%m-%dT%H:%M:%SZ)); scenarios 1, 4 and 5 so far"
   echo "ferry:  $("$ferry" version) ($ferry)"
   echo "Flux:   source-controller $FLUX_SOURCE_CONTROLLER_VERSION, kustomize-controller $FLUX_KUSTOMIZE_CONTROLLER_VERSION (built from Go modules)"
   echo "machine: nproc $(nproc), $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -209,6 +271,11 @@ done
     printf '  %-28s ferry %s MiB, Flux %s MiB\n' "peak RSS (median)" \
       "$(median "${samples[ferry-rss-$n]}")" "$(median "${samples[flux-rss-$n]}")"
   done
+  echo
+  echo "drift: kubectl delete of a managed Deployment -> recreated and Available (interval ${FERRY_BENCH_COMPARE_DRIFT_INTERVAL:-1m} for both)"
+  printf '  %-28s %s\n' "ferry" "$(stats "${samples[drift-ferry]}")"
+  printf '  %-28s %s\n' "Flux" "$(stats "${samples[drift-flux]}")"
+  printf '  %-28s %s\n' "ratio Flux/ferry" "$(ratio "${samples[drift-flux]}" "${samples[drift-ferry]}")"
 } >"$out"
 echo
 cat "$out"
