@@ -42,26 +42,8 @@ source "$here/lib/flux.sh"
 # shellcheck source=lib/objects.sh
 source "$here/lib/objects.sh"
 
-now() { echo "$EPOCHREALTIME"; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
-
-ferry_pid=""
-stop_ferry() {
-  [[ -n "$ferry_pid" ]] || return 0
-  kill -TERM "$ferry_pid" 2>/dev/null || true
-  wait "$ferry_pid" 2>/dev/null || true
-  ferry_pid=""
-}
-
-delete_ns() {
-  local ns="$1" obj
-  kubectl get namespace "$ns" >/dev/null 2>&1 || return 0
-  for obj in $(kubectl get fapp,kustomization,gitrepository -n "$ns" -o name 2>/dev/null); do
-    kubectl patch "$obj" -n "$ns" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
-  done
-  kubectl delete namespace "$ns" --wait=true --timeout=300s >/dev/null
-}
+# shellcheck source=lib/common.sh
+source "$here/lib/common.sh"
 
 cleanup() {
   local status=$? ns
@@ -100,14 +82,7 @@ run_ferry() { # n label keep
   logf="$work/ferry-$ns.log"
   delete_ns "$ns"
   create_ns "$ns"
-  "$ferry" run --namespace "$ns" --cache-dir "$work/cache-$ns" --http-address 127.0.0.1:0 >"$logf" 2>&1 &
-  ferry_pid=$!
-  local deadline=$((SECONDS + 60))
-  until grep -q 'ferry is ready' "$logf"; do
-    kill -0 "$ferry_pid" 2>/dev/null || { tail -n 20 "$logf" >&2; die "ferry exited during start-up"; }
-    ((SECONDS < deadline)) || die "ferry not ready after 60s"
-    sleep 0.05
-  done
+  start_ferry "$logf" --namespace "$ns" --cache-dir "$work/cache-$ns" --http-address 127.0.0.1:0
   t0="$(now)"
   kubectl apply -f - >/dev/null <<EOF
 apiVersion: ferry.dev/v1alpha1
@@ -180,13 +155,7 @@ run_drift() { # label
   delete_ns "$ns"
   create_ns "$ns"
   logf="$work/ferry-$ns.log"
-  "$ferry" run --namespace "$ns" --cache-dir "$work/cache-$ns" --http-address 127.0.0.1:0 >"$logf" 2>&1 &
-  ferry_pid=$!
-  local deadline=$((SECONDS + 60))
-  until grep -q 'ferry is ready' "$logf"; do
-    ((SECONDS < deadline)) || die "ferry not ready after 60s"
-    sleep 0.05
-  done
+  start_ferry "$logf" --namespace "$ns" --cache-dir "$work/cache-$ns" --http-address 127.0.0.1:0
   kubectl apply -f - >/dev/null <<APP
 apiVersion: ferry.dev/v1alpha1
 kind: Application
@@ -225,13 +194,6 @@ run_floor() { # n label keep
   delete_ns "$ns"
 }
 
-stats() {
-  tr ' ' '\n' <<<"$1" | sort -g | awk '
-    { v[NR] = $1 }
-    END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%s %s %s", m, v[1], v[NR] }'
-}
-median() { stats "$1" | cut -d' ' -f1; }
-ratio() { awk -v a="$(median "$1")" -v b="$(median "$2")" 'BEGIN { printf "%.2f", a / b }'; }
 
 # --- main ------------------------------------------------------------------------------------
 

@@ -51,38 +51,10 @@ die() { log "error: $*"; exit 1; }
 source "$root/tests/testenv/use.sh"
 testenv_use bench
 
-now() { echo "$EPOCHREALTIME"; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+# shellcheck source=lib/common.sh
+source "$here/lib/common.sh"
 
 # --- cleanup ---------------------------------------------------------------------------------
-
-ferry_pid=""
-stop_ferry() {
-  [[ -n "$ferry_pid" ]] || return 0
-  kill -TERM "$ferry_pid" 2>/dev/null || true
-  local deadline=$((SECONDS + 20))
-  while kill -0 "$ferry_pid" 2>/dev/null; do
-    if ((SECONDS >= deadline)); then
-      log "ferry (pid $ferry_pid) ignored SIGTERM for 20s; killing it"
-      kill -KILL "$ferry_pid" 2>/dev/null || true
-    fi
-    sleep 0.2
-  done
-  wait "$ferry_pid" 2>/dev/null || true
-  ferry_pid=""
-}
-
-# Deletes a bench namespace and waits until it is gone. Applications left in it (an interrupted
-# run, or a finalizer ferry did not remove) lose their finalizer first, or the namespace would
-# wait for a ferry that no longer runs.
-delete_ns() { # namespace
-  local ns="$1" app
-  kubectl get namespace "$ns" >/dev/null 2>&1 || return 0
-  for app in $(kubectl get fapp -n "$ns" -o name 2>/dev/null); do
-    kubectl patch "$app" -n "$ns" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
-  done
-  kubectl delete namespace "$ns" --wait=true --timeout=300s >/dev/null
-}
 
 cleanup() {
   local status=$? ns
@@ -123,34 +95,13 @@ declare -A samples # key -> space-separated values
 
 record() { samples[$1]="${samples[$1]:-}${samples[$1]:+ }$2"; }
 
-# Starts ferry for one namespace and waits for "ferry is ready"; sets ferry_pid and
-# ferry_startup (seconds). Not in a subshell: ferry_pid must reach the caller.
-ferry_startup=""
-start_ferry() { # namespace log
-  local ns="$1" logf="$2" t0 deadline
-  t0="$(now)"
-  "$ferry" run --namespace "$ns" --cache-dir "$work/cache-$ns" >"$logf" 2>&1 &
-  ferry_pid=$!
-  deadline=$((SECONDS + 60))
-  until grep -q 'ferry is ready' "$logf"; do
-    if ! kill -0 "$ferry_pid" 2>/dev/null; then
-      tail -n 30 "$logf" >&2
-      ferry_pid=""
-      die "ferry exited during start-up (log $logf)"
-    fi
-    ((SECONDS < deadline)) || { tail -n 30 "$logf" >&2; die "ferry not ready after 60s (log $logf)"; }
-    sleep 0.05
-  done
-  ferry_startup="$(elapsed "$t0" "$(now)")"
-}
-
 run_ferry() { # n run-label record(0|1)
   local n="$1" ns="ferry-bench-f$1-$2" keep="$3" logf t0 t1 secs startup line hwm rss
   logf="$work/ferry-$ns.log"
   delete_ns "$ns"
   rm -rf "$work/cache-$ns"
   create_ns "$ns"
-  start_ferry "$ns" "$logf"
+  start_ferry "$logf" --namespace "$ns" --cache-dir "$work/cache-$ns" --http-address 127.0.0.1:0
   startup="$ferry_startup"
   t0="$(now)"
   kubectl apply -f - >/dev/null <<EOF
@@ -253,16 +204,6 @@ run_kubectl() { # n run-label record(0|1)
 
 # --- statistics ------------------------------------------------------------------------------
 
-# "median min max" of whitespace-separated numbers.
-stats() {
-  tr ' ' '\n' <<<"$1" | sort -g | awk '
-    { v[NR] = $1 }
-    END {
-      m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-      printf "%s %s %s", m, v[1], v[NR]
-    }'
-}
-median() { stats "$1" | cut -d' ' -f1; }
 
 # --- main ------------------------------------------------------------------------------------
 
@@ -315,7 +256,6 @@ row() { # label values unit
   printf '  %-40s median %9.3f %s   min %9.3f %s   max %9.3f %s   (%s)\n' \
     "$1" "${s[0]}" "$3" "${s[1]}" "$3" "${s[2]}" "$3" "$2"
 }
-ratio() { awk -v a="$(median "$1")" -v b="$(median "$2")" 'BEGIN { printf "%.2f", a / b }'; }
 
 server_version="$(kubectl version -o json 2>/dev/null | awk -F'"' '/"gitVersion"/ { v = $4 } END { print v }')"
 {

@@ -38,28 +38,17 @@ command -v curl >/dev/null || die "curl is needed (make deps installs it)"
 source "$root/tests/testenv/use.sh"
 testenv_use bench
 
-now() { echo "$EPOCHREALTIME"; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+# shellcheck source=lib/common.sh
+source "$here/lib/common.sh"
 
-ferry_pid=""
 cleanup() {
-  local status=$? app
-  if [[ -n "$ferry_pid" ]]; then
-    kill -TERM "$ferry_pid" 2>/dev/null || true
-    wait "$ferry_pid" 2>/dev/null || true
-  fi
-  if kubectl get namespace "$ns" >/dev/null 2>&1; then
-    for app in $(kubectl get fapp -n "$ns" -o name 2>/dev/null); do
-      kubectl patch "$app" -n "$ns" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
-    done
-    kubectl delete namespace "$ns" --wait=true --timeout=300s >/dev/null 2>&1 || true
-  fi
+  local status=$?
+  stop_ferry
+  delete_ns "$ns" || true
   exit "$status"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # --- the repository --------------------------------------------------------------------------
 
@@ -107,13 +96,7 @@ gitc push -q origin main
 
 # --- ferry -----------------------------------------------------------------------------------
 
-if kubectl get namespace "$ns" >/dev/null 2>&1; then
-  log "deleting leftover namespace $ns"
-  for app in $(kubectl get fapp -n "$ns" -o name 2>/dev/null); do
-    kubectl patch "$app" -n "$ns" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
-  done
-  kubectl delete namespace "$ns" --wait=true --timeout=300s >/dev/null
-fi
+delete_ns "$ns"
 "$ferry" crd | kubectl apply --server-side --field-manager=ferry -f - >/dev/null
 kubectl wait --for=condition=Established --timeout=60s crd/applications.ferry.dev >/dev/null
 kubectl create namespace "$ns" >/dev/null
@@ -121,15 +104,8 @@ kubectl create secret generic ferry-webhook -n "$ns" --from-literal=github="$sec
 
 port="$(free_port)"
 logf="$work/ferry.log"
-"$ferry" run --namespace "$ns" --cache-dir "$work/cache" --http-address "127.0.0.1:$port" \
-  --webhook-secret "$ns/ferry-webhook" >"$logf" 2>&1 &
-ferry_pid=$!
-deadline=$((SECONDS + 60))
-until grep -q 'ferry is ready' "$logf"; do
-  kill -0 "$ferry_pid" 2>/dev/null || { tail -n 30 "$logf" >&2; ferry_pid=""; die "ferry exited during start-up"; }
-  ((SECONDS < deadline)) || { tail -n 30 "$logf" >&2; die "ferry not ready after 60s"; }
-  sleep 0.05
-done
+start_ferry "$logf" --namespace "$ns" --cache-dir "$work/cache" --http-address "127.0.0.1:$port" \
+  --webhook-secret "$ns/ferry-webhook"
 
 kubectl apply -f - >/dev/null <<EOF
 apiVersion: ferry.dev/v1alpha1
@@ -189,13 +165,10 @@ for ((i = 0; i <= pushes; i++)); do
   log "push $i: ${total}s from git push to Synced/Healthy (push + webhook answered after $(elapsed "$t0" "$t1")s)"
 done
 
-stats() {
-  tr ' ' '\n' <<<"$1" | sort -g | awk '
-    { v[NR] = $1 }
-    END {
-      m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-      printf "median %.3f s   min %.3f s   max %.3f s", m, v[1], v[NR]
-    }'
+seconds() { # samples -> "median X s   min Y s   max Z s"
+  local s
+  read -r -a s <<<"$(stats "$1")"
+  printf 'median %.3f s   min %.3f s   max %.3f s' "${s[0]}" "${s[1]}" "${s[2]}"
 }
 interval_fetches="$(grep -c 'fetching from Git remote' "$logf" || true)"
 {
@@ -205,8 +178,8 @@ interval_fetches="$(grep -c 'fetching from Git remote' "$logf" || true)"
   echo "method:   10-object Application (9 ConfigMaps, 1 Deployment), interval 1h; each push changes the Deployment's image"
   echo "          clock from 'git push' (file:// bare repo) + signed POST /hooks/github to status Synced/Healthy at the pushed commit"
   echo
-  echo "git push + webhook -> Synced/Healthy, $pushes pushes: $(stats "${totals[*]}")   (${totals[*]})"
-  echo "git push + webhook answered:              $(stats "${hooks[*]}")"
+  echo "git push + webhook -> Synced/Healthy, $pushes pushes: $(seconds "${totals[*]}")   (${totals[*]})"
+  echo "git push + webhook answered:              $(seconds "${hooks[*]}")"
   echo "Git fetches ferry made: $interval_fetches (initial sync, warm-up and $pushes pushes)"
 } >"$out"
 echo

@@ -3,7 +3,7 @@
 # read from. Built by `tests/testenv/build.sh flux-source-controller flux-kustomize-controller`.
 #
 # Needs $root, $bin (from tests/testenv/use.sh), kubectl(), log() and die() from the sourcing
-# script.
+# script, and free_port (benches/lib/common.sh).
 # shellcheck shell=bash disable=SC2154  # $root and $bin come from the sourcing script
 
 # shellcheck source=../../tests/testenv/versions.env
@@ -11,8 +11,6 @@ source "$root/tests/testenv/versions.env"
 flux_cache="${FERRY_CACHE:-$HOME/.cache/ferry}/testenv"
 flux_sc_dir="$flux_cache/flux-source-controller-$FLUX_SOURCE_CONTROLLER_VERSION"
 flux_kc_dir="$flux_cache/flux-kustomize-controller-$FLUX_KUSTOMIZE_CONTROLLER_VERSION"
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 flux_build() {
   "$root/tests/testenv/build.sh" flux-source-controller flux-kustomize-controller

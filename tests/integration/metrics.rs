@@ -5,7 +5,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::support::{Cluster, Ferry, FerryApp, GitServer, TestNamespace, http_get, wait_until};
+use crate::support::{
+    Cluster, Ferry, FerryApp, GitServer, TestNamespace, http_get, release_applications, wait_until,
+};
 
 const T: Duration = Duration::from_secs(120);
 
@@ -74,19 +76,7 @@ impl Fleet {
 impl Drop for Fleet {
     fn drop(&mut self) {
         self.ferry.stop();
-        let list =
-            self.cluster.kubectl(&["-n", &self.ns.name, "get", "applications.ferry.dev", "-o", "name"]);
-        for app in list.stdout.lines().filter(|l| !l.is_empty()) {
-            let _ = self.cluster.kubectl(&[
-                "-n",
-                &self.ns.name,
-                "patch",
-                app,
-                "--type=merge",
-                "-p",
-                r#"{"metadata":{"finalizers":null}}"#,
-            ]);
-        }
+        release_applications(&self.cluster, &self.ns.name);
     }
 }
 

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     Cluster, Ferry, FerryApp, GitServer, TestNamespace, assert_managed_by, condition, get_json,
-    main_revision, repo_root, summary, wait_until,
+    main_revision, release_applications, repo_root, summary, wait_until,
 };
 
 /// Deadline for anything ferry does on its own (the machine is small and shared).
@@ -155,21 +155,7 @@ impl Scenario {
 impl Drop for Scenario {
     fn drop(&mut self) {
         self.ferry.stop();
-        // With ferry gone nothing would remove its finalizer, and the namespace would hang in
-        // Terminating forever.
-        let list =
-            self.cluster.kubectl(&["-n", &self.ns.name, "get", "applications.ferry.dev", "-o", "name"]);
-        for app in list.stdout.lines().filter(|l| !l.is_empty()) {
-            let _ = self.cluster.kubectl(&[
-                "-n",
-                &self.ns.name,
-                "patch",
-                app,
-                "--type=merge",
-                "-p",
-                r#"{"metadata":{"finalizers":null}}"#,
-            ]);
-        }
+        release_applications(&self.cluster, &self.ns.name);
         for args in self.cleanup.borrow().iter() {
             let mut all: Vec<&str> = vec!["delete", "--ignore-not-found", "--wait=false"];
             all.extend(args.iter().map(String::as_str));

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     Cluster, Ferry, FerryApp, GitServer, HttpResponse, TestNamespace, http_get, http_request, main_revision,
-    wait_until,
+    release_applications, wait_until,
 };
 
 /// Deadline for anything ferry does on its own (the machine is small and shared); far below the
@@ -117,20 +117,7 @@ impl Hooks {
 impl Drop for Hooks {
     fn drop(&mut self) {
         self.ferry.stop();
-        // With ferry gone nothing would remove its finalizer, and the namespace would hang.
-        let list =
-            self.cluster.kubectl(&["-n", &self.ns.name, "get", "applications.ferry.dev", "-o", "name"]);
-        for app in list.stdout.lines().filter(|l| !l.is_empty()) {
-            let _ = self.cluster.kubectl(&[
-                "-n",
-                &self.ns.name,
-                "patch",
-                app,
-                "--type=merge",
-                "-p",
-                r#"{"metadata":{"finalizers":null}}"#,
-            ]);
-        }
+        release_applications(&self.cluster, &self.ns.name);
     }
 }
 

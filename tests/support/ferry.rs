@@ -321,6 +321,16 @@ pub fn summary(app: &Value) -> String {
     )
 }
 
+/// Removes ferry's finalizer from every Application in `namespace`: once the test's ferry has
+/// stopped nothing else would, and the namespace would hang in Terminating forever.
+pub fn release_applications(cluster: &Cluster, namespace: &str) {
+    let list = cluster.kubectl(&["-n", namespace, "get", "applications.ferry.dev", "-o", "name"]);
+    for app in list.stdout.lines().filter(|l| !l.is_empty()) {
+        let patch = r#"{"metadata":{"finalizers":null}}"#;
+        let _ = cluster.kubectl(&["-n", namespace, "patch", app, "--type=merge", "-p", patch]);
+    }
+}
+
 /// `main@sha1:<sha>`, as `status.sync.revision` names a commit of branch main.
 pub fn main_revision(sha: &str) -> String {
     format!("main@sha1:{sha}")

@@ -1,0 +1,76 @@
+# Sourced by the benchmark scripts: timing, statistics, a ferry process and the bench namespaces
+# on the local cluster. Needs kubectl() (tests/testenv/use.sh), log() and die() from the
+# sourcing script, and $ferry (the binary) for start_ferry.
+# shellcheck shell=bash disable=SC2154  # $ferry comes from the sourcing script
+
+now() { echo "$EPOCHREALTIME"; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# "median min max" of whitespace-separated numbers.
+stats() {
+  tr ' ' '\n' <<<"$1" | sort -g | awk '
+    { v[NR] = $1 }
+    END {
+      m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+      printf "%s %s %s", m, v[1], v[NR]
+    }'
+}
+median() { stats "$1" | cut -d' ' -f1; }
+# Ratio of the medians of two sample lists.
+ratio() { awk -v a="$(median "$1")" -v b="$(median "$2")" 'BEGIN { printf "%.2f", a / b }'; }
+
+# Starts `ferry run ARGS...` in the background with its log in LOG and waits for "ferry is
+# ready"; sets ferry_pid and ferry_startup (seconds). Not in a subshell: ferry_pid must reach
+# the caller.
+ferry_pid=""
+ferry_startup=""
+start_ferry() { # log args...
+  local logf="$1" t0 deadline
+  shift
+  t0="$(now)"
+  "$ferry" run "$@" >"$logf" 2>&1 &
+  ferry_pid=$!
+  deadline=$((SECONDS + 60))
+  until grep -q 'ferry is ready' "$logf"; do
+    if ! kill -0 "$ferry_pid" 2>/dev/null; then
+      tail -n 30 "$logf" >&2
+      ferry_pid=""
+      die "ferry exited during start-up (log $logf)"
+    fi
+    ((SECONDS < deadline)) || { tail -n 30 "$logf" >&2; die "ferry not ready after 60s (log $logf)"; }
+    sleep 0.05
+  done
+  ferry_startup="$(elapsed "$t0" "$(now)")"
+}
+
+stop_ferry() {
+  [[ -n "$ferry_pid" ]] || return 0
+  kill -TERM "$ferry_pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 20))
+  while kill -0 "$ferry_pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      log "ferry (pid $ferry_pid) ignored SIGTERM for 20s; killing it"
+      kill -KILL "$ferry_pid" 2>/dev/null || true
+    fi
+    sleep 0.2
+  done
+  wait "$ferry_pid" 2>/dev/null || true
+  ferry_pid=""
+}
+
+# Deletes a bench namespace and waits until it is gone. Applications (and Flux objects) left in
+# it lose their finalizers first, or the namespace would wait for a controller that no longer
+# runs. Kinds whose CRD is not installed are skipped.
+delete_ns() { # namespace
+  local ns="$1" kind obj
+  kubectl get namespace "$ns" >/dev/null 2>&1 || return 0
+  for kind in applications.ferry.dev kustomizations.kustomize.toolkit.fluxcd.io \
+    gitrepositories.source.toolkit.fluxcd.io; do
+    for obj in $(kubectl get "$kind" -n "$ns" -o name 2>/dev/null); do
+      kubectl patch "$obj" -n "$ns" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
+    done
+  done
+  kubectl delete namespace "$ns" --wait=true --timeout=300s >/dev/null
+}
