@@ -77,23 +77,33 @@ prepare() { # n: a bare repository repo-<n>.git with the objects under objects/
   git -C "$clone" push -q "$work/repos/repo-$n.git" main
 }
 
-run_ferry() { # n label keep
-  local n="$1" ns="cmp-ferry-$1-$2" keep="$3" logf t0 secs hwm
-  logf="$work/ferry-$ns.log"
-  delete_ns "$ns"
-  create_ns "$ns"
-  start_ferry "$logf" --namespace "$ns" --cache-dir "$work/cache-$ns" --http-address 127.0.0.1:0
-  t0="$(now)"
+# A fresh namespace with a fresh ferry for it (log: $work/ferry-<ns>.log).
+ferry_for() { # namespace
+  delete_ns "$1"
+  create_ns "$1"
+  start_ferry "$work/ferry-$1.log" --namespace "$1" --cache-dir "$work/cache-$1" --http-address 127.0.0.1:0
+}
+
+# The ferry counterpart of flux_apply_app: the Application `bench` on repo-<n>.
+ferry_apply_app() { # namespace n interval
   kubectl apply -f - >/dev/null <<EOF
 apiVersion: ferry.dev/v1alpha1
 kind: Application
-metadata: {name: bench, namespace: $ns}
+metadata: {name: bench, namespace: $1}
 spec:
-  source: {repoURL: "http://127.0.0.1:$git_http_port/repo-$n.git", ref: {branch: main}, path: objects}
-  destination: {namespace: $ns}
-  interval: 1h
+  source: {repoURL: "http://127.0.0.1:$git_http_port/repo-$2.git", ref: {branch: main}, path: objects}
+  destination: {namespace: $1}
+  interval: $3
   syncPolicy: {automated: true, prune: true, selfHeal: true}
 EOF
+}
+
+run_ferry() { # n label keep
+  local n="$1" ns="cmp-ferry-$1-$2" keep="$3" logf t0 secs hwm
+  logf="$work/ferry-$ns.log"
+  ferry_for "$ns"
+  t0="$(now)"
+  ferry_apply_app "$ns" "$n" 1h
   kubectl wait --for=condition=Ready fapp/bench -n "$ns" --timeout="${timeout}s" >/dev/null ||
     { tail -n 30 "$logf" >&2; die "ferry: $n objects not Ready after ${timeout}s"; }
   secs="$(elapsed "$t0" "$(now)")"
@@ -150,21 +160,10 @@ drift_once() { # tool namespace
 }
 
 run_drift() { # label
-  local interval="${FERRY_BENCH_COMPARE_DRIFT_INTERVAL:-1m}" ns logf
+  local interval="${FERRY_BENCH_COMPARE_DRIFT_INTERVAL:-1m}" ns
   ns="cmp-ferry-drift-$1"
-  delete_ns "$ns"
-  create_ns "$ns"
-  logf="$work/ferry-$ns.log"
-  start_ferry "$logf" --namespace "$ns" --cache-dir "$work/cache-$ns" --http-address 127.0.0.1:0
-  kubectl apply -f - >/dev/null <<APP
-apiVersion: ferry.dev/v1alpha1
-kind: Application
-metadata: {name: bench, namespace: $ns}
-spec:
-  source: {repoURL: "http://127.0.0.1:$git_http_port/repo-20.git", ref: {branch: main}, path: objects}
-  destination: {namespace: $ns}
-  interval: $interval
-APP
+  ferry_for "$ns"
+  ferry_apply_app "$ns" 20 "$interval"
   kubectl wait --for=condition=Ready fapp/bench -n "$ns" --timeout="${timeout}s" >/dev/null
   drift_once ferry "$ns"
   stop_ferry
