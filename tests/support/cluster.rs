@@ -10,6 +10,7 @@ use std::{
         OnceLock,
         atomic::{AtomicU32, Ordering},
     },
+    time::Duration,
 };
 
 /// Root of the ferry checkout.
@@ -180,12 +181,18 @@ impl Cluster {
     pub fn install_crds(&self) {
         let yaml = ferry::api::crds_yaml().expect("serialize CRDs");
         self.apply(&yaml);
-        self.kubectl_ok(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/applications.ferry.dev",
-        ]);
+        // Polled rather than `kubectl wait`: that one fails at once, instead of waiting, when it
+        // reads the CRD at a moment its status.conditions is null (seen while another test
+        // restarted the API server).
+        let established = r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#;
+        super::wait_until("the Application CRD to be Established", Duration::from_secs(60), || {
+            let run = self.kubectl(&["get", "crd", "applications.ferry.dev", "-o", established]);
+            if run.success && run.stdout.trim() == "True" {
+                Ok(())
+            } else {
+                Err(format!("not yet: {}{}", run.stdout.trim(), run.stderr.trim()))
+            }
+        });
     }
 
     /// A fresh namespace for one test, deleted when the returned guard drops.
