@@ -12,17 +12,18 @@ KUBECONFIG_TESTENV = $(shell $(TESTENV) env 2>/dev/null | sed -n 's/^KUBECONFIG=
 TESTENV_STATE = $(or $(FERRY_TESTENV_STATE),$(CURDIR)/target/testenv)
 KUBECTL = $(TESTENV_STATE)/bin/kubectl --kubeconfig "$(KUBECONFIG_TESTENV)"
 
-.PHONY: help deps testenv-up testenv-down testenv-status build test lint crds demo bench bench-compare
+.PHONY: help deps testenv-up testenv-down testenv-status build test lint crds demo bench bench-quick
 
 help:
 	@echo "make demo          start the local cluster and ferry, sync an example app from a local Git"
 	@echo "                   repo to Synced/Healthy, roll out a new image tag; ferry keeps running"
 	@echo "make test          lint and run every test (unit and integration) against the local cluster"
 	@echo "make crds          regenerate crds/ from the Rust types"
-	@echo "make bench         render benchmarks (1,000 objects, plain and Kustomize) -> target/bench/render.txt"
-	@echo "                   and sync benchmarks (100 and 1,000 objects, ferry vs kubectl apply) -> target/bench/sync.txt"
-	@echo "                   and git push + webhook -> Synced/Healthy (10 objects, 10 pushes) -> target/bench/webhook.txt"
-	@echo "make bench-compare ferry next to Flux on the same cluster (in progress) -> target/bench/compare.txt"
+	@echo "make bench         every benchmark, within an hour on a fresh machine (it builds Flux's controllers):"
+	@echo "                   ferry next to Flux on the same cluster -> BENCHMARKS.md and docs/benchmarks.svg,"
+	@echo "                   render (1,000 objects) -> target/bench/render.txt, sync (ferry vs kubectl apply)"
+	@echo "                   -> target/bench/sync.txt, git push + webhook -> target/bench/webhook.txt"
+	@echo "make bench-quick   a reduced ferry-next-to-Flux run in minutes -> target/bench/compare-quick.md"
 	@echo "make lint          cargo fmt --check and clippy with warnings as errors"
 	@echo "make testenv-up    build (once) and start the local control plane"
 	@echo "make testenv-down  stop it"
@@ -50,20 +51,20 @@ crds:
 	cargo run -q -- crd > crds/application.yaml
 
 # The render bench needs only the kustomize binary (build.sh skips it when already built); the
-# sync bench needs the local cluster and a release build of ferry (benches/sync.sh says how it
-# measures; FERRY_BENCH_SYNC_SIZES and FERRY_BENCH_SYNC_RUNS change what it runs).
+# others need the local cluster and a release build of ferry. benches/compare.sh builds Flux's
+# controllers once (tests/testenv/build.sh, cached by version) and says how it measures; each
+# script's header lists the FERRY_BENCH_* variables that change what it runs.
 bench: testenv-up
 	tests/testenv/build.sh kustomize
 	cargo bench --bench render
 	cargo build --release --bin ferry
 	benches/sync.sh
 	benches/webhook.sh
+	benches/compare.sh full
 
-# ferry next to Flux (issue 7, in progress: scenarios 1, 4 and 5): builds Flux's controllers once
-# (tests/testenv/build.sh), writes target/bench/compare.txt.
-bench-compare: testenv-up
+bench-quick: testenv-up
 	cargo build --release --bin ferry
-	benches/compare.sh
+	benches/compare.sh quick
 
 test: deps lint testenv-up
 	cargo test

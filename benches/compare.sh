@@ -1,34 +1,59 @@
 #!/usr/bin/env bash
 # ferry next to Flux on the same cluster, the same Git server and the same objects (issue 7).
-# Work in progress: scenarios 1 (mean time to production), 4 (drift) and 5 (the kubectl floor)
-# so far; scenarios 2 and 3 (commit to converged with each tool's webhook receiver, fleet steady
-# state) are still to come, and the results go to target/bench/compare.txt, not yet to
-# BENCHMARKS.md.
+# Each tool runs alone, freshly started and scoped to a fresh namespace (ferry --namespace; Flux
+# RUNTIME_NAMESPACE, as in-cluster), reading the same bare repositories through the same git
+# smart-HTTP server (benches/lib/git_http.py); namespaces are deleted between runs, and the
+# order alternates between repetitions.
 #
-# Scenario 1, as in Flux's own benchmark: one Application / one GitRepository+Kustomization
-# (prune, wait) of N objects (90% ConfigMaps, 10% Deployments), from creating it to Ready
-# (ferry: Ready=True = Synced and Healthy; Flux: Kustomization Ready=True with wait: every
-# object ready). Each tool runs alone, freshly started, scoped to a fresh namespace (ferry
-# --namespace; Flux RUNTIME_NAMESPACE), reading the same bare repository through the same git
-# smart-HTTP server (benches/lib/git_http.py); the order alternates between repetitions.
-# Peak RSS: VmHWM of ferry, and of source-controller + kustomize-controller together.
-# Scenario 5: `kubectl apply --server-side` of the same objects, and the wait for Available.
+#   1. Mean time to production, as in Flux's own benchmark: one Application / one
+#      GitRepository+Kustomization (prune, wait) of N objects (90% ConfigMaps, 10% Deployments),
+#      from creating it to Ready (ferry: Ready=True, Synced and Healthy; Flux: Ready=True with
+#      wait: every object ready). Peak RSS: VmHWM of ferry; of source- + kustomize-controller.
+#   2. Commit to converged through each tool's webhook receiver (benches/lib/push.sh).
+#   3. Fleet steady state: CPU, memory, API requests and Git requests (benches/lib/fleet.sh).
+#   4. Drift: `kubectl delete` of a managed Deployment until it is back and Available.
+#   5. The floor: `kubectl apply --server-side` of the same objects as scenario 1.
 #
-# Environment: FERRY_BIN, FERRY_TESTENV_STATE, FERRY_BENCH_COMPARE_SIZES (default
-# "100 500 1000"), FERRY_BENCH_COMPARE_RUNS (default 3), FERRY_BENCH_COMPARE_TIMEOUT (600).
+# Usage: compare.sh [full|quick]. full (make bench) rewrites BENCHMARKS.md and
+# docs/benchmarks.svg; quick (make bench-quick: 100 objects, one run, 3 pushes, 20 apps for 60s)
+# writes target/bench/compare-quick.md and .svg only. The samples of the last run are in
+# target/bench/compare-<mode>/samples.tsv; benches/lib/report.py turns them into the report.
+#
+# Environment: FERRY_BIN, FERRY_TESTENV_STATE, and to change a mode's set:
+# FERRY_BENCH_COMPARE_SIZES, _RUNS, _PUSHES, _FLEET_APPS, _FLEET_WINDOW, _FLEET_BASELINE,
+# _DRIFT_RUNS, _DRIFT_INTERVAL (default 1m), _TIMEOUT (600 seconds per wait).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
 ferry="${FERRY_BIN:-$target/release/ferry}"
-read -r -a sizes <<<"${FERRY_BENCH_COMPARE_SIZES:-100 500 1000}"
-runs="${FERRY_BENCH_COMPARE_RUNS:-3}"
+mode="${1:-full}"
+case "$mode" in
+  full) d_sizes="100 500 1000" d_runs=3 d_pushes=10 d_apps=200 d_window=300 d_baseline=120 d_drift=3 ;;
+  quick) d_sizes="100" d_runs=1 d_pushes=3 d_apps=20 d_window=60 d_baseline=30 d_drift=1 ;;
+  *) echo "usage: $0 [full|quick]" >&2; exit 2 ;;
+esac
+read -r -a sizes <<<"${FERRY_BENCH_COMPARE_SIZES:-$d_sizes}"
+runs="${FERRY_BENCH_COMPARE_RUNS:-$d_runs}"
+pushes="${FERRY_BENCH_COMPARE_PUSHES:-$d_pushes}"
+fleet_apps="${FERRY_BENCH_COMPARE_FLEET_APPS:-$d_apps}"
+fleet_window="${FERRY_BENCH_COMPARE_FLEET_WINDOW:-$d_window}"
+fleet_baseline="${FERRY_BENCH_COMPARE_FLEET_BASELINE:-$d_baseline}"
+drift_runs="${FERRY_BENCH_COMPARE_DRIFT_RUNS:-$d_drift}"
+drift_interval="${FERRY_BENCH_COMPARE_DRIFT_INTERVAL:-1m}"
 timeout="${FERRY_BENCH_COMPARE_TIMEOUT:-600}"
 out_dir="$target/bench"
-out="$out_dir/compare.txt"
-work="$out_dir/compare-work"
+work="$out_dir/compare-$mode"
+samples_file="$work/samples.tsv"
+if [[ "$mode" == full ]]; then
+  report="$root/BENCHMARKS.md" chart="$root/docs/benchmarks.svg" chart_ref="docs/benchmarks.svg"
+else
+  report="$out_dir/compare-quick.md" chart="$out_dir/compare-quick.svg" chart_ref="compare-quick.svg"
+fi
 label="ferry.dev/bench=compare"
+started="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+t_start="$SECONDS"
 
 log() { printf '[bench compare] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -44,6 +69,10 @@ source "$here/lib/objects.sh"
 
 # shellcheck source=lib/common.sh
 source "$here/lib/common.sh"
+# shellcheck source=lib/push.sh
+source "$here/lib/push.sh"
+# shellcheck source=lib/fleet.sh
+source "$here/lib/fleet.sh"
 
 cleanup() {
   local status=$? ns
@@ -63,8 +92,8 @@ create_ns() {
   kubectl label namespace "$1" "$label" >/dev/null
 }
 
-declare -A samples
-record() { samples[$1]="${samples[$1]:-}${samples[$1]:+ }$2"; }
+# Every measurement is one "key<TAB>value" line of $samples_file, read by benches/lib/report.py.
+record() { printf '%s\t%s\n' "$1" "$2" >>"$samples_file"; }
 
 prepare() { # n: a bare repository repo-<n>.git with the objects under objects/
   local n="$1" clone="$work/clone-$1"
@@ -77,21 +106,24 @@ prepare() { # n: a bare repository repo-<n>.git with the objects under objects/
   git -C "$clone" push -q "$work/repos/repo-$n.git" main
 }
 
-# A fresh namespace with a fresh ferry for it (log: $work/ferry-<ns>.log).
-ferry_for() { # namespace
-  delete_ns "$1"
-  create_ns "$1"
-  start_ferry "$work/ferry-$1.log" --namespace "$1" --cache-dir "$work/cache-$1" --http-address 127.0.0.1:0
+# A fresh namespace with a fresh ferry for it (log: $work/ferry-<ns>.log), more ferry flags after.
+ferry_for() { # namespace [flags...]
+  local ns="$1"
+  shift
+  delete_ns "$ns"
+  create_ns "$ns"
+  start_ferry "$work/ferry-$ns.log" --namespace "$ns" --cache-dir "$work/cache-$ns" \
+    --http-address 127.0.0.1:0 "$@"
 }
 
-# The ferry counterpart of flux_apply_app: the Application `bench` on repo-<n>.
-ferry_apply_app() { # namespace n interval
+# The ferry counterpart of flux_apply_app: the Application `bench` on <repo>.git, path objects.
+ferry_apply_app() { # namespace repo interval
   kubectl apply -f - >/dev/null <<EOF
 apiVersion: ferry.dev/v1alpha1
 kind: Application
 metadata: {name: bench, namespace: $1}
 spec:
-  source: {repoURL: "http://127.0.0.1:$git_http_port/repo-$2.git", ref: {branch: main}, path: objects}
+  source: {repoURL: "http://127.0.0.1:$git_http_port/$2.git", ref: {branch: main}, path: objects}
   destination: {namespace: $1}
   interval: $3
   syncPolicy: {automated: true, prune: true, selfHeal: true}
@@ -103,15 +135,15 @@ run_ferry() { # n label keep
   logf="$work/ferry-$ns.log"
   ferry_for "$ns"
   t0="$(now)"
-  ferry_apply_app "$ns" "$n" 1h
+  ferry_apply_app "$ns" "repo-$n" 1h
   kubectl wait --for=condition=Ready fapp/bench -n "$ns" --timeout="${timeout}s" >/dev/null ||
     { tail -n 30 "$logf" >&2; die "ferry: $n objects not Ready after ${timeout}s"; }
   secs="$(elapsed "$t0" "$(now)")"
   hwm="$(hwm_kib "$ferry_pid")"
   log "ferry $n objects ($2): ${secs}s to Ready, peak RSS $((hwm / 1024)) MiB"
   if ((keep)); then
-    record "ferry-$n" "$secs"
-    record "ferry-rss-$n" "$(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }')"
+    record "mttp-ferry-$n" "$secs"
+    record "rss-ferry-$n" "$(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }')"
   fi
   stop_ferry
   delete_ns "$ns"
@@ -130,15 +162,14 @@ run_flux() { # n label keep
   hwm=$(($(hwm_kib "$flux_sc_pid") + $(hwm_kib "$flux_kc_pid")))
   log "Flux  $n objects ($2): ${secs}s to Ready, peak RSS (both controllers) $((hwm / 1024)) MiB"
   if ((keep)); then
-    record "flux-$n" "$secs"
-    record "flux-rss-$n" "$(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }')"
+    record "mttp-flux-$n" "$secs"
+    record "rss-flux-$n" "$(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }')"
   fi
   flux_stop
   delete_ns "$ns"
 }
 
-# Scenario 4: a 20-object app (both tools with the same interval, FERRY_BENCH_COMPARE_DRIFT_INTERVAL,
-# default 1m), Ready; then `kubectl delete deployment app-9` and the clock runs until a Deployment
+# Scenario 4: a 20-object app (both tools with the same interval, $drift_interval), Ready; then `kubectl delete deployment app-9` and the clock runs until a Deployment
 # of that name exists again with a new uid (recreated) and is Available.
 drift_once() { # tool namespace
   local tool="$1" ns="$2" old t0 uid avail
@@ -160,10 +191,10 @@ drift_once() { # tool namespace
 }
 
 run_drift() { # label
-  local interval="${FERRY_BENCH_COMPARE_DRIFT_INTERVAL:-1m}" ns
+  local interval="$drift_interval" ns
   ns="cmp-ferry-drift-$1"
   ferry_for "$ns"
-  ferry_apply_app "$ns" 20 "$interval"
+  ferry_apply_app "$ns" repo-20 "$interval"
   kubectl wait --for=condition=Ready fapp/bench -n "$ns" --timeout="${timeout}s" >/dev/null
   drift_once ferry "$ns"
   stop_ferry
@@ -198,12 +229,16 @@ run_floor() { # n label keep
 
 rm -rf "$work"
 mkdir -p "$work/repos" "$out_dir"
+: >"$samples_file"
 flux_build
 "$ferry" crd | kubectl apply --server-side --field-manager=ferry -f - >/dev/null
 flux_install_crds
 for n in "${sizes[@]}" 20; do prepare "$n"; done
-git_http_start "$work/repos"
+push_prepare
+fleet_prepare "$fleet_apps"
+git_http_start "$work/repos" "$work/git-requests.log"
 
+log "scenario 1 and 5: creation to Ready, ${sizes[*]} objects, $runs runs"
 log "warm-up (not counted): ${sizes[0]} objects"
 run_ferry "${sizes[0]}" warmup 0
 run_flux "${sizes[0]}" warmup 0
@@ -214,29 +249,39 @@ for ((r = 1; r <= runs; r++)); do
   done
 done
 
-for ((r = 1; r <= runs; r++)); do run_drift "r$r"; done
+log "scenario 2: commit to converged through the webhook, $pushes pushes"
+run_push "$pushes"
+
+log "scenario 3: $fleet_apps apps of 10 objects, ${fleet_window}s of steady state"
+run_fleet "$fleet_apps" "$fleet_window" "$fleet_baseline"
+
+log "scenario 4: drift, $drift_runs runs"
+for ((r = 1; r <= drift_runs; r++)); do run_drift "r$r"; done
 
 {
-  echo "ferry vs Flux ($(date -u +%Y-%m-%dT%H:%M:%SZ)); scenarios 1, 4 and 5 so far"
-  echo "ferry:  $("$ferry" version) ($ferry)"
-  echo "Flux:   source-controller $FLUX_SOURCE_CONTROLLER_VERSION, kustomize-controller $FLUX_KUSTOMIZE_CONTROLLER_VERSION (built from Go modules)"
-  echo "machine: nproc $(nproc), $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), load $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "method: $runs runs per size after one warm-up; medians (min max); ratio = Flux / ferry (above 1: ferry faster or lighter)"
-  for n in "${sizes[@]}"; do
-    echo
-    echo "$n objects: creation -> Ready"
-    printf '  %-28s %s\n' "ferry" "$(stats "${samples[ferry-$n]}")"
-    printf '  %-28s %s\n' "Flux" "$(stats "${samples[flux-$n]}")"
-    printf '  %-28s %s\n' "ratio Flux/ferry" "$(ratio "${samples[flux-$n]}" "${samples[ferry-$n]}")"
-    printf '  %-28s %s\n' "kubectl apply (floor)" "$(stats "${samples[floor-$n]}")"
-    printf '  %-28s ferry %s MiB, Flux %s MiB\n' "peak RSS (median)" \
-      "$(median "${samples[ferry-rss-$n]}")" "$(median "${samples[flux-rss-$n]}")"
-  done
-  echo
-  echo "drift: kubectl delete of a managed Deployment -> recreated and Available (interval ${FERRY_BENCH_COMPARE_DRIFT_INTERVAL:-1m} for both)"
-  printf '  %-28s %s\n' "ferry" "$(stats "${samples[drift-ferry]}")"
-  printf '  %-28s %s\n' "Flux" "$(stats "${samples[drift-flux]}")"
-  printf '  %-28s %s\n' "ratio Flux/ferry" "$(ratio "${samples[drift-flux]}" "${samples[drift-ferry]}")"
-} >"$out"
-echo
-cat "$out"
+  printf 'mode\t%s\n' "$mode"
+  printf 'date\t%s\n' "$started"
+  printf 'duration\t%s\n' "$((SECONDS - t_start))"
+  printf 'ferry\t%s\n' "$("$ferry" version)"
+  printf 'ferry_commit\t%s\n' "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  printf 'flux\tsource-controller %s, kustomize-controller %s, notification-controller %s\n' \
+    "$FLUX_SOURCE_CONTROLLER_VERSION" "$FLUX_KUSTOMIZE_CONTROLLER_VERSION" "$FLUX_NOTIFICATION_CONTROLLER_VERSION"
+  printf 'kubernetes\t%s (kube-apiserver, etcd %s, kwok %s)\n' "$KUBERNETES_VERSION" "$ETCD_VERSION" "$KWOK_VERSION"
+  printf 'go\t%s\n' "$(go env GOVERSION)"
+  printf 'rustc\t%s\n' "$(rustc --version)"
+  printf 'cpu\t%s\n' "$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+  printf 'nproc\t%s\n' "$(nproc)"
+  printf 'memory\t%s\n' "$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
+  printf 'kernel\t%s\n' "$(uname -r)"
+  printf 'load\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+  printf 'sizes\t%s\n' "${sizes[*]}"
+  printf 'runs\t%s\n' "$runs"
+  printf 'pushes\t%s\n' "$pushes"
+  printf 'fleet_apps\t%s\n' "$fleet_apps"
+  printf 'fleet_interval\t%s\n' "$fleet_interval"
+  printf 'drift_runs\t%s\n' "$drift_runs"
+  printf 'drift_interval\t%s\n' "$drift_interval"
+} >"$work/meta.tsv"
+mkdir -p "$(dirname "$chart")"
+python3 "$here/lib/report.py" "$work/meta.tsv" "$samples_file" "$report" "$chart" "$chart_ref"
+log "done in $((SECONDS - t_start))s: $report, $chart"

@@ -38,6 +38,11 @@ enum Command {
         /// Seconds an Application may stay Progressing before it is Degraded.
         #[arg(long, default_value_t = 600, env = "FERRY_HEALTH_TIMEOUT_SECONDS")]
         health_timeout_seconds: u64,
+        /// Seconds an ls-remote of a repository is shared by the Applications on it with the same
+        /// credentials (never longer than half an Application's interval; a sync requested by a
+        /// webhook or `ferry sync` always lists afresh). 0: each Application lists for itself.
+        #[arg(long, default_value_t = 30, env = "FERRY_GIT_REF_CACHE_SECONDS")]
+        git_ref_cache_seconds: u64,
         /// The kustomize binary.
         #[arg(long, default_value = "kustomize", env = "FERRY_KUSTOMIZE")]
         kustomize: PathBuf,
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
             concurrency,
             require_service_account,
             health_timeout_seconds,
+            git_ref_cache_seconds,
             kustomize,
             helm,
             http_address,
@@ -104,6 +110,7 @@ fn main() -> ExitCode {
                 concurrency,
                 require_service_account,
                 health_timeout: Duration::from_secs(health_timeout_seconds),
+                git_ref_cache: Duration::from_secs(git_ref_cache_seconds),
                 kustomize,
                 helm,
                 http_address,

@@ -6,6 +6,26 @@
 now() { echo "$EPOCHREALTIME"; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# CPU time (user + system) of processes so far, in seconds. Fields 14 and 15 of /proc/PID/stat
+# count clock ticks; the command name (field 2) of the processes measured has no spaces.
+cpu_seconds() { # pid...
+  local pid ticks=0
+  for pid in "$@"; do
+    ticks=$((ticks + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
+  done
+  awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
+}
+# The API server's own count of requests it served, by verb ("VERB count" lines), from
+# apiserver_request_total over every resource, client and code.
+apiserver_requests() {
+  kubectl get --raw /metrics | awk '
+    /^apiserver_request_total\{/ {
+      match($0, /verb="[A-Z]+"/)
+      n[substr($0, RSTART + 6, RLENGTH - 7)] += $NF
+    }
+    END { for (v in n) printf "%s %d\n", v, n[v] }' | sort
+}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # "median min max" of whitespace-separated numbers.
@@ -26,9 +46,11 @@ ratio() { awk -v a="$(median "$1")" -v b="$(median "$2")" 'BEGIN { printf "%.2f"
 # the caller.
 ferry_pid=""
 ferry_startup=""
+ferry_log=""
 start_ferry() { # log args...
   local logf="$1" t0 deadline
   shift
+  ferry_log="$logf"
   t0="$(now)"
   "$ferry" run "$@" >"$logf" 2>&1 &
   ferry_pid=$!
@@ -43,6 +65,17 @@ start_ferry() { # log args...
     sleep 0.05
   done
   ferry_startup="$(elapsed "$t0" "$(now)")"
+}
+
+# host:port of the running ferry's HTTP server (from its "ferry is ready" line).
+ferry_http_address() {
+  sed -n 's/.*ferry is ready.* http_address=\([^ ]*\).*/\1/p' "$ferry_log" | head -n 1
+}
+
+# Requests ferry's own clients made (ferry_api_requests_total, every verb and result).
+ferry_client_requests() {
+  curl -sf "http://$(ferry_http_address)/metrics" |
+    awk '/^ferry_api_requests_total/ { n += $NF } END { printf "%d", n }'
 }
 
 stop_ferry() {
@@ -67,7 +100,7 @@ delete_ns() { # namespace
   local ns="$1" kind obj
   kubectl get namespace "$ns" >/dev/null 2>&1 || return 0
   for kind in applications.ferry.dev kustomizations.kustomize.toolkit.fluxcd.io \
-    gitrepositories.source.toolkit.fluxcd.io; do
+    gitrepositories.source.toolkit.fluxcd.io receivers.notification.toolkit.fluxcd.io; do
     for obj in $(kubectl get "$kind" -n "$ns" -o name 2>/dev/null); do
       kubectl patch "$obj" -n "$ns" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
     done

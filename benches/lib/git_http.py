@@ -3,19 +3,33 @@
 threaded HTTP server (standard library only). Flux's source-controller accepts only http(s) and
 ssh URLs, so both tools read the same repositories through this server.
 
-Usage: git_http.py ROOT PORT_FILE
+Usage: git_http.py ROOT PORT_FILE [REQUEST_LOG]
 Serves every bare repository under ROOT at http://127.0.0.1:<port>/<name>.git and writes the
-port to PORT_FILE once listening. Runs until killed.
+port to PORT_FILE once listening. Runs until killed. With REQUEST_LOG, appends one line per Git
+request, "<unix time> <refs|fetch> <path>": `refs` is a ref advertisement (GET info/refs, what
+an ls-remote or the start of every fetch costs), `fetch` a pack negotiation (POST
+git-upload-pack, a fetch that transfers or at least negotiates objects). The benchmarks count
+them to compare how often each tool goes to Git.
 """
 
 import http.server
 import os
 import subprocess
 import sys
+import threading
+import time
 
 
 def main() -> None:
     root, port_file = sys.argv[1], sys.argv[2]
+    request_log = open(sys.argv[3], "a", buffering=1) if len(sys.argv) > 3 else None
+    log_lock = threading.Lock()
+
+    def record(kind: str, path: str) -> None:
+        if request_log is None:
+            return
+        with log_lock:
+            request_log.write(f"{time.time():.3f} {kind} {path}\n")
     exec_path = subprocess.check_output(["git", "--exec-path"], text=True).strip()
     backend = os.path.join(exec_path, "git-http-backend")
 
@@ -46,6 +60,10 @@ def main() -> None:
         def cgi(self):
             path, _, query = self.path.partition("?")
             body = self.read_body()
+            if path.endswith("/info/refs"):
+                record("refs", path)
+            elif path.endswith("/git-upload-pack"):
+                record("fetch", path)
             env = {
                 "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                 "GIT_PROJECT_ROOT": root,

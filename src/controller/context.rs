@@ -27,6 +27,9 @@ pub struct SyncOptions {
     pub require_service_account: bool,
     /// Progressing longer than this is Degraded.
     pub health_timeout: Duration,
+    /// Longest an ls-remote is shared between Applications on the same repository (capped
+    /// per Application at half its interval).
+    pub git_ref_cache: Duration,
     /// Objects applied at once within a phase.
     pub apply_parallelism: usize,
     pub render: RenderOptions,

@@ -66,6 +66,8 @@ pub struct RunOptions {
     pub concurrency: u16,
     pub require_service_account: bool,
     pub health_timeout: Duration,
+    /// How long Applications on one repository share an ls-remote (`--git-ref-cache-seconds`).
+    pub git_ref_cache: Duration,
     pub kustomize: PathBuf,
     pub helm: PathBuf,
     /// Where the HTTP server (metrics, health, webhooks) listens, e.g. `0.0.0.0:8080`.
@@ -130,6 +132,7 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
         api_timeout: opts.api_timeout,
         require_service_account: opts.require_service_account,
         health_timeout: opts.health_timeout,
+        git_ref_cache: opts.git_ref_cache,
         apply_parallelism: 8,
         render: RenderOptions {
             kustomize_bin: opts.kustomize.clone(),

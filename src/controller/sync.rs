@@ -519,7 +519,7 @@ async fn fetch(
     };
     let spec = SourceSpec::from_source(&app.spec.source, credentials);
     let started = Instant::now();
-    let snapshot = ctx.git.fetch(&spec).await;
+    let snapshot = ctx.git.fetch_within(&spec, listing_max_age(ctx, mem, &reconcile_at, interval)).await;
     ctx.metrics.git_fetch(snapshot.is_ok(), started.elapsed());
     let snapshot = snapshot.map_err(SyncError::Fetch)?;
     mem.source = Some(SourceMemo {
@@ -529,6 +529,20 @@ async fn fetch(
         snapshot: snapshot.clone(),
     });
     Ok(snapshot)
+}
+
+/// How old a shared ls-remote of the repository may be for this fetch. A requested sync (a new
+/// `ferry.dev/reconcile-at`: a webhook, `ferry sync`) lists afresh, since it exists because
+/// Git just changed; otherwise half the interval at most, so that a new commit is seen within
+/// 1.5 intervals whatever the other Applications on the repository do.
+fn listing_max_age(
+    ctx: &Context,
+    mem: &AppMemory,
+    reconcile_at: &Option<String>,
+    interval: Duration,
+) -> Duration {
+    let requested = mem.source.as_ref().is_some_and(|m| &m.reconcile_at != reconcile_at);
+    if requested { Duration::ZERO } else { ctx.options.git_ref_cache.min(interval / 2) }
 }
 
 /// The API server's own words for a failed call.

@@ -9,17 +9,19 @@
 //! scratch.git/              empty repository used only to list remote refs; never written
 //! ```
 //!
-//! Steady state is one ref listing per call of [`GitCache::resolve`]; objects are fetched only
-//! when the resolved commit has no snapshot yet, and only once per repository and revision:
-//! callers asking concurrently queue on a per-repository async mutex (then a file lock), and
-//! whoever comes second finds the snapshot the first one made.
+//! Steady state is one ref listing per call of [`GitCache::resolve`], or per repository and
+//! credentials within `max_age` for [`GitCache::fetch_within`]: a fleet of Applications on one
+//! repository shares its listings, as Flux's Kustomizations share one GitRepository. Objects
+//! are fetched only when the resolved commit has no snapshot yet, and only once per repository
+//! and revision: callers asking concurrently queue on a per-repository async mutex (then a file
+//! lock), and whoever comes second finds the snapshot the first one made.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use git2::{Oid, Repository};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
@@ -84,10 +86,19 @@ struct Inner {
     options: GitCacheOptions,
     known_hosts: KnownHosts,
     repo_locks: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
+    /// The last ref listing per repository URL and credentials (see [`listing_key`]), behind an
+    /// async mutex so that callers wanting the same listing at once wait for one round trip.
+    listings: Mutex<HashMap<[u8; 32], Arc<AsyncMutex<Option<Listing>>>>>,
     fetches: AtomicU64,
     ref_listings: AtomicU64,
     snapshots: AtomicU64,
     repairs: AtomicU64,
+}
+
+/// A ref listing and when it was made.
+struct Listing {
+    at: Instant,
+    refs: Arc<Vec<RemoteRef>>,
 }
 
 /// A spec checked and turned into what the blocking side needs.
@@ -128,6 +139,7 @@ impl GitCache {
                 options,
                 known_hosts,
                 repo_locks: Mutex::new(HashMap::new()),
+                listings: Mutex::new(HashMap::new()),
                 fetches: AtomicU64::new(0),
                 ref_listings: AtomicU64::new(0),
                 snapshots: AtomicU64::new(0),
@@ -176,10 +188,43 @@ impl GitCache {
 
     /// Resolves the spec, then makes sure its commit is on disk (fetching only if needed).
     pub async fn fetch(&self, spec: &SourceSpec) -> Result<Snapshot, SourceError> {
+        self.fetch_within(spec, Duration::ZERO).await
+    }
+
+    /// [`GitCache::fetch`], resolving from a ref listing of the same repository with the same
+    /// credentials made at most `max_age` ago when there is one (and waiting for one in flight
+    /// rather than making another). The listing is keyed by the credentials too, so it still
+    /// proves these credentials may read the repository. `Duration::ZERO` always lists.
+    pub async fn fetch_within(&self, spec: &SourceSpec, max_age: Duration) -> Result<Snapshot, SourceError> {
         let prepared = self.prepare(spec)?;
-        let refs = self.list_refs(&prepared).await?;
+        let refs = self.shared_refs(spec, &prepared, max_age).await?;
         let revision = select(&prepared.request, &refs, prepared.access.url.redacted())?;
         self.materialize(prepared, revision).await
+    }
+
+    async fn shared_refs(
+        &self,
+        spec: &SourceSpec,
+        prepared: &Prepared,
+        max_age: Duration,
+    ) -> Result<Arc<Vec<RemoteRef>>, SourceError> {
+        let slot = {
+            let mut listings = self.inner.listings.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(listings.entry(listing_key(spec)).or_default())
+        };
+        let asked = Instant::now();
+        let mut last = slot.lock().await;
+        // A listing that started after this call did is as fresh as one this call would make
+        // (callers queued behind it need no second round trip), whatever max_age says.
+        if let Some(listing) = last.as_ref()
+            && (listing.at >= asked || (!max_age.is_zero() && listing.at.elapsed() <= max_age))
+        {
+            return Ok(Arc::clone(&listing.refs));
+        }
+        let at = Instant::now();
+        let refs = Arc::new(self.list_refs(prepared).await?);
+        *last = Some(Listing { at, refs: Arc::clone(&refs) });
+        Ok(refs)
     }
 
     /// Makes sure `revision` (from [`GitCache::resolve`] with the same spec) is on disk.
@@ -282,6 +327,32 @@ impl GitCache {
         let mut locks = self.inner.repo_locks.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(locks.entry(key.to_string()).or_default())
     }
+}
+
+/// What a shared ref listing is keyed by: the repository URL as written (user info included)
+/// and every credential field, hashed so that no secret is kept in the map. Two Applications
+/// share a listing only when they would have made the same request.
+fn listing_key(spec: &SourceSpec) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut field = |value: Option<&str>| match value {
+        // Length-prefixed, and absent distinct from empty.
+        Some(v) => {
+            ctx.update(&[1]);
+            ctx.update(&(v.len() as u64).to_le_bytes());
+            ctx.update(v.as_bytes());
+        }
+        None => ctx.update(&[0]),
+    };
+    field(Some(&spec.repo_url));
+    let c = spec.credentials.as_ref();
+    field(c.and_then(|c| c.username.as_deref()));
+    field(c.and_then(|c| c.password.as_deref()));
+    field(c.and_then(|c| c.bearer_token.as_deref()));
+    field(c.and_then(|c| c.identity.as_deref()));
+    field(c.and_then(|c| c.known_hosts.as_deref()));
+    let mut key = [0u8; 32];
+    key.copy_from_slice(ctx.finish().as_ref());
+    key
 }
 
 /// Runs blocking git work on the blocking pool, giving up at the deadline. The work itself is

@@ -791,3 +791,39 @@ async fn no_secret_in_errors_debug_output_or_logs() {
         }
     }
 }
+
+/// Applications on one repository share an ls-remote within `max_age`: the second sees what the
+/// first listed (even though the branch moved since), a zero max_age lists afresh, and other
+/// credentials never ride on a listing they did not make.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ref_listing_is_shared_within_max_age_and_only_with_the_same_credentials() {
+    let server = GitServer::start_with_auth("alice", "s3cret-Pa55word");
+    let c1 = server.commit_files("main", &[("x", "1")], "one");
+    let (_dir, cache) = new_cache();
+    let url = server.url();
+    let alice = spec(&url, branch("main"), Some(basic("alice", "s3cret-Pa55word")));
+    let minute = Duration::from_secs(60);
+
+    let first = bounded("first fetch", cache.fetch_within(&alice, minute)).await.expect("first fetch");
+    assert_eq!(first.revision.commit, c1);
+    let listings = cache.stats().ref_listings;
+
+    let c2 = server.commit_files("main", &[("x", "2")], "two");
+    let shared = bounded("shared fetch", cache.fetch_within(&alice, minute)).await.expect("shared fetch");
+    assert_eq!(shared.revision.commit, c1, "within max_age the listing made before the push is reused");
+    assert_eq!(cache.stats().ref_listings, listings);
+
+    let wrong = spec(&url, branch("main"), Some(basic("alice", "wrong-Pa55word")));
+    let err = bounded("wrong credentials", cache.fetch_within(&wrong, minute)).await;
+    assert!(err.is_err(), "other credentials must list for themselves: {err:?}");
+    assert_eq!(cache.stats().ref_listings, listings + 1);
+
+    let fresh =
+        bounded("fresh fetch", cache.fetch_within(&alice, Duration::ZERO)).await.expect("fresh fetch");
+    assert_eq!(fresh.revision.commit, c2);
+    assert_eq!(cache.stats().ref_listings, listings + 2);
+    // And the fresh listing is what the next sharer gets.
+    let after = bounded("shared again", cache.fetch_within(&alice, minute)).await.expect("shared again");
+    assert_eq!(after.revision.commit, c2);
+    assert_eq!(cache.stats().ref_listings, listings + 2);
+}

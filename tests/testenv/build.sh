@@ -98,7 +98,7 @@ build_kwok() {
   mv "$out" "$dir/stages.yaml"
 }
 
-# A Flux controller (source-controller, kustomize-controller) through a wrapper module: its own
+# A Flux controller (source-, kustomize- or notification-controller) through a wrapper module: its own
 # go.mod replaces `./api` (dropped: the published api module is required instead) and pins a few
 # modules (copied, since a dependency's replace lines are ignored). Its CRDs come from the module
 # cache (`config/crd/bases/`) into <dir>/crds/.
@@ -154,6 +154,7 @@ main() {
       flux-source-controller) build_flux source-controller "$FLUX_SOURCE_CONTROLLER_VERSION" \
                                 "${FLUX_SOURCE_CONTROLLER_REPLACES:-}" ;;
       flux-kustomize-controller) build_flux kustomize-controller "$FLUX_KUSTOMIZE_CONTROLLER_VERSION" ;;
+      flux-notification-controller) build_flux notification-controller "$FLUX_NOTIFICATION_CONTROLLER_VERSION" ;;
       *) log "unknown component $w"; exit 2 ;;
     esac
   done

@@ -248,12 +248,14 @@ cmd_up() {
       --leader-elect=false --bind-address=127.0.0.1 --secure-port="$kcm_port" \
       --root-ca-file="$pki/ca.crt" --service-account-private-key-file="$pki/sa.key" \
       --use-service-account-credentials=true --cert-dir="$state/kcm-certs" \
-      --node-monitor-grace-period=60s
+      --node-monitor-grace-period=60s \
+      --kube-api-qps=200 --kube-api-burst=400 \
+      --concurrent-deployment-syncs=20 --concurrent-replicaset-syncs=20
     start kube-scheduler "$k8s_bin/kube-scheduler" \
       --kubeconfig="$kubeconfig" --authentication-kubeconfig="$kubeconfig" \
       --authorization-kubeconfig="$kubeconfig" \
       --leader-elect=false --bind-address=127.0.0.1 --secure-port="$sched_port" \
-      --cert-dir="$state/scheduler-certs"
+      --cert-dir="$state/scheduler-certs" --kube-api-qps=200 --kube-api-burst=400
     start kwok "$kwok_dir/bin/kwok" --kubeconfig="$kubeconfig" --config="$kwok_dir/stages.yaml" \
       --manage-all-nodes=true --cidr=10.244.0.0/16 --node-ip=127.0.0.1 \
       --node-lease-duration-seconds=40 --server-address="127.0.0.1:$kwok_port"

@@ -1,0 +1,139 @@
+# Sourced by benches/compare.sh: scenario 3, the fleet at steady state.
+#
+# One repository (fleet.git) holding N apps of 10 objects each (apps/app-NNN/: 9 ConfigMaps, 1
+# Deployment, names prefixed fNNN-), all in one namespace. ferry: N Applications on that repo.
+# Flux: one GitRepository and N Kustomizations on it (the Flux way to share a repository), prune
+# and wait. Every interval is the same for both tools (FLEET_INTERVAL, 1m): the promise to look at
+# Git and at drift every minute.
+#
+# Once every app is Ready, a window of $window seconds in which nothing changes, measuring:
+#   - CPU seconds of the tool's processes (utime + stime from /proc; Flux: source- and
+#     kustomize-controller together);
+#   - peak RSS (VmHWM, which includes the initial sync) and RSS at the end of the window;
+#   - API requests: apiserver_request_total by verb, the API server's own count, minus what the
+#     cluster does without any GitOps tool (kube-controller-manager, the scheduler, kwok: a
+#     baseline window measured with the apps in place and no tool running, scaled to the window
+#     length); and the requests the tool's own clients report (ferry_api_requests_total; Flux's
+#     rest_client_requests_total), which need no subtraction;
+#   - Git: ref advertisements and pack negotiations the git HTTP server served.
+#
+# Needs from compare.sh: $work, $timeout, $git_http_port, record, log, die, create_ns,
+# ferry_for, kubectl; from flux.sh: flux_*; from common.sh: cpu_seconds, hwm_kib, rss_kib,
+# apiserver_requests, ferry_client_requests, git_http_requests.
+# shellcheck shell=bash disable=SC2154
+
+fleet_interval="${FERRY_BENCH_FLEET_INTERVAL:-1m}"
+
+fleet_prepare() { # apps
+  local apps="$1" clone="$work/clone-fleet" a
+  rm -rf "$clone" "$work/repos/fleet.git"
+  git init -q --bare -b main "$work/repos/fleet.git"
+  for ((a = 0; a < apps; a++)); do
+    generate 10 "$clone/apps/app-$(printf '%03d' "$a")" "f$(printf '%03d' "$a")-"
+  done
+  git -C "$clone" init -q -b main
+  git -C "$clone" add -A
+  git -C "$clone" -c user.name=bench -c user.email=bench@ferry.invalid commit -q -m "$apps apps"
+  git -C "$clone" push -q "$work/repos/fleet.git" main
+}
+
+# Snapshot of the counters a window compares: "cpu client-requests git-refs git-fetches" on one
+# line, then the API server's "VERB count" lines.
+fleet_snapshot() { # client-requests-command pid...
+  local client="$1"
+  shift
+  echo "$(cpu_seconds "$@") $($client) $(git_http_requests)"
+  apiserver_requests
+}
+
+# Records the difference of two snapshots under fleet-<tool>-*.
+fleet_record() { # tool before-file after-file
+  local tool="$1" b a verb n
+  read -r -a b <"$2"
+  read -r -a a <"$3"
+  record "fleet-$tool-cpu" "$(awk -v x="${a[0]}" -v y="${b[0]}" 'BEGIN { printf "%.2f", x - y }')"
+  record "fleet-$tool-client-requests" "$((a[1] - b[1]))"
+  record "fleet-$tool-git-refs" "$((a[2] - b[2]))"
+  record "fleet-$tool-git-fetches" "$((a[3] - b[3]))"
+  # Verbs: every verb in either snapshot, 0 where absent.
+  while read -r verb n; do
+    record "fleet-$tool-api-$verb" "$n"
+  done < <(awk 'FNR == 1 { next } FILENAME == ARGV[1] { before[$1] = $2; seen[$1] = 1; next }
+                { after[$1] = $2; seen[$1] = 1 }
+                END { for (v in seen) print v, after[v] - before[v] }' "$2" "$3" | sort)
+}
+
+fleet_window() { # tool seconds client-requests-command pid...
+  local tool="$1" seconds="$2" client="$3"
+  shift 3
+  fleet_snapshot "$client" "$@" >"$work/fleet-$tool-before"
+  log "$tool: measuring ${seconds}s of steady state"
+  sleep "$seconds" # the measurement window itself, not a wait for a condition
+  fleet_snapshot "$client" "$@" >"$work/fleet-$tool-after"
+  fleet_record "$tool" "$work/fleet-$tool-before" "$work/fleet-$tool-after"
+}
+
+fleet_wait_ready() { # tool kind namespace apps t0
+  local tool="$1" kind="$2" ns="$3" apps="$4" t0="$5" secs
+  kubectl wait --for=condition=Ready "$kind" --all -n "$ns" --timeout="${timeout}s" >/dev/null ||
+    die "$tool: not every app of the fleet was Ready after ${timeout}s"
+  local ready
+  ready="$(kubectl get "$kind" -n "$ns" -o name | wc -l)"
+  ((ready == apps)) || die "$tool: $ready of $apps apps exist"
+  secs="$(elapsed "$t0" "$(now)")"
+  record "fleet-$tool-ready" "$secs"
+  log "$tool: $apps apps of 10 objects Ready after ${secs}s"
+}
+
+no_client() { echo 0; }
+
+run_fleet() { # apps window-seconds baseline-seconds
+  local apps="$1" window="$2" baseline="$3" ns a t0 url="http://127.0.0.1:$git_http_port/fleet.git"
+
+  ns="cmp-ferry-fleet"
+  ferry_for "$ns"
+  t0="$(now)"
+  for ((a = 0; a < apps; a++)); do
+    cat <<EOF
+---
+apiVersion: ferry.dev/v1alpha1
+kind: Application
+metadata: {name: app-$(printf '%03d' "$a"), namespace: $ns}
+spec:
+  source: {repoURL: "$url", ref: {branch: main}, path: apps/app-$(printf '%03d' "$a")}
+  destination: {namespace: $ns}
+  interval: $fleet_interval
+  syncPolicy: {automated: true, prune: true, selfHeal: true}
+EOF
+  done | kubectl apply -f - >/dev/null
+  fleet_wait_ready ferry fapp "$ns" "$apps" "$t0"
+  fleet_window ferry "$window" ferry_client_requests "$ferry_pid"
+  record "fleet-ferry-rss-peak" "$(awk -v k="$(hwm_kib "$ferry_pid")" 'BEGIN { printf "%.1f", k / 1024 }')"
+  record "fleet-ferry-rss-end" "$(awk -v k="$(rss_kib "$ferry_pid")" 'BEGIN { printf "%.1f", k / 1024 }')"
+  stop_ferry
+  delete_ns "$ns"
+
+  ns="cmp-flux-fleet"
+  delete_ns "$ns"
+  create_ns "$ns"
+  flux_start "$ns" "$work/flux-$ns"
+  t0="$(now)"
+  {
+    flux_source_yaml "$ns" fleet "$url" "$fleet_interval"
+    for ((a = 0; a < apps; a++)); do
+      flux_kustomization_yaml "$ns" "app-$(printf '%03d' "$a")" fleet "apps/app-$(printf '%03d' "$a")" "$fleet_interval"
+    done
+  } | kubectl apply -f - >/dev/null
+  fleet_wait_ready flux kustomization "$ns" "$apps" "$t0"
+  fleet_window flux "$window" flux_client_requests "$flux_sc_pid" "$flux_kc_pid"
+  record "fleet-flux-rss-peak" "$(awk -v k="$(($(hwm_kib "$flux_sc_pid") + $(hwm_kib "$flux_kc_pid")))" 'BEGIN { printf "%.1f", k / 1024 }')"
+  record "fleet-flux-rss-end" "$(awk -v k="$(($(rss_kib "$flux_sc_pid") + $(rss_kib "$flux_kc_pid")))" 'BEGIN { printf "%.1f", k / 1024 }')"
+  flux_stop
+
+  # The baseline: the same apps in place, no GitOps tool running. Its API requests, scaled from
+  # $baseline to $window seconds, are what the cluster itself asks for.
+  fleet_window baseline "$baseline" no_client "$$"
+  record "fleet-baseline-seconds" "$baseline"
+  record "fleet-window-seconds" "$window"
+  delete_ns "$ns"
+}
