@@ -88,12 +88,15 @@ struct Inner {
     repo_locks: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
     /// The last ref listing per repository URL and credentials (see [`listing_key`]), behind an
     /// async mutex so that callers wanting the same listing at once wait for one round trip.
-    listings: Mutex<HashMap<[u8; 32], Arc<AsyncMutex<Option<Listing>>>>>,
+    listings: Mutex<HashMap<[u8; 32], ListingSlot>>,
     fetches: AtomicU64,
     ref_listings: AtomicU64,
     snapshots: AtomicU64,
     repairs: AtomicU64,
 }
+
+/// The last listing of one repository and credentials, if any.
+type ListingSlot = Arc<AsyncMutex<Option<Listing>>>;
 
 /// A ref listing and when it was made.
 struct Listing {
