@@ -93,6 +93,19 @@ stop_ferry() {
   ferry_pid=""
 }
 
+# Waits until no namespace is being deleted: the namespace controller's work on one (lists and
+# deletes of every kind, again and again while a finalizer holds it) would count as API traffic
+# of whatever a window measures.
+wait_no_terminating() {
+  local deadline=$((SECONDS + 300)) stuck
+  while :; do
+    stuck="$(kubectl get namespace -o 'jsonpath={range .items[?(@.status.phase=="Terminating")]}{.metadata.name} {end}')"
+    [[ -z "$stuck" ]] && return 0
+    ((SECONDS < deadline)) || die "namespaces still terminating after 300s: $stuck"
+    sleep 1
+  done
+}
+
 # Deletes a bench namespace and waits until it is gone. Applications (and Flux objects) left in
 # it lose their finalizers first, or the namespace would wait for a controller that no longer
 # runs. Kinds whose CRD is not installed are skipped.

@@ -66,6 +66,7 @@ fleet_record() { # tool before-file after-file
 fleet_window() { # tool seconds client-requests-command pid...
   local tool="$1" seconds="$2" client="$3"
   shift 3
+  wait_no_terminating
   fleet_snapshot "$client" "$@" >"$work/fleet-$tool-before"
   log "$tool: measuring ${seconds}s of steady state"
   sleep "$seconds" # the measurement window itself, not a wait for a condition

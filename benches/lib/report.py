@@ -73,6 +73,8 @@ def ratio(flux, ferry, better="faster"):
     if flux <= 0:
         return f"Flux: none (ferry {number(ferry)})"
     r = flux / ferry
+    if abs(r - 1) < 0.05:
+        return f"{r:.2f} (equal)"
     if r >= 1:
         return f"{r:.2f} (ferry {r:.1f}× {better})"
     return f"{r:.2f} (**Flux {1 / r:.1f}× {better}**)"
@@ -113,7 +115,7 @@ class Report:
         self.out("## Set-up")
         self.out()
         self.table(
-            ["", ""],
+            ["", "Used"],
             [
                 ["Machine", f"{meta['nproc']} CPUs ({meta['cpu']}), {meta['memory']}, Linux {meta['kernel']}; "
                  f"load average {meta['load']} at the end"],
@@ -141,7 +143,7 @@ class Report:
         self.out()
         self.out(
             f"One Application / one GitRepository + Kustomization of N objects (90% ConfigMaps, 10% "
-            f"Deployments), from `kubectl apply` of it to Ready; {meta['runs']} runs after a warm-up, "
+            f"Deployments), from `kubectl apply` of it to Ready; {runs(meta['runs'])} after a warm-up, "
             "median (min–max) in seconds. Peak RSS is VmHWM: ferry, and source- plus "
             "kustomize-controller together."
         )
@@ -185,7 +187,7 @@ class Report:
         self.out(
             f"A 20-object app, Ready, interval {meta['drift_interval']} for both tools; then `kubectl "
             "delete deployment` of a managed Deployment, until a Deployment of that name exists "
-            f"again (new uid) and is Available. {meta['drift_runs']} runs, seconds."
+            f"again (new uid) and is Available. {runs(meta['drift_runs'])}, seconds."
         )
         self.out()
         self.table(
@@ -299,6 +301,10 @@ class Report:
         )
 
 
+def runs(n):
+    return "1 run" if str(n) == "1" else f"{n} runs"
+
+
 def ratio_value(flux, ferry):
     if flux is None or ferry is None:
         return None
@@ -367,8 +373,8 @@ def chart(meta, samples):
     measures = [
         ("CPU seconds", "cpu"),
         ("Peak RSS, MiB", "rss-peak"),
-        ("API requests", "client-requests"),
-        ("Git requests", None),
+        ("API requests (client count)", "client-requests"),
+        ("Git requests (ls-remote + fetch)", None),
     ]
     row_h = plot_h / len(measures)
     for i, (name, key) in enumerate(measures):
