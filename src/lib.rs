@@ -11,6 +11,7 @@ pub mod health;
 pub mod metrics;
 pub mod plan;
 pub mod render;
+pub mod rollout;
 pub mod server;
 pub mod source;
 pub mod telemetry;

@@ -74,13 +74,18 @@ fleet_window() { # tool seconds client-requests-command pid...
   fleet_record "$tool" "$work/fleet-$tool-before" "$work/fleet-$tool-after"
 }
 
+# Polls one list of all the apps (not `kubectl wait --all`, which waits for one object after
+# another: ~20 s of its own for 200 apps) until every one is Ready.
 fleet_wait_ready() { # tool kind namespace apps t0
-  local tool="$1" kind="$2" ns="$3" apps="$4" t0="$5" secs
-  kubectl wait --for=condition=Ready "$kind" --all -n "$ns" --timeout="${timeout}s" >/dev/null ||
-    die "$tool: not every app of the fleet was Ready after ${timeout}s"
-  local ready
-  ready="$(kubectl get "$kind" -n "$ns" -o name | wc -l)"
-  ((ready == apps)) || die "$tool: $ready of $apps apps exist"
+  local tool="$1" kind="$2" ns="$3" apps="$4" t0="$5" ready deadline=$((SECONDS + timeout)) secs
+  while :; do
+    ready="$(kubectl get "$kind" -n "$ns" \
+      -o 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' |
+      grep -c '^True$' || true)"
+    ((ready == apps)) && break
+    ((SECONDS < deadline)) || die "$tool: $ready of $apps apps Ready after ${timeout}s"
+    sleep 0.2
+  done
   secs="$(elapsed "$t0" "$(now)")"
   record "fleet-$tool-ready" "$secs"
   log "$tool: $apps apps of 10 objects Ready after ${secs}s"

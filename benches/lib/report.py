@@ -75,6 +75,8 @@ def ratio(flux, ferry, better="faster"):
     r = flux / ferry
     if abs(r - 1) < 0.05:
         return f"{r:.2f} (equal)"
+    if r >= 100:
+        return f"{r:,.0f} (ferry {r:,.0f}× {better})"
     if r >= 1:
         return f"{r:.2f} (ferry {r:.1f}× {better})"
     return f"{r:.2f} (**Flux {1 / r:.1f}× {better}**)"
@@ -316,7 +318,9 @@ def ratio_value(flux, ferry):
 def fmt_ratio(r):
     if r is None:
         return "n/a"
-    return "∞ (ferry made none)" if r == float("inf") else f"{r:.1f}"
+    if r == float("inf"):
+        return "∞ (ferry made none)"
+    return f"{r:,.0f}" if r >= 100 else f"{r:.1f}"
 
 
 def chart(meta, samples):
