@@ -245,7 +245,9 @@ impl Parser<'_> {
         let op = match self.next()? {
             (_, Token::Op(op)) => op,
             (at, t) => {
-                return Err(self.error(at, format!("expected a comparison (<, <=, >, >=, ==, !=), found {t}")));
+                return Err(
+                    self.error(at, format!("expected a comparison (<, <=, >, >=, ==, !=), found {t}"))
+                );
             }
         };
         let at = self.peek().map(|(at, _)| at).unwrap_or(self.text.len());
