@@ -86,17 +86,15 @@ struct Inner {
     options: GitCacheOptions,
     known_hosts: KnownHosts,
     repo_locks: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
-    /// The last ref listing per repository URL and credentials (see [`listing_key`]), behind an
-    /// async mutex so that callers wanting the same listing at once wait for one round trip.
-    listings: Mutex<HashMap<[u8; 32], ListingSlot>>,
+    /// The newest ref listing per repository URL and credentials (see [`listing_key`]). No lock
+    /// is held while listing: a silent server then delays each caller by its own timeout only,
+    /// as without sharing, and the sharing comes from the listings' age limit.
+    listings: Mutex<HashMap<[u8; 32], Listing>>,
     fetches: AtomicU64,
     ref_listings: AtomicU64,
     snapshots: AtomicU64,
     repairs: AtomicU64,
 }
-
-/// The last listing of one repository and credentials, if any.
-type ListingSlot = Arc<AsyncMutex<Option<Listing>>>;
 
 /// A ref listing and when it was made.
 struct Listing {
@@ -195,9 +193,9 @@ impl GitCache {
     }
 
     /// [`GitCache::fetch`], resolving from a ref listing of the same repository with the same
-    /// credentials made at most `max_age` ago when there is one (and waiting for one in flight
-    /// rather than making another). The listing is keyed by the credentials too, so it still
-    /// proves these credentials may read the repository. `Duration::ZERO` always lists.
+    /// credentials made at most `max_age` ago when there is one. The listing is keyed by the
+    /// credentials too, so it still proves these credentials may read the repository.
+    /// `Duration::ZERO` always lists.
     pub async fn fetch_within(&self, spec: &SourceSpec, max_age: Duration) -> Result<Snapshot, SourceError> {
         let prepared = self.prepare(spec)?;
         let refs = self.shared_refs(spec, &prepared, max_age).await?;
@@ -211,22 +209,22 @@ impl GitCache {
         prepared: &Prepared,
         max_age: Duration,
     ) -> Result<Arc<Vec<RemoteRef>>, SourceError> {
-        let slot = {
-            let mut listings = self.inner.listings.lock().unwrap_or_else(|p| p.into_inner());
-            Arc::clone(listings.entry(listing_key(spec)).or_default())
-        };
-        let asked = Instant::now();
-        let mut last = slot.lock().await;
-        // A listing that started after this call did is as fresh as one this call would make
-        // (callers queued behind it need no second round trip), whatever max_age says.
-        if let Some(listing) = last.as_ref()
-            && (listing.at >= asked || (!max_age.is_zero() && listing.at.elapsed() <= max_age))
-        {
-            return Ok(Arc::clone(&listing.refs));
+        let key = listing_key(spec);
+        if !max_age.is_zero() {
+            let listings = self.inner.listings.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(listing) = listings.get(&key)
+                && listing.at.elapsed() <= max_age
+            {
+                return Ok(Arc::clone(&listing.refs));
+            }
         }
         let at = Instant::now();
         let refs = Arc::new(self.list_refs(prepared).await?);
-        *last = Some(Listing { at, refs: Arc::clone(&refs) });
+        let mut listings = self.inner.listings.lock().unwrap_or_else(|p| p.into_inner());
+        // The newest stays: a slower listing that started earlier must not replace it.
+        if listings.get(&key).is_none_or(|l| l.at < at) {
+            listings.insert(key, Listing { at, refs: Arc::clone(&refs) });
+        }
         Ok(refs)
     }
 
