@@ -19,7 +19,7 @@ help:
 	@echo "                   repo to Synced/Healthy, roll out a new image tag; ferry keeps running"
 	@echo "make test          lint and run every test (unit and integration) against the local cluster"
 	@echo "make crds          regenerate crds/ from the Rust types"
-	@echo "make bench         every benchmark, within an hour on a fresh machine (it builds Flux's controllers):"
+	@echo "make bench         every benchmark, ~30 min once built (it builds Flux's controllers too):"
 	@echo "                   ferry next to Flux on the same cluster -> BENCHMARKS.md and docs/benchmarks.svg,"
 	@echo "                   render (1,000 objects) -> target/bench/render.txt, sync (ferry vs kubectl apply)"
 	@echo "                   -> target/bench/sync.txt, git push + webhook -> target/bench/webhook.txt"
