@@ -95,15 +95,23 @@ create_ns() {
 # Every measurement is one "key<TAB>value" line of $samples_file, read by benches/lib/report.py.
 record() { printf '%s\t%s\n' "$1" "$2" >>"$samples_file"; }
 
+# Commits what is in CLONE (a fresh directory) and pushes it to a new bare repository
+# $work/repos/NAME.git, the clone's origin, which the git HTTP server serves.
+publish_repo() { # name clone message
+  local bare="$work/repos/$1.git"
+  rm -rf "$bare"
+  git init -q --bare -b main "$bare"
+  git -C "$2" init -q -b main
+  git -C "$2" add -A
+  git -C "$2" -c user.name=bench -c user.email=bench@ferry.invalid commit -q -m "$3"
+  git -C "$2" remote add origin "$bare"
+  git -C "$2" push -q origin main
+}
+
 prepare() { # n: a bare repository repo-<n>.git with the objects under objects/
-  local n="$1" clone="$work/clone-$1"
-  rm -rf "$clone" "$work/repos/repo-$n.git"
-  git init -q --bare -b main "$work/repos/repo-$n.git"
-  generate "$n" "$clone/objects"
-  git -C "$clone" init -q -b main
-  git -C "$clone" add -A
-  git -C "$clone" -c user.name=bench -c user.email=bench@ferry.invalid commit -q -m "$n objects"
-  git -C "$clone" push -q "$work/repos/repo-$n.git" main
+  rm -rf "$work/clone-$1"
+  generate "$1" "$work/clone-$1/objects"
+  publish_repo "repo-$1" "$work/clone-$1" "$1 objects"
 }
 
 # A fresh namespace with a fresh ferry for it (log: $work/ferry-<ns>.log), more ferry flags after.
@@ -130,6 +138,11 @@ spec:
 EOF
 }
 
+record_mttp() { # tool n seconds peak-rss-kib
+  record "mttp-$1-$2" "$3"
+  record "rss-$1-$2" "$(mib "$4")"
+}
+
 run_ferry() { # n label keep
   local n="$1" ns="cmp-ferry-$1-$2" keep="$3" logf t0 secs hwm
   logf="$work/ferry-$ns.log"
@@ -141,10 +154,7 @@ run_ferry() { # n label keep
   secs="$(elapsed "$t0" "$(now)")"
   hwm="$(hwm_kib "$ferry_pid")"
   log "ferry $n objects ($2): ${secs}s to Ready, peak RSS $((hwm / 1024)) MiB"
-  if ((keep)); then
-    record "mttp-ferry-$n" "$secs"
-    record "rss-ferry-$n" "$(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }')"
-  fi
+  ((keep)) && record_mttp ferry "$n" "$secs" "$hwm"
   stop_ferry
   delete_ns "$ns"
 }
@@ -161,16 +171,14 @@ run_flux() { # n label keep
   secs="$(elapsed "$t0" "$(now)")"
   hwm=$(($(hwm_kib "$flux_sc_pid") + $(hwm_kib "$flux_kc_pid")))
   log "Flux  $n objects ($2): ${secs}s to Ready, peak RSS (both controllers) $((hwm / 1024)) MiB"
-  if ((keep)); then
-    record "mttp-flux-$n" "$secs"
-    record "rss-flux-$n" "$(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }')"
-  fi
+  ((keep)) && record_mttp flux "$n" "$secs" "$hwm"
   flux_stop
   delete_ns "$ns"
 }
 
-# Scenario 4: a 20-object app (both tools with the same interval, $drift_interval), Ready; then `kubectl delete deployment app-9` and the clock runs until a Deployment
-# of that name exists again with a new uid (recreated) and is Available.
+# Scenario 4: a 20-object app (both tools with the same interval, $drift_interval), Ready; then
+# `kubectl delete deployment app-9`, and the clock runs until a Deployment of that name exists
+# again with a new uid (recreated) and is Available.
 drift_once() { # tool namespace
   local tool="$1" ns="$2" old t0 uid avail
   old="$(kubectl get deployment app-9 -n "$ns" -o 'jsonpath={.metadata.uid}')"

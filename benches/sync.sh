@@ -147,7 +147,7 @@ EOF
     [[ -n "$applied" ]] && record "fapplied-$n" "$applied"
     record "ferry-$n" "$secs"
     record "startup-$n" "$startup"
-    record "hwm-$n" "$(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }')"
+    record "hwm-$n" "$(mib "$hwm")"
   fi
 
   # Clean up: prune is off, so deleting the Application orphans the objects (ferry only removes

@@ -7,6 +7,7 @@ now() { echo "$EPOCHREALTIME"; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; } # KiB -> MiB, one decimal
 # CPU time (user + system) of processes so far, in seconds. Fields 14 and 15 of /proc/PID/stat
 # count clock ticks; the command name (field 2) of the processes measured has no spaces.
 cpu_seconds() { # pid...

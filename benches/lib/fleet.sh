@@ -17,7 +17,7 @@
 #     rest_client_requests_total), which need no subtraction;
 #   - Git: ref advertisements and pack negotiations the git HTTP server served.
 #
-# Needs from compare.sh: $work, $timeout, $git_http_port, record, log, die, create_ns,
+# Needs from compare.sh: $work, $timeout, $git_http_port, publish_repo, record, log, die, create_ns,
 # ferry_for, kubectl; from flux.sh: flux_*; from common.sh: cpu_seconds, hwm_kib, rss_kib,
 # apiserver_requests, ferry_client_requests, git_http_requests.
 # shellcheck shell=bash disable=SC2154
@@ -26,15 +26,11 @@ fleet_interval="${FERRY_BENCH_FLEET_INTERVAL:-1m}"
 
 fleet_prepare() { # apps
   local apps="$1" clone="$work/clone-fleet" a
-  rm -rf "$clone" "$work/repos/fleet.git"
-  git init -q --bare -b main "$work/repos/fleet.git"
+  rm -rf "$clone"
   for ((a = 0; a < apps; a++)); do
     generate 10 "$clone/apps/app-$(printf '%03d' "$a")" "f$(printf '%03d' "$a")-"
   done
-  git -C "$clone" init -q -b main
-  git -C "$clone" add -A
-  git -C "$clone" -c user.name=bench -c user.email=bench@ferry.invalid commit -q -m "$apps apps"
-  git -C "$clone" push -q "$work/repos/fleet.git" main
+  publish_repo fleet "$clone" "$apps apps"
 }
 
 # Snapshot of the counters a window compares: "cpu client-requests git-refs git-fetches" on one
@@ -120,8 +116,8 @@ EOF
   done | kubectl apply -f - >/dev/null
   fleet_wait_ready ferry fapp "$ns" "$apps" "$t0"
   fleet_window ferry "$window" ferry_client_requests "$ferry_pid"
-  record "fleet-ferry-rss-peak" "$(awk -v k="$(hwm_kib "$ferry_pid")" 'BEGIN { printf "%.1f", k / 1024 }')"
-  record "fleet-ferry-rss-end" "$(awk -v k="$(rss_kib "$ferry_pid")" 'BEGIN { printf "%.1f", k / 1024 }')"
+  record "fleet-ferry-rss-peak" "$(mib "$(hwm_kib "$ferry_pid")")"
+  record "fleet-ferry-rss-end" "$(mib "$(rss_kib "$ferry_pid")")"
   stop_ferry
   delete_ns "$ns"
 
@@ -141,8 +137,8 @@ EOF
   } | kubectl apply -f - >/dev/null
   fleet_wait_ready flux kustomization "$ns" "$apps" "$t0"
   fleet_window flux "$window" flux_client_requests "$flux_sc_pid" "$flux_kc_pid"
-  record "fleet-flux-rss-peak" "$(awk -v k="$(($(hwm_kib "$flux_sc_pid") + $(hwm_kib "$flux_kc_pid")))" 'BEGIN { printf "%.1f", k / 1024 }')"
-  record "fleet-flux-rss-end" "$(awk -v k="$(($(rss_kib "$flux_sc_pid") + $(rss_kib "$flux_kc_pid")))" 'BEGIN { printf "%.1f", k / 1024 }')"
+  record "fleet-flux-rss-peak" "$(mib $(($(hwm_kib "$flux_sc_pid") + $(hwm_kib "$flux_kc_pid"))))"
+  record "fleet-flux-rss-end" "$(mib $(($(rss_kib "$flux_sc_pid") + $(rss_kib "$flux_kc_pid"))))"
   flux_stop
 
   # The baseline: the same apps in place, no GitOps tool running. Its API requests, scaled from

@@ -9,7 +9,7 @@
 # available replica and no old one left. The
 # second half is the same for both tools, so neither can report early.
 #
-# Needs from compare.sh: $work, $timeout, $git_http_port, record, log, die, create_ns,
+# Needs from compare.sh: $work, $timeout, $git_http_port, publish_repo, record, log, die, create_ns,
 # ferry_for, ferry_apply_app, kubectl; from flux.sh: flux_start, flux_apply_app,
 # flux_receiver_path, flux_stop.
 # shellcheck shell=bash disable=SC2154
@@ -18,15 +18,9 @@ push_token="bench-webhook-token"
 push_tag=0
 
 push_prepare() {
-  local clone="$work/clone-push"
-  rm -rf "$clone" "$work/repos/push-20.git"
-  git init -q --bare -b main "$work/repos/push-20.git"
-  generate 20 "$clone/objects"
-  git -C "$clone" init -q -b main
-  git -C "$clone" add -A
-  git -C "$clone" -c user.name=bench -c user.email=bench@ferry.invalid commit -q -m "20 objects"
-  git -C "$clone" remote add origin "$work/repos/push-20.git"
-  git -C "$clone" push -q origin main
+  rm -rf "$work/clone-push"
+  generate 20 "$work/clone-push/objects"
+  publish_repo push-20 "$work/clone-push" "20 objects"
 }
 
 # The revision each tool reports as applied.
