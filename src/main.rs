@@ -56,6 +56,9 @@ enum Command {
         /// the namespace defaults to --namespace, else "default". Without it webhooks are off.
         #[arg(long, env = "FERRY_WEBHOOK_SECRET", value_name = "[NAMESPACE/]NAME")]
         webhook_secret: Option<String>,
+        /// Prometheus base URL for rollout analyses that name no `prometheus.address`.
+        #[arg(long, env = "FERRY_PROMETHEUS_URL")]
+        prometheus_url: Option<String>,
     },
     /// Ask ferry to reconcile an Application now (sets the ferry.dev/reconcile-at annotation).
     Sync {
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
             helm,
             http_address,
             webhook_secret,
+            prometheus_url,
         } => {
             telemetry::init(cli.log_format);
             let runtime = match tokio::runtime::Runtime::new() {
@@ -115,6 +119,7 @@ fn main() -> ExitCode {
                 helm,
                 http_address,
                 webhook_secret,
+                prometheus_url,
             };
             match runtime.block_on(controller::run(opts)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -30,7 +30,7 @@ use prometheus_client::{
 };
 
 use crate::{
-    api::{Application, HealthStatusCode, SyncStatusCode},
+    api::{Application, HealthStatusCode, RolloutPhase, SyncStatusCode},
     apply::AppRef,
     source::RepoUrl,
 };
@@ -126,6 +126,12 @@ struct AppResultLabels {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RolloutResultLabels {
+    strategy: &'static str,
+    result: &'static str,
+}
+
 fn app_labels(app: &AppRef) -> AppLabels {
     AppLabels { namespace: app.namespace.clone(), name: app.name.clone() }
 }
@@ -153,6 +159,8 @@ pub struct Metrics {
     lead_time: Histogram,
     last_deployment: Family<AppLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     time_to_restore: Histogram,
+    rollout_duration: Family<RolloutResultLabels, Histogram>,
+    analysis_measurements: Family<ResultLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -181,6 +189,9 @@ impl Metrics {
         let lead_time = Histogram::new(seconds(10.0, 30.0 * 86400.0, 16));
         let time_to_restore = Histogram::new(seconds(1.0, 7.0 * 86400.0, 16));
 
+        let rollout_duration = Family::<RolloutResultLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(seconds(1.0, 7.0 * 86400.0, 16))
+        });
         let m = Metrics {
             registry,
             apps,
@@ -199,6 +210,8 @@ impl Metrics {
             lead_time,
             last_deployment: Family::default(),
             time_to_restore,
+            rollout_duration,
+            analysis_measurements: Family::default(),
         };
         m.register()
     }
@@ -268,6 +281,16 @@ impl Metrics {
             "From an Application turning Degraded to Healthy again",
             self.time_to_restore.clone(),
         );
+        r.register(
+            "rollout_duration_seconds",
+            "How long progressive rollouts ran, by strategy and result (Succeeded, Aborted, Superseded)",
+            self.rollout_duration.clone(),
+        );
+        r.register(
+            "analysis_measurements",
+            "Rollout analysis measurements, by verdict (Successful, Failed, Inconclusive, Error)",
+            self.analysis_measurements.clone(),
+        );
         self
     }
 
@@ -290,6 +313,17 @@ impl Metrics {
     pub fn client(self: &Arc<Self>, config: Config) -> Result<Client, kube::Error> {
         let layer = CountRequests { metrics: self.clone() };
         Ok(ClientBuilder::try_from(config)?.with_layer(&layer).build())
+    }
+
+    /// A rollout ended.
+    pub fn rollout_finished(&self, strategy: &'static str, result: &'static str, took: Duration) {
+        self.rollout_duration
+            .get_or_create(&RolloutResultLabels { strategy, result })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn analysis_measured(&self, result: &'static str) {
+        self.analysis_measurements.get_or_create(&ResultLabel { result }).inc();
     }
 
     pub fn reconciled(&self, success: bool) {
@@ -447,6 +481,8 @@ pub struct AppSnapshot {
     pub conditions: Vec<(String, String)>,
     /// When the newest history entry finished (unix seconds).
     pub last_sync: Option<f64>,
+    /// (strategy, phase, canary weight) of the rollout, when the Application has a strategy.
+    pub rollout: Option<(&'static str, &'static str, Option<i32>)>,
 }
 
 impl AppSnapshot {
@@ -474,6 +510,12 @@ impl AppSnapshot {
                 .and_then(|s| s.history.first())
                 .and_then(|h| h.finished_at.as_ref())
                 .map(|t| t.0.as_millisecond() as f64 / 1000.0),
+            rollout: app.spec.strategy.as_ref().map(|strategy| {
+                let rollout = status.and_then(|s| s.rollout.as_ref());
+                let kind = if strategy.canary.is_some() { "canary" } else { "blueGreen" };
+                let phase = rollout.map(|r| r.phase).unwrap_or_default();
+                (kind, rollout_phase_word(phase), rollout.and_then(|r| r.canary_weight))
+            }),
         }
     }
 }
@@ -560,10 +602,43 @@ fn encode_app_state(apps: &[AppSnapshot], encoder: &mut DescriptorEncoder) -> Re
     )?;
     encode_gauges(
         encoder,
+        "rollout_info",
+        "The rollout of an Application with a strategy: strategy and phase (always 1)",
+        apps.iter().filter_map(|a| {
+            let (strategy, phase, _) = a.rollout?;
+            let mut l = base(a);
+            l.push(("strategy", strategy.into()));
+            l.push(("phase", phase.into()));
+            Some((l, 1i64))
+        }),
+    )?;
+    encode_gauges(
+        encoder,
+        "rollout_canary_weight",
+        "Percentage of traffic the canary of an Application's rollout gets (0 when none runs)",
+        apps.iter().filter_map(|a| {
+            let (_, _, weight) = a.rollout?;
+            Some((base(a), i64::from(weight.unwrap_or(0))))
+        }),
+    )?;
+    encode_gauges(
+        encoder,
         "app_last_sync_timestamp_seconds",
         "When an Application's newest sync (applied or failed) finished (unix time)",
         apps.iter().filter_map(|a| Some((base(a), a.last_sync?))),
     )
+}
+
+fn rollout_phase_word(phase: RolloutPhase) -> &'static str {
+    match phase {
+        RolloutPhase::Idle => "Idle",
+        RolloutPhase::Progressing => "Progressing",
+        RolloutPhase::Paused => "Paused",
+        RolloutPhase::Analyzing => "Analyzing",
+        RolloutPhase::Promoting => "Promoting",
+        RolloutPhase::Completed => "Completed",
+        RolloutPhase::Aborted => "Aborted",
+    }
 }
 
 fn sync_word(code: SyncStatusCode) -> &'static str {

@@ -113,6 +113,11 @@ pub enum DeletionPolicy {
 /// Annotation that asks for a reconcile now (`ferry sync` sets it to the current time).
 pub const RECONCILE_AT_ANNOTATION: &str = "ferry.dev/reconcile-at";
 
+/// Annotation through which a person steers a rollout: `promote@<time>`, `promote-full@<time>`,
+/// `abort@<time>` or `retry@<time>` (`ferry promote|abort|retry` set it). ferry acts on each
+/// value once and records it in `status.rollout.handledRequest`.
+pub const ROLLOUT_REQUEST_ANNOTATION: &str = "ferry.dev/rollout-request";
+
 impl ApplicationSpec {
     /// Whether deleting the Application deletes what it synced.
     pub fn deletes_on_removal(&self) -> bool {
@@ -372,50 +377,86 @@ pub struct Pause {
     pub duration: Option<String>,
 }
 
-/// Prometheus analysis: every metric is measured `count` times, `interval` apart; more than
-/// `failureLimit` failed measurements abort the rollout.
+/// Prometheus analysis: each metric is measured `count` times, `interval` apart. The run
+/// succeeds when every metric succeeds, fails (and aborts the rollout) when one fails, and
+/// pauses the rollout for a person when one is inconclusive.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Analysis {
-    /// Prometheus base URL; defaults to the controller's `--prometheus-url`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prometheus_url: Option<String>,
-    /// Time between measurements. Default 30s.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(DURATION_PATTERN), length(max = 32))]
-    pub interval: Option<String>,
-    /// Measurements per metric. Default 3.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 1000))]
-    pub count: Option<i32>,
-    /// Failed measurements tolerated before aborting. Default 0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 1000))]
-    pub failure_limit: Option<i32>,
-    #[schemars(length(min = 1, max = 32))]
+    #[schemars(length(min = 1, max = 16))]
     pub metrics: Vec<AnalysisMetric>,
 }
 
-/// One PromQL query and the range its result must fall in.
+/// One PromQL query and what its result must be.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.thresholdRange.min) || has(self.thresholdRange.max)").message("thresholdRange needs min, max or both"))]
+#[x_kube(validation = Rule::new("has(self.successCondition) || has(self.failureCondition)").message("an analysis metric needs a successCondition, a failureCondition or both"))]
 pub struct AnalysisMetric {
+    /// Names the metric in status and messages.
     #[schemars(length(min = 1, max = 63))]
     pub name: String,
-    /// PromQL returning one number. `{{ namespace }}`, `{{ workload }}` and `{{ variant }}` are substituted.
-    #[schemars(length(min = 1, max = 8192))]
-    pub query: String,
-    pub threshold_range: ThresholdRange,
+    pub prometheus: PrometheusQuery,
+    /// Time between measurements, e.g. `30s`. Default 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(format!("self.matches('{DURATION_PATTERN}') && duration(self) >= duration('1s')")).message("interval must be a duration of at least 1s, such as 30s or 1m"))]
+    pub interval: Option<String>,
+    /// Measurements to take. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub count: Option<i32>,
+    /// When a measurement is Successful, e.g. `result >= 0.99`. The query's single number is `result`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256), pattern(CONDITION_PATTERN))]
+    pub success_condition: Option<String>,
+    /// When a measurement is Failed, e.g. `result > 0.05`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256), pattern(CONDITION_PATTERN))]
+    pub failure_condition: Option<String>,
+    /// Failed measurements tolerated; one more aborts. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub failure_limit: Option<i32>,
+    /// Inconclusive measurements tolerated; one more pauses the rollout. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub inconclusive_limit: Option<i32>,
+    /// Failed queries in a row tolerated (they are retried); one more aborts. Default 4.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub consecutive_error_limit: Option<i32>,
+    /// What a query that returns no data (or NaN) means. Default Inconclusive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_data: Option<NoDataPolicy>,
 }
 
-/// Inclusive bounds for a measurement.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-pub struct ThresholdRange {
+/// Characters a success or failure condition may contain: `result`, numbers, comparisons,
+/// `&&`, `||`, `!`, `and`, `or`, `not`, parentheses. ferry parses the rest at the first
+/// measurement and says where a condition is wrong.
+pub const CONDITION_PATTERN: &str = r"^[a-zA-Z0-9 .<>=!&|()+eE_-]+$";
+
+/// A Prometheus instant query.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusQuery {
+    /// Prometheus base URL, e.g. `http://prometheus.monitoring:9090`. Default: the controller's
+    /// `--prometheus-url`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max: Option<f64>,
+    #[schemars(length(min = 1, max = 2048), pattern(r"^https?://"))]
+    pub address: Option<String>,
+    /// PromQL returning one number. `{{revision}}`, `{{namespace}}`, `{{workload}}` and
+    /// `{{variant}}` (`canary` or `primary`) are filled in.
+    #[schemars(length(min = 1, max = 8192))]
+    pub query: String,
+}
+
+/// What a measurement with no data counts as.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum NoDataPolicy {
+    #[default]
+    Inconclusive,
+    Fail,
+    Pass,
 }
 
 /// Blue-green: bring the new version up behind a preview Service, then switch the active one.
@@ -556,13 +597,20 @@ pub enum RolloutPhase {
     Aborted,
 }
 
+/// Where a progressive rollout stands. Every field ferry needs to resume after a restart is here.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutStatus {
     pub phase: RolloutPhase,
+    /// `canary` or `blueGreen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
     /// Revision being rolled out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// Hash of the pod template being rolled out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_hash: Option<String>,
     /// Revision the primary runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_revision: Option<String>,
@@ -572,21 +620,68 @@ pub struct RolloutStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_weight: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When the current step (or the abort) began: pause durations and deadlines count from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisStatus>,
     /// A revision whose rollout was aborted; ferry does not retry it by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted_revision: Option<String>,
+    /// The last `ferry.dev/rollout-request` annotation acted on, so each request acts once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_request: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
+/// The analysis run of the current step.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisStatus {
-    pub successes: i32,
-    pub failures: i32,
+    /// The step it belongs to.
+    pub step: i32,
+    /// Running, Successful, Failed, Inconclusive or Error.
+    pub phase: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<MetricStatus>,
+    /// The latest measurements of every metric, newest first, bounded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub measurements: Vec<Measurement>,
+}
+
+/// Counts of one metric's measurements.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricStatus {
+    pub name: String,
+    pub phase: String,
+    #[serde(default)]
+    pub successful: i32,
+    #[serde(default)]
+    pub failed: i32,
+    #[serde(default)]
+    pub inconclusive: i32,
+    #[serde(default)]
+    pub errors: i32,
+    #[serde(default)]
+    pub consecutive_errors: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_measurement_at: Option<Time>,
+    pub last_measured_at: Option<Time>,
+}
+
+/// One measurement.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Measurement {
+    pub metric: String,
+    pub at: Time,
+    /// Successful, Failed, Inconclusive or Error.
+    pub verdict: String,
+    /// The query's number; absent when there was no data or an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }

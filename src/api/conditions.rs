@@ -14,6 +14,7 @@ pub const APPLY_FAILED: &str = "ApplyFailed";
 pub const HEALTH_CHECK_FAILED: &str = "HealthCheckFailed";
 pub const PRUNE_REFUSED: &str = "PruneRefused";
 pub const ROLLOUT_ABORTED: &str = "RolloutAborted";
+pub const ROLLOUT_PAUSED: &str = "RolloutPaused";
 pub const SUSPENDED: &str = "Suspended";
 pub const OWNERSHIP_CONFLICT: &str = "OwnershipConflict";
 pub const DRIFT_DETECTED: &str = "DriftDetected";

@@ -177,8 +177,28 @@ impl Applier {
         self.patch(obj, force, false).await
     }
 
+    /// Server-side apply under another field manager (the rollout engine's `ferry-rollout`).
+    pub async fn apply_as(
+        &self,
+        manager: &str,
+        obj: &DynamicObject,
+        force: bool,
+    ) -> Result<DynamicObject, ApplyError> {
+        self.patch_as(manager, obj, force, false).await
+    }
+
     async fn patch(
         &self,
+        obj: &DynamicObject,
+        force: bool,
+        dry_run: bool,
+    ) -> Result<DynamicObject, ApplyError> {
+        self.patch_as(FIELD_MANAGER, obj, force, dry_run).await
+    }
+
+    async fn patch_as(
+        &self,
+        manager: &str,
         obj: &DynamicObject,
         force: bool,
         dry_run: bool,
@@ -200,7 +220,7 @@ impl Applier {
             });
         }
         let api = self.api(&resource, &caps, obj.metadata.namespace.as_deref());
-        let mut params = PatchParams::apply(FIELD_MANAGER);
+        let mut params = PatchParams::apply(manager);
         if force {
             params = params.force();
         }

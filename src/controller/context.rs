@@ -15,6 +15,7 @@ use crate::{
     apply::{AppRef, ApplyError},
     metrics::Metrics,
     render::{DiscoveredScopes, RenderCache, RenderOptions},
+    rollout::prometheus::Prometheus,
     source::GitCache,
 };
 
@@ -33,6 +34,8 @@ pub struct SyncOptions {
     /// Objects applied at once within a phase.
     pub apply_parallelism: usize,
     pub render: RenderOptions,
+    /// Prometheus for analyses that name no address (`--prometheus-url`).
+    pub prometheus_url: Option<String>,
 }
 
 /// Shared state of the controller.
@@ -49,6 +52,8 @@ pub struct Context {
     pub watches: Watches,
     pub claims: Claims,
     pub metrics: Arc<Metrics>,
+    /// The client of rollout analyses; why there is none when the TLS roots could not be loaded.
+    pub prometheus: Result<Prometheus, String>,
     discovery: RwLock<Discovered>,
     impersonating: Mutex<HashMap<String, Client>>,
     memory: Mutex<HashMap<AppRef, Arc<tokio::sync::Mutex<AppMemory>>>>,
@@ -64,9 +69,12 @@ impl Context {
         discovery: Discovery,
         metrics: Arc<Metrics>,
     ) -> Context {
+        let prometheus = Prometheus::new(options.api_timeout)
+            .map_err(|e| format!("no HTTP client for Prometheus (loading the system's TLS roots: {e})"));
         Context {
             client,
             config,
+            prometheus,
             options,
             git,
             renders: RenderCache::default(),

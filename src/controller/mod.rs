@@ -10,11 +10,12 @@
 mod claims;
 mod context;
 mod delivery;
-mod duration;
+pub mod duration;
 mod events;
 mod memory;
 mod preflight;
 pub mod reconcile;
+mod rollout;
 pub mod status;
 pub mod sync;
 mod watches;
@@ -74,6 +75,8 @@ pub struct RunOptions {
     pub http_address: String,
     /// `[NAMESPACE/]NAME` of the Secret with the webhook keys; `None` turns webhooks off.
     pub webhook_secret: Option<String>,
+    /// Prometheus for rollout analyses that name no address.
+    pub prometheus_url: Option<String>,
 }
 
 /// Runs the controller until SIGINT or SIGTERM.
@@ -139,6 +142,7 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
             helm_bin: opts.helm.clone(),
             ..Default::default()
         },
+        prometheus_url: opts.prometheus_url.clone(),
     };
     let ctx =
         Arc::new(Context::new(client.clone(), config, options, git, watches, discovery, metrics.clone()));

@@ -128,21 +128,30 @@ async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
     let attempt = sync::sync(ctx, app, &app_ref, &mut mem).await;
     let next = next_status(app, &attempt, &started, &now());
     let phase_ready = next.conditions.iter().any(|c| c.type_ == c::READY && c.status == "True");
-    let progressing = matches!(&attempt.result, Ok(s) if s.state == SyncState::Synced && !phase_ready);
+    // A rollout that waits for a person (paused, aborted) is not polled: its Events and the
+    // rollout-request annotation bring the next reconcile.
+    let waits_for_person = |s: &sync::Synced| {
+        s.rollout.as_ref().is_some_and(|d| {
+            d.aborted || d.health.as_ref().is_some_and(|h| h.0 == HealthStatusCode::Suspended)
+        })
+    };
+    let progressing = matches!(&attempt.result,
+        Ok(s) if s.state == SyncState::Synced && !phase_ready && !waits_for_person(s));
     write_status(ctx, app, next).await?;
     ctx.metrics.reconciled(attempt.result.is_ok());
     count_work(ctx, app, &app_ref, &attempt, &mut mem).await;
     announce(ctx, app, &attempt, &mut mem).await;
 
     Ok(match &attempt.result {
-        Ok(_) => {
+        Ok(s) => {
             mem.failures = 0;
             // Watches of the objects bring health changes at once; this is the fallback.
-            if progressing {
-                Action::requeue(interval.min(Duration::from_secs(15)))
-            } else {
-                Action::requeue(interval)
+            let mut next = if progressing { interval.min(Duration::from_secs(15)) } else { interval };
+            // A rollout knows when its next step is due (a pause ends, a measurement).
+            if let Some(due) = s.rollout.as_ref().and_then(|d| d.requeue) {
+                next = next.min(due.max(Duration::from_millis(200)));
             }
+            Action::requeue(next)
         }
         Err(e) if e.is_transient() => {
             mem.failures = mem.failures.saturating_add(1);
@@ -193,6 +202,16 @@ async fn count_work(
     mem: &mut AppMemory,
 ) {
     let metrics = &ctx.metrics;
+    if let Ok(s) = &attempt.result
+        && let Some(d) = &s.rollout
+    {
+        for verdict in &d.measured {
+            metrics.analysis_measured(verdict.as_str());
+        }
+        if let Some((result, took)) = d.finished {
+            metrics.rollout_finished("canary", result, took);
+        }
+    }
     let commit = attempt.revision.as_ref().map(|r| r.commit.as_str());
     let pass = match (&attempt.result, commit) {
         (Ok(s), Some(commit)) => {
@@ -272,6 +291,15 @@ pub fn next_status(app: &Application, attempt: &Attempt, started: &Time, now: &T
                 let message = format!("applied {}, pruned {}", s.applied.len(), s.pruned.len());
                 next.history = status::record_history(&prev.history, history(SyncResult::Succeeded, message));
             }
+            let rollout = s.rollout.as_ref();
+            if let Some(st) = rollout.and_then(|d| d.status.clone()) {
+                next.rollout = Some(st);
+            }
+            if let Some(d) = rollout.filter(|d| matches!(d.finished, Some(("Aborted", _)))) {
+                let message = d.status.as_ref().and_then(|st| st.message.clone()).unwrap_or_default();
+                next.history =
+                    status::record_history(&next.history, history(SyncResult::RolledBack, message));
+            }
             let short = short.unwrap_or_default();
             match &s.state {
                 SyncState::OutOfSync { message } => {
@@ -279,6 +307,19 @@ pub fn next_status(app: &Application, attempt: &Attempt, started: &Time, now: &T
                 }
                 SyncState::Drifted { message } => {
                     Phase::Stalled { reason: c::DRIFT_DETECTED, message: message.clone() }
+                }
+                SyncState::Synced if s.rollout.as_ref().is_some_and(|d| d.aborted) => Phase::Stalled {
+                    reason: c::ROLLOUT_ABORTED,
+                    message: s.health.message.clone().unwrap_or_else(|| "rollout aborted".into()),
+                },
+                SyncState::Synced
+                    if s.health.status == HealthStatusCode::Suspended
+                        && s.rollout.as_ref().is_some_and(|d| d.health.is_some()) =>
+                {
+                    Phase::Reconciling {
+                        reason: c::ROLLOUT_PAUSED,
+                        message: s.health.message.clone().unwrap_or_else(|| "rollout paused".into()),
+                    }
                 }
                 SyncState::Synced => match s.health.status {
                     HealthStatusCode::Healthy | HealthStatusCode::Suspended => Phase::Ready {
@@ -379,6 +420,11 @@ async fn announce(ctx: &Context, app: &Application, attempt: &Attempt, mem: &mut
                 );
                 events::publish(ctx, app, EventType::Normal, events::PRUNED, &note).await;
             }
+            for note in s.rollout.iter().flat_map(|d| d.notes.iter()) {
+                let type_ = if note.warning { EventType::Warning } else { EventType::Normal };
+                events::publish(ctx, app, type_, note.reason, &note.message).await;
+                tracing::info!(reason = note.reason, "{}", note.message);
+            }
             match &s.state {
                 SyncState::Drifted { message } if mem.last_drift_event.as_ref() != Some(message) => {
                     events::publish(ctx, app, EventType::Warning, events::DRIFT_DETECTED, message).await;
@@ -477,6 +523,7 @@ mod tests {
                 corrected: vec![],
                 pruned: vec![],
                 objects: 1,
+                rollout: None,
             }),
         }
     }

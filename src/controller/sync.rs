@@ -25,6 +25,7 @@ use super::{
     context::Context,
     duration,
     memory::{AppMemory, Known, ObjKey, PreparedObjects, SourceMemo, keeps_live},
+    rollout,
     watches::Seen,
 };
 use crate::{
@@ -37,6 +38,7 @@ use crate::{
     metrics::Stage,
     plan::{Difference, Phase, first_difference, phase_of},
     render::{RenderError, RenderRequest},
+    rollout::canary::Decision,
     source::{Credentials, Revision, Snapshot, SourceError, SourceSpec},
 };
 
@@ -137,6 +139,8 @@ pub struct Synced {
     pub corrected: Vec<String>,
     pub pruned: Vec<String>,
     pub objects: usize,
+    /// What the rollout decided this pass (Applications with a strategy).
+    pub rollout: Option<Decision>,
 }
 
 /// A pass: the revision it worked on (when it got that far) and how it ended.
@@ -158,6 +162,30 @@ impl std::ops::Deref for Desired {
     fn deref(&self) -> &Prepared {
         &self.prepared
     }
+}
+
+impl Desired {
+    /// The same object with other content (the primary as a rollout applies it), hashed anew.
+    fn with_object(&self, value: Value) -> Prepared {
+        let mut obj: DynamicObject = serde_json::from_value(value).expect("a rewritten object deserializes");
+        let hash = manifest_hash(&mut obj);
+        let p = &self.prepared;
+        Prepared {
+            obj,
+            key: p.key.clone(),
+            entry: p.entry.clone(),
+            hash,
+            name: p.name.clone(),
+            phase: p.phase,
+        }
+    }
+}
+
+/// The index of the Deployment `name` among the desired objects.
+fn workload_index(desired: &[Desired], name: &str) -> Option<usize> {
+    desired
+        .iter()
+        .position(|d| d.entry.group == "apps" && d.entry.kind == "Deployment" && d.entry.name == name)
 }
 
 /// A rendered object as ferry applies it: labelled and hashed. Prepared once per render and
@@ -276,6 +304,26 @@ async fn run(
         resolve_kinds(&mut desired, &applier, &crd_kinds).map_err(SyncError::Validation)?;
     }
 
+    // A canary strategy decides how Git's Deployment is applied as the primary this pass.
+    let rollout = match rollout::canary_of(app) {
+        None => None,
+        Some(spec) => {
+            let i = workload_index(&desired, &spec.workload.name).ok_or_else(|| {
+                SyncError::Validation(format!(
+                    "spec.strategy.canary.workload names Deployment {}, which {revision} does not render",
+                    spec.workload.name
+                ))
+            })?;
+            let resource = desired[i].resource.clone().ok_or_else(|| {
+                SyncError::Discovery("the API server does not serve apps/v1 Deployments".into())
+            })?;
+            let pass =
+                rollout::decide(ctx, app, spec, mem, &applier, &desired[i].obj, &resource, &revision).await?;
+            desired[i].prepared = Arc::new(desired[i].with_object(pass.primary()));
+            Some(pass)
+        }
+    };
+
     // Plan: what differs, what another Application owns.
     let previous = app.status.as_ref().map(|s| s.inventory.clone()).unwrap_or_default();
     let previous_keys: HashSet<ObjKey> = previous.iter().map(ObjKey::from).collect();
@@ -333,6 +381,7 @@ async fn run(
         corrected: vec![],
         pruned: vec![],
         objects,
+        rollout: None,
     };
     if pending > 0 && !policy.automated {
         let names =
@@ -458,6 +507,9 @@ async fn run(
         pruned.push(name.clone());
     }
     drop(prune_timer);
+    if let Some(pass) = &rollout {
+        rollout::converge_canary(&applier, pass).await?;
+    }
 
     if !applied.is_empty() || !pruned.is_empty() {
         tracing::info!(app = %app_ref, %revision, applied = applied.len(), pruned = pruned.len(), "synced");
@@ -469,8 +521,12 @@ async fn run(
         .map(|i| desired[*i].name.clone())
         .collect();
     let timer = ctx.metrics.time(Stage::Health);
-    let health = assess(mem, &desired, ctx.options.health_timeout, &revision);
+    let mut health = assess(mem, &desired, ctx.options.health_timeout, &revision);
     drop(timer);
+    let rollout = rollout.map(|pass| pass.decision);
+    if let Some((code, message)) = rollout.as_ref().and_then(|d| d.health.clone()) {
+        health = ObjectHealth::new(code, message);
+    }
     Ok(Synced {
         state: SyncState::Synced,
         health,
@@ -479,6 +535,7 @@ async fn run(
         corrected,
         pruned,
         objects,
+        rollout,
     })
 }
 

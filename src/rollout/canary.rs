@@ -1,0 +1,997 @@
+//! The canary state machine: from the previous `status.rollout`, what the cluster shows and
+//! what a person asked for, the next status and what the primary and canary Deployments
+//! should be. Everything it needs to resume lives in the status, so a restarted ferry (or
+//! another replica) continues exactly where the last one stopped; every output is a desired
+//! state, so applying it twice changes nothing.
+//!
+//! Traffic is split by replica ratio: the canary's pods carry every label the primary's Service
+//! selects, so at weight `w` the canary runs `ceil(replicas * w / 100)` pods and the primary
+//! the rest.
+
+use std::{future::Future, time::Duration};
+
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+
+use super::{
+    analysis::{self, Condition, Limits, NoData, Tally, Verdict},
+    workload::{Availability, canary_replicas},
+};
+use crate::{
+    api::{
+        AnalysisMetric, AnalysisStatus, CanaryStep, CanaryStrategy, HealthStatusCode, Measurement,
+        MetricStatus, NoDataPolicy, RolloutPhase, RolloutStatus,
+    },
+    controller::duration,
+};
+
+/// Measurements kept in status, newest first.
+pub const KEPT_MEASUREMENTS: usize = 10;
+/// How soon to look again while waiting for Deployments to move (watches usually come first).
+const POLL: Duration = Duration::from_secs(2);
+const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
+const DEFAULT_ANALYSIS_INTERVAL: Duration = Duration::from_secs(30);
+
+/// What a person asked for through `ferry.dev/rollout-request`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Finish the current step (a pause, an inconclusive analysis) and go on.
+    Promote,
+    /// Skip the remaining steps.
+    PromoteFull,
+    Abort,
+    /// Roll out an aborted revision again.
+    Retry,
+}
+
+impl Request {
+    /// Reads `promote@<time>` and friends; `None` for anything else.
+    pub fn parse(value: &str) -> Option<Request> {
+        let verb = value.split('@').next().unwrap_or_default();
+        match verb {
+            "promote" => Some(Request::Promote),
+            "promote-full" => Some(Request::PromoteFull),
+            "abort" => Some(Request::Abort),
+            "retry" => Some(Request::Retry),
+            _ => None,
+        }
+    }
+
+    pub fn verb(self) -> &'static str {
+        match self {
+            Request::Promote => "promote",
+            Request::PromoteFull => "promote-full",
+            Request::Abort => "abort",
+            Request::Retry => "retry",
+        }
+    }
+}
+
+/// What one pass sees.
+#[derive(Clone, Debug)]
+pub struct Observed<'a> {
+    /// The revision being synced (`main@sha1:…`).
+    pub revision: &'a str,
+    /// Hash of the pod template in Git.
+    pub template_hash: &'a str,
+    /// Replicas in Git.
+    pub replicas: i32,
+    /// The live primary's template hash (`None`: no primary yet, or one ferry never stamped).
+    pub primary_hash: Option<&'a str>,
+    pub primary: Availability,
+    pub canary: Availability,
+    /// The live canary's template hash.
+    pub canary_hash: Option<&'a str>,
+    /// The revision the primary was last synced to, which becomes the stable revision.
+    pub last_applied_revision: Option<&'a str>,
+    /// The rollout-request annotation's value, if any.
+    pub request: Option<&'a str>,
+    pub now: Timestamp,
+}
+
+/// How the primary Deployment is applied this pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Primary {
+    /// As rendered from Git (stamped with Git's template hash).
+    AsGit,
+    /// The live (stable) pod template, with these replicas.
+    Hold { replicas: i32 },
+}
+
+/// Whether the canary Deployment exists this pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Canary {
+    Absent,
+    Present { replicas: i32 },
+}
+
+/// Something worth an Event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The outcome of one pass.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub primary: Primary,
+    pub canary: Canary,
+    /// `None` leaves `status.rollout` as it was (no rollout ever ran).
+    pub status: Option<RolloutStatus>,
+    /// What the Application's health is while the rollout decides it.
+    pub health: Option<(HealthStatusCode, String)>,
+    /// The rollout was aborted (now or earlier) and this revision is held back.
+    pub aborted: bool,
+    /// Look again within this time.
+    pub requeue: Option<Duration>,
+    pub notes: Vec<Note>,
+    /// A rollout ended: its result (`Succeeded`, `Aborted`, `Superseded`) and how long it ran.
+    pub finished: Option<(&'static str, Duration)>,
+    /// Verdicts of the measurements taken this pass.
+    pub measured: Vec<Verdict>,
+}
+
+impl Decision {
+    fn new(primary: Primary, canary: Canary, status: Option<RolloutStatus>) -> Decision {
+        Decision {
+            primary,
+            canary,
+            status,
+            health: None,
+            aborted: false,
+            requeue: None,
+            notes: vec![],
+            finished: None,
+            measured: vec![],
+        }
+    }
+}
+
+/// One measurement's raw outcome: the query's number (`None`: no data), or why it could not
+/// be taken.
+pub type Taken = Result<Option<f64>, String>;
+
+/// Takes measurements: Prometheus in the controller, a script in tests.
+pub trait Measure {
+    fn measure(&self, metric: &AnalysisMetric) -> impl Future<Output = Taken> + Send;
+}
+
+/// Event reasons.
+pub const ROLLOUT_STARTED: &str = "RolloutStarted";
+pub const ROLLOUT_STEP: &str = "RolloutStep";
+pub const ROLLOUT_PAUSED: &str = "RolloutPaused";
+pub const ROLLOUT_PROMOTED: &str = "RolloutPromoted";
+pub const ROLLOUT_ABORTED: &str = "RolloutAborted";
+pub const ANALYSIS_MEASURED: &str = "AnalysisMeasured";
+
+fn is_active(phase: RolloutPhase) -> bool {
+    matches!(
+        phase,
+        RolloutPhase::Progressing | RolloutPhase::Paused | RolloutPhase::Analyzing | RolloutPhase::Promoting
+    )
+}
+
+/// The next pass of a canary rollout.
+pub async fn advance(
+    spec: &CanaryStrategy,
+    workload: &str,
+    prev: Option<&RolloutStatus>,
+    o: &Observed<'_>,
+    measure: &impl Measure,
+) -> Decision {
+    let now = Time(o.now);
+    let mut st = prev.cloned().unwrap_or_default();
+    st.strategy = Some("canary".into());
+    let fresh_request = o.request.filter(|r| prev.and_then(|p| p.handled_request.as_deref()) != Some(*r));
+    let request = fresh_request.and_then(Request::parse);
+    if let Some(raw) = fresh_request {
+        st.handled_request = Some(raw.to_string());
+    }
+    let same_template = st.template_hash.as_deref() == Some(o.template_hash);
+    let wanted = o.primary.exists && o.primary_hash.is_some_and(|h| h != o.template_hash);
+
+    // Promotion ends once the primary runs Git's template at full size.
+    if st.phase == RolloutPhase::Promoting && same_template && !wanted {
+        if o.primary_hash == Some(o.template_hash) && o.primary.settled_at(o.replicas) {
+            let took = elapsed(&o.now, st.started_at.as_ref());
+            st.phase = RolloutPhase::Completed;
+            st.stable_revision = st.revision.clone();
+            st.step = None;
+            st.canary_weight = None;
+            st.step_started_at = Some(now);
+            st.message = Some(format!("promoted {}", short(o.revision)));
+            let mut d = Decision::new(Primary::AsGit, Canary::Absent, Some(st));
+            d.finished = Some(("Succeeded", took));
+            d.notes.push(Note {
+                warning: false,
+                reason: ROLLOUT_PROMOTED,
+                message: format!(
+                    "Deployment {workload} runs {} on every replica; canary removed",
+                    short(o.revision)
+                ),
+            });
+            return d;
+        }
+        let keep = if o.canary.exists { o.canary.replicas } else { 0 };
+        let canary = if o.canary.exists { Canary::Present { replicas: keep } } else { Canary::Absent };
+        st.message = Some(format!("promoting: Deployment {workload} is rolling out {}", short(o.revision)));
+        let mut d = Decision::new(Primary::AsGit, canary, Some(st.clone()));
+        d.health = Some((HealthStatusCode::Progressing, st.message.clone().unwrap_or_default()));
+        d.requeue = Some(POLL);
+        return d;
+    }
+
+    if !wanted {
+        // The primary runs Git's template (or there is no primary yet): nothing to roll out.
+        if prev.is_none() {
+            return Decision::new(Primary::AsGit, Canary::Absent, None);
+        }
+        let mut d = Decision::new(Primary::AsGit, Canary::Absent, None);
+        if is_active(st.phase) || st.phase == RolloutPhase::Aborted {
+            // Git went back to what the primary runs: the rollout (or the abort) is moot.
+            let took = elapsed(&o.now, st.started_at.as_ref());
+            if is_active(st.phase) {
+                d.finished = Some(("Superseded", took));
+            }
+            st.phase = RolloutPhase::Idle;
+            st.step = None;
+            st.canary_weight = None;
+            st.message =
+                Some(format!("Git's Deployment {workload} matches the one running; nothing to roll out"));
+        }
+        d.status = Some(st);
+        return d;
+    }
+
+    let held_back = st.phase == RolloutPhase::Aborted && st.aborted_revision.as_deref() == Some(o.revision);
+    if held_back && request != Some(Request::Retry) {
+        let message = st.message.clone().unwrap_or_else(|| "rollout aborted".into());
+        let mut d = Decision::new(Primary::Hold { replicas: o.replicas }, Canary::Absent, Some(st));
+        d.health = Some((
+            HealthStatusCode::Degraded,
+            format!(
+                "{message}; {} is not rolled out again by itself: push a new commit or run `ferry retry`",
+                short(o.revision)
+            ),
+        ));
+        d.aborted = true;
+        return d;
+    }
+
+    let mut notes = vec![];
+    let mut finished = None;
+    if !is_active(st.phase) || !same_template || held_back {
+        if is_active(st.phase) {
+            finished = Some(("Superseded", elapsed(&o.now, st.started_at.as_ref())));
+        }
+        let stable = st.stable_revision.clone().or(o.last_applied_revision.map(str::to_string));
+        st = RolloutStatus {
+            phase: RolloutPhase::Progressing,
+            strategy: Some("canary".into()),
+            revision: Some(o.revision.to_string()),
+            template_hash: Some(o.template_hash.to_string()),
+            stable_revision: stable,
+            step: Some(0),
+            canary_weight: Some(0),
+            started_at: Some(now.clone()),
+            step_started_at: Some(now.clone()),
+            analysis: None,
+            aborted_revision: None,
+            handled_request: st.handled_request.clone(),
+            message: None,
+        };
+        notes.push(Note {
+            warning: false,
+            reason: ROLLOUT_STARTED,
+            message: format!("rolling out {} to Deployment {workload} as a canary", short(o.revision)),
+        });
+    }
+
+    let mut d = match request {
+        Some(Request::Abort) => abort(st, workload, o, "aborted by `ferry abort`".into()),
+        Some(Request::PromoteFull) => {
+            st.phase = RolloutPhase::Promoting;
+            st.message = Some("fully promoted by `ferry promote --full`".into());
+            notes.push(Note {
+                warning: false,
+                reason: ROLLOUT_PROMOTED,
+                message: format!("{} promoted past every remaining step by request", short(o.revision)),
+            });
+            let replicas = if o.canary.exists { o.canary.replicas } else { 0 };
+            let mut d = Decision::new(Primary::AsGit, Canary::Present { replicas }, Some(st));
+            d.requeue = Some(POLL);
+            d
+        }
+        other => {
+            if other == Some(Request::Promote) {
+                let step = st.step.unwrap_or(0);
+                notes.push(Note {
+                    warning: false,
+                    reason: ROLLOUT_STEP,
+                    message: format!("step {} of {} promoted by request", step + 1, spec.steps.len()),
+                });
+                enter(&mut st, step + 1, &now);
+            }
+            run_steps(spec, workload, st, o, measure).await
+        }
+    };
+    notes.append(&mut d.notes);
+    d.notes = notes;
+    d.finished = d.finished.or(finished);
+    d
+}
+
+/// Moves to step `index`.
+fn enter(st: &mut RolloutStatus, index: i32, now: &Time) {
+    st.step = Some(index);
+    st.step_started_at = Some(now.clone());
+    st.phase = RolloutPhase::Progressing;
+}
+
+/// Runs steps from the current one until one has to wait.
+async fn run_steps(
+    spec: &CanaryStrategy,
+    workload: &str,
+    mut st: RolloutStatus,
+    o: &Observed<'_>,
+    measure: &impl Measure,
+) -> Decision {
+    let now = Time(o.now);
+    let total = spec.steps.len() as i32;
+    let deadline =
+        spec.progress_deadline.as_deref().and_then(duration::parse).unwrap_or(DEFAULT_PROGRESS_DEADLINE);
+    let mut notes = vec![];
+    let mut measured = vec![];
+    loop {
+        let index = st.step.unwrap_or(0).max(0);
+        if index >= total {
+            st.phase = RolloutPhase::Promoting;
+            st.message = Some(format!("promoting {}: every step passed", short(o.revision)));
+            let replicas = if o.canary.exists { o.canary.replicas } else { 0 };
+            let mut d = Decision::new(Primary::AsGit, Canary::Present { replicas }, Some(st.clone()));
+            d.health = Some((HealthStatusCode::Progressing, st.message.unwrap_or_default()));
+            d.requeue = Some(POLL);
+            d.notes = notes;
+            d.measured = measured;
+            return d;
+        }
+        let step = &spec.steps[index as usize];
+        let weight = weight_at(spec, index).unwrap_or(st.canary_weight.unwrap_or(0));
+        st.canary_weight = Some(weight);
+        let canary_count = canary_replicas(o.replicas, weight);
+        let primary = Primary::Hold { replicas: (o.replicas - canary_count).max(0) };
+        let canary = Canary::Present { replicas: canary_count };
+        let ready = o.canary_hash == Some(o.template_hash) && o.canary.settled_at(canary_count);
+        let label = format!("step {}/{total}", index + 1);
+        let waited = elapsed(&o.now, st.step_started_at.as_ref());
+
+        let wait = |st: RolloutStatus, phase, message: String, requeue: Option<Duration>, health| {
+            let mut st = st;
+            st.phase = phase;
+            st.message = Some(message.clone());
+            let mut d = Decision::new(primary, canary, Some(st));
+            d.health = Some((health, message));
+            d.requeue = requeue;
+            d
+        };
+        let finish = |mut d: Decision, mut notes: Vec<Note>, measured: Vec<Verdict>| {
+            notes.append(&mut d.notes);
+            d.notes = notes;
+            d.measured = measured;
+            d
+        };
+
+        if !ready && step.analysis.is_none() {
+            if waited > deadline {
+                let message = format!(
+                    "the canary of Deployment {workload} did not reach {canary_count} available replicas within {}s",
+                    deadline.as_secs()
+                );
+                return finish(abort(st, workload, o, message), notes, measured);
+            }
+            let message = format!(
+                "{label}: weight {weight}%, waiting for {canary_count} canary replicas to be available"
+            );
+            let d = wait(st, RolloutPhase::Progressing, message, Some(POLL), HealthStatusCode::Progressing);
+            return finish(d, notes, measured);
+        }
+
+        if step.set_weight.is_some() {
+            notes.push(Note {
+                warning: false,
+                reason: ROLLOUT_STEP,
+                message: format!(
+                    "{label}: canary weight {weight}% ({canary_count} of {} replicas)",
+                    o.replicas
+                ),
+            });
+            enter(&mut st, index + 1, &now);
+            continue;
+        }
+        if let Some(pause) = &step.pause {
+            match pause.duration.as_deref().and_then(duration::parse) {
+                Some(length) if waited >= length => {
+                    enter(&mut st, index + 1, &now);
+                    continue;
+                }
+                Some(length) => {
+                    let left = length - waited;
+                    let message = format!("{label}: weight {weight}%, pausing for {}s more", left.as_secs());
+                    let d = wait(
+                        st,
+                        RolloutPhase::Progressing,
+                        message,
+                        Some(left),
+                        HealthStatusCode::Progressing,
+                    );
+                    return finish(d, notes, measured);
+                }
+                None => {
+                    let message =
+                        format!("{label}: weight {weight}%, paused until `ferry promote` (or `ferry abort`)");
+                    if st.phase != RolloutPhase::Paused {
+                        notes.push(Note { warning: false, reason: ROLLOUT_PAUSED, message: message.clone() });
+                    }
+                    let d = wait(st, RolloutPhase::Paused, message, None, HealthStatusCode::Suspended);
+                    return finish(d, notes, measured);
+                }
+            }
+        }
+        let Some(analysis) = &step.analysis else {
+            // The schema allows exactly one of the three; an empty step is skipped.
+            enter(&mut st, index + 1, &now);
+            continue;
+        };
+        let mut run = match st.analysis.take() {
+            Some(run) if run.step == index => run,
+            _ => fresh_run(index, &analysis.metrics),
+        };
+        if run.phase == analysis::Phase::Running.as_str() {
+            for metric in &analysis.metrics {
+                if !is_due(&run, metric, &o.now) {
+                    continue;
+                }
+                let taken = measure.measure(metric).await;
+                let verdict = record(&mut run, metric, taken, &now);
+                measured.push(verdict);
+            }
+            run.phase = run_phase(&run, &analysis.metrics).as_str().to_string();
+        }
+        let phase = run.phase.clone();
+        let summary = summarize(&run);
+        st.analysis = Some(run);
+        match phase.as_str() {
+            "Successful" => {
+                notes.push(Note {
+                    warning: false,
+                    reason: ROLLOUT_STEP,
+                    message: format!("{label}: analysis passed ({summary})"),
+                });
+                enter(&mut st, index + 1, &now);
+                continue;
+            }
+            "Failed" | "Error" => {
+                let message = format!("{label}: analysis {} ({summary})", phase.to_lowercase());
+                return finish(abort(st, workload, o, message), notes, measured);
+            }
+            "Inconclusive" => {
+                let message = format!(
+                    "{label}: analysis inconclusive ({summary}); paused until `ferry promote` (or `ferry abort`)"
+                );
+                if st.phase != RolloutPhase::Paused {
+                    notes.push(Note { warning: true, reason: ROLLOUT_PAUSED, message: message.clone() });
+                }
+                let d = wait(st, RolloutPhase::Paused, message, None, HealthStatusCode::Suspended);
+                return finish(d, notes, measured);
+            }
+            _ => {
+                let next = st
+                    .analysis
+                    .as_ref()
+                    .map(|run| next_due(run, &analysis.metrics, &o.now))
+                    .unwrap_or(DEFAULT_ANALYSIS_INTERVAL);
+                let message = format!("{label}: weight {weight}%, analysing ({summary})");
+                let d = wait(st, RolloutPhase::Analyzing, message, Some(next), HealthStatusCode::Progressing);
+                return finish(d, notes, measured);
+            }
+        }
+    }
+}
+
+/// Aborts: all replicas back to the stable primary, canary removed, the revision held back.
+fn abort(mut st: RolloutStatus, workload: &str, o: &Observed<'_>, reason: String) -> Decision {
+    let took = elapsed(&o.now, st.started_at.as_ref());
+    st.phase = RolloutPhase::Aborted;
+    st.aborted_revision = Some(o.revision.to_string());
+    st.canary_weight = Some(0);
+    st.step_started_at = Some(Time(o.now));
+    st.message = Some(format!("rollout of {} aborted: {reason}", short(o.revision)));
+    let message = st.message.clone().unwrap_or_default();
+    let mut d = Decision::new(Primary::Hold { replicas: o.replicas }, Canary::Absent, Some(st));
+    d.health = Some((HealthStatusCode::Degraded, message.clone()));
+    d.aborted = true;
+    d.finished = Some(("Aborted", took));
+    d.notes.push(Note {
+        warning: true,
+        reason: ROLLOUT_ABORTED,
+        message: format!("{message}; Deployment {workload} keeps the stable version"),
+    });
+    d
+}
+
+/// The weight in force at step `index`: the last `setWeight` at or before it.
+fn weight_at(spec: &CanaryStrategy, index: i32) -> Option<i32> {
+    spec.steps.iter().take(index as usize + 1).filter_map(|s: &CanaryStep| s.set_weight).next_back()
+}
+
+fn fresh_run(step: i32, metrics: &[AnalysisMetric]) -> AnalysisStatus {
+    AnalysisStatus {
+        step,
+        phase: analysis::Phase::Running.as_str().into(),
+        metrics: metrics
+            .iter()
+            .map(|m| MetricStatus {
+                name: m.name.clone(),
+                phase: analysis::Phase::Running.as_str().into(),
+                ..Default::default()
+            })
+            .collect(),
+        measurements: vec![],
+    }
+}
+
+fn interval_of(metric: &AnalysisMetric) -> Duration {
+    metric.interval.as_deref().and_then(duration::parse).unwrap_or(DEFAULT_ANALYSIS_INTERVAL)
+}
+
+fn limits_of(metric: &AnalysisMetric) -> Limits {
+    let d = Limits::default();
+    let n = |v: Option<i32>, default: u32| v.map(|v| v.max(0) as u32).unwrap_or(default);
+    Limits {
+        count: n(metric.count, d.count).max(1),
+        failure_limit: n(metric.failure_limit, d.failure_limit),
+        inconclusive_limit: n(metric.inconclusive_limit, d.inconclusive_limit),
+        consecutive_error_limit: n(metric.consecutive_error_limit, d.consecutive_error_limit),
+    }
+}
+
+fn tally_of(m: &MetricStatus) -> Tally {
+    let n = |v: i32| v.max(0) as u32;
+    Tally {
+        successful: n(m.successful),
+        failed: n(m.failed),
+        inconclusive: n(m.inconclusive),
+        errors: n(m.errors),
+        consecutive_errors: n(m.consecutive_errors),
+    }
+}
+
+fn metric_status<'r>(run: &'r mut AnalysisStatus, name: &str) -> &'r mut MetricStatus {
+    if let Some(i) = run.metrics.iter().position(|m| m.name == name) {
+        return &mut run.metrics[i];
+    }
+    run.metrics.push(MetricStatus { name: name.into(), phase: "Running".into(), ..Default::default() });
+    run.metrics.last_mut().expect("just pushed")
+}
+
+/// Whether `metric` should be measured now: still running, and its interval has passed since
+/// its last measurement (the first is taken at once).
+fn is_due(run: &AnalysisStatus, metric: &AnalysisMetric, now: &Timestamp) -> bool {
+    let Some(m) = run.metrics.iter().find(|m| m.name == metric.name) else { return true };
+    if m.phase != analysis::Phase::Running.as_str() {
+        return false;
+    }
+    match &m.last_measured_at {
+        None => true,
+        Some(at) => elapsed(now, Some(at)) >= interval_of(metric),
+    }
+}
+
+/// Until the next metric is due.
+fn next_due(run: &AnalysisStatus, metrics: &[AnalysisMetric], now: &Timestamp) -> Duration {
+    metrics
+        .iter()
+        .filter_map(|metric| {
+            let m = run.metrics.iter().find(|m| m.name == metric.name)?;
+            if m.phase != analysis::Phase::Running.as_str() {
+                return None;
+            }
+            let since = elapsed(now, m.last_measured_at.as_ref());
+            Some(interval_of(metric).saturating_sub(since))
+        })
+        .min()
+        .unwrap_or(DEFAULT_ANALYSIS_INTERVAL)
+        .max(Duration::from_millis(500))
+}
+
+/// Judges one measurement and folds it into the run.
+fn record(run: &mut AnalysisStatus, metric: &AnalysisMetric, taken: Taken, now: &Time) -> Verdict {
+    let parse = |c: &Option<String>| c.as_deref().map(Condition::parse).transpose();
+    let (verdict, value, message) = match (parse(&metric.success_condition), parse(&metric.failure_condition))
+    {
+        (Err(e), _) | (_, Err(e)) => (Verdict::Failed, None, Some(e.to_string())),
+        (Ok(success), Ok(failure)) => match taken {
+            Err(e) => (Verdict::Error, None, Some(e)),
+            Ok(value) => {
+                let no_data = match metric.no_data.unwrap_or_default() {
+                    NoDataPolicy::Inconclusive => NoData::Inconclusive,
+                    NoDataPolicy::Fail => NoData::Fail,
+                    NoDataPolicy::Pass => NoData::Pass,
+                };
+                let verdict = analysis::judge(value, success.as_ref(), failure.as_ref(), no_data);
+                let shown = value.filter(|v| !v.is_nan()).map(|v| v.to_string());
+                let message = shown.is_none().then(|| "no data".to_string());
+                (verdict, shown, message)
+            }
+        },
+    };
+    let limits = limits_of(metric);
+    let m = metric_status(run, &metric.name);
+    let tally = tally_of(m).with(verdict);
+    m.successful = tally.successful as i32;
+    m.failed = tally.failed as i32;
+    m.inconclusive = tally.inconclusive as i32;
+    m.errors = tally.errors as i32;
+    m.consecutive_errors = tally.consecutive_errors as i32;
+    m.last_measured_at = Some(now.clone());
+    // A condition that cannot be read fails the metric outright: waiting would not fix it.
+    let phase = if verdict == Verdict::Failed && value.is_none() && message.as_deref() != Some("no data") {
+        analysis::Phase::Failed
+    } else {
+        analysis::phase(&tally, &limits)
+    };
+    m.phase = phase.as_str().into();
+    run.measurements.insert(
+        0,
+        Measurement {
+            metric: metric.name.clone(),
+            at: now.clone(),
+            verdict: verdict.as_str().into(),
+            value,
+            message,
+        },
+    );
+    run.measurements.truncate(KEPT_MEASUREMENTS);
+    verdict
+}
+
+/// The run's phase from its metrics: any failure or error fails it, then any inconclusive
+/// metric makes it inconclusive, and it succeeds when every metric has.
+fn run_phase(run: &AnalysisStatus, metrics: &[AnalysisMetric]) -> analysis::Phase {
+    let phases: Vec<&str> = metrics
+        .iter()
+        .map(|metric| {
+            run.metrics.iter().find(|m| m.name == metric.name).map(|m| m.phase.as_str()).unwrap_or("Running")
+        })
+        .collect();
+    let any = |p: analysis::Phase| phases.contains(&p.as_str());
+    if any(analysis::Phase::Failed) {
+        analysis::Phase::Failed
+    } else if any(analysis::Phase::Error) {
+        analysis::Phase::Error
+    } else if any(analysis::Phase::Inconclusive) {
+        analysis::Phase::Inconclusive
+    } else if phases.iter().all(|p| *p == analysis::Phase::Successful.as_str()) {
+        analysis::Phase::Successful
+    } else {
+        analysis::Phase::Running
+    }
+}
+
+/// `error-rate: 2 successful, 1 failed (last 0.2)`, per metric.
+fn summarize(run: &AnalysisStatus) -> String {
+    run.metrics
+        .iter()
+        .map(|m| {
+            let last = run.measurements.iter().find(|x| x.metric == m.name);
+            let last = match last {
+                Some(x) => format!(", last {}", x.value.clone().or(x.message.clone()).unwrap_or_default()),
+                None => String::new(),
+            };
+            let mut counts = vec![];
+            for (n, word) in [
+                (m.successful, "successful"),
+                (m.failed, "failed"),
+                (m.inconclusive, "inconclusive"),
+                (m.errors, "errors"),
+            ] {
+                if n > 0 {
+                    counts.push(format!("{n} {word}"));
+                }
+            }
+            let counts = if counts.is_empty() { "not measured yet".to_string() } else { counts.join(", ") };
+            format!("{}: {counts}{last}", m.name)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn elapsed(now: &Timestamp, since: Option<&Time>) -> Duration {
+    let Some(since) = since else { return Duration::ZERO };
+    let ms = now.as_millisecond() - since.0.as_millisecond();
+    Duration::from_millis(ms.max(0) as u64)
+}
+
+/// `main@sha1:abcdef…` -> `main@abcdef0`.
+fn short(revision: &str) -> String {
+    match revision.split_once("@sha1:") {
+        Some((name, sha)) => format!("{name}@{}", &sha[..sha.len().min(7)]),
+        None => revision.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    struct Script(Mutex<Vec<Taken>>);
+
+    impl Measure for Script {
+        fn measure(&self, _metric: &AnalysisMetric) -> impl Future<Output = Taken> + Send {
+            let next = self.0.lock().unwrap().pop().unwrap_or(Err("script exhausted".into()));
+            async move { next }
+        }
+    }
+
+    fn script(values: &[Taken]) -> Script {
+        Script(Mutex::new(values.iter().rev().cloned().collect()))
+    }
+
+    fn spec() -> CanaryStrategy {
+        serde_json::from_value(serde_json::json!({
+            "workload": {"name": "shop"},
+            "steps": [
+                {"setWeight": 20},
+                {"pause": {}},
+                {"analysis": {"metrics": [{"name": "errors", "prometheus": {"query": "q"},
+                                           "failureCondition": "result > 0.05", "successCondition": "result <= 0.05",
+                                           "interval": "10s", "count": 2}]}},
+                {"setWeight": 50},
+                {"pause": {"duration": "30s"}}
+            ]
+        }))
+        .unwrap()
+    }
+
+    const REV: &str = "main@sha1:2222222222222222222222222222222222222222";
+
+    fn settled(replicas: i32) -> Availability {
+        Availability {
+            exists: true,
+            replicas,
+            updated: replicas,
+            available: replicas,
+            total: replicas,
+            observed: true,
+        }
+    }
+
+    fn observed(at_secs: i64, canary: Availability, request: Option<&'static str>) -> Observed<'static> {
+        Observed {
+            revision: REV,
+            template_hash: "new",
+            replicas: 5,
+            primary_hash: Some("old"),
+            primary: settled(5),
+            canary,
+            canary_hash: canary.exists.then_some("new"),
+            last_applied_revision: Some("main@sha1:1111111111111111111111111111111111111111"),
+            request,
+            now: Timestamp::from_second(1_800_000_000 + at_secs).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_canary_walks_its_steps_and_waits_for_a_person_at_an_empty_pause() {
+        let spec = spec();
+        let none = script(&[]);
+        let d = advance(&spec, "shop", None, &observed(0, Availability::default(), None), &none).await;
+        assert_eq!((d.primary, d.canary), (Primary::Hold { replicas: 4 }, Canary::Present { replicas: 1 }));
+        let st = d.status.unwrap();
+        assert_eq!((st.phase, st.step, st.canary_weight), (RolloutPhase::Progressing, Some(0), Some(20)));
+        assert_eq!(st.stable_revision.as_deref(), Some("main@sha1:1111111111111111111111111111111111111111"));
+        assert_eq!(d.notes[0].reason, ROLLOUT_STARTED);
+
+        // The canary is up: step 1 done, then the empty pause holds.
+        let d = advance(&spec, "shop", Some(&st), &observed(5, settled(1), None), &none).await;
+        let st = d.status.unwrap();
+        assert_eq!((st.phase, st.step), (RolloutPhase::Paused, Some(1)));
+        assert_eq!(d.health.unwrap().0, HealthStatusCode::Suspended);
+        assert_eq!(d.requeue, None);
+        // Again without a request: nothing moves, no new Event.
+        let again = advance(&spec, "shop", Some(&st), &observed(50, settled(1), None), &none).await;
+        assert_eq!(again.status.as_ref().unwrap().step, Some(1));
+        assert!(again.notes.is_empty());
+
+        // `ferry promote`: on to the analysis, whose first measurement is taken at once.
+        let measure = script(&[Ok(Some(0.01))]);
+        let d =
+            advance(&spec, "shop", Some(&st), &observed(60, settled(1), Some("promote@t1")), &measure).await;
+        let st = d.status.unwrap();
+        assert_eq!((st.phase, st.step), (RolloutPhase::Analyzing, Some(2)));
+        assert_eq!(st.handled_request.as_deref(), Some("promote@t1"));
+        assert_eq!(d.measured, vec![Verdict::Successful]);
+        assert_eq!(d.requeue, Some(Duration::from_secs(10)));
+        // The same request seen again is not acted on twice; the next measurement is not due yet.
+        let d =
+            advance(&spec, "shop", Some(&st), &observed(65, settled(1), Some("promote@t1")), &measure).await;
+        let st = d.status.unwrap();
+        assert_eq!((st.phase, st.step), (RolloutPhase::Analyzing, Some(2)));
+        assert!(d.measured.is_empty());
+        // Second measurement passes: weight 50 with 3 canary pods.
+        let measure = script(&[Ok(Some(0.0))]);
+        let d = advance(&spec, "shop", Some(&st), &observed(71, settled(1), None), &measure).await;
+        assert_eq!((d.primary, d.canary), (Primary::Hold { replicas: 2 }, Canary::Present { replicas: 3 }));
+        let st = d.status.unwrap();
+        assert_eq!((st.step, st.canary_weight), (Some(3), Some(50)));
+        assert_eq!(st.analysis.as_ref().unwrap().phase, "Successful");
+        // Canary at 3: step 4 pauses 30s, then promotion.
+        let d = advance(&spec, "shop", Some(&st), &observed(80, settled(3), None), &none).await;
+        let st = d.status.unwrap();
+        assert_eq!(st.step, Some(4));
+        assert_eq!(d.requeue, Some(Duration::from_secs(30)));
+        let d = advance(&spec, "shop", Some(&st), &observed(111, settled(3), None), &none).await;
+        assert_eq!((d.primary, d.canary), (Primary::AsGit, Canary::Present { replicas: 3 }));
+        let st = d.status.unwrap();
+        assert_eq!(st.phase, RolloutPhase::Promoting);
+
+        // The primary now runs the new template at full size: done.
+        let mut o = observed(120, settled(3), None);
+        o.primary_hash = Some("new");
+        let d = advance(&spec, "shop", Some(&st), &o, &none).await;
+        assert_eq!((d.primary, d.canary), (Primary::AsGit, Canary::Absent));
+        let st = d.status.unwrap();
+        assert_eq!(st.phase, RolloutPhase::Completed);
+        assert_eq!(st.stable_revision.as_deref(), Some(REV));
+        assert_eq!(d.finished, Some(("Succeeded", Duration::from_secs(120))));
+        // Steady state afterwards: the same status, nothing to do.
+        let d2 = advance(&spec, "shop", Some(&st), &o, &none).await;
+        assert_eq!(d2.status.as_ref(), Some(&st));
+        assert_eq!((d2.primary, d2.canary, d2.finished), (Primary::AsGit, Canary::Absent, None));
+    }
+
+    #[tokio::test]
+    async fn failed_analysis_aborts_and_the_revision_is_held_back_until_retry() {
+        let spec = spec();
+        let mut st = RolloutStatus {
+            phase: RolloutPhase::Analyzing,
+            revision: Some(REV.into()),
+            template_hash: Some("new".into()),
+            step: Some(2),
+            canary_weight: Some(20),
+            started_at: Some(Time(Timestamp::from_second(1_800_000_000).unwrap())),
+            ..Default::default()
+        };
+        st.step_started_at = st.started_at.clone();
+        let d = advance(&spec, "shop", Some(&st), &observed(30, settled(1), None), &script(&[Ok(Some(0.5))]))
+            .await;
+        assert_eq!((d.primary, d.canary), (Primary::Hold { replicas: 5 }, Canary::Absent));
+        assert!(d.aborted);
+        assert_eq!(d.finished, Some(("Aborted", Duration::from_secs(30))));
+        assert_eq!(d.health.as_ref().unwrap().0, HealthStatusCode::Degraded);
+        assert!(d.notes.iter().any(|n| n.warning && n.reason == ROLLOUT_ABORTED), "{:?}", d.notes);
+        let st = d.status.unwrap();
+        assert_eq!(st.aborted_revision.as_deref(), Some(REV));
+        assert!(st.message.as_ref().unwrap().contains("errors: 1 failed, last 0.5"), "{:?}", st.message);
+
+        // Later passes keep it held back, without new Events.
+        let d =
+            advance(&spec, "shop", Some(&st), &observed(300, Availability::default(), None), &script(&[]))
+                .await;
+        assert_eq!((d.primary, d.canary), (Primary::Hold { replicas: 5 }, Canary::Absent));
+        assert!(d.notes.is_empty() && d.aborted);
+        assert_eq!(d.status.as_ref(), Some(&st));
+
+        // `ferry retry` starts over.
+        let d = advance(
+            &spec,
+            "shop",
+            Some(&st),
+            &observed(400, Availability::default(), Some("retry@t2")),
+            &script(&[]),
+        )
+        .await;
+        let st = d.status.unwrap();
+        assert_eq!((st.phase, st.step, st.aborted_revision), (RolloutPhase::Progressing, Some(0), None));
+        assert_eq!(d.canary, Canary::Present { replicas: 1 });
+    }
+
+    #[tokio::test]
+    async fn no_data_is_inconclusive_and_pauses_and_abort_is_obeyed() {
+        let spec = spec();
+        let st = RolloutStatus {
+            phase: RolloutPhase::Analyzing,
+            revision: Some(REV.into()),
+            template_hash: Some("new".into()),
+            step: Some(2),
+            canary_weight: Some(20),
+            ..Default::default()
+        };
+        let d =
+            advance(&spec, "shop", Some(&st), &observed(30, settled(1), None), &script(&[Ok(None)])).await;
+        let st = d.status.unwrap();
+        assert_eq!(st.phase, RolloutPhase::Paused);
+        assert_eq!(st.analysis.as_ref().unwrap().phase, "Inconclusive");
+        assert_eq!(st.analysis.as_ref().unwrap().measurements[0].message.as_deref(), Some("no data"));
+        assert_eq!(d.canary, Canary::Present { replicas: 1 });
+        let d = advance(&spec, "shop", Some(&st), &observed(40, settled(1), Some("abort@t3")), &script(&[]))
+            .await;
+        assert_eq!(d.status.unwrap().phase, RolloutPhase::Aborted);
+        assert_eq!(d.canary, Canary::Absent);
+    }
+
+    #[tokio::test]
+    async fn query_errors_are_retried_up_to_the_limit() {
+        let spec = spec();
+        let mut st = Some(RolloutStatus {
+            phase: RolloutPhase::Analyzing,
+            revision: Some(REV.into()),
+            template_hash: Some("new".into()),
+            step: Some(2),
+            canary_weight: Some(20),
+            ..Default::default()
+        });
+        // Default consecutiveErrorLimit 4: the fifth error in a row aborts.
+        for i in 0..5 {
+            let d = advance(
+                &spec,
+                "shop",
+                st.as_ref(),
+                &observed(i * 10, settled(1), None),
+                &script(&[Err("refused".into())]),
+            )
+            .await;
+            let phase = d.status.as_ref().unwrap().phase;
+            assert_eq!(
+                phase,
+                if i < 4 { RolloutPhase::Analyzing } else { RolloutPhase::Aborted },
+                "error {i}"
+            );
+            st = d.status;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_template_mid_rollout_starts_over_and_no_strategy_work_without_a_change() {
+        let spec = spec();
+        let st = RolloutStatus {
+            phase: RolloutPhase::Paused,
+            revision: Some(REV.into()),
+            template_hash: Some("older".into()),
+            step: Some(1),
+            canary_weight: Some(20),
+            started_at: Some(Time(Timestamp::from_second(1_800_000_000).unwrap())),
+            ..Default::default()
+        };
+        let mut o = observed(10, settled(1), None);
+        o.canary_hash = Some("older");
+        let d = advance(&spec, "shop", Some(&st), &o, &script(&[])).await;
+        assert_eq!(d.canary, Canary::Present { replicas: 1 }, "the canary gets the new template");
+        let next = d.status.unwrap();
+        assert_eq!((next.step, next.template_hash.as_deref()), (Some(0), Some("new")));
+        assert_eq!(d.finished.map(|f| f.0), Some("Superseded"));
+
+        let mut o = observed(0, Availability::default(), None);
+        o.primary_hash = Some("new");
+        let d = advance(&spec, "shop", None, &o, &script(&[])).await;
+        assert_eq!(d, Decision::new(Primary::AsGit, Canary::Absent, None));
+        // A first sync (no primary yet) is no rollout either.
+        let mut o = observed(0, Availability::default(), None);
+        o.primary = Availability::default();
+        o.primary_hash = None;
+        assert_eq!(advance(&spec, "shop", None, &o, &script(&[])).await.status, None);
+    }
+
+    #[test]
+    fn requests_parse_by_verb() {
+        assert_eq!(Request::parse("promote@2026-01-01T00:00:00Z"), Some(Request::Promote));
+        assert_eq!(Request::parse("promote-full@x"), Some(Request::PromoteFull));
+        assert_eq!(Request::parse("abort@x"), Some(Request::Abort));
+        assert_eq!(Request::parse("retry@x"), Some(Request::Retry));
+        assert_eq!(Request::parse("restart@x"), None);
+        assert_eq!(short(REV), "main@2222222");
+    }
+}

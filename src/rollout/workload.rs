@@ -1,0 +1,241 @@
+//! The Deployments of a rollout as plain JSON: the primary (the Deployment in Git) and the
+//! `<name>-canary` Deployment ferry derives from it. Pure functions over `serde_json::Value`.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::apply::MANIFEST_HASH;
+
+/// Label on the objects ferry derives for a rollout (`canary`).
+pub const VARIANT_LABEL: &str = "ferry.dev/variant";
+/// The canary variant's label value, also `{{variant}}` in analysis queries.
+pub const CANARY: &str = "canary";
+/// Annotation on the primary: the hash of the pod template it runs, as rendered from Git. A
+/// rollout starts when Git's template hashes differently.
+pub const TEMPLATE_HASH: &str = "ferry.dev/template-hash";
+/// Field manager of what the rollout engine writes (the canary Deployment).
+pub const ROLLOUT_FIELD_MANAGER: &str = "ferry-rollout";
+
+/// `<workload>-canary`.
+pub fn canary_name(workload: &str) -> String {
+    format!("{workload}-{CANARY}")
+}
+
+/// Hash of a Deployment's `spec.template` (24 hex digits); `None` without a template.
+pub fn template_hash(deployment: &Value) -> Option<String> {
+    let template = deployment.pointer("/spec/template")?;
+    let bytes = serde_json::to_vec(template).expect("JSON values serialize");
+    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    Some(digest.as_ref()[..12].iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The template hash a live Deployment carries.
+pub fn stamped_hash(deployment: &Value) -> Option<&str> {
+    deployment.pointer("/metadata/annotations")?.get(TEMPLATE_HASH)?.as_str()
+}
+
+/// `spec.replicas`, 1 when unset (the API server's default).
+pub fn replicas(deployment: &Value) -> i32 {
+    deployment.pointer("/spec/replicas").and_then(Value::as_i64).map(|r| r as i32).unwrap_or(1)
+}
+
+/// Canary replicas for a traffic weight under replica-ratio routing: `ceil(total * weight / 100)`,
+/// so any weight above 0 runs at least one canary pod.
+pub fn canary_replicas(total: i32, weight: i32) -> i32 {
+    let (total, weight) = (total.max(0) as i64, weight.clamp(0, 100) as i64);
+    ((total * weight + 99) / 100) as i32
+}
+
+/// What a live Deployment's status says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Availability {
+    pub exists: bool,
+    /// `spec.replicas`.
+    pub replicas: i32,
+    pub updated: i32,
+    pub available: i32,
+    /// All pods, old and new.
+    pub total: i32,
+    /// The controller has seen the latest spec.
+    pub observed: bool,
+}
+
+impl Availability {
+    pub fn of(live: Option<&Value>) -> Availability {
+        let Some(live) = live else { return Availability::default() };
+        let int = |p: &str| live.pointer(p).and_then(Value::as_i64).unwrap_or(0) as i32;
+        let generation = live.pointer("/metadata/generation").and_then(Value::as_i64);
+        let observed = live.pointer("/status/observedGeneration").and_then(Value::as_i64);
+        Availability {
+            exists: true,
+            replicas: replicas(live),
+            updated: int("/status/updatedReplicas"),
+            available: int("/status/availableReplicas"),
+            total: int("/status/replicas"),
+            observed: generation.is_some() && observed >= generation,
+        }
+    }
+
+    /// Rolled out at exactly `want` replicas: every pod updated and available, none left over.
+    pub fn settled_at(&self, want: i32) -> bool {
+        self.exists
+            && self.observed
+            && self.replicas == want
+            && self.updated >= want
+            && self.available >= want
+            && self.total <= want
+    }
+}
+
+/// The canary Deployment for `desired` (the primary as rendered and labelled): same pod
+/// template, `<name>-canary`, the variant label added to its labels, selector and pod labels so
+/// its pods are its own, while they keep every label the primary's Service selects on.
+pub fn canary_deployment(desired: &Value, replicas: i32, template_hash: &str) -> Value {
+    let name = desired.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let namespace = desired.pointer("/metadata/namespace").cloned().unwrap_or(Value::Null);
+    let mut labels = string_map(desired.pointer("/metadata/labels"));
+    labels.insert(VARIANT_LABEL.into(), CANARY.into());
+    let mut annotations = string_map(desired.pointer("/metadata/annotations"));
+    annotations.remove(MANIFEST_HASH);
+    annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    annotations.insert(TEMPLATE_HASH.into(), template_hash.into());
+
+    let mut spec = desired.get("spec").cloned().unwrap_or_else(|| json!({}));
+    spec["replicas"] = json!(replicas);
+    let selector = spec.get_mut("selector").and_then(Value::as_object_mut);
+    if let Some(selector) = selector {
+        let match_labels = selector.entry("matchLabels").or_insert_with(|| json!({}));
+        match_labels[VARIANT_LABEL] = json!(CANARY);
+    } else {
+        spec["selector"] = json!({"matchLabels": {VARIANT_LABEL: CANARY}});
+    }
+    if spec.pointer("/template/metadata/labels").is_none() {
+        spec["template"]["metadata"]["labels"] = json!({});
+    }
+    spec["template"]["metadata"]["labels"][VARIANT_LABEL] = json!(CANARY);
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": canary_name(name),
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": spec,
+    })
+}
+
+/// Stamps Git's template hash on the primary as applied.
+pub fn stamp(desired: &mut Value, template_hash: &str) {
+    annotation_map(desired).insert(TEMPLATE_HASH.into(), json!(template_hash));
+}
+
+/// The primary as applied while a rollout holds it: Git's Deployment, but the pod template and
+/// its hash of the live primary (the stable version), and the replicas the rollout gives it.
+pub fn hold(desired: &mut Value, live: &Value, replicas: i32) {
+    if let Some(template) = live.pointer("/spec/template") {
+        desired["spec"]["template"] = template.clone();
+    }
+    if let Some(hash) = stamped_hash(live) {
+        let hash = hash.to_string();
+        annotation_map(desired).insert(TEMPLATE_HASH.into(), json!(hash));
+    }
+    desired["spec"]["replicas"] = json!(replicas);
+}
+
+fn annotation_map(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
+    if !obj.pointer("/metadata/annotations").is_some_and(Value::is_object) {
+        obj["metadata"]["annotations"] = json!({});
+    }
+    obj["metadata"]["annotations"].as_object_mut().expect("set above")
+}
+
+fn string_map(value: Option<&Value>) -> BTreeMap<String, String> {
+    value
+        .and_then(Value::as_object)
+        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shop() -> Value {
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "shop", "namespace": "team", "labels": {"app": "shop", "ferry.dev/app-name": "shop"},
+                         "annotations": {MANIFEST_HASH: "abc"}},
+            "spec": {"replicas": 5, "selector": {"matchLabels": {"app": "shop"}},
+                     "template": {"metadata": {"labels": {"app": "shop"}},
+                                  "spec": {"containers": [{"name": "web", "image": "shop:2"}]}}}
+        })
+    }
+
+    #[test]
+    fn canary_replicas_round_up_so_any_weight_runs_a_pod() {
+        assert_eq!(canary_replicas(5, 20), 1);
+        assert_eq!(canary_replicas(5, 50), 3);
+        assert_eq!(canary_replicas(5, 100), 5);
+        assert_eq!(canary_replicas(5, 0), 0);
+        assert_eq!(canary_replicas(10, 1), 1);
+        assert_eq!(canary_replicas(1, 20), 1);
+    }
+
+    #[test]
+    fn the_canary_has_its_own_selector_and_keeps_the_labels_the_service_selects() {
+        let canary = canary_deployment(&shop(), 1, "h1");
+        assert_eq!(canary["metadata"]["name"], "shop-canary");
+        assert_eq!(canary["metadata"]["namespace"], "team");
+        assert_eq!(canary["spec"]["replicas"], 1);
+        assert_eq!(canary["spec"]["selector"]["matchLabels"], json!({"app": "shop", VARIANT_LABEL: CANARY}));
+        assert_eq!(
+            canary["spec"]["template"]["metadata"]["labels"],
+            json!({"app": "shop", VARIANT_LABEL: CANARY})
+        );
+        assert_eq!(canary["metadata"]["labels"]["ferry.dev/app-name"], "shop");
+        assert_eq!(canary["metadata"]["annotations"], json!({TEMPLATE_HASH: "h1"}));
+        assert_eq!(canary["spec"]["template"]["spec"]["containers"][0]["image"], "shop:2");
+    }
+
+    #[test]
+    fn the_template_hash_follows_the_pod_template_only() {
+        let a = shop();
+        let mut replicas = shop();
+        replicas["spec"]["replicas"] = json!(2);
+        let mut image = shop();
+        image["spec"]["template"]["spec"]["containers"][0]["image"] = json!("shop:3");
+        assert_eq!(template_hash(&a), template_hash(&replicas));
+        assert_ne!(template_hash(&a), template_hash(&image));
+    }
+
+    #[test]
+    fn holding_keeps_the_live_template_and_its_hash() {
+        let mut desired = shop();
+        let mut live = shop();
+        live["spec"]["template"]["spec"]["containers"][0]["image"] = json!("shop:1");
+        live["metadata"]["annotations"] = json!({TEMPLATE_HASH: "old"});
+        hold(&mut desired, &live, 4);
+        assert_eq!(desired["spec"]["template"]["spec"]["containers"][0]["image"], "shop:1");
+        assert_eq!(desired["spec"]["replicas"], 4);
+        assert_eq!(stamped_hash(&desired), Some("old"));
+        let mut fresh = shop();
+        stamp(&mut fresh, "new");
+        assert_eq!(stamped_hash(&fresh), Some("new"));
+    }
+
+    #[test]
+    fn availability_needs_the_latest_generation_and_no_leftover_pods() {
+        let live = json!({"metadata": {"generation": 3}, "spec": {"replicas": 2},
+                          "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}});
+        let a = Availability::of(Some(&live));
+        assert!(a.settled_at(2));
+        assert!(!a.settled_at(3));
+        let stale = json!({"metadata": {"generation": 4}, "spec": {"replicas": 2},
+                           "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}});
+        assert!(!Availability::of(Some(&stale)).settled_at(2));
+        assert!(!Availability::of(None).exists);
+    }
+}
