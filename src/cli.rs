@@ -4,29 +4,132 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::{
-    Api, Client,
+    Api, Client, ResourceExt,
     api::{Patch, PatchParams},
 };
 
-use crate::api::{Application, RECONCILE_AT_ANNOTATION};
+use crate::api::{Application, RECONCILE_AT_ANNOTATION, ROLLOUT_REQUEST_ANNOTATION};
 
 /// `ferry sync NAME`: stamps the reconcile-at annotation, which makes ferry re-check Git and
 /// reconcile the Application at once. Returns what to tell the person.
 pub async fn request_sync(name: &str, namespace: Option<&str>) -> Result<String, String> {
+    let now = Timestamp::now().to_string();
+    let (namespace, _) = annotate(name, namespace, RECONCILE_AT_ANNOTATION, &now).await?;
+    Ok(format!("reconcile of Application {namespace}/{name} requested at {now}"))
+}
+
+/// `ferry promote|abort|retry NAME`: stamps the rollout-request annotation (`<verb>@<time>`),
+/// which ferry acts on once and records in `status.rollout.handledRequest`.
+pub async fn request_rollout(name: &str, namespace: Option<&str>, verb: &str) -> Result<String, String> {
+    let value = format!("{verb}@{}", Timestamp::now());
+    let (namespace, app) = annotate(name, namespace, ROLLOUT_REQUEST_ANNOTATION, &value).await?;
+    if app.spec.strategy.is_none() {
+        return Err(format!(
+            "Application {namespace}/{name} has no spec.strategy, so there is no rollout to {verb}"
+        ));
+    }
+    Ok(format!("{verb} of the rollout of Application {namespace}/{name} requested ({value})"))
+}
+
+/// `ferry status NAME`: what an Application's status says, for a person.
+pub async fn status(name: &str, namespace: Option<&str>) -> Result<String, String> {
+    let (api, namespace) = applications(namespace).await?;
+    let app = match tokio::time::timeout(TIMEOUT, api.get_opt(name)).await {
+        Err(_) => return Err("the API server did not answer within 10s".into()),
+        Ok(Err(e)) => return Err(format!("cannot read Application {namespace}/{name}: {e}")),
+        Ok(Ok(None)) => return Err(not_found(&namespace, name)),
+        Ok(Ok(Some(app))) => app,
+    };
+    Ok(describe(&app))
+}
+
+/// The text of `ferry status`.
+pub fn describe(app: &Application) -> String {
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<14}{v}\n"));
+    let status = app.status.clone().unwrap_or_default();
+    line("Application", format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any()));
+    let sync = status.sync.unwrap_or_default();
+    line("Sync", format!("{:?}", sync.status));
+    line("Revision", sync.revision.unwrap_or_else(|| "-".into()));
+    let health = status.health.unwrap_or_default();
+    let message = health.message.map(|m| format!(" ({m})")).unwrap_or_default();
+    line("Health", format!("{:?}{message}", health.status));
+    if let Some(ready) = status.conditions.iter().find(|c| c.type_ == "Ready") {
+        line("Ready", format!("{} {}: {}", ready.status, ready.reason, ready.message));
+    }
+    let Some(strategy) = &app.spec.strategy else { return out };
+    let kind = if strategy.canary.is_some() { "canary" } else { "blueGreen" };
+    let Some(r) = status.rollout else {
+        line("Rollout", format!("{kind}, none yet"));
+        return out;
+    };
+    line("Rollout", format!("{kind}, {:?}", r.phase));
+    if let Some(revision) = &r.revision {
+        line("  revision", revision.clone());
+    }
+    if let Some(stable) = &r.stable_revision {
+        line("  stable", stable.clone());
+    }
+    if let (Some(step), Some(steps)) = (r.step, strategy.canary.as_ref().map(|c| c.steps.len())) {
+        line("  step", format!("{} of {steps}", (step + 1).min(steps as i32)));
+    }
+    if let Some(weight) = r.canary_weight {
+        line("  weight", format!("{weight}%"));
+    }
+    if let Some(aborted) = &r.aborted_revision {
+        line("  aborted", aborted.clone());
+    }
+    if let Some(message) = &r.message {
+        line("  message", message.clone());
+    }
+    if let Some(analysis) = &r.analysis {
+        line("Analysis", format!("step {}, {}", analysis.step + 1, analysis.phase));
+        for m in &analysis.metrics {
+            line(
+                &format!("  {}", m.name),
+                format!(
+                    "{}: {} successful, {} failed, {} inconclusive, {} errors",
+                    m.phase, m.successful, m.failed, m.inconclusive, m.errors
+                ),
+            );
+        }
+        for x in &analysis.measurements {
+            let value = x.value.clone().or(x.message.clone()).unwrap_or_default();
+            line("  measured", format!("{} {} {} {value}", x.at.0, x.metric, x.verdict));
+        }
+    }
+    out
+}
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn applications(namespace: Option<&str>) -> Result<(Api<Application>, String), String> {
     let client = Client::try_default()
         .await
         .map_err(|e| format!("no usable Kubernetes configuration ({e}); set KUBECONFIG"))?;
     let namespace = namespace.map(str::to_string).unwrap_or_else(|| client.default_namespace().to_string());
-    let api: Api<Application> = Api::namespaced(client, &namespace);
-    let now = Timestamp::now().to_string();
-    let patch = serde_json::json!({"metadata": {"annotations": {RECONCILE_AT_ANNOTATION: now}}});
+    Ok((Api::namespaced(client, &namespace), namespace))
+}
+
+fn not_found(namespace: &str, name: &str) -> String {
+    format!("Application {namespace}/{name} not found; check the name and pass -n NAMESPACE")
+}
+
+/// Sets one annotation on an Application; returns its namespace and the patched Application.
+async fn annotate(
+    name: &str,
+    namespace: Option<&str>,
+    key: &str,
+    value: &str,
+) -> Result<(String, Application), String> {
+    let (api, namespace) = applications(namespace).await?;
+    let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
     let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
-    match tokio::time::timeout(Duration::from_secs(10), api.patch(name, &params, &patch)).await {
+    match tokio::time::timeout(TIMEOUT, api.patch(name, &params, &patch)).await {
         Err(_) => Err("the API server did not answer within 10s".into()),
-        Ok(Err(kube::Error::Api(s))) if s.code == 404 => {
-            Err(format!("Application {namespace}/{name} not found; check the name and pass -n NAMESPACE"))
-        }
+        Ok(Err(kube::Error::Api(s))) if s.code == 404 => Err(not_found(&namespace, name)),
         Ok(Err(e)) => Err(format!("cannot annotate Application {namespace}/{name}: {e}")),
-        Ok(Ok(_)) => Ok(format!("reconcile of Application {namespace}/{name} requested at {now}")),
+        Ok(Ok(app)) => Ok((namespace, app)),
     }
 }

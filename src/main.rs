@@ -68,6 +68,33 @@ enum Command {
         #[arg(short, long)]
         namespace: Option<String>,
     },
+    /// Show an Application: sync, health, revision, and its rollout (phase, step, weight, analysis).
+    Status {
+        name: String,
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+    /// Continue a paused rollout (the current step ends), or with --full skip every remaining step.
+    Promote {
+        name: String,
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// Promote the new version to every replica now.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Abort a rollout: all traffic back to the stable version, the canary removed.
+    Abort {
+        name: String,
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
+    /// Roll out again a revision whose rollout was aborted.
+    Retry {
+        name: String,
+        #[arg(short, long)]
+        namespace: Option<String>,
+    },
     /// Print the CustomResourceDefinitions as YAML (`ferry crd | kubectl apply --server-side -f -`).
     Crd,
     /// Print ferry's version.
@@ -127,18 +154,36 @@ fn main() -> ExitCode {
             }
         }
         Command::Sync { name, namespace } => {
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
-            };
-            match runtime.block_on(ferry::cli::request_sync(&name, namespace.as_deref())) {
-                Ok(done) => {
-                    println!("{done}");
-                    ExitCode::SUCCESS
-                }
-                Err(err) => fail(&err),
-            }
+            client_command(ferry::cli::request_sync(&name, namespace.as_deref()))
         }
+        Command::Status { name, namespace } => {
+            client_command(ferry::cli::status(&name, namespace.as_deref()))
+        }
+        Command::Promote { name, namespace, full } => {
+            let verb = if full { "promote-full" } else { "promote" };
+            client_command(ferry::cli::request_rollout(&name, namespace.as_deref(), verb))
+        }
+        Command::Abort { name, namespace } => {
+            client_command(ferry::cli::request_rollout(&name, namespace.as_deref(), "abort"))
+        }
+        Command::Retry { name, namespace } => {
+            client_command(ferry::cli::request_rollout(&name, namespace.as_deref(), "retry"))
+        }
+    }
+}
+
+/// Runs a command that talks to the cluster and prints what it says.
+fn client_command(command: impl std::future::Future<Output = Result<String, String>>) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
+    };
+    match runtime.block_on(command) {
+        Ok(done) => {
+            println!("{}", done.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(&err),
     }
 }
 

@@ -13,6 +13,7 @@ mod dashboard;
 mod git_fixture;
 mod metrics;
 mod render;
+mod rollout;
 mod source;
 mod sync;
 mod webhooks;

@@ -1,0 +1,445 @@
+//! Canary rollouts (issue 8) end to end: ferry as a process, the real control plane with kwok
+//! pods (so Deployments really become available), a real Git server, and a real Prometheus
+//! scraping a test exporter whose canary error ratio each test sets.
+//!
+//! Every step is observed as a person would: `status.rollout`, the Deployments' replicas and
+//! images, Events, and the `ferry promote|abort|retry|status` commands.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::TcpListener,
+    process::{Command, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+
+use crate::{
+    support::{FerryApp, Prometheus, get_json, main_revision, wait_until},
+    sync::{Scenario, deployment},
+};
+
+/// Deadline for anything ferry does on its own.
+const T: Duration = Duration::from_secs(120);
+const REPLICAS: u32 = 5;
+
+/// An HTTP server with one gauge, `test_canary_error_ratio{variant="canary"}`, whose value the
+/// test sets; `None` serves no sample at all (Prometheus then has no data).
+struct Exporter {
+    addr: String,
+    value: Arc<Mutex<Option<f64>>>,
+}
+
+impl Exporter {
+    fn start() -> Exporter {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the exporter");
+        let addr = listener.local_addr().expect("exporter address").to_string();
+        let value: Arc<Mutex<Option<f64>>> = Arc::new(Mutex::new(None));
+        let shared = value.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                // Read the request head; the answer does not depend on it.
+                let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let mut body = String::from("# TYPE test_canary_error_ratio gauge\n");
+                if let Some(v) = *shared.lock().unwrap() {
+                    body.push_str(&format!("test_canary_error_ratio{{variant=\"canary\"}} {v}\n"));
+                }
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Exporter { addr, value }
+    }
+
+    fn set(&self, value: Option<f64>) {
+        *self.value.lock().unwrap() = value;
+    }
+}
+
+/// A scenario with Prometheus scraping the exporter and ferry pointed at it.
+struct Canary {
+    s: Scenario,
+    exporter: Exporter,
+    prometheus: Prometheus,
+}
+
+const ERROR_QUERY: &str = r#"max(test_canary_error_ratio{variant="{{variant}}"})"#;
+
+impl Canary {
+    fn new(prefix: &str) -> Canary {
+        let exporter = Exporter::start();
+        let prometheus = Prometheus::start(std::slice::from_ref(&exporter.addr));
+        let url = prometheus.url();
+        let s = Scenario::with_ferry_args(prefix, &["--prometheus-url", &url]);
+        Canary { s, exporter, prometheus }
+    }
+
+    /// Sets the canary's error ratio and waits until Prometheus answers with it (or with no data).
+    fn set_error_ratio(&self, value: Option<f64>) {
+        self.exporter.set(value);
+        let query = ERROR_QUERY.replace("{{variant}}", "canary");
+        wait_until(&format!("Prometheus to see error ratio {value:?}"), T, || {
+            let data = self.prometheus.query(&query)?;
+            let seen = data["result"][0]["value"][1].as_str().and_then(|v| v.parse::<f64>().ok());
+            if seen == value { Ok(()) } else { Err(format!("Prometheus answers {data}")) }
+        });
+    }
+
+    fn ns(&self) -> &str {
+        self.s.ns()
+    }
+
+    /// Commits the shop Deployment (5 replicas) at `tag` and its Service.
+    fn commit_shop(&self, tag: &str) -> String {
+        let service = "apiVersion: v1\nkind: Service\nmetadata:\n  name: shop\nspec:\n  selector: {app: shop}\n  ports:\n  - port: 80\n    targetPort: 8080\n";
+        self.s.commit_in(
+            "app",
+            &[
+                (
+                    "deployment.yaml",
+                    deployment("shop", None, &format!("registry.example/shop:{tag}"), REPLICAS),
+                ),
+                ("service.yaml", service.to_string()),
+            ],
+            &format!("shop {tag}"),
+        )
+    }
+
+    /// An Application syncing `app/` with a canary strategy of these steps.
+    fn create_app(&self, steps: Value) -> FerryApp {
+        let app = json!({
+            "apiVersion": "ferry.dev/v1alpha1",
+            "kind": "Application",
+            "metadata": {"name": "shop", "namespace": self.ns()},
+            "spec": {
+                "source": {"repoURL": self.s.git.url(), "ref": {"branch": "main"}, "path": "app"},
+                "interval": "1m",
+                "syncPolicy": {"prune": true},
+                "strategy": {"canary": {"workload": {"name": "shop"}, "steps": steps}},
+            },
+        });
+        self.s.cluster.apply(&app.to_string());
+        self.s.app("shop")
+    }
+
+    fn deployment(&self, name: &str) -> Option<Value> {
+        get_json(&self.s.cluster, &["-n", self.ns(), "get", "deployment", name])
+    }
+
+    /// `ferry <verb> shop -n NS`; returns stdout.
+    fn ferry(&self, verb: &str, extra: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            .args([verb, "shop", "-n", self.ns()])
+            .args(extra)
+            .env("KUBECONFIG", &self.s.cluster.kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ferry");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        );
+        assert!(out.status.success(), "ferry {verb} failed: {stdout}{stderr}");
+        stdout
+    }
+
+    /// Waits until `status.rollout` satisfies `check`; returns the Application.
+    fn wait_rollout(&self, app: &FerryApp, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        app.wait(what, T, |a| {
+            let r = &a["status"]["rollout"];
+            if check(r) { Ok(a.clone()) } else { Err(format!("rollout: {r}")) }
+        })
+    }
+
+    /// Waits until the primary and canary run these replicas and images (the canary `None`:
+    /// gone), each fully available.
+    fn wait_split(&self, primary: (i64, &str), canary: Option<(i64, &str)>) {
+        let what = format!("primary {primary:?} and canary {canary:?}");
+        wait_until(&what, T, || {
+            let show = |d: &Option<Value>| {
+                d.as_ref().map(|d| {
+                    (
+                        d["spec"]["replicas"].as_i64().unwrap_or(-1),
+                        image(d),
+                        d["status"]["availableReplicas"].as_i64().unwrap_or(0),
+                        d["status"]["replicas"].as_i64().unwrap_or(0),
+                    )
+                })
+            };
+            let (p, c) = (show(&self.deployment("shop")), show(&self.deployment("shop-canary")));
+            let fits = |got: &Option<(i64, String, i64, i64)>, want: Option<(i64, &str)>| match (got, want) {
+                (None, None) => true,
+                (Some((r, i, avail, total)), Some((wr, wi))) => {
+                    *r == wr && i.ends_with(&format!(":{wi}")) && *avail == wr && *total == wr
+                }
+                _ => false,
+            };
+            if fits(&p, Some(primary)) && fits(&c, canary) {
+                Ok(())
+            } else {
+                Err(format!("primary {p:?}, canary {c:?} (replicas, image, available, total)"))
+            }
+        });
+    }
+}
+
+fn image(d: &Value) -> String {
+    d["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap_or_default().to_string()
+}
+
+fn phase(r: &Value) -> &str {
+    r["phase"].as_str().unwrap_or_default()
+}
+
+fn analysis_step(condition: &str, count: u32) -> Value {
+    json!({"analysis": {"metrics": [{
+        "name": "error-ratio",
+        "prometheus": {"query": ERROR_QUERY},
+        "interval": "2s",
+        "count": count,
+        "successCondition": condition,
+    }]}})
+}
+
+#[test]
+fn a_canary_by_replica_ratio_goes_20_pause_analysis_50_and_is_promoted() {
+    let c = Canary::new("canary-ratio");
+    let v1 = c.commit_shop("1.0");
+    let app = c.create_app(json!([
+        {"setWeight": 20}, {"pause": {}}, analysis_step("result < 0.05", 2), {"setWeight": 50}, {"pause": {}}
+    ]));
+    app.wait_synced(&v1, T);
+    // The first sync is no rollout: the primary is created as in Git.
+    c.wait_split((5, "1.0"), None);
+    assert!(app.json()["status"]["rollout"].is_null(), "{}", app.json()["status"]);
+
+    let v2 = c.commit_shop("2.0");
+    app.ferry_sync();
+    // 20%: one canary pod of the new version beside four stable ones, then the empty pause.
+    let a = c.wait_rollout(&app, "paused at step 2", |r| phase(r) == "Paused" && r["step"] == 1);
+    let r = &a["status"]["rollout"];
+    assert_eq!(r["canaryWeight"], 20, "{r}");
+    assert_eq!(r["revision"], main_revision(&v2), "{r}");
+    assert_eq!(r["stableRevision"], main_revision(&v1), "{r}");
+    assert_eq!(a["status"]["health"]["status"], "Suspended", "{}", a["status"]);
+    c.wait_split((4, "1.0"), Some((1, "2.0")));
+    let canary = c.deployment("shop-canary").unwrap();
+    assert_eq!(canary["metadata"]["labels"]["ferry.dev/variant"], "canary");
+    assert_eq!(canary["spec"]["selector"]["matchLabels"]["ferry.dev/variant"], "canary");
+    // The canary's pods carry the label the Service selects, so they share its traffic.
+    assert_eq!(canary["spec"]["template"]["metadata"]["labels"]["app"], "shop");
+    let managers: Vec<String> = canary["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["manager"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(managers.contains(&"ferry-rollout".to_string()), "{managers:?}");
+    let status = c.ferry("status", &[]);
+    assert!(status.contains("Paused") && status.contains("20%"), "{status}");
+
+    // Healthy canary: promote past the pause; two good measurements; 50%.
+    c.set_error_ratio(Some(0.01));
+    c.ferry("promote", &[]);
+    let a = c.wait_rollout(&app, "paused at step 5", |r| phase(r) == "Paused" && r["step"] == 4);
+    let r = &a["status"]["rollout"];
+    assert_eq!(r["canaryWeight"], 50, "{r}");
+    let analysis = &r["analysis"];
+    assert_eq!(analysis["phase"], "Successful", "{analysis}");
+    assert_eq!(analysis["metrics"][0]["successful"], 2, "{analysis}");
+    assert_eq!(analysis["measurements"][0]["value"], "0.01", "{analysis}");
+    c.wait_split((2, "1.0"), Some((3, "2.0")));
+    let status = c.ferry("status", &[]);
+    assert!(status.contains("error-ratio") && status.contains("Successful"), "{status}");
+
+    // Promote: the primary takes the new version at full size and the canary goes.
+    c.ferry("promote", &[]);
+    let a = c.wait_rollout(&app, "completed", |r| phase(r) == "Completed");
+    assert_eq!(a["status"]["rollout"]["stableRevision"], main_revision(&v2));
+    c.wait_split((5, "2.0"), None);
+    app.wait_synced(&v2, T);
+    app.wait_event("Normal", "RolloutPromoted", &["shop"], T);
+    app.wait_event("Normal", "RolloutStarted", &[&v2[..7]], T);
+
+    // Metrics: the rollout's phase and duration, and the measurements.
+    let metrics = crate::support::http_get(&c.s.ferry.http_address(), "/metrics").body;
+    let ns = c.ns();
+    assert!(
+        metrics.contains(&format!(
+            "ferry_rollout_info{{namespace=\"{ns}\",name=\"shop\",strategy=\"canary\",phase=\"Completed\"}} 1"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ferry_rollout_duration_seconds_count{strategy=\"canary\",result=\"Succeeded\"} 1")
+    );
+    assert!(metrics.contains("ferry_analysis_measurements_total{result=\"Successful\"} 2"), "{metrics}");
+}
+
+#[test]
+fn failing_analysis_aborts_and_the_revision_waits_for_a_new_commit_or_retry() {
+    let c = Canary::new("canary-abort");
+    let v1 = c.commit_shop("1.0");
+    let app = c.create_app(json!([{"setWeight": 20}, analysis_step("result < 0.05", 1)]));
+    app.wait_synced(&v1, T);
+    c.set_error_ratio(Some(0.5));
+
+    let v2 = c.commit_shop("2.0");
+    app.ferry_sync();
+    let a = app.wait_not_ready("RolloutAborted", T);
+    let r = &a["status"]["rollout"];
+    assert_eq!(phase(r), "Aborted", "{r}");
+    assert_eq!(r["abortedRevision"], main_revision(&v2), "{r}");
+    assert_eq!(r["analysis"]["measurements"][0]["verdict"], "Failed", "{r}");
+    assert_eq!(a["status"]["health"]["status"], "Degraded", "{}", a["status"]);
+    assert_eq!(a["status"]["history"][0]["result"], "RolledBack", "{}", a["status"]);
+    // Everything back on the stable version; the canary is gone.
+    c.wait_split((5, "1.0"), None);
+    app.wait_event("Warning", "RolloutAborted", &[&v2[..7]], T);
+
+    // More reconciles of the same revision do not try it again.
+    let reconciles = || {
+        let metrics = crate::support::http_get(&c.s.ferry.http_address(), "/metrics").body;
+        metrics
+            .lines()
+            .find(|l| l.starts_with("ferry_reconcile_total{result=\"success\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = reconciles();
+    app.ferry_sync();
+    wait_until("two more reconciles", T, || {
+        if reconciles() >= before + 2.0 { Ok(()) } else { Err(format!("{} reconciles", reconciles())) }
+    });
+    app.ferry_sync();
+    wait_until("one more reconcile", T, || {
+        if reconciles() >= before + 3.0 { Ok(()) } else { Err(format!("{} reconciles", reconciles())) }
+    });
+    assert!(c.deployment("shop-canary").is_none(), "the aborted revision was rolled out again");
+    assert_eq!(phase(&app.json()["status"]["rollout"]), "Aborted");
+    assert_eq!(image(&c.deployment("shop").unwrap()), "registry.example/shop:1.0");
+
+    // A new commit starts a fresh rollout; with a healthy canary it goes all the way.
+    c.set_error_ratio(Some(0.01));
+    let v3 = c.commit_shop("3.0");
+    app.ferry_sync();
+    app.wait_synced(&v3, T);
+    c.wait_split((5, "3.0"), None);
+    assert_eq!(phase(&app.json()["status"]["rollout"]), "Completed");
+
+    // Fails again at 4.0; `ferry retry` rolls the same revision out once the canary is healthy.
+    c.set_error_ratio(Some(0.5));
+    let v4 = c.commit_shop("4.0");
+    app.ferry_sync();
+    let a = app.wait_not_ready("RolloutAborted", T);
+    assert_eq!(a["status"]["rollout"]["abortedRevision"], main_revision(&v4));
+    c.wait_split((5, "3.0"), None);
+    c.set_error_ratio(Some(0.01));
+    c.ferry("retry", &[]);
+    app.wait_synced(&v4, T);
+    c.wait_split((5, "4.0"), None);
+    let r = app.json()["status"]["rollout"].clone();
+    assert_eq!((phase(&r), r["abortedRevision"].is_null()), ("Completed", true), "{r}");
+}
+
+#[test]
+fn no_data_is_inconclusive_and_waits_for_a_person_as_an_empty_pause_does() {
+    let c = Canary::new("canary-nodata");
+    let v1 = c.commit_shop("1.0");
+    let app = c.create_app(json!([
+        {"setWeight": 20}, analysis_step("result < 0.05", 1), {"pause": {}}, {"setWeight": 40}
+    ]));
+    app.wait_synced(&v1, T);
+    c.set_error_ratio(None);
+
+    let _v2 = c.commit_shop("2.0");
+    app.ferry_sync();
+    let a = c.wait_rollout(&app, "paused on an inconclusive analysis", |r| {
+        phase(r) == "Paused" && r["analysis"]["phase"] == "Inconclusive"
+    });
+    let r = &a["status"]["rollout"];
+    assert_eq!(r["step"], 1, "{r}");
+    assert_eq!(r["analysis"]["measurements"][0]["message"], "no data", "{r}");
+    assert_eq!(a["status"]["health"]["status"], "Suspended");
+    c.wait_split((4, "1.0"), Some((1, "2.0")));
+    app.wait_event("Warning", "RolloutPaused", &["inconclusive"], T);
+
+    // Promote: past the analysis, to the empty pause, which waits as well.
+    c.ferry("promote", &[]);
+    let a = c.wait_rollout(&app, "paused at the empty pause", |r| phase(r) == "Paused" && r["step"] == 2);
+    assert_eq!(a["status"]["rollout"]["canaryWeight"], 20);
+    c.wait_split((4, "1.0"), Some((1, "2.0")));
+
+    // Abort: everything back on the stable version at once.
+    c.ferry("abort", &[]);
+    let a = app.wait_not_ready("RolloutAborted", T);
+    assert!(a["status"]["rollout"]["message"].as_str().unwrap_or_default().contains("ferry abort"));
+    c.wait_split((5, "1.0"), None);
+}
+
+#[test]
+fn a_killed_ferry_resumes_the_rollout_at_the_same_step() {
+    let mut c = Canary::new("canary-kill");
+    let v1 = c.commit_shop("1.0");
+    let app = c.create_app(json!([
+        {"setWeight": 20}, {"pause": {}}, {"setWeight": 60},
+        {"analysis": {"metrics": [{"name": "error-ratio", "prometheus": {"query": ERROR_QUERY},
+            "interval": "3s", "count": 6, "successCondition": "result < 0.05"}]}},
+        {"pause": {}}
+    ]));
+    app.wait_synced(&v1, T);
+    c.set_error_ratio(Some(0.01));
+    let v2 = c.commit_shop("2.0");
+    app.ferry_sync();
+    c.wait_rollout(&app, "paused at step 2", |r| phase(r) == "Paused" && r["step"] == 1);
+    c.wait_split((4, "1.0"), Some((1, "2.0")));
+    let uid = c.deployment("shop-canary").unwrap()["metadata"]["uid"].clone();
+
+    // Killed at a weight step: the restarted ferry keeps the step, the weight and the canary.
+    c.s.ferry.kill();
+    c.s.ferry.restart();
+    app.ferry_sync();
+    let a = c.wait_rollout(&app, "still paused at step 2 after the restart", |r| phase(r) == "Paused");
+    assert_eq!(
+        (a["status"]["rollout"]["step"].clone(), a["status"]["rollout"]["canaryWeight"].clone()),
+        (json!(1), json!(20))
+    );
+    assert_eq!(c.deployment("shop-canary").unwrap()["metadata"]["uid"], uid, "the canary was recreated");
+    let canaries =
+        get_json(&c.s.cluster, &["-n", c.ns(), "get", "deployments", "-l", "ferry.dev/variant=canary"])
+            .unwrap();
+    assert_eq!(canaries["items"].as_array().unwrap().len(), 1);
+
+    // Killed during the analysis: the measurements taken so far count, the weight stays.
+    c.ferry("promote", &[]);
+    let a = c.wait_rollout(&app, "two measurements into the analysis", |r| {
+        phase(r) == "Analyzing" && r["analysis"]["metrics"][0]["successful"].as_i64().unwrap_or(0) >= 2
+    });
+    let taken = a["status"]["rollout"]["analysis"]["metrics"][0]["successful"].as_i64().unwrap();
+    c.s.ferry.kill();
+    c.s.ferry.restart();
+    let a = c.wait_rollout(&app, "the analysis to go on after the restart", |r| {
+        r["analysis"]["metrics"][0]["successful"].as_i64().unwrap_or(0) > taken || phase(r) != "Analyzing"
+    });
+    let r = &a["status"]["rollout"];
+    assert_eq!(r["step"], 3, "the restart moved the step: {r}");
+    assert_eq!(r["canaryWeight"], 60, "{r}");
+    c.wait_split((2, "1.0"), Some((3, "2.0")));
+    assert_eq!(c.deployment("shop-canary").unwrap()["metadata"]["uid"], uid, "the canary was recreated");
+    let a = c.wait_rollout(&app, "paused after the analysis", |r| phase(r) == "Paused" && r["step"] == 4);
+    assert_eq!(a["status"]["rollout"]["analysis"]["metrics"][0]["successful"], 6);
+
+    c.ferry("promote", &["--full"]);
+    app.wait_synced(&v2, T);
+    c.wait_split((5, "2.0"), None);
+}
