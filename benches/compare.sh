@@ -239,7 +239,7 @@ rm -rf "$work"
 mkdir -p "$work/repos" "$out_dir"
 : >"$samples_file"
 flux_build
-"$ferry" crd | kubectl apply --server-side --field-manager=ferry -f - >/dev/null
+"$ferry" crd | kubectl apply --server-side --force-conflicts --field-manager=ferry -f - >/dev/null
 flux_install_crds
 for n in "${sizes[@]}" 20; do prepare "$n"; done
 push_prepare

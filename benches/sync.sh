@@ -217,7 +217,7 @@ for ns in $(kubectl get namespace -l "$bench_label" -o 'jsonpath={.items[*].meta
   delete_ns "$ns"
 done
 
-"$ferry" crd | kubectl apply --server-side --field-manager=ferry -f - >/dev/null
+"$ferry" crd | kubectl apply --server-side --force-conflicts --field-manager=ferry -f - >/dev/null
 kubectl wait --for=condition=Established --timeout=60s crd/applications.ferry.dev >/dev/null
 
 for n in "${sizes[@]}"; do

@@ -97,7 +97,7 @@ gitc push -q origin main
 # --- ferry -----------------------------------------------------------------------------------
 
 delete_ns "$ns"
-"$ferry" crd | kubectl apply --server-side --field-manager=ferry -f - >/dev/null
+"$ferry" crd | kubectl apply --server-side --force-conflicts --field-manager=ferry -f - >/dev/null
 kubectl wait --for=condition=Established --timeout=60s crd/applications.ferry.dev >/dev/null
 kubectl create namespace "$ns" >/dev/null
 kubectl create secret generic ferry-webhook -n "$ns" --from-literal=github="$secret_value" >/dev/null

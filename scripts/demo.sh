@@ -197,7 +197,7 @@ step "stopping the previous demo, if any"
 stop_previous
 
 step "installing the Application CRD: ferry crd | kubectl apply --server-side -f -"
-"$ferry" crd | kubectl apply --server-side --field-manager=ferry -f -
+"$ferry" crd | kubectl apply --server-side --force-conflicts --field-manager=ferry -f -
 kubectl wait --for=condition=Established --timeout=60s crd/applications.ferry.dev
 
 step "creating a Git repository with the example app in $repo_dir"

@@ -322,7 +322,9 @@ pub struct CanaryStrategy {
     /// Steps run in order; after the last one the new version is promoted.
     #[schemars(length(min = 1, max = 64))]
     pub steps: Vec<CanaryStep>,
-    /// How long the canary keeps running after an abort, for debugging. Default 30s.
+    /// With Gateway API routing, how long the canary keeps running after an abort (its traffic
+    /// is gone at once), for debugging. Default 30s. With replica-ratio routing the canary's pods
+    /// serve traffic as long as they run, so an abort removes them at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(DURATION_PATTERN), length(max = 32))]
     pub abort_scale_down_delay: Option<String>,
@@ -345,9 +347,14 @@ pub struct TrafficRouting {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct GatewayApiRouting {
-    /// Name of the HTTPRoute, in the workload's namespace.
+    /// Name of the HTTPRoute, in the workload's namespace, rendered by this Application.
     #[schemars(length(min = 1, max = 253))]
     pub http_route: String,
+    /// The Service the route sends stable traffic to, rendered by this Application. Default:
+    /// the workload's name. ferry derives `<stableService>-canary` from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub stable_service: Option<String>,
 }
 
 /// One canary step: exactly one of setWeight, pause or analysis.

@@ -37,6 +37,17 @@ pub(super) fn canary_of(app: &Application) -> Option<&CanaryStrategy> {
     app.spec.strategy.as_ref()?.canary.as_ref()
 }
 
+/// A rendered object and its kind.
+pub(super) type Target<'a> = (&'a DynamicObject, &'a (ApiResource, ApiCapabilities));
+
+/// Gateway API routing: the HTTPRoute (its index among the desired objects) and the stable
+/// Service, as rendered.
+pub(super) struct Gateway<'a> {
+    pub route_index: usize,
+    pub route: &'a DynamicObject,
+    pub service: Target<'a>,
+}
+
 /// A pass's decision and what is needed to carry it out.
 pub(super) struct Pass {
     pub decision: Decision,
@@ -46,6 +57,16 @@ pub(super) struct Pass {
     canary_exists: bool,
     template_hash: String,
     resource: (ApiResource, ApiCapabilities),
+    routing: Option<Routing>,
+}
+
+/// What Gateway API routing needs after the decision.
+struct Routing {
+    route_index: usize,
+    route: Value,
+    service: Value,
+    service_resource: (ApiResource, ApiCapabilities),
+    canary_service_exists: bool,
 }
 
 impl Pass {
@@ -58,19 +79,30 @@ impl Pass {
         }
         obj
     }
+
+    /// The HTTPRoute to apply instead of Git's (its index among the desired objects), while
+    /// the rollout splits traffic.
+    pub fn route(&self) -> Option<(usize, Value)> {
+        let routing = self.routing.as_ref()?;
+        let weight = self.decision.route_weight?;
+        let service = routing.service.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        let mut route = routing.route.clone();
+        workload::split_route(&mut route, service, weight);
+        Some((routing.route_index, route))
+    }
 }
 
 /// Decides this pass for `git` (the workload Deployment as rendered and labelled).
 pub(super) async fn decide(
     ctx: &Context,
     app: &Application,
-    spec: &CanaryStrategy,
     mem: &AppMemory,
     applier: &Applier,
-    git: &DynamicObject,
-    resource: &(ApiResource, ApiCapabilities),
+    (git, resource): Target<'_>,
+    gateway: Option<Gateway<'_>>,
     revision: &str,
 ) -> Result<Pass, SyncError> {
+    let spec = canary_of(app).expect("decide runs for Applications with a canary strategy");
     let git_value = serde_json::to_value(git).expect("objects serialize");
     let namespace = git.namespace();
     let name = git.name_any();
@@ -115,6 +147,18 @@ pub(super) async fn decide(
     };
     let prev = status.and_then(|s| s.rollout.as_ref());
     let decision = canary::advance(spec, &name, prev, &observed, &measure).await;
+    let routing = gateway.map(|g| {
+        let service = serde_json::to_value(g.service.0).expect("objects serialize");
+        let name = workload::canary_name(&g.service.0.name_any());
+        let seen = ctx.watches.seen(&g.service.1.0, namespace.as_deref(), &name);
+        Routing {
+            route_index: g.route_index,
+            route: serde_json::to_value(g.route).expect("objects serialize"),
+            service,
+            service_resource: g.service.1.clone(),
+            canary_service_exists: seen != Seen::Absent,
+        }
+    });
     Ok(Pass {
         decision,
         git: git_value,
@@ -122,6 +166,7 @@ pub(super) async fn decide(
         canary_exists: live_canary.is_some(),
         template_hash,
         resource: resource.clone(),
+        routing,
     })
 }
 
@@ -130,21 +175,37 @@ pub(super) async fn decide(
 pub(super) async fn converge_canary(applier: &Applier, pass: &Pass) -> Result<(), SyncError> {
     let (resource, caps) = &pass.resource;
     let from_apply = |e: ApplyError| SyncError::Apply { transient: e.is_transient(), message: e.to_string() };
+    let namespace = pass.git.pointer("/metadata/namespace").and_then(Value::as_str);
+    let routing = pass.routing.as_ref();
     match pass.decision.canary {
         Canary::Present { replicas } => {
-            let canary = workload::canary_deployment(&pass.git, replicas, &pass.template_hash);
+            let apart = routing.map(|r| workload::selector_keys(&r.service)).unwrap_or_default();
+            if let Some(r) = routing {
+                let service = workload::canary_service(&r.service);
+                let obj: DynamicObject = serde_json::from_value(service).expect("a Service deserializes");
+                applier.apply_as(ROLLOUT_FIELD_MANAGER, &obj, true).await.map_err(from_apply)?;
+            }
+            let canary = workload::canary_deployment(&pass.git, replicas, &pass.template_hash, &apart);
             let obj: DynamicObject = serde_json::from_value(canary).expect("a Deployment deserializes");
             applier.apply_as(ROLLOUT_FIELD_MANAGER, &obj, true).await.map_err(from_apply)?;
         }
-        Canary::Absent if pass.canary_exists => {
-            let name = workload::canary_name(
-                pass.git.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default(),
-            );
-            let namespace = pass.git.pointer("/metadata/namespace").and_then(Value::as_str);
-            let shown = format!("Deployment {}/{name}", namespace.unwrap_or_default());
-            applier.delete(&shown, resource, caps, namespace, &name).await.map_err(from_apply)?;
+        Canary::Absent => {
+            if pass.canary_exists {
+                let name = workload::canary_name(
+                    pass.git.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default(),
+                );
+                let shown = format!("Deployment {}/{name}", namespace.unwrap_or_default());
+                applier.delete(&shown, resource, caps, namespace, &name).await.map_err(from_apply)?;
+            }
+            if let Some(r) = routing.filter(|r| r.canary_service_exists) {
+                let name = workload::canary_name(
+                    r.service.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default(),
+                );
+                let shown = format!("Service {}/{name}", namespace.unwrap_or_default());
+                let (resource, caps) = &r.service_resource;
+                applier.delete(&shown, resource, caps, namespace, &name).await.map_err(from_apply)?;
+            }
         }
-        Canary::Absent => {}
     }
     Ok(())
 }

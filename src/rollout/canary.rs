@@ -30,6 +30,21 @@ pub const KEPT_MEASUREMENTS: usize = 10;
 const POLL: Duration = Duration::from_secs(2);
 const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
 const DEFAULT_ANALYSIS_INTERVAL: Duration = Duration::from_secs(30);
+const DEFAULT_ABORT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(30);
+
+/// Whether traffic is split by HTTPRoute weights rather than by replicas.
+fn by_gateway(spec: &CanaryStrategy) -> bool {
+    spec.traffic_routing.as_ref().is_some_and(|t| t.gateway_api.is_some())
+}
+
+/// How long an aborted canary keeps running: only under Gateway API routing, where it gets no
+/// traffic once the route is back to stable.
+fn abort_delay(spec: &CanaryStrategy) -> Duration {
+    if !by_gateway(spec) {
+        return Duration::ZERO;
+    }
+    spec.abort_scale_down_delay.as_deref().and_then(duration::parse).unwrap_or(DEFAULT_ABORT_SCALE_DOWN_DELAY)
+}
 
 /// What a person asked for through `ferry.dev/rollout-request`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,6 +132,8 @@ pub struct Note {
 pub struct Decision {
     pub primary: Primary,
     pub canary: Canary,
+    /// The canary's weight on the HTTPRoute (Gateway API routing); `None`: the route as in Git.
+    pub route_weight: Option<i32>,
     /// `None` leaves `status.rollout` as it was (no rollout ever ran).
     pub status: Option<RolloutStatus>,
     /// What the Application's health is while the rollout decides it.
@@ -137,6 +154,7 @@ impl Decision {
         Decision {
             primary,
             canary,
+            route_weight: None,
             status,
             health: None,
             aborted: false,
@@ -217,6 +235,7 @@ pub async fn advance(
         let canary = if o.canary.exists { Canary::Present { replicas: keep } } else { Canary::Absent };
         st.message = Some(format!("promoting: Deployment {workload} is rolling out {}", short(o.revision)));
         let mut d = Decision::new(Primary::AsGit, canary, Some(st.clone()));
+        d.route_weight = st.canary_weight.filter(|_| by_gateway(spec));
         d.health = Some((HealthStatusCode::Progressing, st.message.clone().unwrap_or_default()));
         d.requeue = Some(POLL);
         return d;
@@ -247,7 +266,14 @@ pub async fn advance(
     let held_back = st.phase == RolloutPhase::Aborted && st.aborted_revision.as_deref() == Some(o.revision);
     if held_back && request != Some(Request::Retry) {
         let message = st.message.clone().unwrap_or_else(|| "rollout aborted".into());
-        let mut d = Decision::new(Primary::Hold { replicas: o.replicas }, Canary::Absent, Some(st));
+        let left = abort_delay(spec).saturating_sub(elapsed(&o.now, st.step_started_at.as_ref()));
+        let canary = if o.canary.exists && !left.is_zero() {
+            Canary::Present { replicas: o.canary.replicas }
+        } else {
+            Canary::Absent
+        };
+        let mut d = Decision::new(Primary::Hold { replicas: o.replicas }, canary, Some(st));
+        d.requeue = (!left.is_zero()).then_some(left);
         d.health = Some((
             HealthStatusCode::Degraded,
             format!(
@@ -289,7 +315,7 @@ pub async fn advance(
     }
 
     let mut d = match request {
-        Some(Request::Abort) => abort(st, workload, o, "aborted by `ferry abort`".into()),
+        Some(Request::Abort) => abort(spec, st, workload, o, "aborted by `ferry abort`".into()),
         Some(Request::PromoteFull) => {
             st.phase = RolloutPhase::Promoting;
             st.message = Some("fully promoted by `ferry promote --full`".into());
@@ -299,7 +325,9 @@ pub async fn advance(
                 message: format!("{} promoted past every remaining step by request", short(o.revision)),
             });
             let replicas = if o.canary.exists { o.canary.replicas } else { 0 };
+            let weight = st.canary_weight.filter(|_| by_gateway(spec));
             let mut d = Decision::new(Primary::AsGit, Canary::Present { replicas }, Some(st));
+            d.route_weight = weight;
             d.requeue = Some(POLL);
             d
         }
@@ -339,6 +367,7 @@ async fn run_steps(
 ) -> Decision {
     let now = Time(o.now);
     let total = spec.steps.len() as i32;
+    let gateway = by_gateway(spec);
     let deadline =
         spec.progress_deadline.as_deref().and_then(duration::parse).unwrap_or(DEFAULT_PROGRESS_DEADLINE);
     let mut notes = vec![];
@@ -350,6 +379,7 @@ async fn run_steps(
             st.message = Some(format!("promoting {}: every step passed", short(o.revision)));
             let replicas = if o.canary.exists { o.canary.replicas } else { 0 };
             let mut d = Decision::new(Primary::AsGit, Canary::Present { replicas }, Some(st.clone()));
+            d.route_weight = st.canary_weight.filter(|_| gateway);
             d.health = Some((HealthStatusCode::Progressing, st.message.unwrap_or_default()));
             d.requeue = Some(POLL);
             d.notes = notes;
@@ -360,7 +390,9 @@ async fn run_steps(
         let weight = weight_at(spec, index).unwrap_or(st.canary_weight.unwrap_or(0));
         st.canary_weight = Some(weight);
         let canary_count = canary_replicas(o.replicas, weight);
-        let primary = Primary::Hold { replicas: (o.replicas - canary_count).max(0) };
+        // Under Gateway API routing the primary keeps every replica: the route splits traffic.
+        let primary_count = if gateway { o.replicas } else { (o.replicas - canary_count).max(0) };
+        let primary = Primary::Hold { replicas: primary_count };
         let canary = Canary::Present { replicas: canary_count };
         let ready = o.canary_hash == Some(o.template_hash) && o.canary.settled_at(canary_count);
         let label = format!("step {}/{total}", index + 1);
@@ -371,6 +403,7 @@ async fn run_steps(
             st.phase = phase;
             st.message = Some(message.clone());
             let mut d = Decision::new(primary, canary, Some(st));
+            d.route_weight = gateway.then_some(weight);
             d.health = Some((health, message));
             d.requeue = requeue;
             d
@@ -388,7 +421,7 @@ async fn run_steps(
                     "the canary of Deployment {workload} did not reach {canary_count} available replicas within {}s",
                     deadline.as_secs()
                 );
-                return finish(abort(st, workload, o, message), notes, measured);
+                return finish(abort(spec, st, workload, o, message), notes, measured);
             }
             let message = format!(
                 "{label}: weight {weight}%, waiting for {canary_count} canary replicas to be available"
@@ -473,7 +506,7 @@ async fn run_steps(
             }
             "Failed" | "Error" => {
                 let message = format!("{label}: analysis {} ({summary})", phase.to_lowercase());
-                return finish(abort(st, workload, o, message), notes, measured);
+                return finish(abort(spec, st, workload, o, message), notes, measured);
             }
             "Inconclusive" => {
                 let message = format!(
@@ -499,8 +532,15 @@ async fn run_steps(
     }
 }
 
-/// Aborts: all replicas back to the stable primary, canary removed, the revision held back.
-fn abort(mut st: RolloutStatus, workload: &str, o: &Observed<'_>, reason: String) -> Decision {
+/// Aborts: all traffic and replicas back to the stable primary at once, the canary removed (after
+/// the abort delay under Gateway API routing), the revision held back.
+fn abort(
+    spec: &CanaryStrategy,
+    mut st: RolloutStatus,
+    workload: &str,
+    o: &Observed<'_>,
+    reason: String,
+) -> Decision {
     let took = elapsed(&o.now, st.started_at.as_ref());
     st.phase = RolloutPhase::Aborted;
     st.aborted_revision = Some(o.revision.to_string());
@@ -508,7 +548,14 @@ fn abort(mut st: RolloutStatus, workload: &str, o: &Observed<'_>, reason: String
     st.step_started_at = Some(Time(o.now));
     st.message = Some(format!("rollout of {} aborted: {reason}", short(o.revision)));
     let message = st.message.clone().unwrap_or_default();
-    let mut d = Decision::new(Primary::Hold { replicas: o.replicas }, Canary::Absent, Some(st));
+    let delay = abort_delay(spec);
+    let canary = if o.canary.exists && !delay.is_zero() {
+        Canary::Present { replicas: o.canary.replicas }
+    } else {
+        Canary::Absent
+    };
+    let mut d = Decision::new(Primary::Hold { replicas: o.replicas }, canary, Some(st));
+    d.requeue = (!delay.is_zero()).then_some(delay);
     d.health = Some((HealthStatusCode::Degraded, message.clone()));
     d.aborted = true;
     d.finished = Some(("Aborted", took));

@@ -90,8 +90,10 @@ impl Availability {
 
 /// The canary Deployment for `desired` (the primary as rendered and labelled): same pod
 /// template, `<name>-canary`, the variant label added to its labels, selector and pod labels so
-/// its pods are its own, while they keep every label the primary's Service selects on.
-pub fn canary_deployment(desired: &Value, replicas: i32, template_hash: &str) -> Value {
+/// its pods are its own. With replica-ratio routing they keep every label the primary's Service
+/// selects on; `apart` lists label keys (the stable Service's selector, under Gateway API
+/// routing) whose values get `-canary` appended, so the stable Service never selects them.
+pub fn canary_deployment(desired: &Value, replicas: i32, template_hash: &str, apart: &[String]) -> Value {
     let name = desired.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
     let namespace = desired.pointer("/metadata/namespace").cloned().unwrap_or(Value::Null);
     let mut labels = string_map(desired.pointer("/metadata/labels"));
@@ -114,6 +116,13 @@ pub fn canary_deployment(desired: &Value, replicas: i32, template_hash: &str) ->
         spec["template"]["metadata"]["labels"] = json!({});
     }
     spec["template"]["metadata"]["labels"][VARIANT_LABEL] = json!(CANARY);
+    for key in apart {
+        for pointer in ["/selector/matchLabels", "/template/metadata/labels"] {
+            if let Some(value) = spec.pointer_mut(pointer).and_then(|l| l.get_mut(key.as_str())) {
+                *value = json!(format!("{}-{CANARY}", value.as_str().unwrap_or_default()));
+            }
+        }
+    }
     json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -125,6 +134,71 @@ pub fn canary_deployment(desired: &Value, replicas: i32, template_hash: &str) ->
         },
         "spec": spec,
     })
+}
+
+/// The keys of a Service's selector.
+pub fn selector_keys(service: &Value) -> Vec<String> {
+    service
+        .pointer("/spec/selector")
+        .and_then(Value::as_object)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// `<service>-canary`: the stable Service (as rendered and labelled) selecting the canary's pods,
+/// whose selector values [`canary_deployment`] suffixed for these keys.
+pub fn canary_service(stable: &Value) -> Value {
+    let name = stable.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+    let mut labels = string_map(stable.pointer("/metadata/labels"));
+    labels.insert(VARIANT_LABEL.into(), CANARY.into());
+    let mut selector = string_map(stable.pointer("/spec/selector"));
+    for value in selector.values_mut() {
+        *value = format!("{value}-{CANARY}");
+    }
+    selector.insert(VARIANT_LABEL.into(), CANARY.into());
+    let mut spec = json!({"selector": selector});
+    for field in ["ports", "type", "sessionAffinity", "ipFamilyPolicy", "ipFamilies"] {
+        if let Some(v) = stable.pointer(&format!("/spec/{field}")) {
+            spec[field] = v.clone();
+        }
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": canary_name(name),
+            "namespace": stable.pointer("/metadata/namespace").cloned().unwrap_or(Value::Null),
+            "labels": labels,
+        },
+        "spec": spec,
+    })
+}
+
+/// The HTTPRoute with traffic split: every backendRef to the stable Service gets weight
+/// `100 - weight`, followed by the same ref to `<service>-canary` with `weight`.
+pub fn split_route(route: &mut Value, stable_service: &str, weight: i32) {
+    let canary = canary_name(stable_service);
+    let Some(rules) = route.pointer_mut("/spec/rules").and_then(Value::as_array_mut) else { return };
+    for rule in rules {
+        let Some(refs) = rule.get_mut("backendRefs").and_then(Value::as_array_mut) else { continue };
+        let mut split = Vec::with_capacity(refs.len() + 1);
+        for r in refs.drain(..) {
+            let is_service = r.get("kind").and_then(Value::as_str).unwrap_or("Service") == "Service"
+                && r.get("group").and_then(Value::as_str).unwrap_or("").is_empty();
+            if is_service && r.get("name").and_then(Value::as_str) == Some(stable_service) {
+                let mut stable = r.clone();
+                stable["weight"] = json!(100 - weight);
+                let mut to_canary = r;
+                to_canary["name"] = json!(canary);
+                to_canary["weight"] = json!(weight);
+                split.push(stable);
+                split.push(to_canary);
+            } else if r.get("name").and_then(Value::as_str) != Some(canary.as_str()) {
+                split.push(r);
+            }
+        }
+        *refs = split;
+    }
 }
 
 /// Stamps Git's template hash on the primary as applied.
@@ -186,7 +260,7 @@ mod tests {
 
     #[test]
     fn the_canary_has_its_own_selector_and_keeps_the_labels_the_service_selects() {
-        let canary = canary_deployment(&shop(), 1, "h1");
+        let canary = canary_deployment(&shop(), 1, "h1", &[]);
         assert_eq!(canary["metadata"]["name"], "shop-canary");
         assert_eq!(canary["metadata"]["namespace"], "team");
         assert_eq!(canary["spec"]["replicas"], 1);
@@ -198,6 +272,35 @@ mod tests {
         assert_eq!(canary["metadata"]["labels"]["ferry.dev/app-name"], "shop");
         assert_eq!(canary["metadata"]["annotations"], json!({TEMPLATE_HASH: "h1"}));
         assert_eq!(canary["spec"]["template"]["spec"]["containers"][0]["image"], "shop:2");
+    }
+
+    #[test]
+    fn under_gateway_routing_the_stable_service_does_not_select_the_canary() {
+        let service = json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "shop", "namespace": "team", "labels": {"ferry.dev/app-name": "shop"}},
+            "spec": {"selector": {"app": "shop"}, "ports": [{"port": 80, "targetPort": 8080}]}});
+        let keys = selector_keys(&service);
+        let canary = canary_deployment(&shop(), 2, "h1", &keys);
+        let pods = &canary["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(pods, &json!({"app": "shop-canary", VARIANT_LABEL: CANARY}));
+        assert_eq!(canary["spec"]["selector"]["matchLabels"], *pods);
+        let svc = canary_service(&service);
+        assert_eq!(svc["metadata"]["name"], "shop-canary");
+        assert_eq!(svc["spec"]["selector"], *pods, "the canary Service selects exactly the canary's pods");
+        assert_eq!(svc["spec"]["ports"], service["spec"]["ports"]);
+
+        let mut route = json!({"spec": {"rules": [
+            {"backendRefs": [{"name": "shop", "port": 80}]},
+            {"backendRefs": [{"name": "other", "port": 80}]}
+        ]}});
+        split_route(&mut route, "shop", 20);
+        assert_eq!(
+            route["spec"]["rules"][0]["backendRefs"],
+            json!([
+                {"name": "shop", "port": 80, "weight": 80}, {"name": "shop-canary", "port": 80, "weight": 20}
+            ])
+        );
+        assert_eq!(route["spec"]["rules"][1]["backendRefs"], json!([{"name": "other", "port": 80}]));
     }
 
     #[test]

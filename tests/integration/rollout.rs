@@ -443,3 +443,83 @@ fn a_killed_ferry_resumes_the_rollout_at_the_same_step() {
     app.wait_synced(&v2, T);
     c.wait_split((5, "2.0"), None);
 }
+
+/// (name, weight) of the first rule's backendRefs.
+fn backends(route: &Value) -> Vec<(String, i64)> {
+    route["spec"]["rules"][0]["backendRefs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap_or_default().to_string(), r["weight"].as_i64().unwrap_or(1)))
+        .collect()
+}
+
+#[test]
+fn a_canary_by_gateway_api_sets_the_httproute_weights_at_each_step() {
+    let c = Canary::new("canary-gateway");
+    let route = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: shop\nspec:\n  parentRefs:\n  - name: web\n  rules:\n  - backendRefs:\n    - name: shop\n      port: 80\n";
+    c.s.commit_in("app", &[("route.yaml", route.to_string())], "route");
+    let v1 = c.commit_shop("1.0");
+    let app = c.create_app(json!([{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {}}]));
+    app.patch(&json!({"spec": {"strategy": {"canary": {
+        "trafficRouting": {"gatewayAPI": {"httpRoute": "shop"}},
+        "abortScaleDownDelay": "20s",
+    }}}}));
+    app.wait_synced(&v1, T);
+    let get_route =
+        || get_json(&c.s.cluster, &["-n", c.ns(), "get", "httproute", "shop"]).expect("HTTPRoute shop");
+    let wait_backends = |want: &[(&str, i64)]| {
+        let want: Vec<(String, i64)> = want.iter().map(|(n, w)| (n.to_string(), *w)).collect();
+        wait_until(&format!("HTTPRoute backends {want:?}"), T, || {
+            let got = backends(&get_route());
+            if got == want { Ok(()) } else { Err(format!("{got:?}")) }
+        });
+    };
+    wait_backends(&[("shop", 1)]);
+
+    let v2 = c.commit_shop("2.0");
+    app.ferry_sync();
+    c.wait_rollout(&app, "paused at 20%", |r| phase(r) == "Paused" && r["step"] == 1);
+    wait_backends(&[("shop", 80), ("shop-canary", 20)]);
+    // The primary keeps every replica: the route, not the replica count, splits traffic.
+    c.wait_split((5, "1.0"), Some((1, "2.0")));
+    let canary_svc = get_json(&c.s.cluster, &["-n", c.ns(), "get", "service", "shop-canary"])
+        .expect("Service shop-canary");
+    let stable_svc = get_json(&c.s.cluster, &["-n", c.ns(), "get", "service", "shop"]).unwrap();
+    let pods = c.deployment("shop-canary").unwrap()["spec"]["template"]["metadata"]["labels"].clone();
+    assert_eq!(canary_svc["spec"]["selector"], pods, "the canary Service selects the canary's pods");
+    let selects = |svc: &Value| {
+        svc["spec"]["selector"].as_object().unwrap().iter().all(|(k, v)| pods.get(k) == Some(v))
+    };
+    assert!(!selects(&stable_svc), "the stable Service must not select canary pods: {}", stable_svc["spec"]);
+
+    c.ferry("promote", &[]);
+    c.wait_rollout(&app, "paused at 50%", |r| phase(r) == "Paused" && r["step"] == 3);
+    wait_backends(&[("shop", 50), ("shop-canary", 50)]);
+    c.wait_split((5, "1.0"), Some((3, "2.0")));
+
+    // Abort: the route goes back to stable at once; the canary runs on for the delay, then goes.
+    c.ferry("abort", &[]);
+    app.wait_not_ready("RolloutAborted", T);
+    wait_backends(&[("shop", 1)]);
+    assert!(c.deployment("shop-canary").is_some(), "the canary was removed before abortScaleDownDelay");
+    wait_until("the canary Deployment and Service to be removed after the delay", T, || {
+        let svc = get_json(&c.s.cluster, &["-n", c.ns(), "get", "service", "shop-canary"]);
+        match (c.deployment("shop-canary"), svc) {
+            (None, None) => Ok(()),
+            (d, s) => Err(format!("deployment {}, service {}", d.is_some(), s.is_some())),
+        }
+    });
+    c.wait_split((5, "1.0"), None);
+
+    // Retry, then promote past every step: the route ends as in Git, the primary on 2.0.
+    c.ferry("retry", &[]);
+    c.wait_rollout(&app, "paused at 20% again", |r| phase(r) == "Paused" && r["step"] == 1);
+    wait_backends(&[("shop", 80), ("shop-canary", 20)]);
+    c.ferry("promote", &["--full"]);
+    app.wait_synced(&v2, T);
+    wait_backends(&[("shop", 1)]);
+    c.wait_split((5, "2.0"), None);
+    assert!(get_json(&c.s.cluster, &["-n", c.ns(), "get", "service", "shop-canary"]).is_none());
+}

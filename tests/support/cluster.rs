@@ -171,8 +171,10 @@ impl Cluster {
 
     /// `kubectl apply --server-side` of a YAML document, panicking on failure.
     pub fn apply(&self, yaml: &str) -> String {
-        let run =
-            self.kubectl_stdin(&["apply", "--server-side", "--field-manager=ferry-tests", "-f", "-"], yaml);
+        let run = self.kubectl_stdin(
+            &["apply", "--server-side", "--force-conflicts", "--field-manager=ferry-tests", "-f", "-"],
+            yaml,
+        );
         assert!(run.success, "kubectl apply failed: {}\n{yaml}", run.stderr);
         run.stdout
     }

@@ -98,6 +98,20 @@ build_kwok() {
   mv "$out" "$dir/stages.yaml"
 }
 
+# The Gateway API's standard CRDs, from the module cache (nothing to build) into <dir>/crds/.
+fetch_gateway_api() {
+  local dir; dir="$(component_dir gateway-api "$GATEWAY_API_VERSION")"
+  [[ -f "$dir/.complete" ]] && return 0
+  local src; src="$(go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')"
+  [[ -n "$src" ]] || { log "could not download sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION"; exit 1; }
+  rm -rf "$dir"; mkdir -p "$dir/crds"
+  local k
+  for k in gatewayclasses gateways httproutes referencegrants; do
+    cp "$src/config/crd/standard/gateway.networking.k8s.io_$k.yaml" "$dir/crds/"
+  done
+  touch "$dir/.complete"
+}
+
 # A Flux controller (source-, kustomize- or notification-controller) through a wrapper module: its own
 # go.mod replaces `./api` (dropped: the published api module is required instead) and pins a few
 # modules (copied, since a dependency's replace lines are ignored). Its CRDs come from the module
@@ -140,13 +154,14 @@ for r in json.load(sys.stdin).get("Replace") or []:
 
 main() {
   local what=("$@")
-  [[ ${#what[@]} -gt 0 ]] || what=(etcd kwok kustomize helm kubernetes)
+  [[ ${#what[@]} -gt 0 ]] || what=(etcd kwok kustomize helm gateway-api kubernetes)
   local w
   for w in "${what[@]}"; do
     case "$w" in
       kubernetes) build_kubernetes ;;
       etcd) build_etcd ;;
       kwok) build_kwok ;;
+      gateway-api) fetch_gateway_api ;;
       kustomize) go_install kustomize "$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5 \
                    "-X sigs.k8s.io/kustomize/api/provenance.version=$KUSTOMIZE_VERSION" ;;
       helm) go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \

@@ -31,6 +31,7 @@ etcd_bin="$cache/etcd-$ETCD_VERSION/bin"
 kwok_dir="$cache/kwok-$KWOK_VERSION"
 kustomize_bin="$cache/kustomize-$KUSTOMIZE_VERSION/bin"
 helm_bin="$cache/helm-$HELM_VERSION/bin"
+gateway_api_crds="$cache/gateway-api-$GATEWAY_API_VERSION/crds"
 
 pki="$state/pki"
 logs="$state/logs"
@@ -197,11 +198,15 @@ cmd_up() {
   if healthy; then
     link_tools
     log "reusing the running control plane ($components) in $state"
+    if [[ "$components" == full ]]; then
+      "$here/build.sh" gateway-api
+      install_gateway_api
+    fi
     return 0
   fi
 
   local build=(kubernetes etcd)
-  [[ "$components" == full ]] && build+=(kwok kustomize helm)
+  [[ "$components" == full ]] && build+=(kwok kustomize helm gateway-api)
   "$here/build.sh" "${build[@]}"
 
   # Whatever is left of an earlier environment (a crash, a reboot) is stopped and wiped: a fresh
@@ -281,8 +286,17 @@ EOF
     wait_for "Node $node_name to be Ready" 120 kwok node_ready
     log "node $node_name is Ready"
     wait_for "the default ServiceAccount" 120 kube-controller-manager default_sa
+    install_gateway_api
   fi
   log "control plane is up: export KUBECONFIG=$kubeconfig"
+}
+
+# The Gateway API CRDs (canary routing by HTTPRoute weights), once per cluster.
+install_gateway_api() {
+  kubectl get crd httproutes.gateway.networking.k8s.io >/dev/null 2>&1 && return 0
+  kubectl apply --server-side -f "$gateway_api_crds" >/dev/null
+  kubectl wait --for=condition=Established --timeout=60s crd/httproutes.gateway.networking.k8s.io >/dev/null
+  log "Gateway API $GATEWAY_API_VERSION CRDs installed"
 }
 
 cmd_down() {
