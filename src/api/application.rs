@@ -478,9 +478,18 @@ pub struct BlueGreenStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub preview_service: Option<String>,
-    /// Promote as soon as the new version is available and pre-promotion analysis passed.
+    /// Switch without waiting for `ferry promote` once the new version is available and
+    /// pre-promotion analysis passed (after `autoPromotionSeconds`, when set).
     #[serde(default)]
     pub auto_promotion: bool,
+    /// With autoPromotion, how long the new version is previewed before the switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub auto_promotion_seconds: Option<i32>,
+    /// Abort when the new version is not available after this long. Default 10m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN), length(max = 32))]
+    pub progress_deadline: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_promotion_analysis: Option<Analysis>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -209,7 +209,8 @@ async fn count_work(
             metrics.analysis_measured(verdict.as_str());
         }
         if let Some((result, took)) = d.finished {
-            metrics.rollout_finished("canary", result, took);
+            let blue_green = app.spec.strategy.as_ref().is_some_and(|s| s.blue_green.is_some());
+            metrics.rollout_finished(if blue_green { "blueGreen" } else { "canary" }, result, took);
         }
     }
     let commit = attempt.revision.as_ref().map(|r| r.commit.as_str());

@@ -1,6 +1,8 @@
-//! The controller's side of a canary rollout: reads the live primary and canary, asks the state
-//! machine (`rollout::canary`) what to do, rewrites Git's Deployment into the primary as the
-//! rollout wants it applied, and converges the canary Deployment after the apply.
+//! The controller's side of a rollout: reads the live primary and new-version (`<name>-canary`)
+//! Deployments, asks the state machine (`rollout::canary` or `rollout::blue_green`) what to do,
+//! rewrites Git's objects into what the rollout wants applied (the primary, an HTTPRoute's
+//! weights, blue-green Services' selectors), and converges the new-version objects after the
+//! apply.
 //!
 //! One sync pass, one decision: the primary goes through the normal plan/validate/apply (so a
 //! rollout never fights the sync), the canary is applied by field manager `ferry-rollout`, and
@@ -22,35 +24,37 @@ use super::{
     watches::Seen,
 };
 use crate::{
-    api::{AnalysisMetric, Application, CanaryStrategy, ROLLOUT_REQUEST_ANNOTATION},
+    api::{AnalysisMetric, Application, ROLLOUT_REQUEST_ANNOTATION},
     apply::{Applier, ApplyError},
     rollout::{
         analysis::render_query,
+        blue_green,
         canary::{self, Canary, Decision, Measure, Observed, Primary, Taken},
         prometheus::Prometheus,
         workload::{self, Availability, CANARY, ROLLOUT_FIELD_MANAGER},
     },
 };
 
-/// The canary strategy of an Application, if it has one.
-pub(super) fn canary_of(app: &Application) -> Option<&CanaryStrategy> {
-    app.spec.strategy.as_ref()?.canary.as_ref()
+/// The Deployment an Application's strategy drives, if it has one.
+pub(super) fn workload_of(app: &Application) -> Option<&str> {
+    let strategy = app.spec.strategy.as_ref()?;
+    match (&strategy.canary, &strategy.blue_green) {
+        (Some(c), _) => Some(&c.workload.name),
+        (None, Some(b)) => Some(&b.workload.name),
+        (None, None) => None,
+    }
 }
 
-/// A rendered object and its kind.
-pub(super) type Target<'a> = (&'a DynamicObject, &'a (ApiResource, ApiCapabilities));
+/// A rendered object: its index among the desired objects, the object, its kind.
+pub(super) type Found<'a> = (usize, &'a DynamicObject, &'a (ApiResource, ApiCapabilities));
 
-/// Gateway API routing: the HTTPRoute (its index among the desired objects) and the stable
-/// Service, as rendered.
-pub(super) struct Gateway<'a> {
-    pub route_index: usize,
-    pub route: &'a DynamicObject,
-    pub service: Target<'a>,
-}
+/// Looks a rendered object up by group, kind and name.
+pub(super) type Find<'a> = dyn Fn(&str, &str, &str) -> Option<Found<'a>> + Sync + 'a;
 
 /// A pass's decision and what is needed to carry it out.
 pub(super) struct Pass {
     pub decision: Decision,
+    workload_index: usize,
     /// Git's Deployment as prepared (labelled), from which the canary is derived.
     git: Value,
     live_primary: Option<Value>,
@@ -60,56 +64,96 @@ pub(super) struct Pass {
     routing: Option<Routing>,
 }
 
-/// What Gateway API routing needs after the decision.
-struct Routing {
-    route_index: usize,
-    route: Value,
-    service: Value,
-    service_resource: (ApiResource, ApiCapabilities),
-    canary_service_exists: bool,
+/// How traffic reaches the new version, beyond the Deployments.
+enum Routing {
+    /// Canary by HTTPRoute weights through `<service>-canary`.
+    Gateway {
+        route_index: usize,
+        route: Value,
+        service: Value,
+        service_resource: (ApiResource, ApiCapabilities),
+        canary_service_exists: bool,
+    },
+    /// Blue-green: the active (and preview) Services select the new version's pods when told.
+    Services { active: (usize, Value), preview: Option<(usize, Value)> },
 }
 
 impl Pass {
-    /// The primary as it is applied this pass.
-    pub fn primary(&self) -> Value {
-        let mut obj = self.git.clone();
+    /// The objects to apply instead of Git's (by index among the desired objects): the primary
+    /// as the rollout holds it, and the route or Services pointed where the rollout says.
+    pub fn rewrites(&self) -> Vec<(usize, Value)> {
+        let mut primary = self.git.clone();
         match (self.decision.primary, &self.live_primary) {
-            (Primary::Hold { replicas }, Some(live)) => workload::hold(&mut obj, live, replicas),
-            _ => workload::stamp(&mut obj, &self.template_hash),
+            (Primary::Hold { replicas }, Some(live)) => workload::hold(&mut primary, live, replicas),
+            _ => workload::stamp(&mut primary, &self.template_hash),
         }
-        obj
+        let mut out = vec![(self.workload_index, primary)];
+        match &self.routing {
+            Some(Routing::Gateway { route_index, route, service, .. }) => {
+                if let Some(weight) = self.decision.route_weight {
+                    let name = service.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+                    let mut route = route.clone();
+                    workload::split_route(&mut route, name, weight);
+                    out.push((*route_index, route));
+                }
+            }
+            Some(Routing::Services { active, preview }) => {
+                let pointed = [
+                    (Some(active), self.decision.active_to_new),
+                    (preview.as_ref(), self.decision.preview_to_new),
+                ];
+                for (service, to_new) in pointed {
+                    if let (Some((index, service)), true) = (service, to_new) {
+                        let mut service = service.clone();
+                        workload::select_canary(&mut service);
+                        out.push((*index, service));
+                    }
+                }
+            }
+            None => {}
+        }
+        out
     }
 
-    /// The HTTPRoute to apply instead of Git's (its index among the desired objects), while
-    /// the rollout splits traffic.
-    pub fn route(&self) -> Option<(usize, Value)> {
-        let routing = self.routing.as_ref()?;
-        let weight = self.decision.route_weight?;
-        let service = routing.service.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-        let mut route = routing.route.clone();
-        workload::split_route(&mut route, service, weight);
-        Some((routing.route_index, route))
+    /// Label keys whose values the new version's pods carry suffixed, so that Services as in
+    /// Git (selecting the primary) never select them.
+    fn apart(&self) -> Vec<String> {
+        let mut keys = match &self.routing {
+            Some(Routing::Gateway { service, .. }) => workload::selector_keys(service),
+            Some(Routing::Services { active, preview }) => {
+                let mut keys = workload::selector_keys(&active.1);
+                keys.extend(preview.iter().flat_map(|p| workload::selector_keys(&p.1)));
+                keys
+            }
+            None => vec![],
+        };
+        keys.sort();
+        keys.dedup();
+        keys
     }
 }
 
-/// Decides this pass for `git` (the workload Deployment as rendered and labelled).
+/// Decides this pass: reads the live primary and new-version Deployments and runs the
+/// Application's strategy. `find` looks up the rendered objects the strategy names.
 pub(super) async fn decide(
     ctx: &Context,
     app: &Application,
     mem: &AppMemory,
     applier: &Applier,
-    (git, resource): Target<'_>,
-    gateway: Option<Gateway<'_>>,
+    find: &Find<'_>,
     revision: &str,
 ) -> Result<Pass, SyncError> {
-    let spec = canary_of(app).expect("decide runs for Applications with a canary strategy");
+    let strategy = app.spec.strategy.as_ref().expect("decide runs for Applications with a strategy");
+    let workload_name = workload_of(app).expect("a strategy names a workload");
+    let invalid = |what: String| format!("{what}, which {revision} does not render");
+    let (workload_index, git, resource) = find("apps", "Deployment", workload_name).ok_or_else(|| {
+        SyncError::Validation(invalid(format!("spec.strategy names Deployment {workload_name}")))
+    })?;
     let git_value = serde_json::to_value(git).expect("objects serialize");
     let namespace = git.namespace();
     let name = git.name_any();
     let template_hash = workload::template_hash(&git_value).ok_or_else(|| {
-        SyncError::Validation(format!(
-            "Deployment {name} (spec.strategy.canary.workload) has no spec.template"
-        ))
+        SyncError::Validation(format!("Deployment {name} (spec.strategy workload) has no spec.template"))
     })?;
     let key = ObjKey {
         group: "apps".into(),
@@ -120,6 +164,57 @@ pub(super) async fn decide(
     let live_primary = live(ctx, mem, applier, resource, namespace.as_deref(), &name, Some(&key)).await?;
     let canary_name = workload::canary_name(&name);
     let live_canary = live(ctx, mem, applier, resource, namespace.as_deref(), &canary_name, None).await?;
+
+    let service = |name: &str, field: &str| {
+        find("", "Service", name)
+            .map(|(i, obj, res)| (i, serde_json::to_value(obj).expect("objects serialize"), res.clone()))
+            .ok_or_else(|| invalid(format!("spec.strategy.{field} names Service {name}")))
+    };
+    let routing = match (&strategy.canary, &strategy.blue_green) {
+        (Some(c), _) => match c.traffic_routing.as_ref().and_then(|t| t.gateway_api.as_ref()) {
+            None => None,
+            Some(g) => {
+                let (route_index, route, _) = find("gateway.networking.k8s.io", "HTTPRoute", &g.http_route)
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "spec.strategy.canary.trafficRouting.gatewayAPI names HTTPRoute {}",
+                            g.http_route
+                        ))
+                    })
+                    .map_err(SyncError::Validation)?;
+                let stable = g.stable_service.as_deref().unwrap_or(workload_name);
+                let (_, service, service_resource) =
+                    service(stable, "canary.trafficRouting.gatewayAPI.stableService")
+                        .map_err(SyncError::Validation)?;
+                let seen = ctx.watches.seen(
+                    &service_resource.0,
+                    namespace.as_deref(),
+                    &workload::canary_name(stable),
+                );
+                Some(Routing::Gateway {
+                    route_index,
+                    route: serde_json::to_value(route).expect("objects serialize"),
+                    service,
+                    service_resource,
+                    canary_service_exists: seen != Seen::Absent,
+                })
+            }
+        },
+        (None, Some(b)) => {
+            let (i, active, _) =
+                service(&b.active_service, "blueGreen.activeService").map_err(SyncError::Validation)?;
+            let preview = match &b.preview_service {
+                Some(p) => {
+                    let (j, preview, _) =
+                        service(p, "blueGreen.previewService").map_err(SyncError::Validation)?;
+                    Some((j, preview))
+                }
+                None => None,
+            };
+            Some(Routing::Services { active: (i, active), preview })
+        }
+        (None, None) => None,
+    };
 
     let status = app.status.as_ref();
     let observed = Observed {
@@ -146,21 +241,14 @@ pub(super) async fn decide(
         ]),
     };
     let prev = status.and_then(|s| s.rollout.as_ref());
-    let decision = canary::advance(spec, &name, prev, &observed, &measure).await;
-    let routing = gateway.map(|g| {
-        let service = serde_json::to_value(g.service.0).expect("objects serialize");
-        let name = workload::canary_name(&g.service.0.name_any());
-        let seen = ctx.watches.seen(&g.service.1.0, namespace.as_deref(), &name);
-        Routing {
-            route_index: g.route_index,
-            route: serde_json::to_value(g.route).expect("objects serialize"),
-            service,
-            service_resource: g.service.1.clone(),
-            canary_service_exists: seen != Seen::Absent,
-        }
-    });
+    let decision = match (&strategy.canary, &strategy.blue_green) {
+        (Some(c), _) => canary::advance(c, &name, prev, &observed, &measure).await,
+        (None, Some(b)) => blue_green::advance(b, &name, prev, &observed, &measure).await,
+        (None, None) => unreachable!("workload_of found a strategy"),
+    };
     Ok(Pass {
         decision,
+        workload_index,
         git: git_value,
         live_primary,
         canary_exists: live_canary.is_some(),
@@ -176,12 +264,11 @@ pub(super) async fn converge_canary(applier: &Applier, pass: &Pass) -> Result<()
     let (resource, caps) = &pass.resource;
     let from_apply = |e: ApplyError| SyncError::Apply { transient: e.is_transient(), message: e.to_string() };
     let namespace = pass.git.pointer("/metadata/namespace").and_then(Value::as_str);
-    let routing = pass.routing.as_ref();
     match pass.decision.canary {
         Canary::Present { replicas } => {
-            let apart = routing.map(|r| workload::selector_keys(&r.service)).unwrap_or_default();
-            if let Some(r) = routing {
-                let service = workload::canary_service(&r.service);
+            let apart = pass.apart();
+            if let Some(Routing::Gateway { service, .. }) = &pass.routing {
+                let service = workload::canary_service(service);
                 let obj: DynamicObject = serde_json::from_value(service).expect("a Service deserializes");
                 applier.apply_as(ROLLOUT_FIELD_MANAGER, &obj, true).await.map_err(from_apply)?;
             }
@@ -197,12 +284,14 @@ pub(super) async fn converge_canary(applier: &Applier, pass: &Pass) -> Result<()
                 let shown = format!("Deployment {}/{name}", namespace.unwrap_or_default());
                 applier.delete(&shown, resource, caps, namespace, &name).await.map_err(from_apply)?;
             }
-            if let Some(r) = routing.filter(|r| r.canary_service_exists) {
+            if let Some(Routing::Gateway { service, service_resource, canary_service_exists: true, .. }) =
+                &pass.routing
+            {
                 let name = workload::canary_name(
-                    r.service.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default(),
+                    service.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default(),
                 );
                 let shown = format!("Service {}/{name}", namespace.unwrap_or_default());
-                let (resource, caps) = &r.service_resource;
+                let (resource, caps) = service_resource;
                 applier.delete(&shown, resource, caps, namespace, &name).await.map_err(from_apply)?;
             }
         }

@@ -181,43 +181,6 @@ impl Desired {
     }
 }
 
-/// The HTTPRoute and stable Service a Gateway API canary routes through, among the desired objects.
-fn gateway_targets<'a>(
-    desired: &'a [Desired],
-    g: &crate::api::GatewayApiRouting,
-    workload: &str,
-    revision: &str,
-) -> Result<rollout::Gateway<'a>, String> {
-    let service_name = g.stable_service.as_deref().unwrap_or(workload);
-    let find = |group: &str, kind: &str, name: &str| {
-        desired.iter().position(|d| d.entry.group == group && d.entry.kind == kind && d.entry.name == name)
-    };
-    let missing = |what: String| {
-        format!(
-            "spec.strategy.canary.trafficRouting.gatewayAPI names {what}, which {revision} does not render"
-        )
-    };
-    let route_index = find("gateway.networking.k8s.io", "HTTPRoute", &g.http_route)
-        .ok_or_else(|| missing(format!("HTTPRoute {}", g.http_route)))?;
-    let service_index =
-        find("", "Service", service_name).ok_or_else(|| missing(format!("Service {service_name}")))?;
-    let unserved = |kind: &str| format!("the API server does not serve {kind}; install the Gateway API CRDs");
-    let service_resource = desired[service_index].resource.as_ref().ok_or_else(|| unserved("Services"))?;
-    desired[route_index].resource.as_ref().ok_or_else(|| unserved("HTTPRoutes"))?;
-    Ok(rollout::Gateway {
-        route_index,
-        route: &desired[route_index].obj,
-        service: (&desired[service_index].obj, service_resource),
-    })
-}
-
-/// The index of the Deployment `name` among the desired objects.
-fn workload_index(desired: &[Desired], name: &str) -> Option<usize> {
-    desired
-        .iter()
-        .position(|d| d.entry.group == "apps" && d.entry.kind == "Deployment" && d.entry.name == name)
-}
-
 /// A rendered object as ferry applies it: labelled and hashed. Prepared once per render and
 /// remembered, because every reconcile of an unchanged revision needs the same.
 pub(super) struct Prepared {
@@ -334,32 +297,20 @@ async fn run(
         resolve_kinds(&mut desired, &applier, &crd_kinds).map_err(SyncError::Validation)?;
     }
 
-    // A canary strategy decides how Git's Deployment is applied as the primary this pass.
-    let rollout = match rollout::canary_of(app) {
+    // A strategy decides how Git's Deployment (and its route or Services) are applied this pass.
+    let rollout = match rollout::workload_of(app) {
         None => None,
-        Some(spec) => {
-            let i = workload_index(&desired, &spec.workload.name).ok_or_else(|| {
-                SyncError::Validation(format!(
-                    "spec.strategy.canary.workload names Deployment {}, which {revision} does not render",
-                    spec.workload.name
-                ))
-            })?;
-            let resource = desired[i].resource.clone().ok_or_else(|| {
-                SyncError::Discovery("the API server does not serve apps/v1 Deployments".into())
-            })?;
-            let gateway = match spec.traffic_routing.as_ref().and_then(|t| t.gateway_api.as_ref()) {
-                None => None,
-                Some(g) => Some(
-                    gateway_targets(&desired, g, &spec.workload.name, &revision)
-                        .map_err(SyncError::Validation)?,
-                ),
+        Some(_) => {
+            let find = |group: &str, kind: &str, name: &str| {
+                let i = desired
+                    .iter()
+                    .position(|d| d.entry.group == group && d.entry.kind == kind && d.entry.name == name)?;
+                let d = &desired[i];
+                Some((i, &d.obj, d.resource.as_ref()?))
             };
-            let pass =
-                rollout::decide(ctx, app, mem, &applier, (&desired[i].obj, &resource), gateway, &revision)
-                    .await?;
-            desired[i].prepared = Arc::new(desired[i].with_object(pass.primary()));
-            if let Some((r, route)) = pass.route() {
-                desired[r].prepared = Arc::new(desired[r].with_object(route));
+            let pass = rollout::decide(ctx, app, mem, &applier, &find, &revision).await?;
+            for (i, obj) in pass.rewrites() {
+                desired[i].prepared = Arc::new(desired[i].with_object(obj));
             }
             Some(pass)
         }

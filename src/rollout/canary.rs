@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     api::{
-        AnalysisMetric, AnalysisStatus, CanaryStep, CanaryStrategy, HealthStatusCode, Measurement,
+        Analysis, AnalysisMetric, AnalysisStatus, CanaryStep, CanaryStrategy, HealthStatusCode, Measurement,
         MetricStatus, NoDataPolicy, RolloutPhase, RolloutStatus,
     },
     controller::duration,
@@ -27,9 +27,9 @@ use crate::{
 /// Measurements kept in status, newest first.
 pub const KEPT_MEASUREMENTS: usize = 10;
 /// How soon to look again while waiting for Deployments to move (watches usually come first).
-const POLL: Duration = Duration::from_secs(2);
-const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
-const DEFAULT_ANALYSIS_INTERVAL: Duration = Duration::from_secs(30);
+pub(super) const POLL: Duration = Duration::from_secs(2);
+pub(super) const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
+pub(super) const DEFAULT_ANALYSIS_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_ABORT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(30);
 
 /// Whether traffic is split by HTTPRoute weights rather than by replicas.
@@ -134,6 +134,10 @@ pub struct Decision {
     pub canary: Canary,
     /// The canary's weight on the HTTPRoute (Gateway API routing); `None`: the route as in Git.
     pub route_weight: Option<i32>,
+    /// Blue-green: the active Service selects the new version's pods.
+    pub active_to_new: bool,
+    /// Blue-green: the preview Service selects the new version's pods.
+    pub preview_to_new: bool,
     /// `None` leaves `status.rollout` as it was (no rollout ever ran).
     pub status: Option<RolloutStatus>,
     /// What the Application's health is while the rollout decides it.
@@ -150,11 +154,13 @@ pub struct Decision {
 }
 
 impl Decision {
-    fn new(primary: Primary, canary: Canary, status: Option<RolloutStatus>) -> Decision {
+    pub(super) fn new(primary: Primary, canary: Canary, status: Option<RolloutStatus>) -> Decision {
         Decision {
             primary,
             canary,
             route_weight: None,
+            active_to_new: false,
+            preview_to_new: false,
             status,
             health: None,
             aborted: false,
@@ -183,7 +189,7 @@ pub const ROLLOUT_PROMOTED: &str = "RolloutPromoted";
 pub const ROLLOUT_ABORTED: &str = "RolloutAborted";
 pub const ANALYSIS_MEASURED: &str = "AnalysisMeasured";
 
-fn is_active(phase: RolloutPhase) -> bool {
+pub(super) fn is_active(phase: RolloutPhase) -> bool {
     matches!(
         phase,
         RolloutPhase::Progressing | RolloutPhase::Paused | RolloutPhase::Analyzing | RolloutPhase::Promoting
@@ -351,7 +357,7 @@ pub async fn advance(
 }
 
 /// Moves to step `index`.
-fn enter(st: &mut RolloutStatus, index: i32, now: &Time) {
+pub(super) fn enter(st: &mut RolloutStatus, index: i32, now: &Time) {
     st.step = Some(index);
     st.step_started_at = Some(now.clone());
     st.phase = RolloutPhase::Progressing;
@@ -532,6 +538,32 @@ async fn run_steps(
     }
 }
 
+/// Takes the measurements of `analysis` that are due and judges the run (step `index`).
+pub(super) async fn measure_run(
+    prev: Option<AnalysisStatus>,
+    index: i32,
+    analysis: &Analysis,
+    o: &Observed<'_>,
+    measure: &impl Measure,
+) -> (AnalysisStatus, Vec<Verdict>) {
+    let now = Time(o.now);
+    let mut run = match prev {
+        Some(run) if run.step == index => run,
+        _ => fresh_run(index, &analysis.metrics),
+    };
+    let mut measured = vec![];
+    if run.phase == analysis::Phase::Running.as_str() {
+        for metric in &analysis.metrics {
+            if is_due(&run, metric, &o.now) {
+                let taken = measure.measure(metric).await;
+                measured.push(record(&mut run, metric, taken, &now));
+            }
+        }
+        run.phase = run_phase(&run, &analysis.metrics).as_str().to_string();
+    }
+    (run, measured)
+}
+
 /// Aborts: all traffic and replicas back to the stable primary at once, the canary removed (after
 /// the abort delay under Gateway API routing), the revision held back.
 fn abort(
@@ -572,7 +604,7 @@ fn weight_at(spec: &CanaryStrategy, index: i32) -> Option<i32> {
     spec.steps.iter().take(index as usize + 1).filter_map(|s: &CanaryStep| s.set_weight).next_back()
 }
 
-fn fresh_run(step: i32, metrics: &[AnalysisMetric]) -> AnalysisStatus {
+pub(super) fn fresh_run(step: i32, metrics: &[AnalysisMetric]) -> AnalysisStatus {
     AnalysisStatus {
         step,
         phase: analysis::Phase::Running.as_str().into(),
@@ -588,11 +620,11 @@ fn fresh_run(step: i32, metrics: &[AnalysisMetric]) -> AnalysisStatus {
     }
 }
 
-fn interval_of(metric: &AnalysisMetric) -> Duration {
+pub(super) fn interval_of(metric: &AnalysisMetric) -> Duration {
     metric.interval.as_deref().and_then(duration::parse).unwrap_or(DEFAULT_ANALYSIS_INTERVAL)
 }
 
-fn limits_of(metric: &AnalysisMetric) -> Limits {
+pub(super) fn limits_of(metric: &AnalysisMetric) -> Limits {
     let d = Limits::default();
     let n = |v: Option<i32>, default: u32| v.map(|v| v.max(0) as u32).unwrap_or(default);
     Limits {
@@ -603,7 +635,7 @@ fn limits_of(metric: &AnalysisMetric) -> Limits {
     }
 }
 
-fn tally_of(m: &MetricStatus) -> Tally {
+pub(super) fn tally_of(m: &MetricStatus) -> Tally {
     let n = |v: i32| v.max(0) as u32;
     Tally {
         successful: n(m.successful),
@@ -614,7 +646,7 @@ fn tally_of(m: &MetricStatus) -> Tally {
     }
 }
 
-fn metric_status<'r>(run: &'r mut AnalysisStatus, name: &str) -> &'r mut MetricStatus {
+pub(super) fn metric_status<'r>(run: &'r mut AnalysisStatus, name: &str) -> &'r mut MetricStatus {
     if let Some(i) = run.metrics.iter().position(|m| m.name == name) {
         return &mut run.metrics[i];
     }
@@ -624,7 +656,7 @@ fn metric_status<'r>(run: &'r mut AnalysisStatus, name: &str) -> &'r mut MetricS
 
 /// Whether `metric` should be measured now: still running, and its interval has passed since
 /// its last measurement (the first is taken at once).
-fn is_due(run: &AnalysisStatus, metric: &AnalysisMetric, now: &Timestamp) -> bool {
+pub(super) fn is_due(run: &AnalysisStatus, metric: &AnalysisMetric, now: &Timestamp) -> bool {
     let Some(m) = run.metrics.iter().find(|m| m.name == metric.name) else { return true };
     if m.phase != analysis::Phase::Running.as_str() {
         return false;
@@ -636,7 +668,7 @@ fn is_due(run: &AnalysisStatus, metric: &AnalysisMetric, now: &Timestamp) -> boo
 }
 
 /// Until the next metric is due.
-fn next_due(run: &AnalysisStatus, metrics: &[AnalysisMetric], now: &Timestamp) -> Duration {
+pub(super) fn next_due(run: &AnalysisStatus, metrics: &[AnalysisMetric], now: &Timestamp) -> Duration {
     metrics
         .iter()
         .filter_map(|metric| {
@@ -653,7 +685,7 @@ fn next_due(run: &AnalysisStatus, metrics: &[AnalysisMetric], now: &Timestamp) -
 }
 
 /// Judges one measurement and folds it into the run.
-fn record(run: &mut AnalysisStatus, metric: &AnalysisMetric, taken: Taken, now: &Time) -> Verdict {
+pub(super) fn record(run: &mut AnalysisStatus, metric: &AnalysisMetric, taken: Taken, now: &Time) -> Verdict {
     let parse = |c: &Option<String>| c.as_deref().map(Condition::parse).transpose();
     let (verdict, value, message) = match (parse(&metric.success_condition), parse(&metric.failure_condition))
     {
@@ -705,7 +737,7 @@ fn record(run: &mut AnalysisStatus, metric: &AnalysisMetric, taken: Taken, now: 
 
 /// The run's phase from its metrics: any failure or error fails it, then any inconclusive
 /// metric makes it inconclusive, and it succeeds when every metric has.
-fn run_phase(run: &AnalysisStatus, metrics: &[AnalysisMetric]) -> analysis::Phase {
+pub(super) fn run_phase(run: &AnalysisStatus, metrics: &[AnalysisMetric]) -> analysis::Phase {
     let phases: Vec<&str> = metrics
         .iter()
         .map(|metric| {
@@ -727,7 +759,7 @@ fn run_phase(run: &AnalysisStatus, metrics: &[AnalysisMetric]) -> analysis::Phas
 }
 
 /// `error-rate: 2 successful, 1 failed (last 0.2)`, per metric.
-fn summarize(run: &AnalysisStatus) -> String {
+pub(super) fn summarize(run: &AnalysisStatus) -> String {
     run.metrics
         .iter()
         .map(|m| {
@@ -754,14 +786,14 @@ fn summarize(run: &AnalysisStatus) -> String {
         .join("; ")
 }
 
-fn elapsed(now: &Timestamp, since: Option<&Time>) -> Duration {
+pub(super) fn elapsed(now: &Timestamp, since: Option<&Time>) -> Duration {
     let Some(since) = since else { return Duration::ZERO };
     let ms = now.as_millisecond() - since.0.as_millisecond();
     Duration::from_millis(ms.max(0) as u64)
 }
 
 /// `main@sha1:abcdef…` -> `main@abcdef0`.
-fn short(revision: &str) -> String {
+pub(super) fn short(revision: &str) -> String {
     match revision.split_once("@sha1:") {
         Some((name, sha)) => format!("{name}@{}", &sha[..sha.len().min(7)]),
         None => revision.to_string(),

@@ -15,6 +15,7 @@
 //! `controller::rollout`.
 
 pub mod analysis;
+pub mod blue_green;
 pub mod canary;
 pub mod prometheus;
 pub mod workload;

@@ -174,6 +174,16 @@ pub fn canary_service(stable: &Value) -> Value {
     })
 }
 
+/// Points a Service (as rendered) at the new version's pods: its selector values suffixed as
+/// [`canary_deployment`] suffixes them, and the variant label.
+pub fn select_canary(service: &mut Value) {
+    let Some(selector) = service.pointer_mut("/spec/selector").and_then(Value::as_object_mut) else { return };
+    for value in selector.values_mut() {
+        *value = json!(format!("{}-{CANARY}", value.as_str().unwrap_or_default()));
+    }
+    selector.insert(VARIANT_LABEL.into(), json!(CANARY));
+}
+
 /// The HTTPRoute with traffic split: every backendRef to the stable Service gets weight
 /// `100 - weight`, followed by the same ref to `<service>-canary` with `weight`.
 pub fn split_route(route: &mut Value, stable_service: &str, weight: i32) {
