@@ -523,3 +523,76 @@ fn a_canary_by_gateway_api_sets_the_httproute_weights_at_each_step() {
     c.wait_split((5, "2.0"), None);
     assert!(get_json(&c.s.cluster, &["-n", c.ns(), "get", "service", "shop-canary"]).is_none());
 }
+
+#[test]
+fn blue_green_previews_switches_at_once_and_switches_back_when_post_promotion_analysis_fails() {
+    let c = Canary::new("bluegreen");
+    let preview = "apiVersion: v1\nkind: Service\nmetadata:\n  name: shop-preview\nspec:\n  selector: {app: shop}\n  ports:\n  - port: 80\n    targetPort: 8080\n";
+    c.s.commit_in("app", &[("preview.yaml", preview.to_string())], "preview service");
+    let v1 = c.commit_shop("1.0");
+    let app = c.create_app(json!([{"setWeight": 100}]));
+    app.patch(&json!({"spec": {"strategy": {"canary": null, "blueGreen": {
+        "workload": {"name": "shop"},
+        "activeService": "shop",
+        "previewService": "shop-preview",
+        "scaleDownDelay": "10s",
+        "postPromotionAnalysis": {"metrics": [{"name": "error-ratio", "prometheus": {"query": ERROR_QUERY},
+            "interval": "2s", "count": 2, "successCondition": "result < 0.05"}]},
+    }}}}));
+    app.wait_synced(&v1, T);
+    c.set_error_ratio(Some(0.01));
+    let selector = |name: &str| {
+        get_json(&c.s.cluster, &["-n", c.ns(), "get", "service", name]).expect("the Service")["spec"]["selector"].clone()
+    };
+    let wait_selector = |name: &str, want: Value| {
+        wait_until(&format!("Service {name} to select {want}"), T, || {
+            let got = selector(name);
+            if got == want { Ok(()) } else { Err(got.to_string()) }
+        });
+    };
+    let stable = json!({"app": "shop"});
+    let new_pods = json!({"app": "shop-canary", "ferry.dev/variant": "canary"});
+
+    // Preview first: the new version at full size behind the preview Service only.
+    let v2 = c.commit_shop("2.0");
+    app.ferry_sync();
+    let a = c.wait_rollout(&app, "waiting for the switch", |r| phase(r) == "Paused" && r["step"] == 2);
+    assert_eq!(a["status"]["rollout"]["strategy"], "blueGreen");
+    c.wait_split((5, "1.0"), Some((5, "2.0")));
+    wait_selector("shop-preview", new_pods.clone());
+    assert_eq!(selector("shop"), stable, "the active Service switched before promote");
+    let pods = c.deployment("shop-canary").unwrap()["spec"]["template"]["metadata"]["labels"].clone();
+    assert_eq!(pods, new_pods);
+
+    // Promote: the active Service switches in one update; the old version stays at full size
+    // for scaleDownDelay, then the primary takes the new version and the Services return to Git.
+    c.ferry("promote", &[]);
+    wait_selector("shop", new_pods.clone());
+    let a = c.wait_rollout(&app, "the scale-down delay", |r| r["step"] == 4);
+    assert_eq!(a["status"]["rollout"]["analysis"]["phase"], "Successful");
+    assert_eq!(
+        image(&c.deployment("shop").unwrap()),
+        "registry.example/shop:1.0",
+        "scaled down before the delay"
+    );
+    assert_eq!(c.deployment("shop").unwrap()["spec"]["replicas"], 5);
+    app.wait_synced(&v2, T);
+    c.wait_split((5, "2.0"), None);
+    wait_selector("shop", stable.clone());
+    wait_selector("shop-preview", stable.clone());
+    assert_eq!(phase(&app.json()["status"]["rollout"]), "Completed");
+
+    // A failing post-promotion analysis switches the active Service back at once.
+    c.set_error_ratio(Some(0.5));
+    let v3 = c.commit_shop("3.0");
+    app.ferry_sync();
+    c.wait_rollout(&app, "waiting for the switch", |r| phase(r) == "Paused" && r["step"] == 2);
+    c.ferry("promote", &[]);
+    let a = app.wait_not_ready("RolloutAborted", T);
+    let r = &a["status"]["rollout"];
+    assert_eq!(r["abortedRevision"], main_revision(&v3), "{r}");
+    assert!(r["message"].as_str().unwrap_or_default().contains("post-promotion analysis failed"), "{r}");
+    wait_selector("shop", stable.clone());
+    wait_selector("shop-preview", stable);
+    c.wait_split((5, "2.0"), None);
+}
