@@ -9,7 +9,9 @@
 #   5. wait until `kubectl get fapp` shows Synced/Healthy, show it and the managed objects
 #   6. commit a new image tag, `ferry sync`, wait until the Deployment runs it and the
 #      Application is Synced/Healthy at the new revision
-#   7. print what to try next; ferry keeps running until `kill $(cat <pid file>)`
+#   7. give the Application a canary strategy, commit another tag and show the rollout step by
+#      step (25% -> pause 10s -> 50% -> pause until `ferry promote`), then promote it
+#   8. print what to try next; ferry keeps running until `kill $(cat <pid file>)`
 #
 # Run it through `make demo` (which starts the cluster and builds ferry first). Running it again
 # stops the previous demo's ferry, recreates the repository and converges to it again.
@@ -35,6 +37,7 @@ app_ns="ferry-demo"    # where the Application lives; ferry is scoped to it with
 dest_ns=guestbook      # where the app's objects go (the repository creates this Namespace)
 old_tag=1.27.0
 new_tag=1.27.1
+canary_tag=1.27.2
 
 repo_dir="$demo/repo"
 cache_dir="$demo/cache"
@@ -122,6 +125,42 @@ deployment_runs() { # image: template updated and the rollout finished
     kubectl rollout status deployment/web -n "$dest_ns" --timeout=1s >/dev/null 2>&1
 }
 
+replicas_of() { # deployment
+  kubectl get deployment "$1" -n "$dest_ns" -o 'jsonpath={.status.availableReplicas}/{.spec.replicas} {.spec.template.spec.containers[0].image}' 2>/dev/null || echo "-"
+}
+
+# Prints the rollout each time it moves, until `done` (a command) succeeds.
+watch_rollout() { # description done-command...
+  local what="$1"; shift
+  local start=$SECONDS last="" line
+  while true; do
+    line="$(app_field '{.status.rollout.phase} step={.status.rollout.step} weight={.status.rollout.canaryWeight}%')"
+    line="$line | web $(replicas_of web) | web-canary $(replicas_of web-canary)"
+    if [[ "$line" != "$last" ]]; then
+      info "[$((SECONDS - start))s] $line"
+      last="$line"
+    fi
+    if "$@"; then
+      info "$what after $((SECONDS - start))s"
+      return 0
+    fi
+    if ((SECONDS - start >= timeout)); then
+      printf 'demo: timed out after %ss waiting for: %s\n' "$timeout" "$what" >&2
+      kubectl get fapp "$app" -n "$app_ns" -o yaml >&2 || true
+      tail -n 40 "$log_file" >&2
+      exit 1
+    fi
+    sleep 1
+  done
+}
+rollout_at() { # phase step
+  [[ "$(app_field '{.status.rollout.phase}/{.status.rollout.step}')" == "$1/$2" ]]
+}
+rollout_done() {
+  [[ "$(app_field '{.status.rollout.phase}|{.status.sync.revision}|{.status.health.status}')" == "Completed|$1|Healthy" ]] &&
+    deployment_runs "nginx:$canary_tag"
+}
+
 show_app() {
   echo
   kubectl get fapp -n "$app_ns" -o wide
@@ -171,7 +210,7 @@ metadata:
   name: web
   labels: {app: web}
 spec:
-  replicas: 2
+  replicas: 4
   selector:
     matchLabels: {app: web}
   template:
@@ -280,6 +319,27 @@ if [[ -n "$http_address" ]]; then
     grep -v ' 0$' | sed 's/^/      /' || true
 fi
 
+step "progressive delivery: a canary strategy for Deployment web (kubectl patch fapp $app)"
+kubectl patch fapp "$app" -n "$app_ns" --type merge -p '{"spec":{"strategy":{"canary":{"workload":{"name":"web"},"steps":[{"setWeight":25},{"pause":{"duration":"10s"}},{"setWeight":50},{"pause":{}}]}}}}'
+info "steps: setWeight 25 -> pause 10s -> setWeight 50 -> pause until \`ferry promote\`"
+info "(with analysis steps, ferry would ask Prometheus between steps and roll back by itself)"
+
+step "committing nginx:$canary_tag: it runs as web-canary beside web, replicas shift step by step"
+write_app "$canary_tag"
+git_repo commit -q -am "guestbook: nginx $canary_tag"
+rev3="$(revision)"
+"$ferry" sync "$app" -n "$app_ns"
+watch_rollout "paused at 50% for a person" rollout_at Paused 3
+echo
+"$ferry" status "$app" -n "$app_ns" | sed 's/^/    /'
+
+step "ferry promote $app -n $app_ns: web takes nginx:$canary_tag on every replica, web-canary goes"
+"$ferry" promote "$app" -n "$app_ns"
+watch_rollout "promoted; Synced/Healthy at ${rev3#main@sha1:}" rollout_done "$rev3"
+info "events on the Application:"
+kubectl get events -n "$app_ns" --field-selector "involvedObject.name=$app" \
+  --sort-by=.lastTimestamp -o 'custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message' | grep -i rollout | sed 's/^/      /'
+
 cat <<EOF
 
 ferry keeps running in the background (pid $pid), reconciling Applications in namespace $app_ns.
@@ -292,10 +352,16 @@ Try it:
 
   # change the app in Git, then refresh at once (or wait for the 1m interval)
   cd $repo_dir
-  sed -i 's/replicas: 2/replicas: 3/' $app/deployment.yaml && git commit -qam "3 replicas"
+  sed -i 's/replicas: 4/replicas: 5/' $app/deployment.yaml && git commit -qam "5 replicas"
   $ferry sync $app -n $app_ns
   git rm -q $app/configmap.yaml && git commit -qm "drop the ConfigMap"   # pruned (and the
       # Deployment's envFrom then names a missing ConfigMap: kwok does not mind)
+
+  # another canary: a new tag goes 25% -> 10s -> 50%, then waits for you
+  sed -i 's/nginx:$canary_tag/nginx:1.27.3/' $app/deployment.yaml && git commit -qam "nginx 1.27.3"
+  $ferry sync $app -n $app_ns && $ferry status $app -n $app_ns
+  $ferry promote $app -n $app_ns          # next step (--full: all the way), or:
+  $ferry abort $app -n $app_ns            # back to the stable version; \`ferry retry\` tries again
 
   # drift: ferry notices within seconds and reverts it (selfHeal: true)
   kubectl edit deployment web -n $dest_ns           # e.g. change the image or replicas

@@ -426,6 +426,32 @@ fn every_dashboard_query_returns_series_for_a_real_ferry() {
         http_request(&s.ferry.http_address(), "POST", "/hooks/generic", &[], br#"{"repoURL": "x"}"#);
     assert_eq!(refused.status, 404, "{refused:?}");
 
+    // A canary rollout with one analysis measurement (of Prometheus itself): the rollout panels.
+    let canary_v1 = s.commit_in("canary", &[("web.yaml", web("canary-web"))], "canary 1.0");
+    let analysis = serde_json::json!({"metrics": [{"name": "always-fine",
+        "prometheus": {"address": prometheus.url(), "query": "vector(0)"}, "successCondition": "result == 0"}]});
+    let canary_app = serde_json::json!({
+        "apiVersion": "ferry.dev/v1alpha1", "kind": "Application",
+        "metadata": {"name": "canary", "namespace": ns},
+        "spec": {
+            "source": {"repoURL": s.git.url(), "ref": {"branch": "main"}, "path": "canary"},
+            "interval": "1m",
+            "strategy": {"canary": {"workload": {"name": "canary-web"},
+                                    "steps": [{"setWeight": 50}, {"analysis": analysis}]}},
+        },
+    });
+    s.cluster.apply(&canary_app.to_string());
+    let canary = s.app("canary");
+    canary.wait_synced(&canary_v1, T);
+    let v2 = deployment("canary-web", None, "registry.example/web:2.0", 1);
+    let canary_v2 = s.commit_in("canary", &[("web.yaml", v2)], "canary 2.0");
+    canary.ferry_sync();
+    canary.wait_synced(&canary_v2, T);
+    canary.wait("the rollout to complete", T, |a| {
+        let r = &a["status"]["rollout"];
+        if r["phase"] == "Completed" { Ok(()) } else { Err(format!("rollout {r}")) }
+    });
+
     // Prometheus has scraped ferry after every event above.
     let app_series = |name: &str, rest: &str| format!("{{namespace=\"{ns}\", name=\"{name}\"{rest}}}");
     for query in [
@@ -440,6 +466,8 @@ fn every_dashboard_query_returns_series_for_a_real_ferry() {
         "ferry_lead_time_seconds_count > 0".to_string(),
         "ferry_errors_total > 0".to_string(),
         "ferry_webhook_requests_total > 0".to_string(),
+        "ferry_rollout_duration_seconds_count > 0".to_string(),
+        "ferry_analysis_measurements_total > 0".to_string(),
     ] {
         prometheus.wait_for_series(&query, T);
     }
