@@ -62,6 +62,9 @@ pub(super) struct Pass {
     template_hash: String,
     resource: (ApiResource, ApiCapabilities),
     routing: Option<Routing>,
+    /// A HorizontalPodAutoscaler in the revision scales the workload: ferry never sets the
+    /// primary's replicas, and the canary is sized from the primary's current count.
+    autoscaled: bool,
 }
 
 /// How traffic reaches the new version, beyond the Deployments.
@@ -84,7 +87,9 @@ impl Pass {
     pub fn rewrites(&self) -> Vec<(usize, Value)> {
         let mut primary = self.git.clone();
         match (self.decision.primary, &self.live_primary) {
-            (Primary::Hold { replicas }, Some(live)) => workload::hold(&mut primary, live, replicas),
+            (Primary::Hold { replicas }, Some(live)) => {
+                workload::hold(&mut primary, live, (!self.autoscaled).then_some(replicas))
+            }
             _ => workload::stamp(&mut primary, &self.template_hash),
         }
         let mut out = vec![(self.workload_index, primary)];
@@ -141,6 +146,7 @@ pub(super) async fn decide(
     mem: &AppMemory,
     applier: &Applier,
     find: &Find<'_>,
+    autoscaled: bool,
     revision: &str,
 ) -> Result<Pass, SyncError> {
     let strategy = app.spec.strategy.as_ref().expect("decide runs for Applications with a strategy");
@@ -220,7 +226,10 @@ pub(super) async fn decide(
     let observed = Observed {
         revision,
         template_hash: &template_hash,
-        replicas: workload::replicas(&git_value),
+        replicas: match (&live_primary, autoscaled) {
+            (Some(live), true) => workload::replicas(live),
+            _ => workload::replicas(&git_value),
+        },
         primary_hash: live_primary.as_ref().and_then(workload::stamped_hash),
         primary: Availability::of(live_primary.as_ref()),
         canary: Availability::of(live_canary.as_ref()),
@@ -255,6 +264,7 @@ pub(super) async fn decide(
         template_hash,
         resource: resource.clone(),
         routing,
+        autoscaled,
     })
 }
 

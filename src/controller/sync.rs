@@ -38,7 +38,7 @@ use crate::{
     metrics::Stage,
     plan::{Difference, Phase, first_difference, phase_of},
     render::{RenderError, RenderRequest},
-    rollout::canary::Decision,
+    rollout::{canary::Decision, workload as rollout_workload},
     source::{Credentials, Revision, Snapshot, SourceError, SourceSpec},
 };
 
@@ -308,7 +308,15 @@ async fn run(
                 let d = &desired[i];
                 Some((i, &d.obj, d.resource.as_ref()?))
             };
-            let pass = rollout::decide(ctx, app, mem, &applier, &find, &revision).await?;
+            let workload = rollout::workload_of(app).unwrap_or_default();
+            let autoscaled = desired.iter().any(|d| {
+                d.entry.kind == "HorizontalPodAutoscaler"
+                    && rollout_workload::autoscales(
+                        &serde_json::to_value(&d.obj).unwrap_or_default(),
+                        workload,
+                    )
+            });
+            let pass = rollout::decide(ctx, app, mem, &applier, &find, autoscaled, &revision).await?;
             for (i, obj) in pass.rewrites() {
                 desired[i].prepared = Arc::new(desired[i].with_object(obj));
             }

@@ -217,8 +217,9 @@ pub fn stamp(desired: &mut Value, template_hash: &str) {
 }
 
 /// The primary as applied while a rollout holds it: Git's Deployment, but the pod template and
-/// its hash of the live primary (the stable version), and the replicas the rollout gives it.
-pub fn hold(desired: &mut Value, live: &Value, replicas: i32) {
+/// its hash of the live primary (the stable version), and the replicas the rollout gives it
+/// (`None`: Git's, when an autoscaler owns the count).
+pub fn hold(desired: &mut Value, live: &Value, replicas: Option<i32>) {
     if let Some(template) = live.pointer("/spec/template") {
         desired["spec"]["template"] = template.clone();
     }
@@ -226,7 +227,17 @@ pub fn hold(desired: &mut Value, live: &Value, replicas: i32) {
         let hash = hash.to_string();
         annotation_map(desired).insert(TEMPLATE_HASH.into(), json!(hash));
     }
-    desired["spec"]["replicas"] = json!(replicas);
+    if let Some(replicas) = replicas {
+        desired["spec"]["replicas"] = json!(replicas);
+    }
+}
+
+/// Whether `object` is a HorizontalPodAutoscaler scaling Deployment `workload`.
+pub fn autoscales(object: &Value, workload: &str) -> bool {
+    let target = &object["spec"]["scaleTargetRef"];
+    object["kind"] == "HorizontalPodAutoscaler"
+        && target["kind"] == "Deployment"
+        && target["name"] == workload
 }
 
 fn annotation_map(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
@@ -330,10 +341,15 @@ mod tests {
         let mut live = shop();
         live["spec"]["template"]["spec"]["containers"][0]["image"] = json!("shop:1");
         live["metadata"]["annotations"] = json!({TEMPLATE_HASH: "old"});
-        hold(&mut desired, &live, 4);
+        hold(&mut desired, &live, Some(4));
         assert_eq!(desired["spec"]["template"]["spec"]["containers"][0]["image"], "shop:1");
         assert_eq!(desired["spec"]["replicas"], 4);
         assert_eq!(stamped_hash(&desired), Some("old"));
+        let mut scaled = shop();
+        hold(&mut scaled, &live, None);
+        assert_eq!(scaled["spec"]["replicas"], 5, "an autoscaler's count is left as Git has it");
+        let hpa = json!({"kind": "HorizontalPodAutoscaler", "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "shop"}}});
+        assert!(autoscales(&hpa, "shop") && !autoscales(&hpa, "web"));
         let mut fresh = shop();
         stamp(&mut fresh, "new");
         assert_eq!(stamped_hash(&fresh), Some("new"));
