@@ -174,8 +174,10 @@ async fn cleanup(app: &Application, ctx: &Context) -> Result<Action, Error> {
             .map_err(|e| fail(SyncError::Access(e)))?;
         let discovery = ctx.discovery().await;
         let applier = Applier::with_discovery(client, discovery.clone(), ctx.options.api_timeout);
-        let order = prune_candidates(&inventory, &[], true, |_| false)
+        let mut order = prune_candidates(&inventory, &[], true, |_| false)
             .map_err(|e| fail(SyncError::PruneRefused(e)))?;
+        // A rollout's canary objects are in no inventory; they go first.
+        order.splice(0..0, super::rollout::derived_objects(app, &inventory));
         let victims = sync::prunable(ctx, &applier, &app_ref, &order).await.map_err(fail)?;
         for (entry, name, resource, caps) in &victims {
             applier.delete(name, resource, caps, entry.namespace.as_deref(), &entry.name).await.map_err(

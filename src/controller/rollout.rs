@@ -24,7 +24,7 @@ use super::{
     watches::Seen,
 };
 use crate::{
-    api::{AnalysisMetric, Application, ROLLOUT_REQUEST_ANNOTATION},
+    api::{AnalysisMetric, Application, InventoryEntry, ROLLOUT_REQUEST_ANNOTATION},
     apply::{Applier, ApplyError},
     rollout::{
         analysis::render_query,
@@ -43,6 +43,35 @@ pub(super) fn workload_of(app: &Application) -> Option<&str> {
         (None, Some(b)) => Some(&b.workload.name),
         (None, None) => None,
     }
+}
+
+/// The objects a rollout may have created beside the inventory (the `<workload>-canary`
+/// Deployment, and the `<service>-canary` Service of Gateway API routing), for deleting them with
+/// the Application. They are deleted only if they carry the Application's labels.
+pub(super) fn derived_objects(app: &Application, inventory: &[InventoryEntry]) -> Vec<InventoryEntry> {
+    let Some(workload) = workload_of(app) else { return vec![] };
+    let Some(deployment) =
+        inventory.iter().find(|e| e.group == "apps" && e.kind == "Deployment" && e.name == workload)
+    else {
+        return vec![];
+    };
+    let mut out = vec![InventoryEntry { name: workload::canary_name(workload), ..deployment.clone() }];
+    let gateway = app
+        .spec
+        .strategy
+        .as_ref()
+        .and_then(|s| s.canary.as_ref()?.traffic_routing.as_ref()?.gateway_api.as_ref());
+    if let Some(g) = gateway {
+        let service = g.stable_service.as_deref().unwrap_or(workload);
+        out.push(InventoryEntry {
+            group: String::new(),
+            version: "v1".into(),
+            kind: "Service".into(),
+            namespace: deployment.namespace.clone(),
+            name: workload::canary_name(service),
+        });
+    }
+    out
 }
 
 /// A rendered object: its index among the desired objects, the object, its kind.

@@ -385,6 +385,18 @@ fn no_data_is_inconclusive_and_waits_for_a_person_as_an_empty_pause_does() {
     let a = app.wait_not_ready("RolloutAborted", T);
     assert!(a["status"]["rollout"]["message"].as_str().unwrap_or_default().contains("ferry abort"));
     c.wait_split((5, "1.0"), None);
+
+    // Deleting the Application mid-rollout (prune on: deletion policy Delete) takes the canary too.
+    c.ferry("retry", &[]);
+    c.wait_rollout(&app, "paused on the analysis again", |r| phase(r) == "Paused" && r["step"] == 1);
+    assert!(c.deployment("shop-canary").is_some());
+    c.s.kubectl_ok(&["-n", c.ns(), "delete", "applications.ferry.dev", "shop", "--wait=false"]);
+    wait_until("the Deployments to be deleted with the Application", T, || {
+        match (c.deployment("shop"), c.deployment("shop-canary")) {
+            (None, None) => Ok(()),
+            (p, k) => Err(format!("primary {}, canary {}", p.is_some(), k.is_some())),
+        }
+    });
 }
 
 #[test]
