@@ -83,8 +83,10 @@ pub fn describe(app: &Application) -> String {
     if let Some(message) = &r.message {
         line("  message", message.clone());
     }
-    if let Some(analysis) = &r.analysis {
-        line("Analysis", format!("step {}, {}", analysis.step + 1, analysis.phase));
+    let runs = [("Analysis", r.analysis.as_ref()), ("Background", r.background_analysis.as_ref())];
+    for (title, analysis) in runs.into_iter().filter_map(|(t, a)| Some((t, a?))) {
+        let at = if analysis.step >= 0 { format!("step {}, ", analysis.step + 1) } else { String::new() };
+        line(title, format!("{at}{}", analysis.phase));
         for m in &analysis.metrics {
             line(
                 &format!("  {}", m.name),

@@ -322,6 +322,10 @@ pub struct CanaryStrategy {
     /// Steps run in order; after the last one the new version is promoted.
     #[schemars(length(min = 1, max = 64))]
     pub steps: Vec<CanaryStep>,
+    /// Background analysis, measured from the first step until promotion: a failure aborts, an
+    /// inconclusive result pauses for a person (`ferry promote` resumes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<Analysis>,
     /// With Gateway API routing, how long the canary keeps running after an abort (its traffic
     /// is gone at once), for debugging. Default 30s. With replica-ratio routing the canary's pods
     /// serve traffic as long as they run, so an abort removes them at once.
@@ -642,6 +646,9 @@ pub struct RolloutStatus {
     pub step_started_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisStatus>,
+    /// The background analysis of a canary (`spec.strategy.canary.analysis`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub background_analysis: Option<AnalysisStatus>,
     /// A revision whose rollout was aborted; ferry does not retry it by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted_revision: Option<String>,

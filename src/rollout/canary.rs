@@ -309,6 +309,7 @@ pub async fn advance(
             started_at: Some(now.clone()),
             step_started_at: Some(now.clone()),
             analysis: None,
+            background_analysis: None,
             aborted_revision: None,
             handled_request: st.handled_request.clone(),
             message: None,
@@ -338,7 +339,20 @@ pub async fn advance(
             d
         }
         other => {
-            if other == Some(Request::Promote) {
+            let background_paused = st
+                .background_analysis
+                .as_ref()
+                .is_some_and(|run| run.phase == analysis::Phase::Inconclusive.as_str());
+            if other == Some(Request::Promote) && background_paused {
+                // Resume: the background analysis starts a fresh run; the step stays.
+                st.background_analysis = None;
+                st.phase = RolloutPhase::Progressing;
+                notes.push(Note {
+                    warning: false,
+                    reason: ROLLOUT_STEP,
+                    message: "background analysis resumed by request".into(),
+                });
+            } else if other == Some(Request::Promote) {
                 let step = st.step.unwrap_or(0);
                 notes.push(Note {
                     warning: false,
@@ -378,6 +392,33 @@ async fn run_steps(
         spec.progress_deadline.as_deref().and_then(duration::parse).unwrap_or(DEFAULT_PROGRESS_DEADLINE);
     let mut notes = vec![];
     let mut measured = vec![];
+    // The background analysis: measured on every pass until promotion.
+    let mut background_due = None;
+    let mut background_paused = None;
+    if let Some(background) = &spec.analysis
+        && st.step.unwrap_or(0) < total
+    {
+        let (run, taken) = measure_run(st.background_analysis.take(), -1, background, o, measure).await;
+        measured.extend(taken);
+        let summary = summarize(&run);
+        match run.phase.as_str() {
+            "Failed" | "Error" => {
+                let message = format!("background analysis {} ({summary})", run.phase.to_lowercase());
+                st.background_analysis = Some(run);
+                let mut d = abort(spec, st, workload, o, message);
+                d.measured = measured;
+                return d;
+            }
+            "Inconclusive" => {
+                background_paused = Some(format!(
+                    "background analysis inconclusive ({summary}); paused until `ferry promote` (or `ferry abort`)"
+                ));
+            }
+            "Running" => background_due = Some(next_due(&run, &background.metrics, &o.now)),
+            _ => {}
+        }
+        st.background_analysis = Some(run);
+    }
     loop {
         let index = st.step.unwrap_or(0).max(0);
         if index >= total {
@@ -418,8 +459,19 @@ async fn run_steps(
             notes.append(&mut d.notes);
             d.notes = notes;
             d.measured = measured;
+            if let Some(due) = background_due {
+                d.requeue = Some(d.requeue.map_or(due, |r| r.min(due)));
+            }
             d
         };
+
+        if let Some(message) = background_paused.take() {
+            if st.phase != RolloutPhase::Paused {
+                notes.push(Note { warning: true, reason: ROLLOUT_PAUSED, message: message.clone() });
+            }
+            let d = wait(st, RolloutPhase::Paused, message, None, HealthStatusCode::Suspended);
+            return finish(d, notes, measured);
+        }
 
         if !ready && step.analysis.is_none() {
             if waited > deadline {
@@ -1062,6 +1114,43 @@ mod tests {
         o.primary = Availability::default();
         o.primary_hash = None;
         assert_eq!(advance(&spec, "shop", None, &o, &script(&[])).await.status, None);
+    }
+
+    #[tokio::test]
+    async fn a_failing_background_analysis_aborts_at_any_step() {
+        let mut spec = spec();
+        spec.analysis = Some(
+            serde_json::from_value(serde_json::json!({"metrics": [{"name": "latency",
+                "prometheus": {"query": "q"}, "interval": "5s", "count": 100, "failureCondition": "result > 1"}]}))
+            .unwrap(),
+        );
+        let d = advance(
+            &spec,
+            "shop",
+            None,
+            &observed(0, Availability::default(), None),
+            &script(&[Ok(Some(0.2))]),
+        )
+        .await;
+        let st = d.status.unwrap();
+        assert_eq!(st.background_analysis.as_ref().unwrap().metrics[0].successful, 1);
+        assert_eq!(d.requeue, Some(POLL), "the canary wait is sooner than the next measurement");
+        // Paused at step 2 the background analysis still measures, and its failure aborts.
+        let d = advance(&spec, "shop", Some(&st), &observed(5, settled(1), None), &script(&[Ok(Some(0.3))]))
+            .await;
+        let st = d.status.unwrap();
+        assert_eq!((st.phase, st.step), (RolloutPhase::Paused, Some(1)));
+        assert_eq!(
+            d.requeue,
+            Some(Duration::from_secs(5)),
+            "paused, but the background analysis is due again"
+        );
+        let d = advance(&spec, "shop", Some(&st), &observed(10, settled(1), None), &script(&[Ok(Some(2.0))]))
+            .await;
+        let st = d.status.unwrap();
+        assert_eq!(st.phase, RolloutPhase::Aborted);
+        assert!(st.message.unwrap().contains("background analysis failed"));
+        assert_eq!(d.canary, Canary::Absent);
     }
 
     #[test]
