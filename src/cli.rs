@@ -135,3 +135,48 @@ async fn annotate(
         Ok(Ok(app)) => Ok((namespace, app)),
     }
 }
+
+/// `ferry diff`: the Application from the cluster (or `--file`), the plan for `input`.
+pub async fn diff(
+    name: Option<&str>,
+    namespace: Option<&str>,
+    file: Option<&std::path::Path>,
+    input: &crate::diff::live::Input,
+    render: &crate::render::RenderOptions,
+    cache_dir: Option<std::path::PathBuf>,
+) -> Result<crate::diff::Plan, String> {
+    let client = Client::try_default()
+        .await
+        .map_err(|e| format!("no usable Kubernetes configuration ({e}); set KUBECONFIG"))?;
+    let app = match (file, name) {
+        (Some(path), _) => {
+            let mut app = crate::diff::live::application_from_file(path)?;
+            if let Some(ns) = namespace {
+                app.metadata.namespace = Some(ns.to_string());
+            }
+            app
+        }
+        (None, Some(name)) => {
+            let (api, namespace) = applications(namespace).await?;
+            match tokio::time::timeout(TIMEOUT, api.get_opt(name)).await {
+                Err(_) => return Err("the API server did not answer within 10s".into()),
+                Ok(Err(e)) => return Err(format!("cannot read Application {namespace}/{name}: {e}")),
+                Ok(Ok(None)) => return Err(not_found(&namespace, name)),
+                Ok(Ok(Some(app))) => app,
+            }
+        }
+        (None, None) => return Err("name an Application, or pass --file application.yaml".into()),
+    };
+    let temp;
+    let cache = match cache_dir {
+        Some(dir) => dir,
+        None => {
+            temp = tempfile::Builder::new()
+                .prefix("ferry-diff-")
+                .tempdir()
+                .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+            temp.path().to_path_buf()
+        }
+    };
+    crate::diff::live::plan(client, &app, input, render, &cache, TIMEOUT).await
+}

@@ -7,6 +7,7 @@ pub mod api;
 pub mod apply;
 pub mod cli;
 pub mod controller;
+pub mod diff;
 pub mod health;
 pub mod metrics;
 pub mod plan;

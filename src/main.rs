@@ -68,6 +68,32 @@ enum Command {
         #[arg(short, long)]
         namespace: Option<String>,
     },
+    /// What syncing a revision (or a local checkout) would change, compared with the live cluster
+    /// through server-side dry runs. Exit 0: no changes, 1: changes, 2: error.
+    Diff {
+        /// The Application's name (optional with --file).
+        name: Option<String>,
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// A branch, tag or commit of the Application's repository.
+        #[arg(long, conflicts_with = "local", required_unless_present = "local")]
+        revision: Option<String>,
+        /// A checkout of the repository (its root; the Application's path applies inside it).
+        #[arg(long)]
+        local: Option<PathBuf>,
+        /// An Application manifest to use instead of one in the cluster (e.g. not created yet).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[arg(long, short, value_enum, default_value = "text")]
+        output: ferry::diff::Format,
+        #[arg(long, default_value = "kustomize", env = "FERRY_KUSTOMIZE")]
+        kustomize: PathBuf,
+        #[arg(long, default_value = "helm", env = "FERRY_HELM")]
+        helm: PathBuf,
+        /// Where --revision fetches go (default: a temporary directory).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+    },
     /// Show an Application: sync, health, revision, and its rollout (phase, step, weight, analysis).
     Status {
         name: String,
@@ -156,6 +182,37 @@ fn main() -> ExitCode {
         Command::Sync { name, namespace } => {
             client_command(ferry::cli::request_sync(&name, namespace.as_deref()))
         }
+        Command::Diff { name, namespace, revision, local, file, output, kustomize, helm, cache_dir } => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(err) => return fail_with(&format!("cannot start the async runtime: {err}"), 2),
+            };
+            let input = match (revision, local) {
+                (Some(r), _) => ferry::diff::live::Input::Revision(r),
+                (None, Some(dir)) => ferry::diff::live::Input::Local(dir),
+                (None, None) => return fail_with("pass --revision REF or --local DIR", 2),
+            };
+            let render = ferry::render::RenderOptions {
+                kustomize_bin: kustomize,
+                helm_bin: helm,
+                ..Default::default()
+            };
+            let run = ferry::cli::diff(
+                name.as_deref(),
+                namespace.as_deref(),
+                file.as_deref(),
+                &input,
+                &render,
+                cache_dir,
+            );
+            match runtime.block_on(run) {
+                Ok(plan) => {
+                    print!("{}", ferry::diff::report(&plan, output));
+                    if plan.has_changes() { ExitCode::from(1) } else { ExitCode::SUCCESS }
+                }
+                Err(err) => fail_with(&err, 2),
+            }
+        }
         Command::Status { name, namespace } => {
             client_command(ferry::cli::status(&name, namespace.as_deref()))
         }
@@ -189,6 +246,11 @@ fn client_command(command: impl std::future::Future<Output = Result<String, Stri
 
 /// One line on stderr, exit code 1: the contract scripts and people rely on.
 fn fail(msg: &str) -> ExitCode {
+    fail_with(msg, 1)
+}
+
+/// One line on stderr and this exit code (`ferry diff` keeps 1 for "changes").
+fn fail_with(msg: &str, code: u8) -> ExitCode {
     eprintln!("error: {msg}");
-    ExitCode::FAILURE
+    ExitCode::from(code)
 }
