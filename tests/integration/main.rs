@@ -10,6 +10,7 @@ mod apply;
 mod cli;
 mod cluster;
 mod dashboard;
+mod diff;
 mod git_fixture;
 mod metrics;
 mod render;

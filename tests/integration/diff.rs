@@ -1,0 +1,156 @@
+//! `ferry diff` (issue 9) against the real cluster and a real Git server: what syncing a branch
+//! or a local checkout would change, through server-side dry runs, with exit codes 0/1/2.
+
+use std::{
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use serde_json::Value;
+
+use crate::sync::{Scenario, configmap, deployment, opts};
+
+const T: Duration = Duration::from_secs(120);
+
+fn secret(value_b64: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ndata:\n  password: {value_b64}\n  user: YWRtaW4=\n"
+    )
+}
+
+/// `ferry diff ARGS`: (exit code, stdout, stderr).
+fn ferry_diff(s: &Scenario, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("diff")
+        .args(args)
+        .env("KUBECONFIG", &s.cluster.kubeconfig)
+        .env("FERRY_KUSTOMIZE", crate::support::kustomize_bin())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ferry diff");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// The changed lines of one object's section of a text report.
+fn changed_lines<'a>(report: &'a str, title: &str) -> Vec<&'a str> {
+    let start =
+        report.find(&format!("=== {title}")).unwrap_or_else(|| panic!("no section {title} in:\n{report}"));
+    report[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("==="))
+        .filter(|l| {
+            (l.starts_with('+') || l.starts_with('-')) && !l.starts_with("+++") && !l.starts_with("---")
+        })
+        .collect()
+}
+
+#[test]
+fn ferry_diff_shows_what_a_branch_or_a_checkout_would_change() {
+    let s = Scenario::with_ferry_args("diff", &[]);
+    let ns = s.ns().to_string();
+    let sha = s.commit_in(
+        "app",
+        &[
+            ("config.yaml", configmap("settings", None, &[("color", "blue")])),
+            ("web.yaml", deployment("web", None, "registry.example/web:1.0", 1)),
+            ("secret.yaml", secret("c2VjcmV0MQ==")),
+        ],
+        "v1",
+    );
+    let app = s.create_app(opts("web"));
+    app.wait_synced(&sha, T);
+
+    // Nothing to do: everything the API server defaulted on the Deployment matches.
+    let (code, out, err) = ferry_diff(&s, &["web", "-n", &ns, "--revision", "main"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("0 to create, 0 to change, 0 to prune, 3 unchanged"), "{out}");
+
+    // A pull request: a new tag, a new ConfigMap, a changed Secret, the old ConfigMap removed.
+    s.git.commit_files(
+        "pr",
+        &[
+            ("app/web.yaml", &deployment("web", None, "registry.example/web:1.1", 1)),
+            ("app/extra.yaml", &configmap("extra", None, &[("k", "v")])),
+            ("app/secret.yaml", &secret("c2VjcmV0Mg==")),
+        ],
+        "pr",
+    );
+    s.git.remove_files("pr", &["app/config.yaml"], "drop settings");
+    let (code, out, err) = ferry_diff(&s, &["web", "-n", &ns, "--revision", "pr"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("1 to create, 2 to change, 1 to prune, 0 unchanged"), "{out}");
+    let web = changed_lines(&out, &format!("Deployment {ns}/web"));
+    assert_eq!(web.len(), 2, "only the image line changes: {web:?}\n{out}");
+    assert!(web[0].starts_with('-') && web[0].ends_with("registry.example/web:1.0"), "{web:?}");
+    assert!(web[1].starts_with('+') && web[1].ends_with("registry.example/web:1.1"), "{web:?}");
+    let db = changed_lines(&out, &format!("Secret {ns}/db"));
+    assert_eq!(db, vec!["-  password: <redacted>", "+  password: <redacted (changed)>"], "{out}");
+    for value in ["c2VjcmV0MQ==", "c2VjcmV0Mg==", "YWRtaW4="] {
+        assert!(!out.contains(value), "a Secret value in the diff: {out}");
+    }
+    assert!(
+        changed_lines(&out, &format!("ConfigMap {ns}/extra")).iter().any(|l| l.contains("k: v")),
+        "{out}"
+    );
+    assert!(
+        changed_lines(&out, &format!("ConfigMap {ns}/settings")).iter().all(|l| l.starts_with('-')),
+        "{out}"
+    );
+
+    // The same as markdown (a PR comment) and JSON (for tools).
+    let (code, md, _) = ferry_diff(&s, &["web", "-n", &ns, "--revision", "pr", "--output", "markdown"]);
+    assert_eq!(code, 1);
+    assert!(
+        md.contains(&format!("<details><summary>change <code>Deployment {ns}/web</code></summary>")),
+        "{md}"
+    );
+    assert!(md.contains("```diff\n"), "{md}");
+    let (code, js, _) = ferry_diff(&s, &["web", "-n", &ns, "--revision", "pr", "-o", "json"]);
+    assert_eq!(code, 1);
+    let js: Value = serde_json::from_str(&js).unwrap_or_else(|e| panic!("not JSON ({e}): {js}"));
+    assert_eq!(
+        (js["summary"]["create"].clone(), js["summary"]["change"].clone()),
+        (1.into(), 2.into()),
+        "{js}"
+    );
+    assert_eq!(js["summary"]["prune"], 1, "{js}");
+
+    // A local checkout of the branch says the same.
+    let dir = tempfile::tempdir().unwrap();
+    let clone = Command::new("git")
+        .args(["clone", "-q", "-b", "pr", &s.git.url(), &dir.path().join("repo").to_string_lossy()])
+        .output()
+        .expect("git clone");
+    assert!(clone.status.success(), "{}", String::from_utf8_lossy(&clone.stderr));
+    let local = dir.path().join("repo");
+    let (code, out, err) = ferry_diff(&s, &["web", "-n", &ns, "--local", &local.to_string_lossy()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("1 to create, 2 to change, 1 to prune"), "{out}");
+
+    // An Application that does not exist yet (--file).
+    s.commit_in("other", &[("cm.yaml", configmap("other", None, &[("a", "b")]))], "other");
+    let file = dir.path().join("application.yaml");
+    let manifest = format!(
+        "apiVersion: ferry.dev/v1alpha1\nkind: Application\nmetadata:\n  name: other\n  namespace: {ns}\nspec:\n  source:\n    repoURL: {}\n    ref: {{branch: main}}\n    path: other\n",
+        s.git.url()
+    );
+    std::fs::write(&file, manifest).unwrap();
+    let (code, out, err) = ferry_diff(&s, &["--file", &file.to_string_lossy(), "--revision", "main"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("1 to create, 0 to change, 0 to prune"), "{out}");
+
+    // A render error: one line, exit 2.
+    s.git.commit_files("broken", &[("app/bad.yaml", "kind: [unclosed")], "broken");
+    let (code, out, err) = ferry_diff(&s, &["web", "-n", &ns, "--revision", "broken"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.starts_with("error: rendering"), "{err}");
+    let (code, _, err) = ferry_diff(&s, &["nope", "-n", &ns, "--revision", "main"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not found"), "{err}");
+}
