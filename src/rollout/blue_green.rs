@@ -17,12 +17,11 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::canary::Canary;
 use super::canary::{
     DEFAULT_PROGRESS_DEADLINE, Decision, Measure, Note, Observed, POLL, Primary, ROLLOUT_ABORTED,
-    ROLLOUT_PAUSED, ROLLOUT_PROMOTED, ROLLOUT_STARTED, ROLLOUT_STEP, Request, elapsed, enter, is_active,
-    measure_run, short, summarize,
+    ROLLOUT_PAUSED, ROLLOUT_PROMOTED, ROLLOUT_STEP, Request, elapsed, enter, measure_run, short, summarize,
 };
+use super::{canary::Canary, lifecycle};
 use crate::{
     api::{Analysis, BlueGreenStrategy, HealthStatusCode, RolloutPhase, RolloutStatus},
     controller::duration,
@@ -36,6 +35,32 @@ const SWITCHED: i32 = 3;
 const SCALE_DOWN: i32 = 4;
 const PROMOTE: i32 = 5;
 
+/// What differs for blue-green in the phases every strategy shares.
+struct BlueGreen;
+
+impl lifecycle::Variant for BlueGreen {
+    const NAME: &'static str = "blueGreen";
+    const START_WEIGHT: Option<i32> = None;
+
+    fn promoting(&self, _st: &RolloutStatus, o: &Observed<'_>) -> Decision {
+        let mut d = Decision::new(Primary::AsGit, Canary::Present { replicas: o.replicas }, None);
+        (d.active_to_new, d.preview_to_new) = (true, true);
+        d
+    }
+
+    fn held_back(&self, _st: &RolloutStatus, o: &Observed<'_>) -> Decision {
+        Decision::new(Primary::Hold { replicas: o.replicas }, Canary::Absent, None)
+    }
+
+    fn started(&self, workload: &str, revision: &str) -> String {
+        format!("rolling out {} beside Deployment {workload} (blue-green)", short(revision))
+    }
+
+    fn completed(&self, workload: &str, revision: &str) -> String {
+        format!("Deployment {workload} runs {}; the Services select it again", short(revision))
+    }
+}
+
 /// The next pass of a blue-green rollout.
 pub async fn advance(
     spec: &BlueGreenStrategy,
@@ -45,103 +70,11 @@ pub async fn advance(
     measure: &impl Measure,
 ) -> Decision {
     let now = Time(o.now);
-    let mut st = prev.cloned().unwrap_or_default();
-    st.strategy = Some("blueGreen".into());
-    let fresh_request = o.request.filter(|r| prev.and_then(|p| p.handled_request.as_deref()) != Some(*r));
-    let request = fresh_request.and_then(Request::parse);
-    if let Some(raw) = fresh_request {
-        st.handled_request = Some(raw.to_string());
-    }
-    let same_template = st.template_hash.as_deref() == Some(o.template_hash);
-    let wanted = o.primary.exists && o.primary_hash.is_some_and(|h| h != o.template_hash);
     let full = Canary::Present { replicas: o.replicas };
-
-    if st.phase == RolloutPhase::Promoting && same_template && !wanted {
-        if o.primary_hash == Some(o.template_hash) && o.primary.settled_at(o.replicas) {
-            let took = elapsed(&o.now, st.started_at.as_ref());
-            st.phase = RolloutPhase::Completed;
-            st.stable_revision = st.revision.clone();
-            st.step = None;
-            st.step_started_at = Some(now);
-            st.message = Some(format!("promoted {}", short(o.revision)));
-            let mut d = Decision::new(Primary::AsGit, Canary::Absent, Some(st));
-            d.finished = Some(("Succeeded", took));
-            d.notes.push(Note {
-                warning: false,
-                reason: ROLLOUT_PROMOTED,
-                message: format!(
-                    "Deployment {workload} runs {}; the Services select it again",
-                    short(o.revision)
-                ),
-            });
-            return d;
-        }
-        st.message = Some(format!("promoting: Deployment {workload} is rolling out {}", short(o.revision)));
-        let mut d = Decision::new(Primary::AsGit, full, Some(st.clone()));
-        (d.active_to_new, d.preview_to_new) = (true, true);
-        d.health = Some((HealthStatusCode::Progressing, st.message.unwrap_or_default()));
-        d.requeue = Some(POLL);
-        return d;
-    }
-
-    if !wanted {
-        let mut d = Decision::new(Primary::AsGit, Canary::Absent, None);
-        if prev.is_none() {
-            return d;
-        }
-        if is_active(st.phase) || st.phase == RolloutPhase::Aborted {
-            if is_active(st.phase) {
-                d.finished = Some(("Superseded", elapsed(&o.now, st.started_at.as_ref())));
-            }
-            st.phase = RolloutPhase::Idle;
-            st.step = None;
-            st.message =
-                Some(format!("Git's Deployment {workload} matches the one running; nothing to roll out"));
-        }
-        d.status = Some(st);
-        return d;
-    }
-
-    let held_back = st.phase == RolloutPhase::Aborted && st.aborted_revision.as_deref() == Some(o.revision);
-    if held_back && request != Some(Request::Retry) {
-        let message = st.message.clone().unwrap_or_else(|| "rollout aborted".into());
-        let mut d = Decision::new(Primary::Hold { replicas: o.replicas }, Canary::Absent, Some(st));
-        d.health = Some((
-            HealthStatusCode::Degraded,
-            format!(
-                "{message}; {} is not rolled out again by itself: push a new commit or run `ferry retry`",
-                short(o.revision)
-            ),
-        ));
-        d.aborted = true;
-        return d;
-    }
-
-    let mut notes = vec![];
-    let mut finished = None;
-    if !is_active(st.phase) || !same_template || held_back {
-        if is_active(st.phase) {
-            finished = Some(("Superseded", elapsed(&o.now, st.started_at.as_ref())));
-        }
-        let stable = st.stable_revision.clone().or(o.last_applied_revision.map(str::to_string));
-        st = RolloutStatus {
-            phase: RolloutPhase::Progressing,
-            strategy: Some("blueGreen".into()),
-            revision: Some(o.revision.to_string()),
-            template_hash: Some(o.template_hash.to_string()),
-            stable_revision: stable,
-            step: Some(PREVIEW),
-            started_at: Some(now.clone()),
-            step_started_at: Some(now.clone()),
-            handled_request: st.handled_request.clone(),
-            ..Default::default()
-        };
-        notes.push(Note {
-            warning: false,
-            reason: ROLLOUT_STARTED,
-            message: format!("rolling out {} beside Deployment {workload} (blue-green)", short(o.revision)),
-        });
-    }
+    let (mut st, request, mut notes, finished) = match lifecycle::open(&BlueGreen, workload, prev, o) {
+        lifecycle::Opening::Decided(d) => return d,
+        lifecycle::Opening::Run { st, request, notes, finished } => (st, request, notes, finished),
+    };
 
     let mut d = match request {
         Some(Request::Abort) => abort(st, workload, o, "aborted by `ferry abort`".into()),

@@ -14,6 +14,7 @@ use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 
 use super::{
     analysis::{self, Condition, Limits, NoData, Tally, Verdict},
+    lifecycle,
     workload::{Availability, canary_replicas},
 };
 use crate::{
@@ -196,6 +197,42 @@ pub(super) fn is_active(phase: RolloutPhase) -> bool {
     )
 }
 
+/// What differs for a canary in the phases every strategy shares.
+struct CanaryVariant<'a>(&'a CanaryStrategy);
+
+impl lifecycle::Variant for CanaryVariant<'_> {
+    const NAME: &'static str = "canary";
+    const START_WEIGHT: Option<i32> = Some(0);
+
+    fn promoting(&self, st: &RolloutStatus, o: &Observed<'_>) -> Decision {
+        let canary =
+            if o.canary.exists { Canary::Present { replicas: o.canary.replicas } } else { Canary::Absent };
+        let mut d = Decision::new(Primary::AsGit, canary, None);
+        d.route_weight = st.canary_weight.filter(|_| by_gateway(self.0));
+        d
+    }
+
+    fn held_back(&self, st: &RolloutStatus, o: &Observed<'_>) -> Decision {
+        let left = abort_delay(self.0).saturating_sub(elapsed(&o.now, st.step_started_at.as_ref()));
+        let canary = if o.canary.exists && !left.is_zero() {
+            Canary::Present { replicas: o.canary.replicas }
+        } else {
+            Canary::Absent
+        };
+        let mut d = Decision::new(Primary::Hold { replicas: o.replicas }, canary, None);
+        d.requeue = (!left.is_zero()).then_some(left);
+        d
+    }
+
+    fn started(&self, workload: &str, revision: &str) -> String {
+        format!("rolling out {} to Deployment {workload} as a canary", short(revision))
+    }
+
+    fn completed(&self, workload: &str, revision: &str) -> String {
+        format!("Deployment {workload} runs {} on every replica; canary removed", short(revision))
+    }
+}
+
 /// The next pass of a canary rollout.
 pub async fn advance(
     spec: &CanaryStrategy,
@@ -205,121 +242,11 @@ pub async fn advance(
     measure: &impl Measure,
 ) -> Decision {
     let now = Time(o.now);
-    let mut st = prev.cloned().unwrap_or_default();
-    st.strategy = Some("canary".into());
-    let fresh_request = o.request.filter(|r| prev.and_then(|p| p.handled_request.as_deref()) != Some(*r));
-    let request = fresh_request.and_then(Request::parse);
-    if let Some(raw) = fresh_request {
-        st.handled_request = Some(raw.to_string());
-    }
-    let same_template = st.template_hash.as_deref() == Some(o.template_hash);
-    let wanted = o.primary.exists && o.primary_hash.is_some_and(|h| h != o.template_hash);
-
-    // Promotion ends once the primary runs Git's template at full size.
-    if st.phase == RolloutPhase::Promoting && same_template && !wanted {
-        if o.primary_hash == Some(o.template_hash) && o.primary.settled_at(o.replicas) {
-            let took = elapsed(&o.now, st.started_at.as_ref());
-            st.phase = RolloutPhase::Completed;
-            st.stable_revision = st.revision.clone();
-            st.step = None;
-            st.canary_weight = None;
-            st.step_started_at = Some(now);
-            st.message = Some(format!("promoted {}", short(o.revision)));
-            let mut d = Decision::new(Primary::AsGit, Canary::Absent, Some(st));
-            d.finished = Some(("Succeeded", took));
-            d.notes.push(Note {
-                warning: false,
-                reason: ROLLOUT_PROMOTED,
-                message: format!(
-                    "Deployment {workload} runs {} on every replica; canary removed",
-                    short(o.revision)
-                ),
-            });
-            return d;
-        }
-        let keep = if o.canary.exists { o.canary.replicas } else { 0 };
-        let canary = if o.canary.exists { Canary::Present { replicas: keep } } else { Canary::Absent };
-        st.message = Some(format!("promoting: Deployment {workload} is rolling out {}", short(o.revision)));
-        let mut d = Decision::new(Primary::AsGit, canary, Some(st.clone()));
-        d.route_weight = st.canary_weight.filter(|_| by_gateway(spec));
-        d.health = Some((HealthStatusCode::Progressing, st.message.clone().unwrap_or_default()));
-        d.requeue = Some(POLL);
-        return d;
-    }
-
-    if !wanted {
-        // The primary runs Git's template (or there is no primary yet): nothing to roll out.
-        if prev.is_none() {
-            return Decision::new(Primary::AsGit, Canary::Absent, None);
-        }
-        let mut d = Decision::new(Primary::AsGit, Canary::Absent, None);
-        if is_active(st.phase) || st.phase == RolloutPhase::Aborted {
-            // Git went back to what the primary runs: the rollout (or the abort) is moot.
-            let took = elapsed(&o.now, st.started_at.as_ref());
-            if is_active(st.phase) {
-                d.finished = Some(("Superseded", took));
-            }
-            st.phase = RolloutPhase::Idle;
-            st.step = None;
-            st.canary_weight = None;
-            st.message =
-                Some(format!("Git's Deployment {workload} matches the one running; nothing to roll out"));
-        }
-        d.status = Some(st);
-        return d;
-    }
-
-    let held_back = st.phase == RolloutPhase::Aborted && st.aborted_revision.as_deref() == Some(o.revision);
-    if held_back && request != Some(Request::Retry) {
-        let message = st.message.clone().unwrap_or_else(|| "rollout aborted".into());
-        let left = abort_delay(spec).saturating_sub(elapsed(&o.now, st.step_started_at.as_ref()));
-        let canary = if o.canary.exists && !left.is_zero() {
-            Canary::Present { replicas: o.canary.replicas }
-        } else {
-            Canary::Absent
+    let (mut st, request, mut notes, finished) =
+        match lifecycle::open(&CanaryVariant(spec), workload, prev, o) {
+            lifecycle::Opening::Decided(d) => return d,
+            lifecycle::Opening::Run { st, request, notes, finished } => (st, request, notes, finished),
         };
-        let mut d = Decision::new(Primary::Hold { replicas: o.replicas }, canary, Some(st));
-        d.requeue = (!left.is_zero()).then_some(left);
-        d.health = Some((
-            HealthStatusCode::Degraded,
-            format!(
-                "{message}; {} is not rolled out again by itself: push a new commit or run `ferry retry`",
-                short(o.revision)
-            ),
-        ));
-        d.aborted = true;
-        return d;
-    }
-
-    let mut notes = vec![];
-    let mut finished = None;
-    if !is_active(st.phase) || !same_template || held_back {
-        if is_active(st.phase) {
-            finished = Some(("Superseded", elapsed(&o.now, st.started_at.as_ref())));
-        }
-        let stable = st.stable_revision.clone().or(o.last_applied_revision.map(str::to_string));
-        st = RolloutStatus {
-            phase: RolloutPhase::Progressing,
-            strategy: Some("canary".into()),
-            revision: Some(o.revision.to_string()),
-            template_hash: Some(o.template_hash.to_string()),
-            stable_revision: stable,
-            step: Some(0),
-            canary_weight: Some(0),
-            started_at: Some(now.clone()),
-            step_started_at: Some(now.clone()),
-            analysis: None,
-            background_analysis: None,
-            aborted_revision: None,
-            handled_request: st.handled_request.clone(),
-            message: None,
-        };
-        notes.push(Note {
-            warning: false,
-            reason: ROLLOUT_STARTED,
-            message: format!("rolling out {} to Deployment {workload} as a canary", short(o.revision)),
-        });
-    }
 
     let mut d = match request {
         Some(Request::Abort) => abort(spec, st, workload, o, "aborted by `ferry abort`".into()),

@@ -17,5 +17,6 @@
 pub mod analysis;
 pub mod blue_green;
 pub mod canary;
+mod lifecycle;
 pub mod prometheus;
 pub mod workload;
