@@ -42,7 +42,7 @@ pub use context::{Context, SyncOptions, default_cache_dir};
 pub use preflight::{PreflightError, preflight};
 
 use crate::{
-    api::{Application, RECONCILE_AT_ANNOTATION},
+    api::{Application, RECONCILE_AT_ANNOTATION, ROLLOUT_REQUEST_ANNOTATION},
     metrics::Metrics,
     render::RenderOptions,
     server::{Readiness, Server, ServerState, WebhookSecret, Webhooks},
@@ -246,13 +246,14 @@ async fn become_ready(readiness: Readiness, apps_synced: Arc<AtomicBool>, secret
     readiness.set_ready();
 }
 
-/// What makes an Application worth a reconcile: its spec (generation), a manual request, the
-/// start of its deletion, its finalizers.
+/// What makes an Application worth a reconcile: its spec (generation), a manual request (a sync,
+/// or a rollout's promote, abort or retry), the start of its deletion, its finalizers.
 fn spec_or_request(app: &Application) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     app.metadata.generation.hash(&mut h);
     app.annotations().get(RECONCILE_AT_ANNOTATION).hash(&mut h);
+    app.annotations().get(ROLLOUT_REQUEST_ANNOTATION).hash(&mut h);
     app.metadata.deletion_timestamp.is_some().hash(&mut h);
     app.finalizers().hash(&mut h);
     Some(h.finish())
@@ -275,5 +276,35 @@ impl Shutdown {
             _ = self.term.recv() => {},
             _ = self.int.recv() => {},
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(annotations: &[(&str, &str)]) -> Application {
+        let spec = serde_json::from_value(serde_json::json!({
+            "source": {"repoURL": "https://git.example.com/deploy.git", "ref": {"branch": "main"}}
+        }))
+        .unwrap();
+        let mut app = Application::new("shop", spec);
+        app.metadata.generation = Some(3);
+        let annotations = annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        app.metadata.annotations = Some(annotations);
+        app
+    }
+
+    #[test]
+    fn a_sync_or_rollout_request_wakes_the_application_and_a_status_write_does_not() {
+        let plain = spec_or_request(&app(&[]));
+        let mut with_status = app(&[]);
+        with_status.status = Some(Default::default());
+        assert_eq!(spec_or_request(&with_status), plain);
+        assert_ne!(spec_or_request(&app(&[(RECONCILE_AT_ANNOTATION, "t1")])), plain);
+        let promote = spec_or_request(&app(&[(ROLLOUT_REQUEST_ANNOTATION, "promote@t1")]));
+        assert_ne!(promote, plain);
+        assert_ne!(spec_or_request(&app(&[(ROLLOUT_REQUEST_ANNOTATION, "promote@t2")])), promote);
+        assert_eq!(spec_or_request(&app(&[("unrelated", "x")])), plain);
     }
 }
