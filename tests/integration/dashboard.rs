@@ -410,23 +410,8 @@ fn every_dashboard_query_returns_series_for_a_real_ferry() {
     });
     drift.wait_event("Normal", "DriftCorrected", &[&sha1[..7]], T);
 
-    // Restore: the fix in Git turns `restored` Healthy (time to restore); `stuck` stays Degraded.
-    let sha2 = s.commit_in("restored", &[("web.yaml", web("restored-web"))], "restored: schedulable");
-    for a in [&healthy, &drift, &restored, &stuck, &broken] {
-        a.ferry_sync();
-    }
-    restored.wait_synced(&sha2, T);
-    healthy.wait_synced(&sha2, T);
-    drift.wait_synced(&sha2, T);
-    wait_health(&stuck, "Degraded", &sha2);
-    broken.wait_refused("ValidationFailed", &sha2, T);
-
-    // A webhook request without a configured secret is refused and counted.
-    let refused =
-        http_request(&s.ferry.http_address(), "POST", "/hooks/generic", &[], br#"{"repoURL": "x"}"#);
-    assert_eq!(refused.status, 404, "{refused:?}");
-
     // A canary rollout with one analysis measurement (of Prometheus itself): the rollout panels.
+    // Before the restore below, whose commit must stay the newest.
     let canary_v1 = s.commit_in("canary", &[("web.yaml", web("canary-web"))], "canary 1.0");
     let analysis = serde_json::json!({"metrics": [{"name": "always-fine",
         "prometheus": {"address": prometheus.url(), "query": "vector(0)"}, "successCondition": "result == 0"}]});
@@ -451,6 +436,22 @@ fn every_dashboard_query_returns_series_for_a_real_ferry() {
         let r = &a["status"]["rollout"];
         if r["phase"] == "Completed" { Ok(()) } else { Err(format!("rollout {r}")) }
     });
+
+    // Restore: the fix in Git turns `restored` Healthy (time to restore); `stuck` stays Degraded.
+    let sha2 = s.commit_in("restored", &[("web.yaml", web("restored-web"))], "restored: schedulable");
+    for a in [&healthy, &drift, &restored, &stuck, &broken] {
+        a.ferry_sync();
+    }
+    restored.wait_synced(&sha2, T);
+    healthy.wait_synced(&sha2, T);
+    drift.wait_synced(&sha2, T);
+    wait_health(&stuck, "Degraded", &sha2);
+    broken.wait_refused("ValidationFailed", &sha2, T);
+
+    // A webhook request without a configured secret is refused and counted.
+    let refused =
+        http_request(&s.ferry.http_address(), "POST", "/hooks/generic", &[], br#"{"repoURL": "x"}"#);
+    assert_eq!(refused.status, 404, "{refused:?}");
 
     // Prometheus has scraped ferry after every event above.
     let app_series = |name: &str, rest: &str| format!("{{namespace=\"{ns}\", name=\"{name}\"{rest}}}");
