@@ -300,7 +300,7 @@ async fn run(
     // A strategy decides how Git's Deployment (and its route or Services) are applied this pass.
     let rollout = match rollout::workload_of(app) {
         None => None,
-        Some(_) => {
+        Some(workload) => {
             let find = |group: &str, kind: &str, name: &str| {
                 let i = desired
                     .iter()
@@ -308,7 +308,6 @@ async fn run(
                 let d = &desired[i];
                 Some((i, &d.obj, d.resource.as_ref()?))
             };
-            let workload = rollout::workload_of(app).unwrap_or_default();
             let autoscaled = desired.iter().any(|d| {
                 d.entry.kind == "HorizontalPodAutoscaler"
                     && rollout_workload::autoscales(
