@@ -165,6 +165,30 @@ fn bad_specs() -> Vec<BadSpec> {
             message: "each canary step sets exactly one of setWeight, pause or analysis",
         },
         BadSpec {
+            case: "metric-without-condition",
+            spec: "strategy: {canary: {workload: {name: web}, steps: [{analysis: {metrics: [{name: errors, prometheus: {query: up}}]}}]}}",
+            field: "spec.strategy.canary.steps[0].analysis.metrics[0]",
+            message: "an analysis metric needs a successCondition, a failureCondition or both",
+        },
+        BadSpec {
+            case: "condition-with-code",
+            spec: "strategy: {canary: {workload: {name: web}, steps: [{analysis: {metrics: [{name: errors, prometheus: {query: up}, successCondition: 'result < 1; rm -rf /'}]}}]}}",
+            field: "spec.strategy.canary.steps[0].analysis.metrics[0].successCondition",
+            message: "should match",
+        },
+        BadSpec {
+            case: "prometheus-not-a-url",
+            spec: "strategy: {canary: {workload: {name: web}, steps: [{analysis: {metrics: [{name: errors, prometheus: {address: 'prometheus:9090', query: up}, failureCondition: result > 1}]}}]}}",
+            field: "spec.strategy.canary.steps[0].analysis.metrics[0].prometheus.address",
+            message: "should match",
+        },
+        BadSpec {
+            case: "analysis-interval-zero",
+            spec: "strategy: {canary: {workload: {name: web}, steps: [{analysis: {metrics: [{name: errors, prometheus: {query: up}, interval: 0s, failureCondition: result > 1}]}}]}}",
+            field: "spec.strategy.canary.steps[0].analysis.metrics[0].interval",
+            message: "interval must be a duration of at least 1s",
+        },
+        BadSpec {
             case: "absolute-path",
             spec: "source: {repoURL: 'https://git.example.com/a.git', ref: {branch: main}, path: /etc}",
             field: "spec.source.path",
@@ -223,6 +247,14 @@ fn bad_specs_are_refused_by_the_api_server_naming_the_field() {
         (
             "bluegreen-only",
             "strategy: {blueGreen: {workload: {name: web}, activeService: web, previewService: web-preview}}",
+        ),
+        (
+            "canary-with-analyses",
+            r#"strategy: {canary: {workload: {name: web}, trafficRouting: {gatewayAPI: {httpRoute: web}}, analysis: {metrics: [{name: latency, prometheus: {address: 'http://prometheus:9090', query: 'max(x)'}, failureCondition: 'result > 0.5 || result < 0'}]}, steps: [{setWeight: 20}, {analysis: {metrics: [{name: errors, prometheus: {query: 'sum(rate(e{v="{{variant}}"}[1m]))'}, interval: 30s, count: 3, successCondition: 'result >= 0.99 && result <= 1', noData: Fail}]}}]}}"#,
+        ),
+        (
+            "bluegreen-with-analyses",
+            "strategy: {blueGreen: {workload: {name: web}, activeService: web, autoPromotion: true, autoPromotionSeconds: 30, scaleDownDelay: 1m, postPromotionAnalysis: {metrics: [{name: e, prometheus: {query: up}, successCondition: result == 1}]}}}",
         ),
     ];
     for (case, spec) in good_specs {
