@@ -18,8 +18,8 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::canary::{
-    DEFAULT_PROGRESS_DEADLINE, Decision, Measure, Note, Observed, POLL, Primary, ROLLOUT_ABORTED,
-    ROLLOUT_PAUSED, ROLLOUT_PROMOTED, ROLLOUT_STEP, Request, elapsed, enter, measure_run, short, summarize,
+    DEFAULT_PROGRESS_DEADLINE, Decision, Measure, Note, Observed, POLL, Primary, ROLLOUT_PAUSED,
+    ROLLOUT_PROMOTED, ROLLOUT_STEP, Request, elapsed, enter, measure_run, short, summarize,
 };
 use super::{canary::Canary, lifecycle};
 use crate::{
@@ -58,6 +58,10 @@ impl lifecycle::Variant for BlueGreen {
 
     fn completed(&self, workload: &str, revision: &str) -> String {
         format!("Deployment {workload} runs {}; the Services select it again", short(revision))
+    }
+
+    fn after_abort(&self, workload: &str) -> String {
+        format!("the Services select Deployment {workload} (the stable version) again")
     }
 }
 
@@ -306,23 +310,8 @@ async fn run_steps(
 
 /// Aborts: the Services back on the primary (still the old version at full size) at once, the
 /// new version removed, the revision held back.
-fn abort(mut st: RolloutStatus, workload: &str, o: &Observed<'_>, reason: String) -> Decision {
-    let took = elapsed(&o.now, st.started_at.as_ref());
-    st.phase = RolloutPhase::Aborted;
-    st.aborted_revision = Some(o.revision.to_string());
-    st.step_started_at = Some(Time(o.now));
-    st.message = Some(format!("rollout of {} aborted: {reason}", short(o.revision)));
-    let message = st.message.clone().unwrap_or_default();
-    let mut d = Decision::new(Primary::Hold { replicas: o.replicas }, Canary::Absent, Some(st));
-    d.health = Some((HealthStatusCode::Degraded, message.clone()));
-    d.aborted = true;
-    d.finished = Some(("Aborted", took));
-    d.notes.push(Note {
-        warning: true,
-        reason: ROLLOUT_ABORTED,
-        message: format!("{message}; the Services select Deployment {workload} (the stable version) again"),
-    });
-    d
+fn abort(st: RolloutStatus, workload: &str, o: &Observed<'_>, reason: String) -> Decision {
+    lifecycle::abort(&BlueGreen, st, workload, o, reason)
 }
 
 #[cfg(test)]
@@ -431,6 +420,6 @@ mod tests {
             (d.primary, d.canary, d.active_to_new, d.preview_to_new),
             (Primary::Hold { replicas: 3 }, Canary::Absent, false, false)
         );
-        assert!(d.aborted && d.notes.iter().any(|n| n.reason == ROLLOUT_ABORTED));
+        assert!(d.aborted && d.notes.iter().any(|n| n.reason == super::super::canary::ROLLOUT_ABORTED));
     }
 }

@@ -231,6 +231,10 @@ impl lifecycle::Variant for CanaryVariant<'_> {
     fn completed(&self, workload: &str, revision: &str) -> String {
         format!("Deployment {workload} runs {} on every replica; canary removed", short(revision))
     }
+
+    fn after_abort(&self, workload: &str) -> String {
+        format!("Deployment {workload} keeps the stable version")
+    }
 }
 
 /// The next pass of a canary rollout.
@@ -547,35 +551,12 @@ pub(super) async fn measure_run(
 /// the abort delay under Gateway API routing), the revision held back.
 fn abort(
     spec: &CanaryStrategy,
-    mut st: RolloutStatus,
+    st: RolloutStatus,
     workload: &str,
     o: &Observed<'_>,
     reason: String,
 ) -> Decision {
-    let took = elapsed(&o.now, st.started_at.as_ref());
-    st.phase = RolloutPhase::Aborted;
-    st.aborted_revision = Some(o.revision.to_string());
-    st.canary_weight = Some(0);
-    st.step_started_at = Some(Time(o.now));
-    st.message = Some(format!("rollout of {} aborted: {reason}", short(o.revision)));
-    let message = st.message.clone().unwrap_or_default();
-    let delay = abort_delay(spec);
-    let canary = if o.canary.exists && !delay.is_zero() {
-        Canary::Present { replicas: o.canary.replicas }
-    } else {
-        Canary::Absent
-    };
-    let mut d = Decision::new(Primary::Hold { replicas: o.replicas }, canary, Some(st));
-    d.requeue = (!delay.is_zero()).then_some(delay);
-    d.health = Some((HealthStatusCode::Degraded, message.clone()));
-    d.aborted = true;
-    d.finished = Some(("Aborted", took));
-    d.notes.push(Note {
-        warning: true,
-        reason: ROLLOUT_ABORTED,
-        message: format!("{message}; Deployment {workload} keeps the stable version"),
-    });
-    d
+    lifecycle::abort(&CanaryVariant(spec), st, workload, o, reason)
 }
 
 /// The weight in force at step `index`: the last `setWeight` at or before it.

@@ -8,8 +8,8 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::canary::{
-    Canary, Decision, Note, Observed, POLL, Primary, ROLLOUT_PROMOTED, ROLLOUT_STARTED, Request, elapsed,
-    is_active, short,
+    Canary, Decision, Note, Observed, POLL, Primary, ROLLOUT_ABORTED, ROLLOUT_PROMOTED, ROLLOUT_STARTED,
+    Request, elapsed, is_active, short,
 };
 use crate::api::{HealthStatusCode, RolloutPhase, RolloutStatus};
 
@@ -26,6 +26,37 @@ pub(super) trait Variant {
     /// The Event note of a rollout that starts / ends promoted.
     fn started(&self, workload: &str, revision: &str) -> String;
     fn completed(&self, workload: &str, revision: &str) -> String;
+    /// What an abort leaves serving, for its Event.
+    fn after_abort(&self, workload: &str) -> String;
+}
+
+/// Aborts: everything back on the stable primary at once, the revision held back; the new
+/// version goes as the strategy's `held_back` says (at once, or after a delay).
+pub(super) fn abort<V: Variant>(
+    v: &V,
+    mut st: RolloutStatus,
+    workload: &str,
+    o: &Observed<'_>,
+    reason: String,
+) -> Decision {
+    let took = elapsed(&o.now, st.started_at.as_ref());
+    st.phase = RolloutPhase::Aborted;
+    st.aborted_revision = Some(o.revision.to_string());
+    st.canary_weight = st.canary_weight.map(|_| 0);
+    st.step_started_at = Some(Time(o.now));
+    st.message = Some(format!("rollout of {} aborted: {reason}", short(o.revision)));
+    let message = st.message.clone().unwrap_or_default();
+    let mut d = v.held_back(&st, o);
+    d.status = Some(st);
+    d.health = Some((HealthStatusCode::Degraded, message.clone()));
+    d.aborted = true;
+    d.finished = Some(("Aborted", took));
+    d.notes.push(Note {
+        warning: true,
+        reason: ROLLOUT_ABORTED,
+        message: format!("{message}; {}", v.after_abort(workload)),
+    });
+    d
 }
 
 /// How a pass opens: decided already, or on to the strategy's request handling and steps.
