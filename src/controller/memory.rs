@@ -10,7 +10,10 @@ use kube::api::DynamicObject;
 use serde_json::Value;
 
 use super::{delivery::Delivery, sync::Prepared};
-use crate::{api::InventoryEntry, source::Snapshot};
+use crate::{
+    api::{ApplicationStatus, InventoryEntry},
+    source::Snapshot,
+};
 
 /// An object's identity across API versions: group, kind, namespace, name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -75,6 +78,9 @@ pub struct AppMemory {
     /// The per-Application metric series exist and delivery is seeded from the status.
     pub tracked: bool,
     pub delivery: Delivery,
+    /// The status ferry last wrote (with the Application's uid), newer than the watch cache's
+    /// until the cache catches up.
+    pub written_status: Option<(String, ApplicationStatus)>,
 }
 
 /// Whether ferry keeps the live object in memory for health.

@@ -106,6 +106,19 @@ async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
     let app_ref = app_ref(app);
     let memory = ctx.memory(&app_ref);
     let mut mem = memory.lock().await;
+    // ferry is the only writer of the status. Right after a write the watch cache may still
+    // hold the status before it; computing the next one from that would drop what the last
+    // pass recorded (a history entry), so the status ferry last wrote wins.
+    let current;
+    let app = match &mem.written_status {
+        Some((uid, written))
+            if app.metadata.uid.as_ref() == Some(uid) && app.status.as_ref() != Some(written) =>
+        {
+            current = Application { status: Some(written.clone()), ..app.clone() };
+            &current
+        }
+        _ => app,
+    };
     let interval = duration::parse(&app.spec.interval).unwrap_or(Duration::from_secs(180));
 
     if app.spec.suspend {
@@ -113,7 +126,7 @@ async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
         next.observed_generation = app.metadata.generation;
         next.conditions =
             status::conditions_for(&next.conditions, &Phase::Suspended, app.metadata.generation, &now());
-        write_status(ctx, app, next).await?;
+        write_status(ctx, app, &mut mem, next).await?;
         ctx.metrics.reconciled(true);
         return Ok(Action::await_change());
     }
@@ -137,7 +150,7 @@ async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
     };
     let progressing = matches!(&attempt.result,
         Ok(s) if s.state == SyncState::Synced && !phase_ready && !waits_for_person(s));
-    write_status(ctx, app, next).await?;
+    write_status(ctx, app, &mut mem, next).await?;
     ctx.metrics.reconciled(attempt.result.is_ok());
     count_work(ctx, app, &app_ref, &attempt, &mut mem).await;
     announce(ctx, app, &attempt, &mut mem).await;
@@ -373,7 +386,12 @@ pub fn next_status(app: &Application, attempt: &Attempt, started: &Time, now: &T
 }
 
 /// Server-side apply of the status subresource, only when it changed.
-async fn write_status(ctx: &Context, app: &Application, next: ApplicationStatus) -> Result<(), Error> {
+async fn write_status(
+    ctx: &Context,
+    app: &Application,
+    mem: &mut AppMemory,
+    next: ApplicationStatus,
+) -> Result<(), Error> {
     if app.status.as_ref() == Some(&next) {
         return Ok(());
     }
@@ -393,6 +411,9 @@ async fn write_status(ctx: &Context, app: &Application, next: ApplicationStatus)
         .await
         .map_err(|_| err("the API server did not answer in time".into()))?
         .map_err(|e| err(e.to_string()))?;
+    if let Some(uid) = app.metadata.uid.clone() {
+        mem.written_status = Some((uid, next));
+    }
     Ok(())
 }
 
