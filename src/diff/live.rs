@@ -19,6 +19,7 @@ use crate::{
     apply::{
         AppRef, Applier, ApplyError, Ownership, inventory_entry, label_object, manifest_hash, ownership_of,
     },
+    health::ObjectName,
     render::{self, DiscoveredScopes, RenderOptions, RenderRequest},
     rollout::workload,
     source::{Credentials, GitCache, GitCacheOptions, SourceSpec},
@@ -106,7 +107,7 @@ pub async fn plan(
             Ok((resource, caps)) => applier
                 .get(&title, &resource, &caps, entry.namespace.as_deref(), &entry.name)
                 .await
-                .map_err(|e| words(&e))?,
+                .map_err(|e| e.to_string())?,
             // A kind whose CRD this revision installs: new by definition.
             Err(_) => None,
         };
@@ -118,7 +119,7 @@ pub async fn plan(
         let after = match applier.dry_run(&obj, true).await {
             Ok(result) => serde_json::to_value(result).expect("objects serialize"),
             Err(ApplyError::UnknownKind { .. }) if live.is_none() => desired.clone(),
-            Err(e) => return Err(words(&e)),
+            Err(e) => return Err(e.to_string()),
         };
         let (mut before, mut after) =
             (live.as_ref().map(comparable).unwrap_or(Value::Null), comparable(&after));
@@ -143,7 +144,7 @@ pub async fn plan(
         let live = applier
             .get(&title, &resource, &caps, entry.namespace.as_deref(), &entry.name)
             .await
-            .map_err(|e| words(&e))?;
+            .map_err(|e| e.to_string())?;
         let Some(live) = live else { continue };
         if ownership_of(live.metadata.labels.as_ref(), &app_ref) != Ownership::Ours
             || crate::apply::is_prune_disabled(live.metadata.labels.as_ref())
@@ -151,7 +152,7 @@ pub async fn plan(
             continue;
         }
         if !app.spec.sync_policy.prune {
-            plan.not_pruned.push(describe(entry));
+            plan.not_pruned.push(ObjectName::from(entry).to_string());
             continue;
         }
         let mut before = comparable(&serde_json::to_value(&live).expect("objects serialize"));
@@ -222,13 +223,6 @@ fn key(e: &InventoryEntry) -> (String, String, Option<String>, String) {
     (e.group.clone(), e.kind.clone(), e.namespace.clone(), e.name.clone())
 }
 
-fn describe(e: &InventoryEntry) -> String {
-    match &e.namespace {
-        Some(ns) => format!("{} {ns}/{}", e.kind, e.name),
-        None => format!("{} {}", e.kind, e.name),
-    }
-}
-
 fn diff_of(entry: &InventoryEntry, action: Action, diff: String) -> ObjectDiff {
     ObjectDiff {
         kind: entry.kind.clone(),
@@ -237,10 +231,6 @@ fn diff_of(entry: &InventoryEntry, action: Action, diff: String) -> ObjectDiff {
         action,
         diff,
     }
-}
-
-fn words(e: &ApplyError) -> String {
-    e.to_string()
 }
 
 /// Reads an Application from a YAML file (`--file`), for one that does not exist yet.

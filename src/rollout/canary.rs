@@ -465,21 +465,8 @@ async fn run_steps(
             enter(&mut st, index + 1, &now);
             continue;
         };
-        let mut run = match st.analysis.take() {
-            Some(run) if run.step == index => run,
-            _ => fresh_run(index, &analysis.metrics),
-        };
-        if run.phase == analysis::Phase::Running.as_str() {
-            for metric in &analysis.metrics {
-                if !is_due(&run, metric, &o.now) {
-                    continue;
-                }
-                let taken = measure.measure(metric).await;
-                let verdict = record(&mut run, metric, taken, &now);
-                measured.push(verdict);
-            }
-            run.phase = run_phase(&run, &analysis.metrics).as_str().to_string();
-        }
+        let (run, taken) = measure_run(st.analysis.take(), index, analysis, o, measure).await;
+        measured.extend(taken);
         let phase = run.phase.clone();
         let summary = summarize(&run);
         st.analysis = Some(run);
