@@ -59,6 +59,11 @@ enum Command {
         /// Prometheus base URL for rollout analyses that name no `prometheus.address`.
         #[arg(long, env = "FERRY_PROMETHEUS_URL")]
         prometheus_url: Option<String>,
+        /// Namespaces whose Applications may be followed (`spec.source.ref.fromApplication`) from
+        /// other namespaces, comma-separated; `*` for any. An Application may always follow one in
+        /// its own namespace.
+        #[arg(long, env = "FERRY_PROMOTION_NAMESPACES", value_delimiter = ',')]
+        promotion_namespaces: Vec<String>,
     },
     /// Ask ferry to reconcile an Application now (sets the ferry.dev/reconcile-at annotation).
     Sync {
@@ -154,6 +159,7 @@ fn main() -> ExitCode {
             http_address,
             webhook_secret,
             prometheus_url,
+            promotion_namespaces,
         } => {
             telemetry::init(cli.log_format);
             let runtime = match tokio::runtime::Runtime::new() {
@@ -173,6 +179,7 @@ fn main() -> ExitCode {
                 http_address,
                 webhook_secret,
                 prometheus_url,
+                promotion_namespaces,
             };
             match runtime.block_on(controller::run(opts)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -171,7 +171,7 @@ pub struct Source {
 /// Exactly one of the four ways to pin a revision.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("[has(self.branch), has(self.tag), has(self.semver), has(self.commit)].filter(x, x).size() == 1").message("set exactly one of branch, tag, semver or commit"))]
+#[x_kube(validation = Rule::new("[has(self.branch), has(self.tag), has(self.semver), has(self.commit), has(self.name), has(self.fromApplication)].filter(x, x).size() == 1").message("set exactly one of branch, tag, semver, commit, name or fromApplication"))]
 pub struct GitRef {
     /// Follow the tip of this branch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -190,6 +190,28 @@ pub struct GitRef {
     #[schemars(length(max = 64))]
     #[x_kube(validation = Rule::new("self.matches('^[0-9a-fA-F]{40}$')").message("commit must be a full 40-character hexadecimal SHA"))]
     pub commit: Option<String>,
+    /// Any ref by its full name, as Flux's `ref.name`: `refs/pull/7/head`,
+    /// `refs/merge-requests/7/head`, `refs/heads/main`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 6, max = 255))]
+    #[x_kube(validation = Rule::new("self.startsWith('refs/') && !self.contains('..') && !self.contains('*')").message("name must be a full ref name starting with refs/, such as refs/pull/7/head"))]
+    pub name: Option<String>,
+    /// Deploy the revision another Application last reached Synced and Healthy with and, if it
+    /// has PostSync hooks, passed them (its `status.verifiedRevision`): promotion between
+    /// environments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_application: Option<ApplicationReference>,
+}
+
+/// Another Application: in the same namespace unless `namespace` is set (and allowed by
+/// `ferry run --promotion-namespaces`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ApplicationReference {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
 }
 
 /// A reference to an object in the Application's own namespace.
@@ -253,6 +275,11 @@ pub struct Destination {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub namespace: Option<String>,
+    /// Create the destination namespace when it does not exist. A namespace ferry created is
+    /// part of the Application: deleted with it (deletion policy Delete) and pruned like any
+    /// other object. A namespace that already existed is never taken over.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create_namespace: bool,
 }
 
 /// What ferry may do without a person.
@@ -533,7 +560,43 @@ pub struct ApplicationStatus {
     pub history: Vec<HistoryEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutStatus>,
+    /// The PostSync hooks of the last revision synced, and how they ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationStatus>,
+    /// The last revision that was Synced and Healthy and passed its PostSync hooks: what
+    /// Applications with `ref.fromApplication` naming this one deploy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_revision: Option<String>,
 }
+
+/// Where the PostSync hooks (objects annotated `ferry.dev/hook: PostSync`) of a revision stand.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationStatus {
+    pub revision: String,
+    pub phase: VerificationPhase,
+    /// The hook objects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<InventoryEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VerificationPhase {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// Annotation that makes a rendered object a hook instead of part of the synced state.
+pub const HOOK_ANNOTATION: &str = "ferry.dev/hook";
+/// The one hook ferry runs: after a successful sync, once the Application is Healthy.
+pub const POST_SYNC: &str = "PostSync";
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum SyncStatusCode {
@@ -603,6 +666,9 @@ pub struct HistoryEntry {
     pub result: SyncResult,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// How the PostSync hooks of this revision ended, when it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationPhase>,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]

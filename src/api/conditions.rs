@@ -19,3 +19,5 @@ pub const SUSPENDED: &str = "Suspended";
 pub const OWNERSHIP_CONFLICT: &str = "OwnershipConflict";
 pub const DRIFT_DETECTED: &str = "DriftDetected";
 pub const OUT_OF_SYNC: &str = "OutOfSync";
+pub const VERIFICATION_FAILED: &str = "VerificationFailed";
+pub const WAITING_FOR_PROMOTION: &str = "WaitingForPromotion";

@@ -1,17 +1,19 @@
 //! The ferry API: custom resource types and their generated CRDs.
 
 mod application;
+mod application_set;
 pub mod conditions;
 pub mod schema;
 
 pub use application::*;
+pub use application_set::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
 /// Every CRD ferry serves, in the order they are installed.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Application::crd()]
+    vec![Application::crd(), ApplicationSet::crd()]
 }
 
 /// The CRDs as one multi-document YAML stream, exactly as checked in under `crds/`.

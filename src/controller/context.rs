@@ -7,11 +7,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use kube::{Client, Config, discovery::Discovery, runtime::events::Reporter};
+use kube::{
+    Client, Config,
+    discovery::Discovery,
+    runtime::{events::Reporter, reflector::Store},
+};
 use tokio::sync::RwLock;
 
 use super::{claims::Claims, memory::AppMemory, watches::Watches};
 use crate::{
+    api::Application,
     apply::{AppRef, ApplyError},
     metrics::Metrics,
     render::{DiscoveredScopes, RenderCache, RenderOptions},
@@ -36,6 +41,9 @@ pub struct SyncOptions {
     pub render: RenderOptions,
     /// Prometheus for analyses that name no address (`--prometheus-url`).
     pub prometheus_url: Option<String>,
+    /// Namespaces whose Applications others may follow with `ref.fromApplication`, besides
+    /// their own (`--promotion-namespaces`; `*` for any).
+    pub promotion_namespaces: Vec<String>,
 }
 
 /// Shared state of the controller.
@@ -52,6 +60,8 @@ pub struct Context {
     pub watches: Watches,
     pub claims: Claims,
     pub metrics: Arc<Metrics>,
+    /// Every Application ferry reconciles, as the controller's watch sees them.
+    pub apps: Store<Application>,
     /// The client of rollout analyses; why there is none when the TLS roots could not be loaded.
     pub prometheus: Result<Prometheus, String>,
     discovery: RwLock<Discovered>,
@@ -68,6 +78,7 @@ impl Context {
         watches: Watches,
         discovery: Discovery,
         metrics: Arc<Metrics>,
+        apps: Store<Application>,
     ) -> Context {
         let prometheus = Prometheus::new(options.api_timeout)
             .map_err(|e| format!("no HTTP client for Prometheus (loading the system's TLS roots: {e})"));
@@ -82,6 +93,7 @@ impl Context {
             watches,
             claims: Claims::default(),
             metrics,
+            apps,
             discovery: RwLock::new(Discovered::new(discovery, Instant::now())),
             impersonating: Mutex::new(HashMap::new()),
             memory: Mutex::new(HashMap::new()),

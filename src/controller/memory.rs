@@ -56,12 +56,22 @@ pub struct SourceMemo {
     pub snapshot: Snapshot,
 }
 
+/// A render split into the objects to sync (with the destination namespace ferry creates, if
+/// any) and the PostSync hooks, remembered with the render it came from.
+#[derive(Clone, Debug)]
+pub struct SplitRender {
+    pub source: Arc<Vec<DynamicObject>>,
+    pub objects: Arc<Vec<DynamicObject>>,
+    pub hooks: Arc<Vec<DynamicObject>>,
+}
+
 /// A render's objects as ferry applies them.
 pub(super) type PreparedObjects = Arc<Vec<Arc<Prepared>>>;
 
 #[derive(Default)]
 pub struct AppMemory {
     pub source: Option<SourceMemo>,
+    pub split: Option<SplitRender>,
     pub known: HashMap<ObjKey, Known>,
     /// The last render and its objects as ferry applies them (labelled and hashed).
     pub(super) prepared: Option<(Arc<Vec<DynamicObject>>, PreparedObjects)>,

@@ -12,6 +12,7 @@ mod context;
 mod delivery;
 pub mod duration;
 mod events;
+pub mod hooks;
 mod memory;
 mod preflight;
 pub mod reconcile;
@@ -77,6 +78,8 @@ pub struct RunOptions {
     pub webhook_secret: Option<String>,
     /// Prometheus for rollout analyses that name no address.
     pub prometheus_url: Option<String>,
+    /// Namespaces other than their own whose Applications may be followed (`*`: any).
+    pub promotion_namespaces: Vec<String>,
 }
 
 /// Runs the controller until SIGINT or SIGTERM.
@@ -143,15 +146,24 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
             ..Default::default()
         },
         prometheus_url: opts.prometheus_url.clone(),
+        promotion_namespaces: opts.promotion_namespaces.clone(),
     };
-    let ctx =
-        Arc::new(Context::new(client.clone(), config, options, git, watches, discovery, metrics.clone()));
+    let (reader, writer) = reflector::store();
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        config,
+        options,
+        git,
+        watches,
+        discovery,
+        metrics.clone(),
+        reader.clone(),
+    ));
 
     let apps: Api<Application> = match &opts.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let (reader, writer) = reflector::store();
     metrics.watch_apps(reader.clone());
     let readiness = Readiness::new("waiting for the Application cache to sync");
     // Set when the reflector has swapped the first full list into the store. (Not

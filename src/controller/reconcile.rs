@@ -27,12 +27,15 @@ use super::{
 use crate::{
     api::{
         Application, ApplicationStatus, HealthStatus, HealthStatusCode, HistoryEntry, SyncResult, SyncStatus,
-        SyncStatusCode, conditions as c,
+        SyncStatusCode, VerificationPhase, conditions as c,
     },
     apply::{AppRef, Applier, FIELD_MANAGER, prune_candidates},
     metrics::{DeploymentResult, Stage},
 };
 use tracing::Instrument;
+
+/// How often running PostSync hooks are looked at.
+const HOOK_POLL: Duration = Duration::from_secs(2);
 
 /// Finalizer that lets ferry delete (or orphan) what an Application synced before it goes.
 pub const FINALIZER: &str = "ferry.dev/cleanup";
@@ -150,7 +153,12 @@ async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
     };
     let progressing = matches!(&attempt.result,
         Ok(s) if s.state == SyncState::Synced && !phase_ready && !waits_for_person(s));
+    let newly_verified = next.verified_revision.is_some()
+        && next.verified_revision != app.status.as_ref().and_then(|s| s.verified_revision.clone());
     write_status(ctx, app, &mut mem, next).await?;
+    if newly_verified {
+        wake_followers(ctx, &app_ref);
+    }
     ctx.metrics.reconciled(attempt.result.is_ok());
     count_work(ctx, app, &app_ref, &attempt, &mut mem).await;
     announce(ctx, app, &attempt, &mut mem).await;
@@ -164,6 +172,10 @@ async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
             if let Some(due) = s.rollout.as_ref().and_then(|d| d.requeue) {
                 next = next.min(due.max(Duration::from_millis(200)));
             }
+            // Hooks are not watched: their Jobs are looked at every few seconds while they run.
+            if s.verification.as_ref().is_some_and(|v| v.phase == VerificationPhase::Running) {
+                next = next.min(HOOK_POLL);
+            }
             Action::requeue(next)
         }
         Err(e) if e.is_transient() => {
@@ -174,6 +186,21 @@ async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
         // A new commit or a spec change can fix it: look again at the next interval.
         Err(_) => Action::requeue(interval),
     })
+}
+
+/// Reconciles the Applications that follow `upstream` (`ref.fromApplication`) now, rather
+/// than at their next interval: it just verified a new revision.
+fn wake_followers(ctx: &Context, upstream: &AppRef) {
+    for app in ctx.apps.state() {
+        let follows = app.spec.source.git_ref.from_application.as_ref().is_some_and(|r| {
+            r.name == upstream.name
+                && r.namespace.as_deref().unwrap_or(&app.namespace().unwrap_or_default()) == upstream.namespace
+        });
+        if follows {
+            tracing::info!(follower = %app_ref(&app), "waking an Application that follows this one");
+            ctx.watches.wake(kube::runtime::reflector::ObjectRef::from_obj(app.as_ref()));
+        }
+    }
 }
 
 /// Deletes what the Application synced (deletion policy Delete) or leaves it (Orphan).
@@ -189,8 +216,10 @@ async fn cleanup(app: &Application, ctx: &Context) -> Result<Action, Error> {
         let applier = Applier::with_discovery(client, discovery.clone(), ctx.options.api_timeout);
         let mut order = prune_candidates(&inventory, &[], true, |_| false)
             .map_err(|e| fail(SyncError::PruneRefused(e)))?;
-        // A rollout's canary objects are in no inventory; they go first.
+        // A rollout's canary objects and the PostSync hooks are in no inventory; they go first.
         order.splice(0..0, super::rollout::derived_objects(app, &inventory));
+        let hooks = app.status.as_ref().and_then(|s| s.verification.as_ref()).map(|v| v.hooks.clone());
+        order.splice(0..0, hooks.unwrap_or_default());
         let victims = sync::prunable(ctx, &applier, &app_ref, &order).await.map_err(fail)?;
         for (entry, name, resource, caps) in &victims {
             applier.delete(name, resource, caps, entry.namespace.as_deref(), &entry.name).await.map_err(
@@ -248,6 +277,7 @@ async fn count_work(
             };
             delivery::Pass::Synced { commit, changed, health: s.health.status, committed_at }
         }
+        (Err(SyncError::Waiting(_)), _) => return,
         (Err(e), commit) => {
             metrics.synced(app_ref, false);
             metrics.error(e.category());
@@ -291,6 +321,7 @@ pub fn next_status(app: &Application, attempt: &Attempt, started: &Time, now: &T
         finished_at: Some(now.clone()),
         result,
         message: Some(message),
+        verification: None,
     };
     let phase = match &attempt.result {
         Ok(s) => {
@@ -316,6 +347,16 @@ pub fn next_status(app: &Application, attempt: &Attempt, started: &Time, now: &T
                 next.history =
                     status::record_history(&next.history, history(SyncResult::RolledBack, message));
             }
+            if s.state == SyncState::Synced {
+                next.verification = s.verification.clone();
+            }
+            let verification = s.verification.as_ref().filter(|v| Some(&v.revision) == revision.as_ref());
+            if let (Some(v), Some(latest)) = (verification, next.history.first_mut())
+                && Some(&latest.revision) == revision.as_ref()
+                && latest.result == SyncResult::Succeeded
+            {
+                latest.verification = Some(v.phase);
+            }
             let short = short.unwrap_or_default();
             match &s.state {
                 SyncState::OutOfSync { message } => {
@@ -323,6 +364,12 @@ pub fn next_status(app: &Application, attempt: &Attempt, started: &Time, now: &T
                 }
                 SyncState::Drifted { message } => {
                     Phase::Stalled { reason: c::DRIFT_DETECTED, message: message.clone() }
+                }
+                SyncState::Synced if verification.is_some_and(|v| v.phase == VerificationPhase::Failed) => {
+                    Phase::Stalled {
+                        reason: c::VERIFICATION_FAILED,
+                        message: s.health.message.clone().unwrap_or_else(|| "PostSync hook failed".into()),
+                    }
                 }
                 SyncState::Synced if s.rollout.as_ref().is_some_and(|d| d.aborted) => Phase::Stalled {
                     reason: c::ROLLOUT_ABORTED,
@@ -356,6 +403,9 @@ pub fn next_status(app: &Application, attempt: &Attempt, started: &Time, now: &T
                 },
             }
         }
+        Err(SyncError::Waiting(message)) => {
+            Phase::Reconciling { reason: c::WAITING_FOR_PROMOTION, message: message.clone() }
+        }
         Err(e) => {
             if !matches!(e, SyncError::Fetch(_) | SyncError::Credentials(_) | SyncError::Access(_)) {
                 next.sync = Some(SyncStatus {
@@ -381,6 +431,10 @@ pub fn next_status(app: &Application, attempt: &Attempt, started: &Time, now: &T
             }
         }
     };
+    // Healthy (and, with hooks, verified): what Applications that follow this one deploy.
+    if matches!(phase, Phase::Ready { .. }) && revision.is_some() {
+        next.verified_revision = revision;
+    }
     next.conditions = status::conditions_for(&prev.conditions, &phase, app.metadata.generation, now);
     next
 }
@@ -444,6 +498,18 @@ async fn announce(ctx: &Context, app: &Application, attempt: &Attempt, mem: &mut
                 );
                 events::publish(ctx, app, EventType::Normal, events::PRUNED, &note).await;
             }
+            let before = app.status.as_ref().and_then(|st| st.verification.as_ref());
+            if let Some(v) = &s.verification
+                && v.phase != VerificationPhase::Running
+                && before.is_none_or(|b| b.revision != v.revision || b.phase != v.phase)
+            {
+                let (type_, reason) = match v.phase {
+                    VerificationPhase::Failed => (EventType::Warning, events::VERIFICATION_FAILED),
+                    _ => (EventType::Normal, events::VERIFICATION_SUCCEEDED),
+                };
+                let note = format!("{revision}: {}", v.message.as_deref().unwrap_or_default());
+                events::publish(ctx, app, type_, reason, &note).await;
+            }
             for note in s.rollout.iter().flat_map(|d| d.notes.iter()) {
                 let type_ = if note.warning { EventType::Warning } else { EventType::Normal };
                 events::publish(ctx, app, type_, note.reason, &note.message).await;
@@ -456,6 +522,13 @@ async fn announce(ctx: &Context, app: &Application, attempt: &Attempt, mem: &mut
                 }
                 SyncState::Drifted { .. } => {}
                 _ => mem.last_drift_event = None,
+            }
+        }
+        Err(e @ SyncError::Waiting(_)) => {
+            let note = e.to_string();
+            if mem.last_failure_event.as_ref() != Some(&note) {
+                events::publish(ctx, app, EventType::Normal, events::WAITING_FOR_PROMOTION, &note).await;
+                mem.last_failure_event = Some(note);
             }
         }
         Err(e) => {

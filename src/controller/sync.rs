@@ -24,12 +24,16 @@ use serde_json::Value;
 use super::{
     context::Context,
     duration,
-    memory::{AppMemory, Known, ObjKey, PreparedObjects, SourceMemo, keeps_live},
+    hooks,
+    memory::{AppMemory, Known, ObjKey, PreparedObjects, SourceMemo, SplitRender, keeps_live},
     rollout,
     watches::Seen,
 };
 use crate::{
-    api::{Application, HealthStatusCode, InventoryEntry, RECONCILE_AT_ANNOTATION},
+    api::{
+        Application, GitRef, HealthStatusCode, InventoryEntry, RECONCILE_AT_ANNOTATION, VerificationPhase,
+        VerificationStatus,
+    },
     apply::{
         AppRef, Applier, ApplyError, MANIFEST_HASH, Ownership, PruneRefused, all_previously_set, describe,
         inventory_entry, is_prune_disabled, label_object, manifest_hash, ownership_of, prune_candidates,
@@ -68,6 +72,9 @@ pub enum SyncError {
     Apply { message: String, transient: bool },
     #[error("{0}")]
     Discovery(String),
+    /// `ref.fromApplication`: the Application followed has no verified revision yet.
+    #[error("{0}")]
+    Waiting(String),
 }
 
 impl SyncError {
@@ -81,6 +88,7 @@ impl SyncError {
             SyncError::Conflict(_) => c::OWNERSHIP_CONFLICT,
             SyncError::PruneRefused(_) => c::PRUNE_REFUSED,
             SyncError::Apply { .. } | SyncError::Discovery(_) => c::APPLY_FAILED,
+            SyncError::Waiting(_) => c::WAITING_FOR_PROMOTION,
         }
     }
 
@@ -96,6 +104,7 @@ impl SyncError {
             SyncError::PruneRefused(_) => "prune",
             SyncError::Apply { .. } => "apply",
             SyncError::Discovery(_) => "discovery",
+            SyncError::Waiting(_) => "promotion",
         }
     }
 
@@ -141,6 +150,8 @@ pub struct Synced {
     pub objects: usize,
     /// What the rollout decided this pass (Applications with a strategy).
     pub rollout: Option<Decision>,
+    /// The PostSync hooks after this pass.
+    pub verification: Option<VerificationStatus>,
 }
 
 /// A pass: the revision it worked on (when it got that far) and how it ended.
@@ -277,6 +288,8 @@ async fn run(
         .await
         .map_err(|source| SyncError::Render { revision: revision.clone(), source })?;
     drop(timer);
+    let previous = app.status.as_ref().map(|s| s.inventory.clone()).unwrap_or_default();
+    let (rendered, hooks) = split_render(ctx, app, app_ref, &client, mem, &rendered, &previous).await?;
 
     // Desired objects: labelled, hashed, kinds resolved. Timed as part of the plan, with the
     // server-side dry runs that validate it.
@@ -324,7 +337,6 @@ async fn run(
     };
 
     // Plan: what differs, what another Application owns.
-    let previous = app.status.as_ref().map(|s| s.inventory.clone()).unwrap_or_default();
     let previous_keys: HashSet<ObjKey> = previous.iter().map(ObjKey::from).collect();
     let plans = plan(ctx, app_ref, mem, &applier, &desired, &previous_keys).await?;
     let conflicts: Vec<(AppRef, String)> = plans
@@ -381,6 +393,7 @@ async fn run(
         pruned: vec![],
         objects,
         rollout: None,
+        verification: app.status.as_ref().and_then(|s| s.verification.clone()),
     };
     if pending > 0 && !policy.automated {
         let names =
@@ -526,6 +539,22 @@ async fn run(
     if let Some((code, message)) = rollout.as_ref().and_then(|d| d.health.clone()) {
         health = ObjectHealth::new(code, message);
     }
+
+    // PostSync hooks, once the revision is Healthy; until they succeed it is not.
+    let previous_verification = app.status.as_ref().and_then(|s| s.verification.as_ref());
+    let healthy = health.status == HealthStatusCode::Healthy;
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let verification = hooks::converge(&applier, &hooks, &revision, previous_verification, healthy, &now)
+        .await
+        .map_err(SyncError::from_apply)?;
+    if let Some(v) = verification.as_ref().filter(|v| v.revision == revision) {
+        let message = v.message.clone().unwrap_or_default();
+        match v.phase {
+            VerificationPhase::Running => health = ObjectHealth::new(HealthStatusCode::Progressing, message),
+            VerificationPhase::Failed => health = ObjectHealth::new(HealthStatusCode::Degraded, message),
+            VerificationPhase::Succeeded => {}
+        }
+    }
     Ok(Synced {
         state: SyncState::Synced,
         health,
@@ -535,7 +564,84 @@ async fn run(
         pruned,
         objects,
         rollout,
+        verification,
     })
+}
+
+/// The render split into objects to sync and PostSync hooks, with the destination namespace
+/// added when ferry is to create it; remembered per render, so an unchanged revision costs
+/// nothing here.
+async fn split_render(
+    ctx: &Context,
+    app: &Application,
+    app_ref: &AppRef,
+    client: &kube::Client,
+    mem: &mut AppMemory,
+    rendered: &Arc<Vec<DynamicObject>>,
+    previous: &[InventoryEntry],
+) -> Result<(Arc<Vec<DynamicObject>>, Arc<Vec<DynamicObject>>), SyncError> {
+    if let Some(m) = &mem.split
+        && Arc::ptr_eq(&m.source, rendered)
+    {
+        return Ok((m.objects.clone(), m.hooks.clone()));
+    }
+    let namespace = created_namespace(ctx, app, app_ref, client, rendered, previous).await?;
+    let (objects, hooks) = if namespace.is_none() && !rendered.iter().any(hooks::is_hook) {
+        (rendered.clone(), Arc::new(Vec::new()))
+    } else {
+        let (mut objects, hooks) = hooks::split(rendered, app_ref).map_err(SyncError::Validation)?;
+        objects.splice(0..0, namespace);
+        (Arc::new(objects), Arc::new(hooks))
+    };
+    mem.split = Some(SplitRender { source: rendered.clone(), objects: objects.clone(), hooks: hooks.clone() });
+    Ok((objects, hooks))
+}
+
+/// The Namespace object for `spec.destination.createNamespace`: when the render has none of
+/// that name and the namespace is ferry's to create, i.e. it is in the inventory already or does
+/// not exist. A namespace that exists and is not this Application's is never taken over, since
+/// deleting the Application would then delete it with everything in it.
+async fn created_namespace(
+    ctx: &Context,
+    app: &Application,
+    app_ref: &AppRef,
+    client: &kube::Client,
+    rendered: &[DynamicObject],
+    previous: &[InventoryEntry],
+) -> Result<Option<DynamicObject>, SyncError> {
+    let Some(dest) = app.spec.destination.as_ref().filter(|d| d.create_namespace) else { return Ok(None) };
+    let name = dest.namespace.clone().unwrap_or_else(|| app_ref.namespace.clone());
+    let is_it = |kind: &str, group: &str, n: &str| kind == "Namespace" && group.is_empty() && n == name;
+    let in_render = rendered.iter().any(|o| {
+        o.types.as_ref().is_some_and(|t| t.kind == "Namespace" && t.api_version == "v1")
+            && o.metadata.name.as_deref() == Some(name.as_str())
+    });
+    if in_render {
+        return Ok(None);
+    }
+    let ours = previous.iter().any(|e| is_it(&e.kind, &e.group, &e.name)) || {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+        let live = tokio::time::timeout(ctx.options.api_timeout, api.get_opt(&name))
+            .await
+            .map_err(|_| SyncError::Apply {
+                message: format!("reading Namespace {name}: the API server did not answer in time"),
+                transient: true,
+            })?
+            .map_err(|e| SyncError::Apply {
+                message: format!("reading Namespace {name}: {}", api_words(&e)),
+                transient: true,
+            })?;
+        match live {
+            None => true,
+            Some(ns) => ownership_of(ns.metadata.labels.as_ref(), app_ref) == Ownership::Ours,
+        }
+    };
+    if !ours {
+        tracing::info!(app = %app_ref, namespace = %name, "destination namespace exists and is not ours; not managing it");
+        return Ok(None);
+    }
+    let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+    Ok(Some(serde_json::from_value(ns).expect("a Namespace deserializes")))
 }
 
 /// The snapshot to sync: the one resolved earlier in this interval, or a fresh resolve (one
@@ -548,9 +654,18 @@ async fn fetch(
 ) -> Result<Snapshot, SyncError> {
     let reconcile_at = app.annotations().get(RECONCILE_AT_ANNOTATION).cloned();
     let interval = duration::parse(&app.spec.interval).unwrap_or(Duration::from_secs(180));
+    let mut source = app.spec.source.clone();
+    let promoted = match &source.git_ref.from_application {
+        Some(upstream) => Some(promoted_commit(ctx, app_ref, upstream)?),
+        None => None,
+    };
+    if let Some(commit) = &promoted {
+        source.git_ref = GitRef { commit: Some(commit.clone()), ..Default::default() };
+    }
     if let Some(memo) = &mem.source {
         let fresh = memo.generation == app.metadata.generation
             && memo.reconcile_at == reconcile_at
+            && promoted.as_ref().is_none_or(|c| *c == memo.snapshot.revision.commit)
             && memo.resolved_at.elapsed() < interval;
         if fresh && memo.snapshot.root.is_dir() {
             return Ok(memo.snapshot.clone());
@@ -573,7 +688,7 @@ async fn fetch(
             Some(Credentials::from_secret(&secret).map_err(SyncError::Fetch)?)
         }
     };
-    let spec = SourceSpec::from_source(&app.spec.source, credentials);
+    let spec = SourceSpec::from_source(&source, credentials);
     let started = Instant::now();
     let snapshot = ctx.git.fetch_within(&spec, listing_max_age(ctx, mem, &reconcile_at, interval)).await;
     ctx.metrics.git_fetch(snapshot.is_ok(), started.elapsed());
@@ -585,6 +700,40 @@ async fn fetch(
         snapshot: snapshot.clone(),
     });
     Ok(snapshot)
+}
+
+/// The commit an Application with `ref.fromApplication` deploys: the one the Application it
+/// follows last verified (Synced, Healthy, hooks passed).
+fn promoted_commit(
+    ctx: &Context,
+    app_ref: &AppRef,
+    upstream: &crate::api::ApplicationReference,
+) -> Result<String, SyncError> {
+    let namespace = upstream.namespace.clone().unwrap_or_else(|| app_ref.namespace.clone());
+    let allowed = namespace == app_ref.namespace
+        || ctx.options.promotion_namespaces.iter().any(|n| n == "*" || *n == namespace);
+    let name = format!("{namespace}/{}", upstream.name);
+    if !allowed {
+        return Err(SyncError::Access(format!(
+            "spec.source.ref.fromApplication names Application {name} in another namespace; ferry follows Applications of namespace {namespace} from elsewhere only when it runs with --promotion-namespaces={namespace}"
+        )));
+    }
+    if upstream.name == app_ref.name && namespace == app_ref.namespace {
+        return Err(SyncError::Validation("spec.source.ref.fromApplication names this Application itself".into()));
+    }
+    let key = kube::runtime::reflector::ObjectRef::new(&upstream.name).within(&namespace);
+    let Some(followed) = ctx.apps.get(&key) else {
+        return Err(SyncError::Waiting(format!(
+            "waiting for Application {name} (spec.source.ref.fromApplication), which does not exist"
+        )));
+    };
+    let verified = followed.status.as_ref().and_then(|s| s.verified_revision.as_deref());
+    match verified.and_then(|r| r.rsplit_once("sha1:")).map(|(_, sha)| sha) {
+        Some(sha) if sha.len() == 40 => Ok(sha.to_string()),
+        _ => Err(SyncError::Waiting(format!(
+            "waiting for Application {name} to verify a revision (Synced, Healthy and its PostSync hooks passed)"
+        ))),
+    }
 }
 
 /// How old a shared ls-remote of the repository may be for this fetch. A requested sync (a new

@@ -95,7 +95,8 @@ pub async fn plan(
             .map(|c| c.workload.name.clone())
             .or(s.blue_green.as_ref().map(|b| b.workload.name.clone()))
     });
-    for object in rendered {
+    // PostSync hooks run after a sync; they are not part of what it changes.
+    for object in rendered.into_iter().filter(|o| !crate::controller::hooks::is_hook(o)) {
         let mut obj = object;
         label_object(&mut obj, &app_ref);
         manifest_hash(&mut obj);
@@ -193,9 +194,12 @@ fn rollout_note(app: &Application, live: Option<&Value>, desired: &Value) -> Opt
     Some(format!("a {kind} rollout of Deployment {name} would start{change}"))
 }
 
-/// `--revision`: 40 hex digits are a commit, anything else a branch (or, failing that, a tag).
+/// `--revision`: 40 hex digits are a commit, `refs/...` a full ref name (`refs/pull/7/head`),
+/// anything else a branch (or, failing that, a tag).
 fn git_ref(reference: &str) -> GitRef {
-    if reference.len() == 40 && reference.chars().all(|c| c.is_ascii_hexdigit()) {
+    if reference.starts_with("refs/") {
+        GitRef { name: Some(reference.to_string()), ..Default::default() }
+    } else if reference.len() == 40 && reference.chars().all(|c| c.is_ascii_hexdigit()) {
         GitRef { commit: Some(reference.to_lowercase()), ..Default::default() }
     } else {
         GitRef { branch: Some(reference.to_string()), ..Default::default() }

@@ -183,7 +183,7 @@ impl GitCache {
     /// another Application is never handed to one that could not fetch it itself.
     pub async fn resolve(&self, spec: &SourceSpec) -> Result<Revision, SourceError> {
         let prepared = self.prepare(spec)?;
-        let refs = self.list_refs(&prepared).await?;
+        let refs = self.list_refs(&prepared.access).await?;
         select(&prepared.request, &refs, prepared.access.url.redacted())
     }
 
@@ -198,7 +198,7 @@ impl GitCache {
     /// `Duration::ZERO` always lists.
     pub async fn fetch_within(&self, spec: &SourceSpec, max_age: Duration) -> Result<Snapshot, SourceError> {
         let prepared = self.prepare(spec)?;
-        let refs = self.shared_refs(spec, &prepared, max_age).await?;
+        let refs = self.shared_refs(spec, &prepared.access, max_age).await?;
         let revision = select(&prepared.request, &refs, prepared.access.url.redacted())?;
         self.materialize(prepared, revision).await
     }
@@ -206,7 +206,7 @@ impl GitCache {
     async fn shared_refs(
         &self,
         spec: &SourceSpec,
-        prepared: &Prepared,
+        access: &Access,
         max_age: Duration,
     ) -> Result<Arc<Vec<RemoteRef>>, SourceError> {
         let key = listing_key(spec);
@@ -219,7 +219,7 @@ impl GitCache {
             }
         }
         let at = Instant::now();
-        let refs = Arc::new(self.list_refs(prepared).await?);
+        let refs = Arc::new(self.list_refs(access).await?);
         let mut listings = self.inner.listings.lock().unwrap_or_else(|p| p.into_inner());
         // The newest stays: a slower listing that started earlier must not replace it.
         if listings.get(&key).is_none_or(|l| l.at < at) {
@@ -253,9 +253,25 @@ impl GitCache {
         .flatten()
     }
 
+    /// Every ref the remote advertises, from a listing made at most `max_age` ago with the
+    /// same credentials when there is one (the ApplicationSet's pull request generator). The
+    /// spec's `git_ref` is not used.
+    pub async fn list_within(
+        &self,
+        spec: &SourceSpec,
+        max_age: Duration,
+    ) -> Result<Arc<Vec<RemoteRef>>, SourceError> {
+        let access = self.access(RepoUrl::parse(&spec.repo_url)?, spec)?;
+        self.shared_refs(spec, &access, max_age).await
+    }
+
     fn prepare(&self, spec: &SourceSpec) -> Result<Prepared, SourceError> {
         let url = RepoUrl::parse(&spec.repo_url)?;
         let request = RefRequest::from_git_ref(&spec.git_ref, url.redacted())?;
+        Ok(Prepared { request, access: self.access(url, spec)? })
+    }
+
+    fn access(&self, url: RepoUrl, spec: &SourceSpec) -> Result<Access, SourceError> {
         let credentials = spec.credentials.clone();
         let secret_hosts = match credentials.as_ref().and_then(|c| c.known_hosts.as_deref()) {
             Some(text) => KnownHosts::parse(text).map_err(|message| SourceError::InvalidSecret {
@@ -266,21 +282,20 @@ impl GitCache {
         };
         let redactor = Redactor::new(credentials.as_ref(), url.password());
         let timeout = self.inner.options.timeout;
-        let access = Access {
+        Ok(Access {
             known_hosts: secret_hosts.merged(&self.inner.known_hosts),
             url,
             credentials,
             redactor,
             cancel: Cancel::after(timeout),
             timeout,
-        };
-        Ok(Prepared { request, access })
+        })
     }
 
-    async fn list_refs(&self, prepared: &Prepared) -> Result<Vec<RemoteRef>, SourceError> {
+    async fn list_refs(&self, access: &Access) -> Result<Vec<RemoteRef>, SourceError> {
         self.inner.ref_listings.fetch_add(1, Ordering::SeqCst);
         let scratch = self.inner.root.join("scratch.git");
-        let access = prepared.access.clone();
+        let access = access.clone();
         let url = access.url.redacted().to_string();
         let cancel = access.cancel.clone();
         let timeout = access.timeout;
@@ -480,12 +495,16 @@ fn ensure_commit(
         transport::fetch(repo, repo_dir, access, refspecs)
     };
     match &revision.reference {
-        RevisionRef::Branch(name) | RevisionRef::Tag(name) => {
-            let is_branch = matches!(revision.reference, RevisionRef::Branch(_));
-            let (remote_ref, local_ref) = if is_branch {
-                (format!("refs/heads/{name}"), format!("refs/ferry/heads/{name}"))
-            } else {
-                (format!("refs/tags/{name}"), format!("refs/ferry/tags/{name}"))
+        RevisionRef::Branch(name) | RevisionRef::Tag(name) | RevisionRef::Ref(name) => {
+            let (remote_ref, local_ref, what) = match &revision.reference {
+                RevisionRef::Branch(_) => {
+                    (format!("refs/heads/{name}"), format!("refs/ferry/heads/{name}"), "branch")
+                }
+                RevisionRef::Tag(_) => (format!("refs/tags/{name}"), format!("refs/ferry/tags/{name}"), "tag"),
+                _ => {
+                    let rest = name.strip_prefix("refs/").unwrap_or(name);
+                    (name.clone(), format!("refs/ferry/other/{rest}"), "ref")
+                }
             };
             fetch(&[format!("+{remote_ref}:{local_ref}")])?;
             if has_commit(repo, repo_dir, oid, access)? {
@@ -496,7 +515,7 @@ fn ensure_commit(
             let fetched = repo.find_reference(&local_ref).and_then(|r| r.peel_to_commit()).map_err(|e| {
                 SourceError::RefNotFound {
                     url: url.to_string(),
-                    reference: format!("{} {name:?}", if is_branch { "branch" } else { "tag" }),
+                    reference: format!("{what} {name:?}"),
                     message: format!(
                         "it disappeared during the fetch: {}",
                         access.redactor.redact(e.message())

@@ -35,7 +35,7 @@ use crate::api::{GitRef, Source};
 pub use cache::{CacheStats, GitCache, GitCacheOptions};
 pub use credentials::Credentials;
 pub use error::SourceError;
-pub use refs::{Revision, RevisionRef};
+pub use refs::{RemoteRef, Revision, RevisionRef};
 pub use repo_url::RepoUrl;
 
 /// What to fetch: a repository, a ref, and the credentials read from the Application's Secret.

@@ -20,6 +20,8 @@ pub struct Revision {
 pub enum RevisionRef {
     Branch(String),
     Tag(String),
+    /// Any other ref, by its full name (`refs/pull/7/head`).
+    Ref(String),
     /// Pinned by SHA: no name.
     Commit,
 }
@@ -28,7 +30,7 @@ impl Revision {
     /// The branch or tag name, if any.
     pub fn name(&self) -> Option<&str> {
         match &self.reference {
-            RevisionRef::Branch(n) | RevisionRef::Tag(n) => Some(n),
+            RevisionRef::Branch(n) | RevisionRef::Tag(n) | RevisionRef::Ref(n) => Some(n),
             RevisionRef::Commit => None,
         }
     }
@@ -62,6 +64,8 @@ pub enum RefRequest {
     Semver(SemverRange),
     /// Lowercase 40-hex SHA-1.
     Commit(String),
+    /// A full ref name outside `refs/heads/` and `refs/tags/`.
+    Name(String),
 }
 
 impl RefRequest {
@@ -69,12 +73,18 @@ impl RefRequest {
     /// from anywhere, e.g. `ferry diff` on a file).
     pub fn from_git_ref(git_ref: &GitRef, url: &str) -> Result<RefRequest, SourceError> {
         let invalid = |message: String| SourceError::InvalidRef { url: url.to_string(), message };
-        let set = [&git_ref.branch, &git_ref.tag, &git_ref.semver, &git_ref.commit]
+        if git_ref.from_application.is_some() {
+            return Err(invalid(
+                "ref.fromApplication names no revision of its own; it is resolved through the Application it follows"
+                    .to_string(),
+            ));
+        }
+        let set = [&git_ref.branch, &git_ref.tag, &git_ref.semver, &git_ref.commit, &git_ref.name]
             .iter()
             .filter(|v| v.is_some())
             .count();
         if set != 1 {
-            return Err(invalid("set exactly one of branch, tag, semver or commit".to_string()));
+            return Err(invalid("set exactly one of branch, tag, semver, commit or name".to_string()));
         }
         let check_name = |kind: &str, name: &str| -> Result<(), SourceError> {
             if name.is_empty()
@@ -86,6 +96,21 @@ impl RefRequest {
             }
             Ok(())
         };
+        if let Some(name) = &git_ref.name {
+            if let Some(branch) = name.strip_prefix("refs/heads/") {
+                check_name("branch", branch)?;
+                return Ok(RefRequest::Branch(branch.to_string()));
+            }
+            if let Some(tag) = name.strip_prefix("refs/tags/") {
+                check_name("tag", tag)?;
+                return Ok(RefRequest::Tag(tag.to_string()));
+            }
+            check_name("ref", name)?;
+            if !name.starts_with("refs/") {
+                return Err(invalid(format!("ref {name:?} is not a full ref name (refs/...)")));
+            }
+            return Ok(RefRequest::Name(name.clone()));
+        }
         if let Some(branch) = &git_ref.branch {
             let branch = branch.strip_prefix("refs/heads/").unwrap_or(branch);
             check_name("branch", branch)?;
@@ -115,6 +140,7 @@ impl RefRequest {
             RefRequest::Tag(t) => format!("tag {t:?}"),
             RefRequest::Semver(r) => format!("semver range {:?}", r.text()),
             RefRequest::Commit(c) => format!("commit {c}"),
+            RefRequest::Name(n) => format!("ref {n:?}"),
         }
     }
 }
@@ -219,6 +245,14 @@ pub fn select(request: &RefRequest, refs: &[RemoteRef], url: &str) -> Result<Rev
             }
         }
         RefRequest::Commit(commit) => Ok(Revision { reference: RevisionRef::Commit, commit: commit.clone() }),
+        RefRequest::Name(name) => match find(name) {
+            Some(r) => Ok(Revision { reference: RevisionRef::Ref(name.clone()), commit: r.commit().to_string() }),
+            None => Err(SourceError::RefNotFound {
+                url: url.to_string(),
+                reference: request.describe(),
+                message: "the remote does not advertise it".to_string(),
+            }),
+        },
     }
 }
 

@@ -1,0 +1,181 @@
+//! The `ApplicationSet` custom resource (`ferry.dev/v1alpha1`): Applications generated from a
+//! template, one per parameter set. Preview environments come from the `pullRequests`
+//! generator (one Application per open pull request, found through the Git protocol alone);
+//! fixed environments from `list`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{DURATION_PATTERN, HealthStatusCode, LocalObjectReference, SyncStatusCode};
+
+/// Label on every generated Application: the name of the set that generated it.
+pub const APPLICATION_SET_LABEL: &str = "ferry.dev/application-set";
+
+/// Applications generated from a template, one per parameter set of its generators.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "ferry.dev",
+    version = "v1alpha1",
+    kind = "ApplicationSet",
+    namespaced,
+    status = "ApplicationSetStatus",
+    shortname = "fappset",
+    category = "ferry",
+    doc = "An ApplicationSet generates Applications from a template: one per open pull request, or one per element of a list.",
+    printcolumn(
+        name = "Applications",
+        type_ = "integer",
+        json_path = ".status.generated",
+        description = "Applications generated"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Ready condition"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message",
+        priority = "1"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationSetSpec {
+    /// Where parameter sets come from; the Applications are the union over all generators.
+    #[schemars(length(min = 1, max = 8))]
+    pub generators: Vec<Generator>,
+
+    /// The Application made for each parameter set. `{{param}}` in any string is replaced by
+    /// the parameter's value; a parameter no generator provides is an error.
+    pub template: ApplicationTemplate,
+
+    /// At most this many Applications; parameter sets beyond it (the newest pull requests) wait.
+    #[serde(default = "default_max_applications")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub max_applications: u32,
+}
+
+fn default_max_applications() -> u32 {
+    50
+}
+
+/// Exactly one kind of generator.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.pullRequests) != has(self.list)").message("each generator takes exactly one of pullRequests or list"))]
+pub struct Generator {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_requests: Option<PullRequestGenerator>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list: Option<ListGenerator>,
+}
+
+/// One parameter set per ref of a Git repository that matches `refs`, listed through the Git
+/// protocol (an ls-remote: no forge API, no token beyond Git's own). Parameters: `number`
+/// (what `*` matched, when it is a number), `branch` (the ref without `refs/heads/`, or without
+/// `refs/` for other refs), `branchSlug` (the same as a DNS label), `ref` (the full ref), `sha`
+/// and `shortSha` (7 characters).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PullRequestGenerator {
+    /// Git URL, as an Application's `source.repoURL`.
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new(r"self.matches('^(https?|ssh|file)://.+') || self.matches('^[A-Za-z0-9._~-]+@[A-Za-z0-9.-]+:.+')").message("repoURL must be a Git URL starting with https://, http://, ssh:// or file://, or of the form user@host:path"))]
+    #[serde(rename = "repoURL")]
+    pub repo_url: String,
+
+    /// Which refs are pull requests, with one `*`: GitHub's `refs/pull/*/head` (the default),
+    /// GitLab's `refs/merge-requests/*/head`, or a branch glob such as `preview/*`
+    /// (a pattern without `refs/` is a branch pattern).
+    #[serde(default = "default_pull_request_refs")]
+    #[schemars(length(min = 1, max = 255))]
+    #[x_kube(validation = Rule::new("self.indexOf('*') >= 0 && self.indexOf('*') == self.lastIndexOf('*') && !self.contains('..')").message("refs must contain exactly one '*', as in refs/pull/*/head or preview/*"))]
+    pub refs: String,
+
+    /// Secret in the set's namespace with Git credentials, as an Application's `secretRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalObjectReference>,
+
+    /// How often to list the refs.
+    #[serde(default = "default_generator_interval")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(format!("self.matches('{DURATION_PATTERN}') && duration(self) >= duration('1s')")).message("interval must be a positive duration of at least 1s, such as 30s, 5m or 1h"))]
+    pub interval: String,
+}
+
+fn default_pull_request_refs() -> String {
+    "refs/pull/*/head".to_string()
+}
+
+fn default_generator_interval() -> String {
+    "1m".to_string()
+}
+
+/// A fixed list of parameter sets, e.g. one per environment.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ListGenerator {
+    #[schemars(length(min = 1, max = 100))]
+    pub elements: Vec<BTreeMap<String, String>>,
+}
+
+/// An Application as a template.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ApplicationTemplate {
+    pub metadata: TemplateMetadata,
+    /// An Application spec in which strings may hold `{{param}}`. Checked against the
+    /// Application schema once the parameters are filled in.
+    #[schemars(schema_with = "crate::api::schema::free_form_object")]
+    pub spec: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Name, labels and annotations of the generated Applications (in the set's namespace).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct TemplateMetadata {
+    /// Made a valid DNS label after the parameters are filled in (lowercase, `-` for other
+    /// characters, at most 63 characters).
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// What the set generated. Written only by ferry.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationSetStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// How many Applications the set has.
+    #[serde(default)]
+    pub generated: i32,
+    /// The generated Applications, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub applications: Vec<GeneratedApplication>,
+}
+
+/// One generated Application and where it stands.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct GeneratedApplication {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncStatusCode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthStatusCode>,
+    /// `<ref>@<7 hex>` of its last sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+}

@@ -1,0 +1,267 @@
+//! PostSync hooks: rendered objects annotated `ferry.dev/hook: PostSync` (typically a Job
+//! running smoke tests). They are not part of the synced state (no inventory, no prune, no
+//! drift): ferry creates them once a revision is synced and Healthy, replaces them on the next
+//! revision, and records how they ended in `status.verification`. A revision whose hooks
+//! failed is a failed deployment (reason `VerificationFailed`) and never becomes the
+//! `verifiedRevision` that promotion follows.
+//!
+//! Steady state stays free: once the hooks of a revision have ended, no pass touches them.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::DynamicObject;
+use serde_json::Value;
+
+use crate::{
+    api::{HOOK_ANNOTATION, InventoryEntry, POST_SYNC, VerificationPhase, VerificationStatus},
+    apply::{AppRef, Applier, ApplyError, describe, inventory_entry, label_object},
+};
+
+/// Annotation on a hook object: the revision it was created for.
+pub const HOOK_REVISION_ANNOTATION: &str = "ferry.dev/hook-revision";
+
+/// Splits a render into the objects to sync and the PostSync hooks. Any other hook value is an
+/// error naming the object, since silently syncing or dropping it would both surprise.
+pub fn split(
+    rendered: &[DynamicObject],
+    app: &AppRef,
+) -> Result<(Vec<DynamicObject>, Vec<DynamicObject>), String> {
+    let mut objects = Vec::with_capacity(rendered.len());
+    let mut hooks = Vec::new();
+    for obj in rendered {
+        match obj.metadata.annotations.as_ref().and_then(|a| a.get(HOOK_ANNOTATION)) {
+            None => objects.push(obj.clone()),
+            Some(v) if v == POST_SYNC => {
+                let mut hook = obj.clone();
+                label_object(&mut hook, app);
+                hooks.push(hook);
+            }
+            Some(other) => {
+                return Err(format!(
+                    "{} has {HOOK_ANNOTATION}: {other:?}; the only hook ferry runs is {POST_SYNC}",
+                    describe(obj)
+                ));
+            }
+        }
+    }
+    Ok((objects, hooks))
+}
+
+/// Whether `obj` is a hook rather than an object to sync.
+pub fn is_hook(obj: &DynamicObject) -> bool {
+    obj.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(HOOK_ANNOTATION))
+}
+
+/// How a hook object ended, read from its live state.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Running,
+    Succeeded,
+    Failed(String),
+}
+
+/// A Job by its conditions (`Complete`/`SuccessCriteriaMet`, `Failed`/`FailureTarget`), a Pod by
+/// its phase; any other kind has done its work once it exists.
+pub fn outcome(kind: &str, live: &Value) -> Outcome {
+    let conditions = live.pointer("/status/conditions").and_then(Value::as_array);
+    let condition = |types: &[&str]| {
+        conditions.into_iter().flatten().find(|c| {
+            c.get("status").and_then(Value::as_str) == Some("True")
+                && c.get("type").and_then(Value::as_str).is_some_and(|t| types.contains(&t))
+        })
+    };
+    match kind {
+        "Job" => {
+            if let Some(failed) = condition(&["Failed", "FailureTarget"]) {
+                let why = ["reason", "message"]
+                    .iter()
+                    .filter_map(|k| failed.get(*k).and_then(Value::as_str))
+                    .collect::<Vec<_>>()
+                    .join(": ");
+                Outcome::Failed(if why.is_empty() { "the Job failed".into() } else { why })
+            } else if condition(&["Complete", "SuccessCriteriaMet"]).is_some() {
+                Outcome::Succeeded
+            } else {
+                Outcome::Running
+            }
+        }
+        "Pod" => match live.pointer("/status/phase").and_then(Value::as_str) {
+            Some("Succeeded") => Outcome::Succeeded,
+            Some("Failed") => Outcome::Failed("the Pod failed".into()),
+            _ => Outcome::Running,
+        },
+        _ => Outcome::Succeeded,
+    }
+}
+
+/// The phase of all hooks together: the first failure, else running while any runs.
+pub fn combine(outcomes: &[(String, Outcome)]) -> (VerificationPhase, Option<String>) {
+    if let Some((name, Outcome::Failed(why))) = outcomes.iter().find(|(_, o)| matches!(o, Outcome::Failed(_)))
+    {
+        return (VerificationPhase::Failed, Some(format!("PostSync hook {name} failed: {why}")));
+    }
+    let running: Vec<&str> =
+        outcomes.iter().filter(|(_, o)| *o == Outcome::Running).map(|(n, _)| n.as_str()).collect();
+    if running.is_empty() {
+        let names: Vec<&str> = outcomes.iter().map(|(n, _)| n.as_str()).collect();
+        (VerificationPhase::Succeeded, Some(format!("PostSync hooks succeeded: {}", names.join(", "))))
+    } else {
+        (VerificationPhase::Running, Some(format!("running PostSync hooks: {}", running.join(", "))))
+    }
+}
+
+/// The verification of `revision` after this pass. `healthy`: the synced objects are Healthy
+/// (hooks start only then). Returns the previous status unchanged while there is nothing to do.
+pub async fn converge(
+    applier: &Applier,
+    hooks: &[DynamicObject],
+    revision: &str,
+    previous: Option<&VerificationStatus>,
+    healthy: bool,
+    now: &Time,
+) -> Result<Option<VerificationStatus>, ApplyError> {
+    let current = previous.filter(|v| v.revision == revision);
+    if hooks.is_empty() {
+        // The revision has no hooks: those of an earlier one go.
+        if let Some(prev) = previous {
+            delete_all(applier, &prev.hooks).await?;
+        }
+        return Ok(None);
+    }
+    match current {
+        Some(v) if v.phase != VerificationPhase::Running => return Ok(Some(v.clone())),
+        None if !healthy => return Ok(previous.cloned()),
+        _ => {}
+    }
+    if current.is_none()
+        && let Some(prev) = previous
+    {
+        delete_all(applier, &prev.hooks).await?;
+    }
+    let mut outcomes = Vec::with_capacity(hooks.len());
+    let mut entries = Vec::with_capacity(hooks.len());
+    for hook in hooks {
+        let name = describe(hook);
+        let (resource, caps) = applier.resolve(hook)?;
+        let entry = inventory_entry(hook).ok_or_else(|| ApplyError::Transient {
+            object: name.clone(),
+            message: "the hook has no name".into(),
+        })?;
+        let ns = entry.namespace.as_deref();
+        let live = applier.get(&name, &resource, &caps, ns, &entry.name).await?;
+        let revision_of =
+            |o: &DynamicObject| o.metadata.annotations.as_ref().and_then(|a| a.get(HOOK_REVISION_ANNOTATION)).cloned();
+        let outcome = match live {
+            Some(live) if revision_of(&live).as_deref() == Some(revision) => {
+                outcome(&entry.kind, &serde_json::to_value(&live).unwrap_or_default())
+            }
+            Some(live) => {
+                // Another revision's run (or a leftover): it goes first, since a Job's template
+                // cannot be changed in place. Created on a later pass once it is gone.
+                if live.metadata.deletion_timestamp.is_none() {
+                    applier.delete(&name, &resource, &caps, ns, &entry.name).await?;
+                }
+                Outcome::Running
+            }
+            None => {
+                let mut obj = hook.clone();
+                obj.metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(HOOK_REVISION_ANNOTATION.into(), revision.into());
+                applier.apply(&obj, true).await?;
+                tracing::info!(hook = %name, %revision, "created PostSync hook");
+                Outcome::Running
+            }
+        };
+        outcomes.push((name, outcome));
+        entries.push(entry);
+    }
+    let (phase, message) = combine(&outcomes);
+    let started_at = current.and_then(|v| v.started_at.clone()).or_else(|| Some(now.clone()));
+    let finished_at = (phase != VerificationPhase::Running).then(|| now.clone());
+    Ok(Some(VerificationStatus {
+        revision: revision.to_string(),
+        phase,
+        hooks: entries,
+        started_at,
+        finished_at,
+        message,
+    }))
+}
+
+/// Deletes hook objects of an earlier revision (already gone is fine).
+pub async fn delete_all(applier: &Applier, hooks: &[InventoryEntry]) -> Result<(), ApplyError> {
+    for entry in hooks {
+        let api_version =
+            if entry.group.is_empty() { entry.version.clone() } else { format!("{}/{}", entry.group, entry.version) };
+        let probe: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": api_version, "kind": entry.kind, "metadata": {"name": entry.name}
+        }))
+        .expect("a minimal object deserializes");
+        let Ok((resource, caps)) = applier.resolve(&probe) else { continue };
+        let name = format!("{} {}", entry.kind, entry.name);
+        applier.delete(&name, &resource, &caps, entry.namespace.as_deref(), &entry.name).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn job(conditions: Value) -> Value {
+        json!({"status": {"conditions": conditions}})
+    }
+
+    #[test]
+    fn a_job_is_read_from_its_conditions() {
+        assert_eq!(outcome("Job", &json!({})), Outcome::Running);
+        assert_eq!(outcome("Job", &job(json!([{"type": "Complete", "status": "True"}]))), Outcome::Succeeded);
+        assert_eq!(
+            outcome("Job", &job(json!([{"type": "Complete", "status": "False"}]))),
+            Outcome::Running
+        );
+        assert_eq!(
+            outcome(
+                "Job",
+                &job(json!([{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                    "message": "Job has reached the specified backoff limit"}]))
+            ),
+            Outcome::Failed("BackoffLimitExceeded: Job has reached the specified backoff limit".into())
+        );
+        assert_eq!(outcome("Pod", &json!({"status": {"phase": "Failed"}})), Outcome::Failed("the Pod failed".into()));
+        assert_eq!(outcome("ConfigMap", &json!({})), Outcome::Succeeded);
+    }
+
+    #[test]
+    fn one_failure_fails_the_verification_and_running_hooks_are_named() {
+        let run = |o: Outcome| ("Job ns/smoke".to_string(), o);
+        let other = ("Job ns/load".to_string(), Outcome::Running);
+        let (phase, message) = combine(&[run(Outcome::Succeeded), other.clone()]);
+        assert_eq!(phase, VerificationPhase::Running);
+        assert_eq!(message.unwrap(), "running PostSync hooks: Job ns/load");
+        let (phase, message) = combine(&[other, run(Outcome::Failed("boom".into()))]);
+        assert_eq!(phase, VerificationPhase::Failed);
+        assert_eq!(message.unwrap(), "PostSync hook Job ns/smoke failed: boom");
+        assert_eq!(combine(&[run(Outcome::Succeeded)]).0, VerificationPhase::Succeeded);
+    }
+
+    #[test]
+    fn hooks_are_split_from_the_synced_objects_and_unknown_hooks_are_refused() {
+        let obj = |name: &str, hook: Option<&str>| -> DynamicObject {
+            let mut v = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": "ns"}});
+            if let Some(h) = hook {
+                v["metadata"]["annotations"] = json!({HOOK_ANNOTATION: h});
+            }
+            serde_json::from_value(v).unwrap()
+        };
+        let app = AppRef { namespace: "ns".into(), name: "shop".into() };
+        let (objects, hooks) = split(&[obj("a", None), obj("smoke", Some("PostSync"))], &app).unwrap();
+        assert_eq!(objects.len(), 1);
+        assert_eq!(hooks.len(), 1);
+        assert!(hooks[0].metadata.labels.as_ref().unwrap().values().any(|v| v == "shop"));
+        let err = split(&[obj("x", Some("PreSync"))], &app).unwrap_err();
+        assert!(err.contains("PreSync") && err.contains("PostSync"), "{err}");
+    }
+}
