@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod appset;
 pub mod cli;
 pub mod controller;
 pub mod diff;

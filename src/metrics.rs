@@ -483,6 +483,8 @@ pub struct AppSnapshot {
     pub last_sync: Option<f64>,
     /// (strategy, phase, canary weight) of the rollout, when the Application has a strategy.
     pub rollout: Option<(&'static str, &'static str, Option<i32>)>,
+    /// The ApplicationSet that generated it.
+    pub application_set: Option<String>,
 }
 
 impl AppSnapshot {
@@ -516,6 +518,7 @@ impl AppSnapshot {
                 let phase = rollout.map(|r| r.phase).unwrap_or_default();
                 (kind, rollout_phase_word(phase), rollout.and_then(|r| r.canary_weight))
             }),
+            application_set: app.labels().get(crate::api::APPLICATION_SET_LABEL).cloned(),
         }
     }
 }
@@ -626,6 +629,32 @@ fn encode_app_state(apps: &[AppSnapshot], encoder: &mut DescriptorEncoder) -> Re
         "app_last_sync_timestamp_seconds",
         "When an Application's newest sync (applied or failed) finished (unix time)",
         apps.iter().filter_map(|a| Some((base(a), a.last_sync?))),
+    )?;
+    // Counted from the Applications themselves: a set's count is what exists, whatever its
+    // status says.
+    let mut per_set: std::collections::BTreeMap<(String, String), (i64, i64)> = Default::default();
+    for a in apps {
+        if let Some(set) = &a.application_set {
+            let entry = per_set.entry((a.namespace.clone(), set.clone())).or_default();
+            entry.0 += 1;
+            entry.1 += i64::from(a.sync == SyncStatusCode::Synced && a.health == HealthStatusCode::Healthy);
+        }
+    }
+    encode_gauges(
+        encoder,
+        "applicationset_applications",
+        "Applications an ApplicationSet generated",
+        per_set
+            .iter()
+            .map(|((ns, name), (all, _))| (vec![("namespace", ns.clone()), ("name", name.clone())], *all)),
+    )?;
+    encode_gauges(
+        encoder,
+        "applicationset_applications_ready",
+        "Applications an ApplicationSet generated that are Synced and Healthy",
+        per_set.iter().map(|((ns, name), (_, ready))| {
+            (vec![("namespace", ns.clone()), ("name", name.clone())], *ready)
+        }),
     )
 }
 

@@ -70,6 +70,8 @@ pub struct Context {
 }
 
 impl Context {
+    // Every shared piece is built once in `run` and handed over here.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         client: Client,
         config: Config,

@@ -148,8 +148,9 @@ pub async fn converge(
         })?;
         let ns = entry.namespace.as_deref();
         let live = applier.get(&name, &resource, &caps, ns, &entry.name).await?;
-        let revision_of =
-            |o: &DynamicObject| o.metadata.annotations.as_ref().and_then(|a| a.get(HOOK_REVISION_ANNOTATION)).cloned();
+        let revision_of = |o: &DynamicObject| {
+            o.metadata.annotations.as_ref().and_then(|a| a.get(HOOK_REVISION_ANNOTATION)).cloned()
+        };
         let outcome = match live {
             Some(live) if revision_of(&live).as_deref() == Some(revision) => {
                 outcome(&entry.kind, &serde_json::to_value(&live).unwrap_or_default())
@@ -192,8 +193,11 @@ pub async fn converge(
 /// Deletes hook objects of an earlier revision (already gone is fine).
 pub async fn delete_all(applier: &Applier, hooks: &[InventoryEntry]) -> Result<(), ApplyError> {
     for entry in hooks {
-        let api_version =
-            if entry.group.is_empty() { entry.version.clone() } else { format!("{}/{}", entry.group, entry.version) };
+        let api_version = if entry.group.is_empty() {
+            entry.version.clone()
+        } else {
+            format!("{}/{}", entry.group, entry.version)
+        };
         let probe: DynamicObject = serde_json::from_value(serde_json::json!({
             "apiVersion": api_version, "kind": entry.kind, "metadata": {"name": entry.name}
         }))
@@ -218,10 +222,7 @@ mod tests {
     fn a_job_is_read_from_its_conditions() {
         assert_eq!(outcome("Job", &json!({})), Outcome::Running);
         assert_eq!(outcome("Job", &job(json!([{"type": "Complete", "status": "True"}]))), Outcome::Succeeded);
-        assert_eq!(
-            outcome("Job", &job(json!([{"type": "Complete", "status": "False"}]))),
-            Outcome::Running
-        );
+        assert_eq!(outcome("Job", &job(json!([{"type": "Complete", "status": "False"}]))), Outcome::Running);
         assert_eq!(
             outcome(
                 "Job",
@@ -230,7 +231,10 @@ mod tests {
             ),
             Outcome::Failed("BackoffLimitExceeded: Job has reached the specified backoff limit".into())
         );
-        assert_eq!(outcome("Pod", &json!({"status": {"phase": "Failed"}})), Outcome::Failed("the Pod failed".into()));
+        assert_eq!(
+            outcome("Pod", &json!({"status": {"phase": "Failed"}})),
+            Outcome::Failed("the Pod failed".into())
+        );
         assert_eq!(outcome("ConfigMap", &json!({})), Outcome::Succeeded);
     }
 

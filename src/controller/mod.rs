@@ -30,7 +30,7 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::{
     Api, Config, ResourceExt,
     discovery::Discovery,
@@ -43,7 +43,11 @@ pub use context::{Context, SyncOptions, default_cache_dir};
 pub use preflight::{PreflightError, preflight};
 
 use crate::{
-    api::{Application, RECONCILE_AT_ANNOTATION, ROLLOUT_REQUEST_ANNOTATION},
+    api::{
+        APPLICATION_SET_LABEL, Application, ApplicationSet, RECONCILE_AT_ANNOTATION,
+        ROLLOUT_REQUEST_ANNOTATION,
+    },
+    appset,
     metrics::Metrics,
     render::RenderOptions,
     server::{Readiness, Server, ServerState, WebhookSecret, Webhooks},
@@ -148,6 +152,9 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
         prometheus_url: opts.prometheus_url.clone(),
         promotion_namespaces: opts.promotion_namespaces.clone(),
     };
+    let sets_served = discovery
+        .resolve_gvk(&kube::api::GroupVersionKind::gvk("ferry.dev", "v1alpha1", "ApplicationSet"))
+        .is_some();
     let (reader, writer) = reflector::store();
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -207,6 +214,32 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
         webhook_secret = webhooks_on.as_deref().unwrap_or("none (webhooks off)"),
         "ferry is ready: connected to the API server and the Application CRD is installed"
     );
+    let (stop_sets, sets_stopped) = tokio::sync::oneshot::channel::<()>();
+    let sets = if sets_served {
+        let (sets, generated): (Api<ApplicationSet>, Api<Application>) = match &opts.namespace {
+            Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+        // A generated Application's status changes the set's status (it lists them).
+        let owned = watcher::Config::default().labels(APPLICATION_SET_LABEL);
+        Controller::new(sets, watcher::Config::default())
+            .owns(generated, owned)
+            .graceful_shutdown_on(async move {
+                let _ = sets_stopped.await;
+            })
+            .run(appset::reconcile, appset::error_policy, ctx.clone())
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "ApplicationSet reconcile ended with an error");
+                }
+            })
+            .boxed()
+    } else {
+        tracing::warn!(
+            "the ApplicationSet CRD (applicationsets.ferry.dev) is not installed; ApplicationSets are off"
+        );
+        futures::future::pending().boxed()
+    };
     let controller = Controller::for_stream(changes, reader)
         .reconcile_on(triggered)
         .with_config(controller::Config::default().concurrency(opts.concurrency))
@@ -220,11 +253,13 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
             }
         });
     tokio::pin!(controller);
+    tokio::spawn(sets);
     tokio::select! {
         _ = &mut controller => {}
         _ = shutdown.wait() => {
             info!("shutting down: finishing the reconciles in progress");
             readiness.shut_down();
+            let _ = stop_sets.send(());
             let _ = stop.send(());
             // A reconcile stuck on an unreachable Git server or API server must not keep ferry
             // from stopping; an interrupted sync is safe to redo (server-side apply).

@@ -194,7 +194,8 @@ fn wake_followers(ctx: &Context, upstream: &AppRef) {
     for app in ctx.apps.state() {
         let follows = app.spec.source.git_ref.from_application.as_ref().is_some_and(|r| {
             r.name == upstream.name
-                && r.namespace.as_deref().unwrap_or(&app.namespace().unwrap_or_default()) == upstream.namespace
+                && r.namespace.as_deref().unwrap_or(&app.namespace().unwrap_or_default())
+                    == upstream.namespace
         });
         if follows {
             tracing::info!(follower = %app_ref(&app), "waking an Application that follows this one");
@@ -621,6 +622,7 @@ mod tests {
                 pruned: vec![],
                 objects: 1,
                 rollout: None,
+                verification: None,
             }),
         }
     }

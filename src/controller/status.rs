@@ -139,6 +139,7 @@ mod tests {
             finished_at: finished.then(|| time("2026-01-01T00:01:00Z")),
             result: SyncResult::Succeeded,
             message: None,
+            verification: None,
         }
     }
 

@@ -23,8 +23,7 @@ use serde_json::Value;
 
 use super::{
     context::Context,
-    duration,
-    hooks,
+    duration, hooks,
     memory::{AppMemory, Known, ObjKey, PreparedObjects, SourceMemo, SplitRender, keeps_live},
     rollout,
     watches::Seen,
@@ -593,7 +592,8 @@ async fn split_render(
         objects.splice(0..0, namespace);
         (Arc::new(objects), Arc::new(hooks))
     };
-    mem.split = Some(SplitRender { source: rendered.clone(), objects: objects.clone(), hooks: hooks.clone() });
+    mem.split =
+        Some(SplitRender { source: rendered.clone(), objects: objects.clone(), hooks: hooks.clone() });
     Ok((objects, hooks))
 }
 
@@ -671,23 +671,7 @@ async fn fetch(
             return Ok(memo.snapshot.clone());
         }
     }
-    let credentials = match &app.spec.source.secret_ref {
-        None => None,
-        Some(r) => {
-            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &app_ref.namespace);
-            let secret = tokio::time::timeout(ctx.options.api_timeout, secrets.get_opt(&r.name))
-                .await
-                .map_err(|_| SyncError::Credentials(format!("Secret {} could not be read in time", r.name)))?
-                .map_err(|e| SyncError::Credentials(format!("Secret {}: {}", r.name, api_words(&e))))?
-                .ok_or_else(|| {
-                    SyncError::Credentials(format!(
-                        "Secret {}/{} (spec.source.secretRef) does not exist",
-                        app_ref.namespace, r.name
-                    ))
-                })?;
-            Some(Credentials::from_secret(&secret).map_err(SyncError::Fetch)?)
-        }
-    };
+    let credentials = credentials(ctx, &app_ref.namespace, app.spec.source.secret_ref.as_ref()).await?;
     let spec = SourceSpec::from_source(&source, credentials);
     let started = Instant::now();
     let snapshot = ctx.git.fetch_within(&spec, listing_max_age(ctx, mem, &reconcile_at, interval)).await;
@@ -702,8 +686,29 @@ async fn fetch(
     Ok(snapshot)
 }
 
+/// The Git credentials of the Secret `secret_ref` names in `namespace` (`secretRef` of an
+/// Application or of an ApplicationSet's generator).
+pub async fn credentials(
+    ctx: &Context,
+    namespace: &str,
+    secret_ref: Option<&crate::api::LocalObjectReference>,
+) -> Result<Option<Credentials>, SyncError> {
+    let Some(r) = secret_ref else { return Ok(None) };
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let secret = tokio::time::timeout(ctx.options.api_timeout, secrets.get_opt(&r.name))
+        .await
+        .map_err(|_| SyncError::Credentials(format!("Secret {} could not be read in time", r.name)))?
+        .map_err(|e| SyncError::Credentials(format!("Secret {}: {}", r.name, api_words(&e))))?
+        .ok_or_else(|| {
+            SyncError::Credentials(format!("Secret {namespace}/{} (secretRef) does not exist", r.name))
+        })?;
+    Ok(Some(Credentials::from_secret(&secret).map_err(SyncError::Fetch)?))
+}
+
 /// The commit an Application with `ref.fromApplication` deploys: the one the Application it
 /// follows last verified (Synced, Healthy, hooks passed).
+// The pipeline's one error type, as every stage returns it.
+#[allow(clippy::result_large_err)]
 fn promoted_commit(
     ctx: &Context,
     app_ref: &AppRef,
@@ -719,7 +724,9 @@ fn promoted_commit(
         )));
     }
     if upstream.name == app_ref.name && namespace == app_ref.namespace {
-        return Err(SyncError::Validation("spec.source.ref.fromApplication names this Application itself".into()));
+        return Err(SyncError::Validation(
+            "spec.source.ref.fromApplication names this Application itself".into(),
+        ));
     }
     let key = kube::runtime::reflector::ObjectRef::new(&upstream.name).within(&namespace);
     let Some(followed) = ctx.apps.get(&key) else {

@@ -243,7 +243,7 @@ mod tests {
         let root = Path::new("/r");
         let r = RenderRequest::for_application(&app, root);
         assert_eq!((r.app_name, r.default_namespace), ("shop", "team"));
-        app.spec.destination = Some(Destination { namespace: Some("prod".into()) });
+        app.spec.destination = Some(Destination { namespace: Some("prod".into()), create_namespace: false });
         assert_eq!(RenderRequest::for_application(&app, root).default_namespace, "prod");
         app.spec.source.path = Some("./apps//shop/".into());
         assert_eq!(RenderRequest::for_application(&app, root).shown_path(), "apps/shop");

@@ -500,7 +500,9 @@ fn ensure_commit(
                 RevisionRef::Branch(_) => {
                     (format!("refs/heads/{name}"), format!("refs/ferry/heads/{name}"), "branch")
                 }
-                RevisionRef::Tag(_) => (format!("refs/tags/{name}"), format!("refs/ferry/tags/{name}"), "tag"),
+                RevisionRef::Tag(_) => {
+                    (format!("refs/tags/{name}"), format!("refs/ferry/tags/{name}"), "tag")
+                }
                 _ => {
                     let rest = name.strip_prefix("refs/").unwrap_or(name);
                     (name.clone(), format!("refs/ferry/other/{rest}"), "ref")

@@ -246,7 +246,9 @@ pub fn select(request: &RefRequest, refs: &[RemoteRef], url: &str) -> Result<Rev
         }
         RefRequest::Commit(commit) => Ok(Revision { reference: RevisionRef::Commit, commit: commit.clone() }),
         RefRequest::Name(name) => match find(name) {
-            Some(r) => Ok(Revision { reference: RevisionRef::Ref(name.clone()), commit: r.commit().to_string() }),
+            Some(r) => {
+                Ok(Revision { reference: RevisionRef::Ref(name.clone()), commit: r.commit().to_string() })
+            }
             None => Err(SourceError::RefNotFound {
                 url: url.to_string(),
                 reference: request.describe(),
@@ -476,6 +478,8 @@ mod tests {
             tag: tag.map(Into::into),
             semver: semver.map(Into::into),
             commit: commit.map(Into::into),
+            name: None,
+            from_application: None,
         }
     }
 

@@ -1,0 +1,246 @@
+//! From generators to Applications, as pure functions over plain data: matching pull request
+//! refs, filling the template, and making names valid DNS labels.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::{
+    api::{ApplicationSpec, ApplicationTemplate},
+    source::RemoteRef,
+};
+
+/// One parameter set: parameter name -> value.
+pub type Params = BTreeMap<String, String>;
+
+/// An Application as the template makes it for one parameter set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Generated {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub spec: ApplicationSpec,
+}
+
+/// The full ref pattern of a `pullRequests` generator: patterns without `refs/` are branches.
+pub fn full_pattern(refs: &str) -> String {
+    if refs.starts_with("refs/") { refs.to_string() } else { format!("refs/heads/{refs}") }
+}
+
+/// One parameter set per advertised ref matching `pattern` (one `*`), ordered by pull request
+/// number (then by ref name), so that `maxApplications` keeps the oldest.
+pub fn pull_request_params(pattern: &str, refs: &[RemoteRef]) -> Vec<Params> {
+    let full = full_pattern(pattern);
+    let Some((prefix, suffix)) = full.split_once('*') else { return Vec::new() };
+    let mut found: Vec<(Option<u64>, Params)> = refs
+        .iter()
+        .filter_map(|r| {
+            let middle = r.name.strip_prefix(prefix)?.strip_suffix(suffix)?;
+            if middle.is_empty() || r.name.ends_with("^{}") {
+                return None;
+            }
+            let number = middle.parse::<u64>().ok().filter(|_| middle.bytes().all(|b| b.is_ascii_digit()));
+            let branch = r
+                .name
+                .strip_prefix("refs/heads/")
+                .or_else(|| r.name.strip_prefix("refs/"))
+                .unwrap_or(&r.name)
+                .to_string();
+            let sha = r.commit().to_string();
+            let mut p = Params::new();
+            p.insert("number".into(), number.map(|n| n.to_string()).unwrap_or_default());
+            p.insert("branchSlug".into(), dns_label(&branch));
+            p.insert("branch".into(), branch);
+            p.insert("ref".into(), r.name.clone());
+            p.insert("shortSha".into(), sha.chars().take(7).collect());
+            p.insert("sha".into(), sha);
+            Some((number, p))
+        })
+        .collect();
+    found.sort_by(|(na, pa), (nb, pb)| {
+        let by_number = match (na, nb) {
+            (Some(a), Some(b)) => a.cmp(b),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        };
+        by_number.then_with(|| pa["ref"].cmp(&pb["ref"]))
+    });
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+/// Replaces every `{{ name }}` in `text`. A name the parameter set lacks is an error listing
+/// the ones it has, since an empty replacement would silently merge Applications.
+pub fn substitute(text: &str, params: &Params) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            return Err(format!("{text:?} opens {{{{ without closing it"));
+        };
+        let key = after[..end].trim();
+        match params.get(key) {
+            Some(value) => out.push_str(value),
+            None => {
+                let known: Vec<&str> = params.keys().map(String::as_str).collect();
+                return Err(format!(
+                    "unknown parameter {{{{{key}}}}} in {text:?}; this generator provides: {}",
+                    known.join(", ")
+                ));
+            }
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn substitute_value(value: &Value, params: &Params) -> Result<Value, String> {
+    Ok(match value {
+        Value::String(s) => Value::String(substitute(s, params)?),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| substitute_value(v, params)).collect::<Result<_, _>>()?)
+        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((substitute(k, params)?, substitute_value(v, params)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+/// The Application the template makes for `params`, its spec checked against the Application
+/// type (the API server checks the rest of the schema when it is applied).
+pub fn generate(template: &ApplicationTemplate, params: &Params) -> Result<Generated, String> {
+    let raw_name = substitute(&template.metadata.name, params)?;
+    let name = dns_label(&raw_name);
+    if name.is_empty() {
+        return Err(format!("the template's name {raw_name:?} has no character usable in a DNS label"));
+    }
+    let map = |m: &BTreeMap<String, String>| -> Result<BTreeMap<String, String>, String> {
+        m.iter().map(|(k, v)| Ok((substitute(k, params)?, substitute(v, params)?))).collect()
+    };
+    let spec = substitute_value(&Value::Object(template.spec.clone()), params)?;
+    let spec: ApplicationSpec = serde_json::from_value(spec).map_err(|e| {
+        format!("the template's spec for Application {name} is not a valid Application spec: {e}")
+    })?;
+    Ok(Generated {
+        name,
+        labels: map(&template.metadata.labels)?,
+        annotations: map(&template.metadata.annotations)?,
+        spec,
+    })
+}
+
+/// `text` as a DNS label (RFC 1123): lowercase letters, digits and `-`, starting and ending
+/// with a letter or digit, at most 63 characters. Anything else becomes `-` (runs collapse).
+/// A name cut to fit gets a hash of the whole, so two long names stay distinct.
+pub fn dns_label(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let trimmed = out.trim_matches('-');
+    if trimmed.len() <= 63 {
+        return trimmed.to_string();
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    let hash: String = digest.as_ref().iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("{}-{hash}", trimmed[..54].trim_end_matches('-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn remote(name: &str, sha: char) -> RemoteRef {
+        RemoteRef { name: name.into(), target: sha.to_string().repeat(40), peeled: None }
+    }
+
+    #[test]
+    fn github_pull_refs_give_number_branch_and_sha_in_number_order() {
+        let refs = [
+            remote("refs/heads/main", 'a'),
+            remote("refs/pull/12/head", 'b'),
+            remote("refs/pull/7/head", 'c'),
+            remote("refs/pull/7/merge", 'd'),
+        ];
+        let params = pull_request_params("refs/pull/*/head", &refs);
+        assert_eq!(params.len(), 2);
+        assert_eq!(params[0]["number"], "7");
+        assert_eq!(params[0]["branch"], "pull/7/head");
+        assert_eq!(params[0]["branchSlug"], "pull-7-head");
+        assert_eq!(params[0]["ref"], "refs/pull/7/head");
+        assert_eq!(params[0]["sha"], "c".repeat(40));
+        assert_eq!(params[0]["shortSha"], "ccccccc");
+        assert_eq!(params[1]["number"], "12");
+    }
+
+    #[test]
+    fn gitlab_refs_and_branch_globs_match_too() {
+        let refs = [remote("refs/merge-requests/3/head", 'a'), remote("refs/heads/preview/Login_Page", 'b')];
+        let gitlab = pull_request_params("refs/merge-requests/*/head", &refs);
+        assert_eq!(gitlab.len(), 1);
+        assert_eq!(gitlab[0]["number"], "3");
+        let branches = pull_request_params("preview/*", &refs);
+        assert_eq!(branches.len(), 1);
+        assert_eq!(branches[0]["branch"], "preview/Login_Page");
+        assert_eq!(branches[0]["branchSlug"], "preview-login-page");
+        assert_eq!(branches[0]["number"], "");
+    }
+
+    #[test]
+    fn substitution_fills_parameters_and_refuses_unknown_ones() {
+        let p: Params = [("number".to_string(), "7".to_string())].into();
+        assert_eq!(substitute("preview-{{number}}-{{ number }}", &p).unwrap(), "preview-7-7");
+        let err = substitute("x-{{sha}}", &p).unwrap_err();
+        assert!(err.contains("{{sha}}") && err.contains("number"), "{err}");
+        assert!(substitute("x-{{number", &p).is_err());
+        assert_eq!(substitute("plain", &p).unwrap(), "plain");
+    }
+
+    #[test]
+    fn names_become_dns_labels_and_long_ones_stay_distinct() {
+        assert_eq!(dns_label("Preview/Feature_X--1"), "preview-feature-x-1");
+        assert_eq!(dns_label("--a--"), "a");
+        let long_a = dns_label(&format!("preview-{}-a", "x".repeat(80)));
+        let long_b = dns_label(&format!("preview-{}-b", "x".repeat(80)));
+        assert!(long_a.len() <= 63 && long_b.len() <= 63);
+        assert_ne!(long_a, long_b);
+        assert!(long_a.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+    }
+
+    #[test]
+    fn the_template_makes_a_checked_application() {
+        let template: ApplicationTemplate = serde_json::from_value(json!({
+            "metadata": {"name": "Preview-{{number}}", "labels": {"pr": "{{number}}"}},
+            "spec": {
+                "source": {"repoURL": "https://git.example.com/app.git", "ref": {"name": "{{ref}}"}, "path": "deploy"},
+                "destination": {"namespace": "preview-{{number}}", "createNamespace": true}
+            }
+        }))
+        .unwrap();
+        let params = pull_request_params("refs/pull/*/head", &[remote("refs/pull/7/head", 'c')]);
+        let generated = generate(&template, &params[0]).unwrap();
+        assert_eq!(generated.name, "preview-7");
+        assert_eq!(generated.labels["pr"], "7");
+        assert_eq!(generated.spec.source.git_ref.name.as_deref(), Some("refs/pull/7/head"));
+        let dest = generated.spec.destination.unwrap();
+        assert_eq!(dest.namespace.as_deref(), Some("preview-7"));
+        assert!(dest.create_namespace);
+
+        let broken: ApplicationTemplate =
+            serde_json::from_value(json!({"metadata": {"name": "x"}, "spec": {"source": 3}})).unwrap();
+        let err = generate(&broken, &params[0]).unwrap_err();
+        assert!(err.contains("not a valid Application spec"), "{err}");
+    }
+}
