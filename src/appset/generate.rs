@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::{
-    api::{ApplicationSpec, ApplicationTemplate},
+    api::{ApplicationSpec, ApplicationTemplate, RECONCILE_AT_ANNOTATION},
     source::RemoteRef,
 };
 
@@ -127,12 +127,13 @@ pub fn generate(template: &ApplicationTemplate, params: &Params) -> Result<Gener
     let spec: ApplicationSpec = serde_json::from_value(spec).map_err(|e| {
         format!("the template's spec for Application {name} is not a valid Application spec: {e}")
     })?;
-    Ok(Generated {
-        name,
-        labels: map(&template.metadata.labels)?,
-        annotations: map(&template.metadata.annotations)?,
-        spec,
-    })
+    let mut annotations = map(&template.metadata.annotations)?;
+    // A pull request's new commit is a sync request for its Application, as a webhook would
+    // be: without it the Application would see the commit only at its own interval.
+    if let Some(sha) = params.get("sha") {
+        annotations.insert(RECONCILE_AT_ANNOTATION.to_string(), sha.clone());
+    }
+    Ok(Generated { name, labels: map(&template.metadata.labels)?, annotations, spec })
 }
 
 /// `text` as a DNS label (RFC 1123): lowercase letters, digits and `-`, starting and ending
@@ -233,6 +234,7 @@ mod tests {
         let generated = generate(&template, &params[0]).unwrap();
         assert_eq!(generated.name, "preview-7");
         assert_eq!(generated.labels["pr"], "7");
+        assert_eq!(generated.annotations[RECONCILE_AT_ANNOTATION], "c".repeat(40));
         assert_eq!(generated.spec.source.git_ref.name.as_deref(), Some("refs/pull/7/head"));
         let dest = generated.spec.destination.unwrap();
         assert_eq!(dest.namespace.as_deref(), Some("preview-7"));

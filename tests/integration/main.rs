@@ -13,6 +13,7 @@ mod dashboard;
 mod diff;
 mod git_fixture;
 mod metrics;
+mod previews;
 mod render;
 mod rollout;
 mod source;

@@ -187,14 +187,17 @@ impl Cluster {
         // reads the CRD at a moment its status.conditions is null (seen while another test
         // restarted the API server).
         let established = r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#;
-        super::wait_until("the Application CRD to be Established", Duration::from_secs(60), || {
-            let run = self.kubectl(&["get", "crd", "applications.ferry.dev", "-o", established]);
-            if run.success && run.stdout.trim() == "True" {
-                Ok(())
-            } else {
-                Err(format!("not yet: {}{}", run.stdout.trim(), run.stderr.trim()))
-            }
-        });
+        for crd in ferry::api::crds() {
+            let name = crd.metadata.name.unwrap_or_default();
+            super::wait_until(&format!("the CRD {name} to be Established"), Duration::from_secs(60), || {
+                let run = self.kubectl(&["get", "crd", &name, "-o", established]);
+                if run.success && run.stdout.trim() == "True" {
+                    Ok(())
+                } else {
+                    Err(format!("not yet: {}{}", run.stdout.trim(), run.stderr.trim()))
+                }
+            });
+        }
     }
 
     /// A fresh namespace for one test, deleted when the returned guard drops.

@@ -313,6 +313,24 @@ impl GitServer {
         self.git(&work, &["push", "-q", "origin", &refspec]);
     }
 
+    /// Points any ref (`refs/pull/7/head`) at `commit` on the server, as a forge does for a
+    /// pull request.
+    pub fn push_ref(&self, refname: &str, commit: &str) {
+        let _guard = self.work_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let work = self.ensure_clone();
+        self.fetch(&work);
+        let refspec = format!("+{commit}:{refname}");
+        self.git(&work, &["push", "-q", "origin", &refspec]);
+    }
+
+    /// Deletes any ref on the server (a pull request merged or closed).
+    pub fn delete_ref(&self, refname: &str) {
+        let _guard = self.work_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let work = self.ensure_clone();
+        let refspec = format!(":{refname}");
+        self.git(&work, &["push", "-q", "origin", &refspec]);
+    }
+
     /// Force-pushes `branch` to `commit` (which must have been made through this fixture),
     /// rewriting history: later commits of the branch are no longer on it.
     pub fn force_push(&self, branch: &str, commit: &str) {
