@@ -163,7 +163,8 @@ async fn converge(set: &ApplicationSet, ctx: &Context, ns: &str) -> Result<Strin
         return Err((TEMPLATE_FAILED, problems.join("; ")));
     }
     let mut deleted = Vec::new();
-    for name in existing.keys().filter(|n| !wanted.contains_key(*n)) {
+    let going = |a: &Application| a.metadata.deletion_timestamp.is_some();
+    for (name, _) in existing.iter().filter(|(n, a)| !wanted.contains_key(*n) && !going(a)) {
         let dp =
             DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
         match tokio::time::timeout(timeout, api.delete(name, &dp)).await {

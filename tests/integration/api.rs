@@ -90,13 +90,25 @@ fn bad_specs() -> Vec<BadSpec> {
             case: "no-ref",
             spec: "source: {repoURL: 'https://git.example.com/a.git', ref: {}}",
             field: "spec.source.ref",
-            message: "set exactly one of branch, tag, semver or commit",
+            message: "set exactly one of branch, tag, semver, commit, name or fromApplication",
         },
         BadSpec {
             case: "two-refs",
             spec: "source: {repoURL: 'https://git.example.com/a.git', ref: {branch: main, tag: v1.0.0}}",
             field: "spec.source.ref",
-            message: "set exactly one of branch, tag, semver or commit",
+            message: "set exactly one of branch, tag, semver, commit, name or fromApplication",
+        },
+        BadSpec {
+            case: "branch-and-from-application",
+            spec: "source: {repoURL: 'https://git.example.com/a.git', ref: {branch: main, fromApplication: {name: staging}}}",
+            field: "spec.source.ref",
+            message: "set exactly one of branch, tag, semver, commit, name or fromApplication",
+        },
+        BadSpec {
+            case: "ref-name-not-full",
+            spec: "source: {repoURL: 'https://git.example.com/a.git', ref: {name: pull/7/head}}",
+            field: "spec.source.ref.name",
+            message: "name must be a full ref name starting with refs/",
         },
         BadSpec {
             case: "short-commit",
@@ -238,6 +250,15 @@ fn bad_specs_are_refused_by_the_api_server_naming_the_field() {
         ("tag", "source: {repoURL: 'ssh://git@git.example.com/a.git', ref: {tag: v1.0.0}}"),
         ("semver", "source: {repoURL: 'git@github.com:team/deploy.git', ref: {semver: '>=1.0.0 <2.0.0'}}"),
         ("file-url", "source: {repoURL: 'file:///srv/git/a.git', ref: {branch: main}, path: apps/shop}"),
+        ("pull-request-ref", "source: {repoURL: 'https://git.example.com/a.git', ref: {name: refs/pull/7/head}}"),
+        (
+            "promotion",
+            "source: {repoURL: 'https://git.example.com/a.git', ref: {fromApplication: {name: staging, namespace: team}}, path: prod}",
+        ),
+        (
+            "create-namespace",
+            "source: {repoURL: 'https://git.example.com/a.git', ref: {branch: main}}\n  destination: {namespace: preview-7, createNamespace: true}",
+        ),
         ("compound-interval", "interval: 1h30m"),
         ("fractional-interval", "interval: 1.5m"),
         (
