@@ -250,7 +250,10 @@ fn bad_specs_are_refused_by_the_api_server_naming_the_field() {
         ("tag", "source: {repoURL: 'ssh://git@git.example.com/a.git', ref: {tag: v1.0.0}}"),
         ("semver", "source: {repoURL: 'git@github.com:team/deploy.git', ref: {semver: '>=1.0.0 <2.0.0'}}"),
         ("file-url", "source: {repoURL: 'file:///srv/git/a.git', ref: {branch: main}, path: apps/shop}"),
-        ("pull-request-ref", "source: {repoURL: 'https://git.example.com/a.git', ref: {name: refs/pull/7/head}}"),
+        (
+            "pull-request-ref",
+            "source: {repoURL: 'https://git.example.com/a.git', ref: {name: refs/pull/7/head}}",
+        ),
         (
             "promotion",
             "source: {repoURL: 'https://git.example.com/a.git', ref: {fromApplication: {name: staging, namespace: team}}, path: prod}",
@@ -301,4 +304,24 @@ fn bad_specs_are_refused_by_the_api_server_naming_the_field() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_applicationset_and_promotion_examples_are_accepted() {
+    let cluster = Cluster::shared();
+    cluster.install_crds();
+    let ns = cluster.namespace("api-examples");
+    for file in ["examples/previews.yaml", "examples/promotion.yaml"] {
+        let yaml = std::fs::read_to_string(repo_root().join(file)).expect("read the example");
+        let run = cluster.kubectl_stdin(&["apply", "--dry-run=server", "-n", &ns.name, "-f", "-"], &yaml);
+        assert!(run.success, "{file} was refused: {}", run.stderr);
+    }
+    let listed = cluster.kubectl_ok(&[
+        "get",
+        "crd",
+        "applicationsets.ferry.dev",
+        "-o",
+        "jsonpath={.spec.names.shortNames}",
+    ]);
+    assert_eq!(listed.trim(), r#"["fappset"]"#);
 }

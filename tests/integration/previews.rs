@@ -72,7 +72,8 @@ fn a_pull_request_ref_gets_a_preview_environment_that_follows_it_and_goes_with_i
     assert_eq!(a["metadata"]["labels"]["pull-request"], "7");
     let owner = &a["metadata"]["ownerReferences"][0];
     assert_eq!((owner["kind"].as_str(), owner["name"].as_str()), (Some("ApplicationSet"), Some("previews")));
-    let cm = get_json(&s.cluster, &["-n", &preview_ns, "get", "configmap", "settings"]).expect("preview ConfigMap");
+    let cm = get_json(&s.cluster, &["-n", &preview_ns, "get", "configmap", "settings"])
+        .expect("preview ConfigMap");
     assert_eq!(cm["data"]["color"], "blue");
     let namespace = get_json(&s.cluster, &["get", "namespace", &preview_ns]).expect("preview namespace");
     assert_eq!(namespace["metadata"]["labels"]["ferry.dev/app-name"], "pr-7", "{}", namespace["metadata"]);
@@ -226,7 +227,9 @@ fn staging_promotes_to_production_only_commits_whose_post_sync_job_succeeded() {
     };
     let production = create("production", "production", json!({"fromApplication": {"name": "staging"}}));
     production.wait("production waiting for staging", T, |a| {
-        (ready(a) == ("False".into(), "WaitingForPromotion".into())).then_some(()).ok_or_else(|| "not yet".to_string())
+        (ready(a) == ("False".into(), "WaitingForPromotion".into()))
+            .then_some(())
+            .ok_or_else(|| "not yet".to_string())
     });
     assert!(s.cm_value("prod-settings", "version").is_none());
 
@@ -247,7 +250,10 @@ fn staging_promotes_to_production_only_commits_whose_post_sync_job_succeeded() {
     assert_eq!(s.cm_value("prod-settings", "version").as_deref(), Some("v1"));
     let verified_at = verification["finishedAt"].as_str().unwrap().to_string();
     let deployed_at = prod["status"]["history"][0]["startedAt"].as_str().unwrap().to_string();
-    assert!(verified_at <= deployed_at, "production started {deployed_at}, before staging verified at {verified_at}");
+    assert!(
+        verified_at <= deployed_at,
+        "production started {deployed_at}, before staging verified at {verified_at}"
+    );
 
     // v2's smoke test fails: staging reports it, and production never gets v2.
     let v2 = commit("v2", &smoke_job(false), "v2 with a failing smoke test");
@@ -292,7 +298,10 @@ fn staging_promotes_to_production_only_commits_whose_post_sync_job_succeeded() {
     let deployed: Vec<&str> =
         prod["status"]["history"].as_array().unwrap().iter().filter_map(|h| h["revision"].as_str()).collect();
     assert!(!deployed.iter().any(|r| r.contains(&v2)), "production ran v2: {deployed:?}");
-    assert!(deployed.iter().any(|r| r.contains(&v1)) && deployed.iter().any(|r| r.contains(&v3)), "{deployed:?}");
+    assert!(
+        deployed.iter().any(|r| r.contains(&v1)) && deployed.iter().any(|r| r.contains(&v3)),
+        "{deployed:?}"
+    );
 }
 
 /// A PostSync Job. A failing one can never be scheduled (no node has the label) and its
