@@ -98,7 +98,7 @@ fn a_pull_request_ref_gets_a_preview_environment_that_follows_it_and_goes_with_i
     assert_eq!(st["applications"][0]["revision"], format!("refs/pull/7/head@{}", &pr1[..7]), "{st}");
     let gauge = format!("ferry_applicationset_applications{{namespace=\"{ns}\",name=\"previews\"}}");
     wait_until("the ApplicationSet gauge", T, || match metric(&s, &gauge) {
-        Some(v) if v == 1.0 => Ok(()),
+        Some(1.0) => Ok(()),
         other => Err(format!("{other:?}")),
     });
 
