@@ -652,6 +652,52 @@ mod tests {
     }
 
     #[test]
+    fn only_a_revision_whose_hooks_passed_becomes_the_verified_revision() {
+        use crate::{
+            api::{VerificationStatus, conditions as c},
+            health::ObjectHealth,
+        };
+        let rev = format!("main@sha1:{}", "a".repeat(40));
+        let with_hooks = |phase: VerificationPhase, health: ObjectHealth| {
+            let mut attempt = synced(1);
+            if let Ok(s) = &mut attempt.result {
+                s.health = health;
+                s.verification = Some(VerificationStatus {
+                    revision: rev.clone(),
+                    phase,
+                    hooks: vec![],
+                    started_at: None,
+                    finished_at: None,
+                    message: Some("PostSync hook Job team/smoke failed: BackoffLimitExceeded".into()),
+                });
+            }
+            attempt
+        };
+        let (t0, t1) = (time("2026-01-01T00:00:00Z"), time("2026-01-01T00:00:01Z"));
+        let running = with_hooks(
+            VerificationPhase::Running,
+            ObjectHealth::new(HealthStatusCode::Progressing, "running PostSync hooks: Job team/smoke"),
+        );
+        let next = next_status(&app(), &running, &t0, &t1);
+        assert_eq!(next.verified_revision, None);
+        assert_eq!(next.history[0].verification, Some(VerificationPhase::Running));
+
+        let failed = with_hooks(
+            VerificationPhase::Failed,
+            ObjectHealth::new(HealthStatusCode::Degraded, "PostSync hook Job team/smoke failed"),
+        );
+        let next = next_status(&app(), &failed, &t0, &t1);
+        let ready = next.conditions.iter().find(|c| c.type_ == c::READY).unwrap();
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", c::VERIFICATION_FAILED));
+        assert_eq!(next.verified_revision, None);
+        assert_eq!(next.history[0].verification, Some(VerificationPhase::Failed));
+
+        let passed = with_hooks(VerificationPhase::Succeeded, ObjectHealth::healthy());
+        let next = next_status(&app(), &passed, &t0, &t1);
+        assert_eq!(next.verified_revision.as_deref(), Some(rev.as_str()));
+    }
+
+    #[test]
     fn a_repeated_failure_is_recorded_once_and_a_transient_one_is_reconciling() {
         let mut app = app();
         let failed = || Attempt {
