@@ -58,6 +58,17 @@ pub fn describe(app: &Application) -> String {
     if let Some(ready) = status.conditions.iter().find(|c| c.type_ == "Ready") {
         line("Ready", format!("{} {}: {}", ready.status, ready.reason, ready.message));
     }
+    if let Some(upstream) = &app.spec.source.git_ref.from_application {
+        let ns = upstream.namespace.clone().unwrap_or_else(|| app.namespace().unwrap_or_default());
+        line("Follows", format!("{ns}/{} (its verified revision)", upstream.name));
+    }
+    if let Some(v) = &status.verification {
+        let message = v.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+        line("Verification", format!("{:?} at {}{message}", v.phase, v.revision));
+    }
+    if let Some(verified) = &status.verified_revision {
+        line("Verified", verified.clone());
+    }
     let Some(strategy) = &app.spec.strategy else { return out };
     let kind = if strategy.canary.is_some() { "canary" } else { "blueGreen" };
     let Some(r) = status.rollout else {

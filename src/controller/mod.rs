@@ -15,6 +15,7 @@ mod events;
 pub mod hooks;
 mod memory;
 mod preflight;
+mod promotion;
 pub mod reconcile;
 mod rollout;
 pub mod status;
@@ -137,6 +138,7 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
     })?;
 
     let (trigger, triggered) = tokio::sync::mpsc::unbounded_channel();
+    let wake = trigger.clone();
     let watches = watches::Watches::new(client.clone(), trigger, opts.namespace.clone());
     let options = SyncOptions {
         api_timeout: opts.api_timeout,
@@ -192,13 +194,21 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
         ServerState { metrics: metrics.clone(), readiness: readiness.clone(), webhooks },
     );
     // Our own status writes change neither of these, so they do not wake the controller.
+    let mut followers = promotion::Followers::default();
+    let store = reader.clone();
     let changes = watcher(apps, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
-        .inspect(move |event| {
-            if matches!(event, Ok(watcher::Event::InitDone)) {
-                apps_synced.store(true, Ordering::SeqCst);
+        .inspect(move |event| match event {
+            Ok(watcher::Event::InitDone) => apps_synced.store(true, Ordering::SeqCst),
+            // A newly verified revision wakes the Applications that follow this one.
+            Ok(watcher::Event::Apply(app) | watcher::Event::InitApply(app)) => {
+                for follower in followers.on_event(app, &store) {
+                    let _ = wake.send(follower);
+                }
             }
+            Ok(watcher::Event::Delete(app)) => followers.forget(app),
+            _ => {}
         })
         .applied_objects()
         .predicate_filter(spec_or_request, Default::default());

@@ -153,12 +153,7 @@ async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
     };
     let progressing = matches!(&attempt.result,
         Ok(s) if s.state == SyncState::Synced && !phase_ready && !waits_for_person(s));
-    let newly_verified = next.verified_revision.is_some()
-        && next.verified_revision != app.status.as_ref().and_then(|s| s.verified_revision.clone());
     write_status(ctx, app, &mut mem, next).await?;
-    if newly_verified {
-        wake_followers(ctx, &app_ref);
-    }
     ctx.metrics.reconciled(attempt.result.is_ok());
     count_work(ctx, app, &app_ref, &attempt, &mut mem).await;
     announce(ctx, app, &attempt, &mut mem).await;
@@ -186,22 +181,6 @@ async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
         // A new commit or a spec change can fix it: look again at the next interval.
         Err(_) => Action::requeue(interval),
     })
-}
-
-/// Reconciles the Applications that follow `upstream` (`ref.fromApplication`) now, rather
-/// than at their next interval: it just verified a new revision.
-fn wake_followers(ctx: &Context, upstream: &AppRef) {
-    for app in ctx.apps.state() {
-        let follows = app.spec.source.git_ref.from_application.as_ref().is_some_and(|r| {
-            r.name == upstream.name
-                && r.namespace.as_deref().unwrap_or(&app.namespace().unwrap_or_default())
-                    == upstream.namespace
-        });
-        if follows {
-            tracing::info!(follower = %app_ref(&app), "waking an Application that follows this one");
-            ctx.watches.wake(kube::runtime::reflector::ObjectRef::from_obj(app.as_ref()));
-        }
-    }
 }
 
 /// Deletes what the Application synced (deletion policy Delete) or leaves it (Orphan).

@@ -82,12 +82,6 @@ impl Watches {
         }
     }
 
-    /// Asks for a reconcile of `app` (an Application that follows one whose verified
-    /// revision just changed).
-    pub fn wake(&self, app: ObjectRef<Application>) {
-        let _ = self.trigger.send(app);
-    }
-
     /// Starts watching `resource` unless it is watched already, and waits up to `wait` for the
     /// watch's first list. Returns whether the watch is synced.
     pub async fn ensure(&self, resource: &ApiResource, wait: Duration) -> bool {

@@ -275,6 +275,10 @@ fn staging_promotes_to_production_only_commits_whose_post_sync_job_succeeded() {
         Some(v) if v >= 1.0 => Ok(()),
         other => Err(format!("{other:?}")),
     });
+    let said = ferry_status(&s, "staging");
+    assert!(said.contains(&format!("Failed at {}", revision(&v2))) && said.contains("smoke"), "{said}");
+    assert!(said.contains(&format!("Verified      {}", revision(&v1))), "{said}");
+    assert!(ferry_status(&s, "production").contains(&format!("Follows       {ns}/staging")));
     // Two reconciles of production later, it is still on v1.
     let reconciles = || metric(&s, "ferry_reconcile_total{result=\"success\"}").unwrap_or(0.0);
     for _ in 0..2 {
@@ -302,6 +306,17 @@ fn staging_promotes_to_production_only_commits_whose_post_sync_job_succeeded() {
         deployed.iter().any(|r| r.contains(&v1)) && deployed.iter().any(|r| r.contains(&v3)),
         "{deployed:?}"
     );
+}
+
+fn ferry_status(s: &Scenario, app: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["status", app, "-n", s.ns()])
+        .env("KUBECONFIG", &s.cluster.kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .expect("run ferry status");
+    assert!(out.status.success(), "ferry status failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A PostSync Job. A failing one can never be scheduled (no node has the label) and its
