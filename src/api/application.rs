@@ -16,6 +16,17 @@ use serde::{Deserialize, Serialize};
 /// string literal.
 pub const DURATION_PATTERN: &str = r"^([0-9]+([.][0-9]+)?(ms|s|m|h))+$";
 
+/// CEL rule of every `repoURL`: https://, http://, ssh://, file:// or scp-like user@host:path.
+pub const REPO_URL_RULE: &str =
+    r"self.matches('^(https?|ssh|file)://.+') || self.matches('^[A-Za-z0-9._~-]+@[A-Za-z0-9.-]+:.+')";
+pub const REPO_URL_MESSAGE: &str = "repoURL must be a Git URL starting with https://, http://, ssh:// or file://, or of the form user@host:path";
+/// CEL rule of every polling `interval`: a duration of at least 1s.
+pub fn interval_rule() -> String {
+    format!("self.matches('{DURATION_PATTERN}') && duration(self) >= duration('1s')")
+}
+pub const INTERVAL_MESSAGE: &str =
+    "interval must be a positive duration of at least 1s, such as 30s, 5m or 1h";
+
 /// An Application syncs one path of one Git revision into the cluster.
 // Each printcolumn repeats `type_`; clippy reads that as a duplicated attribute.
 #[allow(clippy::duplicated_attributes)]
@@ -78,7 +89,7 @@ pub struct ApplicationSpec {
     /// How often to check the ref and correct drift, e.g. `30s`, `5m`, `1h`. Webhooks make it immediate.
     #[serde(default = "default_interval")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new(format!("self.matches('{DURATION_PATTERN}') && duration(self) >= duration('1s')")).message("interval must be a positive duration of at least 1s, such as 30s, 5m or 1h"))]
+    #[x_kube(validation = Rule::new(interval_rule()).message(INTERVAL_MESSAGE))]
     pub interval: String,
 
     /// What ferry may do on its own.
@@ -140,7 +151,7 @@ fn default_interval() -> String {
 pub struct Source {
     /// Git URL: https://, http://, ssh://, file:// or user@host:path.
     #[schemars(length(min = 1, max = 2048))]
-    #[x_kube(validation = Rule::new(r"self.matches('^(https?|ssh|file)://.+') || self.matches('^[A-Za-z0-9._~-]+@[A-Za-z0-9.-]+:.+')").message("repoURL must be a Git URL starting with https://, http://, ssh:// or file://, or of the form user@host:path"))]
+    #[x_kube(validation = Rule::new(REPO_URL_RULE).message(REPO_URL_MESSAGE))]
     #[serde(rename = "repoURL")]
     pub repo_url: String,
 

@@ -10,7 +10,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{DURATION_PATTERN, HealthStatusCode, LocalObjectReference, SyncStatusCode};
+use super::{
+    HealthStatusCode, INTERVAL_MESSAGE, LocalObjectReference, REPO_URL_MESSAGE, REPO_URL_RULE,
+    SyncStatusCode, interval_rule,
+};
 
 /// Label on every generated Application: the name of the set that generated it.
 pub const APPLICATION_SET_LABEL: &str = "ferry.dev/application-set";
@@ -88,7 +91,7 @@ pub struct Generator {
 pub struct PullRequestGenerator {
     /// Git URL, as an Application's `source.repoURL`.
     #[schemars(length(min = 1, max = 2048))]
-    #[x_kube(validation = Rule::new(r"self.matches('^(https?|ssh|file)://.+') || self.matches('^[A-Za-z0-9._~-]+@[A-Za-z0-9.-]+:.+')").message("repoURL must be a Git URL starting with https://, http://, ssh:// or file://, or of the form user@host:path"))]
+    #[x_kube(validation = Rule::new(REPO_URL_RULE).message(REPO_URL_MESSAGE))]
     #[serde(rename = "repoURL")]
     pub repo_url: String,
 
@@ -107,7 +110,7 @@ pub struct PullRequestGenerator {
     /// How often to list the refs.
     #[serde(default = "default_generator_interval")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new(format!("self.matches('{DURATION_PATTERN}') && duration(self) >= duration('1s')")).message("interval must be a positive duration of at least 1s, such as 30s, 5m or 1h"))]
+    #[x_kube(validation = Rule::new(interval_rule()).message(INTERVAL_MESSAGE))]
     pub interval: String,
 }
 

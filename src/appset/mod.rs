@@ -150,7 +150,10 @@ async fn converge(set: &ApplicationSet, ctx: &Context, ns: &str) -> Result<Strin
         match result {
             Ok(Ok(_)) => applied.push(name.clone()),
             Ok(Err(e)) => {
-                return Err((APPLY_FAILED, format!("applying Application {ns}/{name}: {}", words(&e))));
+                return Err((
+                    APPLY_FAILED,
+                    format!("applying Application {ns}/{name}: {}", sync::api_words(&e)),
+                ));
             }
             Err(_) => {
                 return Err((APPLY_FAILED, format!("applying Application {ns}/{name}: no answer in time")));
@@ -171,7 +174,10 @@ async fn converge(set: &ApplicationSet, ctx: &Context, ns: &str) -> Result<Strin
             Ok(Ok(_)) => deleted.push(name.clone()),
             Ok(Err(kube::Error::Api(s))) if s.code == 404 => {}
             Ok(Err(e)) => {
-                return Err((APPLY_FAILED, format!("deleting Application {ns}/{name}: {}", words(&e))));
+                return Err((
+                    APPLY_FAILED,
+                    format!("deleting Application {ns}/{name}: {}", sync::api_words(&e)),
+                ));
             }
             Err(_) => {
                 return Err((APPLY_FAILED, format!("deleting Application {ns}/{name}: no answer in time")));
@@ -181,11 +187,11 @@ async fn converge(set: &ApplicationSet, ctx: &Context, ns: &str) -> Result<Strin
     if !applied.is_empty() || !deleted.is_empty() {
         tracing::info!(set = %format_args!("{ns}/{}", set.name_any()), ?applied, ?deleted, "ApplicationSet converged");
     }
-    let mut note = format!("{} generated", count(wanted.len(), "Application"));
+    let mut note = format!("{} generated", sync::count(wanted.len(), "Application"));
     if over_limit > 0 {
         note.push_str(&format!(
             "; {} waiting: maxApplications is {limit}",
-            count(over_limit, "more parameter set")
+            sync::count(over_limit, "more parameter set")
         ));
     }
     Ok(note)
@@ -310,15 +316,4 @@ async fn write_status(
         .map_err(|_| err("the API server did not answer in time".into()))?
         .map_err(|e| err(e.to_string()))?;
     Ok(())
-}
-
-fn words(err: &kube::Error) -> String {
-    match err {
-        kube::Error::Api(s) => s.message.clone(),
-        e => e.to_string(),
-    }
-}
-
-fn count(n: usize, noun: &str) -> String {
-    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }

@@ -758,7 +758,7 @@ fn listing_max_age(
 }
 
 /// The API server's own words for a failed call.
-fn api_words(err: &kube::Error) -> String {
+pub(crate) fn api_words(err: &kube::Error) -> String {
     match err {
         kube::Error::Api(s) => s.message.clone(),
         e => e.to_string(),
@@ -1184,7 +1184,7 @@ fn list(items: impl Iterator<Item = String>) -> String {
     }
 }
 
-pub(super) fn count(n: usize, what: &str) -> String {
+pub(crate) fn count(n: usize, what: &str) -> String {
     if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
 }
 
