@@ -12,10 +12,12 @@ mod context;
 mod delivery;
 pub mod duration;
 mod events;
+pub mod leader;
 mod memory;
 mod preflight;
 pub mod reconcile;
 mod rollout;
+pub mod shard;
 pub mod status;
 pub mod sync;
 mod watches;
@@ -33,12 +35,16 @@ use futures::StreamExt;
 use kube::{
     Api, Config, ResourceExt,
     discovery::Discovery,
-    runtime::{Controller, WatchStreamExt, controller, reflector, watcher},
+    runtime::{Controller, WatchStreamExt, controller, reflector, reflector::ObjectRef, watcher},
 };
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::info;
 
 pub use context::{Context, SyncOptions, default_cache_dir};
+pub use leader::{LeaderConfig, Leadership, Role, default_identity};
+pub use shard::Shard;
+
+use leader::Elector;
 pub use preflight::{PreflightError, preflight};
 
 use crate::{
@@ -61,6 +67,8 @@ pub struct RunOptions {
     pub api_timeout: Duration,
     /// Only reconcile Applications in this namespace.
     pub namespace: Option<String>,
+    /// Only watch managed objects in these namespaces (RBAC limited to Roles there).
+    pub managed_namespaces: Option<Vec<String>>,
     /// The Git cache directory.
     pub cache_dir: PathBuf,
     /// Applications reconciled at once.
@@ -77,11 +85,22 @@ pub struct RunOptions {
     pub webhook_secret: Option<String>,
     /// Prometheus for rollout analyses that name no address.
     pub prometheus_url: Option<String>,
+    /// This process's name in Leases and Events.
+    pub identity: String,
+    /// Leader election; `None`: this process always reconciles.
+    pub leader: Option<LeaderConfig>,
+    /// Which Applications this process reconciles.
+    pub shard: Shard,
 }
 
-/// Runs the controller until SIGINT or SIGTERM.
+/// Runs the controller until SIGINT or SIGTERM, or until it loses its leader-election Lease
+/// (then it stops reconciling at once and returns an error, so the process exits and restarts
+/// as a standby).
 pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
     let mut shutdown = Shutdown::install().map_err(|e| PreflightError::Signals { cause: e.to_string() })?;
+    if let Some(leader) = &opts.leader {
+        leader.validate().map_err(PreflightError::Startup)?;
+    }
     let webhook_secret = opts
         .webhook_secret
         .as_deref()
@@ -95,7 +114,7 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
     let client =
         metrics.client(config.clone()).map_err(|e| PreflightError::no_config(&e, kubeconfig_env()))?;
     let started = async {
-        let cluster = preflight(&client, &url, opts.api_timeout).await?;
+        let cluster = preflight(&client, &url, opts.api_timeout, opts.namespace.as_deref()).await?;
         let discovery = tokio::time::timeout(opts.api_timeout * 3, Discovery::new(client.clone()).run())
             .await
             .map_err(|_| PreflightError::Startup(format!("API discovery at {url} did not finish in time")))?
@@ -129,8 +148,27 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
         ))
     })?;
 
+    // The election runs from now until shutdown; `stop_electing` ends it (releasing the Lease).
+    let (stop_electing, electing_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (leadership, elector) = match opts.leader.clone() {
+        Some(config) => {
+            let lease = format!("{}/{}", config.namespace, config.lease_name);
+            let (elector, leadership) = Elector::new(client.clone(), config, opts.api_timeout);
+            let task = tokio::spawn(elector.run(async move {
+                let _ = electing_stopped.await;
+            }));
+            (leadership, Some((task, lease)))
+        }
+        None => (Leadership::always(), None),
+    };
+
     let (trigger, triggered) = tokio::sync::mpsc::unbounded_channel();
-    let watches = watches::Watches::new(client.clone(), trigger, opts.namespace.clone());
+    let watches = watches::Watches::new(
+        client.clone(),
+        trigger.clone(),
+        opts.namespace.clone(),
+        opts.managed_namespaces.clone(),
+    );
     let options = SyncOptions {
         api_timeout: opts.api_timeout,
         require_service_account: opts.require_service_account,
@@ -144,8 +182,9 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
         },
         prometheus_url: opts.prometheus_url.clone(),
     };
-    let ctx =
-        Arc::new(Context::new(client.clone(), config, options, git, watches, discovery, metrics.clone()));
+    let mut ctx = Context::new(client.clone(), config, options, git, watches, discovery, metrics.clone());
+    ctx.reporter.instance = Some(opts.identity.clone());
+    let ctx = Arc::new(ctx);
 
     let apps: Api<Application> = match &opts.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -153,7 +192,15 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
     };
     let (reader, writer) = reflector::store();
     metrics.watch_apps(reader.clone());
+    let shard = opts.shard;
+    {
+        let leadership = leadership.clone();
+        metrics.export_apps_if(move |app| {
+            leadership.is_leader() && shard.owns(&app.namespace().unwrap_or_default(), &app.name_any())
+        });
+    }
     let readiness = Readiness::new("waiting for the Application cache to sync");
+    tokio::spawn(report_role(leadership.clone(), readiness.clone(), metrics.clone(), opts.leader.is_some()));
     // Set when the reflector has swapped the first full list into the store. (Not
     // `Store::wait_until_ready`: its one-shot keeps a single waker, and the controller waits on it.)
     let apps_synced = Arc::new(AtomicBool::new(false));
@@ -172,44 +219,113 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
         listener,
         ServerState { metrics: metrics.clone(), readiness: readiness.clone(), webhooks },
     );
-    // Our own status writes change neither of these, so they do not wake the controller.
-    let changes = watcher(apps, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .inspect(move |event| {
-            if matches!(event, Ok(watcher::Event::InitDone)) {
-                apps_synced.store(true, Ordering::SeqCst);
-            }
-        })
-        .applied_objects()
-        .predicate_filter(spec_or_request, Default::default());
-    let triggered =
-        futures::stream::unfold(triggered, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // The Application cache runs on every replica (webhooks and /readyz need it); only a leader
+    // turns its changes into reconciles. Our own status writes change neither of what the
+    // predicate looks at, so they do not wake the controller.
+    let forwarding = Arc::new(AtomicBool::new(false));
+    let app_changes = {
+        let (forwarding, trigger, synced) = (forwarding.clone(), trigger.clone(), apps_synced.clone());
+        watcher(apps, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .inspect(move |event| {
+                if matches!(event, Ok(watcher::Event::InitDone)) {
+                    synced.store(true, Ordering::SeqCst);
+                }
+            })
+            .applied_objects()
+            .predicate_filter(spec_or_request, Default::default())
+            .for_each(move |app| {
+                if let Ok(app) = app
+                    && forwarding.load(Ordering::SeqCst)
+                {
+                    let _ = trigger.send(ObjectRef::from_obj(&app));
+                }
+                async {}
+            })
+    };
+    let app_cache = tokio::spawn(app_changes);
 
     info!(
         api_server = %cluster.url,
         kubernetes_version = %cluster.kubernetes_version,
         namespace = opts.namespace.as_deref().unwrap_or("all namespaces"),
+        managed_namespaces = opts.managed_namespaces.as_ref().map(|n| n.join(",")).as_deref().unwrap_or("all"),
         http_address = %http_address,
         webhook_secret = webhooks_on.as_deref().unwrap_or("none (webhooks off)"),
+        identity = %opts.identity,
+        leader_election = elector.as_ref().map(|(_, lease)| lease.as_str()).unwrap_or("off"),
+        shard = %format_args!("{}/{}", shard.index, shard.count),
         "ferry is ready: connected to the API server and the Application CRD is installed"
     );
-    let controller = Controller::for_stream(changes, reader)
-        .reconcile_on(triggered)
-        .with_config(controller::Config::default().concurrency(opts.concurrency))
-        .graceful_shutdown_on(async move {
-            let _ = stopped.await;
-        })
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "reconcile ended with an error");
+
+    let finish = |readiness: Readiness,
+                  server: Server,
+                  elector: Option<(tokio::task::JoinHandle<()>, String)>| async move {
+        readiness.shut_down();
+        // Releasing the Lease lets a standby take over at once instead of after the lease duration.
+        let _ = stop_electing.send(());
+        if let Some((task, _)) = elector {
+            let _ = tokio::time::timeout(HTTP_SHUTDOWN_GRACE, task).await;
+        }
+        app_cache.abort();
+        server.shutdown(HTTP_SHUTDOWN_GRACE).await;
+        info!("shut down");
+    };
+
+    // A standby waits here, serving metrics, /readyz and webhooks.
+    let leading = tokio::select! {
+        leading = leadership.acquired() => leading,
+        _ = shutdown.wait() => {
+            info!("shutting down (standby)");
+            finish(readiness, server, elector).await;
+            return Ok(());
+        }
+    };
+    if !leading {
+        finish(readiness, server, elector).await;
+        return Err(PreflightError::Startup("the leader election ended before this process led".into()));
+    }
+    if opts.leader.is_some() {
+        info!(identity = %opts.identity, "leading: reconciling Applications");
+    }
+    // Every Application of this shard once the cache is synced, then each change as it comes.
+    forwarding.store(true, Ordering::SeqCst);
+    {
+        let (reader, trigger, synced) = (reader.clone(), trigger.clone(), apps_synced.clone());
+        tokio::spawn(async move {
+            while !synced.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            for app in reader.state() {
+                let _ = trigger.send(ObjectRef::from_obj(app.as_ref()));
             }
         });
-    tokio::pin!(controller);
-    tokio::select! {
-        _ = &mut controller => {}
+    }
+    drop(trigger);
+    let triggered =
+        futures::stream::unfold(triggered, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) }).filter(
+            move |r| std::future::ready(shard.owns(r.namespace.as_deref().unwrap_or_default(), &r.name)),
+        );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controller =
+        Controller::for_stream(futures::stream::pending::<Result<Application, watcher::Error>>(), reader)
+            .reconcile_on(triggered)
+            .with_config(controller::Config::default().concurrency(opts.concurrency))
+            .graceful_shutdown_on(async move {
+                let _ = stopped.await;
+            })
+            .run(reconcile::reconcile, reconcile::error_policy, ctx)
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "reconcile ended with an error");
+                }
+            });
+    // Boxed, not pinned on the stack: losing the lease must be able to drop it.
+    let mut controller = Box::pin(controller);
+    let lost = tokio::select! {
+        _ = &mut controller => false,
+        _ = leadership.lost() => true,
         _ = shutdown.wait() => {
             info!("shutting down: finishing the reconciles in progress");
             readiness.shut_down();
@@ -222,12 +338,45 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
                     SHUTDOWN_GRACE.as_secs()
                 );
             }
+            false
+        }
+    };
+    if lost {
+        // Another replica may lead from now on: no write of ours may follow. Dropping the
+        // controller cancels every reconcile in progress at its next await, before its next
+        // request; a sync cut short is redone by the new leader (server-side apply).
+        drop(controller);
+        tracing::error!(
+            "lost the leader-election lease: stopped reconciling; exiting so a restart joins as a standby"
+        );
+        finish(readiness, server, elector).await;
+        return Err(PreflightError::Startup(
+            "lost the leader-election lease; stopped reconciling (a restart joins as a standby)".into(),
+        ));
+    }
+    finish(readiness, server, elector).await;
+    Ok(())
+}
+
+/// Keeps /readyz's role and `ferry_leader` in step with the election.
+async fn report_role(leadership: Leadership, readiness: Readiness, metrics: Arc<Metrics>, elected: bool) {
+    let mut rx = leadership.subscribe();
+    loop {
+        let role = rx.borrow_and_update().clone();
+        metrics.set_leader(role == Role::Leader);
+        match role {
+            Role::Leader if elected => readiness.set_role("leader"),
+            Role::Leader => readiness.set_role(""),
+            Role::Standby { holder } => readiness.set_role(&format!(
+                "standby, the leader is {}",
+                holder.as_deref().unwrap_or("not known yet")
+            )),
+            Role::Lost => readiness.set_role("lost the lease, stopping"),
+        }
+        if rx.changed().await.is_err() {
+            return;
         }
     }
-    readiness.shut_down();
-    server.shutdown(HTTP_SHUTDOWN_GRACE).await;
-    info!("shut down");
-    Ok(())
 }
 
 /// Marks ferry ready once the Application cache is synced and the webhook Secret (if any) has
