@@ -9,7 +9,8 @@
 # Both are checked by tests/integration/install.rs, which fails when they differ.
 #
 # Environment: FERRY (the ferry binary; default `cargo run -q --`), HELM (default: the pinned
-# helm that tests/testenv/build.sh builds).
+# helm that tests/testenv/build.sh builds), CRDS_DIR and EXAMPLES_DIR (where to write; the tests
+# render into temporary directories and compare).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
@@ -25,7 +26,7 @@ helm_bin() {
 }
 
 crds() {
-  local out=charts/ferry/crds tmp
+  local out="${CRDS_DIR:-charts/ferry/crds}" tmp
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' RETURN
   ferry crd >"$tmp/all.yaml"
@@ -44,14 +45,15 @@ PY
   mkdir -p "$out"
   rm -f "$out"/*.yaml
   cp "$tmp"/*.yaml "$out/"
-  ls "$out"
+  ls "$out" >&2
 }
 
 examples() {
-  local helm; helm="$(helm_bin)"
-  render "$helm" ferry-system examples/install/ferry.yaml \
+  local helm out="${EXAMPLES_DIR:-examples/install}"; helm="$(helm_bin)"
+  mkdir -p "$out"
+  render "$helm" ferry-system "$out/ferry.yaml" \
     "# ferry, cluster-wide: \`kubectl apply --server-side -f examples/install/ferry.yaml\`"
-  render "$helm" ferry-system examples/install/ferry-namespaced.yaml \
+  render "$helm" ferry-system "$out/ferry-namespaced.yaml" \
     "# ferry limited to the namespaces team-a and team-b (Roles only), Applications in ferry-system:" \
     --set rbac.scope=namespaced --set 'rbac.namespaces={team-a,team-b}'
 }
@@ -69,7 +71,7 @@ render() { # helm namespace out header [helm args...]
     "$helm" template ferry charts/ferry --namespace "$ns" --include-crds "$@"
   } >"$out.tmp"
   mv "$out.tmp" "$out"
-  echo "$out"
+  echo "$out" >&2
 }
 
 case "${1:-}" in
