@@ -7,7 +7,7 @@
 # kustomize and helm are built by tests/testenv/build.sh at the versions in
 # tests/testenv/versions.env: the very binaries ferry's tests run against.
 
-ARG RUST_VERSION=1.89
+ARG RUST_VERSION=1.95
 ARG GO_VERSION=1.26
 
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS ferry

@@ -246,8 +246,15 @@ impl Elector {
                     warn!(lease = %self.lease(), error = %why, "leader election: lease not read or written; retrying");
                 }
             }
+            // A leader wakes up by its renew deadline at the latest, so it gives up in time.
+            let pause = match last_renewed {
+                Some(at) => {
+                    self.config.retry_period.min(self.config.renew_deadline.saturating_sub(at.elapsed()))
+                }
+                None => self.config.retry_period,
+            };
             tokio::select! {
-                _ = tokio::time::sleep(self.config.retry_period) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = &mut stop => break,
             }
         }

@@ -125,9 +125,14 @@ fn one_of_two_replicas_reconciles_and_the_standby_finishes_the_rollout_when_the_
     assert_eq!(metric(standby, "ferry_reconcile_total{result=\"success\"}"), 0.0, "the standby reconciled");
     assert_eq!(metric(standby, "ferry_reconcile_total{result=\"error\"}"), 0.0, "the standby reconciled");
     // Both are ready (a standby serves metrics and webhooks); /readyz says which is which.
-    assert_eq!(readyz(leader), (200, "ok: leader\n".to_string()));
-    let (code, body) = readyz(standby);
-    assert_eq!((code, body.as_str()), (200, format!("ok: standby, the leader is {leader_name}\n").as_str()));
+    let wait_readyz = |ferry: &Ferry, want: &str| {
+        wait_until(&format!("/readyz to answer {want:?}"), T, || match readyz(ferry) {
+            (200, body) if body == want => Ok(()),
+            (code, body) => Err(format!("{code} {body}")),
+        })
+    };
+    wait_readyz(leader, "ok: leader\n");
+    wait_readyz(standby, &format!("ok: standby, the leader is {leader_name}\n"));
     // Application state is exported once, by the leader.
     let info = format!("ferry_app_info{{namespace=\"{}\",name=\"shop\"", ns.name);
     assert!(http_get(&leader.http_address(), "/metrics").body.contains(&info));
@@ -147,10 +152,7 @@ fn one_of_two_replicas_reconciles_and_the_standby_finishes_the_rollout_when_the_
         Some(h) if h == standby_name => Ok(()),
         other => Err(format!("holder {other:?}")),
     });
-    wait_until("the new leader to say so", T, || {
-        let (code, body) = readyz(standby);
-        if code == 200 && body == "ok: leader\n" { Ok(()) } else { Err(format!("{code} {body}")) }
-    });
+    wait_readyz(standby, "ok: leader\n");
     ferry_cmd(&cluster, &["promote", "shop", "-n", &ns.name]);
     app.wait("the rollout to complete", T, |a| {
         if rollout(a)["phase"] == "Completed" { Ok(()) } else { Err(format!("rollout: {}", rollout(a))) }
