@@ -299,6 +299,18 @@ fn the_rendered_chart_applies_to_the_cluster_with_a_server_dry_run_and_then_for_
     assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
     let json: Value = serde_json::from_str(dashboard["data"]["ferry.json"].as_str().unwrap()).unwrap();
     assert!(json["panels"].as_array().is_some_and(|p| !p.is_empty()));
+    // The plain manifests for `kubectl apply` are accepted by the API server too (a server dry
+    // run, moved into this test's namespace so nothing outside it is touched).
+    let example = std::fs::read_to_string(repo_root().join("examples/install/ferry.yaml")).unwrap();
+    let example = example.replace(": ferry-system\n", &format!(": {ns}\n"));
+    let run =
+        release.cluster.kubectl_stdin(&["apply", "--server-side", "--dry-run=server", "-f", "-"], &example);
+    assert!(run.success, "examples/install/ferry.yaml refused: {}", run.stderr);
+    assert!(
+        run.stdout.contains("deployment.apps/ferry serverside-applied (server dry run)"),
+        "{}",
+        run.stdout
+    );
     // kwok runs the Pods (without containers), so the Deployment becomes available like a real one.
     wait_until("the chart's Deployment to be available", T, || {
         let d = get_json(&release.cluster, &["-n", ns, "get", "deployment", &release.name]).unwrap();

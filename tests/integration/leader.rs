@@ -14,12 +14,13 @@ use crate::{
 
 const T: Duration = Duration::from_secs(120);
 
-/// Short timings so a takeover is quick; the test never asserts how quick.
+/// Short timings so a takeover is quick (the test never asserts how quick), with a renew deadline
+/// far above what one renewal takes even on a loaded machine, so no leader gives up by accident.
 const ELECTION: [&str; 4] = [
     "--leader-elect",
-    "--leader-election-lease-duration=4s",
-    "--leader-election-renew-deadline=3s",
-    "--leader-election-retry-period=500ms",
+    "--leader-election-lease-duration=8s",
+    "--leader-election-renew-deadline=6s",
+    "--leader-election-retry-period=1s",
 ];
 
 /// A ferry process with a name (its identity) for one namespace's Applications.
