@@ -492,6 +492,22 @@ fn ferry_as_the_charts_service_account_syncs_prunes_and_runs_a_canary() {
         if d.is_none() && s.is_none() { Ok(()) } else { Err("canary objects remain".to_string()) }
     });
     assert_eq!(image_of(&cluster, &apps.name, "shop").as_deref(), Some("registry.example/shop:2.0"));
+    // Not wider than needed: what ferry's ServiceAccount may not do, as the API server sees it.
+    let sa = format!("--as=system:serviceaccount:{}:{}", release.ns.name, release.service_account());
+    for (verb, resource) in [
+        ("*", "*"),
+        ("create", "clusterrolebindings"),
+        ("create", "rolebindings"),
+        ("create", "secrets"),
+        ("delete", "nodes"),
+        ("create", "pods"),
+        ("impersonate", "groups"),
+        ("impersonate", "users"),
+        ("create", "customresourcedefinitions"),
+    ] {
+        let run = cluster.kubectl(&["auth", "can-i", verb, resource, "-A", &sa]);
+        assert_eq!(run.stdout.trim(), "no", "ferry's ServiceAccount may {verb} {resource}");
+    }
     // And ferry held its Lease, in the release namespace, with the chart's Role.
     let lease =
         get_json(&cluster, &["-n", &release.ns.name, "get", "lease", &release.name]).expect("the Lease");

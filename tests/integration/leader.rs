@@ -134,6 +134,16 @@ fn one_of_two_replicas_reconciles_and_the_standby_finishes_the_rollout_when_the_
     };
     wait_readyz(leader, "ok: leader\n");
     wait_readyz(standby, &format!("ok: standby, the leader is {leader_name}\n"));
+    // Every Event about the Application comes from the leader.
+    let events = get_json(&cluster, &["-n", &ns.name, "get", "events.events.k8s.io"]).unwrap();
+    let instances: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["regarding"]["kind"] == "Application")
+        .filter_map(|e| e["reportingInstance"].as_str())
+        .collect();
+    assert!(!instances.is_empty() && instances.iter().all(|i| *i == leader_name), "{instances:?}");
     // Application state is exported once, by the leader.
     let info = format!("ferry_app_info{{namespace=\"{}\",name=\"shop\"", ns.name);
     assert!(http_get(&leader.http_address(), "/metrics").body.contains(&info));
