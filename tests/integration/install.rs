@@ -392,7 +392,7 @@ fn ferry_as_the_charts_service_account_syncs_prunes_and_runs_a_canary() {
     let mut args = release.ferry_args();
     args.push(format!("--namespace={}", apps.name));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let ferry = Ferry::start_as(&cluster, &kubeconfig, &apps.name, &args);
+    let ferry = Ferry::start_as(&kubeconfig, &apps.name, &args);
 
     let repo = Repo::new();
     let route = "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: shop\nspec:\n  parentRefs:\n  - name: web\n  rules:\n  - backendRefs:\n    - name: shop\n      port: 80\n";
@@ -541,7 +541,7 @@ fn the_namespaced_mode_cannot_touch_a_namespace_it_was_not_given() {
     assert!(args.contains(&format!("--namespace={}", release.ns.name)), "{args:?}");
     assert!(args.contains(&format!("--managed-namespaces={}", allowed.name)), "{args:?}");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let _ferry = Ferry::start_as(&cluster, &kubeconfig, &release.ns.name, &args);
+    let _ferry = Ferry::start_as(&kubeconfig, &release.ns.name, &args);
 
     let repo = Repo::new();
     let sha = repo.commit(

@@ -30,7 +30,7 @@ fn start(cluster: &Cluster, ns: &str, identity: &str, extra: &[&str]) -> Ferry {
     args.push(format!("--leader-election-identity={identity}"));
     args.extend(extra.iter().map(|a| a.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Ferry::start_as(cluster, &cluster.kubeconfig, &format!("{ns}-{identity}"), &args)
+    Ferry::start_as(&cluster.kubeconfig, &format!("{ns}-{identity}"), &args)
 }
 
 /// A sample of one of a process's metrics (0 when absent).

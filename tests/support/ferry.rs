@@ -48,13 +48,12 @@ impl Ferry {
     /// Same, with extra `ferry run` arguments (e.g. `--concurrency 1`). A `--namespace` among
     /// them replaces the default `--namespace <namespace>`.
     pub fn start_with(cluster: &Cluster, namespace: &str, extra_args: &[&str]) -> Ferry {
-        Ferry::start_as(cluster, &cluster.kubeconfig, namespace, extra_args)
+        Ferry::start_as(&cluster.kubeconfig, namespace, extra_args)
     }
 
     /// Same, with another kubeconfig (another identity: a ServiceAccount's token). `namespace`
     /// also names the log file, so two processes in one test need different names there.
-    pub fn start_as(cluster: &Cluster, kubeconfig: &Path, namespace: &str, extra_args: &[&str]) -> Ferry {
-        let _ = cluster;
+    pub fn start_as(kubeconfig: &Path, namespace: &str, extra_args: &[&str]) -> Ferry {
         let log_dir = repo_root().join("target/ferry-test-logs");
         std::fs::create_dir_all(&log_dir).expect("create target/ferry-test-logs");
         let log_path = log_dir.join(format!("{namespace}.log"));
