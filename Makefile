@@ -12,13 +12,16 @@ KUBECONFIG_TESTENV = $(shell $(TESTENV) env 2>/dev/null | sed -n 's/^KUBECONFIG=
 TESTENV_STATE = $(or $(FERRY_TESTENV_STATE),$(CURDIR)/target/testenv)
 KUBECTL = $(TESTENV_STATE)/bin/kubectl --kubeconfig "$(KUBECONFIG_TESTENV)"
 
-.PHONY: help deps testenv-up testenv-down testenv-status build test lint crds demo bench bench-quick
+.PHONY: help deps testenv-up testenv-down testenv-status build test lint crds chart image-check demo bench bench-quick
 
 help:
 	@echo "make demo          start the local cluster and ferry, sync an example app from a local Git"
 	@echo "                   repo to Synced/Healthy, roll out a new image tag; ferry keeps running"
 	@echo "make test          lint and run every test (unit and integration) against the local cluster"
-	@echo "make crds          regenerate crds/ from the Rust types"
+	@echo "make crds          regenerate crds/ and charts/ferry/crds/ from the Rust types"
+	@echo "make chart         crds, then render examples/install/ from the chart (helm template)"
+	@echo "make image-check   what of the Dockerfile can be checked here: the release build it makes,"
+	@echo "                   its shared libraries, and the kustomize and helm it copies"
 	@echo "make bench         every benchmark, ~30 min once built (it builds Flux's controllers too):"
 	@echo "                   ferry next to Flux on the same cluster -> BENCHMARKS.md and docs/benchmarks.svg,"
 	@echo "                   render (1,000 objects) -> target/bench/render.txt, sync (ferry vs kubectl apply)"
@@ -49,6 +52,13 @@ lint:
 
 crds:
 	cargo run -q -- crd > crds/application.yaml
+	scripts/chart.sh crds
+
+chart: crds
+	scripts/chart.sh examples
+
+image-check:
+	scripts/image-check.sh all
 
 # The render bench needs only the kustomize binary (build.sh skips it when already built); the
 # others need the local cluster and a release build of ferry. benches/compare.sh builds Flux's

@@ -64,6 +64,38 @@ enum Command {
         /// its own namespace.
         #[arg(long, env = "FERRY_PROMOTION_NAMESPACES", value_delimiter = ',')]
         promotion_namespaces: Vec<String>,
+        /// Watch managed objects only in these namespaces (comma-separated), for RBAC that grants
+        /// Roles there and nothing cluster-wide. Default: watch cluster-wide.
+        #[arg(long, env = "FERRY_MANAGED_NAMESPACES", value_delimiter = ',', value_name = "NS,...")]
+        managed_namespaces: Option<Vec<String>>,
+        /// Elect a leader among the replicas with a coordination.k8s.io Lease: only the leader
+        /// reconciles; the others stand by, ready to take over.
+        #[arg(long, env = "FERRY_LEADER_ELECT")]
+        leader_elect: bool,
+        /// Namespace of the Lease (default: --namespace, else "default").
+        #[arg(long, env = "FERRY_LEADER_ELECTION_NAMESPACE")]
+        leader_election_namespace: Option<String>,
+        /// Name of the Lease; with --shard-count above 1, "-shard-<index>" is appended.
+        #[arg(long, default_value = "ferry", env = "FERRY_LEADER_ELECTION_LEASE_NAME")]
+        leader_election_lease_name: String,
+        /// How long a standby waits after the leader's last renewal before it takes over.
+        #[arg(long, default_value = "15s", env = "FERRY_LEADER_ELECTION_LEASE_DURATION", value_parser = go_duration)]
+        leader_election_lease_duration: Duration,
+        /// How long a leader keeps reconciling without a successful renewal (below the lease duration).
+        #[arg(long, default_value = "10s", env = "FERRY_LEADER_ELECTION_RENEW_DEADLINE", value_parser = go_duration)]
+        leader_election_renew_deadline: Duration,
+        /// How often candidates read and renew the Lease.
+        #[arg(long, default_value = "2s", env = "FERRY_LEADER_ELECTION_RETRY_PERIOD", value_parser = go_duration)]
+        leader_election_retry_period: Duration,
+        /// This process's name in the Lease and in Events (default: POD_NAME, else host name and PID).
+        #[arg(long, env = "POD_NAME")]
+        leader_election_identity: Option<String>,
+        /// With --shard-count N, reconcile only the Applications whose namespace/name hashes to this index.
+        #[arg(long, default_value_t = 0, env = "FERRY_SHARD_INDEX")]
+        shard_index: u32,
+        /// Split Applications among this many ferry processes (each with its own --shard-index).
+        #[arg(long, default_value_t = 1, env = "FERRY_SHARD_COUNT", value_parser = clap::value_parser!(u32).range(1..))]
+        shard_count: u32,
     },
     /// Ask ferry to reconcile an Application now (sets the ferry.dev/reconcile-at annotation).
     Sync {
@@ -160,8 +192,43 @@ fn main() -> ExitCode {
             webhook_secret,
             prometheus_url,
             promotion_namespaces,
+            managed_namespaces,
+            leader_elect,
+            leader_election_namespace,
+            leader_election_lease_name,
+            leader_election_lease_duration,
+            leader_election_renew_deadline,
+            leader_election_retry_period,
+            leader_election_identity,
+            shard_index,
+            shard_count,
         } => {
             telemetry::init(cli.log_format);
+            let shard = match controller::Shard::new(shard_index, shard_count) {
+                Ok(shard) => shard,
+                Err(err) => return fail(&err),
+            };
+            let identity = leader_election_identity
+                .filter(|i| !i.is_empty())
+                .unwrap_or_else(controller::default_identity);
+            let leader = leader_elect.then(|| controller::LeaderConfig {
+                namespace: leader_election_namespace
+                    .or_else(|| namespace.clone())
+                    .unwrap_or_else(|| "default".into()),
+                // Each shard elects its own leader.
+                lease_name: if shard.is_sharded() {
+                    format!("{leader_election_lease_name}-shard-{shard_index}")
+                } else {
+                    leader_election_lease_name
+                },
+                identity: identity.clone(),
+                lease_duration: leader_election_lease_duration,
+                renew_deadline: leader_election_renew_deadline,
+                retry_period: leader_election_retry_period,
+            });
+            let managed_namespaces = managed_namespaces
+                .map(|list| list.into_iter().filter(|n| !n.is_empty()).collect::<Vec<_>>())
+                .filter(|list| !list.is_empty());
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
@@ -180,6 +247,10 @@ fn main() -> ExitCode {
                 webhook_secret,
                 prometheus_url,
                 promotion_namespaces,
+                managed_namespaces,
+                identity,
+                leader,
+                shard,
             };
             match runtime.block_on(controller::run(opts)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -249,6 +320,12 @@ fn client_command(command: impl std::future::Future<Output = Result<String, Stri
         }
         Err(err) => fail(&err),
     }
+}
+
+/// A Go-style duration flag (`15s`, `1m30s`, `500ms`).
+fn go_duration(text: &str) -> Result<Duration, String> {
+    controller::duration::parse(text)
+        .ok_or_else(|| format!("`{text}` is not a duration like 15s, 1m or 500ms"))
 }
 
 /// One line on stderr, exit code 1: the contract scripts and people rely on.

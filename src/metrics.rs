@@ -161,6 +161,7 @@ pub struct Metrics {
     time_to_restore: Histogram,
     rollout_duration: Family<RolloutResultLabels, Histogram>,
     analysis_measurements: Family<ResultLabel, Counter>,
+    leader: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -212,6 +213,7 @@ impl Metrics {
             time_to_restore,
             rollout_duration,
             analysis_measurements: Family::default(),
+            leader: Gauge::default(),
         };
         m.register()
     }
@@ -291,12 +293,29 @@ impl Metrics {
             "Rollout analysis measurements, by verdict (Successful, Failed, Inconclusive, Error)",
             self.analysis_measurements.clone(),
         );
+        r.register(
+            "leader",
+            "1 while this process reconciles (holds its Lease, or runs without leader election); 0 on a standby",
+            self.leader.clone(),
+        );
         self
     }
 
     /// Applications the state gauges are computed from: the controller's watch cache.
     pub fn watch_apps(&self, store: Store<Application>) {
         let _ = self.apps.store.set(store);
+    }
+
+    /// Only the Applications `exported` accepts get state gauges: with leader election and
+    /// sharding, those of this process's shard while it leads, so that across replicas each
+    /// Application is counted once.
+    pub fn export_apps_if(&self, exported: impl Fn(&Application) -> bool + Send + Sync + 'static) {
+        let _ = self.apps.exported.set(Box::new(exported));
+    }
+
+    /// Whether this process leads (`ferry_leader`).
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// The OpenMetrics text of every metric.
@@ -443,7 +462,10 @@ fn seconds(min: f64, max: f64, length: u16) -> impl Iterator<Item = f64> {
 #[derive(Default)]
 struct AppState {
     store: OnceLock<Store<Application>>,
+    exported: OnceLock<AppFilter>,
 }
+
+type AppFilter = Box<dyn Fn(&Application) -> bool + Send + Sync>;
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -526,7 +548,13 @@ impl AppSnapshot {
 impl Collector for AppState {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let Some(store) = self.store.get() else { return Ok(()) };
-        let mut apps: Vec<AppSnapshot> = store.state().iter().map(|a| AppSnapshot::of(a)).collect();
+        let exported = self.exported.get();
+        let mut apps: Vec<AppSnapshot> = store
+            .state()
+            .iter()
+            .filter(|a| exported.is_none_or(|f| f(a)))
+            .map(|a| AppSnapshot::of(a))
+            .collect();
         apps.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         encode_app_state(&apps, &mut encoder)
     }

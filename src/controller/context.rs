@@ -112,12 +112,11 @@ impl Context {
             return Ok(client.clone());
         }
         let mut config = self.config.clone();
+        // No Impersonate-Group: for a ServiceAccount user the API server adds its groups
+        // (system:serviceaccounts, system:serviceaccounts:<ns>, system:authenticated) itself, so
+        // ferry needs `impersonate` on serviceaccounts only, never on groups (which, being
+        // cluster-scoped and unnamed in advance, would need a rule wide enough to escalate).
         config.auth_info.impersonate = Some(user.clone());
-        config.auth_info.impersonate_groups = Some(vec![
-            "system:serviceaccounts".to_string(),
-            format!("system:serviceaccounts:{namespace}"),
-            "system:authenticated".to_string(),
-        ]);
         let client =
             self.metrics.client(config).map_err(|e| format!("cannot build a client for {user}: {e}"))?;
         clients.insert(user, client.clone());

@@ -13,11 +13,13 @@ mod delivery;
 pub mod duration;
 mod events;
 pub mod hooks;
+pub mod leader;
 mod memory;
 mod preflight;
 mod promotion;
 pub mod reconcile;
 mod rollout;
+pub mod shard;
 pub mod status;
 pub mod sync;
 mod watches;
@@ -31,16 +33,20 @@ use std::{
     time::Duration,
 };
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use kube::{
     Api, Config, ResourceExt,
     discovery::Discovery,
-    runtime::{Controller, WatchStreamExt, controller, reflector, watcher},
+    runtime::{Controller, WatchStreamExt, controller, reflector, reflector::ObjectRef, watcher},
 };
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::info;
 
 pub use context::{Context, SyncOptions, default_cache_dir};
+pub use leader::{LeaderConfig, Leadership, Role, default_identity};
+pub use shard::Shard;
+
+use leader::Elector;
 pub use preflight::{PreflightError, preflight};
 
 use crate::{
@@ -67,6 +73,8 @@ pub struct RunOptions {
     pub api_timeout: Duration,
     /// Only reconcile Applications in this namespace.
     pub namespace: Option<String>,
+    /// Only watch managed objects in these namespaces (RBAC limited to Roles there).
+    pub managed_namespaces: Option<Vec<String>>,
     /// The Git cache directory.
     pub cache_dir: PathBuf,
     /// Applications reconciled at once.
@@ -83,13 +91,24 @@ pub struct RunOptions {
     pub webhook_secret: Option<String>,
     /// Prometheus for rollout analyses that name no address.
     pub prometheus_url: Option<String>,
+    /// This process's name in Leases and Events.
+    pub identity: String,
+    /// Leader election; `None`: this process always reconciles.
+    pub leader: Option<LeaderConfig>,
+    /// Which Applications this process reconciles.
+    pub shard: Shard,
     /// Namespaces other than their own whose Applications may be followed (`*`: any).
     pub promotion_namespaces: Vec<String>,
 }
 
-/// Runs the controller until SIGINT or SIGTERM.
+/// Runs the controller until SIGINT or SIGTERM, or until it loses its leader-election Lease
+/// (then it stops reconciling at once and returns an error, so the process exits and restarts
+/// as a standby).
 pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
     let mut shutdown = Shutdown::install().map_err(|e| PreflightError::Signals { cause: e.to_string() })?;
+    if let Some(leader) = &opts.leader {
+        leader.validate().map_err(PreflightError::Startup)?;
+    }
     let webhook_secret = opts
         .webhook_secret
         .as_deref()
@@ -103,7 +122,7 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
     let client =
         metrics.client(config.clone()).map_err(|e| PreflightError::no_config(&e, kubeconfig_env()))?;
     let started = async {
-        let cluster = preflight(&client, &url, opts.api_timeout).await?;
+        let cluster = preflight(&client, &url, opts.api_timeout, opts.namespace.as_deref()).await?;
         let discovery = tokio::time::timeout(opts.api_timeout * 3, Discovery::new(client.clone()).run())
             .await
             .map_err(|_| PreflightError::Startup(format!("API discovery at {url} did not finish in time")))?
@@ -137,9 +156,27 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
         ))
     })?;
 
+    // The election runs from now until shutdown; `stop_electing` ends it (releasing the Lease).
+    let (stop_electing, electing_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (leadership, elector) = match opts.leader.clone() {
+        Some(config) => {
+            let lease = format!("{}/{}", config.namespace, config.lease_name);
+            let (elector, leadership) = Elector::new(client.clone(), config, opts.api_timeout);
+            let task = tokio::spawn(elector.run(async move {
+                let _ = electing_stopped.await;
+            }));
+            (leadership, Some((task, lease)))
+        }
+        None => (Leadership::always(), None),
+    };
+
     let (trigger, triggered) = tokio::sync::mpsc::unbounded_channel();
-    let wake = trigger.clone();
-    let watches = watches::Watches::new(client.clone(), trigger, opts.namespace.clone());
+    let watches = watches::Watches::new(
+        client.clone(),
+        trigger.clone(),
+        opts.namespace.clone(),
+        opts.managed_namespaces.clone(),
+    );
     let options = SyncOptions {
         api_timeout: opts.api_timeout,
         require_service_account: opts.require_service_account,
@@ -158,7 +195,7 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
         .resolve_gvk(&kube::api::GroupVersionKind::gvk("ferry.dev", "v1alpha1", "ApplicationSet"))
         .is_some();
     let (reader, writer) = reflector::store();
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client.clone(),
         config,
         options,
@@ -167,14 +204,24 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
         discovery,
         metrics.clone(),
         reader.clone(),
-    ));
+    );
+    ctx.reporter.instance = Some(opts.identity.clone());
+    let ctx = Arc::new(ctx);
 
     let apps: Api<Application> = match &opts.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
     metrics.watch_apps(reader.clone());
+    let shard = opts.shard;
+    {
+        let leadership = leadership.clone();
+        metrics.export_apps_if(move |app| {
+            leadership.is_leader() && shard.owns(&app.namespace().unwrap_or_default(), &app.name_any())
+        });
+    }
     let readiness = Readiness::new("waiting for the Application cache to sync");
+    tokio::spawn(report_role(leadership.clone(), readiness.clone(), metrics.clone(), opts.leader.is_some()));
     // Set when the reflector has swapped the first full list into the store. (Not
     // `Store::wait_until_ready`: its one-shot keeps a single waker, and the controller waits on it.)
     let apps_synced = Arc::new(AtomicBool::new(false));
@@ -193,98 +240,215 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
         listener,
         ServerState { metrics: metrics.clone(), readiness: readiness.clone(), webhooks },
     );
-    // Our own status writes change neither of these, so they do not wake the controller.
-    let mut followers = promotion::Followers::default();
-    let store = reader.clone();
-    let changes = watcher(apps, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .inspect(move |event| match event {
-            Ok(watcher::Event::InitDone) => apps_synced.store(true, Ordering::SeqCst),
-            // A newly verified revision wakes the Applications that follow this one.
-            Ok(watcher::Event::Apply(app) | watcher::Event::InitApply(app)) => {
-                for follower in followers.on_event(app, &store) {
-                    let _ = wake.send(follower);
+    // The Application cache runs on every replica (webhooks and /readyz need it); only a leader
+    // turns its changes into reconciles. Our own status writes change neither of what the
+    // predicate looks at, so they do not wake the controller.
+    let forwarding = Arc::new(AtomicBool::new(false));
+    let app_changes = {
+        let (forwarding, trigger, synced) = (forwarding.clone(), trigger.clone(), apps_synced.clone());
+        let (wake, wake_on, store) = (trigger.clone(), forwarding.clone(), reader.clone());
+        let mut followers = promotion::Followers::default();
+        watcher(apps, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .inspect(move |event| match event {
+                Ok(watcher::Event::InitDone) => synced.store(true, Ordering::SeqCst),
+                // A newly verified revision wakes the Applications that follow this one (after
+                // the store holds it, so that they read it).
+                Ok(watcher::Event::Apply(app) | watcher::Event::InitApply(app)) => {
+                    for follower in followers.on_event(app, &store) {
+                        if wake_on.load(Ordering::SeqCst) {
+                            let _ = wake.send(follower);
+                        }
+                    }
                 }
-            }
-            Ok(watcher::Event::Delete(app)) => followers.forget(app),
-            _ => {}
-        })
-        .applied_objects()
-        .predicate_filter(spec_or_request, Default::default());
-    let triggered =
-        futures::stream::unfold(triggered, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+                Ok(watcher::Event::Delete(app)) => followers.forget(app),
+                _ => {}
+            })
+            .applied_objects()
+            .predicate_filter(spec_or_request, Default::default())
+            .for_each(move |app| {
+                if let Ok(app) = app
+                    && forwarding.load(Ordering::SeqCst)
+                {
+                    let _ = trigger.send(ObjectRef::from_obj(&app));
+                }
+                async {}
+            })
+    };
+    let app_cache = tokio::spawn(app_changes);
 
     info!(
         api_server = %cluster.url,
         kubernetes_version = %cluster.kubernetes_version,
         namespace = opts.namespace.as_deref().unwrap_or("all namespaces"),
+        managed_namespaces = opts.managed_namespaces.as_ref().map(|n| n.join(",")).as_deref().unwrap_or("all"),
         http_address = %http_address,
         webhook_secret = webhooks_on.as_deref().unwrap_or("none (webhooks off)"),
+        identity = %opts.identity,
+        leader_election = elector.as_ref().map(|(_, lease)| lease.as_str()).unwrap_or("off"),
+        shard = %format_args!("{}/{}", shard.index, shard.count),
         "ferry is ready: connected to the API server and the Application CRD is installed"
     );
+
+    let finish = |readiness: Readiness,
+                  server: Server,
+                  elector: Option<(tokio::task::JoinHandle<()>, String)>| async move {
+        readiness.shut_down();
+        // Releasing the Lease lets a standby take over at once instead of after the lease duration.
+        let _ = stop_electing.send(());
+        if let Some((task, _)) = elector {
+            let _ = tokio::time::timeout(HTTP_SHUTDOWN_GRACE, task).await;
+        }
+        app_cache.abort();
+        server.shutdown(HTTP_SHUTDOWN_GRACE).await;
+        info!("shut down");
+    };
+
+    // A standby waits here, serving metrics, /readyz and webhooks.
+    let leading = tokio::select! {
+        leading = leadership.acquired() => leading,
+        _ = shutdown.wait() => {
+            info!("shutting down (standby)");
+            finish(readiness, server, elector).await;
+            return Ok(());
+        }
+    };
+    if !leading {
+        finish(readiness, server, elector).await;
+        return Err(PreflightError::Startup("the leader election ended before this process led".into()));
+    }
+    if opts.leader.is_some() {
+        info!(identity = %opts.identity, "leading: reconciling Applications");
+    }
+    // Every Application of this shard once the cache is synced, then each change as it comes.
+    forwarding.store(true, Ordering::SeqCst);
+    {
+        let (reader, trigger, synced) = (reader.clone(), trigger.clone(), apps_synced.clone());
+        tokio::spawn(async move {
+            while !synced.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            for app in reader.state() {
+                let _ = trigger.send(ObjectRef::from_obj(app.as_ref()));
+            }
+        });
+    }
+    drop(trigger);
+    let triggered =
+        futures::stream::unfold(triggered, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) }).filter(
+            move |r| std::future::ready(shard.owns(r.namespace.as_deref().unwrap_or_default(), &r.name)),
+        );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let set_ctx = ctx.clone();
+    let controller =
+        Controller::for_stream(futures::stream::pending::<Result<Application, watcher::Error>>(), reader)
+            .reconcile_on(triggered)
+            .with_config(controller::Config::default().concurrency(opts.concurrency))
+            .graceful_shutdown_on(async move {
+                let _ = stopped.await;
+            })
+            .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "reconcile ended with an error");
+                }
+            });
+    // Boxed, not pinned on the stack: losing the lease must be able to drop it.
+    let mut controller = Box::pin(controller);
+    // ApplicationSets: one writer, the leader of shard 0 (each shard then reconciles the
+    // generated Applications it owns).
     let (stop_sets, sets_stopped) = tokio::sync::oneshot::channel::<()>();
-    let sets = if sets_served {
+    let mut sets = if !sets_served {
+        tracing::warn!(
+            "the ApplicationSet CRD (applicationsets.ferry.dev) is not installed; ApplicationSets are off"
+        );
+        None
+    } else if shard.index != 0 {
+        None
+    } else {
         let (sets, generated): (Api<ApplicationSet>, Api<Application>) = match &opts.namespace {
             Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
             None => (Api::all(client.clone()), Api::all(client.clone())),
         };
         // A generated Application's status changes the set's status (it lists them).
         let owned = watcher::Config::default().labels(APPLICATION_SET_LABEL);
-        Controller::new(sets, watcher::Config::default())
+        let controller = Controller::new(sets, watcher::Config::default())
             .owns(generated, owned)
             .graceful_shutdown_on(async move {
                 let _ = sets_stopped.await;
             })
-            .run(appset::reconcile, appset::error_policy, ctx.clone())
+            .run(appset::reconcile, appset::error_policy, set_ctx)
             .for_each(|result| async move {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "ApplicationSet reconcile ended with an error");
                 }
-            })
-            .boxed()
-    } else {
-        tracing::warn!(
-            "the ApplicationSet CRD (applicationsets.ferry.dev) is not installed; ApplicationSets are off"
-        );
-        futures::future::pending().boxed()
+            });
+        Some(tokio::spawn(controller))
     };
-    let controller = Controller::for_stream(changes, reader)
-        .reconcile_on(triggered)
-        .with_config(controller::Config::default().concurrency(opts.concurrency))
-        .graceful_shutdown_on(async move {
-            let _ = stopped.await;
-        })
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "reconcile ended with an error");
-            }
-        });
-    tokio::pin!(controller);
-    tokio::spawn(sets);
-    tokio::select! {
-        _ = &mut controller => {}
+    let lost = tokio::select! {
+        _ = &mut controller => false,
+        _ = leadership.lost() => true,
         _ = shutdown.wait() => {
             info!("shutting down: finishing the reconciles in progress");
             readiness.shut_down();
-            let _ = stop_sets.send(());
             let _ = stop.send(());
+            let _ = stop_sets.send(());
             // A reconcile stuck on an unreachable Git server or API server must not keep ferry
             // from stopping; an interrupted sync is safe to redo (server-side apply).
-            if tokio::time::timeout(SHUTDOWN_GRACE, &mut controller).await.is_err() {
+            let both = futures::future::join(&mut controller, async {
+                if let Some(sets) = &mut sets {
+                    let _ = sets.await;
+                }
+            });
+            if tokio::time::timeout(SHUTDOWN_GRACE, both).await.is_err() {
                 tracing::warn!(
                     "reconciles still running after {}s; stopping anyway",
                     SHUTDOWN_GRACE.as_secs()
                 );
             }
+            false
+        }
+    };
+    if lost {
+        // Another replica may lead from now on: no write of ours may follow. Dropping the
+        // controller cancels every reconcile in progress at its next await, before its next
+        // request; a sync cut short is redone by the new leader (server-side apply).
+        drop(controller);
+        if let Some(sets) = &sets {
+            sets.abort();
+        }
+        tracing::error!(
+            "lost the leader-election lease: stopped reconciling; exiting so a restart joins as a standby"
+        );
+        finish(readiness, server, elector).await;
+        return Err(PreflightError::Startup(
+            "lost the leader-election lease; stopped reconciling (a restart joins as a standby)".into(),
+        ));
+    }
+    finish(readiness, server, elector).await;
+    Ok(())
+}
+
+/// Keeps /readyz's role and `ferry_leader` in step with the election.
+async fn report_role(leadership: Leadership, readiness: Readiness, metrics: Arc<Metrics>, elected: bool) {
+    let mut rx = leadership.subscribe();
+    loop {
+        let role = rx.borrow_and_update().clone();
+        metrics.set_leader(role == Role::Leader);
+        match role {
+            Role::Leader if elected => readiness.set_role("leader"),
+            Role::Leader => readiness.set_role(""),
+            Role::Standby { holder } => readiness.set_role(&format!(
+                "standby, the leader is {}",
+                holder.as_deref().unwrap_or("not known yet")
+            )),
+            Role::Lost => readiness.set_role("lost the lease, stopping"),
+        }
+        if rx.changed().await.is_err() {
+            return;
         }
     }
-    readiness.shut_down();
-    server.shutdown(HTTP_SHUTDOWN_GRACE).await;
-    info!("shut down");
-    Ok(())
 }
 
 /// Marks ferry ready once the Application cache is synced and the webhook Secret (if any) has

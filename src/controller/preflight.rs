@@ -73,11 +73,13 @@ impl PreflightError {
     }
 }
 
-/// Checks that the API server answers and serves Applications. Makes two read requests.
+/// Checks that the API server answers and serves Applications (in `namespace`, or in all
+/// namespaces). Makes two read requests.
 pub async fn preflight(
     client: &Client,
     cluster_url: &str,
     timeout: Duration,
+    namespace: Option<&str>,
 ) -> Result<ClusterInfo, PreflightError> {
     let url = cluster_url.trim_end_matches('/').to_string();
     let crd = Application::crd_name().to_string();
@@ -87,8 +89,12 @@ pub async fn preflight(
         .map_err(|_| PreflightError::Timeout { url: url.clone(), timeout })?
         .map_err(|err| classify(err, &url, &crd))?;
 
-    // Listing one Application proves both that the CRD is served and that we may read it.
-    let apps: Api<Application> = Api::all(client.clone());
+    // Listing one Application proves both that the CRD is served and that we may read it: in
+    // the one namespace ferry reconciles, if any (it may lack cluster-wide permissions).
+    let apps: Api<Application> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     tokio::time::timeout(timeout, apps.list_metadata(&ListParams::default().limit(1)))
         .await
         .map_err(|_| PreflightError::Timeout { url: url.clone(), timeout })?

@@ -821,12 +821,13 @@ async fn plan(
     let mut owners = HashMap::new();
     let mut started: HashSet<ApiResource> = HashSet::new();
     for (i, d) in desired.iter().enumerate() {
-        let Some((resource, _)) = &d.resource else {
+        let Some((resource, caps)) = &d.resource else {
             out[i] = Some(ObjectPlan { plan: Plan::Create, owner: None, ours: false, live_hash: None });
             continue;
         };
         if started.insert(resource.clone()) {
-            ctx.watches.ensure(resource, ctx.options.api_timeout).await;
+            let namespaced = caps.scope == kube::discovery::Scope::Namespaced;
+            ctx.watches.ensure(resource, namespaced, ctx.options.api_timeout).await;
         }
         match ctx.watches.seen(resource, d.entry.namespace.as_deref(), &d.entry.name) {
             Seen::Present { resource_version, labels } => {

@@ -5,6 +5,11 @@
 //! delete`, a Deployment's status moving) triggers a reconcile of its Application within
 //! seconds. And a reconcile can tell from the watch, without a request, that an object still has
 //! the resourceVersion ferry last saw, so it has not changed.
+//!
+//! With `--managed-namespaces` (the chart's namespaced RBAC mode, Roles only) each kind is
+//! watched in each of those namespaces rather than cluster-wide, which needs no cluster-wide list
+//! permission; cluster-scoped kinds and other namespaces are not watched, and objects there are
+//! read when needed (and refused by RBAC).
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -56,13 +61,22 @@ struct Watched {
     ready: Arc<watch::Sender<bool>>,
 }
 
-/// The set of running watches, keyed by group/version/kind.
+/// group, version, kind, and the namespace watched (`None`: all).
+type Key = (String, String, String, Option<String>);
+
+fn key(resource: &ApiResource, namespace: Option<&str>) -> Key {
+    (resource.group.clone(), resource.version.clone(), resource.kind.clone(), namespace.map(str::to_string))
+}
+
+/// The set of running watches, keyed by group/version/kind and namespace.
 pub struct Watches {
     client: Client,
     trigger: UnboundedSender<ObjectRef<Application>>,
     /// With `--namespace`, only Applications there are woken.
     namespace: Option<String>,
-    kinds: Mutex<HashMap<(String, String, String), Watched>>,
+    /// With `--managed-namespaces`, kinds are watched in these namespaces only.
+    managed: Option<Vec<String>>,
+    kinds: Mutex<HashMap<Key, Watched>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -72,33 +86,56 @@ impl Watches {
         client: Client,
         trigger: UnboundedSender<ObjectRef<Application>>,
         namespace: Option<String>,
+        managed: Option<Vec<String>>,
     ) -> Watches {
         Watches {
             client,
             trigger,
             namespace,
+            managed,
             kinds: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
         }
     }
 
-    /// Starts watching `resource` unless it is watched already, and waits up to `wait` for the
-    /// watch's first list. Returns whether the watch is synced.
-    pub async fn ensure(&self, resource: &ApiResource, wait: Duration) -> bool {
-        let watched = self.watched(resource);
-        let mut ready = watched.ready.subscribe();
-        tokio::time::timeout(wait, ready.wait_for(|r| *r)).await.is_ok_and(|r| r.is_ok())
+    /// Starts watching `resource` (a `namespaced` kind or not) unless it is watched already, and
+    /// waits up to `wait` for the watches' first lists. Returns whether they are synced; always
+    /// false for a cluster-scoped kind with `--managed-namespaces`, which is never watched.
+    pub async fn ensure(&self, resource: &ApiResource, namespaced: bool, wait: Duration) -> bool {
+        let scopes: Vec<Option<&str>> = match &self.managed {
+            None => vec![None],
+            Some(list) if namespaced => list.iter().map(|ns| Some(ns.as_str())).collect(),
+            Some(_) => return false,
+        };
+        let readies = scopes.into_iter().map(|ns| {
+            let mut ready = self.watched(resource, ns).ready.subscribe();
+            async move { ready.wait_for(|r| *r).await.is_ok() }
+        });
+        let all = futures::future::join_all(readies);
+        tokio::time::timeout(wait, all).await.is_ok_and(|synced| synced.iter().all(|s| *s))
     }
 
-    fn watched(&self, resource: &ApiResource) -> Watched {
-        let key = (resource.group.clone(), resource.version.clone(), resource.kind.clone());
+    /// The namespace of the watch that answers for objects in `namespace`: `Some(None)` for the
+    /// cluster-wide one; `None` when no watch covers it.
+    fn scope<'a>(&self, namespace: Option<&'a str>) -> Option<Option<&'a str>> {
+        match &self.managed {
+            None => Some(None),
+            Some(list) => namespace.filter(|ns| list.iter().any(|m| m == ns)).map(Some),
+        }
+    }
+
+    fn watched(&self, resource: &ApiResource, namespace: Option<&str>) -> Watched {
+        let key = key(resource, namespace);
         let mut kinds = self.kinds.lock().expect("watches lock");
         if let Some(w) = kinds.get(&key) {
             return w.clone();
         }
         let writer = reflector::store::Writer::<Meta>::new(resource.clone());
         let store = writer.as_reader();
-        let api: Api<Meta> = Api::all_with(self.client.clone(), resource);
+        let api: Api<Meta> = match namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, resource),
+            None => Api::all_with(self.client.clone(), resource),
+        };
         let config = watcher::Config::default().labels(&format!("{MANAGED_BY}={FIELD_MANAGER}"));
         let trigger = self.trigger.clone();
         let only = self.namespace.clone();
@@ -142,7 +179,8 @@ impl Watches {
 
     /// What the watch of `resource` knows of `namespace/name`.
     pub fn seen(&self, resource: &ApiResource, namespace: Option<&str>, name: &str) -> Seen {
-        let key = (resource.group.clone(), resource.version.clone(), resource.kind.clone());
+        let Some(scope) = self.scope(namespace) else { return Seen::Unknown };
+        let key = key(resource, scope);
         let Some(watched) = self.kinds.lock().expect("watches lock").get(&key).cloned() else {
             return Seen::Unknown;
         };
@@ -162,7 +200,7 @@ impl Watches {
         }
     }
 
-    /// Number of kinds watched, for logs and tests.
+    /// Number of watches (kinds, times namespaces with `--managed-namespaces`), for logs and tests.
     pub fn len(&self) -> usize {
         self.kinds.lock().expect("watches lock").len()
     }

@@ -2,7 +2,8 @@
 //!
 //! - `GET /metrics`: the Prometheus registry as OpenMetrics text.
 //! - `GET /healthz`: 200 while the process runs.
-//! - `GET /readyz`: 200 once the Application cache is synced, else 503 with the reason.
+//! - `GET /readyz`: 200 once the Application cache is synced (body: `ok: leader` or
+//!   `ok: standby, ...` with leader election), else 503 with the reason.
 //! - `POST /hooks/github|gitlab|generic`: push webhooks, which stamp `ferry.dev/reconcile-at` on
 //!   every Application that follows the pushed repository and ref (as `ferry sync` does).
 //!
@@ -131,7 +132,11 @@ async fn metrics_text(State(state): State<ServerState>) -> Response {
 
 async fn readyz(State(state): State<ServerState>) -> Response {
     match state.readiness.check() {
-        Ok(()) => (StatusCode::OK, "ok\n".to_string()).into_response(),
+        Ok(()) => {
+            let role = state.readiness.role();
+            let body = if role.is_empty() { "ok\n".to_string() } else { format!("ok: {role}\n") };
+            (StatusCode::OK, body).into_response()
+        }
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response(),
     }
 }

@@ -17,6 +17,8 @@ struct Inner {
     /// Set by [`Readiness::shut_down`]: never ready again.
     closed: AtomicBool,
     reason: Mutex<String>,
+    /// What this replica does while ready (leader, standby), for /readyz's body.
+    role: Mutex<String>,
 }
 
 impl Readiness {
@@ -27,6 +29,7 @@ impl Readiness {
                 ready: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 reason: Mutex::new(reason.into()),
+                role: Mutex::new(String::new()),
             }),
         }
     }
@@ -52,6 +55,17 @@ impl Readiness {
             *current = reason.to_string();
         }
         self.inner.ready.store(false, Ordering::SeqCst);
+    }
+
+    /// What this replica does, shown by /readyz when ready. A standby is ready: it serves
+    /// metrics and webhooks (which only stamp Applications, for the leader to act on), and a
+    /// rolling update waits for new replicas to be ready, which a standby must be to let it finish.
+    pub fn set_role(&self, role: &str) {
+        *self.inner.role.lock().unwrap_or_else(|e| e.into_inner()) = role.to_string();
+    }
+
+    pub fn role(&self) -> String {
+        self.inner.role.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn is_ready(&self) -> bool {

@@ -12,6 +12,8 @@ mod cluster;
 mod dashboard;
 mod diff;
 mod git_fixture;
+mod install;
+mod leader;
 mod metrics;
 mod previews;
 mod render;

@@ -45,14 +45,21 @@ impl Ferry {
         Ferry::start_with(cluster, namespace, &[])
     }
 
-    /// Same, with extra `ferry run` arguments (e.g. `--concurrency 1`).
+    /// Same, with extra `ferry run` arguments (e.g. `--concurrency 1`). A `--namespace` among
+    /// them replaces the default `--namespace <namespace>`.
     pub fn start_with(cluster: &Cluster, namespace: &str, extra_args: &[&str]) -> Ferry {
+        Ferry::start_as(&cluster.kubeconfig, namespace, extra_args)
+    }
+
+    /// Same, with another kubeconfig (another identity: a ServiceAccount's token). `namespace`
+    /// also names the log file, so two processes in one test need different names there.
+    pub fn start_as(kubeconfig: &Path, namespace: &str, extra_args: &[&str]) -> Ferry {
         let log_dir = repo_root().join("target/ferry-test-logs");
         std::fs::create_dir_all(&log_dir).expect("create target/ferry-test-logs");
         let log_path = log_dir.join(format!("{namespace}.log"));
         let _ = std::fs::remove_file(&log_path);
         let mut ferry = Ferry {
-            kubeconfig: cluster.kubeconfig.clone(),
+            kubeconfig: kubeconfig.to_path_buf(),
             namespace: namespace.to_string(),
             cache_dir: tempfile::Builder::new().prefix("ferry-cache-").tempdir().expect("temp cache dir"),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
@@ -77,10 +84,11 @@ impl Ferry {
         assert!(self.child.is_none(), "ferry is already running");
         self.starts += 1;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
-        cmd.arg("run")
-            .arg("--namespace")
-            .arg(&self.namespace)
-            .arg("--cache-dir")
+        cmd.arg("run");
+        if !self.extra_args.iter().any(|a| a == "--namespace" || a.starts_with("--namespace=")) {
+            cmd.arg("--namespace").arg(&self.namespace);
+        }
+        cmd.arg("--cache-dir")
             .arg(self.cache_dir.path())
             .arg("--kustomize")
             .arg(kustomize_bin())

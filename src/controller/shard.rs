@@ -1,0 +1,80 @@
+//! Sharding: with `--shard-count N`, replica `--shard-index i` reconciles only the Applications
+//! whose `namespace/name` hashes to `i`. The hash is FNV-1a (64 bit), fixed by its definition:
+//! every replica, build and Rust version agrees on who owns what (std's hasher is randomized per
+//! process and would not).
+
+/// Which part of the Applications this process reconciles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// Every Application: no sharding.
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    pub fn new(index: u32, count: u32) -> Result<Shard, String> {
+        if count == 0 {
+            return Err("--shard-count must be at least 1".into());
+        }
+        if index >= count {
+            return Err(format!("--shard-index must be below --shard-count ({count}), not {index}"));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Whether the Application `namespace/name` is this shard's.
+    pub fn owns(&self, namespace: &str, name: &str) -> bool {
+        self.count <= 1 || shard_of(namespace, name, self.count) == self.index
+    }
+
+    pub fn is_sharded(&self) -> bool {
+        self.count > 1
+    }
+}
+
+/// The shard of `namespace/name` among `count`.
+pub fn shard_of(namespace: &str, name: &str, count: u32) -> u32 {
+    (fnv1a64(format!("{namespace}/{name}").as_bytes()) % u64::from(count.max(1))) as u32
+}
+
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.iter().fold(OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_matches_its_reference_values() {
+        // From the FNV reference test suite.
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn each_application_belongs_to_exactly_one_shard_and_all_shards_get_some() {
+        let count = 3;
+        let shards: Vec<Shard> = (0..count).map(|i| Shard::new(i, count).unwrap()).collect();
+        let mut per_shard = vec![0; count as usize];
+        for n in 0..300 {
+            let name = format!("app-{n}");
+            let owners: Vec<u32> = shards.iter().filter(|s| s.owns("team", &name)).map(|s| s.index).collect();
+            assert_eq!(owners.len(), 1, "{name} is owned by {owners:?}");
+            per_shard[owners[0] as usize] += 1;
+        }
+        assert!(per_shard.iter().all(|n| *n > 50), "uneven: {per_shard:?}");
+    }
+
+    #[test]
+    fn one_shard_owns_everything_and_bad_indexes_are_refused() {
+        assert!(Shard::ALL.owns("any", "thing"));
+        assert!(Shard::new(2, 2).is_err());
+        assert!(Shard::new(0, 0).is_err());
+    }
+}
