@@ -337,23 +337,9 @@ impl Repo {
     }
 
     fn application(&self, ns: &str, name: &str, path: &str, destination: &str, extra: Value) -> FerryApp {
-        let mut spec = json!({
-            "source": {"repoURL": self.git.url(), "ref": {"branch": "main"}, "path": path},
-            "destination": {"namespace": destination},
-            "interval": "1m",
-            "syncPolicy": {"prune": true},
-        });
-        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
-            spec.extend(extra.clone());
-        }
-        let app = json!({
-            "apiVersion": "ferry.dev/v1alpha1",
-            "kind": "Application",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": spec,
-        });
-        self.cluster.apply(&app.to_string());
-        FerryApp::new(&self.cluster, ns, name)
+        let mut extra = extra;
+        extra["destination"] = json!({"namespace": destination});
+        crate::leader::application(&self.cluster, &self.git, ns, name, path, extra)
     }
 }
 

@@ -52,7 +52,8 @@ fn readyz(ferry: &Ferry) -> (u16, String) {
     (r.status, r.body)
 }
 
-fn application(
+/// Creates an Application on `path` of main in `git`; `extra` adds to (or replaces) spec fields.
+pub(crate) fn application(
     cluster: &Cluster,
     git: &GitServer,
     ns: &str,
