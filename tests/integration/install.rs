@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::{
     support::{
-        Cluster, Ferry, FerryApp, GitServer, Run, TestNamespace, condition, get_json, helm_bin,
+        Cluster, Ferry, FerryApp, GitServer, Run, TestNamespace, condition, ferry_cli, get_json, helm_bin,
         release_applications, repo_root, wait_until,
     },
     sync::{configmap, deployment},
@@ -343,19 +343,6 @@ impl Repo {
     }
 }
 
-fn ferry_cmd(cluster: &Cluster, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .env("KUBECONFIG", &cluster.kubeconfig)
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ferry");
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "ferry {args:?} failed: {stdout}{stderr}");
-    stdout.into_owned()
-}
-
 fn rollout_phase(app: &Value) -> String {
     app["status"]["rollout"]["phase"].as_str().unwrap_or_default().to_string()
 }
@@ -463,7 +450,7 @@ fn ferry_as_the_charts_service_account_syncs_prunes_and_runs_a_canary() {
     assert!(get_json(&cluster, &["-n", &apps.name, "get", "service", "shop-canary"]).is_some());
     let route = get_json(&cluster, &["-n", &apps.name, "get", "httproute", "shop"]).unwrap();
     assert_eq!(route["spec"]["rules"][0]["backendRefs"][1]["weight"], 25, "{}", route["spec"]);
-    ferry_cmd(&cluster, &["promote", "shop", "-n", &apps.name]);
+    ferry_cli(&cluster, &["promote", "shop", "-n", &apps.name]);
     app.wait("rollout completed", T, |a| {
         if rollout_phase(a) == "Completed" {
             Ok(())

@@ -8,7 +8,10 @@ use std::{collections::BTreeMap, time::Duration};
 use serde_json::{Value, json};
 
 use crate::{
-    support::{Cluster, Ferry, FerryApp, GitServer, get_json, http_get, release_applications, wait_until},
+    support::{
+        Cluster, Ferry, FerryApp, GitServer, ferry_cli, get_json, http_get, metric, release_applications,
+        wait_until,
+    },
     sync::{configmap, deployment},
 };
 
@@ -34,14 +37,6 @@ fn start(cluster: &Cluster, ns: &str, identity: &str, extra: &[&str]) -> Ferry {
 }
 
 /// A sample of one of a process's metrics (0 when absent).
-fn metric(ferry: &Ferry, series: &str) -> f64 {
-    let body = http_get(&ferry.http_address(), "/metrics").body;
-    body.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 fn lease_holder(cluster: &Cluster, ns: &str, name: &str) -> Option<String> {
     get_json(cluster, &["-n", ns, "get", "lease", name])
         .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
@@ -77,17 +72,6 @@ pub(crate) fn application(
     });
     cluster.apply(&app.to_string());
     FerryApp::new(cluster, ns, name)
-}
-
-fn ferry_cmd(cluster: &Cluster, args: &[&str]) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .env("KUBECONFIG", &cluster.kubeconfig)
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run ferry");
-    assert!(out.status.success(), "ferry {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn rollout(app: &Value) -> &Value {
@@ -165,7 +149,7 @@ fn one_of_two_replicas_reconciles_and_the_standby_finishes_the_rollout_when_the_
         other => Err(format!("holder {other:?}")),
     });
     wait_readyz(standby, "ok: leader\n");
-    ferry_cmd(&cluster, &["promote", "shop", "-n", &ns.name]);
+    ferry_cli(&cluster, &["promote", "shop", "-n", &ns.name]);
     app.wait("the rollout to complete", T, |a| {
         if rollout(a)["phase"] == "Completed" { Ok(()) } else { Err(format!("rollout: {}", rollout(a))) }
     });

@@ -8,13 +8,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::sync::{Scenario, configmap};
-use crate::support::{FerryApp, get_json, http_get, wait_until};
+use crate::support::{FerryApp, condition, ferry_cli, get_json, metric, wait_until};
 
 const T: Duration = Duration::from_secs(120);
 
+/// (status, reason) of the Ready condition.
 fn ready(obj: &Value) -> (String, String) {
-    let conditions = obj["status"]["conditions"].as_array().cloned().unwrap_or_default();
-    let ready = conditions.iter().find(|c| c["type"] == "Ready").cloned().unwrap_or(Value::Null);
+    let ready = condition(obj, "Ready").unwrap_or(&Value::Null);
     (ready["status"].as_str().unwrap_or("").to_string(), ready["reason"].as_str().unwrap_or("").to_string())
 }
 
@@ -24,11 +24,6 @@ fn wait_ready_at(app: &FerryApp, revision: &str) -> Value {
         let at = a["status"]["sync"]["revision"].as_str() == Some(revision);
         (at && ready(a).0 == "True").then(|| a.clone()).ok_or_else(|| "not yet".to_string())
     })
-}
-
-fn metric(s: &Scenario, prefix: &str) -> Option<f64> {
-    let body = http_get(&s.ferry.http_address(), "/metrics").body;
-    body.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
 #[test]
@@ -63,7 +58,7 @@ fn a_pull_request_ref_gets_a_preview_environment_that_follows_it_and_goes_with_i
         })
         .to_string(),
     );
-    let _cleanup = NamespaceGuard(s.cluster.clone(), preview_ns.clone());
+    s.delete_later(&["namespace", &preview_ns]);
 
     // Pushing the ref creates the preview Application, which syncs into its own namespace.
     let app = s.app("pr-7");
@@ -97,9 +92,9 @@ fn a_pull_request_ref_gets_a_preview_environment_that_follows_it_and_goes_with_i
     assert_eq!(st["generated"], 1, "{st}");
     assert_eq!(st["applications"][0]["revision"], format!("refs/pull/7/head@{}", &pr1[..7]), "{st}");
     let gauge = format!("ferry_applicationset_applications{{namespace=\"{ns}\",name=\"previews\"}}");
-    wait_until("the ApplicationSet gauge", T, || match metric(&s, &gauge) {
-        Some(1.0) => Ok(()),
-        other => Err(format!("{other:?}")),
+    wait_until("the ApplicationSet gauge", T, || match metric(&s.ferry, &gauge) {
+        1.0 => Ok(()),
+        other => Err(format!("{other}")),
     });
 
     // A new commit pushed to the pull request updates the preview.
@@ -271,16 +266,16 @@ fn staging_promotes_to_production_only_commits_whose_post_sync_job_succeeded() {
     assert_eq!(s.cm_value("staging-settings", "version").as_deref(), Some("v2"));
     staging.wait_event("Warning", "VerificationFailed", &[&v2[..7]], T);
     let failed = format!("ferry_deployments_total{{namespace=\"{ns}\",name=\"staging\",result=\"failed\"}}");
-    wait_until("a failed deployment of staging counted", T, || match metric(&s, &failed) {
-        Some(v) if v >= 1.0 => Ok(()),
-        other => Err(format!("{other:?}")),
+    wait_until("a failed deployment of staging counted", T, || match metric(&s.ferry, &failed) {
+        v if v >= 1.0 => Ok(()),
+        other => Err(format!("{other}")),
     });
     let said = ferry_status(&s, "staging");
     assert!(said.contains(&format!("Failed at {}", revision(&v2))) && said.contains("smoke"), "{said}");
     assert!(said.contains(&format!("Verified      {}", revision(&v1))), "{said}");
     assert!(ferry_status(&s, "production").contains(&format!("Follows       {ns}/staging")));
     // Two reconciles of production later, it is still on v1.
-    let reconciles = || metric(&s, "ferry_reconcile_total{result=\"success\"}").unwrap_or(0.0);
+    let reconciles = || metric(&s.ferry, "ferry_reconcile_total{result=\"success\"}");
     for _ in 0..2 {
         let before = reconciles();
         production.ferry_sync();
@@ -309,14 +304,7 @@ fn staging_promotes_to_production_only_commits_whose_post_sync_job_succeeded() {
 }
 
 fn ferry_status(s: &Scenario, app: &str) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["status", app, "-n", s.ns()])
-        .env("KUBECONFIG", &s.cluster.kubeconfig)
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .output()
-        .expect("run ferry status");
-    assert!(out.status.success(), "ferry status failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    ferry_cli(&s.cluster, &["status", app, "-n", s.ns()])
 }
 
 /// A PostSync Job. A failing one can never be scheduled (no node has the label) and its
@@ -332,13 +320,4 @@ fn smoke_job(passes: bool) -> String {
         if passes { 600 } else { 3 },
         if passes { "pass" } else { "fail" },
     )
-}
-
-/// Deletes a cluster-scoped namespace the test made, when the test ends.
-struct NamespaceGuard(crate::support::Cluster, String);
-
-impl Drop for NamespaceGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kubectl(&["delete", "namespace", &self.1, "--ignore-not-found", "--wait=false"]);
-    }
 }

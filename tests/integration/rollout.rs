@@ -8,7 +8,6 @@
 use std::{
     io::{BufRead, BufReader, Write},
     net::TcpListener,
-    process::{Command, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -137,20 +136,9 @@ impl Canary {
 
     /// `ferry <verb> shop -n NS`; returns stdout.
     fn ferry(&self, verb: &str, extra: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-            .args([verb, "shop", "-n", self.ns()])
-            .args(extra)
-            .env("KUBECONFIG", &self.s.cluster.kubeconfig)
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run ferry");
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        );
-        assert!(out.status.success(), "ferry {verb} failed: {stdout}{stderr}");
-        stdout
+        let mut args = vec![verb, "shop", "-n", self.ns()];
+        args.extend_from_slice(extra);
+        crate::support::ferry_cli(&self.s.cluster, &args)
     }
 
     /// Waits until `status.rollout` satisfies `check`; returns the Application.
@@ -308,14 +296,7 @@ fn failing_analysis_aborts_and_the_revision_waits_for_a_new_commit_or_retry() {
     app.wait_event("Warning", "RolloutAborted", &[&v2[..7]], T);
 
     // More reconciles of the same revision do not try it again.
-    let reconciles = || {
-        let metrics = crate::support::http_get(&c.s.ferry.http_address(), "/metrics").body;
-        metrics
-            .lines()
-            .find(|l| l.starts_with("ferry_reconcile_total{result=\"success\"}"))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let reconciles = || crate::support::metric(&c.s.ferry, "ferry_reconcile_total{result=\"success\"}");
     let before = reconciles();
     app.ferry_sync();
     wait_until("two more reconciles", T, || {

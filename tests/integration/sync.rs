@@ -77,7 +77,7 @@ impl Scenario {
     }
 
     /// Deletes this (cluster-scoped or other-namespace) object when the test ends.
-    fn delete_later(&self, args: &[&str]) {
+    pub(crate) fn delete_later(&self, args: &[&str]) {
         self.cleanup.borrow_mut().push(args.iter().map(|s| s.to_string()).collect());
     }
 

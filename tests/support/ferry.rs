@@ -17,7 +17,7 @@ use std::{
 
 use serde_json::Value;
 
-use super::{Cluster, Run, helm_bin, kustomize_bin, repo_root, wait_until};
+use super::{Cluster, Run, helm_bin, http_get, kustomize_bin, repo_root, wait_until};
 
 /// How long ferry may take to report `ferry is ready`.
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -581,6 +581,31 @@ pub fn assert_managed_by(obj: &Value, app_ns: &str, app_name: &str) {
         managers.iter().any(|m| m["manager"] == "ferry" && m["operation"] == "Apply"),
         "{what} has no server-side apply by field manager ferry: {managers:?}"
     );
+}
+
+/// Runs the `ferry` CLI (`status`, `promote`, ...) against `cluster`; fails the test when it
+/// fails. Returns its stdout.
+pub fn ferry_cli(cluster: &Cluster, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ferry");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "ferry {args:?} failed: {stdout}{stderr}");
+    stdout.into_owned()
+}
+
+/// The value of one series (`name{labels}` exactly as ferry prints it) on ferry's /metrics;
+/// 0 when absent.
+pub fn metric(ferry: &Ferry, series: &str) -> f64 {
+    let body = http_get(&ferry.http_address(), "/metrics").body;
+    body.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 #[cfg(test)]
