@@ -58,8 +58,11 @@ pub enum Error {
 pub async fn reconcile(set: Arc<ApplicationSet>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = set.namespace().ok_or(Error::NoNamespace)?;
     let name = set.name_any();
-    let outcome = converge(&set, &ctx, &ns).await;
-    let generated = owned(&ctx, &set, &ns);
+    let existing = owned(&ctx, &set, &ns);
+    let outcome = converge(&set, &ctx, &ns, &existing).await;
+    // The status lists what the cache shows; this pass's writes come back as watch events,
+    // which reconcile the set again.
+    let generated = existing;
     let phase = match &outcome {
         Ok(note) => Phase::Ready { reason: c::RECONCILIATION_SUCCEEDED, message: note.clone() },
         Err((reason, message)) => Phase::Stalled { reason, message: message.clone() },
@@ -113,7 +116,12 @@ pub fn error_policy(set: Arc<ApplicationSet>, error: &Error, _ctx: Arc<Context>)
 
 /// Applies what the generators want and deletes what they no longer want. Ok: a note for the
 /// Ready condition; Err: (reason, message).
-async fn converge(set: &ApplicationSet, ctx: &Context, ns: &str) -> Result<String, (&'static str, String)> {
+async fn converge(
+    set: &ApplicationSet,
+    ctx: &Context,
+    ns: &str,
+    existing: &[Arc<Application>],
+) -> Result<String, (&'static str, String)> {
     let params = parameter_sets(set, ctx, ns).await.map_err(|m| (GENERATOR_FAILED, m))?;
     let mut wanted: BTreeMap<String, Generated> = BTreeMap::new();
     let mut problems = Vec::new();
@@ -131,8 +139,7 @@ async fn converge(set: &ApplicationSet, ctx: &Context, ns: &str) -> Result<Strin
             Err(e) => problems.push(e),
         }
     }
-    let existing: BTreeMap<String, Arc<Application>> =
-        owned(ctx, set, ns).into_iter().map(|a| (a.name_any(), a)).collect();
+    let existing: BTreeMap<String, &Arc<Application>> = existing.iter().map(|a| (a.name_any(), a)).collect();
     let api: Api<Application> = Api::namespaced(ctx.client.clone(), ns);
     let timeout = ctx.options.api_timeout;
     let mut applied = Vec::new();
