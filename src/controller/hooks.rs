@@ -7,13 +7,17 @@
 //!
 //! Steady state stays free: once the hooks of a revision have ended, no pass touches them.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::api::DynamicObject;
 use serde_json::Value;
 
+use super::{
+    context::Context,
+    sync::{SyncError, prunable},
+};
 use crate::{
     api::{HOOK_ANNOTATION, InventoryEntry, POST_SYNC, VerificationPhase, VerificationStatus},
-    apply::{AppRef, Applier, ApplyError, describe, inventory_entry, label_object},
+    apply::{AppRef, Applier, Ownership, describe, inventory_entry, label_object, ownership_of},
 };
 
 /// Annotation on a hook object: the revision it was created for.
@@ -112,18 +116,19 @@ pub fn combine(outcomes: &[(String, Outcome)]) -> (VerificationPhase, Option<Str
 /// The verification of `revision` after this pass. `healthy`: the synced objects are Healthy
 /// (hooks start only then). Returns the previous status unchanged while there is nothing to do.
 pub async fn converge(
+    ctx: &Context,
     applier: &Applier,
+    app: &AppRef,
     hooks: &[DynamicObject],
     revision: &str,
     previous: Option<&VerificationStatus>,
     healthy: bool,
-    now: &Time,
-) -> Result<Option<VerificationStatus>, ApplyError> {
+) -> Result<Option<VerificationStatus>, SyncError> {
     let current = previous.filter(|v| v.revision == revision);
     if hooks.is_empty() {
         // The revision has no hooks: those of an earlier one go.
         if let Some(prev) = previous {
-            delete_all(applier, &prev.hooks).await?;
+            delete_ours(ctx, applier, app, &prev.hooks).await?;
         }
         return Ok(None);
     }
@@ -135,19 +140,18 @@ pub async fn converge(
     if current.is_none()
         && let Some(prev) = previous
     {
-        delete_all(applier, &prev.hooks).await?;
+        delete_ours(ctx, applier, app, &prev.hooks).await?;
     }
+    let apply_err = SyncError::from_apply;
     let mut outcomes = Vec::with_capacity(hooks.len());
     let mut entries = Vec::with_capacity(hooks.len());
     for hook in hooks {
         let name = describe(hook);
-        let (resource, caps) = applier.resolve(hook)?;
-        let entry = inventory_entry(hook).ok_or_else(|| ApplyError::Transient {
-            object: name.clone(),
-            message: "the hook has no name".into(),
-        })?;
+        let (resource, caps) = applier.resolve(hook).map_err(apply_err)?;
+        let entry = inventory_entry(hook)
+            .ok_or_else(|| SyncError::Validation(format!("the PostSync hook {name} has no name")))?;
         let ns = entry.namespace.as_deref();
-        let live = applier.get(&name, &resource, &caps, ns, &entry.name).await?;
+        let live = applier.get(&name, &resource, &caps, ns, &entry.name).await.map_err(apply_err)?;
         let revision_of = |o: &DynamicObject| {
             o.metadata.annotations.as_ref().and_then(|a| a.get(HOOK_REVISION_ANNOTATION)).cloned()
         };
@@ -155,11 +159,16 @@ pub async fn converge(
             Some(live) if revision_of(&live).as_deref() == Some(revision) => {
                 outcome(&entry.kind, &serde_json::to_value(&live).unwrap_or_default())
             }
+            Some(live) if ownership_of(live.metadata.labels.as_ref(), app) != Ownership::Ours => {
+                return Err(SyncError::Conflict(format!(
+                    "{name} exists and is not a PostSync hook of this Application; ferry neither replaces nor deletes it"
+                )));
+            }
             Some(live) => {
-                // Another revision's run (or a leftover): it goes first, since a Job's template
-                // cannot be changed in place. Created on a later pass once it is gone.
+                // Another revision's run: it goes first, since a Job's template cannot be
+                // changed in place. Created on a later pass once it is gone.
                 if live.metadata.deletion_timestamp.is_none() {
-                    applier.delete(&name, &resource, &caps, ns, &entry.name).await?;
+                    applier.delete(&name, &resource, &caps, ns, &entry.name).await.map_err(apply_err)?;
                 }
                 Outcome::Running
             }
@@ -169,7 +178,7 @@ pub async fn converge(
                     .annotations
                     .get_or_insert_with(Default::default)
                     .insert(HOOK_REVISION_ANNOTATION.into(), revision.into());
-                applier.apply(&obj, true).await?;
+                applier.apply(&obj, true).await.map_err(apply_err)?;
                 tracing::info!(hook = %name, %revision, "created PostSync hook");
                 Outcome::Running
             }
@@ -178,6 +187,7 @@ pub async fn converge(
         entries.push(entry);
     }
     let (phase, message) = combine(&outcomes);
+    let now = Time(Timestamp::now());
     let started_at = current.and_then(|v| v.started_at.clone()).or_else(|| Some(now.clone()));
     let finished_at = (phase != VerificationPhase::Running).then(|| now.clone());
     Ok(Some(VerificationStatus {
@@ -190,21 +200,16 @@ pub async fn converge(
     }))
 }
 
-/// Deletes hook objects of an earlier revision (already gone is fine).
-pub async fn delete_all(applier: &Applier, hooks: &[InventoryEntry]) -> Result<(), ApplyError> {
-    for entry in hooks {
-        let api_version = if entry.group.is_empty() {
-            entry.version.clone()
-        } else {
-            format!("{}/{}", entry.group, entry.version)
-        };
-        let probe: DynamicObject = serde_json::from_value(serde_json::json!({
-            "apiVersion": api_version, "kind": entry.kind, "metadata": {"name": entry.name}
-        }))
-        .expect("a minimal object deserializes");
-        let Ok((resource, caps)) = applier.resolve(&probe) else { continue };
-        let name = format!("{} {}", entry.kind, entry.name);
-        applier.delete(&name, &resource, &caps, entry.namespace.as_deref(), &entry.name).await?;
+/// Deletes the hook objects of an earlier revision that are still there and still ours.
+async fn delete_ours(
+    ctx: &Context,
+    applier: &Applier,
+    app: &AppRef,
+    hooks: &[InventoryEntry],
+) -> Result<(), SyncError> {
+    for (entry, name, resource, caps) in prunable(ctx, applier, app, hooks).await? {
+        let ns = entry.namespace.as_deref();
+        applier.delete(&name, &resource, &caps, ns, &entry.name).await.map_err(SyncError::from_apply)?;
     }
     Ok(())
 }

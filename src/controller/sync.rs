@@ -119,7 +119,7 @@ impl SyncError {
         }
     }
 
-    fn from_apply(err: ApplyError) -> SyncError {
+    pub(super) fn from_apply(err: ApplyError) -> SyncError {
         SyncError::Apply { transient: err.is_transient(), message: err.to_string() }
     }
 }
@@ -542,10 +542,8 @@ async fn run(
     // PostSync hooks, once the revision is Healthy; until they succeed it is not.
     let previous_verification = app.status.as_ref().and_then(|s| s.verification.as_ref());
     let healthy = health.status == HealthStatusCode::Healthy;
-    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
-    let verification = hooks::converge(&applier, &hooks, &revision, previous_verification, healthy, &now)
-        .await
-        .map_err(SyncError::from_apply)?;
+    let verification =
+        hooks::converge(ctx, &applier, app_ref, &hooks, &revision, previous_verification, healthy).await?;
     if let Some(v) = verification.as_ref().filter(|v| v.revision == revision) {
         let message = v.message.clone().unwrap_or_default();
         match v.phase {
