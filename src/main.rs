@@ -16,6 +16,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start-up, so the size of `Run`'s flags costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the controller against the cluster in KUBECONFIG (or the in-cluster config).
@@ -29,6 +31,17 @@ enum Command {
         /// Git cache directory (default: ~/.cache/ferry/run).
         #[arg(long, env = "FERRY_CACHE_DIR")]
         cache_dir: Option<PathBuf>,
+        /// Cached snapshots and repositories no Application used for this long are deleted.
+        #[arg(long, default_value = "1h", env = "FERRY_CACHE_UNUSED_AFTER", value_parser = go_duration)]
+        cache_unused_after: Duration,
+        /// Bytes of file content the Git cache may hold (e.g. 2Gi, 500Mi): past it, the least
+        /// recently used snapshots, then repositories, are deleted. What Applications sync from
+        /// now is always kept. Default: no budget.
+        #[arg(long, env = "FERRY_CACHE_MAX_SIZE", value_parser = byte_size)]
+        cache_max_size: Option<u64>,
+        /// How often the Git cache is collected.
+        #[arg(long, default_value = "1m", env = "FERRY_CACHE_GC_INTERVAL", value_parser = go_duration)]
+        cache_gc_interval: Duration,
         /// Applications reconciled at once.
         #[arg(long, default_value_t = 4, env = "FERRY_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..))]
         concurrency: u16,
@@ -182,6 +195,9 @@ fn main() -> ExitCode {
             api_timeout_seconds,
             namespace,
             cache_dir,
+            cache_unused_after,
+            cache_max_size,
+            cache_gc_interval,
             concurrency,
             require_service_account,
             health_timeout_seconds,
@@ -237,6 +253,11 @@ fn main() -> ExitCode {
                 api_timeout: Duration::from_secs(api_timeout_seconds),
                 namespace,
                 cache_dir: cache_dir.unwrap_or_else(controller::default_cache_dir),
+                cache_retention: ferry::source::Retention {
+                    unused_after: cache_unused_after,
+                    max_bytes: cache_max_size,
+                },
+                cache_gc_interval,
                 concurrency,
                 require_service_account,
                 health_timeout: Duration::from_secs(health_timeout_seconds),
@@ -326,6 +347,12 @@ fn client_command(command: impl std::future::Future<Output = Result<String, Stri
 fn go_duration(text: &str) -> Result<Duration, String> {
     controller::duration::parse(text)
         .ok_or_else(|| format!("`{text}` is not a duration like 15s, 1m or 500ms"))
+}
+
+/// A size flag: bytes, or a number with a K/M/G/T (powers of 1000) or Ki/Mi/Gi/Ti suffix.
+fn byte_size(text: &str) -> Result<u64, String> {
+    ferry::source::gc::parse_size(text)
+        .ok_or_else(|| format!("`{text}` is not a size like 500Mi, 2Gi or 1000000"))
 }
 
 /// One line on stderr, exit code 1: the contract scripts and people rely on.

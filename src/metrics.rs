@@ -152,6 +152,8 @@ pub struct Metrics {
     objects_pruned: Counter,
     git_fetches: Family<ResultLabel, Counter>,
     git_fetch_duration: Histogram,
+    git_cache_bytes: Gauge,
+    git_cache_evictions: Counter,
     errors: Family<CategoryLabel, Counter>,
     api_requests: Family<ApiLabels, Counter>,
     webhooks: Family<WebhookLabels, Counter>,
@@ -204,6 +206,8 @@ impl Metrics {
             objects_pruned: Counter::default(),
             git_fetches: Family::default(),
             git_fetch_duration,
+            git_cache_bytes: Gauge::default(),
+            git_cache_evictions: Counter::default(),
             errors: Family::default(),
             api_requests: Family::default(),
             webhooks: Family::default(),
@@ -251,6 +255,16 @@ impl Metrics {
             "git_fetch_duration_seconds",
             "Time to resolve and fetch a Git source",
             self.git_fetch_duration.clone(),
+        );
+        r.register(
+            "git_cache_bytes",
+            "Bytes of file content in the Git cache after its last collection",
+            self.git_cache_bytes.clone(),
+        );
+        r.register(
+            "git_cache_evictions",
+            "Snapshots and repositories deleted from the Git cache (unused, or over --cache-max-size)",
+            self.git_cache_evictions.clone(),
         );
         r.register("errors", "Errors by category", self.errors.clone());
         r.register(
@@ -395,6 +409,12 @@ impl Metrics {
         let result = if success { "success" } else { "failure" };
         self.git_fetches.get_or_create(&ResultLabel { result }).inc();
         self.git_fetch_duration.observe(took.as_secs_f64());
+    }
+
+    /// What a collection of the Git cache left and deleted.
+    pub fn git_cache_collected(&self, bytes: u64, deleted: u64) {
+        self.git_cache_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.git_cache_evictions.inc_by(deleted);
     }
 
     /// `category`: a short, fixed word (see the README's metrics table), never a message.

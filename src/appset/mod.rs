@@ -212,7 +212,7 @@ async fn parameter_sets(set: &ApplicationSet, ctx: &Context, ns: &str) -> Result
             all.extend(list.elements.iter().cloned());
         }
         if let Some(pr) = &generator.pull_requests {
-            let credentials = sync::credentials(ctx, ns, pr.secret_ref.as_ref())
+            let credentials = sync::credentials(ctx, &ctx.client, ns, pr.secret_ref.as_ref())
                 .await
                 .map_err(|e| format!("generator {i} (pullRequests): {e}"))?;
             let spec = SourceSpec { repo_url: pr.repo_url.clone(), git_ref: GitRef::default(), credentials };

@@ -1,14 +1,14 @@
 //! What every reconcile shares: clients, caches, discovery, watches and per-Application memory.
 
 use std::{
-    collections::HashMap,
-    path::PathBuf,
+    collections::{HashMap, HashSet},
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use kube::{
-    Client, Config,
+    Client, Config, ResourceExt,
     discovery::Discovery,
     runtime::{events::Reporter, reflector::Store},
 };
@@ -67,6 +67,8 @@ pub struct Context {
     discovery: RwLock<Discovered>,
     impersonating: Mutex<HashMap<String, Client>>,
     memory: Mutex<HashMap<AppRef, Arc<tokio::sync::Mutex<AppMemory>>>>,
+    /// The snapshot each Application syncs from now, which the cache's collection keeps.
+    snapshots: Mutex<HashMap<AppRef, PathBuf>>,
 }
 
 impl Context {
@@ -99,6 +101,7 @@ impl Context {
             discovery: RwLock::new(Discovered::new(discovery, Instant::now())),
             impersonating: Mutex::new(HashMap::new()),
             memory: Mutex::new(HashMap::new()),
+            snapshots: Mutex::new(HashMap::new()),
         }
     }
 
@@ -159,6 +162,57 @@ impl Context {
     /// Forgets an Application (deleted).
     pub fn forget(&self, app: &AppRef) {
         self.memory.lock().expect("memory lock").remove(app);
+        self.snapshots.lock().expect("snapshots lock").remove(app);
+    }
+
+    /// Records the snapshot `app` syncs from, so the cache keeps it.
+    pub fn syncs_from(&self, app: &AppRef, snapshot: &Path) {
+        let mut snapshots = self.snapshots.lock().expect("snapshots lock");
+        if snapshots.get(app).is_none_or(|s| s != snapshot) {
+            snapshots.insert(app.clone(), snapshot.to_path_buf());
+        }
+    }
+
+    fn snapshots_in_use(&self) -> HashSet<PathBuf> {
+        self.snapshots.lock().expect("snapshots lock").values().cloned().collect()
+    }
+
+    /// Drops what is kept per Application for Applications that are gone (the watch no longer
+    /// has them): their memory, and impersonating clients no Application names any more.
+    fn trim(&self) {
+        let apps = self.apps.state();
+        let live: HashSet<AppRef> = apps
+            .iter()
+            .map(|a| AppRef { namespace: a.namespace().unwrap_or_default(), name: a.name_any() })
+            .collect();
+        let users: HashSet<String> = apps
+            .iter()
+            .filter_map(|a| {
+                let sa = a.spec.service_account_name.as_deref()?;
+                Some(format!("system:serviceaccount:{}:{sa}", a.namespace().unwrap_or_default()))
+            })
+            .collect();
+        self.memory.lock().expect("memory lock").retain(|app, _| live.contains(app));
+        self.snapshots.lock().expect("snapshots lock").retain(|app, _| live.contains(app));
+        self.impersonating.lock().expect("client cache lock").retain(|user, _| users.contains(user));
+    }
+}
+
+/// Every `interval`: drops the state of Applications that are gone, then collects the Git cache
+/// (on the blocking pool), keeping every Application's current snapshot.
+pub(super) async fn collect_garbage(ctx: Arc<Context>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval.max(Duration::from_secs(1)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        ctx.trim();
+        let in_use = ctx.snapshots_in_use();
+        let git = ctx.git.clone();
+        match tokio::task::spawn_blocking(move || git.collect_garbage(&in_use)).await {
+            Ok(collected) => ctx.metrics.git_cache_collected(collected.bytes, collected.deleted),
+            Err(e) => tracing::warn!(error = %e, "the Git cache collection failed"),
+        }
     }
 }
 

@@ -58,7 +58,7 @@ use crate::{
     metrics::Metrics,
     render::RenderOptions,
     server::{Readiness, Server, ServerState, WebhookSecret, Webhooks},
-    source::{GitCache, GitCacheOptions},
+    source::{GitCache, GitCacheOptions, Retention},
 };
 
 /// How long a shutdown waits for reconciles in progress.
@@ -77,6 +77,10 @@ pub struct RunOptions {
     pub managed_namespaces: Option<Vec<String>>,
     /// The Git cache directory.
     pub cache_dir: PathBuf,
+    /// What the Git cache keeps (`--cache-unused-after`, `--cache-max-size`).
+    pub cache_retention: Retention,
+    /// How often the Git cache is collected.
+    pub cache_gc_interval: Duration,
     /// Applications reconciled at once.
     pub concurrency: u16,
     pub require_service_account: bool,
@@ -136,7 +140,8 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
             return Ok(());
         }
     };
-    let git = GitCache::new(&opts.cache_dir, GitCacheOptions::default()).map_err(|e| {
+    let cache_options = GitCacheOptions { retention: opts.cache_retention.clone(), ..Default::default() };
+    let git = GitCache::new(&opts.cache_dir, cache_options).map_err(|e| {
         PreflightError::Startup(format!(
             "cannot use {} as the Git cache ({e}); pass a writable directory with --cache-dir",
             opts.cache_dir.display()
@@ -207,6 +212,7 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
     );
     ctx.reporter.instance = Some(opts.identity.clone());
     let ctx = Arc::new(ctx);
+    let collector = tokio::spawn(context::collect_garbage(ctx.clone(), opts.cache_gc_interval));
 
     let apps: Api<Application> = match &opts.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
@@ -410,6 +416,7 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
             false
         }
     };
+    collector.abort();
     if lost {
         // Another replica may lead from now on: no write of ours may follow. Dropping the
         // controller cancels every reconcile in progress at its next await, before its next

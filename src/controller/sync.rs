@@ -270,7 +270,7 @@ async fn run(
 
     // Fetch.
     let timer = ctx.metrics.time(Stage::Fetch);
-    let snapshot = fetch(ctx, app, app_ref, mem).await?;
+    let snapshot = fetch(ctx, app, app_ref, &client, mem).await?;
     drop(timer);
     *revision_out = Some(snapshot.revision.clone());
     let revision = snapshot.revision.to_string();
@@ -648,6 +648,7 @@ async fn fetch(
     ctx: &Context,
     app: &Application,
     app_ref: &AppRef,
+    client: &kube::Client,
     mem: &mut AppMemory,
 ) -> Result<Snapshot, SyncError> {
     let reconcile_at = app.annotations().get(RECONCILE_AT_ANNOTATION).cloned();
@@ -669,12 +670,14 @@ async fn fetch(
             return Ok(memo.snapshot.clone());
         }
     }
-    let credentials = credentials(ctx, &app_ref.namespace, app.spec.source.secret_ref.as_ref()).await?;
+    let credentials =
+        credentials(ctx, client, &app_ref.namespace, app.spec.source.secret_ref.as_ref()).await?;
     let spec = SourceSpec::from_source(&source, credentials);
     let started = Instant::now();
     let snapshot = ctx.git.fetch_within(&spec, listing_max_age(ctx, mem, &reconcile_at, interval)).await;
     ctx.metrics.git_fetch(snapshot.is_ok(), started.elapsed());
     let snapshot = snapshot.map_err(SyncError::Fetch)?;
+    ctx.syncs_from(app_ref, &snapshot.root);
     mem.source = Some(SourceMemo {
         generation: app.metadata.generation,
         reconcile_at,
@@ -685,14 +688,18 @@ async fn fetch(
 }
 
 /// The Git credentials of the Secret `secret_ref` names in `namespace` (`secretRef` of an
-/// Application or of an ApplicationSet's generator).
+/// Application or of an ApplicationSet's generator), read as `client`: the Application's
+/// ServiceAccount when it names one. Read as ferry, any Secret of the namespace with a
+/// `username` and `password` could be sent to a Git server the author of an Application
+/// controls, by an author who may not read that Secret (a confused deputy).
 pub async fn credentials(
     ctx: &Context,
+    client: &kube::Client,
     namespace: &str,
     secret_ref: Option<&crate::api::LocalObjectReference>,
 ) -> Result<Option<Credentials>, SyncError> {
     let Some(r) = secret_ref else { return Ok(None) };
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let secret = tokio::time::timeout(ctx.options.api_timeout, secrets.get_opt(&r.name))
         .await
         .map_err(|_| SyncError::Credentials(format!("Secret {} could not be read in time", r.name)))?

@@ -27,6 +27,7 @@ use git2::{Oid, Repository};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use super::credentials::Redactor;
+use super::gc::Retention;
 use super::known_hosts::KnownHosts;
 use super::refs::{RefRequest, RemoteRef, Revision, RevisionRef, select};
 use super::repo_url::RepoUrl;
@@ -44,6 +45,8 @@ pub struct GitCacheOptions {
     pub network_timeout: Duration,
     /// known_hosts lines trusted for every repository, on top of each Secret's `known_hosts`.
     pub known_hosts: Option<String>,
+    /// What [`GitCache::collect_garbage`] keeps.
+    pub retention: Retention,
 }
 
 impl Default for GitCacheOptions {
@@ -52,6 +55,7 @@ impl Default for GitCacheOptions {
             timeout: Duration::from_secs(60),
             network_timeout: Duration::from_secs(30),
             known_hosts: None,
+            retention: Retention::default(),
         }
     }
 }
@@ -72,7 +76,7 @@ pub struct CacheStats {
 /// A handle to the cache; cheap to clone, all clones share locks and counters.
 #[derive(Clone)]
 pub struct GitCache {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for GitCache {
@@ -81,15 +85,22 @@ impl std::fmt::Debug for GitCache {
     }
 }
 
-struct Inner {
-    root: PathBuf,
-    options: GitCacheOptions,
+pub(super) struct Inner {
+    pub(super) root: PathBuf,
+    pub(super) options: GitCacheOptions,
     known_hosts: KnownHosts,
-    repo_locks: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
+    pub(super) repo_locks: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
     /// The newest ref listing per repository URL and credentials (see [`listing_key`]). No lock
     /// is held while listing: a silent server then delays each caller by its own timeout only,
     /// as without sharing, and the sharing comes from the listings' age limit.
-    listings: Mutex<HashMap<[u8; 32], Listing>>,
+    pub(super) listings: Mutex<HashMap<[u8; 32], Listing>>,
+    /// When each snapshot and repository directory was last handed out or fetched into, for
+    /// garbage collection (after a restart, a directory's modification time stands in).
+    pub(super) last_used: Mutex<HashMap<PathBuf, SystemTime>>,
+    /// The sizes of snapshots, which never change once exported, so that a collection walks
+    /// each one once.
+    pub(super) tree_sizes: Mutex<HashMap<PathBuf, u64>>,
+    pub(super) evictions: AtomicU64,
     fetches: AtomicU64,
     ref_listings: AtomicU64,
     snapshots: AtomicU64,
@@ -97,8 +108,8 @@ struct Inner {
 }
 
 /// A ref listing and when it was made.
-struct Listing {
-    at: Instant,
+pub(super) struct Listing {
+    pub(super) at: Instant,
     refs: Arc<Vec<RemoteRef>>,
 }
 
@@ -141,6 +152,9 @@ impl GitCache {
                 known_hosts,
                 repo_locks: Mutex::new(HashMap::new()),
                 listings: Mutex::new(HashMap::new()),
+                last_used: Mutex::new(HashMap::new()),
+                tree_sizes: Mutex::new(HashMap::new()),
+                evictions: AtomicU64::new(0),
                 fetches: AtomicU64::new(0),
                 ref_listings: AtomicU64::new(0),
                 snapshots: AtomicU64::new(0),
@@ -261,14 +275,30 @@ impl GitCache {
         spec: &SourceSpec,
         max_age: Duration,
     ) -> Result<Arc<Vec<RemoteRef>>, SourceError> {
-        let access = self.access(RepoUrl::parse(&spec.repo_url)?, spec)?;
+        let url = RepoUrl::parse(&spec.repo_url)?;
+        self.refuse_own_cache(&url)?;
+        let access = self.access(url, spec)?;
         self.shared_refs(spec, &access, max_age).await
     }
 
     fn prepare(&self, spec: &SourceSpec) -> Result<Prepared, SourceError> {
         let url = RepoUrl::parse(&spec.repo_url)?;
+        self.refuse_own_cache(&url)?;
         let request = RefRequest::from_git_ref(&spec.git_ref, url.redacted())?;
         Ok(Prepared { request, access: self.access(url, spec)? })
+    }
+
+    /// A `file://` URL into this cache would read what other Applications fetched with their
+    /// own credentials (their bare repositories, ferry's refs, their snapshots): refused, however
+    /// the path is spelled (symlinks, `..`).
+    fn refuse_own_cache(&self, url: &RepoUrl) -> Result<(), SourceError> {
+        match url.local_path() {
+            Some(path) if is_within(&path, &self.inner.root) => Err(SourceError::InvalidUrl {
+                url: url.redacted().to_string(),
+                message: "a file:// URL may not point into ferry's own Git cache".to_string(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn access(&self, url: RepoUrl, spec: &SourceSpec) -> Result<Access, SourceError> {
@@ -313,15 +343,20 @@ impl GitCache {
 
     async fn materialize(&self, prepared: Prepared, revision: Revision) -> Result<Snapshot, SourceError> {
         let target = self.snapshot_dir(&revision.commit);
+        let key = prepared.access.url.cache_key();
+        let repo_dir = self.inner.root.join("repos").join(&key);
+        // The repository stays wanted while its Applications resolve through it, new commits or not.
+        self.used(&repo_dir);
         // One stat of a local directory: cheap enough to do on the async thread, and the
-        // steady-state path, so it should not queue behind blocking git work.
-        if target.is_dir() {
+        // steady-state path, so it should not queue behind blocking git work. Only for a commit
+        // the listing named: see `listed_by_remote`.
+        if listed_by_remote(&revision) && target.is_dir() {
+            self.used(&target);
             return Ok(Snapshot { revision, root: target });
         }
         let url = prepared.access.url.redacted().to_string();
         let cancel = prepared.access.cancel.clone();
         let timeout = prepared.access.timeout;
-        let key = prepared.access.url.cache_key();
         let lock = self.repo_lock(&key);
         let deadline = tokio::time::Instant::from_std(cancel.deadline());
         let guard =
@@ -331,12 +366,21 @@ impl GitCache {
                 after: timeout,
             })?;
         let inner = Arc::clone(&self.inner);
-        run_blocking(&url, "fetch", &cancel, timeout, move || {
+        let snapshot = run_blocking(&url, "fetch", &cancel, timeout, move || {
             // Held until the blocking work really ends, even if the caller gave up waiting.
             let _guard: OwnedMutexGuard<()> = guard;
             materialize_locked(&inner, &key, &prepared, revision)
         })
-        .await
+        .await?;
+        self.used(&snapshot.root);
+        self.used(&repo_dir);
+        Ok(snapshot)
+    }
+
+    /// Records that `dir` (a snapshot or a repository) was just used.
+    fn used(&self, dir: &Path) {
+        let mut used = self.inner.last_used.lock().unwrap_or_else(|p| p.into_inner());
+        used.insert(dir.to_path_buf(), SystemTime::now());
     }
 
     fn repo_lock(&self, key: &str) -> Arc<AsyncMutex<()>> {
@@ -369,6 +413,50 @@ fn listing_key(spec: &SourceSpec) -> [u8; 32] {
     let mut key = [0u8; 32];
     key.copy_from_slice(ctx.finish().as_ref());
     key
+}
+
+/// Whether the remote's ref listing named this revision's commit. A listing only proves that
+/// the credentials may read the repository; a commit pinned by SHA is not in it, and its
+/// snapshot may have been exported for another Application from another (private) repository.
+/// So such a commit is handed out only once this repository's own cached copy holds it, or a
+/// fetch with these credentials brought it (`ensure_commit`): naming a SHA is no proof of access.
+fn listed_by_remote(revision: &Revision) -> bool {
+    revision.reference != RevisionRef::Commit
+}
+
+/// Whether `path` is `root` or inside it, once symlinks and `..` are resolved. A path that does
+/// not exist yet is judged by its longest existing ancestor.
+fn is_within(path: &Path, root: &Path) -> bool {
+    fn resolved(path: &Path) -> PathBuf {
+        if let Ok(real) = fs::canonicalize(path) {
+            return real;
+        }
+        let mut lexical = PathBuf::new();
+        for part in path.components() {
+            match part {
+                std::path::Component::ParentDir => {
+                    lexical.pop();
+                }
+                std::path::Component::CurDir => {}
+                other => lexical.push(other),
+            }
+        }
+        let mut existing = lexical.as_path();
+        let mut rest = Vec::new();
+        loop {
+            if let Ok(real) = fs::canonicalize(existing) {
+                return rest.iter().rev().fold(real, |acc: PathBuf, part| acc.join(part));
+            }
+            match (existing.parent(), existing.file_name()) {
+                (Some(parent), Some(name)) => {
+                    rest.push(name.to_os_string());
+                    existing = parent;
+                }
+                _ => return lexical,
+            }
+        }
+    }
+    resolved(path).starts_with(resolved(root))
 }
 
 /// Runs blocking git work on the blocking pool, giving up at the deadline. The work itself is
@@ -416,7 +504,7 @@ fn materialize_locked(
     let _file_lock = lock_file(&repos.join(format!("{key}.lock")), access)?;
 
     let target = snapshot::snapshot_path(&inner.root.join("trees"), &revision.commit);
-    if target.is_dir() {
+    if listed_by_remote(&revision) && target.is_dir() {
         return Ok(Snapshot { revision, root: target });
     }
     match materialize_in(inner, &repo_dir, prepared, revision.clone()) {
@@ -447,6 +535,11 @@ fn materialize_in(
     let repo = open_or_init(repo_dir).map_err(corrupt)?;
     let revision = ensure_commit(inner, &repo, repo_dir, prepared, revision)?;
     let oid = Oid::from_str(&revision.commit).map_err(corrupt)?;
+    let target = snapshot::snapshot_path(&inner.root.join("trees"), &revision.commit);
+    if target.is_dir() {
+        // A commit pinned by SHA, now shown to be in this repository.
+        return Ok(Snapshot { revision, root: target });
+    }
     let on_git_error = |e: git2::Error| {
         if transport::is_local_corruption(&e) {
             corrupt(e)
@@ -646,4 +739,31 @@ fn set_libgit2_timeouts(timeout: Duration) {
             let _ = git2::opts::set_server_timeout_in_milliseconds(ms);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_into_the_cache_are_recognised_however_spelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("cache");
+        fs::create_dir_all(root.join("repos/x")).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&root, &link).unwrap();
+        for inside in [
+            root.clone(),
+            root.join("repos/x"),
+            root.join("repos/../repos/x"),
+            root.join("not-yet/there"),
+            link.join("repos/x"),
+            dir.path().join("elsewhere/../cache/trees"),
+        ] {
+            assert!(is_within(&inside, &root), "{}", inside.display());
+        }
+        for outside in [dir.path().to_path_buf(), dir.path().join("cache-other"), root.join("../other")] {
+            assert!(!is_within(&outside, &root), "{}", outside.display());
+        }
+    }
 }

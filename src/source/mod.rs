@@ -14,6 +14,7 @@
 //! - `transport`: libgit2 callbacks, listing, fetching, error classification.
 //! - `snapshot`: atomic, symlink-safe export of a commit's tree.
 //! - [`cache`]: the shared cache, locking, single-flight fetches and self-repair.
+//! - [`gc`]: garbage collection of the cache (unused snapshots and repositories, a disk budget).
 //!
 //! git2 is blocking; every git2 call runs on `spawn_blocking` under a deadline, and its
 //! callbacks abort the transfer when the deadline passes.
@@ -21,6 +22,7 @@
 pub mod cache;
 pub mod credentials;
 mod error;
+pub mod gc;
 pub mod known_hosts;
 pub mod refs;
 pub mod repo_url;
@@ -35,6 +37,7 @@ use crate::api::{GitRef, Source};
 pub use cache::{CacheStats, GitCache, GitCacheOptions};
 pub use credentials::Credentials;
 pub use error::SourceError;
+pub use gc::{Collected, Retention};
 pub use refs::{RemoteRef, Revision, RevisionRef};
 pub use repo_url::RepoUrl;
 

@@ -56,6 +56,11 @@ impl fmt::Display for Revision {
     }
 }
 
+/// Where ferry's cache keeps the refs it fetched (`refs/ferry/heads/main`, ...). A spec may not
+/// name one: they are ferry's bookkeeping, and were a tenant's repository URL ever to reach the
+/// cache, they would name other tenants' commits.
+pub const INTERNAL_REF_PREFIX: &str = "refs/ferry/";
+
 /// A validated `spec.source.ref`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RefRequest {
@@ -106,6 +111,11 @@ impl RefRequest {
                 return Ok(RefRequest::Tag(tag.to_string()));
             }
             check_name("ref", name)?;
+            if name.starts_with(INTERNAL_REF_PREFIX) {
+                return Err(invalid(format!(
+                    "ref {name:?} is in {INTERNAL_REF_PREFIX}, where ferry keeps its own cache's refs; name a ref of the remote"
+                )));
+            }
             if !name.starts_with("refs/") {
                 return Err(invalid(format!("ref {name:?} is not a full ref name (refs/...)")));
             }
@@ -398,6 +408,19 @@ mod tests {
 
     fn pick<'a>(r: &str, tags: &[&'a str]) -> Option<&'a str> {
         highest_matching(&range(r), tags.iter().copied())
+    }
+
+    #[test]
+    fn ferrys_own_refs_cannot_be_named() {
+        let name = |n: &str| GitRef { name: Some(n.into()), ..Default::default() };
+        for internal in ["refs/ferry/heads/main", "refs/ferry/commits/abc", "refs/ferry/other/pull/1/head"] {
+            let err = RefRequest::from_git_ref(&name(internal), URL).unwrap_err();
+            assert!(matches!(err, SourceError::InvalidRef { .. }), "{internal}: {err}");
+        }
+        assert_eq!(
+            RefRequest::from_git_ref(&name("refs/pull/7/head"), URL).unwrap(),
+            RefRequest::Name("refs/pull/7/head".into())
+        );
     }
 
     #[test]

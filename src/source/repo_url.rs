@@ -103,6 +103,14 @@ impl RepoUrl {
         self.password.as_deref()
     }
 
+    /// The local path of a `file://` URL; `None` for the other transports.
+    pub fn local_path(&self) -> Option<std::path::PathBuf> {
+        match self.transport {
+            Transport::File => self.normalized.strip_prefix("file://").map(std::path::PathBuf::from),
+            _ => None,
+        }
+    }
+
     /// The canonical form two spellings of the same repository share.
     pub fn normalized(&self) -> &str {
         &self.normalized

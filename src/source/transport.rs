@@ -78,7 +78,19 @@ impl Observed {
 
 fn callbacks<'a>(access: &'a Access, observed: &'a Observed) -> RemoteCallbacks<'a> {
     let mut cb = RemoteCallbacks::new();
-    cb.credentials(move |_url, username_from_url, allowed| {
+    cb.credentials(move |url, username_from_url, allowed| {
+        if let Some(elsewhere) = redirected_elsewhere(access, url) {
+            return Err(observed.fail(
+                SourceError::AuthenticationFailed {
+                    url: access.url.redacted().to_string(),
+                    message: format!(
+                        "the server redirected to {elsewhere}, which asks for credentials; ferry sends credentials only to the host the repository URL names"
+                    ),
+                },
+                ErrorCode::Auth,
+                ErrorClass::Callback,
+            ));
+        }
         credential(access, observed, username_from_url, allowed)
     });
     cb.certificate_check(move |cert, _hostname| {
@@ -108,6 +120,34 @@ fn callbacks<'a>(access: &'a Access, observed: &'a Observed) -> RemoteCallbacks<
         go_on
     });
     cb
+}
+
+/// The host (and port) an HTTP(S) request for credentials went to, when a redirect took it away
+/// from the one the repository URL names: libgit2 follows the first redirect to any host and
+/// would hand that host the username and password.
+fn redirected_elsewhere(access: &Access, requested: &str) -> Option<String> {
+    if !matches!(access.url.transport(), Transport::Http | Transport::Https) {
+        return None;
+    }
+    let Ok(parsed) = url::Url::parse(requested) else {
+        return Some("an address ferry cannot parse".to_string());
+    };
+    let host = parsed.host_str().map(str::to_ascii_lowercase);
+    let default_port = if access.url.transport() == Transport::Https { 443 } else { 80 };
+    let port = parsed.port_or_known_default().filter(|p| *p != default_port);
+    let scheme_kept = parsed.scheme() == requested_scheme(access.url.transport());
+    if host.as_deref() == access.url.host() && port == access.url.port() && scheme_kept {
+        return None;
+    }
+    Some(match (host, parsed.port()) {
+        (Some(h), Some(p)) => format!("{}://{h}:{p}", parsed.scheme()),
+        (Some(h), None) => format!("{}://{h}", parsed.scheme()),
+        (None, _) => "an address without a host".to_string(),
+    })
+}
+
+fn requested_scheme(transport: Transport) -> &'static str {
+    if transport == Transport::Https { "https" } else { "http" }
 }
 
 fn credential(

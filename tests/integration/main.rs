@@ -20,4 +20,6 @@ mod render;
 mod rollout;
 mod source;
 mod sync;
+mod tenancy;
+mod tenancy_cache;
 mod webhooks;

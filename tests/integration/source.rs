@@ -24,7 +24,7 @@ const NO_HANG: Duration = Duration::from_secs(120);
 
 fn options(timeout: Duration) -> GitCacheOptions {
     // network_timeout is process-wide in libgit2 (first cache wins): keep it the same here.
-    GitCacheOptions { timeout, network_timeout: Duration::from_secs(10), known_hosts: None }
+    GitCacheOptions { timeout, network_timeout: Duration::from_secs(10), ..Default::default() }
 }
 
 fn new_cache() -> (tempfile::TempDir, GitCache) {

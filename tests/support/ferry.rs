@@ -88,9 +88,11 @@ impl Ferry {
         if !self.extra_args.iter().any(|a| a == "--namespace" || a.starts_with("--namespace=")) {
             cmd.arg("--namespace").arg(&self.namespace);
         }
-        cmd.arg("--cache-dir")
-            .arg(self.cache_dir.path())
-            .arg("--kustomize")
+        // A `--cache-dir` among the extra arguments (a cache shared by two processes) wins.
+        if !self.extra_args.iter().any(|a| a == "--cache-dir" || a.starts_with("--cache-dir=")) {
+            cmd.arg("--cache-dir").arg(self.cache_dir.path());
+        }
+        cmd.arg("--kustomize")
             .arg(kustomize_bin())
             .arg("--helm")
             .arg(helm_bin())
