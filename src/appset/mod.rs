@@ -212,7 +212,12 @@ async fn parameter_sets(set: &ApplicationSet, ctx: &Context, ns: &str) -> Result
             all.extend(list.elements.iter().cloned());
         }
         if let Some(pr) = &generator.pull_requests {
-            let credentials = sync::credentials(ctx, &ctx.client, ns, pr.secret_ref.as_ref())
+            let client = match &pr.secret_ref {
+                Some(_) => generator_client(set, ctx, ns)
+                    .map_err(|e| format!("generator {i} (pullRequests): {e}"))?,
+                None => ctx.client.clone(),
+            };
+            let credentials = sync::credentials(ctx, &client, ns, pr.secret_ref.as_ref())
                 .await
                 .map_err(|e| format!("generator {i} (pullRequests): {e}"))?;
             let spec = SourceSpec { repo_url: pr.repo_url.clone(), git_ref: GitRef::default(), credentials };
@@ -229,6 +234,24 @@ async fn parameter_sets(set: &ApplicationSet, ctx: &Context, ns: &str) -> Result
         }
     }
     Ok(all)
+}
+
+/// Who reads a generator's `secretRef`: the ServiceAccount the template's Applications act as,
+/// so that a set cannot send a Secret its own Applications could not read to a Git server its
+/// author controls. A template without one reads as ferry, unless ferry requires one.
+fn generator_client(set: &ApplicationSet, ctx: &Context, ns: &str) -> Result<kube::Client, String> {
+    let named = set.spec.template.spec.get("serviceAccountName").and_then(|v| v.as_str());
+    match named {
+        Some(sa) if sa.contains("{{") => {
+            Err("the template's serviceAccountName must not depend on generator parameters when a generator reads a secretRef".to_string())
+        }
+        Some(sa) => ctx.client_for(ns, Some(sa)),
+        None if ctx.options.require_service_account => Err(
+            "ferry runs with --require-service-account: the template must name the serviceAccountName its Applications act as"
+                .to_string(),
+        ),
+        None => Ok(ctx.client.clone()),
+    }
 }
 
 /// The Applications this set generated (by label and owner), from the controller's cache.

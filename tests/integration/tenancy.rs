@@ -291,3 +291,55 @@ fn the_git_cache_stays_within_its_budget_and_the_application_still_syncs() {
     let cm = get_json(cluster, &["-n", &ns.name, "get", "configmap", "config"]).expect("config exists");
     assert_eq!(cm["data"]["value"], "after");
 }
+
+#[test]
+fn an_applicationset_reads_its_generators_secret_as_its_applications_service_account() {
+    let cluster = Cluster::shared();
+    cluster.install_crds();
+    let cache = tempfile::Builder::new().prefix("ferry-cache-").tempdir().unwrap();
+    let team = Team::new(cluster, "tenancy-set", cache.path());
+    // A Secret the set's Applications (acting as deployer) may not read, and a Git server the
+    // author controls that asks for exactly its keys.
+    basic_auth_secret(cluster, team.name(), "platform-creds", "platform", "not-for-tenants-Pa55");
+    let attacker = GitServer::start_with_auth("platform", "not-for-tenants-Pa55");
+    let sha = attacker.commit_files("feature", &[("app/x.yaml", &configmap("x", "x"))], "x");
+    attacker.push_ref("refs/pull/1/head", &sha);
+    let set = json!({
+        "apiVersion": "ferry.dev/v1alpha1", "kind": "ApplicationSet",
+        "metadata": {"name": "previews", "namespace": team.name()},
+        "spec": {
+            "generators": [{"pullRequests": {
+                "repoURL": attacker.url(), "interval": "2s", "secretRef": {"name": "platform-creds"},
+            }}],
+            "template": {
+                "metadata": {"name": "pr-{{number}}"},
+                "spec": {
+                    "source": {"repoURL": attacker.url(), "ref": {"name": "{{ref}}"}, "path": "app"},
+                    "serviceAccountName": "deployer",
+                    "interval": "1h",
+                },
+            },
+        },
+    });
+    cluster.apply(&set.to_string());
+    let message = crate::support::wait_until("the ApplicationSet to refuse its generator", T, || {
+        let set = get_json(cluster, &["-n", team.name(), "get", "applicationset", "previews"])
+            .ok_or("no set".to_string())?;
+        let ready = crate::support::condition(&set, "Ready").cloned().unwrap_or_default();
+        match (ready["status"].as_str(), ready["reason"].as_str()) {
+            (Some("False"), Some("GeneratorFailed")) => {
+                Ok(ready["message"].as_str().unwrap_or_default().to_string())
+            }
+            _ => Err(format!("Ready: {ready}")),
+        }
+    });
+    assert!(message.contains("platform-creds") && message.contains("forbidden"), "{message}");
+    assert!(get_json(cluster, &["-n", team.name(), "get", "applications.ferry.dev", "pr-1"]).is_none());
+
+    // Allowed to read it, the set generates its Application.
+    cluster.apply(&deployer_rbac(team.name(), &["platform-creds"]));
+    crate::support::wait_until("the generated Application", T, || {
+        get_json(cluster, &["-n", team.name(), "get", "applications.ferry.dev", "pr-1"])
+            .ok_or("not yet".to_string())
+    });
+}
