@@ -20,4 +20,5 @@ mod render;
 mod rollout;
 mod source;
 mod sync;
+mod tenancy_ownership;
 mod webhooks;
