@@ -204,6 +204,8 @@ fn a_rollout_never_deletes_or_takes_over_a_canary_named_object_it_does_not_own()
     let theirs = foreign_canary(&s, other);
     let before = reconciles(&s);
     app.ferry_sync();
+    wait_reconciles(&s, before, 1.0);
+    app.ferry_sync();
     wait_reconciles(&s, before, 2.0);
     let still = get(&s, &["-n", &ns, "get", "deployment", "shop-canary"]);
     assert_eq!(still.as_ref().map(uid), Some(uid(&theirs)), "another Application's shop-canary was deleted");
@@ -365,13 +367,16 @@ fn a_cluster_scoped_object_of_a_kind_new_to_discovery_is_never_pruned_while_want
     let live = |s: &Scenario| get(s, &["get", &format!("gadgets.{group}"), &gadget]);
     let first = live(&s).expect("the gadget");
 
-    // Two more passes, with discovery now knowing the kind: the gadget is still the same object.
+    // Two more passes, with discovery now knowing the kind: the gadget is still the same object,
+    // and nothing was ever pruned (the passes right after the first sync included).
     let before = reconciles(&s);
     app.ferry_sync();
     wait_reconciles(&s, before, 1.0);
     app.ferry_sync();
     wait_reconciles(&s, before, 2.0);
     let a = app.wait_synced(&sha, T);
+    assert_eq!(metric(&s.ferry, "ferry_objects_pruned_total"), 0.0, "the wanted gadget was pruned");
+    assert!(!app.events().iter().any(|e| e.reason == "Pruned"), "{:?}", app.events());
     assert_eq!(live(&s).as_ref().map(uid), Some(uid(&first)), "the wanted gadget was pruned");
     let entry = a["status"]["inventory"]
         .as_array()
