@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::{
     previews::smoke_job,
-    support::{FerryApp, condition, get_json, main_revision, metric, summary, wait_until},
+    support::{Cluster, FerryApp, condition, get_json, main_revision, metric, summary, wait_until},
     sync::{Scenario, configmap, deployment},
 };
 
@@ -172,8 +172,9 @@ fn canary_app(s: &Scenario) -> FerryApp {
 
 /// A Deployment named `shop-canary` that is not this Application's: `labels` says whose it is.
 fn foreign_canary(s: &Scenario, labels: Value) -> Value {
-    let mut d: Value = serde_saphyr::from_str(&deployment("shop-canary", Some(s.ns()), "registry.example/other:1", 1))
-        .expect("a Deployment");
+    let mut d: Value =
+        serde_saphyr::from_str(&deployment("shop-canary", Some(s.ns()), "registry.example/other:1", 1))
+            .expect("a Deployment");
     d["metadata"]["labels"] = labels;
     s.cluster.apply(&d.to_string());
     get(s, &["-n", s.ns(), "get", "deployment", "shop-canary"]).expect("the foreign Deployment")
@@ -312,7 +313,8 @@ fn a_job_forging_ferrys_labels_is_replaced_by_ferrys_own_run() {
     let (s, app, revision, forged) = forged_hook("own-hook-label", labels);
     let a = app.wait("verification decided", T, |a| {
         let v = &a["status"]["verification"];
-        let decided = v["revision"] == revision.as_str() && (v["phase"] == "Succeeded" || v["phase"] == "Failed");
+        let decided =
+            v["revision"] == revision.as_str() && (v["phase"] == "Succeeded" || v["phase"] == "Failed");
         if decided { Ok(a.clone()) } else { Err("not yet".into()) }
     });
     assert_eq!(a["status"]["verification"]["phase"], "Failed", "{}", summary(&a));
@@ -360,7 +362,8 @@ fn a_cluster_scoped_object_of_a_kind_new_to_discovery_is_never_pruned_while_want
     s.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", &format!("crd/gadgets.{group}")]);
     let gadget = format!("{}-g", s.ns());
     s.delete_later(&[&format!("gadgets.{group}"), &gadget]);
-    let manifest = format!("apiVersion: {group}/v1\nkind: Gadget\nmetadata:\n  name: {gadget}\nspec:\n  size: 1\n");
+    let manifest =
+        format!("apiVersion: {group}/v1\nkind: Gadget\nmetadata:\n  name: {gadget}\nspec:\n  size: 1\n");
     let sha = s.commit_in("app", &[("gadget.yaml", manifest)], "a cluster-scoped gadget");
     let app = create_app(&s, "scope", "app", s.ns(), false);
     app.wait_synced(&sha, T);
@@ -386,4 +389,46 @@ fn a_cluster_scoped_object_of_a_kind_new_to_discovery_is_never_pruned_while_want
         .cloned()
         .unwrap_or_default();
     assert!(entry["namespace"].is_null(), "a cluster-scoped object recorded with a namespace: {entry}");
+}
+// ---------------------------------------------------------------------------------------------
+// Deletes carry the uid of the object ferry checked.
+
+#[tokio::test]
+async fn a_delete_never_hits_an_object_that_replaced_the_one_checked() {
+    use ferry::apply::Applier;
+    let cluster = Cluster::shared();
+    let ns = cluster.namespace("own-uid");
+    let applier = Applier::new(cluster.client().await, Duration::from_secs(30)).await.expect("discovery");
+    cluster.kubectl_ok(&["-n", &ns.name, "create", "configmap", "cfg", "--from-literal=k=v1"]);
+    let cm: kube::api::DynamicObject = serde_saphyr::from_str(&format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg, namespace: {}}}\n",
+        ns.name
+    ))
+    .expect("a ConfigMap");
+    let (resource, caps) = applier.resolve(&cm).expect("ConfigMaps are served");
+    let checked =
+        applier.get("ConfigMap cfg", &resource, &caps, Some(&ns.name), "cfg").await.unwrap().unwrap();
+    let checked_uid = checked.metadata.uid.clone().expect("a uid");
+
+    // Replaced by someone else between the check and the delete.
+    cluster.kubectl_ok(&["-n", &ns.name, "delete", "configmap", "cfg"]);
+    cluster.kubectl_ok(&["-n", &ns.name, "create", "configmap", "cfg", "--from-literal=k=v2"]);
+    applier
+        .delete("ConfigMap cfg", &resource, &caps, Some(&ns.name), "cfg", Some(&checked_uid))
+        .await
+        .expect("a delete whose precondition fails is not an error");
+    let now =
+        get_json(cluster, &["-n", &ns.name, "get", "configmap", "cfg"]).expect("the replacement survives");
+    assert_eq!(now["data"]["k"], "v2");
+
+    // The object checked is deleted.
+    let live = applier.get("ConfigMap cfg", &resource, &caps, Some(&ns.name), "cfg").await.unwrap().unwrap();
+    let live_uid = live.metadata.uid.clone().expect("a uid");
+    applier.delete("ConfigMap cfg", &resource, &caps, Some(&ns.name), "cfg", Some(&live_uid)).await.unwrap();
+    wait_until("the checked ConfigMap deleted", T, || {
+        match get_json(cluster, &["-n", &ns.name, "get", "configmap", "cfg"]) {
+            None => Ok(()),
+            Some(o) => Err(format!("still there: {}", o["metadata"]["uid"])),
+        }
+    });
 }
