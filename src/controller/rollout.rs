@@ -106,7 +106,7 @@ enum Routing {
         service: Value,
         service_resource: (ApiResource, ApiCapabilities),
         /// The live `<service>-canary` Service.
-        canary_service: Derived,
+        canary_service: Box<Derived>,
     },
     /// Blue-green: the active (and preview) Services select the new version's pods when told.
     Services { active: (usize, Value), preview: Option<(usize, Value)> },
@@ -238,7 +238,7 @@ pub(super) async fn decide(
                     route: serde_json::to_value(route).expect("objects serialize"),
                     service,
                     service_resource,
-                    canary_service: Derived::of(canary_service, &app_ref),
+                    canary_service: Box::new(Derived::of(canary_service, &app_ref)),
                 })
             }
         },
