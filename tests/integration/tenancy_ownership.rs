@@ -184,21 +184,24 @@ fn image(d: &Value) -> String {
     d["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap_or_default().to_string()
 }
 
-#[test]
-fn a_rollout_never_deletes_or_takes_over_a_canary_named_object_it_does_not_own() {
-    let s = Scenario::with_ferry_args("own-canary", &[]);
-    let ns = s.ns().to_string();
-    let commit = |tag: &str| {
-        s.commit_in(
-            "app",
-            &[("deployment.yaml", deployment("shop", None, &format!("registry.example/shop:{tag}"), 5))],
-            tag,
-        )
-    };
-    let v1 = commit("1.0");
+fn commit_shop(s: &Scenario, tag: &str) -> String {
+    let manifest = deployment("shop", None, &format!("registry.example/shop:{tag}"), 5);
+    s.commit_in("app", &[("deployment.yaml", manifest)], tag)
+}
+
+/// A scenario with the canary Application synced at a first revision (no rollout yet).
+fn canary_scenario(prefix: &str) -> (Scenario, FerryApp) {
+    let s = Scenario::with_ferry_args(prefix, &[]);
+    let v1 = commit_shop(&s, "1.0");
     let app = canary_app(&s);
     app.wait_synced(&v1, T);
+    (s, app)
+}
 
+#[test]
+fn a_rollout_never_deletes_another_applications_object_of_the_canarys_name() {
+    let (s, app) = canary_scenario("own-canary-del");
+    let ns = s.ns().to_string();
     // Another Application's `shop-canary`: the steady state (no rollout) must not delete it.
     let other = json!({"app.kubernetes.io/managed-by": "ferry", "ferry.dev/app-name": "other",
         "ferry.dev/app-namespace": ns});
@@ -210,11 +213,15 @@ fn a_rollout_never_deletes_or_takes_over_a_canary_named_object_it_does_not_own()
     wait_reconciles(&s, before, 2.0);
     let still = get(&s, &["-n", &ns, "get", "deployment", "shop-canary"]);
     assert_eq!(still.as_ref().map(uid), Some(uid(&theirs)), "another Application's shop-canary was deleted");
+}
 
+#[test]
+fn a_rollout_never_takes_over_an_unrelated_object_of_the_canarys_name() {
+    let (s, app) = canary_scenario("own-canary-take");
+    let ns = s.ns().to_string();
     // An unrelated `shop-canary` (no labels): a rollout stops with a conflict and writes nothing.
-    s.kubectl_ok(&["-n", &ns, "delete", "deployment", "shop-canary", "--wait=true"]);
     let theirs = foreign_canary(&s, json!({"team": "other"}));
-    let v2 = commit("2.0");
+    let v2 = commit_shop(&s, "2.0");
     app.ferry_sync();
     let a = app.wait("a rollout of v2 started or refused", T, |a| {
         let ready = condition(a, "Ready").cloned().unwrap_or_default();
