@@ -219,8 +219,17 @@ fn a_rollout_never_deletes_another_applications_object_of_the_canarys_name() {
 fn a_rollout_never_takes_over_an_unrelated_object_of_the_canarys_name() {
     let (s, app) = canary_scenario("own-canary-take");
     let ns = s.ns().to_string();
-    // An unrelated `shop-canary` (no labels): a rollout stops with a conflict and writes nothing.
-    let theirs = foreign_canary(&s, json!({"team": "other"}));
+    // An unrelated `shop-canary` (no labels), with the very selector ferry's canary would have
+    // (so a forced apply over it would succeed): a rollout stops with a conflict, writes nothing.
+    let mut d: Value =
+        serde_saphyr::from_str(&deployment("shop-canary", Some(&ns), "registry.example/other:1", 1))
+            .expect("a Deployment");
+    d["metadata"]["labels"] = json!({"team": "other"});
+    let selector = json!({"app": "shop", "ferry.dev/variant": "canary"});
+    d["spec"]["selector"]["matchLabels"] = selector.clone();
+    d["spec"]["template"]["metadata"]["labels"] = selector;
+    s.cluster.apply(&d.to_string());
+    let theirs = get(&s, &["-n", &ns, "get", "deployment", "shop-canary"]).expect("the unrelated Deployment");
     let v2 = commit_shop(&s, "2.0");
     app.ferry_sync();
     let a = app.wait("a rollout of v2 started or refused", T, |a| {
