@@ -287,8 +287,10 @@ pub struct Destination {
     #[schemars(length(min = 1, max = 63))]
     pub namespace: Option<String>,
     /// Create the destination namespace when it does not exist. A namespace ferry created is
-    /// part of the Application: deleted with it (deletion policy Delete) and pruned like any
-    /// other object. A namespace that already existed is never taken over.
+    /// part of the Application and deleted with it (deletion policy Delete), but never pruned:
+    /// when createNamespace is turned off or the destination changes, ferry releases it (removes
+    /// its labels, leaves it and what it holds, and says so in a NamespaceReleased Event). A
+    /// namespace that already existed is never taken over.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub create_namespace: bool,
 }
@@ -589,6 +591,10 @@ pub struct VerificationStatus {
     /// The hook objects.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<InventoryEntry>,
+    /// The uids of the hook objects ferry created for this revision. Only they count: an object
+    /// of a hook's name that anyone else created never verifies a revision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hook_uids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,7 +8,10 @@ use std::{sync::Arc, time::Duration};
 
 use kube::{
     Api, Client,
-    api::{DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PropagationPolicy},
+    api::{
+        DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams, Preconditions,
+        PropagationPolicy,
+    },
     discovery::{ApiCapabilities, ApiResource, Discovery, Scope},
 };
 
@@ -124,7 +127,9 @@ impl Applier {
     }
 
     /// Deletes an object in the background (its dependents are collected by the garbage
-    /// collector). Already gone is success.
+    /// collector). Already gone is success. `uid` is the uid of the object the caller checked
+    /// (as ferry's): the API server then deletes only that object, never one that replaced it
+    /// under the same name since, and a replaced object counts as gone.
     pub async fn delete(
         &self,
         object: &str,
@@ -132,13 +137,22 @@ impl Applier {
         caps: &ApiCapabilities,
         namespace: Option<&str>,
         name: &str,
+        uid: Option<&str>,
     ) -> Result<(), ApplyError> {
         let api = self.api(resource, caps, namespace);
-        let params =
-            DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            preconditions: uid
+                .map(|uid| Preconditions { uid: Some(uid.to_string()), resource_version: None }),
+            ..Default::default()
+        };
         match self.timed(object, api.delete(name, &params)).await? {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(kube::Error::Api(status)) if uid.is_some() && is_replaced(status.code, &status.message) => {
+                tracing::info!(object, "not deleted: the object was replaced since ferry checked it");
+                Ok(())
+            }
             Err(e) => Err(classify(object, e)),
         }
     }
@@ -164,6 +178,22 @@ impl Applier {
             api_version: types.api_version.clone(),
             kind: types.kind.clone(),
         })
+    }
+
+    /// Creates an object that must not exist yet (a hook's run), as field manager `ferry`. One of
+    /// that name that someone else created meanwhile is never taken over: `None` then.
+    pub async fn create(&self, obj: &DynamicObject) -> Result<Option<DynamicObject>, ApplyError> {
+        let (resource, caps) = self.resolve(obj)?;
+        let object = describe(obj);
+        let api = self.api(&resource, &caps, obj.metadata.namespace.as_deref());
+        let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        match self.timed(&object, api.create(&params, obj)).await? {
+            Ok(created) => Ok(Some(created)),
+            Err(kube::Error::Api(status)) if status.code == 409 && status.reason == "AlreadyExists" => {
+                Ok(None)
+            }
+            Err(e) => Err(classify(&object, e)),
+        }
     }
 
     /// Server-side dry run of an apply: the API server validates and admits the object exactly as
@@ -292,6 +322,13 @@ fn is_refusal(code: u16, message: &str) -> bool {
         || (code == 500 && message.starts_with("failed to create typed patch object"))
 }
 
+/// A delete refused because the uid precondition failed: the object of that name is another one.
+/// The API server's words differ between versions (`Precondition failed: UID in precondition`,
+/// `the UID in the precondition ... does not match`).
+fn is_replaced(code: u16, message: &str) -> bool {
+    code == 409 && message.to_ascii_lowercase().contains("precondition")
+}
+
 async fn discover(client: &Client, timeout: Duration) -> Result<Discovery, ApplyError> {
     match tokio::time::timeout(timeout, Discovery::new(client.clone()).run()).await {
         Ok(Ok(d)) => Ok(d),
@@ -327,6 +364,15 @@ mod tests {
             assert!(!is_refusal(code, "etcdserver: request timed out"), "{code}");
         }
         assert_eq!(manager_of(r#"conflict with "kubectl-edit" using apps/v1"#), "kubectl-edit");
+        assert!(is_replaced(
+            409,
+            "Operation cannot be fulfilled on configmaps \"cfg\": Precondition failed: UID in precondition: 1, UID in object meta: 2"
+        ));
+        assert!(is_replaced(
+            409,
+            "Operation cannot be fulfilled on ConfigMap \"cfg\": the UID in the precondition (b7f) does not match the UID in record (d5d). The object might have been deleted and then recreated"
+        ));
+        assert!(!is_replaced(409, "the object has been modified"));
         assert!(is_refusal(
             500,
             "failed to create typed patch object (ns/web; apps/v1, Kind=Deployment): .spec.replicas: expected numeric"

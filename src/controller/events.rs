@@ -13,6 +13,7 @@ use crate::{api::Application, apply::AppRef};
 pub const SYNCED: &str = "Synced";
 pub const SYNC_FAILED: &str = "SyncFailed";
 pub const PRUNED: &str = "Pruned";
+pub const NAMESPACE_RELEASED: &str = "NamespaceReleased";
 pub const DRIFT_CORRECTED: &str = "DriftCorrected";
 pub const DRIFT_DETECTED: &str = "DriftDetected";
 pub const OWNERSHIP_CONFLICT: &str = "OwnershipConflict";

@@ -142,47 +142,18 @@ pub async fn converge(
     {
         delete_ours(ctx, applier, app, &prev.hooks).await?;
     }
-    let apply_err = SyncError::from_apply;
+    // Only runs ferry created for this revision count. Their uids are in the status, which only
+    // ferry writes: labels and annotations anyone who may create Jobs can forge.
+    let recorded: &[String] = current.map(|v| v.hook_uids.as_slice()).unwrap_or_default();
+    let mut uids = Vec::with_capacity(hooks.len());
     let mut outcomes = Vec::with_capacity(hooks.len());
     let mut entries = Vec::with_capacity(hooks.len());
     for hook in hooks {
         let name = describe(hook);
-        let (resource, caps) = applier.resolve(hook).map_err(apply_err)?;
         let entry = inventory_entry(hook)
             .ok_or_else(|| SyncError::Validation(format!("the PostSync hook {name} has no name")))?;
-        let ns = entry.namespace.as_deref();
-        let live = applier.get(&name, &resource, &caps, ns, &entry.name).await.map_err(apply_err)?;
-        let revision_of = |o: &DynamicObject| {
-            o.metadata.annotations.as_ref().and_then(|a| a.get(HOOK_REVISION_ANNOTATION)).cloned()
-        };
-        let outcome = match live {
-            Some(live) if revision_of(&live).as_deref() == Some(revision) => {
-                outcome(&entry.kind, &serde_json::to_value(&live).unwrap_or_default())
-            }
-            Some(live) if ownership_of(live.metadata.labels.as_ref(), app) != Ownership::Ours => {
-                return Err(SyncError::Conflict(format!(
-                    "{name} exists and is not a PostSync hook of this Application; ferry neither replaces nor deletes it"
-                )));
-            }
-            Some(live) => {
-                // Another revision's run: it goes first, since a Job's template cannot be
-                // changed in place. Created on a later pass once it is gone.
-                if live.metadata.deletion_timestamp.is_none() {
-                    applier.delete(&name, &resource, &caps, ns, &entry.name).await.map_err(apply_err)?;
-                }
-                Outcome::Running
-            }
-            None => {
-                let mut obj = hook.clone();
-                obj.metadata
-                    .annotations
-                    .get_or_insert_with(Default::default)
-                    .insert(HOOK_REVISION_ANNOTATION.into(), revision.into());
-                applier.apply(&obj, true).await.map_err(apply_err)?;
-                tracing::info!(hook = %name, %revision, "created PostSync hook");
-                Outcome::Running
-            }
-        };
+        let (outcome, uid) = run_hook(applier, app, hook, &name, &entry, revision, recorded).await?;
+        uids.extend(uid);
         outcomes.push((name, outcome));
         entries.push(entry);
     }
@@ -194,10 +165,55 @@ pub async fn converge(
         revision: revision.to_string(),
         phase,
         hooks: entries,
+        hook_uids: uids,
         started_at,
         finished_at,
         message,
     }))
+}
+
+/// Where one hook of `revision` stands, and the uid of the run ferry created for it: read when
+/// it is one of the `recorded` runs, else cleared away when labelled as this Application's (an
+/// earlier revision's, one of a pass that ended before its status was written, or a forgery) and
+/// created anew on a later pass once gone. An object of its name that is not labelled as this
+/// Application's is a conflict: ferry neither trusts, replaces nor deletes it.
+async fn run_hook(
+    applier: &Applier,
+    app: &AppRef,
+    hook: &DynamicObject,
+    name: &str,
+    entry: &InventoryEntry,
+    revision: &str,
+    recorded: &[String],
+) -> Result<(Outcome, Option<String>), SyncError> {
+    let apply_err = SyncError::from_apply;
+    let (resource, caps) = applier.resolve(hook).map_err(apply_err)?;
+    let ns = entry.namespace.as_deref();
+    let Some(live) = applier.get(name, &resource, &caps, ns, &entry.name).await.map_err(apply_err)? else {
+        let mut obj = hook.clone();
+        obj.metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(HOOK_REVISION_ANNOTATION.into(), revision.into());
+        // A create, not an apply: one of that name made meanwhile is judged on the next pass.
+        let created = applier.create(&obj).await.map_err(apply_err)?;
+        tracing::info!(hook = %name, %revision, "created PostSync hook");
+        return Ok((Outcome::Running, created.and_then(|c| c.metadata.uid)));
+    };
+    let uid = live.metadata.uid.clone();
+    if uid.as_ref().is_some_and(|u| recorded.contains(u)) {
+        return Ok((outcome(&entry.kind, &serde_json::to_value(&live).unwrap_or_default()), uid));
+    }
+    if ownership_of(live.metadata.labels.as_ref(), app) != Ownership::Ours {
+        return Err(SyncError::Conflict(format!(
+            "{name} exists and is not a PostSync hook this Application created; ferry neither trusts, replaces nor deletes it, so {revision} stays unverified until it is removed"
+        )));
+    }
+    // A Job's template cannot be changed in place: the run goes first.
+    if live.metadata.deletion_timestamp.is_none() {
+        applier.delete(name, &resource, &caps, ns, &entry.name, uid.as_deref()).await.map_err(apply_err)?;
+    }
+    Ok((Outcome::Running, None))
 }
 
 /// Deletes the hook objects of an earlier revision that are still there and still ours.
@@ -207,9 +223,8 @@ async fn delete_ours(
     app: &AppRef,
     hooks: &[InventoryEntry],
 ) -> Result<(), SyncError> {
-    for (entry, name, resource, caps) in prunable(ctx, applier, app, hooks).await? {
-        let ns = entry.namespace.as_deref();
-        applier.delete(&name, &resource, &caps, ns, &entry.name).await.map_err(SyncError::from_apply)?;
+    for hook in prunable(ctx, applier, app, hooks).await? {
+        hook.delete(applier).await?;
     }
     Ok(())
 }

@@ -63,6 +63,10 @@ pub struct SplitRender {
     pub source: Arc<Vec<DynamicObject>>,
     pub objects: Arc<Vec<DynamicObject>>,
     pub hooks: Arc<Vec<DynamicObject>>,
+    /// The namespace `createNamespace` asked for when it was split.
+    pub requested_namespace: Option<String>,
+    /// The Namespace ferry added to the objects, if any.
+    pub created_namespace: Option<String>,
 }
 
 /// A render's objects as ferry applies them.

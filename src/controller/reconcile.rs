@@ -201,10 +201,8 @@ async fn cleanup(app: &Application, ctx: &Context) -> Result<Action, Error> {
         let hooks = app.status.as_ref().and_then(|s| s.verification.as_ref()).map(|v| v.hooks.clone());
         order.splice(0..0, hooks.unwrap_or_default());
         let victims = sync::prunable(ctx, &applier, &app_ref, &order).await.map_err(fail)?;
-        for (entry, name, resource, caps) in &victims {
-            applier.delete(name, resource, caps, entry.namespace.as_deref(), &entry.name).await.map_err(
-                |e| fail(SyncError::Apply { transient: e.is_transient(), message: e.to_string() }),
-            )?;
+        for victim in &victims {
+            victim.delete(&applier).await.map_err(fail)?;
         }
         tracing::info!(app = %app_ref, deleted = victims.len(), "deleted the objects of a deleted Application");
     } else {
@@ -645,6 +643,7 @@ mod tests {
                     revision: rev.clone(),
                     phase,
                     hooks: vec![],
+                    hook_uids: vec![],
                     started_at: None,
                     finished_at: None,
                     message: Some("PostSync hook Job team/smoke failed: BackoffLimitExceeded".into()),

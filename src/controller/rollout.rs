@@ -25,7 +25,7 @@ use super::{
 };
 use crate::{
     api::{AnalysisMetric, Application, InventoryEntry, ROLLOUT_REQUEST_ANNOTATION},
-    apply::{Applier, ApplyError},
+    apply::{AppRef, Applier, ApplyError, Ownership, ownership_of},
     rollout::{
         analysis::render_query,
         blue_green,
@@ -87,7 +87,8 @@ pub(super) struct Pass {
     /// Git's Deployment as prepared (labelled), from which the canary is derived.
     git: Value,
     live_primary: Option<Value>,
-    canary_exists: bool,
+    /// The live `<workload>-canary` Deployment.
+    canary: Derived,
     template_hash: String,
     resource: (ApiResource, ApiCapabilities),
     routing: Option<Routing>,
@@ -104,7 +105,8 @@ enum Routing {
         route: Value,
         service: Value,
         service_resource: (ApiResource, ApiCapabilities),
-        canary_service_exists: bool,
+        /// The live `<service>-canary` Service.
+        canary_service: Box<Derived>,
     },
     /// Blue-green: the active (and preview) Services select the new version's pods when told.
     Services { active: (usize, Value), preview: Option<(usize, Value)> },
@@ -197,8 +199,10 @@ pub(super) async fn decide(
         name: name.clone(),
     };
     let live_primary = live(ctx, mem, applier, resource, namespace.as_deref(), &name, Some(&key)).await?;
+    let app_ref = AppRef { namespace: app.namespace().unwrap_or_default(), name: app.name_any() };
     let canary_name = workload::canary_name(&name);
-    let live_canary = live(ctx, mem, applier, resource, namespace.as_deref(), &canary_name, None).await?;
+    let canary = live(ctx, mem, applier, resource, namespace.as_deref(), &canary_name, None).await?;
+    let canary = Derived::of(canary, &app_ref);
 
     let service = |name: &str, field: &str| {
         find("", "Service", name)
@@ -221,17 +225,20 @@ pub(super) async fn decide(
                 let (_, service, service_resource) =
                     service(stable, "canary.trafficRouting.gatewayAPI.stableService")
                         .map_err(SyncError::Validation)?;
-                let seen = ctx.watches.seen(
-                    &service_resource.0,
+                let canary_service = labelled(
+                    ctx,
+                    applier,
+                    &service_resource,
                     namespace.as_deref(),
                     &workload::canary_name(stable),
-                );
+                )
+                .await?;
                 Some(Routing::Gateway {
                     route_index,
                     route: serde_json::to_value(route).expect("objects serialize"),
                     service,
                     service_resource,
-                    canary_service_exists: seen != Seen::Absent,
+                    canary_service: Box::new(Derived::of(canary_service, &app_ref)),
                 })
             }
         },
@@ -261,8 +268,8 @@ pub(super) async fn decide(
         },
         primary_hash: live_primary.as_ref().and_then(workload::stamped_hash),
         primary: Availability::of(live_primary.as_ref()),
-        canary: Availability::of(live_canary.as_ref()),
-        canary_hash: live_canary.as_ref().and_then(workload::stamped_hash),
+        canary: Availability::of(canary.ours.as_ref()),
+        canary_hash: canary.ours.as_ref().and_then(workload::stamped_hash),
         last_applied_revision: status.and_then(|s| s.last_applied_revision.as_deref()),
         request: app.annotations().get(ROLLOUT_REQUEST_ANNOTATION).map(String::as_str),
         now: k8s_openapi::jiff::Timestamp::now(),
@@ -284,12 +291,22 @@ pub(super) async fn decide(
         (None, Some(b)) => blue_green::advance(b, &name, prev, &observed, &measure).await,
         (None, None) => unreachable!("workload_of found a strategy"),
     };
+    if let Canary::Present { .. } = decision.canary {
+        // Nothing is written yet: a canary name taken by someone else stops the rollout here.
+        let ns = namespace.as_deref();
+        writable(applier, resource, ns, &canary_name, &canary, &app_ref, revision).await?;
+        if let Some(Routing::Gateway { service, service_resource, canary_service, .. }) = &routing {
+            let stable = service.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            let name = workload::canary_name(stable);
+            writable(applier, service_resource, ns, &name, canary_service, &app_ref, revision).await?;
+        }
+    }
     Ok(Pass {
         decision,
         workload_index,
         git: git_value,
         live_primary,
-        canary_exists: live_canary.is_some(),
+        canary,
         template_hash,
         resource: resource.clone(),
         routing,
@@ -315,23 +332,26 @@ pub(super) async fn converge_canary(applier: &Applier, pass: &Pass) -> Result<()
             let obj: DynamicObject = serde_json::from_value(canary).expect("a Deployment deserializes");
             applier.apply_as(ROLLOUT_FIELD_MANAGER, &obj, true).await.map_err(from_apply)?;
         }
+        // Only this Application's canary objects are deleted, and only the ones read.
         Canary::Absent => {
-            if pass.canary_exists {
+            if pass.canary.ours.is_some() {
                 let name = workload::canary_name(
                     pass.git.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default(),
                 );
                 let shown = format!("Deployment {}/{name}", namespace.unwrap_or_default());
-                applier.delete(&shown, resource, caps, namespace, &name).await.map_err(from_apply)?;
+                let uid = pass.canary.uid();
+                applier.delete(&shown, resource, caps, namespace, &name, uid).await.map_err(from_apply)?;
             }
-            if let Some(Routing::Gateway { service, service_resource, canary_service_exists: true, .. }) =
-                &pass.routing
+            if let Some(Routing::Gateway { service, service_resource, canary_service, .. }) = &pass.routing
+                && canary_service.ours.is_some()
             {
                 let name = workload::canary_name(
                     service.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default(),
                 );
                 let shown = format!("Service {}/{name}", namespace.unwrap_or_default());
                 let (resource, caps) = service_resource;
-                applier.delete(&shown, resource, caps, namespace, &name).await.map_err(from_apply)?;
+                let uid = canary_service.uid();
+                applier.delete(&shown, resource, caps, namespace, &name, uid).await.map_err(from_apply)?;
             }
         }
     }
@@ -361,12 +381,101 @@ async fn live(
         }
         Seen::Unknown => {}
     }
-    let shown = format!("Deployment {}/{name}", namespace.unwrap_or_default());
+    get(applier, &(resource.clone(), caps.clone()), namespace, name, "Deployment").await
+}
+
+/// The live object, read.
+async fn get(
+    applier: &Applier,
+    (resource, caps): &(ApiResource, ApiCapabilities),
+    namespace: Option<&str>,
+    name: &str,
+    kind: &str,
+) -> Result<Option<Value>, SyncError> {
+    let shown = format!("{kind} {}/{name}", namespace.unwrap_or_default());
     let got = applier
         .get(&shown, resource, caps, namespace, name)
         .await
         .map_err(|e| SyncError::Apply { transient: e.is_transient(), message: e.to_string() })?;
     Ok(got.map(|o| serde_json::to_value(o).expect("objects serialize")))
+}
+
+/// The live object when the watch knows one with ferry's labels (or cannot tell yet); `None`
+/// when it knows none, though one without ferry's labels may exist (see [`writable`]).
+async fn labelled(
+    ctx: &Context,
+    applier: &Applier,
+    kind: &(ApiResource, ApiCapabilities),
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<Option<Value>, SyncError> {
+    if ctx.watches.seen(&kind.0, namespace, name) == Seen::Absent {
+        return Ok(None);
+    }
+    get(applier, kind, namespace, name, &kind.0.kind).await
+}
+
+/// A live object of a name the rollout derives (`<name>-canary`), by whose it is.
+#[derive(Default)]
+pub(super) struct Derived {
+    /// This Application's: the rollout's to scale or delete.
+    ours: Option<Value>,
+    /// Another Application's, or no Application's: never observed, written or deleted.
+    foreign: Option<Value>,
+}
+
+impl Derived {
+    fn of(live: Option<Value>, app: &AppRef) -> Derived {
+        match live {
+            Some(v) if owner(&v, app) == Ownership::Ours => Derived { ours: Some(v), foreign: None },
+            Some(v) => Derived { ours: None, foreign: Some(v) },
+            None => Derived::default(),
+        }
+    }
+
+    /// The uid of this Application's object: the precondition of its delete.
+    fn uid(&self) -> Option<&str> {
+        self.ours.as_ref()?.pointer("/metadata/uid")?.as_str()
+    }
+}
+
+/// Who owns a live object, by ferry's labels.
+fn owner(live: &Value, app: &AppRef) -> Ownership {
+    let labels: Option<BTreeMap<String, String>> =
+        live.pointer("/metadata/labels").and_then(|l| serde_json::from_value(l.clone()).ok());
+    ownership_of(labels.as_ref(), app)
+}
+
+/// Whether the rollout may create or update `<kind> namespace/name`: it is this Application's or
+/// does not exist. The watch sees only objects with ferry's labels, so when it knew of none the
+/// API server is asked. Someone else's object of that name is a conflict that stops the rollout.
+async fn writable(
+    applier: &Applier,
+    kind: &(ApiResource, ApiCapabilities),
+    namespace: Option<&str>,
+    name: &str,
+    live: &Derived,
+    app: &AppRef,
+    revision: &str,
+) -> Result<(), SyncError> {
+    let foreign = match (&live.ours, &live.foreign) {
+        (Some(_), _) => None,
+        (None, Some(foreign)) => Some(foreign.clone()),
+        (None, None) => {
+            let live = get(applier, kind, namespace, name, &kind.0.kind).await?;
+            live.filter(|v| owner(v, app) != Ownership::Ours)
+        }
+    };
+    let Some(foreign) = foreign else { return Ok(()) };
+    let whose = match owner(&foreign, app) {
+        Ownership::Other(other) => format!("it belongs to Application {other}"),
+        _ => "it was not created by ferry".to_string(),
+    };
+    Err(SyncError::Conflict(format!(
+        "{} {}/{name} exists and is not this Application's canary ({whose}); ferry neither takes it over nor deletes it, so the rollout of {revision} stopped: rename or remove that object",
+        kind.0.kind,
+        namespace.unwrap_or_default()
+    )))
 }
 
 /// Measurements from Prometheus.

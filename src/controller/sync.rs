@@ -189,6 +189,20 @@ impl Desired {
             phase: p.phase,
         }
     }
+
+    /// The same cluster-scoped object without the namespace it was rendered with.
+    fn without_namespace(&self) -> Prepared {
+        let mut value = serde_json::to_value(&self.obj).expect("objects serialize");
+        if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("namespace");
+        }
+        let mut p = self.with_object(value);
+        p.entry.namespace = None;
+        p.key.namespace = None;
+        p.name = describe(&p.obj);
+        p.phase = phase_of(&p.entry.group, &p.entry.kind, false);
+        p
+    }
 }
 
 /// A rendered object as ferry applies it: labelled and hashed. Prepared once per render and
@@ -288,7 +302,8 @@ async fn run(
         .map_err(|source| SyncError::Render { revision: revision.clone(), source })?;
     drop(timer);
     let previous = app.status.as_ref().map(|s| s.inventory.clone()).unwrap_or_default();
-    let (rendered, hooks) = split_render(ctx, app, app_ref, &client, mem, &rendered, &previous).await?;
+    let (rendered, hooks, created) =
+        split_render(ctx, app, app_ref, &client, mem, &rendered, &previous).await?;
 
     // Desired objects: labelled, hashed, kinds resolved. Timed as part of the plan, with the
     // server-side dry runs that validate it.
@@ -308,6 +323,7 @@ async fn run(
         applier = Applier::with_discovery(client.clone(), discovery.clone(), timeout);
         resolve_kinds(&mut desired, &applier, &crd_kinds).map_err(SyncError::Validation)?;
     }
+    let previous = in_scope(previous, applier.discovery());
 
     // A strategy decides how Git's Deployment (and its route or Services) are applied this pass.
     let rollout = match rollout::workload_of(app) {
@@ -355,8 +371,9 @@ async fn run(
     // Prune candidates (checked before anything is written, so an empty render writes nothing).
     let entries: Vec<InventoryEntry> = sorted_inventory(&desired);
     let policy = &app.spec.sync_policy;
-    let candidates = prune_candidates(&previous, &entries, policy.allow_empty, |_| false)
-        .map_err(SyncError::PruneRefused)?;
+    refuse_emptied(&previous, &entries, created.as_deref(), policy.allow_empty)?;
+    let candidates =
+        prune_candidates(&previous, &entries, true, |_| false).map_err(SyncError::PruneRefused)?;
     let to_prune =
         if policy.prune { prunable(ctx, &applier, app_ref, &candidates).await? } else { Vec::new() };
 
@@ -396,7 +413,7 @@ async fn run(
     };
     if pending > 0 && !policy.automated {
         let names =
-            changed.iter().map(|i| desired[*i].name.clone()).chain(to_prune.iter().map(|p| p.1.clone()));
+            changed.iter().map(|i| desired[*i].name.clone()).chain(to_prune.iter().map(|p| p.name.clone()));
         let message = format!(
             "{} to sync at {revision} (automated sync is off): {}",
             count(pending, "object"),
@@ -508,14 +525,15 @@ async fn run(
     // Prune, in reverse apply order.
     let prune_timer = ctx.metrics.time(Stage::Prune);
     let mut pruned = Vec::new();
-    for (entry, name, resource, caps) in &to_prune {
-        applier
-            .delete(name, resource, caps, entry.namespace.as_deref(), &entry.name)
-            .await
-            .map_err(SyncError::from_apply)?;
-        mem.known.remove(&ObjKey::from(entry));
-        ctx.metrics.objects_pruned(1);
-        pruned.push(name.clone());
+    for p in &to_prune {
+        if is_released(p, &entries) {
+            release_namespace(ctx, app, &applier, p).await?;
+        } else {
+            p.delete(&applier).await?;
+            ctx.metrics.objects_pruned(1);
+            pruned.push(p.name.clone());
+        }
+        mem.known.remove(&ObjKey::from(&p.entry));
     }
     drop(prune_timer);
     if let Some(pass) = &rollout {
@@ -565,9 +583,12 @@ async fn run(
     })
 }
 
+/// The objects to sync, the PostSync hooks, and the name of the Namespace ferry added to them.
+type Split = (Arc<Vec<DynamicObject>>, Arc<Vec<DynamicObject>>, Option<String>);
+
 /// The render split into objects to sync and PostSync hooks, with the destination namespace
-/// added when ferry is to create it; remembered per render, so an unchanged revision costs
-/// nothing here.
+/// added when ferry is to create it; remembered per render and `createNamespace` setting, so an
+/// unchanged revision costs nothing here and a spec change takes effect at once.
 async fn split_render(
     ctx: &Context,
     app: &Application,
@@ -576,13 +597,19 @@ async fn split_render(
     mem: &mut AppMemory,
     rendered: &Arc<Vec<DynamicObject>>,
     previous: &[InventoryEntry],
-) -> Result<(Arc<Vec<DynamicObject>>, Arc<Vec<DynamicObject>>), SyncError> {
+) -> Result<Split, SyncError> {
+    let requested = requested_namespace(app, app_ref);
     if let Some(m) = &mem.split
         && Arc::ptr_eq(&m.source, rendered)
+        && m.requested_namespace == requested
     {
-        return Ok((m.objects.clone(), m.hooks.clone()));
+        return Ok((m.objects.clone(), m.hooks.clone(), m.created_namespace.clone()));
     }
-    let namespace = created_namespace(ctx, app, app_ref, client, rendered, previous).await?;
+    let namespace = match &requested {
+        Some(name) => created_namespace(ctx, app_ref, client, name, rendered, previous).await?,
+        None => None,
+    };
+    let created = namespace.as_ref().and_then(|n| n.metadata.name.clone());
     let (objects, hooks) = if namespace.is_none() && !rendered.iter().any(hooks::is_hook) {
         (rendered.clone(), Arc::new(Vec::new()))
     } else {
@@ -590,9 +617,20 @@ async fn split_render(
         objects.splice(0..0, namespace);
         (Arc::new(objects), Arc::new(hooks))
     };
-    mem.split =
-        Some(SplitRender { source: rendered.clone(), objects: objects.clone(), hooks: hooks.clone() });
-    Ok((objects, hooks))
+    mem.split = Some(SplitRender {
+        source: rendered.clone(),
+        objects: objects.clone(),
+        hooks: hooks.clone(),
+        requested_namespace: requested,
+        created_namespace: created.clone(),
+    });
+    Ok((objects, hooks, created))
+}
+
+/// The namespace `spec.destination.createNamespace` asks ferry to create, if it does.
+fn requested_namespace(app: &Application, app_ref: &AppRef) -> Option<String> {
+    let dest = app.spec.destination.as_ref().filter(|d| d.create_namespace)?;
+    Some(dest.namespace.clone().unwrap_or_else(|| app_ref.namespace.clone()))
 }
 
 /// The Namespace object for `spec.destination.createNamespace`: when the render has none of
@@ -601,25 +639,22 @@ async fn split_render(
 /// deleting the Application would then delete it with everything in it.
 async fn created_namespace(
     ctx: &Context,
-    app: &Application,
     app_ref: &AppRef,
     client: &kube::Client,
+    name: &str,
     rendered: &[DynamicObject],
     previous: &[InventoryEntry],
 ) -> Result<Option<DynamicObject>, SyncError> {
-    let Some(dest) = app.spec.destination.as_ref().filter(|d| d.create_namespace) else { return Ok(None) };
-    let name = dest.namespace.clone().unwrap_or_else(|| app_ref.namespace.clone());
-    let is_it = |kind: &str, group: &str, n: &str| kind == "Namespace" && group.is_empty() && n == name;
     let in_render = rendered.iter().any(|o| {
         o.types.as_ref().is_some_and(|t| t.kind == "Namespace" && t.api_version == "v1")
-            && o.metadata.name.as_deref() == Some(name.as_str())
+            && o.metadata.name.as_deref() == Some(name)
     });
     if in_render {
         return Ok(None);
     }
-    let ours = previous.iter().any(|e| is_it(&e.kind, &e.group, &e.name)) || {
+    let ours = previous.iter().any(|e| is_namespace(e, name)) || {
         let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-        let live = tokio::time::timeout(ctx.options.api_timeout, api.get_opt(&name))
+        let live = tokio::time::timeout(ctx.options.api_timeout, api.get_opt(name))
             .await
             .map_err(|_| SyncError::Apply {
                 message: format!("reading Namespace {name}: the API server did not answer in time"),
@@ -638,8 +673,79 @@ async fn created_namespace(
         tracing::info!(app = %app_ref, namespace = %name, "destination namespace exists and is not ours; not managing it");
         return Ok(None);
     }
-    let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+    let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": name, "annotations": {CREATED_NAMESPACE: "true"},
+    }});
     Ok(Some(serde_json::from_value(ns).expect("a Namespace deserializes")))
+}
+
+/// Annotation on a Namespace ferry created for `createNamespace`: it is released, never pruned.
+const CREATED_NAMESPACE: &str = "ferry.dev/created-namespace";
+
+fn is_namespace(e: &InventoryEntry, name: &str) -> bool {
+    e.group.is_empty() && e.kind == "Namespace" && e.name == name
+}
+
+/// The empty-render guard judges what Git rendered: the Namespace ferry adds for
+/// `createNamespace` is not Git's, and counting it would let a revision that renders nothing
+/// prune everything else.
+// The pipeline's one error type, as every stage returns it.
+#[allow(clippy::result_large_err)]
+fn refuse_emptied(
+    previous: &[InventoryEntry],
+    entries: &[InventoryEntry],
+    created: Option<&str>,
+    allow_empty: bool,
+) -> Result<(), SyncError> {
+    let from_git = |e: &&InventoryEntry| created.is_none_or(|n| !is_namespace(e, n));
+    let before: Vec<InventoryEntry> = previous.iter().filter(from_git).cloned().collect();
+    let rendered: Vec<InventoryEntry> = entries.iter().filter(from_git).cloned().collect();
+    prune_candidates(&before, &rendered, allow_empty, |_| false).map(drop).map_err(SyncError::PruneRefused)
+}
+
+/// Whether a prune candidate is a Namespace to release rather than delete: one ferry created for
+/// `createNamespace` (like Argo CD and Helm, ferry never deletes a namespace it created only as
+/// a destination: others may keep things in it), or one that objects of this revision still
+/// live in (deleting it would delete them).
+fn is_released(p: &Prunable, entries: &[InventoryEntry]) -> bool {
+    is_namespace(&p.entry, &p.entry.name)
+        && (p.is_created_namespace() || entries.iter().any(|e| e.namespace.as_deref() == Some(&p.entry.name)))
+}
+
+/// Gives a Namespace up: applying the bare Namespace as ferry removes every label and annotation
+/// ferry set on it (its ownership among them) and nothing else. It stays, with all it holds.
+async fn release_namespace(
+    ctx: &Context,
+    app: &Application,
+    applier: &Applier,
+    p: &Prunable,
+) -> Result<(), SyncError> {
+    let bare =
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": p.entry.name}});
+    let obj: DynamicObject = serde_json::from_value(bare).expect("a Namespace deserializes");
+    applier.apply(&obj, false).await.map_err(SyncError::from_apply)?;
+    tracing::info!(namespace = %p.entry.name, "released a namespace instead of pruning it");
+    let note = format!(
+        "Namespace {} is no longer part of this Application; ferry removed its labels and left it, with everything in it, in place (delete it yourself if it is no longer needed)",
+        p.entry.name
+    );
+    let normal = kube::runtime::events::EventType::Normal;
+    super::events::publish(ctx, app, normal, super::events::NAMESPACE_RELEASED, &note).await;
+    Ok(())
+}
+
+/// The inventory with the namespace of cluster-scoped kinds dropped: one recorded while
+/// discovery did not know such a kind names the object with a namespace, and must still match
+/// the same object rendered without (else it would be pruned while wanted).
+fn in_scope(mut entries: Vec<InventoryEntry>, discovery: &kube::Discovery) -> Vec<InventoryEntry> {
+    for e in entries.iter_mut().filter(|e| e.namespace.is_some()) {
+        let gvk = kube::api::GroupVersionKind::gvk(&e.group, &e.version, &e.kind);
+        if discovery.resolve_gvk(&gvk).is_some_and(|(_, caps)| caps.scope == kube::discovery::Scope::Cluster)
+        {
+            e.namespace = None;
+        }
+    }
+    entries
 }
 
 /// The snapshot to sync: the one resolved earlier in this interval, or a fresh resolve (one
@@ -793,7 +899,15 @@ fn resolve_kinds(
     let mut unknown = Vec::new();
     for d in desired.iter_mut() {
         match applier.resolve(&d.obj) {
-            Ok(r) => d.resource = Some(r),
+            Ok(r) => {
+                if r.1.scope == kube::discovery::Scope::Cluster && d.entry.namespace.is_some() {
+                    // Rendered while discovery did not know the kind, so defaulted to namespaced.
+                    // The API server ignores the namespace; the inventory must too, or the next
+                    // render (which knows) would name another object and prune this one.
+                    d.prepared = Arc::new(d.without_namespace());
+                }
+                d.resource = Some(r)
+            }
             Err(_) if crd_kinds.contains(&(d.entry.group.clone(), d.entry.kind.clone())) => d.resource = None,
             Err(e) => unknown.push(e.to_string()),
         }
@@ -1095,6 +1209,35 @@ async fn wait_established(ctx: &Context, desired: &[Desired], batch: &[usize]) -
     Ok(())
 }
 
+/// An object a prune or clean-up may delete: it exists and was checked as this Application's.
+pub(super) struct Prunable {
+    pub entry: InventoryEntry,
+    /// As shown in messages.
+    pub name: String,
+    resource: ApiResource,
+    caps: ApiCapabilities,
+    /// The live object as checked.
+    live: DynamicObject,
+}
+
+impl Prunable {
+    /// Deletes the object checked, and only it: its uid is the delete's precondition, so an
+    /// object that replaced it under the same name since is never deleted.
+    pub async fn delete(&self, applier: &Applier) -> Result<(), SyncError> {
+        let (ns, uid) = (self.entry.namespace.as_deref(), self.live.metadata.uid.as_deref());
+        applier
+            .delete(&self.name, &self.resource, &self.caps, ns, &self.entry.name, uid)
+            .await
+            .map_err(SyncError::from_apply)
+    }
+
+    /// A Namespace that ferry created for `createNamespace`.
+    fn is_created_namespace(&self) -> bool {
+        is_namespace(&self.entry, &self.entry.name)
+            && self.live.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(CREATED_NAMESPACE))
+    }
+}
+
 /// Of the prune candidates, those that still exist, carry this Application's labels and are
 /// not opted out with `ferry.dev/prune: disabled`.
 pub(super) async fn prunable(
@@ -1102,7 +1245,7 @@ pub(super) async fn prunable(
     applier: &Applier,
     app_ref: &AppRef,
     candidates: &[InventoryEntry],
-) -> Result<Vec<(InventoryEntry, String, ApiResource, ApiCapabilities)>, SyncError> {
+) -> Result<Vec<Prunable>, SyncError> {
     let gvk = |e: &InventoryEntry| kube::api::GroupVersionKind::gvk(&e.group, &e.version, &e.kind);
     let mut discovery = applier.discovery().clone();
     if candidates.iter().any(|e| discovery.resolve_gvk(&gvk(e)).is_none()) {
@@ -1124,7 +1267,7 @@ pub(super) async fn prunable(
         let Some(live) = live else { continue };
         let labels = live.metadata.labels.as_ref();
         if ownership_of(labels, app_ref) == Ownership::Ours && !is_prune_disabled(labels) {
-            out.push((entry.clone(), name, resource, caps));
+            out.push(Prunable { entry: entry.clone(), name, resource, caps, live });
         }
     }
     Ok(out)

@@ -22,4 +22,5 @@ mod source;
 mod sync;
 mod tenancy;
 mod tenancy_cache;
+mod tenancy_ownership;
 mod webhooks;

@@ -309,7 +309,7 @@ fn ferry_status(s: &Scenario, app: &str) -> String {
 
 /// A PostSync Job. A failing one can never be scheduled (no node has the label) and its
 /// deadline fails it; a passing one runs on a kwok node, whose pods of Jobs complete.
-fn smoke_job(passes: bool) -> String {
+pub(crate) fn smoke_job(passes: bool) -> String {
     let pod_spec = if passes {
         "      restartPolicy: Never\n".to_string()
     } else {
