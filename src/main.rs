@@ -72,6 +72,11 @@ enum Command {
         /// Prometheus base URL for rollout analyses that name no `prometheus.address`.
         #[arg(long, env = "FERRY_PROMETHEUS_URL")]
         prometheus_url: Option<String>,
+        /// The only Prometheus base URLs an analysis's `prometheus.address` may name besides
+        /// --prometheus-url (comma-separated). Set it when Application authors are not trusted:
+        /// otherwise an author can make ferry send GET requests to any URL it reaches.
+        #[arg(long, env = "FERRY_ALLOWED_PROMETHEUS_URLS", value_delimiter = ',', value_name = "URL,...")]
+        allowed_prometheus_urls: Vec<String>,
         /// Namespaces whose Applications may be followed (`spec.source.ref.fromApplication`) from
         /// other namespaces, comma-separated; `*` for any. An Application may always follow one in
         /// its own namespace.
@@ -207,6 +212,7 @@ fn main() -> ExitCode {
             http_address,
             webhook_secret,
             prometheus_url,
+            allowed_prometheus_urls,
             promotion_namespaces,
             managed_namespaces,
             leader_elect,
@@ -267,6 +273,10 @@ fn main() -> ExitCode {
                 http_address,
                 webhook_secret,
                 prometheus_url,
+                allowed_prometheus_urls: allowed_prometheus_urls
+                    .into_iter()
+                    .filter(|u| !u.is_empty())
+                    .collect(),
                 promotion_namespaces,
                 managed_namespaces,
                 identity,

@@ -41,6 +41,9 @@ pub struct SyncOptions {
     pub render: RenderOptions,
     /// Prometheus for analyses that name no address (`--prometheus-url`).
     pub prometheus_url: Option<String>,
+    /// Addresses analyses may name besides `prometheus_url` (`--allowed-prometheus-urls`;
+    /// empty: any).
+    pub allowed_prometheus_urls: Vec<String>,
     /// Namespaces whose Applications others may follow with `ref.fromApplication`, besides
     /// their own (`--promotion-namespaces`; `*` for any).
     pub promotion_namespaces: Vec<String>,

@@ -95,6 +95,8 @@ pub struct RunOptions {
     pub webhook_secret: Option<String>,
     /// Prometheus for rollout analyses that name no address.
     pub prometheus_url: Option<String>,
+    /// The only Prometheus addresses analyses may name besides `prometheus_url` (empty: any).
+    pub allowed_prometheus_urls: Vec<String>,
     /// This process's name in Leases and Events.
     pub identity: String,
     /// Leader election; `None`: this process always reconciles.
@@ -194,6 +196,7 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
             ..Default::default()
         },
         prometheus_url: opts.prometheus_url.clone(),
+        allowed_prometheus_urls: opts.allowed_prometheus_urls.clone(),
         promotion_namespaces: opts.promotion_namespaces.clone(),
     };
     let sets_served = discovery

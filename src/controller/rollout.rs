@@ -278,6 +278,7 @@ pub(super) async fn decide(
     let measure = PrometheusMeasure {
         prometheus: &ctx.prometheus,
         default_address: ctx.options.prometheus_url.as_deref(),
+        allowed: &ctx.options.allowed_prometheus_urls,
         vars: BTreeMap::from([
             ("revision", commit.to_string()),
             ("namespace", namespace.clone().unwrap_or_default()),
@@ -482,7 +483,28 @@ async fn writable(
 struct PrometheusMeasure<'a> {
     prometheus: &'a Result<Prometheus, String>,
     default_address: Option<&'a str>,
+    /// `--allowed-prometheus-urls`: the only addresses a metric may name (empty: any).
+    allowed: &'a [String],
     vars: BTreeMap<&'static str, String>,
+}
+
+impl PrometheusMeasure<'_> {
+    /// An address a metric names must be one ferry may query: otherwise any Application author
+    /// could make ferry send GET requests to any URL it can reach (and read a JSON answer's
+    /// error back in the status).
+    fn permitted(&self, address: &str) -> Result<(), String> {
+        let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+        if self.allowed.is_empty()
+            || self.default_address.is_some_and(|d| same(d, address))
+            || self.allowed.iter().any(|a| same(a, address))
+        {
+            return Ok(());
+        }
+        Err(format!(
+            "prometheus.address {address:?} is not one ferry may query (--allowed-prometheus-urls: {})",
+            self.allowed.join(", ")
+        ))
+    }
 }
 
 impl Measure for PrometheusMeasure<'_> {
@@ -490,12 +512,37 @@ impl Measure for PrometheusMeasure<'_> {
         let address = metric.prometheus.address.as_deref().or(self.default_address).map(str::to_string);
         let query = render_query(&metric.prometheus.query, &self.vars).map_err(|e| e.to_string());
         let prometheus = self.prometheus.clone();
+        let permitted = address.as_deref().map_or(Ok(()), |a| self.permitted(a));
         async move {
             let address = address.ok_or_else(|| {
                 "no Prometheus to ask: set prometheus.address on the metric or run ferry with --prometheus-url"
                     .to_string()
             })?;
+            permitted?;
             prometheus?.query(&address, &query?).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measure<'a>(default: Option<&'a str>, allowed: &'a [String]) -> PrometheusMeasure<'a> {
+        static NONE: std::sync::OnceLock<Result<Prometheus, String>> = std::sync::OnceLock::new();
+        let prometheus = NONE.get_or_init(|| Err("no client in unit tests".to_string()));
+        PrometheusMeasure { prometheus, default_address: default, allowed, vars: BTreeMap::new() }
+    }
+
+    #[test]
+    fn analyses_query_only_the_prometheus_ferry_is_told_of() {
+        let allowed = vec!["http://prometheus.monitoring:9090".to_string()];
+        let m = measure(Some("http://prom.ops:9090/"), &allowed);
+        assert!(m.permitted("http://prometheus.monitoring:9090/").is_ok());
+        assert!(m.permitted("http://prom.ops:9090").is_ok());
+        let err = m.permitted("http://169.254.169.254/latest").unwrap_err();
+        assert!(err.contains("169.254.169.254") && err.contains("--allowed-prometheus-urls"), "{err}");
+        // Without the flag, as before: any address (single-team installs).
+        assert!(measure(None, &[]).permitted("http://anything:1").is_ok());
     }
 }
