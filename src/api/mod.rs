@@ -4,16 +4,18 @@ mod application;
 mod application_set;
 pub mod conditions;
 pub mod schema;
+mod tenant_policy;
 
 pub use application::*;
 pub use application_set::*;
+pub use tenant_policy::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
 /// Every CRD ferry serves, in the order they are installed.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Application::crd(), ApplicationSet::crd()]
+    vec![Application::crd(), ApplicationSet::crd(), TenantPolicy::crd()]
 }
 
 /// The CRDs as one multi-document YAML stream, exactly as checked in under `crds/`.

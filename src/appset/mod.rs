@@ -212,6 +212,11 @@ async fn parameter_sets(set: &ApplicationSet, ctx: &Context, ns: &str) -> Result
             all.extend(list.elements.iter().cloned());
         }
         if let Some(pr) = &generator.pull_requests {
+            // The same lockdown as an Application's source: no listing of a repository the
+            // namespace may not read.
+            ctx.tenancy(ns)
+                .check_source(&pr.repo_url)
+                .map_err(|e| format!("generator {i} (pullRequests): {e}"))?;
             let credentials = sync::credentials(ctx, ns, pr.secret_ref.as_ref())
                 .await
                 .map_err(|e| format!("generator {i} (pullRequests): {e}"))?;
