@@ -64,6 +64,21 @@ mod tests {
         }
     }
 
+    #[test]
+    fn tenant_policy_crd_is_namespaced_and_every_rule_has_a_message() {
+        let crd = TenantPolicy::crd();
+        assert_eq!(crd.metadata.name.as_deref(), Some("tenantpolicies.ferry.dev"));
+        // Namespaced, so that a Role in ferry's namespace reads it in either RBAC mode.
+        assert_eq!(crd.spec.scope, "Namespaced");
+        let json = serde_json::to_value(&crd).unwrap();
+        let mut rules = Vec::new();
+        collect_rules(&json, &mut rules);
+        assert!(rules.len() >= 4, "globs and the default ServiceAccount are checked: {rules:?}");
+        assert!(
+            rules.iter().all(|r| r.get("message").and_then(|m| m.as_str()).is_some_and(|m| !m.is_empty()))
+        );
+    }
+
     fn collect_rules<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a serde_json::Value>) {
         match value {
             serde_json::Value::Object(map) => {

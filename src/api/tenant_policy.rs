@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 /// CEL rule of a list of globs: each non-empty, without spaces. `*` matches any run of
 /// characters, `?` one character.
 const GLOBS_RULE: &str = "self.all(g, size(g) > 0 && !g.contains(' '))";
-const GLOBS_MESSAGE: &str = "each entry is a name or a glob, non-empty and without spaces; * matches any run of characters";
+const GLOBS_MESSAGE: &str =
+    "each entry is a name or a glob, non-empty and without spaces; * matches any run of characters";
 
 /// What the Applications of some namespaces may do. Every policy that selects an Application's
 /// namespace applies: an Application may do only what all of them allow.

@@ -476,10 +476,12 @@ fn watch_policies(
     let api: Api<TenantPolicy> = Api::namespaced(client.clone(), namespace);
     let (apps, trigger, forwarding) = (apps.clone(), trigger.clone(), forwarding.clone());
     info!(policy_namespace = %namespace, "enforcing the TenantPolicies of this namespace");
-    let changes = watcher(api, watcher::Config::default()).default_backoff().reflect(writer).for_each(
-        move |event| {
+    let changes =
+        watcher(api, watcher::Config::default()).default_backoff().reflect(writer).for_each(move |event| {
             match event {
-                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) if forwarding.load(Ordering::SeqCst) => {
+                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_))
+                    if forwarding.load(Ordering::SeqCst) =>
+                {
                     for app in apps.state() {
                         let _ = trigger.send(ObjectRef::from_obj(app.as_ref()));
                     }
@@ -488,8 +490,7 @@ fn watch_policies(
                 _ => {}
             }
             async {}
-        },
-    );
+        });
     (reader, tokio::spawn(changes))
 }
 

@@ -523,7 +523,8 @@ async fn announce(ctx: &Context, app: &Application, attempt: &Attempt, mem: &mut
             if mem.last_failure_event.as_ref() != Some(&note) {
                 tracing::warn!(app = %app_ref(app), reason = e.reason(), error = %e, "sync failed");
                 // A refusal's Event carries the rule's reason, as the condition does.
-                let reason = if matches!(e, SyncError::Refused(_)) { e.reason() } else { events::SYNC_FAILED };
+                let reason =
+                    if matches!(e, SyncError::Refused(_)) { e.reason() } else { events::SYNC_FAILED };
                 events::publish(ctx, app, EventType::Warning, reason, &note).await;
                 mem.last_failure_event = Some(note);
             }

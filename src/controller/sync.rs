@@ -221,7 +221,12 @@ pub(super) struct Prepared {
 fn hook_target(hook: &DynamicObject) -> Option<Target<'_>> {
     let types = hook.types.as_ref()?;
     let group = types.api_version.rsplit_once('/').map_or("", |(g, _)| g);
-    Some(Target { group, kind: &types.kind, name: hook.metadata.name.as_deref()?, namespace: hook.metadata.namespace.as_deref() })
+    Some(Target {
+        group,
+        kind: &types.kind,
+        name: hook.metadata.name.as_deref()?,
+        namespace: hook.metadata.namespace.as_deref(),
+    })
 }
 
 /// The prepared objects of `rendered`, from memory when it is the render prepared last time.
@@ -286,7 +291,9 @@ async fn run(
     let tenancy = ctx.tenancy(&app_ref.namespace);
     let sa = tenancy.service_account(app)?;
     tenancy.check_source(&app.spec.source.repo_url)?;
-    tenancy.check_destination(app.spec.destination.as_ref().and_then(|d| d.namespace.as_deref()).unwrap_or(&app_ref.namespace))?;
+    tenancy.check_destination(
+        app.spec.destination.as_ref().and_then(|d| d.namespace.as_deref()).unwrap_or(&app_ref.namespace),
+    )?;
     let client = ctx.client_for(&app_ref.namespace, sa.as_deref()).map_err(SyncError::Access)?;
 
     // Fetch.
@@ -735,7 +742,11 @@ fn promoted_commit(
     upstream: &crate::api::ApplicationReference,
 ) -> Result<String, SyncError> {
     let namespace = upstream.namespace.clone().unwrap_or_else(|| app_ref.namespace.clone());
-    ctx.tenancy(&app_ref.namespace).check_follow(&namespace, &upstream.name, &ctx.options.promotion_namespaces)?;
+    ctx.tenancy(&app_ref.namespace).check_follow(
+        &namespace,
+        &upstream.name,
+        &ctx.options.promotion_namespaces,
+    )?;
     let name = format!("{namespace}/{}", upstream.name);
     if upstream.name == app_ref.name && namespace == app_ref.namespace {
         return Err(SyncError::Validation(

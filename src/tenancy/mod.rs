@@ -108,7 +108,11 @@ pub struct Tenancy {
 
 impl Tenancy {
     /// The rules for Applications of `namespace`, from every policy ferry read.
-    pub fn new(namespace: &str, policies: impl IntoIterator<Item = Arc<TenantPolicy>>, lockdown: &Lockdown) -> Tenancy {
+    pub fn new(
+        namespace: &str,
+        policies: impl IntoIterator<Item = Arc<TenantPolicy>>,
+        lockdown: &Lockdown,
+    ) -> Tenancy {
         let mut governing: Vec<Arc<TenantPolicy>> =
             policies.into_iter().filter(|p| selects(&p.spec, namespace)).collect();
         governing.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
@@ -147,7 +151,7 @@ impl Tenancy {
                 return Err(Refusal::Source {
                     url: repo_url.to_string(),
                     namespace: self.namespace.clone(),
-                    policy: policy.name(),
+                    policy: policy_name(policy),
                     allowed: allowed.join(", "),
                 });
             }
@@ -160,7 +164,9 @@ impl Tenancy {
     pub fn check_destination(&self, destination: &str) -> Result<(), Refusal> {
         match self.policies.iter().find(|p| !self.may_write_to(&p.spec, destination)) {
             None => Ok(()),
-            Some(p) => Err(self.destination_refusal(p, &[format!("spec.destination.namespace {destination}")])),
+            Some(p) => {
+                Err(self.destination_refusal(p, &[format!("spec.destination.namespace {destination}")]))
+            }
         }
     }
 
@@ -179,7 +185,7 @@ impl Tenancy {
                 return Err(Refusal::ClusterScoped {
                     objects: listed(&cluster_scoped),
                     namespace: self.namespace.clone(),
-                    policy: policy.name(),
+                    policy: policy_name(policy),
                     allowed: allowed_kinds(spec),
                 });
             }
@@ -223,7 +229,7 @@ impl Tenancy {
         if let Some(p) = self.policies.iter().find(|p| !p.spec.allow_cross_namespace_refs) {
             return refuse(format!(
                 "TenantPolicy {} does not allow Applications of namespace {} to follow other namespaces (allowCrossNamespaceRefs)",
-                p.name(),
+                policy_name(p),
                 self.namespace
             ));
         }
@@ -247,7 +253,7 @@ impl Tenancy {
         Refusal::Destination {
             objects: listed(objects),
             namespace: self.namespace.clone(),
-            policy: policy.name(),
+            policy: policy_name(policy),
             allowed,
         }
     }
@@ -258,19 +264,10 @@ pub fn selects(policy: &TenantPolicySpec, namespace: &str) -> bool {
     policy.application_namespaces.iter().any(|g| glob_matches(g, namespace))
 }
 
-trait Named {
-    fn name(&self) -> String;
-}
-
-impl Named for TenantPolicy {
-    /// `namespace/name`, as messages name a policy.
-    fn name(&self) -> String {
-        format!(
-            "{}/{}",
-            self.metadata.namespace.as_deref().unwrap_or_default(),
-            self.metadata.name.as_deref().unwrap_or_default()
-        )
-    }
+/// `namespace/name`, as messages name a policy.
+fn policy_name(policy: &TenantPolicy) -> String {
+    let meta = &policy.metadata;
+    format!("{}/{}", meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default())
 }
 
 /// `file://`, whatever the case of the scheme.
@@ -288,15 +285,14 @@ fn is_plain_url(url: &str) -> bool {
         authority.contains('@')
     });
     let lower = url.to_ascii_lowercase();
-    let dot_segment =
-        url.split(['/', ':', '?', '#', '\\']).any(|segment| segment == "." || segment == "..");
+    let dot_segment = url.split(['/', ':', '?', '#', '\\']).any(|segment| segment == "." || segment == "..");
     !has_userinfo && !dot_segment && !lower.contains("%2e") && !lower.contains("%2f") && !url.contains('\\')
 }
 
 fn may_write_cluster_kind(spec: &TenantPolicySpec, target: &Target) -> bool {
-    spec.cluster_resources.iter().any(|gk| {
-        (gk.group == "*" || gk.group == target.group) && (gk.kind == "*" || gk.kind == target.kind)
-    })
+    spec.cluster_resources
+        .iter()
+        .any(|gk| (gk.group == "*" || gk.group == target.group) && (gk.kind == "*" || gk.kind == target.kind))
 }
 
 fn allowed_kinds(spec: &TenantPolicySpec) -> String {

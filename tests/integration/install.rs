@@ -705,7 +705,10 @@ fn resource_versions(cluster: &Cluster, ns: &str) -> Vec<(String, String)> {
 
 /// Git resolutions ferry made (each an ls-remote, and a fetch for a new commit).
 fn git_resolutions(ferry: &Ferry) -> f64 {
-    ["success", "failure"].iter().map(|r| metric(ferry, &format!("ferry_git_fetch_total{{result=\"{r}\"}}"))).sum()
+    ["success", "failure"]
+        .iter()
+        .map(|r| metric(ferry, &format!("ferry_git_fetch_total{{result=\"{r}\"}}")))
+        .sum()
 }
 
 fn namespace_manifest(name: &str) -> String {
@@ -785,7 +788,11 @@ fn the_charts_default_install_keeps_a_tenant_to_its_namespace_repositories_and_k
 
     // (a) A manifest that names team-b's namespace.
     let to_b = t.application("to-b", &url_a, "to-b", sa.clone());
-    wait_stalled(&to_b, "DestinationNotPermitted", &[&format!("ConfigMap {b}/settings"), "nothing was applied"]);
+    wait_stalled(
+        &to_b,
+        "DestinationNotPermitted",
+        &[&format!("ConfigMap {b}/settings"), "nothing was applied"],
+    );
     // (b) A cluster-scoped object.
     let wide = t.application("cluster-role", &url_a, "cluster", sa.clone());
     wait_stalled(&wide, "ClusterScopedNotPermitted", &[&format!("ClusterRole {role}")]);
@@ -808,10 +815,20 @@ fn the_charts_default_install_keeps_a_tenant_to_its_namespace_repositories_and_k
 
     // Nothing of team-b's changed, and ferry itself cannot write what tenants apply.
     assert_eq!(resource_versions(cluster, b), before, "team-b's objects were touched");
-    let ferry_sa = format!("--as=system:serviceaccount:{}:{}", t.release.ns.name, t.release.service_account());
-    for (verb, resource) in [("create", "namespaces"), ("delete", "namespaces"), ("delete", "configmaps"), ("create", "deployments")] {
+    let ferry_sa =
+        format!("--as=system:serviceaccount:{}:{}", t.release.ns.name, t.release.service_account());
+    for (verb, resource) in [
+        ("create", "namespaces"),
+        ("delete", "namespaces"),
+        ("delete", "configmaps"),
+        ("create", "deployments"),
+    ] {
         let run = cluster.kubectl(&["auth", "can-i", verb, resource, "-A", &ferry_sa]);
-        assert_eq!(run.stdout.trim(), "no", "with a ServiceAccount required, ferry itself may {verb} {resource}");
+        assert_eq!(
+            run.stdout.trim(),
+            "no",
+            "with a ServiceAccount required, ferry itself may {verb} {resource}"
+        );
     }
 }
 
