@@ -745,6 +745,20 @@ fn defect_3_no_application_can_adopt_or_delete_another_teams_namespace() {
         namespace["metadata"]
     );
     assert_eq!(resource_versions(cluster, b), before, "team-b's namespace was touched");
+
+    // A default ServiceAccount in the policy applies to the Application that names none, and
+    // the policy change alone wakes it (its interval is an hour): now it acts as deployer and
+    // meets the same refusal.
+    t.policy(
+        "team-a",
+        json!({
+            "applicationNamespaces": [t.team_a.name],
+            "sourceRepos": [t.repo_a.git.url()],
+            "defaultServiceAccount": "deployer",
+        }),
+    );
+    wait_stalled(&no_sa, "ClusterScopedNotPermitted", &[&format!("Namespace {b}")]);
+    assert_eq!(resource_versions(cluster, b), before, "team-b's namespace was touched");
 }
 
 /// Issue 19, "what it must show": the chart's default install with a tenant who may only create
