@@ -270,11 +270,13 @@ EOF
 
 step "starting ferry in the background: ferry run --namespace $app_ns (log: $log_file)"
 : >"$log_file"
+# --allow-file-urls: the demo's repository is a local file:// one (off by default: in a shared
+# install a file:// URL would read ferry's own disk).
 # setsid + the wrapper that records its own PID before exec: ferry outlives `make` and the
 # terminal, and the PID file names ferry itself.
 # shellcheck disable=SC2016 # expanded by the inner bash
 setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pid_file" \
-  "$ferry" run --namespace "$app_ns" --cache-dir "$cache_dir" \
+  "$ferry" run --namespace "$app_ns" --cache-dir "$cache_dir" --allow-file-urls \
   --http-address "${FERRY_DEMO_HTTP_ADDRESS:-127.0.0.1:0}" \
   </dev/null >>"$log_file" 2>&1 &
 for _ in $(seq 100); do [[ -s "$pid_file" ]] && break; sleep 0.1; done

@@ -17,6 +17,7 @@ pub mod rollout;
 pub mod server;
 pub mod source;
 pub mod telemetry;
+pub mod tenancy;
 
 /// ferry's version, as printed by `ferry version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -16,7 +16,7 @@ struct Cli {
     command: Command,
 }
 
-// Parsed once at start-up, so the size of `Run`'s flags costs nothing worth a Box.
+// Parsed once per process: the size of the `run` variant costs nothing worth a Box.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -45,9 +45,26 @@ enum Command {
         /// Applications reconciled at once.
         #[arg(long, default_value_t = 4, env = "FERRY_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..))]
         concurrency: u16,
-        /// Refuse Applications that do not name a ServiceAccount to act as.
+        /// Refuse Applications that do not name a ServiceAccount to act as (unless a default applies:
+        /// --default-service-account or a TenantPolicy's defaultServiceAccount).
         #[arg(long, env = "FERRY_REQUIRE_SERVICE_ACCOUNT")]
         require_service_account: bool,
+        /// ServiceAccount, in each Application's namespace, that Applications naming no
+        /// spec.serviceAccountName act as (instead of ferry's own identity).
+        #[arg(long, env = "FERRY_DEFAULT_SERVICE_ACCOUNT", value_name = "NAME", value_parser = service_account_name)]
+        default_service_account: Option<String>,
+        /// Accept file:// repository URLs (a local demo, tests). Off by default: in a shared
+        /// install a file:// URL reads ferry's own disk.
+        #[arg(long, env = "FERRY_ALLOW_FILE_URLS")]
+        allow_file_urls: bool,
+        /// References never leave an Application's namespace: spec.source.ref.fromApplication may
+        /// name only an Application of the same namespace, whatever --promotion-namespaces says.
+        #[arg(long, env = "FERRY_NO_CROSS_NAMESPACE_REFS")]
+        no_cross_namespace_refs: bool,
+        /// Enforce the TenantPolicies of this namespace (ferry's own; only the platform team should
+        /// be able to write there). Default: no TenantPolicy is read.
+        #[arg(long, env = "FERRY_POLICY_NAMESPACE", value_name = "NAMESPACE")]
+        policy_namespace: Option<String>,
         /// Seconds an Application may stay Progressing before it is Degraded.
         #[arg(long, default_value_t = 600, env = "FERRY_HEALTH_TIMEOUT_SECONDS")]
         health_timeout_seconds: u64,
@@ -205,6 +222,10 @@ fn main() -> ExitCode {
             cache_gc_interval,
             concurrency,
             require_service_account,
+            default_service_account,
+            allow_file_urls,
+            no_cross_namespace_refs,
+            policy_namespace,
             health_timeout_seconds,
             git_ref_cache_seconds,
             kustomize,
@@ -265,7 +286,13 @@ fn main() -> ExitCode {
                 },
                 cache_gc_interval,
                 concurrency,
-                require_service_account,
+                lockdown: ferry::tenancy::Lockdown {
+                    allow_file_urls,
+                    require_service_account,
+                    default_service_account,
+                    no_cross_namespace_refs,
+                },
+                policy_namespace: policy_namespace.filter(|n| !n.is_empty()),
                 health_timeout: Duration::from_secs(health_timeout_seconds),
                 git_ref_cache: Duration::from_secs(git_ref_cache_seconds),
                 kustomize,
@@ -374,4 +401,24 @@ fn fail(msg: &str) -> ExitCode {
 fn fail_with(msg: &str, code: u8) -> ExitCode {
     eprintln!("error: {msg}");
     ExitCode::from(code)
+}
+
+/// `--default-service-account` that is not a ServiceAccount name.
+#[derive(Debug, thiserror::Error)]
+#[error("`{0}` is not a ServiceAccount name (lower-case letters, digits, '-' and '.', at most 253)")]
+struct NotAServiceAccountName(String);
+
+/// A ServiceAccount name (a DNS subdomain), as the API server would accept it.
+fn service_account_name(text: &str) -> Result<String, NotAServiceAccountName> {
+    let fits = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.';
+    let ends_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if text.len() <= 253
+        && text.chars().all(fits)
+        && ends_ok(text.chars().next())
+        && ends_ok(text.chars().last())
+    {
+        Ok(text.to_string())
+    } else {
+        Err(NotAServiceAccountName(text.to_string()))
+    }
 }

@@ -53,7 +53,8 @@ start_ferry() { # log args...
   shift
   ferry_log="$logf"
   t0="$(now)"
-  "$ferry" run "$@" >"$logf" 2>&1 &
+  # The benches' repositories are local file:// ones, which ferry refuses unless told.
+  "$ferry" run --allow-file-urls "$@" >"$logf" 2>&1 &
   ferry_pid=$!
   deadline=$((SECONDS + 60))
   until grep -q 'ferry is ready' "$logf"; do

@@ -21,3 +21,9 @@ pub const DRIFT_DETECTED: &str = "DriftDetected";
 pub const OUT_OF_SYNC: &str = "OutOfSync";
 pub const VERIFICATION_FAILED: &str = "VerificationFailed";
 pub const WAITING_FOR_PROMOTION: &str = "WaitingForPromotion";
+// Refusals of the tenancy lockdown (flags and TenantPolicies), one reason per rule.
+pub const SOURCE_NOT_PERMITTED: &str = "SourceNotPermitted";
+pub const DESTINATION_NOT_PERMITTED: &str = "DestinationNotPermitted";
+pub const CLUSTER_SCOPED_NOT_PERMITTED: &str = "ClusterScopedNotPermitted";
+pub const CROSS_NAMESPACE_REF_NOT_PERMITTED: &str = "CrossNamespaceRefNotPermitted";
+pub const SERVICE_ACCOUNT_REQUIRED: &str = "ServiceAccountRequired";

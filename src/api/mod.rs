@@ -4,16 +4,18 @@ mod application;
 mod application_set;
 pub mod conditions;
 pub mod schema;
+mod tenant_policy;
 
 pub use application::*;
 pub use application_set::*;
+pub use tenant_policy::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
 /// Every CRD ferry serves, in the order they are installed.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Application::crd(), ApplicationSet::crd()]
+    vec![Application::crd(), ApplicationSet::crd(), TenantPolicy::crd()]
 }
 
 /// The CRDs as one multi-document YAML stream, exactly as checked in under `crds/`.
@@ -60,6 +62,21 @@ mod tests {
             let message = rule.get("message").and_then(|m| m.as_str()).unwrap_or_default();
             assert!(!message.is_empty(), "CEL rule without a message: {rule}");
         }
+    }
+
+    #[test]
+    fn tenant_policy_crd_is_namespaced_and_every_rule_has_a_message() {
+        let crd = TenantPolicy::crd();
+        assert_eq!(crd.metadata.name.as_deref(), Some("tenantpolicies.ferry.dev"));
+        // Namespaced, so that a Role in ferry's namespace reads it in either RBAC mode.
+        assert_eq!(crd.spec.scope, "Namespaced");
+        let json = serde_json::to_value(&crd).unwrap();
+        let mut rules = Vec::new();
+        collect_rules(&json, &mut rules);
+        assert!(rules.len() >= 4, "globs and the default ServiceAccount are checked: {rules:?}");
+        assert!(
+            rules.iter().all(|r| r.get("message").and_then(|m| m.as_str()).is_some_and(|m| !m.is_empty()))
+        );
     }
 
     fn collect_rules<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a serde_json::Value>) {

@@ -212,6 +212,11 @@ async fn parameter_sets(set: &ApplicationSet, ctx: &Context, ns: &str) -> Result
             all.extend(list.elements.iter().cloned());
         }
         if let Some(pr) = &generator.pull_requests {
+            // The same lockdown as an Application's source: no listing of a repository the
+            // namespace may not read.
+            ctx.tenancy(ns)
+                .check_source(&pr.repo_url)
+                .map_err(|e| format!("generator {i} (pullRequests): {e}"))?;
             let client = match &pr.secret_ref {
                 Some(_) => generator_client(set, ctx, ns)
                     .map_err(|e| format!("generator {i} (pullRequests): {e}"))?,
@@ -238,20 +243,15 @@ async fn parameter_sets(set: &ApplicationSet, ctx: &Context, ns: &str) -> Result
 
 /// Who reads a generator's `secretRef`: the ServiceAccount the template's Applications act as,
 /// so that a set cannot send a Secret its own Applications could not read to a Git server its
-/// author controls. A template without one reads as ferry, unless ferry requires one.
+/// author controls. Without one in the template: the tenancy's default ServiceAccount, else ferry (refused
+/// when ferry requires a ServiceAccount).
 fn generator_client(set: &ApplicationSet, ctx: &Context, ns: &str) -> Result<kube::Client, String> {
     let named = set.spec.template.spec.get("serviceAccountName").and_then(|v| v.as_str());
-    match named {
-        Some(sa) if sa.contains("{{") => {
-            Err("the template's serviceAccountName must not depend on generator parameters when a generator reads a secretRef".to_string())
-        }
-        Some(sa) => ctx.client_for(ns, Some(sa)),
-        None if ctx.options.require_service_account => Err(
-            "ferry runs with --require-service-account: the template must name the serviceAccountName its Applications act as"
-                .to_string(),
-        ),
-        None => Ok(ctx.client.clone()),
+    if named.is_some_and(|sa| sa.contains("{{")) {
+        return Err("the template's serviceAccountName must not depend on generator parameters when a generator reads a secretRef".to_string());
     }
+    let sa = ctx.tenancy(ns).acting_as(named).map_err(|e| e.to_string())?;
+    ctx.client_for(ns, sa.as_deref())
 }
 
 /// The Applications this set generated (by label and owner), from the controller's cache.

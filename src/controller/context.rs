@@ -16,12 +16,13 @@ use tokio::sync::RwLock;
 
 use super::{claims::Claims, memory::AppMemory, watches::Watches};
 use crate::{
-    api::Application,
+    api::{Application, TenantPolicy},
     apply::{AppRef, ApplyError},
     metrics::Metrics,
     render::{DiscoveredScopes, RenderCache, RenderOptions},
     rollout::prometheus::Prometheus,
     source::GitCache,
+    tenancy::{Lockdown, Tenancy},
 };
 
 /// Settings of `ferry run` that reconciles need.
@@ -29,8 +30,8 @@ use crate::{
 pub struct SyncOptions {
     /// Timeout of each API call.
     pub api_timeout: Duration,
-    /// Applications without `spec.serviceAccountName` are refused.
-    pub require_service_account: bool,
+    /// The flags of the tenancy lockdown (`--require-service-account`, `--allow-file-urls`, ...).
+    pub lockdown: Lockdown,
     /// Progressing longer than this is Degraded.
     pub health_timeout: Duration,
     /// Longest an ls-remote is shared between Applications on the same repository (capped
@@ -65,6 +66,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Every Application ferry reconciles, as the controller's watch sees them.
     pub apps: Store<Application>,
+    /// The TenantPolicies of `--policy-namespace`; `None` when ferry reads none.
+    pub policies: Option<Store<TenantPolicy>>,
     /// The client of rollout analyses; why there is none when the TLS roots could not be loaded.
     pub prometheus: Result<Prometheus, String>,
     discovery: RwLock<Discovered>,
@@ -101,6 +104,7 @@ impl Context {
             claims: Claims::default(),
             metrics,
             apps,
+            policies: None,
             discovery: RwLock::new(Discovered::new(discovery, Instant::now())),
             impersonating: Mutex::new(HashMap::new()),
             memory: Mutex::new(HashMap::new()),
@@ -127,6 +131,12 @@ impl Context {
             self.metrics.client(config).map_err(|e| format!("cannot build a client for {user}: {e}"))?;
         clients.insert(user, client.clone());
         Ok(client)
+    }
+
+    /// The lockdown for the Applications of `namespace`: the flags and the policies governing it.
+    pub fn tenancy(&self, namespace: &str) -> Tenancy {
+        let policies = self.policies.as_ref().map(Store::state).unwrap_or_default();
+        Tenancy::new(namespace, policies, &self.options.lockdown)
     }
 
     /// The latest discovery.

@@ -52,13 +52,14 @@ pub use preflight::{PreflightError, preflight};
 use crate::{
     api::{
         APPLICATION_SET_LABEL, Application, ApplicationSet, RECONCILE_AT_ANNOTATION,
-        ROLLOUT_REQUEST_ANNOTATION,
+        ROLLOUT_REQUEST_ANNOTATION, TenantPolicy,
     },
     appset,
     metrics::Metrics,
     render::RenderOptions,
     server::{Readiness, Server, ServerState, WebhookSecret, Webhooks},
     source::{GitCache, GitCacheOptions, Retention},
+    tenancy::Lockdown,
 };
 
 /// How long a shutdown waits for reconciles in progress.
@@ -83,7 +84,10 @@ pub struct RunOptions {
     pub cache_gc_interval: Duration,
     /// Applications reconciled at once.
     pub concurrency: u16,
-    pub require_service_account: bool,
+    /// The tenancy flags: service accounts, file:// URLs, cross-namespace references.
+    pub lockdown: Lockdown,
+    /// Where ferry reads TenantPolicies from (`--policy-namespace`); `None`: it reads none.
+    pub policy_namespace: Option<String>,
     pub health_timeout: Duration,
     /// How long Applications on one repository share an ls-remote (`--git-ref-cache-seconds`).
     pub git_ref_cache: Duration,
@@ -186,7 +190,7 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
     );
     let options = SyncOptions {
         api_timeout: opts.api_timeout,
-        require_service_account: opts.require_service_account,
+        lockdown: opts.lockdown.clone(),
         health_timeout: opts.health_timeout,
         git_ref_cache: opts.git_ref_cache,
         apply_parallelism: 8,
@@ -202,6 +206,9 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
     let sets_served = discovery
         .resolve_gvk(&kube::api::GroupVersionKind::gvk("ferry.dev", "v1alpha1", "ApplicationSet"))
         .is_some();
+    let policies_served = discovery
+        .resolve_gvk(&kube::api::GroupVersionKind::gvk("ferry.dev", "v1alpha1", "TenantPolicy"))
+        .is_some();
     let (reader, writer) = reflector::store();
     let mut ctx = Context::new(
         client.clone(),
@@ -214,6 +221,19 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
         reader.clone(),
     );
     ctx.reporter.instance = Some(opts.identity.clone());
+    let forwarding = Arc::new(AtomicBool::new(false));
+    let policy_cache = match (&opts.policy_namespace, policies_served) {
+        (Some(ns), true) => {
+            let (store, task) = watch_policies(&client, ns, &reader, &trigger, &forwarding);
+            ctx.policies = Some(store);
+            Some(task)
+        }
+        (Some(ns), false) => {
+            tracing::warn!(policy_namespace = %ns, "the TenantPolicy CRD (tenantpolicies.ferry.dev) is not installed; no TenantPolicy applies (the flags still do)");
+            None
+        }
+        (None, _) => None,
+    };
     let ctx = Arc::new(ctx);
     let collector = tokio::spawn(context::collect_garbage(ctx.clone(), opts.cache_gc_interval));
 
@@ -252,7 +272,6 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
     // The Application cache runs on every replica (webhooks and /readyz need it); only a leader
     // turns its changes into reconciles. Our own status writes change neither of what the
     // predicate looks at, so they do not wake the controller.
-    let forwarding = Arc::new(AtomicBool::new(false));
     let app_changes = {
         let (forwarding, trigger, synced) = (forwarding.clone(), trigger.clone(), apps_synced.clone());
         let (wake, wake_on, store) = (trigger.clone(), forwarding.clone(), reader.clone());
@@ -310,6 +329,9 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
             let _ = tokio::time::timeout(HTTP_SHUTDOWN_GRACE, task).await;
         }
         app_cache.abort();
+        if let Some(task) = policy_cache {
+            task.abort();
+        }
         server.shutdown(HTTP_SHUTDOWN_GRACE).await;
         info!("shut down");
     };
@@ -326,6 +348,17 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
     if !leading {
         finish(readiness, server, elector).await;
         return Err(PreflightError::Startup("the leader election ended before this process led".into()));
+    }
+    // No reconcile before every TenantPolicy is known: an empty cache would allow everything.
+    if let Some(policies) = ctx.policies.clone() {
+        tokio::select! {
+            _ = policies.wait_until_ready() => {},
+            _ = shutdown.wait() => {
+                info!("shutting down before the TenantPolicies were read");
+                finish(readiness, server, elector).await;
+                return Ok(());
+            }
+        }
     }
     if opts.leader.is_some() {
         info!(identity = %opts.identity, "leading: reconciling Applications");
@@ -438,6 +471,37 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
     }
     finish(readiness, server, elector).await;
     Ok(())
+}
+
+/// A cache of the TenantPolicies of `namespace`. A policy that changes wakes every Application
+/// (policies change rarely, and which Applications one governed before is not known any more).
+fn watch_policies(
+    client: &kube::Client,
+    namespace: &str,
+    apps: &reflector::Store<Application>,
+    trigger: &tokio::sync::mpsc::UnboundedSender<ObjectRef<Application>>,
+    forwarding: &Arc<AtomicBool>,
+) -> (reflector::Store<TenantPolicy>, tokio::task::JoinHandle<()>) {
+    let (reader, writer) = reflector::store();
+    let api: Api<TenantPolicy> = Api::namespaced(client.clone(), namespace);
+    let (apps, trigger, forwarding) = (apps.clone(), trigger.clone(), forwarding.clone());
+    info!(policy_namespace = %namespace, "enforcing the TenantPolicies of this namespace");
+    let changes =
+        watcher(api, watcher::Config::default()).default_backoff().reflect(writer).for_each(move |event| {
+            match event {
+                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_))
+                    if forwarding.load(Ordering::SeqCst) =>
+                {
+                    for app in apps.state() {
+                        let _ = trigger.send(ObjectRef::from_obj(app.as_ref()));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "watching TenantPolicies failed; retrying"),
+                _ => {}
+            }
+            async {}
+        });
+    (reader, tokio::spawn(changes))
 }
 
 /// Keeps /readyz's role and `ferry_leader` in step with the election.

@@ -187,11 +187,18 @@ async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
 async fn cleanup(app: &Application, ctx: &Context) -> Result<Action, Error> {
     let app_ref = app_ref(app);
     let inventory = app.status.as_ref().map(|s| s.inventory.clone()).unwrap_or_default();
-    if app.spec.deletes_on_removal() && !app.spec.suspend && !inventory.is_empty() {
+    // Deleted as the ServiceAccount the objects were synced as; never as ferry when the lockdown
+    // requires one (the objects are then left in place).
+    let acting_as = ctx.tenancy(&app_ref.namespace).service_account(app);
+    if let Err(refusal) = &acting_as {
+        tracing::warn!(app = %app_ref, %refusal, "not deleting the objects of a deleted Application");
+    }
+    if let (Ok(sa), true) =
+        (&acting_as, app.spec.deletes_on_removal() && !app.spec.suspend && !inventory.is_empty())
+    {
         let fail = |source| Error::Cleanup { app: app_ref.to_string(), source };
-        let client = ctx
-            .client_for(&app_ref.namespace, app.spec.service_account_name.as_deref())
-            .map_err(|e| fail(SyncError::Access(e)))?;
+        let client =
+            ctx.client_for(&app_ref.namespace, sa.as_deref()).map_err(|e| fail(SyncError::Access(e)))?;
         let discovery = ctx.discovery().await;
         let applier = Applier::with_discovery(client, discovery.clone(), ctx.options.api_timeout);
         let mut order = prune_candidates(&inventory, &[], true, |_| false)
@@ -513,7 +520,10 @@ async fn announce(ctx: &Context, app: &Application, attempt: &Attempt, mem: &mut
             let note = format!("{revision}: {e}");
             if mem.last_failure_event.as_ref() != Some(&note) {
                 tracing::warn!(app = %app_ref(app), reason = e.reason(), error = %e, "sync failed");
-                events::publish(ctx, app, EventType::Warning, events::SYNC_FAILED, &note).await;
+                // A refusal's Event carries the rule's reason, as the condition does.
+                let reason =
+                    if matches!(e, SyncError::Refused(_)) { e.reason() } else { events::SYNC_FAILED };
+                events::publish(ctx, app, EventType::Warning, reason, &note).await;
                 mem.last_failure_event = Some(note);
             }
         }

@@ -17,7 +17,7 @@ use k8s_openapi::{
 use kube::{
     Api, ResourceExt,
     api::DynamicObject,
-    discovery::{ApiCapabilities, ApiResource},
+    discovery::{ApiCapabilities, ApiResource, Scope},
 };
 use serde_json::Value;
 
@@ -43,6 +43,7 @@ use crate::{
     render::{RenderError, RenderRequest},
     rollout::{canary::Decision, workload as rollout_workload},
     source::{Credentials, Revision, Snapshot, SourceError, SourceSpec},
+    tenancy::{Refusal, Target},
 };
 
 /// How many objects a message lists before saying "and N more".
@@ -74,6 +75,9 @@ pub enum SyncError {
     /// `ref.fromApplication`: the Application followed has no verified revision yet.
     #[error("{0}")]
     Waiting(String),
+    /// The tenancy lockdown (flags, TenantPolicies) refuses it; nothing was fetched or written.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
 }
 
 impl SyncError {
@@ -88,6 +92,7 @@ impl SyncError {
             SyncError::PruneRefused(_) => c::PRUNE_REFUSED,
             SyncError::Apply { .. } | SyncError::Discovery(_) => c::APPLY_FAILED,
             SyncError::Waiting(_) => c::WAITING_FOR_PROMOTION,
+            SyncError::Refused(r) => r.reason(),
         }
     }
 
@@ -104,6 +109,7 @@ impl SyncError {
             SyncError::Apply { .. } => "apply",
             SyncError::Discovery(_) => "discovery",
             SyncError::Waiting(_) => "promotion",
+            SyncError::Refused(_) => "policy",
         }
     }
 
@@ -175,6 +181,15 @@ impl std::ops::Deref for Desired {
 }
 
 impl Desired {
+    /// The object as the tenancy checks see it: cluster-scoped when discovery says so, whatever
+    /// namespace the manifest carries.
+    fn target(&self) -> Target<'_> {
+        let cluster_scoped = self.resource.as_ref().is_some_and(|(_, caps)| caps.scope == Scope::Cluster);
+        let e = &self.entry;
+        let namespace = if cluster_scoped { None } else { e.namespace.as_deref() };
+        Target { group: &e.group, kind: &e.kind, name: &e.name, namespace }
+    }
+
     /// The same object with other content (the primary as a rollout applies it), hashed anew.
     fn with_object(&self, value: Value) -> Prepared {
         let mut obj: DynamicObject = serde_json::from_value(value).expect("a rewritten object deserializes");
@@ -214,6 +229,18 @@ pub(super) struct Prepared {
     hash: String,
     name: String,
     phase: Phase,
+}
+
+/// A PostSync hook as the tenancy checks see it (the render gave it its namespace).
+fn hook_target(hook: &DynamicObject) -> Option<Target<'_>> {
+    let types = hook.types.as_ref()?;
+    let group = types.api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    Some(Target {
+        group,
+        kind: &types.kind,
+        name: hook.metadata.name.as_deref()?,
+        namespace: hook.metadata.namespace.as_deref(),
+    })
 }
 
 /// The prepared objects of `rendered`, from memory when it is the render prepared last time.
@@ -274,13 +301,14 @@ async fn run(
 ) -> Result<Synced, SyncError> {
     let reconcile_started = Instant::now();
     let timeout = ctx.options.api_timeout;
-    let sa = app.spec.service_account_name.as_deref();
-    if ctx.options.require_service_account && sa.is_none() {
-        return Err(SyncError::Access(
-            "spec.serviceAccountName is required: ferry runs with --require-service-account, so every Application must name the ServiceAccount it acts as".into(),
-        ));
-    }
-    let client = ctx.client_for(&app_ref.namespace, sa).map_err(SyncError::Access)?;
+    // The lockdown, before any fetch: who the Application acts as, what it may read, where to.
+    let tenancy = ctx.tenancy(&app_ref.namespace);
+    let sa = tenancy.service_account(app)?;
+    tenancy.check_source(&app.spec.source.repo_url)?;
+    tenancy.check_destination(
+        app.spec.destination.as_ref().and_then(|d| d.namespace.as_deref()).unwrap_or(&app_ref.namespace),
+    )?;
+    let client = ctx.client_for(&app_ref.namespace, sa.as_deref()).map_err(SyncError::Access)?;
 
     // Fetch.
     let timer = ctx.metrics.time(Stage::Fetch);
@@ -324,6 +352,7 @@ async fn run(
         resolve_kinds(&mut desired, &applier, &crd_kinds).map_err(SyncError::Validation)?;
     }
     let previous = in_scope(previous, applier.discovery());
+    tenancy.check_objects(desired.iter().map(Desired::target).chain(hooks.iter().filter_map(hook_target)))?;
 
     // A strategy decides how Git's Deployment (and its route or Services) are applied this pass.
     let rollout = match rollout::workload_of(app) {
@@ -826,14 +855,12 @@ fn promoted_commit(
     upstream: &crate::api::ApplicationReference,
 ) -> Result<String, SyncError> {
     let namespace = upstream.namespace.clone().unwrap_or_else(|| app_ref.namespace.clone());
-    let allowed = namespace == app_ref.namespace
-        || ctx.options.promotion_namespaces.iter().any(|n| n == "*" || *n == namespace);
+    ctx.tenancy(&app_ref.namespace).check_follow(
+        &namespace,
+        &upstream.name,
+        &ctx.options.promotion_namespaces,
+    )?;
     let name = format!("{namespace}/{}", upstream.name);
-    if !allowed {
-        return Err(SyncError::Access(format!(
-            "spec.source.ref.fromApplication names Application {name} in another namespace; ferry follows Applications of namespace {namespace} from elsewhere only when it runs with --promotion-namespaces={namespace}"
-        )));
-    }
     if upstream.name == app_ref.name && namespace == app_ref.namespace {
         return Err(SyncError::Validation(
             "spec.source.ref.fromApplication names this Application itself".into(),

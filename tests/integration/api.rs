@@ -325,3 +325,52 @@ fn the_applicationset_and_promotion_examples_are_accepted() {
     ]);
     assert_eq!(listed.trim(), r#"["fappset"]"#);
 }
+
+/// TenantPolicies as the API server serves them: a good one is accepted, and policies that
+/// govern nothing, allow no repository or carry a malformed glob or ServiceAccount name are
+/// refused by the server, naming the field.
+#[test]
+fn bad_tenant_policies_are_refused_by_the_api_server_naming_the_field() {
+    let cluster = Cluster::shared();
+    cluster.install_crds();
+    let ns = cluster.namespace("api-tenant");
+    let policy = |name: &str, spec: &str| {
+        format!(
+            "apiVersion: ferry.dev/v1alpha1\nkind: TenantPolicy\nmetadata:\n  name: {name}\nspec:\n  {spec}\n"
+        )
+    };
+    let good = policy(
+        "good",
+        "{applicationNamespaces: [team-a, 'team-a-*'], sourceRepos: ['https://git.example.com/team-a/*'], destinationNamespaces: [team-a], clusterResources: [{kind: Namespace}], defaultServiceAccount: deployer}",
+    );
+    let run = cluster.kubectl_stdin(&["create", "-n", &ns.name, "-f", "-"], &good);
+    assert!(run.success, "a good TenantPolicy was refused: {}", run.stderr);
+    let listed = cluster.kubectl_ok(&["-n", &ns.name, "get", "ftenant", "good", "-o", "name"]);
+    assert_eq!(listed.trim(), "tenantpolicy.ferry.dev/good");
+
+    let cases = [
+        ("no-namespaces", "{applicationNamespaces: [], sourceRepos: ['*']}", "spec.applicationNamespaces"),
+        ("no-repos", "{applicationNamespaces: [team-a]}", "spec.sourceRepos"),
+        ("empty-glob", "{applicationNamespaces: [''], sourceRepos: ['*']}", "each entry is a name or a glob"),
+        (
+            "spaced-glob",
+            "{applicationNamespaces: [team-a], sourceRepos: ['https://x/ a']}",
+            "spec.sourceRepos",
+        ),
+        (
+            "bad-service-account",
+            "{applicationNamespaces: [team-a], sourceRepos: ['*'], defaultServiceAccount: Deployer_1}",
+            "defaultServiceAccount must be a ServiceAccount name",
+        ),
+        (
+            "kind-missing",
+            "{applicationNamespaces: [team-a], sourceRepos: ['*'], clusterResources: [{group: ''}]}",
+            "kind",
+        ),
+    ];
+    for (name, spec, words) in cases {
+        let run = cluster.kubectl_stdin(&["create", "-n", &ns.name, "-f", "-"], &policy(name, spec));
+        assert!(!run.success, "TenantPolicy {name} was accepted");
+        assert!(run.stderr.contains(words), "{name}: the refusal should mention {words}: {}", run.stderr);
+    }
+}

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::{
     support::{
         Cluster, Ferry, FerryApp, GitServer, Run, TestNamespace, condition, ferry_cli, get_json, helm_bin,
-        release_applications, repo_root, wait_until,
+        metric, release_applications, repo_root, wait_until,
     },
     sync::{configmap, deployment},
 };
@@ -142,6 +142,11 @@ fn bad_values_are_refused_by_the_values_schema() {
         (&["--set", "extraArgs={run}"], "/extraArgs/0"),
         (&["--set", "webhooks.secretName=Not_A_Name"], "/webhooks/secretName"),
         (&["--set", "replicas=3"], "replicas"),
+        // The chart never lets ferry read file:// repositories (its own disk).
+        (&["--set", "extraArgs={--allow-file-urls}"], "/extraArgs/0"),
+        (&["--set", "extraEnv[0].name=FERRY_ALLOW_FILE_URLS"], "/extraEnv/0/name"),
+        (&["--set", "tenancy.defaultServiceAccount=Not_A_Name"], "/tenancy/defaultServiceAccount"),
+        (&["--set", "tenancy.lockdown=true"], "lockdown"),
     ];
     for (args, field) in cases {
         let mut all = vec!["template", "ferry", chart.to_str().unwrap(), "--namespace", "ferry-system"];
@@ -355,9 +360,11 @@ fn image_of(cluster: &Cluster, ns: &str, name: &str) -> Option<String> {
 
 #[test]
 fn ferry_as_the_charts_service_account_syncs_prunes_and_runs_a_canary() {
-    // Cluster-wide mode (the default) with its ClusterRoles; ferry is limited to the
-    // Applications of one namespace only so that it leaves other tests' Applications alone.
-    let release = Release::install("ferry-rbac", &[]);
+    // Cluster-wide mode (the default) with its ClusterRoles, and the single-team opt-out
+    // (requireServiceAccount=false: Applications without a ServiceAccount act as ferry, with
+    // rbac.deployerRules); ferry is limited to the Applications of one namespace only so that
+    // it leaves other tests' Applications alone.
+    let release = Release::install("ferry-rbac", &["--set", "requireServiceAccount=false"]);
     let cluster = release.cluster.clone();
     let apps = cluster.namespace("ferry-rbac-apps");
     let tmp = tempfile::tempdir().unwrap();
@@ -501,7 +508,12 @@ fn the_namespaced_mode_cannot_touch_a_namespace_it_was_not_given() {
     let allowed = cluster.namespace("ferry-ns-allowed");
     let other = cluster.namespace("ferry-ns-other");
     let allowed_list = format!("rbac.namespaces={{{}}}", allowed.name);
-    let release = Release::install("ferry-ns", &["--set", "rbac.scope=namespaced", "--set", &allowed_list]);
+    // Applications without a ServiceAccount act as ferry here (the single-team opt-out), so
+    // the limit shown is the chart's namespaced RBAC.
+    let release = Release::install(
+        "ferry-ns",
+        &["--set", "rbac.scope=namespaced", "--set", &allowed_list, "--set", "requireServiceAccount=false"],
+    );
     let cluster_wide: Vec<&Value> = release
         .docs
         .iter()
@@ -556,6 +568,359 @@ fn the_namespaced_mode_cannot_touch_a_namespace_it_was_not_given() {
         "name",
     ]);
     assert!(objects.trim().is_empty(), "objects in {}: {objects}", other.name);
+}
+
+/// The chart's default install (requireServiceAccount, TenantPolicies of the release namespace,
+/// no cross-namespace references, no file:// URLs), ferry running as the chart's ServiceAccount
+/// for the Applications of `team-a`, and two tenants' namespaces with test-unique names:
+/// `team-a`, where a tenant may create Applications and nothing else and whose `deployer`
+/// ServiceAccount may edit `team-a` only, and `team-b`, whose objects must stay untouched.
+struct Tenants {
+    // Declared first: ferry stops before the namespaces and the release go.
+    ferry: Ferry,
+    team_a: TestNamespace,
+    team_b: TestNamespace,
+    repo_a: Repo,
+    release: Release,
+    _tmp: tempfile::TempDir,
+}
+
+impl Tenants {
+    fn install(prefix: &str) -> Tenants {
+        let release = Release::install(prefix, &[]);
+        let cluster = release.cluster.clone();
+        let team_a = cluster.namespace(&format!("{prefix}-team-a"));
+        let team_b = cluster.namespace(&format!("{prefix}-team-b"));
+        let a = team_a.name.as_str();
+        let tenant = format!("--serviceaccount={a}:tenant");
+        let deployer = format!("--serviceaccount={a}:deployer");
+        let setup: [&[&str]; 5] = [
+            &["create", "serviceaccount", "tenant"],
+            &[
+                "create",
+                "role",
+                "application-author",
+                "--verb=get,list,watch,create,update,patch,delete",
+                "--resource=applications.ferry.dev,applicationsets.ferry.dev",
+            ],
+            &["create", "rolebinding", "application-author", "--role=application-author", &tenant],
+            &["create", "serviceaccount", "deployer"],
+            &["create", "rolebinding", "deployer-edit", "--clusterrole=edit", &deployer],
+        ];
+        for args in setup {
+            cluster.kubectl_ok(&[&["-n", a][..], args].concat());
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let kubeconfig = release.kubeconfig(tmp.path());
+        let mut args = release.ferry_args();
+        args.push(format!("--namespace={a}"));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ferry = Ferry::start_as(&kubeconfig, a, &args);
+        Tenants { ferry, team_a, team_b, repo_a: Repo::new(), release, _tmp: tmp }
+    }
+
+    fn cluster(&self) -> &Cluster {
+        &self.release.cluster
+    }
+
+    /// A TenantPolicy in the release namespace (ferry's), written by the platform team.
+    fn policy(&self, name: &str, spec: Value) {
+        let policy = json!({
+            "apiVersion": "ferry.dev/v1alpha1",
+            "kind": "TenantPolicy",
+            "metadata": {"name": name, "namespace": self.release.ns.name},
+            "spec": spec,
+        });
+        self.cluster().apply(&policy.to_string());
+    }
+
+    /// team-a's policy: its own repository, its own namespace, no cluster-scoped kinds.
+    fn team_a_policy(&self) {
+        self.policy(
+            "team-a",
+            json!({"applicationNamespaces": [self.team_a.name], "sourceRepos": [self.repo_a.git.url()]}),
+        );
+    }
+
+    /// An Application in team-a, created by the tenant (`kubectl --as` its ServiceAccount).
+    /// Interval 1h: only its creation reconciles it during the test.
+    fn application(&self, name: &str, repo_url: &str, path: &str, extra: Value) -> FerryApp {
+        let mut spec = json!({
+            "source": {"repoURL": repo_url, "ref": {"branch": "main"}, "path": path},
+            "interval": "1h",
+            "syncPolicy": {"prune": true},
+        });
+        spec.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
+        let app = json!({
+            "apiVersion": "ferry.dev/v1alpha1",
+            "kind": "Application",
+            "metadata": {"name": name, "namespace": self.team_a.name},
+            "spec": spec,
+        });
+        let as_tenant = format!("--as=system:serviceaccount:{}:tenant", self.team_a.name);
+        let apply = ["apply", "--server-side", "--field-manager=tenant", &as_tenant, "-f", "-"];
+        let run = self.cluster().kubectl_stdin(&apply, &app.to_string());
+        assert!(run.success, "the tenant could not create Application {name}: {}", run.stderr);
+        FerryApp::new(self.cluster(), &self.team_a.name, name)
+    }
+}
+
+impl Drop for Tenants {
+    fn drop(&mut self) {
+        release_applications(&self.release.cluster, &self.team_a.name);
+    }
+}
+
+/// Waits until the Application is Ready=False and Stalled=True with `reason`, and a Warning
+/// Event with that reason mentions every one of `words`; returns the Ready message.
+fn wait_stalled(app: &FerryApp, reason: &str, words: &[&str]) -> String {
+    let message = app.wait(&format!("Stalled with reason {reason}"), T, |a| {
+        let ready = condition(a, "Ready").ok_or("no Ready condition")?;
+        let stalled = condition(a, "Stalled").ok_or("no Stalled condition")?;
+        if ready["status"] == "False" && stalled["status"] == "True" && stalled["reason"] == reason {
+            Ok(ready["message"].as_str().unwrap_or_default().to_string())
+        } else {
+            Err(format!("Ready: {ready}"))
+        }
+    });
+    for word in words {
+        assert!(message.contains(word), "the refusal should mention {word}: {message}");
+    }
+    app.wait_event("Warning", reason, words, T);
+    message
+}
+
+/// `kind/name` -> resourceVersion of every ConfigMap in `ns` and of the Namespace itself.
+fn resource_versions(cluster: &Cluster, ns: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let namespace = get_json(cluster, &["get", "namespace", ns]).expect("the namespace");
+    out.push((format!("namespace/{ns}"), namespace["metadata"]["resourceVersion"].to_string()));
+    let list = get_json(cluster, &["-n", ns, "get", "configmaps"]).expect("the ConfigMaps");
+    for cm in list["items"].as_array().into_iter().flatten() {
+        let name = cm["metadata"]["name"].as_str().unwrap_or_default();
+        out.push((format!("configmap/{name}"), cm["metadata"]["resourceVersion"].to_string()));
+    }
+    out
+}
+
+/// Git resolutions ferry made (each an ls-remote, and a fetch for a new commit).
+fn git_resolutions(ferry: &Ferry) -> f64 {
+    ["success", "failure"]
+        .iter()
+        .map(|r| metric(ferry, &format!("ferry_git_fetch_total{{result=\"{r}\"}}")))
+        .sum()
+}
+
+fn namespace_manifest(name: &str) -> String {
+    format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n")
+}
+
+/// Issue 19, defect 3: an Application without a ServiceAccount acted as ferry, so committing
+/// another team's Namespace adopted it (and removing it from Git deleted it with everything in
+/// it). Under the chart's default install that Application is refused before anything is read,
+/// and with team-a's own ServiceAccount the Namespace is refused by team-a's TenantPolicy.
+/// (On the old chart the first Application adopts team-b's Namespace: its labels and
+/// resourceVersion change and the wait for the refusal times out.)
+#[test]
+fn defect_3_no_application_can_adopt_or_delete_another_teams_namespace() {
+    let t = Tenants::install("ferry-d3");
+    let (cluster, b) = (t.cluster(), t.team_b.name.as_str());
+    cluster.kubectl_ok(&["-n", b, "create", "configmap", "data", "--from-literal=owner=team-b"]);
+    let before = resource_versions(cluster, b);
+    t.repo_a.commit(&[("take-b/namespace.yaml", namespace_manifest(b))], "team-b's namespace");
+
+    let no_sa = t.application("no-sa", &t.repo_a.git.url(), "take-b", json!({}));
+    wait_stalled(&no_sa, "ServiceAccountRequired", &["spec.serviceAccountName is required"]);
+    assert!(no_sa.json()["status"]["lastAttemptedRevision"].is_null(), "refused before the fetch");
+    assert_eq!(resource_versions(cluster, b), before, "team-b's namespace was touched");
+
+    t.team_a_policy();
+    let with_sa =
+        t.application("with-sa", &t.repo_a.git.url(), "take-b", json!({"serviceAccountName": "deployer"}));
+    wait_stalled(&with_sa, "ClusterScopedNotPermitted", &[&format!("Namespace {b}")]);
+    let namespace = get_json(cluster, &["get", "namespace", b]).expect("team-b's namespace");
+    assert!(
+        namespace["metadata"]["labels"]["app.kubernetes.io/managed-by"].is_null(),
+        "team-b's namespace was labelled: {}",
+        namespace["metadata"]
+    );
+    assert_eq!(resource_versions(cluster, b), before, "team-b's namespace was touched");
+
+    // A default ServiceAccount in the policy applies to the Application that names none, and
+    // the policy change alone wakes it (its interval is an hour): now it acts as deployer and
+    // meets the same refusal.
+    t.policy(
+        "team-a",
+        json!({
+            "applicationNamespaces": [t.team_a.name],
+            "sourceRepos": [t.repo_a.git.url()],
+            "defaultServiceAccount": "deployer",
+        }),
+    );
+    wait_stalled(&no_sa, "ClusterScopedNotPermitted", &[&format!("Namespace {b}")]);
+    assert_eq!(resource_versions(cluster, b), before, "team-b's namespace was touched");
+}
+
+/// Issue 19, "what it must show": the chart's default install with a tenant who may only create
+/// Applications in team-a. Writing to team-b, writing a cluster-scoped object, reading team-b's
+/// repository and reading a file:// URL are each refused with a Stalled condition naming the
+/// rule and a Warning Event, and nothing is written or read; what team-a may do still syncs.
+#[test]
+fn the_charts_default_install_keeps_a_tenant_to_its_namespace_repositories_and_kinds() {
+    let t = Tenants::install("ferry-lock");
+    let (cluster, a, b) = (t.cluster(), t.team_a.name.as_str(), t.team_b.name.as_str());
+    // team-b's objects, and its private repository with credentials team-a does not have.
+    cluster.kubectl_ok(&["-n", b, "create", "configmap", "settings", "--from-literal=owner=team-b"]);
+    let before = resource_versions(cluster, b);
+    let repo_b = GitServer::start_with_auth("team-b", "secret-of-team-b");
+    let b_settings = configmap("settings", None, &[("owner", "team-b")]);
+    repo_b.commit_files("main", &[("app/settings.yaml", b_settings.as_str())], "team-b");
+    t.team_a_policy();
+    let role = format!("{a}-everything");
+    let sha = t.repo_a.commit(
+        &[
+            ("ok/settings.yaml", configmap("settings", None, &[("owner", "team-a")])),
+            ("to-b/settings.yaml", configmap("settings", Some(b), &[("owner", "team-a")])),
+            (
+                "cluster/role.yaml",
+                format!(
+                    "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {role}\nrules:\n- apiGroups: ['*']\n  resources: ['*']\n  verbs: ['*']\n"
+                ),
+            ),
+        ],
+        "team-a",
+    );
+    let url_a = t.repo_a.git.url();
+    let sa = json!({"serviceAccountName": "deployer"});
+
+    // What team-a may do: its repository, its namespace, as its ServiceAccount.
+    t.application("ok", &url_a, "ok", sa.clone()).wait_synced(&sha, T);
+    assert_eq!(
+        get_json(cluster, &["-n", a, "get", "configmap", "settings"]).unwrap()["data"]["owner"],
+        "team-a"
+    );
+
+    // (a) A manifest that names team-b's namespace.
+    let to_b = t.application("to-b", &url_a, "to-b", sa.clone());
+    wait_stalled(
+        &to_b,
+        "DestinationNotPermitted",
+        &[&format!("ConfigMap {b}/settings"), "nothing was applied"],
+    );
+    // (b) A cluster-scoped object.
+    let wide = t.application("cluster-role", &url_a, "cluster", sa.clone());
+    wait_stalled(&wide, "ClusterScopedNotPermitted", &[&format!("ClusterRole {role}")]);
+    assert!(get_json(cluster, &["get", "clusterrole", &role]).is_none(), "the ClusterRole was created");
+
+    // (c) team-b's repository and (d) a file:// URL (team-b's repository on ferry's disk): refused
+    // before any Git traffic, so the cache never holds them.
+    let resolved = git_resolutions(&t.ferry);
+    let cached = cache_entries(t.ferry.cache_dir());
+    let b_repo = t.application("b-repo", &repo_b.url(), "app", sa.clone());
+    wait_stalled(&b_repo, "SourceNotPermitted", &[&repo_b.url(), "nothing was fetched"]);
+    let file_url = format!("file://{}", repo_b.bare_repo_path().display());
+    let file = t.application("file", &file_url, "app", sa);
+    wait_stalled(&file, "SourceNotPermitted", &["--allow-file-urls"]);
+    for app in [&b_repo, &file] {
+        assert!(app.json()["status"]["lastAttemptedRevision"].is_null(), "{} resolved a revision", app.name);
+    }
+    assert_eq!(git_resolutions(&t.ferry), resolved, "ferry made Git requests for a refused source");
+    assert_eq!(cache_entries(t.ferry.cache_dir()), cached, "the Git cache changed");
+
+    // Nothing of team-b's changed, and ferry itself cannot write what tenants apply.
+    assert_eq!(resource_versions(cluster, b), before, "team-b's objects were touched");
+    let ferry_sa =
+        format!("--as=system:serviceaccount:{}:{}", t.release.ns.name, t.release.service_account());
+    for (verb, resource) in [
+        ("create", "namespaces"),
+        ("delete", "namespaces"),
+        ("delete", "configmaps"),
+        ("create", "deployments"),
+    ] {
+        let run = cluster.kubectl(&["auth", "can-i", verb, resource, "-A", &ferry_sa]);
+        assert_eq!(
+            run.stdout.trim(),
+            "no",
+            "with a ServiceAccount required, ferry itself may {verb} {resource}"
+        );
+    }
+}
+
+/// Every path under the Git cache directory, to show that nothing was added.
+fn cache_entries(dir: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.is_symlink() {
+                walk(&path, out);
+            }
+            out.push(path);
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Issue 19, defect 14: the chart's RBAC gave ferry no `create` or `delete` on Applications, so
+/// an ApplicationSet could generate none. Under the chart's default install a tenant's set
+/// creates one Application per element, each syncs as team-a's ServiceAccount, and removing an
+/// element deletes its Application. (On the old chart the set's status says "forbidden" and the
+/// wait for the Applications times out.)
+#[test]
+fn defect_14_an_application_set_creates_and_prunes_applications_under_the_charts_rbac() {
+    let t = Tenants::install("ferry-d14");
+    t.team_a_policy();
+    let sha = t.repo_a.commit(
+        &[
+            ("envs/one/settings.yaml", configmap("one", None, &[("env", "one")])),
+            ("envs/two/settings.yaml", configmap("two", None, &[("env", "two")])),
+        ],
+        "two environments",
+    );
+    let set = |elements: Value| {
+        json!({
+            "apiVersion": "ferry.dev/v1alpha1",
+            "kind": "ApplicationSet",
+            "metadata": {"name": "envs", "namespace": t.team_a.name},
+            "spec": {
+                "generators": [{"list": {"elements": elements}}],
+                "template": {
+                    "metadata": {"name": "env-{{env}}"},
+                    "spec": {
+                        "source": {"repoURL": t.repo_a.git.url(), "ref": {"branch": "main"}, "path": "envs/{{env}}"},
+                        "serviceAccountName": "deployer",
+                        "syncPolicy": {"prune": true},
+                    },
+                },
+            },
+        })
+        .to_string()
+    };
+    let as_tenant = format!("--as=system:serviceaccount:{}:tenant", t.team_a.name);
+    let apply = ["apply", "--server-side", "--field-manager=tenant", &as_tenant, "-f", "-"];
+    let run = t.cluster().kubectl_stdin(&apply, &set(json!([{"env": "one"}, {"env": "two"}])));
+    assert!(run.success, "{}", run.stderr);
+    let one = FerryApp::new(t.cluster(), &t.team_a.name, "env-one");
+    let two = FerryApp::new(t.cluster(), &t.team_a.name, "env-two");
+    one.wait_synced(&sha, T);
+    two.wait_synced(&sha, T);
+    assert!(get_json(t.cluster(), &["-n", &t.team_a.name, "get", "configmap", "two"]).is_some());
+
+    let run = t.cluster().kubectl_stdin(&apply, &set(json!([{"env": "one"}])));
+    assert!(run.success, "{}", run.stderr);
+    wait_until("Application env-two to be deleted with its ConfigMap", T, || {
+        let app = two.get();
+        let cm = get_json(t.cluster(), &["-n", &t.team_a.name, "get", "configmap", "two"]);
+        if app.is_none() && cm.is_none() { Ok(()) } else { Err(format!("Application: {}", app.is_some())) }
+    });
+    assert!(one.get().is_some(), "env-one must stay");
+    assert!(
+        !t.ferry.logs().contains("forbidden"),
+        "ferry was refused something it needs:\n{}",
+        t.ferry.logs().lines().filter(|l| l.contains("forbidden")).collect::<Vec<_>>().join("\n")
+    );
 }
 
 /// The Dockerfile cannot be built here (no container engine); what it builds can be, and is:

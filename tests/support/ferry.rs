@@ -46,13 +46,17 @@ impl Ferry {
     }
 
     /// Same, with extra `ferry run` arguments (e.g. `--concurrency 1`). A `--namespace` among
-    /// them replaces the default `--namespace <namespace>`.
+    /// them replaces the default `--namespace <namespace>`. Runs with `--allow-file-urls`, so
+    /// tests may use local `file://` repositories.
     pub fn start_with(cluster: &Cluster, namespace: &str, extra_args: &[&str]) -> Ferry {
-        Ferry::start_as(&cluster.kubeconfig, namespace, extra_args)
+        let mut args = vec!["--allow-file-urls"];
+        args.extend(extra_args);
+        Ferry::start_as(&cluster.kubeconfig, namespace, &args)
     }
 
-    /// Same, with another kubeconfig (another identity: a ServiceAccount's token). `namespace`
-    /// also names the log file, so two processes in one test need different names there.
+    /// Same, with another kubeconfig (another identity: a ServiceAccount's token) and exactly
+    /// the given arguments (no `--allow-file-urls`: what the chart runs). `namespace` also names
+    /// the log file, so two processes in one test need different names there.
     pub fn start_as(kubeconfig: &Path, namespace: &str, extra_args: &[&str]) -> Ferry {
         let log_dir = repo_root().join("target/ferry-test-logs");
         std::fs::create_dir_all(&log_dir).expect("create target/ferry-test-logs");

@@ -50,10 +50,25 @@ app.kubernetes.io/part-of: ferry
 {{- end -}}
 {{- end -}}
 
+{{/*
+"true" when ferry may write managed objects as itself: an Application may name no ServiceAccount
+and no default applies. Otherwise every write goes through an impersonated ServiceAccount and
+ferry's own rules on managed kinds are read-only (its watches).
+*/}}
+{{- define "ferry.actsAsItself" -}}
+{{- if and (not .Values.requireServiceAccount) (not .Values.tenancy.defaultServiceAccount) -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{/* What ferry needs for itself, wherever it reconciles Applications. */}}
 {{- define "ferry.controllerRules" -}}
+# ApplicationSets create and delete the Applications they generate.
 - apiGroups: [ferry.dev]
-  resources: [applications, applicationsets]
+  resources: [applications]
+  verbs: [get, list, watch, create, update, patch, delete]
+- apiGroups: [ferry.dev]
+  resources: [applicationsets]
   verbs: [get, list, watch, update, patch]
 - apiGroups: [ferry.dev]
   resources: [applications/status, applicationsets/status]
@@ -78,10 +93,20 @@ app.kubernetes.io/part-of: ferry
 {{- end }}
 {{- end -}}
 
-{{/* What ferry may apply, prune and watch, wherever it manages objects. */}}
+{{/*
+What ferry may apply, prune and watch, wherever it manages objects: rbac.deployerRules as given
+when ferry may act as itself, else the same rules read-only (ferry only watches them).
+*/}}
 {{- define "ferry.managedRules" -}}
-{{- with .Values.rbac.deployerRules }}
-{{ toYaml . }}
+{{- $writes := include "ferry.actsAsItself" . }}
+{{- range .Values.rbac.deployerRules }}
+{{- if $writes }}
+{{ toYaml (list .) }}
+{{- else }}
+{{- $rule := deepCopy . }}
+{{- $_ := set $rule "verbs" (list "get" "list" "watch") }}
+{{ toYaml (list $rule) }}
+{{- end }}
 {{- end }}
 # Hook Jobs and rollouts read what their workloads run.
 - apiGroups: [""]
@@ -92,5 +117,5 @@ app.kubernetes.io/part-of: ferry
   verbs: [get, list, watch]
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, watch, create, update, patch, delete]
+  verbs: [get, list, watch{{ if $writes }}, create, update, patch, delete{{ end }}]
 {{- end -}}
