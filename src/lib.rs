@@ -18,5 +18,8 @@ pub mod server;
 pub mod source;
 pub mod telemetry;
 
+#[cfg(test)]
+mod hostile_input;
+
 /// ferry's version, as printed by `ferry version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -39,6 +39,8 @@ pub struct SyncOptions {
     /// Objects applied at once within a phase.
     pub apply_parallelism: usize,
     pub render: RenderOptions,
+    /// Bytes of finished renders kept for reuse (`--render-cache-bytes`).
+    pub render_cache_bytes: u64,
     /// Prometheus for analyses that name no address (`--prometheus-url`).
     pub prometheus_url: Option<String>,
     /// Namespaces whose Applications others may follow with `ref.fromApplication`, besides
@@ -90,7 +92,7 @@ impl Context {
             prometheus,
             options,
             git,
-            renders: RenderCache::default(),
+            renders: RenderCache::default().with_max_bytes(options.render_cache_bytes),
             reporter: Reporter { controller: "ferry".into(), instance: std::env::var("HOSTNAME").ok() },
             watches,
             claims: Claims::default(),
