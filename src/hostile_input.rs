@@ -34,9 +34,40 @@ fn pieces(alphabet: &'static [&'static str]) -> impl Strategy<Value = String> {
 }
 
 const YAML: &[&str] = &[
-    "---\n", "...\n", "\n", "  ", "- ", ": ", "? ", "{", "}", "[", "]", ",", "&a ", "*a", "!!str ", "!t ",
-    "|\n", ">-\n", "'", "\"", "#", "%YAML 1.2\n", "<<: ", "apiVersion: v1\n", "kind: List\n",
-    "kind: ConfigMap\n", "metadata: {name: x}\n", "items: ", "null", "~", "1e999", "0x1F", "é", "\t",
+    "---\n",
+    "...\n",
+    "\n",
+    "  ",
+    "- ",
+    ": ",
+    "? ",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    "&a ",
+    "*a",
+    "!!str ",
+    "!t ",
+    "|\n",
+    ">-\n",
+    "'",
+    "\"",
+    "#",
+    "%YAML 1.2\n",
+    "<<: ",
+    "apiVersion: v1\n",
+    "kind: List\n",
+    "kind: ConfigMap\n",
+    "metadata: {name: x}\n",
+    "items: ",
+    "null",
+    "~",
+    "1e999",
+    "0x1F",
+    "é",
+    "\t",
 ];
 
 const DURATION: &[&str] = &["0", "9", "99999999999", ".", "ms", "s", "m", "h", "1h", "é", "-", "+"];
@@ -70,10 +101,26 @@ fn json_value() -> impl Strategy<Value = Value> {
 /// The keys the webhook parsers look at, and others.
 fn payload_key() -> impl Strategy<Value = String> {
     prop_oneof![
-        proptest::sample::select(&[
-            "ref", "after", "deleted", "repository", "project", "repoURL", "clone_url", "ssh_url", "git_url",
-            "html_url", "url", "git_http_url", "git_ssh_url", "web_url", "http_url", "homepage",
-        ][..])
+        proptest::sample::select(
+            &[
+                "ref",
+                "after",
+                "deleted",
+                "repository",
+                "project",
+                "repoURL",
+                "clone_url",
+                "ssh_url",
+                "git_url",
+                "html_url",
+                "url",
+                "git_http_url",
+                "git_ssh_url",
+                "web_url",
+                "http_url",
+                "homepage",
+            ][..]
+        )
         .prop_map(str::to_string),
         "[a-z]{1,6}",
     ]

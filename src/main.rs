@@ -101,8 +101,8 @@ enum Command {
         #[arg(long, default_value = "32Mi", env = "FERRY_MAX_RENDER_BYTES", value_parser = byte_size)]
         max_render_bytes: u64,
         /// Most objects one render may produce; more fail as RenderFailed.
-        #[arg(long, default_value_t = ferry::render::DEFAULT_MAX_RENDER_OBJECTS, env = "FERRY_MAX_RENDER_OBJECTS", value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
-        max_render_objects: usize,
+        #[arg(long, default_value_t = ferry::render::DEFAULT_MAX_RENDER_OBJECTS as u32, env = "FERRY_MAX_RENDER_OBJECTS", value_parser = clap::value_parser!(u32).range(1..))]
+        max_render_objects: u32,
         /// Finished renders kept for reuse, by their size as JSON (bytes, or Ki, Mi, Gi).
         #[arg(long, default_value = "64Mi", env = "FERRY_RENDER_CACHE_BYTES", value_parser = byte_size)]
         render_cache_bytes: u64,
@@ -266,7 +266,7 @@ fn main() -> ExitCode {
                 shard,
                 render_limits: controller::RenderLimits {
                     max_bytes: max_render_bytes,
-                    max_objects: max_render_objects,
+                    max_objects: max_render_objects as usize,
                     cache_bytes: render_cache_bytes,
                 },
             };

@@ -86,13 +86,14 @@ impl Context {
     ) -> Context {
         let prometheus = Prometheus::new(options.api_timeout)
             .map_err(|e| format!("no HTTP client for Prometheus (loading the system's TLS roots: {e})"));
+        let render_cache_bytes = options.render_cache_bytes;
         Context {
             client,
             config,
             prometheus,
             options,
             git,
-            renders: RenderCache::default().with_max_bytes(options.render_cache_bytes),
+            renders: RenderCache::default().with_max_bytes(render_cache_bytes),
             reporter: Reporter { controller: "ferry".into(), instance: std::env::var("HOSTNAME").ok() },
             watches,
             claims: Claims::default(),

@@ -24,7 +24,8 @@ pub const SHOWN_CHARS: usize = 200;
 
 impl std::fmt::Display for Difference {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (path, want) = (bounded(&self.path), bounded(&self.want.to_string()));
+        let want = self.want.to_string();
+        let (path, want) = (bounded(&self.path), bounded(&want));
         match &self.have {
             Some(have) => write!(f, "{path}: want {want}, have {}", bounded(&have.to_string())),
             None => write!(f, "{path}: want {want}, have nothing"),

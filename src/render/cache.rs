@@ -129,7 +129,9 @@ impl RenderCache {
                 }
             }
             Ok(objects) => {
-                if let Some(slot) = slots.map.get_mut(&key).filter(|s| Arc::ptr_eq(&s.cell, &cell) && s.bytes == 0) {
+                if let Some(slot) =
+                    slots.map.get_mut(&key).filter(|s| Arc::ptr_eq(&s.cell, &cell) && s.bytes == 0)
+                {
                     slot.bytes = json_bytes(objects).max(1);
                     self.evict_over_budget(&mut slots, &key);
                 }

@@ -142,9 +142,7 @@ pub fn is_release_name(name: &str) -> bool {
     let label_ok = |label: &str| {
         let b = label.as_bytes();
         let edge = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-        b.first().is_some_and(edge)
-            && b.last().is_some_and(edge)
-            && b.iter().all(|c| edge(c) || *c == b'-')
+        b.first().is_some_and(edge) && b.last().is_some_and(edge) && b.iter().all(|c| edge(c) || *c == b'-')
     };
     name.len() <= MAX_RELEASE_NAME && name.split('.').all(label_ok)
 }

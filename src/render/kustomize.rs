@@ -81,8 +81,10 @@ fn check_kustomization_dir(
     if text.trim().is_empty() {
         return Ok(());
     }
-    let Loose(doc) = serde_saphyr::from_str_with_options::<Loose>(&text, super::parse::options())
-        .map_err(|e| unchecked(e.without_snippet().to_string().split_whitespace().collect::<Vec<_>>().join(" ")))?;
+    let Loose(doc) =
+        serde_saphyr::from_str_with_options::<Loose>(&text, super::parse::options()).map_err(|e| {
+            unchecked(e.without_snippet().to_string().split_whitespace().collect::<Vec<_>>().join(" "))
+        })?;
     for key in DIRECTORY_KEYS {
         for entry in doc[key].as_array().into_iter().flatten().filter_map(|e| e.as_str()) {
             if is_remote(entry) {
@@ -322,7 +324,8 @@ mod tests {
         let app = root.resolve("app", "source path").unwrap();
         let deep = format!("{}x{}", "[".repeat(300), "]".repeat(300));
         let hostile = format!("resources: ['github.com/org/repo//base']\npatches: {deep}\n");
-        for (text, cause) in [(hostile.as_bytes(), "budget"), (&b"resources: [\xff]\n"[..], "UTF-8")] {
+        for (text, cause) in [(hostile.as_bytes(), "limit exceeded"), (&b"resources: [\xff]\n"[..], "UTF-8")]
+        {
             std::fs::write(r.join("app/kustomization.yaml"), text).unwrap();
             let err = check_local_references(&root, &app).unwrap_err();
             assert_eq!(err.category(), "unchecked_kustomization", "{err}");

@@ -80,14 +80,21 @@ fn walk(
 
 /// Reads and parses every manifest file under `dir`, refusing the whole render when the files
 /// hold more than `max_bytes` together (checked before each file is read).
-pub(crate) fn render_plain(root: &RepoRoot, dir: &Path, max_bytes: u64) -> Result<Vec<Manifest>, RenderError> {
+pub(crate) fn render_plain(
+    root: &RepoRoot,
+    dir: &Path,
+    max_bytes: u64,
+) -> Result<Vec<Manifest>, RenderError> {
     let mut manifests = Vec::new();
     let mut total: u64 = 0;
     for file in manifest_files(root, dir)? {
         let io = |cause| RenderError::Io { path: file.rel.clone(), cause };
         total = total.saturating_add(std::fs::metadata(&file.path).map_err(io)?.len());
         if total > max_bytes {
-            return Err(RenderError::TooLarge { path: root.display(dir), limit: RenderLimit::Bytes(max_bytes) });
+            return Err(RenderError::TooLarge {
+                path: root.display(dir),
+                limit: RenderLimit::Bytes(max_bytes),
+            });
         }
         let bytes = std::fs::read(&file.path).map_err(io)?;
         let text = String::from_utf8(bytes).map_err(|_| RenderError::InvalidYaml {
@@ -145,8 +152,11 @@ mod tests {
         symlink("..", r.join("app/loop")).unwrap();
         let root = RepoRoot::new(r).unwrap();
         let dir = root.resolve("app", "source path").unwrap();
-        let names: Vec<String> =
-            render_plain(&root, &dir, u64::MAX).unwrap().into_iter().map(|m| m.object.metadata.name.unwrap()).collect();
+        let names: Vec<String> = render_plain(&root, &dir, u64::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.object.metadata.name.unwrap())
+            .collect();
         assert_eq!(names, ["shared", "own"], "linked/cm.yaml sorts before own.yaml; loop/ adds nothing new");
 
         symlink(outside.path().join("secret.yaml"), r.join("app/steal.yaml")).unwrap();
@@ -180,6 +190,9 @@ mod tests {
         assert_eq!(render_plain(&root, root.path(), both).unwrap().len(), 2);
         let err = render_plain(&root, root.path(), both - 1).unwrap_err();
         assert_eq!(err.category(), "too_large");
-        assert!(err.to_string().contains(&format!("the limit of {} bytes (--max-render-bytes)", both - 1)), "{err}");
+        assert!(
+            err.to_string().contains(&format!("the limit of {} bytes (--max-render-bytes)", both - 1)),
+            "{err}"
+        );
     }
 }

@@ -14,7 +14,7 @@ use std::{
 };
 
 use tokio::{
-    io::{AsyncRead, AsyncReadExt},
+    io::{AsyncRead, ReadBuf},
     process::Command,
 };
 
@@ -134,10 +134,19 @@ impl ToolRun<'_> {
 const STDERR_KEEP: usize = 64 * 1024;
 
 /// All of `pipe` if it holds at most `limit` bytes; `None` as soon as it holds more.
-async fn read_capped(pipe: impl AsyncRead + Unpin, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+async fn read_capped(mut pipe: impl AsyncRead + Unpin, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
     let mut out = Vec::new();
-    pipe.take(limit.saturating_add(1)).read_to_end(&mut out).await?;
-    Ok((out.len() as u64 <= limit).then_some(out))
+    let mut chunk = vec![0; 64 * 1024];
+    loop {
+        let n = read_some(&mut pipe, &mut chunk).await?;
+        if n == 0 {
+            return Ok(Some(out));
+        }
+        out.extend_from_slice(&chunk[..n]);
+        if out.len() as u64 > limit {
+            return Ok(None);
+        }
+    }
 }
 
 /// The last `keep` bytes (about) of `pipe`, read to its end so the writer never blocks.
@@ -145,7 +154,7 @@ async fn read_tail(mut pipe: impl AsyncRead + Unpin, keep: usize) -> std::io::Re
     let mut out = Vec::new();
     let mut chunk = vec![0; 8192];
     loop {
-        let n = pipe.read(&mut chunk).await?;
+        let n = read_some(&mut pipe, &mut chunk).await?;
         if n == 0 {
             return Ok(out);
         }
@@ -154,6 +163,16 @@ async fn read_tail(mut pipe: impl AsyncRead + Unpin, keep: usize) -> std::io::Re
             out.drain(..out.len() - keep);
         }
     }
+}
+
+/// One read into `buf` (tokio's `AsyncReadExt` needs a tokio feature nothing else in the tree
+/// enables); 0 at the end of the stream.
+async fn read_some(pipe: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        let mut read = ReadBuf::new(buf);
+        std::pin::Pin::new(&mut *pipe).poll_read(cx, &mut read).map_ok(|()| read.filled().len())
+    })
+    .await
 }
 
 /// SIGKILLs the process group `pid` leads (the renderer was started as its leader).

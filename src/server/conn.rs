@@ -62,7 +62,8 @@ impl Limits {
     /// The limits for this process: at most [`MAX_CONNECTIONS`], and at most a quarter of the
     /// open-file limit, so that Git, renderers and the API clients keep descriptors of their own.
     pub fn for_this_process() -> Limits {
-        let by_files = open_files_limit().map_or(MAX_CONNECTIONS, |n| usize::try_from(n / 4).unwrap_or(usize::MAX));
+        let by_files =
+            open_files_limit().map_or(MAX_CONNECTIONS, |n| usize::try_from(n / 4).unwrap_or(usize::MAX));
         Limits {
             max_connections: by_files.clamp(16, MAX_CONNECTIONS),
             header_read_timeout: READ_TIMEOUT,
@@ -98,7 +99,8 @@ struct Table {
 impl Table {
     /// Sheds the oldest connection not running a handler; false when every one is.
     fn shed_one(&mut self) -> bool {
-        let oldest = self.open.iter().find(|(_, e)| e.state.load(Ordering::Relaxed) != HANDLING).map(|(id, _)| *id);
+        let oldest =
+            self.open.iter().find(|(_, e)| e.state.load(Ordering::Relaxed) != HANDLING).map(|(id, _)| *id);
         match oldest.and_then(|id| self.open.remove(&id)) {
             Some(entry) => {
                 entry.shed.notify_one();
@@ -277,10 +279,12 @@ impl HttpBody for Deadline {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
+    use std::{
+        io::{Read, Write},
+        time::Instant,
+    };
 
     use axum::routing::{get, post};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
 
@@ -299,56 +303,74 @@ mod tests {
         (addr, stop)
     }
 
-    /// One request on a new connection; the whole response.
+    /// One request on a new connection (blocking std sockets, off the runtime); the whole
+    /// response, or what came before the server closed or `WAIT` passed.
     async fn request(addr: &str, text: &str) -> String {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream.write_all(text.as_bytes()).await.unwrap();
-        let mut out = String::new();
-        let _ = stream.read_to_string(&mut out).await;
-        out
+        let (addr, text) = (addr.to_string(), text.to_string());
+        tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+            stream.set_read_timeout(Some(WAIT)).unwrap();
+            stream.write_all(text.as_bytes()).unwrap();
+            let mut out = String::new();
+            let _ = stream.read_to_string(&mut out);
+            out
+        })
+        .await
+        .unwrap()
     }
 
     async fn healthz(addr: &str) -> String {
-        let get = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-        tokio::time::timeout(WAIT, request(addr, get)).await.expect("/healthz answers in time")
+        let started = Instant::now();
+        let answer = request(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        assert!(started.elapsed() < WAIT, "no answer in time: {answer:?}");
+        answer
     }
 
-    /// Connections that send their head slowly, a byte now and then: what exhausted the server.
-    async fn slow_clients(addr: &str, count: usize) -> Vec<TcpStream> {
-        let mut out = Vec::new();
-        for _ in 0..count {
-            let mut s = TcpStream::connect(addr).await.unwrap();
-            s.write_all(b"GET /healthz HTTP/1.1\r\nX-Slow: ").await.unwrap();
-            out.push(s);
-        }
-        out
+    /// Connections that have sent part of a request head and then nothing: what exhausted the
+    /// server.
+    fn slow_clients(addr: &str, count: usize) -> Vec<std::net::TcpStream> {
+        (0..count)
+            .map(|_| {
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                s.write_all(b"GET /healthz HTTP/1.1\r\nX-Slow: ").unwrap();
+                s
+            })
+            .collect()
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn slow_clients_filling_the_table_never_keep_a_probe_out() {
-        let limits = Limits { max_connections: 4, header_read_timeout: WAIT * 6, body_read_timeout: WAIT * 6 };
+        let limits =
+            Limits { max_connections: 4, header_read_timeout: WAIT * 6, body_read_timeout: WAIT * 6 };
         let (addr, _stop) = start(limits).await;
-        let _slow = slow_clients(&addr, 12).await;
+        let _slow = slow_clients(&addr, 12);
         for _ in 0..3 {
-            assert!(healthz(&addr).await.ends_with("ok\n"));
+            let answer = healthz(&addr).await;
+            assert!(answer.ends_with("ok\n"), "{answer:?}");
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_head_or_body_that_does_not_arrive_in_time_ends_the_connection() {
         let short = Duration::from_millis(300);
         let limits = Limits { max_connections: 64, header_read_timeout: short, body_read_timeout: short };
         let (addr, _stop) = start(limits).await;
         let started = Instant::now();
-        let mut slow = slow_clients(&addr, 1).await.remove(0);
-        let mut rest = Vec::new();
-        let _ = tokio::time::timeout(WAIT, slow.read_to_end(&mut rest)).await.expect("closed by the server");
-        assert!(started.elapsed() >= short, "{:?}", started.elapsed());
+        let mut slow = slow_clients(&addr, 1).remove(0);
+        let closed = tokio::task::spawn_blocking(move || {
+            slow.set_read_timeout(Some(WAIT)).unwrap();
+            let mut rest = Vec::new();
+            slow.read_to_end(&mut rest).is_ok()
+        });
+        assert!(closed.await.unwrap(), "the server closed the connection");
+        assert!(started.elapsed() >= short && started.elapsed() < WAIT, "{:?}", started.elapsed());
 
         let head = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n12345";
-        let answer = tokio::time::timeout(WAIT, request(&addr, head)).await.expect("answered in time");
+        let answer = request(&addr, head).await;
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
-        let whole = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n1234567890";
-        assert!(request(&addr, whole).await.ends_with("\r\n\r\n10"));
+        let whole =
+            "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\n1234567890";
+        let answer = request(&addr, whole).await;
+        assert!(answer.ends_with("\r\n\r\n10"), "{answer}");
     }
 }

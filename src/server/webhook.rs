@@ -458,8 +458,8 @@ mod tests {
     fn repo_keys_of_multi_byte_paths_do_not_panic() {
         assert_eq!(repo_key("git@h:éabc").as_deref(), Some("h/éabc"));
         assert_eq!(repo_key("git@h:abé").as_deref(), Some("h/abé"));
-        assert_eq!(repo_key("https://h/o/r€").as_deref(), Some("h/o/r€"));
-        assert_eq!(repo_key("https://h/o/€.GIT").as_deref(), Some("h/o/€"));
+        assert_eq!(repo_key("ssh://git@h/o/r€").as_deref(), Some("h/o/r%e2%82%ac"));
+        assert_eq!(repo_key("file:///o/€.GIT").as_deref(), Some("file:/o/€"));
         assert_eq!(without_git_suffix("é.git"), "é");
         assert_eq!(without_git_suffix("😀"), "😀");
         assert_eq!(without_git_suffix("git"), "git");

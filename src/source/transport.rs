@@ -158,7 +158,9 @@ fn credential(
         });
     }
     if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-        let (user, password, origin) = match creds.and_then(|c| c.username.as_deref().zip(c.password.as_deref())) {
+        let (user, password, origin) = match creds
+            .and_then(|c| c.username.as_deref().zip(c.password.as_deref()))
+        {
             Some((user, password)) => (user, password, "the Secret's username and password"),
             None => match access.url.username().zip(access.url.password()) {
                 Some((user, password)) => (user, password, "the username and password in the URL"),

@@ -91,7 +91,15 @@ fn a_huge_duration_is_refused_everywhere_and_ferry_keeps_syncing() {
 fn a_multi_byte_repository_url_does_not_break_webhooks() {
     const KEY: &str = "hardening-webhook-key";
     let s = Scenario::with_ferry_args("mb-url", &["--webhook-secret", "hooks"]);
-    s.kubectl_ok(&["-n", s.ns(), "create", "secret", "generic", "hooks", &format!("--from-literal=generic={KEY}")]);
+    s.kubectl_ok(&[
+        "-n",
+        s.ns(),
+        "create",
+        "secret",
+        "generic",
+        "hooks",
+        &format!("--from-literal=generic={KEY}"),
+    ]);
     let sha = s.commit_in("app", &[("cm.yaml", configmap("settings", None, &[("color", "blue")]))], "blue");
     let mut normal = opts("normal");
     normal.interval = "1h";
@@ -116,7 +124,13 @@ fn a_multi_byte_repository_url_does_not_break_webhooks() {
     // The cache may not hold `odd` yet right after the apply: deliver until it is matched too.
     wait_until("a signed webhook to trigger `normal` with `odd` in the cache", T, || {
         let r = std::panic::catch_unwind(|| {
-            http_request(&addr, "POST", "/hooks/generic", &[("X-Ferry-Signature", &signature)], body.as_bytes())
+            http_request(
+                &addr,
+                "POST",
+                "/hooks/generic",
+                &[("X-Ferry-Signature", &signature)],
+                body.as_bytes(),
+            )
         })
         .map_err(|_| "the connection was dropped without an answer".to_string())?;
         let triggered = r.json()["triggered"].clone();
@@ -188,7 +202,9 @@ fn get_within(addr: &str, path: &str, timeout: Duration) -> Option<String> {
     use std::io::Read;
     let mut stream = TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(timeout)).ok()?;
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .ok()?;
     let mut raw = String::new();
     stream.read_to_string(&mut raw).ok()?;
     raw.starts_with("HTTP/1.1 200").then(|| raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()))?
@@ -242,21 +258,30 @@ fn a_release_name_is_never_a_helm_flag() {
 /// Before the fix `ferry run` did not know the flags (and applied any render).
 #[test]
 fn an_oversized_render_fails_naming_the_limit_and_applies_nothing() {
-    let s = Scenario::with_ferry_args("render-limits", &["--max-render-objects", "3", "--max-render-bytes", "8Ki"]);
-    let many: Vec<(String, String)> =
-        (0..5).map(|i| (format!("cm{i}.yaml"), configmap(&format!("many-{i}"), None, &[("i", "x")]))).collect();
+    let s = Scenario::with_ferry_args(
+        "render-limits",
+        &["--max-render-objects", "3", "--max-render-bytes", "8Ki"],
+    );
+    let many: Vec<(String, String)> = (0..5)
+        .map(|i| (format!("cm{i}.yaml"), configmap(&format!("many-{i}"), None, &[("i", "x")])))
+        .collect();
     let refs: Vec<(&str, String)> = many.iter().map(|(p, c)| (p.as_str(), c.clone())).collect();
     s.commit_in("app", &refs, "five objects");
     let big = "x".repeat(10 * 1024);
-    let sha = s.commit_in("other", &[("big.yaml", configmap("big", None, &[("blob", &big)]))], "one large object");
+    let sha =
+        s.commit_in("other", &[("big.yaml", configmap("big", None, &[("blob", &big)]))], "one large object");
 
     let mut objects = opts("objects");
     objects.path = "app";
     let mut bytes = opts("bytes");
     bytes.path = "other";
-    for (app, limit) in [(s.create_app(objects), "3 objects (--max-render-objects)"), (s.create_app(bytes), "8192 bytes (--max-render-bytes)")] {
+    for (app, limit) in [
+        (s.create_app(objects), "3 objects (--max-render-objects)"),
+        (s.create_app(bytes), "8192 bytes (--max-render-bytes)"),
+    ] {
         let failed = app.wait_refused("RenderFailed", &sha, T);
-        let message = condition(&failed, "Ready").and_then(|c| c["message"].as_str()).unwrap_or_default().to_string();
+        let message =
+            condition(&failed, "Ready").and_then(|c| c["message"].as_str()).unwrap_or_default().to_string();
         assert!(message.contains(limit), "{message}");
     }
     for name in ["many-0", "many-4", "big"] {
