@@ -32,6 +32,7 @@ const T: Duration = Duration::from_secs(120);
 #[test]
 fn a_huge_duration_is_refused_everywhere_and_ferry_keeps_syncing() {
     let s = Scenario::with_ferry_args("huge-duration", &[]);
+    s.commit_in("other", &[("cm.yaml", configmap("yearly", None, &[("a", "b")]))], "yearly");
     let sha = s.commit_in("app", &[("cm.yaml", configmap("settings", None, &[("color", "blue")]))], "blue");
     let steady = s.create_app(opts("steady"));
     steady.wait_synced(&sha, T);
@@ -49,6 +50,8 @@ fn a_huge_duration_is_refused_everywhere_and_ferry_keeps_syncing() {
             }},
         },
     });
+    // Again, right before: work trees sharing one control plane install their own CRDs.
+    s.cluster.install_crds();
     let refused = s.cluster.kubectl_stdin(&["apply", "-f", "-"], &hostile.to_string());
     assert!(!refused.success, "the API server accepted {hostile}");
     assert!(refused.stderr.contains("progressDeadline"), "{}", refused.stderr);
@@ -66,6 +69,7 @@ fn a_huge_duration_is_refused_everywhere_and_ferry_keeps_syncing() {
     app["metadata"]["name"] = json!("year");
     app["spec"]["strategy"] = json!(null);
     app["spec"]["interval"] = json!("8760h");
+    app["spec"]["source"]["path"] = json!("other");
     s.cluster.apply(&app.to_string());
     year.wait_synced(&sha, T);
 
@@ -234,6 +238,7 @@ fn a_release_name_is_never_a_helm_flag() {
             },
         },
     });
+    s.cluster.install_crds(); // as above: other work trees may have installed theirs since
     let refused = s.cluster.kubectl_stdin(&["apply", "-f", "-"], &app.to_string());
     assert!(!refused.success && refused.stderr.contains("releaseName"), "{}", refused.stderr);
 
