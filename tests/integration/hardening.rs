@@ -168,43 +168,61 @@ fn slow_clients_do_not_starve_healthz() {
     let set = unsafe { libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
     assert_eq!(set, 0, "prlimit: {}", std::io::Error::last_os_error());
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let trickle = slow_clients(&addr, 400, stop.clone());
+    let slow = SlowClients::open(&addr, 400);
     for _ in 0..3 {
         let started = Instant::now();
-        let health = std::thread::scope(|scope| {
-            let answer = scope.spawn(|| get_within(&addr, "/healthz", Duration::from_secs(5)));
-            answer.join().expect("the probe thread")
-        });
+        let health = get_within(&addr, "/healthz", Duration::from_secs(5));
         assert_eq!(health.as_deref(), Some("ok\n"), "no answer within 5s ({:?})", started.elapsed());
     }
-    stop.store(true, Ordering::Relaxed);
-    trickle.join().expect("the slow clients' thread");
+    drop(slow);
     assert!(ferry.is_running(), "{}", ferry.logs());
 }
 
-/// `count` connections that send a request head one byte every 100ms until `stop`.
-fn slow_clients(addr: &str, count: usize, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
-    let mut streams: Vec<TcpStream> = (0..count).filter_map(|_| TcpStream::connect(addr).ok()).collect();
-    assert!(streams.len() > count / 2, "only {} of {count} connections opened", streams.len());
-    std::thread::spawn(move || {
-        let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-        let mut at = 0;
-        while !stop.load(Ordering::Relaxed) {
-            for s in &mut streams {
-                let _ = s.set_nonblocking(true);
-                let _ = s.write(&head[at % head.len()..at % head.len() + 1]);
+/// Connections that send a request head one byte every 100ms, until dropped (also when the test
+/// fails: the clients must not outlive it and hold ferry's shutdown).
+struct SlowClients {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SlowClients {
+    fn open(addr: &str, count: usize) -> SlowClients {
+        let open = |_| {
+            // A full accept backlog drops SYNs; such a client just does not join.
+            let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_millis(500)).ok()?;
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").ok()?;
+            s.set_nonblocking(true).ok()?;
+            Some(s)
+        };
+        let mut streams: Vec<TcpStream> = (0..count).filter_map(open).collect();
+        assert!(streams.len() > count / 2, "only {} of {count} connections opened", streams.len());
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                for s in &mut streams {
+                    let _ = s.write(b"a");
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
-            at += 1;
-            std::thread::sleep(Duration::from_millis(100));
+        });
+        SlowClients { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for SlowClients {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
-    })
+    }
 }
 
 /// The body of `GET path` if it answers 200 within `timeout`.
 fn get_within(addr: &str, path: &str, timeout: Duration) -> Option<String> {
     use std::io::Read;
-    let mut stream = TcpStream::connect(addr).ok()?;
+    let mut stream = TcpStream::connect_timeout(&addr.parse().ok()?, timeout).ok()?;
     stream.set_read_timeout(Some(timeout)).ok()?;
     stream
         .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
@@ -238,10 +256,6 @@ fn a_release_name_is_never_a_helm_flag() {
             },
         },
     });
-    s.cluster.install_crds(); // as above: other work trees may have installed theirs since
-    let refused = s.cluster.kubectl_stdin(&["apply", "-f", "-"], &app.to_string());
-    assert!(!refused.success && refused.stderr.contains("releaseName"), "{}", refused.stderr);
-
     let file = dir.path().join("application.json");
     std::fs::write(&file, app.to_string()).expect("write the Application");
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
@@ -256,6 +270,10 @@ fn a_release_name_is_never_a_helm_flag() {
     assert!(!stolen.exists(), "helm took the release name for --output-dir; ferry diff said: {stderr}");
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("Helm release name") && stderr.contains("--output-dir="), "{stderr}");
+
+    s.cluster.install_crds(); // as above: other work trees may have installed theirs since
+    let refused = s.cluster.kubectl_stdin(&["apply", "-f", "-"], &app.to_string());
+    assert!(!refused.success && refused.stderr.contains("releaseName"), "{}", refused.stderr);
 }
 
 /// Defect 13: renders were read and parsed whatever their size. Over `--max-render-objects` or
