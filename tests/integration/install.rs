@@ -142,6 +142,8 @@ fn bad_values_are_refused_by_the_values_schema() {
         (&["--set", "extraArgs={run}"], "/extraArgs/0"),
         (&["--set", "webhooks.secretName=Not_A_Name"], "/webhooks/secretName"),
         (&["--set", "replicas=3"], "replicas"),
+        (&["--set", "render.maxBytes=32MB"], "/render/maxBytes"),
+        (&["--set", "render.maxObjects=0"], "/render/maxObjects"),
     ];
     for (args, field) in cases {
         let mut all = vec!["template", "ferry", chart.to_str().unwrap(), "--namespace", "ferry-system"];
