@@ -19,5 +19,8 @@ pub mod source;
 pub mod telemetry;
 pub mod tenancy;
 
+#[cfg(test)]
+mod hostile_input;
+
 /// ferry's version, as printed by `ferry version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -131,6 +131,16 @@ enum Command {
         /// Split Applications among this many ferry processes (each with its own --shard-index).
         #[arg(long, default_value_t = 1, env = "FERRY_SHARD_COUNT", value_parser = clap::value_parser!(u32).range(1..))]
         shard_count: u32,
+        /// Largest render: what kustomize or helm prints, or a plain directory's manifest files
+        /// together (bytes, or with a Ki, Mi or Gi suffix). A larger one fails as RenderFailed.
+        #[arg(long, default_value = "32Mi", env = "FERRY_MAX_RENDER_BYTES", value_parser = byte_size)]
+        max_render_bytes: u64,
+        /// Most objects one render may produce; more fail as RenderFailed.
+        #[arg(long, default_value_t = ferry::render::DEFAULT_MAX_RENDER_OBJECTS as u32, env = "FERRY_MAX_RENDER_OBJECTS", value_parser = clap::value_parser!(u32).range(1..))]
+        max_render_objects: u32,
+        /// Finished renders kept for reuse, by their size as JSON (bytes, or Ki, Mi, Gi).
+        #[arg(long, default_value = "64Mi", env = "FERRY_RENDER_CACHE_BYTES", value_parser = byte_size)]
+        render_cache_bytes: u64,
     },
     /// Ask ferry to reconcile an Application now (sets the ferry.dev/reconcile-at annotation).
     Sync {
@@ -245,6 +255,9 @@ fn main() -> ExitCode {
             leader_election_identity,
             shard_index,
             shard_count,
+            max_render_bytes,
+            max_render_objects,
+            render_cache_bytes,
         } => {
             telemetry::init(cli.log_format);
             let shard = match controller::Shard::new(shard_index, shard_count) {
@@ -309,6 +322,11 @@ fn main() -> ExitCode {
                 identity,
                 leader,
                 shard,
+                render_limits: controller::RenderLimits {
+                    max_bytes: max_render_bytes,
+                    max_objects: max_render_objects as usize,
+                    cache_bytes: render_cache_bytes,
+                },
             };
             match runtime.block_on(controller::run(opts)) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -383,13 +401,14 @@ fn client_command(command: impl std::future::Future<Output = Result<String, Stri
 /// A Go-style duration flag (`15s`, `1m30s`, `500ms`).
 fn go_duration(text: &str) -> Result<Duration, String> {
     controller::duration::parse(text)
-        .ok_or_else(|| format!("`{text}` is not a duration like 15s, 1m or 500ms"))
+        .ok_or_else(|| format!("`{text}` is not a duration like 15s, 1m or 500ms, of at most 8760h"))
 }
 
 /// A size flag: bytes, or a number with a K/M/G/T (powers of 1000) or Ki/Mi/Gi/Ti suffix.
 fn byte_size(text: &str) -> Result<u64, String> {
     ferry::source::gc::parse_size(text)
-        .ok_or_else(|| format!("`{text}` is not a size like 500Mi, 2Gi or 1000000"))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{text}` is not a positive size like 1048576, 512Ki, 32Mi or 1Gi"))
 }
 
 /// One line on stderr, exit code 1: the contract scripts and people rely on.

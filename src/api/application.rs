@@ -20,12 +20,34 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+([.][0-9]+)?(ms|s|m|h))+$";
 pub const REPO_URL_RULE: &str =
     r"self.matches('^(https?|ssh|file)://.+') || self.matches('^[A-Za-z0-9._~-]+@[A-Za-z0-9.-]+:.+')";
 pub const REPO_URL_MESSAGE: &str = "repoURL must be a Git URL starting with https://, http://, ssh:// or file://, or of the form user@host:path";
-/// CEL rule of every polling `interval`: a duration of at least 1s.
+/// The longest duration any field accepts (`controller::duration::MAX`): one year. A longer
+/// value is no one's intent, and ferry turns durations into timers and requeues, which have
+/// limits of their own.
+pub const MAX_DURATION_TEXT: &str = "8760h";
+
+/// CEL rule of every polling `interval`: a duration of at least 1s and at most
+/// [`MAX_DURATION_TEXT`]. `matches` comes first so `duration()` only sees the pattern's
+/// strings; one too large for Go's `time.Duration` makes `duration()` fail, and the API server
+/// refuses the object for that too.
 pub fn interval_rule() -> String {
-    format!("self.matches('{DURATION_PATTERN}') && duration(self) >= duration('1s')")
+    format!(
+        "self.matches('{DURATION_PATTERN}') && duration(self) >= duration('1s') && duration(self) <= duration('{MAX_DURATION_TEXT}')"
+    )
 }
 pub const INTERVAL_MESSAGE: &str =
-    "interval must be a positive duration of at least 1s, such as 30s, 5m or 1h";
+    "interval must be a duration from 1s to 8760h (a year), such as 30s, 5m or 1h";
+
+/// CEL rule of every other duration field: at most [`MAX_DURATION_TEXT`] (see
+/// [`interval_rule`] for why it is robust to huge values).
+pub fn bounded_duration_rule() -> String {
+    format!("self.matches('{DURATION_PATTERN}') && duration(self) <= duration('{MAX_DURATION_TEXT}')")
+}
+pub const BOUNDED_DURATION_MESSAGE: &str =
+    "must be a duration of at most 8760h (a year), such as 30s, 10m or 1h30m";
+
+/// A Helm release name as Helm itself validates it (at most 53 characters, DNS-1123
+/// subdomain); it can never begin with `-` and so never reads as a flag.
+pub const RELEASE_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 /// An Application syncs one path of one Git revision into the cluster.
 // Each printcolumn repeats `type_`; clippy reads that as a duplicated attribute.
@@ -267,7 +289,7 @@ pub struct KustomizeImage {
 pub struct HelmSource {
     /// Release name; defaults to the Application's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 53))]
+    #[schemars(length(min = 1, max = 53), pattern(RELEASE_NAME_PATTERN))]
     pub release_name: Option<String>,
     /// Values files inside the chart directory, applied in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -352,7 +374,7 @@ pub struct WorkloadRef {
 }
 
 /// Canary: run the new version beside the old one and shift traffic step by step.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryStrategy {
     pub workload: WorkloadRef,
@@ -371,10 +393,12 @@ pub struct CanaryStrategy {
     /// serve traffic as long as they run, so an abort removes them at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(DURATION_PATTERN), length(max = 32))]
+    #[x_kube(validation = Rule::new(bounded_duration_rule()).message(BOUNDED_DURATION_MESSAGE))]
     pub abort_scale_down_delay: Option<String>,
     /// Abort when a step makes no progress for this long. Default 10m.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(DURATION_PATTERN), length(max = 32))]
+    #[x_kube(validation = Rule::new(bounded_duration_rule()).message(BOUNDED_DURATION_MESSAGE))]
     pub progress_deadline: Option<String>,
 }
 
@@ -419,12 +443,13 @@ pub struct CanaryStep {
 }
 
 /// A pause step.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Pause {
     /// How long to wait; wait for `ferry promote` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(DURATION_PATTERN), length(max = 32))]
+    #[x_kube(validation = Rule::new(bounded_duration_rule()).message(BOUNDED_DURATION_MESSAGE))]
     pub duration: Option<String>,
 }
 
@@ -450,7 +475,7 @@ pub struct AnalysisMetric {
     /// Time between measurements, e.g. `30s`. Default 30s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new(format!("self.matches('{DURATION_PATTERN}') && duration(self) >= duration('1s')")).message("interval must be a duration of at least 1s, such as 30s or 1m"))]
+    #[x_kube(validation = Rule::new(interval_rule()).message(INTERVAL_MESSAGE))]
     pub interval: Option<String>,
     /// Measurements to take. Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -511,7 +536,7 @@ pub enum NoDataPolicy {
 }
 
 /// Blue-green: bring the new version up behind a preview Service, then switch the active one.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct BlueGreenStrategy {
     pub workload: WorkloadRef,
@@ -533,6 +558,7 @@ pub struct BlueGreenStrategy {
     /// Abort when the new version is not available after this long. Default 10m.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(DURATION_PATTERN), length(max = 32))]
+    #[x_kube(validation = Rule::new(bounded_duration_rule()).message(BOUNDED_DURATION_MESSAGE))]
     pub progress_deadline: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_promotion_analysis: Option<Analysis>,
@@ -541,6 +567,7 @@ pub struct BlueGreenStrategy {
     /// How long the old version keeps running after the switch. Default 30s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(DURATION_PATTERN), length(max = 32))]
+    #[x_kube(validation = Rule::new(bounded_duration_rule()).message(BOUNDED_DURATION_MESSAGE))]
     pub scale_down_delay: Option<String>,
 }
 

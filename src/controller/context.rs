@@ -40,6 +40,8 @@ pub struct SyncOptions {
     /// Objects applied at once within a phase.
     pub apply_parallelism: usize,
     pub render: RenderOptions,
+    /// Bytes of finished renders kept for reuse (`--render-cache-bytes`).
+    pub render_cache_bytes: u64,
     /// Prometheus for analyses that name no address (`--prometheus-url`).
     pub prometheus_url: Option<String>,
     /// Addresses analyses may name besides `prometheus_url` (`--allowed-prometheus-urls`;
@@ -92,13 +94,14 @@ impl Context {
     ) -> Context {
         let prometheus = Prometheus::new(options.api_timeout)
             .map_err(|e| format!("no HTTP client for Prometheus (loading the system's TLS roots: {e})"));
+        let render_cache_bytes = options.render_cache_bytes;
         Context {
             client,
             config,
             prometheus,
             options,
             git,
-            renders: RenderCache::default(),
+            renders: RenderCache::default().with_max_bytes(render_cache_bytes),
             reporter: Reporter { controller: "ferry".into(), instance: std::env::var("HOSTNAME").ok() },
             watches,
             claims: Claims::default(),

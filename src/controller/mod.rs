@@ -109,6 +109,17 @@ pub struct RunOptions {
     pub shard: Shard,
     /// Namespaces other than their own whose Applications may be followed (`*`: any).
     pub promotion_namespaces: Vec<String>,
+    /// Bounds of one render and of the render cache.
+    pub render_limits: RenderLimits,
+}
+
+/// How large a render may be, and how much of them is kept (`--max-render-bytes`,
+/// `--max-render-objects`, `--render-cache-bytes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RenderLimits {
+    pub max_bytes: u64,
+    pub max_objects: usize,
+    pub cache_bytes: u64,
 }
 
 /// Runs the controller until SIGINT or SIGTERM, or until it loses its leader-election Lease
@@ -197,8 +208,11 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
         render: RenderOptions {
             kustomize_bin: opts.kustomize.clone(),
             helm_bin: opts.helm.clone(),
+            max_bytes: opts.render_limits.max_bytes,
+            max_objects: opts.render_limits.max_objects,
             ..Default::default()
         },
+        render_cache_bytes: opts.render_limits.cache_bytes,
         prometheus_url: opts.prometheus_url.clone(),
         allowed_prometheus_urls: opts.allowed_prometheus_urls.clone(),
         promotion_namespaces: opts.promotion_namespaces.clone(),

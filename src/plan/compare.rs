@@ -17,12 +17,27 @@ pub struct Difference {
     pub have: Option<Value>,
 }
 
+/// Most characters of a path or a value in a message. Differences land in status conditions
+/// and Events; a live value can be any size (a status must not outgrow etcd's object limit)
+/// and is not ferry's to print whole.
+pub const SHOWN_CHARS: usize = 200;
+
 impl std::fmt::Display for Difference {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let want = self.want.to_string();
+        let (path, want) = (bounded(&self.path), bounded(&want));
         match &self.have {
-            Some(have) => write!(f, "{}: want {}, have {}", self.path, self.want, have),
-            None => write!(f, "{}: want {}, have nothing", self.path, self.want),
+            Some(have) => write!(f, "{path}: want {want}, have {}", bounded(&have.to_string())),
+            None => write!(f, "{path}: want {want}, have nothing"),
         }
+    }
+}
+
+/// `text`, or its first [`SHOWN_CHARS`] characters and a marker saying how long it was.
+fn bounded(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(SHOWN_CHARS) {
+        None => text.into(),
+        Some((cut, _)) => format!("{}… ({} bytes in all)", &text[..cut], text.len()).into(),
     }
 }
 
@@ -172,6 +187,24 @@ mod tests {
             first_difference(&want, &live()).unwrap().path,
             "spec.template.spec.containers[name=web].args"
         );
+    }
+
+    /// Issue 19 (low): drift messages printed whole live values into status and Events.
+    #[test]
+    fn shown_differences_are_bounded() {
+        let big = "x".repeat(1 << 20);
+        let want = json!({"data": {"k": "small"}});
+        let have = json!({"data": {"k": big}});
+        let shown = first_difference(&want, &have).unwrap().to_string();
+        assert!(shown.len() < 3 * SHOWN_CHARS, "{} bytes", shown.len());
+        assert!(shown.starts_with("data.k: want \"small\", have \"xxx"), "{shown}");
+        assert!(shown.ends_with(&format!("… ({} bytes in all)", big.len() + 2)), "{shown}");
+        let d = Difference { path: "é".repeat(300), want: json!("é".repeat(300)), have: None };
+        let shown = d.to_string();
+        assert_eq!(shown.matches('…').count(), 2, "{shown}");
+        assert!(shown.ends_with("have nothing"));
+        let small = Difference { path: "spec.replicas".into(), want: json!(3), have: Some(json!(5)) };
+        assert_eq!(small.to_string(), "spec.replicas: want 3, have 5");
     }
 
     #[test]

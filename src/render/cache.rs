@@ -24,6 +24,10 @@ use super::{
 
 /// Default number of renders kept: a few per Application on a busy controller.
 pub const DEFAULT_CAPACITY: usize = 64;
+/// Default bound of the renders kept, by their size as JSON (`--render-cache-bytes`): a few
+/// large renders, or many small ones. Entry count alone did not bound memory, since a render
+/// may be as large as `--max-render-bytes`.
+pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
 type Rendered = Arc<Vec<DynamicObject>>;
 
@@ -58,6 +62,8 @@ impl CacheKey {
 struct Slot {
     cell: Arc<OnceCell<Rendered>>,
     last_used: u64,
+    /// Size of the render as JSON; 0 until it is done.
+    bytes: u64,
 }
 
 struct Slots {
@@ -65,9 +71,10 @@ struct Slots {
     clock: u64,
 }
 
-/// A bounded, least-recently-used map of finished renders.
+/// A least-recently-used map of finished renders, bounded by entries and by bytes.
 pub struct RenderCache {
     capacity: usize,
+    max_bytes: u64,
     slots: Mutex<Slots>,
     renders: AtomicU64,
 }
@@ -82,9 +89,17 @@ impl RenderCache {
     pub fn new(capacity: usize) -> Self {
         RenderCache {
             capacity: capacity.max(1),
+            max_bytes: DEFAULT_MAX_BYTES,
             slots: Mutex::new(Slots { map: HashMap::new(), clock: 0 }),
             renders: AtomicU64::new(0),
         }
+    }
+
+    /// The same cache holding at most `max_bytes` of renders (their size as JSON). A render
+    /// larger than that on its own is returned but not kept.
+    pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// The objects `req` renders to at `commit`, rendering only when this exact render is not
@@ -105,14 +120,43 @@ impl RenderCache {
             })
             .await
             .cloned();
-        if result.is_err() {
-            // Drop the empty slot so it does not take the place of a useful one.
-            let mut slots = self.slots.lock().expect("render cache lock");
-            if slots.map.get(&key).is_some_and(|s| Arc::ptr_eq(&s.cell, &cell) && !s.cell.initialized()) {
-                slots.map.remove(&key);
+        let mut slots = self.slots.lock().expect("render cache lock");
+        match &result {
+            Err(_) => {
+                // Drop the empty slot so it does not take the place of a useful one.
+                if slots.map.get(&key).is_some_and(|s| Arc::ptr_eq(&s.cell, &cell) && !s.cell.initialized()) {
+                    slots.map.remove(&key);
+                }
+            }
+            Ok(objects) => {
+                if let Some(slot) =
+                    slots.map.get_mut(&key).filter(|s| Arc::ptr_eq(&s.cell, &cell) && s.bytes == 0)
+                {
+                    slot.bytes = json_bytes(objects).max(1);
+                    self.evict_over_budget(&mut slots, &key);
+                }
             }
         }
         result
+    }
+
+    /// Evicts the least recently used renders until the kept ones fit `max_bytes`; `newest`
+    /// goes last, and goes too when it alone is over the budget.
+    fn evict_over_budget(&self, slots: &mut Slots, newest: &CacheKey) {
+        while slots.map.values().map(|s| s.bytes).sum::<u64>() > self.max_bytes {
+            let victim = slots
+                .map
+                .iter()
+                .filter(|(k, s)| *k != newest && s.bytes > 0)
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(k, _)| k.clone());
+            slots.map.remove(victim.as_ref().unwrap_or(newest));
+        }
+    }
+
+    /// Bytes of the renders kept (their size as JSON).
+    pub fn bytes(&self) -> u64 {
+        self.slots.lock().expect("render cache lock").map.values().map(|s| s.bytes).sum()
     }
 
     fn slot(&self, key: &CacheKey) -> Arc<OnceCell<Rendered>> {
@@ -130,7 +174,7 @@ impl RenderCache {
             }
         }
         let cell = Arc::new(OnceCell::new());
-        slots.map.insert(key.clone(), Slot { cell: cell.clone(), last_used: now });
+        slots.map.insert(key.clone(), Slot { cell: cell.clone(), last_used: now, bytes: 0 });
         cell
     }
 
@@ -147,6 +191,11 @@ impl RenderCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The size of a render as JSON: what bounds the cache (memory is a small multiple of it).
+fn json_bytes(objects: &[DynamicObject]) -> u64 {
+    objects.iter().map(|o| serde_json::to_vec(o).map_or(0, |v| v.len() as u64)).sum()
 }
 
 #[cfg(test)]
@@ -240,6 +289,31 @@ mod tests {
         assert_eq!(cache.renders(), 3);
         cache.get_or_render("c2", &r, &opts, &BuiltinScopes).await.unwrap();
         assert_eq!(cache.renders(), 4);
+    }
+
+    /// Issue 19, defect 13: renders were cached without a size bound.
+    #[tokio::test]
+    async fn renders_are_evicted_to_stay_within_the_byte_budget() {
+        let a = repo();
+        let (policy, opts, src) = (Policy::default(), RenderOptions::default(), source("app"));
+        let r = req(a.path(), &src, &policy);
+        let one = RenderCache::new(8).get_or_render("c0", &r, &opts, &BuiltinScopes).await.unwrap();
+        let size = json_bytes(&one);
+        let cache = RenderCache::new(8).with_max_bytes(2 * size);
+        for commit in ["c1", "c2", "c3"] {
+            cache.get_or_render(commit, &r, &opts, &BuiltinScopes).await.unwrap();
+            assert!(cache.bytes() <= 2 * size, "{} > {}", cache.bytes(), 2 * size);
+        }
+        assert_eq!(cache.len(), 2);
+        // c1 was the least recently used; c3, the newest, is kept.
+        cache.get_or_render("c3", &r, &opts, &BuiltinScopes).await.unwrap();
+        assert_eq!(cache.renders(), 3);
+        cache.get_or_render("c1", &r, &opts, &BuiltinScopes).await.unwrap();
+        assert_eq!(cache.renders(), 4);
+        // A render larger than the whole budget is returned and not kept.
+        let tiny = RenderCache::new(8).with_max_bytes(size - 1);
+        assert_eq!(tiny.get_or_render("c1", &r, &opts, &BuiltinScopes).await.unwrap().len(), 1);
+        assert_eq!((tiny.len(), tiny.bytes()), (0, 0));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

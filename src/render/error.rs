@@ -73,6 +73,40 @@ pub enum RenderError {
     /// Reading the tree or running a renderer failed at the OS level.
     #[error("{path}: {cause}")]
     Io { path: String, cause: std::io::Error },
+
+    /// The Helm release name (`releaseName`, else the Application's name) is not one Helm
+    /// accepts. Checked before helm runs, so the name can never reach it as a flag.
+    #[error(
+        "Helm release name {name:?} is invalid: use at most 53 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (spec.source.helm.releaseName)"
+    )]
+    InvalidReleaseName { name: String },
+
+    /// The render is larger than ferry's limit (`--max-render-bytes`, `--max-render-objects`).
+    #[error("{path}: the render exceeds {limit}; split the Application or raise the limit")]
+    TooLarge { path: String, limit: RenderLimit },
+
+    /// A kustomization could not be read completely, so its references could not be checked
+    /// (the check fails closed: unchecked references might lead out of the repository).
+    #[error("{file} cannot be checked for remote or outside references: {cause}")]
+    UncheckedKustomization { file: String, cause: String },
+}
+
+/// A size limit of renders, named as the flag that sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenderLimit {
+    /// Bytes a renderer may print, or plain manifest files may hold in total.
+    Bytes(u64),
+    /// Objects one render may produce.
+    Objects(usize),
+}
+
+impl fmt::Display for RenderLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RenderLimit::Bytes(n) => write!(f, "the limit of {n} bytes (--max-render-bytes)"),
+            RenderLimit::Objects(n) => write!(f, "the limit of {n} objects (--max-render-objects)"),
+        }
+    }
 }
 
 impl RenderError {
@@ -94,6 +128,9 @@ impl RenderError {
             RenderError::ToolMissing { .. } => "tool_missing",
             RenderError::UnpinnedImages(_) => "unpinned_image",
             RenderError::Io { .. } => "io",
+            RenderError::InvalidReleaseName { .. } => "invalid_release_name",
+            RenderError::TooLarge { .. } => "too_large",
+            RenderError::UncheckedKustomization { .. } => "unchecked_kustomization",
         }
     }
 }

@@ -28,6 +28,8 @@ pub(crate) struct HelmRender<'a> {
     pub namespace: &'a str,
     pub bin: &'a Path,
     pub timeout: std::time::Duration,
+    /// Most bytes the renderer may print (`RenderOptions::max_bytes`).
+    pub max_bytes: u64,
 }
 
 impl HelmRender<'_> {
@@ -52,28 +54,26 @@ impl HelmRender<'_> {
             std::fs::create_dir(tmp.path().join(d)).map_err(io("temp dirs"))?;
         }
 
-        let release = opts.release_name.as_deref().unwrap_or(self.default_release);
+        let release = release_name(opts, self.default_release)?;
+        // Every value travels inside its flag (`--flag=value`) and the positionals come after
+        // `--`, so no text from the spec or the repository can be read by helm as a flag.
         let mut args: Vec<std::ffi::OsString> = vec![
             "template".into(),
-            release.into(),
-            self.dir.into(),
-            "--namespace".into(),
-            self.namespace.into(),
+            flag("--namespace", std::ffi::OsStr::new(self.namespace)),
             "--include-crds".into(),
             "--skip-tests".into(),
         ];
         for f in &values_files {
-            args.push("--values".into());
-            args.push(f.into());
+            args.push(flag("--values", f.as_os_str()));
         }
         if let Some(values) = opts.values.as_ref().filter(|v| !v.is_empty()) {
             // Inline values go last so they win over every values file, as the API documents.
             let path = tmp.path().join("inline-values.json");
             std::fs::write(&path, serde_json::to_vec(values).expect("JSON values serialize"))
                 .map_err(io("inline values"))?;
-            args.push("--values".into());
-            args.push(path.into());
+            args.push(flag("--values", path.as_os_str()));
         }
+        args.extend(["--".into(), release.into(), self.dir.into()]);
 
         let out = ToolRun {
             tool: Tool::Helm,
@@ -87,6 +87,7 @@ impl HelmRender<'_> {
             ],
             timeout: self.timeout,
             shown_path: self.shown,
+            max_stdout: self.max_bytes,
         }
         .run()
         .await?;
@@ -114,6 +115,40 @@ impl HelmRender<'_> {
             .expect("parsing does not panic")
     }
 }
+
+/// `--name=value` as one argument.
+fn flag(name: &str, value: &std::ffi::OsStr) -> std::ffi::OsString {
+    let mut out = std::ffi::OsString::from(format!("{name}="));
+    out.push(value);
+    out
+}
+
+/// The release name helm is given: `releaseName`, else the Application's name, refused unless
+/// it is a name helm itself accepts. The schema refuses a bad `releaseName` already; this check
+/// is what protects `ferry diff --file`, which reads an Application no API server has seen.
+pub(crate) fn release_name<'a>(opts: &'a HelmSource, default: &'a str) -> Result<&'a str, RenderError> {
+    let name = opts.release_name.as_deref().unwrap_or(default);
+    if is_release_name(name) {
+        Ok(name)
+    } else {
+        Err(RenderError::InvalidReleaseName { name: name.chars().take(80).collect() })
+    }
+}
+
+/// Helm's own rule (`chartutil.ValidateReleaseName`): at most 53 characters of DNS-1123
+/// subdomain, `[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*`. The same
+/// rule is [`crate::api::RELEASE_NAME_PATTERN`] in the schema. It never starts with `-`.
+pub fn is_release_name(name: &str) -> bool {
+    let label_ok = |label: &str| {
+        let b = label.as_bytes();
+        let edge = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+        b.first().is_some_and(edge) && b.last().is_some_and(edge) && b.iter().all(|c| edge(c) || *c == b'-')
+    };
+    name.len() <= MAX_RELEASE_NAME && name.split('.').all(label_ok)
+}
+
+/// Helm's limit on a release name's length.
+pub const MAX_RELEASE_NAME: usize = 53;
 
 /// Parses `helm template` output, naming each document after the template that produced it.
 ///
@@ -185,6 +220,45 @@ fn split_documents(text: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 19, defect 5: `releaseName` went to helm as a positional argument, so a value
+    /// like `--output-dir=/x` was read as a flag.
+    #[test]
+    fn release_names_are_helms_and_never_flags() {
+        for good in ["shop", "a", "shop-2", "my.release", "0abc", &"a".repeat(53)] {
+            assert!(is_release_name(good), "{good}");
+        }
+        let long = "a".repeat(54);
+        for bad in [
+            "",
+            "--output-dir=/tmp/x",
+            "--set-file=x=/proc/self/environ",
+            "-x",
+            "Shop",
+            "shop-",
+            "-shop",
+            "shop..a",
+            ".shop",
+            "shop_a",
+            "sh op",
+            "é",
+            &long,
+        ] {
+            assert!(!is_release_name(bad), "{bad}");
+        }
+        let opts = HelmSource { release_name: Some("--output-dir=/tmp/x".into()), ..Default::default() };
+        let err = release_name(&opts, "app").unwrap_err();
+        assert_eq!(err.category(), "invalid_release_name");
+        assert!(err.to_string().contains("--output-dir=/tmp/x"), "{err}");
+        // The Application's name is held to the same rule (`ferry diff --file` reads any name).
+        assert!(release_name(&HelmSource::default(), "-x").is_err());
+        assert_eq!(release_name(&HelmSource::default(), "app").unwrap(), "app");
+    }
+
+    #[test]
+    fn flags_carry_their_value_in_one_argument() {
+        assert_eq!(flag("--values", std::ffi::OsStr::new("-v.yaml")), "--values=-v.yaml");
+    }
 
     const OUTPUT: &str = "---
 # Source: shop/templates/service.yaml

@@ -74,9 +74,17 @@ fn check_kustomization_dir(
     let Some(file) = KUSTOMIZATION_FILES.iter().map(|f| dir.join(f)).find(|f| f.is_file()) else {
         return Ok(());
     };
-    // Unreadable or invalid kustomizations are kustomize's to report, with its own message.
-    let Ok(text) = std::fs::read_to_string(&file) else { return Ok(()) };
-    let Ok(Loose(doc)) = serde_saphyr::from_str::<Loose>(&text) else { return Ok(()) };
+    // Fail closed: a kustomization this check cannot read whole (too large for the parser's
+    // limits, not UTF-8, not YAML) might hide a reference it would have refused.
+    let unchecked = |cause: String| RenderError::UncheckedKustomization { file: root.display(&file), cause };
+    let text = std::fs::read_to_string(&file).map_err(|e| unchecked(e.to_string()))?;
+    if text.trim().is_empty() {
+        return Ok(());
+    }
+    let Loose(doc) =
+        serde_saphyr::from_str_with_options::<Loose>(&text, super::parse::options()).map_err(|e| {
+            unchecked(e.without_snippet().to_string().split_whitespace().collect::<Vec<_>>().join(" "))
+        })?;
     for key in DIRECTORY_KEYS {
         for entry in doc[key].as_array().into_iter().flatten().filter_map(|e| e.as_str()) {
             if is_remote(entry) {
@@ -136,6 +144,8 @@ pub(crate) struct KustomizeRender<'a> {
     pub options: Option<&'a KustomizeSource>,
     pub bin: &'a Path,
     pub timeout: std::time::Duration,
+    /// Most bytes the renderer may print (`RenderOptions::max_bytes`).
+    pub max_bytes: u64,
 }
 
 impl KustomizeRender<'_> {
@@ -170,6 +180,7 @@ impl KustomizeRender<'_> {
             env: vec![("XDG_CONFIG_HOME", home.join(".config"))],
             timeout: self.timeout,
             shown_path: self.shown,
+            max_stdout: self.max_bytes,
         }
         .run()
         .await?;
@@ -299,6 +310,30 @@ mod tests {
             "resources: [cm.yaml, ../app]\ngenerators: ['inline: yaml']\n",
         )
         .unwrap();
+        check_local_references(&root, &app).unwrap();
+    }
+
+    /// Issue 19 (low): a kustomization the parser's limits refused was let through unchecked,
+    /// so deep nesting beside a remote base hid the base from the check.
+    #[test]
+    fn a_kustomization_the_check_cannot_read_fails_closed() {
+        let repo = tempfile::tempdir().unwrap();
+        let r = repo.path();
+        std::fs::create_dir_all(r.join("app")).unwrap();
+        let root = RepoRoot::new(r).unwrap();
+        let app = root.resolve("app", "source path").unwrap();
+        let deep = format!("{}x{}", "[".repeat(300), "]".repeat(300));
+        let hostile = format!("resources: ['github.com/org/repo//base']\npatches: {deep}\n");
+        for (text, cause) in [(hostile.as_bytes(), "limit exceeded"), (&b"resources: [\xff]\n"[..], "UTF-8")]
+        {
+            std::fs::write(r.join("app/kustomization.yaml"), text).unwrap();
+            let err = check_local_references(&root, &app).unwrap_err();
+            assert_eq!(err.category(), "unchecked_kustomization", "{err}");
+            let shown = err.to_string();
+            assert!(shown.starts_with("app/kustomization.yaml cannot be checked"), "{shown}");
+            assert!(shown.to_lowercase().contains(&cause.to_lowercase()), "{shown}");
+        }
+        std::fs::write(r.join("app/kustomization.yaml"), "\n").unwrap();
         check_local_references(&root, &app).unwrap();
     }
 

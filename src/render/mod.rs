@@ -34,9 +34,9 @@ use std::{
     time::Duration,
 };
 
-pub use cache::{DEFAULT_CAPACITY, RenderCache};
+pub use cache::{DEFAULT_CAPACITY, DEFAULT_MAX_BYTES as DEFAULT_RENDER_CACHE_BYTES, RenderCache};
 pub use detect::RendererKind;
-pub use error::{ImageViolation, Origin, RenderError, Tool, UnpinnedReason};
+pub use error::{ImageViolation, Origin, RenderError, RenderLimit, Tool, UnpinnedReason};
 use kube::{ResourceExt, api::DynamicObject};
 pub use parse::Manifest;
 pub use pin_policy::PinPolicy;
@@ -55,7 +55,19 @@ pub struct RenderOptions {
     pub timeout: Duration,
     /// With `requirePinnedImages`, also require an `@sha256:` digest on every image.
     pub require_digest: bool,
+    /// Most bytes one render may be: a renderer's output, or a plain directory's manifest
+    /// files together (`--max-render-bytes`). A repository author decides the size of a render,
+    /// and ferry holds it in memory whole, so it is bounded.
+    pub max_bytes: u64,
+    /// Most objects one render may produce (`--max-render-objects`).
+    pub max_objects: usize,
 }
+
+/// Default of [`RenderOptions::max_bytes`]: 32 MiB, several times the largest real renders
+/// (charts bundling hundreds of CRDs), and a peak memory well inside the chart's 1 GiB limit.
+pub const DEFAULT_MAX_RENDER_BYTES: u64 = 32 * 1024 * 1024;
+/// Default of [`RenderOptions::max_objects`].
+pub const DEFAULT_MAX_RENDER_OBJECTS: usize = 10_000;
 
 impl Default for RenderOptions {
     fn default() -> Self {
@@ -64,6 +76,8 @@ impl Default for RenderOptions {
             helm_bin: "helm".into(),
             timeout: Duration::from_secs(60),
             require_digest: false,
+            max_bytes: DEFAULT_MAX_RENDER_BYTES,
+            max_objects: DEFAULT_MAX_RENDER_OBJECTS,
         }
     }
 }
@@ -182,6 +196,7 @@ async fn render_raw(
                 options: req.source.kustomize.as_ref(),
                 bin: &opts.kustomize_bin,
                 timeout: opts.timeout,
+                max_bytes: opts.max_bytes,
             }
             .run()
             .await?
@@ -203,15 +218,22 @@ async fn render_raw(
                 namespace: req.default_namespace,
                 bin: &opts.helm_bin,
                 timeout: opts.timeout,
+                max_bytes: opts.max_bytes,
             }
             .run()
             .await?
         }
         // Reading a large tree blocks; keep it off the runtime's worker threads.
-        RendererKind::Plain => tokio::task::spawn_blocking(move || plain::render_plain(&root, &dir))
-            .await
-            .expect("plain rendering does not panic")?,
+        RendererKind::Plain => {
+            let max_bytes = opts.max_bytes;
+            tokio::task::spawn_blocking(move || plain::render_plain(&root, &dir, max_bytes))
+                .await
+                .expect("plain rendering does not panic")?
+        }
     };
+    if manifests.len() > opts.max_objects {
+        return Err(RenderError::TooLarge { path: shown, limit: RenderLimit::Objects(opts.max_objects) });
+    }
     Ok((kind, manifests))
 }
 

@@ -72,19 +72,29 @@ pub fn parse_yaml(file: &str, text: &str) -> Result<Vec<Manifest>, RenderError> 
 /// serde-saphyr's default budget is made for configuration files: 1,024 documents and 250,000
 /// nodes per input. A renderer's output is one input holding the whole application (kustomize
 /// builds of operators run to thousands of documents and megabytes of CRD schema), so the size
-/// limits are raised far past real repositories. The alias limits, which stop "billion laughs"
-/// expansion, stay as they are.
-fn options() -> serde_saphyr::Options {
+/// limits are raised, but only so far: the text is an Application author's, and the values
+/// built from it live in ferry's memory. Each limit is about ten times the largest render
+/// [`super::DEFAULT_MAX_RENDER_BYTES`] lets through in practice, and together they keep one
+/// parse to a few hundred MiB at worst. The alias limits, which stop "billion laughs"
+/// expansion, stay as they are. Documented in the README ("Render limits").
+pub(crate) fn options() -> serde_saphyr::Options {
     serde_saphyr::options! {
         budget: serde_saphyr::budget! {
-            max_documents: 1_000_000,
-            max_nodes: 50_000_000,
-            max_events: 200_000_000,
+            max_documents: MAX_DOCUMENTS,
+            max_nodes: MAX_NODES,
+            max_events: 2 * MAX_NODES,
             max_depth: 256,
-            max_total_scalar_bytes: 1024 * 1024 * 1024,
+            max_total_scalar_bytes: MAX_SCALAR_BYTES,
         },
     }
 }
+
+/// Most YAML documents in one input.
+pub const MAX_DOCUMENTS: usize = 100_000;
+/// Most nodes (mappings, sequences, scalars) in one input.
+pub const MAX_NODES: usize = 4_000_000;
+/// Most bytes of scalars in one input.
+pub const MAX_SCALAR_BYTES: usize = 64 * 1024 * 1024;
 
 /// Line numbers of `---` document markers, to turn an error's line into a document number.
 struct DocumentMarkers {

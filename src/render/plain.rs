@@ -7,7 +7,7 @@ use std::{
 };
 
 use super::{
-    error::RenderError,
+    error::{RenderError, RenderLimit},
     parse::{Manifest, is_manifest_file, parse_file},
     paths::RepoRoot,
 };
@@ -78,12 +78,25 @@ fn walk(
     Ok(())
 }
 
-/// Reads and parses every manifest file under `dir`.
-pub(crate) fn render_plain(root: &RepoRoot, dir: &Path) -> Result<Vec<Manifest>, RenderError> {
+/// Reads and parses every manifest file under `dir`, refusing the whole render when the files
+/// hold more than `max_bytes` together (checked before each file is read).
+pub(crate) fn render_plain(
+    root: &RepoRoot,
+    dir: &Path,
+    max_bytes: u64,
+) -> Result<Vec<Manifest>, RenderError> {
     let mut manifests = Vec::new();
+    let mut total: u64 = 0;
     for file in manifest_files(root, dir)? {
-        let bytes =
-            std::fs::read(&file.path).map_err(|cause| RenderError::Io { path: file.rel.clone(), cause })?;
+        let io = |cause| RenderError::Io { path: file.rel.clone(), cause };
+        total = total.saturating_add(std::fs::metadata(&file.path).map_err(io)?.len());
+        if total > max_bytes {
+            return Err(RenderError::TooLarge {
+                path: root.display(dir),
+                limit: RenderLimit::Bytes(max_bytes),
+            });
+        }
+        let bytes = std::fs::read(&file.path).map_err(io)?;
         let text = String::from_utf8(bytes).map_err(|_| RenderError::InvalidYaml {
             origin: super::error::Origin::new(&file.rel, 1),
             cause: "the file is not UTF-8".into(),
@@ -139,17 +152,20 @@ mod tests {
         symlink("..", r.join("app/loop")).unwrap();
         let root = RepoRoot::new(r).unwrap();
         let dir = root.resolve("app", "source path").unwrap();
-        let names: Vec<String> =
-            render_plain(&root, &dir).unwrap().into_iter().map(|m| m.object.metadata.name.unwrap()).collect();
+        let names: Vec<String> = render_plain(&root, &dir, u64::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.object.metadata.name.unwrap())
+            .collect();
         assert_eq!(names, ["shared", "own"], "linked/cm.yaml sorts before own.yaml; loop/ adds nothing new");
 
         symlink(outside.path().join("secret.yaml"), r.join("app/steal.yaml")).unwrap();
-        let err = render_plain(&root, &dir).unwrap_err();
+        let err = render_plain(&root, &dir, u64::MAX).unwrap_err();
         assert_eq!(err.to_string(), "symlink app/steal.yaml escapes the repository root");
 
         std::fs::remove_file(r.join("app/steal.yaml")).unwrap();
         symlink(outside.path(), r.join("app/stealdir")).unwrap();
-        let err = render_plain(&root, &dir).unwrap_err();
+        let err = render_plain(&root, &dir, u64::MAX).unwrap_err();
         assert_eq!(err.to_string(), "symlink app/stealdir escapes the repository root");
     }
 
@@ -159,7 +175,24 @@ mod tests {
         write(repo.path(), "ok.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n");
         write(repo.path(), "sub/bad.yaml", "apiVersion: v1\nmetadata: {name: a}\n");
         let root = RepoRoot::new(repo.path()).unwrap();
-        let err = render_plain(&root, root.path()).unwrap_err();
+        let err = render_plain(&root, root.path(), u64::MAX).unwrap_err();
         assert_eq!(err.to_string(), "sub/bad.yaml (document 1, line 1): object has no kind");
+    }
+
+    #[test]
+    fn files_past_the_byte_limit_fail_the_render_naming_the_limit() {
+        let repo = tempfile::tempdir().unwrap();
+        let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n";
+        write(repo.path(), "a.yaml", cm);
+        write(repo.path(), "b.yaml", &cm.replace("name: a", "name: b"));
+        let root = RepoRoot::new(repo.path()).unwrap();
+        let both = 2 * cm.len() as u64;
+        assert_eq!(render_plain(&root, root.path(), both).unwrap().len(), 2);
+        let err = render_plain(&root, root.path(), both - 1).unwrap_err();
+        assert_eq!(err.category(), "too_large");
+        assert!(
+            err.to_string().contains(&format!("the limit of {} bytes (--max-render-bytes)", both - 1)),
+            "{err}"
+        );
     }
 }

@@ -13,9 +13,12 @@ use std::{
     time::Duration,
 };
 
-use tokio::process::Command;
+use tokio::{
+    io::{AsyncRead, ReadBuf},
+    process::Command,
+};
 
-use super::error::{RenderError, Tool};
+use super::error::{RenderError, RenderLimit, Tool};
 
 /// A proxy nobody listens on (the discard port): requests through it fail at once.
 const OFFLINE_PROXY: &str = "http://127.0.0.1:9";
@@ -41,6 +44,9 @@ pub(crate) struct ToolRun<'a> {
     pub timeout: Duration,
     /// The source path as the user wrote it, for errors.
     pub shown_path: &'a str,
+    /// Most bytes the renderer may print on stdout (`--max-render-bytes`): past it the
+    /// renderer is killed and the render fails naming the limit.
+    pub max_stdout: u64,
 }
 
 impl ToolRun<'_> {
@@ -70,35 +76,111 @@ impl ToolRun<'_> {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().map_err(|cause| match cause.kind() {
+        let mut child = cmd.spawn().map_err(|cause| match cause.kind() {
             std::io::ErrorKind::NotFound => {
                 RenderError::ToolMissing { tool: self.tool, bin: self.bin.display().to_string() }
             }
             _ => RenderError::Io { path: format!("running {} ({})", self.tool, self.bin.display()), cause },
         })?;
         let pid = child.id();
-        match tokio::time::timeout(self.timeout, child.wait_with_output()).await {
-            Ok(Ok(out)) => Ok(ToolOutput {
-                success: out.status.success(),
-                stdout: out.stdout,
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            unreachable!("both pipes were requested")
+        };
+        let max_stdout = self.max_stdout;
+        let finished = async {
+            let (out, err) = tokio::join!(
+                async {
+                    let out = read_capped(stdout, max_stdout).await;
+                    // Past the limit nobody reads the pipe any more: end the renderer (and its
+                    // children) now, or it would block on a full pipe until the timeout.
+                    if matches!(out, Ok(None)) {
+                        kill_group(pid);
+                    }
+                    out
+                },
+                read_tail(stderr, STDERR_KEEP),
+            );
+            let status = child.wait().await;
+            (out, err, status)
+        };
+        let io = |cause| RenderError::Io { path: format!("running {}", self.tool), cause };
+        match tokio::time::timeout(self.timeout, finished).await {
+            Ok((Ok(Some(stdout)), Ok(stderr), Ok(status))) => Ok(ToolOutput {
+                success: status.success(),
+                stdout,
+                stderr: String::from_utf8_lossy(&stderr).into_owned(),
             }),
-            Ok(Err(cause)) => Err(RenderError::Io { path: format!("running {}", self.tool), cause }),
+            Ok((Ok(None), _, _)) => Err(RenderError::TooLarge {
+                path: self.shown_path.to_owned(),
+                limit: RenderLimit::Bytes(max_stdout),
+            }),
+            Ok((Err(cause), _, _) | (_, Err(cause), _) | (_, _, Err(cause))) => Err(io(cause)),
             Err(_) => {
                 // Dropping the future killed the renderer itself (kill_on_drop); its children
                 // share its process group, so end them too.
-                if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-                    // SAFETY: kill(2) has no memory effects; the group is the one we created.
-                    unsafe {
-                        libc::kill(-pid, libc::SIGKILL);
-                    }
-                }
+                kill_group(pid);
                 Err(RenderError::Timeout {
                     tool: self.tool,
                     path: self.shown_path.to_owned(),
                     after: self.timeout,
                 })
             }
+        }
+    }
+}
+
+/// How much of the end of a renderer's stderr is kept: the error that stopped it is printed
+/// last, and anything before it is trimmed further by [`clean_stderr`].
+const STDERR_KEEP: usize = 64 * 1024;
+
+/// All of `pipe` if it holds at most `limit` bytes; `None` as soon as it holds more.
+async fn read_capped(mut pipe: impl AsyncRead + Unpin, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut out = Vec::new();
+    let mut chunk = vec![0; 64 * 1024];
+    loop {
+        let n = read_some(&mut pipe, &mut chunk).await?;
+        if n == 0 {
+            return Ok(Some(out));
+        }
+        out.extend_from_slice(&chunk[..n]);
+        if out.len() as u64 > limit {
+            return Ok(None);
+        }
+    }
+}
+
+/// The last `keep` bytes (about) of `pipe`, read to its end so the writer never blocks.
+async fn read_tail(mut pipe: impl AsyncRead + Unpin, keep: usize) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut chunk = vec![0; 8192];
+    loop {
+        let n = read_some(&mut pipe, &mut chunk).await?;
+        if n == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(&chunk[..n]);
+        if out.len() > 2 * keep {
+            out.drain(..out.len() - keep);
+        }
+    }
+}
+
+/// One read into `buf` (tokio's `AsyncReadExt` needs a tokio feature nothing else in the tree
+/// enables); 0 at the end of the stream.
+async fn read_some(pipe: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        let mut read = ReadBuf::new(buf);
+        std::pin::Pin::new(&mut *pipe).poll_read(cx, &mut read).map_ok(|()| read.filled().len())
+    })
+    .await
+}
+
+/// SIGKILLs the process group `pid` leads (the renderer was started as its leader).
+fn kill_group(pid: Option<u32>) {
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        // SAFETY: kill(2) has no memory effects; the group is the one we created.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
         }
     }
 }
@@ -166,6 +248,7 @@ mod tests {
             env: vec![],
             timeout,
             shown_path: "apps/x",
+            max_stdout: u64::MAX,
         };
         let err = run("/nonexistent/kustomize", &[], Duration::from_secs(5)).run().await.err().unwrap();
         assert_eq!(err.category(), "tool_missing", "{err}");
@@ -193,6 +276,37 @@ mod tests {
         }
     }
 
+    /// Issue 19, defect 13: a renderer's output was read whole. Past the limit the renderer is
+    /// killed at once (not left to the timeout) and the error names the limit.
+    #[tokio::test]
+    async fn output_past_the_limit_kills_the_renderer_and_names_the_limit() {
+        let home = tempfile::tempdir().unwrap();
+        let run = |script: &str, max_stdout| ToolRun {
+            tool: Tool::Kustomize,
+            bin: Path::new("sh"),
+            args: vec!["-c".into(), script.into()],
+            home: home.path(),
+            env: vec![],
+            timeout: Duration::from_secs(60),
+            shown_path: "apps/x",
+            max_stdout,
+        };
+        let started = std::time::Instant::now();
+        let err = run("yes ferry", 1 << 20).run().await.err().expect("endless output is refused");
+        assert!(started.elapsed() < Duration::from_secs(30), "killed, not timed out");
+        assert_eq!(err.category(), "too_large");
+        assert_eq!(
+            err.to_string(),
+            "apps/x: the render exceeds the limit of 1048576 bytes (--max-render-bytes); split the Application or raise the limit"
+        );
+        let out = run("printf 12345", 5).run().await.unwrap();
+        assert_eq!(out.stdout, b"12345");
+        assert!(run("printf 123456", 5).run().await.is_err());
+        // stderr is drained whatever its size and only its end is kept.
+        let out = run("yes e | head -c 1000000 >&2; echo THE END >&2", 5).run().await.unwrap();
+        assert!(out.stderr.len() <= 2 * STDERR_KEEP && out.stderr.ends_with("THE END\n"));
+    }
+
     #[tokio::test]
     async fn environment_is_cleared() {
         let home = tempfile::tempdir().unwrap();
@@ -204,6 +318,7 @@ mod tests {
             env: vec![("HELM_CACHE_HOME", home.path().join("cache"))],
             timeout: Duration::from_secs(10),
             shown_path: ".",
+            max_stdout: u64::MAX,
         }
         .run()
         .await

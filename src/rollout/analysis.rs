@@ -59,7 +59,7 @@ pub struct ConditionError {
 impl Condition {
     pub fn parse(text: &str) -> Result<Condition, ConditionError> {
         let tokens = tokenize(text)?;
-        let mut parser = Parser { text, tokens, pos: 0 };
+        let mut parser = Parser { text, tokens, pos: 0, depth: 0 };
         let condition = parser.or()?;
         match parser.peek() {
             None => Ok(condition),
@@ -187,7 +187,13 @@ struct Parser<'a> {
     text: &'a str,
     tokens: Vec<(usize, Token)>,
     pos: usize,
+    /// `(` and `not` open right now: the parser recurses on each, and a condition is an
+    /// author's text, so the depth is bounded rather than left to the stack.
+    depth: usize,
 }
+
+/// Deepest nesting of parentheses and `not` a condition may have.
+const MAX_DEPTH: usize = 32;
 
 impl Parser<'_> {
     fn error(&self, at: usize, message: String) -> ConditionError {
@@ -223,6 +229,18 @@ impl Parser<'_> {
     }
 
     fn unary(&mut self) -> Result<Condition, ConditionError> {
+        if let Some((at, Token::Not | Token::Open)) = self.peek()
+            && self.depth >= MAX_DEPTH
+        {
+            return Err(self.error(at, format!("nested more than {MAX_DEPTH} levels deep")));
+        }
+        self.depth += 1;
+        let parsed = self.nested();
+        self.depth -= 1;
+        parsed
+    }
+
+    fn nested(&mut self) -> Result<Condition, ConditionError> {
         match self.peek() {
             Some((_, Token::Not)) => {
                 self.pos += 1;

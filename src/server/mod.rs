@@ -8,8 +8,11 @@
 //!   every Application that follows the pushed repository and ref (as `ferry sync` does).
 //!
 //! Bad requests get a 4xx with a reason, bodies are limited to [`MAX_BODY_BYTES`]. Payload
-//! parsing, signatures and matching are pure functions in [`webhook`].
+//! parsing, signatures and matching are pure functions in [`webhook`]. Slow clients are bounded
+//! in [`conn`]: header and body read timeouts, and a connection limit that sheds slow clients
+//! before it refuses a probe.
 
+pub mod conn;
 mod readiness;
 mod secret;
 pub mod webhook;
@@ -96,7 +99,7 @@ pub async fn serve(
     state: ServerState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    conn::serve(listener, router(state), conn::Limits::for_this_process(), shutdown).await
 }
 
 /// A server running in its own task.

@@ -305,16 +305,22 @@ pub fn repo_key(url: &str) -> Option<String> {
         (_, Some(host)) => (host, after_scheme.split_once('/').map_or("", |(_, path)| path)),
         (_, None) => return None,
     };
-    let path = path.trim_matches('/');
-    let path = match path.len().checked_sub(4) {
-        Some(cut) if path[cut..].eq_ignore_ascii_case(".git") => &path[..cut],
-        _ => path,
-    };
-    let path = path.trim_end_matches('/');
+    let path = without_git_suffix(path.trim_matches('/')).trim_end_matches('/');
     if path.is_empty() {
         return None;
     }
     Some(format!("{prefix}/{path}").to_lowercase())
+}
+
+/// `path` without a trailing `.git` in any case. The repository URL is an Application author's
+/// text: the cut is checked to be a character boundary, never sliced blind (a multi-byte
+/// character before the last four bytes used to panic every webhook request).
+fn without_git_suffix(path: &str) -> &str {
+    let cut = path.len().saturating_sub(4);
+    match path.get(cut..) {
+        Some(tail) if tail.eq_ignore_ascii_case(".git") => &path[..cut],
+        _ => path,
+    }
 }
 
 /// The repository keys of a push (every URL of the payload that parses).
@@ -444,6 +450,19 @@ mod tests {
         for bad in ["", "not a url", "https://github.com/", "ftp://h/r", "https://h/.git"] {
             assert_eq!(repo_key(bad), None, "{bad}");
         }
+    }
+
+    /// Issue 19, defect 4: a multi-byte character four bytes from the end of an Application's
+    /// repository path made the `.git` check slice inside it and panic every signed webhook.
+    #[test]
+    fn repo_keys_of_multi_byte_paths_do_not_panic() {
+        assert_eq!(repo_key("git@h:éabc").as_deref(), Some("h/éabc"));
+        assert_eq!(repo_key("git@h:abé").as_deref(), Some("h/abé"));
+        assert_eq!(repo_key("ssh://git@h/o/r€").as_deref(), Some("h/o/r%e2%82%ac"));
+        assert_eq!(repo_key("file:///o/€.GIT").as_deref(), Some("file:/o/€"));
+        assert_eq!(without_git_suffix("é.git"), "é");
+        assert_eq!(without_git_suffix("😀"), "😀");
+        assert_eq!(without_git_suffix("git"), "git");
     }
 
     fn r(kind: &str, v: &str) -> GitRef {

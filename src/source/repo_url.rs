@@ -62,6 +62,10 @@ impl RepoUrl {
             return Err(invalid("the URL contains whitespace or control characters"));
         }
         match input.split_once("://") {
+            // Not a scheme (`user:pass://x@host`): never echoed, it may hold a secret.
+            Some((scheme, _)) if !is_scheme(scheme) => {
+                Err(invalid("the text before :// is not a URL scheme"))
+            }
             Some((scheme, _)) => {
                 parse_with_scheme(input, &scheme.to_ascii_lowercase()).map_err(|m| invalid(&m))
             }
@@ -258,25 +262,32 @@ fn parse_scp_like(input: &str) -> Result<RepoUrl, String> {
     })
 }
 
-/// Best-effort redaction of a URL that failed to parse: drop everything between `://` and the
-/// last `@` of the authority, so a malformed URL with a password still never reaches a message.
+/// Whether `s` is a URL scheme (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`).
+fn is_scheme(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+}
+
+/// Best-effort redaction of a URL that failed to parse. A password may hold any character
+/// (`/`, `:`, `?`, `#` and `@` too), so the end of the authority cannot be found reliably:
+/// everything between the scheme and the **last** `@` goes. An SSH user (`ssh://user@`, scp-like
+/// `user@host:`) is not a secret and stays when it is a plain name.
 pub(crate) fn redact_unparsed(input: &str) -> String {
-    let Some((scheme, rest)) = input.split_once("://") else {
+    // Only a real scheme counts: in `user:pass://x@host` the text before `://` is a password.
+    let (scheme, rest) = match input.split_once("://") {
+        Some((scheme, rest)) if is_scheme(scheme) => (Some(scheme), rest),
+        _ => (None, input),
+    };
+    let Some(at) = rest.rfind('@') else {
         return input.to_string();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rfind('@') {
-        Some(at) if !scheme.eq_ignore_ascii_case("ssh") => {
-            format!("{scheme}://{}{path}", &authority[at + 1..])
-        }
-        Some(at) => {
-            let userinfo = &authority[..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}@{}{path}", &authority[at + 1..])
-        }
-        None => input.to_string(),
-    }
+    let (userinfo, host_and_path) = (&rest[..at], &rest[at + 1..]);
+    let ssh = scheme.is_none_or(|s| ["ssh", "git+ssh", "ssh+git"].iter().any(|t| s.eq_ignore_ascii_case(t)));
+    let user = userinfo.split(':').next().unwrap_or("");
+    let plain = !user.is_empty() && user.chars().all(|c| c.is_ascii_alphanumeric() || "._~-".contains(c));
+    let user_at = if ssh && plain { format!("{user}@") } else { String::new() };
+    let scheme = scheme.map(|s| format!("{s}://")).unwrap_or_default();
+    format!("{scheme}{user_at}{host_and_path}")
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -410,5 +421,25 @@ mod tests {
         assert_eq!(redact_unparsed("https://u:p@h/x"), "https://h/x");
         assert_eq!(redact_unparsed("ssh://git:p@h/x"), "ssh://git@h/x");
         assert_eq!(redact_unparsed("https://h/x"), "https://h/x");
+    }
+
+    /// Issue 19 (low): the authority used to end at the first `/`, so a password holding one
+    /// was printed whole into status, Events, logs and the `repo` label of `/metrics`.
+    #[test]
+    fn redact_unparsed_drops_passwords_holding_slashes_and_at_signs() {
+        let cases = [
+            ("https://u:hun/ter2@h/x", "https://h/x"),
+            ("https://u:hun/ter2@/x", "https:///x"),
+            ("ssh://git:hun/ter2@h/x", "ssh://git@h/x"),
+            ("git+ssh://git:hun?ter2@h/x", "git+ssh://git@h/x"),
+            ("git:hun/ter2@h:x", "git@h:x"),
+            ("a:b/hunter2#c@h:x y", "a@h:x y"),
+            ("u:hun://ter2@h/x", "u@h/x"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redact_unparsed(input), want, "{input}");
+            let err = RepoUrl::parse(input).map(|u| u.to_string()).unwrap_or_else(|e| e.to_string());
+            assert!(!err.contains("ter2"), "{input}: {err}");
+        }
     }
 }

@@ -175,6 +175,9 @@ fn credential(
         .or(access.url.username())
         .or(creds.and_then(|c| c.username.as_deref()))
         .unwrap_or("git");
+    // A username can be a token (`https://<token>@host`, or a Secret's `username`), so messages
+    // say where the user came from, never who it is.
+    let user_origin = user_origin(username_from_url.or(access.url.username()).is_some(), creds.is_some());
 
     if allowed.contains(CredentialType::USERNAME) {
         return Cred::username(ssh_user);
@@ -185,7 +188,7 @@ fn credential(
         && let Some(identity) = creds.and_then(|c| c.identity.as_deref())
     {
         if observed.tried_key.replace(true) {
-            return Err(auth_failed(&format!("the server rejected the SSH key for user {ssh_user:?}")));
+            return Err(auth_failed(&format!("the server rejected the SSH key for {user_origin}")));
         }
         return Cred::ssh_key_from_memory(ssh_user, None, identity, None).map_err(|e| {
             auth_failed(&format!(
@@ -195,16 +198,18 @@ fn credential(
         });
     }
     if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-        let (user, password) = match creds.and_then(|c| c.username.as_deref().zip(c.password.as_deref())) {
-            Some(pair) => pair,
+        let (user, password, origin) = match creds
+            .and_then(|c| c.username.as_deref().zip(c.password.as_deref()))
+        {
+            Some((user, password)) => (user, password, "the Secret's username and password"),
             None => match access.url.username().zip(access.url.password()) {
-                Some(pair) => pair,
+                Some((user, password)) => (user, password, "the username and password in the URL"),
                 None if creds.is_some_and(|c| c.bearer_token.is_some()) => {
                     return Err(auth_failed("the server rejected the bearer token"));
                 }
                 None if access.url.transport() == Transport::Ssh => {
                     return Err(auth_failed(&format!(
-                        "the server wants an SSH key or password for user {ssh_user:?}, and the Secret has neither (identity)"
+                        "the server wants an SSH key or password for {user_origin}, and the Secret has neither (identity)"
                     )));
                 }
                 None => {
@@ -215,16 +220,25 @@ fn credential(
             },
         };
         if observed.tried_password.replace(true) {
-            return Err(auth_failed(&format!("the server rejected the username/password for user {user:?}")));
+            return Err(auth_failed(&format!("the server rejected {origin}")));
         }
         return Cred::userpass_plaintext(user, password);
     }
     if allowed.contains(CredentialType::SSH_KEY) {
         return Err(auth_failed(&format!(
-            "the server wants an SSH key for user {ssh_user:?} and the Secret has none (identity)"
+            "the server wants an SSH key for {user_origin} and the Secret has none (identity)"
         )));
     }
     Err(auth_failed("the server asks for an authentication method ferry does not support"))
+}
+
+/// Where the user libgit2 authenticates as came from, for messages that must not name it.
+fn user_origin(in_url: bool, has_secret: bool) -> &'static str {
+    match (in_url, has_secret) {
+        (true, _) => "the user in the URL",
+        (false, true) => "the Secret's username (or git)",
+        (false, false) => "the user git",
+    }
 }
 
 fn check_host_key(
@@ -525,6 +539,30 @@ mod tests {
             }
             assert!(shown.contains("https://git.example.com/r.git"), "{shown}");
         }
+    }
+
+    /// Issue 19 (low): a rejected username/password or key named the user, and a username can
+    /// be a token. Every refusal the credentials callback builds names where the user came from.
+    #[test]
+    fn auth_failures_never_name_the_user() {
+        let mut a = access("https://git.example.com/r.git");
+        a.credentials.as_mut().unwrap().username = Some("ghp_UserToken".into());
+        let plain = CredentialType::USER_PASS_PLAINTEXT;
+        let observed = Observed::default();
+        assert!(credential(&a, &observed, None, plain).is_ok(), "the first try is made");
+        let err = credential(&a, &observed, None, plain).err().expect("the second try is refused");
+        let recorded = observed.failure.borrow().as_ref().map(ToString::to_string).unwrap_or_default();
+        for shown in [err.message().to_string(), recorded] {
+            assert!(shown.contains("the Secret's username and password"), "{shown}");
+            assert!(!shown.contains("ghp_UserToken"), "{shown}");
+        }
+
+        let mut ssh = access("ssh://git.example.com/r.git");
+        ssh.credentials.as_mut().unwrap().username = Some("ghp_UserToken".into());
+        let observed = Observed::default();
+        let err = credential(&ssh, &observed, None, CredentialType::SSH_KEY).err().expect("no identity");
+        assert!(err.message().contains("the Secret's username"), "{}", err.message());
+        assert!(!err.message().contains("ghp_UserToken"), "{}", err.message());
     }
 
     #[test]

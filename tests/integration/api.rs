@@ -138,19 +138,19 @@ fn bad_specs() -> Vec<BadSpec> {
             case: "negative-interval",
             spec: "interval: -5m",
             field: "spec.interval",
-            message: "interval must be a positive duration",
+            message: "interval must be a duration from 1s to 8760h",
         },
         BadSpec {
             case: "unparsable-interval",
             spec: "interval: soon",
             field: "spec.interval",
-            message: "interval must be a positive duration",
+            message: "interval must be a duration from 1s to 8760h",
         },
         BadSpec {
             case: "zero-interval",
             spec: "interval: 0s",
             field: "spec.interval",
-            message: "interval must be a positive duration",
+            message: "interval must be a duration from 1s to 8760h",
         },
         BadSpec {
             case: "weight-over-100",
@@ -198,7 +198,38 @@ fn bad_specs() -> Vec<BadSpec> {
             case: "analysis-interval-zero",
             spec: "strategy: {canary: {workload: {name: web}, steps: [{analysis: {metrics: [{name: errors, prometheus: {query: up}, interval: 0s, failureCondition: result > 1}]}}]}}",
             field: "spec.strategy.canary.steps[0].analysis.metrics[0].interval",
-            message: "interval must be a duration of at least 1s",
+            message: "interval must be a duration from 1s to 8760h",
+        },
+        // Issue 19: durations past ferry's bound, and a release name helm would read as a flag.
+        BadSpec {
+            case: "interval-past-a-year",
+            spec: "interval: 8761h",
+            field: "spec.interval",
+            message: "interval must be a duration from 1s to 8760h",
+        },
+        BadSpec {
+            case: "huge-progress-deadline",
+            spec: "strategy: {canary: {workload: {name: web}, steps: [{setWeight: 50}], progressDeadline: 99999999999999999999h}}",
+            field: "spec.strategy.canary.progressDeadline",
+            message: "at most 8760h",
+        },
+        BadSpec {
+            case: "pause-past-a-year",
+            spec: "strategy: {canary: {workload: {name: web}, steps: [{pause: {duration: 8761h}}]}}",
+            field: "spec.strategy.canary.steps[0].pause.duration",
+            message: "must be a duration of at most 8760h",
+        },
+        BadSpec {
+            case: "scale-down-delay-past-a-year",
+            spec: "strategy: {blueGreen: {workload: {name: web}, activeService: web, scaleDownDelay: 525601m}}",
+            field: "spec.strategy.blueGreen.scaleDownDelay",
+            message: "must be a duration of at most 8760h",
+        },
+        BadSpec {
+            case: "release-name-flag",
+            spec: "source: {repoURL: 'https://git.example.com/a.git', ref: {branch: main}, helm: {releaseName: '--output-dir=/tmp/x'}}",
+            field: "spec.source.helm.releaseName",
+            message: "should match",
         },
         BadSpec {
             case: "absolute-path",

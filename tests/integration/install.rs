@@ -147,6 +147,8 @@ fn bad_values_are_refused_by_the_values_schema() {
         (&["--set", "extraEnv[0].name=FERRY_ALLOW_FILE_URLS"], "/extraEnv/0/name"),
         (&["--set", "tenancy.defaultServiceAccount=Not_A_Name"], "/tenancy/defaultServiceAccount"),
         (&["--set", "tenancy.lockdown=true"], "lockdown"),
+        (&["--set", "render.maxBytes=32MB"], "/render/maxBytes"),
+        (&["--set", "render.maxObjects=0"], "/render/maxObjects"),
     ];
     for (args, field) in cases {
         let mut all = vec!["template", "ferry", chart.to_str().unwrap(), "--namespace", "ferry-system"];

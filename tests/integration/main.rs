@@ -12,6 +12,7 @@ mod cluster;
 mod dashboard;
 mod diff;
 mod git_fixture;
+mod hardening;
 mod install;
 mod leader;
 mod metrics;

@@ -39,6 +39,7 @@ fn options() -> RenderOptions {
         helm_bin: helm_bin(),
         timeout: Duration::from_secs(60),
         require_digest: false,
+        ..Default::default()
     }
 }
 

@@ -169,6 +169,11 @@ impl Ferry {
         rest.split(|c: char| c.is_whitespace() || c == '"' || c == ',').next().unwrap_or_default().to_string()
     }
 
+    /// The current process's PID, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the current process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))

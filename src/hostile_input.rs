@@ -1,0 +1,247 @@
+//! Property tests: no input an Application author, a Git repository or a webhook sender controls
+//! makes a parser panic or a redaction leak (issue 19). They run in `cargo test` (so in
+//! `make test`) with a fixed number of cases each and no persisted failure files, a few
+//! seconds in all; a crash they find is fixed and kept as an explicit regression case below.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::{prelude::*, test_runner::Config};
+use serde_json::{Value, json};
+
+use crate::{
+    api::{Application, ApplicationSpec},
+    controller::duration,
+    render::parse::{parse_json, parse_yaml},
+    rollout::analysis::{Condition, render_query},
+    server::webhook::{self, PushedRef},
+    source::{RepoUrl, repo_url::redact_unparsed},
+};
+
+/// Cases per property: enough to find the shallow crashes this is for, few enough that the
+/// whole module takes seconds on a shared CI machine.
+fn config() -> Config {
+    Config { cases: 256, failure_persistence: None, ..Config::default() }
+}
+
+/// Text made of the pieces a parser cares about, glued at random, plus any characters.
+fn pieces(alphabet: &'static [&'static str]) -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        3 => proptest::sample::select(alphabet).prop_map(str::to_string),
+        1 => any::<char>().prop_map(|c| c.to_string()),
+        1 => "[a-z0-9]{1,6}",
+    ];
+    proptest::collection::vec(piece, 0..48).prop_map(|v| v.concat())
+}
+
+const YAML: &[&str] = &[
+    "---\n",
+    "...\n",
+    "\n",
+    "  ",
+    "- ",
+    ": ",
+    "? ",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    "&a ",
+    "*a",
+    "!!str ",
+    "!t ",
+    "|\n",
+    ">-\n",
+    "'",
+    "\"",
+    "#",
+    "%YAML 1.2\n",
+    "<<: ",
+    "apiVersion: v1\n",
+    "kind: List\n",
+    "kind: ConfigMap\n",
+    "metadata: {name: x}\n",
+    "items: ",
+    "null",
+    "~",
+    "1e999",
+    "0x1F",
+    "é",
+    "\t",
+];
+
+const DURATION: &[&str] = &["0", "9", "99999999999", ".", "ms", "s", "m", "h", "1h", "é", "-", "+"];
+
+const CONDITION: &[&str] = &[
+    "result", "(", ")", "!", "not ", "&&", "||", " and ", " or ", "<", "<=", ">", ">=", "==", "!=", "=", "0",
+    "1e308", "1e999", "-", ".5", "NaN", " ", "é",
+];
+
+const TEMPLATE: &[&str] = &["{{", "}}", "{", "}", " ", "revision", "namespace", "é", "{{revision}}"];
+
+/// JSON values of bounded size and depth.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        ".{0,24}".prop_map(Value::String),
+        "(https?|ssh|git|file)://[a-zé.]{0,8}(:[0-9]{1,6})?/[a-zé/.]{0,12}".prop_map(Value::String),
+        "[a-z]{0,4}@[a-z.]{0,6}:[a-zé/]{0,8}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            proptest::collection::btree_map(payload_key(), inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// The keys the webhook parsers look at, and others.
+fn payload_key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        proptest::sample::select(
+            &[
+                "ref",
+                "after",
+                "deleted",
+                "repository",
+                "project",
+                "repoURL",
+                "clone_url",
+                "ssh_url",
+                "git_url",
+                "html_url",
+                "url",
+                "git_http_url",
+                "git_ssh_url",
+                "web_url",
+                "http_url",
+                "homepage",
+            ][..]
+        )
+        .prop_map(str::to_string),
+        "[a-z]{1,6}",
+    ]
+}
+
+fn app_on(repo_url: &str) -> Application {
+    let spec: ApplicationSpec = serde_json::from_value(json!({
+        "source": {"repoURL": repo_url, "ref": {"branch": "main"}},
+    }))
+    .expect("a minimal spec");
+    Application::new("a", spec)
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn yaml_and_json_parsing_never_panics(text in pieces(YAML)) {
+        let _ = parse_yaml("f.yaml", &text);
+        let _ = parse_json("f.json", &text);
+    }
+
+    #[test]
+    fn durations_never_panic_and_stay_within_the_bound(text in pieces(DURATION)) {
+        prop_assert!(duration::parse(&text).is_none_or(|d| d <= duration::MAX));
+    }
+
+    #[test]
+    fn whole_durations_parse_exactly_up_to_the_bound(n in 0u64..20_000_000, unit in 0usize..4) {
+        let (name, nanos) = [("ms", 1_000_000u128), ("s", 1_000_000_000), ("m", 60_000_000_000), ("h", 3_600_000_000_000)][unit];
+        let want = u128::from(n) * nanos;
+        let parsed = duration::parse(&format!("{n}{name}"));
+        if want <= duration::MAX.as_nanos() {
+            prop_assert_eq!(parsed.map(|d| d.as_nanos()), Some(want));
+        } else {
+            prop_assert_eq!(parsed, None);
+        }
+    }
+
+    #[test]
+    fn conditions_never_panic(text in pieces(CONDITION), result in any::<f64>()) {
+        if let Ok(condition) = Condition::parse(&text) {
+            let _ = condition.holds(result);
+        }
+    }
+
+    #[test]
+    fn query_templates_never_panic(text in pieces(TEMPLATE)) {
+        let vars = BTreeMap::from([("revision", "r".to_string()), ("namespace", "n".to_string())]);
+        let _ = render_query(&text, &vars);
+    }
+
+    #[test]
+    fn webhook_payloads_never_panic(payload in json_value(), raw in proptest::collection::vec(any::<u8>(), 0..64), event in ".{0,12}") {
+        let body = serde_json::to_vec(&payload).expect("JSON serializes");
+        for body in [&body[..], &raw[..]] {
+            for hook in [
+                webhook::parse_github(Some("push"), body),
+                webhook::parse_github(Some(&event), body),
+                webhook::parse_gitlab(Some("Push Hook"), body),
+                webhook::parse_gitlab(Some(&event), body),
+                webhook::parse_generic(body),
+            ] {
+                if let Ok(webhook::Hook::Push(push)) = hook {
+                    let keys = webhook::push_keys(&push);
+                    let _ = push.repo_for_log();
+                    for url in &push.repo_urls {
+                        let _ = webhook::concerns(&app_on(url), &keys, &push.git_ref);
+                    }
+                }
+            }
+            let _ = webhook::verify_signature(webhook::GENERIC_SIGNATURE, b"key", body, Some(body));
+            let _ = webhook::verify_token(webhook::GITLAB_TOKEN, b"key", Some(body));
+        }
+    }
+
+    /// Any repository URL an Application may hold, matched against any push: the panic that
+    /// dropped every signed webhook (issue 19, defect 4) lived here.
+    #[test]
+    fn repository_keys_never_panic(url in ".{0,40}", pushed in ".{0,40}") {
+        let keys: BTreeSet<String> = webhook::repo_key(&pushed).into_iter().collect();
+        let _ = webhook::concerns(&app_on(&url), &keys, &PushedRef::parse(&pushed));
+        let _ = RepoUrl::parse(&url).map(|u| u.cache_key());
+    }
+
+    /// Whatever surrounds it, a password in a repository URL reaches no message, label or key.
+    #[test]
+    fn repository_urls_never_leak_their_password(
+        scheme in proptest::sample::select(&["https://", "http://", "ssh://", "git+ssh://", "file://", "ftp://", "HTTPS://", ""][..]),
+        user in "[a-z]{0,5}",
+        secret in "\\PC{1,10}",
+        host in "[a-z.]{0,8}(:[0-9]{1,5})?",
+        path in "[a-z/:]{0,10}",
+    ) {
+        let password = format!("Zq{secret}qZ");
+        let input = format!("{scheme}{user}:{password}@{host}{path}");
+        let mut shown = vec![redact_unparsed(&input)];
+        match RepoUrl::parse(&input) {
+            Ok(url) => shown.extend([
+                url.redacted().to_string(),
+                url.remote_url().to_string(),
+                url.normalized().to_string(),
+                url.cache_key(),
+                format!("{url:?} {url}"),
+            ]),
+            Err(err) => shown.push(format!("{err} {err:?}")),
+        }
+        for text in shown {
+            prop_assert!(!text.contains(&password), "{:?} leaked from {:?}: {}", password, input, text);
+        }
+    }
+}
+
+/// Regression cases: inputs that crashed or leaked before issue 19's fixes.
+#[test]
+fn regressions() {
+    assert_eq!(duration::parse("99999999999999999999h"), None);
+    assert_eq!(webhook::repo_key("git@h:éabc").as_deref(), Some("h/éabc"));
+    assert!(!redact_unparsed("https://u:pa/ss@h/x").contains("pa/ss"));
+    let deep = format!("{}result > 1{}", "(".repeat(100_000), ")".repeat(100_000));
+    assert!(Condition::parse(&deep).is_err());
+    let nots = format!("{}result > 1", "!".repeat(100_000));
+    assert!(Condition::parse(&nots).is_err());
+}
