@@ -9,6 +9,7 @@ pub mod appset;
 pub mod cli;
 pub mod controller;
 pub mod diff;
+pub mod duration;
 pub mod health;
 pub mod metrics;
 pub mod plan;

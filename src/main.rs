@@ -382,8 +382,7 @@ fn client_command(command: impl std::future::Future<Output = Result<String, Stri
 
 /// A Go-style duration flag (`15s`, `1m30s`, `500ms`).
 fn go_duration(text: &str) -> Result<Duration, String> {
-    controller::duration::parse(text)
-        .ok_or_else(|| format!("`{text}` is not a duration like 15s, 1m or 500ms"))
+    ferry::duration::parse(text).ok_or_else(|| format!("`{text}` is not a duration like 15s, 1m or 500ms"))
 }
 
 /// A size flag: bytes, or a number with a K/M/G/T (powers of 1000) or Ki/Mi/Gi/Ti suffix.

@@ -30,10 +30,11 @@ use crate::{
         GitRef, conditions as c,
     },
     controller::{
-        Context, duration,
+        Context,
         status::{self, Phase},
         sync,
     },
+    duration,
     source::SourceSpec,
 };
 

@@ -10,7 +10,6 @@
 mod claims;
 mod context;
 mod delivery;
-pub mod duration;
 mod events;
 pub mod hooks;
 pub mod leader;

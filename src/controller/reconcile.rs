@@ -19,7 +19,7 @@ use kube::{
 
 use super::{
     context::Context,
-    delivery, duration, events,
+    delivery, events,
     memory::AppMemory,
     status::{self, Phase},
     sync::{self, Attempt, SyncError, SyncState, count},
@@ -30,6 +30,7 @@ use crate::{
         SyncStatusCode, VerificationPhase, conditions as c,
     },
     apply::{AppRef, Applier, FIELD_MANAGER, prune_candidates},
+    duration,
     metrics::{DeploymentResult, Stage},
 };
 use tracing::Instrument;

@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use super::{
     context::Context,
-    duration, hooks,
+    hooks,
     memory::{AppMemory, Known, ObjKey, PreparedObjects, SourceMemo, SplitRender, keeps_live},
     rollout,
     watches::Seen,
@@ -37,6 +37,7 @@ use crate::{
         AppRef, Applier, ApplyError, MANIFEST_HASH, Ownership, PruneRefused, all_previously_set, describe,
         inventory_entry, is_prune_disabled, label_object, manifest_hash, ownership_of, prune_candidates,
     },
+    duration,
     health::{self, ObjectHealth, ObjectName},
     metrics::Stage,
     plan::{Difference, Phase, first_difference, phase_of},

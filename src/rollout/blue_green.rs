@@ -24,7 +24,7 @@ use super::canary::{
 use super::{canary::Canary, lifecycle};
 use crate::{
     api::{Analysis, BlueGreenStrategy, HealthStatusCode, RolloutPhase, RolloutStatus},
-    controller::duration,
+    duration,
 };
 
 const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(30);

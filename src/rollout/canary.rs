@@ -22,7 +22,7 @@ use crate::{
         Analysis, AnalysisMetric, AnalysisStatus, CanaryStep, CanaryStrategy, HealthStatusCode, Measurement,
         MetricStatus, NoDataPolicy, RolloutPhase, RolloutStatus,
     },
-    controller::duration,
+    duration,
 };
 
 /// Measurements kept in status, newest first.
