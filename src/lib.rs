@@ -17,6 +17,7 @@ pub mod render;
 pub mod rollout;
 pub mod server;
 pub mod source;
+pub mod startup;
 pub mod telemetry;
 pub mod tenancy;
 

@@ -3,7 +3,7 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use ferry::{controller, telemetry};
+use ferry::{controller, startup, telemetry};
 
 #[derive(Parser, Debug)]
 #[command(name = "ferry", version = ferry::VERSION, about = "GitOps reconciliation agent for Kubernetes")]
@@ -276,7 +276,7 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
             };
-            let opts = controller::RunOptions {
+            let opts = startup::RunOptions {
                 api_timeout: Duration::from_secs(api_timeout_seconds),
                 namespace,
                 cache_dir: cache_dir.unwrap_or_else(controller::default_cache_dir),
@@ -310,7 +310,7 @@ fn main() -> ExitCode {
                 leader,
                 shard,
             };
-            match runtime.block_on(controller::run(opts)) {
+            match runtime.block_on(startup::run(opts)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => fail(&err.to_string()),
             }
