@@ -42,7 +42,7 @@ use crate::{
     metrics::Stage,
     plan::{Difference, Phase, first_difference, phase_of},
     render::{RenderError, RenderRequest},
-    rollout::{canary::Decision, workload as rollout_workload},
+    rollout::{types::Decision, workload as rollout_workload},
     source::{Credentials, Revision, Snapshot, SourceError, SourceSpec},
     tenancy::{Refusal, Target},
 };
