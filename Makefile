@@ -27,7 +27,8 @@ help:
 	@echo "                   render (1,000 objects) -> target/bench/render.txt, sync (ferry vs kubectl apply)"
 	@echo "                   -> target/bench/sync.txt, git push + webhook -> target/bench/webhook.txt"
 	@echo "make bench-quick   a reduced ferry-next-to-Flux run in minutes -> target/bench/compare-quick.md"
-	@echo "make lint          cargo fmt --check and clippy with warnings as errors"
+	@echo "make lint          cargo fmt --check, clippy with warnings as errors, and no import cycles"
+	@echo "                   among src/'s modules (scripts/check-cycles.py)"
 	@echo "make testenv-up    build (once) and start the local control plane"
 	@echo "make testenv-down  stop it"
 
@@ -49,6 +50,7 @@ build:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	scripts/check-cycles.py
 
 crds:
 	cargo run -q -- crd > crds/application.yaml

@@ -1,21 +1,38 @@
 //! The controller: kube-runtime's `Controller` over Applications, with the sync pipeline of
 //! [`sync`] as its reconcile. `ferry run` wires it up in [`crate::startup`].
 //!
+//! From the top down (each module uses only those below it; `scripts/check-cycles.py` checks):
+//!
 //! - [`reconcile`]: finalizer, status writing, events, requeue and error policy.
 //! - [`sync`]: fetch -> render -> plan -> validate -> apply -> prune -> health.
-//! - `watches`: metadata-only watches of managed objects (drift, health, free steady state).
+//! - [`hooks`]: PostSync hooks: split from the render, run once synced and Healthy, cleaned up.
+//! - `rollout`: the controller's side of a rollout (live Deployments in, rewritten objects out).
+//! - `prunable`: what a prune or a hook clean-up may delete (exists, is this Application's).
+//! - `events`: Kubernetes Events on Applications (best effort).
+//! - `context`: what every reconcile shares: clients, caches, discovery, watches, memory.
 //! - `memory`: what is remembered per Application between reconciles.
+//! - `watches`: metadata-only watches of managed objects (drift, health, free steady state).
+//! - `claims`: objects two Applications claim, and telling the owner once.
+//! - `delivery`: the delivery (DORA) figures, a small state machine over plain data.
+//! - [`error`]: [`error::SyncError`], one variant per stage.
 //! - [`status`]: kstatus conditions and history as pure functions.
+//! - `promotion`: `ref.fromApplication` followers, woken when what they follow verifies.
+//!
+//! Start-up pieces [`crate::startup`] uses: `preflight` (is the API server there, is the CRD
+//! installed), [`leader`] (Lease-based leader election), [`shard`] (which Applications this
+//! replica owns).
 
 mod claims;
 mod context;
 mod delivery;
+pub mod error;
 mod events;
 pub mod hooks;
 pub mod leader;
 mod memory;
 mod preflight;
 mod promotion;
+mod prunable;
 pub mod reconcile;
 mod rollout;
 pub mod shard;

@@ -19,8 +19,8 @@ use serde_json::Value;
 
 use super::{
     context::Context,
+    error::SyncError,
     memory::{AppMemory, ObjKey},
-    sync::SyncError,
     watches::Seen,
 };
 use crate::{

@@ -23,8 +23,10 @@ use serde_json::Value;
 
 use super::{
     context::Context,
+    error::SyncError,
     hooks,
-    memory::{AppMemory, Known, ObjKey, PreparedObjects, SourceMemo, SplitRender, keeps_live},
+    memory::{AppMemory, Known, ObjKey, Prepared, PreparedObjects, SourceMemo, SplitRender, keeps_live},
+    prunable::{CREATED_NAMESPACE, Prunable, is_namespace, prunable},
     rollout,
     watches::Seen,
 };
@@ -34,102 +36,21 @@ use crate::{
         VerificationStatus,
     },
     apply::{
-        AppRef, Applier, ApplyError, MANIFEST_HASH, Ownership, PruneRefused, all_previously_set, describe,
-        inventory_entry, is_prune_disabled, label_object, manifest_hash, ownership_of, prune_candidates,
+        AppRef, Applier, ApplyError, MANIFEST_HASH, Ownership, all_previously_set, describe, inventory_entry,
+        label_object, manifest_hash, ownership_of, prune_candidates,
     },
     duration,
     health::{self, ObjectHealth, ObjectName},
     metrics::Stage,
     plan::{Difference, Phase, first_difference, phase_of},
-    render::{RenderError, RenderRequest},
+    render::RenderRequest,
     rollout::{types::Decision, workload as rollout_workload},
-    source::{Credentials, Revision, Snapshot, SourceError, SourceSpec},
-    tenancy::{Refusal, Target},
+    source::{Credentials, Revision, Snapshot, SourceSpec},
+    tenancy::Target,
 };
 
 /// How many objects a message lists before saying "and N more".
 const LISTED: usize = 3;
-
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    /// The Application may not run as it is configured (service account).
-    #[error("{0}")]
-    Access(String),
-    #[error("reading Git credentials: {0}")]
-    Credentials(String),
-    #[error("{0}")]
-    Fetch(#[source] SourceError),
-    #[error("rendering {revision}: {source}")]
-    Render { revision: String, source: RenderError },
-    /// An object the API server would refuse; nothing was applied.
-    #[error("{0}")]
-    Validation(String),
-    /// Objects another Application owns.
-    #[error("{0}")]
-    Conflict(String),
-    #[error(transparent)]
-    PruneRefused(PruneRefused),
-    #[error("{message}")]
-    Apply { message: String, transient: bool },
-    #[error("{0}")]
-    Discovery(String),
-    /// `ref.fromApplication`: the Application followed has no verified revision yet.
-    #[error("{0}")]
-    Waiting(String),
-    /// The tenancy lockdown (flags, TenantPolicies) refuses it; nothing was fetched or written.
-    #[error(transparent)]
-    Refused(#[from] Refusal),
-}
-
-impl SyncError {
-    /// The condition reason.
-    pub fn reason(&self) -> &'static str {
-        use crate::api::conditions as c;
-        match self {
-            SyncError::Access(_) | SyncError::Validation(_) => c::VALIDATION_FAILED,
-            SyncError::Credentials(_) | SyncError::Fetch(_) => c::FETCH_FAILED,
-            SyncError::Render { .. } => c::RENDER_FAILED,
-            SyncError::Conflict(_) => c::OWNERSHIP_CONFLICT,
-            SyncError::PruneRefused(_) => c::PRUNE_REFUSED,
-            SyncError::Apply { .. } | SyncError::Discovery(_) => c::APPLY_FAILED,
-            SyncError::Waiting(_) => c::WAITING_FOR_PROMOTION,
-            SyncError::Refused(r) => r.reason(),
-        }
-    }
-
-    /// The short word for `ferry_errors_total{category}`.
-    pub fn category(&self) -> &'static str {
-        match self {
-            SyncError::Access(_) => "access",
-            SyncError::Credentials(_) => "credentials",
-            SyncError::Fetch(_) => "fetch",
-            SyncError::Render { .. } => "render",
-            SyncError::Validation(_) => "validation",
-            SyncError::Conflict(_) => "conflict",
-            SyncError::PruneRefused(_) => "prune",
-            SyncError::Apply { .. } => "apply",
-            SyncError::Discovery(_) => "discovery",
-            SyncError::Waiting(_) => "promotion",
-            SyncError::Refused(_) => "policy",
-        }
-    }
-
-    /// Whether retrying without any change may help (backoff), as opposed to waiting for a
-    /// change in Git or in the spec.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            SyncError::Fetch(e) => e.is_transient(),
-            // A missing Secret is usually about to be created.
-            SyncError::Credentials(_) | SyncError::Discovery(_) => true,
-            SyncError::Apply { transient, .. } => *transient,
-            _ => false,
-        }
-    }
-
-    pub(super) fn from_apply(err: ApplyError) -> SyncError {
-        SyncError::Apply { transient: err.is_transient(), message: err.to_string() }
-    }
-}
 
 /// Where the Application stands after a successful pass.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -219,17 +140,6 @@ impl Desired {
         p.phase = phase_of(&p.entry.group, &p.entry.kind, false);
         p
     }
-}
-
-/// A rendered object as ferry applies it: labelled and hashed. Prepared once per render and
-/// remembered, because every reconcile of an unchanged revision needs the same.
-pub(super) struct Prepared {
-    obj: DynamicObject,
-    key: ObjKey,
-    entry: InventoryEntry,
-    hash: String,
-    name: String,
-    phase: Phase,
 }
 
 /// A PostSync hook as the tenancy checks see it (the render gave it its namespace).
@@ -707,13 +617,6 @@ async fn created_namespace(
         "name": name, "annotations": {CREATED_NAMESPACE: "true"},
     }});
     Ok(Some(serde_json::from_value(ns).expect("a Namespace deserializes")))
-}
-
-/// Annotation on a Namespace ferry created for `createNamespace`: it is released, never pruned.
-const CREATED_NAMESPACE: &str = "ferry.dev/created-namespace";
-
-fn is_namespace(e: &InventoryEntry, name: &str) -> bool {
-    e.group.is_empty() && e.kind == "Namespace" && e.name == name
 }
 
 /// The empty-render guard judges what Git rendered: the Namespace ferry adds for
@@ -1235,70 +1138,6 @@ async fn wait_established(ctx: &Context, desired: &[Desired], batch: &[usize]) -
         }
     }
     Ok(())
-}
-
-/// An object a prune or clean-up may delete: it exists and was checked as this Application's.
-pub(super) struct Prunable {
-    pub entry: InventoryEntry,
-    /// As shown in messages.
-    pub name: String,
-    resource: ApiResource,
-    caps: ApiCapabilities,
-    /// The live object as checked.
-    live: DynamicObject,
-}
-
-impl Prunable {
-    /// Deletes the object checked, and only it: its uid is the delete's precondition, so an
-    /// object that replaced it under the same name since is never deleted.
-    pub async fn delete(&self, applier: &Applier) -> Result<(), SyncError> {
-        let (ns, uid) = (self.entry.namespace.as_deref(), self.live.metadata.uid.as_deref());
-        applier
-            .delete(&self.name, &self.resource, &self.caps, ns, &self.entry.name, uid)
-            .await
-            .map_err(SyncError::from_apply)
-    }
-
-    /// A Namespace that ferry created for `createNamespace`.
-    fn is_created_namespace(&self) -> bool {
-        is_namespace(&self.entry, &self.entry.name)
-            && self.live.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(CREATED_NAMESPACE))
-    }
-}
-
-/// Of the prune candidates, those that still exist, carry this Application's labels and are
-/// not opted out with `ferry.dev/prune: disabled`.
-pub(super) async fn prunable(
-    ctx: &Context,
-    applier: &Applier,
-    app_ref: &AppRef,
-    candidates: &[InventoryEntry],
-) -> Result<Vec<Prunable>, SyncError> {
-    let gvk = |e: &InventoryEntry| kube::api::GroupVersionKind::gvk(&e.group, &e.version, &e.kind);
-    let mut discovery = applier.discovery().clone();
-    if candidates.iter().any(|e| discovery.resolve_gvk(&gvk(e)).is_none()) {
-        // A kind installed after ferry's last discovery must not make its objects unprunable.
-        discovery =
-            ctx.refresh_discovery(Instant::now()).await.map_err(|e| SyncError::Discovery(e.to_string()))?;
-    }
-    let mut out = Vec::new();
-    for entry in candidates {
-        let Some((resource, caps)) = discovery.resolve_gvk(&gvk(entry)) else {
-            tracing::warn!(app = %app_ref, kind = %entry.kind, name = %entry.name, "kind no longer served; not pruned");
-            continue;
-        };
-        let name = ObjectName::from(entry).to_string();
-        let live = applier
-            .get(&name, &resource, &caps, entry.namespace.as_deref(), &entry.name)
-            .await
-            .map_err(SyncError::from_apply)?;
-        let Some(live) = live else { continue };
-        let labels = live.metadata.labels.as_ref();
-        if ownership_of(labels, app_ref) == Ownership::Ours && !is_prune_disabled(labels) {
-            out.push(Prunable { entry: entry.clone(), name, resource, caps, live });
-        }
-    }
-    Ok(out)
 }
 
 /// Registers the objects this Application claims from others and tells each owner once.
