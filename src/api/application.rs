@@ -612,6 +612,12 @@ pub enum VerificationPhase {
 
 /// Annotation that makes a rendered object a hook instead of part of the synced state.
 pub const HOOK_ANNOTATION: &str = "ferry.dev/hook";
+
+/// Whether `obj` is a hook rather than an object to sync (`ferry diff` and the sync pass both
+/// leave hooks out of the synced state).
+pub fn is_hook(obj: &kube::api::DynamicObject) -> bool {
+    obj.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(HOOK_ANNOTATION))
+}
 /// The one hook ferry runs: after a successful sync, once the Application is Healthy.
 pub const POST_SYNC: &str = "PostSync";
 

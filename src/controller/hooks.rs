@@ -47,11 +47,6 @@ pub fn split(
     Ok((objects, hooks))
 }
 
-/// Whether `obj` is a hook rather than an object to sync.
-pub fn is_hook(obj: &DynamicObject) -> bool {
-    obj.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(HOOK_ANNOTATION))
-}
-
 /// How a hook object ended, read from its live state.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {

@@ -550,7 +550,7 @@ async fn split_render(
         None => None,
     };
     let created = namespace.as_ref().and_then(|n| n.metadata.name.clone());
-    let (objects, hooks) = if namespace.is_none() && !rendered.iter().any(hooks::is_hook) {
+    let (objects, hooks) = if namespace.is_none() && !rendered.iter().any(crate::api::is_hook) {
         (rendered.clone(), Arc::new(Vec::new()))
     } else {
         let (mut objects, hooks) = hooks::split(rendered, app_ref).map_err(SyncError::Validation)?;

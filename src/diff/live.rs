@@ -96,7 +96,7 @@ pub async fn plan(
             .or(s.blue_green.as_ref().map(|b| b.workload.name.clone()))
     });
     // PostSync hooks run after a sync; they are not part of what it changes.
-    for object in rendered.into_iter().filter(|o| !crate::controller::hooks::is_hook(o)) {
+    for object in rendered.into_iter().filter(|o| !crate::api::is_hook(o)) {
         let mut obj = object;
         label_object(&mut obj, &app_ref);
         manifest_hash(&mut obj);
