@@ -160,7 +160,7 @@ async fn converge(
             Ok(Err(e)) => {
                 return Err((
                     APPLY_FAILED,
-                    format!("applying Application {ns}/{name}: {}", sync::api_words(&e)),
+                    format!("applying Application {ns}/{name}: {}", crate::apply::api_words(&e)),
                 ));
             }
             Err(_) => {
@@ -184,7 +184,7 @@ async fn converge(
             Ok(Err(e)) => {
                 return Err((
                     APPLY_FAILED,
-                    format!("deleting Application {ns}/{name}: {}", sync::api_words(&e)),
+                    format!("deleting Application {ns}/{name}: {}", crate::apply::api_words(&e)),
                 ));
             }
             Err(_) => {

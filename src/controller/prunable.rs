@@ -11,16 +11,9 @@ use kube::{
 use super::{context::Context, error::SyncError};
 use crate::{
     api::InventoryEntry,
-    apply::{AppRef, Applier, Ownership, is_prune_disabled, ownership_of},
+    apply::{AppRef, Applier, CREATED_NAMESPACE, Ownership, is_namespace, is_prune_disabled, ownership_of},
     health::ObjectName,
 };
-
-/// Annotation on a Namespace ferry created for `createNamespace`: it is released, never pruned.
-pub(super) const CREATED_NAMESPACE: &str = "ferry.dev/created-namespace";
-
-pub(super) fn is_namespace(e: &InventoryEntry, name: &str) -> bool {
-    e.group.is_empty() && e.kind == "Namespace" && e.name == name
-}
 
 /// An object a prune or clean-up may delete: it exists and was checked as this Application's.
 pub(super) struct Prunable {

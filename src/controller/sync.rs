@@ -26,7 +26,7 @@ use super::{
     error::SyncError,
     hooks,
     memory::{AppMemory, Known, ObjKey, Prepared, PreparedObjects, SourceMemo, SplitRender, keeps_live},
-    prunable::{CREATED_NAMESPACE, Prunable, is_namespace, prunable},
+    prunable::{Prunable, prunable},
     rollout,
     watches::Seen,
 };
@@ -36,8 +36,9 @@ use crate::{
         VerificationStatus,
     },
     apply::{
-        AppRef, Applier, ApplyError, MANIFEST_HASH, Ownership, all_previously_set, describe, inventory_entry,
-        label_object, manifest_hash, ownership_of, prune_candidates,
+        AppRef, Applier, ApplyError, MANIFEST_HASH, Ownership, all_previously_set, api_words,
+        created_namespace, describe, inventory_entry, is_namespace, label_object, manifest_hash,
+        ownership_of, prune_candidates, requested_namespace,
     },
     duration,
     health::{self, ObjectHealth, ObjectName},
@@ -546,7 +547,9 @@ async fn split_render(
         return Ok((m.objects.clone(), m.hooks.clone(), m.created_namespace.clone()));
     }
     let namespace = match &requested {
-        Some(name) => created_namespace(ctx, app_ref, client, name, rendered, previous).await?,
+        Some(name) => created_namespace(client, ctx.options.api_timeout, app_ref, name, rendered, previous)
+            .await
+            .map_err(|e| SyncError::Apply { message: e.to_string(), transient: true })?,
         None => None,
     };
     let created = namespace.as_ref().and_then(|n| n.metadata.name.clone());
@@ -565,58 +568,6 @@ async fn split_render(
         created_namespace: created.clone(),
     });
     Ok((objects, hooks, created))
-}
-
-/// The namespace `spec.destination.createNamespace` asks ferry to create, if it does.
-fn requested_namespace(app: &Application, app_ref: &AppRef) -> Option<String> {
-    let dest = app.spec.destination.as_ref().filter(|d| d.create_namespace)?;
-    Some(dest.namespace.clone().unwrap_or_else(|| app_ref.namespace.clone()))
-}
-
-/// The Namespace object for `spec.destination.createNamespace`: when the render has none of
-/// that name and the namespace is ferry's to create, i.e. it is in the inventory already or does
-/// not exist. A namespace that exists and is not this Application's is never taken over, since
-/// deleting the Application would then delete it with everything in it.
-async fn created_namespace(
-    ctx: &Context,
-    app_ref: &AppRef,
-    client: &kube::Client,
-    name: &str,
-    rendered: &[DynamicObject],
-    previous: &[InventoryEntry],
-) -> Result<Option<DynamicObject>, SyncError> {
-    let in_render = rendered.iter().any(|o| {
-        o.types.as_ref().is_some_and(|t| t.kind == "Namespace" && t.api_version == "v1")
-            && o.metadata.name.as_deref() == Some(name)
-    });
-    if in_render {
-        return Ok(None);
-    }
-    let ours = previous.iter().any(|e| is_namespace(e, name)) || {
-        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-        let live = tokio::time::timeout(ctx.options.api_timeout, api.get_opt(name))
-            .await
-            .map_err(|_| SyncError::Apply {
-                message: format!("reading Namespace {name}: the API server did not answer in time"),
-                transient: true,
-            })?
-            .map_err(|e| SyncError::Apply {
-                message: format!("reading Namespace {name}: {}", api_words(&e)),
-                transient: true,
-            })?;
-        match live {
-            None => true,
-            Some(ns) => ownership_of(ns.metadata.labels.as_ref(), app_ref) == Ownership::Ours,
-        }
-    };
-    if !ours {
-        tracing::info!(app = %app_ref, namespace = %name, "destination namespace exists and is not ours; not managing it");
-        return Ok(None);
-    }
-    let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
-        "name": name, "annotations": {CREATED_NAMESPACE: "true"},
-    }});
-    Ok(Some(serde_json::from_value(ns).expect("a Namespace deserializes")))
 }
 
 /// The empty-render guard judges what Git rendered: the Namespace ferry adds for
@@ -797,14 +748,6 @@ fn listing_max_age(
 ) -> Duration {
     let requested = mem.source.as_ref().is_some_and(|m| &m.reconcile_at != reconcile_at);
     if requested { Duration::ZERO } else { ctx.options.git_ref_cache.min(interval / 2) }
-}
-
-/// The API server's own words for a failed call.
-pub(crate) fn api_words(err: &kube::Error) -> String {
-    match err {
-        kube::Error::Api(s) => s.message.clone(),
-        e => e.to_string(),
-    }
 }
 
 /// (group, kind) of every CustomResourceDefinition in the render.
