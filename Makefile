@@ -51,6 +51,7 @@ build:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	scripts/check-cycles.py --self-test
 	scripts/check-cycles.py
 
 crds:

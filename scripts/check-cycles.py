@@ -17,6 +17,7 @@ a test may reach anywhere. Python 3 standard library only.
 
 Usage: scripts/check-cycles.py [SRC_DIR]   (default: src next to this script's parent)
 Prints each cycle found and exits 1 if there is any, 0 otherwise.
+       scripts/check-cycles.py --self-test   checks the checker on a small planted crate
 """
 
 import re
@@ -333,24 +334,64 @@ def describe(comp, edges, shown=4):
     return "\n".join(lines)
 
 
-def main():
-    src = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "src"
+def find_cycles(src, split=SPLIT):
+    """[(scope, component, edges)] for every cycle, scope `()` being the top-level modules."""
     modules = load(src)
     deps = dependencies(modules)
     exports = reexports(modules)
-    scopes = [()] + [(m,) for m in SPLIT]
-    found = 0
-    for parent in scopes:
+    found = []
+    for parent in [()] + [(m,) for m in split]:
         edges = graph(modules, deps, exports, parent)
-        for comp in cycles(edges):
-            found += 1
-            where = "::".join(parent) or "top-level modules"
-            print(f"import cycle among {where}: {', '.join(sorted(comp))}")
-            print(describe(comp, edges))
-    if found:
-        print(f"{found} import cycle(s); make the dependencies point one way.")
+        found += [(parent, comp, edges) for comp in cycles(edges)]
+    return found
+
+
+# A crate in which only `b <-> c` (top level) and `a <-> a::y` (inside `a`) are cycles: the
+# other references back are in a comment, a string, a test module, or through a re-export.
+SELF_TEST = {
+    "lib.rs": "pub mod a; pub mod b; pub mod c; pub mod d;\n",
+    "a/mod.rs": "//! uses crate::b in a comment\nmod x; mod y;\npub use x::Thing;\n"
+    'fn f() { let s = "crate::d::z"; y::g(); }\n#[cfg(test)]\nmod tests { use crate::b::Q; }\n',
+    "a/x.rs": "pub struct Thing<'a>(&'a str);\nfn h() -> char { '{' }\n",
+    "a/y.rs": "use super::{Thing as T};\npub fn g() { super::f() }\n",
+    "b/mod.rs": "pub fn q() { crate::a::Thing; crate::c::x(); }\n",
+    "c.rs": "use crate::{b::{self, q}};\npub fn x() {}\n",
+    "d.rs": "use crate::a::Thing;\n",
+}
+
+
+def self_test():
+    """Checks the checker on SELF_TEST; exit status 0 when it finds exactly the planted cycles."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp)
+        for name, text in SELF_TEST.items():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            (src / name).write_text(text)
+        got = sorted((parent, sorted(comp)) for parent, comp, _ in find_cycles(src, split=("a",)))
+    want = [((), ["b", "c"]), (("a",), ["a", "a::y"])]
+    if got != want:
+        print(f"self-test failed: found {got}, expected {want}")
         return 1
-    print("no import cycles in " + ", ".join("::".join(p) or "top-level modules" for p in scopes))
+    print("self-test passed")
+    return 0
+
+
+def main():
+    if sys.argv[1:] == ["--self-test"]:
+        return self_test()
+    src = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "src"
+    found = find_cycles(src)
+    for parent, comp, edges in found:
+        where = "::".join(parent) or "top-level modules"
+        print(f"import cycle among {where}: {', '.join(sorted(comp))}")
+        print(describe(comp, edges))
+    if found:
+        print(f"{len(found)} import cycle(s); make the dependencies point one way.")
+        return 1
+    scopes = ["top-level modules"] + list(SPLIT)
+    print("no import cycles in " + ", ".join(scopes))
     return 0
 
 
