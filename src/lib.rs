@@ -11,6 +11,7 @@ pub mod controller;
 pub mod diff;
 pub mod duration;
 pub mod health;
+pub mod kube_util;
 pub mod metrics;
 pub mod plan;
 pub mod render;

@@ -16,4 +16,4 @@ pub use ownership::{
     manifest_hash, ownership_of,
 };
 pub use prune::{PruneRefused, inventory_entry, is_prune_disabled, prune_candidates};
-pub use ssa::{Applier, ApplyError, FieldConflict, api_words, describe};
+pub use ssa::{Applier, ApplyError, FieldConflict, describe};

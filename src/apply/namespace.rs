@@ -7,8 +7,11 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{Api, api::DynamicObject};
 
-use super::{AppRef, Ownership, api_words, ownership_of};
-use crate::api::{Application, InventoryEntry};
+use super::{AppRef, Ownership, ownership_of};
+use crate::{
+    api::{Application, InventoryEntry},
+    kube_util::api_words,
+};
 
 /// Annotation on a Namespace ferry created for `createNamespace`: it is released, never pruned.
 pub const CREATED_NAMESPACE: &str = "ferry.dev/created-namespace";

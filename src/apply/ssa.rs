@@ -337,14 +337,6 @@ async fn discover(client: &Client, timeout: Duration) -> Result<Discovery, Apply
     }
 }
 
-/// The API server's own words for a failed call.
-pub fn api_words(err: &kube::Error) -> String {
-    match err {
-        kube::Error::Api(s) => s.message.clone(),
-        e => e.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

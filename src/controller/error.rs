@@ -5,7 +5,7 @@
 use crate::{
     apply::{ApplyError, PruneRefused},
     render::RenderError,
-    source::SourceError,
+    source::{SourceError, credentials::SecretReadError},
     tenancy::Refusal,
 };
 
@@ -15,7 +15,7 @@ pub enum SyncError {
     #[error("{0}")]
     Access(String),
     #[error("reading Git credentials: {0}")]
-    Credentials(String),
+    Credentials(#[source] SecretReadError),
     #[error("{0}")]
     Fetch(#[source] SourceError),
     #[error("rendering {revision}: {source}")]
@@ -87,5 +87,16 @@ impl SyncError {
 
     pub(super) fn from_apply(err: ApplyError) -> SyncError {
         SyncError::Apply { transient: err.is_transient(), message: err.to_string() }
+    }
+}
+
+/// A Secret that cannot be read is a credentials failure (retried: it is usually about to be
+/// created); one that holds no usable credentials fails the fetch.
+impl From<SecretReadError> for SyncError {
+    fn from(err: SecretReadError) -> SyncError {
+        match err {
+            SecretReadError::Invalid(e) => SyncError::Fetch(e),
+            other => SyncError::Credentials(other),
+        }
     }
 }

@@ -11,9 +11,7 @@ use std::{
 };
 
 use futures::{StreamExt, stream};
-use k8s_openapi::{
-    api::core::v1::Secret, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api, ResourceExt,
     api::DynamicObject,
@@ -36,12 +34,13 @@ use crate::{
         VerificationStatus,
     },
     apply::{
-        AppRef, Applier, ApplyError, MANIFEST_HASH, Ownership, all_previously_set, api_words,
-        created_namespace, describe, inventory_entry, is_namespace, label_object, manifest_hash,
-        ownership_of, prune_candidates, requested_namespace,
+        AppRef, Applier, ApplyError, MANIFEST_HASH, Ownership, all_previously_set, created_namespace,
+        describe, inventory_entry, is_namespace, label_object, manifest_hash, ownership_of, prune_candidates,
+        requested_namespace,
     },
     duration,
     health::{self, ObjectHealth, ObjectName},
+    kube_util::api_words,
     metrics::Stage,
     plan::{Difference, Phase, first_difference, phase_of},
     render::RenderRequest,
@@ -677,27 +676,17 @@ async fn fetch(
     Ok(snapshot)
 }
 
-/// The Git credentials of the Secret `secret_ref` names in `namespace` (`secretRef` of an
-/// Application or of an ApplicationSet's generator), read as `client`: the Application's
-/// ServiceAccount when it names one. Read as ferry, any Secret of the namespace with a
-/// `username` and `password` could be sent to a Git server the author of an Application
-/// controls, by an author who may not read that Secret (a confused deputy).
+/// The Git credentials `secret_ref` names, read as `client` with the API timeout (see
+/// [`crate::source::credentials::from_secret_ref`]).
 pub async fn credentials(
     ctx: &Context,
     client: &kube::Client,
     namespace: &str,
     secret_ref: Option<&crate::api::LocalObjectReference>,
 ) -> Result<Option<Credentials>, SyncError> {
-    let Some(r) = secret_ref else { return Ok(None) };
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = tokio::time::timeout(ctx.options.api_timeout, secrets.get_opt(&r.name))
+    crate::source::credentials::from_secret_ref(client, ctx.options.api_timeout, namespace, secret_ref)
         .await
-        .map_err(|_| SyncError::Credentials(format!("Secret {} could not be read in time", r.name)))?
-        .map_err(|e| SyncError::Credentials(format!("Secret {}: {}", r.name, api_words(&e))))?
-        .ok_or_else(|| {
-            SyncError::Credentials(format!("Secret {namespace}/{} (secretRef) does not exist", r.name))
-        })?;
-    Ok(Some(Credentials::from_secret(&secret).map_err(SyncError::Fetch)?))
+        .map_err(SyncError::from)
 }
 
 /// The commit an Application with `ref.fromApplication` deploys: the one the Application it
