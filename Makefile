@@ -12,12 +12,13 @@ KUBECONFIG_TESTENV = $(shell $(TESTENV) env 2>/dev/null | sed -n 's/^KUBECONFIG=
 TESTENV_STATE = $(or $(FERRY_TESTENV_STATE),$(CURDIR)/target/testenv)
 KUBECTL = $(TESTENV_STATE)/bin/kubectl --kubeconfig "$(KUBECONFIG_TESTENV)"
 
-.PHONY: help deps testenv-up testenv-down testenv-status build test lint crds chart image-check demo bench bench-quick
+.PHONY: help deps testenv-up testenv-down testenv-status build test unit lint crds chart image-check demo bench bench-quick
 
 help:
 	@echo "make demo          start the local cluster and ferry, sync an example app from a local Git"
 	@echo "                   repo to Synced/Healthy, roll out a new image tag; ferry keeps running"
 	@echo "make test          lint and run every test (unit and integration) against the local cluster"
+	@echo "make unit          the unit tests only (cargo test --lib --bins): no cluster, a quick loop"
 	@echo "make crds          regenerate crds/ and charts/ferry/crds/ from the Rust types"
 	@echo "make chart         crds, then render examples/install/ from the chart (helm template)"
 	@echo "make image-check   what of the Dockerfile can be checked here: the release build it makes,"
@@ -27,7 +28,8 @@ help:
 	@echo "                   render (1,000 objects) -> target/bench/render.txt, sync (ferry vs kubectl apply)"
 	@echo "                   -> target/bench/sync.txt, git push + webhook -> target/bench/webhook.txt"
 	@echo "make bench-quick   a reduced ferry-next-to-Flux run in minutes -> target/bench/compare-quick.md"
-	@echo "make lint          cargo fmt --check and clippy with warnings as errors"
+	@echo "make lint          cargo fmt --check, clippy with warnings as errors, and no import cycles"
+	@echo "                   among src/'s modules (scripts/check-cycles.py)"
 	@echo "make testenv-up    build (once) and start the local control plane"
 	@echo "make testenv-down  stop it"
 
@@ -49,6 +51,8 @@ build:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	scripts/check-cycles.py --self-test
+	scripts/check-cycles.py
 
 crds:
 	cargo run -q -- crd > crds/application.yaml
@@ -78,6 +82,10 @@ bench-quick: testenv-up
 
 test: deps lint testenv-up
 	cargo test
+
+# The tests inside src/: pure functions and fakes, no control plane, nothing to install.
+unit:
+	cargo test --lib --bins
 
 # scripts/demo.sh: a local Git repo with the example app, an Application, ferry in the background,
 # Synced/Healthy, then a new image tag rolled out. It prints what to try next.

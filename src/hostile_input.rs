@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::{
     api::{Application, ApplicationSpec},
-    controller::duration,
+    duration,
     render::parse::{parse_json, parse_yaml},
     rollout::analysis::{Condition, render_query},
     server::webhook::{self, PushedRef},

@@ -9,13 +9,16 @@ pub mod appset;
 pub mod cli;
 pub mod controller;
 pub mod diff;
+pub mod duration;
 pub mod health;
+pub mod kube_util;
 pub mod metrics;
 pub mod plan;
 pub mod render;
 pub mod rollout;
 pub mod server;
 pub mod source;
+pub mod startup;
 pub mod telemetry;
 pub mod tenancy;
 

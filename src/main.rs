@@ -3,7 +3,7 @@
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
-use ferry::{controller, telemetry};
+use ferry::{controller, startup, telemetry};
 
 #[derive(Parser, Debug)]
 #[command(name = "ferry", version = ferry::VERSION, about = "GitOps reconciliation agent for Kubernetes")]
@@ -16,132 +16,10 @@ struct Cli {
     command: Command,
 }
 
-// Parsed once per process: the size of the `run` variant costs nothing worth a Box.
-#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the controller against the cluster in KUBECONFIG (or the in-cluster config).
-    Run {
-        /// Seconds each API call may take.
-        #[arg(long, default_value_t = 10, env = "FERRY_API_TIMEOUT_SECONDS")]
-        api_timeout_seconds: u64,
-        /// Only reconcile Applications in this namespace (default: all namespaces).
-        #[arg(long, env = "FERRY_NAMESPACE")]
-        namespace: Option<String>,
-        /// Git cache directory (default: ~/.cache/ferry/run).
-        #[arg(long, env = "FERRY_CACHE_DIR")]
-        cache_dir: Option<PathBuf>,
-        /// Cached snapshots and repositories no Application used for this long are deleted.
-        #[arg(long, default_value = "1h", env = "FERRY_CACHE_UNUSED_AFTER", value_parser = go_duration)]
-        cache_unused_after: Duration,
-        /// Bytes of file content the Git cache may hold (e.g. 2Gi, 500Mi): past it, the least
-        /// recently used snapshots, then repositories, are deleted. What Applications sync from
-        /// now is always kept. Default: no budget.
-        #[arg(long, env = "FERRY_CACHE_MAX_SIZE", value_parser = byte_size)]
-        cache_max_size: Option<u64>,
-        /// How often the Git cache is collected.
-        #[arg(long, default_value = "1m", env = "FERRY_CACHE_GC_INTERVAL", value_parser = go_duration)]
-        cache_gc_interval: Duration,
-        /// Applications reconciled at once.
-        #[arg(long, default_value_t = 4, env = "FERRY_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..))]
-        concurrency: u16,
-        /// Refuse Applications that do not name a ServiceAccount to act as (unless a default applies:
-        /// --default-service-account or a TenantPolicy's defaultServiceAccount).
-        #[arg(long, env = "FERRY_REQUIRE_SERVICE_ACCOUNT")]
-        require_service_account: bool,
-        /// ServiceAccount, in each Application's namespace, that Applications naming no
-        /// spec.serviceAccountName act as (instead of ferry's own identity).
-        #[arg(long, env = "FERRY_DEFAULT_SERVICE_ACCOUNT", value_name = "NAME", value_parser = service_account_name)]
-        default_service_account: Option<String>,
-        /// Accept file:// repository URLs (a local demo, tests). Off by default: in a shared
-        /// install a file:// URL reads ferry's own disk.
-        #[arg(long, env = "FERRY_ALLOW_FILE_URLS")]
-        allow_file_urls: bool,
-        /// References never leave an Application's namespace: spec.source.ref.fromApplication may
-        /// name only an Application of the same namespace, whatever --promotion-namespaces says.
-        #[arg(long, env = "FERRY_NO_CROSS_NAMESPACE_REFS")]
-        no_cross_namespace_refs: bool,
-        /// Enforce the TenantPolicies of this namespace (ferry's own; only the platform team should
-        /// be able to write there). Default: no TenantPolicy is read.
-        #[arg(long, env = "FERRY_POLICY_NAMESPACE", value_name = "NAMESPACE")]
-        policy_namespace: Option<String>,
-        /// Seconds an Application may stay Progressing before it is Degraded.
-        #[arg(long, default_value_t = 600, env = "FERRY_HEALTH_TIMEOUT_SECONDS")]
-        health_timeout_seconds: u64,
-        /// Seconds an ls-remote of a repository is shared by the Applications on it with the same
-        /// credentials (never longer than half an Application's interval; a sync requested by a
-        /// webhook or `ferry sync` always lists afresh). 0: each Application lists for itself.
-        #[arg(long, default_value_t = 30, env = "FERRY_GIT_REF_CACHE_SECONDS")]
-        git_ref_cache_seconds: u64,
-        /// The kustomize binary.
-        #[arg(long, default_value = "kustomize", env = "FERRY_KUSTOMIZE")]
-        kustomize: PathBuf,
-        /// The helm binary.
-        #[arg(long, default_value = "helm", env = "FERRY_HELM")]
-        helm: PathBuf,
-        /// Address of the HTTP server: /metrics, /healthz, /readyz and /hooks/* (port 0 picks a free port).
-        #[arg(long, default_value = "0.0.0.0:8080", env = "FERRY_HTTP_ADDRESS")]
-        http_address: String,
-        /// [NAMESPACE/]NAME of the Secret with the webhook keys (github, gitlab, generic or token);
-        /// the namespace defaults to --namespace, else "default". Without it webhooks are off.
-        #[arg(long, env = "FERRY_WEBHOOK_SECRET", value_name = "[NAMESPACE/]NAME")]
-        webhook_secret: Option<String>,
-        /// Prometheus base URL for rollout analyses that name no `prometheus.address`.
-        #[arg(long, env = "FERRY_PROMETHEUS_URL")]
-        prometheus_url: Option<String>,
-        /// The only Prometheus base URLs an analysis's `prometheus.address` may name besides
-        /// --prometheus-url (comma-separated). Set it when Application authors are not trusted:
-        /// otherwise an author can make ferry send GET requests to any URL it reaches.
-        #[arg(long, env = "FERRY_ALLOWED_PROMETHEUS_URLS", value_delimiter = ',', value_name = "URL,...")]
-        allowed_prometheus_urls: Vec<String>,
-        /// Namespaces whose Applications may be followed (`spec.source.ref.fromApplication`) from
-        /// other namespaces, comma-separated; `*` for any. An Application may always follow one in
-        /// its own namespace.
-        #[arg(long, env = "FERRY_PROMOTION_NAMESPACES", value_delimiter = ',')]
-        promotion_namespaces: Vec<String>,
-        /// Watch managed objects only in these namespaces (comma-separated), for RBAC that grants
-        /// Roles there and nothing cluster-wide. Default: watch cluster-wide.
-        #[arg(long, env = "FERRY_MANAGED_NAMESPACES", value_delimiter = ',', value_name = "NS,...")]
-        managed_namespaces: Option<Vec<String>>,
-        /// Elect a leader among the replicas with a coordination.k8s.io Lease: only the leader
-        /// reconciles; the others stand by, ready to take over.
-        #[arg(long, env = "FERRY_LEADER_ELECT")]
-        leader_elect: bool,
-        /// Namespace of the Lease (default: --namespace, else "default").
-        #[arg(long, env = "FERRY_LEADER_ELECTION_NAMESPACE")]
-        leader_election_namespace: Option<String>,
-        /// Name of the Lease; with --shard-count above 1, "-shard-<index>" is appended.
-        #[arg(long, default_value = "ferry", env = "FERRY_LEADER_ELECTION_LEASE_NAME")]
-        leader_election_lease_name: String,
-        /// How long a standby waits after the leader's last renewal before it takes over.
-        #[arg(long, default_value = "15s", env = "FERRY_LEADER_ELECTION_LEASE_DURATION", value_parser = go_duration)]
-        leader_election_lease_duration: Duration,
-        /// How long a leader keeps reconciling without a successful renewal (below the lease duration).
-        #[arg(long, default_value = "10s", env = "FERRY_LEADER_ELECTION_RENEW_DEADLINE", value_parser = go_duration)]
-        leader_election_renew_deadline: Duration,
-        /// How often candidates read and renew the Lease.
-        #[arg(long, default_value = "2s", env = "FERRY_LEADER_ELECTION_RETRY_PERIOD", value_parser = go_duration)]
-        leader_election_retry_period: Duration,
-        /// This process's name in the Lease and in Events (default: POD_NAME, else host name and PID).
-        #[arg(long, env = "POD_NAME")]
-        leader_election_identity: Option<String>,
-        /// With --shard-count N, reconcile only the Applications whose namespace/name hashes to this index.
-        #[arg(long, default_value_t = 0, env = "FERRY_SHARD_INDEX")]
-        shard_index: u32,
-        /// Split Applications among this many ferry processes (each with its own --shard-index).
-        #[arg(long, default_value_t = 1, env = "FERRY_SHARD_COUNT", value_parser = clap::value_parser!(u32).range(1..))]
-        shard_count: u32,
-        /// Largest render: what kustomize or helm prints, or a plain directory's manifest files
-        /// together (bytes, or with a Ki, Mi or Gi suffix). A larger one fails as RenderFailed.
-        #[arg(long, default_value = "32Mi", env = "FERRY_MAX_RENDER_BYTES", value_parser = byte_size)]
-        max_render_bytes: u64,
-        /// Most objects one render may produce; more fail as RenderFailed.
-        #[arg(long, default_value_t = ferry::render::DEFAULT_MAX_RENDER_OBJECTS as u32, env = "FERRY_MAX_RENDER_OBJECTS", value_parser = clap::value_parser!(u32).range(1..))]
-        max_render_objects: u32,
-        /// Finished renders kept for reuse, by their size as JSON (bytes, or Ki, Mi, Gi).
-        #[arg(long, default_value = "64Mi", env = "FERRY_RENDER_CACHE_BYTES", value_parser = byte_size)]
-        render_cache_bytes: u64,
-    },
+    Run(Box<RunArgs>),
     /// Ask ferry to reconcile an Application now (sets the ferry.dev/reconcile-at annotation).
     Sync {
         /// The Application's name.
@@ -209,6 +87,204 @@ enum Command {
     Version,
 }
 
+// The options of `ferry run` as flags and environment variables; `into_options` turns them into
+// what the controller starts with. (A plain comment: a doc comment here would become the
+// subcommand's help text.)
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Seconds each API call may take.
+    #[arg(long, default_value_t = 10, env = "FERRY_API_TIMEOUT_SECONDS")]
+    api_timeout_seconds: u64,
+    /// Only reconcile Applications in this namespace (default: all namespaces).
+    #[arg(long, env = "FERRY_NAMESPACE")]
+    namespace: Option<String>,
+    /// Git cache directory (default: ~/.cache/ferry/run).
+    #[arg(long, env = "FERRY_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Cached snapshots and repositories no Application used for this long are deleted.
+    #[arg(long, default_value = "1h", env = "FERRY_CACHE_UNUSED_AFTER", value_parser = go_duration)]
+    cache_unused_after: Duration,
+    /// Bytes of file content the Git cache may hold (e.g. 2Gi, 500Mi): past it, the least
+    /// recently used snapshots, then repositories, are deleted. What Applications sync from
+    /// now is always kept. Default: no budget.
+    #[arg(long, env = "FERRY_CACHE_MAX_SIZE", value_parser = byte_size)]
+    cache_max_size: Option<u64>,
+    /// How often the Git cache is collected.
+    #[arg(long, default_value = "1m", env = "FERRY_CACHE_GC_INTERVAL", value_parser = go_duration)]
+    cache_gc_interval: Duration,
+    /// Applications reconciled at once.
+    #[arg(long, default_value_t = 4, env = "FERRY_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
+    /// Refuse Applications that do not name a ServiceAccount to act as (unless a default applies:
+    /// --default-service-account or a TenantPolicy's defaultServiceAccount).
+    #[arg(long, env = "FERRY_REQUIRE_SERVICE_ACCOUNT")]
+    require_service_account: bool,
+    /// ServiceAccount, in each Application's namespace, that Applications naming no
+    /// spec.serviceAccountName act as (instead of ferry's own identity).
+    #[arg(long, env = "FERRY_DEFAULT_SERVICE_ACCOUNT", value_name = "NAME", value_parser = service_account_name)]
+    default_service_account: Option<String>,
+    /// Accept file:// repository URLs (a local demo, tests). Off by default: in a shared
+    /// install a file:// URL reads ferry's own disk.
+    #[arg(long, env = "FERRY_ALLOW_FILE_URLS")]
+    allow_file_urls: bool,
+    /// References never leave an Application's namespace: spec.source.ref.fromApplication may
+    /// name only an Application of the same namespace, whatever --promotion-namespaces says.
+    #[arg(long, env = "FERRY_NO_CROSS_NAMESPACE_REFS")]
+    no_cross_namespace_refs: bool,
+    /// Enforce the TenantPolicies of this namespace (ferry's own; only the platform team should
+    /// be able to write there). Default: no TenantPolicy is read.
+    #[arg(long, env = "FERRY_POLICY_NAMESPACE", value_name = "NAMESPACE")]
+    policy_namespace: Option<String>,
+    /// Seconds an Application may stay Progressing before it is Degraded.
+    #[arg(long, default_value_t = 600, env = "FERRY_HEALTH_TIMEOUT_SECONDS")]
+    health_timeout_seconds: u64,
+    /// Seconds an ls-remote of a repository is shared by the Applications on it with the same
+    /// credentials (never longer than half an Application's interval; a sync requested by a
+    /// webhook or `ferry sync` always lists afresh). 0: each Application lists for itself.
+    #[arg(long, default_value_t = 30, env = "FERRY_GIT_REF_CACHE_SECONDS")]
+    git_ref_cache_seconds: u64,
+    /// The kustomize binary.
+    #[arg(long, default_value = "kustomize", env = "FERRY_KUSTOMIZE")]
+    kustomize: PathBuf,
+    /// The helm binary.
+    #[arg(long, default_value = "helm", env = "FERRY_HELM")]
+    helm: PathBuf,
+    /// Address of the HTTP server: /metrics, /healthz, /readyz and /hooks/* (port 0 picks a free port).
+    #[arg(long, default_value = "0.0.0.0:8080", env = "FERRY_HTTP_ADDRESS")]
+    http_address: String,
+    /// [NAMESPACE/]NAME of the Secret with the webhook keys (github, gitlab, generic or token);
+    /// the namespace defaults to --namespace, else "default". Without it webhooks are off.
+    #[arg(long, env = "FERRY_WEBHOOK_SECRET", value_name = "[NAMESPACE/]NAME")]
+    webhook_secret: Option<String>,
+    /// Prometheus base URL for rollout analyses that name no `prometheus.address`.
+    #[arg(long, env = "FERRY_PROMETHEUS_URL")]
+    prometheus_url: Option<String>,
+    /// The only Prometheus base URLs an analysis's `prometheus.address` may name besides
+    /// --prometheus-url (comma-separated). Set it when Application authors are not trusted:
+    /// otherwise an author can make ferry send GET requests to any URL it reaches.
+    #[arg(long, env = "FERRY_ALLOWED_PROMETHEUS_URLS", value_delimiter = ',', value_name = "URL,...")]
+    allowed_prometheus_urls: Vec<String>,
+    /// Namespaces whose Applications may be followed (`spec.source.ref.fromApplication`) from
+    /// other namespaces, comma-separated; `*` for any. An Application may always follow one in
+    /// its own namespace.
+    #[arg(long, env = "FERRY_PROMOTION_NAMESPACES", value_delimiter = ',')]
+    promotion_namespaces: Vec<String>,
+    /// Watch managed objects only in these namespaces (comma-separated), for RBAC that grants
+    /// Roles there and nothing cluster-wide. Default: watch cluster-wide.
+    #[arg(long, env = "FERRY_MANAGED_NAMESPACES", value_delimiter = ',', value_name = "NS,...")]
+    managed_namespaces: Option<Vec<String>>,
+    /// Elect a leader among the replicas with a coordination.k8s.io Lease: only the leader
+    /// reconciles; the others stand by, ready to take over.
+    #[arg(long, env = "FERRY_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Namespace of the Lease (default: --namespace, else "default").
+    #[arg(long, env = "FERRY_LEADER_ELECTION_NAMESPACE")]
+    leader_election_namespace: Option<String>,
+    /// Name of the Lease; with --shard-count above 1, "-shard-<index>" is appended.
+    #[arg(long, default_value = "ferry", env = "FERRY_LEADER_ELECTION_LEASE_NAME")]
+    leader_election_lease_name: String,
+    /// How long a standby waits after the leader's last renewal before it takes over.
+    #[arg(long, default_value = "15s", env = "FERRY_LEADER_ELECTION_LEASE_DURATION", value_parser = go_duration)]
+    leader_election_lease_duration: Duration,
+    /// How long a leader keeps reconciling without a successful renewal (below the lease duration).
+    #[arg(long, default_value = "10s", env = "FERRY_LEADER_ELECTION_RENEW_DEADLINE", value_parser = go_duration)]
+    leader_election_renew_deadline: Duration,
+    /// How often candidates read and renew the Lease.
+    #[arg(long, default_value = "2s", env = "FERRY_LEADER_ELECTION_RETRY_PERIOD", value_parser = go_duration)]
+    leader_election_retry_period: Duration,
+    /// This process's name in the Lease and in Events (default: POD_NAME, else host name and PID).
+    #[arg(long, env = "POD_NAME")]
+    leader_election_identity: Option<String>,
+    /// With --shard-count N, reconcile only the Applications whose namespace/name hashes to this index.
+    #[arg(long, default_value_t = 0, env = "FERRY_SHARD_INDEX")]
+    shard_index: u32,
+    /// Split Applications among this many ferry processes (each with its own --shard-index).
+    #[arg(long, default_value_t = 1, env = "FERRY_SHARD_COUNT", value_parser = clap::value_parser!(u32).range(1..))]
+    shard_count: u32,
+    /// Largest render: what kustomize or helm prints, or a plain directory's manifest files
+    /// together (bytes, or with a Ki, Mi or Gi suffix). A larger one fails as RenderFailed.
+    #[arg(long, default_value = "32Mi", env = "FERRY_MAX_RENDER_BYTES", value_parser = byte_size)]
+    max_render_bytes: u64,
+    /// Most objects one render may produce; more fail as RenderFailed.
+    #[arg(long, default_value_t = ferry::render::DEFAULT_MAX_RENDER_OBJECTS as u32, env = "FERRY_MAX_RENDER_OBJECTS", value_parser = clap::value_parser!(u32).range(1..))]
+    max_render_objects: u32,
+    /// Finished renders kept for reuse, by their size as JSON (bytes, or Ki, Mi, Gi).
+    #[arg(long, default_value = "64Mi", env = "FERRY_RENDER_CACHE_BYTES", value_parser = byte_size)]
+    render_cache_bytes: u64,
+}
+
+impl RunArgs {
+    /// The options `ferry run` starts with: flag values checked (the shard), defaults filled in
+    /// (identity, cache directory, Lease namespace), empty list items dropped.
+    fn into_options(self) -> Result<startup::RunOptions, String> {
+        let shard = controller::Shard::new(self.shard_index, self.shard_count)?;
+        let identity = self
+            .leader_election_identity
+            .filter(|i| !i.is_empty())
+            .unwrap_or_else(controller::default_identity);
+        let leader = self.leader_elect.then(|| controller::LeaderConfig {
+            namespace: self
+                .leader_election_namespace
+                .or_else(|| self.namespace.clone())
+                .unwrap_or_else(|| "default".into()),
+            // Each shard elects its own leader.
+            lease_name: if shard.is_sharded() {
+                format!("{}-shard-{}", self.leader_election_lease_name, self.shard_index)
+            } else {
+                self.leader_election_lease_name
+            },
+            identity: identity.clone(),
+            lease_duration: self.leader_election_lease_duration,
+            renew_deadline: self.leader_election_renew_deadline,
+            retry_period: self.leader_election_retry_period,
+        });
+        let managed_namespaces = self
+            .managed_namespaces
+            .map(|list| list.into_iter().filter(|n| !n.is_empty()).collect::<Vec<_>>())
+            .filter(|list| !list.is_empty());
+        Ok(startup::RunOptions {
+            api_timeout: Duration::from_secs(self.api_timeout_seconds),
+            namespace: self.namespace,
+            cache_dir: self.cache_dir.unwrap_or_else(controller::default_cache_dir),
+            cache_retention: ferry::source::Retention {
+                unused_after: self.cache_unused_after,
+                max_bytes: self.cache_max_size,
+            },
+            cache_gc_interval: self.cache_gc_interval,
+            concurrency: self.concurrency,
+            lockdown: ferry::tenancy::Lockdown {
+                allow_file_urls: self.allow_file_urls,
+                require_service_account: self.require_service_account,
+                default_service_account: self.default_service_account,
+                no_cross_namespace_refs: self.no_cross_namespace_refs,
+            },
+            policy_namespace: self.policy_namespace.filter(|n| !n.is_empty()),
+            health_timeout: Duration::from_secs(self.health_timeout_seconds),
+            git_ref_cache: Duration::from_secs(self.git_ref_cache_seconds),
+            kustomize: self.kustomize,
+            helm: self.helm,
+            http_address: self.http_address,
+            webhook_secret: self.webhook_secret,
+            prometheus_url: self.prometheus_url,
+            allowed_prometheus_urls: self
+                .allowed_prometheus_urls
+                .into_iter()
+                .filter(|u| !u.is_empty())
+                .collect(),
+            promotion_namespaces: self.promotion_namespaces,
+            managed_namespaces,
+            identity,
+            leader,
+            shard,
+            render_limits: startup::RenderLimits {
+                max_bytes: self.max_render_bytes,
+                max_objects: self.max_render_objects as usize,
+                cache_bytes: self.render_cache_bytes,
+            },
+        })
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -223,112 +299,17 @@ fn main() -> ExitCode {
             println!("ferry {}", ferry::VERSION);
             ExitCode::SUCCESS
         }
-        Command::Run {
-            api_timeout_seconds,
-            namespace,
-            cache_dir,
-            cache_unused_after,
-            cache_max_size,
-            cache_gc_interval,
-            concurrency,
-            require_service_account,
-            default_service_account,
-            allow_file_urls,
-            no_cross_namespace_refs,
-            policy_namespace,
-            health_timeout_seconds,
-            git_ref_cache_seconds,
-            kustomize,
-            helm,
-            http_address,
-            webhook_secret,
-            prometheus_url,
-            allowed_prometheus_urls,
-            promotion_namespaces,
-            managed_namespaces,
-            leader_elect,
-            leader_election_namespace,
-            leader_election_lease_name,
-            leader_election_lease_duration,
-            leader_election_renew_deadline,
-            leader_election_retry_period,
-            leader_election_identity,
-            shard_index,
-            shard_count,
-            max_render_bytes,
-            max_render_objects,
-            render_cache_bytes,
-        } => {
+        Command::Run(args) => {
             telemetry::init(cli.log_format);
-            let shard = match controller::Shard::new(shard_index, shard_count) {
-                Ok(shard) => shard,
+            let opts = match args.into_options() {
+                Ok(opts) => opts,
                 Err(err) => return fail(&err),
             };
-            let identity = leader_election_identity
-                .filter(|i| !i.is_empty())
-                .unwrap_or_else(controller::default_identity);
-            let leader = leader_elect.then(|| controller::LeaderConfig {
-                namespace: leader_election_namespace
-                    .or_else(|| namespace.clone())
-                    .unwrap_or_else(|| "default".into()),
-                // Each shard elects its own leader.
-                lease_name: if shard.is_sharded() {
-                    format!("{leader_election_lease_name}-shard-{shard_index}")
-                } else {
-                    leader_election_lease_name
-                },
-                identity: identity.clone(),
-                lease_duration: leader_election_lease_duration,
-                renew_deadline: leader_election_renew_deadline,
-                retry_period: leader_election_retry_period,
-            });
-            let managed_namespaces = managed_namespaces
-                .map(|list| list.into_iter().filter(|n| !n.is_empty()).collect::<Vec<_>>())
-                .filter(|list| !list.is_empty());
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
             };
-            let opts = controller::RunOptions {
-                api_timeout: Duration::from_secs(api_timeout_seconds),
-                namespace,
-                cache_dir: cache_dir.unwrap_or_else(controller::default_cache_dir),
-                cache_retention: ferry::source::Retention {
-                    unused_after: cache_unused_after,
-                    max_bytes: cache_max_size,
-                },
-                cache_gc_interval,
-                concurrency,
-                lockdown: ferry::tenancy::Lockdown {
-                    allow_file_urls,
-                    require_service_account,
-                    default_service_account,
-                    no_cross_namespace_refs,
-                },
-                policy_namespace: policy_namespace.filter(|n| !n.is_empty()),
-                health_timeout: Duration::from_secs(health_timeout_seconds),
-                git_ref_cache: Duration::from_secs(git_ref_cache_seconds),
-                kustomize,
-                helm,
-                http_address,
-                webhook_secret,
-                prometheus_url,
-                allowed_prometheus_urls: allowed_prometheus_urls
-                    .into_iter()
-                    .filter(|u| !u.is_empty())
-                    .collect(),
-                promotion_namespaces,
-                managed_namespaces,
-                identity,
-                leader,
-                shard,
-                render_limits: controller::RenderLimits {
-                    max_bytes: max_render_bytes,
-                    max_objects: max_render_objects as usize,
-                    cache_bytes: render_cache_bytes,
-                },
-            };
-            match runtime.block_on(controller::run(opts)) {
+            match runtime.block_on(startup::run(opts)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => fail(&err.to_string()),
             }
@@ -400,7 +381,7 @@ fn client_command(command: impl std::future::Future<Output = Result<String, Stri
 
 /// A Go-style duration flag (`15s`, `1m30s`, `500ms`).
 fn go_duration(text: &str) -> Result<Duration, String> {
-    controller::duration::parse(text)
+    ferry::duration::parse(text)
         .ok_or_else(|| format!("`{text}` is not a duration like 15s, 1m or 500ms, of at most 8760h"))
 }
 

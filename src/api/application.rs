@@ -20,7 +20,7 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+([.][0-9]+)?(ms|s|m|h))+$";
 pub const REPO_URL_RULE: &str =
     r"self.matches('^(https?|ssh|file)://.+') || self.matches('^[A-Za-z0-9._~-]+@[A-Za-z0-9.-]+:.+')";
 pub const REPO_URL_MESSAGE: &str = "repoURL must be a Git URL starting with https://, http://, ssh:// or file://, or of the form user@host:path";
-/// The longest duration any field accepts (`controller::duration::MAX`): one year. A longer
+/// The longest duration any field accepts (`crate::duration::MAX`): one year. A longer
 /// value is no one's intent, and ferry turns durations into timers and requeues, which have
 /// limits of their own.
 pub const MAX_DURATION_TEXT: &str = "8760h";
@@ -639,6 +639,12 @@ pub enum VerificationPhase {
 
 /// Annotation that makes a rendered object a hook instead of part of the synced state.
 pub const HOOK_ANNOTATION: &str = "ferry.dev/hook";
+
+/// Whether `obj` is a hook rather than an object to sync (`ferry diff` and the sync pass both
+/// leave hooks out of the synced state).
+pub fn is_hook(obj: &kube::api::DynamicObject) -> bool {
+    obj.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(HOOK_ANNOTATION))
+}
 /// The one hook ferry runs: after a successful sync, once the Application is Healthy.
 pub const POST_SYNC: &str = "PostSync";
 

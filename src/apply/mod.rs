@@ -2,11 +2,15 @@
 //! a sync may prune, which conflicts it may force, and the server-side apply and dry-run calls.
 
 mod conflict;
+mod namespace;
 mod ownership;
 mod prune;
 mod ssa;
 
 pub use conflict::{all_previously_set, field_in};
+pub use namespace::{
+    CREATED_NAMESPACE, NamespaceReadError, created_namespace, is_namespace, requested_namespace,
+};
 pub use ownership::{
     APP_NAME, APP_NAMESPACE, AppRef, FIELD_MANAGER, MANAGED_BY, MANIFEST_HASH, Ownership, label_object,
     manifest_hash, ownership_of,

@@ -30,11 +30,13 @@ use crate::{
         GitRef, conditions as c,
     },
     controller::{
-        Context, duration,
+        Context,
+        error::SyncError,
         status::{self, Phase},
         sync,
     },
-    source::SourceSpec,
+    duration,
+    source::{SourceSpec, credentials},
 };
 
 use generate::{Generated, Params};
@@ -159,7 +161,7 @@ async fn converge(
             Ok(Err(e)) => {
                 return Err((
                     APPLY_FAILED,
-                    format!("applying Application {ns}/{name}: {}", sync::api_words(&e)),
+                    format!("applying Application {ns}/{name}: {}", crate::kube_util::api_words(&e)),
                 ));
             }
             Err(_) => {
@@ -183,7 +185,7 @@ async fn converge(
             Ok(Err(e)) => {
                 return Err((
                     APPLY_FAILED,
-                    format!("deleting Application {ns}/{name}: {}", sync::api_words(&e)),
+                    format!("deleting Application {ns}/{name}: {}", crate::kube_util::api_words(&e)),
                 ));
             }
             Err(_) => {
@@ -222,9 +224,10 @@ async fn parameter_sets(set: &ApplicationSet, ctx: &Context, ns: &str) -> Result
                     .map_err(|e| format!("generator {i} (pullRequests): {e}"))?,
                 None => ctx.client.clone(),
             };
-            let credentials = sync::credentials(ctx, &client, ns, pr.secret_ref.as_ref())
-                .await
-                .map_err(|e| format!("generator {i} (pullRequests): {e}"))?;
+            let credentials =
+                credentials::from_secret_ref(&client, ctx.options.api_timeout, ns, pr.secret_ref.as_ref())
+                    .await
+                    .map_err(|e| format!("generator {i} (pullRequests): {}", SyncError::from(e)))?;
             let spec = SourceSpec { repo_url: pr.repo_url.clone(), git_ref: GitRef::default(), credentials };
             let interval = duration::parse(&pr.interval).unwrap_or(Duration::from_secs(60));
             // A listing made by another set or an Application on the same repository in the

@@ -216,7 +216,7 @@ impl Context {
 
 /// Every `interval`: drops the state of Applications that are gone, then collects the Git cache
 /// (on the blocking pool), keeping every Application's current snapshot.
-pub(super) async fn collect_garbage(ctx: Arc<Context>, interval: Duration) {
+pub async fn collect_garbage(ctx: Arc<Context>, interval: Duration) {
     let mut ticks = tokio::time::interval(interval.max(Duration::from_secs(1)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticks.tick().await;

@@ -11,10 +11,7 @@ use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::api::DynamicObject;
 use serde_json::Value;
 
-use super::{
-    context::Context,
-    sync::{SyncError, prunable},
-};
+use super::{context::Context, error::SyncError, prunable::prunable};
 use crate::{
     api::{HOOK_ANNOTATION, InventoryEntry, POST_SYNC, VerificationPhase, VerificationStatus},
     apply::{AppRef, Applier, Ownership, describe, inventory_entry, label_object, ownership_of},
@@ -48,11 +45,6 @@ pub fn split(
         }
     }
     Ok((objects, hooks))
-}
-
-/// Whether `obj` is a hook rather than an object to sync.
-pub fn is_hook(obj: &DynamicObject) -> bool {
-    obj.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(HOOK_ANNOTATION))
 }
 
 /// How a hook object ended, read from its live state.

@@ -9,9 +9,10 @@ use std::{collections::HashMap, sync::Arc, time::Instant};
 use kube::api::DynamicObject;
 use serde_json::Value;
 
-use super::{delivery::Delivery, sync::Prepared};
+use super::delivery::Delivery;
 use crate::{
     api::{ApplicationStatus, InventoryEntry},
+    plan::Phase,
     source::Snapshot,
 };
 
@@ -67,6 +68,17 @@ pub struct SplitRender {
     pub requested_namespace: Option<String>,
     /// The Namespace ferry added to the objects, if any.
     pub created_namespace: Option<String>,
+}
+
+/// A rendered object as ferry applies it: labelled and hashed. Prepared once per render and
+/// remembered, because every reconcile of an unchanged revision needs the same.
+pub(super) struct Prepared {
+    pub(super) obj: DynamicObject,
+    pub(super) key: ObjKey,
+    pub(super) entry: InventoryEntry,
+    pub(super) hash: String,
+    pub(super) name: String,
+    pub(super) phase: Phase,
 }
 
 /// A render's objects as ferry applies them.

@@ -19,10 +19,13 @@ use kube::{
 
 use super::{
     context::Context,
-    delivery, duration, events,
+    delivery,
+    error::SyncError,
+    events,
     memory::AppMemory,
+    prunable,
     status::{self, Phase},
-    sync::{self, Attempt, SyncError, SyncState, count},
+    sync::{self, Attempt, SyncState, count},
 };
 use crate::{
     api::{
@@ -30,6 +33,7 @@ use crate::{
         SyncStatusCode, VerificationPhase, conditions as c,
     },
     apply::{AppRef, Applier, FIELD_MANAGER, prune_candidates},
+    duration,
     metrics::{DeploymentResult, Stage},
 };
 use tracing::Instrument;
@@ -207,7 +211,7 @@ async fn cleanup(app: &Application, ctx: &Context) -> Result<Action, Error> {
         order.splice(0..0, super::rollout::derived_objects(app, &inventory));
         let hooks = app.status.as_ref().and_then(|s| s.verification.as_ref()).map(|v| v.hooks.clone());
         order.splice(0..0, hooks.unwrap_or_default());
-        let victims = sync::prunable(ctx, &applier, &app_ref, &order).await.map_err(fail)?;
+        let victims = prunable::prunable(ctx, &applier, &app_ref, &order).await.map_err(fail)?;
         for victim in &victims {
             victim.delete(&applier).await.map_err(fail)?;
         }

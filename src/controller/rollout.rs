@@ -19,8 +19,8 @@ use serde_json::Value;
 
 use super::{
     context::Context,
+    error::SyncError,
     memory::{AppMemory, ObjKey},
-    sync::SyncError,
     watches::Seen,
 };
 use crate::{
@@ -28,9 +28,9 @@ use crate::{
     apply::{AppRef, Applier, ApplyError, Ownership, ownership_of},
     rollout::{
         analysis::render_query,
-        blue_green,
-        canary::{self, Canary, Decision, Measure, Observed, Primary, Taken},
+        blue_green, canary,
         prometheus::Prometheus,
+        types::{Canary, Decision, Measure, Observed, Primary, Taken},
         workload::{self, Availability, CANARY, ROLLOUT_FIELD_MANAGER},
     },
 };

@@ -11,9 +11,7 @@ use std::{
 };
 
 use futures::{StreamExt, stream};
-use k8s_openapi::{
-    api::core::v1::Secret, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::{
     Api, ResourceExt,
     api::DynamicObject,
@@ -23,8 +21,10 @@ use serde_json::Value;
 
 use super::{
     context::Context,
-    duration, hooks,
-    memory::{AppMemory, Known, ObjKey, PreparedObjects, SourceMemo, SplitRender, keeps_live},
+    error::SyncError,
+    hooks,
+    memory::{AppMemory, Known, ObjKey, Prepared, PreparedObjects, SourceMemo, SplitRender, keeps_live},
+    prunable::{Prunable, prunable},
     rollout,
     watches::Seen,
 };
@@ -34,101 +34,23 @@ use crate::{
         VerificationStatus,
     },
     apply::{
-        AppRef, Applier, ApplyError, MANIFEST_HASH, Ownership, PruneRefused, all_previously_set, describe,
-        inventory_entry, is_prune_disabled, label_object, manifest_hash, ownership_of, prune_candidates,
+        AppRef, Applier, ApplyError, MANIFEST_HASH, Ownership, all_previously_set, created_namespace,
+        describe, inventory_entry, is_namespace, label_object, manifest_hash, ownership_of, prune_candidates,
+        requested_namespace,
     },
+    duration,
     health::{self, ObjectHealth, ObjectName},
+    kube_util::api_words,
     metrics::Stage,
     plan::{Difference, Phase, first_difference, phase_of},
-    render::{RenderError, RenderRequest},
-    rollout::{canary::Decision, workload as rollout_workload},
-    source::{Credentials, Revision, Snapshot, SourceError, SourceSpec},
-    tenancy::{Refusal, Target},
+    render::RenderRequest,
+    rollout::{types::Decision, workload as rollout_workload},
+    source::{Credentials, Revision, Snapshot, SourceSpec},
+    tenancy::Target,
 };
 
 /// How many objects a message lists before saying "and N more".
 const LISTED: usize = 3;
-
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    /// The Application may not run as it is configured (service account).
-    #[error("{0}")]
-    Access(String),
-    #[error("reading Git credentials: {0}")]
-    Credentials(String),
-    #[error("{0}")]
-    Fetch(#[source] SourceError),
-    #[error("rendering {revision}: {source}")]
-    Render { revision: String, source: RenderError },
-    /// An object the API server would refuse; nothing was applied.
-    #[error("{0}")]
-    Validation(String),
-    /// Objects another Application owns.
-    #[error("{0}")]
-    Conflict(String),
-    #[error(transparent)]
-    PruneRefused(PruneRefused),
-    #[error("{message}")]
-    Apply { message: String, transient: bool },
-    #[error("{0}")]
-    Discovery(String),
-    /// `ref.fromApplication`: the Application followed has no verified revision yet.
-    #[error("{0}")]
-    Waiting(String),
-    /// The tenancy lockdown (flags, TenantPolicies) refuses it; nothing was fetched or written.
-    #[error(transparent)]
-    Refused(#[from] Refusal),
-}
-
-impl SyncError {
-    /// The condition reason.
-    pub fn reason(&self) -> &'static str {
-        use crate::api::conditions as c;
-        match self {
-            SyncError::Access(_) | SyncError::Validation(_) => c::VALIDATION_FAILED,
-            SyncError::Credentials(_) | SyncError::Fetch(_) => c::FETCH_FAILED,
-            SyncError::Render { .. } => c::RENDER_FAILED,
-            SyncError::Conflict(_) => c::OWNERSHIP_CONFLICT,
-            SyncError::PruneRefused(_) => c::PRUNE_REFUSED,
-            SyncError::Apply { .. } | SyncError::Discovery(_) => c::APPLY_FAILED,
-            SyncError::Waiting(_) => c::WAITING_FOR_PROMOTION,
-            SyncError::Refused(r) => r.reason(),
-        }
-    }
-
-    /// The short word for `ferry_errors_total{category}`.
-    pub fn category(&self) -> &'static str {
-        match self {
-            SyncError::Access(_) => "access",
-            SyncError::Credentials(_) => "credentials",
-            SyncError::Fetch(_) => "fetch",
-            SyncError::Render { .. } => "render",
-            SyncError::Validation(_) => "validation",
-            SyncError::Conflict(_) => "conflict",
-            SyncError::PruneRefused(_) => "prune",
-            SyncError::Apply { .. } => "apply",
-            SyncError::Discovery(_) => "discovery",
-            SyncError::Waiting(_) => "promotion",
-            SyncError::Refused(_) => "policy",
-        }
-    }
-
-    /// Whether retrying without any change may help (backoff), as opposed to waiting for a
-    /// change in Git or in the spec.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            SyncError::Fetch(e) => e.is_transient(),
-            // A missing Secret is usually about to be created.
-            SyncError::Credentials(_) | SyncError::Discovery(_) => true,
-            SyncError::Apply { transient, .. } => *transient,
-            _ => false,
-        }
-    }
-
-    pub(super) fn from_apply(err: ApplyError) -> SyncError {
-        SyncError::Apply { transient: err.is_transient(), message: err.to_string() }
-    }
-}
 
 /// Where the Application stands after a successful pass.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -218,17 +140,6 @@ impl Desired {
         p.phase = phase_of(&p.entry.group, &p.entry.kind, false);
         p
     }
-}
-
-/// A rendered object as ferry applies it: labelled and hashed. Prepared once per render and
-/// remembered, because every reconcile of an unchanged revision needs the same.
-pub(super) struct Prepared {
-    obj: DynamicObject,
-    key: ObjKey,
-    entry: InventoryEntry,
-    hash: String,
-    name: String,
-    phase: Phase,
 }
 
 /// A PostSync hook as the tenancy checks see it (the render gave it its namespace).
@@ -635,11 +546,13 @@ async fn split_render(
         return Ok((m.objects.clone(), m.hooks.clone(), m.created_namespace.clone()));
     }
     let namespace = match &requested {
-        Some(name) => created_namespace(ctx, app_ref, client, name, rendered, previous).await?,
+        Some(name) => created_namespace(client, ctx.options.api_timeout, app_ref, name, rendered, previous)
+            .await
+            .map_err(|e| SyncError::Apply { message: e.to_string(), transient: true })?,
         None => None,
     };
     let created = namespace.as_ref().and_then(|n| n.metadata.name.clone());
-    let (objects, hooks) = if namespace.is_none() && !rendered.iter().any(hooks::is_hook) {
+    let (objects, hooks) = if namespace.is_none() && !rendered.iter().any(crate::api::is_hook) {
         (rendered.clone(), Arc::new(Vec::new()))
     } else {
         let (mut objects, hooks) = hooks::split(rendered, app_ref).map_err(SyncError::Validation)?;
@@ -654,65 +567,6 @@ async fn split_render(
         created_namespace: created.clone(),
     });
     Ok((objects, hooks, created))
-}
-
-/// The namespace `spec.destination.createNamespace` asks ferry to create, if it does.
-fn requested_namespace(app: &Application, app_ref: &AppRef) -> Option<String> {
-    let dest = app.spec.destination.as_ref().filter(|d| d.create_namespace)?;
-    Some(dest.namespace.clone().unwrap_or_else(|| app_ref.namespace.clone()))
-}
-
-/// The Namespace object for `spec.destination.createNamespace`: when the render has none of
-/// that name and the namespace is ferry's to create, i.e. it is in the inventory already or does
-/// not exist. A namespace that exists and is not this Application's is never taken over, since
-/// deleting the Application would then delete it with everything in it.
-async fn created_namespace(
-    ctx: &Context,
-    app_ref: &AppRef,
-    client: &kube::Client,
-    name: &str,
-    rendered: &[DynamicObject],
-    previous: &[InventoryEntry],
-) -> Result<Option<DynamicObject>, SyncError> {
-    let in_render = rendered.iter().any(|o| {
-        o.types.as_ref().is_some_and(|t| t.kind == "Namespace" && t.api_version == "v1")
-            && o.metadata.name.as_deref() == Some(name)
-    });
-    if in_render {
-        return Ok(None);
-    }
-    let ours = previous.iter().any(|e| is_namespace(e, name)) || {
-        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-        let live = tokio::time::timeout(ctx.options.api_timeout, api.get_opt(name))
-            .await
-            .map_err(|_| SyncError::Apply {
-                message: format!("reading Namespace {name}: the API server did not answer in time"),
-                transient: true,
-            })?
-            .map_err(|e| SyncError::Apply {
-                message: format!("reading Namespace {name}: {}", api_words(&e)),
-                transient: true,
-            })?;
-        match live {
-            None => true,
-            Some(ns) => ownership_of(ns.metadata.labels.as_ref(), app_ref) == Ownership::Ours,
-        }
-    };
-    if !ours {
-        tracing::info!(app = %app_ref, namespace = %name, "destination namespace exists and is not ours; not managing it");
-        return Ok(None);
-    }
-    let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
-        "name": name, "annotations": {CREATED_NAMESPACE: "true"},
-    }});
-    Ok(Some(serde_json::from_value(ns).expect("a Namespace deserializes")))
-}
-
-/// Annotation on a Namespace ferry created for `createNamespace`: it is released, never pruned.
-const CREATED_NAMESPACE: &str = "ferry.dev/created-namespace";
-
-fn is_namespace(e: &InventoryEntry, name: &str) -> bool {
-    e.group.is_empty() && e.kind == "Namespace" && e.name == name
 }
 
 /// The empty-render guard judges what Git rendered: the Namespace ferry adds for
@@ -822,27 +676,17 @@ async fn fetch(
     Ok(snapshot)
 }
 
-/// The Git credentials of the Secret `secret_ref` names in `namespace` (`secretRef` of an
-/// Application or of an ApplicationSet's generator), read as `client`: the Application's
-/// ServiceAccount when it names one. Read as ferry, any Secret of the namespace with a
-/// `username` and `password` could be sent to a Git server the author of an Application
-/// controls, by an author who may not read that Secret (a confused deputy).
+/// The Git credentials `secret_ref` names, read as `client` with the API timeout (see
+/// [`crate::source::credentials::from_secret_ref`]).
 pub async fn credentials(
     ctx: &Context,
     client: &kube::Client,
     namespace: &str,
     secret_ref: Option<&crate::api::LocalObjectReference>,
 ) -> Result<Option<Credentials>, SyncError> {
-    let Some(r) = secret_ref else { return Ok(None) };
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = tokio::time::timeout(ctx.options.api_timeout, secrets.get_opt(&r.name))
+    crate::source::credentials::from_secret_ref(client, ctx.options.api_timeout, namespace, secret_ref)
         .await
-        .map_err(|_| SyncError::Credentials(format!("Secret {} could not be read in time", r.name)))?
-        .map_err(|e| SyncError::Credentials(format!("Secret {}: {}", r.name, api_words(&e))))?
-        .ok_or_else(|| {
-            SyncError::Credentials(format!("Secret {namespace}/{} (secretRef) does not exist", r.name))
-        })?;
-    Ok(Some(Credentials::from_secret(&secret).map_err(SyncError::Fetch)?))
+        .map_err(SyncError::from)
 }
 
 /// The commit an Application with `ref.fromApplication` deploys: the one the Application it
@@ -893,14 +737,6 @@ fn listing_max_age(
 ) -> Duration {
     let requested = mem.source.as_ref().is_some_and(|m| &m.reconcile_at != reconcile_at);
     if requested { Duration::ZERO } else { ctx.options.git_ref_cache.min(interval / 2) }
-}
-
-/// The API server's own words for a failed call.
-pub(crate) fn api_words(err: &kube::Error) -> String {
-    match err {
-        kube::Error::Api(s) => s.message.clone(),
-        e => e.to_string(),
-    }
 }
 
 /// (group, kind) of every CustomResourceDefinition in the render.
@@ -1234,70 +1070,6 @@ async fn wait_established(ctx: &Context, desired: &[Desired], batch: &[usize]) -
         }
     }
     Ok(())
-}
-
-/// An object a prune or clean-up may delete: it exists and was checked as this Application's.
-pub(super) struct Prunable {
-    pub entry: InventoryEntry,
-    /// As shown in messages.
-    pub name: String,
-    resource: ApiResource,
-    caps: ApiCapabilities,
-    /// The live object as checked.
-    live: DynamicObject,
-}
-
-impl Prunable {
-    /// Deletes the object checked, and only it: its uid is the delete's precondition, so an
-    /// object that replaced it under the same name since is never deleted.
-    pub async fn delete(&self, applier: &Applier) -> Result<(), SyncError> {
-        let (ns, uid) = (self.entry.namespace.as_deref(), self.live.metadata.uid.as_deref());
-        applier
-            .delete(&self.name, &self.resource, &self.caps, ns, &self.entry.name, uid)
-            .await
-            .map_err(SyncError::from_apply)
-    }
-
-    /// A Namespace that ferry created for `createNamespace`.
-    fn is_created_namespace(&self) -> bool {
-        is_namespace(&self.entry, &self.entry.name)
-            && self.live.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(CREATED_NAMESPACE))
-    }
-}
-
-/// Of the prune candidates, those that still exist, carry this Application's labels and are
-/// not opted out with `ferry.dev/prune: disabled`.
-pub(super) async fn prunable(
-    ctx: &Context,
-    applier: &Applier,
-    app_ref: &AppRef,
-    candidates: &[InventoryEntry],
-) -> Result<Vec<Prunable>, SyncError> {
-    let gvk = |e: &InventoryEntry| kube::api::GroupVersionKind::gvk(&e.group, &e.version, &e.kind);
-    let mut discovery = applier.discovery().clone();
-    if candidates.iter().any(|e| discovery.resolve_gvk(&gvk(e)).is_none()) {
-        // A kind installed after ferry's last discovery must not make its objects unprunable.
-        discovery =
-            ctx.refresh_discovery(Instant::now()).await.map_err(|e| SyncError::Discovery(e.to_string()))?;
-    }
-    let mut out = Vec::new();
-    for entry in candidates {
-        let Some((resource, caps)) = discovery.resolve_gvk(&gvk(entry)) else {
-            tracing::warn!(app = %app_ref, kind = %entry.kind, name = %entry.name, "kind no longer served; not pruned");
-            continue;
-        };
-        let name = ObjectName::from(entry).to_string();
-        let live = applier
-            .get(&name, &resource, &caps, entry.namespace.as_deref(), &entry.name)
-            .await
-            .map_err(SyncError::from_apply)?;
-        let Some(live) = live else { continue };
-        let labels = live.metadata.labels.as_ref();
-        if ownership_of(labels, app_ref) == Ownership::Ours && !is_prune_disabled(labels) {
-            out.push(Prunable { entry: entry.clone(), name, resource, caps, live });
-        }
-    }
-    Ok(out)
 }
 
 /// Registers the objects this Application claims from others and tells each owner once.

@@ -10,14 +10,15 @@ use std::{
 };
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, Client, ResourceExt, discovery::Discovery};
+use kube::{Api, Client, ResourceExt, api::DynamicObject, discovery::Discovery};
 use serde_json::Value;
 
 use super::{Action, ObjectDiff, Plan, comparable, redact_secret_values, unified};
 use crate::{
     api::{Application, GitRef, InventoryEntry},
     apply::{
-        AppRef, Applier, ApplyError, Ownership, inventory_entry, label_object, manifest_hash, ownership_of,
+        AppRef, Applier, ApplyError, Ownership, created_namespace, inventory_entry, label_object,
+        manifest_hash, ownership_of, requested_namespace,
     },
     health::ObjectName,
     render::{self, DiscoveredScopes, RenderOptions, RenderRequest},
@@ -82,10 +83,19 @@ pub async fn plan(
         .map_err(|e| format!("API discovery: {e}"))?;
     let scopes = DiscoveredScopes::from_discovery(&discovery);
     let req = RenderRequest::for_application(&app, &root);
-    let rendered = render::render(&req, render_options, &scopes)
+    let mut rendered = render::render(&req, render_options, &scopes)
         .await
         .map_err(|e| format!("rendering {source}: {e}"))?;
+    let previous = app.status.as_ref().map(|s| s.inventory.clone()).unwrap_or_default();
+    // The Namespace a sync adds for `createNamespace`, first, as the sync adds it.
+    if let Some(name) = requested_namespace(&app, &app_ref) {
+        let created = created_namespace(&client, timeout, &app_ref, &name, &rendered, &previous)
+            .await
+            .map_err(|e| e.to_string())?;
+        rendered.splice(0..0, created);
+    }
     let applier = Applier::with_discovery(client.clone(), Arc::new(discovery), timeout);
+    let new_namespaces = namespaces_to_create(&applier, &rendered).await?;
 
     let mut plan = Plan { source, ..Default::default() };
     let mut desired_keys = HashSet::new();
@@ -96,7 +106,7 @@ pub async fn plan(
             .or(s.blue_green.as_ref().map(|b| b.workload.name.clone()))
     });
     // PostSync hooks run after a sync; they are not part of what it changes.
-    for object in rendered.into_iter().filter(|o| !crate::controller::hooks::is_hook(o)) {
+    for object in rendered.into_iter().filter(|o| !crate::api::is_hook(o)) {
         let mut obj = object;
         label_object(&mut obj, &app_ref);
         manifest_hash(&mut obj);
@@ -116,11 +126,18 @@ pub async fn plan(
         if workload_name.as_deref() == Some(entry.name.as_str()) && entry.kind == "Deployment" {
             plan.rollout = rollout_note(&app, live.as_ref(), &desired);
         }
-        // What the object would become: the dry run's answer (defaults filled in).
-        let after = match applier.dry_run(&obj, true).await {
-            Ok(result) => serde_json::to_value(result).expect("objects serialize"),
-            Err(ApplyError::UnknownKind { .. }) if live.is_none() => desired.clone(),
-            Err(e) => return Err(e.to_string()),
+        // What the object would become: the dry run's answer (defaults filled in). In a
+        // namespace the sync creates first, the API server would refuse a dry run now (the sync
+        // dry-runs such objects just before their phase): as Git has it.
+        let in_new_namespace = entry.namespace.as_ref().is_some_and(|ns| new_namespaces.contains(ns));
+        let after = if in_new_namespace && live.is_none() {
+            desired.clone()
+        } else {
+            match applier.dry_run(&obj, true).await {
+                Ok(result) => serde_json::to_value(result).expect("objects serialize"),
+                Err(ApplyError::UnknownKind { .. }) if live.is_none() => desired.clone(),
+                Err(e) => return Err(e.to_string()),
+            }
         };
         let (mut before, mut after) =
             (live.as_ref().map(comparable).unwrap_or(Value::Null), comparable(&after));
@@ -137,7 +154,6 @@ pub async fn plan(
     }
 
     // What the last sync applied and Git no longer has.
-    let previous = app.status.as_ref().map(|s| s.inventory.clone()).unwrap_or_default();
     for entry in previous.iter().filter(|e| !desired_keys.contains(&key(e))) {
         let gvk = kube::api::GroupVersionKind::gvk(&entry.group, &entry.version, &entry.kind);
         let Some((resource, caps)) = applier.discovery().resolve_gvk(&gvk) else { continue };
@@ -164,6 +180,26 @@ pub async fn plan(
         plan.objects.push(diff_of(entry, Action::Prune, unified(&before, &after, &title)));
     }
     Ok(plan)
+}
+
+/// The Namespaces among `objects` that do not exist yet.
+async fn namespaces_to_create(
+    applier: &Applier,
+    objects: &[DynamicObject],
+) -> Result<HashSet<String>, String> {
+    let mut new = HashSet::new();
+    for obj in objects
+        .iter()
+        .filter(|o| o.types.as_ref().is_some_and(|t| t.kind == "Namespace" && t.api_version == "v1"))
+    {
+        let Some(name) = obj.metadata.name.as_deref() else { continue };
+        let (resource, caps) = applier.resolve(obj).map_err(|e| e.to_string())?;
+        let title = format!("Namespace/{name}");
+        if applier.get(&title, &resource, &caps, None, name).await.map_err(|e| e.to_string())?.is_none() {
+            new.insert(name.to_string());
+        }
+    }
+    Ok(new)
 }
 
 /// The rollout a change of the strategy's Deployment would start, naming the images.

@@ -17,14 +17,17 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::canary::{
-    DEFAULT_PROGRESS_DEADLINE, Decision, Measure, Note, Observed, POLL, Primary, ROLLOUT_PAUSED,
-    ROLLOUT_PROMOTED, ROLLOUT_STEP, Request, elapsed, enter, measure_run, short, summarize,
+use super::{
+    canary::{enter, measure_run, summarize},
+    lifecycle,
+    types::{
+        Canary, DEFAULT_PROGRESS_DEADLINE, Decision, Measure, Note, Observed, POLL, Primary, ROLLOUT_PAUSED,
+        ROLLOUT_PROMOTED, ROLLOUT_STEP, Request, elapsed, short,
+    },
 };
-use super::{canary::Canary, lifecycle};
 use crate::{
     api::{Analysis, BlueGreenStrategy, HealthStatusCode, RolloutPhase, RolloutStatus},
-    controller::duration,
+    duration,
 };
 
 const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(30);
@@ -318,7 +321,7 @@ fn abort(st: RolloutStatus, workload: &str, o: &Observed<'_>, reason: String) ->
 mod tests {
     use k8s_openapi::jiff::Timestamp;
 
-    use super::super::{analysis::Verdict, canary::Taken, workload::Availability};
+    use super::super::{analysis::Verdict, types::Taken, workload::Availability};
     use super::*;
 
     struct Fixed(Taken);
@@ -420,6 +423,6 @@ mod tests {
             (d.primary, d.canary, d.active_to_new, d.preview_to_new),
             (Primary::Hold { replicas: 3 }, Canary::Absent, false, false)
         );
-        assert!(d.aborted && d.notes.iter().any(|n| n.reason == super::super::canary::ROLLOUT_ABORTED));
+        assert!(d.aborted && d.notes.iter().any(|n| n.reason == super::super::types::ROLLOUT_ABORTED));
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::canary::{
+use super::types::{
     Canary, Decision, Note, Observed, POLL, Primary, ROLLOUT_ABORTED, ROLLOUT_PROMOTED, ROLLOUT_STARTED,
     Request, elapsed, is_active, short,
 };

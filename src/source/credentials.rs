@@ -7,12 +7,51 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
 
 use super::SourceError;
 use super::known_hosts::KnownHosts;
+use crate::{api::LocalObjectReference, kube_util::api_words};
+
+/// Reading the Secret a `secretRef` names failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretReadError {
+    #[error("Secret {name} could not be read in time")]
+    Timeout { name: String },
+    #[error("Secret {name}: {}", api_words(.source))]
+    Api { name: String, source: kube::Error },
+    #[error("Secret {namespace}/{name} (secretRef) does not exist")]
+    Missing { namespace: String, name: String },
+    /// The Secret holds no usable credentials.
+    #[error(transparent)]
+    Invalid(SourceError),
+}
+
+/// The Git credentials of the Secret `secret_ref` names in `namespace` (`secretRef` of an
+/// Application or of an ApplicationSet's generator), read as `client`: the Application's
+/// ServiceAccount when it names one. Read as ferry, any Secret of the namespace with a
+/// `username` and `password` could be sent to a Git server the author of an Application
+/// controls, by an author who may not read that Secret (a confused deputy).
+pub async fn from_secret_ref(
+    client: &kube::Client,
+    timeout: Duration,
+    namespace: &str,
+    secret_ref: Option<&LocalObjectReference>,
+) -> Result<Option<Credentials>, SecretReadError> {
+    let Some(r) = secret_ref else { return Ok(None) };
+    let name = || r.name.clone();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = tokio::time::timeout(timeout, secrets.get_opt(&r.name))
+        .await
+        .map_err(|_| SecretReadError::Timeout { name: name() })?
+        .map_err(|source| SecretReadError::Api { name: name(), source })?
+        .ok_or_else(|| SecretReadError::Missing { namespace: namespace.to_string(), name: name() })?;
+    Credentials::from_secret(&secret).map(Some).map_err(SecretReadError::Invalid)
+}
 
 /// Credentials for one repository. `Debug` never shows a secret value.
 #[derive(Clone, Default, PartialEq, Eq)]

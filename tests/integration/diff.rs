@@ -154,3 +154,41 @@ fn ferry_diff_shows_what_a_branch_or_a_checkout_would_change() {
     assert_eq!(code, 2);
     assert!(err.contains("not found"), "{err}");
 }
+
+/// `destination.createNamespace` with a namespace that does not exist yet: the diff shows the
+/// Namespace the sync would create (the same function adds it in both), and the objects going
+/// into it as creations without a dry run the API server would refuse for want of the namespace.
+/// A namespace that exists and is not the Application's is never added.
+#[test]
+fn ferry_diff_shows_the_namespace_create_namespace_would_create() {
+    let s = Scenario::with_ferry_args("diffns", &[]);
+    let ns = s.ns().to_string();
+    let new_ns = format!("{ns}-created");
+    s.commit_in("app", &[("config.yaml", configmap("settings", None, &[("color", "blue")]))], "v1");
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = |destination: &str| {
+        let file = dir.path().join(format!("{destination}.yaml"));
+        let text = format!(
+            "apiVersion: ferry.dev/v1alpha1\nkind: Application\nmetadata:\n  name: web\n  namespace: {ns}\nspec:\n  source:\n    repoURL: {}\n    ref: {{branch: main}}\n    path: app\n  destination:\n    namespace: {destination}\n    createNamespace: true\n",
+            s.git.url()
+        );
+        std::fs::write(&file, text).unwrap();
+        file.to_string_lossy().to_string()
+    };
+
+    let (code, out, err) = ferry_diff(&s, &["--file", &manifest(&new_ns), "--revision", "main"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("2 to create, 0 to change, 0 to prune"), "{out}");
+    assert!(out.contains(&format!("=== Namespace {new_ns} (Create)")), "{out}");
+    let created = changed_lines(&out, &format!("Namespace {new_ns}"));
+    assert!(created.iter().all(|l| l.starts_with('+')), "{out}");
+    assert!(created.iter().any(|l| l.contains("ferry.dev/created-namespace")), "{out}");
+    let settings = changed_lines(&out, &format!("ConfigMap {new_ns}/settings"));
+    assert!(settings.iter().any(|l| l.contains("color: blue")), "{out}");
+
+    // The test namespace exists and is not the Application's: no Namespace to create.
+    let (code, out, err) = ferry_diff(&s, &["--file", &manifest(&ns), "--revision", "main"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("1 to create, 0 to change, 0 to prune"), "{out}");
+    assert!(!out.contains("=== Namespace"), "{out}");
+}

@@ -1,0 +1,80 @@
+//! What a prune or a hook clean-up may delete: the objects of a list that still exist and carry
+//! this Application's labels. Shared by the sync pass and the PostSync hooks.
+
+use std::time::Instant;
+
+use kube::{
+    api::DynamicObject,
+    discovery::{ApiCapabilities, ApiResource},
+};
+
+use super::{context::Context, error::SyncError};
+use crate::{
+    api::InventoryEntry,
+    apply::{AppRef, Applier, CREATED_NAMESPACE, Ownership, is_namespace, is_prune_disabled, ownership_of},
+    health::ObjectName,
+};
+
+/// An object a prune or clean-up may delete: it exists and was checked as this Application's.
+pub(super) struct Prunable {
+    pub entry: InventoryEntry,
+    /// As shown in messages.
+    pub name: String,
+    resource: ApiResource,
+    caps: ApiCapabilities,
+    /// The live object as checked.
+    live: DynamicObject,
+}
+
+impl Prunable {
+    /// Deletes the object checked, and only it: its uid is the delete's precondition, so an
+    /// object that replaced it under the same name since is never deleted.
+    pub async fn delete(&self, applier: &Applier) -> Result<(), SyncError> {
+        let (ns, uid) = (self.entry.namespace.as_deref(), self.live.metadata.uid.as_deref());
+        applier
+            .delete(&self.name, &self.resource, &self.caps, ns, &self.entry.name, uid)
+            .await
+            .map_err(SyncError::from_apply)
+    }
+
+    /// A Namespace that ferry created for `createNamespace`.
+    pub(super) fn is_created_namespace(&self) -> bool {
+        is_namespace(&self.entry, &self.entry.name)
+            && self.live.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(CREATED_NAMESPACE))
+    }
+}
+
+/// Of the prune candidates, those that still exist, carry this Application's labels and are
+/// not opted out with `ferry.dev/prune: disabled`.
+pub(super) async fn prunable(
+    ctx: &Context,
+    applier: &Applier,
+    app_ref: &AppRef,
+    candidates: &[InventoryEntry],
+) -> Result<Vec<Prunable>, SyncError> {
+    let gvk = |e: &InventoryEntry| kube::api::GroupVersionKind::gvk(&e.group, &e.version, &e.kind);
+    let mut discovery = applier.discovery().clone();
+    if candidates.iter().any(|e| discovery.resolve_gvk(&gvk(e)).is_none()) {
+        // A kind installed after ferry's last discovery must not make its objects unprunable.
+        discovery =
+            ctx.refresh_discovery(Instant::now()).await.map_err(|e| SyncError::Discovery(e.to_string()))?;
+    }
+    let mut out = Vec::new();
+    for entry in candidates {
+        let Some((resource, caps)) = discovery.resolve_gvk(&gvk(entry)) else {
+            tracing::warn!(app = %app_ref, kind = %entry.kind, name = %entry.name, "kind no longer served; not pruned");
+            continue;
+        };
+        let name = ObjectName::from(entry).to_string();
+        let live = applier
+            .get(&name, &resource, &caps, entry.namespace.as_deref(), &entry.name)
+            .await
+            .map_err(SyncError::from_apply)?;
+        let Some(live) = live else { continue };
+        let labels = live.metadata.labels.as_ref();
+        if ownership_of(labels, app_ref) == Ownership::Ours && !is_prune_disabled(labels) {
+            out.push(Prunable { entry: entry.clone(), name, resource, caps, live });
+        }
+    }
+    Ok(out)
+}

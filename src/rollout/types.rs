@@ -1,0 +1,178 @@
+//! The types every rollout strategy shares: what one pass observes, what a person requests, the
+//! decision a pass returns and the Event reasons it notes. `canary`, `blue_green` and
+//! `lifecycle` build on them; `controller::rollout` reads and applies them.
+
+use std::{future::Future, time::Duration};
+
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+
+use super::{analysis::Verdict, workload::Availability};
+use crate::api::{AnalysisMetric, HealthStatusCode, RolloutPhase, RolloutStatus};
+
+/// How soon to look again while waiting for Deployments to move (watches usually come first).
+pub(super) const POLL: Duration = Duration::from_secs(2);
+pub(super) const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
+
+/// What a person asked for through `ferry.dev/rollout-request`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Finish the current step (a pause, an inconclusive analysis) and go on.
+    Promote,
+    /// Skip the remaining steps.
+    PromoteFull,
+    Abort,
+    /// Roll out an aborted revision again.
+    Retry,
+}
+
+impl Request {
+    /// Reads `promote@<time>` and friends; `None` for anything else.
+    pub fn parse(value: &str) -> Option<Request> {
+        let verb = value.split('@').next().unwrap_or_default();
+        match verb {
+            "promote" => Some(Request::Promote),
+            "promote-full" => Some(Request::PromoteFull),
+            "abort" => Some(Request::Abort),
+            "retry" => Some(Request::Retry),
+            _ => None,
+        }
+    }
+
+    pub fn verb(self) -> &'static str {
+        match self {
+            Request::Promote => "promote",
+            Request::PromoteFull => "promote-full",
+            Request::Abort => "abort",
+            Request::Retry => "retry",
+        }
+    }
+}
+
+/// What one pass sees.
+#[derive(Clone, Debug)]
+pub struct Observed<'a> {
+    /// The revision being synced (`main@sha1:…`).
+    pub revision: &'a str,
+    /// Hash of the pod template in Git.
+    pub template_hash: &'a str,
+    /// Replicas in Git.
+    pub replicas: i32,
+    /// The live primary's template hash (`None`: no primary yet, or one ferry never stamped).
+    pub primary_hash: Option<&'a str>,
+    pub primary: Availability,
+    pub canary: Availability,
+    /// The live canary's template hash.
+    pub canary_hash: Option<&'a str>,
+    /// The revision the primary was last synced to, which becomes the stable revision.
+    pub last_applied_revision: Option<&'a str>,
+    /// The rollout-request annotation's value, if any.
+    pub request: Option<&'a str>,
+    pub now: Timestamp,
+}
+
+/// How the primary Deployment is applied this pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Primary {
+    /// As rendered from Git (stamped with Git's template hash).
+    AsGit,
+    /// The live (stable) pod template, with these replicas.
+    Hold { replicas: i32 },
+}
+
+/// Whether the canary Deployment exists this pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Canary {
+    Absent,
+    Present { replicas: i32 },
+}
+
+/// Something worth an Event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The outcome of one pass.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub primary: Primary,
+    pub canary: Canary,
+    /// The canary's weight on the HTTPRoute (Gateway API routing); `None`: the route as in Git.
+    pub route_weight: Option<i32>,
+    /// Blue-green: the active Service selects the new version's pods.
+    pub active_to_new: bool,
+    /// Blue-green: the preview Service selects the new version's pods.
+    pub preview_to_new: bool,
+    /// `None` leaves `status.rollout` as it was (no rollout ever ran).
+    pub status: Option<RolloutStatus>,
+    /// What the Application's health is while the rollout decides it.
+    pub health: Option<(HealthStatusCode, String)>,
+    /// The rollout was aborted (now or earlier) and this revision is held back.
+    pub aborted: bool,
+    /// Look again within this time.
+    pub requeue: Option<Duration>,
+    pub notes: Vec<Note>,
+    /// A rollout ended: its result (`Succeeded`, `Aborted`, `Superseded`) and how long it ran.
+    pub finished: Option<(&'static str, Duration)>,
+    /// Verdicts of the measurements taken this pass.
+    pub measured: Vec<Verdict>,
+}
+
+impl Decision {
+    pub(super) fn new(primary: Primary, canary: Canary, status: Option<RolloutStatus>) -> Decision {
+        Decision {
+            primary,
+            canary,
+            route_weight: None,
+            active_to_new: false,
+            preview_to_new: false,
+            status,
+            health: None,
+            aborted: false,
+            requeue: None,
+            notes: vec![],
+            finished: None,
+            measured: vec![],
+        }
+    }
+}
+
+/// One measurement's raw outcome: the query's number (`None`: no data), or why it could not
+/// be taken.
+pub type Taken = Result<Option<f64>, String>;
+
+/// Takes measurements: Prometheus in the controller, a script in tests.
+pub trait Measure {
+    fn measure(&self, metric: &AnalysisMetric) -> impl Future<Output = Taken> + Send;
+}
+
+/// Event reasons.
+pub const ROLLOUT_STARTED: &str = "RolloutStarted";
+pub const ROLLOUT_STEP: &str = "RolloutStep";
+pub const ROLLOUT_PAUSED: &str = "RolloutPaused";
+pub const ROLLOUT_PROMOTED: &str = "RolloutPromoted";
+pub const ROLLOUT_ABORTED: &str = "RolloutAborted";
+pub const ANALYSIS_MEASURED: &str = "AnalysisMeasured";
+
+pub(super) fn is_active(phase: RolloutPhase) -> bool {
+    matches!(
+        phase,
+        RolloutPhase::Progressing | RolloutPhase::Paused | RolloutPhase::Analyzing | RolloutPhase::Promoting
+    )
+}
+
+pub(super) fn elapsed(now: &Timestamp, since: Option<&Time>) -> Duration {
+    let Some(since) = since else { return Duration::ZERO };
+    let ms = now.as_millisecond() - since.0.as_millisecond();
+    Duration::from_millis(ms.max(0) as u64)
+}
+
+/// `main@sha1:abcdef…` -> `main@abcdef0`.
+pub(super) fn short(revision: &str) -> String {
+    match revision.split_once("@sha1:") {
+        Some((name, sha)) => format!("{name}@{}", &sha[..sha.len().min(7)]),
+        None => revision.to_string(),
+    }
+}
