@@ -422,3 +422,27 @@ fn service_account_name(text: &str) -> Result<String, NotAServiceAccountName> {
         Err(NotAServiceAccountName(text.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_flags_take_bytes_or_suffixes_and_refuse_the_rest() {
+        assert_eq!(byte_size("1048576"), Ok(1 << 20));
+        assert_eq!(byte_size("512Ki"), Ok(512 << 10));
+        assert_eq!(byte_size("32Mi"), Ok(32 << 20));
+        assert_eq!(byte_size("1Gi"), Ok(1 << 30));
+        for bad in ["", "0", "0Mi", "32MB", "Mi", "-1", "1.5.2Gi", "99999999999999Gi", "é"] {
+            assert!(byte_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Issue 19, defect 4: a duration flag past the bound is an error, not a panic.
+    #[test]
+    fn duration_flags_past_the_bound_are_errors() {
+        assert_eq!(go_duration("15s"), Ok(Duration::from_secs(15)));
+        let err = go_duration("99999999999999999999h").unwrap_err();
+        assert!(err.contains("at most 8760h"), "{err}");
+    }
+}
