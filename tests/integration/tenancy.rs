@@ -29,6 +29,18 @@ impl Team {
         Team { ns, _ferry: ferry }
     }
 
+    /// A team whose namespace holds Secret `platform-creds`, which its ServiceAccount may not
+    /// read, and a Git server the team's author controls that asks for exactly its keys.
+    fn with_a_secret_it_may_not_read(
+        cluster: &Cluster,
+        prefix: &str,
+        cache_dir: &std::path::Path,
+    ) -> (Team, GitServer) {
+        let team = Team::new(cluster, prefix, cache_dir);
+        basic_auth_secret(cluster, team.name(), "platform-creds", "platform", "not-for-tenants-Pa55");
+        (team, GitServer::start_with_auth("platform", "not-for-tenants-Pa55"))
+    }
+
     fn name(&self) -> &str {
         &self.ns.name
     }
@@ -195,11 +207,7 @@ fn credentials_are_read_as_the_applications_service_account() {
     let cluster = Cluster::shared();
     cluster.install_crds();
     let cache = tempfile::Builder::new().prefix("ferry-cache-").tempdir().unwrap();
-    let team = Team::new(cluster, "tenancy-cred", cache.path());
-    // A Secret of the namespace that the tenant's ServiceAccount may not read, and a Git server
-    // the author controls that asks for exactly its keys.
-    basic_auth_secret(cluster, team.name(), "platform-creds", "platform", "not-for-tenants-Pa55");
-    let attacker = GitServer::start_with_auth("platform", "not-for-tenants-Pa55");
+    let (team, attacker) = Team::with_a_secret_it_may_not_read(cluster, "tenancy-cred", cache.path());
     let sha = attacker.commit_files("main", &[("app/x.yaml", &configmap("x", "x"))], "x");
     let app = team.application(
         cluster,
@@ -297,11 +305,7 @@ fn an_applicationset_reads_its_generators_secret_as_its_applications_service_acc
     let cluster = Cluster::shared();
     cluster.install_crds();
     let cache = tempfile::Builder::new().prefix("ferry-cache-").tempdir().unwrap();
-    let team = Team::new(cluster, "tenancy-set", cache.path());
-    // A Secret the set's Applications (acting as deployer) may not read, and a Git server the
-    // author controls that asks for exactly its keys.
-    basic_auth_secret(cluster, team.name(), "platform-creds", "platform", "not-for-tenants-Pa55");
-    let attacker = GitServer::start_with_auth("platform", "not-for-tenants-Pa55");
+    let (team, attacker) = Team::with_a_secret_it_may_not_read(cluster, "tenancy-set", cache.path());
     let sha = attacker.commit_files("feature", &[("app/x.yaml", &configmap("x", "x"))], "x");
     attacker.push_ref("refs/pull/1/head", &sha);
     let set = json!({
