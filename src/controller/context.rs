@@ -201,11 +201,13 @@ impl Context {
             .iter()
             .map(|a| AppRef { namespace: a.namespace().unwrap_or_default(), name: a.name_any() })
             .collect();
+        // The ServiceAccount each Application acts as: its own, or the default the tenancy gives.
         let users: HashSet<String> = apps
             .iter()
             .filter_map(|a| {
-                let sa = a.spec.service_account_name.as_deref()?;
-                Some(format!("system:serviceaccount:{}:{sa}", a.namespace().unwrap_or_default()))
+                let ns = a.namespace().unwrap_or_default();
+                let sa = self.tenancy(&ns).service_account(a).ok().flatten()?;
+                Some(format!("system:serviceaccount:{ns}:{sa}"))
             })
             .collect();
         self.memory.lock().expect("memory lock").retain(|app, _| live.contains(app));
