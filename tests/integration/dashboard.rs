@@ -11,7 +11,7 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    support::{FerryApp, Prometheus, has_series, http_request, repo_root, wait_until},
+    support::{FerryApp, Prometheus, T, has_series, http_request, repo_root, wait_until},
     sync::{AppOpts, Scenario, configmap, deployment, opts},
 };
 
@@ -349,9 +349,6 @@ fn every_dashboard_query_is_valid_promql_for_a_real_prometheus() {
 
 // ---------------------------------------------------------------------------------------------
 // A real ferry, scraped by a real Prometheus: every query returns series.
-
-/// Deadline for anything ferry or Prometheus does on its own.
-const T: Duration = Duration::from_secs(120);
 
 /// `deployment(...)` whose Pods never schedule: no kwok node has this label.
 fn unschedulable(deployment: String) -> String {

@@ -1,16 +1,14 @@
 //! `ferry diff` (issue 9) against the real cluster and a real Git server: what syncing a branch
 //! or a local checkout would change, through server-side dry runs, with exit codes 0/1/2.
 
-use std::{
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::sync::{Scenario, configmap, deployment, opts};
-
-const T: Duration = Duration::from_secs(120);
+use crate::{
+    support::T,
+    sync::{Scenario, configmap, deployment, opts},
+};
 
 fn secret(value_b64: &str) -> String {
     format!(

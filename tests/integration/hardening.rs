@@ -17,12 +17,9 @@ use ring::hmac;
 use serde_json::json;
 
 use crate::{
-    support::{Cluster, Ferry, FerryApp, condition, http_get, http_request, wait_until},
+    support::{Cluster, Ferry, FerryApp, T, condition, http_get, http_request, wait_until},
     sync::{Scenario, configmap, opts},
 };
-
-/// Deadline for anything ferry does on its own (the machine is small and shared).
-const T: Duration = Duration::from_secs(120);
 
 /// Defect 4: `progressDeadline: 99999999999999999999h` matched the pattern, reached
 /// `Duration::from_secs_f64` and panicked every replica. Now the API server refuses it (the

@@ -7,21 +7,17 @@
 use std::{
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    time::Duration,
 };
 
 use serde_json::{Value, json};
 
 use crate::{
     support::{
-        Cluster, Ferry, FerryApp, GitServer, Run, TestNamespace, condition, ferry_cli, get_json, helm_bin,
+        Cluster, Ferry, FerryApp, GitServer, Run, T, TestNamespace, condition, ferry_cli, get_json, helm_bin,
         metric, release_applications, repo_root, wait_until,
     },
     sync::{configmap, deployment},
 };
-
-/// Deadline for anything ferry does on its own.
-const T: Duration = Duration::from_secs(120);
 
 fn chart() -> PathBuf {
     repo_root().join("charts/ferry")

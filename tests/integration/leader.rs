@@ -3,19 +3,17 @@
 //! a leader whose Lease is taken stops), and sharding (each Application handled by exactly one
 //! shard). Who did the work is read from each process's own metrics and from the Lease.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
 use crate::{
     support::{
-        Cluster, Ferry, FerryApp, GitServer, ferry_cli, get_json, http_get, metric, release_applications,
+        Cluster, Ferry, FerryApp, GitServer, T, ferry_cli, get_json, http_get, metric, release_applications,
         wait_until,
     },
     sync::{configmap, deployment},
 };
-
-const T: Duration = Duration::from_secs(120);
 
 /// Short timings so a takeover is quick (the test never asserts how quick), with a renew deadline
 /// far above what one renewal takes even on a loaded machine, so no leader gives up by accident.

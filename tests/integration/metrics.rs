@@ -1,15 +1,13 @@
 //! ferry's own metrics (issue 6), read from a running `ferry run`'s `/metrics` the way Prometheus
 //! would, and its logs in JSON. The Prometheus server and the dashboard are in `dashboard.rs`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
 use crate::support::{
-    Cluster, Ferry, FerryApp, GitServer, TestNamespace, http_get, release_applications, wait_until,
+    Cluster, Ferry, FerryApp, GitServer, T, TestNamespace, http_get, release_applications, wait_until,
 };
-
-const T: Duration = Duration::from_secs(120);
 
 /// `GET /metrics` from ferry's HTTP server.
 fn scrape(ferry: &Ferry) -> String {

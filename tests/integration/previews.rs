@@ -3,14 +3,10 @@
 //! PostSync Job, against the real control plane (the Job controller of kube-controller-manager
 //! runs the hook Jobs; kwok completes their pods).
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use super::sync::{Scenario, configmap};
-use crate::support::{FerryApp, condition, ferry_cli, get_json, metric, wait_until};
-
-const T: Duration = Duration::from_secs(120);
+use crate::support::{FerryApp, T, condition, ferry_cli, get_json, metric, wait_until};
 
 /// (status, reason) of the Ready condition.
 fn ready(obj: &Value) -> (String, String) {

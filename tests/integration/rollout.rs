@@ -9,18 +9,15 @@ use std::{
     io::{BufRead, BufReader, Write},
     net::TcpListener,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use serde_json::{Value, json};
 
 use crate::{
-    support::{FerryApp, Prometheus, get_json, main_revision, wait_until},
+    support::{FerryApp, Prometheus, T, get_json, main_revision, wait_until},
     sync::{Scenario, deployment},
 };
 
-/// Deadline for anything ferry does on its own.
-const T: Duration = Duration::from_secs(120);
 const REPLICAS: u32 = 5;
 
 /// An HTTP server with one gauge, `test_canary_error_ratio{variant="canary"}`, whose value the

@@ -15,12 +15,9 @@ use std::{
 use serde_json::{Value, json};
 
 use crate::support::{
-    Cluster, Ferry, FerryApp, GitServer, TestNamespace, assert_managed_by, condition, get_json,
+    Cluster, Ferry, FerryApp, GitServer, T, TestNamespace, assert_managed_by, condition, get_json,
     main_revision, release_applications, repo_root, summary, wait_until,
 };
-
-/// Deadline for anything ferry does on its own (the machine is small and shared).
-const T: Duration = Duration::from_secs(120);
 
 // ---------------------------------------------------------------------------------------------
 // Fixture: a namespace, a Git repository and a ferry for it.

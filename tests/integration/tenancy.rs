@@ -3,14 +3,9 @@
 //! and one ferry cache between them (two `ferry run` processes sharing `--cache-dir`, as the
 //! replicas of one install would). Each test is an attack that worked before the fix.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
-use crate::support::{Cluster, Ferry, FerryApp, GitServer, TestNamespace, get_json, main_revision};
-
-/// Deadline for anything ferry does on its own (the machine is small and shared).
-const T: Duration = Duration::from_secs(120);
+use crate::support::{Cluster, Ferry, FerryApp, GitServer, T, TestNamespace, get_json, main_revision};
 
 /// One team: a namespace, a ServiceAccount `deployer` that may write ConfigMaps there (and
 /// nothing else), and a ferry for that namespace.

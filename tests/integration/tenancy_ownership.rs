@@ -14,12 +14,9 @@ use serde_json::{Value, json};
 
 use crate::{
     previews::smoke_job,
-    support::{Cluster, FerryApp, condition, get_json, main_revision, metric, summary, wait_until},
+    support::{Cluster, FerryApp, T, condition, get_json, main_revision, metric, summary, wait_until},
     sync::{Scenario, configmap, deployment},
 };
-
-/// Deadline for anything ferry does on its own (the machine is small and shared).
-const T: Duration = Duration::from_secs(120);
 
 /// An Application syncing `path` into `destination`, which ferry creates when `create_namespace`.
 fn create_app(s: &Scenario, name: &str, path: &str, destination: &str, create_namespace: bool) -> FerryApp {

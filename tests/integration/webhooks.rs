@@ -6,19 +6,14 @@
 //! only effect would be the `ferry.dev/reconcile-at` patch, written before the answer, so the
 //! annotation is checked right after each answer; the revision is checked too.
 
-use std::time::Duration;
-
 use ring::hmac;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Cluster, Ferry, FerryApp, GitServer, HttpResponse, TestNamespace, http_get, http_request, main_revision,
-    release_applications, wait_until,
+    Cluster, Ferry, FerryApp, GitServer, HttpResponse, T, TestNamespace, http_get, http_request,
+    main_revision, release_applications, wait_until,
 };
 
-/// Deadline for anything ferry does on its own (the machine is small and shared); far below the
-/// Applications' 1h interval.
-const T: Duration = Duration::from_secs(120);
 const RECONCILE_AT: &str = "ferry.dev/reconcile-at";
 const GITHUB_KEY: &str = "github-webhook-key";
 const GITLAB_KEY: &str = "gitlab-webhook-token";

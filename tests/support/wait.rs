@@ -3,6 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+/// How long a test waits for anything ferry does on its own: generous, because the machine is
+/// small and shared. A deadline for a wait, never a timing assertion.
+pub const T: Duration = Duration::from_secs(120);
+
 /// Polls `check` until it returns `Ok`, or panics after `timeout` with `what` and the last
 /// reason `check` gave for not being done.
 pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
