@@ -120,7 +120,7 @@ impl Context {
     pub fn client_for(&self, namespace: &str, service_account: Option<&str>) -> Result<Client, String> {
         let Some(sa) = service_account else { return Ok(self.client.clone()) };
         let user = format!("system:serviceaccount:{namespace}:{sa}");
-        let mut clients = self.impersonating.lock().expect("client cache lock");
+        let mut clients = locked(&self.impersonating);
         if let Some(client) = clients.get(&user) {
             return Ok(client.clone());
         }
@@ -172,25 +172,25 @@ impl Context {
 
     /// What ferry remembers of one Application between reconciles.
     pub fn memory(&self, app: &AppRef) -> Arc<tokio::sync::Mutex<AppMemory>> {
-        self.memory.lock().expect("memory lock").entry(app.clone()).or_default().clone()
+        locked(&self.memory).entry(app.clone()).or_default().clone()
     }
 
     /// Forgets an Application (deleted).
     pub fn forget(&self, app: &AppRef) {
-        self.memory.lock().expect("memory lock").remove(app);
-        self.snapshots.lock().expect("snapshots lock").remove(app);
+        locked(&self.memory).remove(app);
+        locked(&self.snapshots).remove(app);
     }
 
     /// Records the snapshot `app` syncs from, so the cache keeps it.
     pub fn syncs_from(&self, app: &AppRef, snapshot: &Path) {
-        let mut snapshots = self.snapshots.lock().expect("snapshots lock");
+        let mut snapshots = locked(&self.snapshots);
         if snapshots.get(app).is_none_or(|s| s != snapshot) {
             snapshots.insert(app.clone(), snapshot.to_path_buf());
         }
     }
 
     fn snapshots_in_use(&self) -> HashSet<PathBuf> {
-        self.snapshots.lock().expect("snapshots lock").values().cloned().collect()
+        locked(&self.snapshots).values().cloned().collect()
     }
 
     /// Drops what is kept per Application for Applications that are gone (the watch no longer
@@ -210,10 +210,16 @@ impl Context {
                 Some(format!("system:serviceaccount:{ns}:{sa}"))
             })
             .collect();
-        self.memory.lock().expect("memory lock").retain(|app, _| live.contains(app));
-        self.snapshots.lock().expect("snapshots lock").retain(|app, _| live.contains(app));
-        self.impersonating.lock().expect("client cache lock").retain(|user, _| users.contains(user));
+        locked(&self.memory).retain(|app, _| live.contains(app));
+        locked(&self.snapshots).retain(|app, _| live.contains(app));
+        locked(&self.impersonating).retain(|user, _| users.contains(user));
     }
+}
+
+/// The maps behind these locks hold plain values that no panic leaves half-written, so a
+/// poisoned lock is used as it is: one panicking task must not make every reconcile panic.
+fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Every `interval`: drops the state of Applications that are gone, then collects the Git cache
