@@ -365,6 +365,17 @@ pub struct Strategy {
     pub blue_green: Option<BlueGreenStrategy>,
 }
 
+impl Strategy {
+    /// The name of the Deployment the strategy drives.
+    pub fn workload(&self) -> Option<&str> {
+        match (&self.canary, &self.blue_green) {
+            (Some(c), _) => Some(&c.workload.name),
+            (None, Some(b)) => Some(&b.workload.name),
+            (None, None) => None,
+        }
+    }
+}
+
 /// The Deployment a strategy drives.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct WorkloadRef {

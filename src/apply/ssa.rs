@@ -88,6 +88,11 @@ impl Applier {
         Applier { client, discovery, timeout }
     }
 
+    /// The same client with another discovery (one refreshed after this sync installed CRDs).
+    pub fn with_new_discovery(&self, discovery: Arc<Discovery>) -> Applier {
+        Applier { client: self.client.clone(), discovery, timeout: self.timeout }
+    }
+
     /// Re-runs discovery, e.g. after this sync installed CRDs.
     pub async fn refresh(&mut self) -> Result<(), ApplyError> {
         self.discovery = Arc::new(discover(&self.client, self.timeout).await?);

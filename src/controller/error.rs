@@ -1,75 +1,100 @@
-//! The sync pass's error: one variant per stage, with the condition reason, the metric's
-//! category and whether a retry may help. Below every stage, so that the hooks and the rollout
-//! glue return it without depending on the sync module that calls them.
+//! The sync pass's errors: one enum per stage, each with a typed source, wrapped by one variant
+//! of [`SyncError`]. Every stage enum says its condition reason, the `ferry_errors_total`
+//! category and whether a retry may help; [`SyncError`] delegates. Below every stage, so that the
+//! stages, the hooks and the rollout glue return their own errors without depending on the sync
+//! module that calls them.
+
+use kube::runtime::reflector::ObjectRef;
 
 use crate::{
-    apply::{ApplyError, PruneRefused},
+    api::{Application, conditions as c},
+    apply::{AppRef, ApplyError, NamespaceReadError, PruneRefused},
+    kube_util::api_words,
+    plan::Phase,
     render::RenderError,
-    source::{SourceError, credentials::SecretReadError},
+    source::{Revision, SourceError, credentials::SecretReadError},
     tenancy::Refusal,
 };
 
+/// How many objects a message lists before saying "and N more".
+const LISTED: usize = 3;
+
+/// `a; b; c; and 4 more`.
+pub fn list(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.collect();
+    let shown = items.iter().take(LISTED).cloned().collect::<Vec<_>>().join("; ");
+    match items.len().saturating_sub(LISTED) {
+        0 => shown,
+        more => format!("{shown}; and {more} more"),
+    }
+}
+
+/// `1 object`, `2 objects`.
+pub fn count(n: usize, what: &str) -> String {
+    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
+}
+
+fn listed(errors: &[ApplyError]) -> String {
+    list(errors.iter().map(ToString::to_string))
+}
+
+/// A failed sync pass: the stage that failed and why.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    /// The Application may not run as it is configured (service account).
-    #[error("{0}")]
-    Access(String),
-    #[error("reading Git credentials: {0}")]
-    Credentials(#[source] SecretReadError),
-    #[error("{0}")]
-    Fetch(#[source] SourceError),
-    #[error("rendering {revision}: {source}")]
-    Render { revision: String, source: RenderError },
-    /// An object the API server would refuse; nothing was applied.
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Validate(#[from] ValidateError),
+    #[error(transparent)]
+    Apply(#[from] ApplyStageError),
+    #[error(transparent)]
+    Prune(#[from] PruneError),
+    // The variants below are what the hooks and the rollout glue still build themselves; they
+    // go once those return errors of their own.
     #[error("{0}")]
     Validation(String),
-    /// Objects another Application owns.
     #[error("{0}")]
     Conflict(String),
-    #[error(transparent)]
-    PruneRefused(PruneRefused),
     #[error("{message}")]
-    Apply { message: String, transient: bool },
-    #[error("{0}")]
-    Discovery(String),
-    /// `ref.fromApplication`: the Application followed has no verified revision yet.
-    #[error("{0}")]
-    Waiting(String),
-    /// The tenancy lockdown (flags, TenantPolicies) refuses it; nothing was fetched or written.
-    #[error(transparent)]
-    Refused(#[from] Refusal),
+    ApplyFailed { message: String, transient: bool },
 }
 
 impl SyncError {
     /// The condition reason.
     pub fn reason(&self) -> &'static str {
-        use crate::api::conditions as c;
         match self {
-            SyncError::Access(_) | SyncError::Validation(_) => c::VALIDATION_FAILED,
-            SyncError::Credentials(_) | SyncError::Fetch(_) => c::FETCH_FAILED,
-            SyncError::Render { .. } => c::RENDER_FAILED,
+            SyncError::Access(e) => e.reason(),
+            SyncError::Fetch(e) => e.reason(),
+            SyncError::Build(e) => e.reason(),
+            SyncError::Plan(e) => e.reason(),
+            SyncError::Validate(e) => e.reason(),
+            SyncError::Apply(e) => e.reason(),
+            SyncError::Prune(e) => e.reason(),
+            SyncError::Validation(_) => c::VALIDATION_FAILED,
             SyncError::Conflict(_) => c::OWNERSHIP_CONFLICT,
-            SyncError::PruneRefused(_) => c::PRUNE_REFUSED,
-            SyncError::Apply { .. } | SyncError::Discovery(_) => c::APPLY_FAILED,
-            SyncError::Waiting(_) => c::WAITING_FOR_PROMOTION,
-            SyncError::Refused(r) => r.reason(),
+            SyncError::ApplyFailed { .. } => c::APPLY_FAILED,
         }
     }
 
     /// The short word for `ferry_errors_total{category}`.
     pub fn category(&self) -> &'static str {
         match self {
-            SyncError::Access(_) => "access",
-            SyncError::Credentials(_) => "credentials",
-            SyncError::Fetch(_) => "fetch",
-            SyncError::Render { .. } => "render",
+            SyncError::Access(e) => e.category(),
+            SyncError::Fetch(e) => e.category(),
+            SyncError::Build(e) => e.category(),
+            SyncError::Plan(e) => e.category(),
+            SyncError::Validate(e) => e.category(),
+            SyncError::Apply(e) => e.category(),
+            SyncError::Prune(e) => e.category(),
             SyncError::Validation(_) => "validation",
             SyncError::Conflict(_) => "conflict",
-            SyncError::PruneRefused(_) => "prune",
-            SyncError::Apply { .. } => "apply",
-            SyncError::Discovery(_) => "discovery",
-            SyncError::Waiting(_) => "promotion",
-            SyncError::Refused(_) => "policy",
+            SyncError::ApplyFailed { .. } => "apply",
         }
     }
 
@@ -77,16 +102,55 @@ impl SyncError {
     /// change in Git or in the spec.
     pub fn is_transient(&self) -> bool {
         match self {
+            SyncError::Access(e) => e.is_transient(),
             SyncError::Fetch(e) => e.is_transient(),
-            // A missing Secret is usually about to be created.
-            SyncError::Credentials(_) | SyncError::Discovery(_) => true,
-            SyncError::Apply { transient, .. } => *transient,
-            _ => false,
+            SyncError::Build(e) => e.is_transient(),
+            SyncError::Plan(e) => e.is_transient(),
+            SyncError::Validate(e) => e.is_transient(),
+            SyncError::Apply(e) => e.is_transient(),
+            SyncError::Prune(e) => e.is_transient(),
+            SyncError::Validation(_) | SyncError::Conflict(_) => false,
+            SyncError::ApplyFailed { transient, .. } => *transient,
         }
     }
 
+    /// Only a change to the Application can help (its ServiceAccount cannot be impersonated):
+    /// no requeue until then.
+    pub fn awaits_change(&self) -> bool {
+        matches!(self, SyncError::Access(AccessError::Client(_)))
+    }
+
+    /// The pass failed before it had a revision's objects to compare: the sync status stays as
+    /// it was rather than turning OutOfSync.
+    pub fn before_the_revision(&self) -> bool {
+        matches!(
+            self,
+            SyncError::Access(AccessError::Client(_))
+                | SyncError::Fetch(FetchError::Credentials(_) | FetchError::Source(_))
+        )
+    }
+
+    /// `ref.fromApplication`: the Application followed has no verified revision yet. Not a
+    /// failure: no failed history entry, no error metric.
+    pub fn is_waiting(&self) -> bool {
+        matches!(
+            self,
+            SyncError::Fetch(FetchError::FollowedMissing { .. } | FetchError::FollowedUnverified { .. })
+        )
+    }
+
+    /// The tenancy lockdown refused the Application (its Events carry the rule's reason).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            SyncError::Access(AccessError::Refused(_))
+                | SyncError::Fetch(FetchError::Refused(_))
+                | SyncError::Build(BuildError::Refused(_))
+        )
+    }
+
     pub(super) fn from_apply(err: ApplyError) -> SyncError {
-        SyncError::Apply { transient: err.is_transient(), message: err.to_string() }
+        SyncError::ApplyFailed { transient: err.is_transient(), message: err.to_string() }
     }
 }
 
@@ -94,9 +158,462 @@ impl SyncError {
 /// created); one that holds no usable credentials fails the fetch.
 impl From<SecretReadError> for SyncError {
     fn from(err: SecretReadError) -> SyncError {
-        match err {
-            SecretReadError::Invalid(e) => SyncError::Fetch(e),
-            other => SyncError::Credentials(other),
+        SyncError::Fetch(FetchError::from(err))
+    }
+}
+
+/// Who the Application acts as, and whether the lockdown lets it.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// The tenancy lockdown (flags, TenantPolicies) refuses it; nothing was fetched or written.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The ServiceAccount it names cannot be acted as.
+    #[error("{0}")]
+    Client(String),
+}
+
+impl AccessError {
+    fn reason(&self) -> &'static str {
+        match self {
+            AccessError::Refused(r) => r.reason(),
+            AccessError::Client(_) => c::VALIDATION_FAILED,
         }
+    }
+
+    fn category(&self) -> &'static str {
+        match self {
+            AccessError::Refused(_) => "policy",
+            AccessError::Client(_) => "access",
+        }
+    }
+
+    fn is_transient(&self) -> bool {
+        false
+    }
+}
+
+/// Resolving and fetching the revision.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("reading Git credentials: {0}")]
+    Credentials(#[source] Box<SecretReadError>),
+    #[error("{0}")]
+    Source(#[source] Box<SourceError>),
+    /// The lockdown refuses to follow the Application `ref.fromApplication` names.
+    #[error(transparent)]
+    Refused(Refusal),
+    #[error("spec.source.ref.fromApplication names this Application itself")]
+    FollowsItself,
+    #[error(
+        "waiting for Application {} (spec.source.ref.fromApplication), which does not exist",
+        followed(.0)
+    )]
+    FollowedMissing(ObjectRef<Application>),
+    #[error(
+        "waiting for Application {} to verify a revision (Synced, Healthy and its PostSync hooks passed)",
+        followed(.0)
+    )]
+    FollowedUnverified(ObjectRef<Application>),
+}
+
+fn followed(r: &ObjectRef<Application>) -> String {
+    format!("{}/{}", r.namespace.as_deref().unwrap_or_default(), r.name)
+}
+
+impl FetchError {
+    fn reason(&self) -> &'static str {
+        match self {
+            FetchError::Credentials(_) | FetchError::Source(_) => c::FETCH_FAILED,
+            FetchError::Refused(r) => r.reason(),
+            FetchError::FollowsItself => c::VALIDATION_FAILED,
+            FetchError::FollowedMissing(_) | FetchError::FollowedUnverified(_) => c::WAITING_FOR_PROMOTION,
+        }
+    }
+
+    fn category(&self) -> &'static str {
+        match self {
+            FetchError::Credentials(_) => "credentials",
+            FetchError::Source(_) => "fetch",
+            FetchError::Refused(_) => "policy",
+            FetchError::FollowsItself => "validation",
+            FetchError::FollowedMissing(_) | FetchError::FollowedUnverified(_) => "promotion",
+        }
+    }
+
+    fn is_transient(&self) -> bool {
+        match self {
+            // A missing Secret is usually about to be created.
+            FetchError::Credentials(_) => true,
+            FetchError::Source(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+impl From<SecretReadError> for FetchError {
+    fn from(err: SecretReadError) -> FetchError {
+        match err {
+            SecretReadError::Invalid(e) => FetchError::Source(Box::new(e)),
+            other => FetchError::Credentials(Box::new(other)),
+        }
+    }
+}
+
+/// Which kinds the objects are: discovery, with kinds a CRD of the revision defines waiting for it.
+#[derive(Debug, thiserror::Error)]
+pub enum KindsError {
+    /// Kinds the API server does not serve and no CRD of the revision defines.
+    #[error("{}", listed(.0))]
+    Unknown(Vec<ApplyError>),
+    #[error("{0}")]
+    Discovery(#[source] ApplyError),
+}
+
+impl KindsError {
+    fn reason(&self) -> &'static str {
+        match self {
+            KindsError::Unknown(_) => c::VALIDATION_FAILED,
+            KindsError::Discovery(_) => c::APPLY_FAILED,
+        }
+    }
+
+    fn category(&self) -> &'static str {
+        match self {
+            KindsError::Unknown(_) => "validation",
+            KindsError::Discovery(_) => "discovery",
+        }
+    }
+
+    fn is_transient(&self) -> bool {
+        matches!(self, KindsError::Discovery(_))
+    }
+}
+
+/// From the fetched files to the objects to sync: render, split, kinds, the tenancy's checks.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("rendering {revision}: {source}")]
+    Render { revision: Revision, source: RenderError },
+    /// A hook annotation ferry does not run.
+    #[error("{0}")]
+    Hook(String),
+    /// Whether ferry may create the destination namespace could not be read.
+    #[error("{0}")]
+    Namespace(#[source] NamespaceReadError),
+    #[error(transparent)]
+    Kinds(#[from] KindsError),
+    /// The tenancy lockdown refuses an object of the revision.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// What a rollout made of a rendered object is no Kubernetes object (a defect, reported
+    /// rather than applied as Git has it, which would bypass the rollout).
+    #[error("the rollout's version of {object} is not a Kubernetes object")]
+    Rewrite { object: String },
+}
+
+impl BuildError {
+    fn reason(&self) -> &'static str {
+        match self {
+            BuildError::Render { .. } => c::RENDER_FAILED,
+            BuildError::Hook(_) | BuildError::Rewrite { .. } => c::VALIDATION_FAILED,
+            BuildError::Namespace(_) => c::APPLY_FAILED,
+            BuildError::Kinds(e) => e.reason(),
+            BuildError::Refused(r) => r.reason(),
+        }
+    }
+
+    fn category(&self) -> &'static str {
+        match self {
+            BuildError::Render { .. } => "render",
+            BuildError::Hook(_) | BuildError::Rewrite { .. } => "validation",
+            BuildError::Namespace(_) => "apply",
+            BuildError::Kinds(e) => e.category(),
+            BuildError::Refused(_) => "policy",
+        }
+    }
+
+    fn is_transient(&self) -> bool {
+        match self {
+            BuildError::Namespace(_) => true,
+            BuildError::Kinds(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// Comparing the objects with the cluster: reads, ownership.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// Reading a live object failed in a way a retry may fix.
+    #[error("{0}")]
+    Read(#[source] ApplyError),
+    /// The API server refuses to let ferry read these objects (RBAC, a bad name).
+    #[error("{}", listed(.0))]
+    Unreadable(Vec<ApplyError>),
+    #[error("reading Application {owner} timed out")]
+    OwnerTimeout { owner: AppRef },
+    #[error("reading Application {owner}: {}", api_words(.source))]
+    Owner { owner: AppRef, source: Box<kube::Error> },
+    /// Objects another Application owns: (owner, object).
+    #[error(
+        "{}; ferry does not take over objects of another Application, so nothing of {revision} was applied",
+        list(.conflicts.iter().map(|(owner, obj)| format!("{obj} belongs to Application {owner}")))
+    )]
+    Conflict { conflicts: Vec<(AppRef, String)>, revision: Revision },
+    /// Choosing what to prune is part of the plan: nothing is written before it is chosen.
+    #[error(transparent)]
+    Prune(#[from] PruneError),
+}
+
+impl PlanError {
+    fn reason(&self) -> &'static str {
+        match self {
+            PlanError::Unreadable(_) => c::VALIDATION_FAILED,
+            PlanError::Conflict { .. } => c::OWNERSHIP_CONFLICT,
+            PlanError::Prune(e) => e.reason(),
+            _ => c::APPLY_FAILED,
+        }
+    }
+
+    fn category(&self) -> &'static str {
+        match self {
+            PlanError::Unreadable(_) => "validation",
+            PlanError::Conflict { .. } => "conflict",
+            PlanError::Prune(e) => e.category(),
+            _ => "apply",
+        }
+    }
+
+    fn is_transient(&self) -> bool {
+        match self {
+            PlanError::Read(e) => e.is_transient(),
+            PlanError::OwnerTimeout { .. } | PlanError::Owner { .. } => true,
+            PlanError::Unreadable(_) | PlanError::Conflict { .. } => false,
+            PlanError::Prune(e) => e.is_transient(),
+        }
+    }
+}
+
+/// The server-side dry run of every changed object, before anything is written.
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    /// Objects the API server would refuse; nothing was applied.
+    #[error("{}; nothing was applied", listed(.0))]
+    Refused(Vec<ApplyError>),
+    /// Every dry run that failed failed in a way a retry may fix: the first of them.
+    #[error("{0}")]
+    Unavailable(#[source] ApplyError),
+}
+
+impl ValidateError {
+    fn reason(&self) -> &'static str {
+        match self {
+            ValidateError::Refused(_) => c::VALIDATION_FAILED,
+            ValidateError::Unavailable(_) => c::APPLY_FAILED,
+        }
+    }
+
+    fn category(&self) -> &'static str {
+        match self {
+            ValidateError::Refused(_) => "validation",
+            ValidateError::Unavailable(_) => "apply",
+        }
+    }
+
+    fn is_transient(&self) -> bool {
+        match self {
+            ValidateError::Refused(_) => false,
+            ValidateError::Unavailable(e) => e.is_transient(),
+        }
+    }
+}
+
+/// Applying the changed objects, phase by phase.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyStageError {
+    /// Kinds served only once this revision's CRDs are installed.
+    #[error(transparent)]
+    Kinds(#[from] KindsError),
+    /// The dry run of objects that could only be validated once their phase came.
+    #[error(transparent)]
+    Validate(#[from] ValidateError),
+    #[error("applying {revision} stopped in phase {phase:?}: {}", listed(.failures))]
+    Failed { revision: Revision, phase: Phase, failures: Vec<ApplyError> },
+    #[error("CustomResourceDefinition {name} was not Established within 60s")]
+    NotEstablished { name: String },
+}
+
+impl ApplyStageError {
+    fn reason(&self) -> &'static str {
+        match self {
+            ApplyStageError::Kinds(e) => e.reason(),
+            ApplyStageError::Validate(e) => e.reason(),
+            ApplyStageError::Failed { .. } | ApplyStageError::NotEstablished { .. } => c::APPLY_FAILED,
+        }
+    }
+
+    fn category(&self) -> &'static str {
+        match self {
+            ApplyStageError::Kinds(e) => e.category(),
+            ApplyStageError::Validate(e) => e.category(),
+            ApplyStageError::Failed { .. } | ApplyStageError::NotEstablished { .. } => "apply",
+        }
+    }
+
+    fn is_transient(&self) -> bool {
+        match self {
+            ApplyStageError::Kinds(e) => e.is_transient(),
+            ApplyStageError::Validate(e) => e.is_transient(),
+            ApplyStageError::Failed { failures, .. } => failures.iter().all(ApplyError::is_transient),
+            ApplyStageError::NotEstablished { .. } => true,
+        }
+    }
+}
+
+/// Choosing what to prune (before anything is written) and pruning it (after every apply).
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    /// The revision renders nothing while the inventory is not empty (`allowEmpty` is off).
+    #[error(transparent)]
+    Refused(#[from] PruneRefused),
+    /// A kind installed since the last discovery could not be looked up.
+    #[error("{0}")]
+    Discovery(#[source] ApplyError),
+    /// Reading, deleting or releasing an object.
+    #[error("{0}")]
+    Object(#[source] ApplyError),
+}
+
+impl PruneError {
+    fn reason(&self) -> &'static str {
+        match self {
+            PruneError::Refused(_) => c::PRUNE_REFUSED,
+            PruneError::Discovery(_) | PruneError::Object(_) => c::APPLY_FAILED,
+        }
+    }
+
+    fn category(&self) -> &'static str {
+        match self {
+            PruneError::Refused(_) => "prune",
+            PruneError::Discovery(_) => "discovery",
+            PruneError::Object(_) => "apply",
+        }
+    }
+
+    fn is_transient(&self) -> bool {
+        match self {
+            PruneError::Refused(_) => false,
+            PruneError::Discovery(_) => true,
+            PruneError::Object(e) => e.is_transient(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transient() -> ApplyError {
+        ApplyError::Transient { object: "ConfigMap a/b".into(), message: "503".into() }
+    }
+
+    fn refused() -> ApplyError {
+        ApplyError::Refused {
+            object: "ConfigMap a/b".into(),
+            code: 422,
+            reason: "Invalid".into(),
+            message: "bad".into(),
+        }
+    }
+
+    #[test]
+    fn lists_are_bounded() {
+        let items = (1..=5).map(|i| format!("o{i}"));
+        assert_eq!(list(items), "o1; o2; o3; and 2 more");
+        assert_eq!(list(["a".to_string()].into_iter()), "a");
+        assert_eq!(count(1, "object"), "1 object");
+        assert_eq!(count(2, "object"), "2 objects");
+    }
+
+    #[test]
+    fn each_stage_keeps_the_reason_category_and_retry_of_its_failure() {
+        let revision: Revision = "sha1:0123456789abcdef0123456789abcdef01234567".parse().unwrap();
+        let cases: Vec<(SyncError, &str, &str, bool)> = vec![
+            (AccessError::Client("no".into()).into(), c::VALIDATION_FAILED, "access", false),
+            (FetchError::FollowsItself.into(), c::VALIDATION_FAILED, "validation", false),
+            (
+                FetchError::FollowedUnverified(ObjectRef::new("a").within("b")).into(),
+                c::WAITING_FOR_PROMOTION,
+                "promotion",
+                false,
+            ),
+            (
+                BuildError::Kinds(KindsError::Discovery(transient())).into(),
+                c::APPLY_FAILED,
+                "discovery",
+                true,
+            ),
+            (
+                BuildError::Kinds(KindsError::Unknown(vec![refused()])).into(),
+                c::VALIDATION_FAILED,
+                "validation",
+                false,
+            ),
+            (PlanError::Read(transient()).into(), c::APPLY_FAILED, "apply", true),
+            (PlanError::Unreadable(vec![refused()]).into(), c::VALIDATION_FAILED, "validation", false),
+            (ValidateError::Refused(vec![refused()]).into(), c::VALIDATION_FAILED, "validation", false),
+            (ValidateError::Unavailable(transient()).into(), c::APPLY_FAILED, "apply", true),
+            (
+                ApplyStageError::Failed {
+                    revision: revision.clone(),
+                    phase: Phase::Workloads,
+                    failures: vec![transient()],
+                }
+                .into(),
+                c::APPLY_FAILED,
+                "apply",
+                true,
+            ),
+            (
+                ApplyStageError::Failed {
+                    revision,
+                    phase: Phase::Workloads,
+                    failures: vec![transient(), refused()],
+                }
+                .into(),
+                c::APPLY_FAILED,
+                "apply",
+                false,
+            ),
+            (PlanError::Prune(PruneRefused { inventory: 3 }.into()).into(), c::PRUNE_REFUSED, "prune", false),
+            (PruneError::Discovery(transient()).into(), c::APPLY_FAILED, "discovery", true),
+        ];
+        for (error, reason, category, transient) in cases {
+            assert_eq!(
+                (error.reason(), error.category(), error.is_transient()),
+                (reason, category, transient),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn messages_read_as_one_sentence_per_failure() {
+        let owner = AppRef { namespace: "a".into(), name: "owner".into() };
+        let revision: Revision = "main@sha1:0123456789abcdef0123456789abcdef01234567".parse().unwrap();
+        let conflict = PlanError::Conflict { conflicts: vec![(owner, "ConfigMap a/c".into())], revision };
+        assert_eq!(
+            conflict.to_string(),
+            "ConfigMap a/c belongs to Application a/owner; ferry does not take over objects of another Application, so nothing of main@sha1:0123456789abcdef0123456789abcdef01234567 was applied"
+        );
+        assert_eq!(
+            FetchError::FollowedMissing(ObjectRef::new("up").within("team")).to_string(),
+            "waiting for Application team/up (spec.source.ref.fromApplication), which does not exist"
+        );
+        assert_eq!(
+            ValidateError::Refused(vec![refused()]).to_string(),
+            "ConfigMap a/b: refused by the API server: bad; nothing was applied"
+        );
     }
 }

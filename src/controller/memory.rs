@@ -10,31 +10,11 @@ use kube::api::DynamicObject;
 use serde_json::Value;
 
 use super::delivery::Delivery;
+pub use crate::apply::{ObjKey, Prepared};
 use crate::{
-    api::{ApplicationStatus, InventoryEntry},
-    plan::Phase,
-    source::Snapshot,
+    api::ApplicationStatus,
+    source::{Revision, Snapshot},
 };
-
-/// An object's identity across API versions: group, kind, namespace, name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjKey {
-    pub group: String,
-    pub kind: String,
-    pub namespace: Option<String>,
-    pub name: String,
-}
-
-impl From<&InventoryEntry> for ObjKey {
-    fn from(e: &InventoryEntry) -> Self {
-        ObjKey {
-            group: e.group.clone(),
-            kind: e.kind.clone(),
-            namespace: e.namespace.clone(),
-            name: e.name.clone(),
-        }
-    }
-}
 
 /// The live state ferry last saw for an object it manages, and that it matched the manifest.
 #[derive(Clone, Debug)]
@@ -70,19 +50,9 @@ pub struct SplitRender {
     pub created_namespace: Option<String>,
 }
 
-/// A rendered object as ferry applies it: labelled and hashed. Prepared once per render and
+/// A render's objects as ferry applies them (labelled and hashed): prepared once per render and
 /// remembered, because every reconcile of an unchanged revision needs the same.
-pub(super) struct Prepared {
-    pub(super) obj: DynamicObject,
-    pub(super) key: ObjKey,
-    pub(super) entry: InventoryEntry,
-    pub(super) hash: String,
-    pub(super) name: String,
-    pub(super) phase: Phase,
-}
-
-/// A render's objects as ferry applies them.
-pub(super) type PreparedObjects = Arc<Vec<Arc<Prepared>>>;
+pub type PreparedObjects = Arc<Vec<Arc<Prepared>>>;
 
 #[derive(Default)]
 pub struct AppMemory {
@@ -90,11 +60,11 @@ pub struct AppMemory {
     pub split: Option<SplitRender>,
     pub known: HashMap<ObjKey, Known>,
     /// The last render and its objects as ferry applies them (labelled and hashed).
-    pub(super) prepared: Option<(Arc<Vec<DynamicObject>>, PreparedObjects)>,
+    pub prepared: Option<(Arc<Vec<DynamicObject>>, PreparedObjects)>,
     /// The manifests of the last revision applied, for deciding which conflicts to force.
     pub last_applied: Option<Arc<Vec<DynamicObject>>>,
     /// Since when the Application has been Progressing, and at which revision.
-    pub progressing_since: Option<(String, Instant)>,
+    pub progressing_since: Option<(Revision, Instant)>,
     /// The last failure reported by an Event, so a retried failure does not repeat it.
     pub last_failure_event: Option<String>,
     /// The last drift reported, for the same reason.

@@ -32,7 +32,7 @@ pub mod leader;
 mod memory;
 mod preflight;
 mod promotion;
-mod prunable;
+pub mod prunable;
 pub mod reconcile;
 mod rollout;
 pub mod shard;

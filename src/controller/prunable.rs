@@ -1,14 +1,15 @@
 //! What a prune or a hook clean-up may delete: the objects of a list that still exist and carry
-//! this Application's labels. Shared by the sync pass and the PostSync hooks.
+//! this Application's labels. Shared by the sync pass, the PostSync hooks and `ferry diff`.
 
 use std::time::Instant;
 
 use kube::{
+    Discovery,
     api::DynamicObject,
     discovery::{ApiCapabilities, ApiResource},
 };
 
-use super::{context::Context, error::SyncError};
+use super::{context::Context, error::PruneError};
 use crate::{
     api::InventoryEntry,
     apply::{AppRef, Applier, CREATED_NAMESPACE, Ownership, is_namespace, is_prune_disabled, ownership_of},
@@ -16,7 +17,7 @@ use crate::{
 };
 
 /// An object a prune or clean-up may delete: it exists and was checked as this Application's.
-pub(super) struct Prunable {
+pub struct Prunable {
     pub entry: InventoryEntry,
     /// As shown in messages.
     pub name: String,
@@ -29,36 +30,49 @@ pub(super) struct Prunable {
 impl Prunable {
     /// Deletes the object checked, and only it: its uid is the delete's precondition, so an
     /// object that replaced it under the same name since is never deleted.
-    pub async fn delete(&self, applier: &Applier) -> Result<(), SyncError> {
+    pub async fn delete(&self, applier: &Applier) -> Result<(), PruneError> {
         let (ns, uid) = (self.entry.namespace.as_deref(), self.live.metadata.uid.as_deref());
         applier
             .delete(&self.name, &self.resource, &self.caps, ns, &self.entry.name, uid)
             .await
-            .map_err(SyncError::from_apply)
+            .map_err(PruneError::Object)
+    }
+
+    /// The live object as checked.
+    pub fn live(&self) -> &DynamicObject {
+        &self.live
     }
 
     /// A Namespace that ferry created for `createNamespace`.
-    pub(super) fn is_created_namespace(&self) -> bool {
+    pub fn is_created_namespace(&self) -> bool {
         is_namespace(&self.entry, &self.entry.name)
             && self.live.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(CREATED_NAMESPACE))
     }
 }
 
 /// Of the prune candidates, those that still exist, carry this Application's labels and are
-/// not opted out with `ferry.dev/prune: disabled`.
+/// not opted out with `ferry.dev/prune: disabled`. A kind installed after ferry's last discovery
+/// must not make its objects unprunable: discovery is run again then.
 pub(super) async fn prunable(
     ctx: &Context,
     applier: &Applier,
     app_ref: &AppRef,
     candidates: &[InventoryEntry],
-) -> Result<Vec<Prunable>, SyncError> {
-    let gvk = |e: &InventoryEntry| kube::api::GroupVersionKind::gvk(&e.group, &e.version, &e.kind);
+) -> Result<Vec<Prunable>, PruneError> {
     let mut discovery = applier.discovery().clone();
     if candidates.iter().any(|e| discovery.resolve_gvk(&gvk(e)).is_none()) {
-        // A kind installed after ferry's last discovery must not make its objects unprunable.
-        discovery =
-            ctx.refresh_discovery(Instant::now()).await.map_err(|e| SyncError::Discovery(e.to_string()))?;
+        discovery = ctx.refresh_discovery(Instant::now()).await.map_err(PruneError::Discovery)?;
     }
+    select(applier, &discovery, app_ref, candidates).await
+}
+
+/// [`prunable`] with the discovery given: one read per candidate.
+pub async fn select(
+    applier: &Applier,
+    discovery: &Discovery,
+    app_ref: &AppRef,
+    candidates: &[InventoryEntry],
+) -> Result<Vec<Prunable>, PruneError> {
     let mut out = Vec::new();
     for entry in candidates {
         let Some((resource, caps)) = discovery.resolve_gvk(&gvk(entry)) else {
@@ -69,7 +83,7 @@ pub(super) async fn prunable(
         let live = applier
             .get(&name, &resource, &caps, entry.namespace.as_deref(), &entry.name)
             .await
-            .map_err(SyncError::from_apply)?;
+            .map_err(PruneError::Object)?;
         let Some(live) = live else { continue };
         let labels = live.metadata.labels.as_ref();
         if ownership_of(labels, app_ref) == Ownership::Ours && !is_prune_disabled(labels) {
@@ -77,4 +91,8 @@ pub(super) async fn prunable(
         }
     }
     Ok(out)
+}
+
+fn gvk(e: &InventoryEntry) -> kube::api::GroupVersionKind {
+    kube::api::GroupVersionKind::gvk(&e.group, &e.version, &e.kind)
 }

@@ -20,7 +20,7 @@ use kube::{
 use super::{
     context::Context,
     delivery,
-    error::SyncError,
+    error::{AccessError, PruneError, SyncError},
     events,
     memory::AppMemory,
     prunable,
@@ -181,7 +181,7 @@ async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
             mem.failures = mem.failures.saturating_add(1);
             Action::requeue(backoff(mem.failures, &app_ref.name).min(interval))
         }
-        Err(SyncError::Access(_)) => Action::await_change(),
+        Err(e) if e.awaits_change() => Action::await_change(),
         // A new commit or a spec change can fix it: look again at the next interval.
         Err(_) => Action::requeue(interval),
     })
@@ -201,19 +201,21 @@ async fn cleanup(app: &Application, ctx: &Context) -> Result<Action, Error> {
         (&acting_as, app.spec.deletes_on_removal() && !app.spec.suspend && !inventory.is_empty())
     {
         let fail = |source| Error::Cleanup { app: app_ref.to_string(), source };
-        let client =
-            ctx.client_for(&app_ref.namespace, sa.as_deref()).map_err(|e| fail(SyncError::Access(e)))?;
+        let client = ctx
+            .client_for(&app_ref.namespace, sa.as_deref())
+            .map_err(|e| fail(AccessError::Client(e).into()))?;
         let discovery = ctx.discovery().await;
         let applier = Applier::with_discovery(client, discovery.clone(), ctx.options.api_timeout);
         let mut order = prune_candidates(&inventory, &[], true, |_| false)
-            .map_err(|e| fail(SyncError::PruneRefused(e)))?;
+            .map_err(|e| fail(PruneError::Refused(e).into()))?;
         // A rollout's canary objects and the PostSync hooks are in no inventory; they go first.
         order.splice(0..0, super::rollout::derived_objects(app, &inventory));
         let hooks = app.status.as_ref().and_then(|s| s.verification.as_ref()).map(|v| v.hooks.clone());
         order.splice(0..0, hooks.unwrap_or_default());
-        let victims = prunable::prunable(ctx, &applier, &app_ref, &order).await.map_err(fail)?;
+        let victims =
+            prunable::prunable(ctx, &applier, &app_ref, &order).await.map_err(|e| fail(e.into()))?;
         for victim in &victims {
-            victim.delete(&applier).await.map_err(fail)?;
+            victim.delete(&applier).await.map_err(|e| fail(e.into()))?;
         }
         tracing::info!(app = %app_ref, deleted = victims.len(), "deleted the objects of a deleted Application");
     } else {
@@ -266,7 +268,7 @@ async fn count_work(
             };
             delivery::Pass::Synced { commit, changed, health: s.health.status, committed_at }
         }
-        (Err(SyncError::Waiting(_)), _) => return,
+        (Err(e), _) if e.is_waiting() => return,
         (Err(e), commit) => {
             metrics.synced(app_ref, false);
             metrics.error(e.category());
@@ -392,11 +394,11 @@ pub fn next_status(app: &Application, attempt: &Attempt, started: &Time, now: &T
                 },
             }
         }
-        Err(SyncError::Waiting(message)) => {
-            Phase::Reconciling { reason: c::WAITING_FOR_PROMOTION, message: message.clone() }
+        Err(e) if e.is_waiting() => {
+            Phase::Reconciling { reason: c::WAITING_FOR_PROMOTION, message: e.to_string() }
         }
         Err(e) => {
-            if !matches!(e, SyncError::Fetch(_) | SyncError::Credentials(_) | SyncError::Access(_)) {
+            if !e.before_the_revision() {
                 next.sync = Some(SyncStatus {
                     status: SyncStatusCode::OutOfSync,
                     revision: revision.clone(),
@@ -513,7 +515,7 @@ async fn announce(ctx: &Context, app: &Application, attempt: &Attempt, mem: &mut
                 _ => mem.last_drift_event = None,
             }
         }
-        Err(e @ SyncError::Waiting(_)) => {
+        Err(e) if e.is_waiting() => {
             let note = e.to_string();
             if mem.last_failure_event.as_ref() != Some(&note) {
                 events::publish(ctx, app, EventType::Normal, events::WAITING_FOR_PROMOTION, &note).await;
@@ -525,8 +527,7 @@ async fn announce(ctx: &Context, app: &Application, attempt: &Attempt, mem: &mut
             if mem.last_failure_event.as_ref() != Some(&note) {
                 tracing::warn!(app = %app_ref(app), reason = e.reason(), error = %e, "sync failed");
                 // A refusal's Event carries the rule's reason, as the condition does.
-                let reason =
-                    if matches!(e, SyncError::Refused(_)) { e.reason() } else { events::SYNC_FAILED };
+                let reason = if e.is_refusal() { e.reason() } else { events::SYNC_FAILED };
                 events::publish(ctx, app, EventType::Warning, reason, &note).await;
                 mem.last_failure_event = Some(note);
             }
@@ -575,6 +576,8 @@ mod tests {
     use super::*;
     use crate::{
         api::{ApplicationSpec, InventoryEntry},
+        apply::ApplyError,
+        controller::error::ValidateError,
         health::ObjectHealth,
         source::{Revision, RevisionRef},
     };
@@ -694,7 +697,13 @@ mod tests {
         let mut app = app();
         let failed = || Attempt {
             revision: revision(),
-            result: Err(SyncError::Validation("ConfigMap team/bad: refused; nothing was applied".into())),
+            result: Err(ValidateError::Refused(vec![ApplyError::Refused {
+                object: "ConfigMap team/bad".into(),
+                code: 422,
+                reason: "Invalid".into(),
+                message: "refused".into(),
+            }])
+            .into()),
         };
         let t = time("2026-01-01T00:00:00Z");
         let first = next_status(&app, &failed(), &t, &t);
@@ -708,7 +717,11 @@ mod tests {
 
         let transient = Attempt {
             revision: revision(),
-            result: Err(SyncError::Apply { message: "503 ServiceUnavailable".into(), transient: true }),
+            result: Err(ValidateError::Unavailable(ApplyError::Transient {
+                object: "ConfigMap team/bad".into(),
+                message: "503 ServiceUnavailable".into(),
+            })
+            .into()),
         };
         let next = next_status(&app, &transient, &later, &later);
         assert!(next.conditions.iter().any(|c| c.type_ == c::RECONCILING && c.status == "True"));

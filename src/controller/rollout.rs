@@ -319,7 +319,8 @@ pub(super) async fn decide(
 /// applied twice writes the same object.
 pub(super) async fn converge_canary(applier: &Applier, pass: &Pass) -> Result<(), SyncError> {
     let (resource, caps) = &pass.resource;
-    let from_apply = |e: ApplyError| SyncError::Apply { transient: e.is_transient(), message: e.to_string() };
+    let from_apply =
+        |e: ApplyError| SyncError::ApplyFailed { transient: e.is_transient(), message: e.to_string() };
     let namespace = pass.git.pointer("/metadata/namespace").and_then(Value::as_str);
     match pass.decision.canary {
         Canary::Present { replicas } => {
@@ -397,7 +398,7 @@ async fn get(
     let got = applier
         .get(&shown, resource, caps, namespace, name)
         .await
-        .map_err(|e| SyncError::Apply { transient: e.is_transient(), message: e.to_string() })?;
+        .map_err(|e| SyncError::ApplyFailed { transient: e.is_transient(), message: e.to_string() })?;
     Ok(got.map(|o| serde_json::to_value(o).expect("objects serialize")))
 }
 

@@ -1,6 +1,7 @@
-//! The cluster side of `ferry diff`: renders the input exactly as the controller would (same
-//! renderers, labels and manifest hash), then asks the API server what each object would become
-//! through a server-side dry run as field manager `ferry`. Reads and dry runs only.
+//! The cluster side of `ferry diff`: builds the input through the sync pass's own stages (same
+//! renderers, hook split, created Namespace, labels, manifest hash, kinds, prune selection), then
+//! asks the API server what each object would become through a server-side dry run as field
+//! manager `ferry`. Reads and dry runs only.
 
 use std::{
     collections::HashSet,
@@ -9,21 +10,25 @@ use std::{
     time::Duration,
 };
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, Client, ResourceExt, api::DynamicObject, discovery::Discovery};
+use kube::{Client, ResourceExt, api::DynamicObject, discovery::Discovery};
 use serde_json::Value;
 
 use super::{Action, ObjectDiff, Plan, comparable, redact_secret_values, unified};
 use crate::{
     api::{Application, GitRef, InventoryEntry},
-    apply::{
-        AppRef, Applier, ApplyError, Ownership, created_namespace, inventory_entry, label_object,
-        manifest_hash, ownership_of, requested_namespace,
+    apply::{AppRef, Applier, ApplyError},
+    controller::{
+        prunable,
+        sync::{
+            build::{self, Split},
+            desired::{self, Desired},
+            prune,
+        },
     },
     health::ObjectName,
     render::{self, DiscoveredScopes, RenderOptions, RenderRequest},
     rollout::workload,
-    source::{Credentials, GitCache, GitCacheOptions, SourceSpec},
+    source::{GitCache, GitCacheOptions, SourceSpec, credentials::from_secret_ref},
 };
 
 /// What to compare with the cluster.
@@ -36,6 +41,10 @@ pub enum Input {
 }
 
 /// The plan for syncing `input` into the cluster as `app`. Errors are one sentence.
+///
+/// The objects come from the sync pass's own build stage ([`build::split`], [`desired`]) and
+/// what would be pruned from its prune selection ([`prune::candidates`], [`prunable::select`]),
+/// so the diff cannot drift from what a sync does.
 pub async fn plan(
     client: Client,
     app: &Application,
@@ -48,138 +57,160 @@ pub async fn plan(
     let app_ref = AppRef { namespace: namespace.clone(), name: app.name_any() };
     let mut app = app.clone();
     app.metadata.namespace = Some(namespace.clone());
-
-    // The input's files.
-    let (root, source) = match input {
-        Input::Local(dir) => {
-            let dir = dir.canonicalize().map_err(|e| format!("--local {}: {e}", dir.display()))?;
-            let shown = format!("local {}", dir.display());
-            (dir, shown)
-        }
-        Input::Revision(reference) => {
-            let credentials = credentials(&client, &app, &namespace, timeout).await?;
-            let git = GitCache::new(cache_dir, GitCacheOptions::default())
-                .map_err(|e| format!("Git cache in {}: {e}", cache_dir.display()))?;
-            let mut source = app.spec.source.clone();
-            source.git_ref = git_ref(reference);
-            let spec = SourceSpec::from_source(&source, credentials.clone());
-            let snapshot = match git.fetch(&spec).await {
-                // Not a branch: maybe a tag of that name.
-                Err(_) if source.git_ref.branch.is_some() => {
-                    source.git_ref = GitRef { tag: Some(reference.clone()), ..Default::default() };
-                    git.fetch(&SourceSpec::from_source(&source, credentials)).await
-                }
-                other => other,
-            }
-            .map_err(|e| format!("fetching {reference}: {e}"))?;
-            (snapshot.root.clone(), snapshot.revision.short())
-        }
-    };
-
-    // Render as the controller does.
+    let (root, source) = files(&client, &app, input, cache_dir, timeout).await?;
     let discovery = tokio::time::timeout(timeout * 3, Discovery::new(client.clone()).run())
         .await
         .map_err(|_| "API discovery did not finish in time".to_string())?
         .map_err(|e| format!("API discovery: {e}"))?;
-    let scopes = DiscoveredScopes::from_discovery(&discovery);
-    let req = RenderRequest::for_application(&app, &root);
-    let mut rendered = render::render(&req, render_options, &scopes)
+    let applier = Applier::with_discovery(client.clone(), Arc::new(discovery), timeout);
+    let (desired, split) =
+        build(&client, &app, &app_ref, &applier, &root, render_options, &source, timeout).await?;
+    let mut plan = Plan { source, ..Default::default() };
+    let new_namespaces = namespaces_to_create(&applier, &split.objects).await?;
+    for d in &desired {
+        if let Some((action, diff)) = object_diff(&app, &applier, d, &new_namespaces, &mut plan).await? {
+            plan.objects.push(diff_of(&d.entry, action, diff));
+        }
+    }
+    let previous = app.status.as_ref().map(|s| s.inventory.clone()).unwrap_or_default();
+    let previous = desired::in_scope(previous, applier.discovery());
+    let candidates = prune::candidates(&previous, &desired::inventory(&desired));
+    let gone = prunable::select(&applier, applier.discovery(), &app_ref, &candidates)
+        .await
+        .map_err(|e| e.to_string())?;
+    for p in gone {
+        if !app.spec.sync_policy.prune {
+            plan.not_pruned.push(ObjectName::from(&p.entry).to_string());
+            continue;
+        }
+        let title = format!("{}/{}", p.entry.kind, p.entry.name);
+        let mut before = comparable(&serde_json::to_value(p.live()).expect("objects serialize"));
+        let mut after = Value::Null;
+        if p.entry.group.is_empty() && p.entry.kind == "Secret" {
+            redact_secret_values(&mut before, &mut after);
+        }
+        plan.objects.push(diff_of(&p.entry, Action::Prune, unified(&before, &after, &title)));
+    }
+    Ok(plan)
+}
+
+/// The input's files: a working tree, or a revision fetched with the Application's credentials
+/// (read as the sync pass reads them). Returns the root and how to name it.
+async fn files(
+    client: &Client,
+    app: &Application,
+    input: &Input,
+    cache_dir: &Path,
+    timeout: Duration,
+) -> Result<(PathBuf, String), String> {
+    let reference = match input {
+        Input::Local(dir) => {
+            let dir = dir.canonicalize().map_err(|e| format!("--local {}: {e}", dir.display()))?;
+            let shown = format!("local {}", dir.display());
+            return Ok((dir, shown));
+        }
+        Input::Revision(reference) => reference,
+    };
+    let namespace = app.namespace().unwrap_or_default();
+    let secret_ref = app.spec.source.secret_ref.as_ref();
+    let credentials =
+        from_secret_ref(client, timeout, &namespace, secret_ref).await.map_err(|e| e.to_string())?;
+    let git = GitCache::new(cache_dir, GitCacheOptions::default())
+        .map_err(|e| format!("Git cache in {}: {e}", cache_dir.display()))?;
+    let mut source = app.spec.source.clone();
+    source.git_ref = git_ref(reference);
+    let spec = SourceSpec::from_source(&source, credentials.clone());
+    let snapshot = match git.fetch(&spec).await {
+        // Not a branch: maybe a tag of that name.
+        Err(_) if source.git_ref.branch.is_some() => {
+            source.git_ref = GitRef { tag: Some(reference.clone()), ..Default::default() };
+            git.fetch(&SourceSpec::from_source(&source, credentials)).await
+        }
+        other => other,
+    }
+    .map_err(|e| format!("fetching {reference}: {e}"))?;
+    Ok((snapshot.root.clone(), snapshot.revision.short()))
+}
+
+/// Renders as the controller does, then builds through the sync pass's stages: the hooks split
+/// off, the created Namespace added, every object prepared (labels, hash) and its kind resolved.
+#[allow(clippy::too_many_arguments)] // the parts of one command line, each used once
+async fn build(
+    client: &Client,
+    app: &Application,
+    app_ref: &AppRef,
+    applier: &Applier,
+    root: &Path,
+    render_options: &RenderOptions,
+    source: &str,
+    timeout: Duration,
+) -> Result<(Vec<Desired>, Split), String> {
+    let scopes = DiscoveredScopes::from_discovery(applier.discovery());
+    let req = RenderRequest::for_application(app, root);
+    let rendered = render::render(&req, render_options, &scopes)
         .await
         .map_err(|e| format!("rendering {source}: {e}"))?;
     let previous = app.status.as_ref().map(|s| s.inventory.clone()).unwrap_or_default();
-    // The Namespace a sync adds for `createNamespace`, first, as the sync adds it.
-    if let Some(name) = requested_namespace(&app, &app_ref) {
-        let created = created_namespace(&client, timeout, &app_ref, &name, &rendered, &previous)
-            .await
-            .map_err(|e| e.to_string())?;
-        rendered.splice(0..0, created);
-    }
-    let applier = Applier::with_discovery(client.clone(), Arc::new(discovery), timeout);
-    let new_namespaces = namespaces_to_create(&applier, &rendered).await?;
+    let split = build::split(client, timeout, app, app_ref, &Arc::new(rendered), &previous)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut desired: Vec<Desired> = desired::prepare(&split.objects, app_ref)
+        .into_iter()
+        .map(|prepared| Desired { prepared, resource: None })
+        .collect();
+    desired::resolve_kinds(&mut desired, applier, &desired::crd_kinds(&split.objects))
+        .map_err(|e| e.to_string())?;
+    Ok((desired, split))
+}
 
-    let mut plan = Plan { source, ..Default::default() };
-    let mut desired_keys = HashSet::new();
-    let workload_name = app.spec.strategy.as_ref().and_then(|s| {
-        s.canary
-            .as_ref()
-            .map(|c| c.workload.name.clone())
-            .or(s.blue_green.as_ref().map(|b| b.workload.name.clone()))
-    });
-    // PostSync hooks run after a sync; they are not part of what it changes.
-    for object in rendered.into_iter().filter(|o| !crate::api::is_hook(o)) {
-        let mut obj = object;
-        label_object(&mut obj, &app_ref);
-        manifest_hash(&mut obj);
-        let Some(entry) = inventory_entry(&obj) else { continue };
-        desired_keys.insert(key(&entry));
-        let title = format!("{}/{}", entry.kind, entry.name);
-        let desired = serde_json::to_value(&obj).expect("objects serialize");
-        let live = match applier.resolve(&obj) {
-            Ok((resource, caps)) => applier
-                .get(&title, &resource, &caps, entry.namespace.as_deref(), &entry.name)
-                .await
-                .map_err(|e| e.to_string())?,
-            // A kind whose CRD this revision installs: new by definition.
-            Err(_) => None,
-        };
-        let live = live.map(|l| serde_json::to_value(l).expect("objects serialize"));
-        if workload_name.as_deref() == Some(entry.name.as_str()) && entry.kind == "Deployment" {
-            plan.rollout = rollout_note(&app, live.as_ref(), &desired);
-        }
-        // What the object would become: the dry run's answer (defaults filled in). In a
-        // namespace the sync creates first, the API server would refuse a dry run now (the sync
-        // dry-runs such objects just before their phase): as Git has it.
-        let in_new_namespace = entry.namespace.as_ref().is_some_and(|ns| new_namespaces.contains(ns));
-        let after = if in_new_namespace && live.is_none() {
-            desired.clone()
-        } else {
-            match applier.dry_run(&obj, true).await {
-                Ok(result) => serde_json::to_value(result).expect("objects serialize"),
-                Err(ApplyError::UnknownKind { .. }) if live.is_none() => desired.clone(),
-                Err(e) => return Err(e.to_string()),
-            }
-        };
-        let (mut before, mut after) =
-            (live.as_ref().map(comparable).unwrap_or(Value::Null), comparable(&after));
-        if entry.group.is_empty() && entry.kind == "Secret" {
-            redact_secret_values(&mut before, &mut after);
-        }
-        let diff = unified(&before, &after, &title);
-        let action = if live.is_none() { Action::Create } else { Action::Change };
-        if diff.is_empty() {
-            plan.unchanged += 1;
-        } else {
-            plan.objects.push(diff_of(&entry, action, diff));
-        }
-    }
-
-    // What the last sync applied and Git no longer has.
-    for entry in previous.iter().filter(|e| !desired_keys.contains(&key(e))) {
-        let gvk = kube::api::GroupVersionKind::gvk(&entry.group, &entry.version, &entry.kind);
-        let Some((resource, caps)) = applier.discovery().resolve_gvk(&gvk) else { continue };
-        let title = format!("{}/{}", entry.kind, entry.name);
-        let live = applier
-            .get(&title, &resource, &caps, entry.namespace.as_deref(), &entry.name)
+/// What syncing `d` would change: `None` when nothing (counted as unchanged in `plan`).
+async fn object_diff(
+    app: &Application,
+    applier: &Applier,
+    d: &Desired,
+    new_namespaces: &HashSet<String>,
+    plan: &mut Plan,
+) -> Result<Option<(Action, String)>, String> {
+    let entry = &d.entry;
+    let title = format!("{}/{}", entry.kind, entry.name);
+    let desired = serde_json::to_value(&d.obj).expect("objects serialize");
+    let live = match &d.resource {
+        Some((resource, caps)) => applier
+            .get(&title, resource, caps, entry.namespace.as_deref(), &entry.name)
             .await
-            .map_err(|e| e.to_string())?;
-        let Some(live) = live else { continue };
-        if ownership_of(live.metadata.labels.as_ref(), &app_ref) != Ownership::Ours
-            || crate::apply::is_prune_disabled(live.metadata.labels.as_ref())
-        {
-            continue;
-        }
-        if !app.spec.sync_policy.prune {
-            plan.not_pruned.push(ObjectName::from(entry).to_string());
-            continue;
-        }
-        let mut before = comparable(&serde_json::to_value(&live).expect("objects serialize"));
-        let mut after = Value::Null;
-        if entry.group.is_empty() && entry.kind == "Secret" {
-            redact_secret_values(&mut before, &mut after);
-        }
-        plan.objects.push(diff_of(entry, Action::Prune, unified(&before, &after, &title)));
+            .map_err(|e| e.to_string())?,
+        // A kind whose CRD this revision installs: new by definition.
+        None => None,
+    };
+    let live = live.map(|l| serde_json::to_value(l).expect("objects serialize"));
+    if app.spec.strategy.as_ref().and_then(|s| s.workload()) == Some(entry.name.as_str())
+        && entry.kind == "Deployment"
+    {
+        plan.rollout = rollout_note(app, live.as_ref(), &desired);
     }
-    Ok(plan)
+    // What the object would become: the dry run's answer (defaults filled in). In a namespace
+    // the sync creates first, the API server would refuse a dry run now (the sync dry-runs such
+    // objects just before their phase): as Git has it.
+    let in_new_namespace = entry.namespace.as_ref().is_some_and(|ns| new_namespaces.contains(ns));
+    let after = if (in_new_namespace || d.resource.is_none()) && live.is_none() {
+        desired.clone()
+    } else {
+        match applier.dry_run(&d.obj, true).await {
+            Ok(result) => serde_json::to_value(result).expect("objects serialize"),
+            Err(ApplyError::UnknownKind { .. }) if live.is_none() => desired.clone(),
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    let (mut before, mut after) = (live.as_ref().map(comparable).unwrap_or(Value::Null), comparable(&after));
+    if entry.group.is_empty() && entry.kind == "Secret" {
+        redact_secret_values(&mut before, &mut after);
+    }
+    let diff = unified(&before, &after, &title);
+    if diff.is_empty() {
+        plan.unchanged += 1;
+        return Ok(None);
+    }
+    Ok(Some((if live.is_none() { Action::Create } else { Action::Change }, diff)))
 }
 
 /// The Namespaces among `objects` that do not exist yet.
@@ -240,27 +271,6 @@ fn git_ref(reference: &str) -> GitRef {
     } else {
         GitRef { branch: Some(reference.to_string()), ..Default::default() }
     }
-}
-
-async fn credentials(
-    client: &Client,
-    app: &Application,
-    namespace: &str,
-    timeout: Duration,
-) -> Result<Option<Credentials>, String> {
-    let Some(secret_ref) = &app.spec.source.secret_ref else { return Ok(None) };
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = tokio::time::timeout(timeout, secrets.get(&secret_ref.name))
-        .await
-        .map_err(|_| format!("reading Secret {namespace}/{} timed out", secret_ref.name))?
-        .map_err(|e| {
-            format!("reading Secret {namespace}/{} (spec.source.secretRef): {e}", secret_ref.name)
-        })?;
-    Credentials::from_secret(&secret).map(Some).map_err(|e| e.to_string())
-}
-
-fn key(e: &InventoryEntry) -> (String, String, Option<String>, String) {
-    (e.group.clone(), e.kind.clone(), e.namespace.clone(), e.name.clone())
 }
 
 fn diff_of(entry: &InventoryEntry, action: Action, diff: String) -> ObjectDiff {

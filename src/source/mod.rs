@@ -38,7 +38,7 @@ pub use cache::{CacheStats, GitCache, GitCacheOptions};
 pub use credentials::Credentials;
 pub use error::SourceError;
 pub use gc::{Collected, Retention};
-pub use refs::{RemoteRef, Revision, RevisionRef};
+pub use refs::{InvalidRevision, RemoteRef, Revision, RevisionRef};
 pub use repo_url::RepoUrl;
 
 /// What to fetch: a repository, a ref, and the credentials read from the Application's Secret.

@@ -56,6 +56,34 @@ impl fmt::Display for Revision {
     }
 }
 
+/// A revision as [`Revision`]'s `Display` wrote it (into `status.lastAppliedRevision`,
+/// `status.verifiedRevision`, history): `<name>@sha1:<40 hex>` or `sha1:<40 hex>`. Which kind of
+/// ref a name was is not written, so a named revision parses as a [`RevisionRef::Ref`].
+impl std::str::FromStr for Revision {
+    type Err = InvalidRevision;
+
+    fn from_str(s: &str) -> Result<Revision, InvalidRevision> {
+        let (name, commit) = match s.rsplit_once("@sha1:") {
+            Some((name, commit)) => (Some(name), commit),
+            None => (None, s.strip_prefix("sha1:").ok_or(InvalidRevision)?),
+        };
+        if commit.len() != 40 || !commit.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(InvalidRevision);
+        }
+        let reference = match name {
+            Some(name) if !name.is_empty() => RevisionRef::Ref(name.to_string()),
+            Some(_) => return Err(InvalidRevision),
+            None => RevisionRef::Commit,
+        };
+        Ok(Revision { reference, commit: commit.to_ascii_lowercase() })
+    }
+}
+
+/// A string that is not a revision as ferry writes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a revision (<name>@sha1:<40 hex> or sha1:<40 hex>)")]
+pub struct InvalidRevision;
+
 /// Where ferry's cache keeps the refs it fetched (`refs/ferry/heads/main`, ...). A spec may not
 /// name one: they are ferry's bookkeeping, and were a tenant's repository URL ever to reach the
 /// cache, they would name other tenants' commits.
@@ -560,5 +588,26 @@ mod tests {
         let err = select(&RefRequest::Semver(range(">=2.0.0")), &refs, URL).unwrap_err();
         assert_eq!(err.category(), "no_semver_match");
         assert!(err.to_string().contains("highest semver tags on the remote: v1.1.0, v1.0.0"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod revision_strings {
+    use super::*;
+
+    #[test]
+    fn a_revision_parses_back_from_what_it_writes() {
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        let pinned = Revision { reference: RevisionRef::Commit, commit: sha.into() };
+        assert_eq!(pinned.to_string().parse::<Revision>(), Ok(pinned));
+        let named: Revision = format!("release/v1@sha1:{sha}").parse().unwrap();
+        assert_eq!(named.commit, sha);
+        assert_eq!(named.name(), Some("release/v1"));
+        assert_eq!(named.to_string(), format!("release/v1@sha1:{sha}"));
+        for bad in
+            ["", "main", "sha1:abc", &format!("@sha1:{sha}"), &format!("sha1:{sha}0"), &format!("main@{sha}")]
+        {
+            assert_eq!(bad.parse::<Revision>(), Err(InvalidRevision), "{bad:?}");
+        }
     }
 }

@@ -1,0 +1,173 @@
+//! Build: from the fetched files to the objects to sync. Render (cached per commit), split off
+//! the PostSync hooks and add the Namespace `createNamespace` asks for, prepare every object
+//! (labels, hash), resolve its kind, and let the tenancy check every object and hook.
+//! `ferry diff` builds through [`split`] and [`super::desired`] too.
+
+use std::{sync::Arc, time::Instant};
+
+use kube::api::DynamicObject;
+
+use super::{
+    desired::{self, Desired},
+    fetch::Access,
+    pass::Pass,
+};
+use crate::{
+    api::{Application, InventoryEntry, is_hook},
+    apply::{AppRef, Applier, created_namespace, requested_namespace},
+    controller::{
+        context::Context,
+        error::{BuildError, KindsError},
+        hooks,
+        memory::{AppMemory, SplitRender},
+    },
+    render::RenderRequest,
+    source::Snapshot,
+    tenancy::Target,
+};
+
+/// The render split: what to sync, the PostSync hooks, and the Namespace ferry adds.
+#[derive(Clone, Debug)]
+pub struct Split {
+    pub objects: Arc<Vec<DynamicObject>>,
+    pub hooks: Arc<Vec<DynamicObject>>,
+    /// The name of the Namespace ferry added for `createNamespace`, if it did.
+    pub created_namespace: Option<String>,
+}
+
+/// What the build stage hands on.
+pub struct Built {
+    pub split: Split,
+    pub desired: Vec<Desired>,
+    /// An applier acting as the Application, with the discovery that resolved the kinds.
+    pub applier: Applier,
+    /// The inventory of the last successful sync, with the namespace of cluster-scoped kinds
+    /// dropped.
+    pub previous: Vec<InventoryEntry>,
+}
+
+/// Renders, splits, prepares and resolves the revision's objects; the tenancy checks them all.
+pub async fn build(
+    pass: Pass<'_>,
+    access: &Access,
+    snapshot: &Snapshot,
+    mem: &mut AppMemory,
+) -> Result<Built, BuildError> {
+    let Pass { ctx, app, app_ref, started } = pass;
+    let rendered = render(ctx, app, snapshot).await?;
+    let previous = app.status.as_ref().map(|s| s.inventory.clone()).unwrap_or_default();
+    let split = split_remembered(ctx, app, app_ref, &access.client, mem, &rendered, &previous).await?;
+    // Desired objects: labelled, hashed, kinds resolved. Timed as part of the plan, with the
+    // server-side dry runs that validate it.
+    let mut desired = desired::prepare_remembered(mem, &split.objects, app_ref);
+    let applier = resolve(ctx, &access.client, &mut desired, &split.objects, started).await?;
+    let previous = desired::in_scope(previous, applier.discovery());
+    let hooks = split.hooks.iter().filter_map(hook_target);
+    access.tenancy.check_objects(desired.iter().map(Desired::target).chain(hooks))?;
+    Ok(Built { split, desired, applier, previous })
+}
+
+async fn render(
+    ctx: &Context,
+    app: &Application,
+    snapshot: &Snapshot,
+) -> Result<Arc<Vec<DynamicObject>>, BuildError> {
+    let scopes = ctx.scopes().await;
+    let req = RenderRequest::for_application(app, &snapshot.root);
+    let _timer = ctx.metrics.time(crate::metrics::Stage::Render);
+    ctx.renders
+        .get_or_render(&snapshot.revision.commit, &req, &ctx.options.render, scopes.as_ref())
+        .await
+        .map_err(|source| BuildError::Render { revision: snapshot.revision.clone(), source })
+}
+
+/// Resolves the kinds with the discovery ferry has, and once more with a fresh one when a kind
+/// is unknown (maybe a CRD was installed since). Returns the applier for that discovery.
+async fn resolve(
+    ctx: &Context,
+    client: &kube::Client,
+    desired: &mut [Desired],
+    objects: &[DynamicObject],
+    started: Instant,
+) -> Result<Applier, KindsError> {
+    let timeout = ctx.options.api_timeout;
+    let crd_kinds = desired::crd_kinds(objects);
+    let applier = Applier::with_discovery(client.clone(), ctx.discovery().await, timeout);
+    if desired::resolve_kinds(desired, &applier, &crd_kinds).is_ok() {
+        return Ok(applier);
+    }
+    let discovery = ctx.refresh_discovery(started).await.map_err(KindsError::Discovery)?;
+    let applier = Applier::with_discovery(client.clone(), discovery, timeout);
+    desired::resolve_kinds(desired, &applier, &crd_kinds)?;
+    Ok(applier)
+}
+
+/// [`split`], remembered per render and `createNamespace` setting, so an unchanged revision
+/// costs nothing here and a spec change takes effect at once.
+async fn split_remembered(
+    ctx: &Context,
+    app: &Application,
+    app_ref: &AppRef,
+    client: &kube::Client,
+    mem: &mut AppMemory,
+    rendered: &Arc<Vec<DynamicObject>>,
+    previous: &[InventoryEntry],
+) -> Result<Split, BuildError> {
+    let requested = requested_namespace(app, app_ref);
+    if let Some(m) = &mem.split
+        && Arc::ptr_eq(&m.source, rendered)
+        && m.requested_namespace == requested
+    {
+        return Ok(Split {
+            objects: m.objects.clone(),
+            hooks: m.hooks.clone(),
+            created_namespace: m.created_namespace.clone(),
+        });
+    }
+    let split = split(client, ctx.options.api_timeout, app, app_ref, rendered, previous).await?;
+    mem.split = Some(SplitRender {
+        source: rendered.clone(),
+        objects: split.objects.clone(),
+        hooks: split.hooks.clone(),
+        requested_namespace: requested,
+        created_namespace: split.created_namespace.clone(),
+    });
+    Ok(split)
+}
+
+/// The render split into objects to sync and PostSync hooks, with the destination namespace
+/// added first when ferry is to create it (a read of that Namespace decides).
+pub async fn split(
+    client: &kube::Client,
+    timeout: std::time::Duration,
+    app: &Application,
+    app_ref: &AppRef,
+    rendered: &Arc<Vec<DynamicObject>>,
+    previous: &[InventoryEntry],
+) -> Result<Split, BuildError> {
+    let namespace = match requested_namespace(app, app_ref) {
+        Some(name) => created_namespace(client, timeout, app_ref, &name, rendered, previous)
+            .await
+            .map_err(BuildError::Namespace)?,
+        None => None,
+    };
+    let created_namespace = namespace.as_ref().and_then(|n| n.metadata.name.clone());
+    if namespace.is_none() && !rendered.iter().any(is_hook) {
+        return Ok(Split { objects: rendered.clone(), hooks: Arc::new(Vec::new()), created_namespace });
+    }
+    let (mut objects, hooks) = hooks::split(rendered, app_ref).map_err(BuildError::Hook)?;
+    objects.splice(0..0, namespace);
+    Ok(Split { objects: Arc::new(objects), hooks: Arc::new(hooks), created_namespace })
+}
+
+/// A PostSync hook as the tenancy checks see it (the render gave it its namespace).
+fn hook_target(hook: &DynamicObject) -> Option<Target<'_>> {
+    let types = hook.types.as_ref()?;
+    let group = types.api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    Some(Target {
+        group,
+        kind: &types.kind,
+        name: hook.metadata.name.as_deref()?,
+        namespace: hook.metadata.namespace.as_deref(),
+    })
+}

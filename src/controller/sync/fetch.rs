@@ -1,0 +1,139 @@
+//! Access and fetch: who the Application acts as and what the lockdown lets it read and write,
+//! then the revision to sync, resolved (one shared `ls-remote`) and fetched only when new.
+
+use std::{
+    str::FromStr,
+    time::{Duration, Instant},
+};
+
+use kube::{ResourceExt, runtime::reflector::ObjectRef};
+
+use super::pass::Pass;
+use crate::{
+    api::{ApplicationReference, GitRef, LocalObjectReference, RECONCILE_AT_ANNOTATION},
+    apply::AppRef,
+    controller::{
+        context::Context,
+        error::{AccessError, FetchError},
+        memory::{AppMemory, SourceMemo},
+    },
+    duration,
+    source::{Credentials, Revision, Snapshot, SourceSpec},
+    tenancy::Tenancy,
+};
+
+/// What the lockdown allows this pass: the tenancy's rules and a client acting as the
+/// Application's ServiceAccount.
+pub struct Access {
+    pub tenancy: Tenancy,
+    pub client: kube::Client,
+}
+
+/// The lockdown, before any fetch: who the Application acts as, what it may read, where to.
+pub fn access(pass: Pass<'_>) -> Result<Access, AccessError> {
+    let Pass { ctx, app, app_ref, .. } = pass;
+    let tenancy = ctx.tenancy(&app_ref.namespace);
+    let sa = tenancy.service_account(app)?;
+    tenancy.check_source(&app.spec.source.repo_url)?;
+    let destination = app.spec.destination.as_ref().and_then(|d| d.namespace.as_deref());
+    tenancy.check_destination(destination.unwrap_or(&app_ref.namespace))?;
+    let client = ctx.client_for(&app_ref.namespace, sa.as_deref()).map_err(AccessError::Client)?;
+    Ok(Access { tenancy, client })
+}
+
+/// The snapshot to sync: the one resolved earlier in this interval, or a fresh resolve (one
+/// `ls-remote`) and, only when the commit is new, a fetch.
+pub async fn fetch(pass: Pass<'_>, access: &Access, mem: &mut AppMemory) -> Result<Snapshot, FetchError> {
+    let Pass { ctx, app, app_ref, .. } = pass;
+    let _timer = ctx.metrics.time(crate::metrics::Stage::Fetch);
+    let reconcile_at = app.annotations().get(RECONCILE_AT_ANNOTATION).cloned();
+    let interval = duration::parse(&app.spec.interval).unwrap_or(Duration::from_secs(180));
+    let mut source = app.spec.source.clone();
+    let promoted = match &source.git_ref.from_application {
+        Some(upstream) => Some(promoted_commit(ctx, access, app_ref, upstream)?),
+        None => None,
+    };
+    if let Some(commit) = &promoted {
+        source.git_ref = GitRef { commit: Some(commit.clone()), ..Default::default() };
+    }
+    if let Some(memo) = &mem.source {
+        let fresh = memo.generation == app.metadata.generation
+            && memo.reconcile_at == reconcile_at
+            && promoted.as_ref().is_none_or(|c| *c == memo.snapshot.revision.commit)
+            && memo.resolved_at.elapsed() < interval;
+        if fresh && memo.snapshot.root.is_dir() {
+            return Ok(memo.snapshot.clone());
+        }
+    }
+    let credentials =
+        credentials(ctx, &access.client, &app_ref.namespace, app.spec.source.secret_ref.as_ref()).await?;
+    let spec = SourceSpec::from_source(&source, credentials);
+    let started = Instant::now();
+    let snapshot = ctx.git.fetch_within(&spec, listing_max_age(ctx, mem, &reconcile_at, interval)).await;
+    ctx.metrics.git_fetch(snapshot.is_ok(), started.elapsed());
+    let snapshot = snapshot.map_err(|e| FetchError::Source(Box::new(e)))?;
+    ctx.syncs_from(app_ref, &snapshot.root);
+    let resolved_at = Instant::now();
+    let memo = SourceMemo {
+        generation: app.metadata.generation,
+        reconcile_at,
+        resolved_at,
+        snapshot: snapshot.clone(),
+    };
+    mem.source = Some(memo);
+    Ok(snapshot)
+}
+
+/// The Git credentials `secret_ref` names, read as `client` with the API timeout (see
+/// [`crate::source::credentials::from_secret_ref`]). `ferry diff` reads them through the same.
+pub async fn credentials(
+    ctx: &Context,
+    client: &kube::Client,
+    namespace: &str,
+    secret_ref: Option<&LocalObjectReference>,
+) -> Result<Option<Credentials>, FetchError> {
+    crate::source::credentials::from_secret_ref(client, ctx.options.api_timeout, namespace, secret_ref)
+        .await
+        .map_err(FetchError::from)
+}
+
+/// The commit an Application with `ref.fromApplication` deploys: the one the Application it
+/// follows last verified (Synced, Healthy, hooks passed).
+fn promoted_commit(
+    ctx: &Context,
+    access: &Access,
+    app_ref: &AppRef,
+    upstream: &ApplicationReference,
+) -> Result<String, FetchError> {
+    let namespace = upstream.namespace.clone().unwrap_or_else(|| app_ref.namespace.clone());
+    access
+        .tenancy
+        .check_follow(&namespace, &upstream.name, &ctx.options.promotion_namespaces)
+        .map_err(FetchError::Refused)?;
+    if upstream.name == app_ref.name && namespace == app_ref.namespace {
+        return Err(FetchError::FollowsItself);
+    }
+    let key = ObjectRef::new(&upstream.name).within(&namespace);
+    let Some(followed) = ctx.apps.get(&key) else {
+        return Err(FetchError::FollowedMissing(key));
+    };
+    let verified = followed.status.as_ref().and_then(|s| s.verified_revision.as_deref());
+    match verified.map(Revision::from_str) {
+        Some(Ok(revision)) => Ok(revision.commit),
+        _ => Err(FetchError::FollowedUnverified(key)),
+    }
+}
+
+/// How old a shared ls-remote of the repository may be for this fetch. A requested sync (a new
+/// `ferry.dev/reconcile-at`: a webhook, `ferry sync`) lists afresh, since it exists because
+/// Git just changed; otherwise half the interval at most, so that a new commit is seen within
+/// 1.5 intervals whatever the other Applications on the repository do.
+fn listing_max_age(
+    ctx: &Context,
+    mem: &AppMemory,
+    reconcile_at: &Option<String>,
+    interval: Duration,
+) -> Duration {
+    let requested = mem.source.as_ref().is_some_and(|m| &m.reconcile_at != reconcile_at);
+    if requested { Duration::ZERO } else { ctx.options.git_ref_cache.min(interval / 2) }
+}

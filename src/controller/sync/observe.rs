@@ -1,0 +1,307 @@
+//! Plan, the cluster side: what the watches say of every desired object, a read of those they
+//! cannot answer for, and a dry run where a difference may be a false alarm; then ownership
+//! conflicts and what to prune. The decisions are [`super::plan`]'s; this module gathers what
+//! they need and hands on a [`Planned`].
+
+use std::collections::{HashMap, HashSet};
+
+use futures::{StreamExt, stream};
+use kube::{Api, api::DynamicObject, discovery::Scope};
+use serde_json::Value;
+
+use super::{
+    apply::Changes,
+    build::Built,
+    desired::{self, Desired},
+    pass::Pass,
+    plan::{self, FromWatch, ObjectPlan, Pending, Wanted, Watched},
+    prune,
+};
+use crate::{
+    api::{Application, InventoryEntry},
+    apply::{AppRef, Applier, ApplyError, Ownership, ownership_of},
+    controller::{
+        context::Context,
+        error::PlanError,
+        events,
+        memory::{AppMemory, Known, ObjKey, keeps_live},
+        prunable::Prunable,
+        watches::Seen,
+    },
+    plan::Difference,
+    source::Revision,
+};
+
+/// What the plan stage hands on: every object's plan, what changes, what to prune.
+pub struct Planned {
+    pub plans: Vec<ObjectPlan>,
+    /// The changed objects and what each may force.
+    pub changes: Changes,
+    /// The same, by name, for the sync policy to judge.
+    pub pending: Pending,
+    pub to_prune: Vec<Prunable>,
+    /// The inventory this revision makes.
+    pub inventory: Vec<InventoryEntry>,
+}
+
+/// Plans the pass: every object's plan, no object of another Application, what to prune.
+pub async fn plan(
+    pass: Pass<'_>,
+    mem: &mut AppMemory,
+    built: &Built,
+    revision: &Revision,
+) -> Result<Planned, PlanError> {
+    let previous: HashSet<ObjKey> = built.previous.iter().map(ObjKey::from).collect();
+    let plans = observe(pass.ctx, pass.app_ref, mem, &built.applier, &built.desired, &previous).await?;
+    let conflicts: Vec<(AppRef, String)> = plans
+        .iter()
+        .zip(&built.desired)
+        .filter_map(|(p, d)| p.owner.clone().map(|o| (o, d.name.clone())))
+        .collect();
+    report_claims(pass, &conflicts).await;
+    if !conflicts.is_empty() {
+        return Err(PlanError::Conflict { conflicts, revision: revision.clone() });
+    }
+    let inventory = desired::inventory(&built.desired);
+    let created = built.split.created_namespace.as_deref();
+    let to_prune = prune::choose(pass, &built.applier, &built.previous, &inventory, created).await?;
+    let names = built.desired.iter().map(|d| d.name.as_str()).zip(&plans);
+    let pending = Pending::of(names, to_prune.iter().map(|p| p.name.clone()).collect());
+    let changes = Changes::new(mem, &built.desired, &plans);
+    tracing::debug!(
+        app = %pass.app_ref,
+        %revision,
+        objects = built.desired.len(),
+        changed = pending.changed.len(),
+        drifted = pending.drifted.len(),
+        prune = to_prune.len(),
+        "planned"
+    );
+    Ok(Planned { plans, changes, pending, to_prune, inventory })
+}
+
+/// Registers the objects this Application claims from others and tells each owner once.
+async fn report_claims(pass: Pass<'_>, conflicts: &[(AppRef, String)]) {
+    let app_ref = pass.app_ref;
+    for (owner, object) in pass.ctx.claims.set(app_ref, conflicts) {
+        let note = format!(
+            "Application {app_ref} also claims {object}, which this Application owns; it was left unchanged"
+        );
+        let warning = kube::runtime::events::EventType::Warning;
+        events::on_other(pass.ctx, &owner, warning, events::OWNERSHIP_CONFLICT, &note).await;
+    }
+}
+
+/// The plan of every desired object, in the same order. The watch answers for objects whose
+/// resourceVersion ferry already checked; the others are read once.
+async fn observe(
+    ctx: &Context,
+    app_ref: &AppRef,
+    mem: &mut AppMemory,
+    applier: &Applier,
+    desired: &[Desired],
+    previous: &HashSet<ObjKey>,
+) -> Result<Vec<ObjectPlan>, PlanError> {
+    let mut owners = Owners::new(ctx);
+    let watched = watch(ctx, app_ref, desired).await;
+    owners.look_up(watched.iter().filter_map(other_owner)).await?;
+    let mut out: Vec<Option<ObjectPlan>> = Vec::with_capacity(desired.len());
+    let mut to_read = Vec::new();
+    for (i, (d, w)) in desired.iter().zip(&watched).enumerate() {
+        match plan::from_watch(w, wanted(mem, d, previous), |o| owners.exists(o)) {
+            FromWatch::Planned(p) => out.push(Some(p)),
+            FromWatch::Read => {
+                out.push(None);
+                to_read.push(i);
+            }
+        }
+    }
+    let read = read(ctx, applier, desired, to_read).await?;
+    let live_owners = read
+        .iter()
+        .filter_map(|(_, live)| live.as_ref())
+        .map(|l| ownership_of(l.metadata.labels.as_ref(), app_ref));
+    owners
+        .look_up(live_owners.filter_map(|o| if let Ownership::Other(o) = o { Some(o) } else { None }))
+        .await?;
+    let mut settle = Vec::new();
+    for (i, live) in read {
+        let d = &desired[i];
+        let Some(live) = live else {
+            mem.known.remove(&d.key);
+            out[i] = Some(plan::missing(previous.contains(&d.key)));
+            continue;
+        };
+        let want = serde_json::to_value(&d.obj).expect("objects serialize");
+        let have = serde_json::to_value(&live).expect("objects serialize");
+        let ownership = ownership_of(live.metadata.labels.as_ref(), app_ref);
+        let decided = plan::from_live(
+            &want,
+            &have,
+            wanted(mem, d, previous),
+            ownership,
+            |o| owners.exists(o),
+            |diff| shown(d, diff),
+        );
+        if decided.matches {
+            remember(mem, d, &live);
+        }
+        if decided.settle {
+            settle.push((i, live));
+        }
+        out[i] = Some(decided.plan);
+    }
+    settle_false_alarms(mem, applier, desired, &mut out, settle).await;
+    Ok(out.into_iter().map(|p| p.expect("every object is planned")).collect())
+}
+
+/// What ferry remembers of `d`, for the decisions.
+fn wanted<'a>(mem: &'a AppMemory, d: &'a Desired, previous: &HashSet<ObjKey>) -> Wanted<'a> {
+    Wanted { hash: &d.hash, known: mem.known.get(&d.key), previously_applied: previous.contains(&d.key) }
+}
+
+fn other_owner(w: &Watched) -> Option<AppRef> {
+    match w {
+        Watched::Present { ownership: Ownership::Other(owner), .. } => Some(owner.clone()),
+        _ => None,
+    }
+}
+
+/// What the metadata watches say of each object; a watch starts with the first object of its kind.
+async fn watch(ctx: &Context, app_ref: &AppRef, desired: &[Desired]) -> Vec<Watched> {
+    let mut started = HashSet::new();
+    let mut out = Vec::with_capacity(desired.len());
+    for d in desired {
+        let Some((resource, caps)) = &d.resource else {
+            out.push(Watched::Unresolved);
+            continue;
+        };
+        if started.insert(resource.clone()) {
+            ctx.watches.ensure(resource, caps.scope == Scope::Namespaced, ctx.options.api_timeout).await;
+        }
+        out.push(match ctx.watches.seen(resource, d.entry.namespace.as_deref(), &d.entry.name) {
+            Seen::Present { resource_version, labels } => {
+                Watched::Present { resource_version, ownership: ownership_of(Some(&labels), app_ref) }
+            }
+            Seen::Absent => Watched::Absent,
+            Seen::Unknown => Watched::Unknown,
+        });
+    }
+    out
+}
+
+/// Reads `which` objects. A read that may succeed on retry fails the pass; ones the API server
+/// refuses are reported together.
+async fn read(
+    ctx: &Context,
+    applier: &Applier,
+    desired: &[Desired],
+    which: Vec<usize>,
+) -> Result<Vec<(usize, Option<DynamicObject>)>, PlanError> {
+    let reads: Vec<(usize, Result<Option<DynamicObject>, ApplyError>)> = stream::iter(which)
+        .map(|i| async move {
+            let d = &desired[i];
+            let (resource, caps) = d.resource.as_ref().expect("only objects of served kinds are read");
+            (i, applier.get(&d.name, resource, caps, d.entry.namespace.as_deref(), &d.entry.name).await)
+        })
+        .buffer_unordered(ctx.options.apply_parallelism)
+        .collect()
+        .await;
+    let mut out = Vec::with_capacity(reads.len());
+    let mut refused = Vec::new();
+    for (i, read) in reads {
+        match read {
+            Ok(live) => out.push((i, live)),
+            Err(e) if e.is_transient() => return Err(PlanError::Read(e)),
+            Err(e) => refused.push(e),
+        }
+    }
+    if refused.is_empty() { Ok(out) } else { Err(PlanError::Unreadable(refused)) }
+}
+
+/// A local difference may be a false alarm (`0.5` against `500m`, a field the API server fills
+/// in inside a list element): the dry run says what an apply would really change.
+async fn settle_false_alarms(
+    mem: &mut AppMemory,
+    applier: &Applier,
+    desired: &[Desired],
+    plans: &mut [Option<ObjectPlan>],
+    settle: Vec<(usize, DynamicObject)>,
+) {
+    for (i, live) in settle {
+        let d = &desired[i];
+        let Ok(result) = applier.dry_run(&d.obj, true).await else { continue };
+        if same_content(&result, &live) {
+            remember(mem, d, &live);
+            if let Some(p) = plans[i].as_mut() {
+                p.change = plan::Change::InSync;
+            }
+        }
+    }
+}
+
+/// Whether the Applications named by objects' labels still exist, each read once per pass.
+struct Owners<'a> {
+    ctx: &'a Context,
+    known: HashMap<AppRef, bool>,
+}
+
+impl<'a> Owners<'a> {
+    fn new(ctx: &'a Context) -> Owners<'a> {
+        Owners { ctx, known: HashMap::new() }
+    }
+
+    async fn look_up(&mut self, owners: impl Iterator<Item = AppRef>) -> Result<(), PlanError> {
+        for owner in owners {
+            if self.known.contains_key(&owner) {
+                continue;
+            }
+            let apps: Api<Application> = Api::namespaced(self.ctx.client.clone(), &owner.namespace);
+            let found =
+                match tokio::time::timeout(self.ctx.options.api_timeout, apps.get_opt(&owner.name)).await {
+                    Err(_) => return Err(PlanError::OwnerTimeout { owner }),
+                    Ok(Err(source)) => return Err(PlanError::Owner { owner, source: Box::new(source) }),
+                    Ok(Ok(found)) => found.is_some(),
+                };
+            self.known.insert(owner, found);
+        }
+        Ok(())
+    }
+
+    fn exists(&self, owner: &AppRef) -> bool {
+        self.known.get(owner).copied().unwrap_or(true)
+    }
+}
+
+/// A difference as shown in messages; Secret values never are.
+fn shown(d: &Desired, diff: &Difference) -> String {
+    if d.entry.group.is_empty() && d.entry.kind == "Secret" { diff.path.clone() } else { diff.to_string() }
+}
+
+/// Whether a dry-run result and the live object hold the same content, ignoring what the API
+/// server changes on every write anyway.
+fn same_content(a: &DynamicObject, b: &DynamicObject) -> bool {
+    let strip = |o: &DynamicObject| {
+        let mut v = serde_json::to_value(o).expect("objects serialize");
+        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            for k in ["managedFields", "resourceVersion", "generation", "creationTimestamp", "uid"] {
+                meta.remove(k);
+            }
+        }
+        v
+    };
+    strip(a) == strip(b)
+}
+
+/// Records that `live` matches `d`.
+pub fn remember(mem: &mut AppMemory, d: &Desired, live: &DynamicObject) {
+    let keep = keeps_live(&d.entry.group, &d.entry.kind);
+    mem.known.insert(
+        d.key.clone(),
+        Known {
+            resource_version: live.metadata.resource_version.clone().unwrap_or_default(),
+            hash: d.hash.clone(),
+            live: keep.then(|| std::sync::Arc::new(serde_json::to_value(live).expect("objects serialize"))),
+        },
+    );
+}

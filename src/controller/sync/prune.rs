@@ -1,0 +1,142 @@
+//! Prune: what the last sync applied and this revision no longer has. Chosen while planning,
+//! before anything is written (so an empty render writes nothing); deleted after every apply
+//! succeeded, in reverse apply order.
+
+use kube::{api::DynamicObject, runtime::events::EventType};
+
+use super::pass::Pass;
+use crate::{
+    api::InventoryEntry,
+    apply::{Applier, is_namespace, prune_candidates},
+    controller::{
+        error::PruneError,
+        events,
+        memory::{AppMemory, ObjKey},
+        prunable::{Prunable, prunable},
+    },
+};
+
+/// The objects to prune: in the last inventory, not in this one, still this Application's.
+/// Empty when `prune` is off (the plan still reports them: [`candidates`]).
+pub async fn choose(
+    pass: Pass<'_>,
+    applier: &Applier,
+    previous: &[InventoryEntry],
+    inventory: &[InventoryEntry],
+    created_namespace: Option<&str>,
+) -> Result<Vec<Prunable>, PruneError> {
+    let policy = &pass.app.spec.sync_policy;
+    refuse_emptied(previous, inventory, created_namespace, policy.allow_empty)?;
+    if !policy.prune {
+        return Ok(Vec::new());
+    }
+    prunable(pass.ctx, applier, pass.app_ref, &candidates(previous, inventory)).await
+}
+
+/// What the last inventory has and this one does not, in reverse apply order.
+pub fn candidates(previous: &[InventoryEntry], inventory: &[InventoryEntry]) -> Vec<InventoryEntry> {
+    prune_candidates(previous, inventory, true, |_| false).unwrap_or_default()
+}
+
+/// The empty-render guard judges what Git rendered: the Namespace ferry adds for
+/// `createNamespace` is not Git's, and counting it would let a revision that renders nothing
+/// prune everything else.
+fn refuse_emptied(
+    previous: &[InventoryEntry],
+    inventory: &[InventoryEntry],
+    created: Option<&str>,
+    allow_empty: bool,
+) -> Result<(), PruneError> {
+    let from_git = |e: &&InventoryEntry| created.is_none_or(|n| !is_namespace(e, n));
+    let before: Vec<InventoryEntry> = previous.iter().filter(from_git).cloned().collect();
+    let rendered: Vec<InventoryEntry> = inventory.iter().filter(from_git).cloned().collect();
+    prune_candidates(&before, &rendered, allow_empty, |_| false).map(drop).map_err(PruneError::Refused)
+}
+
+/// Deletes (or releases) the objects chosen; returns the names of those deleted.
+pub async fn prune(
+    pass: Pass<'_>,
+    applier: &Applier,
+    mem: &mut AppMemory,
+    to_prune: &[Prunable],
+    inventory: &[InventoryEntry],
+) -> Result<Vec<String>, PruneError> {
+    let _timer = pass.ctx.metrics.time(crate::metrics::Stage::Prune);
+    let mut pruned = Vec::new();
+    for p in to_prune {
+        if is_released(p, inventory) {
+            release_namespace(pass, applier, p).await?;
+        } else {
+            p.delete(applier).await?;
+            pass.ctx.metrics.objects_pruned(1);
+            pruned.push(p.name.clone());
+        }
+        mem.known.remove(&ObjKey::from(&p.entry));
+    }
+    Ok(pruned)
+}
+
+/// Whether a prune candidate is a Namespace to release rather than delete: one ferry created for
+/// `createNamespace` (like Argo CD and Helm, ferry never deletes a namespace it created only as
+/// a destination: others may keep things in it), or one that objects of this revision still
+/// live in (deleting it would delete them).
+fn is_released(p: &Prunable, inventory: &[InventoryEntry]) -> bool {
+    is_namespace(&p.entry, &p.entry.name)
+        && (p.is_created_namespace()
+            || inventory.iter().any(|e| e.namespace.as_deref() == Some(&p.entry.name)))
+}
+
+/// Gives a Namespace up: applying the bare Namespace as ferry removes every label and annotation
+/// ferry set on it (its ownership among them) and nothing else. It stays, with all it holds.
+async fn release_namespace(pass: Pass<'_>, applier: &Applier, p: &Prunable) -> Result<(), PruneError> {
+    let bare =
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": p.entry.name}});
+    let obj: DynamicObject = serde_json::from_value(bare).expect("a Namespace deserializes");
+    applier.apply(&obj, false).await.map_err(PruneError::Object)?;
+    tracing::info!(namespace = %p.entry.name, "released a namespace instead of pruning it");
+    let note = format!(
+        "Namespace {} is no longer part of this Application; ferry removed its labels and left it, with everything in it, in place (delete it yourself if it is no longer needed)",
+        p.entry.name
+    );
+    events::publish(pass.ctx, pass.app, EventType::Normal, events::NAMESPACE_RELEASED, &note).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(kind: &str, namespace: Option<&str>, name: &str) -> InventoryEntry {
+        InventoryEntry {
+            group: String::new(),
+            version: "v1".into(),
+            kind: kind.into(),
+            namespace: namespace.map(str::to_string),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn a_render_of_nothing_but_the_created_namespace_is_an_empty_render() {
+        let previous = [e("Namespace", None, "team"), e("ConfigMap", Some("team"), "c")];
+        let only_namespace = [e("Namespace", None, "team")];
+        assert!(matches!(
+            refuse_emptied(&previous, &only_namespace, Some("team"), false),
+            Err(PruneError::Refused(_))
+        ));
+        assert!(
+            refuse_emptied(&previous, &only_namespace, Some("team"), true).is_ok(),
+            "allowEmpty allows it"
+        );
+        // A Namespace Git renders itself counts.
+        assert!(refuse_emptied(&previous, &only_namespace, None, false).is_ok());
+    }
+
+    #[test]
+    fn candidates_are_what_the_new_inventory_dropped() {
+        let previous = [e("ConfigMap", Some("t"), "a"), e("ConfigMap", Some("t"), "b")];
+        let now = [e("ConfigMap", Some("t"), "a")];
+        assert_eq!(candidates(&previous, &now), vec![e("ConfigMap", Some("t"), "b")]);
+        assert_eq!(candidates(&previous, &[]), previous.to_vec(), "allowEmpty was judged before");
+    }
+}

@@ -1,0 +1,48 @@
+//! The strategy's rewrite: for an Application with a canary or blue-green strategy, the rollout
+//! decides this pass and the objects it names (the Deployment, its route or Services) are applied
+//! as the rollout holds them rather than as Git has them.
+
+use std::sync::Arc;
+
+use super::{build::Built, pass::Pass};
+use crate::{
+    controller::{
+        error::{BuildError, SyncError},
+        memory::AppMemory,
+        rollout,
+    },
+    rollout::workload,
+    source::Revision,
+};
+
+/// The rollout's decision for this pass, with the desired objects rewritten accordingly; `None`
+/// for an Application without a strategy.
+pub(super) async fn rewrite(
+    pass: Pass<'_>,
+    mem: &AppMemory,
+    built: &mut Built,
+    revision: &Revision,
+) -> Result<Option<rollout::Pass>, SyncError> {
+    let Some(workload_name) = rollout::workload_of(pass.app) else { return Ok(None) };
+    let desired = &built.desired;
+    let find = |group: &str, kind: &str, name: &str| {
+        let i = desired
+            .iter()
+            .position(|d| d.entry.group == group && d.entry.kind == kind && d.entry.name == name)?;
+        let d = &desired[i];
+        Some((i, &d.obj, d.resource.as_ref()?))
+    };
+    let autoscaled = desired.iter().any(|d| {
+        d.entry.kind == "HorizontalPodAutoscaler"
+            && workload::autoscales(&serde_json::to_value(&d.obj).unwrap_or_default(), workload_name)
+    });
+    let revision = revision.to_string();
+    let decided =
+        rollout::decide(pass.ctx, pass.app, mem, &built.applier, &find, autoscaled, &revision).await?;
+    for (i, obj) in decided.rewrites() {
+        let d = &mut built.desired[i];
+        let rewritten = d.with_object(obj).ok_or_else(|| BuildError::Rewrite { object: d.name.clone() })?;
+        d.prepared = Arc::new(rewritten);
+    }
+    Ok(Some(decided))
+}

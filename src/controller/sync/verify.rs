@@ -1,0 +1,99 @@
+//! Health and verification: the Application's health from the live objects ferry has seen (with
+//! the progress deadline), what the rollout says of it, and the PostSync hooks, run once the
+//! revision is Healthy. Until they succeed it is not.
+
+use std::time::{Duration, Instant};
+
+use kube::api::DynamicObject;
+use serde_json::Value;
+
+use super::{desired::Desired, pass::Pass};
+use crate::{
+    api::{HealthStatusCode, VerificationPhase, VerificationStatus},
+    apply::Applier,
+    controller::{error::SyncError, hooks, memory::AppMemory},
+    health::{self, ObjectHealth, ObjectName},
+    metrics::Stage,
+    rollout::types::Decision,
+    source::Revision,
+};
+
+/// The health of the revision's objects, overridden by the rollout's verdict when it has one.
+pub fn health(
+    pass: Pass<'_>,
+    mem: &mut AppMemory,
+    desired: &[Desired],
+    revision: &Revision,
+    rollout: Option<&Decision>,
+) -> ObjectHealth {
+    let timer = pass.ctx.metrics.time(Stage::Health);
+    let health = assess(mem, desired, pass.ctx.options.health_timeout, revision);
+    drop(timer);
+    match rollout.and_then(|d| d.health.clone()) {
+        Some((code, message)) => ObjectHealth::new(code, message),
+        None => health,
+    }
+}
+
+/// Runs the PostSync hooks once `health` is Healthy and folds how they stand into it.
+pub async fn verify(
+    pass: Pass<'_>,
+    applier: &Applier,
+    hooks: &[DynamicObject],
+    revision: &Revision,
+    health: ObjectHealth,
+) -> Result<(ObjectHealth, Option<VerificationStatus>), SyncError> {
+    let previous = pass.app.status.as_ref().and_then(|s| s.verification.as_ref());
+    let healthy = health.status == HealthStatusCode::Healthy;
+    let revision = revision.to_string();
+    let verification =
+        hooks::converge(pass.ctx, applier, pass.app_ref, hooks, &revision, previous, healthy).await?;
+    let health = match verification.as_ref().filter(|v| v.revision == revision) {
+        Some(v) => {
+            let message = v.message.clone().unwrap_or_default();
+            match v.phase {
+                VerificationPhase::Running => ObjectHealth::new(HealthStatusCode::Progressing, message),
+                VerificationPhase::Failed => ObjectHealth::new(HealthStatusCode::Degraded, message),
+                VerificationPhase::Succeeded => health,
+            }
+        }
+        None => health,
+    };
+    Ok((health, verification))
+}
+
+/// The Application's health from the live objects ferry has seen, with the progress deadline.
+pub fn assess(
+    mem: &mut AppMemory,
+    desired: &[Desired],
+    deadline: Duration,
+    revision: &Revision,
+) -> ObjectHealth {
+    // Kinds whose live object is not kept (ConfigMaps, Secrets, RBAC) are healthy when they exist.
+    let blank = Value::Object(Default::default());
+    let mut health = health::aggregate(desired.iter().map(|d| {
+        let name = ObjectName::from(&d.entry);
+        let live = mem.known.get(&d.key).map(|k| k.live.as_deref().unwrap_or(&blank));
+        (name, live)
+    }));
+    if health.status != HealthStatusCode::Progressing {
+        mem.progressing_since = None;
+        return health;
+    }
+    let since = match &mem.progressing_since {
+        Some((rev, since)) if rev == revision => *since,
+        _ => {
+            mem.progressing_since = Some((revision.clone(), Instant::now()));
+            Instant::now()
+        }
+    };
+    if since.elapsed() > deadline {
+        let message = format!(
+            "still progressing after {}s: {}",
+            deadline.as_secs(),
+            health.message.clone().unwrap_or_default()
+        );
+        health = ObjectHealth::new(HealthStatusCode::Degraded, message);
+    }
+    health
+}
