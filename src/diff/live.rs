@@ -150,10 +150,8 @@ async fn build(
     let rendered = render::render(&req, render_options, &scopes)
         .await
         .map_err(|e| format!("rendering {source}: {e}"))?;
-    let previous = app.status.as_ref().map(|s| s.inventory.clone()).unwrap_or_default();
-    let split = build::split(client, timeout, app, app_ref, &Arc::new(rendered), &previous)
-        .await
-        .map_err(|e| e.to_string())?;
+    let reader = build::NamespaceReader { client, timeout };
+    let split = build::split(reader, app, app_ref, &Arc::new(rendered)).await.map_err(|e| e.to_string())?;
     let mut desired: Vec<Desired> = desired::prepare(&split.objects, app_ref)
         .into_iter()
         .map(|prepared| Desired { prepared, resource: None })

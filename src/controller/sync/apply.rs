@@ -28,7 +28,6 @@ use crate::{
     },
     metrics::Stage,
     plan::Phase,
-    source::Revision,
 };
 
 /// The changed objects (indexes into the desired objects) and what each may force.
@@ -93,7 +92,7 @@ fn previous_manifests(mem: &AppMemory) -> HashMap<ObjKey, Value> {
 pub async fn validate(pass: Pass<'_>, built: &Built, changes: &Changes) -> Result<(), ValidateError> {
     let deferred = changes.deferred(&built.desired);
     let now: Vec<usize> = changes.changed.iter().copied().filter(|i| !deferred.contains(i)).collect();
-    dry_run(&built.applier, &built.desired, &now, changes, pass.ctx.options.apply_parallelism).await
+    dry_run(built, &now, changes, pass.ctx.options.apply_parallelism).await
 }
 
 /// Applies every changed object, phase by phase; returns the indexes applied.
@@ -102,7 +101,6 @@ pub async fn apply(
     built: &mut Built,
     mem: &mut AppMemory,
     changes: &Changes,
-    revision: &Revision,
 ) -> Result<Vec<usize>, ApplyStageError> {
     let _timer = pass.ctx.metrics.time(Stage::Apply);
     let mut applied = Vec::new();
@@ -122,7 +120,7 @@ pub async fn apply(
         pass.ctx.metrics.objects_applied("failed", failures.len());
         if let Some(first) = failures.first() {
             tracing::warn!(app = %pass.app_ref, error = %first, "apply failed");
-            return Err(ApplyStageError::Failed { revision: revision.clone(), phase, failures });
+            return Err(ApplyStageError::Failed { revision: built.revision.clone(), phase, failures });
         }
         if phase == Phase::Crds {
             wait_established(pass, &built.desired, &batch).await?;
@@ -152,7 +150,7 @@ async fn validate_late(
         desired::resolve_kinds(&mut built.desired, &built.applier, &HashSet::new())?;
     }
     let parallelism = pass.ctx.options.apply_parallelism;
-    Ok(dry_run(&built.applier, &built.desired, &late, changes, parallelism).await?)
+    Ok(dry_run(built, &late, changes, parallelism).await?)
 }
 
 /// Applies one phase's objects in parallel: the live objects applied, and the failures.
@@ -211,14 +209,13 @@ async fn apply_one(
 
 /// Dry-runs `which` objects; any refusal fails the whole sync before anything is written.
 async fn dry_run(
-    applier: &Applier,
-    desired: &[Desired],
+    built: &Built,
     which: &[usize],
     changes: &Changes,
     parallelism: usize,
 ) -> Result<(), ValidateError> {
     let results: Vec<Result<DynamicObject, ApplyError>> = stream::iter(which.iter().copied())
-        .map(|i| apply_one(applier, &desired[i], changes.base(i), true))
+        .map(|i| apply_one(&built.applier, &built.desired[i], changes.base(i), true))
         .buffer_unordered(parallelism)
         .collect()
         .await;

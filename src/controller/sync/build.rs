@@ -3,7 +3,7 @@
 //! (labels, hash), resolve its kind, and let the tenancy check every object and hook.
 //! `ferry diff` builds through [`split`] and [`super::desired`] too.
 
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
 use kube::api::DynamicObject;
 
@@ -22,7 +22,7 @@ use crate::{
         memory::{AppMemory, SplitRender},
     },
     render::RenderRequest,
-    source::Snapshot,
+    source::{Revision, Snapshot},
     tenancy::Target,
 };
 
@@ -37,6 +37,8 @@ pub struct Split {
 
 /// What the build stage hands on.
 pub struct Built {
+    /// The revision built.
+    pub revision: Revision,
     pub split: Split,
     pub desired: Vec<Desired>,
     /// An applier acting as the Application, with the discovery that resolved the kinds.
@@ -53,18 +55,17 @@ pub async fn build(
     snapshot: &Snapshot,
     mem: &mut AppMemory,
 ) -> Result<Built, BuildError> {
-    let Pass { ctx, app, app_ref, started } = pass;
+    let Pass { ctx, app, app_ref, .. } = pass;
     let rendered = render(ctx, app, snapshot).await?;
-    let previous = app.status.as_ref().map(|s| s.inventory.clone()).unwrap_or_default();
-    let split = split_remembered(ctx, app, app_ref, &access.client, mem, &rendered, &previous).await?;
+    let split = split_remembered(pass, &access.client, mem, &rendered).await?;
     // Desired objects: labelled, hashed, kinds resolved. Timed as part of the plan, with the
     // server-side dry runs that validate it.
     let mut desired = desired::prepare_remembered(mem, &split.objects, app_ref);
-    let applier = resolve(ctx, &access.client, &mut desired, &split.objects, started).await?;
-    let previous = desired::in_scope(previous, applier.discovery());
+    let applier = resolve(pass, &access.client, &mut desired, &split.objects).await?;
+    let previous = desired::in_scope(previous_inventory(app), applier.discovery());
     let hooks = split.hooks.iter().filter_map(hook_target);
     access.tenancy.check_objects(desired.iter().map(Desired::target).chain(hooks))?;
-    Ok(Built { split, desired, applier, previous })
+    Ok(Built { revision: snapshot.revision.clone(), split, desired, applier, previous })
 }
 
 async fn render(
@@ -84,12 +85,12 @@ async fn render(
 /// Resolves the kinds with the discovery ferry has, and once more with a fresh one when a kind
 /// is unknown (maybe a CRD was installed since). Returns the applier for that discovery.
 async fn resolve(
-    ctx: &Context,
+    pass: Pass<'_>,
     client: &kube::Client,
     desired: &mut [Desired],
     objects: &[DynamicObject],
-    started: Instant,
 ) -> Result<Applier, KindsError> {
+    let Pass { ctx, started, .. } = pass;
     let timeout = ctx.options.api_timeout;
     let crd_kinds = desired::crd_kinds(objects);
     let applier = Applier::with_discovery(client.clone(), ctx.discovery().await, timeout);
@@ -105,14 +106,12 @@ async fn resolve(
 /// [`split`], remembered per render and `createNamespace` setting, so an unchanged revision
 /// costs nothing here and a spec change takes effect at once.
 async fn split_remembered(
-    ctx: &Context,
-    app: &Application,
-    app_ref: &AppRef,
+    pass: Pass<'_>,
     client: &kube::Client,
     mem: &mut AppMemory,
     rendered: &Arc<Vec<DynamicObject>>,
-    previous: &[InventoryEntry],
 ) -> Result<Split, BuildError> {
+    let Pass { ctx, app, app_ref, .. } = pass;
     let requested = requested_namespace(app, app_ref);
     if let Some(m) = &mem.split
         && Arc::ptr_eq(&m.source, rendered)
@@ -124,7 +123,8 @@ async fn split_remembered(
             created_namespace: m.created_namespace.clone(),
         });
     }
-    let split = split(client, ctx.options.api_timeout, app, app_ref, rendered, previous).await?;
+    let reader = NamespaceReader { client, timeout: ctx.options.api_timeout };
+    let split = split(reader, app, app_ref, rendered).await?;
     mem.split = Some(SplitRender {
         source: rendered.clone(),
         objects: split.objects.clone(),
@@ -135,18 +135,29 @@ async fn split_remembered(
     Ok(split)
 }
 
+/// How [`split`] reads the destination Namespace: a client (the Application's) and the API timeout.
+#[derive(Clone, Copy)]
+pub struct NamespaceReader<'a> {
+    pub client: &'a kube::Client,
+    pub timeout: std::time::Duration,
+}
+
+/// The inventory of the last successful sync, as the status has it.
+pub fn previous_inventory(app: &Application) -> Vec<InventoryEntry> {
+    app.status.as_ref().map(|s| s.inventory.clone()).unwrap_or_default()
+}
+
 /// The render split into objects to sync and PostSync hooks, with the destination namespace
 /// added first when ferry is to create it (a read of that Namespace decides).
 pub async fn split(
-    client: &kube::Client,
-    timeout: std::time::Duration,
+    reader: NamespaceReader<'_>,
     app: &Application,
     app_ref: &AppRef,
     rendered: &Arc<Vec<DynamicObject>>,
-    previous: &[InventoryEntry],
 ) -> Result<Split, BuildError> {
+    let previous = previous_inventory(app);
     let namespace = match requested_namespace(app, app_ref) {
-        Some(name) => created_namespace(client, timeout, app_ref, &name, rendered, previous)
+        Some(name) => created_namespace(reader.client, reader.timeout, app_ref, &name, rendered, &previous)
             .await
             .map_err(BuildError::Namespace)?,
         None => None,

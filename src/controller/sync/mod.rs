@@ -99,16 +99,16 @@ async fn converge(
     let revision = &snapshot.revision;
     let mut built = build::build(pass, access, snapshot, mem).await?;
     let plan_timer = pass.ctx.metrics.time(crate::metrics::Stage::Plan);
-    let rollout = strategy::rewrite(pass, mem, &mut built, revision).await?;
-    let planned = observe::plan(pass, mem, &built, revision).await?;
+    let rollout = strategy::rewrite(pass, mem, &mut built).await?;
+    let planned = observe::plan(pass, mem, &built).await?;
     if let Some(state) = planned.pending.report_only(&pass.app.spec.sync_policy, revision) {
-        return Ok(report_only(pass, mem, &built, revision, state));
+        return Ok(report_only(pass, mem, &built, state));
     }
     apply::validate(pass, &built, &planned.changes).await?;
     drop(plan_timer);
-    let applied = apply::apply(pass, &mut built, mem, &planned.changes, revision).await?;
+    let applied = apply::apply(pass, &mut built, mem, &planned.changes).await?;
     count_applied(pass, &planned, &applied);
-    let pruned = prune::prune(pass, &built.applier, mem, &planned.to_prune, &planned.inventory).await?;
+    let pruned = prune::prune(pass, &built.applier, mem, &planned.prune).await?;
     if let Some(rollout) = &rollout {
         rollout::converge_canary(&built.applier, rollout).await?;
     }
@@ -118,15 +118,14 @@ async fn converge(
     }
     mem.last_applied = Some(built.split.objects.clone());
     let decision = rollout.map(|r| r.decision);
-    let health = verify::health(pass, mem, &built.desired, revision, decision.as_ref());
-    let (health, verification) =
-        verify::verify(pass, &built.applier, &built.split.hooks, revision, health).await?;
+    let health = verify::health(pass, mem, &built, decision.as_ref());
+    let (health, verification) = verify::verify(pass, &built, health).await?;
     let names =
         |which: &mut dyn Iterator<Item = &usize>| which.map(|&i| built.desired[i].name.clone()).collect();
     Ok(Synced {
         state: SyncState::Synced,
         health,
-        inventory: planned.inventory,
+        inventory: planned.prune.inventory,
         corrected: names(&mut applied.iter().filter(|&&i| planned.plans[i].change.corrects())),
         applied: names(&mut applied.iter()),
         pruned,
@@ -137,16 +136,10 @@ async fn converge(
 }
 
 /// Pending changes the policy only reports: the live objects and the inventory stay as they are.
-fn report_only(
-    pass: Pass<'_>,
-    mem: &mut AppMemory,
-    built: &Built,
-    revision: &Revision,
-    state: SyncState,
-) -> Synced {
+fn report_only(pass: Pass<'_>, mem: &mut AppMemory, built: &Built, state: SyncState) -> Synced {
     Synced {
         state,
-        health: verify::assess(mem, &built.desired, pass.ctx.options.health_timeout, revision),
+        health: verify::assess(mem, &built.desired, pass.ctx.options.health_timeout, &built.revision),
         inventory: built.previous.clone(),
         applied: vec![],
         corrected: vec![],

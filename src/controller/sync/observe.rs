@@ -18,18 +18,15 @@ use super::{
     prune,
 };
 use crate::{
-    api::{Application, InventoryEntry},
+    api::Application,
     apply::{AppRef, Applier, ApplyError, Ownership, ownership_of},
     controller::{
         context::Context,
         error::PlanError,
         events,
         memory::{AppMemory, Known, ObjKey, keeps_live},
-        prunable::Prunable,
         watches::Seen,
     },
-    plan::Difference,
-    source::Revision,
 };
 
 /// What the plan stage hands on: every object's plan, what changes, what to prune.
@@ -39,20 +36,14 @@ pub struct Planned {
     pub changes: Changes,
     /// The same, by name, for the sync policy to judge.
     pub pending: Pending,
-    pub to_prune: Vec<Prunable>,
-    /// The inventory this revision makes.
-    pub inventory: Vec<InventoryEntry>,
+    /// What to prune, and the inventory this revision makes.
+    pub prune: prune::Chosen,
 }
 
 /// Plans the pass: every object's plan, no object of another Application, what to prune.
-pub async fn plan(
-    pass: Pass<'_>,
-    mem: &mut AppMemory,
-    built: &Built,
-    revision: &Revision,
-) -> Result<Planned, PlanError> {
-    let previous: HashSet<ObjKey> = built.previous.iter().map(ObjKey::from).collect();
-    let plans = observe(pass.ctx, pass.app_ref, mem, &built.applier, &built.desired, &previous).await?;
+pub async fn plan(pass: Pass<'_>, mem: &mut AppMemory, built: &Built) -> Result<Planned, PlanError> {
+    let revision = &built.revision;
+    let plans = observe(pass, mem, built).await?;
     let conflicts: Vec<(AppRef, String)> = plans
         .iter()
         .zip(&built.desired)
@@ -62,22 +53,19 @@ pub async fn plan(
     if !conflicts.is_empty() {
         return Err(PlanError::Conflict { conflicts, revision: revision.clone() });
     }
-    let inventory = desired::inventory(&built.desired);
-    let created = built.split.created_namespace.as_deref();
-    let to_prune = prune::choose(pass, &built.applier, &built.previous, &inventory, created).await?;
+    let prune = prune::choose(pass, built, desired::inventory(&built.desired)).await?;
     let names = built.desired.iter().map(|d| d.name.as_str()).zip(&plans);
-    let pending = Pending::of(names, to_prune.iter().map(|p| p.name.clone()).collect());
+    let pending = Pending::of(names, prune.to_prune.iter().map(|p| p.name.clone()).collect());
     let changes = Changes::new(mem, &built.desired, &plans);
     tracing::debug!(
         app = %pass.app_ref,
         %revision,
         objects = built.desired.len(),
         changed = pending.changed.len(),
-        drifted = pending.drifted.len(),
-        prune = to_prune.len(),
+        drifted = pending.drifted.len(),        prune = prune.to_prune.len(),
         "planned"
     );
-    Ok(Planned { plans, changes, pending, to_prune, inventory })
+    Ok(Planned { plans, changes, pending, prune })
 }
 
 /// Registers the objects this Application claims from others and tells each owner once.
@@ -94,14 +82,10 @@ async fn report_claims(pass: Pass<'_>, conflicts: &[(AppRef, String)]) {
 
 /// The plan of every desired object, in the same order. The watch answers for objects whose
 /// resourceVersion ferry already checked; the others are read once.
-async fn observe(
-    ctx: &Context,
-    app_ref: &AppRef,
-    mem: &mut AppMemory,
-    applier: &Applier,
-    desired: &[Desired],
-    previous: &HashSet<ObjKey>,
-) -> Result<Vec<ObjectPlan>, PlanError> {
+async fn observe(pass: Pass<'_>, mem: &mut AppMemory, built: &Built) -> Result<Vec<ObjectPlan>, PlanError> {
+    let Pass { ctx, app_ref, .. } = pass;
+    let (applier, desired) = (&built.applier, &built.desired);
+    let previous: &HashSet<ObjKey> = &built.previous.iter().map(ObjKey::from).collect();
     let mut owners = Owners::new(ctx);
     let watched = watch(ctx, app_ref, desired).await;
     owners.look_up(watched.iter().filter_map(other_owner)).await?;
@@ -135,14 +119,8 @@ async fn observe(
         let want = serde_json::to_value(&d.obj).expect("objects serialize");
         let have = serde_json::to_value(&live).expect("objects serialize");
         let ownership = ownership_of(live.metadata.labels.as_ref(), app_ref);
-        let decided = plan::from_live(
-            &want,
-            &have,
-            wanted(mem, d, previous),
-            ownership,
-            |o| owners.exists(o),
-            |diff| shown(d, diff),
-        );
+        let live_view = plan::Live { value: &have, ownership: &ownership };
+        let decided = plan::from_live(&want, live_view, wanted(mem, d, previous), |o| owners.exists(o));
         if decided.matches {
             remember(mem, d, &live);
         }
@@ -151,13 +129,19 @@ async fn observe(
         }
         out[i] = Some(decided.plan);
     }
-    settle_false_alarms(mem, applier, desired, &mut out, settle).await;
+    settle_false_alarms(mem, built, &mut out, settle).await;
     Ok(out.into_iter().map(|p| p.expect("every object is planned")).collect())
 }
 
 /// What ferry remembers of `d`, for the decisions.
 fn wanted<'a>(mem: &'a AppMemory, d: &'a Desired, previous: &HashSet<ObjKey>) -> Wanted<'a> {
-    Wanted { hash: &d.hash, known: mem.known.get(&d.key), previously_applied: previous.contains(&d.key) }
+    Wanted {
+        hash: &d.hash,
+        known: mem.known.get(&d.key),
+        previously_applied: previous.contains(&d.key),
+        // Secret values never show in messages.
+        secret: d.entry.group.is_empty() && d.entry.kind == "Secret",
+    }
 }
 
 fn other_owner(w: &Watched) -> Option<AppRef> {
@@ -223,14 +207,13 @@ async fn read(
 /// in inside a list element): the dry run says what an apply would really change.
 async fn settle_false_alarms(
     mem: &mut AppMemory,
-    applier: &Applier,
-    desired: &[Desired],
+    built: &Built,
     plans: &mut [Option<ObjectPlan>],
     settle: Vec<(usize, DynamicObject)>,
 ) {
     for (i, live) in settle {
-        let d = &desired[i];
-        let Ok(result) = applier.dry_run(&d.obj, true).await else { continue };
+        let d = &built.desired[i];
+        let Ok(result) = built.applier.dry_run(&d.obj, true).await else { continue };
         if same_content(&result, &live) {
             remember(mem, d, &live);
             if let Some(p) = plans[i].as_mut() {
@@ -271,11 +254,6 @@ impl<'a> Owners<'a> {
     fn exists(&self, owner: &AppRef) -> bool {
         self.known.get(owner).copied().unwrap_or(true)
     }
-}
-
-/// A difference as shown in messages; Secret values never are.
-fn shown(d: &Desired, diff: &Difference) -> String {
-    if d.entry.group.is_empty() && d.entry.kind == "Secret" { diff.path.clone() } else { diff.to_string() }
 }
 
 /// Whether a dry-run result and the live object hold the same content, ignoring what the API

@@ -88,6 +88,15 @@ pub struct Wanted<'a> {
     pub known: Option<&'a Known>,
     /// The last successful sync applied it (so its absence is drift, not news).
     pub previously_applied: bool,
+    /// A Secret: a difference names the field, never the values.
+    pub secret: bool,
+}
+
+/// A live object as read, and whose it is by its labels.
+#[derive(Clone, Copy, Debug)]
+pub struct Live<'a> {
+    pub value: &'a Value,
+    pub ownership: &'a Ownership,
 }
 
 /// The watch's answer: a plan, or the object must be read.
@@ -149,31 +158,40 @@ pub struct FromLive {
     pub settle: bool,
 }
 
-/// Compares the object as ferry would apply it (`want`) with the live one (`have`).
-/// `shown` renders a difference for messages (Secrets' values never are).
+/// Compares the object as ferry would apply it (`want`) with the live one.
 pub fn from_live(
     want: &Value,
-    have: &Value,
+    live: Live<'_>,
     wanted: Wanted<'_>,
-    ownership: Ownership,
     owner_exists: impl Fn(&AppRef) -> bool,
-    shown: impl Fn(&Difference) -> String,
 ) -> FromLive {
-    let live_hash = have.pointer("/metadata/annotations").and_then(|a| a.get(crate::apply::MANIFEST_HASH));
+    let live_hash =
+        live.value.pointer("/metadata/annotations").and_then(|a| a.get(crate::apply::MANIFEST_HASH));
     let live_hash = live_hash.and_then(Value::as_str).map(str::to_string);
-    let ours = ownership == Ownership::Ours;
+    let ours = *live.ownership == Ownership::Ours;
     // An object of an Application that is gone (deleted with the Orphan policy) is free to adopt.
-    if let Ownership::Other(owner) = ownership
-        && owner_exists(&owner)
+    if let Ownership::Other(owner) = live.ownership
+        && owner_exists(owner)
     {
-        return FromLive { plan: ObjectPlan::claimed(owner, ours, live_hash), matches: false, settle: false };
+        return FromLive {
+            plan: ObjectPlan::claimed(owner.clone(), ours, live_hash),
+            matches: false,
+            settle: false,
+        };
     }
-    let (change, matches, settle) = match first_difference(want, have) {
+    let (change, matches, settle) = match first_difference(want, live.value) {
         None => (Change::InSync, true, false),
-        Some(diff) if live_hash.as_deref() == Some(wanted.hash) => (Change::Drift(shown(&diff)), false, true),
+        Some(diff) if live_hash.as_deref() == Some(wanted.hash) => {
+            (Change::Drift(shown(&diff, wanted.secret)), false, true)
+        }
         Some(_) => (Change::Update, false, false),
     };
     FromLive { plan: ObjectPlan { change, owner: None, ours, live_hash }, matches, settle }
+}
+
+/// A difference as shown in messages; a Secret's values never are, only the field.
+fn shown(diff: &Difference, secret: bool) -> String {
+    if secret { diff.path.clone() } else { diff.to_string() }
 }
 
 /// Where the Application stands after a successful pass.
@@ -252,7 +270,7 @@ mod tests {
     }
 
     fn wanted<'a>(hash: &'a str, known: Option<&'a Known>, previously_applied: bool) -> Wanted<'a> {
-        Wanted { hash, known, previously_applied }
+        Wanted { hash, known, previously_applied, secret: false }
     }
 
     fn other() -> AppRef {
@@ -335,71 +353,47 @@ mod tests {
         v
     }
 
+    /// `from_live` of a ConfigMap wanted with hash `hash`, previously applied.
+    fn judge(want: &Value, have: &Value, hash: &str, ownership: Ownership, owner_alive: bool) -> FromLive {
+        let live = Live { value: have, ownership: &ownership };
+        from_live(want, live, wanted(hash, None, true), |_| owner_alive)
+    }
+
     #[test]
     fn a_live_object_is_in_sync_drifted_or_to_update() {
-        let shown = |d: &Difference| d.path.clone();
-        let same = from_live(
-            &cm("a", Some("h")),
-            &cm("a", Some("h")),
-            wanted("h", None, true),
-            Ownership::Ours,
-            |_| true,
-            shown,
-        );
+        let same = judge(&cm("a", Some("h")), &cm("a", Some("h")), "h", Ownership::Ours, true);
         assert_eq!((same.plan.change, same.matches, same.settle), (Change::InSync, true, false));
         // Live carries the hash of what ferry would apply, yet differs: changed in the cluster.
-        let drift = from_live(
-            &cm("a", Some("h")),
-            &cm("b", Some("h")),
-            wanted("h", None, true),
-            Ownership::Ours,
-            |_| true,
-            shown,
+        let drift = judge(&cm("a", Some("h")), &cm("b", Some("h")), "h", Ownership::Ours, true);
+        assert!(
+            matches!(drift.plan.change, Change::Drift(ref p) if p.contains("data") && p.contains('b')),
+            "{drift:?}"
         );
-        assert!(matches!(drift.plan.change, Change::Drift(ref p) if p.contains("data")), "{drift:?}");
         assert!(drift.settle && !drift.matches);
         // Git changed it: the live hash is the old one.
-        let update = from_live(
-            &cm("a", Some("new")),
-            &cm("b", Some("old")),
-            wanted("new", None, true),
-            Ownership::Ours,
-            |_| true,
-            shown,
-        );
+        let update = judge(&cm("a", Some("new")), &cm("b", Some("old")), "new", Ownership::Ours, true);
         assert_eq!((update.plan.change, update.plan.live_hash.as_deref()), (Change::Update, Some("old")));
         // Not ferry's yet (no labels): adopted with an update.
-        let adopt = from_live(
-            &cm("a", Some("h")),
-            &cm("b", None),
-            wanted("h", None, false),
-            Ownership::Unowned,
-            |_| true,
-            shown,
-        );
+        let adopt = judge(&cm("a", Some("h")), &cm("b", None), "h", Ownership::Unowned, true);
         assert_eq!((adopt.plan.change, adopt.plan.ours), (Change::Update, false));
     }
 
     #[test]
+    fn a_secrets_drift_names_the_field_not_the_values() {
+        let (want, have) = (cm("s3cret-a", Some("h")), cm("s3cret-b", Some("h")));
+        let ours = Ownership::Ours;
+        let live = Live { value: &have, ownership: &ours };
+        let secret = Wanted { secret: true, ..wanted("h", None, true) };
+        let got = from_live(&want, live, secret, |_| true);
+        let Change::Drift(shown) = got.plan.change else { panic!("drift: {got:?}") };
+        assert!(shown.contains("data") && !shown.contains("s3cret"), "{shown}");
+    }
+
+    #[test]
     fn a_live_object_of_an_existing_application_is_claimed_not_compared() {
-        let shown = |d: &Difference| d.path.clone();
-        let got = from_live(
-            &cm("a", None),
-            &cm("b", None),
-            wanted("h", None, false),
-            Ownership::Other(other()),
-            |_| true,
-            shown,
-        );
+        let got = judge(&cm("a", None), &cm("b", None), "h", Ownership::Other(other()), true);
         assert_eq!(got.plan, ObjectPlan::claimed(other(), false, None));
-        let orphan = from_live(
-            &cm("a", None),
-            &cm("b", None),
-            wanted("h", None, false),
-            Ownership::Other(other()),
-            |_| false,
-            shown,
-        );
+        let orphan = judge(&cm("a", None), &cm("b", None), "h", Ownership::Other(other()), false);
         assert_eq!(orphan.plan.change, Change::Update);
     }
 

@@ -4,7 +4,7 @@
 
 use kube::{api::DynamicObject, runtime::events::EventType};
 
-use super::pass::Pass;
+use super::{build::Built, pass::Pass};
 use crate::{
     api::InventoryEntry,
     apply::{Applier, is_namespace, prune_candidates},
@@ -16,21 +16,32 @@ use crate::{
     },
 };
 
-/// The objects to prune: in the last inventory, not in this one, still this Application's.
-/// Empty when `prune` is off (the plan still reports them: [`candidates`]).
+/// What to prune, chosen against the inventory this revision makes.
+pub struct Chosen {
+    /// The inventory this revision makes.
+    pub inventory: Vec<InventoryEntry>,
+    /// In the last inventory, not in this one, still this Application's. Empty when `prune` is
+    /// off.
+    pub to_prune: Vec<Prunable>,
+}
+
+/// Chooses what to prune: refuses a revision that renders nothing (unless `allowEmpty`), then
+/// checks each candidate live.
 pub async fn choose(
     pass: Pass<'_>,
-    applier: &Applier,
-    previous: &[InventoryEntry],
-    inventory: &[InventoryEntry],
-    created_namespace: Option<&str>,
-) -> Result<Vec<Prunable>, PruneError> {
+    built: &Built,
+    inventory: Vec<InventoryEntry>,
+) -> Result<Chosen, PruneError> {
     let policy = &pass.app.spec.sync_policy;
-    refuse_emptied(previous, inventory, created_namespace, policy.allow_empty)?;
-    if !policy.prune {
-        return Ok(Vec::new());
-    }
-    prunable(pass.ctx, applier, pass.app_ref, &candidates(previous, inventory)).await
+    let created = built.split.created_namespace.as_deref();
+    refuse_emptied(&built.previous, &inventory, created, policy.allow_empty)?;
+    let to_prune = if policy.prune {
+        let candidates = candidates(&built.previous, &inventory);
+        prunable(pass.ctx, &built.applier, pass.app_ref, &candidates).await?
+    } else {
+        Vec::new()
+    };
+    Ok(Chosen { inventory, to_prune })
 }
 
 /// What the last inventory has and this one does not, in reverse apply order.
@@ -58,13 +69,12 @@ pub async fn prune(
     pass: Pass<'_>,
     applier: &Applier,
     mem: &mut AppMemory,
-    to_prune: &[Prunable],
-    inventory: &[InventoryEntry],
+    chosen: &Chosen,
 ) -> Result<Vec<String>, PruneError> {
     let _timer = pass.ctx.metrics.time(crate::metrics::Stage::Prune);
     let mut pruned = Vec::new();
-    for p in to_prune {
-        if is_released(p, inventory) {
+    for p in &chosen.to_prune {
+        if is_released(p, &chosen.inventory) {
             release_namespace(pass, applier, p).await?;
         } else {
             p.delete(applier).await?;

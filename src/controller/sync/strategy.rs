@@ -12,7 +12,6 @@ use crate::{
         rollout,
     },
     rollout::workload,
-    source::Revision,
 };
 
 /// The rollout's decision for this pass, with the desired objects rewritten accordingly; `None`
@@ -21,7 +20,6 @@ pub(super) async fn rewrite(
     pass: Pass<'_>,
     mem: &AppMemory,
     built: &mut Built,
-    revision: &Revision,
 ) -> Result<Option<rollout::Pass>, SyncError> {
     let Some(workload_name) = rollout::workload_of(pass.app) else { return Ok(None) };
     let desired = &built.desired;
@@ -36,7 +34,7 @@ pub(super) async fn rewrite(
         d.entry.kind == "HorizontalPodAutoscaler"
             && workload::autoscales(&serde_json::to_value(&d.obj).unwrap_or_default(), workload_name)
     });
-    let revision = revision.to_string();
+    let revision = built.revision.to_string();
     let decided =
         rollout::decide(pass.ctx, pass.app, mem, &built.applier, &find, autoscaled, &revision).await?;
     for (i, obj) in decided.rewrites() {

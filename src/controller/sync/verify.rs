@@ -4,13 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use kube::api::DynamicObject;
 use serde_json::Value;
 
-use super::{desired::Desired, pass::Pass};
+use super::{build::Built, desired::Desired, pass::Pass};
 use crate::{
     api::{HealthStatusCode, VerificationPhase, VerificationStatus},
-    apply::Applier,
     controller::{error::SyncError, hooks, memory::AppMemory},
     health::{self, ObjectHealth, ObjectName},
     metrics::Stage,
@@ -22,12 +20,11 @@ use crate::{
 pub fn health(
     pass: Pass<'_>,
     mem: &mut AppMemory,
-    desired: &[Desired],
-    revision: &Revision,
+    built: &Built,
     rollout: Option<&Decision>,
 ) -> ObjectHealth {
     let timer = pass.ctx.metrics.time(Stage::Health);
-    let health = assess(mem, desired, pass.ctx.options.health_timeout, revision);
+    let health = assess(mem, &built.desired, pass.ctx.options.health_timeout, &built.revision);
     drop(timer);
     match rollout.and_then(|d| d.health.clone()) {
         Some((code, message)) => ObjectHealth::new(code, message),
@@ -38,16 +35,15 @@ pub fn health(
 /// Runs the PostSync hooks once `health` is Healthy and folds how they stand into it.
 pub async fn verify(
     pass: Pass<'_>,
-    applier: &Applier,
-    hooks: &[DynamicObject],
-    revision: &Revision,
+    built: &Built,
     health: ObjectHealth,
 ) -> Result<(ObjectHealth, Option<VerificationStatus>), SyncError> {
     let previous = pass.app.status.as_ref().and_then(|s| s.verification.as_ref());
     let healthy = health.status == HealthStatusCode::Healthy;
-    let revision = revision.to_string();
+    let revision = built.revision.to_string();
+    let hooks = &built.split.hooks;
     let verification =
-        hooks::converge(pass.ctx, applier, pass.app_ref, hooks, &revision, previous, healthy).await?;
+        hooks::converge(pass.ctx, &built.applier, pass.app_ref, hooks, &revision, previous, healthy).await?;
     let health = match verification.as_ref().filter(|v| v.revision == revision) {
         Some(v) => {
             let message = v.message.clone().unwrap_or_default();
