@@ -4,17 +4,19 @@
 //! From the top down (each module uses only those below it; `scripts/check-cycles.py` checks):
 //!
 //! - [`reconcile`]: finalizer, status writing, events, requeue and error policy.
-//! - [`sync`]: fetch -> render -> plan -> validate -> apply -> prune -> health.
+//! - [`sync`]: one pass as stages: access and fetch -> build -> strategy -> plan -> validate ->
+//!   apply -> prune -> health and verify (its module doc lists them).
 //! - [`hooks`]: PostSync hooks: split from the render, run once synced and Healthy, cleaned up.
 //! - `rollout`: the controller's side of a rollout (live Deployments in, rewritten objects out).
-//! - `prunable`: what a prune or a hook clean-up may delete (exists, is this Application's).
+//! - [`prunable`]: what a prune, a hook clean-up or `ferry diff` may delete (exists, is this
+//!   Application's).
 //! - `events`: Kubernetes Events on Applications (best effort).
 //! - `context`: what every reconcile shares: clients, caches, discovery, watches, memory.
 //! - `memory`: what is remembered per Application between reconciles.
 //! - `watches`: metadata-only watches of managed objects (drift, health, free steady state).
 //! - `claims`: objects two Applications claim, and telling the owner once.
 //! - `delivery`: the delivery (DORA) figures, a small state machine over plain data.
-//! - [`error`]: [`error::SyncError`], one variant per stage.
+//! - [`error`]: [`error::SyncError`], one variant per stage wrapping that stage's error enum.
 //! - [`status`]: kstatus conditions and history as pure functions.
 //! - `promotion`: `ref.fromApplication` followers, woken when what they follow verifies.
 //!

@@ -15,8 +15,7 @@ use serde_json::Value;
 
 use super::{
     build::Built,
-    desired::{self, Desired},
-    observe::remember,
+    desired::{self, Desired, remember},
     pass::Pass,
     plan::ObjectPlan,
 };

@@ -14,7 +14,10 @@ use kube::{
 use crate::{
     api::InventoryEntry,
     apply::{AppRef, Applier, ApplyError, Prepared},
-    controller::{error::KindsError, memory::AppMemory},
+    controller::{
+        error::KindsError,
+        memory::{AppMemory, Known, keeps_live},
+    },
     tenancy::Target,
 };
 
@@ -129,6 +132,19 @@ pub fn in_scope(mut entries: Vec<InventoryEntry>, discovery: &kube::Discovery) -
         }
     }
     entries
+}
+
+/// Records that `live` matches `d`.
+pub fn remember(mem: &mut AppMemory, d: &Desired, live: &DynamicObject) {
+    let keep = keeps_live(&d.entry.group, &d.entry.kind);
+    mem.known.insert(
+        d.key.clone(),
+        Known {
+            resource_version: live.metadata.resource_version.clone().unwrap_or_default(),
+            hash: d.hash.clone(),
+            live: keep.then(|| Arc::new(serde_json::to_value(live).expect("objects serialize"))),
+        },
+    );
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::{
     apply::Changes,
     build::Built,
-    desired::{self, Desired},
+    desired::{self, Desired, remember},
     pass::Pass,
     plan::{self, FromWatch, ObjectPlan, Pending, Wanted, Watched},
     prune,
@@ -24,7 +24,7 @@ use crate::{
         context::Context,
         error::PlanError,
         events,
-        memory::{AppMemory, Known, ObjKey, keeps_live},
+        memory::{AppMemory, ObjKey},
         watches::Seen,
     },
 };
@@ -269,17 +269,4 @@ fn same_content(a: &DynamicObject, b: &DynamicObject) -> bool {
         v
     };
     strip(a) == strip(b)
-}
-
-/// Records that `live` matches `d`.
-pub fn remember(mem: &mut AppMemory, d: &Desired, live: &DynamicObject) {
-    let keep = keeps_live(&d.entry.group, &d.entry.kind);
-    mem.known.insert(
-        d.key.clone(),
-        Known {
-            resource_version: live.metadata.resource_version.clone().unwrap_or_default(),
-            hash: d.hash.clone(),
-            live: keep.then(|| std::sync::Arc::new(serde_json::to_value(live).expect("objects serialize"))),
-        },
-    );
 }
