@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Cluster, wait_until};
+use crate::support::{Cluster, T, wait_until};
 
 #[test]
 fn binaries_report_their_pinned_version() {
@@ -42,7 +42,7 @@ spec:
     ));
     // The Deployment controller (kube-controller-manager) makes a ReplicaSet and Pods, the
     // scheduler binds them, kwok marks them Running and Ready, and the Deployment turns Available.
-    wait_until("deployment web to be Available with 2 ready replicas", Duration::from_secs(120), || {
+    wait_until("deployment web to be Available with 2 ready replicas", T, || {
         let out = cluster.kubectl_ok(&[
             "-n",
             &ns.name,

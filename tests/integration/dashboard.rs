@@ -10,9 +10,8 @@ use std::{
 
 use serde_json::Value;
 
-use crate::{
-    support::{FerryApp, Prometheus, T, has_series, http_request, repo_root, wait_until},
-    sync::{AppOpts, Scenario, configmap, deployment, opts},
+use crate::support::{
+    FerryApp, Prometheus, Scenario, T, configmap, deployment, has_series, http_request, repo_root, wait_until,
 };
 
 const DASHBOARD: &str = "charts/ferry/dashboards/ferry.json";
@@ -390,7 +389,7 @@ fn every_dashboard_query_returns_series_for_a_real_ferry() {
     s.commit_in("stuck", &[("web.yaml", unschedulable(web("stuck-web")))], "stuck, unschedulable");
     let sha1 = s.commit_in("broken", &[("web.yaml", bad)], "broken: replicas is not a number");
 
-    let app = |name: &'static str| s.create_app(AppOpts { path: name, ..opts(name) });
+    let app = |name: &'static str| s.create_app(s.default_app(name).path(name));
     let (healthy, drift, restored, stuck, broken) =
         (app("healthy"), app("drift"), app("restored"), app("stuck"), app("broken"));
     healthy.wait_synced(&sha1, T);
@@ -412,18 +411,12 @@ fn every_dashboard_query_returns_series_for_a_real_ferry() {
     let canary_v1 = s.commit_in("canary", &[("web.yaml", web("canary-web"))], "canary 1.0");
     let analysis = serde_json::json!({"metrics": [{"name": "always-fine",
         "prometheus": {"address": prometheus.url(), "query": "vector(0)"}, "successCondition": "result == 0"}]});
-    let canary_app = serde_json::json!({
-        "apiVersion": "ferry.dev/v1alpha1", "kind": "Application",
-        "metadata": {"name": "canary", "namespace": ns},
-        "spec": {
-            "source": {"repoURL": s.git.url(), "ref": {"branch": "main"}, "path": "canary"},
-            "interval": "1m",
-            "strategy": {"canary": {"workload": {"name": "canary-web"},
-                                    "steps": [{"setWeight": 50}, {"analysis": analysis}]}},
-        },
-    });
-    s.cluster.apply(&canary_app.to_string());
-    let canary = s.app("canary");
+    let canary = s.create_app(
+        s.application("canary")
+            .path("canary")
+            .interval("1m")
+            .canary("canary-web", serde_json::json!([{"setWeight": 50}, {"analysis": analysis}])),
+    );
     canary.wait_synced(&canary_v1, T);
     let v2 = deployment("canary-web", None, "registry.example/web:2.0", 1);
     let canary_v2 = s.commit_in("canary", &[("web.yaml", v2)], "canary 2.0");

@@ -5,10 +5,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::{
-    support::T,
-    sync::{Scenario, configmap, deployment, opts},
-};
+use crate::support::{Scenario, T, configmap, deployment};
 
 fn secret(value_b64: &str) -> String {
     format!(
@@ -61,7 +58,7 @@ fn ferry_diff_shows_what_a_branch_or_a_checkout_would_change() {
         ],
         "v1",
     );
-    let app = s.create_app(opts("web"));
+    let app = s.create_app(s.default_app("web"));
     app.wait_synced(&sha, T);
 
     // Nothing to do: everything the API server defaulted on the Deployment matches.
@@ -134,11 +131,7 @@ fn ferry_diff_shows_what_a_branch_or_a_checkout_would_change() {
     // An Application that does not exist yet (--file).
     s.commit_in("other", &[("cm.yaml", configmap("other", None, &[("a", "b")]))], "other");
     let file = dir.path().join("application.yaml");
-    let manifest = format!(
-        "apiVersion: ferry.dev/v1alpha1\nkind: Application\nmetadata:\n  name: other\n  namespace: {ns}\nspec:\n  source:\n    repoURL: {}\n    ref: {{branch: main}}\n    path: other\n",
-        s.git.url()
-    );
-    std::fs::write(&file, manifest).unwrap();
+    std::fs::write(&file, s.application("other").path("other").to_yaml()).unwrap();
     let (code, out, err) = ferry_diff(&s, &["--file", &file.to_string_lossy(), "--revision", "main"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("1 to create, 0 to change, 0 to prune"), "{out}");
@@ -166,11 +159,8 @@ fn ferry_diff_shows_the_namespace_create_namespace_would_create() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = |destination: &str| {
         let file = dir.path().join(format!("{destination}.yaml"));
-        let text = format!(
-            "apiVersion: ferry.dev/v1alpha1\nkind: Application\nmetadata:\n  name: web\n  namespace: {ns}\nspec:\n  source:\n    repoURL: {}\n    ref: {{branch: main}}\n    path: app\n  destination:\n    namespace: {destination}\n    createNamespace: true\n",
-            s.git.url()
-        );
-        std::fs::write(&file, text).unwrap();
+        let app = s.application("web").destination(destination).create_namespace(true);
+        std::fs::write(&file, app.to_yaml()).unwrap();
         file.to_string_lossy().to_string()
     };
 

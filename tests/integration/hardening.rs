@@ -16,9 +16,9 @@ use std::{
 use ring::hmac;
 use serde_json::json;
 
-use crate::{
-    support::{Cluster, Ferry, FerryApp, T, condition, http_get, http_request, wait_until},
-    sync::{Scenario, configmap, opts},
+use crate::support::{
+    AppBuilder, Cluster, Ferry, FerryApp, Scenario, T, condition, configmap, http_get, http_request,
+    wait_until,
 };
 
 /// Defect 4: `progressDeadline: 99999999999999999999h` matched the pattern, reached
@@ -31,22 +31,14 @@ fn a_huge_duration_is_refused_everywhere_and_ferry_keeps_syncing() {
     let s = Scenario::with_ferry_args("huge-duration", &[]);
     s.commit_in("other", &[("cm.yaml", configmap("yearly", None, &[("a", "b")]))], "yearly");
     let sha = s.commit_in("app", &[("cm.yaml", configmap("settings", None, &[("color", "blue")]))], "blue");
-    let steady = s.create_app(opts("steady"));
+    let steady = s.create_app(s.default_app("steady"));
     steady.wait_synced(&sha, T);
 
-    let hostile = json!({
-        "apiVersion": "ferry.dev/v1alpha1",
-        "kind": "Application",
-        "metadata": {"name": "hostile", "namespace": s.ns()},
-        "spec": {
-            "source": {"repoURL": s.git.url(), "ref": {"branch": "main"}, "path": "app"},
-            "strategy": {"canary": {
-                "workload": {"name": "web"},
-                "steps": [{"setWeight": 50}],
-                "progressDeadline": "99999999999999999999h",
-            }},
-        },
-    });
+    let hostile = s
+        .application("hostile")
+        .canary("web", json!([{"setWeight": 50}]))
+        .canary_field("progressDeadline", json!("99999999999999999999h"))
+        .build();
     // Again, right before: work trees sharing one control plane install their own CRDs.
     s.cluster.install_crds();
     let refused = s.cluster.kubectl_stdin(&["apply", "-f", "-"], &hostile.to_string());
@@ -102,17 +94,14 @@ fn a_multi_byte_repository_url_does_not_break_webhooks() {
         &format!("--from-literal=generic={KEY}"),
     ]);
     let sha = s.commit_in("app", &[("cm.yaml", configmap("settings", None, &[("color", "blue")]))], "blue");
-    let mut normal = opts("normal");
-    normal.interval = "1h";
-    let app = s.create_app(normal);
+    let app = s.create_app(s.default_app("normal").interval("1h"));
     app.wait_synced(&sha, T);
-    let odd = json!({
-        "apiVersion": "ferry.dev/v1alpha1",
-        "kind": "Application",
-        "metadata": {"name": "odd", "namespace": s.ns()},
-        "spec": {"source": {"repoURL": "git@h:éabc", "ref": {"branch": "main"}}, "interval": "1h"},
-    });
-    s.cluster.apply(&odd.to_string());
+    AppBuilder::new("odd")
+        .namespace(s.ns())
+        .repo("git@h:éabc")
+        .branch("main")
+        .interval("1h")
+        .create(&s.cluster);
 
     let addr = s.ferry.http_address();
     wait_until("/readyz to answer 200", T, || {
@@ -242,17 +231,7 @@ fn a_release_name_is_never_a_helm_flag() {
     let dir = tempfile::tempdir().expect("temp dir");
     let stolen = dir.path().join("written-by-helm");
     let release = format!("--output-dir={}", stolen.display());
-    let app = json!({
-        "apiVersion": "ferry.dev/v1alpha1",
-        "kind": "Application",
-        "metadata": {"name": "shop", "namespace": s.ns()},
-        "spec": {
-            "source": {
-                "repoURL": s.git.url(), "ref": {"branch": "main"}, "path": "chart",
-                "helm": {"releaseName": release},
-            },
-        },
-    });
+    let app = s.application("shop").path("chart").helm(json!({"releaseName": release}));
     let file = dir.path().join("application.json");
     std::fs::write(&file, app.to_string()).expect("write the Application");
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
@@ -291,13 +270,9 @@ fn an_oversized_render_fails_naming_the_limit_and_applies_nothing() {
     let sha =
         s.commit_in("other", &[("big.yaml", configmap("big", None, &[("blob", &big)]))], "one large object");
 
-    let mut objects = opts("objects");
-    objects.path = "app";
-    let mut bytes = opts("bytes");
-    bytes.path = "other";
     for (app, limit) in [
-        (s.create_app(objects), "3 objects (--max-render-objects)"),
-        (s.create_app(bytes), "8192 bytes (--max-render-bytes)"),
+        (s.create_app(s.default_app("objects").path("app")), "3 objects (--max-render-objects)"),
+        (s.create_app(s.default_app("bytes").path("other")), "8192 bytes (--max-render-bytes)"),
     ] {
         let failed = app.wait_refused("RenderFailed", &sha, T);
         let message =

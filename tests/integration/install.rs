@@ -11,12 +11,9 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::{
-    support::{
-        Cluster, Ferry, FerryApp, GitServer, Run, T, TestNamespace, condition, ferry_cli, get_json, helm_bin,
-        metric, release_applications, repo_root, wait_until,
-    },
-    sync::{configmap, deployment},
+use crate::support::{
+    AppBuilder, Cluster, Ferry, FerryApp, GitServer, Run, T, TestNamespace, condition, configmap, deployment,
+    ferry_cli, get_json, helm_bin, metric, release_applications, repo_root, wait_until,
 };
 
 fn chart() -> PathBuf {
@@ -339,10 +336,16 @@ impl Repo {
         self.git.commit_files("main", &refs, message)
     }
 
-    fn application(&self, ns: &str, name: &str, path: &str, destination: &str, extra: Value) -> FerryApp {
-        let mut extra = extra;
-        extra["destination"] = json!({"namespace": destination});
-        crate::leader::application(&self.cluster, &self.git, ns, name, path, extra)
+    /// An Application in `ns` syncing `path` of main into `destination`, every minute, with prune.
+    fn application(&self, ns: &str, name: &str, path: &str, destination: &str) -> AppBuilder {
+        AppBuilder::new(name)
+            .namespace(ns)
+            .repo(&self.git.url())
+            .branch("main")
+            .path(path)
+            .interval("1m")
+            .prune(true)
+            .destination(destination)
     }
 }
 
@@ -386,17 +389,11 @@ fn ferry_as_the_charts_service_account_syncs_prunes_and_runs_a_canary() {
         ],
         "shop 1.0",
     );
-    let app = repo.application(
-        &apps.name,
-        "shop",
-        "app",
-        &apps.name,
-        json!({"strategy": {"canary": {
-            "workload": {"name": "shop"},
-            "trafficRouting": {"gatewayAPI": {"httpRoute": "shop"}},
-            "steps": [{"setWeight": 25}, {"pause": {}}],
-        }}}),
-    );
+    let app = repo
+        .application(&apps.name, "shop", "app", &apps.name)
+        .canary("shop", json!([{"setWeight": 25}, {"pause": {}}]))
+        .canary_field("trafficRouting", json!({"gatewayAPI": {"httpRoute": "shop"}}))
+        .create(&repo.cluster);
     // A full sync: every object created by ferry, acting as the chart's ServiceAccount.
     app.wait_synced(&v1, T);
     for (kind, name) in
@@ -421,8 +418,10 @@ fn ferry_as_the_charts_service_account_syncs_prunes_and_runs_a_canary() {
     ]);
     let v_sa =
         repo.commit(&[("as-sa/cm.yaml", configmap("applied-as-sa", None, &[("by", "deployer")]))], "as-sa");
-    let as_sa =
-        repo.application(&apps.name, "as-sa", "as-sa", &apps.name, json!({"serviceAccountName": "deployer"}));
+    let as_sa = repo
+        .application(&apps.name, "as-sa", "as-sa", &apps.name)
+        .service_account("deployer")
+        .create(&repo.cluster);
     // A fresh ls-remote: the one shop's sync made may be shared for up to 30 s and predate v_sa.
     as_sa.ferry_sync();
     as_sa.wait_synced(&v_sa, T);
@@ -536,8 +535,9 @@ fn the_namespaced_mode_cannot_touch_a_namespace_it_was_not_given() {
         "two apps",
     );
     // Applications live in the release namespace (the only one ferry reads them from).
-    let ok = repo.application(&release.ns.name, "ok", "ok", &allowed.name, json!({}));
-    let elsewhere = repo.application(&release.ns.name, "elsewhere", "elsewhere", &other.name, json!({}));
+    let ok = repo.application(&release.ns.name, "ok", "ok", &allowed.name).create(&repo.cluster);
+    let elsewhere =
+        repo.application(&release.ns.name, "elsewhere", "elsewhere", &other.name).create(&repo.cluster);
     ok.wait_synced(&sha, T);
     assert!(get_json(&cluster, &["-n", &allowed.name, "get", "configmap", "settings"]).is_some());
 
@@ -640,21 +640,21 @@ impl Tenants {
         );
     }
 
-    /// An Application in team-a, created by the tenant (`kubectl --as` its ServiceAccount).
-    /// Interval 1h: only its creation reconciles it during the test.
-    fn application(&self, name: &str, repo_url: &str, path: &str, extra: Value) -> FerryApp {
-        let mut spec = json!({
-            "source": {"repoURL": repo_url, "ref": {"branch": "main"}, "path": path},
-            "interval": "1h",
-            "syncPolicy": {"prune": true},
-        });
-        spec.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
-        let app = json!({
-            "apiVersion": "ferry.dev/v1alpha1",
-            "kind": "Application",
-            "metadata": {"name": name, "namespace": self.team_a.name},
-            "spec": spec,
-        });
+    /// An Application in team-a syncing `path` of main, every hour (only its creation reconciles
+    /// it during the test), with prune.
+    fn application(&self, name: &str, repo_url: &str, path: &str) -> AppBuilder {
+        AppBuilder::new(name)
+            .namespace(&self.team_a.name)
+            .repo(repo_url)
+            .branch("main")
+            .path(path)
+            .interval("1h")
+            .prune(true)
+    }
+
+    /// Creates the Application as the tenant (`kubectl --as` its ServiceAccount).
+    fn create_as_tenant(&self, app: &AppBuilder) -> FerryApp {
+        let name = app.name();
         let as_tenant = format!("--as=system:serviceaccount:{}:tenant", self.team_a.name);
         let apply = ["apply", "--server-side", "--field-manager=tenant", &as_tenant, "-f", "-"];
         let run = self.cluster().kubectl_stdin(&apply, &app.to_string());
@@ -727,14 +727,15 @@ fn defect_3_no_application_can_adopt_or_delete_another_teams_namespace() {
     let before = resource_versions(cluster, b);
     t.repo_a.commit(&[("take-b/namespace.yaml", namespace_manifest(b))], "team-b's namespace");
 
-    let no_sa = t.application("no-sa", &t.repo_a.git.url(), "take-b", json!({}));
+    let no_sa = t.create_as_tenant(&t.application("no-sa", &t.repo_a.git.url(), "take-b"));
     wait_stalled(&no_sa, "ServiceAccountRequired", &["spec.serviceAccountName is required"]);
     assert!(no_sa.json()["status"]["lastAttemptedRevision"].is_null(), "refused before the fetch");
     assert_eq!(resource_versions(cluster, b), before, "team-b's namespace was touched");
 
     t.team_a_policy();
-    let with_sa =
-        t.application("with-sa", &t.repo_a.git.url(), "take-b", json!({"serviceAccountName": "deployer"}));
+    let with_sa = t.create_as_tenant(
+        &t.application("with-sa", &t.repo_a.git.url(), "take-b").service_account("deployer"),
+    );
     wait_stalled(&with_sa, "ClusterScopedNotPermitted", &[&format!("Namespace {b}")]);
     let namespace = get_json(cluster, &["get", "namespace", b]).expect("team-b's namespace");
     assert!(
@@ -789,24 +790,26 @@ fn the_charts_default_install_keeps_a_tenant_to_its_namespace_repositories_and_k
         "team-a",
     );
     let url_a = t.repo_a.git.url();
-    let sa = json!({"serviceAccountName": "deployer"});
+    let as_deployer = |name: &str, url: &str, path: &str| {
+        t.create_as_tenant(&t.application(name, url, path).service_account("deployer"))
+    };
 
     // What team-a may do: its repository, its namespace, as its ServiceAccount.
-    t.application("ok", &url_a, "ok", sa.clone()).wait_synced(&sha, T);
+    as_deployer("ok", &url_a, "ok").wait_synced(&sha, T);
     assert_eq!(
         get_json(cluster, &["-n", a, "get", "configmap", "settings"]).unwrap()["data"]["owner"],
         "team-a"
     );
 
     // (a) A manifest that names team-b's namespace.
-    let to_b = t.application("to-b", &url_a, "to-b", sa.clone());
+    let to_b = as_deployer("to-b", &url_a, "to-b");
     wait_stalled(
         &to_b,
         "DestinationNotPermitted",
         &[&format!("ConfigMap {b}/settings"), "nothing was applied"],
     );
     // (b) A cluster-scoped object.
-    let wide = t.application("cluster-role", &url_a, "cluster", sa.clone());
+    let wide = as_deployer("cluster-role", &url_a, "cluster");
     wait_stalled(&wide, "ClusterScopedNotPermitted", &[&format!("ClusterRole {role}")]);
     assert!(get_json(cluster, &["get", "clusterrole", &role]).is_none(), "the ClusterRole was created");
 
@@ -814,10 +817,10 @@ fn the_charts_default_install_keeps_a_tenant_to_its_namespace_repositories_and_k
     // before any Git traffic, so the cache never holds them.
     let resolved = git_resolutions(&t.ferry);
     let cached = cache_entries(t.ferry.cache_dir());
-    let b_repo = t.application("b-repo", &repo_b.url(), "app", sa.clone());
+    let b_repo = as_deployer("b-repo", &repo_b.url(), "app");
     wait_stalled(&b_repo, "SourceNotPermitted", &[&repo_b.url(), "nothing was fetched"]);
     let file_url = format!("file://{}", repo_b.bare_repo_path().display());
-    let file = t.application("file", &file_url, "app", sa);
+    let file = as_deployer("file", &file_url, "app");
     wait_stalled(&file, "SourceNotPermitted", &["--allow-file-urls"]);
     for app in [&b_repo, &file] {
         assert!(app.json()["status"]["lastAttemptedRevision"].is_null(), "{} resolved a revision", app.name);

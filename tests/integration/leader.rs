@@ -7,12 +7,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::{
-    support::{
-        Cluster, Ferry, FerryApp, GitServer, T, ferry_cli, get_json, http_get, metric, release_applications,
-        wait_until,
-    },
-    sync::{configmap, deployment},
+use crate::support::{
+    AppBuilder, Cluster, Ferry, FerryApp, GitServer, T, configmap, deployment, ferry_cli, get_json, http_get,
+    metric, release_applications, wait_until,
 };
 
 /// Short timings so a takeover is quick (the test never asserts how quick), with a renew deadline
@@ -45,31 +42,9 @@ fn readyz(ferry: &Ferry) -> (u16, String) {
     (r.status, r.body)
 }
 
-/// Creates an Application on `path` of main in `git`; `extra` adds to (or replaces) spec fields.
-pub(crate) fn application(
-    cluster: &Cluster,
-    git: &GitServer,
-    ns: &str,
-    name: &str,
-    path: &str,
-    extra: Value,
-) -> FerryApp {
-    let mut spec = json!({
-        "source": {"repoURL": git.url(), "ref": {"branch": "main"}, "path": path},
-        "interval": "1m",
-        "syncPolicy": {"prune": true},
-    });
-    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
-        spec.extend(extra.clone());
-    }
-    let app = json!({
-        "apiVersion": "ferry.dev/v1alpha1",
-        "kind": "Application",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": spec,
-    });
-    cluster.apply(&app.to_string());
-    FerryApp::new(cluster, ns, name)
+/// An Application in `ns` on `path` of main in `git`, every minute, with prune.
+fn application(git: &GitServer, ns: &str, name: &str, path: &str) -> AppBuilder {
+    AppBuilder::new(name).namespace(ns).repo(&git.url()).branch("main").path(path).interval("1m").prune(true)
 }
 
 fn rollout(app: &Value) -> &Value {
@@ -87,14 +62,9 @@ fn one_of_two_replicas_reconciles_and_the_standby_finishes_the_rollout_when_the_
 
     let mut a = start(&cluster, &ns.name, "ferry-a", &[]);
     let mut b = start(&cluster, &ns.name, "ferry-b", &[]);
-    let app = application(
-        &cluster,
-        &git,
-        &ns.name,
-        "shop",
-        "app",
-        json!({"strategy": {"canary": {"workload": {"name": "shop"}, "steps": [{"setWeight": 50}, {"pause": {}}]}}}),
-    );
+    let app = application(&git, &ns.name, "shop", "app")
+        .canary("shop", json!([{"setWeight": 50}, {"pause": {}}]))
+        .create(&cluster);
     app.wait_synced(&v1, T);
 
     // Exactly one leads: it holds the Lease, says so, and is the only one that reconciled.
@@ -214,7 +184,7 @@ fn with_two_shards_each_application_is_reconciled_by_exactly_one() {
         })
         .collect();
     let apps: Vec<FerryApp> =
-        names.iter().map(|n| application(&cluster, &git, &ns.name, n, n, json!({}))).collect();
+        names.iter().map(|n| application(&git, &ns.name, n, n).create(&cluster)).collect();
     for app in &apps {
         app.wait_synced(&sha, T);
     }

@@ -3,10 +3,11 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::support::{
-    Cluster, Ferry, FerryApp, GitServer, T, TestNamespace, http_get, release_applications, wait_until,
+    AppBuilder, Cluster, Ferry, FerryApp, GitServer, T, TestNamespace, http_get, release_applications,
+    wait_until,
 };
 
 /// `GET /metrics` from ferry's HTTP server.
@@ -50,15 +51,13 @@ impl Fleet {
     }
 
     fn create_app(&self, name: &str) -> FerryApp {
-        let app = json!({
-            "apiVersion": "ferry.dev/v1alpha1",
-            "kind": "Application",
-            "metadata": {"name": name, "namespace": self.ns.name},
-            "spec": {"source": {"repoURL": self.git.url(), "ref": {"branch": "main"}, "path": "app"},
-                     "interval": "1h"},
-        });
-        self.cluster.apply(&app.to_string());
-        FerryApp::new(&self.cluster, &self.ns.name, name)
+        AppBuilder::new(name)
+            .namespace(&self.ns.name)
+            .repo(&self.git.url())
+            .branch("main")
+            .path("app")
+            .interval("1h")
+            .create(&self.cluster)
     }
 
     fn series(&self, metric: &str, name: &str, rest: &str) -> String {

@@ -5,8 +5,10 @@
 
 use serde_json::{Value, json};
 
-use super::sync::{Scenario, configmap};
-use crate::support::{FerryApp, T, condition, ferry_cli, get_json, metric, wait_until};
+use crate::support::{
+    AppBuilder, FerryApp, Scenario, T, condition, configmap, ferry_cli, get_json, metric, smoke_job,
+    wait_until,
+};
 
 /// (status, reason) of the Ready condition.
 fn ready(obj: &Value) -> (String, String) {
@@ -200,23 +202,8 @@ fn staging_promotes_to_production_only_commits_whose_post_sync_job_succeeded() {
     let v1 = commit("v1", &smoke_job(true), "v1");
 
     // Production follows staging; staging does not exist yet, so production waits.
-    let create = |name: &str, path: &str, git_ref: Value| {
-        s.cluster.apply(
-            &json!({
-                "apiVersion": "ferry.dev/v1alpha1",
-                "kind": "Application",
-                "metadata": {"name": name, "namespace": ns},
-                "spec": {
-                    "source": {"repoURL": s.git.url(), "ref": git_ref, "path": path},
-                    "syncPolicy": {"prune": true},
-                    "interval": "1h"
-                }
-            })
-            .to_string(),
-        );
-        s.app(name)
-    };
-    let production = create("production", "production", json!({"fromApplication": {"name": "staging"}}));
+    let create = |app: AppBuilder| s.create_app(app.prune(true).interval("1h"));
+    let production = create(s.application("production").path("production").promoted_from("staging"));
     production.wait("production waiting for staging", T, |a| {
         (ready(a) == ("False".into(), "WaitingForPromotion".into()))
             .then_some(())
@@ -224,7 +211,7 @@ fn staging_promotes_to_production_only_commits_whose_post_sync_job_succeeded() {
     });
     assert!(s.cm_value("prod-settings", "version").is_none());
 
-    let staging = create("staging", "staging", json!({"branch": "main"}));
+    let staging = create(s.application("staging").path("staging"));
     let st = wait_ready_at(&staging, &revision(&v1));
     let verification = &st["status"]["verification"];
     assert_eq!(verification["phase"], "Succeeded", "{verification}");
@@ -301,19 +288,4 @@ fn staging_promotes_to_production_only_commits_whose_post_sync_job_succeeded() {
 
 fn ferry_status(s: &Scenario, app: &str) -> String {
     ferry_cli(&s.cluster, &["status", app, "-n", s.ns()])
-}
-
-/// A PostSync Job. A failing one can never be scheduled (no node has the label) and its
-/// deadline fails it; a passing one runs on a kwok node, whose pods of Jobs complete.
-pub(crate) fn smoke_job(passes: bool) -> String {
-    let pod_spec = if passes {
-        "      restartPolicy: Never\n".to_string()
-    } else {
-        "      restartPolicy: Never\n      nodeSelector: {ferry.dev/no-such-node: \"true\"}\n".to_string()
-    };
-    format!(
-        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: smoke\n  annotations: {{ferry.dev/hook: PostSync}}\nspec:\n  backoffLimit: 0\n  activeDeadlineSeconds: {}\n  template:\n    spec:\n{pod_spec}      containers:\n      - name: smoke\n        image: registry.example/smoke:{}\n",
-        if passes { 600 } else { 3 },
-        if passes { "pass" } else { "fail" },
-    )
 }

@@ -13,10 +13,7 @@ use std::{
 
 use serde_json::{Value, json};
 
-use crate::{
-    support::{FerryApp, Prometheus, T, get_json, main_revision, wait_until},
-    sync::{Scenario, deployment},
-};
+use crate::support::{FerryApp, Prometheus, Scenario, T, deployment, get_json, main_revision, wait_until};
 
 const REPLICAS: u32 = 5;
 
@@ -112,19 +109,7 @@ impl Canary {
 
     /// An Application syncing `app/` with a canary strategy of these steps.
     fn create_app(&self, steps: Value) -> FerryApp {
-        let app = json!({
-            "apiVersion": "ferry.dev/v1alpha1",
-            "kind": "Application",
-            "metadata": {"name": "shop", "namespace": self.ns()},
-            "spec": {
-                "source": {"repoURL": self.s.git.url(), "ref": {"branch": "main"}, "path": "app"},
-                "interval": "1m",
-                "syncPolicy": {"prune": true},
-                "strategy": {"canary": {"workload": {"name": "shop"}, "steps": steps}},
-            },
-        });
-        self.s.cluster.apply(&app.to_string());
-        self.s.app("shop")
+        self.s.create_app(self.s.application("shop").interval("1m").prune(true).canary("shop", steps))
     }
 
     fn deployment(&self, name: &str) -> Option<Value> {

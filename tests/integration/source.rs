@@ -15,10 +15,7 @@ use std::time::{Duration, Instant};
 use ferry::api::GitRef;
 use ferry::source::{Credentials, GitCache, GitCacheOptions, RevisionRef, Snapshot, SourceError, SourceSpec};
 
-use crate::support::{GitServer, SshKey, SshServer};
-
-/// Generous bound for anything that must not hang; never a timing assertion.
-const NO_HANG: Duration = Duration::from_secs(120);
+use crate::support::{GitServer, SshKey, SshServer, T};
 
 // ----- helpers -----
 
@@ -56,10 +53,8 @@ fn read(snapshot: &Snapshot, path: &str) -> String {
         .unwrap_or_else(|e| panic!("cannot read {path} in {}: {e}", snapshot.root.display()))
 }
 
-async fn bounded<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(NO_HANG, fut)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not return within {NO_HANG:?}"))
+async fn bounded<R>(what: &str, fut: impl std::future::Future<Output = R>) -> R {
+    tokio::time::timeout(T, fut).await.unwrap_or_else(|_| panic!("{what} did not return within {T:?}"))
 }
 
 async fn fetch_ok(cache: &GitCache, spec: &SourceSpec) -> Snapshot {

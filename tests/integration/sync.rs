@@ -15,181 +15,12 @@ use std::{
 use serde_json::{Value, json};
 
 use crate::support::{
-    Cluster, Ferry, FerryApp, GitServer, T, TestNamespace, assert_managed_by, condition, get_json,
-    main_revision, release_applications, repo_root, summary, wait_until,
+    Cluster, FerryApp, Scenario, T, assert_managed_by, condition, configmap, deployment, docs, get_json,
+    main_revision, meta, namespace, repo_root, service, summary, wait_until,
 };
 
 // ---------------------------------------------------------------------------------------------
-// Fixture: a namespace, a Git repository and a ferry for it.
-
-pub(crate) struct Scenario {
-    pub(crate) ferry: Ferry,
-    pub(crate) git: GitServer,
-    pub(crate) cluster: Cluster,
-    /// `kubectl delete` arguments for what lives outside the test namespace.
-    cleanup: RefCell<Vec<Vec<String>>>,
-    ns: TestNamespace,
-}
-
-impl Scenario {
-    /// On the shared cluster, with ferry's CRD installed.
-    fn new(prefix: &str) -> Scenario {
-        Scenario::with_ferry_args(prefix, &[])
-    }
-
-    /// Same, with extra `ferry run` arguments.
-    pub(crate) fn with_ferry_args(prefix: &str, ferry_args: &[&str]) -> Scenario {
-        let cluster = Cluster::shared();
-        cluster.install_crds();
-        Scenario::on_with(cluster.clone(), prefix, ferry_args)
-    }
-
-    /// On any cluster that already has ferry's CRD.
-    fn on(cluster: Cluster, prefix: &str) -> Scenario {
-        Scenario::on_with(cluster, prefix, &[])
-    }
-
-    fn on_with(cluster: Cluster, prefix: &str, ferry_args: &[&str]) -> Scenario {
-        let ns = cluster.namespace(prefix);
-        let git = GitServer::start();
-        // A file that is not a manifest keeps the directories in Git even when they hold no
-        // manifest (the empty-render test needs that).
-        git.commit_files(
-            "main",
-            &[("app/README.md", "manifests of the test app\n"), ("other/README.md", "second app\n")],
-            "readme",
-        );
-        let ferry = Ferry::start_with(&cluster, &ns.name, ferry_args);
-        Scenario { ferry, git, cluster, cleanup: RefCell::new(Vec::new()), ns }
-    }
-
-    pub(crate) fn ns(&self) -> &str {
-        &self.ns.name
-    }
-
-    /// Changes ConfigMap `settings` in the cluster, as `kubectl edit` would: drift.
-    pub(crate) fn edit_settings_color(&self, color: &str) {
-        let patch = format!(r#"{{"data":{{"color":"{color}"}}}}"#);
-        self.kubectl_ok(&["-n", self.ns(), "patch", "configmap", "settings", "--type=merge", "-p", &patch]);
-    }
-
-    /// Deletes this (cluster-scoped or other-namespace) object when the test ends.
-    pub(crate) fn delete_later(&self, args: &[&str]) {
-        self.cleanup.borrow_mut().push(args.iter().map(|s| s.to_string()).collect());
-    }
-
-    /// Commits files under `app/` and pushes; returns the SHA.
-    fn commit(&self, files: &[(&str, String)], message: &str) -> String {
-        self.commit_in("app", files, message)
-    }
-
-    pub(crate) fn commit_in(&self, dir: &str, files: &[(&str, String)], message: &str) -> String {
-        let paths: Vec<(String, &str)> =
-            files.iter().map(|(p, c)| (format!("{dir}/{p}"), c.as_str())).collect();
-        let refs: Vec<(&str, &str)> = paths.iter().map(|(p, c)| (p.as_str(), *c)).collect();
-        self.git.commit_files("main", &refs, message)
-    }
-
-    /// Removes files under `app/` in a new commit; returns the SHA.
-    fn remove(&self, files: &[&str], message: &str) -> String {
-        let paths: Vec<String> = files.iter().map(|p| format!("app/{p}")).collect();
-        let refs: Vec<&str> = paths.iter().map(String::as_str).collect();
-        self.git.remove_files("main", &refs, message)
-    }
-
-    pub(crate) fn app(&self, name: &str) -> FerryApp {
-        FerryApp::new(&self.cluster, self.ns(), name)
-    }
-
-    /// Creates an Application in the test namespace.
-    pub(crate) fn create_app(&self, opts: AppOpts) -> FerryApp {
-        let mut spec = json!({
-            "source": {"repoURL": self.git.url(), "ref": {"branch": "main"}, "path": opts.path},
-            "interval": opts.interval,
-            "suspend": opts.suspend,
-            "syncPolicy": {
-                "automated": opts.automated,
-                "prune": opts.prune,
-                "selfHeal": opts.self_heal,
-                "allowEmpty": opts.allow_empty,
-            },
-        });
-        if let Some(sa) = &opts.service_account {
-            spec["serviceAccountName"] = json!(sa);
-        }
-        if let Some(policy) = opts.deletion_policy {
-            spec["deletionPolicy"] = json!(policy);
-        }
-        let app = json!({
-            "apiVersion": "ferry.dev/v1alpha1",
-            "kind": "Application",
-            "metadata": {"name": opts.name, "namespace": self.ns()},
-            "spec": spec,
-        });
-        self.cluster.apply(&app.to_string());
-        self.app(opts.name)
-    }
-
-    /// An object as JSON, or `None` when it does not exist.
-    fn get(&self, kind: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
-        match namespace {
-            Some(ns) => get_json(&self.cluster, &["-n", ns, "get", kind, name]),
-            None => get_json(&self.cluster, &["get", kind, name]),
-        }
-    }
-
-    /// A key of a ConfigMap in the test namespace (`None` when the ConfigMap does not exist).
-    pub(crate) fn cm_value(&self, name: &str, key: &str) -> Option<String> {
-        self.get("configmap", Some(self.ns()), name)
-            .map(|cm| cm["data"][key].as_str().unwrap_or("<unset>").to_string())
-    }
-
-    pub(crate) fn kubectl_ok(&self, args: &[&str]) -> String {
-        self.cluster.kubectl_ok(args)
-    }
-}
-
-impl Drop for Scenario {
-    fn drop(&mut self) {
-        self.ferry.stop();
-        release_applications(&self.cluster, &self.ns.name);
-        for args in self.cleanup.borrow().iter() {
-            let mut all: Vec<&str> = vec!["delete", "--ignore-not-found", "--wait=false"];
-            all.extend(args.iter().map(String::as_str));
-            let _ = self.cluster.kubectl(&all);
-        }
-    }
-}
-
-/// An Application's spec, in the few shapes the tests need.
-#[derive(Clone)]
-pub(crate) struct AppOpts {
-    pub(crate) name: &'static str,
-    pub(crate) path: &'static str,
-    pub(crate) interval: &'static str,
-    pub(crate) automated: bool,
-    pub(crate) prune: bool,
-    pub(crate) self_heal: bool,
-    pub(crate) allow_empty: bool,
-    pub(crate) suspend: bool,
-    pub(crate) service_account: Option<String>,
-    pub(crate) deletion_policy: Option<&'static str>,
-}
-
-pub(crate) fn opts(name: &'static str) -> AppOpts {
-    AppOpts {
-        name,
-        path: "app",
-        interval: "1m",
-        automated: true,
-        prune: true,
-        self_heal: true,
-        allow_empty: false,
-        suspend: false,
-        service_account: None,
-        deletion_policy: None,
-    }
-}
+// Fixture: a bare cluster of its own (`Scenario` is in `tests/support/scenario.rs`).
 
 /// A separate bare cluster (etcd + kube-apiserver) for the tests that need the API server to
 /// themselves; one at a time, stopped when dropped.
@@ -230,40 +61,6 @@ impl Drop for Bare {
 // ---------------------------------------------------------------------------------------------
 // Manifests.
 
-fn meta(name: &str, namespace: Option<&str>) -> String {
-    match namespace {
-        Some(ns) => format!("metadata:\n  name: {name}\n  namespace: {ns}\n"),
-        None => format!("metadata:\n  name: {name}\n"),
-    }
-}
-
-fn flow_map(pairs: &[(&str, &str)]) -> String {
-    let map: BTreeMap<&str, &str> = pairs.iter().copied().collect();
-    serde_json::to_string(&map).expect("a map of strings serializes")
-}
-
-pub(crate) fn configmap(name: &str, namespace: Option<&str>, data: &[(&str, &str)]) -> String {
-    format!("apiVersion: v1\nkind: ConfigMap\n{}data: {}\n", meta(name, namespace), flow_map(data))
-}
-
-fn namespace(name: &str) -> String {
-    format!("apiVersion: v1\nkind: Namespace\n{}", meta(name, None))
-}
-
-fn service(name: &str, namespace: Option<&str>) -> String {
-    format!(
-        "apiVersion: v1\nkind: Service\n{}spec:\n  selector: {{app: {name}}}\n  ports:\n  - name: http\n    port: 80\n    targetPort: 8080\n",
-        meta(name, namespace)
-    )
-}
-
-pub(crate) fn deployment(name: &str, namespace: Option<&str>, image: &str, replicas: u32) -> String {
-    format!(
-        "apiVersion: apps/v1\nkind: Deployment\n{}spec:\n  replicas: {replicas}\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: {name}\n        image: {image}\n        ports:\n        - containerPort: 8080\n",
-        meta(name, namespace)
-    )
-}
-
 /// A namespaced CRD `Widget` in `group`, with a defaulted field (`spec.color`).
 fn widget_crd(group: &str) -> String {
     format!(
@@ -294,11 +91,6 @@ spec:
 
 fn widget(group: &str, namespace: &str, name: &str, size: u32) -> String {
     format!("apiVersion: {group}/v1\nkind: Widget\n{}spec:\n  size: {size}\n", meta(name, Some(namespace)))
-}
-
-/// Several YAML documents in one file.
-fn docs(parts: &[String]) -> String {
-    parts.join("---\n")
 }
 
 fn uid(obj: &Value) -> String {
@@ -380,7 +172,7 @@ fn first_sync_applies_every_kind_and_reports_synced_and_healthy() {
         ],
         "an app of every kind",
     );
-    let app = s.create_app(opts("first"));
+    let app = s.create_app(s.default_app("first"));
     let status = app.wait_synced(&sha, T);
 
     let revision = main_revision(&sha);
@@ -476,7 +268,7 @@ fn a_new_image_tag_is_applied_and_the_deployment_rolls() {
     let ns = s.ns().to_string();
     let sha1 =
         s.commit(&[("deployment.yaml", deployment("web", None, "registry.example/web:1.0", 1))], "web 1.0");
-    let app = s.create_app(opts("web"));
+    let app = s.create_app(s.default_app("web"));
     app.wait_synced(&sha1, T);
     let before = s.get("deployment", Some(&ns), "web").expect("deployment web");
     let generation_before = before["metadata"]["generation"].as_i64().unwrap();
@@ -608,7 +400,7 @@ fn a_second_reconcile_of_an_unchanged_revision_writes_nothing() {
         ],
         "objects with defaulted fields",
     );
-    let app = s.create_app(opts("steady"));
+    let app = s.create_app(s.default_app("steady"));
     app.wait_synced(&sha, T);
 
     let objects: Vec<(String, Option<String>, String)> = vec![
@@ -677,7 +469,7 @@ fn removing_a_file_prunes_its_object() {
         ],
         "three configmaps",
     );
-    let app = s.create_app(opts("prune"));
+    let app = s.create_app(s.default_app("prune"));
     app.wait_synced(&sha1, T);
     // `ferry.dev/prune: disabled` on the live object keeps it when it leaves Git.
     s.kubectl_ok(&["-n", &ns, "label", "configmap", "c", "ferry.dev/prune=disabled"]);
@@ -703,7 +495,7 @@ fn an_empty_render_is_refused_and_deletes_nothing_unless_allowed() {
         &[("a.yaml", configmap("a", None, &[("k", "a")])), ("b.yaml", configmap("b", None, &[("k", "b")]))],
         "two configmaps",
     );
-    let app = s.create_app(opts("empty"));
+    let app = s.create_app(s.default_app("empty"));
     app.wait_synced(&sha1, T);
     let uids = |names: &[&str]| -> Vec<Option<String>> {
         names.iter().map(|n| s.get("configmap", Some(&ns), n).map(|o| uid(&o))).collect()
@@ -738,7 +530,7 @@ fn a_bad_object_applies_nothing_of_its_revision_and_is_named() {
     let s = Scenario::new("sync-invalid");
     let ns = s.ns().to_string();
     let sha1 = s.commit(&[("good.yaml", configmap("good", None, &[("v", "1")]))], "good v1");
-    let app = s.create_app(opts("invalid"));
+    let app = s.create_app(s.default_app("invalid"));
     app.wait_synced(&sha1, T);
     let good_rv = rv(&s.get("configmap", Some(&ns), "good").unwrap());
 
@@ -811,7 +603,7 @@ fn drift_by_edit_and_by_delete_is_reverted_with_self_heal() {
         ],
         "settings and a service",
     );
-    let app = s.create_app(AppOpts { interval: "1h", ..opts("heal") });
+    let app = s.create_app(s.default_app("heal").interval("1h"));
     app.wait_synced(&sha, T);
 
     // kubectl patch (as kubectl edit would) of a field ferry manages.
@@ -847,7 +639,7 @@ fn a_deleted_namespace_is_recreated_with_its_objects_under_self_heal() {
         ],
         "a namespace and a configmap in it",
     );
-    let app = s.create_app(AppOpts { interval: "1h", ..opts("nsheal") });
+    let app = s.create_app(s.default_app("nsheal").interval("1h"));
     app.wait_synced(&sha, T);
     let old_uid = uid(&s.get("namespace", None, &dest).unwrap());
 
@@ -871,7 +663,7 @@ fn drift_by_edit_is_only_reported_without_self_heal() {
     let s = Scenario::new("sync-drift-edit");
     let ns = s.ns().to_string();
     let sha = s.commit(&[("config.yaml", configmap("settings", None, &[("color", "blue")]))], "settings");
-    let app = s.create_app(AppOpts { interval: "1h", self_heal: false, ..opts("watch") });
+    let app = s.create_app(s.default_app("watch").interval("1h").self_heal(false));
     app.wait_synced(&sha, T);
 
     s.edit_settings_color("red");
@@ -903,7 +695,7 @@ fn drift_by_delete_is_only_reported_without_self_heal() {
         ],
         "settings and a service",
     );
-    let app = s.create_app(AppOpts { interval: "1h", self_heal: false, ..opts("watch") });
+    let app = s.create_app(s.default_app("watch").interval("1h").self_heal(false));
     app.wait_synced(&sha, T);
 
     s.kubectl_ok(&["-n", &ns, "delete", "service", "web"]);
@@ -939,7 +731,7 @@ fn drift_by_delete_is_only_reported_without_self_heal() {
 fn without_automated_sync_changes_are_only_reported() {
     let s = Scenario::new("sync-manual");
     let sha = s.commit(&[("config.yaml", configmap("settings", None, &[("color", "blue")]))], "settings");
-    let app = s.create_app(AppOpts { automated: false, ..opts("manual") });
+    let app = s.create_app(s.default_app("manual").automated(false));
     let status = app.wait_not_ready("OutOfSync", T);
     assert_eq!(status["status"]["sync"]["status"], "OutOfSync", "{}", summary(&status));
     assert!(
@@ -963,7 +755,7 @@ fn two_applications_claiming_one_object_conflict_and_leave_it_alone() {
     let ns = s.ns().to_string();
     let sha1 =
         s.commit(&[("shared.yaml", configmap("shared", None, &[("from", "owner")]))], "owner's configmap");
-    let owner = s.create_app(opts("owner"));
+    let owner = s.create_app(s.default_app("owner"));
     owner.wait_synced(&sha1, T);
     let shared_before = s.get("configmap", Some(&ns), "shared").unwrap();
 
@@ -975,7 +767,7 @@ fn two_applications_claiming_one_object_conflict_and_leave_it_alone() {
         ],
         "claimer's configmaps",
     );
-    let claimer = s.create_app(AppOpts { path: "other", ..opts("claimer") });
+    let claimer = s.create_app(s.default_app("claimer").path("other"));
     let status = claimer.wait_not_ready("OwnershipConflict", T);
     assert_condition(&status, "Stalled", "True");
     let message = ready_message(&status);
@@ -1034,7 +826,7 @@ subjects:
 "#
     ));
     let sha1 = s.commit(&[("allowed.yaml", configmap("allowed", None, &[("v", "1")]))], "allowed v1");
-    let app = s.create_app(AppOpts { service_account: Some("deployer".into()), ..opts("tenant") });
+    let app = s.create_app(s.default_app("tenant").service_account("deployer"));
     app.wait_synced(&sha1, T);
 
     let sha2 = s.commit(
@@ -1070,7 +862,7 @@ subjects:
 fn a_suspended_application_writes_nothing_until_resumed() {
     let s = Scenario::new("sync-suspend");
     let sha1 = s.commit(&[("config.yaml", configmap("settings", None, &[("color", "blue")]))], "blue");
-    let app = s.create_app(AppOpts { interval: "1h", ..opts("paused") });
+    let app = s.create_app(s.default_app("paused").interval("1h"));
     app.wait_synced(&sha1, T);
 
     app.patch(&json!({"spec": {"suspend": true}}));
@@ -1127,7 +919,7 @@ fn deleting_an_application_with_prune_deletes_its_objects() {
         ],
         "objects to delete",
     );
-    let app = s.create_app(opts("doomed"));
+    let app = s.create_app(s.default_app("doomed"));
     app.wait_synced(&sha, T);
 
     delete_app_and_wait(&s, &app);
@@ -1152,11 +944,10 @@ fn deleting_an_application_without_prune_keeps_its_objects() {
         ],
         "objects to keep",
     );
-    let app = s.create_app(AppOpts { prune: false, ..opts("orphaning") });
+    let app = s.create_app(s.default_app("orphaning").prune(false));
     // prune on, but spec.deletionPolicy: Orphan keeps the objects when the Application goes.
     let sha2 = s.commit_in("other", &[("kept.yaml", configmap("kept", None, &[("k", "v")]))], "kept");
-    let overriding =
-        s.create_app(AppOpts { path: "other", deletion_policy: Some("Orphan"), ..opts("overriding") });
+    let overriding = s.create_app(s.default_app("overriding").path("other").deletion_policy("Orphan"));
     app.wait_synced(&sha, T);
     overriding.wait_synced(&sha2, T);
     let cm_uid = uid(&s.get("configmap", Some(&ns), "settings").unwrap());
@@ -1193,7 +984,7 @@ fn ferry_killed_in_the_middle_of_a_sync_converges_after_a_restart() {
         )
     };
     let sha1 = s.commit(&[("many.yaml", manifests("1"))], "600 configmaps, rev 1");
-    let app = s.create_app(opts("bulk"));
+    let app = s.create_app(s.default_app("bulk"));
     let selector = format!("ferry.dev/app-name=bulk,ferry.dev/app-namespace={ns}");
     let cluster = s.cluster.clone();
     let count = || -> usize {
@@ -1264,7 +1055,7 @@ fn ferry_recovers_when_the_api_server_restarts() {
     let mut s = Scenario::on(bare.cluster.clone(), "sync-apirestart");
     let ns = s.ns().to_string();
     let sha1 = s.commit(&[("a.yaml", configmap("a", None, &[("v", "1")]))], "a v1");
-    let app = s.create_app(AppOpts { interval: "1h", ..opts("survivor") });
+    let app = s.create_app(s.default_app("survivor").interval("1h"));
     app.wait_synced(&sha1, T);
 
     s.cluster.restart_apiserver();

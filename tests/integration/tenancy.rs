@@ -5,7 +5,9 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{Cluster, Ferry, FerryApp, GitServer, T, TestNamespace, get_json, main_revision};
+use crate::support::{
+    AppBuilder, Cluster, Ferry, FerryApp, GitServer, T, TestNamespace, get_json, main_revision,
+};
 
 /// One team: a namespace, a ServiceAccount `deployer` that may write ConfigMaps there (and
 /// nothing else), and a ferry for that namespace.
@@ -40,32 +42,17 @@ impl Team {
         &self.ns.name
     }
 
-    /// An Application acting as `deployer`, syncing `app/` of `repo_url` at `git_ref`.
-    fn application(
-        &self,
-        cluster: &Cluster,
-        name: &str,
-        repo_url: &str,
-        git_ref: Value,
-        extra: Value,
-    ) -> FerryApp {
-        let mut source = json!({"repoURL": repo_url, "ref": git_ref, "path": "app"});
-        if let Some(secret) = extra.get("secretRef") {
-            source["secretRef"] = secret.clone();
-        }
-        let app = json!({
-            "apiVersion": "ferry.dev/v1alpha1",
-            "kind": "Application",
-            "metadata": {"name": name, "namespace": self.name()},
-            "spec": {
-                "source": source,
-                "serviceAccountName": "deployer",
-                "interval": "1m",
-                "syncPolicy": {"automated": true, "prune": true, "selfHeal": true},
-            },
-        });
-        cluster.apply(&app.to_string());
-        FerryApp::new(cluster, self.name(), name)
+    /// An Application acting as `deployer`, syncing `app/` of `repo_url` (at a ref still to set).
+    fn application(&self, name: &str, repo_url: &str) -> AppBuilder {
+        AppBuilder::new(name)
+            .namespace(self.name())
+            .repo(repo_url)
+            .path("app")
+            .service_account("deployer")
+            .interval("1m")
+            .automated(true)
+            .prune(true)
+            .self_heal(true)
     }
 }
 
@@ -124,13 +111,7 @@ fn team_a_synced(cluster: &Cluster, a: &Team) -> (GitServer, String) {
         private.commit_files("main", &[("app/private.yaml", &configmap("private", "team-a-only"))], "a");
     basic_auth_secret(cluster, a.name(), "git", "alice", "team-a-Pa55");
     cluster.apply(&deployer_rbac(a.name(), &["git"]));
-    let app = a.application(
-        cluster,
-        "a",
-        &private.url(),
-        json!({"branch": "main"}),
-        json!({"secretRef": {"name": "git"}}),
-    );
+    let app = a.application("a", &private.url()).branch("main").secret_ref("git").create(cluster);
     app.wait_synced(&sha, T);
     (private, sha)
 }
@@ -167,7 +148,7 @@ fn a_tenant_naming_another_tenants_private_commit_gets_nothing() {
     let public = GitServer::start();
     public.commit_files("main", &[("app/b.yaml", &configmap("b", "b"))], "b");
     public.set_config("uploadpack.allowAnySHA1InWant", "true");
-    let app = b.application(cluster, "steal", &public.url(), json!({"commit": sha}), json!({}));
+    let app = b.application("steal", &public.url()).commit(&sha).create(cluster);
     wait_fetch_failed(&app, &[&sha]);
     assert_absent(cluster, b.name(), "private");
     let revision = app.json()["status"]["sync"]["revision"].clone();
@@ -192,7 +173,7 @@ fn a_file_url_into_the_cache_or_ferrys_own_refs_is_refused() {
         .find(|n| !n.ends_with(".lock"))
         .expect("A's repository is cached");
     let url = format!("file://{}/repos/{key}", cache.path().display());
-    let app = b.application(cluster, "steal", &url, json!({"name": "refs/ferry/heads/main"}), json!({}));
+    let app = b.application("steal", &url).ref_name("refs/ferry/heads/main").create(cluster);
     wait_fetch_failed(&app, &["ferry's own Git cache"]);
     assert_absent(cluster, b.name(), "private");
 }
@@ -204,13 +185,11 @@ fn credentials_are_read_as_the_applications_service_account() {
     let cache = tempfile::Builder::new().prefix("ferry-cache-").tempdir().unwrap();
     let (team, attacker) = Team::with_a_secret_it_may_not_read(cluster, "tenancy-cred", cache.path());
     let sha = attacker.commit_files("main", &[("app/x.yaml", &configmap("x", "x"))], "x");
-    let app = team.application(
-        cluster,
-        "exfiltrate",
-        &attacker.url(),
-        json!({"branch": "main"}),
-        json!({"secretRef": {"name": "platform-creds"}}),
-    );
+    let app = team
+        .application("exfiltrate", &attacker.url())
+        .branch("main")
+        .secret_ref("platform-creds")
+        .create(cluster);
     wait_fetch_failed(&app, &["platform-creds", "forbidden"]);
     assert_absent(cluster, team.name(), "x");
 
@@ -259,13 +238,13 @@ fn the_git_cache_stays_within_its_budget_and_the_application_still_syncs() {
     let ferry =
         Ferry::start_with(cluster, &ns.name, &["--cache-max-size", "1200Ki", "--cache-gc-interval", "1s"]);
     let app = |sha: &str| {
-        let app = json!({
-            "apiVersion": "ferry.dev/v1alpha1", "kind": "Application",
-            "metadata": {"name": "big", "namespace": ns.name},
-            "spec": {"source": {"repoURL": git.url(), "ref": {"branch": "main"}, "path": "app"}, "interval": "1m"},
-        });
-        cluster.apply(&app.to_string());
-        let app = FerryApp::new(cluster, &ns.name, "big");
+        let app = AppBuilder::new("big")
+            .namespace(&ns.name)
+            .repo(&git.url())
+            .branch("main")
+            .path("app")
+            .interval("1m")
+            .create(cluster);
         if !sha.is_empty() {
             app.ferry_sync();
             app.wait_synced(sha, T);

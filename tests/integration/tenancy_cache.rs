@@ -8,10 +8,7 @@ use std::time::Duration;
 use ferry::api::GitRef;
 use ferry::source::{Credentials, GitCache, GitCacheOptions, SourceError, SourceSpec};
 
-use crate::support::GitServer;
-
-/// Generous bound for anything that must not hang; never a timing assertion.
-const NO_HANG: Duration = Duration::from_secs(120);
+use crate::support::{GitServer, T};
 
 fn new_cache(dir: &Path) -> GitCache {
     let options = GitCacheOptions {
@@ -43,7 +40,7 @@ fn alice() -> Credentials {
 }
 
 async fn fetch(cache: &GitCache, spec: &SourceSpec) -> Result<ferry::source::Snapshot, SourceError> {
-    tokio::time::timeout(NO_HANG, cache.fetch(spec)).await.expect("the fetch returned in time")
+    tokio::time::timeout(T, cache.fetch(spec)).await.expect("the fetch returned in time")
 }
 
 /// Team A's private repository, fetched once through the cache with A's credentials.

@@ -12,27 +12,19 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::{
-    previews::smoke_job,
-    support::{Cluster, FerryApp, T, condition, get_json, main_revision, metric, summary, wait_until},
-    sync::{Scenario, configmap, deployment},
+use crate::support::{
+    AppBuilder, Cluster, FerryApp, Scenario, T, condition, configmap, deployment, get_json, main_revision,
+    metric, smoke_job, summary, wait_until,
 };
+
+/// An Application of the scenario's repository, checking Git every hour, with prune.
+fn application(s: &Scenario, name: &str) -> AppBuilder {
+    s.application(name).interval("1h").prune(true)
+}
 
 /// An Application syncing `path` into `destination`, which ferry creates when `create_namespace`.
 fn create_app(s: &Scenario, name: &str, path: &str, destination: &str, create_namespace: bool) -> FerryApp {
-    let app = json!({
-        "apiVersion": "ferry.dev/v1alpha1",
-        "kind": "Application",
-        "metadata": {"name": name, "namespace": s.ns()},
-        "spec": {
-            "source": {"repoURL": s.git.url(), "ref": {"branch": "main"}, "path": path},
-            "destination": {"namespace": destination, "createNamespace": create_namespace},
-            "interval": "1h",
-            "syncPolicy": {"prune": true},
-        },
-    });
-    s.cluster.apply(&app.to_string());
-    s.app(name)
+    s.create_app(application(s, name).path(path).destination(destination).create_namespace(create_namespace))
 }
 
 fn uid(obj: &Value) -> String {
@@ -152,19 +144,7 @@ fn turning_create_namespace_off_releases_the_namespace_at_once_and_never_prunes_
 // 9. Canary objects of another owner.
 
 fn canary_app(s: &Scenario) -> FerryApp {
-    let app = json!({
-        "apiVersion": "ferry.dev/v1alpha1",
-        "kind": "Application",
-        "metadata": {"name": "shop", "namespace": s.ns()},
-        "spec": {
-            "source": {"repoURL": s.git.url(), "ref": {"branch": "main"}, "path": "app"},
-            "interval": "1h",
-            "syncPolicy": {"prune": true},
-            "strategy": {"canary": {"workload": {"name": "shop"}, "steps": [{"setWeight": 20}, {"pause": {}}]}},
-        },
-    });
-    s.cluster.apply(&app.to_string());
-    s.app("shop")
+    s.create_app(application(s, "shop").canary("shop", json!([{"setWeight": 20}, {"pause": {}}])))
 }
 
 /// A Deployment named `shop-canary` that is not this Application's: `labels` says whose it is.
@@ -291,18 +271,7 @@ fn forged_hook(prefix: &str, labels: impl Fn(&str) -> Value) -> (Scenario, Ferry
             .any(|c| c["type"] == "Complete" && c["status"] == "True");
         if done { Ok(j) } else { Err(format!("{}", j["status"])) }
     });
-    let app = json!({
-        "apiVersion": "ferry.dev/v1alpha1",
-        "kind": "Application",
-        "metadata": {"name": "staging", "namespace": ns},
-        "spec": {
-            "source": {"repoURL": s.git.url(), "ref": {"branch": "main"}, "path": "staging"},
-            "interval": "1h",
-            "syncPolicy": {"prune": true},
-        },
-    });
-    s.cluster.apply(&app.to_string());
-    let app = s.app("staging");
+    let app = s.create_app(application(&s, "staging").path("staging"));
     (s, app, revision, job)
 }
 

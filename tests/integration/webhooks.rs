@@ -10,7 +10,7 @@ use ring::hmac;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Cluster, Ferry, FerryApp, GitServer, HttpResponse, T, TestNamespace, http_get, http_request,
+    AppBuilder, Cluster, Ferry, FerryApp, GitServer, HttpResponse, T, TestNamespace, http_get, http_request,
     main_revision, release_applications, wait_until,
 };
 
@@ -69,18 +69,16 @@ impl Hooks {
 
     /// An Application following branch `main` of the fixture's repository, checking Git once an hour.
     fn create_app(&self, name: &str) -> FerryApp {
-        let app = json!({
-            "apiVersion": "ferry.dev/v1alpha1",
-            "kind": "Application",
-            "metadata": {"name": name, "namespace": self.ns()},
-            "spec": {
-                "source": {"repoURL": self.git.url(), "ref": {"branch": "main"}, "path": "app"},
-                "interval": "1h",
-                "syncPolicy": {"automated": true, "prune": true, "selfHeal": true},
-            },
-        });
-        self.cluster.apply(&app.to_string());
-        FerryApp::new(&self.cluster, self.ns(), name)
+        AppBuilder::new(name)
+            .namespace(self.ns())
+            .repo(&self.git.url())
+            .branch("main")
+            .path("app")
+            .interval("1h")
+            .automated(true)
+            .prune(true)
+            .self_heal(true)
+            .create(&self.cluster)
     }
 
     fn post(&self, provider: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {

@@ -17,10 +17,8 @@ use std::{
 
 use serde_json::Value;
 
-use super::{Cluster, Run, helm_bin, http_get, kustomize_bin, repo_root, wait_until};
+use super::{Cluster, Run, T, helm_bin, http_get, kustomize_bin, repo_root, wait_until};
 
-/// How long ferry may take to report `ferry is ready`.
-const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a graceful stop may take before ferry is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -144,7 +142,7 @@ impl Ferry {
     /// exits first or takes too long.
     pub fn wait_ready(&mut self) {
         let from = self.started_at_line;
-        wait_until("ferry to log `ferry is ready`", READY_TIMEOUT, || {
+        wait_until("ferry to log `ferry is ready`", T, || {
             if self.lines_since(from).iter().any(|l| l.contains("ferry is ready")) {
                 return Ok(());
             }

@@ -1,24 +1,32 @@
 //! Shared fixtures for ferry's integration tests: the real local control plane (started by
-//! `tests/testenv/testenv.sh`), a namespace per test, Git servers (HTTP and SSH) and Prometheus.
+//! `tests/testenv/testenv.sh`), a namespace per test, Git servers (HTTP and SSH) and Prometheus;
+//! the sync tests' [`Scenario`], the Application builder ([`AppBuilder`]) and the manifests the
+//! tests commit.
 
 #![allow(dead_code)]
 
 mod api_metrics;
+mod app;
 mod cluster;
 mod ferry;
 mod git_server;
 mod http;
+mod manifests;
 mod prometheus;
+mod scenario;
 mod ssh_server;
 mod tools;
 mod wait;
 
 pub use self::ferry::*;
 pub use api_metrics::*;
+pub use app::*;
 pub use cluster::*;
 pub use git_server::*;
 pub use http::*;
+pub use manifests::*;
 pub use prometheus::*;
+pub use scenario::*;
 pub use ssh_server::*;
 pub use tools::*;
 pub use wait::*;

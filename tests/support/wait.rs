@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-/// How long a test waits for anything ferry does on its own: generous, because the machine is
-/// small and shared. A deadline for a wait, never a timing assertion.
+/// How long a test waits for anything ferry (or the cluster, or a Git fetch) does on its own:
+/// generous, because the machine is small and shared. A deadline for a wait, never a timing
+/// assertion.
 pub const T: Duration = Duration::from_secs(120);
 
 /// Polls `check` until it returns `Ok`, or panics after `timeout` with `what` and the last
