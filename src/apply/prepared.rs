@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::{AppRef, describe, inventory_entry, label_object, manifest_hash};
 use crate::{
     api::InventoryEntry,
-    plan::{Phase, phase_of},
+    plan::{ApplyPhase, phase_of},
 };
 
 /// An object's identity across API versions: group, kind, namespace, name.
@@ -41,7 +41,7 @@ pub struct Prepared {
     pub hash: String,
     /// As shown in messages.
     pub name: String,
-    pub phase: Phase,
+    pub phase: ApplyPhase,
 }
 
 impl Prepared {

@@ -10,7 +10,7 @@ use crate::{
     api::{Application, conditions as c},
     apply::{AppRef, ApplyError, NamespaceReadError, PruneRefused},
     kube_util::api_words,
-    plan::Phase,
+    plan::ApplyPhase,
     render::RenderError,
     source::{Revision, SourceError, credentials::SecretReadError},
     tenancy::Refusal,
@@ -439,7 +439,7 @@ pub enum ApplyStageError {
     #[error(transparent)]
     Validate(#[from] ValidateError),
     #[error("applying {revision} stopped in phase {phase:?}: {}", listed(.failures))]
-    Failed { revision: Revision, phase: Phase, failures: Vec<ApplyError> },
+    Failed { revision: Revision, phase: ApplyPhase, failures: Vec<ApplyError> },
     #[error("CustomResourceDefinition {name} was not Established within 60s")]
     NotEstablished { name: String },
 }
@@ -567,7 +567,7 @@ mod tests {
             (
                 ApplyStageError::Failed {
                     revision: revision.clone(),
-                    phase: Phase::Workloads,
+                    phase: ApplyPhase::Workloads,
                     failures: vec![transient()],
                 }
                 .into(),
@@ -578,7 +578,7 @@ mod tests {
             (
                 ApplyStageError::Failed {
                     revision,
-                    phase: Phase::Workloads,
+                    phase: ApplyPhase::Workloads,
                     failures: vec![transient(), refused()],
                 }
                 .into(),

@@ -6,4 +6,4 @@ mod compare;
 mod order;
 
 pub use compare::{Difference, first_difference};
-pub use order::{Phase, phase_of};
+pub use order::{ApplyPhase, phase_of};

@@ -2,7 +2,7 @@
 
 /// Phases in apply order; prune runs them in reverse.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Phase {
+pub enum ApplyPhase {
     /// CustomResourceDefinitions; the sync waits until they are Established before going on, so
     /// custom resources of them in the same revision can be applied.
     Crds,
@@ -17,24 +17,24 @@ pub enum Phase {
     Rest,
 }
 
-impl Phase {
-    pub const ALL: [Phase; 7] = [
-        Phase::Crds,
-        Phase::Namespaces,
-        Phase::ClusterConfig,
-        Phase::NamespacedConfig,
-        Phase::Services,
-        Phase::Workloads,
-        Phase::Rest,
+impl ApplyPhase {
+    pub const ALL: [ApplyPhase; 7] = [
+        ApplyPhase::Crds,
+        ApplyPhase::Namespaces,
+        ApplyPhase::ClusterConfig,
+        ApplyPhase::NamespacedConfig,
+        ApplyPhase::Services,
+        ApplyPhase::Workloads,
+        ApplyPhase::Rest,
     ];
 }
 
 /// The phase of an object of this group and kind. `namespaced` is the kind's scope, from
 /// discovery or the renderer's built-in table.
-pub fn phase_of(group: &str, kind: &str, namespaced: bool) -> Phase {
+pub fn phase_of(group: &str, kind: &str, namespaced: bool) -> ApplyPhase {
     match (group, kind) {
-        ("apiextensions.k8s.io", "CustomResourceDefinition") => Phase::Crds,
-        ("", "Namespace") => Phase::Namespaces,
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => ApplyPhase::Crds,
+        ("", "Namespace") => ApplyPhase::Namespaces,
         (
             "",
             "ServiceAccount"
@@ -45,13 +45,13 @@ pub fn phase_of(group: &str, kind: &str, namespaced: bool) -> Phase {
             | "PersistentVolumeClaim",
         )
         | ("rbac.authorization.k8s.io", "Role" | "RoleBinding")
-        | ("networking.k8s.io", "NetworkPolicy") => Phase::NamespacedConfig,
-        ("", "Service") => Phase::Services,
+        | ("networking.k8s.io", "NetworkPolicy") => ApplyPhase::NamespacedConfig,
+        ("", "Service") => ApplyPhase::Services,
         ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
         | ("batch", "Job" | "CronJob")
-        | ("", "Pod" | "ReplicationController") => Phase::Workloads,
-        _ if !namespaced => Phase::ClusterConfig,
-        _ => Phase::Rest,
+        | ("", "Pod" | "ReplicationController") => ApplyPhase::Workloads,
+        _ if !namespaced => ApplyPhase::ClusterConfig,
+        _ => ApplyPhase::Rest,
     }
 }
 
@@ -91,8 +91,8 @@ mod tests {
 
     #[test]
     fn unknown_cluster_scoped_kinds_go_with_cluster_config() {
-        assert_eq!(phase_of("example.com", "ClusterWidget", false), Phase::ClusterConfig);
-        assert_eq!(phase_of("example.com", "Widget", true), Phase::Rest);
-        assert!(Phase::ALL.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(phase_of("example.com", "ClusterWidget", false), ApplyPhase::ClusterConfig);
+        assert_eq!(phase_of("example.com", "Widget", true), ApplyPhase::Rest);
+        assert!(ApplyPhase::ALL.windows(2).all(|w| w[0] < w[1]));
     }
 }

@@ -10,9 +10,9 @@
 //! - [`build`]: render, split off the hooks, add the created Namespace, prepare and resolve the
 //!   objects ([`desired`]); the tenancy checks every object.
 //! - [`strategy`]: a canary or blue-green rollout rewrites the objects it drives.
-//! - [`observe`] and [`plan`]: what each object needs (the decisions are pure functions in
-//!   [`plan`]), ownership conflicts, what to prune ([`prune`]).
-//! - [`apply`]: the server-side dry run of every change, then apply phase by phase.
+//! - [`observe`] and [`decide`]: what each object needs (the decisions are pure functions in
+//!   [`decide`]), ownership conflicts, what to prune ([`prune`]).
+//! - [`write`]: the server-side dry run of every change, then apply phase by phase.
 //! - [`prune`], then [`verify`]: health, the rollout's verdict, PostSync hooks.
 //!
 //! Each stage has its own error enum in [`super::error`], wrapped by one variant of
@@ -21,20 +21,20 @@
 //! succeeded, and prune runs only after every apply succeeded. `ferry diff` builds through the
 //! same [`build::split`], [`desired`] and prune selection, so it shows what a sync would do.
 
-mod apply;
 pub mod build;
+mod decide;
 pub mod desired;
 mod fetch;
 mod observe;
 mod pass;
-mod plan;
 pub mod prune;
 mod strategy;
 mod verify;
+mod write;
 
 use std::time::Instant;
 
-pub use self::plan::SyncState;
+pub use self::decide::SyncState;
 use self::{build::Built, fetch::Access, observe::Planned, pass::Pass};
 use super::{context::Context, error::SyncError, memory::AppMemory, rollout};
 use crate::{
@@ -104,9 +104,9 @@ async fn converge(
     if let Some(state) = planned.pending.report_only(&pass.app.spec.sync_policy, revision) {
         return Ok(report_only(pass, mem, &built, state));
     }
-    apply::validate(pass, &built, &planned.changes).await?;
+    write::validate(pass, &built, &planned.changes).await?;
     drop(plan_timer);
-    let applied = apply::apply(pass, &mut built, mem, &planned.changes).await?;
+    let applied = write::apply(pass, &mut built, mem, &planned.changes).await?;
     count_applied(pass, &planned, &applied);
     let pruned = prune::prune(pass, &built.applier, mem, &planned.prune).await?;
     if let Some(rollout) = &rollout {

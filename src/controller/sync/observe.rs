@@ -1,6 +1,6 @@
 //! Plan, the cluster side: what the watches say of every desired object, a read of those they
 //! cannot answer for, and a dry run where a difference may be a false alarm; then ownership
-//! conflicts and what to prune. The decisions are [`super::plan`]'s; this module gathers what
+//! conflicts and what to prune. The decisions are [`super::decide`]'s; this module gathers what
 //! they need and hands on a [`Planned`].
 
 use std::collections::{HashMap, HashSet};
@@ -10,12 +10,12 @@ use kube::{Api, api::DynamicObject, discovery::Scope};
 use serde_json::Value;
 
 use super::{
-    apply::Changes,
     build::Built,
+    decide::{self, FromWatch, ObjectPlan, Pending, Wanted, Watched},
     desired::{self, Desired, remember},
     pass::Pass,
-    plan::{self, FromWatch, ObjectPlan, Pending, Wanted, Watched},
     prune,
+    write::Changes,
 };
 use crate::{
     api::Application,
@@ -92,7 +92,7 @@ async fn observe(pass: Pass<'_>, mem: &mut AppMemory, built: &Built) -> Result<V
     let mut out: Vec<Option<ObjectPlan>> = Vec::with_capacity(desired.len());
     let mut to_read = Vec::new();
     for (i, (d, w)) in desired.iter().zip(&watched).enumerate() {
-        match plan::from_watch(w, wanted(mem, d, previous), |o| owners.exists(o)) {
+        match decide::from_watch(w, wanted(mem, d, previous), |o| owners.exists(o)) {
             FromWatch::Planned(p) => out.push(Some(p)),
             FromWatch::Read => {
                 out.push(None);
@@ -113,14 +113,14 @@ async fn observe(pass: Pass<'_>, mem: &mut AppMemory, built: &Built) -> Result<V
         let d = &desired[i];
         let Some(live) = live else {
             mem.known.remove(&d.key);
-            out[i] = Some(plan::missing(previous.contains(&d.key)));
+            out[i] = Some(decide::missing(previous.contains(&d.key)));
             continue;
         };
         let want = serde_json::to_value(&d.obj).expect("objects serialize");
         let have = serde_json::to_value(&live).expect("objects serialize");
         let ownership = ownership_of(live.metadata.labels.as_ref(), app_ref);
-        let live_view = plan::Live { value: &have, ownership: &ownership };
-        let decided = plan::from_live(&want, live_view, wanted(mem, d, previous), |o| owners.exists(o));
+        let live_view = decide::Live { value: &have, ownership: &ownership };
+        let decided = decide::from_live(&want, live_view, wanted(mem, d, previous), |o| owners.exists(o));
         if decided.matches {
             remember(mem, d, &live);
         }
@@ -217,7 +217,7 @@ async fn settle_false_alarms(
         if same_content(&result, &live) {
             remember(mem, d, &live);
             if let Some(p) = plans[i].as_mut() {
-                p.change = plan::Change::InSync;
+                p.change = decide::Change::InSync;
             }
         }
     }

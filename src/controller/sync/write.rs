@@ -15,9 +15,9 @@ use serde_json::Value;
 
 use super::{
     build::Built,
+    decide::ObjectPlan,
     desired::{self, Desired, remember},
     pass::Pass,
-    plan::ObjectPlan,
 };
 use crate::{
     apply::{Applier, ApplyError, all_previously_set, inventory_entry},
@@ -26,7 +26,7 @@ use crate::{
         memory::{AppMemory, ObjKey},
     },
     metrics::Stage,
-    plan::Phase,
+    plan::ApplyPhase,
 };
 
 /// The changed objects (indexes into the desired objects) and what each may force.
@@ -42,7 +42,7 @@ pub struct Changes {
 impl Changes {
     pub fn new(mem: &AppMemory, desired: &[Desired], plans: &[ObjectPlan]) -> Changes {
         let changed: Vec<usize> =
-            (0..plans.len()).filter(|&i| plans[i].change != super::plan::Change::InSync).collect();
+            (0..plans.len()).filter(|&i| plans[i].change != super::decide::Change::InSync).collect();
         // Serialising the previous manifests costs something for large Applications: only when needed.
         let previous =
             if changed.iter().any(|&i| plans[i].ours) { previous_manifests(mem) } else { HashMap::new() };
@@ -104,7 +104,7 @@ pub async fn apply(
     let _timer = pass.ctx.metrics.time(Stage::Apply);
     let mut applied = Vec::new();
     let mut crds_established = pass.started;
-    for phase in Phase::ALL {
+    for phase in ApplyPhase::ALL {
         let batch: Vec<usize> =
             changes.changed.iter().copied().filter(|&i| built.desired[i].phase == phase).collect();
         if batch.is_empty() {
@@ -121,7 +121,7 @@ pub async fn apply(
             tracing::warn!(app = %pass.app_ref, error = %first, "apply failed");
             return Err(ApplyStageError::Failed { revision: built.revision.clone(), phase, failures });
         }
-        if phase == Phase::Crds {
+        if phase == ApplyPhase::Crds {
             wait_established(pass, &built.desired, &batch).await?;
             crds_established = Instant::now();
         }
