@@ -489,7 +489,7 @@ pub(super) fn record(run: &mut AnalysisStatus, metric: &AnalysisMetric, taken: T
     {
         (Err(e), _) | (_, Err(e)) => (Verdict::Failed, None, Some(e.to_string())),
         (Ok(success), Ok(failure)) => match taken {
-            Err(e) => (Verdict::Error, None, Some(e)),
+            Err(e) => (Verdict::Error, None, Some(e.to_string())),
             Ok(value) => {
                 let no_data = match metric.no_data.unwrap_or_default() {
                     NoDataPolicy::Inconclusive => NoData::Inconclusive,
@@ -590,7 +590,8 @@ mod tests {
 
     use super::*;
     use crate::rollout::{
-        types::{ROLLOUT_ABORTED, ROLLOUT_STARTED},
+        prometheus::QueryError,
+        types::{MeasureError, ROLLOUT_ABORTED, ROLLOUT_STARTED},
         workload::Availability,
     };
 
@@ -598,9 +599,14 @@ mod tests {
 
     impl Measure for Script {
         fn measure(&self, _metric: &AnalysisMetric) -> impl Future<Output = Taken> + Send {
-            let next = self.0.lock().unwrap().pop().unwrap_or(Err("script exhausted".into()));
+            let next = self.0.lock().unwrap().pop().unwrap_or(Err(MeasureError::NoAddress));
             async move { next }
         }
+    }
+
+    /// A query Prometheus did not answer in time.
+    fn unanswered() -> MeasureError {
+        QueryError::Timeout { base: "http://prometheus:9090".into(), timeout: Duration::from_secs(10) }.into()
     }
 
     fn script(values: &[Taken]) -> Script {
@@ -808,7 +814,7 @@ mod tests {
                 "shop",
                 st.as_ref(),
                 &observed(i * 10, settled(1), None),
-                &script(&[Err("refused".into())]),
+                &script(&[Err(unanswered())]),
             )
             .await;
             let phase = d.status.as_ref().unwrap().phase;
