@@ -631,20 +631,13 @@ struct PrometheusMeasure<'a> {
 }
 
 impl<'a> PrometheusMeasure<'a> {
-    /// Measurements of one workload's rollout: its queries' `{{revision}}` (the commit),
-    /// `{{namespace}}`, `{{workload}}` and `{{variant}}`.
+    /// Measurements of one workload's rollout, with ferry's Prometheus settings.
     fn for_workload(ctx: &'a Context, revision: &str, namespace: Option<&str>, workload: &str) -> Self {
-        let commit = revision.rsplit_once("sha1:").map(|(_, c)| c).unwrap_or(revision);
         PrometheusMeasure {
             prometheus: ctx.prometheus.as_ref().map_err(|why| MeasureError::NoClient(why.clone())),
             default_address: ctx.options.prometheus_url.as_deref(),
             allowed: &ctx.options.allowed_prometheus_urls,
-            vars: BTreeMap::from([
-                ("revision", commit.to_string()),
-                ("namespace", namespace.unwrap_or_default().to_string()),
-                ("workload", workload.to_string()),
-                ("variant", CANARY.to_string()),
-            ]),
+            vars: query_vars(revision, namespace, workload),
         }
     }
 
@@ -663,6 +656,18 @@ impl<'a> PrometheusMeasure<'a> {
     }
 }
 
+/// What a query's `{{revision}}` (the commit alone), `{{namespace}}`, `{{workload}}` and
+/// `{{variant}}` stand for.
+fn query_vars(revision: &str, namespace: Option<&str>, workload: &str) -> BTreeMap<&'static str, String> {
+    let commit = revision.rsplit_once("sha1:").map(|(_, c)| c).unwrap_or(revision);
+    BTreeMap::from([
+        ("revision", commit.to_string()),
+        ("namespace", namespace.unwrap_or_default().to_string()),
+        ("workload", workload.to_string()),
+        ("variant", CANARY.to_string()),
+    ])
+}
+
 impl Measure for PrometheusMeasure<'_> {
     fn measure(&self, metric: &AnalysisMetric) -> impl Future<Output = Taken> + Send {
         let address = metric.prometheus.address.as_deref().or(self.default_address).map(str::to_string);
@@ -679,7 +684,339 @@ impl Measure for PrometheusMeasure<'_> {
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::api::{apps::v1::Deployment, core::v1::Service};
+    use kube::discovery::Scope;
+    use serde_json::json;
+
     use super::*;
+    use crate::{
+        apply::{APP_NAME, APP_NAMESPACE, FIELD_MANAGER, MANAGED_BY},
+        controller::error::SyncError,
+        rollout::{prometheus::QueryError, workload::TEMPLATE_HASH},
+    };
+
+    // Builders: the workload `shop` in namespace `team`, its Services and route, as rendered.
+
+    fn kind<K: kube::Resource<DynamicType = ()>>() -> (ApiResource, ApiCapabilities) {
+        let caps = ApiCapabilities { scope: Scope::Namespaced, subresources: vec![], operations: vec![] };
+        (ApiResource::erase::<K>(&()), caps)
+    }
+
+    /// A Deployment running `image` at `replicas`, stamped with `hash` when it is a live one.
+    fn deployment(replicas: i32, image: &str, hash: Option<&str>) -> Value {
+        let mut d = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "shop", "namespace": "team"},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "shop"}},
+                     "template": {"metadata": {"labels": {"app": "shop"}},
+                                  "spec": {"containers": [{"name": "shop", "image": image}]}}}
+        });
+        if let Some(hash) = hash {
+            d["metadata"]["annotations"] = json!({TEMPLATE_HASH: hash});
+        }
+        d
+    }
+
+    fn service(name: &str, selector: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "team"},
+               "spec": {"selector": selector, "ports": [{"port": 80}]}})
+    }
+
+    fn route(to: &str) -> Value {
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+               "metadata": {"name": "shop", "namespace": "team"},
+               "spec": {"rules": [{"backendRefs": [{"name": to, "port": 80}]}]}})
+    }
+
+    /// ferry's labels for Application `team/<app>`.
+    fn labelled(mut object: Value, app: &str) -> Value {
+        object["metadata"]["labels"] =
+            json!({MANAGED_BY: FIELD_MANAGER, APP_NAMESPACE: "team", APP_NAME: app});
+        object["metadata"]["uid"] = json!(format!("uid-of-{app}"));
+        object
+    }
+
+    fn this_app() -> AppRef {
+        AppRef { namespace: "team".into(), name: "shop".into() }
+    }
+
+    fn gateway() -> Routing {
+        Routing::Gateway {
+            route_index: 2,
+            route: route("shop"),
+            service: service("shop", json!({"app": "shop"})),
+            service_resource: kind::<Service>(),
+            canary_service: Box::default(),
+        }
+    }
+
+    fn services(preview: bool) -> Routing {
+        Routing::Services {
+            active: (1, service("shop", json!({"app": "shop", "tier": "web"}))),
+            preview: preview
+                .then(|| (3, service("shop-preview", json!({"app": "shop", "track": "preview"})))),
+        }
+    }
+
+    /// Git's `shop` at 5 replicas (image v2, template hash `new`), the live primary at v1.
+    fn objects(routing: Option<Routing>) -> Objects {
+        Objects {
+            workload_index: 0,
+            git: deployment(5, "shop:v2", None),
+            template_hash: "new".into(),
+            resource: kind::<Deployment>(),
+            live_primary: Some(deployment(4, "shop:v1", Some("old"))),
+            canary: Derived::default(),
+            routing,
+            autoscaled: false,
+        }
+    }
+
+    fn pass(objects: Objects, primary: Primary, change: impl FnOnce(&mut Decision)) -> Pass {
+        let mut decision = Decision::new(primary, Canary::Present { replicas: 1 }, None);
+        change(&mut decision);
+        Pass { decision, objects }
+    }
+
+    fn image(d: &Value) -> &str {
+        d.pointer("/spec/template/spec/containers/0/image").and_then(Value::as_str).unwrap()
+    }
+
+    fn stamped(d: &Value) -> Option<&str> {
+        workload::stamped_hash(d)
+    }
+
+    fn app(strategy: Value) -> Application {
+        serde_json::from_value(json!({
+            "apiVersion": "ferry.dev/v1alpha1", "kind": "Application",
+            "metadata": {"name": "shop", "namespace": "team"},
+            "spec": {"source": {"repoURL": "https://git.example.com/a.git", "ref": {"branch": "main"}},
+                     "strategy": strategy}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_primary_as_in_git_is_stamped_with_gits_template_hash() {
+        let p = pass(objects(None), Primary::AsGit, |_| {});
+        let rewrites = p.rewrites();
+        assert_eq!(rewrites.len(), 1, "without routing only the primary is rewritten");
+        let (index, primary) = &rewrites[0];
+        assert_eq!(*index, 0);
+        assert_eq!((image(primary), stamped(primary)), ("shop:v2", Some("new")));
+        assert_eq!(workload::replicas(primary), 5);
+    }
+
+    #[test]
+    fn a_held_primary_keeps_the_live_template_at_the_rollouts_replicas() {
+        let p = pass(objects(None), Primary::Hold { replicas: 2 }, |_| {});
+        let (_, primary) = &p.rewrites()[0];
+        assert_eq!((image(primary), stamped(primary)), ("shop:v1", Some("old")));
+        assert_eq!(workload::replicas(primary), 2);
+
+        // An autoscaler owns the count: Git's replicas are applied (the autoscaler's field
+        // manager keeps the live one), never the rollout's.
+        let mut autoscaled = objects(None);
+        autoscaled.autoscaled = true;
+        let (_, primary) = &pass(autoscaled, Primary::Hold { replicas: 2 }, |_| {}).rewrites()[0];
+        assert_eq!((image(primary), workload::replicas(primary)), ("shop:v1", 5));
+
+        // Nothing live to hold (the first sync): Git's, stamped.
+        let mut first = objects(None);
+        first.live_primary = None;
+        let (_, primary) = &pass(first, Primary::Hold { replicas: 2 }, |_| {}).rewrites()[0];
+        assert_eq!((image(primary), stamped(primary)), ("shop:v2", Some("new")));
+    }
+
+    #[test]
+    fn gateway_routing_rewrites_the_route_only_when_the_decision_weighs_it() {
+        let p = pass(objects(Some(gateway())), Primary::Hold { replicas: 5 }, |d| d.route_weight = Some(30));
+        let rewrites = p.rewrites();
+        assert_eq!(rewrites.iter().map(|r| r.0).collect::<Vec<_>>(), vec![0, 2]);
+        let refs = rewrites[1].1.pointer("/spec/rules/0/backendRefs").unwrap();
+        assert_eq!(
+            refs,
+            &json!([{"name": "shop", "port": 80, "weight": 70}, {"name": "shop-canary", "port": 80, "weight": 30}])
+        );
+
+        let as_in_git = pass(objects(Some(gateway())), Primary::AsGit, |_| {});
+        assert_eq!(as_in_git.rewrites().len(), 1, "no weight: the route as in Git");
+    }
+
+    #[test]
+    fn blue_green_points_only_the_services_the_decision_names() {
+        let pointed = |preview: bool, active_to_new: bool, preview_to_new: bool| {
+            let p = pass(objects(Some(services(preview))), Primary::Hold { replicas: 5 }, |d| {
+                (d.active_to_new, d.preview_to_new) = (active_to_new, preview_to_new);
+            });
+            p.rewrites()
+                .into_iter()
+                .skip(1)
+                .map(|(i, s)| (i, s["spec"]["selector"].clone()))
+                .collect::<Vec<_>>()
+        };
+        let active = (1, json!({"app": "shop-canary", "tier": "web-canary", "ferry.dev/variant": "canary"}));
+        let preview =
+            (3, json!({"app": "shop-canary", "track": "preview-canary", "ferry.dev/variant": "canary"}));
+        assert_eq!(pointed(true, false, true), vec![preview.clone()]);
+        assert_eq!(pointed(true, true, true), vec![active.clone(), preview]);
+        assert_eq!(pointed(true, false, false), vec![]);
+        // No preview Service: only the active one can be pointed.
+        assert_eq!(pointed(false, true, true), vec![active]);
+    }
+
+    #[test]
+    fn the_new_versions_pods_are_kept_apart_on_every_key_a_routed_service_selects() {
+        assert_eq!(objects(Some(services(true))).apart(), vec!["app", "tier", "track"]);
+        assert_eq!(objects(Some(gateway())).apart(), vec!["app"]);
+        assert!(objects(None).apart().is_empty(), "replica ratio: the canary's pods share the Service");
+    }
+
+    #[test]
+    fn the_state_machine_observes_only_this_applications_canary() {
+        let mut app = app(json!({"canary": {"workload": {"name": "shop"}, "steps": []}}));
+        app.annotations_mut().insert(ROLLOUT_REQUEST_ANNOTATION.into(), "promote@1".into());
+        let mut o = objects(None);
+        o.autoscaled = true;
+        o.canary = Derived::of(Some(labelled(deployment(1, "shop:v2", Some("new")), "other")), &this_app());
+        let seen = o.observe(&app, "main@sha1:abc");
+        assert_eq!(seen.replicas, 4, "autoscaled: the live primary's count");
+        assert_eq!((seen.primary_hash, seen.primary.replicas), (Some("old"), 4));
+        assert_eq!((seen.canary.exists, seen.canary_hash), (false, None), "another Application's canary");
+        assert_eq!(seen.request, Some("promote@1"));
+
+        o.autoscaled = false;
+        o.canary = Derived::of(Some(labelled(deployment(1, "shop:v2", Some("new")), "shop")), &this_app());
+        let seen = o.observe(&app, "main@sha1:abc");
+        assert_eq!(seen.replicas, 5, "Git's count");
+        assert_eq!((seen.canary.exists, seen.canary_hash), (true, Some("new")));
+    }
+
+    #[test]
+    fn derived_objects_are_known_by_whose_labels_they_carry() {
+        let ours = Derived::of(Some(labelled(deployment(1, "x", None), "shop")), &this_app());
+        assert!(ours.ours.is_some() && ours.foreign.is_none());
+        assert_eq!(ours.uid(), Some("uid-of-shop"));
+        let theirs = Derived::of(Some(labelled(deployment(1, "x", None), "other")), &this_app());
+        assert!(theirs.ours.is_none() && theirs.foreign.is_some());
+        assert_eq!(theirs.uid(), None, "never deleted: no precondition to give");
+        let unlabelled = Derived::of(Some(deployment(1, "x", None)), &this_app());
+        assert!(unlabelled.ours.is_none() && unlabelled.foreign.is_some());
+        let none = Derived::of(None, &this_app());
+        assert!(none.ours.is_none() && none.foreign.is_none());
+    }
+
+    #[test]
+    fn the_objects_a_rollout_derives_are_deleted_with_the_application() {
+        let entry = |group: &str, version: &str, kind: &str, name: &str| InventoryEntry {
+            group: group.into(),
+            version: version.into(),
+            kind: kind.into(),
+            namespace: Some("team".into()),
+            name: name.into(),
+        };
+        let inventory = vec![entry("", "v1", "Service", "shop"), entry("apps", "v1", "Deployment", "shop")];
+        let canary = app(json!({"canary": {"workload": {"name": "shop"}, "steps": []}}));
+        assert_eq!(
+            derived_objects(&canary, &inventory),
+            vec![entry("apps", "v1", "Deployment", "shop-canary")]
+        );
+
+        let gateway = app(json!({"canary": {"workload": {"name": "shop"}, "steps": [],
+            "trafficRouting": {"gatewayAPI": {"httpRoute": "shop", "stableService": "web"}}}}));
+        assert_eq!(
+            derived_objects(&gateway, &inventory),
+            vec![entry("apps", "v1", "Deployment", "shop-canary"), entry("", "v1", "Service", "web-canary")]
+        );
+
+        let blue_green = app(json!({"blueGreen": {"workload": {"name": "shop"}, "activeService": "shop"}}));
+        assert_eq!(
+            derived_objects(&blue_green, &inventory),
+            vec![entry("apps", "v1", "Deployment", "shop-canary")]
+        );
+
+        // The workload never applied: nothing was derived from it.
+        assert!(derived_objects(&canary, &inventory[..1]).is_empty());
+        let mut plain = canary.clone();
+        plain.spec.strategy = None;
+        assert!(derived_objects(&plain, &inventory).is_empty());
+    }
+
+    /// Each failure with today's text, reason, category and retry, and the same through
+    /// SyncError, which the sync reports.
+    #[test]
+    fn rollout_failures_keep_their_text_reason_category_and_retry() {
+        let revision = "main@sha1:abc".to_string();
+        let transient =
+            ApplyError::Transient { object: "Deployment team/shop".into(), message: "timed out".into() };
+        let refused = ApplyError::Refused {
+            object: "Deployment team/shop-canary".into(),
+            code: 422,
+            reason: "Invalid".into(),
+            message: "bad".into(),
+        };
+        let conflict = |owner: Option<AppRef>| {
+            RolloutError::Conflict(Box::new(CanaryConflict {
+                kind: "Deployment".into(),
+                namespace: "team".into(),
+                name: "shop-canary".into(),
+                owner,
+                revision: revision.clone(),
+            }))
+        };
+        let cases = [
+            (
+                RolloutError::NotRendered {
+                    field: "spec.strategy.blueGreen.activeService",
+                    kind: "Service",
+                    name: "web".into(),
+                    revision: revision.clone(),
+                },
+                "spec.strategy.blueGreen.activeService names Service web, which main@sha1:abc does not render",
+                ("ValidationFailed", "validation", false),
+            ),
+            (
+                RolloutError::NoTemplate { name: "shop".into() },
+                "Deployment shop (spec.strategy workload) has no spec.template",
+                ("ValidationFailed", "validation", false),
+            ),
+            (
+                RolloutError::from(transient),
+                "Deployment team/shop: timed out",
+                ("ApplyFailed", "apply", true),
+            ),
+            (
+                RolloutError::from(refused),
+                "Deployment team/shop-canary: refused by the API server: bad",
+                ("ApplyFailed", "apply", false),
+            ),
+            (
+                conflict(Some(AppRef { namespace: "team".into(), name: "other".into() })),
+                "Deployment team/shop-canary exists and is not this Application's canary (it belongs to Application team/other); ferry neither takes it over nor deletes it, so the rollout of main@sha1:abc stopped: rename or remove that object",
+                ("OwnershipConflict", "conflict", false),
+            ),
+            (
+                conflict(None),
+                "Deployment team/shop-canary exists and is not this Application's canary (it was not created by ferry); ferry neither takes it over nor deletes it, so the rollout of main@sha1:abc stopped: rename or remove that object",
+                ("OwnershipConflict", "conflict", false),
+            ),
+        ];
+        for (err, text, (reason, category, transient)) in cases {
+            assert_eq!(err.to_string(), text);
+            assert_eq!(
+                (err.reason(), err.category(), err.is_transient()),
+                (reason, category, transient),
+                "{text}"
+            );
+            let sync = SyncError::from(err);
+            assert_eq!(sync.to_string(), text);
+            assert_eq!(
+                (sync.reason(), sync.category(), sync.is_transient()),
+                (reason, category, transient),
+                "{text}"
+            );
+        }
+    }
 
     fn measure<'a>(default: Option<&'a str>, allowed: &'a [String]) -> PrometheusMeasure<'a> {
         let prometheus = Err(MeasureError::NoClient("no client in unit tests".to_string()));
@@ -696,5 +1033,53 @@ mod tests {
         assert!(err.contains("169.254.169.254") && err.contains("--allowed-prometheus-urls"), "{err}");
         // Without the flag, as before: any address (single-team installs).
         assert!(measure(None, &[]).permitted("http://anything:1").is_ok());
+    }
+
+    /// Why `m` could not take a measurement of `metric`.
+    async fn taken(m: &PrometheusMeasure<'_>, metric: AnalysisMetric) -> String {
+        m.measure(&metric).await.unwrap_err().to_string()
+    }
+
+    #[tokio::test]
+    async fn a_measurement_that_cannot_be_taken_says_why_in_the_order_a_person_fixes_it() {
+        let metric = |address: Option<&str>, query: &str| -> AnalysisMetric {
+            serde_json::from_value(
+                json!({"name": "errors", "prometheus": {"address": address, "query": query}}),
+            )
+            .unwrap()
+        };
+        let allowed = vec!["http://prometheus:9090".to_string()];
+        let nowhere = measure(None, &allowed);
+        assert_eq!(
+            taken(&nowhere, metric(None, "{{nope}}")).await,
+            "no Prometheus to ask: set prometheus.address on the metric or run ferry with --prometheus-url"
+        );
+        assert_eq!(
+            taken(&nowhere, metric(Some("http://elsewhere"), "{{nope}}")).await,
+            "prometheus.address \"http://elsewhere\" is not one ferry may query (--allowed-prometheus-urls: http://prometheus:9090)"
+        );
+        let default = measure(Some("http://prometheus:9090"), &allowed);
+        assert_eq!(taken(&default, metric(None, "up")).await, "no client in unit tests");
+        // The texts of the later failures are their sources' own.
+        let unclosed = MeasureError::from(crate::rollout::analysis::TemplateError::Unclosed);
+        assert_eq!(unclosed.to_string(), "query has a `{{` without its `}}`");
+        let timeout =
+            QueryError::Timeout { base: "http://p".into(), timeout: std::time::Duration::from_secs(3) };
+        assert_eq!(MeasureError::from(timeout).to_string(), "http://p did not answer within 3s");
+    }
+
+    #[test]
+    fn queries_name_the_commit_alone() {
+        let vars = query_vars("main@sha1:0123abc", Some("team"), "shop");
+        assert_eq!(
+            vars.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("namespace", "team".to_string()),
+                ("revision", "0123abc".to_string()),
+                ("variant", "canary".to_string()),
+                ("workload", "shop".to_string()),
+            ]
+        );
+        assert_eq!(query_vars("v1.2.3", None, "shop")["revision"], "v1.2.3", "a revision without a commit");
     }
 }

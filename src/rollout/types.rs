@@ -126,7 +126,9 @@ pub struct Decision {
 }
 
 impl Decision {
-    pub(super) fn new(primary: Primary, canary: Canary, status: Option<RolloutStatus>) -> Decision {
+    /// The Deployments as given, and nothing else to do: the route and Services as in Git, no
+    /// health, requeue, Events or measurements.
+    pub fn new(primary: Primary, canary: Canary, status: Option<RolloutStatus>) -> Decision {
         Decision {
             primary,
             canary,
