@@ -55,8 +55,11 @@ pub enum SyncError {
     Apply(#[from] ApplyStageError),
     #[error(transparent)]
     Prune(#[from] PruneError),
-    // The variants below are what the hooks and the rollout glue still build themselves; they
-    // go once those return errors of their own.
+    /// The rollout's (`controller::rollout`): deciding this pass, converging the canary.
+    #[error(transparent)]
+    Rollout(#[from] super::rollout::RolloutError),
+    // The variants below are what the hooks still build themselves; they go once the hooks
+    // return errors of their own.
     #[error("{0}")]
     Validation(String),
     #[error("{0}")]
@@ -76,6 +79,7 @@ impl SyncError {
             SyncError::Validate(e) => e.reason(),
             SyncError::Apply(e) => e.reason(),
             SyncError::Prune(e) => e.reason(),
+            SyncError::Rollout(e) => e.reason(),
             SyncError::Validation(_) => c::VALIDATION_FAILED,
             SyncError::Conflict(_) => c::OWNERSHIP_CONFLICT,
             SyncError::ApplyFailed { .. } => c::APPLY_FAILED,
@@ -92,6 +96,7 @@ impl SyncError {
             SyncError::Validate(e) => e.category(),
             SyncError::Apply(e) => e.category(),
             SyncError::Prune(e) => e.category(),
+            SyncError::Rollout(e) => e.category(),
             SyncError::Validation(_) => "validation",
             SyncError::Conflict(_) => "conflict",
             SyncError::ApplyFailed { .. } => "apply",
@@ -109,6 +114,7 @@ impl SyncError {
             SyncError::Validate(e) => e.is_transient(),
             SyncError::Apply(e) => e.is_transient(),
             SyncError::Prune(e) => e.is_transient(),
+            SyncError::Rollout(e) => e.is_transient(),
             SyncError::Validation(_) | SyncError::Conflict(_) => false,
             SyncError::ApplyFailed { transient, .. } => *transient,
         }

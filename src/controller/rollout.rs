@@ -19,21 +19,100 @@ use serde_json::Value;
 
 use super::{
     context::Context,
-    error::SyncError,
     memory::{AppMemory, ObjKey},
     watches::Seen,
 };
 use crate::{
-    api::{AnalysisMetric, Application, InventoryEntry, ROLLOUT_REQUEST_ANNOTATION},
+    api::{
+        AnalysisMetric, Application, BlueGreenStrategy, GatewayApiRouting, InventoryEntry,
+        ROLLOUT_REQUEST_ANNOTATION, Strategy, conditions,
+    },
     apply::{AppRef, Applier, ApplyError, Ownership, ownership_of},
     rollout::{
         analysis::render_query,
         blue_green, canary,
         prometheus::Prometheus,
-        types::{Canary, Decision, Measure, Observed, Primary, Taken},
+        types::{Canary, Decision, Measure, MeasureError, Observed, Primary, Taken},
         workload::{self, Availability, CANARY, ROLLOUT_FIELD_MANAGER},
     },
 };
+
+/// Why a rollout could not be decided or carried out this pass. Its text is the Ready
+/// condition's message; [`reason`](RolloutError::reason), [`category`](RolloutError::category)
+/// and [`is_transient`](RolloutError::is_transient) say how the sync reports and retries it.
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    /// `spec.strategy` (at `field`) names an object the revision does not render.
+    #[error("{field} names {kind} {name}, which {revision} does not render")]
+    NotRendered { field: &'static str, kind: &'static str, name: String, revision: String },
+    /// The workload Deployment has no pod template to roll out.
+    #[error("Deployment {name} (spec.strategy workload) has no spec.template")]
+    NoTemplate { name: String },
+    /// Reading, applying or deleting a Deployment or Service failed.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// An object of a name the rollout derives (`<name>-canary`) is someone else's. Boxed: it
+    /// is the largest failure, and every `Result` of a rollout carries the enum's size.
+    #[error(transparent)]
+    Conflict(Box<CanaryConflict>),
+}
+
+impl RolloutError {
+    /// The Ready condition's reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RolloutError::NotRendered { .. } | RolloutError::NoTemplate { .. } => {
+                conditions::VALIDATION_FAILED
+            }
+            RolloutError::Apply(_) => conditions::APPLY_FAILED,
+            RolloutError::Conflict(_) => conditions::OWNERSHIP_CONFLICT,
+        }
+    }
+
+    /// The short word for `ferry_errors_total{category}`.
+    pub fn category(&self) -> &'static str {
+        match self {
+            RolloutError::NotRendered { .. } | RolloutError::NoTemplate { .. } => "validation",
+            RolloutError::Apply(_) => "apply",
+            RolloutError::Conflict(_) => "conflict",
+        }
+    }
+
+    /// Whether retrying without any change may help: only an API call that did not complete.
+    /// What the revision lacks, or an object someone else holds, waits for a change.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RolloutError::Apply(e) => e.is_transient(),
+            RolloutError::NotRendered { .. }
+            | RolloutError::NoTemplate { .. }
+            | RolloutError::Conflict(_) => false,
+        }
+    }
+}
+
+/// An object of a name the rollout derives (`<name>-canary`) that is not this Application's:
+/// ferry neither takes it over nor deletes it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{kind} {namespace}/{name} exists and is not this Application's canary ({}); ferry neither takes it over nor deletes it, so the rollout of {revision} stopped: rename or remove that object",
+    whose(.owner)
+)]
+pub struct CanaryConflict {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    /// The Application it belongs to; `None` when ferry did not create it.
+    pub owner: Option<AppRef>,
+    pub revision: String,
+}
+
+/// Whose a conflicting object is, in [`CanaryConflict`]'s words.
+fn whose(owner: &Option<AppRef>) -> String {
+    match owner {
+        Some(other) => format!("it belongs to Application {other}"),
+        None => "it was not created by ferry".to_string(),
+    }
+}
 
 /// The Deployment an Application's strategy drives, if it has one.
 pub(super) fn workload_of(app: &Application) -> Option<&str> {
@@ -83,14 +162,21 @@ pub(super) type Find<'a> = dyn Fn(&str, &str, &str) -> Option<Found<'a>> + Sync 
 /// A pass's decision and what is needed to carry it out.
 pub(super) struct Pass {
     pub decision: Decision,
+    objects: Objects,
+}
+
+/// What a pass reads and rewrites: Git's workload, the live primary and canary, and the objects
+/// that route traffic to the new version.
+struct Objects {
+    /// The workload's index among the desired objects.
     workload_index: usize,
     /// Git's Deployment as prepared (labelled), from which the canary is derived.
     git: Value,
+    template_hash: String,
+    resource: (ApiResource, ApiCapabilities),
     live_primary: Option<Value>,
     /// The live `<workload>-canary` Deployment.
     canary: Derived,
-    template_hash: String,
-    resource: (ApiResource, ApiCapabilities),
     routing: Option<Routing>,
     /// A HorizontalPodAutoscaler in the revision scales the workload: ferry never sets the
     /// primary's replicas, and the canary is sized from the primary's current count.
@@ -116,20 +202,20 @@ impl Pass {
     /// The objects to apply instead of Git's (by index among the desired objects): the primary
     /// as the rollout holds it, and the route or Services pointed where the rollout says.
     pub fn rewrites(&self) -> Vec<(usize, Value)> {
-        let mut primary = self.git.clone();
-        match (self.decision.primary, &self.live_primary) {
+        let o = &self.objects;
+        let mut primary = o.git.clone();
+        match (self.decision.primary, &o.live_primary) {
             (Primary::Hold { replicas }, Some(live)) => {
-                workload::hold(&mut primary, live, (!self.autoscaled).then_some(replicas))
+                workload::hold(&mut primary, live, (!o.autoscaled).then_some(replicas))
             }
-            _ => workload::stamp(&mut primary, &self.template_hash),
+            _ => workload::stamp(&mut primary, &o.template_hash),
         }
-        let mut out = vec![(self.workload_index, primary)];
-        match &self.routing {
+        let mut out = vec![(o.workload_index, primary)];
+        match &o.routing {
             Some(Routing::Gateway { route_index, route, service, .. }) => {
                 if let Some(weight) = self.decision.route_weight {
-                    let name = service.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
                     let mut route = route.clone();
-                    workload::split_route(&mut route, name, weight);
+                    workload::split_route(&mut route, name_of(service), weight);
                     out.push((*route_index, route));
                 }
             }
@@ -150,6 +236,29 @@ impl Pass {
         }
         out
     }
+}
+
+impl Objects {
+    /// What the state machine sees of them this pass. Only this Application's canary is
+    /// observed: another's of the same name is neither counted nor scaled.
+    fn observe<'a>(&'a self, app: &'a Application, revision: &'a str) -> Observed<'a> {
+        let canary = self.canary.ours.as_ref();
+        Observed {
+            revision,
+            template_hash: &self.template_hash,
+            replicas: match (&self.live_primary, self.autoscaled) {
+                (Some(live), true) => workload::replicas(live),
+                _ => workload::replicas(&self.git),
+            },
+            primary_hash: self.live_primary.as_ref().and_then(workload::stamped_hash),
+            primary: Availability::of(self.live_primary.as_ref()),
+            canary: Availability::of(canary),
+            canary_hash: canary.and_then(workload::stamped_hash),
+            last_applied_revision: app.status.as_ref().and_then(|s| s.last_applied_revision.as_deref()),
+            request: app.annotations().get(ROLLOUT_REQUEST_ANNOTATION).map(String::as_str),
+            now: k8s_openapi::jiff::Timestamp::now(),
+        }
+    }
 
     /// Label keys whose values the new version's pods carry suffixed, so that Services as in
     /// Git (selecting the primary) never select them.
@@ -167,10 +276,27 @@ impl Pass {
         keys.dedup();
         keys
     }
+
+    fn namespace(&self) -> Option<&str> {
+        self.git.pointer("/metadata/namespace").and_then(Value::as_str)
+    }
+
+    /// `<workload>-canary`.
+    fn canary_name(&self) -> String {
+        workload::canary_name(name_of(&self.git))
+    }
+}
+
+/// An object's `metadata.name` ("" without one).
+fn name_of(object: &Value) -> &str {
+    object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
 }
 
 /// Decides this pass: reads the live primary and new-version Deployments and runs the
 /// Application's strategy. `find` looks up the rendered objects the strategy names.
+///
+/// Errors come in the order a person fixes them: what the revision lacks, then what the cluster
+/// could not answer, then a canary name someone else holds (checked only when a canary is due).
 pub(super) async fn decide(
     ctx: &Context,
     app: &Application,
@@ -179,114 +305,47 @@ pub(super) async fn decide(
     find: &Find<'_>,
     autoscaled: bool,
     revision: &str,
-) -> Result<Pass, SyncError> {
+) -> Result<Pass, RolloutError> {
     let strategy = app.spec.strategy.as_ref().expect("decide runs for Applications with a strategy");
     let workload_name = workload_of(app).expect("a strategy names a workload");
-    let invalid = |what: String| format!("{what}, which {revision} does not render");
-    let (workload_index, git, resource) = find("apps", "Deployment", workload_name).ok_or_else(|| {
-        SyncError::Validation(invalid(format!("spec.strategy names Deployment {workload_name}")))
-    })?;
+    let rendered = Rendered { find, revision };
+    let (workload_index, git, resource) =
+        rendered.get(("apps", "Deployment"), workload_name, "spec.strategy")?;
     let git_value = serde_json::to_value(git).expect("objects serialize");
     let namespace = git.namespace();
     let name = git.name_any();
-    let template_hash = workload::template_hash(&git_value).ok_or_else(|| {
-        SyncError::Validation(format!("Deployment {name} (spec.strategy workload) has no spec.template"))
-    })?;
+    let template_hash =
+        workload::template_hash(&git_value).ok_or_else(|| RolloutError::NoTemplate { name: name.clone() })?;
+    let cluster = Cluster {
+        ctx,
+        mem,
+        applier,
+        app: AppRef { namespace: app.namespace().unwrap_or_default(), name: app.name_any() },
+        namespace: namespace.as_deref(),
+        revision,
+    };
     let key = ObjKey {
         group: "apps".into(),
         kind: "Deployment".into(),
         namespace: namespace.clone(),
         name: name.clone(),
     };
-    let live_primary = live(ctx, mem, applier, resource, namespace.as_deref(), &name, Some(&key)).await?;
-    let app_ref = AppRef { namespace: app.namespace().unwrap_or_default(), name: app.name_any() };
-    let canary_name = workload::canary_name(&name);
-    let canary = live(ctx, mem, applier, resource, namespace.as_deref(), &canary_name, None).await?;
-    let canary = Derived::of(canary, &app_ref);
-
-    let service = |name: &str, field: &str| {
-        find("", "Service", name)
-            .map(|(i, obj, res)| (i, serde_json::to_value(obj).expect("objects serialize"), res.clone()))
-            .ok_or_else(|| invalid(format!("spec.strategy.{field} names Service {name}")))
-    };
-    let routing = match (&strategy.canary, &strategy.blue_green) {
-        (Some(c), _) => match c.traffic_routing.as_ref().and_then(|t| t.gateway_api.as_ref()) {
-            None => None,
-            Some(g) => {
-                let (route_index, route, _) = find("gateway.networking.k8s.io", "HTTPRoute", &g.http_route)
-                    .ok_or_else(|| {
-                        invalid(format!(
-                            "spec.strategy.canary.trafficRouting.gatewayAPI names HTTPRoute {}",
-                            g.http_route
-                        ))
-                    })
-                    .map_err(SyncError::Validation)?;
-                let stable = g.stable_service.as_deref().unwrap_or(workload_name);
-                let (_, service, service_resource) =
-                    service(stable, "canary.trafficRouting.gatewayAPI.stableService")
-                        .map_err(SyncError::Validation)?;
-                let canary_service = labelled(
-                    ctx,
-                    applier,
-                    &service_resource,
-                    namespace.as_deref(),
-                    &workload::canary_name(stable),
-                )
-                .await?;
-                Some(Routing::Gateway {
-                    route_index,
-                    route: serde_json::to_value(route).expect("objects serialize"),
-                    service,
-                    service_resource,
-                    canary_service: Box::new(Derived::of(canary_service, &app_ref)),
-                })
-            }
-        },
-        (None, Some(b)) => {
-            let (i, active, _) =
-                service(&b.active_service, "blueGreen.activeService").map_err(SyncError::Validation)?;
-            let preview = match &b.preview_service {
-                Some(p) => {
-                    let (j, preview, _) =
-                        service(p, "blueGreen.previewService").map_err(SyncError::Validation)?;
-                    Some((j, preview))
-                }
-                None => None,
-            };
-            Some(Routing::Services { active: (i, active), preview })
-        }
-        (None, None) => None,
+    let live_primary = cluster.live(resource, &name, Some(&key)).await?;
+    let canary = cluster.live(resource, &workload::canary_name(&name), None).await?;
+    let objects = Objects {
+        workload_index,
+        git: git_value,
+        template_hash,
+        resource: resource.clone(),
+        live_primary,
+        canary: Derived::of(canary, &cluster.app),
+        routing: Routing::of(strategy, &rendered, &cluster, workload_name).await?,
+        autoscaled,
     };
 
-    let status = app.status.as_ref();
-    let observed = Observed {
-        revision,
-        template_hash: &template_hash,
-        replicas: match (&live_primary, autoscaled) {
-            (Some(live), true) => workload::replicas(live),
-            _ => workload::replicas(&git_value),
-        },
-        primary_hash: live_primary.as_ref().and_then(workload::stamped_hash),
-        primary: Availability::of(live_primary.as_ref()),
-        canary: Availability::of(canary.ours.as_ref()),
-        canary_hash: canary.ours.as_ref().and_then(workload::stamped_hash),
-        last_applied_revision: status.and_then(|s| s.last_applied_revision.as_deref()),
-        request: app.annotations().get(ROLLOUT_REQUEST_ANNOTATION).map(String::as_str),
-        now: k8s_openapi::jiff::Timestamp::now(),
-    };
-    let commit = revision.rsplit_once("sha1:").map(|(_, c)| c).unwrap_or(revision);
-    let measure = PrometheusMeasure {
-        prometheus: &ctx.prometheus,
-        default_address: ctx.options.prometheus_url.as_deref(),
-        allowed: &ctx.options.allowed_prometheus_urls,
-        vars: BTreeMap::from([
-            ("revision", commit.to_string()),
-            ("namespace", namespace.clone().unwrap_or_default()),
-            ("workload", name.clone()),
-            ("variant", CANARY.to_string()),
-        ]),
-    };
-    let prev = status.and_then(|s| s.rollout.as_ref());
+    let measure = PrometheusMeasure::for_workload(ctx, revision, namespace.as_deref(), &name);
+    let observed = objects.observe(app, revision);
+    let prev = app.status.as_ref().and_then(|s| s.rollout.as_ref());
     let decision = match (&strategy.canary, &strategy.blue_green) {
         (Some(c), _) => canary::advance(c, &name, prev, &observed, &measure).await,
         (None, Some(b)) => blue_green::advance(b, &name, prev, &observed, &measure).await,
@@ -294,127 +353,240 @@ pub(super) async fn decide(
     };
     if let Canary::Present { .. } = decision.canary {
         // Nothing is written yet: a canary name taken by someone else stops the rollout here.
-        let ns = namespace.as_deref();
-        writable(applier, resource, ns, &canary_name, &canary, &app_ref, revision).await?;
-        if let Some(Routing::Gateway { service, service_resource, canary_service, .. }) = &routing {
-            let stable = service.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-            let name = workload::canary_name(stable);
-            writable(applier, service_resource, ns, &name, canary_service, &app_ref, revision).await?;
+        cluster.claim(&objects).await?;
+    }
+    Ok(Pass { decision, objects })
+}
+
+/// The rendered objects `spec.strategy` names. One the revision does not render is a
+/// validation failure naming the field, so the author sees which name to fix.
+struct Rendered<'f, 'r> {
+    find: &'r Find<'f>,
+    revision: &'r str,
+}
+
+impl<'f> Rendered<'f, '_> {
+    fn get(
+        &self,
+        (group, kind): (&str, &'static str),
+        name: &str,
+        field: &'static str,
+    ) -> Result<Found<'f>, RolloutError> {
+        (self.find)(group, kind, name).ok_or_else(|| RolloutError::NotRendered {
+            field,
+            kind,
+            name: name.to_string(),
+            revision: self.revision.to_string(),
+        })
+    }
+
+    /// A Service: its index, the Service as JSON and its kind.
+    fn service(
+        &self,
+        name: &str,
+        field: &'static str,
+    ) -> Result<(usize, Value, (ApiResource, ApiCapabilities)), RolloutError> {
+        let (index, obj, resource) = self.get(("", "Service"), name, field)?;
+        Ok((index, serde_json::to_value(obj).expect("objects serialize"), resource.clone()))
+    }
+}
+
+impl Routing {
+    /// The routing `strategy` asks for, with the objects it names (all rendered by the revision).
+    async fn of(
+        strategy: &Strategy,
+        rendered: &Rendered<'_, '_>,
+        cluster: &Cluster<'_>,
+        workload: &str,
+    ) -> Result<Option<Routing>, RolloutError> {
+        match (&strategy.canary, &strategy.blue_green) {
+            (Some(c), _) => match c.traffic_routing.as_ref().and_then(|t| t.gateway_api.as_ref()) {
+                None => Ok(None),
+                Some(g) => Routing::gateway(g, rendered, cluster, workload).await.map(Some),
+            },
+            (None, Some(b)) => Routing::services(b, rendered).map(Some),
+            (None, None) => Ok(None),
         }
     }
-    Ok(Pass {
-        decision,
-        workload_index,
-        git: git_value,
-        live_primary,
-        canary,
-        template_hash,
-        resource: resource.clone(),
-        routing,
-        autoscaled,
-    })
+
+    /// Gateway API: the HTTPRoute, the stable Service (the workload's name unless named) and
+    /// the live `<service>-canary` Service.
+    async fn gateway(
+        g: &GatewayApiRouting,
+        rendered: &Rendered<'_, '_>,
+        cluster: &Cluster<'_>,
+        workload: &str,
+    ) -> Result<Routing, RolloutError> {
+        const FIELD: &str = "spec.strategy.canary.trafficRouting.gatewayAPI";
+        let (route_index, route, _) =
+            rendered.get(("gateway.networking.k8s.io", "HTTPRoute"), &g.http_route, FIELD)?;
+        let stable = g.stable_service.as_deref().unwrap_or(workload);
+        let (_, service, service_resource) =
+            rendered.service(stable, "spec.strategy.canary.trafficRouting.gatewayAPI.stableService")?;
+        let canary_service = cluster.labelled(&service_resource, &workload::canary_name(stable)).await?;
+        Ok(Routing::Gateway {
+            route_index,
+            route: serde_json::to_value(route).expect("objects serialize"),
+            service,
+            service_resource,
+            canary_service: Box::new(Derived::of(canary_service, &cluster.app)),
+        })
+    }
+
+    /// Blue-green: the active Service and the preview Service, if any.
+    fn services(b: &BlueGreenStrategy, rendered: &Rendered<'_, '_>) -> Result<Routing, RolloutError> {
+        let (i, active, _) = rendered.service(&b.active_service, "spec.strategy.blueGreen.activeService")?;
+        let preview = match &b.preview_service {
+            Some(p) => {
+                let (j, preview, _) = rendered.service(p, "spec.strategy.blueGreen.previewService")?;
+                Some((j, preview))
+            }
+            None => None,
+        };
+        Ok(Routing::Services { active: (i, active), preview })
+    }
 }
 
 /// Creates, scales or removes the canary Deployment as decided. Idempotent: the same decision
 /// applied twice writes the same object.
-pub(super) async fn converge_canary(applier: &Applier, pass: &Pass) -> Result<(), SyncError> {
-    let (resource, caps) = &pass.resource;
-    let from_apply =
-        |e: ApplyError| SyncError::ApplyFailed { transient: e.is_transient(), message: e.to_string() };
-    let namespace = pass.git.pointer("/metadata/namespace").and_then(Value::as_str);
+pub(super) async fn converge_canary(applier: &Applier, pass: &Pass) -> Result<(), RolloutError> {
+    let o = &pass.objects;
     match pass.decision.canary {
         Canary::Present { replicas } => {
-            let apart = pass.apart();
-            if let Some(Routing::Gateway { service, .. }) = &pass.routing {
+            if let Some(Routing::Gateway { service, .. }) = &o.routing {
                 let service = workload::canary_service(service);
                 let obj: DynamicObject = serde_json::from_value(service).expect("a Service deserializes");
-                applier.apply_as(ROLLOUT_FIELD_MANAGER, &obj, true).await.map_err(from_apply)?;
+                applier.apply_as(ROLLOUT_FIELD_MANAGER, &obj, true).await?;
             }
-            let canary = workload::canary_deployment(&pass.git, replicas, &pass.template_hash, &apart);
+            let canary = workload::canary_deployment(&o.git, replicas, &o.template_hash, &o.apart());
             let obj: DynamicObject = serde_json::from_value(canary).expect("a Deployment deserializes");
-            applier.apply_as(ROLLOUT_FIELD_MANAGER, &obj, true).await.map_err(from_apply)?;
+            applier.apply_as(ROLLOUT_FIELD_MANAGER, &obj, true).await?;
         }
         // Only this Application's canary objects are deleted, and only the ones read.
         Canary::Absent => {
-            if pass.canary.ours.is_some() {
-                let name = workload::canary_name(
-                    pass.git.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default(),
-                );
+            let namespace = o.namespace();
+            if o.canary.ours.is_some() {
+                let name = o.canary_name();
                 let shown = format!("Deployment {}/{name}", namespace.unwrap_or_default());
-                let uid = pass.canary.uid();
-                applier.delete(&shown, resource, caps, namespace, &name, uid).await.map_err(from_apply)?;
+                let (resource, caps) = &o.resource;
+                applier.delete(&shown, resource, caps, namespace, &name, o.canary.uid()).await?;
             }
-            if let Some(Routing::Gateway { service, service_resource, canary_service, .. }) = &pass.routing
+            if let Some(Routing::Gateway { service, service_resource, canary_service, .. }) = &o.routing
                 && canary_service.ours.is_some()
             {
-                let name = workload::canary_name(
-                    service.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default(),
-                );
+                let name = workload::canary_name(name_of(service));
                 let shown = format!("Service {}/{name}", namespace.unwrap_or_default());
                 let (resource, caps) = service_resource;
-                let uid = canary_service.uid();
-                applier.delete(&shown, resource, caps, namespace, &name, uid).await.map_err(from_apply)?;
+                applier.delete(&shown, resource, caps, namespace, &name, canary_service.uid()).await?;
             }
         }
     }
     Ok(())
 }
 
-/// A Deployment as it is now: from memory when the watch shows ferry already saw this
-/// resourceVersion, from the watch when it says there is none, else read.
-async fn live(
-    ctx: &Context,
-    mem: &AppMemory,
-    applier: &Applier,
-    (resource, caps): &(ApiResource, ApiCapabilities),
-    namespace: Option<&str>,
-    name: &str,
-    key: Option<&ObjKey>,
-) -> Result<Option<Value>, SyncError> {
-    match ctx.watches.seen(resource, namespace, name) {
-        Seen::Absent => return Ok(None),
-        Seen::Present { resource_version, .. } => {
-            let known = key.and_then(|k| mem.known.get(k));
-            if let Some(k) = known.filter(|k| k.resource_version == resource_version)
-                && let Some(live) = &k.live
-            {
-                return Ok(Some(live.as_ref().clone()));
+/// Where a pass reads live objects: the watches and the memory of earlier passes first, the API
+/// server when they cannot tell. Everything it reads is in the workload's namespace.
+struct Cluster<'a> {
+    ctx: &'a Context,
+    mem: &'a AppMemory,
+    applier: &'a Applier,
+    /// The Application the rollout is of: whose derived objects are its own.
+    app: AppRef,
+    namespace: Option<&'a str>,
+    /// The revision being rolled out, for the messages.
+    revision: &'a str,
+}
+
+impl Cluster<'_> {
+    /// A Deployment as it is now: from memory when the watch shows ferry already saw this
+    /// resourceVersion, from the watch when it says there is none, else read.
+    async fn live(
+        &self,
+        (resource, caps): &(ApiResource, ApiCapabilities),
+        name: &str,
+        key: Option<&ObjKey>,
+    ) -> Result<Option<Value>, RolloutError> {
+        match self.ctx.watches.seen(resource, self.namespace, name) {
+            Seen::Absent => return Ok(None),
+            Seen::Present { resource_version, .. } => {
+                let known = key.and_then(|k| self.mem.known.get(k));
+                if let Some(k) = known.filter(|k| k.resource_version == resource_version)
+                    && let Some(live) = &k.live
+                {
+                    return Ok(Some(live.as_ref().clone()));
+                }
             }
+            Seen::Unknown => {}
         }
-        Seen::Unknown => {}
+        self.get(&(resource.clone(), caps.clone()), name, "Deployment").await
     }
-    get(applier, &(resource.clone(), caps.clone()), namespace, name, "Deployment").await
-}
 
-/// The live object, read.
-async fn get(
-    applier: &Applier,
-    (resource, caps): &(ApiResource, ApiCapabilities),
-    namespace: Option<&str>,
-    name: &str,
-    kind: &str,
-) -> Result<Option<Value>, SyncError> {
-    let shown = format!("{kind} {}/{name}", namespace.unwrap_or_default());
-    let got = applier
-        .get(&shown, resource, caps, namespace, name)
-        .await
-        .map_err(|e| SyncError::ApplyFailed { transient: e.is_transient(), message: e.to_string() })?;
-    Ok(got.map(|o| serde_json::to_value(o).expect("objects serialize")))
-}
-
-/// The live object when the watch knows one with ferry's labels (or cannot tell yet); `None`
-/// when it knows none, though one without ferry's labels may exist (see [`writable`]).
-async fn labelled(
-    ctx: &Context,
-    applier: &Applier,
-    kind: &(ApiResource, ApiCapabilities),
-    namespace: Option<&str>,
-    name: &str,
-) -> Result<Option<Value>, SyncError> {
-    if ctx.watches.seen(&kind.0, namespace, name) == Seen::Absent {
-        return Ok(None);
+    /// The live object, read.
+    async fn get(
+        &self,
+        (resource, caps): &(ApiResource, ApiCapabilities),
+        name: &str,
+        kind: &str,
+    ) -> Result<Option<Value>, RolloutError> {
+        let shown = format!("{kind} {}/{name}", self.namespace.unwrap_or_default());
+        let got = self.applier.get(&shown, resource, caps, self.namespace, name).await?;
+        Ok(got.map(|o| serde_json::to_value(o).expect("objects serialize")))
     }
-    get(applier, kind, namespace, name, &kind.0.kind).await
+
+    /// The live object when the watch knows one with ferry's labels (or cannot tell yet); `None`
+    /// when it knows none, though one without ferry's labels may exist (see [`Cluster::writable`]).
+    async fn labelled(
+        &self,
+        kind: &(ApiResource, ApiCapabilities),
+        name: &str,
+    ) -> Result<Option<Value>, RolloutError> {
+        if self.ctx.watches.seen(&kind.0, self.namespace, name) == Seen::Absent {
+            return Ok(None);
+        }
+        self.get(kind, name, &kind.0.kind).await
+    }
+
+    /// Whether the rollout may create or update every object it derives this pass: the canary
+    /// Deployment and, under Gateway API routing, the canary Service.
+    async fn claim(&self, objects: &Objects) -> Result<(), RolloutError> {
+        self.writable(&objects.resource, &objects.canary_name(), &objects.canary).await?;
+        if let Some(Routing::Gateway { service, service_resource, canary_service, .. }) = &objects.routing {
+            let name = workload::canary_name(name_of(service));
+            self.writable(service_resource, &name, canary_service).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the rollout may create or update `<kind> namespace/name`: it is this Application's
+    /// or does not exist. The watch sees only objects with ferry's labels, so when it knew of
+    /// none the API server is asked. Someone else's object of that name is a conflict that stops
+    /// the rollout.
+    async fn writable(
+        &self,
+        kind: &(ApiResource, ApiCapabilities),
+        name: &str,
+        live: &Derived,
+    ) -> Result<(), RolloutError> {
+        let foreign = match (&live.ours, &live.foreign) {
+            (Some(_), _) => None,
+            (None, Some(foreign)) => Some(foreign.clone()),
+            (None, None) => {
+                let live = self.get(kind, name, &kind.0.kind).await?;
+                live.filter(|v| owner(v, &self.app) != Ownership::Ours)
+            }
+        };
+        let Some(foreign) = foreign else { return Ok(()) };
+        Err(RolloutError::Conflict(Box::new(CanaryConflict {
+            kind: kind.0.kind.clone(),
+            namespace: self.namespace.unwrap_or_default().to_string(),
+            name: name.to_string(),
+            owner: match owner(&foreign, &self.app) {
+                Ownership::Other(other) => Some(other),
+                _ => None,
+            },
+            revision: self.revision.to_string(),
+        })))
+    }
 }
 
 /// A live object of a name the rollout derives (`<name>-canary`), by whose it is.
@@ -448,52 +620,31 @@ fn owner(live: &Value, app: &AppRef) -> Ownership {
     ownership_of(labels.as_ref(), app)
 }
 
-/// Whether the rollout may create or update `<kind> namespace/name`: it is this Application's or
-/// does not exist. The watch sees only objects with ferry's labels, so when it knew of none the
-/// API server is asked. Someone else's object of that name is a conflict that stops the rollout.
-async fn writable(
-    applier: &Applier,
-    kind: &(ApiResource, ApiCapabilities),
-    namespace: Option<&str>,
-    name: &str,
-    live: &Derived,
-    app: &AppRef,
-    revision: &str,
-) -> Result<(), SyncError> {
-    let foreign = match (&live.ours, &live.foreign) {
-        (Some(_), _) => None,
-        (None, Some(foreign)) => Some(foreign.clone()),
-        (None, None) => {
-            let live = get(applier, kind, namespace, name, &kind.0.kind).await?;
-            live.filter(|v| owner(v, app) != Ownership::Ours)
-        }
-    };
-    let Some(foreign) = foreign else { return Ok(()) };
-    let whose = match owner(&foreign, app) {
-        Ownership::Other(other) => format!("it belongs to Application {other}"),
-        _ => "it was not created by ferry".to_string(),
-    };
-    Err(SyncError::Conflict(format!(
-        "{} {}/{name} exists and is not this Application's canary ({whose}); ferry neither takes it over nor deletes it, so the rollout of {revision} stopped: rename or remove that object",
-        kind.0.kind,
-        namespace.unwrap_or_default()
-    )))
-}
-
 /// Measurements from Prometheus.
 struct PrometheusMeasure<'a> {
-    prometheus: &'a Result<Prometheus, String>,
+    /// ferry's client, or why it has none.
+    prometheus: Result<&'a Prometheus, MeasureError>,
     default_address: Option<&'a str>,
     /// `--allowed-prometheus-urls`: the only addresses a metric may name (empty: any).
     allowed: &'a [String],
     vars: BTreeMap<&'static str, String>,
 }
 
-impl PrometheusMeasure<'_> {
+impl<'a> PrometheusMeasure<'a> {
+    /// Measurements of one workload's rollout, with ferry's Prometheus settings.
+    fn for_workload(ctx: &'a Context, revision: &str, namespace: Option<&str>, workload: &str) -> Self {
+        PrometheusMeasure {
+            prometheus: ctx.prometheus.as_ref().map_err(|why| MeasureError::NoClient(why.clone())),
+            default_address: ctx.options.prometheus_url.as_deref(),
+            allowed: &ctx.options.allowed_prometheus_urls,
+            vars: query_vars(revision, namespace, workload),
+        }
+    }
+
     /// An address a metric names must be one ferry may query: otherwise any Application author
     /// could make ferry send GET requests to any URL it can reach (and read a JSON answer's
     /// error back in the status).
-    fn permitted(&self, address: &str) -> Result<(), String> {
+    fn permitted(&self, address: &str) -> Result<(), MeasureError> {
         let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
         if self.allowed.is_empty()
             || self.default_address.is_some_and(|d| same(d, address))
@@ -501,37 +652,374 @@ impl PrometheusMeasure<'_> {
         {
             return Ok(());
         }
-        Err(format!(
-            "prometheus.address {address:?} is not one ferry may query (--allowed-prometheus-urls: {})",
-            self.allowed.join(", ")
-        ))
+        Err(MeasureError::NotAllowed { address: address.to_string(), allowed: self.allowed.to_vec() })
     }
+}
+
+/// What a query's `{{revision}}` (the commit alone), `{{namespace}}`, `{{workload}}` and
+/// `{{variant}}` stand for.
+fn query_vars(revision: &str, namespace: Option<&str>, workload: &str) -> BTreeMap<&'static str, String> {
+    let commit = revision.rsplit_once("sha1:").map(|(_, c)| c).unwrap_or(revision);
+    BTreeMap::from([
+        ("revision", commit.to_string()),
+        ("namespace", namespace.unwrap_or_default().to_string()),
+        ("workload", workload.to_string()),
+        ("variant", CANARY.to_string()),
+    ])
 }
 
 impl Measure for PrometheusMeasure<'_> {
     fn measure(&self, metric: &AnalysisMetric) -> impl Future<Output = Taken> + Send {
         let address = metric.prometheus.address.as_deref().or(self.default_address).map(str::to_string);
-        let query = render_query(&metric.prometheus.query, &self.vars).map_err(|e| e.to_string());
-        let prometheus = self.prometheus.clone();
+        let query = render_query(&metric.prometheus.query, &self.vars).map_err(MeasureError::from);
+        let prometheus = self.prometheus.clone().cloned();
         let permitted = address.as_deref().map_or(Ok(()), |a| self.permitted(a));
         async move {
-            let address = address.ok_or_else(|| {
-                "no Prometheus to ask: set prometheus.address on the metric or run ferry with --prometheus-url"
-                    .to_string()
-            })?;
+            let address = address.ok_or(MeasureError::NoAddress)?;
             permitted?;
-            prometheus?.query(&address, &query?).await
+            Ok(prometheus?.query(&address, &query?).await?)
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::api::{apps::v1::Deployment, core::v1::Service};
+    use kube::discovery::Scope;
+    use serde_json::json;
+
     use super::*;
+    use crate::{
+        apply::{APP_NAME, APP_NAMESPACE, FIELD_MANAGER, MANAGED_BY},
+        controller::error::SyncError,
+        rollout::{prometheus::QueryError, workload::TEMPLATE_HASH},
+    };
+
+    // Builders: the workload `shop` in namespace `team`, its Services and route, as rendered.
+
+    fn kind<K: kube::Resource<DynamicType = ()>>() -> (ApiResource, ApiCapabilities) {
+        let caps = ApiCapabilities { scope: Scope::Namespaced, subresources: vec![], operations: vec![] };
+        (ApiResource::erase::<K>(&()), caps)
+    }
+
+    /// A Deployment running `image` at `replicas`, stamped with `hash` when it is a live one.
+    fn deployment(replicas: i32, image: &str, hash: Option<&str>) -> Value {
+        let mut d = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "shop", "namespace": "team"},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "shop"}},
+                     "template": {"metadata": {"labels": {"app": "shop"}},
+                                  "spec": {"containers": [{"name": "shop", "image": image}]}}}
+        });
+        if let Some(hash) = hash {
+            d["metadata"]["annotations"] = json!({TEMPLATE_HASH: hash});
+        }
+        d
+    }
+
+    fn service(name: &str, selector: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": "team"},
+               "spec": {"selector": selector, "ports": [{"port": 80}]}})
+    }
+
+    fn route(to: &str) -> Value {
+        json!({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+               "metadata": {"name": "shop", "namespace": "team"},
+               "spec": {"rules": [{"backendRefs": [{"name": to, "port": 80}]}]}})
+    }
+
+    /// ferry's labels for Application `team/<app>`.
+    fn labelled(mut object: Value, app: &str) -> Value {
+        object["metadata"]["labels"] =
+            json!({MANAGED_BY: FIELD_MANAGER, APP_NAMESPACE: "team", APP_NAME: app});
+        object["metadata"]["uid"] = json!(format!("uid-of-{app}"));
+        object
+    }
+
+    fn this_app() -> AppRef {
+        AppRef { namespace: "team".into(), name: "shop".into() }
+    }
+
+    fn gateway() -> Routing {
+        Routing::Gateway {
+            route_index: 2,
+            route: route("shop"),
+            service: service("shop", json!({"app": "shop"})),
+            service_resource: kind::<Service>(),
+            canary_service: Box::default(),
+        }
+    }
+
+    fn services(preview: bool) -> Routing {
+        Routing::Services {
+            active: (1, service("shop", json!({"app": "shop", "tier": "web"}))),
+            preview: preview
+                .then(|| (3, service("shop-preview", json!({"app": "shop", "track": "preview"})))),
+        }
+    }
+
+    /// Git's `shop` at 5 replicas (image v2, template hash `new`), the live primary at v1.
+    fn objects(routing: Option<Routing>) -> Objects {
+        Objects {
+            workload_index: 0,
+            git: deployment(5, "shop:v2", None),
+            template_hash: "new".into(),
+            resource: kind::<Deployment>(),
+            live_primary: Some(deployment(4, "shop:v1", Some("old"))),
+            canary: Derived::default(),
+            routing,
+            autoscaled: false,
+        }
+    }
+
+    fn pass(objects: Objects, primary: Primary, change: impl FnOnce(&mut Decision)) -> Pass {
+        let mut decision = Decision::new(primary, Canary::Present { replicas: 1 }, None);
+        change(&mut decision);
+        Pass { decision, objects }
+    }
+
+    fn image(d: &Value) -> &str {
+        d.pointer("/spec/template/spec/containers/0/image").and_then(Value::as_str).unwrap()
+    }
+
+    fn stamped(d: &Value) -> Option<&str> {
+        workload::stamped_hash(d)
+    }
+
+    fn app(strategy: Value) -> Application {
+        serde_json::from_value(json!({
+            "apiVersion": "ferry.dev/v1alpha1", "kind": "Application",
+            "metadata": {"name": "shop", "namespace": "team"},
+            "spec": {"source": {"repoURL": "https://git.example.com/a.git", "ref": {"branch": "main"}},
+                     "strategy": strategy}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_primary_as_in_git_is_stamped_with_gits_template_hash() {
+        let p = pass(objects(None), Primary::AsGit, |_| {});
+        let rewrites = p.rewrites();
+        assert_eq!(rewrites.len(), 1, "without routing only the primary is rewritten");
+        let (index, primary) = &rewrites[0];
+        assert_eq!(*index, 0);
+        assert_eq!((image(primary), stamped(primary)), ("shop:v2", Some("new")));
+        assert_eq!(workload::replicas(primary), 5);
+    }
+
+    #[test]
+    fn a_held_primary_keeps_the_live_template_at_the_rollouts_replicas() {
+        let p = pass(objects(None), Primary::Hold { replicas: 2 }, |_| {});
+        let (_, primary) = &p.rewrites()[0];
+        assert_eq!((image(primary), stamped(primary)), ("shop:v1", Some("old")));
+        assert_eq!(workload::replicas(primary), 2);
+
+        // An autoscaler owns the count: Git's replicas are applied (the autoscaler's field
+        // manager keeps the live one), never the rollout's.
+        let mut autoscaled = objects(None);
+        autoscaled.autoscaled = true;
+        let (_, primary) = &pass(autoscaled, Primary::Hold { replicas: 2 }, |_| {}).rewrites()[0];
+        assert_eq!((image(primary), workload::replicas(primary)), ("shop:v1", 5));
+
+        // Nothing live to hold (the first sync): Git's, stamped.
+        let mut first = objects(None);
+        first.live_primary = None;
+        let (_, primary) = &pass(first, Primary::Hold { replicas: 2 }, |_| {}).rewrites()[0];
+        assert_eq!((image(primary), stamped(primary)), ("shop:v2", Some("new")));
+    }
+
+    #[test]
+    fn gateway_routing_rewrites_the_route_only_when_the_decision_weighs_it() {
+        let p = pass(objects(Some(gateway())), Primary::Hold { replicas: 5 }, |d| d.route_weight = Some(30));
+        let rewrites = p.rewrites();
+        assert_eq!(rewrites.iter().map(|r| r.0).collect::<Vec<_>>(), vec![0, 2]);
+        let refs = rewrites[1].1.pointer("/spec/rules/0/backendRefs").unwrap();
+        assert_eq!(
+            refs,
+            &json!([{"name": "shop", "port": 80, "weight": 70}, {"name": "shop-canary", "port": 80, "weight": 30}])
+        );
+
+        let as_in_git = pass(objects(Some(gateway())), Primary::AsGit, |_| {});
+        assert_eq!(as_in_git.rewrites().len(), 1, "no weight: the route as in Git");
+    }
+
+    #[test]
+    fn blue_green_points_only_the_services_the_decision_names() {
+        let pointed = |preview: bool, active_to_new: bool, preview_to_new: bool| {
+            let p = pass(objects(Some(services(preview))), Primary::Hold { replicas: 5 }, |d| {
+                (d.active_to_new, d.preview_to_new) = (active_to_new, preview_to_new);
+            });
+            p.rewrites()
+                .into_iter()
+                .skip(1)
+                .map(|(i, s)| (i, s["spec"]["selector"].clone()))
+                .collect::<Vec<_>>()
+        };
+        let active = (1, json!({"app": "shop-canary", "tier": "web-canary", "ferry.dev/variant": "canary"}));
+        let preview =
+            (3, json!({"app": "shop-canary", "track": "preview-canary", "ferry.dev/variant": "canary"}));
+        assert_eq!(pointed(true, false, true), vec![preview.clone()]);
+        assert_eq!(pointed(true, true, true), vec![active.clone(), preview]);
+        assert_eq!(pointed(true, false, false), vec![]);
+        // No preview Service: only the active one can be pointed.
+        assert_eq!(pointed(false, true, true), vec![active]);
+    }
+
+    #[test]
+    fn the_new_versions_pods_are_kept_apart_on_every_key_a_routed_service_selects() {
+        assert_eq!(objects(Some(services(true))).apart(), vec!["app", "tier", "track"]);
+        assert_eq!(objects(Some(gateway())).apart(), vec!["app"]);
+        assert!(objects(None).apart().is_empty(), "replica ratio: the canary's pods share the Service");
+    }
+
+    #[test]
+    fn the_state_machine_observes_only_this_applications_canary() {
+        let mut app = app(json!({"canary": {"workload": {"name": "shop"}, "steps": []}}));
+        app.annotations_mut().insert(ROLLOUT_REQUEST_ANNOTATION.into(), "promote@1".into());
+        let mut o = objects(None);
+        o.autoscaled = true;
+        o.canary = Derived::of(Some(labelled(deployment(1, "shop:v2", Some("new")), "other")), &this_app());
+        let seen = o.observe(&app, "main@sha1:abc");
+        assert_eq!(seen.replicas, 4, "autoscaled: the live primary's count");
+        assert_eq!((seen.primary_hash, seen.primary.replicas), (Some("old"), 4));
+        assert_eq!((seen.canary.exists, seen.canary_hash), (false, None), "another Application's canary");
+        assert_eq!(seen.request, Some("promote@1"));
+
+        o.autoscaled = false;
+        o.canary = Derived::of(Some(labelled(deployment(1, "shop:v2", Some("new")), "shop")), &this_app());
+        let seen = o.observe(&app, "main@sha1:abc");
+        assert_eq!(seen.replicas, 5, "Git's count");
+        assert_eq!((seen.canary.exists, seen.canary_hash), (true, Some("new")));
+    }
+
+    #[test]
+    fn derived_objects_are_known_by_whose_labels_they_carry() {
+        let ours = Derived::of(Some(labelled(deployment(1, "x", None), "shop")), &this_app());
+        assert!(ours.ours.is_some() && ours.foreign.is_none());
+        assert_eq!(ours.uid(), Some("uid-of-shop"));
+        let theirs = Derived::of(Some(labelled(deployment(1, "x", None), "other")), &this_app());
+        assert!(theirs.ours.is_none() && theirs.foreign.is_some());
+        assert_eq!(theirs.uid(), None, "never deleted: no precondition to give");
+        let unlabelled = Derived::of(Some(deployment(1, "x", None)), &this_app());
+        assert!(unlabelled.ours.is_none() && unlabelled.foreign.is_some());
+        let none = Derived::of(None, &this_app());
+        assert!(none.ours.is_none() && none.foreign.is_none());
+    }
+
+    #[test]
+    fn the_objects_a_rollout_derives_are_deleted_with_the_application() {
+        let entry = |group: &str, version: &str, kind: &str, name: &str| InventoryEntry {
+            group: group.into(),
+            version: version.into(),
+            kind: kind.into(),
+            namespace: Some("team".into()),
+            name: name.into(),
+        };
+        let inventory = vec![entry("", "v1", "Service", "shop"), entry("apps", "v1", "Deployment", "shop")];
+        let canary = app(json!({"canary": {"workload": {"name": "shop"}, "steps": []}}));
+        assert_eq!(
+            derived_objects(&canary, &inventory),
+            vec![entry("apps", "v1", "Deployment", "shop-canary")]
+        );
+
+        let gateway = app(json!({"canary": {"workload": {"name": "shop"}, "steps": [],
+            "trafficRouting": {"gatewayAPI": {"httpRoute": "shop", "stableService": "web"}}}}));
+        assert_eq!(
+            derived_objects(&gateway, &inventory),
+            vec![entry("apps", "v1", "Deployment", "shop-canary"), entry("", "v1", "Service", "web-canary")]
+        );
+
+        let blue_green = app(json!({"blueGreen": {"workload": {"name": "shop"}, "activeService": "shop"}}));
+        assert_eq!(
+            derived_objects(&blue_green, &inventory),
+            vec![entry("apps", "v1", "Deployment", "shop-canary")]
+        );
+
+        // The workload never applied: nothing was derived from it.
+        assert!(derived_objects(&canary, &inventory[..1]).is_empty());
+        let mut plain = canary.clone();
+        plain.spec.strategy = None;
+        assert!(derived_objects(&plain, &inventory).is_empty());
+    }
+
+    /// Each failure with today's text, reason, category and retry, and the same through
+    /// SyncError, which the sync reports.
+    #[test]
+    fn rollout_failures_keep_their_text_reason_category_and_retry() {
+        let revision = "main@sha1:abc".to_string();
+        let transient =
+            ApplyError::Transient { object: "Deployment team/shop".into(), message: "timed out".into() };
+        let refused = ApplyError::Refused {
+            object: "Deployment team/shop-canary".into(),
+            code: 422,
+            reason: "Invalid".into(),
+            message: "bad".into(),
+        };
+        let conflict = |owner: Option<AppRef>| {
+            RolloutError::Conflict(Box::new(CanaryConflict {
+                kind: "Deployment".into(),
+                namespace: "team".into(),
+                name: "shop-canary".into(),
+                owner,
+                revision: revision.clone(),
+            }))
+        };
+        let cases = [
+            (
+                RolloutError::NotRendered {
+                    field: "spec.strategy.blueGreen.activeService",
+                    kind: "Service",
+                    name: "web".into(),
+                    revision: revision.clone(),
+                },
+                "spec.strategy.blueGreen.activeService names Service web, which main@sha1:abc does not render",
+                ("ValidationFailed", "validation", false),
+            ),
+            (
+                RolloutError::NoTemplate { name: "shop".into() },
+                "Deployment shop (spec.strategy workload) has no spec.template",
+                ("ValidationFailed", "validation", false),
+            ),
+            (
+                RolloutError::from(transient),
+                "Deployment team/shop: timed out",
+                ("ApplyFailed", "apply", true),
+            ),
+            (
+                RolloutError::from(refused),
+                "Deployment team/shop-canary: refused by the API server: bad",
+                ("ApplyFailed", "apply", false),
+            ),
+            (
+                conflict(Some(AppRef { namespace: "team".into(), name: "other".into() })),
+                "Deployment team/shop-canary exists and is not this Application's canary (it belongs to Application team/other); ferry neither takes it over nor deletes it, so the rollout of main@sha1:abc stopped: rename or remove that object",
+                ("OwnershipConflict", "conflict", false),
+            ),
+            (
+                conflict(None),
+                "Deployment team/shop-canary exists and is not this Application's canary (it was not created by ferry); ferry neither takes it over nor deletes it, so the rollout of main@sha1:abc stopped: rename or remove that object",
+                ("OwnershipConflict", "conflict", false),
+            ),
+        ];
+        for (err, text, (reason, category, transient)) in cases {
+            assert_eq!(err.to_string(), text);
+            assert_eq!(
+                (err.reason(), err.category(), err.is_transient()),
+                (reason, category, transient),
+                "{text}"
+            );
+            let sync = SyncError::from(err);
+            assert_eq!(sync.to_string(), text);
+            assert_eq!(
+                (sync.reason(), sync.category(), sync.is_transient()),
+                (reason, category, transient),
+                "{text}"
+            );
+        }
+    }
 
     fn measure<'a>(default: Option<&'a str>, allowed: &'a [String]) -> PrometheusMeasure<'a> {
-        static NONE: std::sync::OnceLock<Result<Prometheus, String>> = std::sync::OnceLock::new();
-        let prometheus = NONE.get_or_init(|| Err("no client in unit tests".to_string()));
+        let prometheus = Err(MeasureError::NoClient("no client in unit tests".to_string()));
         PrometheusMeasure { prometheus, default_address: default, allowed, vars: BTreeMap::new() }
     }
 
@@ -541,9 +1029,57 @@ mod tests {
         let m = measure(Some("http://prom.ops:9090/"), &allowed);
         assert!(m.permitted("http://prometheus.monitoring:9090/").is_ok());
         assert!(m.permitted("http://prom.ops:9090").is_ok());
-        let err = m.permitted("http://169.254.169.254/latest").unwrap_err();
+        let err = m.permitted("http://169.254.169.254/latest").unwrap_err().to_string();
         assert!(err.contains("169.254.169.254") && err.contains("--allowed-prometheus-urls"), "{err}");
         // Without the flag, as before: any address (single-team installs).
         assert!(measure(None, &[]).permitted("http://anything:1").is_ok());
+    }
+
+    /// Why `m` could not take a measurement of `metric`.
+    async fn taken(m: &PrometheusMeasure<'_>, metric: AnalysisMetric) -> String {
+        m.measure(&metric).await.unwrap_err().to_string()
+    }
+
+    #[tokio::test]
+    async fn a_measurement_that_cannot_be_taken_says_why_in_the_order_a_person_fixes_it() {
+        let metric = |address: Option<&str>, query: &str| -> AnalysisMetric {
+            serde_json::from_value(
+                json!({"name": "errors", "prometheus": {"address": address, "query": query}}),
+            )
+            .unwrap()
+        };
+        let allowed = vec!["http://prometheus:9090".to_string()];
+        let nowhere = measure(None, &allowed);
+        assert_eq!(
+            taken(&nowhere, metric(None, "{{nope}}")).await,
+            "no Prometheus to ask: set prometheus.address on the metric or run ferry with --prometheus-url"
+        );
+        assert_eq!(
+            taken(&nowhere, metric(Some("http://elsewhere"), "{{nope}}")).await,
+            "prometheus.address \"http://elsewhere\" is not one ferry may query (--allowed-prometheus-urls: http://prometheus:9090)"
+        );
+        let default = measure(Some("http://prometheus:9090"), &allowed);
+        assert_eq!(taken(&default, metric(None, "up")).await, "no client in unit tests");
+        // The texts of the later failures are their sources' own.
+        let unclosed = MeasureError::from(crate::rollout::analysis::TemplateError::Unclosed);
+        assert_eq!(unclosed.to_string(), "query has a `{{` without its `}}`");
+        let timeout =
+            QueryError::Timeout { base: "http://p".into(), timeout: std::time::Duration::from_secs(3) };
+        assert_eq!(MeasureError::from(timeout).to_string(), "http://p did not answer within 3s");
+    }
+
+    #[test]
+    fn queries_name_the_commit_alone() {
+        let vars = query_vars("main@sha1:0123abc", Some("team"), "shop");
+        assert_eq!(
+            vars.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("namespace", "team".to_string()),
+                ("revision", "0123abc".to_string()),
+                ("variant", "canary".to_string()),
+                ("workload", "shop".to_string()),
+            ]
+        );
+        assert_eq!(query_vars("v1.2.3", None, "shop")["revision"], "v1.2.3", "a revision without a commit");
     }
 }

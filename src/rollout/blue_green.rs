@@ -18,15 +18,15 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{
-    canary::{enter, measure_run, summarize},
-    lifecycle,
+    analysis_run::summarize,
+    lifecycle::{Flow, Opening, Rollout, Variant, Wait, enter},
     types::{
-        Canary, DEFAULT_PROGRESS_DEADLINE, Decision, Measure, Note, Observed, POLL, Primary, ROLLOUT_PAUSED,
-        ROLLOUT_PROMOTED, ROLLOUT_STEP, Request, elapsed, short,
+        Canary, DEFAULT_PROGRESS_DEADLINE, Decision, Measure, Observed, POLL, Primary, ROLLOUT_STEP, Request,
+        elapsed, short,
     },
 };
 use crate::{
-    api::{Analysis, BlueGreenStrategy, HealthStatusCode, RolloutPhase, RolloutStatus},
+    api::{Analysis, BlueGreenStrategy, RolloutPhase, RolloutStatus},
     duration,
 };
 
@@ -39,9 +39,7 @@ const SCALE_DOWN: i32 = 4;
 const PROMOTE: i32 = 5;
 
 /// What differs for blue-green in the phases every strategy shares.
-struct BlueGreen;
-
-impl lifecycle::Variant for BlueGreen {
+impl Variant for BlueGreenStrategy {
     const NAME: &'static str = "blueGreen";
     const START_WEIGHT: Option<i32> = None;
 
@@ -51,6 +49,8 @@ impl lifecycle::Variant for BlueGreen {
         d
     }
 
+    /// The Services back on the primary (still the old version at full size) at once, the new
+    /// version removed.
     fn held_back(&self, _st: &RolloutStatus, o: &Observed<'_>) -> Decision {
         Decision::new(Primary::Hold { replicas: o.replicas }, Canary::Absent, None)
     }
@@ -76,245 +76,205 @@ pub async fn advance(
     o: &Observed<'_>,
     measure: &impl Measure,
 ) -> Decision {
-    let now = Time(o.now);
-    let full = Canary::Present { replicas: o.replicas };
-    let (mut st, request, mut notes, finished) = match lifecycle::open(&BlueGreen, workload, prev, o) {
-        lifecycle::Opening::Decided(d) => return d,
-        lifecycle::Opening::Run { st, request, notes, finished } => (st, request, notes, finished),
+    let mut rollout = Rollout::new(spec, workload, o, measure);
+    let (st, request) = match rollout.open(prev) {
+        Opening::Decided(d) => return d,
+        Opening::Run { st, request } => (st, request),
     };
-
-    let mut d = match request {
-        Some(Request::Abort) => abort(st, workload, o, "aborted by `ferry abort`".into()),
-        Some(Request::PromoteFull) => {
-            st.phase = RolloutPhase::Promoting;
-            st.step = Some(PROMOTE);
-            st.message = Some("fully promoted by `ferry promote --full`".into());
-            notes.push(Note {
-                warning: false,
-                reason: ROLLOUT_PROMOTED,
-                message: format!("{} promoted past every remaining step by request", short(o.revision)),
-            });
-            let mut d = Decision::new(Primary::AsGit, full, Some(st));
-            (d.active_to_new, d.preview_to_new) = (true, true);
-            d.requeue = Some(POLL);
-            d
+    let d = match request {
+        Some(Request::Abort) => rollout.abort(st, "aborted by `ferry abort`".into()),
+        Some(Request::PromoteFull) => rollout.promote_full(st),
+        Some(Request::Promote) => {
+            let st = rollout.promote(st);
+            rollout.run(st).await
         }
-        other => {
-            if other == Some(Request::Promote) {
-                let step = st.step.unwrap_or(0);
-                notes.push(Note {
-                    warning: false,
-                    reason: ROLLOUT_STEP,
-                    message: format!("step {} promoted by request", step + 1),
-                });
-                enter(&mut st, step + 1, &now);
-            }
-            run_steps(spec, workload, st, o, measure).await
-        }
+        None | Some(Request::Retry) => rollout.run(st).await,
     };
-    notes.append(&mut d.notes);
-    d.notes = notes;
-    d.finished = d.finished.or(finished);
-    d
+    rollout.conclude(d)
 }
 
-async fn run_steps(
-    spec: &BlueGreenStrategy,
-    workload: &str,
-    mut st: RolloutStatus,
-    o: &Observed<'_>,
-    measure: &impl Measure,
-) -> Decision {
-    let now = Time(o.now);
-    let deadline =
-        spec.progress_deadline.as_deref().and_then(duration::parse).unwrap_or(DEFAULT_PROGRESS_DEADLINE);
-    let full = Canary::Present { replicas: o.replicas };
-    let mut notes = vec![];
-    let mut measured = vec![];
-    let ready = o.canary_hash == Some(o.template_hash) && o.canary.settled_at(o.replicas);
-    loop {
-        let index = st.step.unwrap_or(0).max(0);
-        let switched = index >= SWITCHED;
-        let waited = elapsed(&o.now, st.step_started_at.as_ref());
-        let decide = |st: RolloutStatus, phase, message: String, requeue: Option<Duration>, health| {
-            let mut st = st;
-            st.phase = phase;
-            st.message = Some(message.clone());
-            let primary =
-                if index >= PROMOTE { Primary::AsGit } else { Primary::Hold { replicas: o.replicas } };
-            let mut d = Decision::new(primary, full, Some(st));
-            (d.active_to_new, d.preview_to_new) = (switched, true);
-            d.health = Some((health, message));
-            d.requeue = requeue;
-            d
-        };
-        let finish = |mut d: Decision, mut notes: Vec<Note>, measured| {
-            notes.append(&mut d.notes);
-            d.notes = notes;
-            d.measured = measured;
-            d
-        };
-        let analysis_step = |a: &Option<Analysis>| a.clone();
-        let step_analysis = match index {
-            PRE_ANALYSIS => analysis_step(&spec.pre_promotion_analysis),
-            SWITCHED => analysis_step(&spec.post_promotion_analysis),
-            _ => None,
-        };
-        match index {
-            PREVIEW => {
-                if ready {
-                    enter(&mut st, PRE_ANALYSIS, &now);
-                    continue;
+impl<M: Measure> Rollout<'_, BlueGreenStrategy, M> {
+    /// `ferry promote --full`: both Services on the new version and the primary taking it now.
+    fn promote_full(&mut self, mut st: RolloutStatus) -> Decision {
+        self.promote_fully(&mut st);
+        st.step = Some(PROMOTE);
+        let mut d = Decision::new(Primary::AsGit, Canary::Present { replicas: self.o.replicas }, Some(st));
+        (d.active_to_new, d.preview_to_new) = (true, true);
+        d.requeue = Some(POLL);
+        d
+    }
+
+    /// `ferry promote`: finishes the current step (the switch, or an inconclusive analysis).
+    fn promote(&mut self, mut st: RolloutStatus) -> RolloutStatus {
+        let step = st.step.unwrap_or(0);
+        self.note(ROLLOUT_STEP, format!("step {} promoted by request", step + 1));
+        enter(&mut st, step + 1, &Time(self.o.now));
+        st
+    }
+
+    /// Runs steps from the current one until one has to wait.
+    async fn run(&mut self, mut st: RolloutStatus) -> Decision {
+        let now = Time(self.o.now);
+        loop {
+            let index = st.step.unwrap_or(0).max(0);
+            match self.step(st, index).await {
+                Flow::Next(next) => {
+                    st = next;
+                    enter(&mut st, index + 1, &now);
                 }
-                if waited > deadline {
-                    let message = format!(
-                        "the new version of Deployment {workload} did not reach {} available replicas within {}s",
-                        o.replicas,
-                        deadline.as_secs()
-                    );
-                    return finish(abort(st, workload, o, message), notes, measured);
-                }
-                let message = format!("preview: waiting for {} replicas of the new version", o.replicas);
-                let d =
-                    decide(st, RolloutPhase::Progressing, message, Some(POLL), HealthStatusCode::Progressing);
-                return finish(d, notes, measured);
-            }
-            PRE_ANALYSIS | SWITCHED if step_analysis.is_some() => {
-                let analysis = step_analysis.expect("checked");
-                let (run, taken) = measure_run(st.analysis.take(), index, &analysis, o, measure).await;
-                measured.extend(taken);
-                let phase = run.phase.clone();
-                let summary = summarize(&run);
-                st.analysis = Some(run);
-                let which = if index == PRE_ANALYSIS { "pre-promotion" } else { "post-promotion" };
-                match phase.as_str() {
-                    "Successful" => {
-                        notes.push(Note {
-                            warning: false,
-                            reason: ROLLOUT_STEP,
-                            message: format!("{which} analysis passed ({summary})"),
-                        });
-                        enter(&mut st, index + 1, &now);
-                        continue;
-                    }
-                    "Failed" | "Error" => {
-                        let message = format!("{which} analysis {} ({summary})", phase.to_lowercase());
-                        return finish(abort(st, workload, o, message), notes, measured);
-                    }
-                    "Inconclusive" => {
-                        let message = format!(
-                            "{which} analysis inconclusive ({summary}); paused until `ferry promote` (or `ferry abort`)"
-                        );
-                        if st.phase != RolloutPhase::Paused {
-                            notes.push(Note {
-                                warning: true,
-                                reason: ROLLOUT_PAUSED,
-                                message: message.clone(),
-                            });
-                        }
-                        let d = decide(st, RolloutPhase::Paused, message, None, HealthStatusCode::Suspended);
-                        return finish(d, notes, measured);
-                    }
-                    _ => {
-                        let message = format!("{which} analysis running ({summary})");
-                        let d = decide(
-                            st,
-                            RolloutPhase::Analyzing,
-                            message,
-                            Some(POLL.max(Duration::from_secs(1))),
-                            HealthStatusCode::Progressing,
-                        );
-                        return finish(d, notes, measured);
-                    }
-                }
-            }
-            PRE_ANALYSIS => {
-                enter(&mut st, AWAIT_SWITCH, &now);
-                continue;
-            }
-            SWITCHED => {
-                notes.push(Note {
-                    warning: false,
-                    reason: ROLLOUT_STEP,
-                    message: format!("active Service switched to {}", short(o.revision)),
-                });
-                enter(&mut st, SCALE_DOWN, &now);
-                continue;
-            }
-            AWAIT_SWITCH => {
-                let after = spec.auto_promotion_seconds.map(|s| Duration::from_secs(s.max(0) as u64));
-                match (spec.auto_promotion, after) {
-                    (true, Some(after)) if waited < after => {
-                        let left = after - waited;
-                        let message =
-                            format!("previewing {}; switching in {}s", short(o.revision), left.as_secs());
-                        let d = decide(
-                            st,
-                            RolloutPhase::Progressing,
-                            message,
-                            Some(left),
-                            HealthStatusCode::Progressing,
-                        );
-                        return finish(d, notes, measured);
-                    }
-                    (true, _) => {
-                        enter(&mut st, SWITCHED, &now);
-                        continue;
-                    }
-                    (false, _) => {
-                        let message = format!(
-                            "previewing {}; the switch waits for `ferry promote` (or `ferry abort`)",
-                            short(o.revision)
-                        );
-                        if st.phase != RolloutPhase::Paused {
-                            notes.push(Note {
-                                warning: false,
-                                reason: ROLLOUT_PAUSED,
-                                message: message.clone(),
-                            });
-                        }
-                        let d = decide(st, RolloutPhase::Paused, message, None, HealthStatusCode::Suspended);
-                        return finish(d, notes, measured);
-                    }
-                }
-            }
-            SCALE_DOWN => {
-                let delay = spec
-                    .scale_down_delay
-                    .as_deref()
-                    .and_then(duration::parse)
-                    .unwrap_or(DEFAULT_SCALE_DOWN_DELAY);
-                if waited >= delay {
-                    enter(&mut st, PROMOTE, &now);
-                    continue;
-                }
-                let left = delay - waited;
-                let message = format!(
-                    "active on {}; the old version stays at full size for {}s more",
-                    short(o.revision),
-                    left.as_secs()
-                );
-                let d =
-                    decide(st, RolloutPhase::Progressing, message, Some(left), HealthStatusCode::Progressing);
-                return finish(d, notes, measured);
-            }
-            _ => {
-                st.phase = RolloutPhase::Promoting;
-                st.step = Some(PROMOTE);
-                let message =
-                    format!("promoting {}: Deployment {workload} takes the new version", short(o.revision));
-                let d =
-                    decide(st, RolloutPhase::Promoting, message, Some(POLL), HealthStatusCode::Progressing);
-                return finish(d, notes, measured);
+                Flow::Decided(d) => return d,
             }
         }
     }
-}
 
-/// Aborts: the Services back on the primary (still the old version at full size) at once, the
-/// new version removed, the revision held back.
-fn abort(st: RolloutStatus, workload: &str, o: &Observed<'_>, reason: String) -> Decision {
-    lifecycle::abort(&BlueGreen, st, workload, o, reason)
+    /// Step `index`: on to the next, or where this pass stops.
+    async fn step(&mut self, st: RolloutStatus, index: i32) -> Flow {
+        let spec = self.spec;
+        let waited = elapsed(&self.o.now, st.step_started_at.as_ref());
+        match index {
+            PREVIEW => self.preview(st, waited),
+            PRE_ANALYSIS => match &spec.pre_promotion_analysis {
+                Some(analysis) => self.analysis_step(st, index, analysis).await,
+                None => Flow::Next(st),
+            },
+            AWAIT_SWITCH => self.await_switch(st, waited),
+            SWITCHED => match &spec.post_promotion_analysis {
+                Some(analysis) => self.analysis_step(st, index, analysis).await,
+                None => {
+                    self.note(ROLLOUT_STEP, format!("active Service switched to {}", short(self.o.revision)));
+                    Flow::Next(st)
+                }
+            },
+            SCALE_DOWN => self.scale_down(st, waited),
+            _ => Flow::Decided(self.promote_primary(st, index)),
+        }
+    }
+
+    /// The Deployments and Services at step `index`: the new version at full size beside the
+    /// stable primary, the preview Service on it, the active Service on it once switched, and
+    /// from promotion on the primary as in Git.
+    fn at(&self, index: i32) -> Decision {
+        let replicas = self.o.replicas;
+        let primary = if index >= PROMOTE { Primary::AsGit } else { Primary::Hold { replicas } };
+        let mut d = Decision::new(primary, Canary::Present { replicas }, None);
+        (d.active_to_new, d.preview_to_new) = (index >= SWITCHED, true);
+        d
+    }
+
+    /// Step 0: the new version comes up at full size, within the progress deadline.
+    fn preview(&self, st: RolloutStatus, waited: Duration) -> Flow {
+        let o = self.o;
+        if o.canary_hash == Some(o.template_hash) && o.canary.settled_at(o.replicas) {
+            return Flow::Next(st);
+        }
+        let deadline = self
+            .spec
+            .progress_deadline
+            .as_deref()
+            .and_then(duration::parse)
+            .unwrap_or(DEFAULT_PROGRESS_DEADLINE);
+        if waited > deadline {
+            let message = format!(
+                "the new version of Deployment {} did not reach {} available replicas within {}s",
+                self.workload,
+                o.replicas,
+                deadline.as_secs()
+            );
+            return Flow::Decided(self.abort(st, message));
+        }
+        let message = format!("preview: waiting for {} replicas of the new version", o.replicas);
+        Flow::Decided(Wait::timed(RolloutPhase::Progressing, message, POLL).onto(st, self.at(PREVIEW)))
+    }
+
+    /// Steps 1 and 3, the pre- and post-promotion analyses: on when it passes, abort (and so
+    /// switch back) when it fails, pause when inconclusive.
+    async fn analysis_step(&mut self, mut st: RolloutStatus, index: i32, analysis: &Analysis) -> Flow {
+        let run = self.analyse(st.analysis.take(), index, analysis).await;
+        let phase = run.phase.clone();
+        let summary = summarize(&run);
+        st.analysis = Some(run);
+        let which = if index == PRE_ANALYSIS { "pre-promotion" } else { "post-promotion" };
+        match phase.as_str() {
+            "Successful" => {
+                self.note(ROLLOUT_STEP, format!("{which} analysis passed ({summary})"));
+                Flow::Next(st)
+            }
+            "Failed" | "Error" => {
+                let message = format!("{which} analysis {} ({summary})", phase.to_lowercase());
+                Flow::Decided(self.abort(st, message))
+            }
+            "Inconclusive" => {
+                let message = format!(
+                    "{which} analysis inconclusive ({summary}); paused until `ferry promote` (or `ferry abort`)"
+                );
+                self.note_pause(&st, true, &message);
+                Flow::Decided(Wait::paused(message).onto(st, self.at(index)))
+            }
+            _ => {
+                let message = format!("{which} analysis running ({summary})");
+                let wait = Wait::timed(RolloutPhase::Analyzing, message, POLL.max(Duration::from_secs(1)));
+                Flow::Decided(wait.onto(st, self.at(index)))
+            }
+        }
+    }
+
+    /// Step 2: the switch waits for `ferry promote`, or under `autoPromotion` for
+    /// `autoPromotionSeconds` (at once without them).
+    fn await_switch(&mut self, st: RolloutStatus, waited: Duration) -> Flow {
+        let (spec, o) = (self.spec, self.o);
+        let after = spec.auto_promotion_seconds.map(|s| Duration::from_secs(s.max(0) as u64));
+        match (spec.auto_promotion, after) {
+            (true, Some(after)) if waited < after => {
+                let left = after - waited;
+                let message = format!("previewing {}; switching in {}s", short(o.revision), left.as_secs());
+                Flow::Decided(
+                    Wait::timed(RolloutPhase::Progressing, message, left).onto(st, self.at(AWAIT_SWITCH)),
+                )
+            }
+            (true, _) => Flow::Next(st),
+            (false, _) => {
+                let message = format!(
+                    "previewing {}; the switch waits for `ferry promote` (or `ferry abort`)",
+                    short(o.revision)
+                );
+                self.note_pause(&st, false, &message);
+                Flow::Decided(Wait::paused(message).onto(st, self.at(AWAIT_SWITCH)))
+            }
+        }
+    }
+
+    /// Step 4: the old version stays at full size for `scaleDownDelay`, so a switch back is
+    /// instant.
+    fn scale_down(&self, st: RolloutStatus, waited: Duration) -> Flow {
+        let delay = self
+            .spec
+            .scale_down_delay
+            .as_deref()
+            .and_then(duration::parse)
+            .unwrap_or(DEFAULT_SCALE_DOWN_DELAY);
+        if waited >= delay {
+            return Flow::Next(st);
+        }
+        let left = delay - waited;
+        let message = format!(
+            "active on {}; the old version stays at full size for {}s more",
+            short(self.o.revision),
+            left.as_secs()
+        );
+        Flow::Decided(Wait::timed(RolloutPhase::Progressing, message, left).onto(st, self.at(SCALE_DOWN)))
+    }
+
+    /// Step 5: the primary takes the new version; the shared phases end the promotion once it
+    /// is available.
+    fn promote_primary(&self, mut st: RolloutStatus, index: i32) -> Decision {
+        st.step = Some(PROMOTE);
+        let message = format!(
+            "promoting {}: Deployment {} takes the new version",
+            short(self.o.revision),
+            self.workload
+        );
+        Wait::timed(RolloutPhase::Promoting, message, POLL).onto(st, self.at(index))
+    }
 }
 
 #[cfg(test)]

@@ -6,32 +6,31 @@
 //!
 //! Traffic is split by replica ratio: the canary's pods carry every label the primary's Service
 //! selects, so at weight `w` the canary runs `ceil(replicas * w / 100)` pods and the primary
-//! the rest.
+//! the rest. Under Gateway API routing the HTTPRoute's weights split it instead, and the
+//! primary keeps every replica.
+//!
+//! A pass opens as every strategy does (`lifecycle`), acts on a person's request, measures the
+//! background analysis, then walks the steps from the current one until one has to wait.
 
 use std::time::Duration;
 
-use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{
-    analysis::{self, Condition, Limits, NoData, Tally, Verdict},
-    lifecycle,
+    analysis,
+    analysis_run::{next_due, summarize},
+    lifecycle::{Flow, Opening, Rollout, Variant, Wait, enter},
     types::{
-        Canary, DEFAULT_PROGRESS_DEADLINE, Decision, Measure, Note, Observed, POLL, Primary, ROLLOUT_PAUSED,
-        ROLLOUT_PROMOTED, ROLLOUT_STEP, Request, Taken, elapsed, short,
+        Canary, DEFAULT_PROGRESS_DEADLINE, Decision, Measure, Observed, POLL, Primary, ROLLOUT_STEP, Request,
+        elapsed, short,
     },
     workload::canary_replicas,
 };
 use crate::{
-    api::{
-        Analysis, AnalysisMetric, AnalysisStatus, CanaryStep, CanaryStrategy, HealthStatusCode, Measurement,
-        MetricStatus, NoDataPolicy, RolloutPhase, RolloutStatus,
-    },
+    api::{Analysis, CanaryStep, CanaryStrategy, HealthStatusCode, Pause, RolloutPhase, RolloutStatus},
     duration,
 };
 
-/// Measurements kept in status, newest first.
-pub const KEPT_MEASUREMENTS: usize = 10;
-pub(super) const DEFAULT_ANALYSIS_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_ABORT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(30);
 
 /// Whether traffic is split by HTTPRoute weights rather than by replicas.
@@ -49,9 +48,7 @@ fn abort_delay(spec: &CanaryStrategy) -> Duration {
 }
 
 /// What differs for a canary in the phases every strategy shares.
-struct CanaryVariant<'a>(&'a CanaryStrategy);
-
-impl lifecycle::Variant for CanaryVariant<'_> {
+impl Variant for CanaryStrategy {
     const NAME: &'static str = "canary";
     const START_WEIGHT: Option<i32> = Some(0);
 
@@ -59,12 +56,14 @@ impl lifecycle::Variant for CanaryVariant<'_> {
         let canary =
             if o.canary.exists { Canary::Present { replicas: o.canary.replicas } } else { Canary::Absent };
         let mut d = Decision::new(Primary::AsGit, canary, None);
-        d.route_weight = st.canary_weight.filter(|_| by_gateway(self.0));
+        d.route_weight = st.canary_weight.filter(|_| by_gateway(self));
         d
     }
 
+    /// All traffic and replicas back on the stable primary at once; the canary removed (after
+    /// the abort delay under Gateway API routing).
     fn held_back(&self, st: &RolloutStatus, o: &Observed<'_>) -> Decision {
-        let left = abort_delay(self.0).saturating_sub(elapsed(&o.now, st.step_started_at.as_ref()));
+        let left = abort_delay(self).saturating_sub(elapsed(&o.now, st.step_started_at.as_ref()));
         let canary = if o.canary.exists && !left.is_zero() {
             Canary::Present { replicas: o.canary.replicas }
         } else {
@@ -96,305 +95,302 @@ pub async fn advance(
     o: &Observed<'_>,
     measure: &impl Measure,
 ) -> Decision {
-    let now = Time(o.now);
-    let (mut st, request, mut notes, finished) =
-        match lifecycle::open(&CanaryVariant(spec), workload, prev, o) {
-            lifecycle::Opening::Decided(d) => return d,
-            lifecycle::Opening::Run { st, request, notes, finished } => (st, request, notes, finished),
-        };
-
-    let mut d = match request {
-        Some(Request::Abort) => abort(spec, st, workload, o, "aborted by `ferry abort`".into()),
-        Some(Request::PromoteFull) => {
-            st.phase = RolloutPhase::Promoting;
-            st.message = Some("fully promoted by `ferry promote --full`".into());
-            notes.push(Note {
-                warning: false,
-                reason: ROLLOUT_PROMOTED,
-                message: format!("{} promoted past every remaining step by request", short(o.revision)),
-            });
-            let replicas = if o.canary.exists { o.canary.replicas } else { 0 };
-            let weight = st.canary_weight.filter(|_| by_gateway(spec));
-            let mut d = Decision::new(Primary::AsGit, Canary::Present { replicas }, Some(st));
-            d.route_weight = weight;
-            d.requeue = Some(POLL);
-            d
-        }
-        other => {
-            let background_paused = st
-                .background_analysis
-                .as_ref()
-                .is_some_and(|run| run.phase == analysis::Phase::Inconclusive.as_str());
-            if other == Some(Request::Promote) && background_paused {
-                // Resume: the background analysis starts a fresh run; the step stays.
-                st.background_analysis = None;
-                st.phase = RolloutPhase::Progressing;
-                notes.push(Note {
-                    warning: false,
-                    reason: ROLLOUT_STEP,
-                    message: "background analysis resumed by request".into(),
-                });
-            } else if other == Some(Request::Promote) {
-                let step = st.step.unwrap_or(0);
-                notes.push(Note {
-                    warning: false,
-                    reason: ROLLOUT_STEP,
-                    message: format!("step {} of {} promoted by request", step + 1, spec.steps.len()),
-                });
-                enter(&mut st, step + 1, &now);
-            }
-            run_steps(spec, workload, st, o, measure).await
-        }
+    let mut rollout = Rollout::new(spec, workload, o, measure);
+    let (st, request) = match rollout.open(prev) {
+        Opening::Decided(d) => return d,
+        Opening::Run { st, request } => (st, request),
     };
-    notes.append(&mut d.notes);
-    d.notes = notes;
-    d.finished = d.finished.or(finished);
-    d
-}
-
-/// Moves to step `index`.
-pub(super) fn enter(st: &mut RolloutStatus, index: i32, now: &Time) {
-    st.step = Some(index);
-    st.step_started_at = Some(now.clone());
-    st.phase = RolloutPhase::Progressing;
-}
-
-/// Runs steps from the current one until one has to wait.
-async fn run_steps(
-    spec: &CanaryStrategy,
-    workload: &str,
-    mut st: RolloutStatus,
-    o: &Observed<'_>,
-    measure: &impl Measure,
-) -> Decision {
-    let now = Time(o.now);
-    let total = spec.steps.len() as i32;
-    let gateway = by_gateway(spec);
-    let deadline =
-        spec.progress_deadline.as_deref().and_then(duration::parse).unwrap_or(DEFAULT_PROGRESS_DEADLINE);
-    let mut notes = vec![];
-    let mut measured = vec![];
-    // The background analysis: measured on every pass until promotion.
-    let mut background_due = None;
-    let mut background_paused = None;
-    if let Some(background) = &spec.analysis
-        && st.step.unwrap_or(0) < total
-    {
-        let (run, taken) = measure_run(st.background_analysis.take(), -1, background, o, measure).await;
-        measured.extend(taken);
-        let summary = summarize(&run);
-        match run.phase.as_str() {
-            "Failed" | "Error" => {
-                let message = format!("background analysis {} ({summary})", run.phase.to_lowercase());
-                st.background_analysis = Some(run);
-                let mut d = abort(spec, st, workload, o, message);
-                d.measured = measured;
-                return d;
-            }
-            "Inconclusive" => {
-                background_paused = Some(format!(
-                    "background analysis inconclusive ({summary}); paused until `ferry promote` (or `ferry abort`)"
-                ));
-            }
-            "Running" => background_due = Some(next_due(&run, &background.metrics, &o.now)),
-            _ => {}
+    let d = match request {
+        Some(Request::Abort) => rollout.abort(st, "aborted by `ferry abort`".into()),
+        Some(Request::PromoteFull) => rollout.promote_full(st),
+        Some(Request::Promote) => {
+            let st = rollout.promote(st);
+            rollout.run(st).await
         }
-        st.background_analysis = Some(run);
+        None | Some(Request::Retry) => rollout.run(st).await,
+    };
+    rollout.conclude(d)
+}
+
+/// What the background analysis asks of this pass.
+enum Background {
+    /// Still running: measure again within this time, whatever the step waits for.
+    Due(Duration),
+    /// Passed: nothing more to measure.
+    Passed,
+    /// Inconclusive: pause, with this message, until a person promotes or aborts.
+    Inconclusive(String),
+    /// Failed or errored: abort, with this message.
+    Failed(String),
+}
+
+/// Where the canary stands at one step: its weight and the Deployments' sizes there.
+struct At {
+    index: i32,
+    /// `step 2/5`, for the messages.
+    label: String,
+    weight: i32,
+    canary_count: i32,
+    primary: Primary,
+    canary: Canary,
+    /// The canary runs Git's template at its size for this weight.
+    ready: bool,
+    /// Since the step started.
+    waited: Duration,
+    gateway: bool,
+}
+
+impl At {
+    /// The step's Deployments, and under Gateway API routing the route's weight.
+    fn holding(&self) -> Decision {
+        let mut d = Decision::new(self.primary, self.canary, None);
+        d.route_weight = self.gateway.then_some(self.weight);
+        d
     }
-    loop {
-        let index = st.step.unwrap_or(0).max(0);
-        if index >= total {
-            st.phase = RolloutPhase::Promoting;
-            st.message = Some(format!("promoting {}: every step passed", short(o.revision)));
-            let replicas = if o.canary.exists { o.canary.replicas } else { 0 };
-            let mut d = Decision::new(Primary::AsGit, Canary::Present { replicas }, Some(st.clone()));
-            d.route_weight = st.canary_weight.filter(|_| gateway);
-            d.health = Some((HealthStatusCode::Progressing, st.message.unwrap_or_default()));
-            d.requeue = Some(POLL);
-            d.notes = notes;
-            d.measured = measured;
-            return d;
+}
+
+impl<M: Measure> Rollout<'_, CanaryStrategy, M> {
+    /// `ferry promote --full`: the primary takes Git's template now; the canary keeps serving
+    /// at its size (and weight) until it has.
+    fn promote_full(&mut self, mut st: RolloutStatus) -> Decision {
+        self.promote_fully(&mut st);
+        let o = self.o;
+        let replicas = if o.canary.exists { o.canary.replicas } else { 0 };
+        let weight = st.canary_weight.filter(|_| by_gateway(self.spec));
+        let mut d = Decision::new(Primary::AsGit, Canary::Present { replicas }, Some(st));
+        d.route_weight = weight;
+        d.requeue = Some(POLL);
+        d
+    }
+
+    /// `ferry promote`: resumes a background analysis paused as inconclusive (a fresh run; the
+    /// step stays), or else finishes the current step.
+    fn promote(&mut self, mut st: RolloutStatus) -> RolloutStatus {
+        let background_paused = st
+            .background_analysis
+            .as_ref()
+            .is_some_and(|run| run.phase == analysis::Phase::Inconclusive.as_str());
+        if background_paused {
+            st.background_analysis = None;
+            st.phase = RolloutPhase::Progressing;
+            self.note(ROLLOUT_STEP, "background analysis resumed by request".into());
+        } else {
+            let step = st.step.unwrap_or(0);
+            self.note(
+                ROLLOUT_STEP,
+                format!("step {} of {} promoted by request", step + 1, self.spec.steps.len()),
+            );
+            enter(&mut st, step + 1, &Time(self.o.now));
         }
-        let step = &spec.steps[index as usize];
+        st
+    }
+
+    /// Runs steps from the current one until one has to wait.
+    async fn run(&mut self, mut st: RolloutStatus) -> Decision {
+        let spec = self.spec;
+        let now = Time(self.o.now);
+        let total = spec.steps.len() as i32;
+        let (mut paused, mut due) = (None, None);
+        if let Some(background) = &spec.analysis
+            && st.step.unwrap_or(0) < total
+        {
+            match self.background(&mut st, background).await {
+                Background::Failed(message) => return self.abort(st, message),
+                Background::Inconclusive(message) => paused = Some(message),
+                Background::Due(after) => due = Some(after),
+                Background::Passed => {}
+            }
+        }
+        loop {
+            let index = st.step.unwrap_or(0).max(0);
+            if index >= total {
+                return self.promoting(st);
+            }
+            let at = self.at(&mut st, index);
+            let flow = match paused.take() {
+                Some(message) => Flow::Decided(self.pause(st, &at, message, true)),
+                None => self.step(st, &at).await,
+            };
+            match flow {
+                Flow::Next(next) => {
+                    st = next;
+                    enter(&mut st, index + 1, &now);
+                }
+                Flow::Decided(mut d) => {
+                    // The background analysis is measured again when due, whatever the step
+                    // waits for.
+                    if let Some(due) = due {
+                        d.requeue = Some(d.requeue.map_or(due, |r| r.min(due)));
+                    }
+                    return d;
+                }
+            }
+        }
+    }
+
+    /// Measures the background analysis (on every pass until promotion) and keeps its run in
+    /// the status.
+    async fn background(&mut self, st: &mut RolloutStatus, analysis: &Analysis) -> Background {
+        let run = self.analyse(st.background_analysis.take(), -1, analysis).await;
+        let summary = summarize(&run);
+        let asks = match run.phase.as_str() {
+            "Failed" | "Error" => {
+                Background::Failed(format!("background analysis {} ({summary})", run.phase.to_lowercase()))
+            }
+            "Inconclusive" => Background::Inconclusive(format!(
+                "background analysis inconclusive ({summary}); paused until `ferry promote` (or `ferry abort`)"
+            )),
+            "Running" => Background::Due(next_due(&run, &analysis.metrics, &self.o.now)),
+            _ => Background::Passed,
+        };
+        st.background_analysis = Some(run);
+        asks
+    }
+
+    /// Every step passed: the primary takes Git's template while the canary keeps serving. The
+    /// background analysis is not measured any more, so its due time does not set the requeue.
+    fn promoting(&self, mut st: RolloutStatus) -> Decision {
+        let o = self.o;
+        st.phase = RolloutPhase::Promoting;
+        st.message = Some(format!("promoting {}: every step passed", short(o.revision)));
+        let replicas = if o.canary.exists { o.canary.replicas } else { 0 };
+        let mut d = Decision::new(Primary::AsGit, Canary::Present { replicas }, Some(st.clone()));
+        d.route_weight = st.canary_weight.filter(|_| by_gateway(self.spec));
+        d.health = Some((HealthStatusCode::Progressing, st.message.unwrap_or_default()));
+        d.requeue = Some(POLL);
+        d
+    }
+
+    /// Where the canary stands at step `index`; the status takes the step's weight.
+    fn at(&self, st: &mut RolloutStatus, index: i32) -> At {
+        let (spec, o) = (self.spec, self.o);
+        let gateway = by_gateway(spec);
         let weight = weight_at(spec, index).unwrap_or(st.canary_weight.unwrap_or(0));
         st.canary_weight = Some(weight);
         let canary_count = canary_replicas(o.replicas, weight);
         // Under Gateway API routing the primary keeps every replica: the route splits traffic.
         let primary_count = if gateway { o.replicas } else { (o.replicas - canary_count).max(0) };
-        let primary = Primary::Hold { replicas: primary_count };
-        let canary = Canary::Present { replicas: canary_count };
-        let ready = o.canary_hash == Some(o.template_hash) && o.canary.settled_at(canary_count);
-        let label = format!("step {}/{total}", index + 1);
-        let waited = elapsed(&o.now, st.step_started_at.as_ref());
-
-        let wait = |st: RolloutStatus, phase, message: String, requeue: Option<Duration>, health| {
-            let mut st = st;
-            st.phase = phase;
-            st.message = Some(message.clone());
-            let mut d = Decision::new(primary, canary, Some(st));
-            d.route_weight = gateway.then_some(weight);
-            d.health = Some((health, message));
-            d.requeue = requeue;
-            d
-        };
-        let finish = |mut d: Decision, mut notes: Vec<Note>, measured: Vec<Verdict>| {
-            notes.append(&mut d.notes);
-            d.notes = notes;
-            d.measured = measured;
-            if let Some(due) = background_due {
-                d.requeue = Some(d.requeue.map_or(due, |r| r.min(due)));
-            }
-            d
-        };
-
-        if let Some(message) = background_paused.take() {
-            if st.phase != RolloutPhase::Paused {
-                notes.push(Note { warning: true, reason: ROLLOUT_PAUSED, message: message.clone() });
-            }
-            let d = wait(st, RolloutPhase::Paused, message, None, HealthStatusCode::Suspended);
-            return finish(d, notes, measured);
+        At {
+            index,
+            label: format!("step {}/{}", index + 1, spec.steps.len()),
+            weight,
+            canary_count,
+            primary: Primary::Hold { replicas: primary_count },
+            canary: Canary::Present { replicas: canary_count },
+            ready: o.canary_hash == Some(o.template_hash) && o.canary.settled_at(canary_count),
+            waited: elapsed(&o.now, st.step_started_at.as_ref()),
+            gateway,
         }
+    }
 
-        if !ready && step.analysis.is_none() {
-            if waited > deadline {
-                let message = format!(
-                    "the canary of Deployment {workload} did not reach {canary_count} available replicas within {}s",
-                    deadline.as_secs()
-                );
-                return finish(abort(spec, st, workload, o, message), notes, measured);
-            }
-            let message = format!(
-                "{label}: weight {weight}%, waiting for {canary_count} canary replicas to be available"
-            );
-            let d = wait(st, RolloutPhase::Progressing, message, Some(POLL), HealthStatusCode::Progressing);
-            return finish(d, notes, measured);
+    /// One step: on to the next, or where this pass stops. Until the canary is up at the
+    /// step's size only an analysis step goes on (measuring the canary as it comes up).
+    async fn step(&mut self, st: RolloutStatus, at: &At) -> Flow {
+        let spec = self.spec;
+        let step = &spec.steps[at.index as usize];
+        if !at.ready && step.analysis.is_none() {
+            return Flow::Decided(self.await_canary(st, at));
         }
-
         if step.set_weight.is_some() {
-            notes.push(Note {
-                warning: false,
-                reason: ROLLOUT_STEP,
-                message: format!(
-                    "{label}: canary weight {weight}% ({canary_count} of {} replicas)",
-                    o.replicas
-                ),
-            });
-            enter(&mut st, index + 1, &now);
-            continue;
+            let o = self.o;
+            let message = format!(
+                "{}: canary weight {}% ({} of {} replicas)",
+                at.label, at.weight, at.canary_count, o.replicas
+            );
+            self.note(ROLLOUT_STEP, message);
+            return Flow::Next(st);
         }
         if let Some(pause) = &step.pause {
-            match pause.duration.as_deref().and_then(duration::parse) {
-                Some(length) if waited >= length => {
-                    enter(&mut st, index + 1, &now);
-                    continue;
-                }
-                Some(length) => {
-                    let left = length - waited;
-                    let message = format!("{label}: weight {weight}%, pausing for {}s more", left.as_secs());
-                    let d = wait(
-                        st,
-                        RolloutPhase::Progressing,
-                        message,
-                        Some(left),
-                        HealthStatusCode::Progressing,
-                    );
-                    return finish(d, notes, measured);
-                }
-                None => {
-                    let message =
-                        format!("{label}: weight {weight}%, paused until `ferry promote` (or `ferry abort`)");
-                    if st.phase != RolloutPhase::Paused {
-                        notes.push(Note { warning: false, reason: ROLLOUT_PAUSED, message: message.clone() });
-                    }
-                    let d = wait(st, RolloutPhase::Paused, message, None, HealthStatusCode::Suspended);
-                    return finish(d, notes, measured);
-                }
+            return self.pause_step(st, at, pause);
+        }
+        match &step.analysis {
+            Some(analysis) => self.analysis_step(st, at, analysis).await,
+            // The schema allows exactly one of the three; an empty step is skipped.
+            None => Flow::Next(st),
+        }
+    }
+
+    /// The canary is not up at the step's size yet: wait for it, up to the progress deadline.
+    fn await_canary(&self, st: RolloutStatus, at: &At) -> Decision {
+        let deadline = self
+            .spec
+            .progress_deadline
+            .as_deref()
+            .and_then(duration::parse)
+            .unwrap_or(DEFAULT_PROGRESS_DEADLINE);
+        if at.waited > deadline {
+            let message = format!(
+                "the canary of Deployment {} did not reach {} available replicas within {}s",
+                self.workload,
+                at.canary_count,
+                deadline.as_secs()
+            );
+            return self.abort(st, message);
+        }
+        let message = format!(
+            "{}: weight {}%, waiting for {} canary replicas to be available",
+            at.label, at.weight, at.canary_count
+        );
+        Wait::timed(RolloutPhase::Progressing, message, POLL).onto(st, at.holding())
+    }
+
+    /// A pause step: for its duration, or for a person when it has none.
+    fn pause_step(&mut self, st: RolloutStatus, at: &At, pause: &Pause) -> Flow {
+        match pause.duration.as_deref().and_then(duration::parse) {
+            Some(length) if at.waited >= length => Flow::Next(st),
+            Some(length) => {
+                let left = length - at.waited;
+                let message =
+                    format!("{}: weight {}%, pausing for {}s more", at.label, at.weight, left.as_secs());
+                Flow::Decided(Wait::timed(RolloutPhase::Progressing, message, left).onto(st, at.holding()))
+            }
+            None => {
+                let message = format!(
+                    "{}: weight {}%, paused until `ferry promote` (or `ferry abort`)",
+                    at.label, at.weight
+                );
+                Flow::Decided(self.pause(st, at, message, false))
             }
         }
-        let Some(analysis) = &step.analysis else {
-            // The schema allows exactly one of the three; an empty step is skipped.
-            enter(&mut st, index + 1, &now);
-            continue;
-        };
-        let (run, taken) = measure_run(st.analysis.take(), index, analysis, o, measure).await;
-        measured.extend(taken);
+    }
+
+    /// An analysis step: on when it passes, abort when it fails, pause when inconclusive,
+    /// else look again when the next measurement is due.
+    async fn analysis_step(&mut self, mut st: RolloutStatus, at: &At, analysis: &Analysis) -> Flow {
+        let run = self.analyse(st.analysis.take(), at.index, analysis).await;
         let phase = run.phase.clone();
         let summary = summarize(&run);
+        let next = next_due(&run, &analysis.metrics, &self.o.now);
         st.analysis = Some(run);
+        let label = &at.label;
         match phase.as_str() {
             "Successful" => {
-                notes.push(Note {
-                    warning: false,
-                    reason: ROLLOUT_STEP,
-                    message: format!("{label}: analysis passed ({summary})"),
-                });
-                enter(&mut st, index + 1, &now);
-                continue;
+                self.note(ROLLOUT_STEP, format!("{label}: analysis passed ({summary})"));
+                Flow::Next(st)
             }
             "Failed" | "Error" => {
                 let message = format!("{label}: analysis {} ({summary})", phase.to_lowercase());
-                return finish(abort(spec, st, workload, o, message), notes, measured);
+                Flow::Decided(self.abort(st, message))
             }
             "Inconclusive" => {
                 let message = format!(
                     "{label}: analysis inconclusive ({summary}); paused until `ferry promote` (or `ferry abort`)"
                 );
-                if st.phase != RolloutPhase::Paused {
-                    notes.push(Note { warning: true, reason: ROLLOUT_PAUSED, message: message.clone() });
-                }
-                let d = wait(st, RolloutPhase::Paused, message, None, HealthStatusCode::Suspended);
-                return finish(d, notes, measured);
+                Flow::Decided(self.pause(st, at, message, true))
             }
             _ => {
-                let next = st
-                    .analysis
-                    .as_ref()
-                    .map(|run| next_due(run, &analysis.metrics, &o.now))
-                    .unwrap_or(DEFAULT_ANALYSIS_INTERVAL);
-                let message = format!("{label}: weight {weight}%, analysing ({summary})");
-                let d = wait(st, RolloutPhase::Analyzing, message, Some(next), HealthStatusCode::Progressing);
-                return finish(d, notes, measured);
+                let message = format!("{label}: weight {}%, analysing ({summary})", at.weight);
+                Flow::Decided(Wait::timed(RolloutPhase::Analyzing, message, next).onto(st, at.holding()))
             }
         }
     }
-}
 
-/// Takes the measurements of `analysis` that are due and judges the run (step `index`).
-pub(super) async fn measure_run(
-    prev: Option<AnalysisStatus>,
-    index: i32,
-    analysis: &Analysis,
-    o: &Observed<'_>,
-    measure: &impl Measure,
-) -> (AnalysisStatus, Vec<Verdict>) {
-    let now = Time(o.now);
-    let mut run = match prev {
-        Some(run) if run.step == index => run,
-        _ => fresh_run(index, &analysis.metrics),
-    };
-    let mut measured = vec![];
-    if run.phase == analysis::Phase::Running.as_str() {
-        for metric in &analysis.metrics {
-            if is_due(&run, metric, &o.now) {
-                let taken = measure.measure(metric).await;
-                measured.push(record(&mut run, metric, taken, &now));
-            }
-        }
-        run.phase = run_phase(&run, &analysis.metrics).as_str().to_string();
+    /// Paused at the step until a person promotes or aborts; `warning`: something went wrong
+    /// (an inconclusive analysis), rather than a pause the steps ask for.
+    fn pause(&mut self, st: RolloutStatus, at: &At, message: String, warning: bool) -> Decision {
+        self.note_pause(&st, warning, &message);
+        Wait::paused(message).onto(st, at.holding())
     }
-    (run, measured)
-}
-
-/// Aborts: all traffic and replicas back to the stable primary at once, the canary removed (after
-/// the abort delay under Gateway API routing), the revision held back.
-fn abort(
-    spec: &CanaryStrategy,
-    st: RolloutStatus,
-    workload: &str,
-    o: &Observed<'_>,
-    reason: String,
-) -> Decision {
-    lifecycle::abort(&CanaryVariant(spec), st, workload, o, reason)
 }
 
 /// The weight in force at step `index`: the last `setWeight` at or before it.
@@ -402,205 +398,35 @@ fn weight_at(spec: &CanaryStrategy, index: i32) -> Option<i32> {
     spec.steps.iter().take(index as usize + 1).filter_map(|s: &CanaryStep| s.set_weight).next_back()
 }
 
-pub(super) fn fresh_run(step: i32, metrics: &[AnalysisMetric]) -> AnalysisStatus {
-    AnalysisStatus {
-        step,
-        phase: analysis::Phase::Running.as_str().into(),
-        metrics: metrics
-            .iter()
-            .map(|m| MetricStatus {
-                name: m.name.clone(),
-                phase: analysis::Phase::Running.as_str().into(),
-                ..Default::default()
-            })
-            .collect(),
-        measurements: vec![],
-    }
-}
-
-pub(super) fn interval_of(metric: &AnalysisMetric) -> Duration {
-    metric.interval.as_deref().and_then(duration::parse).unwrap_or(DEFAULT_ANALYSIS_INTERVAL)
-}
-
-pub(super) fn limits_of(metric: &AnalysisMetric) -> Limits {
-    let d = Limits::default();
-    let n = |v: Option<i32>, default: u32| v.map(|v| v.max(0) as u32).unwrap_or(default);
-    Limits {
-        count: n(metric.count, d.count).max(1),
-        failure_limit: n(metric.failure_limit, d.failure_limit),
-        inconclusive_limit: n(metric.inconclusive_limit, d.inconclusive_limit),
-        consecutive_error_limit: n(metric.consecutive_error_limit, d.consecutive_error_limit),
-    }
-}
-
-pub(super) fn tally_of(m: &MetricStatus) -> Tally {
-    let n = |v: i32| v.max(0) as u32;
-    Tally {
-        successful: n(m.successful),
-        failed: n(m.failed),
-        inconclusive: n(m.inconclusive),
-        errors: n(m.errors),
-        consecutive_errors: n(m.consecutive_errors),
-    }
-}
-
-pub(super) fn metric_status<'r>(run: &'r mut AnalysisStatus, name: &str) -> &'r mut MetricStatus {
-    if let Some(i) = run.metrics.iter().position(|m| m.name == name) {
-        return &mut run.metrics[i];
-    }
-    run.metrics.push(MetricStatus { name: name.into(), phase: "Running".into(), ..Default::default() });
-    run.metrics.last_mut().expect("just pushed")
-}
-
-/// Whether `metric` should be measured now: still running, and its interval has passed since
-/// its last measurement (the first is taken at once).
-pub(super) fn is_due(run: &AnalysisStatus, metric: &AnalysisMetric, now: &Timestamp) -> bool {
-    let Some(m) = run.metrics.iter().find(|m| m.name == metric.name) else { return true };
-    if m.phase != analysis::Phase::Running.as_str() {
-        return false;
-    }
-    match &m.last_measured_at {
-        None => true,
-        Some(at) => elapsed(now, Some(at)) >= interval_of(metric),
-    }
-}
-
-/// Until the next metric is due.
-pub(super) fn next_due(run: &AnalysisStatus, metrics: &[AnalysisMetric], now: &Timestamp) -> Duration {
-    metrics
-        .iter()
-        .filter_map(|metric| {
-            let m = run.metrics.iter().find(|m| m.name == metric.name)?;
-            if m.phase != analysis::Phase::Running.as_str() {
-                return None;
-            }
-            let since = elapsed(now, m.last_measured_at.as_ref());
-            Some(interval_of(metric).saturating_sub(since))
-        })
-        .min()
-        .unwrap_or(DEFAULT_ANALYSIS_INTERVAL)
-        .max(Duration::from_millis(500))
-}
-
-/// Judges one measurement and folds it into the run.
-pub(super) fn record(run: &mut AnalysisStatus, metric: &AnalysisMetric, taken: Taken, now: &Time) -> Verdict {
-    let parse = |c: &Option<String>| c.as_deref().map(Condition::parse).transpose();
-    let (verdict, value, message) = match (parse(&metric.success_condition), parse(&metric.failure_condition))
-    {
-        (Err(e), _) | (_, Err(e)) => (Verdict::Failed, None, Some(e.to_string())),
-        (Ok(success), Ok(failure)) => match taken {
-            Err(e) => (Verdict::Error, None, Some(e)),
-            Ok(value) => {
-                let no_data = match metric.no_data.unwrap_or_default() {
-                    NoDataPolicy::Inconclusive => NoData::Inconclusive,
-                    NoDataPolicy::Fail => NoData::Fail,
-                    NoDataPolicy::Pass => NoData::Pass,
-                };
-                let verdict = analysis::judge(value, success.as_ref(), failure.as_ref(), no_data);
-                let shown = value.filter(|v| !v.is_nan()).map(|v| v.to_string());
-                let message = shown.is_none().then(|| "no data".to_string());
-                (verdict, shown, message)
-            }
-        },
-    };
-    let limits = limits_of(metric);
-    let m = metric_status(run, &metric.name);
-    let tally = tally_of(m).with(verdict);
-    m.successful = tally.successful as i32;
-    m.failed = tally.failed as i32;
-    m.inconclusive = tally.inconclusive as i32;
-    m.errors = tally.errors as i32;
-    m.consecutive_errors = tally.consecutive_errors as i32;
-    m.last_measured_at = Some(now.clone());
-    // A condition that cannot be read fails the metric outright: waiting would not fix it.
-    let phase = if verdict == Verdict::Failed && value.is_none() && message.as_deref() != Some("no data") {
-        analysis::Phase::Failed
-    } else {
-        analysis::phase(&tally, &limits)
-    };
-    m.phase = phase.as_str().into();
-    run.measurements.insert(
-        0,
-        Measurement {
-            metric: metric.name.clone(),
-            at: now.clone(),
-            verdict: verdict.as_str().into(),
-            value,
-            message,
-        },
-    );
-    run.measurements.truncate(KEPT_MEASUREMENTS);
-    verdict
-}
-
-/// The run's phase from its metrics: any failure or error fails it, then any inconclusive
-/// metric makes it inconclusive, and it succeeds when every metric has.
-pub(super) fn run_phase(run: &AnalysisStatus, metrics: &[AnalysisMetric]) -> analysis::Phase {
-    let phases: Vec<&str> = metrics
-        .iter()
-        .map(|metric| {
-            run.metrics.iter().find(|m| m.name == metric.name).map(|m| m.phase.as_str()).unwrap_or("Running")
-        })
-        .collect();
-    let any = |p: analysis::Phase| phases.contains(&p.as_str());
-    if any(analysis::Phase::Failed) {
-        analysis::Phase::Failed
-    } else if any(analysis::Phase::Error) {
-        analysis::Phase::Error
-    } else if any(analysis::Phase::Inconclusive) {
-        analysis::Phase::Inconclusive
-    } else if phases.iter().all(|p| *p == analysis::Phase::Successful.as_str()) {
-        analysis::Phase::Successful
-    } else {
-        analysis::Phase::Running
-    }
-}
-
-/// `error-rate: 2 successful, 1 failed (last 0.2)`, per metric.
-pub(super) fn summarize(run: &AnalysisStatus) -> String {
-    run.metrics
-        .iter()
-        .map(|m| {
-            let last = run.measurements.iter().find(|x| x.metric == m.name);
-            let last = match last {
-                Some(x) => format!(", last {}", x.value.clone().or(x.message.clone()).unwrap_or_default()),
-                None => String::new(),
-            };
-            let mut counts = vec![];
-            for (n, word) in [
-                (m.successful, "successful"),
-                (m.failed, "failed"),
-                (m.inconclusive, "inconclusive"),
-                (m.errors, "errors"),
-            ] {
-                if n > 0 {
-                    counts.push(format!("{n} {word}"));
-                }
-            }
-            let counts = if counts.is_empty() { "not measured yet".to_string() } else { counts.join(", ") };
-            format!("{}: {counts}{last}", m.name)
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 #[cfg(test)]
 mod tests {
     use std::{future::Future, sync::Mutex};
 
+    use k8s_openapi::jiff::Timestamp;
+
     use super::*;
-    use crate::rollout::{
-        types::{ROLLOUT_ABORTED, ROLLOUT_STARTED},
-        workload::Availability,
+    use crate::{
+        api::AnalysisMetric,
+        rollout::{
+            analysis::Verdict,
+            prometheus::QueryError,
+            types::{MeasureError, ROLLOUT_ABORTED, ROLLOUT_STARTED, Taken},
+            workload::Availability,
+        },
     };
 
     struct Script(Mutex<Vec<Taken>>);
 
     impl Measure for Script {
         fn measure(&self, _metric: &AnalysisMetric) -> impl Future<Output = Taken> + Send {
-            let next = self.0.lock().unwrap().pop().unwrap_or(Err("script exhausted".into()));
+            let next = self.0.lock().unwrap().pop().unwrap_or(Err(MeasureError::NoAddress));
             async move { next }
         }
+    }
+
+    /// A query Prometheus did not answer in time.
+    fn unanswered() -> MeasureError {
+        QueryError::Timeout { base: "http://prometheus:9090".into(), timeout: Duration::from_secs(10) }.into()
     }
 
     fn script(values: &[Taken]) -> Script {
@@ -808,7 +634,7 @@ mod tests {
                 "shop",
                 st.as_ref(),
                 &observed(i * 10, settled(1), None),
-                &script(&[Err("refused".into())]),
+                &script(&[Err(unanswered())]),
             )
             .await;
             let phase = d.status.as_ref().unwrap().phase;

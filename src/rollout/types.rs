@@ -1,12 +1,17 @@
 //! The types every rollout strategy shares: what one pass observes, what a person requests, the
-//! decision a pass returns and the Event reasons it notes. `canary`, `blue_green` and
-//! `lifecycle` build on them; `controller::rollout` reads and applies them.
+//! decision a pass returns, why a measurement could not be taken and the Event reasons a pass
+//! notes. `analysis_run`, `lifecycle`, `canary` and `blue_green` build on them;
+//! `controller::rollout` reads and applies them.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 
-use super::{analysis::Verdict, workload::Availability};
+use super::{
+    analysis::{TemplateError, Verdict},
+    prometheus::QueryError,
+    workload::Availability,
+};
 use crate::api::{AnalysisMetric, HealthStatusCode, RolloutPhase, RolloutStatus};
 
 /// How soon to look again while waiting for Deployments to move (watches usually come first).
@@ -121,7 +126,9 @@ pub struct Decision {
 }
 
 impl Decision {
-    pub(super) fn new(primary: Primary, canary: Canary, status: Option<RolloutStatus>) -> Decision {
+    /// The Deployments as given, and nothing else to do: the route and Services as in Git, no
+    /// health, requeue, Events or measurements.
+    pub fn new(primary: Primary, canary: Canary, status: Option<RolloutStatus>) -> Decision {
         Decision {
             primary,
             canary,
@@ -141,7 +148,39 @@ impl Decision {
 
 /// One measurement's raw outcome: the query's number (`None`: no data), or why it could not
 /// be taken.
-pub type Taken = Result<Option<f64>, String>;
+pub type Taken = Result<Option<f64>, MeasureError>;
+
+/// Why a measurement could not be taken. Its text is the measurement's message in
+/// `status.rollout`, counted against the metric's `consecutiveErrorLimit`.
+///
+/// `Clone` (the query's error behind an `Arc`) because one cause can stand for every
+/// measurement of a pass: ferry's missing Prometheus client is the same for all of them.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum MeasureError {
+    /// Neither the metric nor ferry's `--prometheus-url` names a Prometheus.
+    #[error("no Prometheus to ask: set prometheus.address on the metric or run ferry with --prometheus-url")]
+    NoAddress,
+    /// The metric names a Prometheus outside `--allowed-prometheus-urls`.
+    #[error(
+        "prometheus.address {address:?} is not one ferry may query (--allowed-prometheus-urls: {})",
+        .allowed.join(", ")
+    )]
+    NotAllowed { address: String, allowed: Vec<String> },
+    /// The query template refers to what it may not.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// ferry has no HTTP client for Prometheus; the text says why (it is made at start-up).
+    #[error("{0}")]
+    NoClient(String),
+    #[error(transparent)]
+    Query(Arc<QueryError>),
+}
+
+impl From<QueryError> for MeasureError {
+    fn from(err: QueryError) -> MeasureError {
+        MeasureError::Query(Arc::new(err))
+    }
+}
 
 /// Takes measurements: Prometheus in the controller, a script in tests.
 pub trait Measure {

@@ -1,5 +1,7 @@
-//! The Deployments of a rollout as plain JSON: the primary (the Deployment in Git) and the
-//! `<name>-canary` Deployment ferry derives from it. Pure functions over `serde_json::Value`.
+//! The objects of a rollout as plain JSON: the primary (the Deployment in Git), the
+//! `<name>-canary` Deployment ferry derives from it, and the Services and HTTPRoute a rollout
+//! points at the new version (the `<service>-canary` Service, route weights, selectors). Pure
+//! functions over `serde_json::Value`.
 
 use std::collections::BTreeMap;
 
