@@ -35,6 +35,7 @@ use crate::{
         types::{Canary, Decision, Measure, MeasureError, Observed, Primary, Taken},
         workload::{self, Availability, CANARY, ROLLOUT_FIELD_MANAGER},
     },
+    source::Revision,
 };
 
 /// Why a rollout could not be decided or carried out this pass. Its text is the Ready
@@ -304,8 +305,11 @@ pub(super) async fn decide(
     applier: &Applier,
     find: &Find<'_>,
     autoscaled: bool,
-    revision: &str,
+    revision: &Revision,
 ) -> Result<Pass, RolloutError> {
+    let commit = &revision.commit;
+    // The state machine compares revisions as the status writes them.
+    let revision = &revision.to_string();
     let strategy = app.spec.strategy.as_ref().expect("decide runs for Applications with a strategy");
     let workload_name = workload_of(app).expect("a strategy names a workload");
     let rendered = Rendered { find, revision };
@@ -343,7 +347,7 @@ pub(super) async fn decide(
         autoscaled,
     };
 
-    let measure = PrometheusMeasure::for_workload(ctx, revision, namespace.as_deref(), &name);
+    let measure = PrometheusMeasure::for_workload(ctx, commit, namespace.as_deref(), &name);
     let observed = objects.observe(app, revision);
     let prev = app.status.as_ref().and_then(|s| s.rollout.as_ref());
     let decision = match (&strategy.canary, &strategy.blue_green) {
@@ -632,12 +636,12 @@ struct PrometheusMeasure<'a> {
 
 impl<'a> PrometheusMeasure<'a> {
     /// Measurements of one workload's rollout, with ferry's Prometheus settings.
-    fn for_workload(ctx: &'a Context, revision: &str, namespace: Option<&str>, workload: &str) -> Self {
+    fn for_workload(ctx: &'a Context, commit: &str, namespace: Option<&str>, workload: &str) -> Self {
         PrometheusMeasure {
             prometheus: ctx.prometheus.as_ref().map_err(|why| MeasureError::NoClient(why.clone())),
             default_address: ctx.options.prometheus_url.as_deref(),
             allowed: &ctx.options.allowed_prometheus_urls,
-            vars: query_vars(revision, namespace, workload),
+            vars: query_vars(commit, namespace, workload),
         }
     }
 
@@ -658,8 +662,7 @@ impl<'a> PrometheusMeasure<'a> {
 
 /// What a query's `{{revision}}` (the commit alone), `{{namespace}}`, `{{workload}}` and
 /// `{{variant}}` stand for.
-fn query_vars(revision: &str, namespace: Option<&str>, workload: &str) -> BTreeMap<&'static str, String> {
-    let commit = revision.rsplit_once("sha1:").map(|(_, c)| c).unwrap_or(revision);
+fn query_vars(commit: &str, namespace: Option<&str>, workload: &str) -> BTreeMap<&'static str, String> {
     BTreeMap::from([
         ("revision", commit.to_string()),
         ("namespace", namespace.unwrap_or_default().to_string()),
@@ -1070,16 +1073,18 @@ mod tests {
 
     #[test]
     fn queries_name_the_commit_alone() {
-        let vars = query_vars("main@sha1:0123abc", Some("team"), "shop");
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        let revision: Revision = format!("main@sha1:{sha}").parse().unwrap();
+        let vars = query_vars(&revision.commit, Some("team"), "shop");
         assert_eq!(
             vars.into_iter().collect::<Vec<_>>(),
             vec![
                 ("namespace", "team".to_string()),
-                ("revision", "0123abc".to_string()),
+                ("revision", sha.to_string()),
                 ("variant", "canary".to_string()),
                 ("workload", "shop".to_string()),
             ]
         );
-        assert_eq!(query_vars("v1.2.3", None, "shop")["revision"], "v1.2.3", "a revision without a commit");
+        assert_eq!(query_vars("", None, "shop")["namespace"], "", "no namespace: empty");
     }
 }

@@ -34,9 +34,8 @@ pub(super) async fn rewrite(
         d.entry.kind == "HorizontalPodAutoscaler"
             && workload::autoscales(&serde_json::to_value(&d.obj).unwrap_or_default(), workload_name)
     });
-    let revision = built.revision.to_string();
     let decided =
-        rollout::decide(pass.ctx, pass.app, mem, &built.applier, &find, autoscaled, &revision).await?;
+        rollout::decide(pass.ctx, pass.app, mem, &built.applier, &find, autoscaled, &built.revision).await?;
     for (i, obj) in decided.rewrites() {
         let d = &mut built.desired[i];
         let rewritten = d.with_object(obj).ok_or_else(|| BuildError::Rewrite { object: d.name.clone() })?;
