@@ -55,9 +55,9 @@ pub enum SyncError {
     Apply(#[from] ApplyStageError),
     #[error(transparent)]
     Prune(#[from] PruneError),
-    /// The rollout's (`controller::rollout`): deciding this pass, converging the canary.
+    /// The strategy's (`controller::strategy`): deciding this pass, converging the canary.
     #[error(transparent)]
-    Rollout(#[from] super::rollout::RolloutError),
+    Rollout(#[from] super::strategy::RolloutError),
     // The variants below are what the hooks still build themselves; they go once the hooks
     // return errors of their own.
     #[error("{0}")]

@@ -7,7 +7,8 @@
 //! - [`sync`]: one pass as stages: access and fetch -> build -> strategy -> plan -> validate ->
 //!   apply -> prune -> health and verify (its module doc lists them).
 //! - [`hooks`]: PostSync hooks: split from the render, run once synced and Healthy, cleaned up.
-//! - `rollout`: the controller's side of a rollout (live Deployments in, rewritten objects out).
+//! - `strategy`: the controller's side of `spec.strategy`, a rollout (live Deployments in,
+//!   rewritten objects out); the state machines are [`crate::rollout`]'s.
 //! - [`prunable`]: what a prune, a hook clean-up or `ferry diff` may delete (exists, is this
 //!   Application's).
 //! - `events`: Kubernetes Events on Applications (best effort).
@@ -36,9 +37,9 @@ mod preflight;
 mod promotion;
 pub mod prunable;
 pub mod reconcile;
-mod rollout;
 pub mod shard;
 pub mod status;
+mod strategy;
 pub mod sync;
 mod watches;
 

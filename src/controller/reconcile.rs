@@ -209,7 +209,7 @@ async fn cleanup(app: &Application, ctx: &Context) -> Result<Action, Error> {
         let mut order = prune_candidates(&inventory, &[], true, |_| false)
             .map_err(|e| fail(PruneError::Refused(e).into()))?;
         // A rollout's canary objects and the PostSync hooks are in no inventory; they go first.
-        order.splice(0..0, super::rollout::derived_objects(app, &inventory));
+        order.splice(0..0, super::strategy::derived_objects(app, &inventory));
         let hooks = app.status.as_ref().and_then(|s| s.verification.as_ref()).map(|v| v.hooks.clone());
         order.splice(0..0, hooks.unwrap_or_default());
         let victims =

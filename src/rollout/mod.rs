@@ -27,7 +27,7 @@
 //! other.
 //!
 //! The controller's side (reading the live Deployments, applying the decision) is
-//! `controller::rollout`.
+//! `controller::strategy`.
 
 pub mod analysis;
 mod analysis_run;

@@ -1,7 +1,7 @@
 //! The types every rollout strategy shares: what one pass observes, what a person requests, the
 //! decision a pass returns, why a measurement could not be taken and the Event reasons a pass
 //! notes. `analysis_run`, `lifecycle`, `canary` and `blue_green` build on them;
-//! `controller::rollout` reads and applies them.
+//! `controller::strategy` reads and applies them.
 
 use std::{future::Future, sync::Arc, time::Duration};
 

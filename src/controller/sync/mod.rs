@@ -1,15 +1,16 @@
 //! One sync pass of one Application, as a pipeline of stages that take and return plain values:
 //!
 //! ```text
-//! access -> fetch -> build -> strategy -> plan -> (report only?) -> validate -> apply -> prune -> health -> verify
-//!   Access   Snapshot  Built   rollout::Pass  Planned               ()       applied   pruned   ObjectHealth  Synced
+//! access -> fetch -> build -> rewrite -> plan -> (report only?) -> validate -> apply -> prune -> health -> verify
+//!   Access   Snapshot  Built   strategy::Pass Planned               ()       applied   pruned   ObjectHealth  Synced
 //! ```
 //!
 //! - [`fetch`]: who the Application acts as (the tenancy's lockdown) and the revision, fetched
 //!   only when new.
 //! - [`build`]: render, split off the hooks, add the created Namespace, prepare and resolve the
 //!   objects ([`desired`]); the tenancy checks every object.
-//! - [`strategy`]: a canary or blue-green rollout rewrites the objects it drives.
+//! - [`rewrite`]: a canary or blue-green strategy rewrites the objects it drives
+//!   ([`super::strategy`] decides how).
 //! - [`observe`] and [`decide`]: what each object needs (the decisions are pure functions in
 //!   [`decide`]), ownership conflicts, what to prune ([`prune`]).
 //! - [`write`]: the server-side dry run of every change, then apply phase by phase.
@@ -28,7 +29,7 @@ mod fetch;
 mod observe;
 mod pass;
 pub mod prune;
-mod strategy;
+mod rewrite;
 mod verify;
 mod write;
 
@@ -36,7 +37,7 @@ use std::time::Instant;
 
 pub use self::decide::SyncState;
 use self::{build::Built, fetch::Access, observe::Planned, pass::Pass};
-use super::{context::Context, error::SyncError, memory::AppMemory, rollout};
+use super::{context::Context, error::SyncError, memory::AppMemory, strategy};
 use crate::{
     api::{Application, InventoryEntry, VerificationStatus},
     apply::AppRef,
@@ -99,7 +100,7 @@ async fn converge(
     let revision = &snapshot.revision;
     let mut built = build::build(pass, access, snapshot, mem).await?;
     let plan_timer = pass.ctx.metrics.time(crate::metrics::Stage::Plan);
-    let rollout = strategy::rewrite(pass, mem, &mut built).await?;
+    let rollout = rewrite::by_strategy(pass, mem, &mut built).await?;
     let planned = observe::plan(pass, mem, &built).await?;
     if let Some(state) = planned.pending.report_only(&pass.app.spec.sync_policy, revision) {
         return Ok(report_only(pass, mem, &built, state));
@@ -110,7 +111,7 @@ async fn converge(
     count_applied(pass, &planned, &applied);
     let pruned = prune::prune(pass, &built.applier, mem, &planned.prune).await?;
     if let Some(rollout) = &rollout {
-        rollout::converge_canary(&built.applier, rollout).await?;
+        strategy::converge_canary(&built.applier, rollout).await?;
     }
     if !applied.is_empty() || !pruned.is_empty() {
         let (applied, pruned) = (applied.len(), pruned.len());

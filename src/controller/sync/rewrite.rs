@@ -9,19 +9,19 @@ use crate::{
     controller::{
         error::{BuildError, SyncError},
         memory::AppMemory,
-        rollout,
+        strategy,
     },
     rollout::workload,
 };
 
 /// The rollout's decision for this pass, with the desired objects rewritten accordingly; `None`
 /// for an Application without a strategy.
-pub(super) async fn rewrite(
+pub(super) async fn by_strategy(
     pass: Pass<'_>,
     mem: &AppMemory,
     built: &mut Built,
-) -> Result<Option<rollout::Pass>, SyncError> {
-    let Some(workload_name) = rollout::workload_of(pass.app) else { return Ok(None) };
+) -> Result<Option<strategy::Pass>, SyncError> {
+    let Some(workload_name) = strategy::workload_of(pass.app) else { return Ok(None) };
     let desired = &built.desired;
     let find = |group: &str, kind: &str, name: &str| {
         let i = desired
@@ -35,7 +35,7 @@ pub(super) async fn rewrite(
             && workload::autoscales(&serde_json::to_value(&d.obj).unwrap_or_default(), workload_name)
     });
     let decided =
-        rollout::decide(pass.ctx, pass.app, mem, &built.applier, &find, autoscaled, &built.revision).await?;
+        strategy::decide(pass.ctx, pass.app, mem, &built.applier, &find, autoscaled, &built.revision).await?;
     for (i, obj) in decided.rewrites() {
         let d = &mut built.desired[i];
         let rewritten = d.with_object(obj).ok_or_else(|| BuildError::Rewrite { object: d.name.clone() })?;
