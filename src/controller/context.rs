@@ -79,19 +79,30 @@ pub struct Context {
     snapshots: Mutex<HashMap<AppRef, PathBuf>>,
 }
 
+/// The connection to the cluster a [`Context`] starts from: ferry's own client, the
+/// configuration it was built from, the first API discovery, and the metrics that count the
+/// client's requests.
+pub struct Connection {
+    pub client: Client,
+    pub config: Config,
+    pub discovery: Discovery,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The caches a [`Context`] starts with.
+pub struct Caches {
+    pub git: GitCache,
+    /// The watches of managed objects.
+    pub watches: Watches,
+    /// The Application cache (the controller's watch).
+    pub apps: Store<Application>,
+}
+
 impl Context {
-    // Every shared piece is built once in `run` and handed over here.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        client: Client,
-        config: Config,
-        options: SyncOptions,
-        git: GitCache,
-        watches: Watches,
-        discovery: Discovery,
-        metrics: Arc<Metrics>,
-        apps: Store<Application>,
-    ) -> Context {
+    /// The context, from what `ferry run` built at start-up.
+    pub fn new(connection: Connection, options: SyncOptions, caches: Caches) -> Context {
+        let Connection { client, config, discovery, metrics } = connection;
+        let Caches { git, watches, apps } = caches;
         let prometheus = Prometheus::new(options.api_timeout)
             .map_err(|e| format!("no HTTP client for Prometheus (loading the system's TLS roots: {e})"));
         let render_cache_bytes = options.render_cache_bytes;

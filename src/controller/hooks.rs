@@ -105,22 +105,32 @@ pub fn combine(outcomes: &[(String, Outcome)]) -> (VerificationPhase, Option<Str
     }
 }
 
-/// The verification of `revision` after this pass. `healthy`: the synced objects are Healthy
-/// (hooks start only then). Returns the previous status unchanged while there is nothing to do.
+/// What a pass knows of its revision's verification.
+pub struct Verify<'a> {
+    /// The PostSync hooks of the render, as [`split`] returned them.
+    pub hooks: &'a [DynamicObject],
+    pub revision: &'a str,
+    /// The verification in the status before this pass.
+    pub previous: Option<&'a VerificationStatus>,
+    /// The synced objects are Healthy: hooks start only then.
+    pub healthy: bool,
+}
+
+/// The verification of `verify.revision` after this pass, its hooks run as `app` through
+/// `applier`. Returns the previous status unchanged while there is nothing to do.
 pub async fn converge(
     ctx: &Context,
     applier: &Applier,
     app: &AppRef,
-    hooks: &[DynamicObject],
-    revision: &str,
-    previous: Option<&VerificationStatus>,
-    healthy: bool,
+    verify: Verify<'_>,
 ) -> Result<Option<VerificationStatus>, SyncError> {
+    let runner = Runner { ctx, applier, app };
+    let Verify { hooks, revision, previous, healthy } = verify;
     let current = previous.filter(|v| v.revision == revision);
     if hooks.is_empty() {
         // The revision has no hooks: those of an earlier one go.
         if let Some(prev) = previous {
-            delete_ours(ctx, applier, app, &prev.hooks).await?;
+            runner.delete_ours(&prev.hooks).await?;
         }
         return Ok(None);
     }
@@ -132,93 +142,119 @@ pub async fn converge(
     if current.is_none()
         && let Some(prev) = previous
     {
-        delete_ours(ctx, applier, app, &prev.hooks).await?;
+        runner.delete_ours(&prev.hooks).await?;
     }
-    // Only runs ferry created for this revision count. Their uids are in the status, which only
-    // ferry writes: labels and annotations anyone who may create Jobs can forge.
-    let recorded: &[String] = current.map(|v| v.hook_uids.as_slice()).unwrap_or_default();
-    let mut uids = Vec::with_capacity(hooks.len());
-    let mut outcomes = Vec::with_capacity(hooks.len());
-    let mut entries = Vec::with_capacity(hooks.len());
-    for hook in hooks {
-        let name = describe(hook);
-        let entry = inventory_entry(hook)
-            .ok_or_else(|| SyncError::Validation(format!("the PostSync hook {name} has no name")))?;
-        let (outcome, uid) = run_hook(applier, app, hook, &name, &entry, revision, recorded).await?;
-        uids.extend(uid);
-        outcomes.push((name, outcome));
-        entries.push(entry);
-    }
-    let (phase, message) = combine(&outcomes);
-    let now = Time(Timestamp::now());
-    let started_at = current.and_then(|v| v.started_at.clone()).or_else(|| Some(now.clone()));
-    let finished_at = (phase != VerificationPhase::Running).then(|| now.clone());
-    Ok(Some(VerificationStatus {
-        revision: revision.to_string(),
-        phase,
-        hooks: entries,
-        hook_uids: uids,
-        started_at,
-        finished_at,
-        message,
-    }))
+    runner.run(hooks, revision, current).await.map(Some)
 }
 
-/// Where one hook of `revision` stands, and the uid of the run ferry created for it: read when
-/// it is one of the `recorded` runs, else cleared away when labelled as this Application's (an
-/// earlier revision's, one of a pass that ended before its status was written, or a forgery) and
-/// created anew on a later pass once gone. An object of its name that is not labelled as this
-/// Application's is a conflict: ferry neither trusts, replaces nor deletes it.
-async fn run_hook(
-    applier: &Applier,
-    app: &AppRef,
-    hook: &DynamicObject,
-    name: &str,
-    entry: &InventoryEntry,
-    revision: &str,
-    recorded: &[String],
-) -> Result<(Outcome, Option<String>), SyncError> {
-    let apply_err = SyncError::from_apply;
-    let (resource, caps) = applier.resolve(hook).map_err(apply_err)?;
-    let ns = entry.namespace.as_deref();
-    let Some(live) = applier.get(name, &resource, &caps, ns, &entry.name).await.map_err(apply_err)? else {
-        let mut obj = hook.clone();
-        obj.metadata
-            .annotations
-            .get_or_insert_with(Default::default)
-            .insert(HOOK_REVISION_ANNOTATION.into(), revision.into());
-        // A create, not an apply: one of that name made meanwhile is judged on the next pass.
-        let created = applier.create(&obj).await.map_err(apply_err)?;
-        tracing::info!(hook = %name, %revision, "created PostSync hook");
-        return Ok((Outcome::Running, created.and_then(|c| c.metadata.uid)));
-    };
-    let uid = live.metadata.uid.clone();
-    if uid.as_ref().is_some_and(|u| recorded.contains(u)) {
-        return Ok((outcome(&entry.kind, &serde_json::to_value(&live).unwrap_or_default()), uid));
-    }
-    if ownership_of(live.metadata.labels.as_ref(), app) != Ownership::Ours {
-        return Err(SyncError::Conflict(format!(
-            "{name} exists and is not a PostSync hook this Application created; ferry neither trusts, replaces nor deletes it, so {revision} stays unverified until it is removed"
-        )));
-    }
-    // A Job's template cannot be changed in place: the run goes first.
-    if live.metadata.deletion_timestamp.is_none() {
-        applier.delete(name, &resource, &caps, ns, &entry.name, uid.as_deref()).await.map_err(apply_err)?;
-    }
-    Ok((Outcome::Running, None))
+/// One PostSync hook of the render, with the names it goes by.
+struct Hook<'a> {
+    object: &'a DynamicObject,
+    /// As shown in messages.
+    name: String,
+    entry: InventoryEntry,
 }
 
-/// Deletes the hook objects of an earlier revision that are still there and still ours.
-async fn delete_ours(
-    ctx: &Context,
-    applier: &Applier,
-    app: &AppRef,
-    hooks: &[InventoryEntry],
-) -> Result<(), SyncError> {
-    for hook in prunable(ctx, applier, app, hooks).await? {
-        hook.delete(applier).await?;
+/// Runs the hooks of one Application: as it acts (`applier`), labelled as its own (`app`).
+struct Runner<'a> {
+    ctx: &'a Context,
+    applier: &'a Applier,
+    app: &'a AppRef,
+}
+
+impl Runner<'_> {
+    /// Runs or reads every hook of `revision`; `current`: the verification of `revision` so far.
+    async fn run(
+        &self,
+        hooks: &[DynamicObject],
+        revision: &str,
+        current: Option<&VerificationStatus>,
+    ) -> Result<VerificationStatus, SyncError> {
+        // Only runs ferry created for this revision count. Their uids are in the status, which
+        // only ferry writes: labels and annotations anyone who may create Jobs can forge.
+        let recorded: &[String] = current.map(|v| v.hook_uids.as_slice()).unwrap_or_default();
+        let mut uids = Vec::with_capacity(hooks.len());
+        let mut outcomes = Vec::with_capacity(hooks.len());
+        let mut entries = Vec::with_capacity(hooks.len());
+        for object in hooks {
+            let name = describe(object);
+            let entry = inventory_entry(object)
+                .ok_or_else(|| SyncError::Validation(format!("the PostSync hook {name} has no name")))?;
+            let hook = Hook { object, name, entry };
+            let (outcome, uid) = self.run_hook(&hook, revision, recorded).await?;
+            uids.extend(uid);
+            outcomes.push((hook.name, outcome));
+            entries.push(hook.entry);
+        }
+        let (phase, message) = combine(&outcomes);
+        let now = Time(Timestamp::now());
+        let started_at = current.and_then(|v| v.started_at.clone()).or_else(|| Some(now.clone()));
+        let finished_at = (phase != VerificationPhase::Running).then(|| now.clone());
+        Ok(VerificationStatus {
+            revision: revision.to_string(),
+            phase,
+            hooks: entries,
+            hook_uids: uids,
+            started_at,
+            finished_at,
+            message,
+        })
     }
-    Ok(())
+
+    /// Where one hook of `revision` stands, and the uid of the run ferry created for it: read
+    /// when it is one of the `recorded` runs, else cleared away when labelled as this
+    /// Application's (an earlier revision's, one of a pass that ended before its status was
+    /// written, or a forgery) and created anew on a later pass once gone. An object of its name
+    /// that is not labelled as this Application's is a conflict: ferry neither trusts, replaces
+    /// nor deletes it.
+    async fn run_hook(
+        &self,
+        hook: &Hook<'_>,
+        revision: &str,
+        recorded: &[String],
+    ) -> Result<(Outcome, Option<String>), SyncError> {
+        let (applier, name, entry) = (self.applier, hook.name.as_str(), &hook.entry);
+        let apply_err = SyncError::from_apply;
+        let (resource, caps) = applier.resolve(hook.object).map_err(apply_err)?;
+        let ns = entry.namespace.as_deref();
+        let Some(live) = applier.get(name, &resource, &caps, ns, &entry.name).await.map_err(apply_err)?
+        else {
+            let mut obj = hook.object.clone();
+            obj.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(HOOK_REVISION_ANNOTATION.into(), revision.into());
+            // A create, not an apply: one of that name made meanwhile is judged on the next pass.
+            let created = applier.create(&obj).await.map_err(apply_err)?;
+            tracing::info!(hook = %name, %revision, "created PostSync hook");
+            return Ok((Outcome::Running, created.and_then(|c| c.metadata.uid)));
+        };
+        let uid = live.metadata.uid.clone();
+        if uid.as_ref().is_some_and(|u| recorded.contains(u)) {
+            return Ok((outcome(&entry.kind, &serde_json::to_value(&live).unwrap_or_default()), uid));
+        }
+        if ownership_of(live.metadata.labels.as_ref(), self.app) != Ownership::Ours {
+            return Err(SyncError::Conflict(format!(
+                "{name} exists and is not a PostSync hook this Application created; ferry neither trusts, replaces nor deletes it, so {revision} stays unverified until it is removed"
+            )));
+        }
+        // A Job's template cannot be changed in place: the run goes first.
+        if live.metadata.deletion_timestamp.is_none() {
+            applier
+                .delete(name, &resource, &caps, ns, &entry.name, uid.as_deref())
+                .await
+                .map_err(apply_err)?;
+        }
+        Ok((Outcome::Running, None))
+    }
+
+    /// Deletes the hook objects of an earlier revision that are still there and still ours.
+    async fn delete_ours(&self, hooks: &[InventoryEntry]) -> Result<(), SyncError> {
+        for hook in prunable(self.ctx, self.applier, self.app, hooks).await? {
+            hook.delete(self.applier).await?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -500,8 +500,13 @@ async fn run(
     // PostSync hooks, once the revision is Healthy; until they succeed it is not.
     let previous_verification = app.status.as_ref().and_then(|s| s.verification.as_ref());
     let healthy = health.status == HealthStatusCode::Healthy;
-    let verification =
-        hooks::converge(ctx, &applier, app_ref, &hooks, &revision, previous_verification, healthy).await?;
+    let verification = hooks::converge(
+        ctx,
+        &applier,
+        app_ref,
+        hooks::Verify { hooks: &hooks, revision: &revision, previous: previous_verification, healthy },
+    )
+    .await?;
     if let Some(v) = verification.as_ref().filter(|v| v.revision == revision) {
         let message = v.message.clone().unwrap_or_default();
         match v.phase {
