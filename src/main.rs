@@ -216,7 +216,7 @@ struct RunArgs {
 impl RunArgs {
     /// The options `ferry run` starts with: flag values checked (the shard), defaults filled in
     /// (identity, cache directory, Lease namespace), empty list items dropped.
-    fn into_options(self) -> Result<startup::RunOptions, String> {
+    fn into_options(self) -> Result<startup::RunOptions, controller::ShardError> {
         let shard = controller::Shard::new(self.shard_index, self.shard_count)?;
         let identity = self
             .leader_election_identity
@@ -303,7 +303,7 @@ fn main() -> ExitCode {
             telemetry::init(cli.log_format);
             let opts = match args.into_options() {
                 Ok(opts) => opts,
-                Err(err) => return fail(&err),
+                Err(err) => return fail(&err.to_string()),
             };
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,

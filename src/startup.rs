@@ -43,13 +43,13 @@ use crate::{
     },
     appset,
     controller::{
-        Caches, Connection, Context, Elector, Followers, LeaderConfig, Leadership, PreflightError, Role,
-        Shard, SyncOptions, Watches, collect_garbage, preflight, reconcile,
+        Caches, Connection, Context, Elector, Followers, LeaderConfig, LeaderConfigError, Leadership,
+        PreflightError, Role, Shard, SyncOptions, Watches, collect_garbage, preflight, reconcile,
     },
     metrics::Metrics,
     render::RenderOptions,
-    server::{Readiness, Server, ServerState, WebhookSecret, Webhooks},
-    source::{GitCache, GitCacheOptions, Retention},
+    server::{BadSecretName, Readiness, Server, ServerState, WebhookSecret, Webhooks},
+    source::{GitCache, GitCacheOptions, Retention, SourceError},
     tenancy::Lockdown,
 };
 /// How long a shutdown waits for reconciles in progress.
@@ -112,11 +112,47 @@ pub struct RenderLimits {
     pub cache_bytes: u64,
 }
 
+/// Why `ferry run` ended with an error: it could not start, or it stopped leading.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The signal handlers, the kubeconfig or the cluster's checks.
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    /// The election stopped before this process led.
+    #[error("the leader election ended before this process led")]
+    ElectionEnded,
+    /// Another replica may lead now: this one stopped reconciling at once.
+    #[error("lost the leader-election lease; stopped reconciling (a restart joins as a standby)")]
+    LeaseLost,
+}
+
+/// What ferry needs besides the cluster's checks: flags that work together, API discovery, its
+/// Git cache directory and its HTTP port.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    LeaderElection(#[from] LeaderConfigError),
+    #[error(transparent)]
+    WebhookSecret(#[from] BadSecretName),
+    #[error("API discovery at {url} did not finish in time")]
+    DiscoveryTimeout { url: String },
+    #[error("API discovery at {url} failed: {source}")]
+    Discovery { url: String, source: kube::Error },
+    #[error("cannot use {} as the Git cache ({source}); pass a writable directory with --cache-dir", dir.display())]
+    GitCache { dir: PathBuf, source: Box<SourceError> },
+    #[error("cannot listen on {address} ({source}); choose another address with --http-address")]
+    Listen { address: String, source: std::io::Error },
+    #[error("cannot read the address of the HTTP listener on {address}: {source}")]
+    ListenerAddress { address: String, source: std::io::Error },
+}
+
 /// Runs the controller until SIGINT or SIGTERM, or until it loses its leader-election Lease
 /// (then it stops reconciling at once and returns an error, so the process exits and restarts
 /// as a standby).
-pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
-    let mut shutdown = Shutdown::install().map_err(|e| PreflightError::Signals { cause: e.to_string() })?;
+pub async fn run(opts: RunOptions) -> Result<(), RunError> {
+    let mut shutdown = Shutdown::install().map_err(|source| PreflightError::Signals { source })?;
     let Some((replica, triggers)) = Replica::start(opts, &mut shutdown).await? else {
         info!("shutting down before start-up finished");
         return Ok(());
@@ -149,7 +185,7 @@ impl Replica {
     async fn start(
         opts: RunOptions,
         shutdown: &mut Shutdown,
-    ) -> Result<Option<(Replica, Triggers)>, PreflightError> {
+    ) -> Result<Option<(Replica, Triggers)>, RunError> {
         let webhook_secret = check_options(&opts)?;
         let Some(connected) = connect(&opts, shutdown).await? else { return Ok(None) };
         let git = open_git_cache(&opts)?;
@@ -202,7 +238,7 @@ impl Replica {
 
     /// Waits to lead (a standby serves metrics, /readyz and webhooks meanwhile), then runs both
     /// controllers until a signal or until the Lease is lost; then stops everything.
-    async fn run(self, triggers: Triggers, shutdown: &mut Shutdown) -> Result<(), PreflightError> {
+    async fn run(self, triggers: Triggers, shutdown: &mut Shutdown) -> Result<(), RunError> {
         match self.wait_to_lead(shutdown).await {
             Ok(true) => {}
             Ok(false) => {
@@ -228,9 +264,7 @@ impl Replica {
                 "lost the leader-election lease: stopped reconciling; exiting so a restart joins as a standby"
             );
             self.finish().await;
-            return Err(PreflightError::Startup(
-                "lost the leader-election lease; stopped reconciling (a restart joins as a standby)".into(),
-            ));
+            return Err(RunError::LeaseLost);
         }
         self.finish().await;
         Ok(())
@@ -238,7 +272,7 @@ impl Replica {
 
     /// `Ok(true)` once this process leads and knows every TenantPolicy (an empty policy cache
     /// would allow everything); `Ok(false)` when a signal came first.
-    async fn wait_to_lead(&self, shutdown: &mut Shutdown) -> Result<bool, PreflightError> {
+    async fn wait_to_lead(&self, shutdown: &mut Shutdown) -> Result<bool, RunError> {
         let leading = tokio::select! {
             leading = self.election.leadership.acquired() => leading,
             _ = shutdown.wait() => {
@@ -247,7 +281,7 @@ impl Replica {
             }
         };
         if !leading {
-            return Err(PreflightError::Startup("the leader election ended before this process led".into()));
+            return Err(RunError::ElectionEnded);
         }
         if let Some(policies) = self.ctx.policies.clone() {
             tokio::select! {
@@ -278,15 +312,13 @@ impl Replica {
 
 /// The flags `clap` cannot check alone: the leader-election timings and the webhook Secret's
 /// name (returned, parsed).
-fn check_options(opts: &RunOptions) -> Result<Option<WebhookSecret>, PreflightError> {
+fn check_options(opts: &RunOptions) -> Result<Option<WebhookSecret>, StartupError> {
     if let Some(leader) = &opts.leader {
-        leader.validate().map_err(PreflightError::Startup)?;
+        leader.validate()?;
     }
-    opts.webhook_secret
-        .as_deref()
-        .map(|spec| WebhookSecret::parse(spec, opts.namespace.as_deref().unwrap_or("default")))
-        .transpose()
-        .map_err(PreflightError::Startup)
+    let default_namespace = opts.namespace.as_deref().unwrap_or("default");
+    let secret = opts.webhook_secret.as_deref().map(|spec| WebhookSecret::parse(spec, default_namespace));
+    Ok(secret.transpose()?)
 }
 
 /// The cluster as start-up found it.
@@ -301,7 +333,7 @@ struct Connected {
 
 /// Connects to the cluster of KUBECONFIG (or the in-cluster one), checks that it serves
 /// Applications and runs API discovery. `None`: a signal came first.
-async fn connect(opts: &RunOptions, shutdown: &mut Shutdown) -> Result<Option<Connected>, PreflightError> {
+async fn connect(opts: &RunOptions, shutdown: &mut Shutdown) -> Result<Option<Connected>, RunError> {
     let kubeconfig_env = || std::env::var("KUBECONFIG").ok();
     let config = Config::infer().await.map_err(|e| PreflightError::no_config(&e, kubeconfig_env()))?;
     let url = config.cluster_url.to_string();
@@ -311,7 +343,7 @@ async fn connect(opts: &RunOptions, shutdown: &mut Shutdown) -> Result<Option<Co
     let checked = async {
         let cluster = preflight(&client, &url, opts.api_timeout, opts.namespace.as_deref()).await?;
         let discovery = discover(&client, &url, opts.api_timeout).await?;
-        Ok::<_, PreflightError>((cluster, discovery))
+        Ok::<_, RunError>((cluster, discovery))
     };
     let (cluster, discovery) = tokio::select! {
         checked = checked => checked?,
@@ -326,11 +358,11 @@ async fn connect(opts: &RunOptions, shutdown: &mut Shutdown) -> Result<Option<Co
 }
 
 /// The first API discovery (later ones are the context's).
-async fn discover(client: &Client, url: &str, api_timeout: Duration) -> Result<Discovery, PreflightError> {
+async fn discover(client: &Client, url: &str, api_timeout: Duration) -> Result<Discovery, StartupError> {
     tokio::time::timeout(api_timeout * 3, Discovery::new(client.clone()).run())
         .await
-        .map_err(|_| PreflightError::Startup(format!("API discovery at {url} did not finish in time")))?
-        .map_err(|e| PreflightError::Startup(format!("API discovery at {url} failed: {e}")))
+        .map_err(|_| StartupError::DiscoveryTimeout { url: url.to_string() })?
+        .map_err(|source| StartupError::Discovery { url: url.to_string(), source })
 }
 
 /// Whether the cluster serves this kind of ferry.dev/v1alpha1.
@@ -338,26 +370,20 @@ fn serves(discovery: &Discovery, kind: &str) -> bool {
     discovery.resolve_gvk(&kube::api::GroupVersionKind::gvk("ferry.dev", "v1alpha1", kind)).is_some()
 }
 
-fn open_git_cache(opts: &RunOptions) -> Result<GitCache, PreflightError> {
+fn open_git_cache(opts: &RunOptions) -> Result<GitCache, StartupError> {
     let cache_options = GitCacheOptions { retention: opts.cache_retention.clone(), ..Default::default() };
-    GitCache::new(&opts.cache_dir, cache_options).map_err(|e| {
-        PreflightError::Startup(format!(
-            "cannot use {} as the Git cache ({e}); pass a writable directory with --cache-dir",
-            opts.cache_dir.display()
-        ))
-    })
+    GitCache::new(&opts.cache_dir, cache_options)
+        .map_err(|e| StartupError::GitCache { dir: opts.cache_dir.clone(), source: Box::new(e) })
 }
 
 /// The HTTP server's listener, and the address it listens on (`--http-address` may ask for port 0).
-async fn listen(address: &str) -> Result<(TcpListener, SocketAddr), PreflightError> {
-    let listener = TcpListener::bind(address).await.map_err(|e| {
-        PreflightError::Startup(format!(
-            "cannot listen on {address} ({e}); choose another address with --http-address"
-        ))
-    })?;
-    let bound = listener.local_addr().map_err(|e| {
-        PreflightError::Startup(format!("cannot read the address of the HTTP listener on {address}: {e}"))
-    })?;
+async fn listen(address: &str) -> Result<(TcpListener, SocketAddr), StartupError> {
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| StartupError::Listen { address: address.to_string(), source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| StartupError::ListenerAddress { address: address.to_string(), source })?;
     Ok((listener, bound))
 }
 
@@ -797,6 +823,39 @@ mod tests {
         let annotations = annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         app.metadata.annotations = Some(annotations);
         app
+    }
+
+    /// The words of each failure are those `ferry run` printed before they were typed.
+    #[test]
+    fn start_up_and_run_time_failures_read_as_before() {
+        let io = || std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use");
+        let cases: [(RunError, &str); 5] = [
+            (
+                RunError::LeaseLost,
+                "lost the leader-election lease; stopped reconciling (a restart joins as a standby)",
+            ),
+            (RunError::ElectionEnded, "the leader election ended before this process led"),
+            (
+                StartupError::DiscoveryTimeout { url: "https://k8s:6443/".into() }.into(),
+                "API discovery at https://k8s:6443/ did not finish in time",
+            ),
+            (
+                StartupError::Listen { address: "0.0.0.0:8080".into(), source: io() }.into(),
+                "cannot listen on 0.0.0.0:8080 (address in use); choose another address with --http-address",
+            ),
+            (
+                StartupError::ListenerAddress { address: "0.0.0.0:8080".into(), source: io() }.into(),
+                "cannot read the address of the HTTP listener on 0.0.0.0:8080: address in use",
+            ),
+        ];
+        for (err, words) in cases {
+            assert_eq!(err.to_string(), words);
+        }
+        let bad = WebhookSecret::parse("Hooks", "ferry").unwrap_err();
+        assert_eq!(
+            RunError::from(StartupError::from(bad)).to_string(),
+            r#"--webhook-secret "Hooks" is not [NAMESPACE/]NAME of a Secret (lowercase letters, digits, '-' and '.')"#
+        );
     }
 
     #[test]

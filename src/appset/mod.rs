@@ -254,7 +254,7 @@ fn generator_client(set: &ApplicationSet, ctx: &Context, ns: &str) -> Result<kub
         return Err("the template's serviceAccountName must not depend on generator parameters when a generator reads a secretRef".to_string());
     }
     let sa = ctx.tenancy(ns).acting_as(named).map_err(|e| e.to_string())?;
-    ctx.client_for(ns, sa.as_deref())
+    ctx.client_for(ns, sa.as_deref()).map_err(|e| e.to_string())
 }
 
 /// The Applications this set generated (by label and owner), from the controller's cache.

@@ -128,7 +128,7 @@ impl Context {
 
     /// The client an Application's reads and writes go through: ferry's own, or one that
     /// impersonates `system:serviceaccount:<namespace>:<service_account>`.
-    pub fn client_for(&self, namespace: &str, service_account: Option<&str>) -> Result<Client, String> {
+    pub fn client_for(&self, namespace: &str, service_account: Option<&str>) -> Result<Client, ClientError> {
         let Some(sa) = service_account else { return Ok(self.client.clone()) };
         let user = format!("system:serviceaccount:{namespace}:{sa}");
         let mut clients = locked(&self.impersonating);
@@ -141,8 +141,10 @@ impl Context {
         // ferry needs `impersonate` on serviceaccounts only, never on groups (which, being
         // cluster-scoped and unnamed in advance, would need a rule wide enough to escalate).
         config.auth_info.impersonate = Some(user.clone());
-        let client =
-            self.metrics.client(config).map_err(|e| format!("cannot build a client for {user}: {e}"))?;
+        let client = match self.metrics.client(config) {
+            Ok(client) => client,
+            Err(source) => return Err(ClientError { user, source }),
+        };
         clients.insert(user, client.clone());
         Ok(client)
     }
@@ -225,6 +227,15 @@ impl Context {
         locked(&self.snapshots).retain(|app, _| live.contains(app));
         locked(&self.impersonating).retain(|user, _| users.contains(user));
     }
+}
+
+/// An impersonating client that could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build a client for {user}: {source}")]
+pub struct ClientError {
+    /// `system:serviceaccount:<namespace>:<name>`.
+    user: String,
+    source: kube::Error,
 }
 
 /// The maps behind these locks hold plain values that no panic leaves half-written, so a

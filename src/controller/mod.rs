@@ -41,8 +41,8 @@ pub mod sync;
 mod watches;
 
 pub use context::{Caches, Connection, Context, SyncOptions, collect_garbage, default_cache_dir};
-pub use leader::{Elector, LeaderConfig, Leadership, Role, default_identity};
+pub use leader::{Elector, LeaderConfig, LeaderConfigError, Leadership, Role, default_identity};
 pub use preflight::{PreflightError, preflight};
 pub use promotion::Followers;
-pub use shard::Shard;
+pub use shard::{Shard, ShardError};
 pub use watches::Watches;

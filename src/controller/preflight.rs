@@ -18,8 +18,8 @@ pub struct ClusterInfo {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PreflightError {
-    #[error("cannot install the SIGTERM/SIGINT handlers ({cause}); ferry needs them to shut down cleanly")]
-    Signals { cause: String },
+    #[error("cannot install the SIGTERM/SIGINT handlers ({source}); ferry needs them to shut down cleanly")]
+    Signals { source: std::io::Error },
 
     #[error(
         "no Kubernetes configuration found ({cause}); set KUBECONFIG to your cluster's kubeconfig or run ferry inside a cluster"
@@ -56,10 +56,6 @@ pub enum PreflightError {
         "the Kubernetes API server at {url} answered unexpectedly while listing {crd} ({cause}); check the API server's health and logs"
     )]
     Unexpected { url: String, crd: String, cause: String },
-
-    /// Something ferry needs besides the API server (its Git cache directory, API discovery).
-    #[error("{0}")]
-    Startup(String),
 }
 
 impl PreflightError {
@@ -146,7 +142,7 @@ mod tests {
         let crd = "applications.ferry.dev".to_string();
         let errors = [
             PreflightError::NoConfig { cause: "no such file".into() },
-            PreflightError::Signals { cause: "EINVAL".into() },
+            PreflightError::Signals { source: std::io::Error::other("EINVAL") },
             PreflightError::BadKubeconfig { path: "/nope".into(), cause: "no such file".into() },
             PreflightError::Unreachable { url: url.clone(), cause: "connection refused".into() },
             PreflightError::Timeout { url: url.clone(), timeout: Duration::from_secs(10) },

@@ -201,8 +201,9 @@ async fn cleanup(app: &Application, ctx: &Context) -> Result<Action, Error> {
         (&acting_as, app.spec.deletes_on_removal() && !app.spec.suspend && !inventory.is_empty())
     {
         let fail = |source| Error::Cleanup { app: app_ref.to_string(), source };
-        let client =
-            ctx.client_for(&app_ref.namespace, sa.as_deref()).map_err(|e| fail(SyncError::Access(e)))?;
+        let client = ctx
+            .client_for(&app_ref.namespace, sa.as_deref())
+            .map_err(|e| fail(SyncError::Access(e.to_string())))?;
         let discovery = ctx.discovery().await;
         let applier = Applier::with_discovery(client, discovery.clone(), ctx.options.api_timeout);
         let mut order = prune_candidates(&inventory, &[], true, |_| false)

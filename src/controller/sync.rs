@@ -219,7 +219,8 @@ async fn run(
     tenancy.check_destination(
         app.spec.destination.as_ref().and_then(|d| d.namespace.as_deref()).unwrap_or(&app_ref.namespace),
     )?;
-    let client = ctx.client_for(&app_ref.namespace, sa.as_deref()).map_err(SyncError::Access)?;
+    let client =
+        ctx.client_for(&app_ref.namespace, sa.as_deref()).map_err(|e| SyncError::Access(e.to_string()))?;
 
     // Fetch.
     let timer = ctx.metrics.time(Stage::Fetch);

@@ -39,7 +39,7 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tracing::{info, warn};
 
 pub use readiness::Readiness;
-pub use secret::WebhookSecret;
+pub use secret::{BadSecretName, WebhookSecret};
 use webhook::{Hook, Provider};
 
 use crate::{

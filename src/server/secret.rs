@@ -29,6 +29,15 @@ enum State {
     Present(BTreeMap<String, Vec<u8>>),
 }
 
+/// `--webhook-secret` that does not name a Secret.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "--webhook-secret {spec:?} is not [NAMESPACE/]NAME of a Secret (lowercase letters, digits, '-' and '.')"
+)]
+pub struct BadSecretName {
+    spec: String,
+}
+
 /// `[NAMESPACE/]NAME` of the webhook Secret and its latest keys. Clones share the state.
 #[derive(Clone)]
 pub struct WebhookSecret {
@@ -45,7 +54,7 @@ impl std::fmt::Debug for WebhookSecret {
 
 impl WebhookSecret {
     /// Parses `[NAMESPACE/]NAME`; the namespace defaults to `default_namespace`.
-    pub fn parse(spec: &str, default_namespace: &str) -> Result<WebhookSecret, String> {
+    pub fn parse(spec: &str, default_namespace: &str) -> Result<WebhookSecret, BadSecretName> {
         let (namespace, name) = match spec.split_once('/') {
             Some((ns, name)) => (ns, name),
             None => (default_namespace, spec),
@@ -56,9 +65,7 @@ impl WebhookSecret {
                 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         };
         if !valid(namespace) || !valid(name) {
-            return Err(format!(
-                "--webhook-secret {spec:?} is not [NAMESPACE/]NAME of a Secret (lowercase letters, digits, '-' and '.')"
-            ));
+            return Err(BadSecretName { spec: spec.to_string() });
         }
         Ok(WebhookSecret {
             namespace: namespace.to_string(),
