@@ -38,6 +38,9 @@ pub enum SyncError {
     /// The tenancy lockdown (flags, TenantPolicies) refuses it; nothing was fetched or written.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// The PostSync hooks: split from the render, run, or cleared away.
+    #[error(transparent)]
+    Hooks(#[from] super::hooks::HookError),
 }
 
 impl SyncError {
@@ -53,6 +56,7 @@ impl SyncError {
             SyncError::Apply { .. } | SyncError::Discovery(_) => c::APPLY_FAILED,
             SyncError::Waiting(_) => c::WAITING_FOR_PROMOTION,
             SyncError::Refused(r) => r.reason(),
+            SyncError::Hooks(e) => e.reason(),
         }
     }
 
@@ -70,6 +74,7 @@ impl SyncError {
             SyncError::Discovery(_) => "discovery",
             SyncError::Waiting(_) => "promotion",
             SyncError::Refused(_) => "policy",
+            SyncError::Hooks(e) => e.category(),
         }
     }
 
@@ -81,6 +86,7 @@ impl SyncError {
             // A missing Secret is usually about to be created.
             SyncError::Credentials(_) | SyncError::Discovery(_) => true,
             SyncError::Apply { transient, .. } => *transient,
+            SyncError::Hooks(e) => e.is_transient(),
             _ => false,
         }
     }

@@ -11,21 +11,93 @@ use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::api::DynamicObject;
 use serde_json::Value;
 
-use super::{context::Context, error::SyncError, prunable::prunable};
+use super::{context::Context, prunable::prunable};
 use crate::{
-    api::{HOOK_ANNOTATION, InventoryEntry, POST_SYNC, VerificationPhase, VerificationStatus},
-    apply::{AppRef, Applier, Ownership, describe, inventory_entry, label_object, ownership_of},
+    api::{
+        HOOK_ANNOTATION, InventoryEntry, POST_SYNC, VerificationPhase, VerificationStatus, conditions as c,
+    },
+    apply::{AppRef, Applier, ApplyError, Ownership, describe, inventory_entry, label_object, ownership_of},
 };
 
 /// Annotation on a hook object: the revision it was created for.
 pub const HOOK_REVISION_ANNOTATION: &str = "ferry.dev/hook-revision";
+
+/// Why the PostSync hooks of a pass could not be split from the render, run or cleared away.
+/// The condition reason, metric category and retry advice of each are those the sync pass gave
+/// the same failure before hooks had an error of their own.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// A hook annotation other than PostSync: syncing or dropping the object would both surprise.
+    #[error("{object} has {}: {value:?}; the only hook ferry runs is {}", HOOK_ANNOTATION, POST_SYNC)]
+    Unsupported { object: String, value: String },
+    #[error("the PostSync hook {hook} has no name")]
+    Unnamed { hook: String },
+    /// An object of a hook's name that this Application did not create.
+    #[error(
+        "{hook} exists and is not a PostSync hook this Application created; ferry neither trusts, replaces nor deletes it, so {revision} stays unverified until it is removed"
+    )]
+    Conflict { hook: String, revision: String },
+    /// Reading, creating or deleting a hook object.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// Checking or deleting an earlier revision's hooks, as `prunable` reports it (the sync
+    /// pass's error, until it has its own): kept as the source, with its reason, category and
+    /// retry advice.
+    #[error("{source}")]
+    CleanUp {
+        source: Box<dyn std::error::Error + Send + Sync>,
+        reason: &'static str,
+        category: &'static str,
+        transient: bool,
+    },
+}
+
+impl HookError {
+    /// The condition reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            HookError::Unsupported { .. } | HookError::Unnamed { .. } => c::VALIDATION_FAILED,
+            HookError::Conflict { .. } => c::OWNERSHIP_CONFLICT,
+            HookError::Apply(_) => c::APPLY_FAILED,
+            HookError::CleanUp { reason, .. } => reason,
+        }
+    }
+
+    /// The short word for `ferry_errors_total{category}`.
+    pub fn category(&self) -> &'static str {
+        match self {
+            HookError::Unsupported { .. } | HookError::Unnamed { .. } => "validation",
+            HookError::Conflict { .. } => "conflict",
+            HookError::Apply(_) => "apply",
+            HookError::CleanUp { category, .. } => category,
+        }
+    }
+
+    /// Whether retrying without any change may help.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            HookError::Apply(e) => e.is_transient(),
+            HookError::CleanUp { transient, .. } => *transient,
+            HookError::Unsupported { .. } | HookError::Unnamed { .. } | HookError::Conflict { .. } => false,
+        }
+    }
+
+    fn clean_up(
+        reason: &'static str,
+        category: &'static str,
+        transient: bool,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> HookError {
+        HookError::CleanUp { source: Box::new(source), reason, category, transient }
+    }
+}
 
 /// Splits a render into the objects to sync and the PostSync hooks. Any other hook value is an
 /// error naming the object, since silently syncing or dropping it would both surprise.
 pub fn split(
     rendered: &[DynamicObject],
     app: &AppRef,
-) -> Result<(Vec<DynamicObject>, Vec<DynamicObject>), String> {
+) -> Result<(Vec<DynamicObject>, Vec<DynamicObject>), HookError> {
     let mut objects = Vec::with_capacity(rendered.len());
     let mut hooks = Vec::new();
     for obj in rendered {
@@ -37,10 +109,7 @@ pub fn split(
                 hooks.push(hook);
             }
             Some(other) => {
-                return Err(format!(
-                    "{} has {HOOK_ANNOTATION}: {other:?}; the only hook ferry runs is {POST_SYNC}",
-                    describe(obj)
-                ));
+                return Err(HookError::Unsupported { object: describe(obj), value: other.clone() });
             }
         }
     }
@@ -123,7 +192,7 @@ pub async fn converge(
     applier: &Applier,
     app: &AppRef,
     verify: Verify<'_>,
-) -> Result<Option<VerificationStatus>, SyncError> {
+) -> Result<Option<VerificationStatus>, HookError> {
     let runner = Runner { ctx, applier, app };
     let Verify { hooks, revision, previous, healthy } = verify;
     let current = previous.filter(|v| v.revision == revision);
@@ -169,7 +238,7 @@ impl Runner<'_> {
         hooks: &[DynamicObject],
         revision: &str,
         current: Option<&VerificationStatus>,
-    ) -> Result<VerificationStatus, SyncError> {
+    ) -> Result<VerificationStatus, HookError> {
         // Only runs ferry created for this revision count. Their uids are in the status, which
         // only ferry writes: labels and annotations anyone who may create Jobs can forge.
         let recorded: &[String] = current.map(|v| v.hook_uids.as_slice()).unwrap_or_default();
@@ -178,8 +247,7 @@ impl Runner<'_> {
         let mut entries = Vec::with_capacity(hooks.len());
         for object in hooks {
             let name = describe(object);
-            let entry = inventory_entry(object)
-                .ok_or_else(|| SyncError::Validation(format!("the PostSync hook {name} has no name")))?;
+            let Some(entry) = inventory_entry(object) else { return Err(HookError::Unnamed { hook: name }) };
             let hook = Hook { object, name, entry };
             let (outcome, uid) = self.run_hook(&hook, revision, recorded).await?;
             uids.extend(uid);
@@ -212,20 +280,18 @@ impl Runner<'_> {
         hook: &Hook<'_>,
         revision: &str,
         recorded: &[String],
-    ) -> Result<(Outcome, Option<String>), SyncError> {
+    ) -> Result<(Outcome, Option<String>), HookError> {
         let (applier, name, entry) = (self.applier, hook.name.as_str(), &hook.entry);
-        let apply_err = SyncError::from_apply;
-        let (resource, caps) = applier.resolve(hook.object).map_err(apply_err)?;
+        let (resource, caps) = applier.resolve(hook.object)?;
         let ns = entry.namespace.as_deref();
-        let Some(live) = applier.get(name, &resource, &caps, ns, &entry.name).await.map_err(apply_err)?
-        else {
+        let Some(live) = applier.get(name, &resource, &caps, ns, &entry.name).await? else {
             let mut obj = hook.object.clone();
             obj.metadata
                 .annotations
                 .get_or_insert_with(Default::default)
                 .insert(HOOK_REVISION_ANNOTATION.into(), revision.into());
             // A create, not an apply: one of that name made meanwhile is judged on the next pass.
-            let created = applier.create(&obj).await.map_err(apply_err)?;
+            let created = applier.create(&obj).await?;
             tracing::info!(hook = %name, %revision, "created PostSync hook");
             return Ok((Outcome::Running, created.and_then(|c| c.metadata.uid)));
         };
@@ -234,24 +300,22 @@ impl Runner<'_> {
             return Ok((outcome(&entry.kind, &serde_json::to_value(&live).unwrap_or_default()), uid));
         }
         if ownership_of(live.metadata.labels.as_ref(), self.app) != Ownership::Ours {
-            return Err(SyncError::Conflict(format!(
-                "{name} exists and is not a PostSync hook this Application created; ferry neither trusts, replaces nor deletes it, so {revision} stays unverified until it is removed"
-            )));
+            return Err(HookError::Conflict { hook: name.to_string(), revision: revision.to_string() });
         }
         // A Job's template cannot be changed in place: the run goes first.
         if live.metadata.deletion_timestamp.is_none() {
-            applier
-                .delete(name, &resource, &caps, ns, &entry.name, uid.as_deref())
-                .await
-                .map_err(apply_err)?;
+            applier.delete(name, &resource, &caps, ns, &entry.name, uid.as_deref()).await?;
         }
         Ok((Outcome::Running, None))
     }
 
     /// Deletes the hook objects of an earlier revision that are still there and still ours.
-    async fn delete_ours(&self, hooks: &[InventoryEntry]) -> Result<(), SyncError> {
-        for hook in prunable(self.ctx, self.applier, self.app, hooks).await? {
-            hook.delete(self.applier).await?;
+    async fn delete_ours(&self, hooks: &[InventoryEntry]) -> Result<(), HookError> {
+        let found = prunable(self.ctx, self.applier, self.app, hooks).await;
+        let found = found.map_err(|e| HookError::clean_up(e.reason(), e.category(), e.is_transient(), e))?;
+        for hook in found {
+            let deleted = hook.delete(self.applier).await;
+            deleted.map_err(|e| HookError::clean_up(e.reason(), e.category(), e.is_transient(), e))?;
         }
         Ok(())
     }
@@ -299,6 +363,63 @@ mod tests {
         assert_eq!(combine(&[run(Outcome::Succeeded)]).0, VerificationPhase::Succeeded);
     }
 
+    /// Each failure keeps the words, condition reason, metric category and retry advice the sync
+    /// pass's error gave it before hooks had their own.
+    #[test]
+    fn each_failure_reads_and_counts_as_it_did_as_a_sync_error() {
+        let apply = |transient: bool| {
+            let (object, message) = ("Job ns/smoke".to_string(), "boom".to_string());
+            HookError::Apply(match transient {
+                true => ApplyError::Transient { object, message },
+                false => ApplyError::Refused { object, code: 422, reason: "Invalid".into(), message },
+            })
+        };
+        // What `prunable` fails with: still the sync pass's error.
+        let discovery =
+            crate::controller::error::SyncError::Discovery("API discovery failed: timeout".into());
+        let cases = [
+            (
+                HookError::Unsupported { object: "Job ns/x".into(), value: "PreSync".into() },
+                "Job ns/x has ferry.dev/hook: \"PreSync\"; the only hook ferry runs is PostSync",
+                (c::VALIDATION_FAILED, "validation", false),
+            ),
+            (
+                HookError::Unnamed { hook: "Job ns/".into() },
+                "the PostSync hook Job ns/ has no name",
+                (c::VALIDATION_FAILED, "validation", false),
+            ),
+            (
+                HookError::Conflict { hook: "Job ns/smoke".into(), revision: "main@sha1:abc".into() },
+                "Job ns/smoke exists and is not a PostSync hook this Application created; ferry neither trusts, replaces nor deletes it, so main@sha1:abc stays unverified until it is removed",
+                (c::OWNERSHIP_CONFLICT, "conflict", false),
+            ),
+            (apply(true), "Job ns/smoke: boom", (c::APPLY_FAILED, "apply", true)),
+            (
+                apply(false),
+                "Job ns/smoke: refused by the API server: boom",
+                (c::APPLY_FAILED, "apply", false),
+            ),
+            (
+                HookError::clean_up(
+                    discovery.reason(),
+                    discovery.category(),
+                    discovery.is_transient(),
+                    discovery,
+                ),
+                "API discovery failed: timeout",
+                (c::APPLY_FAILED, "discovery", true),
+            ),
+        ];
+        for (err, words, (reason, category, transient)) in cases {
+            assert_eq!(err.to_string(), words);
+            assert_eq!(
+                (err.reason(), err.category(), err.is_transient()),
+                (reason, category, transient),
+                "{err}"
+            );
+        }
+    }
+
     #[test]
     fn hooks_are_split_from_the_synced_objects_and_unknown_hooks_are_refused() {
         let obj = |name: &str, hook: Option<&str>| -> DynamicObject {
@@ -313,7 +434,7 @@ mod tests {
         assert_eq!(objects.len(), 1);
         assert_eq!(hooks.len(), 1);
         assert!(hooks[0].metadata.labels.as_ref().unwrap().values().any(|v| v == "shop"));
-        let err = split(&[obj("x", Some("PreSync"))], &app).unwrap_err();
+        let err = split(&[obj("x", Some("PreSync"))], &app).unwrap_err().to_string();
         assert!(err.contains("PreSync") && err.contains("PostSync"), "{err}");
     }
 }

@@ -561,7 +561,7 @@ async fn split_render(
     let (objects, hooks) = if namespace.is_none() && !rendered.iter().any(crate::api::is_hook) {
         (rendered.clone(), Arc::new(Vec::new()))
     } else {
-        let (mut objects, hooks) = hooks::split(rendered, app_ref).map_err(SyncError::Validation)?;
+        let (mut objects, hooks) = hooks::split(rendered, app_ref)?;
         objects.splice(0..0, namespace);
         (Arc::new(objects), Arc::new(hooks))
     };
