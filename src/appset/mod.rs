@@ -125,74 +125,22 @@ async fn converge(
     existing: &[Arc<Application>],
 ) -> Result<String, (&'static str, String)> {
     let params = parameter_sets(set, ctx, ns).await.map_err(|m| (GENERATOR_FAILED, m))?;
-    let mut wanted: BTreeMap<String, Generated> = BTreeMap::new();
-    let mut problems = Vec::new();
-    let mut over_limit = 0usize;
     let limit = set.spec.max_applications as usize;
-    for p in &params {
-        match generate::generate(&set.spec.template, p) {
-            Ok(g) if wanted.contains_key(&g.name) => {
-                problems.push(format!("two parameter sets make the name {}; the first one is kept", g.name))
-            }
-            Ok(_) if wanted.len() >= limit => over_limit += 1,
-            Ok(g) => {
-                wanted.insert(g.name.clone(), g);
-            }
-            Err(e) => problems.push(e),
-        }
-    }
-    let existing: BTreeMap<String, &Arc<Application>> = existing.iter().map(|a| (a.name_any(), a)).collect();
-    let api: Api<Application> = Api::namespaced(ctx.client.clone(), ns);
-    let timeout = ctx.options.api_timeout;
-    let mut applied = Vec::new();
-    for (name, g) in &wanted {
-        if existing.get(name).is_some_and(|live| matches(live, g, set)) {
-            continue;
-        }
-        if let Some(other) = foreign(ctx, ns, name, set) {
-            problems.push(format!("Application {ns}/{name} exists and {other}; it is left alone"));
-            continue;
-        }
-        let body = manifest(set, g);
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        let result = tokio::time::timeout(timeout, api.patch(name, &params, &Patch::Apply(&body))).await;
-        match result {
-            Ok(Ok(_)) => applied.push(name.clone()),
-            Ok(Err(e)) => {
-                return Err((
-                    APPLY_FAILED,
-                    format!("applying Application {ns}/{name}: {}", crate::kube_util::api_words(&e)),
-                ));
-            }
-            Err(_) => {
-                return Err((APPLY_FAILED, format!("applying Application {ns}/{name}: no answer in time")));
-            }
-        }
-    }
+    let Wanted { wanted, mut problems, over_limit } = wanted(set, &params, limit);
+    let pass = Pass {
+        set,
+        ctx,
+        ns,
+        api: Api::namespaced(ctx.client.clone(), ns),
+        existing: existing.iter().map(|a| (a.name_any(), a)).collect(),
+    };
+    let applied = pass.apply(&wanted, &mut problems).await?;
     if !problems.is_empty() {
         // Some parameter set could not be turned into an Application: its Application (whose
         // name is unknown) must not be deleted, so nothing is.
         return Err((TEMPLATE_FAILED, problems.join("; ")));
     }
-    let mut deleted = Vec::new();
-    let going = |a: &Application| a.metadata.deletion_timestamp.is_some();
-    for (name, _) in existing.iter().filter(|(n, a)| !wanted.contains_key(*n) && !going(a)) {
-        let dp =
-            DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
-        match tokio::time::timeout(timeout, api.delete(name, &dp)).await {
-            Ok(Ok(_)) => deleted.push(name.clone()),
-            Ok(Err(kube::Error::Api(s))) if s.code == 404 => {}
-            Ok(Err(e)) => {
-                return Err((
-                    APPLY_FAILED,
-                    format!("deleting Application {ns}/{name}: {}", crate::kube_util::api_words(&e)),
-                ));
-            }
-            Err(_) => {
-                return Err((APPLY_FAILED, format!("deleting Application {ns}/{name}: no answer in time")));
-            }
-        }
-    }
+    let deleted = pass.delete_unwanted(&wanted).await?;
     if !applied.is_empty() || !deleted.is_empty() {
         tracing::info!(set = %format_args!("{ns}/{}", set.name_any()), ?applied, ?deleted, "ApplicationSet converged");
     }
@@ -204,6 +152,117 @@ async fn converge(
         ));
     }
     Ok(note)
+}
+
+/// The Applications the template makes from the parameter sets, by name.
+struct Wanted {
+    wanted: BTreeMap<String, Generated>,
+    /// Parameter sets that made no Application (a bad template, a name made twice).
+    problems: Vec<String>,
+    /// Parameter sets past `maxApplications`.
+    over_limit: usize,
+}
+
+/// The Applications the template makes, at most `limit` of them (the first parameter sets win).
+fn wanted(set: &ApplicationSet, params: &[Params], limit: usize) -> Wanted {
+    let mut out = Wanted { wanted: BTreeMap::new(), problems: Vec::new(), over_limit: 0 };
+    for p in params {
+        match generate::generate(&set.spec.template, p) {
+            Ok(g) if out.wanted.contains_key(&g.name) => out
+                .problems
+                .push(format!("two parameter sets make the name {}; the first one is kept", g.name)),
+            Ok(_) if out.wanted.len() >= limit => out.over_limit += 1,
+            Ok(g) => {
+                out.wanted.insert(g.name.clone(), g);
+            }
+            Err(e) => out.problems.push(e),
+        }
+    }
+    out
+}
+
+/// One pass over a set's Applications: where they live, and what the cache shows of them.
+struct Pass<'a> {
+    set: &'a ApplicationSet,
+    ctx: &'a Context,
+    ns: &'a str,
+    api: Api<Application>,
+    existing: BTreeMap<String, &'a Arc<Application>>,
+}
+
+impl Pass<'_> {
+    /// Applies the wanted Applications that are new or differ from the live ones. One of that
+    /// name that is not this set's is left alone, as a problem. Returns the names applied.
+    async fn apply(
+        &self,
+        wanted: &BTreeMap<String, Generated>,
+        problems: &mut Vec<String>,
+    ) -> Result<Vec<String>, (&'static str, String)> {
+        let (set, ns) = (self.set, self.ns);
+        let mut applied = Vec::new();
+        for (name, g) in wanted {
+            if self.existing.get(name).is_some_and(|live| matches(live, g, set)) {
+                continue;
+            }
+            if let Some(other) = foreign(self.ctx, ns, name, set) {
+                problems.push(format!("Application {ns}/{name} exists and {other}; it is left alone"));
+                continue;
+            }
+            let body = Patch::Apply(manifest(set, g));
+            let params = PatchParams::apply(FIELD_MANAGER).force();
+            let patch = self.api.patch(name, &params, &body);
+            match tokio::time::timeout(self.ctx.options.api_timeout, patch).await {
+                Ok(Ok(_)) => applied.push(name.clone()),
+                Ok(Err(e)) => {
+                    return Err((
+                        APPLY_FAILED,
+                        format!("applying Application {ns}/{name}: {}", crate::kube_util::api_words(&e)),
+                    ));
+                }
+                Err(_) => {
+                    return Err((
+                        APPLY_FAILED,
+                        format!("applying Application {ns}/{name}: no answer in time"),
+                    ));
+                }
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Deletes this set's Applications that no parameter set wants any more (and that are not
+    /// going already). Returns the names deleted.
+    async fn delete_unwanted(
+        &self,
+        wanted: &BTreeMap<String, Generated>,
+    ) -> Result<Vec<String>, (&'static str, String)> {
+        let ns = self.ns;
+        let mut deleted = Vec::new();
+        let going = |a: &Application| a.metadata.deletion_timestamp.is_some();
+        for (name, _) in self.existing.iter().filter(|(n, a)| !wanted.contains_key(*n) && !going(a)) {
+            let dp = DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Background),
+                ..Default::default()
+            };
+            match tokio::time::timeout(self.ctx.options.api_timeout, self.api.delete(name, &dp)).await {
+                Ok(Ok(_)) => deleted.push(name.clone()),
+                Ok(Err(kube::Error::Api(s))) if s.code == 404 => {}
+                Ok(Err(e)) => {
+                    return Err((
+                        APPLY_FAILED,
+                        format!("deleting Application {ns}/{name}: {}", crate::kube_util::api_words(&e)),
+                    ));
+                }
+                Err(_) => {
+                    return Err((
+                        APPLY_FAILED,
+                        format!("deleting Application {ns}/{name}: no answer in time"),
+                    ));
+                }
+            }
+        }
+        Ok(deleted)
+    }
 }
 
 /// Every parameter set of every generator, in generator order.

@@ -156,30 +156,40 @@ fn parse_with_scheme(input: &str, scheme: &str) -> Result<RepoUrl, String> {
     if parsed.query().is_some() || parsed.fragment().is_some() {
         return Err("a repository URL has no query or fragment".to_string());
     }
-    let path = parsed.path().to_string();
-
-    if transport == Transport::File {
-        if parsed.host_str().is_some_and(|h| !h.is_empty() && h != "localhost") {
-            return Err("file:// URLs must name a local path (file:///path)".to_string());
-        }
-        let decoded = percent_decode(&path).ok_or("the path is not valid percent-encoded UTF-8")?;
-        if decoded.trim_end_matches('/').is_empty() {
-            return Err("the URL has no repository path".to_string());
-        }
-        let url = format!("file://{path}");
-        let normalized = format!("file://{}", decoded.trim_end_matches('/'));
-        return Ok(RepoUrl {
-            transport,
-            redacted: url.clone(),
-            remote_url: url,
-            normalized,
-            host: None,
-            port: None,
-            username: None,
-            password: None,
-        });
+    match transport {
+        Transport::File => file_url(&parsed),
+        _ => network_url(&parsed, transport),
     }
+}
 
+/// `file:///path`: a local path, no host.
+fn file_url(parsed: &url::Url) -> Result<RepoUrl, String> {
+    let path = parsed.path();
+    if parsed.host_str().is_some_and(|h| !h.is_empty() && h != "localhost") {
+        return Err("file:// URLs must name a local path (file:///path)".to_string());
+    }
+    let decoded = percent_decode(path).ok_or("the path is not valid percent-encoded UTF-8")?;
+    if decoded.trim_end_matches('/').is_empty() {
+        return Err("the URL has no repository path".to_string());
+    }
+    let url = format!("file://{path}");
+    let normalized = format!("file://{}", decoded.trim_end_matches('/'));
+    Ok(RepoUrl {
+        transport: Transport::File,
+        redacted: url.clone(),
+        remote_url: url,
+        normalized,
+        host: None,
+        port: None,
+        username: None,
+        password: None,
+    })
+}
+
+/// An HTTP(S) or SSH URL: a host, a path, perhaps a user, a password and a port other than the
+/// scheme's default.
+fn network_url(parsed: &url::Url, transport: Transport) -> Result<RepoUrl, String> {
+    let path = parsed.path();
     let host = parsed.host_str().filter(|h| !h.is_empty()).ok_or("the URL has no host")?.to_ascii_lowercase();
     if path.trim_matches('/').is_empty() {
         return Err("the URL has no repository path".to_string());
@@ -194,37 +204,35 @@ fn parse_with_scheme(input: &str, scheme: &str) -> Result<RepoUrl, String> {
     };
     let username = decode(Some(parsed.username()), "username")?;
     let password = decode(parsed.password(), "password")?;
-
-    let default_port = match transport {
-        Transport::Https => 443,
-        Transport::Http => 80,
-        _ => 22,
+    let (default_port, scheme_out) = match transport {
+        Transport::Https => (443, "https"),
+        Transport::Http => (80, "http"),
+        _ => (22, "ssh"),
     };
     let port = parsed.port().filter(|p| *p != default_port);
-    let scheme_out = match transport {
-        Transport::Https => "https",
-        Transport::Http => "http",
-        _ => "ssh",
-    };
     let host_port = match port {
         Some(p) => format!("{host}:{p}"),
         None => host.clone(),
     };
     let trimmed_path = path.trim_end_matches('/');
-
-    let (redacted, remote_url, normalized) = match transport {
-        Transport::Ssh => {
-            // The SSH user is not a secret and selects the account on the server, so it stays.
-            let user = if username.is_some() { format!("{}@", parsed.username()) } else { String::new() };
-            let url = format!("ssh://{user}{host_port}{path}");
-            (url.clone(), url, format!("ssh://{user}{host_port}{trimmed_path}"))
-        }
-        _ => {
-            let url = format!("{scheme_out}://{host_port}{path}");
-            (url.clone(), url, format!("{scheme_out}://{host_port}{trimmed_path}"))
-        }
+    // The SSH user is not a secret and selects the account on the server, so it stays; over
+    // HTTP(S) no userinfo does.
+    let user = match transport {
+        Transport::Ssh if username.is_some() => format!("{}@", parsed.username()),
+        _ => String::new(),
     };
-    Ok(RepoUrl { transport, redacted, remote_url, normalized, host: Some(host), port, username, password })
+    let url = format!("{scheme_out}://{user}{host_port}{path}");
+    let normalized = format!("{scheme_out}://{user}{host_port}{trimmed_path}");
+    Ok(RepoUrl {
+        transport,
+        redacted: url.clone(),
+        remote_url: url,
+        normalized,
+        host: Some(host),
+        port,
+        username,
+        password,
+    })
 }
 
 /// `user@host:path` (the path is relative to the user's home unless it starts with `/`).
