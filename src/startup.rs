@@ -769,7 +769,7 @@ async fn become_ready(readiness: Readiness, apps_synced: Arc<AtomicBool>, secret
     }
     if let Some(secret) = secret {
         while let Err(why) = secret.loaded() {
-            readiness.set_not_ready(&why);
+            readiness.set_not_ready(&why.to_string());
             tokio::time::sleep(POLL).await;
         }
     }

@@ -40,7 +40,9 @@ pub mod status;
 pub mod sync;
 mod watches;
 
-pub use context::{Caches, Connection, Context, SyncOptions, collect_garbage, default_cache_dir};
+pub use context::{
+    Caches, ClientError, Connection, Context, SyncOptions, collect_garbage, default_cache_dir,
+};
 pub use leader::{Elector, LeaderConfig, LeaderConfigError, Leadership, Role, default_identity};
 pub use preflight::{PreflightError, preflight};
 pub use promotion::Followers;

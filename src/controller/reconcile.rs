@@ -48,12 +48,21 @@ pub const FINALIZER: &str = "ferry.dev/cleanup";
 pub enum Error {
     #[error("Application has no namespace")]
     NoNamespace,
-    #[error("writing the status of {app}: {message}")]
-    Status { app: String, message: String },
+    #[error("writing the status of {app}: {source}")]
+    Status { app: String, source: StatusWriteError },
     #[error("cleaning up {app}: {source}")]
     Cleanup { app: String, source: SyncError },
     #[error(transparent)]
     Finalizer(#[from] Box<finalizer::Error<Error>>),
+}
+
+/// Why a status write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusWriteError {
+    #[error("the API server did not answer in time")]
+    Timeout,
+    #[error(transparent)]
+    Api(#[from] kube::Error),
 }
 
 impl Error {
@@ -488,14 +497,12 @@ async fn write_status(
         "status": next,
     });
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let err = |message: String| Error::Status {
-        app: format!("{}/{name}", app.namespace().unwrap_or_default()),
-        message,
-    };
+    let err =
+        |source| Error::Status { app: format!("{}/{name}", app.namespace().unwrap_or_default()), source };
     tokio::time::timeout(ctx.options.api_timeout, api.patch_status(&name, &params, &Patch::Apply(&body)))
         .await
-        .map_err(|_| err("the API server did not answer in time".into()))?
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|_| err(StatusWriteError::Timeout))?
+        .map_err(|e| err(e.into()))?;
     if let Some(uid) = app.metadata.uid.clone() {
         mem.written_status = Some((uid, next));
     }

@@ -39,7 +39,7 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tracing::{info, warn};
 
 pub use readiness::Readiness;
-pub use secret::{BadSecretName, WebhookSecret};
+pub use secret::{BadSecretName, NoKey, WebhookSecret};
 use webhook::{Hook, Provider, Push};
 
 use crate::{
@@ -280,7 +280,7 @@ fn parse_push(provider: Provider, headers: &HeaderMap, body: &[u8]) -> Result<Pu
     match parsed {
         Err(why) => {
             info!(provider = p, reason = %why, "webhook refused");
-            Err(Early::refuse("bad_request", StatusCode::BAD_REQUEST, why))
+            Err(Early::refuse("bad_request", StatusCode::BAD_REQUEST, why.to_string()))
         }
         Ok(Hook::Ignored(why)) => {
             info!(provider = p, reason = %why, "webhook ignored");
@@ -303,7 +303,7 @@ async fn trigger_all(hooks: &Arc<Webhooks>, provider: Provider, push: &Push) -> 
         return Early::ignore(StatusCode::ACCEPTED, "no Application follows this repository and ref")
             .answer();
     }
-    let results: Vec<Result<String, String>> =
+    let results: Vec<Result<String, TriggerError>> =
         futures::stream::iter(apps.into_iter().map(|app| trigger(Arc::clone(hooks), app)))
             .buffer_unordered(TRIGGER_PARALLELISM)
             .collect()
@@ -312,7 +312,7 @@ async fn trigger_all(hooks: &Arc<Webhooks>, provider: Provider, push: &Push) -> 
     for result in results {
         match result {
             Ok(app) => triggered.push(app),
-            Err(why) => failed.push(why),
+            Err(why) => failed.push(why.to_string()),
         }
     }
     triggered.sort();
@@ -326,9 +326,18 @@ async fn trigger_all(hooks: &Arc<Webhooks>, provider: Provider, push: &Push) -> 
     ("accepted", reply(StatusCode::ACCEPTED, json!({"triggered": triggered})))
 }
 
+/// Why an Application could not be stamped (`app`: `namespace/name`).
+#[derive(Debug, thiserror::Error)]
+enum TriggerError {
+    #[error("{app}: {source}")]
+    Api { app: String, source: kube::Error },
+    #[error("{app}: the API server did not answer within {}s", after.as_secs())]
+    Timeout { app: String, after: Duration },
+}
+
 /// Stamps `ferry.dev/reconcile-at` with the current time: the controller re-resolves the ref and
 /// reconciles at once. Returns `namespace/name`.
-async fn trigger(hooks: Arc<Webhooks>, app: Arc<Application>) -> Result<String, String> {
+async fn trigger(hooks: Arc<Webhooks>, app: Arc<Application>) -> Result<String, TriggerError> {
     let (namespace, name) = (app.namespace().unwrap_or_default(), app.name_any());
     let id = format!("{namespace}/{name}");
     let api: Api<Application> = Api::namespaced(hooks.client.clone(), &namespace);
@@ -336,8 +345,8 @@ async fn trigger(hooks: Arc<Webhooks>, app: Arc<Application>) -> Result<String, 
     let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
     match tokio::time::timeout(hooks.api_timeout, api.patch(&name, &params, &Patch::Merge(&patch))).await {
         Ok(Ok(_)) => Ok(id),
-        Ok(Err(e)) => Err(format!("{id}: {e}")),
-        Err(_) => Err(format!("{id}: the API server did not answer within {}s", hooks.api_timeout.as_secs())),
+        Ok(Err(source)) => Err(TriggerError::Api { app: id, source }),
+        Err(_) => Err(TriggerError::Timeout { app: id, after: hooks.api_timeout }),
     }
 }
 

@@ -126,10 +126,12 @@ impl GitCache {
     /// removed; repositories are checked lazily, when first used.
     pub fn new(root: impl Into<PathBuf>, options: GitCacheOptions) -> Result<GitCache, SourceError> {
         let root = root.into();
-        let known_hosts =
-            KnownHosts::parse(options.known_hosts.as_deref().unwrap_or("")).map_err(|message| {
-                SourceError::InvalidSecret { secret: "(cache-wide known_hosts)".to_string(), message }
-            })?;
+        let known_hosts = KnownHosts::parse(options.known_hosts.as_deref().unwrap_or("")).map_err(|e| {
+            SourceError::InvalidSecret {
+                secret: "(cache-wide known_hosts)".to_string(),
+                message: e.to_string(),
+            }
+        })?;
         for dir in [root.join("repos"), root.join("trees")] {
             fs::create_dir_all(&dir).map_err(|e| SourceError::io(ROOT_LABEL, "cannot create", &dir, e))?;
         }
@@ -304,9 +306,9 @@ impl GitCache {
     fn access(&self, url: RepoUrl, spec: &SourceSpec) -> Result<Access, SourceError> {
         let credentials = spec.credentials.clone();
         let secret_hosts = match credentials.as_ref().and_then(|c| c.known_hosts.as_deref()) {
-            Some(text) => KnownHosts::parse(text).map_err(|message| SourceError::InvalidSecret {
+            Some(text) => KnownHosts::parse(text).map_err(|e| SourceError::InvalidSecret {
                 secret: "(known_hosts of the credentials)".to_string(),
-                message: format!("known_hosts: {message}"),
+                message: format!("known_hosts: {e}"),
             })?,
             None => KnownHosts::default(),
         };
