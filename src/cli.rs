@@ -1,4 +1,5 @@
-//! Client-side commands that talk to the cluster on a person's behalf.
+//! Client-side commands that talk to the cluster on a person's behalf. Each returns what to
+//! tell the person, or a [`CliError`] saying what to check or do.
 
 use std::time::Duration;
 

@@ -1,7 +1,16 @@
 //! Start-up wiring of `ferry run`: the one place that depends on both controllers (Applications
-//! in [`crate::controller`], ApplicationSets in [`crate::appset`]). It connects, checks the
-//! cluster, builds the shared [`Context`], starts the caches, the HTTP server and the leader
-//! election, runs both controllers while this process leads, and shuts them down.
+//! in [`crate::controller`], ApplicationSets in [`crate::appset`]).
+//!
+//! [`run`] reads as its steps. `Replica::start` checks the flags, connects to the cluster and
+//! checks it (`connect`, [`preflight`], API discovery), opens the Git cache and the HTTP port,
+//! joins the leader election (`Election`), builds the shared [`Context`] and starts what runs on
+//! every replica: the Application and TenantPolicy caches, the Git cache's collection, the HTTP
+//! server. `Replica::run` waits to lead, then runs both controllers (`Controllers`) until a
+//! signal or until the Lease is lost, and stops everything (`Replica::finish`).
+//!
+//! Failures: [`PreflightError`] for the cluster's checks, [`StartupError`] for the rest of
+//! start-up, and [`RunError`]'s own variants for how leading can end (the election ended
+//! first, the Lease was lost).
 
 use std::{
     future::Future,

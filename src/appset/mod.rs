@@ -6,7 +6,9 @@
 //!   the ones whose parameter set is gone, and the status.
 //!
 //! Safety: when any generator fails (Git unreachable, a bad template), nothing is deleted: an
-//! outage must not look like "every pull request was closed". Steady state is one ref listing
+//! outage must not look like "every pull request was closed". Each way a pass can fall short is
+//! a `NotConverged` variant, whose reason (GeneratorFailed, TemplateFailed, ApplyFailed) the
+//! Ready condition shows. Steady state is one ref listing
 //! per interval (shared with Applications on the same repository) and no writes: Applications
 //! and the status are written only when they differ.
 

@@ -1,4 +1,6 @@
 //! What every reconcile shares: clients, caches, discovery, watches and per-Application memory.
+//! Start-up builds it once ([`Context::new`]) from a [`Connection`] to the cluster, the
+//! [`SyncOptions`] and the [`Caches`].
 
 use std::{
     collections::{HashMap, HashSet},

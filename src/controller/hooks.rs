@@ -6,6 +6,10 @@
 //! `verifiedRevision` that promotion follows.
 //!
 //! Steady state stays free: once the hooks of a revision have ended, no pass touches them.
+//!
+//! [`split`] and [`converge`] are what the sync pass calls; their failures are [`HookError`]s,
+//! which carry the condition reason, metric category and retry advice of each (the sync pass's
+//! error wraps them in one variant).
 
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::api::DynamicObject;

@@ -5,7 +5,8 @@
 //!
 //! - [`reconcile`]: finalizer, status writing, events, requeue and error policy.
 //! - [`sync`]: fetch -> render -> plan -> validate -> apply -> prune -> health.
-//! - [`hooks`]: PostSync hooks: split from the render, run once synced and Healthy, cleaned up.
+//! - [`hooks`]: PostSync hooks: split from the render, run once synced and Healthy, cleaned up;
+//!   their failures are a [`hooks::HookError`].
 //! - `rollout`: the controller's side of a rollout (live Deployments in, rewritten objects out).
 //! - `prunable`: what a prune or a hook clean-up may delete (exists, is this Application's).
 //! - `events`: Kubernetes Events on Applications (best effort).
@@ -14,13 +15,13 @@
 //! - `watches`: metadata-only watches of managed objects (drift, health, free steady state).
 //! - `claims`: objects two Applications claim, and telling the owner once.
 //! - `delivery`: the delivery (DORA) figures, a small state machine over plain data.
-//! - [`error`]: [`error::SyncError`], one variant per stage.
+//! - [`error`]: [`error::SyncError`], one variant per stage (the hooks' wraps a `HookError`).
 //! - [`status`]: kstatus conditions and history as pure functions.
 //! - `promotion`: `ref.fromApplication` followers, woken when what they follow verifies.
 //!
 //! Start-up pieces [`crate::startup`] uses: `preflight` (is the API server there, is the CRD
 //! installed), [`leader`] (Lease-based leader election), [`shard`] (which Applications this
-//! replica owns).
+//! replica owns), and `context`'s `Connection` and `Caches` (what the `Context` is built from).
 
 mod claims;
 mod context;

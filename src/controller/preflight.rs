@@ -1,7 +1,8 @@
 //! Start-up checks: is the API server reachable, and does it serve the Application CRD?
 //!
 //! Each failure is one sentence saying what is wrong and what to do, because this is the first
-//! thing a person installing ferry sees.
+//! thing a person installing ferry sees. The other start-up failures (flags, API discovery, the
+//! Git cache, the HTTP port) and how leading can end are `crate::startup`'s own errors.
 
 use std::time::Duration;
 

@@ -3,6 +3,10 @@
 //! Reporting is where steady state stays free: the status is written only when it differs from
 //! what the API server holds, and Events are published for things that happened (an apply, a
 //! prune, a correction) or for a failure that is new, never for a pass that changed nothing.
+//!
+//! After a pass: [`next_status`] (a pure function: `record_synced` or `record_failed`, then the
+//! conditions), `write_status`, `count_work` (metrics, delivery figures), `announce` (Events),
+//! and the requeue.
 
 use std::{sync::Arc, time::Duration};
 
