@@ -171,15 +171,25 @@ async fn annotate(
     }
 }
 
+/// What `ferry diff` is asked: which Application (by name, or from a manifest), and what to
+/// compare with the cluster.
+pub struct DiffRequest<'a> {
+    /// Optional with `file`.
+    pub name: Option<&'a str>,
+    /// Default: the kubeconfig context's (with `file`: the manifest's).
+    pub namespace: Option<&'a str>,
+    /// An Application manifest to use instead of one in the cluster.
+    pub file: Option<&'a std::path::Path>,
+    /// A revision of the Application's repository, or a local checkout.
+    pub input: &'a crate::diff::live::Input,
+    pub render: &'a crate::render::RenderOptions,
+    /// Where revision fetches go; `None`: a temporary directory.
+    pub cache_dir: Option<std::path::PathBuf>,
+}
+
 /// `ferry diff`: the Application from the cluster (or `--file`), the plan for `input`.
-pub async fn diff(
-    name: Option<&str>,
-    namespace: Option<&str>,
-    file: Option<&std::path::Path>,
-    input: &crate::diff::live::Input,
-    render: &crate::render::RenderOptions,
-    cache_dir: Option<std::path::PathBuf>,
-) -> Result<crate::diff::Plan, CliError> {
+pub async fn diff(request: DiffRequest<'_>) -> Result<crate::diff::Plan, CliError> {
+    let DiffRequest { name, namespace, file, input, render, cache_dir } = request;
     let client = Client::try_default().await.map_err(CliError::NoConfig)?;
     let app = match (file, name) {
         (Some(path), _) => {

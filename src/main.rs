@@ -332,14 +332,14 @@ fn main() -> ExitCode {
                 helm_bin: helm,
                 ..Default::default()
             };
-            let run = ferry::cli::diff(
-                name.as_deref(),
-                namespace.as_deref(),
-                file.as_deref(),
-                &input,
-                &render,
+            let run = ferry::cli::diff(ferry::cli::DiffRequest {
+                name: name.as_deref(),
+                namespace: namespace.as_deref(),
+                file: file.as_deref(),
+                input: &input,
+                render: &render,
                 cache_dir,
-            );
+            });
             match runtime.block_on(run) {
                 Ok(plan) => {
                     print!("{}", ferry::diff::report(&plan, output));
