@@ -1,4 +1,5 @@
-//! Client-side commands that talk to the cluster on a person's behalf.
+//! Client-side commands that talk to the cluster on a person's behalf. Each returns what to
+//! tell the person, or a [`CliError`] saying what to check or do.
 
 use std::time::Duration;
 
@@ -10,9 +11,33 @@ use kube::{
 
 use crate::api::{Application, RECONCILE_AT_ANNOTATION, ROLLOUT_REQUEST_ANNOTATION};
 
+/// Why a command could not do what the person asked. Each says what to check or do.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("no usable Kubernetes configuration ({0}); set KUBECONFIG")]
+    NoConfig(#[source] kube::Error),
+    #[error("the API server did not answer within {}s", TIMEOUT.as_secs())]
+    Timeout,
+    #[error("Application {app} not found; check the name and pass -n NAMESPACE")]
+    NotFound { app: String },
+    #[error("cannot read Application {app}: {source}")]
+    Read { app: String, source: kube::Error },
+    #[error("cannot annotate Application {app}: {source}")]
+    Annotate { app: String, source: kube::Error },
+    #[error("Application {app} has no spec.strategy, so there is no rollout to {verb}")]
+    NoRollout { app: String, verb: String },
+    #[error("name an Application, or pass --file application.yaml")]
+    NoApplication,
+    #[error("cannot create a temporary directory: {0}")]
+    TempDir(#[source] std::io::Error),
+    /// What `ferry diff` itself reports (reading `--file`, fetching, rendering, the dry runs).
+    #[error(transparent)]
+    Diff(Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// `ferry sync NAME`: stamps the reconcile-at annotation, which makes ferry re-check Git and
 /// reconcile the Application at once. Returns what to tell the person.
-pub async fn request_sync(name: &str, namespace: Option<&str>) -> Result<String, String> {
+pub async fn request_sync(name: &str, namespace: Option<&str>) -> Result<String, CliError> {
     let now = Timestamp::now().to_string();
     let (namespace, _) = annotate(name, namespace, RECONCILE_AT_ANNOTATION, &now).await?;
     Ok(format!("reconcile of Application {namespace}/{name} requested at {now}"))
@@ -20,27 +45,19 @@ pub async fn request_sync(name: &str, namespace: Option<&str>) -> Result<String,
 
 /// `ferry promote|abort|retry NAME`: stamps the rollout-request annotation (`<verb>@<time>`),
 /// which ferry acts on once and records in `status.rollout.handledRequest`.
-pub async fn request_rollout(name: &str, namespace: Option<&str>, verb: &str) -> Result<String, String> {
+pub async fn request_rollout(name: &str, namespace: Option<&str>, verb: &str) -> Result<String, CliError> {
     let value = format!("{verb}@{}", Timestamp::now());
     let (namespace, app) = annotate(name, namespace, ROLLOUT_REQUEST_ANNOTATION, &value).await?;
     if app.spec.strategy.is_none() {
-        return Err(format!(
-            "Application {namespace}/{name} has no spec.strategy, so there is no rollout to {verb}"
-        ));
+        return Err(CliError::NoRollout { app: format!("{namespace}/{name}"), verb: verb.to_string() });
     }
     Ok(format!("{verb} of the rollout of Application {namespace}/{name} requested ({value})"))
 }
 
 /// `ferry status NAME`: what an Application's status says, for a person.
-pub async fn status(name: &str, namespace: Option<&str>) -> Result<String, String> {
+pub async fn status(name: &str, namespace: Option<&str>) -> Result<String, CliError> {
     let (api, namespace) = applications(namespace).await?;
-    let app = match tokio::time::timeout(TIMEOUT, api.get_opt(name)).await {
-        Err(_) => return Err("the API server did not answer within 10s".into()),
-        Ok(Err(e)) => return Err(format!("cannot read Application {namespace}/{name}: {e}")),
-        Ok(Ok(None)) => return Err(not_found(&namespace, name)),
-        Ok(Ok(Some(app))) => app,
-    };
-    Ok(describe(&app))
+    Ok(describe(&read(&api, &namespace, name).await?))
 }
 
 /// The text of `ferry status`.
@@ -117,16 +134,21 @@ pub fn describe(app: &Application) -> String {
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn applications(namespace: Option<&str>) -> Result<(Api<Application>, String), String> {
-    let client = Client::try_default()
-        .await
-        .map_err(|e| format!("no usable Kubernetes configuration ({e}); set KUBECONFIG"))?;
+async fn applications(namespace: Option<&str>) -> Result<(Api<Application>, String), CliError> {
+    let client = Client::try_default().await.map_err(CliError::NoConfig)?;
     let namespace = namespace.map(str::to_string).unwrap_or_else(|| client.default_namespace().to_string());
     Ok((Api::namespaced(client, &namespace), namespace))
 }
 
-fn not_found(namespace: &str, name: &str) -> String {
-    format!("Application {namespace}/{name} not found; check the name and pass -n NAMESPACE")
+/// The Application `namespace/name` (`api` is of `namespace`).
+async fn read(api: &Api<Application>, namespace: &str, name: &str) -> Result<Application, CliError> {
+    let app = || format!("{namespace}/{name}");
+    match tokio::time::timeout(TIMEOUT, api.get_opt(name)).await {
+        Err(_) => Err(CliError::Timeout),
+        Ok(Err(source)) => Err(CliError::Read { app: app(), source }),
+        Ok(Ok(None)) => Err(CliError::NotFound { app: app() }),
+        Ok(Ok(Some(app))) => Ok(app),
+    }
 }
 
 /// Sets one annotation on an Application; returns its namespace and the patched Application.
@@ -135,33 +157,44 @@ async fn annotate(
     namespace: Option<&str>,
     key: &str,
     value: &str,
-) -> Result<(String, Application), String> {
+) -> Result<(String, Application), CliError> {
     let (api, namespace) = applications(namespace).await?;
     let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
     let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
     match tokio::time::timeout(TIMEOUT, api.patch(name, &params, &patch)).await {
-        Err(_) => Err("the API server did not answer within 10s".into()),
-        Ok(Err(kube::Error::Api(s))) if s.code == 404 => Err(not_found(&namespace, name)),
-        Ok(Err(e)) => Err(format!("cannot annotate Application {namespace}/{name}: {e}")),
+        Err(_) => Err(CliError::Timeout),
+        Ok(Err(kube::Error::Api(s))) if s.code == 404 => {
+            Err(CliError::NotFound { app: format!("{namespace}/{name}") })
+        }
+        Ok(Err(source)) => Err(CliError::Annotate { app: format!("{namespace}/{name}"), source }),
         Ok(Ok(app)) => Ok((namespace, app)),
     }
 }
 
+/// What `ferry diff` is asked: which Application (by name, or from a manifest), and what to
+/// compare with the cluster.
+pub struct DiffRequest<'a> {
+    /// Optional with `file`.
+    pub name: Option<&'a str>,
+    /// Default: the kubeconfig context's (with `file`: the manifest's).
+    pub namespace: Option<&'a str>,
+    /// An Application manifest to use instead of one in the cluster.
+    pub file: Option<&'a std::path::Path>,
+    /// A revision of the Application's repository, or a local checkout.
+    pub input: &'a crate::diff::live::Input,
+    pub render: &'a crate::render::RenderOptions,
+    /// Where revision fetches go; `None`: a temporary directory.
+    pub cache_dir: Option<std::path::PathBuf>,
+}
+
 /// `ferry diff`: the Application from the cluster (or `--file`), the plan for `input`.
-pub async fn diff(
-    name: Option<&str>,
-    namespace: Option<&str>,
-    file: Option<&std::path::Path>,
-    input: &crate::diff::live::Input,
-    render: &crate::render::RenderOptions,
-    cache_dir: Option<std::path::PathBuf>,
-) -> Result<crate::diff::Plan, String> {
-    let client = Client::try_default()
-        .await
-        .map_err(|e| format!("no usable Kubernetes configuration ({e}); set KUBECONFIG"))?;
+pub async fn diff(request: DiffRequest<'_>) -> Result<crate::diff::Plan, CliError> {
+    let DiffRequest { name, namespace, file, input, render, cache_dir } = request;
+    let client = Client::try_default().await.map_err(CliError::NoConfig)?;
     let app = match (file, name) {
         (Some(path), _) => {
-            let mut app = crate::diff::live::application_from_file(path)?;
+            let mut app =
+                crate::diff::live::application_from_file(path).map_err(|e| CliError::Diff(e.into()))?;
             if let Some(ns) = namespace {
                 app.metadata.namespace = Some(ns.to_string());
             }
@@ -169,25 +202,18 @@ pub async fn diff(
         }
         (None, Some(name)) => {
             let (api, namespace) = applications(namespace).await?;
-            match tokio::time::timeout(TIMEOUT, api.get_opt(name)).await {
-                Err(_) => return Err("the API server did not answer within 10s".into()),
-                Ok(Err(e)) => return Err(format!("cannot read Application {namespace}/{name}: {e}")),
-                Ok(Ok(None)) => return Err(not_found(&namespace, name)),
-                Ok(Ok(Some(app))) => app,
-            }
+            read(&api, &namespace, name).await?
         }
-        (None, None) => return Err("name an Application, or pass --file application.yaml".into()),
+        (None, None) => return Err(CliError::NoApplication),
     };
     let temp;
     let cache = match cache_dir {
         Some(dir) => dir,
         None => {
-            temp = tempfile::Builder::new()
-                .prefix("ferry-diff-")
-                .tempdir()
-                .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+            temp = tempfile::Builder::new().prefix("ferry-diff-").tempdir().map_err(CliError::TempDir)?;
             temp.path().to_path_buf()
         }
     };
-    crate::diff::live::plan(client, &app, input, render, &cache, TIMEOUT).await
+    let plan = crate::diff::live::plan(client, &app, input, render, &cache, TIMEOUT).await;
+    plan.map_err(|e| CliError::Diff(e.into()))
 }

@@ -216,7 +216,7 @@ struct RunArgs {
 impl RunArgs {
     /// The options `ferry run` starts with: flag values checked (the shard), defaults filled in
     /// (identity, cache directory, Lease namespace), empty list items dropped.
-    fn into_options(self) -> Result<startup::RunOptions, String> {
+    fn into_options(self) -> Result<startup::RunOptions, controller::ShardError> {
         let shard = controller::Shard::new(self.shard_index, self.shard_count)?;
         let identity = self
             .leader_election_identity
@@ -303,7 +303,7 @@ fn main() -> ExitCode {
             telemetry::init(cli.log_format);
             let opts = match args.into_options() {
                 Ok(opts) => opts,
-                Err(err) => return fail(&err),
+                Err(err) => return fail(&err.to_string()),
             };
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
@@ -332,20 +332,20 @@ fn main() -> ExitCode {
                 helm_bin: helm,
                 ..Default::default()
             };
-            let run = ferry::cli::diff(
-                name.as_deref(),
-                namespace.as_deref(),
-                file.as_deref(),
-                &input,
-                &render,
+            let run = ferry::cli::diff(ferry::cli::DiffRequest {
+                name: name.as_deref(),
+                namespace: namespace.as_deref(),
+                file: file.as_deref(),
+                input: &input,
+                render: &render,
                 cache_dir,
-            );
+            });
             match runtime.block_on(run) {
                 Ok(plan) => {
                     print!("{}", ferry::diff::report(&plan, output));
                     if plan.has_changes() { ExitCode::from(1) } else { ExitCode::SUCCESS }
                 }
-                Err(err) => fail_with(&err, 2),
+                Err(err) => fail_with(&err.to_string(), 2),
             }
         }
         Command::Status { name, namespace } => {
@@ -365,7 +365,9 @@ fn main() -> ExitCode {
 }
 
 /// Runs a command that talks to the cluster and prints what it says.
-fn client_command(command: impl std::future::Future<Output = Result<String, String>>) -> ExitCode {
+fn client_command(
+    command: impl std::future::Future<Output = Result<String, ferry::cli::CliError>>,
+) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => return fail(&format!("cannot start the async runtime: {err}")),
@@ -375,21 +377,28 @@ fn client_command(command: impl std::future::Future<Output = Result<String, Stri
             println!("{}", done.trim_end());
             ExitCode::SUCCESS
         }
-        Err(err) => fail(&err),
+        Err(err) => fail(&err.to_string()),
     }
 }
 
+/// A duration flag that is not one.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a duration like 15s, 1m or 500ms, of at most 8760h")]
+struct NotADuration(String);
+
 /// A Go-style duration flag (`15s`, `1m30s`, `500ms`).
-fn go_duration(text: &str) -> Result<Duration, String> {
-    ferry::duration::parse(text)
-        .ok_or_else(|| format!("`{text}` is not a duration like 15s, 1m or 500ms, of at most 8760h"))
+fn go_duration(text: &str) -> Result<Duration, NotADuration> {
+    ferry::duration::parse(text).ok_or_else(|| NotADuration(text.to_string()))
 }
 
+/// A size flag that is not one.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a positive size like 1048576, 512Ki, 32Mi or 1Gi")]
+struct NotASize(String);
+
 /// A size flag: bytes, or a number with a K/M/G/T (powers of 1000) or Ki/Mi/Gi/Ti suffix.
-fn byte_size(text: &str) -> Result<u64, String> {
-    ferry::source::gc::parse_size(text)
-        .filter(|n| *n > 0)
-        .ok_or_else(|| format!("`{text}` is not a positive size like 1048576, 512Ki, 32Mi or 1Gi"))
+fn byte_size(text: &str) -> Result<u64, NotASize> {
+    ferry::source::gc::parse_size(text).filter(|n| *n > 0).ok_or_else(|| NotASize(text.to_string()))
 }
 
 /// One line on stderr, exit code 1: the contract scripts and people rely on.
@@ -442,7 +451,7 @@ mod tests {
     #[test]
     fn duration_flags_past_the_bound_are_errors() {
         assert_eq!(go_duration("15s"), Ok(Duration::from_secs(15)));
-        let err = go_duration("99999999999999999999h").unwrap_err();
+        let err = go_duration("99999999999999999999h").unwrap_err().to_string();
         assert!(err.contains("at most 8760h"), "{err}");
     }
 }

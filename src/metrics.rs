@@ -222,7 +222,18 @@ impl Metrics {
         m.register()
     }
 
+    /// Registers every metric, in the order scrapes show them.
     fn register(mut self) -> Metrics {
+        self.register_sync_work();
+        self.register_git();
+        self.register_requests();
+        self.register_delivery();
+        self.register_rollouts();
+        self
+    }
+
+    /// Reconciles, their stages, and what syncs did to objects.
+    fn register_sync_work(&mut self) {
         let r = &mut self.registry;
         r.register("reconcile", "Reconciles of Applications by result", self.reconciles.clone());
         r.register(
@@ -246,6 +257,11 @@ impl Metrics {
             "Objects deleted because Git no longer has them",
             self.objects_pruned.clone(),
         );
+    }
+
+    /// The Git sources and their cache.
+    fn register_git(&mut self) {
+        let r = &mut self.registry;
         r.register(
             "git_fetch",
             "Git source resolutions (ref check and, for a new commit, fetch)",
@@ -266,6 +282,11 @@ impl Metrics {
             "Snapshots and repositories deleted from the Git cache (unused, or over --cache-max-size)",
             self.git_cache_evictions.clone(),
         );
+    }
+
+    /// Errors, and the requests ferry makes and receives.
+    fn register_requests(&mut self) {
+        let r = &mut self.registry;
         r.register("errors", "Errors by category", self.errors.clone());
         r.register(
             "api_requests",
@@ -277,6 +298,11 @@ impl Metrics {
             "Webhook requests received, by provider and result",
             self.webhooks.clone(),
         );
+    }
+
+    /// The delivery (DORA) figures.
+    fn register_delivery(&mut self) {
+        let r = &mut self.registry;
         r.register(
             "deployments",
             "New revisions deployed, by how they ended (succeeded: Healthy; failed; rolled_back)",
@@ -297,6 +323,11 @@ impl Metrics {
             "From an Application turning Degraded to Healthy again",
             self.time_to_restore.clone(),
         );
+    }
+
+    /// Progressive rollouts, and whether this process leads.
+    fn register_rollouts(&mut self) {
+        let r = &mut self.registry;
         r.register(
             "rollout_duration_seconds",
             "How long progressive rollouts ran, by strategy and result (Succeeded, Aborted, Superseded)",
@@ -312,7 +343,6 @@ impl Metrics {
             "1 while this process reconciles (holds its Lease, or runs without leader election); 0 on a standby",
             self.leader.clone(),
         );
-        self
     }
 
     /// Applications the state gauges are computed from: the controller's watch cache.
@@ -596,9 +626,27 @@ fn encode_gauges<V: EncodeGaugeValue + Default>(
     Ok(())
 }
 
+/// The state series of every Application, then those of the ApplicationSets (in this order, as
+/// scrapes have always shown them).
 fn encode_app_state(apps: &[AppSnapshot], encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
-    let base =
-        |a: &AppSnapshot| -> Labels { vec![("namespace", a.namespace.clone()), ("name", a.name.clone())] };
+    encode_app_status(apps, encoder)?;
+    encode_rollouts(apps, encoder)?;
+    encode_gauges(
+        encoder,
+        "app_last_sync_timestamp_seconds",
+        "When an Application's newest sync (applied or failed) finished (unix time)",
+        apps.iter().filter_map(|a| Some((base(a), a.last_sync?))),
+    )?;
+    encode_application_sets(apps, encoder)
+}
+
+/// The labels every series of an Application has.
+fn base(a: &AppSnapshot) -> Labels {
+    vec![("namespace", a.namespace.clone()), ("name", a.name.clone())]
+}
+
+/// What an Application is and how it stands: info, sync and health (one-hot), conditions.
+fn encode_app_status(apps: &[AppSnapshot], encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
     encode_gauges(
         encoder,
         "app_info",
@@ -650,7 +698,11 @@ fn encode_app_state(apps: &[AppSnapshot], encoder: &mut DescriptorEncoder) -> Re
                 (l, 1i64)
             })
         }),
-    )?;
+    )
+}
+
+/// The rollouts of Applications with a strategy: strategy and phase, canary weight.
+fn encode_rollouts(apps: &[AppSnapshot], encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
     encode_gauges(
         encoder,
         "rollout_info",
@@ -671,13 +723,14 @@ fn encode_app_state(apps: &[AppSnapshot], encoder: &mut DescriptorEncoder) -> Re
             let (_, _, weight) = a.rollout?;
             Some((base(a), i64::from(weight.unwrap_or(0))))
         }),
-    )?;
-    encode_gauges(
-        encoder,
-        "app_last_sync_timestamp_seconds",
-        "When an Application's newest sync (applied or failed) finished (unix time)",
-        apps.iter().filter_map(|a| Some((base(a), a.last_sync?))),
-    )?;
+    )
+}
+
+/// The Applications each ApplicationSet generated, and how many of them are ready.
+fn encode_application_sets(
+    apps: &[AppSnapshot],
+    encoder: &mut DescriptorEncoder,
+) -> Result<(), std::fmt::Error> {
     // Counted from the Applications themselves: a set's count is what exists, whatever its
     // status says.
     let mut per_set: std::collections::BTreeMap<(String, String), (i64, i64)> = Default::default();

@@ -1,10 +1,22 @@
 //! Start-up wiring of `ferry run`: the one place that depends on both controllers (Applications
-//! in [`crate::controller`], ApplicationSets in [`crate::appset`]). It connects, checks the
-//! cluster, builds the shared [`Context`], starts the caches, the HTTP server and the leader
-//! election, runs both controllers while this process leads, and shuts them down.
+//! in [`crate::controller`], ApplicationSets in [`crate::appset`]).
+//!
+//! [`run`] reads as its steps. `Replica::start` checks the flags, connects to the cluster and
+//! checks it (`connect`, [`preflight`], API discovery), opens the Git cache and the HTTP port,
+//! joins the leader election (`Election`), builds the shared [`Context`] and starts what runs on
+//! every replica: the Application and TenantPolicy caches, the Git cache's collection, the HTTP
+//! server. `Replica::run` waits to lead, then runs both controllers (`Controllers`) until a
+//! signal or until the Lease is lost, and stops everything (`Replica::finish`).
+//!
+//! Failures: [`PreflightError`] for the cluster's checks, [`StartupError`] for the rest of
+//! start-up, and [`RunError`]'s own variants for how leading can end (the election ended
+//! first, the Lease was lost).
 
 use std::{
+    future::Future,
+    net::SocketAddr,
     path::PathBuf,
+    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -12,13 +24,25 @@ use std::{
     time::Duration,
 };
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use kube::{
-    Api, Config, ResourceExt,
+    Api, Client, Config, ResourceExt,
     discovery::Discovery,
-    runtime::{Controller, WatchStreamExt, controller, reflector, reflector::ObjectRef, watcher},
+    runtime::{
+        Controller, WatchStreamExt, controller,
+        reflector::{self, ObjectRef, Store, store::Writer},
+        watcher,
+    },
 };
-use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::{
+    net::TcpListener,
+    signal::unix::{Signal, SignalKind, signal},
+    sync::{
+        mpsc::{UnboundedReceiver, UnboundedSender},
+        oneshot,
+    },
+    task::JoinHandle,
+};
 use tracing::info;
 
 use crate::{
@@ -28,13 +52,13 @@ use crate::{
     },
     appset,
     controller::{
-        Context, Elector, Followers, LeaderConfig, Leadership, PreflightError, Role, Shard, SyncOptions,
-        Watches, collect_garbage, preflight, reconcile,
+        Caches, Connection, Context, Elector, Followers, LeaderConfig, LeaderConfigError, Leadership,
+        PreflightError, Role, Shard, SyncOptions, Watches, collect_garbage, preflight, reconcile,
     },
     metrics::Metrics,
     render::RenderOptions,
-    server::{Readiness, Server, ServerState, WebhookSecret, Webhooks},
-    source::{GitCache, GitCacheOptions, Retention},
+    server::{BadSecretName, Readiness, Server, ServerState, WebhookSecret, Webhooks},
+    source::{GitCache, GitCacheOptions, Retention, SourceError},
     tenancy::Lockdown,
 };
 /// How long a shutdown waits for reconciles in progress.
@@ -97,84 +121,396 @@ pub struct RenderLimits {
     pub cache_bytes: u64,
 }
 
+/// Why `ferry run` ended with an error: it could not start, or it stopped leading.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The signal handlers, the kubeconfig or the cluster's checks.
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    /// The election stopped before this process led.
+    #[error("the leader election ended before this process led")]
+    ElectionEnded,
+    /// Another replica may lead now: this one stopped reconciling at once.
+    #[error("lost the leader-election lease; stopped reconciling (a restart joins as a standby)")]
+    LeaseLost,
+}
+
+/// What ferry needs besides the cluster's checks: flags that work together, API discovery, its
+/// Git cache directory and its HTTP port.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    LeaderElection(#[from] LeaderConfigError),
+    #[error(transparent)]
+    WebhookSecret(#[from] BadSecretName),
+    #[error("API discovery at {url} did not finish in time")]
+    DiscoveryTimeout { url: String },
+    #[error("API discovery at {url} failed: {source}")]
+    Discovery { url: String, source: kube::Error },
+    #[error("cannot use {} as the Git cache ({source}); pass a writable directory with --cache-dir", dir.display())]
+    GitCache { dir: PathBuf, source: Box<SourceError> },
+    #[error("cannot listen on {address} ({source}); choose another address with --http-address")]
+    Listen { address: String, source: std::io::Error },
+    #[error("cannot read the address of the HTTP listener on {address}: {source}")]
+    ListenerAddress { address: String, source: std::io::Error },
+}
+
 /// Runs the controller until SIGINT or SIGTERM, or until it loses its leader-election Lease
 /// (then it stops reconciling at once and returns an error, so the process exits and restarts
 /// as a standby).
-pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
-    let mut shutdown = Shutdown::install().map_err(|e| PreflightError::Signals { cause: e.to_string() })?;
-    if let Some(leader) = &opts.leader {
-        leader.validate().map_err(PreflightError::Startup)?;
+pub async fn run(opts: RunOptions) -> Result<(), RunError> {
+    let mut shutdown = Shutdown::install().map_err(|source| PreflightError::Signals { source })?;
+    let Some((replica, triggers)) = Replica::start(opts, &mut shutdown).await? else {
+        info!("shutting down before start-up finished");
+        return Ok(());
+    };
+    replica.run(triggers, &mut shutdown).await
+}
+
+/// A started ferry: what runs on every replica, leader or standby (the caches, the HTTP server,
+/// the election, the Git cache's collection), and what it needs to lead.
+struct Replica {
+    opts: RunOptions,
+    ctx: Arc<Context>,
+    readiness: Readiness,
+    server: Server,
+    election: Election,
+    /// The Application cache's watch.
+    app_cache: JoinHandle<()>,
+    /// The TenantPolicy cache's watch, when ferry reads TenantPolicies.
+    policy_cache: Option<JoinHandle<()>>,
+    /// The Git cache's collection.
+    collector: JoinHandle<()>,
+    /// Whether the cluster serves ApplicationSets (their CRD is optional).
+    sets_served: bool,
+}
+
+impl Replica {
+    /// Start-up, in order: the flags are checked; ferry connects to the cluster and checks it;
+    /// opens the Git cache and the HTTP port; joins the election; builds the shared [`Context`];
+    /// starts the caches and the HTTP server. `None`: a signal came before the cluster answered.
+    async fn start(
+        opts: RunOptions,
+        shutdown: &mut Shutdown,
+    ) -> Result<Option<(Replica, Triggers)>, RunError> {
+        let webhook_secret = check_options(&opts)?;
+        let Some(connected) = connect(&opts, shutdown).await? else { return Ok(None) };
+        let git = open_git_cache(&opts)?;
+        let (listener, http_address) = listen(&opts.http_address).await?;
+        let election = Election::start(&connected.connection.client, &opts);
+        let triggers = Triggers::new();
+        let (ctx, apps_writer, policy_cache) = shared_context(&opts, connected.connection, git, &triggers);
+        let collector = tokio::spawn(collect_garbage(ctx.clone(), opts.cache_gc_interval));
+        export_app_metrics(&ctx, &election.leadership, opts.shard);
+        let readiness = Readiness::new("waiting for the Application cache to sync");
+        let elected = opts.leader.is_some();
+        tokio::spawn(report_role(
+            election.leadership.clone(),
+            readiness.clone(),
+            ctx.metrics.clone(),
+            elected,
+        ));
+        tokio::spawn(become_ready(readiness.clone(), triggers.apps_synced.clone(), webhook_secret.clone()));
+        let webhooks = webhook_secret.map(|secret| start_webhooks(secret, &ctx));
+        let webhooks_on = webhooks.as_ref().map(|w| w.secret.describe());
+        let state = ServerState { metrics: ctx.metrics.clone(), readiness: readiness.clone(), webhooks };
+        let server = Server::spawn(listener, state);
+        let app_cache = tokio::spawn(watch_apps(&opts, &ctx, apps_writer, &triggers));
+        info!(
+            api_server = %connected.url,
+            kubernetes_version = %connected.kubernetes_version,
+            namespace = opts.namespace.as_deref().unwrap_or("all namespaces"),
+            managed_namespaces = opts.managed_namespaces.as_ref().map(|n| n.join(",")).as_deref().unwrap_or("all"),
+            http_address = %http_address,
+            webhook_secret = webhooks_on.as_deref().unwrap_or("none (webhooks off)"),
+            identity = %opts.identity,
+            leader_election = election.lease().unwrap_or("off"),
+            shard = %format_args!("{}/{}", opts.shard.index, opts.shard.count),
+            "ferry is ready: connected to the API server and the Application CRD is installed"
+        );
+        let sets_served = connected.sets_served;
+        let replica = Replica {
+            opts,
+            ctx,
+            readiness,
+            server,
+            election,
+            app_cache,
+            policy_cache,
+            collector,
+            sets_served,
+        };
+        Ok(Some((replica, triggers)))
     }
-    let webhook_secret = opts
-        .webhook_secret
-        .as_deref()
-        .map(|spec| WebhookSecret::parse(spec, opts.namespace.as_deref().unwrap_or("default")))
-        .transpose()
-        .map_err(PreflightError::Startup)?;
+
+    /// Waits to lead (a standby serves metrics, /readyz and webhooks meanwhile), then runs both
+    /// controllers until a signal or until the Lease is lost; then stops everything.
+    async fn run(self, triggers: Triggers, shutdown: &mut Shutdown) -> Result<(), RunError> {
+        match self.wait_to_lead(shutdown).await {
+            Ok(true) => {}
+            Ok(false) => {
+                self.finish().await;
+                return Ok(());
+            }
+            Err(e) => {
+                self.finish().await;
+                return Err(e);
+            }
+        }
+        if self.opts.leader.is_some() {
+            info!(identity = %self.opts.identity, "leading: reconciling Applications");
+        }
+        let triggered = triggers.open(&self.ctx.apps, self.opts.shard);
+        let mut controllers = Controllers::start(&self.ctx, &self.opts, triggered, self.sets_served);
+        let lost = controllers.run(&self.election.leadership, &self.readiness, shutdown).await;
+        self.collector.abort();
+        if lost {
+            // Another replica may lead from now on: no write of ours may follow.
+            controllers.abandon();
+            tracing::error!(
+                "lost the leader-election lease: stopped reconciling; exiting so a restart joins as a standby"
+            );
+            self.finish().await;
+            return Err(RunError::LeaseLost);
+        }
+        self.finish().await;
+        Ok(())
+    }
+
+    /// `Ok(true)` once this process leads and knows every TenantPolicy (an empty policy cache
+    /// would allow everything); `Ok(false)` when a signal came first.
+    async fn wait_to_lead(&self, shutdown: &mut Shutdown) -> Result<bool, RunError> {
+        let leading = tokio::select! {
+            leading = self.election.leadership.acquired() => leading,
+            _ = shutdown.wait() => {
+                info!("shutting down (standby)");
+                return Ok(false);
+            }
+        };
+        if !leading {
+            return Err(RunError::ElectionEnded);
+        }
+        if let Some(policies) = self.ctx.policies.clone() {
+            tokio::select! {
+                _ = policies.wait_until_ready() => {},
+                _ = shutdown.wait() => {
+                    info!("shutting down before the TenantPolicies were read");
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Stops what runs on every replica: /readyz says so, the Lease is released (a standby takes
+    /// over at once instead of after the lease duration), the caches stop, and the HTTP server
+    /// finishes the requests in progress.
+    async fn finish(self) {
+        self.readiness.shut_down();
+        self.election.stop().await;
+        self.app_cache.abort();
+        if let Some(task) = self.policy_cache {
+            task.abort();
+        }
+        self.server.shutdown(HTTP_SHUTDOWN_GRACE).await;
+        info!("shut down");
+    }
+}
+
+/// The flags `clap` cannot check alone: the leader-election timings and the webhook Secret's
+/// name (returned, parsed).
+fn check_options(opts: &RunOptions) -> Result<Option<WebhookSecret>, StartupError> {
+    if let Some(leader) = &opts.leader {
+        leader.validate()?;
+    }
+    let default_namespace = opts.namespace.as_deref().unwrap_or("default");
+    let secret = opts.webhook_secret.as_deref().map(|spec| WebhookSecret::parse(spec, default_namespace));
+    Ok(secret.transpose()?)
+}
+
+/// The cluster as start-up found it.
+struct Connected {
+    /// The API server's address, as the checks saw it (for the start-up log).
+    url: String,
+    kubernetes_version: String,
+    /// Whether the cluster serves ApplicationSets (their CRD is optional).
+    sets_served: bool,
+    connection: Connection,
+}
+
+/// Connects to the cluster of KUBECONFIG (or the in-cluster one), checks that it serves
+/// Applications and runs API discovery. `None`: a signal came first.
+async fn connect(opts: &RunOptions, shutdown: &mut Shutdown) -> Result<Option<Connected>, RunError> {
     let kubeconfig_env = || std::env::var("KUBECONFIG").ok();
     let config = Config::infer().await.map_err(|e| PreflightError::no_config(&e, kubeconfig_env()))?;
     let url = config.cluster_url.to_string();
     let metrics = Arc::new(Metrics::new());
     let client =
         metrics.client(config.clone()).map_err(|e| PreflightError::no_config(&e, kubeconfig_env()))?;
-    let started = async {
+    let checked = async {
         let cluster = preflight(&client, &url, opts.api_timeout, opts.namespace.as_deref()).await?;
-        let discovery = tokio::time::timeout(opts.api_timeout * 3, Discovery::new(client.clone()).run())
-            .await
-            .map_err(|_| PreflightError::Startup(format!("API discovery at {url} did not finish in time")))?
-            .map_err(|e| PreflightError::Startup(format!("API discovery at {url} failed: {e}")))?;
-        Ok::<_, PreflightError>((cluster, discovery))
+        let discovery = discover(&client, &url, opts.api_timeout).await?;
+        Ok::<_, RunError>((cluster, discovery))
     };
     let (cluster, discovery) = tokio::select! {
-        checked = started => checked?,
-        _ = shutdown.wait() => {
-            info!("shutting down before start-up finished");
-            return Ok(());
-        }
+        checked = checked => checked?,
+        _ = shutdown.wait() => return Ok(None),
     };
+    Ok(Some(Connected {
+        url: cluster.url,
+        kubernetes_version: cluster.kubernetes_version,
+        sets_served: serves(&discovery, "ApplicationSet"),
+        connection: Connection { config, client, metrics, discovery },
+    }))
+}
+
+/// The first API discovery (later ones are the context's).
+async fn discover(client: &Client, url: &str, api_timeout: Duration) -> Result<Discovery, StartupError> {
+    tokio::time::timeout(api_timeout * 3, Discovery::new(client.clone()).run())
+        .await
+        .map_err(|_| StartupError::DiscoveryTimeout { url: url.to_string() })?
+        .map_err(|source| StartupError::Discovery { url: url.to_string(), source })
+}
+
+/// Whether the cluster serves this kind of ferry.dev/v1alpha1.
+fn serves(discovery: &Discovery, kind: &str) -> bool {
+    discovery.resolve_gvk(&kube::api::GroupVersionKind::gvk("ferry.dev", "v1alpha1", kind)).is_some()
+}
+
+fn open_git_cache(opts: &RunOptions) -> Result<GitCache, StartupError> {
     let cache_options = GitCacheOptions { retention: opts.cache_retention.clone(), ..Default::default() };
-    let git = GitCache::new(&opts.cache_dir, cache_options).map_err(|e| {
-        PreflightError::Startup(format!(
-            "cannot use {} as the Git cache ({e}); pass a writable directory with --cache-dir",
-            opts.cache_dir.display()
-        ))
-    })?;
+    GitCache::new(&opts.cache_dir, cache_options)
+        .map_err(|e| StartupError::GitCache { dir: opts.cache_dir.clone(), source: Box::new(e) })
+}
 
-    let listener = tokio::net::TcpListener::bind(&opts.http_address).await.map_err(|e| {
-        PreflightError::Startup(format!(
-            "cannot listen on {} ({e}); choose another address with --http-address",
-            opts.http_address
-        ))
-    })?;
-    let http_address = listener.local_addr().map_err(|e| {
-        PreflightError::Startup(format!(
-            "cannot read the address of the HTTP listener on {}: {e}",
-            opts.http_address
-        ))
-    })?;
+/// The HTTP server's listener, and the address it listens on (`--http-address` may ask for port 0).
+async fn listen(address: &str) -> Result<(TcpListener, SocketAddr), StartupError> {
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| StartupError::Listen { address: address.to_string(), source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| StartupError::ListenerAddress { address: address.to_string(), source })?;
+    Ok((listener, bound))
+}
 
-    // The election runs from now until shutdown; `stop_electing` ends it (releasing the Lease).
-    let (stop_electing, electing_stopped) = tokio::sync::oneshot::channel::<()>();
-    let (leadership, elector) = match opts.leader.clone() {
-        Some(config) => {
-            let lease = format!("{}/{}", config.namespace, config.lease_name);
-            let (elector, leadership) = Elector::new(client.clone(), config, opts.api_timeout);
-            let task = tokio::spawn(elector.run(async move {
-                let _ = electing_stopped.await;
-            }));
-            (leadership, Some((task, lease)))
+/// The leader election, from start-up until shutdown; without `--leader-elect`, a process that
+/// always leads.
+struct Election {
+    leadership: Leadership,
+    /// Ends the campaign (the elector then releases the Lease).
+    stop: oneshot::Sender<()>,
+    /// The elector's task and its Lease's `namespace/name`.
+    elector: Option<(JoinHandle<()>, String)>,
+}
+
+impl Election {
+    fn start(client: &Client, opts: &RunOptions) -> Election {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let Some(config) = opts.leader.clone() else {
+            return Election { leadership: Leadership::always(), stop, elector: None };
+        };
+        let lease = format!("{}/{}", config.namespace, config.lease_name);
+        let (elector, leadership) = Elector::new(client.clone(), config, opts.api_timeout);
+        let task = tokio::spawn(elector.run(async move {
+            let _ = stopped.await;
+        }));
+        Election { leadership, stop, elector: Some((task, lease)) }
+    }
+
+    /// The Lease's `namespace/name`, when there is an election.
+    fn lease(&self) -> Option<&str> {
+        self.elector.as_ref().map(|(_, lease)| lease.as_str())
+    }
+
+    /// Ends the campaign and waits (briefly) for the Lease to be released.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        if let Some((task, _)) = self.elector {
+            let _ = tokio::time::timeout(HTTP_SHUTDOWN_GRACE, task).await;
         }
-        None => (Leadership::always(), None),
-    };
+    }
+}
 
-    let (trigger, triggered) = tokio::sync::mpsc::unbounded_channel();
-    let watches = Watches::new(
-        client.clone(),
-        trigger.clone(),
-        opts.namespace.clone(),
-        opts.managed_namespaces.clone(),
-    );
-    let options = SyncOptions {
+/// How Application changes become reconciles: the channel the controller reads, which forwards
+/// nothing until this process leads, and whether the Application cache has synced.
+struct Triggers {
+    send: UnboundedSender<ObjectRef<Application>>,
+    receive: UnboundedReceiver<ObjectRef<Application>>,
+    /// On once this process leads.
+    forwarding: Arc<AtomicBool>,
+    /// Set when the reflector has swapped the first full list into the store. (Not
+    /// `Store::wait_until_ready`: its one-shot keeps a single waker, and the controller waits on it.)
+    apps_synced: Arc<AtomicBool>,
+}
+
+impl Triggers {
+    fn new() -> Triggers {
+        let (send, receive) = tokio::sync::mpsc::unbounded_channel();
+        let forwarding = Arc::new(AtomicBool::new(false));
+        Triggers { send, receive, forwarding, apps_synced: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// Starts forwarding: every Application of this shard once the cache is synced, then each
+    /// change as it comes. Returns what the controller reads.
+    fn open(
+        self,
+        apps: &Store<Application>,
+        shard: Shard,
+    ) -> impl Stream<Item = ObjectRef<Application>> + use<> {
+        self.forwarding.store(true, Ordering::SeqCst);
+        let (apps, send, synced) = (apps.clone(), self.send.clone(), self.apps_synced.clone());
+        tokio::spawn(async move {
+            while !synced.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            for app in apps.state() {
+                let _ = send.send(ObjectRef::from_obj(app.as_ref()));
+            }
+        });
+        futures::stream::unfold(self.receive, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) })
+            .filter(move |r| {
+                std::future::ready(shard.owns(r.namespace.as_deref().unwrap_or_default(), &r.name))
+            })
+    }
+}
+
+/// The [`Context`] every reconcile shares (with the TenantPolicy cache, when ferry reads
+/// TenantPolicies, and that cache's task), and the writer of the Application cache it reads.
+fn shared_context(
+    opts: &RunOptions,
+    connection: Connection,
+    git: GitCache,
+    triggers: &Triggers,
+) -> (Arc<Context>, Writer<Application>, Option<JoinHandle<()>>) {
+    let client = connection.client.clone();
+    let namespaces = (opts.namespace.clone(), opts.managed_namespaces.clone());
+    let watches = Watches::new(client.clone(), triggers.send.clone(), namespaces.0, namespaces.1);
+    let policies_served = serves(&connection.discovery, "TenantPolicy");
+    let (reader, writer) = reflector::store();
+    let caches = Caches { git, watches, apps: reader.clone() };
+    let mut ctx = Context::new(connection, sync_options(opts), caches);
+    ctx.reporter.instance = Some(opts.identity.clone());
+    let policy_cache = match (&opts.policy_namespace, policies_served) {
+        (Some(ns), true) => {
+            let (store, task) = watch_policies(&client, ns, &reader, triggers);
+            ctx.policies = Some(store);
+            Some(task)
+        }
+        (Some(ns), false) => {
+            tracing::warn!(policy_namespace = %ns, "the TenantPolicy CRD (tenantpolicies.ferry.dev) is not installed; no TenantPolicy applies (the flags still do)");
+            None
+        }
+        (None, _) => None,
+    };
+    (Arc::new(ctx), writer, policy_cache)
+}
+
+/// What reconciles need of the flags.
+fn sync_options(opts: &RunOptions) -> SyncOptions {
+    SyncOptions {
         api_timeout: opts.api_timeout,
         lockdown: opts.lockdown.clone(),
         health_timeout: opts.health_timeout,
@@ -191,289 +527,208 @@ pub async fn run(opts: RunOptions) -> Result<(), PreflightError> {
         prometheus_url: opts.prometheus_url.clone(),
         allowed_prometheus_urls: opts.allowed_prometheus_urls.clone(),
         promotion_namespaces: opts.promotion_namespaces.clone(),
-    };
-    let sets_served = discovery
-        .resolve_gvk(&kube::api::GroupVersionKind::gvk("ferry.dev", "v1alpha1", "ApplicationSet"))
-        .is_some();
-    let policies_served = discovery
-        .resolve_gvk(&kube::api::GroupVersionKind::gvk("ferry.dev", "v1alpha1", "TenantPolicy"))
-        .is_some();
-    let (reader, writer) = reflector::store();
-    let mut ctx = Context::new(
-        client.clone(),
-        config,
-        options,
-        git,
-        watches,
-        discovery,
-        metrics.clone(),
-        reader.clone(),
-    );
-    ctx.reporter.instance = Some(opts.identity.clone());
-    let forwarding = Arc::new(AtomicBool::new(false));
-    let policy_cache = match (&opts.policy_namespace, policies_served) {
-        (Some(ns), true) => {
-            let (store, task) = watch_policies(&client, ns, &reader, &trigger, &forwarding);
-            ctx.policies = Some(store);
-            Some(task)
-        }
-        (Some(ns), false) => {
-            tracing::warn!(policy_namespace = %ns, "the TenantPolicy CRD (tenantpolicies.ferry.dev) is not installed; no TenantPolicy applies (the flags still do)");
-            None
-        }
-        (None, _) => None,
-    };
-    let ctx = Arc::new(ctx);
-    let collector = tokio::spawn(collect_garbage(ctx.clone(), opts.cache_gc_interval));
-
-    let apps: Api<Application> = match &opts.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    metrics.watch_apps(reader.clone());
-    let shard = opts.shard;
-    {
-        let leadership = leadership.clone();
-        metrics.export_apps_if(move |app| {
-            leadership.is_leader() && shard.owns(&app.namespace().unwrap_or_default(), &app.name_any())
-        });
     }
-    let readiness = Readiness::new("waiting for the Application cache to sync");
-    tokio::spawn(report_role(leadership.clone(), readiness.clone(), metrics.clone(), opts.leader.is_some()));
-    // Set when the reflector has swapped the first full list into the store. (Not
-    // `Store::wait_until_ready`: its one-shot keeps a single waker, and the controller waits on it.)
-    let apps_synced = Arc::new(AtomicBool::new(false));
-    tokio::spawn(become_ready(readiness.clone(), apps_synced.clone(), webhook_secret.clone()));
-    let webhooks = webhook_secret.map(|secret| {
-        tokio::spawn(secret.clone().watch(client.clone()));
-        Arc::new(Webhooks {
-            secret,
-            apps: reader.clone(),
-            client: client.clone(),
-            api_timeout: opts.api_timeout,
-        })
+}
+
+/// The per-Application metrics, exported while this process leads and for its shard only.
+fn export_app_metrics(ctx: &Context, leadership: &Leadership, shard: Shard) {
+    ctx.metrics.watch_apps(ctx.apps.clone());
+    let leadership = leadership.clone();
+    ctx.metrics.export_apps_if(move |app| {
+        leadership.is_leader() && shard.owns(&app.namespace().unwrap_or_default(), &app.name_any())
     });
-    let webhooks_on = webhooks.as_ref().map(|w| w.secret.describe());
-    let server = Server::spawn(
-        listener,
-        ServerState { metrics: metrics.clone(), readiness: readiness.clone(), webhooks },
-    );
-    // The Application cache runs on every replica (webhooks and /readyz need it); only a leader
-    // turns its changes into reconciles. Our own status writes change neither of what the
-    // predicate looks at, so they do not wake the controller.
-    let app_changes = {
-        let (forwarding, trigger, synced) = (forwarding.clone(), trigger.clone(), apps_synced.clone());
-        let (wake, wake_on, store) = (trigger.clone(), forwarding.clone(), reader.clone());
-        let mut followers = Followers::default();
-        watcher(apps, watcher::Config::default())
-            .default_backoff()
-            .reflect(writer)
-            .inspect(move |event| match event {
-                Ok(watcher::Event::InitDone) => synced.store(true, Ordering::SeqCst),
-                // A newly verified revision wakes the Applications that follow this one (after
-                // the store holds it, so that they read it).
-                Ok(watcher::Event::Apply(app) | watcher::Event::InitApply(app)) => {
-                    for follower in followers.on_event(app, &store) {
-                        if wake_on.load(Ordering::SeqCst) {
-                            let _ = wake.send(follower);
-                        }
+}
+
+/// The webhook receiver, with the watch of its Secret started.
+fn start_webhooks(secret: WebhookSecret, ctx: &Context) -> Arc<Webhooks> {
+    tokio::spawn(secret.clone().watch(ctx.client.clone()));
+    Arc::new(Webhooks {
+        secret,
+        apps: ctx.apps.clone(),
+        client: ctx.client.clone(),
+        api_timeout: ctx.options.api_timeout,
+    })
+}
+
+/// The Application cache. It runs on every replica (webhooks and /readyz need it); only a
+/// leader turns its changes into reconciles. Our own status writes change neither of what the
+/// predicate looks at, so they do not wake the controller.
+fn watch_apps(
+    opts: &RunOptions,
+    ctx: &Context,
+    writer: Writer<Application>,
+    triggers: &Triggers,
+) -> impl Future<Output = ()> + use<> {
+    let apps: Api<Application> = match &opts.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let (forwarding, trigger, synced) =
+        (triggers.forwarding.clone(), triggers.send.clone(), triggers.apps_synced.clone());
+    let (wake, wake_on, store) = (triggers.send.clone(), triggers.forwarding.clone(), ctx.apps.clone());
+    let mut followers = Followers::default();
+    watcher(apps, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .inspect(move |event| match event {
+            Ok(watcher::Event::InitDone) => synced.store(true, Ordering::SeqCst),
+            // A newly verified revision wakes the Applications that follow this one (after
+            // the store holds it, so that they read it).
+            Ok(watcher::Event::Apply(app) | watcher::Event::InitApply(app)) => {
+                for follower in followers.on_event(app, &store) {
+                    if wake_on.load(Ordering::SeqCst) {
+                        let _ = wake.send(follower);
                     }
                 }
-                Ok(watcher::Event::Delete(app)) => followers.forget(app),
-                _ => {}
-            })
-            .applied_objects()
-            .predicate_filter(spec_or_request, Default::default())
-            .for_each(move |app| {
-                if let Ok(app) = app
-                    && forwarding.load(Ordering::SeqCst)
-                {
-                    let _ = trigger.send(ObjectRef::from_obj(&app));
-                }
-                async {}
-            })
-    };
-    let app_cache = tokio::spawn(app_changes);
-
-    info!(
-        api_server = %cluster.url,
-        kubernetes_version = %cluster.kubernetes_version,
-        namespace = opts.namespace.as_deref().unwrap_or("all namespaces"),
-        managed_namespaces = opts.managed_namespaces.as_ref().map(|n| n.join(",")).as_deref().unwrap_or("all"),
-        http_address = %http_address,
-        webhook_secret = webhooks_on.as_deref().unwrap_or("none (webhooks off)"),
-        identity = %opts.identity,
-        leader_election = elector.as_ref().map(|(_, lease)| lease.as_str()).unwrap_or("off"),
-        shard = %format_args!("{}/{}", shard.index, shard.count),
-        "ferry is ready: connected to the API server and the Application CRD is installed"
-    );
-
-    let finish = |readiness: Readiness,
-                  server: Server,
-                  elector: Option<(tokio::task::JoinHandle<()>, String)>| async move {
-        readiness.shut_down();
-        // Releasing the Lease lets a standby take over at once instead of after the lease duration.
-        let _ = stop_electing.send(());
-        if let Some((task, _)) = elector {
-            let _ = tokio::time::timeout(HTTP_SHUTDOWN_GRACE, task).await;
-        }
-        app_cache.abort();
-        if let Some(task) = policy_cache {
-            task.abort();
-        }
-        server.shutdown(HTTP_SHUTDOWN_GRACE).await;
-        info!("shut down");
-    };
-
-    // A standby waits here, serving metrics, /readyz and webhooks.
-    let leading = tokio::select! {
-        leading = leadership.acquired() => leading,
-        _ = shutdown.wait() => {
-            info!("shutting down (standby)");
-            finish(readiness, server, elector).await;
-            return Ok(());
-        }
-    };
-    if !leading {
-        finish(readiness, server, elector).await;
-        return Err(PreflightError::Startup("the leader election ended before this process led".into()));
-    }
-    // No reconcile before every TenantPolicy is known: an empty cache would allow everything.
-    if let Some(policies) = ctx.policies.clone() {
-        tokio::select! {
-            _ = policies.wait_until_ready() => {},
-            _ = shutdown.wait() => {
-                info!("shutting down before the TenantPolicies were read");
-                finish(readiness, server, elector).await;
-                return Ok(());
             }
-        }
-    }
-    if opts.leader.is_some() {
-        info!(identity = %opts.identity, "leading: reconciling Applications");
-    }
-    // Every Application of this shard once the cache is synced, then each change as it comes.
-    forwarding.store(true, Ordering::SeqCst);
-    {
-        let (reader, trigger, synced) = (reader.clone(), trigger.clone(), apps_synced.clone());
-        tokio::spawn(async move {
-            while !synced.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok(watcher::Event::Delete(app)) => followers.forget(app),
+            _ => {}
+        })
+        .applied_objects()
+        .predicate_filter(spec_or_request, Default::default())
+        .for_each(move |app| {
+            if let Ok(app) = app
+                && forwarding.load(Ordering::SeqCst)
+            {
+                let _ = trigger.send(ObjectRef::from_obj(&app));
             }
-            for app in reader.state() {
-                let _ = trigger.send(ObjectRef::from_obj(app.as_ref()));
+            async {}
+        })
+}
+
+/// Both controllers, while this process leads.
+struct Controllers {
+    /// The Application controller. Boxed, not pinned on the stack: losing the lease must be able
+    /// to drop it.
+    apps: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// The ApplicationSet controller's task, when this process runs it.
+    sets: Option<JoinHandle<()>>,
+    stop_apps: Option<oneshot::Sender<()>>,
+    stop_sets: Option<oneshot::Sender<()>>,
+}
+
+impl Controllers {
+    fn start(
+        ctx: &Arc<Context>,
+        opts: &RunOptions,
+        triggered: impl Stream<Item = ObjectRef<Application>> + Send + 'static,
+        sets_served: bool,
+    ) -> Controllers {
+        let (stop_apps, apps_stopped) = oneshot::channel::<()>();
+        let apps = Controller::for_stream(
+            futures::stream::pending::<Result<Application, watcher::Error>>(),
+            ctx.apps.clone(),
+        )
+        .reconcile_on(triggered)
+        .with_config(controller::Config::default().concurrency(opts.concurrency))
+        .graceful_shutdown_on(async move {
+            let _ = apps_stopped.await;
+        })
+        .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile ended with an error");
             }
         });
+        let (stop_sets, sets_stopped) = oneshot::channel::<()>();
+        let sets = set_controller(ctx, opts, sets_served, sets_stopped);
+        Controllers { apps: Box::pin(apps), sets, stop_apps: Some(stop_apps), stop_sets: Some(stop_sets) }
     }
-    drop(trigger);
-    let triggered =
-        futures::stream::unfold(triggered, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) }).filter(
-            move |r| std::future::ready(shard.owns(r.namespace.as_deref().unwrap_or_default(), &r.name)),
-        );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let set_ctx = ctx.clone();
-    let controller =
-        Controller::for_stream(futures::stream::pending::<Result<Application, watcher::Error>>(), reader)
-            .reconcile_on(triggered)
-            .with_config(controller::Config::default().concurrency(opts.concurrency))
-            .graceful_shutdown_on(async move {
-                let _ = stopped.await;
-            })
-            .run(reconcile::reconcile, reconcile::error_policy, ctx.clone())
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "reconcile ended with an error");
-                }
-            });
-    // Boxed, not pinned on the stack: losing the lease must be able to drop it.
-    let mut controller = Box::pin(controller);
-    // ApplicationSets: one writer, the leader of shard 0 (each shard then reconciles the
-    // generated Applications it owns).
-    let (stop_sets, sets_stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut sets = if !sets_served {
+
+    /// Runs until a signal (then the reconciles in progress finish) or until the Lease is lost.
+    /// Returns whether it was lost.
+    async fn run(&mut self, leadership: &Leadership, readiness: &Readiness, shutdown: &mut Shutdown) -> bool {
+        tokio::select! {
+            _ = &mut self.apps => false,
+            _ = leadership.lost() => true,
+            _ = shutdown.wait() => {
+                info!("shutting down: finishing the reconciles in progress");
+                readiness.shut_down();
+                self.drain().await;
+                false
+            }
+        }
+    }
+
+    /// Stops both gracefully: the reconciles in progress finish, for [`SHUTDOWN_GRACE`] at most.
+    async fn drain(&mut self) {
+        for stop in [self.stop_apps.take(), self.stop_sets.take()].into_iter().flatten() {
+            let _ = stop.send(());
+        }
+        // A reconcile stuck on an unreachable Git server or API server must not keep ferry
+        // from stopping; an interrupted sync is safe to redo (server-side apply).
+        let sets = &mut self.sets;
+        let both = futures::future::join(&mut self.apps, async {
+            if let Some(sets) = sets {
+                let _ = sets.await;
+            }
+        });
+        if tokio::time::timeout(SHUTDOWN_GRACE, both).await.is_err() {
+            tracing::warn!("reconciles still running after {}s; stopping anyway", SHUTDOWN_GRACE.as_secs());
+        }
+    }
+
+    /// Stops both at once. Dropping the Application controller cancels every reconcile in
+    /// progress at its next await, before its next request; a sync cut short is redone by the
+    /// new leader (server-side apply).
+    fn abandon(self) {
+        let Controllers { apps, sets, .. } = self;
+        drop(apps);
+        if let Some(sets) = sets {
+            sets.abort();
+        }
+    }
+}
+
+/// The ApplicationSet controller: one writer, the leader of shard 0 (each shard then reconciles
+/// the generated Applications it owns). `None` on the other shards and without the CRD.
+fn set_controller(
+    ctx: &Arc<Context>,
+    opts: &RunOptions,
+    served: bool,
+    stopped: oneshot::Receiver<()>,
+) -> Option<JoinHandle<()>> {
+    if !served {
         tracing::warn!(
             "the ApplicationSet CRD (applicationsets.ferry.dev) is not installed; ApplicationSets are off"
         );
-        None
-    } else if shard.index != 0 {
-        None
-    } else {
-        let (sets, generated): (Api<ApplicationSet>, Api<Application>) = match &opts.namespace {
-            Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
-        };
-        // A generated Application's status changes the set's status (it lists them).
-        let owned = watcher::Config::default().labels(APPLICATION_SET_LABEL);
-        let controller = Controller::new(sets, watcher::Config::default())
-            .owns(generated, owned)
-            .graceful_shutdown_on(async move {
-                let _ = sets_stopped.await;
-            })
-            .run(appset::reconcile, appset::error_policy, set_ctx)
-            .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "ApplicationSet reconcile ended with an error");
-                }
-            });
-        Some(tokio::spawn(controller))
-    };
-    let lost = tokio::select! {
-        _ = &mut controller => false,
-        _ = leadership.lost() => true,
-        _ = shutdown.wait() => {
-            info!("shutting down: finishing the reconciles in progress");
-            readiness.shut_down();
-            let _ = stop.send(());
-            let _ = stop_sets.send(());
-            // A reconcile stuck on an unreachable Git server or API server must not keep ferry
-            // from stopping; an interrupted sync is safe to redo (server-side apply).
-            let both = futures::future::join(&mut controller, async {
-                if let Some(sets) = &mut sets {
-                    let _ = sets.await;
-                }
-            });
-            if tokio::time::timeout(SHUTDOWN_GRACE, both).await.is_err() {
-                tracing::warn!(
-                    "reconciles still running after {}s; stopping anyway",
-                    SHUTDOWN_GRACE.as_secs()
-                );
-            }
-            false
-        }
-    };
-    collector.abort();
-    if lost {
-        // Another replica may lead from now on: no write of ours may follow. Dropping the
-        // controller cancels every reconcile in progress at its next await, before its next
-        // request; a sync cut short is redone by the new leader (server-side apply).
-        drop(controller);
-        if let Some(sets) = &sets {
-            sets.abort();
-        }
-        tracing::error!(
-            "lost the leader-election lease: stopped reconciling; exiting so a restart joins as a standby"
-        );
-        finish(readiness, server, elector).await;
-        return Err(PreflightError::Startup(
-            "lost the leader-election lease; stopped reconciling (a restart joins as a standby)".into(),
-        ));
+        return None;
     }
-    finish(readiness, server, elector).await;
-    Ok(())
+    if opts.shard.index != 0 {
+        return None;
+    }
+    let client = &ctx.client;
+    let (sets, generated): (Api<ApplicationSet>, Api<Application>) = match &opts.namespace {
+        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    // A generated Application's status changes the set's status (it lists them).
+    let owned = watcher::Config::default().labels(APPLICATION_SET_LABEL);
+    let controller = Controller::new(sets, watcher::Config::default())
+        .owns(generated, owned)
+        .graceful_shutdown_on(async move {
+            let _ = stopped.await;
+        })
+        .run(appset::reconcile, appset::error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "ApplicationSet reconcile ended with an error");
+            }
+        });
+    Some(tokio::spawn(controller))
 }
 
 /// A cache of the TenantPolicies of `namespace`. A policy that changes wakes every Application
 /// (policies change rarely, and which Applications one governed before is not known any more).
 fn watch_policies(
-    client: &kube::Client,
+    client: &Client,
     namespace: &str,
-    apps: &reflector::Store<Application>,
-    trigger: &tokio::sync::mpsc::UnboundedSender<ObjectRef<Application>>,
-    forwarding: &Arc<AtomicBool>,
-) -> (reflector::Store<TenantPolicy>, tokio::task::JoinHandle<()>) {
+    apps: &Store<Application>,
+    triggers: &Triggers,
+) -> (Store<TenantPolicy>, JoinHandle<()>) {
     let (reader, writer) = reflector::store();
     let api: Api<TenantPolicy> = Api::namespaced(client.clone(), namespace);
-    let (apps, trigger, forwarding) = (apps.clone(), trigger.clone(), forwarding.clone());
+    let (apps, trigger, forwarding) = (apps.clone(), triggers.send.clone(), triggers.forwarding.clone());
     info!(policy_namespace = %namespace, "enforcing the TenantPolicies of this namespace");
     let changes =
         watcher(api, watcher::Config::default()).default_backoff().reflect(writer).for_each(move |event| {
@@ -523,7 +778,7 @@ async fn become_ready(readiness: Readiness, apps_synced: Arc<AtomicBool>, secret
     }
     if let Some(secret) = secret {
         while let Err(why) = secret.loaded() {
-            readiness.set_not_ready(&why);
+            readiness.set_not_ready(&why.to_string());
             tokio::time::sleep(POLL).await;
         }
     }
@@ -577,6 +832,39 @@ mod tests {
         let annotations = annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         app.metadata.annotations = Some(annotations);
         app
+    }
+
+    /// The words of each failure are those `ferry run` printed before they were typed.
+    #[test]
+    fn start_up_and_run_time_failures_read_as_before() {
+        let io = || std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use");
+        let cases: [(RunError, &str); 5] = [
+            (
+                RunError::LeaseLost,
+                "lost the leader-election lease; stopped reconciling (a restart joins as a standby)",
+            ),
+            (RunError::ElectionEnded, "the leader election ended before this process led"),
+            (
+                StartupError::DiscoveryTimeout { url: "https://k8s:6443/".into() }.into(),
+                "API discovery at https://k8s:6443/ did not finish in time",
+            ),
+            (
+                StartupError::Listen { address: "0.0.0.0:8080".into(), source: io() }.into(),
+                "cannot listen on 0.0.0.0:8080 (address in use); choose another address with --http-address",
+            ),
+            (
+                StartupError::ListenerAddress { address: "0.0.0.0:8080".into(), source: io() }.into(),
+                "cannot read the address of the HTTP listener on 0.0.0.0:8080: address in use",
+            ),
+        ];
+        for (err, words) in cases {
+            assert_eq!(err.to_string(), words);
+        }
+        let bad = WebhookSecret::parse("Hooks", "ferry").unwrap_err();
+        assert_eq!(
+            RunError::from(StartupError::from(bad)).to_string(),
+            r#"--webhook-secret "Hooks" is not [NAMESPACE/]NAME of a Secret (lowercase letters, digits, '-' and '.')"#
+        );
     }
 
     #[test]

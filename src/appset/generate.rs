@@ -69,26 +69,40 @@ pub fn pull_request_params(pattern: &str, refs: &[RemoteRef]) -> Vec<Params> {
     found.into_iter().map(|(_, p)| p).collect()
 }
 
+/// A parameter set the template cannot turn into an Application.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("{text:?} opens {{{{ without closing it")]
+    Unclosed { text: String },
+    /// A name the parameter set lacks; `known`: the ones it has.
+    #[error("unknown parameter {{{{{key}}}}} in {text:?}; this generator provides: {}", known.join(", "))]
+    UnknownParameter { key: String, text: String, known: Vec<String> },
+    #[error("the template's name {name:?} has no character usable in a DNS label")]
+    NoDnsLabel { name: String },
+    #[error("the template's spec for Application {name} is not a valid Application spec: {source}")]
+    InvalidSpec { name: String, source: serde_json::Error },
+}
+
 /// Replaces every `{{ name }}` in `text`. A name the parameter set lacks is an error listing
 /// the ones it has, since an empty replacement would silently merge Applications.
-pub fn substitute(text: &str, params: &Params) -> Result<String, String> {
+pub fn substitute(text: &str, params: &Params) -> Result<String, TemplateError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let Some(end) = after.find("}}") else {
-            return Err(format!("{text:?} opens {{{{ without closing it"));
+            return Err(TemplateError::Unclosed { text: text.to_string() });
         };
         let key = after[..end].trim();
         match params.get(key) {
             Some(value) => out.push_str(value),
             None => {
-                let known: Vec<&str> = params.keys().map(String::as_str).collect();
-                return Err(format!(
-                    "unknown parameter {{{{{key}}}}} in {text:?}; this generator provides: {}",
-                    known.join(", ")
-                ));
+                return Err(TemplateError::UnknownParameter {
+                    key: key.to_string(),
+                    text: text.to_string(),
+                    known: params.keys().cloned().collect(),
+                });
             }
         }
         rest = &after[end + 2..];
@@ -97,7 +111,7 @@ pub fn substitute(text: &str, params: &Params) -> Result<String, String> {
     Ok(out)
 }
 
-fn substitute_value(value: &Value, params: &Params) -> Result<Value, String> {
+fn substitute_value(value: &Value, params: &Params) -> Result<Value, TemplateError> {
     Ok(match value {
         Value::String(s) => Value::String(substitute(s, params)?),
         Value::Array(items) => {
@@ -106,7 +120,7 @@ fn substitute_value(value: &Value, params: &Params) -> Result<Value, String> {
         Value::Object(map) => Value::Object(
             map.iter()
                 .map(|(k, v)| Ok((substitute(k, params)?, substitute_value(v, params)?)))
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, TemplateError>>()?,
         ),
         other => other.clone(),
     })
@@ -114,19 +128,18 @@ fn substitute_value(value: &Value, params: &Params) -> Result<Value, String> {
 
 /// The Application the template makes for `params`, its spec checked against the Application
 /// type (the API server checks the rest of the schema when it is applied).
-pub fn generate(template: &ApplicationTemplate, params: &Params) -> Result<Generated, String> {
+pub fn generate(template: &ApplicationTemplate, params: &Params) -> Result<Generated, TemplateError> {
     let raw_name = substitute(&template.metadata.name, params)?;
     let name = dns_label(&raw_name);
     if name.is_empty() {
-        return Err(format!("the template's name {raw_name:?} has no character usable in a DNS label"));
+        return Err(TemplateError::NoDnsLabel { name: raw_name });
     }
-    let map = |m: &BTreeMap<String, String>| -> Result<BTreeMap<String, String>, String> {
+    let map = |m: &BTreeMap<String, String>| -> Result<BTreeMap<String, String>, TemplateError> {
         m.iter().map(|(k, v)| Ok((substitute(k, params)?, substitute(v, params)?))).collect()
     };
     let spec = substitute_value(&Value::Object(template.spec.clone()), params)?;
-    let spec: ApplicationSpec = serde_json::from_value(spec).map_err(|e| {
-        format!("the template's spec for Application {name} is not a valid Application spec: {e}")
-    })?;
+    let spec: ApplicationSpec = serde_json::from_value(spec)
+        .map_err(|source| TemplateError::InvalidSpec { name: name.clone(), source })?;
     let mut annotations = map(&template.metadata.annotations)?;
     // A pull request's new commit is a sync request for its Application, as a webhook would
     // be: without it the Application would see the commit only at its own interval.
@@ -203,9 +216,14 @@ mod tests {
     fn substitution_fills_parameters_and_refuses_unknown_ones() {
         let p: Params = [("number".to_string(), "7".to_string())].into();
         assert_eq!(substitute("preview-{{number}}-{{ number }}", &p).unwrap(), "preview-7-7");
-        let err = substitute("x-{{sha}}", &p).unwrap_err();
+        let err = substitute("x-{{sha}}", &p).unwrap_err().to_string();
         assert!(err.contains("{{sha}}") && err.contains("number"), "{err}");
+        assert_eq!(err, r#"unknown parameter {{sha}} in "x-{{sha}}"; this generator provides: number"#);
         assert!(substitute("x-{{number", &p).is_err());
+        assert_eq!(
+            substitute("x-{{number", &p).unwrap_err().to_string(),
+            r#""x-{{number" opens {{ without closing it"#
+        );
         assert_eq!(substitute("plain", &p).unwrap(), "plain");
     }
 
@@ -242,7 +260,7 @@ mod tests {
 
         let broken: ApplicationTemplate =
             serde_json::from_value(json!({"metadata": {"name": "x"}, "spec": {"source": 3}})).unwrap();
-        let err = generate(&broken, &params[0]).unwrap_err();
+        let err = generate(&broken, &params[0]).unwrap_err().to_string();
         assert!(err.contains("not a valid Application spec"), "{err}");
     }
 }

@@ -1,4 +1,6 @@
 //! What every reconcile shares: clients, caches, discovery, watches and per-Application memory.
+//! Start-up builds it once ([`Context::new`]) from a [`Connection`] to the cluster, the
+//! [`SyncOptions`] and the [`Caches`].
 
 use std::{
     collections::{HashMap, HashSet},
@@ -79,19 +81,30 @@ pub struct Context {
     snapshots: Mutex<HashMap<AppRef, PathBuf>>,
 }
 
+/// The connection to the cluster a [`Context`] starts from: ferry's own client, the
+/// configuration it was built from, the first API discovery, and the metrics that count the
+/// client's requests.
+pub struct Connection {
+    pub client: Client,
+    pub config: Config,
+    pub discovery: Discovery,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The caches a [`Context`] starts with.
+pub struct Caches {
+    pub git: GitCache,
+    /// The watches of managed objects.
+    pub watches: Watches,
+    /// The Application cache (the controller's watch).
+    pub apps: Store<Application>,
+}
+
 impl Context {
-    // Every shared piece is built once in `run` and handed over here.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        client: Client,
-        config: Config,
-        options: SyncOptions,
-        git: GitCache,
-        watches: Watches,
-        discovery: Discovery,
-        metrics: Arc<Metrics>,
-        apps: Store<Application>,
-    ) -> Context {
+    /// The context, from what `ferry run` built at start-up.
+    pub fn new(connection: Connection, options: SyncOptions, caches: Caches) -> Context {
+        let Connection { client, config, discovery, metrics } = connection;
+        let Caches { git, watches, apps } = caches;
         let prometheus = Prometheus::new(options.api_timeout)
             .map_err(|e| format!("no HTTP client for Prometheus (loading the system's TLS roots: {e})"));
         let render_cache_bytes = options.render_cache_bytes;
@@ -117,7 +130,7 @@ impl Context {
 
     /// The client an Application's reads and writes go through: ferry's own, or one that
     /// impersonates `system:serviceaccount:<namespace>:<service_account>`.
-    pub fn client_for(&self, namespace: &str, service_account: Option<&str>) -> Result<Client, String> {
+    pub fn client_for(&self, namespace: &str, service_account: Option<&str>) -> Result<Client, ClientError> {
         let Some(sa) = service_account else { return Ok(self.client.clone()) };
         let user = format!("system:serviceaccount:{namespace}:{sa}");
         let mut clients = locked(&self.impersonating);
@@ -130,8 +143,10 @@ impl Context {
         // ferry needs `impersonate` on serviceaccounts only, never on groups (which, being
         // cluster-scoped and unnamed in advance, would need a rule wide enough to escalate).
         config.auth_info.impersonate = Some(user.clone());
-        let client =
-            self.metrics.client(config).map_err(|e| format!("cannot build a client for {user}: {e}"))?;
+        let client = match self.metrics.client(config) {
+            Ok(client) => client,
+            Err(source) => return Err(ClientError { user, source }),
+        };
         clients.insert(user, client.clone());
         Ok(client)
     }
@@ -214,6 +229,15 @@ impl Context {
         locked(&self.snapshots).retain(|app, _| live.contains(app));
         locked(&self.impersonating).retain(|user, _| users.contains(user));
     }
+}
+
+/// An impersonating client that could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build a client for {user}: {source}")]
+pub struct ClientError {
+    /// `system:serviceaccount:<namespace>:<name>`.
+    user: String,
+    source: kube::Error,
 }
 
 /// The maps behind these locks hold plain values that no panic leaves half-written, so a

@@ -6,9 +6,12 @@
 
 use kube::runtime::reflector::ObjectRef;
 
+pub use super::prunable::PruneError;
+use super::{context::ClientError, hooks::HookError};
+
 use crate::{
     api::{Application, conditions as c},
-    apply::{AppRef, ApplyError, NamespaceReadError, PruneRefused},
+    apply::{AppRef, ApplyError, NamespaceReadError},
     kube_util::api_words,
     plan::ApplyPhase,
     render::RenderError,
@@ -58,14 +61,9 @@ pub enum SyncError {
     /// The strategy's (`controller::strategy`): deciding this pass, converging the canary.
     #[error(transparent)]
     Rollout(#[from] super::strategy::RolloutError),
-    // The variants below are what the hooks still build themselves; they go once the hooks
-    // return errors of their own.
-    #[error("{0}")]
-    Validation(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{message}")]
-    ApplyFailed { message: String, transient: bool },
+    /// The PostSync hooks': running, replacing or reading them.
+    #[error(transparent)]
+    Hooks(#[from] super::hooks::HookError),
 }
 
 impl SyncError {
@@ -80,9 +78,7 @@ impl SyncError {
             SyncError::Apply(e) => e.reason(),
             SyncError::Prune(e) => e.reason(),
             SyncError::Rollout(e) => e.reason(),
-            SyncError::Validation(_) => c::VALIDATION_FAILED,
-            SyncError::Conflict(_) => c::OWNERSHIP_CONFLICT,
-            SyncError::ApplyFailed { .. } => c::APPLY_FAILED,
+            SyncError::Hooks(e) => e.reason(),
         }
     }
 
@@ -97,9 +93,7 @@ impl SyncError {
             SyncError::Apply(e) => e.category(),
             SyncError::Prune(e) => e.category(),
             SyncError::Rollout(e) => e.category(),
-            SyncError::Validation(_) => "validation",
-            SyncError::Conflict(_) => "conflict",
-            SyncError::ApplyFailed { .. } => "apply",
+            SyncError::Hooks(e) => e.category(),
         }
     }
 
@@ -115,8 +109,7 @@ impl SyncError {
             SyncError::Apply(e) => e.is_transient(),
             SyncError::Prune(e) => e.is_transient(),
             SyncError::Rollout(e) => e.is_transient(),
-            SyncError::Validation(_) | SyncError::Conflict(_) => false,
-            SyncError::ApplyFailed { transient, .. } => *transient,
+            SyncError::Hooks(e) => e.is_transient(),
         }
     }
 
@@ -154,10 +147,6 @@ impl SyncError {
                 | SyncError::Build(BuildError::Refused(_))
         )
     }
-
-    pub(super) fn from_apply(err: ApplyError) -> SyncError {
-        SyncError::ApplyFailed { transient: err.is_transient(), message: err.to_string() }
-    }
 }
 
 /// A Secret that cannot be read is a credentials failure (retried: it is usually about to be
@@ -176,7 +165,7 @@ pub enum AccessError {
     Refused(#[from] Refusal),
     /// The ServiceAccount it names cannot be acted as.
     #[error("{0}")]
-    Client(String),
+    Client(#[source] Box<ClientError>),
 }
 
 impl AccessError {
@@ -302,8 +291,8 @@ pub enum BuildError {
     #[error("rendering {revision}: {source}")]
     Render { revision: Revision, source: RenderError },
     /// A hook annotation ferry does not run.
-    #[error("{0}")]
-    Hook(String),
+    #[error(transparent)]
+    Hook(HookError),
     /// Whether ferry may create the destination namespace could not be read.
     #[error("{0}")]
     Namespace(#[source] NamespaceReadError),
@@ -322,7 +311,8 @@ impl BuildError {
     fn reason(&self) -> &'static str {
         match self {
             BuildError::Render { .. } => c::RENDER_FAILED,
-            BuildError::Hook(_) | BuildError::Rewrite { .. } => c::VALIDATION_FAILED,
+            BuildError::Hook(e) => e.reason(),
+            BuildError::Rewrite { .. } => c::VALIDATION_FAILED,
             BuildError::Namespace(_) => c::APPLY_FAILED,
             BuildError::Kinds(e) => e.reason(),
             BuildError::Refused(r) => r.reason(),
@@ -332,7 +322,8 @@ impl BuildError {
     fn category(&self) -> &'static str {
         match self {
             BuildError::Render { .. } => "render",
-            BuildError::Hook(_) | BuildError::Rewrite { .. } => "validation",
+            BuildError::Hook(e) => e.category(),
+            BuildError::Rewrite { .. } => "validation",
             BuildError::Namespace(_) => "apply",
             BuildError::Kinds(e) => e.category(),
             BuildError::Refused(_) => "policy",
@@ -477,45 +468,6 @@ impl ApplyStageError {
     }
 }
 
-/// Choosing what to prune (before anything is written) and pruning it (after every apply).
-#[derive(Debug, thiserror::Error)]
-pub enum PruneError {
-    /// The revision renders nothing while the inventory is not empty (`allowEmpty` is off).
-    #[error(transparent)]
-    Refused(#[from] PruneRefused),
-    /// A kind installed since the last discovery could not be looked up.
-    #[error("{0}")]
-    Discovery(#[source] ApplyError),
-    /// Reading, deleting or releasing an object.
-    #[error("{0}")]
-    Object(#[source] ApplyError),
-}
-
-impl PruneError {
-    fn reason(&self) -> &'static str {
-        match self {
-            PruneError::Refused(_) => c::PRUNE_REFUSED,
-            PruneError::Discovery(_) | PruneError::Object(_) => c::APPLY_FAILED,
-        }
-    }
-
-    fn category(&self) -> &'static str {
-        match self {
-            PruneError::Refused(_) => "prune",
-            PruneError::Discovery(_) => "discovery",
-            PruneError::Object(_) => "apply",
-        }
-    }
-
-    fn is_transient(&self) -> bool {
-        match self {
-            PruneError::Refused(_) => false,
-            PruneError::Discovery(_) => true,
-            PruneError::Object(e) => e.is_transient(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,7 +498,6 @@ mod tests {
     fn each_stage_keeps_the_reason_category_and_retry_of_its_failure() {
         let revision: Revision = "sha1:0123456789abcdef0123456789abcdef01234567".parse().unwrap();
         let cases: Vec<(SyncError, &str, &str, bool)> = vec![
-            (AccessError::Client("no".into()).into(), c::VALIDATION_FAILED, "access", false),
             (FetchError::FollowsItself.into(), c::VALIDATION_FAILED, "validation", false),
             (
                 FetchError::FollowedUnverified(ObjectRef::new("a").within("b")).into(),
@@ -592,7 +543,12 @@ mod tests {
                 "apply",
                 false,
             ),
-            (PlanError::Prune(PruneRefused { inventory: 3 }.into()).into(), c::PRUNE_REFUSED, "prune", false),
+            (
+                PlanError::Prune(crate::apply::PruneRefused { inventory: 3 }.into()).into(),
+                c::PRUNE_REFUSED,
+                "prune",
+                false,
+            ),
             (PruneError::Discovery(transient()).into(), c::APPLY_FAILED, "discovery", true),
         ];
         for (error, reason, category, transient) in cases {

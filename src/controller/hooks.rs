@@ -6,26 +6,89 @@
 //! `verifiedRevision` that promotion follows.
 //!
 //! Steady state stays free: once the hooks of a revision have ended, no pass touches them.
+//!
+//! [`split`] and [`converge`] are what the sync pass calls; their failures are [`HookError`]s,
+//! which carry the condition reason, metric category and retry advice of each (the sync pass's
+//! error wraps them in one variant).
 
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 use kube::api::DynamicObject;
 use serde_json::Value;
 
-use super::{context::Context, error::SyncError, prunable::prunable};
+use super::{
+    context::Context,
+    prunable::{PruneError, prunable},
+};
 use crate::{
-    api::{HOOK_ANNOTATION, InventoryEntry, POST_SYNC, VerificationPhase, VerificationStatus},
-    apply::{AppRef, Applier, Ownership, describe, inventory_entry, label_object, ownership_of},
+    api::{
+        HOOK_ANNOTATION, InventoryEntry, POST_SYNC, VerificationPhase, VerificationStatus, conditions as c,
+    },
+    apply::{AppRef, Applier, ApplyError, Ownership, describe, inventory_entry, label_object, ownership_of},
 };
 
 /// Annotation on a hook object: the revision it was created for.
 pub const HOOK_REVISION_ANNOTATION: &str = "ferry.dev/hook-revision";
+
+/// Why the PostSync hooks of a pass could not be split from the render, run or cleared away.
+/// The condition reason, metric category and retry advice of each are those the sync pass gave
+/// the same failure before hooks had an error of their own.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// A hook annotation other than PostSync: syncing or dropping the object would both surprise.
+    #[error("{object} has {}: {value:?}; the only hook ferry runs is {}", HOOK_ANNOTATION, POST_SYNC)]
+    Unsupported { object: String, value: String },
+    #[error("the PostSync hook {hook} has no name")]
+    Unnamed { hook: String },
+    /// An object of a hook's name that this Application did not create.
+    #[error(
+        "{hook} exists and is not a PostSync hook this Application created; ferry neither trusts, replaces nor deletes it, so {revision} stays unverified until it is removed"
+    )]
+    Conflict { hook: String, revision: String },
+    /// Reading, creating or deleting a hook object.
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// Checking or deleting an earlier revision's hooks, as a prune does.
+    #[error(transparent)]
+    CleanUp(#[from] PruneError),
+}
+
+impl HookError {
+    /// The condition reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            HookError::Unsupported { .. } | HookError::Unnamed { .. } => c::VALIDATION_FAILED,
+            HookError::Conflict { .. } => c::OWNERSHIP_CONFLICT,
+            HookError::Apply(_) => c::APPLY_FAILED,
+            HookError::CleanUp(e) => e.reason(),
+        }
+    }
+
+    /// The short word for `ferry_errors_total{category}`.
+    pub fn category(&self) -> &'static str {
+        match self {
+            HookError::Unsupported { .. } | HookError::Unnamed { .. } => "validation",
+            HookError::Conflict { .. } => "conflict",
+            HookError::Apply(_) => "apply",
+            HookError::CleanUp(e) => e.category(),
+        }
+    }
+
+    /// Whether retrying without any change may help.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            HookError::Apply(e) => e.is_transient(),
+            HookError::CleanUp(e) => e.is_transient(),
+            HookError::Unsupported { .. } | HookError::Unnamed { .. } | HookError::Conflict { .. } => false,
+        }
+    }
+}
 
 /// Splits a render into the objects to sync and the PostSync hooks. Any other hook value is an
 /// error naming the object, since silently syncing or dropping it would both surprise.
 pub fn split(
     rendered: &[DynamicObject],
     app: &AppRef,
-) -> Result<(Vec<DynamicObject>, Vec<DynamicObject>), String> {
+) -> Result<(Vec<DynamicObject>, Vec<DynamicObject>), HookError> {
     let mut objects = Vec::with_capacity(rendered.len());
     let mut hooks = Vec::new();
     for obj in rendered {
@@ -37,10 +100,7 @@ pub fn split(
                 hooks.push(hook);
             }
             Some(other) => {
-                return Err(format!(
-                    "{} has {HOOK_ANNOTATION}: {other:?}; the only hook ferry runs is {POST_SYNC}",
-                    describe(obj)
-                ));
+                return Err(HookError::Unsupported { object: describe(obj), value: other.clone() });
             }
         }
     }
@@ -105,22 +165,32 @@ pub fn combine(outcomes: &[(String, Outcome)]) -> (VerificationPhase, Option<Str
     }
 }
 
-/// The verification of `revision` after this pass. `healthy`: the synced objects are Healthy
-/// (hooks start only then). Returns the previous status unchanged while there is nothing to do.
+/// What a pass knows of its revision's verification.
+pub struct Verify<'a> {
+    /// The PostSync hooks of the render, as [`split`] returned them.
+    pub hooks: &'a [DynamicObject],
+    pub revision: &'a str,
+    /// The verification in the status before this pass.
+    pub previous: Option<&'a VerificationStatus>,
+    /// The synced objects are Healthy: hooks start only then.
+    pub healthy: bool,
+}
+
+/// The verification of `verify.revision` after this pass, its hooks run as `app` through
+/// `applier`. Returns the previous status unchanged while there is nothing to do.
 pub async fn converge(
     ctx: &Context,
     applier: &Applier,
     app: &AppRef,
-    hooks: &[DynamicObject],
-    revision: &str,
-    previous: Option<&VerificationStatus>,
-    healthy: bool,
-) -> Result<Option<VerificationStatus>, SyncError> {
+    verify: Verify<'_>,
+) -> Result<Option<VerificationStatus>, HookError> {
+    let runner = Runner { ctx, applier, app };
+    let Verify { hooks, revision, previous, healthy } = verify;
     let current = previous.filter(|v| v.revision == revision);
     if hooks.is_empty() {
         // The revision has no hooks: those of an earlier one go.
         if let Some(prev) = previous {
-            delete_ours(ctx, applier, app, &prev.hooks).await?;
+            runner.delete_ours(&prev.hooks).await?;
         }
         return Ok(None);
     }
@@ -132,93 +202,111 @@ pub async fn converge(
     if current.is_none()
         && let Some(prev) = previous
     {
-        delete_ours(ctx, applier, app, &prev.hooks).await?;
+        runner.delete_ours(&prev.hooks).await?;
     }
-    // Only runs ferry created for this revision count. Their uids are in the status, which only
-    // ferry writes: labels and annotations anyone who may create Jobs can forge.
-    let recorded: &[String] = current.map(|v| v.hook_uids.as_slice()).unwrap_or_default();
-    let mut uids = Vec::with_capacity(hooks.len());
-    let mut outcomes = Vec::with_capacity(hooks.len());
-    let mut entries = Vec::with_capacity(hooks.len());
-    for hook in hooks {
-        let name = describe(hook);
-        let entry = inventory_entry(hook)
-            .ok_or_else(|| SyncError::Validation(format!("the PostSync hook {name} has no name")))?;
-        let (outcome, uid) = run_hook(applier, app, hook, &name, &entry, revision, recorded).await?;
-        uids.extend(uid);
-        outcomes.push((name, outcome));
-        entries.push(entry);
-    }
-    let (phase, message) = combine(&outcomes);
-    let now = Time(Timestamp::now());
-    let started_at = current.and_then(|v| v.started_at.clone()).or_else(|| Some(now.clone()));
-    let finished_at = (phase != VerificationPhase::Running).then(|| now.clone());
-    Ok(Some(VerificationStatus {
-        revision: revision.to_string(),
-        phase,
-        hooks: entries,
-        hook_uids: uids,
-        started_at,
-        finished_at,
-        message,
-    }))
+    runner.run(hooks, revision, current).await.map(Some)
 }
 
-/// Where one hook of `revision` stands, and the uid of the run ferry created for it: read when
-/// it is one of the `recorded` runs, else cleared away when labelled as this Application's (an
-/// earlier revision's, one of a pass that ended before its status was written, or a forgery) and
-/// created anew on a later pass once gone. An object of its name that is not labelled as this
-/// Application's is a conflict: ferry neither trusts, replaces nor deletes it.
-async fn run_hook(
-    applier: &Applier,
-    app: &AppRef,
-    hook: &DynamicObject,
-    name: &str,
-    entry: &InventoryEntry,
-    revision: &str,
-    recorded: &[String],
-) -> Result<(Outcome, Option<String>), SyncError> {
-    let apply_err = SyncError::from_apply;
-    let (resource, caps) = applier.resolve(hook).map_err(apply_err)?;
-    let ns = entry.namespace.as_deref();
-    let Some(live) = applier.get(name, &resource, &caps, ns, &entry.name).await.map_err(apply_err)? else {
-        let mut obj = hook.clone();
-        obj.metadata
-            .annotations
-            .get_or_insert_with(Default::default)
-            .insert(HOOK_REVISION_ANNOTATION.into(), revision.into());
-        // A create, not an apply: one of that name made meanwhile is judged on the next pass.
-        let created = applier.create(&obj).await.map_err(apply_err)?;
-        tracing::info!(hook = %name, %revision, "created PostSync hook");
-        return Ok((Outcome::Running, created.and_then(|c| c.metadata.uid)));
-    };
-    let uid = live.metadata.uid.clone();
-    if uid.as_ref().is_some_and(|u| recorded.contains(u)) {
-        return Ok((outcome(&entry.kind, &serde_json::to_value(&live).unwrap_or_default()), uid));
-    }
-    if ownership_of(live.metadata.labels.as_ref(), app) != Ownership::Ours {
-        return Err(SyncError::Conflict(format!(
-            "{name} exists and is not a PostSync hook this Application created; ferry neither trusts, replaces nor deletes it, so {revision} stays unverified until it is removed"
-        )));
-    }
-    // A Job's template cannot be changed in place: the run goes first.
-    if live.metadata.deletion_timestamp.is_none() {
-        applier.delete(name, &resource, &caps, ns, &entry.name, uid.as_deref()).await.map_err(apply_err)?;
-    }
-    Ok((Outcome::Running, None))
+/// One PostSync hook of the render, with the names it goes by.
+struct Hook<'a> {
+    object: &'a DynamicObject,
+    /// As shown in messages.
+    name: String,
+    entry: InventoryEntry,
 }
 
-/// Deletes the hook objects of an earlier revision that are still there and still ours.
-async fn delete_ours(
-    ctx: &Context,
-    applier: &Applier,
-    app: &AppRef,
-    hooks: &[InventoryEntry],
-) -> Result<(), SyncError> {
-    for hook in prunable(ctx, applier, app, hooks).await? {
-        hook.delete(applier).await?;
+/// Runs the hooks of one Application: as it acts (`applier`), labelled as its own (`app`).
+struct Runner<'a> {
+    ctx: &'a Context,
+    applier: &'a Applier,
+    app: &'a AppRef,
+}
+
+impl Runner<'_> {
+    /// Runs or reads every hook of `revision`; `current`: the verification of `revision` so far.
+    async fn run(
+        &self,
+        hooks: &[DynamicObject],
+        revision: &str,
+        current: Option<&VerificationStatus>,
+    ) -> Result<VerificationStatus, HookError> {
+        // Only runs ferry created for this revision count. Their uids are in the status, which
+        // only ferry writes: labels and annotations anyone who may create Jobs can forge.
+        let recorded: &[String] = current.map(|v| v.hook_uids.as_slice()).unwrap_or_default();
+        let mut uids = Vec::with_capacity(hooks.len());
+        let mut outcomes = Vec::with_capacity(hooks.len());
+        let mut entries = Vec::with_capacity(hooks.len());
+        for object in hooks {
+            let name = describe(object);
+            let Some(entry) = inventory_entry(object) else { return Err(HookError::Unnamed { hook: name }) };
+            let hook = Hook { object, name, entry };
+            let (outcome, uid) = self.run_hook(&hook, revision, recorded).await?;
+            uids.extend(uid);
+            outcomes.push((hook.name, outcome));
+            entries.push(hook.entry);
+        }
+        let (phase, message) = combine(&outcomes);
+        let now = Time(Timestamp::now());
+        let started_at = current.and_then(|v| v.started_at.clone()).or_else(|| Some(now.clone()));
+        let finished_at = (phase != VerificationPhase::Running).then(|| now.clone());
+        Ok(VerificationStatus {
+            revision: revision.to_string(),
+            phase,
+            hooks: entries,
+            hook_uids: uids,
+            started_at,
+            finished_at,
+            message,
+        })
     }
-    Ok(())
+
+    /// Where one hook of `revision` stands, and the uid of the run ferry created for it: read
+    /// when it is one of the `recorded` runs, else cleared away when labelled as this
+    /// Application's (an earlier revision's, one of a pass that ended before its status was
+    /// written, or a forgery) and created anew on a later pass once gone. An object of its name
+    /// that is not labelled as this Application's is a conflict: ferry neither trusts, replaces
+    /// nor deletes it.
+    async fn run_hook(
+        &self,
+        hook: &Hook<'_>,
+        revision: &str,
+        recorded: &[String],
+    ) -> Result<(Outcome, Option<String>), HookError> {
+        let (applier, name, entry) = (self.applier, hook.name.as_str(), &hook.entry);
+        let (resource, caps) = applier.resolve(hook.object)?;
+        let ns = entry.namespace.as_deref();
+        let Some(live) = applier.get(name, &resource, &caps, ns, &entry.name).await? else {
+            let mut obj = hook.object.clone();
+            obj.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(HOOK_REVISION_ANNOTATION.into(), revision.into());
+            // A create, not an apply: one of that name made meanwhile is judged on the next pass.
+            let created = applier.create(&obj).await?;
+            tracing::info!(hook = %name, %revision, "created PostSync hook");
+            return Ok((Outcome::Running, created.and_then(|c| c.metadata.uid)));
+        };
+        let uid = live.metadata.uid.clone();
+        if uid.as_ref().is_some_and(|u| recorded.contains(u)) {
+            return Ok((outcome(&entry.kind, &serde_json::to_value(&live).unwrap_or_default()), uid));
+        }
+        if ownership_of(live.metadata.labels.as_ref(), self.app) != Ownership::Ours {
+            return Err(HookError::Conflict { hook: name.to_string(), revision: revision.to_string() });
+        }
+        // A Job's template cannot be changed in place: the run goes first.
+        if live.metadata.deletion_timestamp.is_none() {
+            applier.delete(name, &resource, &caps, ns, &entry.name, uid.as_deref()).await?;
+        }
+        Ok((Outcome::Running, None))
+    }
+
+    /// Deletes the hook objects of an earlier revision that are still there and still ours.
+    async fn delete_ours(&self, hooks: &[InventoryEntry]) -> Result<(), HookError> {
+        for hook in prunable(self.ctx, self.applier, self.app, hooks).await? {
+            hook.delete(self.applier).await?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -263,6 +351,57 @@ mod tests {
         assert_eq!(combine(&[run(Outcome::Succeeded)]).0, VerificationPhase::Succeeded);
     }
 
+    /// Each failure keeps the words, condition reason, metric category and retry advice the sync
+    /// pass's error gave it before hooks had their own.
+    #[test]
+    fn each_failure_reads_and_counts_as_it_did_as_a_sync_error() {
+        let apply = |transient: bool| {
+            let (object, message) = ("Job ns/smoke".to_string(), "boom".to_string());
+            HookError::Apply(match transient {
+                true => ApplyError::Transient { object, message },
+                false => ApplyError::Refused { object, code: 422, reason: "Invalid".into(), message },
+            })
+        };
+        // What `prunable` fails with.
+        let discovery = PruneError::Discovery(ApplyError::Discovery("timeout".into()));
+        let cases = [
+            (
+                HookError::Unsupported { object: "Job ns/x".into(), value: "PreSync".into() },
+                "Job ns/x has ferry.dev/hook: \"PreSync\"; the only hook ferry runs is PostSync",
+                (c::VALIDATION_FAILED, "validation", false),
+            ),
+            (
+                HookError::Unnamed { hook: "Job ns/".into() },
+                "the PostSync hook Job ns/ has no name",
+                (c::VALIDATION_FAILED, "validation", false),
+            ),
+            (
+                HookError::Conflict { hook: "Job ns/smoke".into(), revision: "main@sha1:abc".into() },
+                "Job ns/smoke exists and is not a PostSync hook this Application created; ferry neither trusts, replaces nor deletes it, so main@sha1:abc stays unverified until it is removed",
+                (c::OWNERSHIP_CONFLICT, "conflict", false),
+            ),
+            (apply(true), "Job ns/smoke: boom", (c::APPLY_FAILED, "apply", true)),
+            (
+                apply(false),
+                "Job ns/smoke: refused by the API server: boom",
+                (c::APPLY_FAILED, "apply", false),
+            ),
+            (
+                HookError::CleanUp(discovery),
+                "API discovery failed: timeout",
+                (c::APPLY_FAILED, "discovery", true),
+            ),
+        ];
+        for (err, words, (reason, category, transient)) in cases {
+            assert_eq!(err.to_string(), words);
+            assert_eq!(
+                (err.reason(), err.category(), err.is_transient()),
+                (reason, category, transient),
+                "{err}"
+            );
+        }
+    }
+
     #[test]
     fn hooks_are_split_from_the_synced_objects_and_unknown_hooks_are_refused() {
         let obj = |name: &str, hook: Option<&str>| -> DynamicObject {
@@ -277,7 +416,7 @@ mod tests {
         assert_eq!(objects.len(), 1);
         assert_eq!(hooks.len(), 1);
         assert!(hooks[0].metadata.labels.as_ref().unwrap().values().any(|v| v == "shop"));
-        let err = split(&[obj("x", Some("PreSync"))], &app).unwrap_err();
+        let err = split(&[obj("x", Some("PreSync"))], &app).unwrap_err().to_string();
         assert!(err.contains("PreSync") && err.contains("PostSync"), "{err}");
     }
 }

@@ -43,29 +43,53 @@ pub struct LeaderConfig {
 
 impl LeaderConfig {
     /// The timings must let a leader give up before a standby may take over.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), LeaderConfigError> {
         if self.identity.is_empty() {
-            return Err(
-                "the leader-election identity is empty; set POD_NAME or --leader-election-identity".into()
-            );
+            return Err(LeaderConfigError::NoIdentity);
         }
         if self.lease_duration.as_secs() < 1 {
-            return Err("--leader-election-lease-duration must be at least 1s".into());
+            return Err(LeaderConfigError::LeaseTooShort);
         }
         if self.renew_deadline >= self.lease_duration {
-            return Err(format!(
-                "--leader-election-renew-deadline ({:?}) must be shorter than --leader-election-lease-duration ({:?}), so a leader gives up before a standby takes over",
-                self.renew_deadline, self.lease_duration
-            ));
+            return Err(LeaderConfigError::RenewDeadlineTooLong {
+                renew_deadline: self.renew_deadline,
+                lease_duration: self.lease_duration,
+            });
         }
         if self.retry_period.is_zero() || self.retry_period >= self.renew_deadline {
-            return Err(format!(
-                "--leader-election-retry-period ({:?}) must be above zero and shorter than --leader-election-renew-deadline ({:?})",
-                self.retry_period, self.renew_deadline
-            ));
+            return Err(LeaderConfigError::RetryPeriod {
+                retry_period: self.retry_period,
+                renew_deadline: self.renew_deadline,
+            });
         }
         Ok(())
     }
+}
+
+/// Leader-election flags that cannot work together.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LeaderConfigError {
+    #[error("the leader-election identity is empty; set POD_NAME or --leader-election-identity")]
+    NoIdentity,
+    #[error("--leader-election-lease-duration must be at least 1s")]
+    LeaseTooShort,
+    #[error(
+        "--leader-election-renew-deadline ({renew_deadline:?}) must be shorter than --leader-election-lease-duration ({lease_duration:?}), so a leader gives up before a standby takes over"
+    )]
+    RenewDeadlineTooLong { renew_deadline: Duration, lease_duration: Duration },
+    #[error(
+        "--leader-election-retry-period ({retry_period:?}) must be above zero and shorter than --leader-election-renew-deadline ({renew_deadline:?})"
+    )]
+    RetryPeriod { retry_period: Duration, renew_deadline: Duration },
+}
+
+/// Why a round of the election neither renewed nor acquired the Lease nor learned who holds it.
+#[derive(Debug, thiserror::Error)]
+enum RoundError {
+    #[error("the API server did not answer in time")]
+    Timeout,
+    #[error(transparent)]
+    Api(#[from] kube::Error),
 }
 
 /// What of a Lease the decision needs.
@@ -208,7 +232,7 @@ impl Elector {
             };
             let outcome = tokio::select! {
                 outcome = tokio::time::timeout(budget, self.try_acquire_or_renew()) => {
-                    outcome.unwrap_or_else(|_| Err("the API server did not answer in time".into()))
+                    outcome.unwrap_or(Err(RoundError::Timeout))
                 }
                 _ = &mut stop => break,
             };
@@ -276,10 +300,9 @@ impl Elector {
     }
 
     /// One round: read, decide, write. `Ok(true)`: we hold the Lease now.
-    async fn try_acquire_or_renew(&mut self) -> Result<bool, String> {
+    async fn try_acquire_or_renew(&mut self) -> Result<bool, RoundError> {
         let name = &self.config.lease_name;
-        let words = |e: kube::Error| e.to_string();
-        let Some(lease) = self.api.get_opt(name).await.map_err(words)? else {
+        let Some(lease) = self.api.get_opt(name).await? else {
             let lease = Lease {
                 metadata: ObjectMeta { name: Some(name.clone()), ..Default::default() },
                 spec: Some(self.spec(None, true)),
@@ -288,7 +311,7 @@ impl Elector {
                 Ok(_) => Ok(true),
                 // Another candidate created it first.
                 Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-                Err(e) => Err(words(e)),
+                Err(e) => Err(e.into()),
             };
         };
         let record = Record::of(&lease);
@@ -311,7 +334,7 @@ impl Elector {
         match self.api.replace(&lease.name_any(), &PostParams::default(), &next).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-            Err(e) => Err(words(e)),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -334,8 +357,8 @@ impl Elector {
     }
 
     /// Gives the Lease up: no holder, so any standby acquires it on its next round.
-    async fn release(&self) -> Result<(), String> {
-        let Some(lease) = self.api.get_opt(&self.config.lease_name).await.map_err(|e| e.to_string())? else {
+    async fn release(&self) -> Result<(), kube::Error> {
+        let Some(lease) = self.api.get_opt(&self.config.lease_name).await? else {
             return Ok(());
         };
         if Record::of(&lease).holder.as_deref() != Some(self.config.identity.as_str()) {
@@ -346,10 +369,7 @@ impl Elector {
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = Some(MicroTime(Timestamp::now()));
-        self.api
-            .replace(&lease.name_any(), &PostParams::default(), &next)
-            .await
-            .map_err(|e| e.to_string())?;
+        self.api.replace(&lease.name_any(), &PostParams::default(), &next).await?;
         Ok(())
     }
 }
@@ -422,9 +442,22 @@ mod tests {
         };
         assert_eq!(ok.validate(), Ok(()));
         let late = LeaderConfig { renew_deadline: LEASE, ..ok.clone() };
-        assert!(late.validate().unwrap_err().contains("shorter than --leader-election-lease-duration"));
+        assert!(
+            late.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("shorter than --leader-election-lease-duration")
+        );
+        assert_eq!(
+            late.validate().unwrap_err().to_string(),
+            "--leader-election-renew-deadline (15s) must be shorter than --leader-election-lease-duration (15s), so a leader gives up before a standby takes over"
+        );
         let slow = LeaderConfig { retry_period: Duration::from_secs(10), ..ok.clone() };
         assert!(slow.validate().is_err());
+        assert_eq!(
+            slow.validate().unwrap_err().to_string(),
+            "--leader-election-retry-period (10s) must be above zero and shorter than --leader-election-renew-deadline (10s)"
+        );
         let nobody = LeaderConfig { identity: String::new(), ..ok };
         assert!(nobody.validate().is_err());
     }

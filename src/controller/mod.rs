@@ -6,7 +6,8 @@
 //! - [`reconcile`]: finalizer, status writing, events, requeue and error policy.
 //! - [`sync`]: one pass as stages: access and fetch -> build -> strategy -> plan -> validate ->
 //!   apply -> prune -> health and verify (its module doc lists them).
-//! - [`hooks`]: PostSync hooks: split from the render, run once synced and Healthy, cleaned up.
+//! - [`hooks`]: PostSync hooks: split from the render, run once synced and Healthy, cleaned up;
+//!   their failures are a [`hooks::HookError`].
 //! - `strategy`: the controller's side of `spec.strategy`, a rollout (live Deployments in,
 //!   rewritten objects out); the state machines are [`crate::rollout`]'s.
 //! - [`prunable`]: what a prune, a hook clean-up or `ferry diff` may delete (exists, is this
@@ -23,7 +24,7 @@
 //!
 //! Start-up pieces [`crate::startup`] uses: `preflight` (is the API server there, is the CRD
 //! installed), [`leader`] (Lease-based leader election), [`shard`] (which Applications this
-//! replica owns).
+//! replica owns), and `context`'s `Connection` and `Caches` (what the `Context` is built from).
 
 mod claims;
 mod context;
@@ -43,9 +44,11 @@ mod strategy;
 pub mod sync;
 mod watches;
 
-pub use context::{Context, SyncOptions, collect_garbage, default_cache_dir};
-pub use leader::{Elector, LeaderConfig, Leadership, Role, default_identity};
+pub use context::{
+    Caches, ClientError, Connection, Context, SyncOptions, collect_garbage, default_cache_dir,
+};
+pub use leader::{Elector, LeaderConfig, LeaderConfigError, Leadership, Role, default_identity};
 pub use preflight::{PreflightError, preflight};
 pub use promotion::Followers;
-pub use shard::Shard;
+pub use shard::{Shard, ShardError};
 pub use watches::Watches;

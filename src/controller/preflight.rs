@@ -1,7 +1,8 @@
 //! Start-up checks: is the API server reachable, and does it serve the Application CRD?
 //!
 //! Each failure is one sentence saying what is wrong and what to do, because this is the first
-//! thing a person installing ferry sees.
+//! thing a person installing ferry sees. The other start-up failures (flags, API discovery, the
+//! Git cache, the HTTP port) and how leading can end are `crate::startup`'s own errors.
 
 use std::time::Duration;
 
@@ -18,8 +19,8 @@ pub struct ClusterInfo {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PreflightError {
-    #[error("cannot install the SIGTERM/SIGINT handlers ({cause}); ferry needs them to shut down cleanly")]
-    Signals { cause: String },
+    #[error("cannot install the SIGTERM/SIGINT handlers ({source}); ferry needs them to shut down cleanly")]
+    Signals { source: std::io::Error },
 
     #[error(
         "no Kubernetes configuration found ({cause}); set KUBECONFIG to your cluster's kubeconfig or run ferry inside a cluster"
@@ -56,10 +57,6 @@ pub enum PreflightError {
         "the Kubernetes API server at {url} answered unexpectedly while listing {crd} ({cause}); check the API server's health and logs"
     )]
     Unexpected { url: String, crd: String, cause: String },
-
-    /// Something ferry needs besides the API server (its Git cache directory, API discovery).
-    #[error("{0}")]
-    Startup(String),
 }
 
 impl PreflightError {
@@ -146,7 +143,7 @@ mod tests {
         let crd = "applications.ferry.dev".to_string();
         let errors = [
             PreflightError::NoConfig { cause: "no such file".into() },
-            PreflightError::Signals { cause: "EINVAL".into() },
+            PreflightError::Signals { source: std::io::Error::other("EINVAL") },
             PreflightError::BadKubeconfig { path: "/nope".into(), cause: "no such file".into() },
             PreflightError::Unreachable { url: url.clone(), cause: "connection refused".into() },
             PreflightError::Timeout { url: url.clone(), timeout: Duration::from_secs(10) },

@@ -9,12 +9,54 @@ use kube::{
     discovery::{ApiCapabilities, ApiResource},
 };
 
-use super::{context::Context, error::PruneError};
+use super::context::Context;
 use crate::{
-    api::InventoryEntry,
-    apply::{AppRef, Applier, CREATED_NAMESPACE, Ownership, is_namespace, is_prune_disabled, ownership_of},
+    api::{InventoryEntry, conditions as c},
+    apply::{
+        AppRef, Applier, ApplyError, CREATED_NAMESPACE, Ownership, PruneRefused, is_namespace,
+        is_prune_disabled, ownership_of,
+    },
     health::ObjectName,
 };
+
+/// Choosing what to prune (before anything is written) and pruning it (after every apply).
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    /// The revision renders nothing while the inventory is not empty (`allowEmpty` is off).
+    #[error(transparent)]
+    Refused(#[from] PruneRefused),
+    /// A kind installed since the last discovery could not be looked up.
+    #[error("{0}")]
+    Discovery(#[source] ApplyError),
+    /// Reading, deleting or releasing an object.
+    #[error("{0}")]
+    Object(#[source] ApplyError),
+}
+
+impl PruneError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PruneError::Refused(_) => c::PRUNE_REFUSED,
+            PruneError::Discovery(_) | PruneError::Object(_) => c::APPLY_FAILED,
+        }
+    }
+
+    pub fn category(&self) -> &'static str {
+        match self {
+            PruneError::Refused(_) => "prune",
+            PruneError::Discovery(_) => "discovery",
+            PruneError::Object(_) => "apply",
+        }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PruneError::Refused(_) => false,
+            PruneError::Discovery(_) => true,
+            PruneError::Object(e) => e.is_transient(),
+        }
+    }
+}
 
 /// An object a prune or clean-up may delete: it exists and was checked as this Application's.
 pub struct Prunable {

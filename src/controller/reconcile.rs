@@ -3,6 +3,10 @@
 //! Reporting is where steady state stays free: the status is written only when it differs from
 //! what the API server holds, and Events are published for things that happened (an apply, a
 //! prune, a correction) or for a failure that is new, never for a pass that changed nothing.
+//!
+//! After a pass: [`next_status`] (a pure function: `record_synced` or `record_failed`, then the
+//! conditions), `write_status`, `count_work` (metrics, delivery figures), `announce` (Events),
+//! and the requeue.
 
 use std::{sync::Arc, time::Duration};
 
@@ -30,7 +34,7 @@ use super::{
 use crate::{
     api::{
         Application, ApplicationStatus, HealthStatus, HealthStatusCode, HistoryEntry, SyncResult, SyncStatus,
-        SyncStatusCode, VerificationPhase, conditions as c,
+        SyncStatusCode, VerificationPhase, VerificationStatus, conditions as c,
     },
     apply::{AppRef, Applier, FIELD_MANAGER, prune_candidates},
     duration,
@@ -48,12 +52,21 @@ pub const FINALIZER: &str = "ferry.dev/cleanup";
 pub enum Error {
     #[error("Application has no namespace")]
     NoNamespace,
-    #[error("writing the status of {app}: {message}")]
-    Status { app: String, message: String },
+    #[error("writing the status of {app}: {source}")]
+    Status { app: String, source: StatusWriteError },
     #[error("cleaning up {app}: {source}")]
     Cleanup { app: String, source: SyncError },
     #[error(transparent)]
     Finalizer(#[from] Box<finalizer::Error<Error>>),
+}
+
+/// Why a status write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusWriteError {
+    #[error("the API server did not answer in time")]
+    Timeout,
+    #[error(transparent)]
+    Api(#[from] kube::Error),
 }
 
 impl Error {
@@ -159,7 +172,7 @@ async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
         Ok(s) if s.state == SyncState::Synced && !phase_ready && !waits_for_person(s));
     write_status(ctx, app, &mut mem, next).await?;
     ctx.metrics.reconciled(attempt.result.is_ok());
-    count_work(ctx, app, &app_ref, &attempt, &mut mem).await;
+    count_work(ctx, app, &attempt, &mut mem).await;
     announce(ctx, app, &attempt, &mut mem).await;
 
     Ok(match &attempt.result {
@@ -203,7 +216,7 @@ async fn cleanup(app: &Application, ctx: &Context) -> Result<Action, Error> {
         let fail = |source| Error::Cleanup { app: app_ref.to_string(), source };
         let client = ctx
             .client_for(&app_ref.namespace, sa.as_deref())
-            .map_err(|e| fail(AccessError::Client(e).into()))?;
+            .map_err(|e| fail(AccessError::Client(Box::new(e)).into()))?;
         let discovery = ctx.discovery().await;
         let applier = Applier::with_discovery(client, discovery.clone(), ctx.options.api_timeout);
         let mut order = prune_candidates(&inventory, &[], true, |_| false)
@@ -229,27 +242,48 @@ async fn cleanup(app: &Application, ctx: &Context) -> Result<Action, Error> {
 }
 
 /// The work and delivery metrics of a pass.
-async fn count_work(
-    ctx: &Context,
-    app: &Application,
-    app_ref: &AppRef,
-    attempt: &Attempt,
-    mem: &mut AppMemory,
-) {
-    let metrics = &ctx.metrics;
+async fn count_work(ctx: &Context, app: &Application, attempt: &Attempt, mem: &mut AppMemory) {
     if let Ok(s) = &attempt.result
         && let Some(d) = &s.rollout
     {
         for verdict in &d.measured {
-            metrics.analysis_measured(verdict.as_str());
+            ctx.metrics.analysis_measured(verdict.as_str());
         }
         if let Some((result, took)) = d.finished {
             let blue_green = app.spec.strategy.as_ref().is_some_and(|s| s.blue_green.is_some());
-            metrics.rollout_finished(if blue_green { "blueGreen" } else { "canary" }, result, took);
+            ctx.metrics.rollout_finished(if blue_green { "blueGreen" } else { "canary" }, result, took);
         }
     }
+    let Some(pass) = delivery_pass(ctx, app, attempt, mem).await else { return };
+    let app_ref = app_ref(app);
+    let now = std::time::SystemTime::now();
+    for figure in mem.delivery.observe(pass, now) {
+        match figure {
+            delivery::Figure::Succeeded { lead_time } => {
+                let at = now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+                ctx.metrics.deployed(&app_ref, at, lead_time);
+                tracing::info!(lead_time_seconds = lead_time.map(|d| d.as_secs()), "deployment healthy");
+            }
+            delivery::Figure::Failed => {
+                ctx.metrics.deployment(&app_ref, DeploymentResult::Failed);
+                tracing::info!("deployment failed");
+            }
+            delivery::Figure::Restored(after) => ctx.metrics.restored(after),
+        }
+    }
+}
+
+/// Counts the pass's syncs, corrections and errors, and what the delivery figures make of it:
+/// `None` for a pass they do not look at (not synced yet, waiting, a transient failure).
+async fn delivery_pass<'a>(
+    ctx: &Context,
+    app: &Application,
+    attempt: &'a Attempt,
+    mem: &mut AppMemory,
+) -> Option<delivery::Pass<'a>> {
+    let (metrics, app_ref) = (&ctx.metrics, &app_ref(app));
     let commit = attempt.revision.as_ref().map(|r| r.commit.as_str());
-    let pass = match (&attempt.result, commit) {
+    match (&attempt.result, commit) {
         (Ok(s), Some(commit)) => {
             let changed = !s.applied.is_empty() || !s.pruned.is_empty();
             if changed {
@@ -259,40 +293,25 @@ async fn count_work(
                 metrics.drift_corrected(app_ref, s.corrected.len());
             }
             if s.state != SyncState::Synced {
-                return;
+                return None;
             }
             let committed_at = if mem.delivery.starts(commit, changed) {
                 ctx.git.commit_time(&app.spec.source.repo_url, commit).await
             } else {
                 None
             };
-            delivery::Pass::Synced { commit, changed, health: s.health.status, committed_at }
+            Some(delivery::Pass::Synced { commit, changed, health: s.health.status, committed_at })
         }
-        (Err(e), _) if e.is_waiting() => return,
+        (Err(e), _) if e.is_waiting() => None,
         (Err(e), commit) => {
             metrics.synced(app_ref, false);
             metrics.error(e.category());
             match commit {
-                Some(commit) if !e.is_transient() => delivery::Pass::Failed { commit },
-                _ => return,
+                Some(commit) if !e.is_transient() => Some(delivery::Pass::Failed { commit }),
+                _ => None,
             }
         }
-        (Ok(_), None) => return,
-    };
-    let now = std::time::SystemTime::now();
-    for figure in mem.delivery.observe(pass, now) {
-        match figure {
-            delivery::Figure::Succeeded { lead_time } => {
-                let at = now.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
-                metrics.deployed(app_ref, at, lead_time);
-                tracing::info!(lead_time_seconds = lead_time.map(|d| d.as_secs()), "deployment healthy");
-            }
-            delivery::Figure::Failed => {
-                metrics.deployment(app_ref, DeploymentResult::Failed);
-                tracing::info!("deployment failed");
-            }
-            delivery::Figure::Restored(after) => metrics.restored(after),
-        }
+        (Ok(_), None) => None,
     }
 }
 
@@ -301,133 +320,168 @@ pub fn next_status(app: &Application, attempt: &Attempt, started: &Time, now: &T
     let prev = app.status.clone().unwrap_or_default();
     let mut next = prev.clone();
     next.observed_generation = app.metadata.generation;
-    let revision = attempt.revision.as_ref().map(ToString::to_string);
-    let short = attempt.revision.as_ref().map(|r| r.short());
-    if revision.is_some() {
-        next.last_attempted_revision = revision.clone();
-    }
-    let history = |result: SyncResult, message: String| HistoryEntry {
-        revision: revision.clone().unwrap_or_else(|| "unknown".into()),
-        started_at: started.clone(),
-        finished_at: Some(now.clone()),
-        result,
-        message: Some(message),
-        verification: None,
+    let pass = Pass {
+        revision: attempt.revision.as_ref().map(ToString::to_string),
+        short: attempt.revision.as_ref().map(|r| r.short()),
+        started,
+        now,
     };
+    if pass.revision.is_some() {
+        next.last_attempted_revision = pass.revision.clone();
+    }
     let phase = match &attempt.result {
-        Ok(s) => {
-            let code =
-                if s.state == SyncState::Synced { SyncStatusCode::Synced } else { SyncStatusCode::OutOfSync };
-            next.sync =
-                Some(SyncStatus { status: code, revision: revision.clone(), short_revision: short.clone() });
-            next.health = Some(HealthStatus { status: s.health.status, message: s.health.message.clone() });
-            if s.state == SyncState::Synced {
-                next.inventory = s.inventory.clone();
-                next.last_applied_revision = revision.clone();
-            }
-            if !s.applied.is_empty() || !s.pruned.is_empty() {
-                let message = format!("applied {}, pruned {}", s.applied.len(), s.pruned.len());
-                next.history = status::record_history(&prev.history, history(SyncResult::Succeeded, message));
-            }
-            let rollout = s.rollout.as_ref();
-            if let Some(st) = rollout.and_then(|d| d.status.clone()) {
-                next.rollout = Some(st);
-            }
-            if let Some(d) = rollout.filter(|d| matches!(d.finished, Some(("Aborted", _)))) {
-                let message = d.status.as_ref().and_then(|st| st.message.clone()).unwrap_or_default();
-                next.history =
-                    status::record_history(&next.history, history(SyncResult::RolledBack, message));
-            }
-            if s.state == SyncState::Synced {
-                next.verification = s.verification.clone();
-            }
-            let verification = s.verification.as_ref().filter(|v| Some(&v.revision) == revision.as_ref());
-            if let (Some(v), Some(latest)) = (verification, next.history.first_mut())
-                && Some(&latest.revision) == revision.as_ref()
-                && latest.result == SyncResult::Succeeded
-            {
-                latest.verification = Some(v.phase);
-            }
-            let short = short.unwrap_or_default();
-            match &s.state {
-                SyncState::OutOfSync { message } => {
-                    Phase::Stalled { reason: c::OUT_OF_SYNC, message: message.clone() }
-                }
-                SyncState::Drifted { message } => {
-                    Phase::Stalled { reason: c::DRIFT_DETECTED, message: message.clone() }
-                }
-                SyncState::Synced if verification.is_some_and(|v| v.phase == VerificationPhase::Failed) => {
-                    Phase::Stalled {
-                        reason: c::VERIFICATION_FAILED,
-                        message: s.health.message.clone().unwrap_or_else(|| "PostSync hook failed".into()),
-                    }
-                }
-                SyncState::Synced if s.rollout.as_ref().is_some_and(|d| d.aborted) => Phase::Stalled {
-                    reason: c::ROLLOUT_ABORTED,
-                    message: s.health.message.clone().unwrap_or_else(|| "rollout aborted".into()),
-                },
-                SyncState::Synced
-                    if s.health.status == HealthStatusCode::Suspended
-                        && s.rollout.as_ref().is_some_and(|d| d.health.is_some()) =>
-                {
-                    Phase::Reconciling {
-                        reason: c::ROLLOUT_PAUSED,
-                        message: s.health.message.clone().unwrap_or_else(|| "rollout paused".into()),
-                    }
-                }
-                SyncState::Synced => match s.health.status {
-                    HealthStatusCode::Healthy | HealthStatusCode::Suspended => Phase::Ready {
-                        reason: c::RECONCILIATION_SUCCEEDED,
-                        message: format!("{short}: {} synced and healthy", count(s.objects, "object")),
-                    },
-                    HealthStatusCode::Degraded => Phase::Stalled {
-                        reason: c::HEALTH_CHECK_FAILED,
-                        message: s.health.message.clone().unwrap_or_else(|| "degraded".into()),
-                    },
-                    _ => Phase::Reconciling {
-                        reason: c::PROGRESSING,
-                        message: format!(
-                            "{short} applied; waiting for {}",
-                            s.health.message.clone().unwrap_or_else(|| "health".into())
-                        ),
-                    },
-                },
-            }
-        }
-        Err(e) if e.is_waiting() => {
-            Phase::Reconciling { reason: c::WAITING_FOR_PROMOTION, message: e.to_string() }
-        }
-        Err(e) => {
-            if !e.before_the_revision() {
-                next.sync = Some(SyncStatus {
-                    status: SyncStatusCode::OutOfSync,
-                    revision: revision.clone(),
-                    short_revision: short.clone(),
-                });
-            }
-            let message = e.to_string();
-            let repeated = prev.history.first().is_some_and(|h| {
-                h.result == SyncResult::Failed
-                    && Some(&h.revision) == revision.as_ref()
-                    && h.message.as_ref() == Some(&message)
-            });
-            if !repeated {
-                next.history =
-                    status::record_history(&prev.history, history(SyncResult::Failed, message.clone()));
-            }
-            if e.is_transient() {
-                Phase::Reconciling { reason: e.reason(), message }
-            } else {
-                Phase::Stalled { reason: e.reason(), message }
-            }
-        }
+        Ok(s) => record_synced(&mut next, &prev, s, &pass),
+        Err(e) => record_failed(&mut next, &prev, e, &pass),
     };
     // Healthy (and, with hooks, verified): what Applications that follow this one deploy.
-    if matches!(phase, Phase::Ready { .. }) && revision.is_some() {
-        next.verified_revision = revision;
+    if matches!(phase, Phase::Ready { .. }) && pass.revision.is_some() {
+        next.verified_revision = pass.revision;
     }
     next.conditions = status::conditions_for(&prev.conditions, &phase, app.metadata.generation, now);
     next
+}
+
+/// A pass as the status records it: the revision it worked on (when the fetch resolved one)
+/// and when it ran.
+struct Pass<'a> {
+    revision: Option<String>,
+    short: Option<String>,
+    started: &'a Time,
+    now: &'a Time,
+}
+
+impl Pass<'_> {
+    /// The history entry of this pass.
+    fn history(&self, result: SyncResult, message: String) -> HistoryEntry {
+        HistoryEntry {
+            revision: self.revision.clone().unwrap_or_else(|| "unknown".into()),
+            started_at: self.started.clone(),
+            finished_at: Some(self.now.clone()),
+            result,
+            message: Some(message),
+            verification: None,
+        }
+    }
+
+    fn sync_status(&self, status: SyncStatusCode) -> SyncStatus {
+        SyncStatus { status, revision: self.revision.clone(), short_revision: self.short.clone() }
+    }
+}
+
+/// Records in `next` a pass that got through the sync (synced, drifted or out of sync); returns
+/// its phase.
+fn record_synced(
+    next: &mut ApplicationStatus,
+    prev: &ApplicationStatus,
+    s: &sync::Synced,
+    pass: &Pass,
+) -> Phase {
+    let synced = s.state == SyncState::Synced;
+    let code = if synced { SyncStatusCode::Synced } else { SyncStatusCode::OutOfSync };
+    next.sync = Some(pass.sync_status(code));
+    next.health = Some(HealthStatus { status: s.health.status, message: s.health.message.clone() });
+    if synced {
+        next.inventory = s.inventory.clone();
+        next.last_applied_revision = pass.revision.clone();
+    }
+    if !s.applied.is_empty() || !s.pruned.is_empty() {
+        let message = format!("applied {}, pruned {}", s.applied.len(), s.pruned.len());
+        next.history = status::record_history(&prev.history, pass.history(SyncResult::Succeeded, message));
+    }
+    record_rollout(next, s, pass);
+    if synced {
+        next.verification = s.verification.clone();
+    }
+    let verification = s.verification.as_ref().filter(|v| Some(&v.revision) == pass.revision.as_ref());
+    if let (Some(v), Some(latest)) = (verification, next.history.first_mut())
+        && Some(&latest.revision) == pass.revision.as_ref()
+        && latest.result == SyncResult::Succeeded
+    {
+        latest.verification = Some(v.phase);
+    }
+    synced_phase(s, verification, pass.short.as_deref().unwrap_or_default())
+}
+
+/// The rollout's status, and a history entry when it was aborted.
+fn record_rollout(next: &mut ApplicationStatus, s: &sync::Synced, pass: &Pass) {
+    let rollout = s.rollout.as_ref();
+    if let Some(st) = rollout.and_then(|d| d.status.clone()) {
+        next.rollout = Some(st);
+    }
+    if let Some(d) = rollout.filter(|d| matches!(d.finished, Some(("Aborted", _)))) {
+        let message = d.status.as_ref().and_then(|st| st.message.clone()).unwrap_or_default();
+        next.history = status::record_history(&next.history, pass.history(SyncResult::RolledBack, message));
+    }
+}
+
+/// The phase of a pass that got through the sync: out of sync or drifted, a failed verification,
+/// a rollout aborted or paused, else by health. `verification`: that of this pass's revision.
+fn synced_phase(s: &sync::Synced, verification: Option<&VerificationStatus>, short: &str) -> Phase {
+    let health_or = |default: &str| s.health.message.clone().unwrap_or_else(|| default.into());
+    match &s.state {
+        SyncState::OutOfSync { message } => {
+            Phase::Stalled { reason: c::OUT_OF_SYNC, message: message.clone() }
+        }
+        SyncState::Drifted { message } => {
+            Phase::Stalled { reason: c::DRIFT_DETECTED, message: message.clone() }
+        }
+        SyncState::Synced if verification.is_some_and(|v| v.phase == VerificationPhase::Failed) => {
+            Phase::Stalled { reason: c::VERIFICATION_FAILED, message: health_or("PostSync hook failed") }
+        }
+        SyncState::Synced if s.rollout.as_ref().is_some_and(|d| d.aborted) => {
+            Phase::Stalled { reason: c::ROLLOUT_ABORTED, message: health_or("rollout aborted") }
+        }
+        SyncState::Synced
+            if s.health.status == HealthStatusCode::Suspended
+                && s.rollout.as_ref().is_some_and(|d| d.health.is_some()) =>
+        {
+            Phase::Reconciling { reason: c::ROLLOUT_PAUSED, message: health_or("rollout paused") }
+        }
+        SyncState::Synced => match s.health.status {
+            HealthStatusCode::Healthy | HealthStatusCode::Suspended => Phase::Ready {
+                reason: c::RECONCILIATION_SUCCEEDED,
+                message: format!("{short}: {} synced and healthy", count(s.objects, "object")),
+            },
+            HealthStatusCode::Degraded => {
+                Phase::Stalled { reason: c::HEALTH_CHECK_FAILED, message: health_or("degraded") }
+            }
+            _ => Phase::Reconciling {
+                reason: c::PROGRESSING,
+                message: format!("{short} applied; waiting for {}", health_or("health")),
+            },
+        },
+    }
+}
+
+/// Records in `next` a pass that failed (once per revision and message in the history); returns
+/// its phase: reconciling when a retry may help, else stalled.
+fn record_failed(
+    next: &mut ApplicationStatus,
+    prev: &ApplicationStatus,
+    e: &SyncError,
+    pass: &Pass,
+) -> Phase {
+    if e.is_waiting() {
+        return Phase::Reconciling { reason: c::WAITING_FOR_PROMOTION, message: e.to_string() };
+    }
+    if !e.before_the_revision() {
+        next.sync = Some(pass.sync_status(SyncStatusCode::OutOfSync));
+    }
+    let message = e.to_string();
+    let repeated = prev.history.first().is_some_and(|h| {
+        h.result == SyncResult::Failed
+            && Some(&h.revision) == pass.revision.as_ref()
+            && h.message.as_ref() == Some(&message)
+    });
+    if !repeated {
+        next.history =
+            status::record_history(&prev.history, pass.history(SyncResult::Failed, message.clone()));
+    }
+    if e.is_transient() {
+        Phase::Reconciling { reason: e.reason(), message }
+    } else {
+        Phase::Stalled { reason: e.reason(), message }
+    }
 }
 
 /// Server-side apply of the status subresource, only when it changed.
@@ -448,14 +502,12 @@ async fn write_status(
         "status": next,
     });
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let err = |message: String| Error::Status {
-        app: format!("{}/{name}", app.namespace().unwrap_or_default()),
-        message,
-    };
+    let err =
+        |source| Error::Status { app: format!("{}/{name}", app.namespace().unwrap_or_default()), source };
     tokio::time::timeout(ctx.options.api_timeout, api.patch_status(&name, &params, &Patch::Apply(&body)))
         .await
-        .map_err(|_| err("the API server did not answer in time".into()))?
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|_| err(StatusWriteError::Timeout))?
+        .map_err(|e| err(e.into()))?;
     if let Some(uid) = app.metadata.uid.clone() {
         mem.written_status = Some((uid, next));
     }

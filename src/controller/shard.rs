@@ -14,12 +14,12 @@ impl Shard {
     /// Every Application: no sharding.
     pub const ALL: Shard = Shard { index: 0, count: 1 };
 
-    pub fn new(index: u32, count: u32) -> Result<Shard, String> {
+    pub fn new(index: u32, count: u32) -> Result<Shard, ShardError> {
         if count == 0 {
-            return Err("--shard-count must be at least 1".into());
+            return Err(ShardError::NoShards);
         }
         if index >= count {
-            return Err(format!("--shard-index must be below --shard-count ({count}), not {index}"));
+            return Err(ShardError::IndexOutOfRange { index, count });
         }
         Ok(Shard { index, count })
     }
@@ -32,6 +32,15 @@ impl Shard {
     pub fn is_sharded(&self) -> bool {
         self.count > 1
     }
+}
+
+/// `--shard-index` and `--shard-count` that do not make a shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    #[error("--shard-count must be at least 1")]
+    NoShards,
+    #[error("--shard-index must be below --shard-count ({count}), not {index}")]
+    IndexOutOfRange { index: u32, count: u32 },
 }
 
 /// The shard of `namespace/name` among `count`.
@@ -76,5 +85,10 @@ mod tests {
         assert!(Shard::ALL.owns("any", "thing"));
         assert!(Shard::new(2, 2).is_err());
         assert!(Shard::new(0, 0).is_err());
+        assert_eq!(
+            Shard::new(2, 2).unwrap_err().to_string(),
+            "--shard-index must be below --shard-count (2), not 2"
+        );
+        assert_eq!(Shard::new(0, 0).unwrap_err().to_string(), "--shard-count must be at least 1");
     }
 }

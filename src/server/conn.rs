@@ -84,6 +84,7 @@ const WAITING: u8 = 0; // between requests, or receiving a request's head
 const RECEIVING: u8 = 1; // receiving a request's body
 const HANDLING: u8 = 2; // a handler runs
 
+#[derive(Clone)]
 struct Entry {
     state: Arc<AtomicU8>,
     shed: Arc<Notify>,
@@ -115,6 +116,8 @@ impl Table {
 struct Registered {
     table: Arc<Mutex<Table>>,
     id: u64,
+    /// The connection's entry in the table.
+    entry: Entry,
 }
 
 impl Drop for Registered {
@@ -127,6 +130,17 @@ fn lock(table: &Mutex<Table>) -> std::sync::MutexGuard<'_, Table> {
     table.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What the connections of one server share: the routes, the limits, the table of open
+/// connections, and the signal that the server is closing (every connection task holds a
+/// receiver of it).
+#[derive(Clone)]
+struct Shared {
+    app: Router,
+    limits: Limits,
+    table: Arc<Mutex<Table>>,
+    closed: watch::Receiver<bool>,
+}
+
 /// Serves `app` on `listener` within `limits` until `shutdown` completes, then lets the requests
 /// in progress finish.
 pub async fn serve(
@@ -135,8 +149,8 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let table = Arc::new(Mutex::new(Table::default()));
     let (closing, closed) = watch::channel(false);
+    let shared = Shared { app, limits, table: Arc::new(Mutex::new(Table::default())), closed };
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -144,19 +158,19 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, _)) => admit(stream, &app, limits, &table, &closed),
+            Ok((stream, _)) => admit(stream, &shared),
             Err(e) => {
                 // Most likely out of descriptors: the next connection in the backlog (maybe a
                 // probe) gets the one a slow client held. The pause keeps a persistent error
                 // from spinning the loop.
-                let shed = lock(&table).shed_one();
+                let shed = lock(&shared.table).shed_one();
                 warn!(error = %e, shed, "cannot accept an HTTP connection");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
     }
     drop(listener);
-    drop(closed);
+    drop(shared);
     closing.send_replace(true);
     // Every connection task holds a receiver; all gone means all requests finished.
     closing.closed().await;
@@ -164,37 +178,27 @@ pub async fn serve(
 }
 
 /// Registers `stream`, shedding another connection when the table is full, and serves it.
-fn admit(
-    stream: TcpStream,
-    app: &Router,
-    limits: Limits,
-    table: &Arc<Mutex<Table>>,
-    closed: &watch::Receiver<bool>,
-) {
-    let (state, shed) = (Arc::new(AtomicU8::new(WAITING)), Arc::new(Notify::new()));
+fn admit(stream: TcpStream, shared: &Shared) {
+    let entry = Entry { state: Arc::new(AtomicU8::new(WAITING)), shed: Arc::new(Notify::new()) };
     let registered = {
-        let mut t = lock(table);
-        if t.open.len() >= limits.max_connections && !t.shed_one() {
+        let mut t = lock(&shared.table);
+        if t.open.len() >= shared.limits.max_connections && !t.shed_one() {
             debug!("HTTP connection refused: every connection is running a handler");
             return;
         }
         t.next_id += 1;
         let id = t.next_id;
-        t.open.insert(id, Entry { state: state.clone(), shed: shed.clone() });
-        Registered { table: table.clone(), id }
+        t.open.insert(id, entry.clone());
+        Registered { table: shared.table.clone(), id, entry }
     };
-    tokio::spawn(connection(stream, app.clone(), limits, state, shed, closed.clone(), registered));
+    tokio::spawn(connection(stream, shared.clone(), registered));
 }
 
-async fn connection(
-    stream: TcpStream,
-    app: Router,
-    limits: Limits,
-    state: Arc<AtomicU8>,
-    shed: Arc<Notify>,
-    mut closed: watch::Receiver<bool>,
-    _registered: Registered,
-) {
+/// Serves one connection until it ends, is shed, or the server closes (then the request in
+/// progress finishes).
+async fn connection(stream: TcpStream, shared: Shared, registered: Registered) {
+    let Shared { app, limits, mut closed, .. } = shared;
+    let (state, shed) = (registered.entry.state.clone(), registered.entry.shed.clone());
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let (app, state) = (app.clone(), state.clone());
         async move {

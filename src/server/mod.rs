@@ -39,8 +39,8 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tracing::{info, warn};
 
 pub use readiness::Readiness;
-pub use secret::WebhookSecret;
-use webhook::{Hook, Provider};
+pub use secret::{BadSecretName, NoKey, WebhookSecret};
+use webhook::{Hook, Provider, Push};
 
 use crate::{
     api::{Application, RECONCILE_AT_ANNOTATION},
@@ -178,79 +178,132 @@ async fn handle(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> (&'static str, Response) {
-    let p = provider.as_str();
+    match accept(state, provider, headers, body) {
+        Ok((hooks, push)) => trigger_all(hooks, provider, &push).await,
+        Err(early) => early.answer(),
+    }
+}
+
+/// A webhook request answered before any Application is triggered: refused or ignored.
+struct Early {
+    /// The `result` label of `ferry_webhooks_total`.
+    result: &'static str,
+    status: StatusCode,
+    body: Value,
+}
+
+impl Early {
+    fn refuse(result: &'static str, status: StatusCode, why: String) -> Early {
+        Early { result, status, body: json!({"error": why}) }
+    }
+
+    fn ignore(status: StatusCode, why: &str) -> Early {
+        Early { result: "ignored", status, body: json!({"triggered": [], "reason": why}) }
+    }
+
+    fn answer(self) -> (&'static str, Response) {
+        (self.result, reply(self.status, self.body))
+    }
+}
+
+/// The push a webhook request announces, checked in turn: webhooks are on, the body could be
+/// read, the request is authenticated (first: an unauthenticated request learns nothing about
+/// the payload rules), the payload is a push, and ferry is ready.
+fn accept<'a>(
+    state: &'a ServerState,
+    provider: Provider,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(&'a Arc<Webhooks>, Push), Early> {
     let Some(hooks) = &state.webhooks else {
-        return (
-            "not_configured",
-            refuse(StatusCode::NOT_FOUND, "webhooks are off: start ferry with --webhook-secret".into()),
-        );
+        let why = "webhooks are off: start ferry with --webhook-secret".into();
+        return Err(Early::refuse("not_configured", StatusCode::NOT_FOUND, why));
     };
-    let body = match body {
-        Ok(body) => body,
+    let body = read_body(provider, body)?;
+    authenticate(hooks, provider, headers, &body)?;
+    let push = parse_push(provider, headers, &body)?;
+    if let Err(why) = state.readiness.check() {
+        let why = format!("ferry is not ready ({why}); deliver again later");
+        return Err(Early::refuse("unavailable", StatusCode::SERVICE_UNAVAILABLE, why));
+    }
+    Ok((hooks, push))
+}
+
+fn read_body(provider: Provider, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Early> {
+    match body {
+        Ok(body) => Ok(body),
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             let why = format!("the body is larger than {MAX_BODY_BYTES} bytes");
-            info!(provider = p, reason = %why, "webhook refused");
-            return ("too_large", refuse(StatusCode::PAYLOAD_TOO_LARGE, why));
+            info!(provider = provider.as_str(), reason = %why, "webhook refused");
+            Err(Early::refuse("too_large", StatusCode::PAYLOAD_TOO_LARGE, why))
         }
         Err(e) => {
-            return ("bad_request", refuse(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}")));
+            Err(Early::refuse("bad_request", StatusCode::BAD_REQUEST, format!("cannot read the body: {e}")))
         }
-    };
+    }
+}
 
-    // Authentication first: an unauthenticated request learns nothing about the payload rules.
+/// The provider's signature (GitHub, generic) or token (GitLab), against the webhook Secret.
+fn authenticate(hooks: &Webhooks, provider: Provider, headers: &HeaderMap, body: &[u8]) -> Result<(), Early> {
+    let p = provider.as_str();
     let key = match hooks.secret.key(provider) {
         Ok(key) => key,
         Err(why) => {
             warn!(provider = p, reason = %why, "webhook refused: no secret to check it against");
             let why = format!("ferry has no webhook secret for {p}; its log says why");
-            return ("unauthorized", refuse(StatusCode::UNAUTHORIZED, why));
+            return Err(Early::refuse("unauthorized", StatusCode::UNAUTHORIZED, why));
         }
     };
     let given = headers.get(provider.auth_header()).map(|v| v.as_bytes());
     let checked = match provider {
         Provider::GitLab => webhook::verify_token(provider.auth_header(), &key, given),
         Provider::GitHub | Provider::Generic => {
-            webhook::verify_signature(provider.auth_header(), &key, &body, given)
+            webhook::verify_signature(provider.auth_header(), &key, body, given)
         }
     };
-    if let Err(e) = checked {
+    checked.map_err(|e| {
         warn!(provider = p, reason = %e, "webhook refused");
-        return ("unauthorized", refuse(StatusCode::UNAUTHORIZED, e.to_string()));
-    }
+        Early::refuse("unauthorized", StatusCode::UNAUTHORIZED, e.to_string())
+    })
+}
 
+/// The push the payload announces; anything else is refused (not a push ferry understands) or
+/// ignored (a ping, a deletion, another event).
+fn parse_push(provider: Provider, headers: &HeaderMap, body: &[u8]) -> Result<Push, Early> {
+    let p = provider.as_str();
     let event = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let parsed = match provider {
-        Provider::GitHub => webhook::parse_github(event(webhook::GITHUB_EVENT), &body),
-        Provider::GitLab => webhook::parse_gitlab(event(webhook::GITLAB_EVENT), &body),
-        Provider::Generic => webhook::parse_generic(&body),
+        Provider::GitHub => webhook::parse_github(event(webhook::GITHUB_EVENT), body),
+        Provider::GitLab => webhook::parse_gitlab(event(webhook::GITLAB_EVENT), body),
+        Provider::Generic => webhook::parse_generic(body),
     };
-    let push = match parsed {
+    match parsed {
         Err(why) => {
             info!(provider = p, reason = %why, "webhook refused");
-            return ("bad_request", refuse(StatusCode::BAD_REQUEST, why));
+            Err(Early::refuse("bad_request", StatusCode::BAD_REQUEST, why.to_string()))
         }
         Ok(Hook::Ignored(why)) => {
             info!(provider = p, reason = %why, "webhook ignored");
-            return ("ignored", reply(StatusCode::OK, json!({"triggered": [], "reason": why})));
+            Err(Early::ignore(StatusCode::OK, &why))
         }
-        Ok(Hook::Push(push)) => push,
-    };
-    if let Err(why) = state.readiness.check() {
-        let why = format!("ferry is not ready ({why}); deliver again later");
-        return ("unavailable", refuse(StatusCode::SERVICE_UNAVAILABLE, why));
+        Ok(Hook::Push(push)) => Ok(push),
     }
+}
 
-    let keys = webhook::push_keys(&push);
+/// Triggers every Application that follows the pushed repository and ref, a few at a time.
+async fn trigger_all(hooks: &Arc<Webhooks>, provider: Provider, push: &Push) -> (&'static str, Response) {
+    let p = provider.as_str();
+    let keys = webhook::push_keys(push);
     let repo = push.repo_for_log();
     let git_ref = push.git_ref.to_string();
     let apps: Vec<Arc<Application>> =
         hooks.apps.state().into_iter().filter(|app| webhook::concerns(app, &keys, &push.git_ref)).collect();
     if apps.is_empty() {
         info!(provider = p, repo = %repo, git_ref = %git_ref, "push accepted; no Application follows this repository and ref");
-        let why = "no Application follows this repository and ref";
-        return ("ignored", reply(StatusCode::ACCEPTED, json!({"triggered": [], "reason": why})));
+        return Early::ignore(StatusCode::ACCEPTED, "no Application follows this repository and ref")
+            .answer();
     }
-    let results: Vec<Result<String, String>> =
+    let results: Vec<Result<String, TriggerError>> =
         futures::stream::iter(apps.into_iter().map(|app| trigger(Arc::clone(hooks), app)))
             .buffer_unordered(TRIGGER_PARALLELISM)
             .collect()
@@ -259,7 +312,7 @@ async fn handle(
     for result in results {
         match result {
             Ok(app) => triggered.push(app),
-            Err(why) => failed.push(why),
+            Err(why) => failed.push(why.to_string()),
         }
     }
     triggered.sort();
@@ -273,9 +326,18 @@ async fn handle(
     ("accepted", reply(StatusCode::ACCEPTED, json!({"triggered": triggered})))
 }
 
+/// Why an Application could not be stamped (`app`: `namespace/name`).
+#[derive(Debug, thiserror::Error)]
+enum TriggerError {
+    #[error("{app}: {source}")]
+    Api { app: String, source: kube::Error },
+    #[error("{app}: the API server did not answer within {}s", after.as_secs())]
+    Timeout { app: String, after: Duration },
+}
+
 /// Stamps `ferry.dev/reconcile-at` with the current time: the controller re-resolves the ref and
 /// reconciles at once. Returns `namespace/name`.
-async fn trigger(hooks: Arc<Webhooks>, app: Arc<Application>) -> Result<String, String> {
+async fn trigger(hooks: Arc<Webhooks>, app: Arc<Application>) -> Result<String, TriggerError> {
     let (namespace, name) = (app.namespace().unwrap_or_default(), app.name_any());
     let id = format!("{namespace}/{name}");
     let api: Api<Application> = Api::namespaced(hooks.client.clone(), &namespace);
@@ -283,17 +345,13 @@ async fn trigger(hooks: Arc<Webhooks>, app: Arc<Application>) -> Result<String, 
     let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
     match tokio::time::timeout(hooks.api_timeout, api.patch(&name, &params, &Patch::Merge(&patch))).await {
         Ok(Ok(_)) => Ok(id),
-        Ok(Err(e)) => Err(format!("{id}: {e}")),
-        Err(_) => Err(format!("{id}: the API server did not answer within {}s", hooks.api_timeout.as_secs())),
+        Ok(Err(source)) => Err(TriggerError::Api { app: id, source }),
+        Err(_) => Err(TriggerError::Timeout { app: id, after: hooks.api_timeout }),
     }
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], format!("{body}\n")).into_response()
-}
-
-fn refuse(status: StatusCode, why: String) -> Response {
-    reply(status, json!({"error": why}))
 }
 
 #[cfg(test)]

@@ -29,6 +29,32 @@ enum State {
     Present(BTreeMap<String, Vec<u8>>),
 }
 
+/// `--webhook-secret` that does not name a Secret.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "--webhook-secret {spec:?} is not [NAMESPACE/]NAME of a Secret (lowercase letters, digits, '-' and '.')"
+)]
+pub struct BadSecretName {
+    spec: String,
+}
+
+/// Why the webhook Secret gives no key (yet). It names the Secret (`namespace/name`), never a value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NoKey {
+    #[error("the webhook Secret {secret} is not loaded yet")]
+    NotLoaded { secret: String },
+    /// As `/readyz` says it before the first list answered.
+    #[error("waiting for the webhook Secret {secret}")]
+    Waiting { secret: String },
+    /// The watch fails before the first list (e.g. RBAC); `why` is the watch's error.
+    #[error("cannot read the webhook Secret {secret}: {why}")]
+    Unreadable { secret: String, why: String },
+    #[error("the webhook Secret {secret} does not exist")]
+    Missing { secret: String },
+    #[error("the webhook Secret {secret} has neither a key {provider} nor {}", FALLBACK_KEY)]
+    NoneFor { secret: String, provider: &'static str },
+}
+
 /// `[NAMESPACE/]NAME` of the webhook Secret and its latest keys. Clones share the state.
 #[derive(Clone)]
 pub struct WebhookSecret {
@@ -45,7 +71,7 @@ impl std::fmt::Debug for WebhookSecret {
 
 impl WebhookSecret {
     /// Parses `[NAMESPACE/]NAME`; the namespace defaults to `default_namespace`.
-    pub fn parse(spec: &str, default_namespace: &str) -> Result<WebhookSecret, String> {
+    pub fn parse(spec: &str, default_namespace: &str) -> Result<WebhookSecret, BadSecretName> {
         let (namespace, name) = match spec.split_once('/') {
             Some((ns, name)) => (ns, name),
             None => (default_namespace, spec),
@@ -56,9 +82,7 @@ impl WebhookSecret {
                 && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         };
         if !valid(namespace) || !valid(name) {
-            return Err(format!(
-                "--webhook-secret {spec:?} is not [NAMESPACE/]NAME of a Secret (lowercase letters, digits, '-' and '.')"
-            ));
+            return Err(BadSecretName { spec: spec.to_string() });
         }
         Ok(WebhookSecret {
             namespace: namespace.to_string(),
@@ -74,31 +98,27 @@ impl WebhookSecret {
 
     /// The key that authenticates `provider`'s webhooks: its own key, else `token`. The error
     /// says why there is none (for the log; it names the Secret but no value).
-    pub fn key(&self, provider: Provider) -> Result<Vec<u8>, String> {
+    pub fn key(&self, provider: Provider) -> Result<Vec<u8>, NoKey> {
         let secret = self.describe();
         match &*self.state.read().unwrap_or_else(|e| e.into_inner()) {
-            State::Loading => Err(format!("the webhook Secret {secret} is not loaded yet")),
-            State::Unreadable(why) => Err(format!("cannot read the webhook Secret {secret}: {why}")),
-            State::Missing => Err(format!("the webhook Secret {secret} does not exist")),
-            State::Present(keys) => {
-                keys.get(provider.as_str()).or_else(|| keys.get(FALLBACK_KEY)).cloned().ok_or_else(|| {
-                    format!(
-                        "the webhook Secret {secret} has neither a key {} nor {FALLBACK_KEY}",
-                        provider.as_str()
-                    )
-                })
-            }
+            State::Loading => Err(NoKey::NotLoaded { secret }),
+            State::Unreadable(why) => Err(NoKey::Unreadable { secret, why: why.clone() }),
+            State::Missing => Err(NoKey::Missing { secret }),
+            State::Present(keys) => keys
+                .get(provider.as_str())
+                .or_else(|| keys.get(FALLBACK_KEY))
+                .cloned()
+                .ok_or(NoKey::NoneFor { secret, provider: provider.as_str() }),
         }
     }
 
     /// `Ok` once the first list has answered (the Secret exists or not), else why not yet: part
     /// of `/readyz`.
-    pub fn loaded(&self) -> Result<(), String> {
+    pub fn loaded(&self) -> Result<(), NoKey> {
+        let secret = self.describe();
         match &*self.state.read().unwrap_or_else(|e| e.into_inner()) {
-            State::Loading => Err(format!("waiting for the webhook Secret {}", self.describe())),
-            State::Unreadable(why) => {
-                Err(format!("cannot read the webhook Secret {}: {why}", self.describe()))
-            }
+            State::Loading => Err(NoKey::Waiting { secret }),
+            State::Unreadable(why) => Err(NoKey::Unreadable { secret, why: why.clone() }),
             State::Missing | State::Present(_) => Ok(()),
         }
     }
@@ -192,11 +212,11 @@ mod tests {
     #[test]
     fn keys_fall_back_to_token_and_explain_absence_without_values() {
         let s = WebhookSecret::parse("hooks", "ns").unwrap();
-        assert!(s.key(Provider::GitHub).unwrap_err().contains("not loaded yet"));
+        assert!(s.key(Provider::GitHub).unwrap_err().to_string().contains("not loaded yet"));
         assert!(s.loaded().is_err());
         s.set(State::Missing);
         assert_eq!(s.loaded(), Ok(()));
-        assert!(s.key(Provider::GitHub).unwrap_err().contains("ns/hooks does not exist"));
+        assert!(s.key(Provider::GitHub).unwrap_err().to_string().contains("ns/hooks does not exist"));
         let secret = Secret {
             data: Some(BTreeMap::from([
                 ("github".to_string(), ByteString(b"gh-value\n".to_vec())),
@@ -209,7 +229,7 @@ mod tests {
         assert_eq!(s.key(Provider::GitHub).unwrap(), b"gh-value");
         assert_eq!(s.key(Provider::GitLab).unwrap(), b"shared-value");
         s.load(&Secret::default());
-        let err = s.key(Provider::Generic).unwrap_err();
+        let err = s.key(Provider::Generic).unwrap_err().to_string();
         assert!(err.contains("neither a key generic nor token"), "{err}");
         assert!(!format!("{s:?}").contains("value"));
         // An empty key is no key: it would accept an empty token.

@@ -177,6 +177,27 @@ impl Push {
     }
 }
 
+/// A payload ferry cannot read as a push event (the request gets a 400 saying this).
+#[derive(Debug, thiserror::Error)]
+pub enum BadPayload {
+    #[error("the body is not valid JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("the payload must be a JSON object")]
+    NotAnObject,
+    /// The provider's event header.
+    #[error("missing {0} header")]
+    NoEvent(&'static str),
+    #[error("a push payload has a string `ref`")]
+    NoRef,
+    /// Where the provider's push payload names the repository.
+    #[error("a push payload names the repository in {0}")]
+    NoRepository(&'static str),
+    #[error("the payload needs a string repoURL")]
+    NoRepoUrl,
+    #[error("ref must be a string such as refs/heads/main")]
+    RefNotAString,
+}
+
 /// A parsed, authenticated webhook.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Hook {
@@ -186,9 +207,9 @@ pub enum Hook {
 }
 
 /// A GitHub delivery (`X-GitHub-Event` is `event`).
-pub fn parse_github(event: Option<&str>, body: &[u8]) -> Result<Hook, String> {
+pub fn parse_github(event: Option<&str>, body: &[u8]) -> Result<Hook, BadPayload> {
     let payload = json_object(body)?;
-    let event = event.ok_or_else(|| format!("missing {GITHUB_EVENT} header"))?;
+    let event = event.ok_or(BadPayload::NoEvent(GITHUB_EVENT))?;
     match event {
         "ping" => return Ok(Hook::Ignored("ping: the webhook reaches ferry".into())),
         "push" => {}
@@ -196,28 +217,28 @@ pub fn parse_github(event: Option<&str>, body: &[u8]) -> Result<Hook, String> {
             return Ok(Hook::Ignored(format!("{} events trigger nothing; send push events", short(other))));
         }
     }
-    let git_ref = str_field(&payload, "ref").ok_or("a push payload has a string `ref`")?;
+    let git_ref = str_field(&payload, "ref").ok_or(BadPayload::NoRef)?;
     if payload["deleted"] == true {
         return Ok(Hook::Ignored(format!("{git_ref} was deleted; nothing to fetch")));
     }
     let urls = urls(&payload, &[("repository", &["clone_url", "ssh_url", "git_url", "html_url", "url"])]);
     if urls.is_empty() {
-        return Err("a push payload names the repository in repository.clone_url".into());
+        return Err(BadPayload::NoRepository("repository.clone_url"));
     }
     Ok(Hook::Push(Push { repo_urls: urls, git_ref: PushedRef::parse(git_ref) }))
 }
 
 /// A GitLab delivery (`X-Gitlab-Event` is `event`).
-pub fn parse_gitlab(event: Option<&str>, body: &[u8]) -> Result<Hook, String> {
+pub fn parse_gitlab(event: Option<&str>, body: &[u8]) -> Result<Hook, BadPayload> {
     let payload = json_object(body)?;
-    let event = event.ok_or_else(|| format!("missing {GITLAB_EVENT} header"))?;
+    let event = event.ok_or(BadPayload::NoEvent(GITLAB_EVENT))?;
     if event != "Push Hook" && event != "Tag Push Hook" {
         return Ok(Hook::Ignored(format!(
             "{} events trigger nothing; send Push Hook or Tag Push Hook events",
             short(event)
         )));
     }
-    let git_ref = str_field(&payload, "ref").ok_or("a push payload has a string `ref`")?;
+    let git_ref = str_field(&payload, "ref").ok_or(BadPayload::NoRef)?;
     let after = str_field(&payload, "after").unwrap_or_default();
     if !after.is_empty() && after.bytes().all(|b| b == b'0') {
         return Ok(Hook::Ignored(format!("{git_ref} was deleted; nothing to fetch")));
@@ -230,31 +251,29 @@ pub fn parse_gitlab(event: Option<&str>, body: &[u8]) -> Result<Hook, String> {
         ],
     );
     if urls.is_empty() {
-        return Err("a push payload names the repository in project.git_http_url".into());
+        return Err(BadPayload::NoRepository("project.git_http_url"));
     }
     Ok(Hook::Push(Push { repo_urls: urls, git_ref: PushedRef::parse(git_ref) }))
 }
 
 /// ferry's own format: `{"repoURL": "...", "ref": "refs/heads/main" | "main" | ...}`, `ref`
 /// optional.
-pub fn parse_generic(body: &[u8]) -> Result<Hook, String> {
+pub fn parse_generic(body: &[u8]) -> Result<Hook, BadPayload> {
     let payload = json_object(body)?;
-    let url = str_field(&payload, "repoURL")
-        .filter(|u| !u.is_empty())
-        .ok_or("the payload needs a string repoURL")?;
+    let url = str_field(&payload, "repoURL").filter(|u| !u.is_empty()).ok_or(BadPayload::NoRepoUrl)?;
     let git_ref = match &payload["ref"] {
         Value::Null => PushedRef::Any,
         Value::String(r) => PushedRef::parse(r),
-        _ => return Err("ref must be a string such as refs/heads/main".into()),
+        _ => return Err(BadPayload::RefNotAString),
     };
     Ok(Hook::Push(Push { repo_urls: vec![url.to_string()], git_ref }))
 }
 
-fn json_object(body: &[u8]) -> Result<Value, String> {
+fn json_object(body: &[u8]) -> Result<Value, BadPayload> {
     match serde_json::from_slice::<Value>(body) {
         Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(_) => Err("the payload must be a JSON object".into()),
-        Err(e) => Err(format!("the body is not valid JSON: {e}")),
+        Ok(_) => Err(BadPayload::NotAnObject),
+        Err(e) => Err(BadPayload::NotJson(e)),
     }
 }
 
@@ -531,8 +550,8 @@ mod tests {
         assert!(matches!(parse_github(Some("push"), &github_push(true)), Ok(Hook::Ignored(_))));
         assert!(matches!(parse_github(Some("ping"), br#"{"zen":"x"}"#), Ok(Hook::Ignored(_))));
         assert!(matches!(parse_github(Some("issues"), br#"{}"#), Ok(Hook::Ignored(_))));
-        assert!(parse_github(None, &github_push(false)).unwrap_err().contains("X-GitHub-Event"));
-        assert!(parse_github(Some("push"), b"{not json").unwrap_err().contains("not valid JSON"));
+        assert!(parse_github(None, &github_push(false)).unwrap_err().to_string().contains("X-GitHub-Event"));
+        assert!(parse_github(Some("push"), b"{not json").unwrap_err().to_string().contains("not valid JSON"));
         assert!(parse_github(Some("push"), b"[1]").is_err());
         assert!(parse_github(Some("push"), br#"{"ref":"refs/heads/main"}"#).is_err());
         assert!(parse_github(Some("push"), br#"{"repository":{"clone_url":"https://h/r"}}"#).is_err());
@@ -562,7 +581,7 @@ mod tests {
         let old = r#"{"ref":"refs/heads/main","repository":{"git_http_url":"https://gl/g/p.git"}}"#;
         let Ok(Hook::Push(push)) = parse_gitlab(Some("Push Hook"), old.as_bytes()) else { panic!() };
         assert_eq!(push.repo_urls, ["https://gl/g/p.git"]);
-        assert!(parse_gitlab(None, body.as_bytes()).unwrap_err().contains("X-Gitlab-Event"));
+        assert!(parse_gitlab(None, body.as_bytes()).unwrap_err().to_string().contains("X-Gitlab-Event"));
         assert!(parse_gitlab(Some("Push Hook"), br#"{"ref":"refs/heads/main"}"#).is_err());
         assert!(parse_gitlab(Some("Push Hook"), b"").is_err());
     }

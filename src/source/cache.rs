@@ -126,10 +126,12 @@ impl GitCache {
     /// removed; repositories are checked lazily, when first used.
     pub fn new(root: impl Into<PathBuf>, options: GitCacheOptions) -> Result<GitCache, SourceError> {
         let root = root.into();
-        let known_hosts =
-            KnownHosts::parse(options.known_hosts.as_deref().unwrap_or("")).map_err(|message| {
-                SourceError::InvalidSecret { secret: "(cache-wide known_hosts)".to_string(), message }
-            })?;
+        let known_hosts = KnownHosts::parse(options.known_hosts.as_deref().unwrap_or("")).map_err(|e| {
+            SourceError::InvalidSecret {
+                secret: "(cache-wide known_hosts)".to_string(),
+                message: e.to_string(),
+            }
+        })?;
         for dir in [root.join("repos"), root.join("trees")] {
             fs::create_dir_all(&dir).map_err(|e| SourceError::io(ROOT_LABEL, "cannot create", &dir, e))?;
         }
@@ -304,9 +306,9 @@ impl GitCache {
     fn access(&self, url: RepoUrl, spec: &SourceSpec) -> Result<Access, SourceError> {
         let credentials = spec.credentials.clone();
         let secret_hosts = match credentials.as_ref().and_then(|c| c.known_hosts.as_deref()) {
-            Some(text) => KnownHosts::parse(text).map_err(|message| SourceError::InvalidSecret {
+            Some(text) => KnownHosts::parse(text).map_err(|e| SourceError::InvalidSecret {
                 secret: "(known_hosts of the credentials)".to_string(),
-                message: format!("known_hosts: {message}"),
+                message: format!("known_hosts: {e}"),
             })?,
             None => KnownHosts::default(),
         };
@@ -533,7 +535,8 @@ fn materialize_in(
         message: access.redactor.redact(e.message()),
     };
     let repo = open_or_init(repo_dir).map_err(corrupt)?;
-    let revision = ensure_commit(inner, &repo, repo_dir, prepared, revision)?;
+    let local = Local { inner, repo: &repo, dir: repo_dir, access };
+    let revision = local.ensure_commit(revision)?;
     let oid = Oid::from_str(&revision.commit).map_err(corrupt)?;
     let target = snapshot::snapshot_path(&inner.root.join("trees"), &revision.commit);
     if target.is_dir() {
@@ -565,93 +568,107 @@ fn open_or_init(dir: &Path) -> Result<Repository, git2::Error> {
     }
 }
 
-/// Makes sure the commit of `revision` is in `repo`, fetching only what the ref names.
-fn ensure_commit(
-    inner: &Inner,
-    repo: &Repository,
-    repo_dir: &Path,
-    prepared: &Prepared,
-    revision: Revision,
-) -> Result<Revision, SourceError> {
-    let access = &prepared.access;
-    let url = access.url.redacted();
-    let oid = Oid::from_str(&revision.commit).map_err(|e| SourceError::InvalidRef {
-        url: url.to_string(),
-        message: format!("{:?} is not a commit id: {}", revision.commit, e.message()),
-    })?;
-    if has_commit(repo, repo_dir, oid, access)? {
-        return Ok(revision);
+/// A cached repository being brought up to date, and how to reach its remote.
+struct Local<'a> {
+    /// The cache, which counts the fetches.
+    inner: &'a Inner,
+    repo: &'a Repository,
+    dir: &'a Path,
+    access: &'a Access,
+}
+
+impl Local<'_> {
+    /// Makes sure the commit of `revision` is in the repository, fetching only what the ref
+    /// names.
+    fn ensure_commit(&self, revision: Revision) -> Result<Revision, SourceError> {
+        let url = self.access.url.redacted();
+        let oid = Oid::from_str(&revision.commit).map_err(|e| SourceError::InvalidRef {
+            url: url.to_string(),
+            message: format!("{:?} is not a commit id: {}", revision.commit, e.message()),
+        })?;
+        if self.has_commit(oid)? {
+            return Ok(revision);
+        }
+        match &revision.reference {
+            RevisionRef::Branch(name) | RevisionRef::Tag(name) | RevisionRef::Ref(name) => {
+                self.fetch_ref(name, oid, revision.clone())
+            }
+            RevisionRef::Commit => self.fetch_commit(oid, revision),
+        }
     }
-    let fetch = |refspecs: &[String]| {
-        inner.fetches.fetch_add(1, Ordering::SeqCst);
-        tracing::info!(url, revision = %revision, "fetching from Git remote");
-        transport::fetch(repo, repo_dir, access, refspecs)
-    };
-    match &revision.reference {
-        RevisionRef::Branch(name) | RevisionRef::Tag(name) | RevisionRef::Ref(name) => {
-            let (remote_ref, local_ref, what) = match &revision.reference {
-                RevisionRef::Branch(_) => {
-                    (format!("refs/heads/{name}"), format!("refs/ferry/heads/{name}"), "branch")
-                }
-                RevisionRef::Tag(_) => {
-                    (format!("refs/tags/{name}"), format!("refs/ferry/tags/{name}"), "tag")
-                }
-                _ => {
-                    let rest = name.strip_prefix("refs/").unwrap_or(name);
-                    (name.clone(), format!("refs/ferry/other/{rest}"), "ref")
-                }
-            };
-            fetch(&[format!("+{remote_ref}:{local_ref}")])?;
-            if has_commit(repo, repo_dir, oid, access)? {
-                return Ok(revision);
+
+    /// Fetches the one ref `revision` names. When the ref moved between listing and fetching
+    /// (e.g. a force-push), what was fetched is the newer truth, and it is what gets reported.
+    fn fetch_ref(&self, name: &str, oid: Oid, revision: Revision) -> Result<Revision, SourceError> {
+        let (remote_ref, local_ref, what) = match &revision.reference {
+            RevisionRef::Branch(_) => {
+                (format!("refs/heads/{name}"), format!("refs/ferry/heads/{name}"), "branch")
             }
-            // The ref moved (e.g. a force-push) between listing and fetching: what was fetched
-            // is the newer truth, and it is what gets reported.
-            let fetched = repo.find_reference(&local_ref).and_then(|r| r.peel_to_commit()).map_err(|e| {
-                SourceError::RefNotFound {
-                    url: url.to_string(),
-                    reference: format!("{what} {name:?}"),
-                    message: format!(
-                        "it disappeared during the fetch: {}",
-                        access.redactor.redact(e.message())
-                    ),
-                }
-            })?;
-            Ok(Revision { reference: revision.reference.clone(), commit: fetched.id().to_string() })
+            RevisionRef::Tag(_) => (format!("refs/tags/{name}"), format!("refs/ferry/tags/{name}"), "tag"),
+            _ => {
+                let rest = name.strip_prefix("refs/").unwrap_or(name);
+                (name.to_string(), format!("refs/ferry/other/{rest}"), "ref")
+            }
+        };
+        self.fetch(&revision, &[format!("+{remote_ref}:{local_ref}")])?;
+        if self.has_commit(oid)? {
+            return Ok(revision);
         }
-        RevisionRef::Commit => {
-            let sha = &revision.commit;
-            // Servers that allow it (uploadpack.allowReachableSHA1InWant / allowAnySHA1InWant)
-            // send just this commit; others need every branch and tag fetched to find it.
-            let by_sha = fetch(&[format!("+{sha}:refs/ferry/commits/{sha}")]);
-            if let Err(e) = by_sha {
-                if matches!(
-                    e,
-                    SourceError::AuthenticationFailed { .. }
-                        | SourceError::HostKeyUnknown { .. }
-                        | SourceError::HostKeyMismatch { .. }
-                        | SourceError::RepositoryNotFound { .. }
-                        | SourceError::Timeout { .. }
-                        | SourceError::Corrupt { .. }
-                ) {
-                    return Err(e);
-                }
-                tracing::debug!(url, commit = %sha, error = %e, "fetch by SHA refused; fetching all branches and tags");
-                fetch(&[
-                    "+refs/heads/*:refs/ferry/heads/*".to_string(),
-                    "+refs/tags/*:refs/ferry/tags/*".to_string(),
-                ])?;
+        let fetched = self.repo.find_reference(&local_ref).and_then(|r| r.peel_to_commit()).map_err(|e| {
+            SourceError::RefNotFound {
+                url: self.access.url.redacted().to_string(),
+                reference: format!("{what} {name:?}"),
+                message: format!(
+                    "it disappeared during the fetch: {}",
+                    self.access.redactor.redact(e.message())
+                ),
             }
-            if has_commit(repo, repo_dir, oid, access)? {
-                return Ok(revision);
+        })?;
+        Ok(Revision { reference: revision.reference.clone(), commit: fetched.id().to_string() })
+    }
+
+    /// Fetches a commit named by its SHA. Servers that allow it
+    /// (uploadpack.allowReachableSHA1InWant / allowAnySHA1InWant) send just this commit; others
+    /// need every branch and tag fetched to find it.
+    fn fetch_commit(&self, oid: Oid, revision: Revision) -> Result<Revision, SourceError> {
+        let url = self.access.url.redacted();
+        let sha = &revision.commit;
+        let by_sha = self.fetch(&revision, &[format!("+{sha}:refs/ferry/commits/{sha}")]);
+        if let Err(e) = by_sha {
+            if matches!(
+                e,
+                SourceError::AuthenticationFailed { .. }
+                    | SourceError::HostKeyUnknown { .. }
+                    | SourceError::HostKeyMismatch { .. }
+                    | SourceError::RepositoryNotFound { .. }
+                    | SourceError::Timeout { .. }
+                    | SourceError::Corrupt { .. }
+            ) {
+                return Err(e);
             }
-            Err(SourceError::RefNotFound {
-                url: url.to_string(),
-                reference: format!("commit {sha}"),
-                message: "no branch or tag of the remote contains it, and the server did not send it by SHA"
-                    .to_string(),
-            })
+            tracing::debug!(url, commit = %sha, error = %e, "fetch by SHA refused; fetching all branches and tags");
+            let everything = ["+refs/heads/*:refs/ferry/heads/*", "+refs/tags/*:refs/ferry/tags/*"];
+            self.fetch(&revision, &everything.map(String::from))?;
         }
+        if self.has_commit(oid)? {
+            return Ok(revision);
+        }
+        Err(SourceError::RefNotFound {
+            url: url.to_string(),
+            reference: format!("commit {sha}"),
+            message: "no branch or tag of the remote contains it, and the server did not send it by SHA"
+                .to_string(),
+        })
+    }
+
+    fn fetch(&self, revision: &Revision, refspecs: &[String]) -> Result<(), SourceError> {
+        self.inner.fetches.fetch_add(1, Ordering::SeqCst);
+        tracing::info!(url = self.access.url.redacted(), revision = %revision, "fetching from Git remote");
+        transport::fetch(self.repo, self.dir, self.access, refspecs)
+    }
+
+    fn has_commit(&self, oid: Oid) -> Result<bool, SourceError> {
+        has_commit(self.repo, self.dir, oid, self.access)
     }
 }
 

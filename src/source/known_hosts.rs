@@ -59,14 +59,14 @@ impl KnownHosts {
     /// Parses known_hosts text. Blank lines and `#` comments are skipped; a malformed line is an
     /// error naming its line number, because silently skipping it could leave a host untrusted
     /// for reasons nobody can see.
-    pub fn parse(text: &str) -> Result<KnownHosts, String> {
+    pub fn parse(text: &str) -> Result<KnownHosts, BadKnownHosts> {
         let mut entries = Vec::new();
         for (index, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let entry = parse_line(line).map_err(|e| format!("line {}: {e}", index + 1))?;
+            let entry = parse_line(line).map_err(|problem| BadKnownHosts { line: index + 1, problem })?;
             entries.push(entry);
         }
         Ok(KnownHosts { entries })
@@ -120,39 +120,79 @@ pub fn fingerprint(key: &[u8]) -> String {
     format!("SHA256:{}", STANDARD_NO_PAD.encode(digest::digest(&digest::SHA256, key)))
 }
 
-fn parse_line(line: &str) -> Result<Entry, String> {
+/// A known_hosts text that does not parse: which line, and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {problem}")]
+pub struct BadKnownHosts {
+    /// From 1.
+    pub line: usize,
+    pub problem: BadLine,
+}
+
+/// What is wrong with one known_hosts line.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BadLine {
+    #[error("empty line")]
+    Empty,
+    #[error("unknown marker {0:?}")]
+    UnknownMarker(String),
+    #[error("missing host patterns after the marker")]
+    NoHostsAfterMarker,
+    #[error("missing key type")]
+    NoKeyType,
+    #[error("missing key")]
+    NoKey,
+    #[error("the key is not valid base64")]
+    KeyNotBase64,
+    #[error("the key is empty")]
+    EmptyKey,
+    #[error("hashed host must be |1|salt|hash")]
+    HashedShape,
+    #[error("hashed host salt is not valid base64")]
+    SaltNotBase64,
+    #[error("hashed host hash is not valid base64")]
+    HashNotBase64,
+    #[error("hashed host hash must be 20 bytes (HMAC-SHA1)")]
+    HashLength,
+    #[error("unsupported hashed host format (only |1| is defined)")]
+    HashFormat,
+    #[error("no host patterns")]
+    NoPatterns,
+}
+
+fn parse_line(line: &str) -> Result<Entry, BadLine> {
     let mut fields = line.split_whitespace();
-    let mut first = fields.next().ok_or("empty line")?;
+    let mut first = fields.next().ok_or(BadLine::Empty)?;
     let marker = match first {
         "@revoked" => Marker::Revoked,
         "@cert-authority" => Marker::CertAuthority,
-        m if m.starts_with('@') => return Err(format!("unknown marker {m:?}")),
+        m if m.starts_with('@') => return Err(BadLine::UnknownMarker(m.to_string())),
         _ => Marker::None,
     };
     if marker != Marker::None {
-        first = fields.next().ok_or("missing host patterns after the marker")?;
+        first = fields.next().ok_or(BadLine::NoHostsAfterMarker)?;
     }
-    let key_type = fields.next().ok_or("missing key type")?;
-    let key_b64 = fields.next().ok_or("missing key")?;
-    let key = STANDARD.decode(key_b64).map_err(|_| "the key is not valid base64".to_string())?;
+    let key_type = fields.next().ok_or(BadLine::NoKeyType)?;
+    let key_b64 = fields.next().ok_or(BadLine::NoKey)?;
+    let key = STANDARD.decode(key_b64).map_err(|_| BadLine::KeyNotBase64)?;
     if key.is_empty() {
-        return Err("the key is empty".to_string());
+        return Err(BadLine::EmptyKey);
     }
     Ok(Entry { marker, hosts: parse_hosts(first)?, key_type: key_type.to_string(), key })
 }
 
-fn parse_hosts(field: &str) -> Result<Hosts, String> {
+fn parse_hosts(field: &str) -> Result<Hosts, BadLine> {
     if let Some(rest) = field.strip_prefix("|1|") {
-        let (salt, hash) = rest.split_once('|').ok_or("hashed host must be |1|salt|hash")?;
-        let salt = STANDARD.decode(salt).map_err(|_| "hashed host salt is not valid base64".to_string())?;
-        let hash = STANDARD.decode(hash).map_err(|_| "hashed host hash is not valid base64".to_string())?;
+        let (salt, hash) = rest.split_once('|').ok_or(BadLine::HashedShape)?;
+        let salt = STANDARD.decode(salt).map_err(|_| BadLine::SaltNotBase64)?;
+        let hash = STANDARD.decode(hash).map_err(|_| BadLine::HashNotBase64)?;
         if hash.len() != 20 {
-            return Err("hashed host hash must be 20 bytes (HMAC-SHA1)".to_string());
+            return Err(BadLine::HashLength);
         }
         return Ok(Hosts::Hashed { salt, hash });
     }
     if field.starts_with('|') {
-        return Err("unsupported hashed host format (only |1| is defined)".to_string());
+        return Err(BadLine::HashFormat);
     }
     let patterns: Vec<(bool, String)> = field
         .split(',')
@@ -163,7 +203,7 @@ fn parse_hosts(field: &str) -> Result<Hosts, String> {
         })
         .collect();
     if patterns.is_empty() {
-        return Err("no host patterns".to_string());
+        return Err(BadLine::NoPatterns);
     }
     Ok(Hosts::Patterns(patterns))
 }
@@ -333,8 +373,8 @@ mod tests {
 
     #[test]
     fn malformed_lines_are_errors_with_line_numbers() {
-        assert_eq!(KnownHosts::parse("h ssh-ed25519").unwrap_err(), "line 1: missing key");
-        assert!(KnownHosts::parse("\n\nh ssh-ed25519 !!!").unwrap_err().starts_with("line 3:"));
+        assert_eq!(KnownHosts::parse("h ssh-ed25519").unwrap_err().to_string(), "line 1: missing key");
+        assert!(KnownHosts::parse("\n\nh ssh-ed25519 !!!").unwrap_err().to_string().starts_with("line 3:"));
         assert!(KnownHosts::parse("@bogus h ssh-ed25519 AAAA").is_err());
         assert!(KnownHosts::parse("|2|a|b ssh-ed25519 AAAA").is_err());
         assert!(KnownHosts::parse("|1|AAAA|AAAA ssh-ed25519 AAAA").is_err());

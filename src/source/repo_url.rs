@@ -51,25 +51,21 @@ impl fmt::Display for RepoUrl {
 impl RepoUrl {
     /// Parses `https://`, `http://`, `ssh://`, `file://` and scp-like `user@host:path` URLs.
     pub fn parse(input: &str) -> Result<RepoUrl, SourceError> {
-        let invalid = |message: &str| SourceError::InvalidUrl {
+        let invalid = |problem: Invalid| SourceError::InvalidUrl {
             url: redact_unparsed(input),
-            message: message.to_string(),
+            message: problem.to_string(),
         };
         if input.is_empty() {
-            return Err(invalid("the URL is empty"));
+            return Err(invalid(Invalid::Empty));
         }
         if input.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(invalid("the URL contains whitespace or control characters"));
+            return Err(invalid(Invalid::Whitespace));
         }
         match input.split_once("://") {
             // Not a scheme (`user:pass://x@host`): never echoed, it may hold a secret.
-            Some((scheme, _)) if !is_scheme(scheme) => {
-                Err(invalid("the text before :// is not a URL scheme"))
-            }
-            Some((scheme, _)) => {
-                parse_with_scheme(input, &scheme.to_ascii_lowercase()).map_err(|m| invalid(&m))
-            }
-            None => parse_scp_like(input).map_err(|m| invalid(&m)),
+            Some((scheme, _)) if !is_scheme(scheme) => Err(invalid(Invalid::NotAScheme)),
+            Some((scheme, _)) => parse_with_scheme(input, &scheme.to_ascii_lowercase()).map_err(invalid),
+            None => parse_scp_like(input).map_err(invalid),
         }
     }
 
@@ -140,112 +136,144 @@ impl RepoUrl {
     }
 }
 
-fn parse_with_scheme(input: &str, scheme: &str) -> Result<RepoUrl, String> {
+/// What is wrong with a repository URL: the message of [`SourceError::InvalidUrl`].
+#[derive(Debug, thiserror::Error)]
+enum Invalid {
+    #[error("the URL is empty")]
+    Empty,
+    #[error("the URL contains whitespace or control characters")]
+    Whitespace,
+    #[error("the text before :// is not a URL scheme")]
+    NotAScheme,
+    #[error("unsupported scheme {0:?}: use https://, http://, ssh://, file:// or user@host:path")]
+    UnsupportedScheme(String),
+    #[error(transparent)]
+    Syntax(#[from] url::ParseError),
+    #[error("a repository URL has no query or fragment")]
+    QueryOrFragment,
+    #[error("file:// URLs must name a local path (file:///path)")]
+    FileHost,
+    #[error("the URL has no host")]
+    NoHost,
+    #[error("the URL has no repository path")]
+    NoPath,
+    /// `what`: the path, the username or the password.
+    #[error("the {0} is not valid percent-encoded UTF-8")]
+    Encoding(&'static str),
+    #[error("expected a URL with a scheme (https://, ssh://, ...) or user@host:path")]
+    NoScheme,
+    #[error("the user in user@host:path may only contain letters, digits and ._~-")]
+    ScpUser,
+    #[error("the host in user@host:path may only contain letters, digits, '.' and '-'")]
+    ScpHost,
+}
+
+fn parse_with_scheme(input: &str, scheme: &str) -> Result<RepoUrl, Invalid> {
     let transport = match scheme {
         "https" => Transport::Https,
         "http" => Transport::Http,
         "ssh" | "git+ssh" | "ssh+git" => Transport::Ssh,
         "file" => Transport::File,
-        other => {
-            return Err(format!(
-                "unsupported scheme {other:?}: use https://, http://, ssh://, file:// or user@host:path"
-            ));
-        }
+        other => return Err(Invalid::UnsupportedScheme(other.to_string())),
     };
-    let parsed = url::Url::parse(input).map_err(|e| e.to_string())?;
+    let parsed = url::Url::parse(input)?;
     if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err("a repository URL has no query or fragment".to_string());
+        return Err(Invalid::QueryOrFragment);
     }
-    let path = parsed.path().to_string();
-
-    if transport == Transport::File {
-        if parsed.host_str().is_some_and(|h| !h.is_empty() && h != "localhost") {
-            return Err("file:// URLs must name a local path (file:///path)".to_string());
-        }
-        let decoded = percent_decode(&path).ok_or("the path is not valid percent-encoded UTF-8")?;
-        if decoded.trim_end_matches('/').is_empty() {
-            return Err("the URL has no repository path".to_string());
-        }
-        let url = format!("file://{path}");
-        let normalized = format!("file://{}", decoded.trim_end_matches('/'));
-        return Ok(RepoUrl {
-            transport,
-            redacted: url.clone(),
-            remote_url: url,
-            normalized,
-            host: None,
-            port: None,
-            username: None,
-            password: None,
-        });
+    match transport {
+        Transport::File => file_url(&parsed),
+        _ => network_url(&parsed, transport),
     }
+}
 
-    let host = parsed.host_str().filter(|h| !h.is_empty()).ok_or("the URL has no host")?.to_ascii_lowercase();
+/// `file:///path`: a local path, no host.
+fn file_url(parsed: &url::Url) -> Result<RepoUrl, Invalid> {
+    let path = parsed.path();
+    if parsed.host_str().is_some_and(|h| !h.is_empty() && h != "localhost") {
+        return Err(Invalid::FileHost);
+    }
+    let decoded = percent_decode(path).ok_or(Invalid::Encoding("path"))?;
+    if decoded.trim_end_matches('/').is_empty() {
+        return Err(Invalid::NoPath);
+    }
+    let url = format!("file://{path}");
+    let normalized = format!("file://{}", decoded.trim_end_matches('/'));
+    Ok(RepoUrl {
+        transport: Transport::File,
+        redacted: url.clone(),
+        remote_url: url,
+        normalized,
+        host: None,
+        port: None,
+        username: None,
+        password: None,
+    })
+}
+
+/// An HTTP(S) or SSH URL: a host, a path, perhaps a user, a password and a port other than the
+/// scheme's default.
+fn network_url(parsed: &url::Url, transport: Transport) -> Result<RepoUrl, Invalid> {
+    let path = parsed.path();
+    let host = parsed.host_str().filter(|h| !h.is_empty()).ok_or(Invalid::NoHost)?.to_ascii_lowercase();
     if path.trim_matches('/').is_empty() {
-        return Err("the URL has no repository path".to_string());
+        return Err(Invalid::NoPath);
     }
-    let decode = |part: Option<&str>, what: &str| -> Result<Option<String>, String> {
+    let decode = |part: Option<&str>, what: &'static str| -> Result<Option<String>, Invalid> {
         match part.filter(|p| !p.is_empty()) {
             None => Ok(None),
-            Some(p) => {
-                percent_decode(p).map(Some).ok_or(format!("the {what} is not valid percent-encoded UTF-8"))
-            }
+            Some(p) => percent_decode(p).map(Some).ok_or(Invalid::Encoding(what)),
         }
     };
     let username = decode(Some(parsed.username()), "username")?;
     let password = decode(parsed.password(), "password")?;
-
-    let default_port = match transport {
-        Transport::Https => 443,
-        Transport::Http => 80,
-        _ => 22,
+    let (default_port, scheme_out) = match transport {
+        Transport::Https => (443, "https"),
+        Transport::Http => (80, "http"),
+        _ => (22, "ssh"),
     };
     let port = parsed.port().filter(|p| *p != default_port);
-    let scheme_out = match transport {
-        Transport::Https => "https",
-        Transport::Http => "http",
-        _ => "ssh",
-    };
     let host_port = match port {
         Some(p) => format!("{host}:{p}"),
         None => host.clone(),
     };
     let trimmed_path = path.trim_end_matches('/');
-
-    let (redacted, remote_url, normalized) = match transport {
-        Transport::Ssh => {
-            // The SSH user is not a secret and selects the account on the server, so it stays.
-            let user = if username.is_some() { format!("{}@", parsed.username()) } else { String::new() };
-            let url = format!("ssh://{user}{host_port}{path}");
-            (url.clone(), url, format!("ssh://{user}{host_port}{trimmed_path}"))
-        }
-        _ => {
-            let url = format!("{scheme_out}://{host_port}{path}");
-            (url.clone(), url, format!("{scheme_out}://{host_port}{trimmed_path}"))
-        }
+    // The SSH user is not a secret and selects the account on the server, so it stays; over
+    // HTTP(S) no userinfo does.
+    let user = match transport {
+        Transport::Ssh if username.is_some() => format!("{}@", parsed.username()),
+        _ => String::new(),
     };
-    Ok(RepoUrl { transport, redacted, remote_url, normalized, host: Some(host), port, username, password })
+    let url = format!("{scheme_out}://{user}{host_port}{path}");
+    let normalized = format!("{scheme_out}://{user}{host_port}{trimmed_path}");
+    Ok(RepoUrl {
+        transport,
+        redacted: url.clone(),
+        remote_url: url,
+        normalized,
+        host: Some(host),
+        port,
+        username,
+        password,
+    })
 }
 
 /// `user@host:path` (the path is relative to the user's home unless it starts with `/`).
-fn parse_scp_like(input: &str) -> Result<RepoUrl, String> {
+fn parse_scp_like(input: &str) -> Result<RepoUrl, Invalid> {
     let (user, rest) = match input.split_once('@') {
         Some((user, rest)) => (Some(user), rest),
         None => (None, input),
     };
-    let (host, path) = rest
-        .split_once(':')
-        .ok_or("expected a URL with a scheme (https://, ssh://, ...) or user@host:path")?;
+    let (host, path) = rest.split_once(':').ok_or(Invalid::NoScheme)?;
     if let Some(user) = user
         && (user.is_empty() || !user.chars().all(|c| c.is_ascii_alphanumeric() || "._~-".contains(c)))
     {
-        return Err("the user in user@host:path may only contain letters, digits and ._~-".to_string());
+        return Err(Invalid::ScpUser);
     }
     if host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c)) {
-        return Err("the host in user@host:path may only contain letters, digits, '.' and '-'".to_string());
+        return Err(Invalid::ScpHost);
     }
     if path.trim_matches('/').is_empty() {
-        return Err("the URL has no repository path".to_string());
+        return Err(Invalid::NoPath);
     }
     let host = host.to_ascii_lowercase();
     let user_at = user.map(|u| format!("{u}@")).unwrap_or_default();
@@ -310,6 +338,35 @@ fn percent_decode(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The message of each refusal, as it read before the refusals were typed.
+    #[test]
+    fn refusals_say_what_is_wrong() {
+        let cases = [
+            ("", "the URL is empty"),
+            ("https://h/r x", "the URL contains whitespace or control characters"),
+            ("a:b://h/r", "the text before :// is not a URL scheme"),
+            (
+                "ftp://h/r",
+                r#"unsupported scheme "ftp": use https://, http://, ssh://, file:// or user@host:path"#,
+            ),
+            ("https://h/r?x=1", "a repository URL has no query or fragment"),
+            ("file://other/x", "file:// URLs must name a local path (file:///path)"),
+            ("file:///", "the URL has no repository path"),
+            ("https://h/", "the URL has no repository path"),
+            ("git@h:", "the URL has no repository path"),
+            ("nothing", "expected a URL with a scheme (https://, ssh://, ...) or user@host:path"),
+            ("a%b@h:r", "the user in user@host:path may only contain letters, digits and ._~-"),
+            ("git@h_h:r", "the host in user@host:path may only contain letters, digits, '.' and '-'"),
+            ("https://[::1/r", "invalid IPv6 address"),
+        ];
+        for (input, words) in cases {
+            match RepoUrl::parse(input) {
+                Err(SourceError::InvalidUrl { message, .. }) => assert_eq!(message, words, "{input:?}"),
+                other => panic!("{input:?}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn https_credentials_are_stripped_everywhere_but_kept_for_auth() {

@@ -161,16 +161,7 @@ fn credential(
         return Err(git2::Error::from_str("cancelled"));
     }
     let creds = access.credentials.as_ref();
-    let auth_failed = |message: &str| {
-        observed.fail(
-            SourceError::AuthenticationFailed {
-                url: access.url.redacted().to_string(),
-                message: message.to_string(),
-            },
-            ErrorCode::Auth,
-            ErrorClass::Callback,
-        )
-    };
+    let auth_failed = |message: &str| auth_failed(access, observed, message);
     let ssh_user = username_from_url
         .or(access.url.username())
         .or(creds.and_then(|c| c.username.as_deref()))
@@ -198,31 +189,7 @@ fn credential(
         });
     }
     if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-        let (user, password, origin) = match creds
-            .and_then(|c| c.username.as_deref().zip(c.password.as_deref()))
-        {
-            Some((user, password)) => (user, password, "the Secret's username and password"),
-            None => match access.url.username().zip(access.url.password()) {
-                Some((user, password)) => (user, password, "the username and password in the URL"),
-                None if creds.is_some_and(|c| c.bearer_token.is_some()) => {
-                    return Err(auth_failed("the server rejected the bearer token"));
-                }
-                None if access.url.transport() == Transport::Ssh => {
-                    return Err(auth_failed(&format!(
-                        "the server wants an SSH key or password for {user_origin}, and the Secret has neither (identity)"
-                    )));
-                }
-                None => {
-                    return Err(auth_failed(
-                        "the server requires authentication and no credentials are configured (secretRef with username+password or bearerToken)",
-                    ));
-                }
-            },
-        };
-        if observed.tried_password.replace(true) {
-            return Err(auth_failed(&format!("the server rejected {origin}")));
-        }
-        return Cred::userpass_plaintext(user, password);
+        return user_password(access, observed, user_origin);
     }
     if allowed.contains(CredentialType::SSH_KEY) {
         return Err(auth_failed(&format!(
@@ -230,6 +197,48 @@ fn credential(
         )));
     }
     Err(auth_failed("the server asks for an authentication method ferry does not support"))
+}
+
+/// A username and password: the Secret's, else those in the URL, tried once.
+fn user_password(access: &Access, observed: &Observed, user_origin: &str) -> Result<Cred, git2::Error> {
+    let creds = access.credentials.as_ref();
+    let auth_failed = |message: &str| auth_failed(access, observed, message);
+    let (user, password, origin) = match creds.and_then(|c| c.username.as_deref().zip(c.password.as_deref()))
+    {
+        Some((user, password)) => (user, password, "the Secret's username and password"),
+        None => match access.url.username().zip(access.url.password()) {
+            Some((user, password)) => (user, password, "the username and password in the URL"),
+            None if creds.is_some_and(|c| c.bearer_token.is_some()) => {
+                return Err(auth_failed("the server rejected the bearer token"));
+            }
+            None if access.url.transport() == Transport::Ssh => {
+                return Err(auth_failed(&format!(
+                    "the server wants an SSH key or password for {user_origin}, and the Secret has neither (identity)"
+                )));
+            }
+            None => {
+                return Err(auth_failed(
+                    "the server requires authentication and no credentials are configured (secretRef with username+password or bearerToken)",
+                ));
+            }
+        },
+    };
+    if observed.tried_password.replace(true) {
+        return Err(auth_failed(&format!("the server rejected {origin}")));
+    }
+    Cred::userpass_plaintext(user, password)
+}
+
+/// Records an authentication failure (the first one is what the fetch reports).
+fn auth_failed(access: &Access, observed: &Observed, message: &str) -> git2::Error {
+    observed.fail(
+        SourceError::AuthenticationFailed {
+            url: access.url.redacted().to_string(),
+            message: message.to_string(),
+        },
+        ErrorCode::Auth,
+        ErrorClass::Callback,
+    )
 }
 
 /// Where the user libgit2 authenticates as came from, for messages that must not name it.

@@ -37,7 +37,8 @@ pub fn access(pass: Pass<'_>) -> Result<Access, AccessError> {
     tenancy.check_source(&app.spec.source.repo_url)?;
     let destination = app.spec.destination.as_ref().and_then(|d| d.namespace.as_deref());
     tenancy.check_destination(destination.unwrap_or(&app_ref.namespace))?;
-    let client = ctx.client_for(&app_ref.namespace, sa.as_deref()).map_err(AccessError::Client)?;
+    let client =
+        ctx.client_for(&app_ref.namespace, sa.as_deref()).map_err(|e| AccessError::Client(Box::new(e)))?;
     Ok(Access { tenancy, client })
 }
 

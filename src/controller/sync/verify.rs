@@ -42,8 +42,8 @@ pub async fn verify(
     let healthy = health.status == HealthStatusCode::Healthy;
     let revision = built.revision.to_string();
     let hooks = &built.split.hooks;
-    let verification =
-        hooks::converge(pass.ctx, &built.applier, pass.app_ref, hooks, &revision, previous, healthy).await?;
+    let verify = hooks::Verify { hooks, revision: &revision, previous, healthy };
+    let verification = hooks::converge(pass.ctx, &built.applier, pass.app_ref, verify).await?;
     let health = match verification.as_ref().filter(|v| v.revision == revision) {
         Some(v) => {
             let message = v.message.clone().unwrap_or_default();
