@@ -29,7 +29,8 @@ help:
 	@echo "                   -> target/bench/sync.txt, git push + webhook -> target/bench/webhook.txt"
 	@echo "make bench-quick   a reduced ferry-next-to-Flux run in minutes -> target/bench/compare-quick.md"
 	@echo "make lint          cargo fmt --check, clippy with warnings as errors, and no import cycles"
-	@echo "                   among src/'s modules (scripts/check-cycles.py)"
+	@echo "                   among src/'s modules (scripts/check-cycles.py), no function over 80 lines in"
+	@echo "                   src/controller/ or src/rollout/ without a \`// long:\` reason (scripts/fn-stats.py)"
 	@echo "make testenv-up    build (once) and start the local control plane"
 	@echo "make testenv-down  stop it"
 
@@ -53,6 +54,7 @@ lint:
 	cargo clippy --all-targets -- -D warnings
 	scripts/check-cycles.py --self-test
 	scripts/check-cycles.py
+	scripts/fn-stats.py --check
 
 crds:
 	cargo run -q -- crd > crds/application.yaml

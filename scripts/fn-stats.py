@@ -15,6 +15,7 @@ them do not count, which is enough for rustfmt-formatted code.
 import argparse
 import pathlib
 import re
+import signal
 import sys
 
 FN = re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?(?:const\s+)?(?:async\s+)?(?:unsafe\s+)?fn\s+(\w+)")
@@ -116,6 +117,7 @@ def count_params(s):
 
 
 def main():
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends the listing quietly
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", default=str(pathlib.Path(__file__).resolve().parent.parent))
     ap.add_argument("--over", type=int, default=80)

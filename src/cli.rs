@@ -32,7 +32,7 @@ pub enum CliError {
     TempDir(#[source] std::io::Error),
     /// What `ferry diff` itself reports (reading `--file`, fetching, rendering, the dry runs).
     #[error(transparent)]
-    Diff(Box<dyn std::error::Error + Send + Sync>),
+    Diff(#[from] Box<crate::diff::live::DiffError>),
 }
 
 /// `ferry sync NAME`: stamps the reconcile-at annotation, which makes ferry re-check Git and
@@ -194,7 +194,7 @@ pub async fn diff(request: DiffRequest<'_>) -> Result<crate::diff::Plan, CliErro
     let app = match (file, name) {
         (Some(path), _) => {
             let mut app =
-                crate::diff::live::application_from_file(path).map_err(|e| CliError::Diff(e.into()))?;
+                crate::diff::live::application_from_file(path).map_err(|e| CliError::Diff(Box::new(e)))?;
             if let Some(ns) = namespace {
                 app.metadata.namespace = Some(ns.to_string());
             }
@@ -215,5 +215,5 @@ pub async fn diff(request: DiffRequest<'_>) -> Result<crate::diff::Plan, CliErro
         }
     };
     let plan = crate::diff::live::plan(client, &app, input, render, &cache, TIMEOUT).await;
-    plan.map_err(|e| CliError::Diff(e.into()))
+    plan.map_err(|e| CliError::Diff(Box::new(e)))
 }

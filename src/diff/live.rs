@@ -18,6 +18,7 @@ use crate::{
     api::{Application, GitRef, InventoryEntry},
     apply::{AppRef, Applier, ApplyError},
     controller::{
+        error::{BuildError, KindsError, PruneError},
         prunable,
         sync::{
             build::{self, Split},
@@ -26,10 +27,46 @@ use crate::{
         },
     },
     health::ObjectName,
-    render::{self, DiscoveredScopes, RenderOptions, RenderRequest},
+    render::{self, DiscoveredScopes, RenderError, RenderOptions, RenderRequest},
     rollout::workload,
-    source::{GitCache, GitCacheOptions, SourceSpec, credentials::from_secret_ref},
+    source::{
+        GitCache, GitCacheOptions, SourceError, SourceSpec,
+        credentials::{SecretReadError, from_secret_ref},
+    },
 };
+
+/// Why `ferry diff` could not compute a plan. Each reads as one sentence.
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    #[error("--local {}: {source}", .dir.display())]
+    Local { dir: PathBuf, source: std::io::Error },
+    #[error("--file {}: {source}", .path.display())]
+    File { path: PathBuf, source: std::io::Error },
+    #[error("--file {}: not an Application: {source}", .path.display())]
+    NotAnApplication { path: PathBuf, source: Box<serde_saphyr::Error> },
+    #[error(transparent)]
+    Credentials(#[from] Box<SecretReadError>),
+    #[error("Git cache in {}: {source}", .dir.display())]
+    Cache { dir: PathBuf, source: Box<SourceError> },
+    #[error("fetching {reference}: {source}")]
+    Fetch { reference: String, source: Box<SourceError> },
+    #[error("API discovery did not finish in time")]
+    DiscoveryTimeout,
+    #[error("API discovery: {0}")]
+    Discovery(#[source] kube::Error),
+    #[error("rendering {what}: {error}")]
+    Render { what: String, error: RenderError },
+    /// The sync pass's build refuses the revision (a hook it does not run, an unknown kind, ...).
+    #[error(transparent)]
+    Build(#[from] Box<BuildError>),
+    #[error(transparent)]
+    Kinds(#[from] KindsError),
+    #[error(transparent)]
+    Prune(#[from] PruneError),
+    /// A read or dry run the API server refused or did not answer.
+    #[error(transparent)]
+    Cluster(#[from] ApplyError),
+}
 
 /// What to compare with the cluster.
 #[derive(Clone, Debug)]
@@ -52,7 +89,7 @@ pub async fn plan(
     render_options: &RenderOptions,
     cache_dir: &Path,
     timeout: Duration,
-) -> Result<Plan, String> {
+) -> Result<Plan, DiffError> {
     let namespace = app.namespace().unwrap_or_else(|| client.default_namespace().to_string());
     let app_ref = AppRef { namespace: namespace.clone(), name: app.name_any() };
     let mut app = app.clone();
@@ -60,8 +97,8 @@ pub async fn plan(
     let (root, source) = files(&client, &app, input, cache_dir, timeout).await?;
     let discovery = tokio::time::timeout(timeout * 3, Discovery::new(client.clone()).run())
         .await
-        .map_err(|_| "API discovery did not finish in time".to_string())?
-        .map_err(|e| format!("API discovery: {e}"))?;
+        .map_err(|_| DiffError::DiscoveryTimeout)?
+        .map_err(DiffError::Discovery)?;
     let applier = Applier::with_discovery(client.clone(), Arc::new(discovery), timeout);
     let (desired, split) =
         build(&client, &app, &app_ref, &applier, &root, render_options, &source, timeout).await?;
@@ -75,9 +112,7 @@ pub async fn plan(
     let previous = app.status.as_ref().map(|s| s.inventory.clone()).unwrap_or_default();
     let previous = desired::in_scope(previous, applier.discovery());
     let candidates = prune::candidates(&previous, &desired::inventory(&desired));
-    let gone = prunable::select(&applier, applier.discovery(), &app_ref, &candidates)
-        .await
-        .map_err(|e| e.to_string())?;
+    let gone = prunable::select(&applier, applier.discovery(), &app_ref, &candidates).await?;
     for p in gone {
         if !app.spec.sync_policy.prune {
             plan.not_pruned.push(ObjectName::from(&p.entry).to_string());
@@ -102,10 +137,10 @@ async fn files(
     input: &Input,
     cache_dir: &Path,
     timeout: Duration,
-) -> Result<(PathBuf, String), String> {
+) -> Result<(PathBuf, String), DiffError> {
     let reference = match input {
         Input::Local(dir) => {
-            let dir = dir.canonicalize().map_err(|e| format!("--local {}: {e}", dir.display()))?;
+            let dir = dir.canonicalize().map_err(|source| DiffError::Local { dir: dir.clone(), source })?;
             let shown = format!("local {}", dir.display());
             return Ok((dir, shown));
         }
@@ -113,10 +148,9 @@ async fn files(
     };
     let namespace = app.namespace().unwrap_or_default();
     let secret_ref = app.spec.source.secret_ref.as_ref();
-    let credentials =
-        from_secret_ref(client, timeout, &namespace, secret_ref).await.map_err(|e| e.to_string())?;
+    let credentials = from_secret_ref(client, timeout, &namespace, secret_ref).await.map_err(Box::new)?;
     let git = GitCache::new(cache_dir, GitCacheOptions::default())
-        .map_err(|e| format!("Git cache in {}: {e}", cache_dir.display()))?;
+        .map_err(|source| DiffError::Cache { dir: cache_dir.to_path_buf(), source: Box::new(source) })?;
     let mut source = app.spec.source.clone();
     source.git_ref = git_ref(reference);
     let spec = SourceSpec::from_source(&source, credentials.clone());
@@ -128,7 +162,7 @@ async fn files(
         }
         other => other,
     }
-    .map_err(|e| format!("fetching {reference}: {e}"))?;
+    .map_err(|source| DiffError::Fetch { reference: reference.clone(), source: Box::new(source) })?;
     Ok((snapshot.root.clone(), snapshot.revision.short()))
 }
 
@@ -144,20 +178,19 @@ async fn build(
     render_options: &RenderOptions,
     source: &str,
     timeout: Duration,
-) -> Result<(Vec<Desired>, Split), String> {
+) -> Result<(Vec<Desired>, Split), DiffError> {
     let scopes = DiscoveredScopes::from_discovery(applier.discovery());
     let req = RenderRequest::for_application(app, root);
     let rendered = render::render(&req, render_options, &scopes)
         .await
-        .map_err(|e| format!("rendering {source}: {e}"))?;
+        .map_err(|e| DiffError::Render { what: source.to_string(), error: e })?;
     let reader = build::NamespaceReader { client, timeout };
-    let split = build::split(reader, app, app_ref, &Arc::new(rendered)).await.map_err(|e| e.to_string())?;
+    let split = build::split(reader, app, app_ref, &Arc::new(rendered)).await.map_err(Box::new)?;
     let mut desired: Vec<Desired> = desired::prepare(&split.objects, app_ref)
         .into_iter()
         .map(|prepared| Desired { prepared, resource: None })
         .collect();
-    desired::resolve_kinds(&mut desired, applier, &desired::crd_kinds(&split.objects))
-        .map_err(|e| e.to_string())?;
+    desired::resolve_kinds(&mut desired, applier, &desired::crd_kinds(&split.objects))?;
     Ok((desired, split))
 }
 
@@ -168,15 +201,14 @@ async fn object_diff(
     d: &Desired,
     new_namespaces: &HashSet<String>,
     plan: &mut Plan,
-) -> Result<Option<(Action, String)>, String> {
+) -> Result<Option<(Action, String)>, DiffError> {
     let entry = &d.entry;
     let title = format!("{}/{}", entry.kind, entry.name);
     let desired = serde_json::to_value(&d.obj).expect("objects serialize");
     let live = match &d.resource {
-        Some((resource, caps)) => applier
-            .get(&title, resource, caps, entry.namespace.as_deref(), &entry.name)
-            .await
-            .map_err(|e| e.to_string())?,
+        Some((resource, caps)) => {
+            applier.get(&title, resource, caps, entry.namespace.as_deref(), &entry.name).await?
+        }
         // A kind whose CRD this revision installs: new by definition.
         None => None,
     };
@@ -196,7 +228,7 @@ async fn object_diff(
         match applier.dry_run(&d.obj, true).await {
             Ok(result) => serde_json::to_value(result).expect("objects serialize"),
             Err(ApplyError::UnknownKind { .. }) if live.is_none() => desired.clone(),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
     };
     let (mut before, mut after) = (live.as_ref().map(comparable).unwrap_or(Value::Null), comparable(&after));
@@ -215,16 +247,16 @@ async fn object_diff(
 async fn namespaces_to_create(
     applier: &Applier,
     objects: &[DynamicObject],
-) -> Result<HashSet<String>, String> {
+) -> Result<HashSet<String>, DiffError> {
     let mut new = HashSet::new();
     for obj in objects
         .iter()
         .filter(|o| o.types.as_ref().is_some_and(|t| t.kind == "Namespace" && t.api_version == "v1"))
     {
         let Some(name) = obj.metadata.name.as_deref() else { continue };
-        let (resource, caps) = applier.resolve(obj).map_err(|e| e.to_string())?;
+        let (resource, caps) = applier.resolve(obj)?;
         let title = format!("Namespace/{name}");
-        if applier.get(&title, &resource, &caps, None, name).await.map_err(|e| e.to_string())?.is_none() {
+        if applier.get(&title, &resource, &caps, None, name).await?.is_none() {
             new.insert(name.to_string());
         }
     }
@@ -282,8 +314,9 @@ fn diff_of(entry: &InventoryEntry, action: Action, diff: String) -> ObjectDiff {
 }
 
 /// Reads an Application from a YAML file (`--file`), for one that does not exist yet.
-pub fn application_from_file(path: &Path) -> Result<Application, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("--file {}: {e}", path.display()))?;
+pub fn application_from_file(path: &Path) -> Result<Application, DiffError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| DiffError::File { path: path.to_path_buf(), source })?;
     serde_saphyr::from_str::<Application>(&text)
-        .map_err(|e| format!("--file {}: not an Application: {e}", path.display()))
+        .map_err(|source| DiffError::NotAnApplication { path: path.to_path_buf(), source: Box::new(source) })
 }
