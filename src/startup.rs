@@ -360,9 +360,15 @@ async fn connect(opts: &RunOptions, shutdown: &mut Shutdown) -> Result<Option<Co
     };
     Ok(Some(Connected {
         url: cluster.url,
-        kubernetes_version: cluster.kubernetes_version,
+        kubernetes_version: cluster.kubernetes_version.clone(),
         sets_served: serves(&discovery, "ApplicationSet"),
-        connection: Connection { config, client, metrics, discovery },
+        connection: Connection {
+            config,
+            client,
+            metrics,
+            discovery,
+            kubernetes_version: cluster.kubernetes_version,
+        },
     }))
 }
 

@@ -21,7 +21,7 @@ use crate::{
     api::{Application, TenantPolicy},
     apply::{AppRef, ApplyError},
     metrics::Metrics,
-    render::{DiscoveredScopes, RenderCache, RenderOptions},
+    render::{Capabilities, DiscoveredScopes, RenderCache, RenderOptions},
     rollout::prometheus::Prometheus,
     source::GitCache,
     tenancy::{Lockdown, Tenancy},
@@ -88,6 +88,8 @@ pub struct Connection {
     pub client: Client,
     pub config: Config,
     pub discovery: Discovery,
+    /// The API server's version (`v1.36.3`), for helm's `.Capabilities.KubeVersion`.
+    pub kubernetes_version: String,
     pub metrics: Arc<Metrics>,
 }
 
@@ -103,7 +105,7 @@ pub struct Caches {
 impl Context {
     /// The context, from what `ferry run` built at start-up.
     pub fn new(connection: Connection, options: SyncOptions, caches: Caches) -> Context {
-        let Connection { client, config, discovery, metrics } = connection;
+        let Connection { client, config, discovery, kubernetes_version, metrics } = connection;
         let Caches { git, watches, apps } = caches;
         let prometheus = Prometheus::new(options.api_timeout)
             .map_err(|e| format!("no HTTP client for Prometheus (loading the system's TLS roots: {e})"));
@@ -121,7 +123,7 @@ impl Context {
             metrics,
             apps,
             policies: None,
-            discovery: RwLock::new(Discovered::new(discovery, Instant::now())),
+            discovery: RwLock::new(Discovered::new(discovery, kubernetes_version, Instant::now())),
             impersonating: Mutex::new(HashMap::new()),
             memory: Mutex::new(HashMap::new()),
             snapshots: Mutex::new(HashMap::new()),
@@ -167,6 +169,11 @@ impl Context {
         self.discovery.read().await.scopes.clone()
     }
 
+    /// The cluster's version and served APIs, from the latest discovery, for helm.
+    pub async fn capabilities(&self) -> Arc<Capabilities> {
+        self.discovery.read().await.capabilities.clone()
+    }
+
     /// Re-runs discovery unless someone did so after `not_before` (many reconciles asking at
     /// once share one run). Pass the moment from which the answer must be fresh: after CRDs
     /// became Established, that moment.
@@ -181,7 +188,10 @@ impl Context {
                 .await
                 .map_err(|_| ApplyError::Discovery("no answer in time".into()))?
                 .map_err(|e| ApplyError::Discovery(e.to_string()))?;
-        *guard = Discovered::new(discovery, taken);
+        // The version is the one read at start-up: an upgrade of the API server restarts
+        // nothing here, but it changes what charts see only at ferry's next start.
+        let version = guard.capabilities.kube_version.clone();
+        *guard = Discovered::new(discovery, version, taken);
         Ok(guard.discovery.clone())
     }
 
@@ -268,13 +278,15 @@ pub async fn collect_garbage(ctx: Arc<Context>, interval: Duration) {
 struct Discovered {
     discovery: Arc<Discovery>,
     scopes: Arc<DiscoveredScopes>,
+    capabilities: Arc<Capabilities>,
     taken: Instant,
 }
 
 impl Discovered {
-    fn new(discovery: Discovery, taken: Instant) -> Discovered {
+    fn new(discovery: Discovery, kubernetes_version: String, taken: Instant) -> Discovered {
         let scopes = Arc::new(DiscoveredScopes::from_discovery(&discovery));
-        Discovered { discovery: Arc::new(discovery), scopes, taken }
+        let capabilities = Arc::new(Capabilities::from_discovery(&discovery, &kubernetes_version));
+        Discovered { discovery: Arc::new(discovery), scopes, capabilities, taken }
     }
 }
 

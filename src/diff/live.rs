@@ -27,7 +27,7 @@ use crate::{
         },
     },
     health::ObjectName,
-    render::{self, DiscoveredScopes, RenderError, RenderOptions, RenderRequest},
+    render::{self, Capabilities, DiscoveredScopes, RenderError, RenderOptions, RenderRequest},
     rollout::workload,
     source::{
         GitCache, GitCacheOptions, SourceError, SourceSpec,
@@ -99,9 +99,14 @@ pub async fn plan(
         .await
         .map_err(|_| DiffError::DiscoveryTimeout)?
         .map_err(DiffError::Discovery)?;
+    let version = tokio::time::timeout(timeout, client.apiserver_version())
+        .await
+        .map_err(|_| DiffError::DiscoveryTimeout)?
+        .map_err(DiffError::Discovery)?;
+    let capabilities = Capabilities::from_discovery(&discovery, &version.git_version);
     let applier = Applier::with_discovery(client.clone(), Arc::new(discovery), timeout);
-    let (desired, split) =
-        build(&client, &app, &app_ref, &applier, &root, render_options, &source, timeout).await?;
+    let target = Target { root: &root, source: &source, capabilities: &capabilities };
+    let (desired, split) = build(&client, &app, &app_ref, &applier, target, render_options, timeout).await?;
     let mut plan = Plan { source, ..Default::default() };
     let new_namespaces = namespaces_to_create(&applier, &split.objects).await?;
     for d in &desired {
@@ -168,22 +173,23 @@ async fn files(
 
 /// Renders as the controller does, then builds through the sync pass's stages: the hooks split
 /// off, the created Namespace added, every object prepared (labels, hash) and its kind resolved.
-#[allow(clippy::too_many_arguments)] // the parts of one command line, each used once
 async fn build(
     client: &Client,
     app: &Application,
     app_ref: &AppRef,
     applier: &Applier,
-    root: &Path,
+    target: Target<'_>,
     render_options: &RenderOptions,
-    source: &str,
     timeout: Duration,
 ) -> Result<(Vec<Desired>, Split), DiffError> {
     let scopes = DiscoveredScopes::from_discovery(applier.discovery());
-    let req = RenderRequest::for_application(app, root);
+    let req = RenderRequest {
+        capabilities: Some(target.capabilities),
+        ..RenderRequest::for_application(app, target.root)
+    };
     let rendered = render::render(&req, render_options, &scopes)
         .await
-        .map_err(|e| DiffError::Render { what: source.to_string(), error: e })?;
+        .map_err(|e| DiffError::Render { what: target.source.to_string(), error: e })?;
     let reader = build::NamespaceReader { client, timeout };
     let split = build::split(reader, app, app_ref, &Arc::new(rendered)).await.map_err(Box::new)?;
     let mut desired: Vec<Desired> = desired::prepare(&split.objects, app_ref)
@@ -192,6 +198,15 @@ async fn build(
         .collect();
     desired::resolve_kinds(&mut desired, applier, &desired::crd_kinds(&split.objects))?;
     Ok((desired, split))
+}
+
+/// The files a diff renders and the cluster it renders for.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    root: &'a Path,
+    /// How the files are named in messages (the revision, or the path given).
+    source: &'a str,
+    capabilities: &'a Capabilities,
 }
 
 /// What syncing `d` would change: `None` when nothing (counted as unchanged in `plan`).

@@ -85,6 +85,13 @@ pub enum RenderError {
     #[error("{path}: the render exceeds {limit}; split the Application or raise the limit")]
     TooLarge { path: String, limit: RenderLimit },
 
+    /// A plain directory rendered no object but holds files ferry does not render: most likely
+    /// a format ferry does not support, which must not sync as an empty (and pruning) render.
+    #[error(
+        "{path} renders no object but holds files ferry does not render: {found}; ferry renders .yaml, .yml and .json files, kustomizations and Helm charts"
+    )]
+    NothingRendered { path: String, found: String },
+
     /// A kustomization could not be read completely, so its references could not be checked
     /// (the check fails closed: unchecked references might lead out of the repository).
     #[error("{file} cannot be checked for remote or outside references: {cause}")]
@@ -131,6 +138,7 @@ impl RenderError {
             RenderError::InvalidReleaseName { .. } => "invalid_release_name",
             RenderError::TooLarge { .. } => "too_large",
             RenderError::UncheckedKustomization { .. } => "unchecked_kustomization",
+            RenderError::NothingRendered { .. } => "nothing_rendered",
         }
     }
 }

@@ -26,6 +26,7 @@ pub(crate) struct HelmRender<'a> {
     /// Used when `releaseName` is unset: the Application's name.
     pub default_release: &'a str,
     pub namespace: &'a str,
+    pub capabilities: Option<&'a super::Capabilities>,
     pub bin: &'a Path,
     pub timeout: std::time::Duration,
     /// Most bytes the renderer may print (`RenderOptions::max_bytes`).
@@ -63,6 +64,7 @@ impl HelmRender<'_> {
             "--include-crds".into(),
             "--skip-tests".into(),
         ];
+        args.extend(self.capabilities.map(|c| c.helm_flags()).unwrap_or_default());
         for f in &values_files {
             args.push(flag("--values", f.as_os_str()));
         }

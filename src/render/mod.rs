@@ -17,6 +17,7 @@
 //! [`RenderCache`] keeps finished renders per (commit, path, options).
 
 mod cache;
+pub mod capabilities;
 pub mod detect;
 pub mod duplicates;
 mod error;
@@ -35,6 +36,7 @@ use std::{
 };
 
 pub use cache::{DEFAULT_CAPACITY, DEFAULT_MAX_BYTES as DEFAULT_RENDER_CACHE_BYTES, RenderCache};
+pub use capabilities::Capabilities;
 pub use detect::RendererKind;
 pub use error::{ImageViolation, Origin, RenderError, RenderLimit, Tool, UnpinnedReason};
 use kube::{ResourceExt, api::DynamicObject};
@@ -94,6 +96,9 @@ pub struct RenderRequest<'a> {
     /// Namespace for namespaced objects that name none (and Helm's `--namespace`).
     pub default_namespace: &'a str,
     pub policy: &'a Policy,
+    /// The cluster's version and served APIs, for helm; `None` renders as `helm template`
+    /// alone would (v1.20, helm's built-in API list).
+    pub capabilities: Option<&'a Capabilities>,
 }
 
 impl<'a> RenderRequest<'a> {
@@ -113,6 +118,7 @@ impl<'a> RenderRequest<'a> {
             app_name: app.metadata.name.as_deref().unwrap_or_default(),
             default_namespace,
             policy: &app.spec.policy,
+            capabilities: None,
         }
     }
 
@@ -216,6 +222,7 @@ async fn render_raw(
                 options: req.source.helm.as_ref(),
                 default_release: req.app_name,
                 namespace: req.default_namespace,
+                capabilities: req.capabilities,
                 bin: &opts.helm_bin,
                 timeout: opts.timeout,
                 max_bytes: opts.max_bytes,
@@ -305,6 +312,7 @@ mod tests {
                     app_name: "a",
                     default_namespace: "n",
                     policy,
+                    capabilities: None,
                 };
                 render(&req, opts, &BuiltinScopes).await.unwrap_err().to_string()
             }

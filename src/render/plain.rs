@@ -20,16 +20,24 @@ pub(crate) struct ManifestFile {
     pub path: PathBuf,
 }
 
-/// Lists the manifest files under `dir` (canonical, inside `root`). Hidden files and directories
+/// The files under a directory: those ferry reads, and the names of those it does not (for
+/// saying why a directory rendered nothing).
+#[derive(Debug, Default)]
+struct Listing {
+    files: Vec<ManifestFile>,
+    unrendered: Vec<String>,
+}
+
+/// Lists the files under `dir` (canonical, inside `root`). Hidden files and directories
 /// (`.git`, `.github`) are skipped; symlinks are followed only while they stay inside the
 /// repository, and one pointing out of it fails the render rather than being skipped, so that
 /// a half-rendered directory never looks like a deletion.
-pub(crate) fn manifest_files(root: &RepoRoot, dir: &Path) -> Result<Vec<ManifestFile>, RenderError> {
-    let mut out = Vec::new();
+fn listing(root: &RepoRoot, dir: &Path) -> Result<Listing, RenderError> {
+    let mut out = Listing::default();
     let mut visited = HashSet::new();
     visited.insert(dir.to_path_buf());
     walk(root, dir, &root.display(dir), &mut visited, &mut out)?;
-    out.sort_by(|a, b| a.rel.cmp(&b.rel));
+    out.files.sort_by(|a, b| a.rel.cmp(&b.rel));
     Ok(out)
 }
 
@@ -38,7 +46,7 @@ fn walk(
     dir: &Path,
     rel_dir: &str,
     visited: &mut HashSet<PathBuf>,
-    out: &mut Vec<ManifestFile>,
+    out: &mut Listing,
 ) -> Result<(), RenderError> {
     let io = |rel: &str| {
         let rel = rel.to_owned();
@@ -72,7 +80,9 @@ fn walk(
                 walk(root, &target, &rel, visited, out)?;
             }
         } else if is_manifest_file(&name) {
-            out.push(ManifestFile { rel, path: target });
+            out.files.push(ManifestFile { rel, path: target });
+        } else if !is_documentation(&name) {
+            out.unrendered.push(name.into_owned());
         }
     }
     Ok(())
@@ -87,7 +97,8 @@ pub(crate) fn render_plain(
 ) -> Result<Vec<Manifest>, RenderError> {
     let mut manifests = Vec::new();
     let mut total: u64 = 0;
-    for file in manifest_files(root, dir)? {
+    let listing = listing(root, dir)?;
+    for file in listing.files {
         let io = |cause| RenderError::Io { path: file.rel.clone(), cause };
         total = total.saturating_add(std::fs::metadata(&file.path).map_err(io)?.len());
         if total > max_bytes {
@@ -103,7 +114,64 @@ pub(crate) fn render_plain(
         })?;
         manifests.extend(parse_file(&file.rel, &text)?);
     }
+    if manifests.is_empty() && !listing.unrendered.is_empty() {
+        return Err(RenderError::NothingRendered {
+            path: root.display(dir),
+            found: describe_unrendered(&listing.unrendered),
+        });
+    }
     Ok(manifests)
+}
+
+/// Files that sit beside manifests without being meant for the cluster: a directory holding
+/// only these (and no manifest) is an empty render, not a mistake.
+fn is_documentation(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let stem = lower.split('.').next().unwrap_or_default();
+    [".md", ".txt", ".rst", ".adoc"].iter().any(|ext| lower.ends_with(ext))
+        || ["license", "notice", "owners", "codeowners", "readme", "makefile"].contains(&stem)
+}
+
+/// `2 .jsonnet files (jsonnet is not supported), 1 .tf file`: the unrendered files by
+/// extension, most common first, with what ferry knows of the format.
+fn describe_unrendered(names: &[String]) -> String {
+    let mut by_ext: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for name in names {
+        let ext = match name.rsplit_once('.') {
+            Some((stem, ext)) if !stem.is_empty() => format!(".{}", ext.to_ascii_lowercase()),
+            _ => name.clone(),
+        };
+        *by_ext.entry(ext).or_default() += 1;
+    }
+    let mut groups: Vec<(String, usize)> = by_ext.into_iter().collect();
+    groups.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let described: Vec<String> = groups
+        .iter()
+        .take(5)
+        .map(|(ext, n)| {
+            let noun = if *n == 1 { "file" } else { "files" };
+            match unsupported_format(ext) {
+                Some(format) => format!("{n} {ext} {noun} ({format} is not supported)"),
+                None => format!("{n} {ext} {noun}"),
+            }
+        })
+        .collect();
+    let more = groups.len().saturating_sub(5);
+    if more > 0 { format!("{} and {more} more kinds", described.join(", ")) } else { described.join(", ") }
+}
+
+/// Formats people keep manifests in that ferry does not render.
+fn unsupported_format(ext: &str) -> Option<&'static str> {
+    Some(match ext {
+        ".jsonnet" | ".libsonnet" => "jsonnet",
+        ".cue" => "CUE",
+        ".tf" | ".hcl" => "Terraform",
+        ".j2" | ".jinja" | ".jinja2" => "Jinja",
+        ".tpl" | ".gotmpl" => "a template outside a Helm chart",
+        ".pkl" => "Pkl",
+        ".ts" | ".py" => "cdk8s",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -135,7 +203,7 @@ mod tests {
         }
         let root = RepoRoot::new(r).unwrap();
         let dir = root.resolve("apps", "source path").unwrap();
-        let rels: Vec<String> = manifest_files(&root, &dir).unwrap().into_iter().map(|f| f.rel).collect();
+        let rels: Vec<String> = listing(&root, &dir).unwrap().files.into_iter().map(|f| f.rel).collect();
         assert_eq!(rels, ["apps/10.yaml", "apps/a.yml", "apps/b.yaml", "apps/z/c.json"]);
     }
 
@@ -194,5 +262,43 @@ mod tests {
             err.to_string().contains(&format!("the limit of {} bytes (--max-render-bytes)", both - 1)),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_directory_of_files_ferry_does_not_render_is_an_error() {
+        let repo = tempfile::tempdir().unwrap();
+        write(repo.path(), "app/main.jsonnet", "{}");
+        write(repo.path(), "app/lib/util.jsonnet", "{}");
+        write(repo.path(), "app/README.md", "# app");
+        let root = RepoRoot::new(repo.path()).unwrap();
+        let dir = root.resolve("app", "source path").unwrap();
+        let err = render_plain(&root, &dir, 1 << 20).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "app renders no object but holds files ferry does not render: 2 .jsonnet files (jsonnet is not supported); ferry renders .yaml, .yml and .json files, kustomizations and Helm charts"
+        );
+    }
+
+    #[test]
+    fn an_empty_directory_or_one_of_documentation_renders_nothing_without_error() {
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(repo.path().join("empty")).unwrap();
+        write(repo.path(), "docs/README.md", "# nothing here");
+        write(repo.path(), "docs/.gitkeep", "");
+        let root = RepoRoot::new(repo.path()).unwrap();
+        for path in ["empty", "docs"] {
+            let dir = root.resolve(path, "source path").unwrap();
+            assert!(render_plain(&root, &dir, 1 << 20).unwrap().is_empty(), "{path}");
+        }
+    }
+
+    #[test]
+    fn unrendered_files_beside_manifests_are_not_an_error() {
+        let repo = tempfile::tempdir().unwrap();
+        write(repo.path(), "app/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n");
+        write(repo.path(), "app/extra.jsonnet", "{}");
+        let root = RepoRoot::new(repo.path()).unwrap();
+        let dir = root.resolve("app", "source path").unwrap();
+        assert_eq!(render_plain(&root, &dir, 1 << 20).unwrap().len(), 1);
     }
 }

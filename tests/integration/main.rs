@@ -7,6 +7,7 @@ mod support;
 
 mod api;
 mod apply;
+mod charts;
 mod cli;
 mod cluster;
 mod dashboard;

@@ -74,7 +74,11 @@ async fn render(
     snapshot: &Snapshot,
 ) -> Result<Arc<Vec<DynamicObject>>, BuildError> {
     let scopes = ctx.scopes().await;
-    let req = RenderRequest::for_application(app, &snapshot.root);
+    let capabilities = ctx.capabilities().await;
+    let req = RenderRequest {
+        capabilities: Some(&capabilities),
+        ..RenderRequest::for_application(app, &snapshot.root)
+    };
     let _timer = ctx.metrics.time(crate::metrics::Stage::Render);
     ctx.renders
         .get_or_render(&snapshot.revision.commit, &req, &ctx.options.render, scopes.as_ref())
