@@ -6,6 +6,7 @@
 pub mod api;
 pub mod apply;
 pub mod appset;
+pub mod artifact;
 pub mod cli;
 pub mod controller;
 pub mod diff;

@@ -1,0 +1,1 @@
+//! OCI registries: resolving and pulling artifacts (work in progress).
