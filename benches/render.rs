@@ -67,6 +67,7 @@ fn main() {
             default_namespace: "bench",
             policy: &policy,
             capabilities: None,
+            chart: None,
         };
         let mut times = Vec::with_capacity(iterations);
         for i in 0..WARMUP + iterations {
@@ -110,6 +111,7 @@ fn main() {
         default_namespace: "bench",
         policy: &policy,
         capabilities: None,
+        chart: None,
     };
     runtime.block_on(cache.get_or_render("c0ffee", &req, &opts, &BuiltinScopes)).expect("render");
     let mut times = Vec::with_capacity(iterations);

@@ -75,7 +75,7 @@ pub fn describe(app: &Application) -> String {
     if let Some(ready) = status.conditions.iter().find(|c| c.type_ == "Ready") {
         line("Ready", format!("{} {}: {}", ready.status, ready.reason, ready.message));
     }
-    if let Some(upstream) = &app.spec.source.git_ref.from_application {
+    if let Some(upstream) = app.spec.source.from_application() {
         let ns = upstream.namespace.clone().unwrap_or_else(|| app.namespace().unwrap_or_default());
         line("Follows", format!("{ns}/{} (its verified revision)", upstream.name));
     }

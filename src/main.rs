@@ -211,6 +211,10 @@ struct RunArgs {
     /// Finished renders kept for reuse, by their size as JSON (bytes, or Ki, Mi, Gi).
     #[arg(long, default_value = "64Mi", env = "FERRY_RENDER_CACHE_BYTES", value_parser = byte_size)]
     render_cache_bytes: u64,
+    /// Largest Helm repository index.yaml ferry reads (bytes, or Ki, Mi, Gi); a larger one fails
+    /// the Applications on that repository as FetchFailed.
+    #[arg(long, default_value = "64Mi", env = "FERRY_MAX_CHART_INDEX_BYTES", value_parser = byte_size)]
+    max_chart_index_bytes: u64,
 }
 
 impl RunArgs {
@@ -280,6 +284,7 @@ impl RunArgs {
                 max_bytes: self.max_render_bytes,
                 max_objects: self.max_render_objects as usize,
                 cache_bytes: self.render_cache_bytes,
+                max_index_bytes: self.max_chart_index_bytes,
             },
         })
     }

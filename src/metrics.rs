@@ -565,9 +565,10 @@ impl AppSnapshot {
         let status = app.status.as_ref();
         let sync = status.and_then(|s| s.sync.as_ref());
         // The repo label never carries credentials embedded in the URL.
-        let repo = RepoUrl::parse(&app.spec.source.repo_url)
+        let url = app.spec.source.shown_url();
+        let repo = RepoUrl::parse(url)
             .map(|u| u.redacted().to_string())
-            .unwrap_or_else(|_| crate::source::repo_url::redact_unparsed(&app.spec.source.repo_url));
+            .unwrap_or_else(|_| crate::source::repo_url::redact_unparsed(url));
         AppSnapshot {
             namespace: app.namespace().unwrap_or_default(),
             name: app.name_any(),

@@ -46,6 +46,7 @@ use tokio::{
 use tracing::info;
 
 use crate::{
+    artifact::{helm_repo::HelmRepoOptions, oci::OciFetcherOptions},
     api::{
         APPLICATION_SET_LABEL, Application, ApplicationSet, RECONCILE_AT_ANNOTATION,
         ROLLOUT_REQUEST_ANNOTATION, TenantPolicy,
@@ -119,6 +120,8 @@ pub struct RenderLimits {
     pub max_bytes: u64,
     pub max_objects: usize,
     pub cache_bytes: u64,
+    /// Largest Helm repository index (`--max-chart-index-bytes`).
+    pub max_index_bytes: u64,
 }
 
 /// Why `ferry run` ended with an error: it could not start, or it stopped leading.
@@ -530,6 +533,8 @@ fn sync_options(opts: &RunOptions) -> SyncOptions {
             ..Default::default()
         },
         render_cache_bytes: opts.render_limits.cache_bytes,
+        charts: HelmRepoOptions { max_index_bytes: opts.render_limits.max_index_bytes, ..Default::default() },
+        oci: OciFetcherOptions::default(),
         prometheus_url: opts.prometheus_url.clone(),
         allowed_prometheus_urls: opts.allowed_prometheus_urls.clone(),
         promotion_namespaces: opts.promotion_namespaces.clone(),

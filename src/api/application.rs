@@ -126,6 +126,10 @@ pub struct ApplicationSpec {
     #[serde(default)]
     pub policy: Policy,
 
+    /// Decrypt SOPS-encrypted documents after rendering, before anything is diffed or applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decryption: Option<Decryption>,
+
     /// Progressive delivery for one Deployment of this Application.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<Strategy>,
@@ -166,22 +170,29 @@ fn default_interval() -> String {
     "3m".to_string()
 }
 
-/// A Git repository, a ref to pin, and a path inside it.
+/// Where the manifests come from: a Git repository at a pinned ref (and a path inside it), a
+/// Helm chart from a Helm or OCI repository (with values files from Git when `repoURL` and `ref`
+/// are set too), or an OCI artifact of plain manifests.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.kustomize) && has(self.helm))").message("set at most one of kustomize or helm"))]
+#[x_kube(validation = Rule::new("has(self.repoURL) == has(self.ref)").message("repoURL and ref go together"))]
+#[x_kube(validation = Rule::new("has(self.repoURL) || has(self.chart) || has(self.oci)").message("set repoURL and ref (Git), chart (a Helm or OCI chart repository) or oci (an OCI artifact)"))]
+#[x_kube(validation = Rule::new("!(has(self.oci) && (has(self.chart) || has(self.repoURL)))").message("oci is a source of its own: set neither chart nor repoURL with it"))]
+#[x_kube(validation = Rule::new("!has(self.chart) || !has(self.kustomize)").message("a chart is rendered with helm: kustomize does not apply"))]
 pub struct Source {
     /// Git URL: https://, http://, ssh://, file:// or user@host:path.
+    #[serde(default, rename = "repoURL", skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]
     #[x_kube(validation = Rule::new(REPO_URL_RULE).message(REPO_URL_MESSAGE))]
-    #[serde(rename = "repoURL")]
-    pub repo_url: String,
+    pub repo_url: Option<String>,
 
     /// The revision to sync: exactly one of branch, tag, semver or commit.
-    #[serde(rename = "ref")]
-    pub git_ref: GitRef,
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub git_ref: Option<GitRef>,
 
-    /// Directory inside the repository, relative to its root. Defaults to the root.
+    /// Directory inside the repository (or the OCI artifact), relative to its root. Defaults to
+    /// the root. With `chart`, where `helm.valuesFiles` are read from in the Git revision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 1024))]
     #[x_kube(validation = Rule::new("!self.startsWith('/') && !self.split('/').exists(p, p == '..')").message("path must be relative to the repository root and must not contain '..'"))]
@@ -199,6 +210,116 @@ pub struct Source {
     /// Render with `helm template` (detected from Chart.yaml when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm: Option<HelmSource>,
+
+    /// A chart from a Helm repository (`https://`, with an `index.yaml`) or an OCI registry
+    /// (`oci://`), rendered with `helm` and the options of `helm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chart: Option<ChartSource>,
+
+    /// An OCI artifact of plain manifests (the layout `flux push artifact` writes), rendered as
+    /// a directory (or a kustomization in it), at `path` inside the artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<OciSource>,
+}
+
+impl Source {
+    /// The Git part of the source, when there is one: `repoURL` and `ref`.
+    pub fn git(&self) -> Option<(&str, &GitRef)> {
+        Some((self.repo_url.as_deref()?, self.git_ref.as_ref()?))
+    }
+
+    /// The `repoURL` people see (Git URL, chart repository or OCI URL), for metrics and logs.
+    pub fn shown_url(&self) -> &str {
+        match (&self.repo_url, &self.chart, &self.oci) {
+            (_, Some(chart), _) => &chart.repo_url,
+            (_, _, Some(oci)) => &oci.url,
+            (Some(url), _, _) => url,
+            _ => "",
+        }
+    }
+
+    /// `ref.fromApplication`, when set.
+    pub fn from_application(&self) -> Option<&ApplicationReference> {
+        self.git_ref.as_ref()?.from_application.as_ref()
+    }
+}
+
+/// CEL rule of a chart or OCI repository URL.
+pub const CHART_REPO_URL_RULE: &str = r"self.matches('^(https?|oci)://[^/]+.*')";
+
+/// A chart from a Helm repository or an OCI registry (Argo CD's `chart` source, Flux's
+/// `HelmRepository` + `HelmRelease`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ChartSource {
+    /// `https://charts.example.com` (a Helm repository: `index.yaml` at that URL) or
+    /// `oci://registry.example.com/charts` (the chart is `<repoURL>/<name>`).
+    #[serde(rename = "repoURL")]
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new(CHART_REPO_URL_RULE).message("chart.repoURL must start with https://, http:// or oci://"))]
+    pub repo_url: String,
+    /// The chart's name.
+    #[schemars(length(min = 1, max = 250), pattern(r"^[A-Za-z0-9][A-Za-z0-9._-]*$"))]
+    pub name: String,
+    /// An exact version or a semver range (`>=6.0.0 <7.0.0`, `6.x`); default: the newest
+    /// version without a pre-release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub version: Option<String>,
+    /// Secret in the Application's namespace: `username` + `password`, and `ca.crt` (or
+    /// `caFile`) with a CA to trust, read as the Application's ServiceAccount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalObjectReference>,
+    /// Plain HTTP to an OCI registry (a registry on a private network or loopback).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+}
+
+/// An OCI artifact of manifests: `url` and exactly one of `tag`, `semver` or `digest`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.tag), has(self.semver), has(self.digest)].filter(x, x).size() == 1").message("set exactly one of tag, semver or digest"))]
+pub struct OciSource {
+    /// `oci://registry.example.com/team/manifests`.
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new("self.startsWith('oci://')").message("oci.url must start with oci://"))]
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub tag: Option<String>,
+    /// The highest tag matching this semver range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub semver: Option<String>,
+    /// Pinned by manifest digest: `sha256:<64 hex>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^sha256:[0-9a-f]{64}$')").message("digest must be sha256: and 64 lowercase hexadecimal digits"))]
+    #[schemars(length(max = 71))]
+    pub digest: Option<String>,
+    /// Secret with `username` + `password` (and `ca.crt`) for the registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalObjectReference>,
+    /// Plain HTTP to the registry.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+}
+
+/// How to decrypt SOPS-encrypted documents in the rendered manifests (Flux's
+/// `spec.decryption`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Decryption {
+    pub provider: DecryptionProvider,
+    /// Secret in the Application's namespace holding age identities in entries named
+    /// `*.agekey`, read as the Application's ServiceAccount.
+    pub secret_ref: LocalObjectReference,
+}
+
+/// See [`Decryption`].
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DecryptionProvider {
+    Sops,
 }
 
 /// Exactly one of the four ways to pin a revision.

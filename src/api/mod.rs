@@ -107,6 +107,6 @@ mod tests {
             SyncPolicy { automated: true, prune: false, self_heal: true, allow_empty: false }
         );
         assert!(!app.spec.suspend);
-        assert_eq!(app.spec.source.git_ref.branch.as_deref(), Some("main"));
+        assert_eq!(app.spec.source.git_ref.as_ref().and_then(|r| r.branch.as_deref()), Some("main"));
     }
 }

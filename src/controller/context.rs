@@ -18,6 +18,11 @@ use tokio::sync::RwLock;
 
 use super::{claims::Claims, memory::AppMemory, watches::Watches};
 use crate::{
+    artifact::{
+        helm_repo::{HelmRepoClient, HelmRepoOptions},
+        oci::{OciFetcher, OciFetcherOptions},
+        store::ArtifactStore,
+    },
     api::{Application, TenantPolicy},
     apply::{AppRef, ApplyError},
     metrics::Metrics,
@@ -49,6 +54,10 @@ pub struct SyncOptions {
     /// Addresses analyses may name besides `prometheus_url` (`--allowed-prometheus-urls`;
     /// empty: any).
     pub allowed_prometheus_urls: Vec<String>,
+    /// Limits of Helm repository requests (`--max-chart-index-bytes`, ...).
+    pub charts: HelmRepoOptions,
+    /// Limits of OCI registry requests.
+    pub oci: OciFetcherOptions,
     /// Namespaces whose Applications others may follow with `ref.fromApplication`, besides
     /// their own (`--promotion-namespaces`; `*` for any).
     pub promotion_namespaces: Vec<String>,
@@ -62,6 +71,12 @@ pub struct Context {
     config: Config,
     pub options: SyncOptions,
     pub git: GitCache,
+    /// Helm repositories' indexes and chart downloads, shared by every Application.
+    pub charts: HelmRepoClient,
+    /// OCI registries: charts and artifacts of manifests.
+    pub oci: OciFetcher,
+    /// Charts and OCI artifacts, unpacked once per digest (`<cache>/artifacts`).
+    pub artifacts: ArtifactStore,
     pub renders: RenderCache,
     /// Who Events say they come from.
     pub reporter: Reporter,
@@ -110,12 +125,18 @@ impl Context {
         let prometheus = Prometheus::new(options.api_timeout)
             .map_err(|e| format!("no HTTP client for Prometheus (loading the system's TLS roots: {e})"));
         let render_cache_bytes = options.render_cache_bytes;
+        let charts = HelmRepoClient::new(options.charts);
+        let oci = OciFetcher::new(options.oci);
+        let artifacts = ArtifactStore::new(git.root().join("artifacts"));
         Context {
             client,
             config,
             prometheus,
             options,
             git,
+            charts,
+            oci,
+            artifacts,
             renders: RenderCache::default().with_max_bytes(render_cache_bytes),
             reporter: Reporter { controller: "ferry".into(), instance: std::env::var("HOSTNAME").ok() },
             watches,

@@ -210,6 +210,23 @@ pub enum FetchError {
         followed(.0)
     )]
     FollowedUnverified(ObjectRef<Application>),
+    #[error("spec.source names no Git repository, chart or OCI artifact")]
+    NoSource,
+    #[error("reading spec.source's Secret: {0}")]
+    ArtifactSecret(#[source] Box<SecretReadError>),
+    #[error("spec.source's Secret: {0}")]
+    ArtifactAccess(#[source] crate::artifact::access::AccessError),
+    #[error("{0}")]
+    Chart(#[source] Box<crate::artifact::helm_repo::HelmRepoError>),
+    #[error("{0}")]
+    Oci(#[source] Box<crate::artifact::oci::OciError>),
+    #[error("{0}")]
+    Store(#[source] Box<crate::artifact::store::StoreError>),
+    #[error("invalid version range {range:?}: {cause}")]
+    BadRange { range: String, cause: String },
+    /// The unpacked chart archive holds no chart of the name asked for.
+    #[error("the archive of chart {name} holds no {name}/Chart.yaml")]
+    NotAChart { name: String },
 }
 
 fn followed(r: &ObjectRef<Application>) -> String {
@@ -220,6 +237,11 @@ impl FetchError {
     fn reason(&self) -> &'static str {
         match self {
             FetchError::Credentials(_) | FetchError::Source(_) => c::FETCH_FAILED,
+            FetchError::NoSource | FetchError::ArtifactSecret(_) | FetchError::ArtifactAccess(_) => c::FETCH_FAILED,
+            FetchError::BadRange { .. } => c::FETCH_FAILED,
+            FetchError::Chart(_) | FetchError::Oci(_) | FetchError::Store(_) | FetchError::NotAChart { .. } => {
+                c::FETCH_FAILED
+            }
             FetchError::Refused(r) => r.reason(),
             FetchError::FollowsItself => c::VALIDATION_FAILED,
             FetchError::FollowedMissing(_) | FetchError::FollowedUnverified(_) => c::WAITING_FOR_PROMOTION,
@@ -233,6 +255,10 @@ impl FetchError {
             FetchError::Refused(_) => "policy",
             FetchError::FollowsItself => "validation",
             FetchError::FollowedMissing(_) | FetchError::FollowedUnverified(_) => "promotion",
+            FetchError::ArtifactSecret(_) | FetchError::ArtifactAccess(_) => "credentials",
+            FetchError::Chart(_) | FetchError::NotAChart { .. } => "chart",
+            FetchError::Oci(_) => "oci",
+            FetchError::NoSource | FetchError::Store(_) | FetchError::BadRange { .. } => "fetch",
         }
     }
 
@@ -241,6 +267,8 @@ impl FetchError {
             // A missing Secret is usually about to be created.
             FetchError::Credentials(_) => true,
             FetchError::Source(e) => e.is_transient(),
+            FetchError::ArtifactSecret(_) => true,
+            FetchError::Chart(e) => e.is_transient(),
             _ => false,
         }
     }

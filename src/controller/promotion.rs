@@ -17,7 +17,7 @@ use crate::api::Application;
 
 /// Whether `follower` follows the Application `namespace/name`.
 pub fn follows(follower: &Application, namespace: &str, name: &str) -> bool {
-    follower.spec.source.git_ref.from_application.as_ref().is_some_and(|r| {
+    follower.spec.source.from_application().is_some_and(|r| {
         let own = follower.namespace().unwrap_or_default();
         r.name == name && r.namespace.as_deref().unwrap_or(&own) == namespace
     })

@@ -295,10 +295,9 @@ async fn delivery_pass<'a>(
             if s.state != SyncState::Synced {
                 return None;
             }
-            let committed_at = if mem.delivery.starts(commit, changed) {
-                ctx.git.commit_time(&app.spec.source.repo_url, commit).await
-            } else {
-                None
+            let committed_at = match app.spec.source.git() {
+                Some((url, _)) if mem.delivery.starts(commit, changed) => ctx.git.commit_time(url, commit).await,
+                _ => None,
             };
             Some(delivery::Pass::Synced { commit, changed, health: s.health.status, committed_at })
         }

@@ -50,6 +50,10 @@ pub enum DiffError {
     Cache { dir: PathBuf, source: Box<SourceError> },
     #[error("fetching {reference}: {source}")]
     Fetch { reference: String, source: Box<SourceError> },
+    #[error(
+        "--revision names a Git ref, and this Application's source is a chart or an OCI artifact; ferry diff renders Git sources (status shows the chart revision ferry syncs)"
+    )]
+    NotGit,
     #[error("API discovery did not finish in time")]
     DiscoveryTimeout,
     #[error("API discovery: {0}")]
@@ -156,14 +160,16 @@ async fn files(
     let credentials = from_secret_ref(client, timeout, &namespace, secret_ref).await.map_err(Box::new)?;
     let git = GitCache::new(cache_dir, GitCacheOptions::default())
         .map_err(|source| DiffError::Cache { dir: cache_dir.to_path_buf(), source: Box::new(source) })?;
-    let mut source = app.spec.source.clone();
-    source.git_ref = git_ref(reference);
-    let spec = SourceSpec::from_source(&source, credentials.clone());
+    let (Some(repo_url), None, None) = (&app.spec.source.repo_url, &app.spec.source.chart, &app.spec.source.oci)
+    else {
+        return Err(DiffError::NotGit);
+    };
+    let mut spec = SourceSpec { repo_url: repo_url.clone(), git_ref: git_ref(reference), credentials };
     let snapshot = match git.fetch(&spec).await {
         // Not a branch: maybe a tag of that name.
-        Err(_) if source.git_ref.branch.is_some() => {
-            source.git_ref = GitRef { tag: Some(reference.clone()), ..Default::default() };
-            git.fetch(&SourceSpec::from_source(&source, credentials)).await
+        Err(_) if spec.git_ref.branch.is_some() => {
+            spec.git_ref = GitRef { tag: Some(reference.clone()), ..Default::default() };
+            git.fetch(&spec).await
         }
         other => other,
     }

@@ -211,12 +211,14 @@ mod tests {
 
     fn source(path: &str) -> Source {
         Source {
-            repo_url: "file:///repo".into(),
-            git_ref: GitRef { branch: Some("main".into()), ..Default::default() },
+            repo_url: Some("file:///repo".into()),
+            git_ref: Some(GitRef { branch: Some("main".into()), ..Default::default() }),
             path: Some(path.into()),
             secret_ref: None,
             kustomize: None,
             helm: None,
+            chart: None,
+            oci: None,
         }
     }
 
@@ -232,7 +234,7 @@ mod tests {
     }
 
     fn req<'a>(root: &'a Path, source: &'a Source, policy: &'a Policy) -> RenderRequest<'a> {
-        RenderRequest { root, source, app_name: "app", default_namespace: "ns", policy, capabilities: None }
+        RenderRequest { root, source, app_name: "app", default_namespace: "ns", policy, capabilities: None, chart: None }
     }
 
     #[tokio::test]

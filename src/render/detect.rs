@@ -73,12 +73,14 @@ mod tests {
 
     fn source() -> Source {
         Source {
-            repo_url: "file:///repo".into(),
-            git_ref: GitRef { branch: Some("main".into()), ..Default::default() },
+            repo_url: Some("file:///repo".into()),
+            git_ref: Some(GitRef { branch: Some("main".into()), ..Default::default() }),
             path: None,
             secret_ref: None,
             kustomize: None,
             helm: None,
+            chart: None,
+            oci: None,
         }
     }
 

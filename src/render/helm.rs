@@ -20,6 +20,9 @@ pub(crate) struct HelmRender<'a> {
     pub root: &'a RepoRoot,
     /// Canonical chart directory.
     pub dir: &'a Path,
+    /// Where `valuesFiles` are read: the chart directory, or for a chart from a repository
+    /// with a Git source beside it, the source path in the Git revision.
+    pub values: (&'a RepoRoot, &'a Path),
     /// The source path as the user knows it.
     pub shown: &'a str,
     pub options: Option<&'a HelmSource>,
@@ -42,7 +45,7 @@ impl HelmRender<'_> {
         let values_files = opts
             .values_files
             .iter()
-            .map(|f| self.root.resolve_from(self.dir, f, "values file"))
+            .map(|f| self.values.0.resolve_from(self.values.1, f, "values file"))
             .collect::<Result<Vec<_>, _>>()?;
 
         let io = |what: &str| {
@@ -101,7 +104,8 @@ impl HelmRender<'_> {
                     &out.stderr.replace("Use --debug flag to render out invalid YAML", ""),
                     &[
                         (tmp.path().join("inline-values.json").as_path(), "<spec.source.helm.values>"),
-                        (self.root.path(), "."),
+                        (self.values.0.path(), "."),
+                        (self.root.path(), "<chart>"),
                         (tmp.path(), "<tmp>"),
                     ],
                 ),

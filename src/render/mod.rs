@@ -99,6 +99,9 @@ pub struct RenderRequest<'a> {
     /// The cluster's version and served APIs, for helm; `None` renders as `helm template`
     /// alone would (v1.20, helm's built-in API list).
     pub capabilities: Option<&'a Capabilities>,
+    /// A chart from a repository, unpacked: rendered with helm whatever `root` holds, its
+    /// `valuesFiles` read from `root` at the source path (the Git revision beside the chart).
+    pub chart: Option<&'a Path>,
 }
 
 impl<'a> RenderRequest<'a> {
@@ -119,6 +122,7 @@ impl<'a> RenderRequest<'a> {
             default_namespace,
             policy: &app.spec.policy,
             capabilities: None,
+            chart: None,
         }
     }
 
@@ -184,6 +188,27 @@ async fn render_raw(
     if !dir.is_dir() {
         return Err(RenderError::NotADirectory { path: shown });
     }
+    if let Some(chart) = req.chart {
+        let chart_root = paths::RepoRoot::new(chart)?;
+        let chart_dir = chart_root.resolve("", "chart")?;
+        let shown = req.source.chart.as_ref().map_or_else(|| "chart".to_string(), |c| c.name.clone());
+        let manifests = helm::HelmRender {
+            root: &chart_root,
+            dir: &chart_dir,
+            values: (&root, &dir),
+            shown: &shown,
+            options: req.source.helm.as_ref(),
+            default_release: req.app_name,
+            namespace: req.default_namespace,
+            capabilities: req.capabilities,
+            bin: &opts.helm_bin,
+            timeout: opts.timeout,
+            max_bytes: opts.max_bytes,
+        }
+        .run()
+        .await?;
+        return within_limits(RendererKind::Helm, manifests, shown, opts);
+    }
     let markers = detect::DirMarkers::scan(&dir);
     let kind = detect::detect(req.source, markers);
     let manifests = match kind {
@@ -218,6 +243,7 @@ async fn render_raw(
             helm::HelmRender {
                 root: &root,
                 dir: &dir,
+                values: (&root, &dir),
                 shown: &shown,
                 options: req.source.helm.as_ref(),
                 default_release: req.app_name,
@@ -238,6 +264,15 @@ async fn render_raw(
                 .expect("plain rendering does not panic")?
         }
     };
+    within_limits(kind, manifests, shown, opts)
+}
+
+fn within_limits(
+    kind: RendererKind,
+    manifests: Vec<Manifest>,
+    shown: String,
+    opts: &RenderOptions,
+) -> Result<(RendererKind, Vec<Manifest>), RenderError> {
     if manifests.len() > opts.max_objects {
         return Err(RenderError::TooLarge { path: shown, limit: RenderLimit::Objects(opts.max_objects) });
     }
@@ -280,12 +315,14 @@ mod tests {
 
     fn source(path: &str) -> Source {
         Source {
-            repo_url: "file:///r".into(),
-            git_ref: GitRef { branch: Some("main".into()), ..Default::default() },
+            repo_url: Some("file:///r".into()),
+            git_ref: Some(GitRef { branch: Some("main".into()), ..Default::default() }),
             path: Some(path.into()),
             secret_ref: None,
             kustomize: None,
             helm: None,
+            chart: None,
+            oci: None,
         }
     }
 
@@ -313,6 +350,7 @@ mod tests {
                     default_namespace: "n",
                     policy,
                     capabilities: None,
+                    chart: None,
                 };
                 render(&req, opts, &BuiltinScopes).await.unwrap_err().to_string()
             }

@@ -372,8 +372,8 @@ pub fn concerns(app: &Application, keys: &BTreeSet<String>, pushed: &PushedRef) 
     if app.spec.suspend || app.metadata.deletion_timestamp.is_some() {
         return false;
     }
-    repo_key(&app.spec.source.repo_url).is_some_and(|k| keys.contains(&k))
-        && ref_matches(&app.spec.source.git_ref, pushed)
+    let Some((url, git_ref)) = app.spec.source.git() else { return false };
+    repo_key(url).is_some_and(|k| keys.contains(&k)) && ref_matches(git_ref, pushed)
 }
 
 #[cfg(test)]
@@ -610,7 +610,7 @@ mod tests {
                 "spec": {"source": {"repoURL": url, "ref": {}}},
             }))
             .unwrap();
-            a.spec.source.git_ref = git_ref;
+            a.spec.source.git_ref = Some(git_ref);
             a.spec.suspend = suspend;
             a
         };

@@ -354,7 +354,7 @@ impl GitCache {
         // the listing named: see `listed_by_remote`.
         if listed_by_remote(&revision) && target.is_dir() {
             self.used(&target);
-            return Ok(Snapshot { revision, root: target });
+            return Ok(Snapshot { revision, root: target, chart: None });
         }
         let url = prepared.access.url.redacted().to_string();
         let cancel = prepared.access.cancel.clone();
@@ -507,7 +507,7 @@ fn materialize_locked(
 
     let target = snapshot::snapshot_path(&inner.root.join("trees"), &revision.commit);
     if listed_by_remote(&revision) && target.is_dir() {
-        return Ok(Snapshot { revision, root: target });
+        return Ok(Snapshot { revision, root: target, chart: None });
     }
     match materialize_in(inner, &repo_dir, prepared, revision.clone()) {
         Err(SourceError::Corrupt { message, .. }) => {
@@ -541,7 +541,7 @@ fn materialize_in(
     let target = snapshot::snapshot_path(&inner.root.join("trees"), &revision.commit);
     if target.is_dir() {
         // A commit pinned by SHA, now shown to be in this repository.
-        return Ok(Snapshot { revision, root: target });
+        return Ok(Snapshot { revision, root: target, chart: None });
     }
     let on_git_error = |e: git2::Error| {
         if transport::is_local_corruption(&e) {
@@ -553,7 +553,7 @@ fn materialize_in(
     let root = snapshot::export(&repo, oid, &inner.root.join("trees"), url, &on_git_error)?;
     inner.snapshots.fetch_add(1, Ordering::SeqCst);
     tracing::info!(url, revision = %revision, path = %root.display(), "exported Git snapshot");
-    Ok(Snapshot { revision, root })
+    Ok(Snapshot { revision, root, chart: None })
 }
 
 fn open_or_init(dir: &Path) -> Result<Repository, git2::Error> {
@@ -593,7 +593,8 @@ impl Local<'_> {
             RevisionRef::Branch(name) | RevisionRef::Tag(name) | RevisionRef::Ref(name) => {
                 self.fetch_ref(name, oid, revision.clone())
             }
-            RevisionRef::Commit => self.fetch_commit(oid, revision),
+            // An artifact revision's id is no commit id (`Oid::from_str` refused it above).
+            RevisionRef::Commit | RevisionRef::Artifact(_) => self.fetch_commit(oid, revision),
         }
     }
 

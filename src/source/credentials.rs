@@ -43,14 +43,25 @@ pub async fn from_secret_ref(
     secret_ref: Option<&LocalObjectReference>,
 ) -> Result<Option<Credentials>, SecretReadError> {
     let Some(r) = secret_ref else { return Ok(None) };
+    let secret = read_secret(client, timeout, namespace, r).await?;
+    Credentials::from_secret(&secret).map(Some).map_err(SecretReadError::Invalid)
+}
+
+/// The Secret `r` names in `namespace`, read as `client` (see [`from_secret_ref`] for why
+/// that is the Application's ServiceAccount), with the API timeout.
+pub async fn read_secret(
+    client: &kube::Client,
+    timeout: Duration,
+    namespace: &str,
+    r: &LocalObjectReference,
+) -> Result<Secret, SecretReadError> {
     let name = || r.name.clone();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let secret = tokio::time::timeout(timeout, secrets.get_opt(&r.name))
+    tokio::time::timeout(timeout, secrets.get_opt(&r.name))
         .await
         .map_err(|_| SecretReadError::Timeout { name: name() })?
         .map_err(|source| SecretReadError::Api { name: name(), source })?
-        .ok_or_else(|| SecretReadError::Missing { namespace: namespace.to_string(), name: name() })?;
-    Credentials::from_secret(&secret).map(Some).map_err(SecretReadError::Invalid)
+        .ok_or_else(|| SecretReadError::Missing { namespace: namespace.to_string(), name: name() })
 }
 
 /// Credentials for one repository. `Debug` never shows a secret value.

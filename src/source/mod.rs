@@ -50,9 +50,10 @@ pub struct SourceSpec {
 }
 
 impl SourceSpec {
-    /// The fetch-relevant part of an Application's source.
-    pub fn from_source(source: &Source, credentials: Option<Credentials>) -> SourceSpec {
-        SourceSpec { repo_url: source.repo_url.clone(), git_ref: source.git_ref.clone(), credentials }
+    /// The fetch-relevant part of an Application's source: `None` when it has no Git part.
+    pub fn from_source(source: &Source, credentials: Option<Credentials>) -> Option<SourceSpec> {
+        let (url, git_ref) = source.git()?;
+        Some(SourceSpec { repo_url: url.to_string(), git_ref: git_ref.clone(), credentials })
     }
 }
 
@@ -75,6 +76,9 @@ impl fmt::Debug for SourceSpec {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
     pub revision: Revision,
-    /// The root of the repository tree at that commit (`<cache>/trees/<sha>`).
+    /// The root of the repository tree at that commit (`<cache>/trees/<sha>`); for a chart
+    /// from a repository without Git, the chart's directory.
     pub root: PathBuf,
+    /// A chart from a repository, unpacked (`<cache>/artifacts/sha256-<hex>/<name>`).
+    pub chart: Option<PathBuf>,
 }

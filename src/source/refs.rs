@@ -11,7 +11,9 @@ use super::SourceError;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Revision {
     pub reference: RevisionRef,
-    /// Full lowercase 40-hex SHA-1 of the commit.
+    /// What identifies the content: for Git, the full lowercase 40-hex SHA-1 of the commit;
+    /// for an artifact (a chart, an OCI artifact), its digest with the algorithm
+    /// (`sha256:<64 hex>`), followed by `+sha1:<40 hex>` when values come from a Git commit.
     pub commit: String,
 }
 
@@ -24,6 +26,8 @@ pub enum RevisionRef {
     Ref(String),
     /// Pinned by SHA: no name.
     Commit,
+    /// An artifact: `podinfo@6.5.4` for a chart, the tag for an OCI artifact.
+    Artifact(String),
 }
 
 impl Revision {
@@ -31,13 +35,25 @@ impl Revision {
     pub fn name(&self) -> Option<&str> {
         match &self.reference {
             RevisionRef::Branch(n) | RevisionRef::Tag(n) | RevisionRef::Ref(n) => Some(n),
-            RevisionRef::Commit => None,
+            RevisionRef::Artifact(n) if !n.is_empty() => Some(n),
+            RevisionRef::Commit | RevisionRef::Artifact(_) => None,
         }
+    }
+
+    /// A chart or OCI artifact revision (its `commit` is a `sha256:` digest).
+    pub fn is_artifact(&self) -> bool {
+        self.commit.starts_with("sha256:")
+    }
+
+    /// The content id as written after `@`: `sha1:<hex>` for a commit, the digest as is.
+    fn id(&self) -> std::borrow::Cow<'_, str> {
+        if self.is_artifact() { self.commit.as_str().into() } else { format!("sha1:{}", self.commit).into() }
     }
 
     /// Short form for the REVISION printer column: `main@1a2b3c4`, or `1a2b3c4` for a commit.
     pub fn short(&self) -> String {
-        let short = &self.commit[..self.commit.len().min(7)];
+        let hex = self.commit.strip_prefix("sha256:").unwrap_or(&self.commit);
+        let short = &hex[..hex.len().min(7)];
         match self.name() {
             Some(name) => format!("{name}@{short}"),
             None => short.to_string(),
@@ -50,8 +66,8 @@ impl Revision {
 impl fmt::Display for Revision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.name() {
-            Some(name) => write!(f, "{name}@sha1:{}", self.commit),
-            None => write!(f, "sha1:{}", self.commit),
+            Some(name) => write!(f, "{name}@{}", self.id()),
+            None => write!(f, "{}", self.id()),
         }
     }
 }
@@ -63,6 +79,9 @@ impl std::str::FromStr for Revision {
     type Err = InvalidRevision;
 
     fn from_str(s: &str) -> Result<Revision, InvalidRevision> {
+        if let Some(artifact) = parse_artifact(s) {
+            return artifact;
+        }
         let (name, commit) = match s.rsplit_once("@sha1:") {
             Some((name, commit)) => (Some(name), commit),
             None => (None, s.strip_prefix("sha1:").ok_or(InvalidRevision)?),
@@ -77,6 +96,28 @@ impl std::str::FromStr for Revision {
         };
         Ok(Revision { reference, commit: commit.to_ascii_lowercase() })
     }
+}
+
+/// `<name>@sha256:<64 hex>[+sha1:<40 hex>]` or `sha256:...`: an artifact revision; `None` when
+/// `s` is not one (a Git revision, maybe).
+fn parse_artifact(s: &str) -> Option<Result<Revision, InvalidRevision>> {
+    let at = s.find("sha256:")?;
+    let (name, id) = match s[..at].strip_suffix('@') {
+        Some(name) if !name.is_empty() => (name, &s[at..]),
+        None if at == 0 => ("", s),
+        _ => return Some(Err(InvalidRevision)),
+    };
+    let hex = |t: &str, len: usize| t.len() == len && t.bytes().all(|b| b.is_ascii_hexdigit());
+    let (digest, values) = match id.split_once("+sha1:") {
+        Some((digest, commit)) => (digest, Some(commit)),
+        None => (id, None),
+    };
+    let valid = hex(&digest["sha256:".len()..], 64) && values.is_none_or(|c| hex(c, 40));
+    Some(if valid {
+        Ok(Revision { reference: RevisionRef::Artifact(name.to_string()), commit: id.to_ascii_lowercase() })
+    } else {
+        Err(InvalidRevision)
+    })
 }
 
 /// A string that is not a revision as ferry writes them.
@@ -607,6 +648,25 @@ mod revision_strings {
         for bad in
             ["", "main", "sha1:abc", &format!("@sha1:{sha}"), &format!("sha1:{sha}0"), &format!("main@{sha}")]
         {
+            assert_eq!(bad.parse::<Revision>(), Err(InvalidRevision), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_artifact_revision_parses_back_from_what_it_writes() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let chart = Revision { reference: RevisionRef::Artifact("podinfo@6.5.4".into()), commit: digest.clone() };
+        assert_eq!(chart.to_string(), format!("podinfo@6.5.4@{digest}"));
+        assert_eq!(chart.to_string().parse::<Revision>(), Ok(chart.clone()));
+        assert_eq!(chart.short(), "podinfo@6.5.4@ababab");
+        assert!(chart.is_artifact());
+        let with_values = format!("podinfo@6.5.4@{digest}+sha1:{}", "c".repeat(40));
+        let parsed: Revision = with_values.parse().unwrap();
+        assert_eq!(parsed.to_string(), with_values);
+        let pinned = Revision { reference: RevisionRef::Artifact(String::new()), commit: digest.clone() };
+        assert_eq!(pinned.to_string(), digest);
+        assert_eq!(pinned.to_string().parse::<Revision>(), Ok(pinned));
+        for bad in [format!("@{digest}"), format!("x@{digest}0"), format!("x@{digest}+sha1:abc")] {
             assert_eq!(bad.parse::<Revision>(), Err(InvalidRevision), "{bad:?}");
         }
     }

@@ -55,6 +55,7 @@ async fn render_source(
         default_namespace: "dest",
         policy,
         capabilities: None,
+        chart: None,
     };
     render(&req, &options(), &BuiltinScopes).await
 }
@@ -214,6 +215,7 @@ async fn helm_documents_are_traced_to_their_template() {
         default_namespace: "dest",
         policy: &Policy::default(),
         capabilities: None,
+        chart: None,
     };
     let manifests = render_manifests(&req, &options(), &BuiltinScopes).await.unwrap();
     let audit = manifests.iter().find(|m| m.object.metadata.name.as_deref() == Some("myapp-audit")).unwrap();
@@ -364,6 +366,7 @@ async fn required_pinned_images_are_enforced_on_rendered_workloads() {
         default_namespace: "dest",
         policy: &strict,
         capabilities: None,
+        chart: None,
     };
     let opts = RenderOptions { require_digest: true, ..options() };
     let err = render(&req, &opts, &BuiltinScopes).await.unwrap_err();
@@ -386,6 +389,7 @@ async fn cache_renders_an_unchanged_revision_once() {
         default_namespace: "dest",
         policy: &policy,
         capabilities: None,
+        chart: None,
     };
     let commit = "0123456789abcdef0123456789abcdef01234567";
     let first = cache.get_or_render(commit, &req, &opts, &BuiltinScopes).await.unwrap();
@@ -411,6 +415,7 @@ async fn missing_tool_is_named() {
         default_namespace: "d",
         policy: &policy,
         capabilities: None,
+        chart: None,
     };
     let opts = RenderOptions { kustomize_bin: "/opt/none/kustomize".into(), ..options() };
     let err = render(&req, &opts, &BuiltinScopes).await.unwrap_err();
@@ -486,6 +491,7 @@ async fn discovery_on_the_real_cluster_scopes_custom_kinds() {
         default_namespace: "dest",
         policy: &policy,
         capabilities: None,
+        chart: None,
     };
     let with_discovery = render(&req, &options(), &discovered).await.unwrap();
     assert_eq!(ids(&with_discovery), ["Sprocket s", "ConfigMap dest/c"]);

@@ -77,6 +77,7 @@ async fn render(
     let capabilities = ctx.capabilities().await;
     let req = RenderRequest {
         capabilities: Some(&capabilities),
+        chart: snapshot.chart.as_deref(),
         ..RenderRequest::for_application(app, &snapshot.root)
     };
     let _timer = ctx.metrics.time(crate::metrics::Stage::Render);

@@ -10,7 +10,7 @@ use kube::{ResourceExt, runtime::reflector::ObjectRef};
 
 use super::pass::Pass;
 use crate::{
-    api::{ApplicationReference, GitRef, LocalObjectReference, RECONCILE_AT_ANNOTATION},
+    api::{ApplicationReference, GitRef, LocalObjectReference, RECONCILE_AT_ANNOTATION, Source},
     apply::AppRef,
     controller::{
         context::Context,
@@ -34,7 +34,11 @@ pub fn access(pass: Pass<'_>) -> Result<Access, AccessError> {
     let Pass { ctx, app, app_ref, .. } = pass;
     let tenancy = ctx.tenancy(&app_ref.namespace);
     let sa = tenancy.service_account(app)?;
-    tenancy.check_source(&app.spec.source.repo_url)?;
+    let source = &app.spec.source;
+    let urls = [source.repo_url.as_deref(), source.chart.as_ref().map(|c| c.repo_url.as_str())];
+    for url in urls.into_iter().flatten().chain(source.oci.as_ref().map(|o| o.url.as_str())) {
+        tenancy.check_source(url)?;
+    }
     let destination = app.spec.destination.as_ref().and_then(|d| d.namespace.as_deref());
     tenancy.check_destination(destination.unwrap_or(&app_ref.namespace))?;
     let client =
@@ -50,12 +54,12 @@ pub async fn fetch(pass: Pass<'_>, access: &Access, mem: &mut AppMemory) -> Resu
     let reconcile_at = app.annotations().get(RECONCILE_AT_ANNOTATION).cloned();
     let interval = duration::parse(&app.spec.interval).unwrap_or(Duration::from_secs(180));
     let mut source = app.spec.source.clone();
-    let promoted = match &source.git_ref.from_application {
+    let promoted = match source.from_application() {
         Some(upstream) => Some(promoted_commit(ctx, access, app_ref, upstream)?),
         None => None,
     };
     if let Some(commit) = &promoted {
-        source.git_ref = GitRef { commit: Some(commit.clone()), ..Default::default() };
+        source.git_ref = Some(GitRef { commit: Some(commit.clone()), ..Default::default() });
     }
     if let Some(memo) = &mem.source {
         let fresh = memo.generation == app.metadata.generation
@@ -66,13 +70,18 @@ pub async fn fetch(pass: Pass<'_>, access: &Access, mem: &mut AppMemory) -> Resu
             return Ok(memo.snapshot.clone());
         }
     }
-    let credentials =
-        credentials(ctx, &access.client, &app_ref.namespace, app.spec.source.secret_ref.as_ref()).await?;
-    let spec = SourceSpec::from_source(&source, credentials);
-    let started = Instant::now();
-    let snapshot = ctx.git.fetch_within(&spec, listing_max_age(ctx, mem, &reconcile_at, interval)).await;
-    ctx.metrics.git_fetch(snapshot.is_ok(), started.elapsed());
-    let snapshot = snapshot.map_err(|e| FetchError::Source(Box::new(e)))?;
+    let max_age = listing_max_age(ctx, mem, &reconcile_at, interval);
+    let snapshot = match (&source.chart, &source.oci) {
+        (Some(chart), _) => {
+            let git = match source.git() {
+                Some(_) => Some(git(pass, access, &source, max_age).await?),
+                None => None,
+            };
+            super::artifacts::chart(pass, access, chart, git, max_age).await?
+        }
+        (None, Some(oci)) => super::artifacts::oci(pass, access, oci).await?,
+        (None, None) => git(pass, access, &source, max_age).await?,
+    };
     ctx.syncs_from(app_ref, &snapshot.root);
     let resolved_at = Instant::now();
     let memo = SourceMemo {
@@ -83,6 +92,17 @@ pub async fn fetch(pass: Pass<'_>, access: &Access, mem: &mut AppMemory) -> Resu
     };
     mem.source = Some(memo);
     Ok(snapshot)
+}
+
+/// The Git revision `source` names, fetched when new.
+async fn git(pass: Pass<'_>, access: &Access, source: &Source, max_age: Duration) -> Result<Snapshot, FetchError> {
+    let Pass { ctx, app_ref, .. } = pass;
+    let credentials = credentials(ctx, &access.client, &app_ref.namespace, source.secret_ref.as_ref()).await?;
+    let spec = SourceSpec::from_source(source, credentials).ok_or(FetchError::NoSource)?;
+    let started = Instant::now();
+    let snapshot = ctx.git.fetch_within(&spec, max_age).await;
+    ctx.metrics.git_fetch(snapshot.is_ok(), started.elapsed());
+    snapshot.map_err(|e| FetchError::Source(Box::new(e)))
 }
 
 /// The Git credentials `secret_ref` names, read as `client` with the API timeout (see
@@ -129,7 +149,7 @@ fn promoted_commit(
 /// `ferry.dev/reconcile-at`: a webhook, `ferry sync`) lists afresh, since it exists because
 /// Git just changed; otherwise half the interval at most, so that a new commit is seen within
 /// 1.5 intervals whatever the other Applications on the repository do.
-fn listing_max_age(
+pub(super) fn listing_max_age(
     ctx: &Context,
     mem: &AppMemory,
     reconcile_at: &Option<String>,

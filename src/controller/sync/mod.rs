@@ -22,11 +22,13 @@
 //! succeeded, and prune runs only after every apply succeeded. `ferry diff` builds through the
 //! same [`build::split`], [`desired`] and prune selection, so it shows what a sync would do.
 
+mod artifacts;
 pub mod build;
 mod decide;
 pub mod desired;
 mod fetch;
 mod observe;
+mod oci_pull;
 mod pass;
 pub mod prune;
 mod rewrite;
