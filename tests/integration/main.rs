@@ -7,6 +7,7 @@ mod support;
 
 mod api;
 mod apply;
+mod artifact_servers;
 mod charts;
 mod cli;
 mod cluster;

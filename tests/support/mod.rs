@@ -1,19 +1,22 @@
 //! Shared fixtures for ferry's integration tests: the real local control plane (started by
-//! `tests/testenv/testenv.sh`), a namespace per test, Git servers (HTTP and SSH) and Prometheus;
-//! the sync tests' [`Scenario`], the Application builder ([`AppBuilder`]) and the manifests the
-//! tests commit.
+//! `tests/testenv/testenv.sh`), a namespace per test, Git servers (HTTP and SSH), Prometheus, a
+//! Helm chart repository, an OCI registry and SOPS with age; the sync tests' [`Scenario`], the
+//! Application builder ([`AppBuilder`]) and the manifests the tests commit.
 
 #![allow(dead_code)]
 
 mod api_metrics;
 mod app;
+mod chart_repo;
 mod cluster;
 mod ferry;
 mod git_server;
 mod http;
 mod manifests;
 mod prometheus;
+mod registry;
 mod scenario;
+mod sops;
 mod ssh_server;
 mod tools;
 mod wait;
@@ -21,12 +24,15 @@ mod wait;
 pub use self::ferry::*;
 pub use api_metrics::*;
 pub use app::*;
+pub use chart_repo::*;
 pub use cluster::*;
 pub use git_server::*;
 pub use http::*;
 pub use manifests::*;
 pub use prometheus::*;
+pub use registry::*;
 pub use scenario::*;
+pub use sops::*;
 pub use ssh_server::*;
 pub use tools::*;
 pub use wait::*;

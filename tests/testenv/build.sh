@@ -83,6 +83,19 @@ go_install() { # name version package
   touch "$dir/.complete"
 }
 
+# Several commands of one module at one version, into one component directory.
+go_install_cmds() { # name version ldflags package...
+  local name="$1" version="$2" ldflags="$3"; shift 3
+  local dir; dir="$(component_dir "$name" "$version")"
+  [[ -f "$dir/.complete" ]] && return 0
+  log "building $name $version (${*##*/})"
+  rm -rf "$dir"; mkdir -p "$dir/bin"
+  local pkgs=() p
+  for p in "$@"; do pkgs+=("$p@$version"); done
+  GOBIN="$dir/bin" go install -trimpath -ldflags "-s -w $ldflags" "${pkgs[@]}"
+  touch "$dir/.complete"
+}
+
 build_kwok() {
   go_install kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok \
     "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
@@ -154,7 +167,7 @@ for r in json.load(sys.stdin).get("Replace") or []:
 
 main() {
   local what=("$@")
-  [[ ${#what[@]} -gt 0 ]] || what=(etcd kwok kustomize helm gateway-api kubernetes)
+  [[ ${#what[@]} -gt 0 ]] || what=(etcd kwok kustomize helm gateway-api age sops registry oras kubernetes)
   local w
   for w in "${what[@]}"; do
     case "$w" in
@@ -164,6 +177,13 @@ main() {
       gateway-api) fetch_gateway_api ;;
       kustomize) go_install kustomize "$KUSTOMIZE_VERSION" sigs.k8s.io/kustomize/kustomize/v5 \
                    "-X sigs.k8s.io/kustomize/api/provenance.version=$KUSTOMIZE_VERSION" ;;
+      # age and age-keygen (SOPS's age backend; test keys and fixtures).
+      age) go_install_cmds age "$AGE_VERSION" "" filippo.io/age/cmd/age filippo.io/age/cmd/age-keygen ;;
+      sops) go_install sops "$SOPS_VERSION" github.com/getsops/sops/v3/cmd/sops ;;
+      # The OCI registry (CNCF distribution) and the oras CLI, for charts and artifacts over OCI.
+      registry) go_install registry "$REGISTRY_VERSION" github.com/distribution/distribution/v3/cmd/registry \
+                  "-X github.com/distribution/distribution/v3/version.version=$REGISTRY_VERSION" ;;
+      oras) go_install oras "$ORAS_VERSION" oras.land/oras/cmd/oras ;;
       helm) go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
               "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" ;;
       flux-source-controller) build_flux source-controller "$FLUX_SOURCE_CONTROLLER_VERSION" \

@@ -15,6 +15,8 @@ declare -A want=(
   [setsid]=util-linux
   [base64]=coreutils
   [ssh-keygen]=openssh-client
+  # bcrypt htpasswd files for the OCI registry's basic auth (distribution accepts bcrypt only).
+  [htpasswd]=apache2-utils
 )
 
 missing=()

@@ -4,7 +4,8 @@
 #   testenv.sh up       build (once, cached) and start etcd, kube-apiserver, kube-controller-manager,
 #                       kube-scheduler and kwok; reuse them if already running and healthy
 #   testenv.sh down     stop the processes `up` started (by recorded PID) and remove the state
-#   testenv.sh env      print KUBECONFIG=... and FERRY_TESTENV_BIN=... (kubectl, kustomize, helm)
+#   testenv.sh env      print KUBECONFIG=... and FERRY_TESTENV_BIN=... (kubectl, kustomize, helm,
+#                       and for charts over HTTP/OCI and SOPS: registry, oras, sops, age, age-keygen)
 #   testenv.sh status   print each process and whether the API server is ready; exit 1 if not
 #   testenv.sh restart-apiserver
 #                       stop kube-apiserver and start it again with the same command line (same
@@ -32,6 +33,12 @@ kwok_dir="$cache/kwok-$KWOK_VERSION"
 kustomize_bin="$cache/kustomize-$KUSTOMIZE_VERSION/bin"
 helm_bin="$cache/helm-$HELM_VERSION/bin"
 gateway_api_crds="$cache/gateway-api-$GATEWAY_API_VERSION/crds"
+age_bin="$cache/age-$AGE_VERSION/bin"
+sops_bin="$cache/sops-$SOPS_VERSION/bin"
+registry_bin="$cache/registry-$REGISTRY_VERSION/bin"
+oras_bin="$cache/oras-$ORAS_VERSION/bin"
+# Not needed by the control plane itself: the tools the chart (HTTP and OCI) and SOPS tests run.
+artifact_tools=(age sops registry oras)
 
 pki="$state/pki"
 logs="$state/logs"
@@ -179,6 +186,11 @@ link_tools() {
   if [[ "$components" == full ]]; then
     ln -sf "$kustomize_bin/kustomize" "$state/bin/kustomize"
     ln -sf "$helm_bin/helm" "$state/bin/helm"
+    ln -sf "$age_bin/age" "$state/bin/age"
+    ln -sf "$age_bin/age-keygen" "$state/bin/age-keygen"
+    ln -sf "$sops_bin/sops" "$state/bin/sops"
+    ln -sf "$registry_bin/registry" "$state/bin/registry"
+    ln -sf "$oras_bin/oras" "$state/bin/oras"
   fi
 }
 
@@ -196,6 +208,8 @@ cmd_up() {
   flock 8
 
   if healthy; then
+    # A control plane started before a tool was added still gets it (build.sh skips built ones).
+    [[ "$components" == full ]] && "$here/build.sh" "${artifact_tools[@]}"
     link_tools
     log "reusing the running control plane ($components) in $state"
     if [[ "$components" == full ]]; then
@@ -206,7 +220,7 @@ cmd_up() {
   fi
 
   local build=(kubernetes etcd)
-  [[ "$components" == full ]] && build+=(kwok kustomize helm gateway-api)
+  [[ "$components" == full ]] && build+=(kwok kustomize helm gateway-api "${artifact_tools[@]}")
   "$here/build.sh" "${build[@]}"
 
   # Whatever is left of an earlier environment (a crash, a reboot) is stopped and wiped: a fresh
