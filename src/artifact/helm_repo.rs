@@ -112,6 +112,9 @@ pub struct HelmRepoClient {
     /// The digests of archives downloaded, per URL and credentials: an index without digests
     /// still costs one download per chart version, not one per interval.
     downloaded: Mutex<HashMap<IndexKey, String>>,
+    /// When each chart archive (by digest) was created, per its index: a chart version's
+    /// "commit time" for lead-time figures.
+    created: Mutex<HashMap<String, i64>>,
     index_downloads: AtomicU64,
 }
 
@@ -156,6 +159,7 @@ impl HelmRepoClient {
             clients: Mutex::new(HashMap::new()),
             indexes: Mutex::new(HashMap::new()),
             downloaded: Mutex::new(HashMap::new()),
+            created: Mutex::new(HashMap::new()),
             index_downloads: AtomicU64::new(0),
         }
     }
@@ -186,6 +190,19 @@ impl HelmRepoClient {
     pub fn known_digest(&self, chart: &ResolvedChart, access: &ArtifactAccess) -> Option<String> {
         let key = IndexKey { url: chart.url.clone(), access: access.fingerprint() };
         chart.digest.clone().or_else(|| self.downloaded.lock().expect("digest lock").get(&key).cloned())
+    }
+
+    /// Records that the archive `digest` is `chart` (its index's creation time).
+    pub fn remember(&self, chart: &ResolvedChart, digest: &str) {
+        let created = chart.created.as_deref().and_then(|c| c.parse::<k8s_openapi::jiff::Timestamp>().ok());
+        if let Some(created) = created {
+            self.created.lock().expect("created lock").insert(digest.to_string(), created.as_second());
+        }
+    }
+
+    /// When the chart archive `digest` was created (Unix seconds), if its index said.
+    pub fn created_at(&self, digest: &str) -> Option<i64> {
+        self.created.lock().expect("created lock").get(digest).copied()
     }
 
     /// Downloads `chart` and checks it against the index's digest; returns the archive and its

@@ -295,9 +295,13 @@ async fn delivery_pass<'a>(
             if s.state != SyncState::Synced {
                 return None;
             }
-            let committed_at = match app.spec.source.git() {
-                Some((url, _)) if mem.delivery.starts(commit, changed) => ctx.git.commit_time(url, commit).await,
-                _ => None,
+            let committed_at = match (commit.strip_prefix("sha256:"), app.spec.source.git()) {
+                _ if !mem.delivery.starts(commit, changed) => None,
+                // A chart: its creation time in the repository's index (the chart digest comes
+                // first when values come from Git too).
+                (Some(digest), _) => ctx.charts.created_at(digest.get(..64).unwrap_or(digest)),
+                (None, Some((url, _))) => ctx.git.commit_time(url, commit).await,
+                (None, None) => None,
             };
             Some(delivery::Pass::Synced { commit, changed, health: s.health.status, committed_at })
         }

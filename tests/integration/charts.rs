@@ -6,9 +6,11 @@
 
 use std::process::{Command, Stdio};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::support::{Scenario, T, condition, summary};
+use crate::support::{
+    BasicAuth, ChartRepo, ChartRepoOptions, Scenario, T, TestChart, condition, metric, summary, wait_until,
+};
 
 fn ready_message(app: &Value) -> String {
     condition(app, "Ready").map(|c| c["message"].as_str().unwrap_or_default().to_string()).unwrap_or_default()
@@ -101,4 +103,206 @@ fn a_directory_of_files_ferry_cannot_render_is_render_failed() {
         summary(&status)
     );
     assert_eq!(s.cm_value("kept", "a").as_deref(), Some("b"), "the old ConfigMap was pruned");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Charts from Helm repositories.
+
+fn sha256_hex(path: &std::path::Path) -> String {
+    let bytes = std::fs::read(path).expect("read the chart archive");
+    ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The chart `podinfo` at `version`, whose ConfigMap says its version, published to `repo`;
+/// returns the archive's path.
+fn publish(repo: &ChartRepo, version: &str) -> std::path::PathBuf {
+    let (_tmp, dir) = TestChart::new("podinfo", version).write_temp();
+    repo.publish(&dir)
+}
+
+fn chart_app(s: &Scenario, name: &str, repo_url: &str, version: Option<&str>) -> crate::support::AppBuilder {
+    let mut chart = json!({"repoURL": repo_url, "name": "podinfo"});
+    if let Some(v) = version {
+        chart["version"] = json!(v);
+    }
+    s.default_app(name).without_git().chart(chart)
+}
+
+#[test]
+fn a_chart_from_a_helm_repository_by_version_and_range_and_new_versions_deploy() {
+    let s = Scenario::new("chart-http");
+    let repo = ChartRepo::start();
+    publish(&repo, "1.0.0");
+    let v110 = publish(&repo, "1.1.0");
+
+    let app = s.create_app(chart_app(&s, "podinfo", &repo.url(), Some("1.0.0")));
+    let status = app.wait_synced_prefix("podinfo@1.0.0@sha256:", T);
+    assert_eq!(s.cm_value("podinfo-podinfo", "version").as_deref(), Some("1.0.0"), "{}", summary(&status));
+
+    // A range: the highest match, pinned by the archive's digest.
+    app.patch(&json!({"spec": {"source": {"chart": {"version": ">=1.0.0 <2.0.0"}}}}));
+    let status = app.wait_synced_prefix("podinfo@1.1.0@sha256:", T);
+    assert_eq!(status["status"]["sync"]["revision"], format!("podinfo@1.1.0@sha256:{}", sha256_hex(&v110)));
+    assert_eq!(s.cm_value("podinfo-podinfo", "version").as_deref(), Some("1.1.0"));
+
+    // A new version in the index is a new deployment, counted with its lead time.
+    let deployed_before = metric(&s.ferry, "ferry_lead_time_seconds_count");
+    publish(&repo, "1.2.0");
+    publish(&repo, "2.0.0");
+    app.ferry_sync();
+    app.wait_synced_prefix("podinfo@1.2.0@sha256:", T);
+    assert_eq!(s.cm_value("podinfo-podinfo", "version").as_deref(), Some("1.2.0"));
+    wait_until("the chart deployment to be counted with a lead time", T, || {
+        let now = metric(&s.ferry, "ferry_lead_time_seconds_count");
+        if now > deployed_before { Ok(()) } else { Err(format!("lead time count still {now}")) }
+    });
+    let history = s.kubectl_ok(&["-n", s.ns(), "get", "application", "podinfo", "-o", "jsonpath={.status.history}"]);
+    assert!(history.contains("podinfo@1.2.0@sha256:"), "history: {history}");
+    let events = app.events();
+    assert!(events.iter().any(|e| e.message.contains("podinfo@1.2.0@sha256:")), "events: {events:?}");
+}
+
+#[test]
+fn one_index_download_serves_every_application_on_the_repository() {
+    let s = Scenario::new("chart-shared");
+    let repo = ChartRepo::start();
+    publish(&repo, "1.0.0");
+    let apps: Vec<_> = (0..4)
+        .map(|i| {
+            let name = format!("podinfo-{i}");
+            s.create_app(chart_app(&s, &name, &repo.url(), None).destination(&format!("{}-{i}", s.ns())).create_namespace(true))
+        })
+        .collect();
+    for app in &apps {
+        app.wait_synced_prefix("podinfo@1.0.0@sha256:", T);
+    }
+    for i in 0..4 {
+        s.delete_later(&["namespace", &format!("{}-{i}", s.ns())]);
+    }
+    let full: Vec<_> = repo.request_log().into_iter().filter(|r| r.path == "/index.yaml" && r.status == 200).collect();
+    assert_eq!(full.len(), 1, "index.yaml downloaded whole more than once: {full:?}");
+    let charts = repo.request_log().into_iter().filter(|r| r.path.ends_with(".tgz")).count();
+    assert_eq!(charts, 1, "the chart archive was downloaded more than once");
+    // A requested sync revalidates the index with a conditional request, answered 304.
+    repo.reset_requests();
+    apps[0].ferry_sync();
+    wait_until("a conditional index request", T, || {
+        let log = repo.request_log();
+        match log.iter().find(|r| r.path == "/index.yaml") {
+            Some(r) if r.status == 304 && r.if_none_match.is_some() => Ok(()),
+            Some(r) => Err(format!("index requested unconditionally: {r:?}")),
+            None => Err("no index request yet".into()),
+        }
+    });
+}
+
+#[test]
+fn a_chart_through_https_with_a_ca_and_basic_auth() {
+    let s = Scenario::new("chart-https");
+    let repo = ChartRepo::start_with(ChartRepoOptions {
+        basic_auth: Some(BasicAuth { username: "reader".into(), password: "s3cret-chart".into() }),
+        tls: true,
+    });
+    publish(&repo, "1.0.0");
+    let ca = std::fs::read_to_string(repo.ca_file().expect("a CA")).expect("read the CA");
+    // First without the CA: the certificate is not trusted, and nothing is applied.
+    s.kubectl_ok(&[
+        "-n", s.ns(), "create", "secret", "generic", "chart-creds",
+        "--from-literal=username=reader", "--from-literal=password=s3cret-chart",
+    ]);
+    let app = s.create_app(
+        chart_app(&s, "podinfo", &repo.url(), Some("1.0.0"))
+            .chart(json!({"repoURL": repo.url(), "name": "podinfo", "version": "1.0.0", "secretRef": {"name": "chart-creds"}})),
+    );
+    let status = app.wait_not_ready("FetchFailed", T);
+    assert!(ready_message(&status).contains("certificate"), "{}", summary(&status));
+    assert!(!serde_json::to_string(&status).unwrap().contains("s3cret-chart"));
+
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "chart-creds", "namespace": s.ns()},
+        "stringData": {"username": "reader", "password": "s3cret-chart", "ca.crt": ca},
+    });
+    let applied = s.cluster.kubectl_stdin(&["apply", "-f", "-"], &secret.to_string());
+    assert!(applied.success, "{}", applied.stderr);
+    app.ferry_sync();
+    app.wait_synced_prefix("podinfo@1.0.0@sha256:", T);
+    assert_eq!(s.cm_value("podinfo-podinfo", "version").as_deref(), Some("1.0.0"));
+    assert!(repo.request_log().iter().filter(|r| r.path == "/index.yaml").all(|r| r.authorization));
+    assert!(!s.ferry.logs().contains("s3cret-chart"), "the password reached ferry's log");
+}
+
+#[test]
+fn a_chart_from_a_repository_with_values_files_from_git() {
+    let s = Scenario::new("chart-values");
+    let repo = ChartRepo::start();
+    publish(&repo, "1.0.0");
+    let sha = s.git.commit_files("main", &[("envs/prod/values.yaml", "greeting: from-git\n")], "prod values");
+    let app = s.create_app(
+        s.default_app("podinfo")
+            .path("envs/prod")
+            .chart(json!({"repoURL": repo.url(), "name": "podinfo", "version": "1.0.0"}))
+            .helm(json!({"valuesFiles": ["values.yaml"]})),
+    );
+    let status = app.wait_synced_prefix("podinfo@1.0.0@sha256:", T);
+    let revision = status["status"]["sync"]["revision"].as_str().unwrap_or_default().to_string();
+    assert!(revision.ends_with(&format!("+sha1:{sha}")), "{revision}");
+    assert_eq!(s.cm_value("podinfo-podinfo", "greeting").as_deref(), Some("from-git"));
+
+    // New values in Git are a new revision of the same chart.
+    let sha2 = s.git.commit_files("main", &[("envs/prod/values.yaml", "greeting: changed\n")], "new values");
+    app.ferry_sync();
+    let status = app.wait_synced_prefix("podinfo@1.0.0@sha256:", T);
+    wait_until("the new values", T, || match s.cm_value("podinfo-podinfo", "greeting").as_deref() {
+        Some("changed") => Ok(()),
+        other => Err(format!("greeting {other:?}; {}", summary(&status))),
+    });
+    let revision = app.json()["status"]["sync"]["revision"].as_str().unwrap_or_default().to_string();
+    assert!(revision.ends_with(&format!("+sha1:{sha2}")), "{revision}");
+}
+
+/// Each failure is a clear condition, and nothing is applied or pruned: the ConfigMap of the
+/// last good chart stays.
+#[test]
+fn repository_failures_are_clear_and_prune_nothing() {
+    let s = Scenario::with_ferry_args("chart-faults", &["--max-chart-index-bytes", "4Ki"]);
+    let repo = ChartRepo::start();
+    publish(&repo, "1.0.0");
+    let app = s.create_app(chart_app(&s, "podinfo", &repo.url(), None));
+    app.wait_synced_prefix("podinfo@1.0.0@sha256:", T);
+    let kept = || s.cm_value("podinfo-podinfo", "version");
+
+    // A bad digest: the archive of 1.1.0 is replaced after indexing.
+    let v110 = publish(&repo, "1.1.0");
+    let (_tmp, other) = TestChart::new("podinfo", "1.1.0").template("kind: Nope\n").write_temp();
+    // Packaged over the indexed archive, and the index left as it was.
+    assert_eq!(repo.package(&other), v110);
+    app.ferry_sync();
+    let status = app.wait_not_ready("FetchFailed", T);
+    assert!(ready_message(&status).contains("does not match the index"), "{}", summary(&status));
+    assert_eq!(kept().as_deref(), Some("1.0.0"));
+
+    // Unreachable.
+    repo.set_down(true);
+    app.patch(&json!({"spec": {"source": {"chart": {"version": "1.0.0"}}}}));
+    app.ferry_sync();
+    let status = app.wait("unreachable", T, |a| {
+        let m = ready_message(a);
+        if m.contains("unreachable") || m.contains("did not answer") { Ok(a.clone()) } else { Err(m) }
+    });
+    assert_eq!(condition(&status, "Ready").unwrap()["reason"], "FetchFailed");
+    assert_eq!(kept().as_deref(), Some("1.0.0"));
+    repo.set_down(false);
+
+    // An index over --max-chart-index-bytes.
+    for i in 0..40 {
+        publish(&repo, &format!("0.0.{i}"));
+    }
+    app.ferry_sync();
+    let status = app.wait("the oversized index", T, |a| {
+        let m = ready_message(a);
+        if m.contains("larger than ferry's limit") { Ok(a.clone()) } else { Err(m) }
+    });
+    assert_eq!(condition(&status, "Ready").unwrap()["reason"], "FetchFailed");
+    assert_eq!(kept().as_deref(), Some("1.0.0"));
 }

@@ -102,7 +102,31 @@ impl AppBuilder {
         self.set(&["spec", "source", "helm"], helm)
     }
 
+    /// `spec.source.chart` (`{"repoURL", "name", "version", ...}`).
+    pub fn chart(self, chart: Value) -> AppBuilder {
+        self.set(&["spec", "source", "chart"], chart)
+    }
+
+    /// `spec.source.oci` (`{"url", "tag" | "semver" | "digest", ...}`).
+    pub fn oci(self, oci: Value) -> AppBuilder {
+        self.set(&["spec", "source", "oci"], oci)
+    }
+
+    /// Drops `spec.source.repoURL` and `ref`: a source of a chart or an OCI artifact alone.
+    pub fn without_git(mut self) -> AppBuilder {
+        if let Some(source) = self.manifest["spec"]["source"].as_object_mut() {
+            source.remove("repoURL");
+            source.remove("ref");
+        }
+        self
+    }
+
     // ----- the rest of spec -----
+
+    /// `spec.decryption` (`{"provider": "sops", "secretRef": {"name": ...}}`).
+    pub fn decryption(self, decryption: Value) -> AppBuilder {
+        self.set(&["spec", "decryption"], decryption)
+    }
 
     /// `spec.interval` (`"1m"`, `"1h"`).
     pub fn interval(self, interval: &str) -> AppBuilder {

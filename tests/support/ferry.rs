@@ -395,9 +395,19 @@ impl FerryApp {
     /// with reason ReconciliationSucceeded, for its current generation. Returns it.
     pub fn wait_synced(&self, sha: &str, timeout: Duration) -> Value {
         let revision = main_revision(sha);
-        self.wait(&format!("Synced and Healthy at {revision}"), timeout, |app| {
+        self.wait_synced_where(&revision, timeout, |r| r == revision)
+    }
+
+    /// Waits until Synced and Healthy at a revision starting with `prefix` (a chart's
+    /// `podinfo@6.5.4@sha256:`, whose digest a test does not know in advance).
+    pub fn wait_synced_prefix(&self, prefix: &str, timeout: Duration) -> Value {
+        self.wait_synced_where(&format!("{prefix}..."), timeout, |r| r.starts_with(prefix))
+    }
+
+    fn wait_synced_where(&self, shown: &str, timeout: Duration, at: impl Fn(&str) -> bool) -> Value {
+        self.wait(&format!("Synced and Healthy at {shown}"), timeout, |app| {
             let s = &app["status"];
-            if s["sync"]["revision"] != revision.as_str() {
+            if !at(s["sync"]["revision"].as_str().unwrap_or_default()) {
                 return Err("not at the revision yet".into());
             }
             if s["sync"]["status"] != "Synced" {

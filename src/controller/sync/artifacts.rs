@@ -70,9 +70,11 @@ async fn repository_chart(
     if let Some(digest) = ctx.charts.known_digest(&resolved, creds)
         && let Some(dir) = ctx.artifacts.get(&digest)
     {
+        ctx.charts.remember(&resolved, &digest);
         return Ok(Fetched { label, digest, dir });
     }
     let (archive, digest) = ctx.charts.download(&resolved, creds).await.map_err(err)?;
+    ctx.charts.remember(&resolved, &digest);
     let dir = ctx.artifacts.insert(&digest, archive).await.map_err(|e| FetchError::Store(Box::new(e)))?;
     Ok(Fetched { label, digest, dir })
 }
