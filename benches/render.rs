@@ -66,6 +66,7 @@ fn main() {
             app_name: "bench",
             default_namespace: "bench",
             policy: &policy,
+            decryption: None,
         };
         let mut times = Vec::with_capacity(iterations);
         for i in 0..WARMUP + iterations {
@@ -108,6 +109,7 @@ fn main() {
         app_name: "bench",
         default_namespace: "bench",
         policy: &policy,
+        decryption: None,
     };
     runtime.block_on(cache.get_or_render("c0ffee", &req, &opts, &BuiltinScopes)).expect("render");
     let mut times = Vec::with_capacity(iterations);

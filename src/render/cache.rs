@@ -55,6 +55,8 @@ impl CacheKey {
         opts.helm_bin.hash(&mut h);
         opts.require_digest.hash(&mut h);
         scopes.fingerprint().hash(&mut h);
+        // Other keys may decrypt to other values, or fail where these succeeded.
+        req.decryption.map(|k| k.fingerprint()).hash(&mut h);
         CacheKey { commit: commit.to_owned(), path, options: h.finish() }
     }
 }
@@ -231,7 +233,7 @@ mod tests {
     }
 
     fn req<'a>(root: &'a Path, source: &'a Source, policy: &'a Policy) -> RenderRequest<'a> {
-        RenderRequest { root, source, app_name: "app", default_namespace: "ns", policy }
+        RenderRequest { root, source, app_name: "app", default_namespace: "ns", policy, decryption: None }
     }
 
     #[tokio::test]

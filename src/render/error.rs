@@ -89,6 +89,11 @@ pub enum RenderError {
     /// (the check fails closed: unchecked references might lead out of the repository).
     #[error("{file} cannot be checked for remote or outside references: {cause}")]
     UncheckedKustomization { file: String, cause: String },
+
+    /// A SOPS-encrypted document could not be decrypted (no keys configured, none matching,
+    /// a tampered value or MAC). Never carries a plaintext value or key material.
+    #[error("{origin}: cannot decrypt: {cause}")]
+    DecryptionFailed { origin: Origin, cause: super::sops::SopsError },
 }
 
 /// A size limit of renders, named as the flag that sets it.
@@ -131,6 +136,7 @@ impl RenderError {
             RenderError::InvalidReleaseName { .. } => "invalid_release_name",
             RenderError::TooLarge { .. } => "too_large",
             RenderError::UncheckedKustomization { .. } => "unchecked_kustomization",
+            RenderError::DecryptionFailed { .. } => "decryption_failed",
         }
     }
 }

@@ -9,8 +9,8 @@
 //!    `Chart.yaml`, else a plain directory ([`detect`]);
 //! 3. render: read YAML/JSON files ([`plain`]), or run `kustomize build` / `helm template` offline
 //!    with a timeout ([`kustomize`], [`helm`], [`tool`]);
-//! 4. parse into objects, flattening `List`s and requiring apiVersion, kind and metadata.name
-//!    ([`parse`]);
+//! 4. parse into objects, decrypting SOPS-encrypted documents with `spec.decryption`'s age keys
+//!    ([`sops`]), flattening `List`s and requiring apiVersion, kind and metadata.name ([`parse`]);
 //! 5. give namespaced objects the destination namespace ([`scope`]), refuse duplicates
 //!    ([`duplicates`]) and unpinned images ([`pin_policy`]).
 //!
@@ -27,6 +27,7 @@ mod paths;
 pub mod pin_policy;
 mod plain;
 pub mod scope;
+pub mod sops;
 mod tool;
 
 use std::{
@@ -41,6 +42,7 @@ use kube::{ResourceExt, api::DynamicObject};
 pub use parse::Manifest;
 pub use pin_policy::PinPolicy;
 pub use scope::{BuiltinScopes, DiscoveredScopes, KindScope, ScopeResolver};
+pub use sops::{AgeKeys, KeyError, SopsError};
 
 use crate::api::{Application, Policy, Source};
 
@@ -94,6 +96,10 @@ pub struct RenderRequest<'a> {
     /// Namespace for namespaced objects that name none (and Helm's `--namespace`).
     pub default_namespace: &'a str,
     pub policy: &'a Policy,
+    /// `spec.decryption`'s age keys. SOPS-encrypted documents are decrypted with them after
+    /// rendering; without them such a document fails the render (it is never applied
+    /// encrypted).
+    pub decryption: Option<&'a AgeKeys>,
 }
 
 impl<'a> RenderRequest<'a> {
@@ -113,6 +119,8 @@ impl<'a> RenderRequest<'a> {
             app_name: app.metadata.name.as_deref().unwrap_or_default(),
             default_namespace,
             policy: &app.spec.policy,
+            // Filled in by the controller, which reads spec.decryption's Secret.
+            decryption: None,
         }
     }
 
@@ -197,6 +205,7 @@ async fn render_raw(
                 bin: &opts.kustomize_bin,
                 timeout: opts.timeout,
                 max_bytes: opts.max_bytes,
+                keys: req.decryption,
             }
             .run()
             .await?
@@ -219,6 +228,7 @@ async fn render_raw(
                 bin: &opts.helm_bin,
                 timeout: opts.timeout,
                 max_bytes: opts.max_bytes,
+                keys: req.decryption,
             }
             .run()
             .await?
@@ -226,7 +236,8 @@ async fn render_raw(
         // Reading a large tree blocks; keep it off the runtime's worker threads.
         RendererKind::Plain => {
             let max_bytes = opts.max_bytes;
-            tokio::task::spawn_blocking(move || plain::render_plain(&root, &dir, max_bytes))
+            let keys = req.decryption.cloned();
+            tokio::task::spawn_blocking(move || plain::render_plain(&root, &dir, max_bytes, keys.as_ref()))
                 .await
                 .expect("plain rendering does not panic")?
         }
@@ -305,6 +316,7 @@ mod tests {
                     app_name: "a",
                     default_namespace: "n",
                     policy,
+                    decryption: None,
                 };
                 render(&req, opts, &BuiltinScopes).await.unwrap_err().to_string()
             }

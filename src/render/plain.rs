@@ -8,8 +8,9 @@ use std::{
 
 use super::{
     error::{RenderError, RenderLimit},
-    parse::{Manifest, is_manifest_file, parse_file},
+    parse::{Manifest, is_manifest_file, parse_file_with_keys},
     paths::RepoRoot,
+    sops::AgeKeys,
 };
 
 /// A manifest file: its path relative to the repository root (as shown in errors) and where to
@@ -79,11 +80,13 @@ fn walk(
 }
 
 /// Reads and parses every manifest file under `dir`, refusing the whole render when the files
-/// hold more than `max_bytes` together (checked before each file is read).
+/// hold more than `max_bytes` together (checked before each file is read). SOPS-encrypted
+/// files are decrypted with `keys`, file by file, in memory.
 pub(crate) fn render_plain(
     root: &RepoRoot,
     dir: &Path,
     max_bytes: u64,
+    keys: Option<&AgeKeys>,
 ) -> Result<Vec<Manifest>, RenderError> {
     let mut manifests = Vec::new();
     let mut total: u64 = 0;
@@ -101,7 +104,7 @@ pub(crate) fn render_plain(
             origin: super::error::Origin::new(&file.rel, 1),
             cause: "the file is not UTF-8".into(),
         })?;
-        manifests.extend(parse_file(&file.rel, &text)?);
+        manifests.extend(parse_file_with_keys(&file.rel, &text, keys)?);
     }
     Ok(manifests)
 }
@@ -152,7 +155,7 @@ mod tests {
         symlink("..", r.join("app/loop")).unwrap();
         let root = RepoRoot::new(r).unwrap();
         let dir = root.resolve("app", "source path").unwrap();
-        let names: Vec<String> = render_plain(&root, &dir, u64::MAX)
+        let names: Vec<String> = render_plain(&root, &dir, u64::MAX, None)
             .unwrap()
             .into_iter()
             .map(|m| m.object.metadata.name.unwrap())
@@ -160,12 +163,12 @@ mod tests {
         assert_eq!(names, ["shared", "own"], "linked/cm.yaml sorts before own.yaml; loop/ adds nothing new");
 
         symlink(outside.path().join("secret.yaml"), r.join("app/steal.yaml")).unwrap();
-        let err = render_plain(&root, &dir, u64::MAX).unwrap_err();
+        let err = render_plain(&root, &dir, u64::MAX, None).unwrap_err();
         assert_eq!(err.to_string(), "symlink app/steal.yaml escapes the repository root");
 
         std::fs::remove_file(r.join("app/steal.yaml")).unwrap();
         symlink(outside.path(), r.join("app/stealdir")).unwrap();
-        let err = render_plain(&root, &dir, u64::MAX).unwrap_err();
+        let err = render_plain(&root, &dir, u64::MAX, None).unwrap_err();
         assert_eq!(err.to_string(), "symlink app/stealdir escapes the repository root");
     }
 
@@ -175,7 +178,7 @@ mod tests {
         write(repo.path(), "ok.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n");
         write(repo.path(), "sub/bad.yaml", "apiVersion: v1\nmetadata: {name: a}\n");
         let root = RepoRoot::new(repo.path()).unwrap();
-        let err = render_plain(&root, root.path(), u64::MAX).unwrap_err();
+        let err = render_plain(&root, root.path(), u64::MAX, None).unwrap_err();
         assert_eq!(err.to_string(), "sub/bad.yaml (document 1, line 1): object has no kind");
     }
 
@@ -187,8 +190,8 @@ mod tests {
         write(repo.path(), "b.yaml", &cm.replace("name: a", "name: b"));
         let root = RepoRoot::new(repo.path()).unwrap();
         let both = 2 * cm.len() as u64;
-        assert_eq!(render_plain(&root, root.path(), both).unwrap().len(), 2);
-        let err = render_plain(&root, root.path(), both - 1).unwrap_err();
+        assert_eq!(render_plain(&root, root.path(), both, None).unwrap().len(), 2);
+        let err = render_plain(&root, root.path(), both - 1, None).unwrap_err();
         assert_eq!(err.category(), "too_large");
         assert!(
             err.to_string().contains(&format!("the limit of {} bytes (--max-render-bytes)", both - 1)),

@@ -48,7 +48,14 @@ async fn render_source(
     source: &Source,
     policy: &Policy,
 ) -> Result<Vec<DynamicObject>, RenderError> {
-    let req = RenderRequest { root, source, app_name: "myapp", default_namespace: "dest", policy };
+    let req = RenderRequest {
+        root,
+        source,
+        app_name: "myapp",
+        default_namespace: "dest",
+        policy,
+        decryption: None,
+    };
     render(&req, &options(), &BuiltinScopes).await
 }
 
@@ -206,6 +213,7 @@ async fn helm_documents_are_traced_to_their_template() {
         app_name: "myapp",
         default_namespace: "dest",
         policy: &Policy::default(),
+        decryption: None,
     };
     let manifests = render_manifests(&req, &options(), &BuiltinScopes).await.unwrap();
     let audit = manifests.iter().find(|m| m.object.metadata.name.as_deref() == Some("myapp-audit")).unwrap();
@@ -355,6 +363,7 @@ async fn required_pinned_images_are_enforced_on_rendered_workloads() {
         app_name: "a",
         default_namespace: "dest",
         policy: &strict,
+        decryption: None,
     };
     let opts = RenderOptions { require_digest: true, ..options() };
     let err = render(&req, &opts, &BuiltinScopes).await.unwrap_err();
@@ -376,6 +385,7 @@ async fn cache_renders_an_unchanged_revision_once() {
         app_name: "myapp",
         default_namespace: "dest",
         policy: &policy,
+        decryption: None,
     };
     let commit = "0123456789abcdef0123456789abcdef01234567";
     let first = cache.get_or_render(commit, &req, &opts, &BuiltinScopes).await.unwrap();
@@ -394,8 +404,14 @@ async fn missing_tool_is_named() {
     let src = source("kustomize/base");
     let policy = Policy::default();
     let root = fixtures();
-    let req =
-        RenderRequest { root: &root, source: &src, app_name: "a", default_namespace: "d", policy: &policy };
+    let req = RenderRequest {
+        root: &root,
+        source: &src,
+        app_name: "a",
+        default_namespace: "d",
+        policy: &policy,
+        decryption: None,
+    };
     let opts = RenderOptions { kustomize_bin: "/opt/none/kustomize".into(), ..options() };
     let err = render(&req, &opts, &BuiltinScopes).await.unwrap_err();
     assert_eq!(err.category(), "tool_missing");
@@ -469,6 +485,7 @@ async fn discovery_on_the_real_cluster_scopes_custom_kinds() {
         app_name: "a",
         default_namespace: "dest",
         policy: &policy,
+        decryption: None,
     };
     let with_discovery = render(&req, &options(), &discovered).await.unwrap();
     assert_eq!(ids(&with_discovery), ["Sprocket s", "ConfigMap dest/c"]);
