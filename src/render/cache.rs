@@ -275,6 +275,29 @@ mod tests {
         assert_eq!(cache.len(), 4);
     }
 
+    /// Other keys may decrypt differently, or fail: a changed key set renders again.
+    #[tokio::test]
+    async fn decryption_keys_are_part_of_the_key() {
+        let a = repo();
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sops");
+        std::fs::copy(fixtures.join("encrypted/secret.yaml"), a.path().join("app/secret.yaml")).unwrap();
+        let read = |name: &str| std::fs::read_to_string(fixtures.join(name)).unwrap();
+        let key = crate::render::AgeKeys::parse(&read("key.agekey")).unwrap();
+        let both = crate::render::AgeKeys::parse(&(read("key.agekey") + &read("wrong.agekey"))).unwrap();
+        let (policy, opts, src) = (Policy::default(), RenderOptions::default(), source("app"));
+        let cache = RenderCache::new(4);
+        let err = cache
+            .get_or_render("c1", &req(a.path(), &src, &policy), &opts, &BuiltinScopes)
+            .await
+            .unwrap_err();
+        assert_eq!(err.category(), "decryption_failed");
+        for keys in [&key, &key, &both] {
+            let r = RenderRequest { decryption: Some(keys), ..req(a.path(), &src, &policy) };
+            assert_eq!(cache.get_or_render("c1", &r, &opts, &BuiltinScopes).await.unwrap().len(), 2);
+        }
+        assert_eq!(cache.renders(), 3, "no keys, one key (then a hit), two keys");
+    }
+
     #[tokio::test]
     async fn least_recently_used_is_evicted() {
         let a = repo();

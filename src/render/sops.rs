@@ -209,9 +209,11 @@ pub enum SopsError {
     Reread { cause: String },
 }
 
-/// Whether a parsed document carries SOPS metadata (a top-level `sops` mapping with a `mac`).
+/// Whether a parsed document carries SOPS metadata: a top-level `sops` mapping. Anything in it
+/// counts (a `mac` and `age` are then required), so a document whose metadata was cut short
+/// fails instead of being applied with its `ENC[…]` values.
 pub fn is_encrypted(doc: &Value) -> bool {
-    doc.get("sops").and_then(Value::as_object).is_some_and(|m| m.contains_key("mac"))
+    doc.get("sops").is_some_and(Value::is_object)
 }
 
 /// How the text of the documents is to be read again.
@@ -740,5 +742,347 @@ impl<'de> Visitor<'de> for NodeVisitor {
             out.push((key, map.next_value()?));
         }
         Ok(Node::Map(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::parse::{Manifest, parse_file, parse_file_with_keys};
+
+    fn fixture(rel: &str) -> String {
+        let path = format!("{}/tests/fixtures/sops/{rel}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn keys() -> AgeKeys {
+        AgeKeys::parse(&fixture("key.agekey")).unwrap()
+    }
+
+    fn wrong() -> AgeKeys {
+        AgeKeys::parse(&fixture("wrong.agekey")).unwrap()
+    }
+
+    /// Every plaintext value of the fixtures, and the secret keys: none may appear in an error.
+    fn secrets() -> Vec<String> {
+        let mut out: Vec<String> = [
+            "shop-admin",
+            "correct horse battery staple",
+            "c2VjcmV0LXRva2VuLTQy",
+            "payments.internal",
+            "json-api-key-value",
+            "buried-value",
+            "db-1.internal",
+            "s3cr3t-pw",
+            "LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0t",
+            "mac-only-secret-value",
+            "suffix-secret-value",
+            "first-document-secret",
+            "second-document-secret",
+        ]
+        .map(str::to_owned)
+        .into();
+        for key in ["key.agekey", "wrong.agekey"] {
+            let text = fixture(key);
+            let line = text.lines().find(|l| l.starts_with("AGE-SECRET-KEY-1")).unwrap();
+            out.push(line["AGE-SECRET-KEY-1".len()..].to_owned());
+            out.push(line.to_lowercase());
+        }
+        out
+    }
+
+    fn assert_no_secret(text: &str) {
+        for s in secrets() {
+            assert!(!text.contains(&s), "{s:?} leaked into: {text}");
+        }
+    }
+
+    fn as_json(ms: &[Manifest]) -> Vec<Value> {
+        ms.iter().map(|m| serde_json::to_value(&m.object).unwrap()).collect()
+    }
+
+    const FIXTURES: [&str; 8] = [
+        "secret.yaml",
+        "configmap.yaml",
+        "document.json",
+        "nested.yaml",
+        "kubernetes-secret.yaml",
+        "mac-only.yaml",
+        "suffix.yaml",
+        "multi.yaml",
+    ];
+
+    fn decrypt(name: &str, text: &str, keys: &AgeKeys) -> Result<Vec<Manifest>, RenderError> {
+        parse_file_with_keys(name, text, Some(keys))
+    }
+
+    fn error(name: &str, text: &str, keys: &AgeKeys) -> String {
+        let err = decrypt(name, text, keys).unwrap_err();
+        assert_eq!(err.category(), "decryption_failed", "{err}");
+        let shown = format!("{err} {err:?}");
+        assert_no_secret(&shown);
+        err.to_string()
+    }
+
+    #[test]
+    fn every_fixture_decrypts_to_exactly_its_plaintext() {
+        let keys = keys();
+        for name in FIXTURES {
+            let encrypted = fixture(&format!("encrypted/{name}"));
+            assert!(encrypted.contains("ENC[AES256_GCM"), "{name} is encrypted");
+            let got = decrypt(name, &encrypted, &keys).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let want = parse_file(name, &fixture(&format!("plain/{name}"))).unwrap();
+            assert_eq!(as_json(&got), as_json(&want), "{name}");
+            let docs: Vec<usize> = got.iter().map(|m| m.origin.doc).collect();
+            assert_eq!(docs, want.iter().map(|m| m.origin.doc).collect::<Vec<_>>(), "{name}");
+            for m in &got {
+                assert!(m.object.data.get("sops").is_none(), "{name}: the sops metadata is removed");
+            }
+        }
+    }
+
+    #[test]
+    fn types_and_order_survive() {
+        let got = decrypt("nested.yaml", &fixture("encrypted/nested.yaml"), &keys()).unwrap();
+        let spec = &got[0].object.data["spec"];
+        assert_eq!(spec["replicas"], 3);
+        assert_eq!(spec["ratio"], 0.75);
+        assert_eq!(spec["enabled"], true);
+        assert_eq!(spec["disabled"], false);
+        assert_eq!(spec["nothing"], Value::Null);
+        assert_eq!(spec["note_unencrypted"], "visible in git");
+        assert_eq!(spec["servers"][1]["port"], 5433);
+        assert_eq!(spec["matrix"][1], serde_json::json!(["three", 4.5]));
+        assert_eq!(spec["deep"]["level1"]["level2"]["secret"], "buried-value");
+    }
+
+    #[test]
+    fn the_wrong_key_names_the_recipients() {
+        let recipient = keys().recipients()[0].clone();
+        let err = error("apps/secret.yaml", &fixture("encrypted/secret.yaml"), &wrong());
+        assert_eq!(
+            err,
+            format!(
+                "apps/secret.yaml (document 1, line 1): cannot decrypt: no age identity in spec.decryption's Secret matches the file's recipients {recipient}"
+            )
+        );
+        // Several keys: any one that matches will do.
+        let both =
+            AgeKeys::parse(&format!("{}\n{}", fixture("wrong.agekey"), fixture("key.agekey"))).unwrap();
+        decrypt("secret.yaml", &fixture("encrypted/secret.yaml"), &both).unwrap();
+    }
+
+    #[test]
+    fn no_keys_is_an_error_not_an_encrypted_apply() {
+        for name in FIXTURES {
+            let err = parse_file(name, &fixture(&format!("encrypted/{name}"))).unwrap_err();
+            assert_eq!(err.category(), "decryption_failed");
+            assert!(
+                err.to_string().ends_with(
+                    "cannot decrypt: the document is encrypted with SOPS; set spec.decryption (provider sops, an age key)"
+                ),
+                "{err}"
+            );
+        }
+    }
+
+    /// Replaces the `n`th occurrence of `from` in `text`.
+    fn replace_nth(text: &str, from: &str, to: &str, n: usize) -> String {
+        let at = text.match_indices(from).nth(n).unwrap_or_else(|| panic!("no {from:?} #{n}")).0;
+        format!("{}{to}{}", &text[..at], &text[at + from.len()..])
+    }
+
+    /// The `data:` part of the `ENC[…]` value on the line starting with `key`.
+    fn enc_data<'t>(text: &'t str, key: &str) -> &'t str {
+        let line = text.lines().find(|l| l.trim_start().starts_with(key)).unwrap();
+        let start = line.find("data:").unwrap() + 5;
+        &line[start..start + line[start..].find(',').unwrap()]
+    }
+
+    #[test]
+    fn tampered_values_fail() {
+        let keys = keys();
+        let text = fixture("encrypted/kubernetes-secret.yaml");
+        // A flipped ciphertext byte.
+        let data = enc_data(&text, "DATABASE_URL:");
+        let flipped = format!("{}{}", if data.starts_with('A') { 'B' } else { 'A' }, &data[1..]);
+        let err = error("s.yaml", &text.replacen(data, &flipped, 1), &keys);
+        assert!(err.ends_with("cannot decrypt: the value at stringData.DATABASE_URL does not decrypt with the file's data key: its ciphertext was changed, or it was moved to another key"), "{err}");
+        // A valid ciphertext moved under another key: the path is its additional data.
+        let port = text.lines().find(|l| l.trim_start().starts_with("PORT:")).unwrap();
+        let url = text.lines().find(|l| l.trim_start().starts_with("DATABASE_URL:")).unwrap();
+        let moved = text.replacen(port, &url.replace("DATABASE_URL:", "PORT:"), 1);
+        let err = error("s.yaml", &moved, &keys);
+        assert!(err.contains("the value at stringData.PORT does not decrypt"), "{err}");
+        // A changed unencrypted value, and reordered keys: only the MAC tells.
+        let renamed = text.replacen("name: regex-secret", "name: other-secret", 1);
+        assert!(error("s.yaml", &renamed, &keys).ends_with("MAC mismatch: the file was changed after it was encrypted (a value, a key or their order); re-encrypt it with sops"));
+        let reordered = text.replacen(
+            "    name: regex-secret\n    namespace: shop\n",
+            "    namespace: shop\n    name: regex-secret\n",
+            1,
+        );
+        assert_ne!(reordered, text);
+        assert!(error("s.yaml", &reordered, &keys).contains("MAC mismatch"));
+        // One document of a multi-document file dropped: the MAC covers the file.
+        let multi = fixture("encrypted/multi.yaml");
+        let first = multi.split("\n---\n").next().unwrap();
+        assert!(error("m.yaml", first, &keys).contains("MAC mismatch"));
+    }
+
+    #[test]
+    fn mac_only_encrypted_leaves_unencrypted_values_out_of_the_mac() {
+        let text = fixture("encrypted/mac-only.yaml").replacen("name: mac-only", "name: renamed", 1);
+        let got = decrypt("m.yaml", &text, &keys()).unwrap();
+        assert_eq!(got[0].object.metadata.name.as_deref(), Some("renamed"));
+    }
+
+    #[test]
+    fn tampered_mac_fails() {
+        let keys = keys();
+        let text = fixture("encrypted/secret.yaml");
+        let mac = enc_data(&text, "mac:");
+        let flipped = format!("{}{}", if mac.starts_with('A') { 'B' } else { 'A' }, &mac[1..]);
+        let err = error("s.yaml", &text.replacen(mac, &flipped, 1), &keys);
+        assert!(
+            err.ends_with(
+                "the MAC does not decrypt with the file's data key: the sops mac or lastmodified was changed"
+            ),
+            "{err}"
+        );
+        let stamp = text.lines().find(|l| l.contains("lastmodified:")).unwrap();
+        let err =
+            error("s.yaml", &text.replacen(stamp, "    lastmodified: \"2020-01-01T00:00:00Z\"", 1), &keys);
+        assert!(err.contains("the MAC does not decrypt"), "{err}");
+    }
+
+    #[test]
+    fn malformed_values_and_metadata_fail_clearly() {
+        let keys = keys();
+        let text = fixture("encrypted/secret.yaml");
+        let cases = [
+            (
+                text.replacen(",iv:", ",iv:!!", 1),
+                "the value at apiVersion is not a valid SOPS value (ENC[AES256_GCM,data:…,iv:…,tag:…,type:…]): iv is not base64",
+            ),
+            (
+                text.replacen("type:str]", "type:blob]", 1),
+                "the value at apiVersion is not a valid SOPS value (ENC[AES256_GCM,data:…,iv:…,tag:…,type:…]): unknown type",
+            ),
+            (
+                text.replacen("ENC[AES256_GCM,data:", "ENC[AES128,data:", 1),
+                "the value at apiVersion is not a valid SOPS value (ENC[AES256_GCM,data:…,iv:…,tag:…,type:…]): not in ENC[…] form",
+            ),
+            (
+                text.replacen("    age:\n", "    pgp:\n", 1),
+                "the file is encrypted for pgp only; ferry decrypts SOPS files with age recipients",
+            ),
+        ];
+        for (bad, want) in cases {
+            let err = error("s.yaml", &bad, &keys);
+            assert!(err.ends_with(want), "{err}\nwant: {want}");
+        }
+        // An unencrypted value where the rules say encrypted.
+        let plain_value =
+            text.replacen(text.lines().find(|l| l.starts_with("kind:")).unwrap(), "kind: Secret", 1);
+        assert!(error("s.yaml", &plain_value, &keys).contains("the value at kind is not a valid SOPS value"));
+        let mac_line = text.lines().find(|l| l.trim_start().starts_with("mac:")).unwrap();
+        let no_mac = text.replacen(&format!("{mac_line}\n"), "", 1);
+        assert!(
+            error("s.yaml", &no_mac, &keys)
+                .ends_with("the file's sops metadata is malformed: mac is not a string")
+        );
+        let comment_rule =
+            text.replacen("    lastmodified:", "    encrypted_comment_regex: sops\n    lastmodified:", 1);
+        assert!(
+            error("s.yaml", &comment_rule, &keys)
+                .contains("sets encrypted_comment_regex, which ferry does not support")
+        );
+    }
+
+    #[test]
+    fn errors_name_the_document() {
+        let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: before}\n---\n";
+        let text = format!("{cm}{}", fixture("encrypted/secret.yaml"));
+        let err = parse_file("all.yaml", &text).unwrap_err().to_string();
+        assert!(err.starts_with("all.yaml (document 2, line 5): cannot decrypt"), "{err}");
+        // Plain documents beside encrypted ones are left as they are.
+        let ms = decrypt("all.yaml", &text, &keys()).unwrap();
+        assert_eq!(ms.len(), 2);
+        assert_eq!(ms[0].object.metadata.name.as_deref(), Some("before"));
+    }
+
+    #[test]
+    fn keys_parse_and_never_show_themselves() {
+        let both = format!("# two keys\n\n{}\n  {}  \n", fixture("key.agekey"), fixture("wrong.agekey"));
+        let keys = AgeKeys::parse(&both).unwrap();
+        assert_eq!(keys.recipients().len(), 2);
+        let shown = format!("{keys:?}");
+        assert_no_secret(&shown);
+        assert!(shown.starts_with("AgeKeys { identities: 2, fingerprint: "), "{shown}");
+        // The fingerprint depends on the set of keys, not their order.
+        let swapped =
+            AgeKeys::parse(&format!("{}{}", fixture("wrong.agekey"), fixture("key.agekey"))).unwrap();
+        assert_eq!(keys.fingerprint(), swapped.fingerprint());
+        assert_ne!(keys.fingerprint(), self::keys().fingerprint());
+        assert_eq!(keys.fingerprint().len(), 64);
+
+        let key_line = fixture("key.agekey").lines().find(|l| l.starts_with("AGE-")).unwrap().to_owned();
+        let damaged = format!("# c\n{}X\n", &key_line[..key_line.len() - 1]);
+        let err = AgeKeys::parse(&damaged).unwrap_err();
+        assert_eq!(err.to_string(), "line 2 is not an age X25519 identity (AGE-SECRET-KEY-1…)");
+        assert_no_secret(&format!("{err} {err:?}"));
+        assert_eq!(
+            AgeKeys::parse("# nothing\n").unwrap_err().to_string(),
+            "no age identity (AGE-SECRET-KEY-1…) found"
+        );
+    }
+
+    #[test]
+    fn keys_from_a_secret_read_every_agekey_entry() {
+        let entry = |name: &str, text: &str| (name.to_owned(), ByteString(text.as_bytes().to_vec()));
+        let data = BTreeMap::from([
+            entry("a.agekey", &fixture("wrong.agekey")),
+            entry("identity.agekey", &fixture("key.agekey")),
+            entry("README", "not a key"),
+        ]);
+        let keys = AgeKeys::from_secret_data(&data).unwrap();
+        assert_eq!(keys.recipients().len(), 2);
+        decrypt("s.yaml", &fixture("encrypted/secret.yaml"), &keys).unwrap();
+
+        let none = BTreeMap::from([entry("README", "x")]);
+        let err = AgeKeys::from_secret_data(&none).unwrap_err();
+        assert_eq!(err.to_string(), "the Secret has no entry whose name ends in .agekey");
+        let bad = BTreeMap::from([entry("x.agekey", "AGE-SECRET-KEY-1NOPE\n")]);
+        let err = AgeKeys::from_secret_data(&bad).unwrap_err();
+        assert_eq!(err.to_string(), "line 1 of x.agekey is not an age X25519 identity (AGE-SECRET-KEY-1…)");
+        let binary = BTreeMap::from([("y.agekey".to_owned(), ByteString(vec![0xff, 0xfe]))]);
+        assert_eq!(
+            AgeKeys::from_secret_data(&binary).unwrap_err().to_string(),
+            "y.agekey of the Secret is not UTF-8 text"
+        );
+    }
+
+    #[test]
+    fn rules_follow_sops() {
+        let path = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let default = Rules { unencrypted_suffix: Some("_unencrypted".into()), ..Rules::default() };
+        assert!(default.encrypts(&path(&["a", "b"])));
+        assert!(!default.encrypts(&path(&["a_unencrypted", "b"])));
+        let regex = Rules {
+            encrypted_regex: Some(regex::Regex::new("^(data|stringData)$").unwrap()),
+            ..Rules::default()
+        };
+        assert!(regex.encrypts(&path(&["stringData", "x"])));
+        assert!(!regex.encrypts(&path(&["metadata", "name"])));
+        assert!(!regex.encrypts(&path(&["metadata", "mydata"])));
+        let unregex =
+            Rules { unencrypted_regex: Some(regex::Regex::new("^meta").unwrap()), ..Rules::default() };
+        assert!(!unregex.encrypts(&path(&["metadata", "name"])));
+        assert!(unregex.encrypts(&path(&["spec"])));
+        assert_eq!(go_float(1.0), "1");
+        assert_eq!(go_float(0.75), "0.75");
+        assert_eq!(go_float(1e21), "1000000000000000000000");
+        assert_eq!(go_float(f64::INFINITY), "+Inf");
     }
 }
