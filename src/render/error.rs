@@ -91,9 +91,10 @@ pub enum RenderError {
     UncheckedKustomization { file: String, cause: String },
 
     /// A SOPS-encrypted document could not be decrypted (no keys configured, none matching,
-    /// a tampered value or MAC). Never carries a plaintext value or key material.
+    /// a tampered value or MAC). Never carries a plaintext value or key material. (Boxed, like
+    /// `Duplicate`'s origins: keeps every `Result` of this module small.)
     #[error("{origin}: cannot decrypt: {cause}")]
-    DecryptionFailed { origin: Origin, cause: super::sops::SopsError },
+    DecryptionFailed { origin: Origin, cause: Box<super::sops::SopsError> },
 }
 
 /// A size limit of renders, named as the flag that sets it.

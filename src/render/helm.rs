@@ -10,7 +10,7 @@ use std::path::Path;
 
 use super::{
     error::{Origin, RenderError, Tool},
-    parse::{Manifest, parse_yaml_with_keys},
+    parse::{Manifest, parse_rendered_yaml},
     paths::RepoRoot,
     sops::AgeKeys,
     tool::{ToolRun, clean_stderr},
@@ -176,8 +176,8 @@ pub(crate) fn parse_helm_output(
             }
             None => format!("{chart_path} (helm template output)"),
         };
-        let parsed = parse_yaml_with_keys(&label, chunk, keys)
-            .map_err(|e| renumber_error(e, &label, &per_template))?;
+        let parsed =
+            parse_rendered_yaml(&label, chunk, keys).map_err(|e| renumber_error(e, &label, &per_template))?;
         if parsed.is_empty() {
             continue;
         }

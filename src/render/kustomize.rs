@@ -14,7 +14,7 @@ use serde_json::json;
 use super::{
     detect::KUSTOMIZATION_FILES,
     error::{RenderError, Tool},
-    parse::{Loose, Manifest, parse_yaml_with_keys},
+    parse::{Loose, Manifest, parse_rendered_yaml},
     paths::RepoRoot,
     tool::{ToolRun, clean_stderr},
 };
@@ -207,7 +207,7 @@ impl KustomizeRender<'_> {
             stderr: "kustomize printed output that is not UTF-8".into(),
         })?;
         let keys = self.keys.cloned();
-        tokio::task::spawn_blocking(move || parse_yaml_with_keys(&label, &stdout, keys.as_ref()))
+        tokio::task::spawn_blocking(move || parse_rendered_yaml(&label, &stdout, keys.as_ref()))
             .await
             .expect("parsing does not panic")
     }

@@ -13,7 +13,7 @@ use serde_json::{Map, Number, Value};
 
 use super::{
     error::{Origin, RenderError},
-    sops::{self, AgeKeys},
+    sops::{self, AgeKeys, Integrity},
 };
 
 /// An object and where it came from, kept together until the end of rendering so that every
@@ -70,7 +70,7 @@ pub fn parse_json_with_keys(
         cause: e.to_string(),
     })?;
     let mut docs = vec![(Origin::new(file, 1), value)];
-    sops::decrypt_documents(text, sops::Format::Json, &mut docs, keys)?;
+    sops::decrypt_documents(text, sops::Format::Json, &mut docs, keys, Integrity::WholeFile)?;
     for (origin, value) in docs {
         push_objects(origin, value, &mut out)?;
     }
@@ -90,6 +90,26 @@ pub fn parse_yaml_with_keys(
     file: &str,
     text: &str,
     keys: Option<&AgeKeys>,
+) -> Result<Vec<Manifest>, RenderError> {
+    parse_yaml_as(file, text, keys, Integrity::WholeFile)
+}
+
+/// [`parse_yaml_with_keys`] for a renderer's output (kustomize, helm), which prints documents
+/// again in its own key order: SOPS MACs cannot be verified there, values still are (see
+/// [`Integrity::RendererOutput`]).
+pub(crate) fn parse_rendered_yaml(
+    file: &str,
+    text: &str,
+    keys: Option<&AgeKeys>,
+) -> Result<Vec<Manifest>, RenderError> {
+    parse_yaml_as(file, text, keys, Integrity::RendererOutput)
+}
+
+fn parse_yaml_as(
+    file: &str,
+    text: &str,
+    keys: Option<&AgeKeys>,
+    integrity: Integrity,
 ) -> Result<Vec<Manifest>, RenderError> {
     let markers = DocumentMarkers::scan(text);
     let docs: Vec<serde_saphyr::Spanned<Loose>> = serde_saphyr::from_multiple_with_options(text, options())
@@ -111,7 +131,7 @@ pub fn parse_yaml_with_keys(
             (Origin { line, ..Origin::new(file, index) }, doc.value.0)
         })
         .collect();
-    sops::decrypt_documents(text, sops::Format::Yaml, &mut values, keys)?;
+    sops::decrypt_documents(text, sops::Format::Yaml, &mut values, keys, integrity)?;
     let mut out = Vec::with_capacity(values.len());
     for (origin, value) in values {
         push_objects(origin, value, &mut out)?;

@@ -19,6 +19,9 @@
 //!
 //! A YAML stream's documents with the same `mac` and `lastmodified` are one SOPS file (SOPS
 //! copies the metadata into every document of a multi-document file and MACs them together).
+//! The MAC is verified where the text is the file sops wrote (plain directories); a renderer's
+//! output (kustomize sorts keys and adds fields) is checked value by value only: see
+//! [`Integrity`].
 //!
 //! Nothing decrypted leaves memory, and no error, log line or `Debug` output carries a
 //! plaintext value or key material: errors name files, documents, key paths and public
@@ -223,6 +226,20 @@ pub(crate) enum Format {
     Json,
 }
 
+/// How much of a SOPS file's integrity can be checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Integrity {
+    /// The text is the file as sops wrote it (a plain directory's file): every value is
+    /// authenticated, and the MAC over all of them, their keys and their order is verified.
+    WholeFile,
+    /// A renderer printed the documents again: kustomize sorts keys and may add a namespace,
+    /// labels or a name prefix, so the file's MAC cannot hold (sops itself reports a mismatch
+    /// on any `kustomize build` output). Each encrypted value is still authenticated by
+    /// AES-GCM with its key path, so no value can be altered or moved to another key; what
+    /// is not checked is the unencrypted rest, which the renderer was free to change anyway.
+    RendererOutput,
+}
+
 /// Decrypts, in place, every document of `docs` that [`is_encrypted`]. `docs` are the
 /// documents of `text` in order, as parse.rs read them; `text` is read again, in order, only
 /// when one of them is encrypted.
@@ -231,11 +248,14 @@ pub(crate) fn decrypt_documents(
     format: Format,
     docs: &mut [(Origin, Value)],
     keys: Option<&AgeKeys>,
+    integrity: Integrity,
 ) -> Result<(), RenderError> {
     let encrypted: Vec<usize> = (0..docs.len()).filter(|i| is_encrypted(&docs[*i].1)).collect();
     let Some(&first) = encrypted.first() else { return Ok(()) };
-    let fail =
-        |i: usize, cause: SopsError| RenderError::DecryptionFailed { origin: docs[i].0.clone(), cause };
+    let fail = |i: usize, cause: SopsError| RenderError::DecryptionFailed {
+        origin: docs[i].0.clone(),
+        cause: Box::new(cause),
+    };
     let Some(keys) = keys else { return Err(fail(first, SopsError::NotConfigured)) };
     let mut nodes = reread(text, format).map_err(|cause| fail(first, cause))?;
     if nodes.len() != docs.len() {
@@ -243,13 +263,18 @@ pub(crate) fn decrypt_documents(
         return Err(fail(first, SopsError::Reread { cause }));
     }
     for group in files(docs, &encrypted) {
-        decrypt_file(&mut nodes, &group, keys).map_err(|(i, cause)| fail(i, cause))?;
+        decrypt_file(&mut nodes, &group, keys, integrity).map_err(|(i, cause)| fail(i, cause))?;
     }
     for i in encrypted {
         let node = std::mem::replace(&mut nodes[i], Node::Null);
         match node.into_value() {
             Ok(value) => docs[i].1 = value,
-            Err(cause) => return Err(RenderError::DecryptionFailed { origin: docs[i].0.clone(), cause }),
+            Err(cause) => {
+                return Err(RenderError::DecryptionFailed {
+                    origin: docs[i].0.clone(),
+                    cause: Box::new(cause),
+                });
+            }
         }
     }
     Ok(())
@@ -281,7 +306,12 @@ fn files(docs: &[(Origin, Value)], encrypted: &[usize]) -> Vec<Vec<usize>> {
 
 /// Decrypts one SOPS file made of the documents `members` of `nodes`; an error comes with the
 /// document it concerns.
-fn decrypt_file(nodes: &mut [Node], members: &[usize], keys: &AgeKeys) -> Result<(), (usize, SopsError)> {
+fn decrypt_file(
+    nodes: &mut [Node],
+    members: &[usize],
+    keys: &AgeKeys,
+    integrity: Integrity,
+) -> Result<(), (usize, SopsError)> {
     let first = members[0];
     let meta = Metadata::read(&nodes[first]).map_err(|e| (first, e))?;
     for &i in members {
@@ -296,6 +326,9 @@ fn decrypt_file(nodes: &mut [Node], members: &[usize], keys: &AgeKeys) -> Result
         walk.node(&mut nodes[i], &mut Vec::new()).map_err(|e| (i, e))?;
     }
     let computed = walk.finish();
+    if integrity == Integrity::RendererOutput {
+        return Ok(());
+    }
     let stored = match cipher.decrypt(&meta.mac, &meta.lastmodified) {
         Ok(Node::Str(mac)) => mac,
         _ => return Err((first, SopsError::MacUnreadable)),
@@ -886,12 +919,6 @@ mod tests {
         }
     }
 
-    /// Replaces the `n`th occurrence of `from` in `text`.
-    fn replace_nth(text: &str, from: &str, to: &str, n: usize) -> String {
-        let at = text.match_indices(from).nth(n).unwrap_or_else(|| panic!("no {from:?} #{n}")).0;
-        format!("{}{to}{}", &text[..at], &text[at + from.len()..])
-    }
-
     /// The `data:` part of the `ENC[…]` value on the line starting with `key`.
     fn enc_data<'t>(text: &'t str, key: &str) -> &'t str {
         let line = text.lines().find(|l| l.trim_start().starts_with(key)).unwrap();
@@ -928,6 +955,28 @@ mod tests {
         let multi = fixture("encrypted/multi.yaml");
         let first = multi.split("\n---\n").next().unwrap();
         assert!(error("m.yaml", first, &keys).contains("MAC mismatch"));
+    }
+
+    /// kustomize re-sorts keys and adds fields, so renderer output is checked value by value.
+    #[test]
+    fn kustomize_output_is_decrypted_value_by_value() {
+        use crate::render::parse::{parse_rendered_yaml, parse_yaml_with_keys};
+        let (keys, text) = (keys(), fixture("encrypted/kustomize-build.yaml"));
+        let err = parse_yaml_with_keys("k.yaml", &text, Some(&keys)).unwrap_err();
+        assert!(err.to_string().contains("MAC mismatch"), "{err}");
+        let got = parse_rendered_yaml("k.yaml", &text, Some(&keys)).unwrap();
+        let mut want = parse_file("m.yaml", &fixture("plain/mac-only.yaml")).unwrap();
+        want.extend(parse_file("k.yaml", &fixture("plain/kubernetes-secret.yaml")).unwrap());
+        for m in &mut want {
+            m.object.metadata.namespace = Some("other".into());
+        }
+        assert_eq!(as_json(&got), as_json(&want));
+        // A changed ciphertext still fails.
+        let data = enc_data(&text, "DATABASE_URL:");
+        let flipped = format!("{}{}", if data.starts_with('A') { 'B' } else { 'A' }, &data[1..]);
+        let err = parse_rendered_yaml("k.yaml", &text.replacen(data, &flipped, 1), Some(&keys)).unwrap_err();
+        assert!(err.to_string().contains("the value at stringData.DATABASE_URL does not decrypt"), "{err}");
+        assert_eq!(parse_rendered_yaml("k.yaml", &text, None).unwrap_err().category(), "decryption_failed");
     }
 
     #[test]
