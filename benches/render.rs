@@ -68,6 +68,7 @@ fn main() {
             policy: &policy,
             capabilities: None,
             chart: None,
+            decryption: None,
         };
         let mut times = Vec::with_capacity(iterations);
         for i in 0..WARMUP + iterations {
@@ -112,6 +113,7 @@ fn main() {
         policy: &policy,
         capabilities: None,
         chart: None,
+        decryption: None,
     };
     runtime.block_on(cache.get_or_render("c0ffee", &req, &opts, &BuiltinScopes)).expect("render");
     let mut times = Vec::with_capacity(iterations);

@@ -11,7 +11,10 @@ use serde_json::{Value, json};
 use crate::{
     api::{Application, ApplicationSpec},
     duration,
-    render::parse::{parse_json, parse_yaml},
+    render::{
+        AgeKeys,
+        parse::{parse_json, parse_json_with_keys, parse_yaml, parse_yaml_with_keys},
+    },
     rollout::analysis::{Condition, render_query},
     server::webhook::{self, PushedRef},
     source::{RepoUrl, repo_url::redact_unparsed},
@@ -68,6 +71,42 @@ const YAML: &[&str] = &[
     "0x1F",
     "é",
     "\t",
+];
+
+/// The pieces of a SOPS document: metadata, `ENC[…]` values in every shape, armor.
+const SOPS: &[&str] = &[
+    "sops:\n",
+    "  mac: ",
+    "  lastmodified: \"2026-01-01T00:00:00Z\"\n",
+    "  age:\n",
+    "    - recipient: age1x\n",
+    "      enc: |\n        -----BEGIN AGE ENCRYPTED FILE-----\n        YWdlLWVuY3J5cHRpb24ub3JnL3YxCg==\n        -----END AGE ENCRYPTED FILE-----\n",
+    "  encrypted_regex: ",
+    "  unencrypted_suffix: _u\n",
+    "  mac_only_encrypted: true\n",
+    "  key_groups: ",
+    "ENC[AES256_GCM,data:",
+    "AAAA",
+    "==",
+    ",iv:",
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    ",tag:",
+    "AAAAAAAAAAAAAAAAAAAAAA==",
+    ",type:",
+    "str",
+    "int",
+    "float",
+    "bool",
+    "]",
+    "a: ",
+    "\n",
+    "  ",
+    "- ",
+    "[",
+    "(",
+    "\"",
+    "{\"sops\": {\"mac\": ",
+    "}",
 ];
 
 const DURATION: &[&str] = &["0", "9", "99999999999", ".", "ms", "s", "m", "h", "1h", "é", "-", "+"];
@@ -141,6 +180,32 @@ proptest! {
     fn yaml_and_json_parsing_never_panics(text in pieces(YAML)) {
         let _ = parse_yaml("f.yaml", &text);
         let _ = parse_json("f.json", &text);
+    }
+
+    /// Whatever an encrypted-looking document holds, decryption fails cleanly (with the
+    /// fixtures' test key, so real age stanzas are tried) and never panics.
+    #[test]
+    fn sops_documents_never_panic(text in pieces(SOPS), raw in proptest::collection::vec(any::<u8>(), 0..96)) {
+        let keys = test_keys();
+        let raw = format!("sops:\n  mac: x\nv: {}", String::from_utf8_lossy(&raw));
+        for text in [&text, &raw] {
+            let _ = parse_yaml_with_keys("f.yaml", text, Some(&keys));
+            let _ = parse_json_with_keys("f.json", text, Some(&keys));
+            let _ = parse_yaml("f.yaml", text);
+        }
+    }
+
+    /// A real encrypted file with one character changed anywhere (a value, the IV, the MAC,
+    /// the armored data key, the YAML around them) fails cleanly or still decrypts.
+    #[test]
+    fn mutated_sops_files_never_panic(at in any::<proptest::sample::Index>(), c in any::<char>()) {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sops/encrypted/nested.yaml");
+        let text = std::fs::read_to_string(path).expect("the fixture");
+        let mut chars: Vec<char> = text.chars().collect();
+        let i = at.index(chars.len());
+        chars[i] = c;
+        let mutated: String = chars.into_iter().collect();
+        let _ = parse_yaml_with_keys("f.yaml", &mutated, Some(&test_keys()));
     }
 
     #[test]
@@ -232,6 +297,12 @@ proptest! {
             prop_assert!(!text.contains(&password), "{:?} leaked from {:?}: {}", password, input, text);
         }
     }
+}
+
+/// The fixtures' test key (tests/fixtures/sops/key.agekey).
+fn test_keys() -> AgeKeys {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sops/key.agekey");
+    AgeKeys::parse(&std::fs::read_to_string(path).expect("the test key")).expect("a valid key")
 }
 
 /// Regression cases: inputs that crashed or leaked before issue 19's fixes.

@@ -338,6 +338,8 @@ pub enum BuildError {
 impl BuildError {
     fn reason(&self) -> &'static str {
         match self {
+            // A missing or wrong key is fixed in spec.decryption, not in the manifests.
+            BuildError::Render { source: RenderError::DecryptionFailed { .. }, .. } => "DecryptionFailed",
             BuildError::Render { .. } => c::RENDER_FAILED,
             BuildError::Hook(e) => e.reason(),
             BuildError::Rewrite { .. } => c::VALIDATION_FAILED,

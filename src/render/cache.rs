@@ -56,6 +56,8 @@ impl CacheKey {
         opts.require_digest.hash(&mut h);
         scopes.fingerprint().hash(&mut h);
         req.capabilities.map(|c| c.fingerprint()).hash(&mut h);
+        // Other keys may decrypt to other values, or fail where these succeeded.
+        req.decryption.map(|k| k.fingerprint()).hash(&mut h);
         CacheKey { commit: commit.to_owned(), path, options: h.finish() }
     }
 }
@@ -234,7 +236,16 @@ mod tests {
     }
 
     fn req<'a>(root: &'a Path, source: &'a Source, policy: &'a Policy) -> RenderRequest<'a> {
-        RenderRequest { root, source, app_name: "app", default_namespace: "ns", policy, capabilities: None, chart: None }
+        RenderRequest {
+            root,
+            source,
+            app_name: "app",
+            default_namespace: "ns",
+            policy,
+            capabilities: None,
+            chart: None,
+            decryption: None,
+        }
     }
 
     #[tokio::test]
@@ -274,6 +285,29 @@ mod tests {
         assert_eq!(cache.renders(), 5);
         // The failed render was not kept.
         assert_eq!(cache.len(), 4);
+    }
+
+    /// Other keys may decrypt differently, or fail: a changed key set renders again.
+    #[tokio::test]
+    async fn decryption_keys_are_part_of_the_key() {
+        let a = repo();
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sops");
+        std::fs::copy(fixtures.join("encrypted/secret.yaml"), a.path().join("app/secret.yaml")).unwrap();
+        let read = |name: &str| std::fs::read_to_string(fixtures.join(name)).unwrap();
+        let key = crate::render::AgeKeys::parse(&read("key.agekey")).unwrap();
+        let both = crate::render::AgeKeys::parse(&(read("key.agekey") + &read("wrong.agekey"))).unwrap();
+        let (policy, opts, src) = (Policy::default(), RenderOptions::default(), source("app"));
+        let cache = RenderCache::new(4);
+        let err = cache
+            .get_or_render("c1", &req(a.path(), &src, &policy), &opts, &BuiltinScopes)
+            .await
+            .unwrap_err();
+        assert_eq!(err.category(), "decryption_failed");
+        for keys in [&key, &key, &both] {
+            let r = RenderRequest { decryption: Some(keys), ..req(a.path(), &src, &policy) };
+            assert_eq!(cache.get_or_render("c1", &r, &opts, &BuiltinScopes).await.unwrap().len(), 2);
+        }
+        assert_eq!(cache.renders(), 3, "no keys, one key (then a hit), two keys");
     }
 
     #[tokio::test]

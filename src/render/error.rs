@@ -96,6 +96,12 @@ pub enum RenderError {
     /// (the check fails closed: unchecked references might lead out of the repository).
     #[error("{file} cannot be checked for remote or outside references: {cause}")]
     UncheckedKustomization { file: String, cause: String },
+
+    /// A SOPS-encrypted document could not be decrypted (no keys configured, none matching,
+    /// a tampered value or MAC). Never carries a plaintext value or key material. (Boxed, like
+    /// `Duplicate`'s origins: keeps every `Result` of this module small.)
+    #[error("{origin}: cannot decrypt: {cause}")]
+    DecryptionFailed { origin: Origin, cause: Box<super::sops::SopsError> },
 }
 
 /// A size limit of renders, named as the flag that sets it.
@@ -139,6 +145,7 @@ impl RenderError {
             RenderError::TooLarge { .. } => "too_large",
             RenderError::UncheckedKustomization { .. } => "unchecked_kustomization",
             RenderError::NothingRendered { .. } => "nothing_rendered",
+            RenderError::DecryptionFailed { .. } => "decryption_failed",
         }
     }
 }

@@ -10,8 +10,9 @@ use std::path::Path;
 
 use super::{
     error::{Origin, RenderError, Tool},
-    parse::{Manifest, parse_yaml},
+    parse::{Manifest, parse_rendered_yaml},
     paths::RepoRoot,
+    sops::AgeKeys,
     tool::{ToolRun, clean_stderr},
 };
 use crate::api::HelmSource;
@@ -32,6 +33,9 @@ pub(crate) struct HelmRender<'a> {
     pub capabilities: Option<&'a super::Capabilities>,
     pub bin: &'a Path,
     pub timeout: std::time::Duration,
+    /// `spec.decryption`'s keys. Templates rarely hold SOPS documents, but the output goes
+    /// through the same decryption as every renderer's, so none is ever applied encrypted.
+    pub keys: Option<&'a AgeKeys>,
     /// Most bytes the renderer may print (`RenderOptions::max_bytes`).
     pub max_bytes: u64,
 }
@@ -116,7 +120,8 @@ impl HelmRender<'_> {
             stderr: "helm printed output that is not UTF-8".into(),
         })?;
         let shown = self.shown.to_owned();
-        tokio::task::spawn_blocking(move || parse_helm_output(&shown, &stdout))
+        let keys = self.keys.cloned();
+        tokio::task::spawn_blocking(move || parse_helm_output(&shown, &stdout, keys.as_ref()))
             .await
             .expect("parsing does not panic")
     }
@@ -161,7 +166,11 @@ pub const MAX_RELEASE_NAME: usize = 53;
 /// helm prints every document as `---` then `# Source: <chart name>/<path in chart>`; the chart
 /// name is the one in Chart.yaml, so it is replaced by the source path to give a path in the
 /// repository (`apps/shop/templates/deployment.yaml`). Documents are numbered per template.
-pub(crate) fn parse_helm_output(chart_path: &str, text: &str) -> Result<Vec<Manifest>, RenderError> {
+pub(crate) fn parse_helm_output(
+    chart_path: &str,
+    text: &str,
+    keys: Option<&AgeKeys>,
+) -> Result<Vec<Manifest>, RenderError> {
     let mut out = Vec::new();
     let mut per_template: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for chunk in split_documents(text) {
@@ -173,7 +182,8 @@ pub(crate) fn parse_helm_output(chart_path: &str, text: &str) -> Result<Vec<Mani
             }
             None => format!("{chart_path} (helm template output)"),
         };
-        let parsed = parse_yaml(&label, chunk).map_err(|e| renumber_error(e, &label, &per_template))?;
+        let parsed =
+            parse_rendered_yaml(&label, chunk, keys).map_err(|e| renumber_error(e, &label, &per_template))?;
         if parsed.is_empty() {
             continue;
         }
@@ -202,6 +212,9 @@ fn renumber_error(
         }
         RenderError::InvalidObject { origin, cause } => {
             RenderError::InvalidObject { origin: fix(origin), cause }
+        }
+        RenderError::DecryptionFailed { origin, cause } => {
+            RenderError::DecryptionFailed { origin: fix(origin), cause }
         }
         other => other,
     }
@@ -288,7 +301,7 @@ metadata:
 
     #[test]
     fn documents_are_named_after_their_template() {
-        let ms = parse_helm_output("charts/shop", OUTPUT).unwrap();
+        let ms = parse_helm_output("charts/shop", OUTPUT, None).unwrap();
         let origins: Vec<String> = ms.iter().map(|m| m.origin.to_string()).collect();
         assert_eq!(
             origins,
@@ -298,14 +311,14 @@ metadata:
                 "charts/shop/templates/workers.yaml (document 2)",
             ]
         );
-        let ms = parse_helm_output(".", OUTPUT).unwrap();
+        let ms = parse_helm_output(".", OUTPUT, None).unwrap();
         assert_eq!(ms[0].origin.file, "templates/service.yaml");
     }
 
     #[test]
     fn errors_name_the_template() {
         let bad = OUTPUT.replace("  name: w2\n", "");
-        let err = parse_helm_output("charts/shop", &bad).unwrap_err();
+        let err = parse_helm_output("charts/shop", &bad, None).unwrap_err();
         assert_eq!(
             err.to_string(),
             "charts/shop/templates/workers.yaml (document 2): object has no metadata.name"

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::{
     detect::KUSTOMIZATION_FILES,
     error::{RenderError, Tool},
-    parse::{Loose, Manifest, parse_yaml},
+    parse::{Loose, Manifest, parse_rendered_yaml},
     paths::RepoRoot,
     tool::{ToolRun, clean_stderr},
 };
@@ -146,6 +146,9 @@ pub(crate) struct KustomizeRender<'a> {
     pub timeout: std::time::Duration,
     /// Most bytes the renderer may print (`RenderOptions::max_bytes`).
     pub max_bytes: u64,
+    /// `spec.decryption`'s keys: SOPS-encrypted documents of the build output are decrypted
+    /// one by one after kustomize ran, so plaintext never reaches a file.
+    pub keys: Option<&'a crate::render::sops::AgeKeys>,
 }
 
 impl KustomizeRender<'_> {
@@ -203,7 +206,8 @@ impl KustomizeRender<'_> {
             path: self.shown.to_owned(),
             stderr: "kustomize printed output that is not UTF-8".into(),
         })?;
-        tokio::task::spawn_blocking(move || parse_yaml(&label, &stdout))
+        let keys = self.keys.cloned();
+        tokio::task::spawn_blocking(move || parse_rendered_yaml(&label, &stdout, keys.as_ref()))
             .await
             .expect("parsing does not panic")
     }

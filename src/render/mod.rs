@@ -9,8 +9,8 @@
 //!    `Chart.yaml`, else a plain directory ([`detect`]);
 //! 3. render: read YAML/JSON files ([`plain`]), or run `kustomize build` / `helm template` offline
 //!    with a timeout ([`kustomize`], [`helm`], [`tool`]);
-//! 4. parse into objects, flattening `List`s and requiring apiVersion, kind and metadata.name
-//!    ([`parse`]);
+//! 4. parse into objects, decrypting SOPS-encrypted documents with `spec.decryption`'s age keys
+//!    ([`sops`]), flattening `List`s and requiring apiVersion, kind and metadata.name ([`parse`]);
 //! 5. give namespaced objects the destination namespace ([`scope`]), refuse duplicates
 //!    ([`duplicates`]) and unpinned images ([`pin_policy`]).
 //!
@@ -28,6 +28,7 @@ mod paths;
 pub mod pin_policy;
 mod plain;
 pub mod scope;
+pub mod sops;
 mod tool;
 
 use std::{
@@ -43,6 +44,7 @@ use kube::{ResourceExt, api::DynamicObject};
 pub use parse::Manifest;
 pub use pin_policy::PinPolicy;
 pub use scope::{BuiltinScopes, DiscoveredScopes, KindScope, ScopeResolver};
+pub use sops::{AgeKeys, KeyError, SopsError};
 
 use crate::api::{Application, Policy, Source};
 
@@ -102,6 +104,10 @@ pub struct RenderRequest<'a> {
     /// A chart from a repository, unpacked: rendered with helm whatever `root` holds, its
     /// `valuesFiles` read from `root` at the source path (the Git revision beside the chart).
     pub chart: Option<&'a Path>,
+    /// `spec.decryption`'s age keys. SOPS-encrypted documents are decrypted with them after
+    /// rendering; without them such a document fails the render (it is never applied
+    /// encrypted).
+    pub decryption: Option<&'a AgeKeys>,
 }
 
 impl<'a> RenderRequest<'a> {
@@ -123,6 +129,8 @@ impl<'a> RenderRequest<'a> {
             policy: &app.spec.policy,
             capabilities: None,
             chart: None,
+            // Filled in by the controller, which reads spec.decryption's Secret.
+            decryption: None,
         }
     }
 
@@ -201,6 +209,7 @@ async fn render_raw(
             default_release: req.app_name,
             namespace: req.default_namespace,
             capabilities: req.capabilities,
+            keys: req.decryption,
             bin: &opts.helm_bin,
             timeout: opts.timeout,
             max_bytes: opts.max_bytes,
@@ -228,6 +237,7 @@ async fn render_raw(
                 bin: &opts.kustomize_bin,
                 timeout: opts.timeout,
                 max_bytes: opts.max_bytes,
+                keys: req.decryption,
             }
             .run()
             .await?
@@ -252,6 +262,7 @@ async fn render_raw(
                 bin: &opts.helm_bin,
                 timeout: opts.timeout,
                 max_bytes: opts.max_bytes,
+                keys: req.decryption,
             }
             .run()
             .await?
@@ -259,7 +270,8 @@ async fn render_raw(
         // Reading a large tree blocks; keep it off the runtime's worker threads.
         RendererKind::Plain => {
             let max_bytes = opts.max_bytes;
-            tokio::task::spawn_blocking(move || plain::render_plain(&root, &dir, max_bytes))
+            let keys = req.decryption.cloned();
+            tokio::task::spawn_blocking(move || plain::render_plain(&root, &dir, max_bytes, keys.as_ref()))
                 .await
                 .expect("plain rendering does not panic")?
         }
@@ -351,6 +363,7 @@ mod tests {
                     policy,
                     capabilities: None,
                     chart: None,
+                    decryption: None,
                 };
                 render(&req, opts, &BuiltinScopes).await.unwrap_err().to_string()
             }

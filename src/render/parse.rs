@@ -11,7 +11,10 @@ use kube::api::DynamicObject;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use super::error::{Origin, RenderError};
+use super::{
+    error::{Origin, RenderError},
+    sops::{self, AgeKeys, Integrity},
+};
 
 /// An object and where it came from, kept together until the end of rendering so that every
 /// later check (duplicates, image policy) can name the file.
@@ -28,12 +31,36 @@ pub fn is_manifest_file(name: &str) -> bool {
 }
 
 /// Parses one file, choosing YAML or JSON by its extension. `file` is the name shown in errors.
+/// SOPS-encrypted documents fail: see [`parse_file_with_keys`].
 pub fn parse_file(file: &str, text: &str) -> Result<Vec<Manifest>, RenderError> {
-    if file.to_ascii_lowercase().ends_with(".json") { parse_json(file, text) } else { parse_yaml(file, text) }
+    parse_file_with_keys(file, text, None)
 }
 
-/// Parses a JSON file holding one object or a `List`.
+/// [`parse_file`], decrypting SOPS-encrypted documents with `keys`.
+pub fn parse_file_with_keys(
+    file: &str,
+    text: &str,
+    keys: Option<&AgeKeys>,
+) -> Result<Vec<Manifest>, RenderError> {
+    if file.to_ascii_lowercase().ends_with(".json") {
+        parse_json_with_keys(file, text, keys)
+    } else {
+        parse_yaml_with_keys(file, text, keys)
+    }
+}
+
+/// Parses a JSON file holding one object or a `List`. A SOPS-encrypted document fails (no
+/// keys): see [`parse_json_with_keys`].
 pub fn parse_json(file: &str, text: &str) -> Result<Vec<Manifest>, RenderError> {
+    parse_json_with_keys(file, text, None)
+}
+
+/// [`parse_json`], decrypting a SOPS-encrypted document with `keys`.
+pub fn parse_json_with_keys(
+    file: &str,
+    text: &str,
+    keys: Option<&AgeKeys>,
+) -> Result<Vec<Manifest>, RenderError> {
     let mut out = Vec::new();
     if text.trim().is_empty() {
         return Ok(out);
@@ -42,13 +69,48 @@ pub fn parse_json(file: &str, text: &str) -> Result<Vec<Manifest>, RenderError> 
         origin: Origin { line: Some(e.line() as u64), ..Origin::new(file, 1) },
         cause: e.to_string(),
     })?;
-    push_objects(Origin::new(file, 1), value, &mut out)?;
+    let mut docs = vec![(Origin::new(file, 1), value)];
+    sops::decrypt_documents(text, sops::Format::Json, &mut docs, keys, Integrity::WholeFile)?;
+    for (origin, value) in docs {
+        push_objects(origin, value, &mut out)?;
+    }
     Ok(out)
 }
 
 /// Parses a stream of YAML documents. Empty documents and documents holding only comments are
 /// skipped; document numbers in errors count every `---`, as a person reading the file would.
+/// SOPS-encrypted documents fail (no keys): see [`parse_yaml_with_keys`].
 pub fn parse_yaml(file: &str, text: &str) -> Result<Vec<Manifest>, RenderError> {
+    parse_yaml_with_keys(file, text, None)
+}
+
+/// [`parse_yaml`], decrypting SOPS-encrypted documents with `keys`. Every renderer's output
+/// goes through here, so nothing encrypted is ever applied or diffed.
+pub fn parse_yaml_with_keys(
+    file: &str,
+    text: &str,
+    keys: Option<&AgeKeys>,
+) -> Result<Vec<Manifest>, RenderError> {
+    parse_yaml_as(file, text, keys, Integrity::WholeFile)
+}
+
+/// [`parse_yaml_with_keys`] for a renderer's output (kustomize, helm), which prints documents
+/// again in its own key order: SOPS MACs cannot be verified there, values still are (see
+/// [`Integrity::RendererOutput`]).
+pub(crate) fn parse_rendered_yaml(
+    file: &str,
+    text: &str,
+    keys: Option<&AgeKeys>,
+) -> Result<Vec<Manifest>, RenderError> {
+    parse_yaml_as(file, text, keys, Integrity::RendererOutput)
+}
+
+fn parse_yaml_as(
+    file: &str,
+    text: &str,
+    keys: Option<&AgeKeys>,
+    integrity: Integrity,
+) -> Result<Vec<Manifest>, RenderError> {
     let markers = DocumentMarkers::scan(text);
     let docs: Vec<serde_saphyr::Spanned<Loose>> = serde_saphyr::from_multiple_with_options(text, options())
         .map_err(|e| {
@@ -58,13 +120,21 @@ pub fn parse_yaml(file: &str, text: &str) -> Result<Vec<Manifest>, RenderError> 
             cause: one_line(&e.without_snippet().to_string()),
         }
     })?;
-    let mut out = Vec::with_capacity(docs.len());
-    for (i, doc) in docs.into_iter().enumerate() {
-        let line = Some(doc.referenced.line()).filter(|l| *l > 0);
-        // Without a position (never seen, but the API allows it) fall back to counting
-        // non-empty documents.
-        let index = line.map_or(i + 1, |l| markers.document_at(l));
-        push_objects(Origin { line, ..Origin::new(file, index) }, doc.value.0, &mut out)?;
+    let mut values: Vec<(Origin, Value)> = docs
+        .into_iter()
+        .enumerate()
+        .map(|(i, doc)| {
+            let line = Some(doc.referenced.line()).filter(|l| *l > 0);
+            // Without a position (never seen, but the API allows it) fall back to counting
+            // non-empty documents.
+            let index = line.map_or(i + 1, |l| markers.document_at(l));
+            (Origin { line, ..Origin::new(file, index) }, doc.value.0)
+        })
+        .collect();
+    sops::decrypt_documents(text, sops::Format::Yaml, &mut values, keys, integrity)?;
+    let mut out = Vec::with_capacity(values.len());
+    for (origin, value) in values {
+        push_objects(origin, value, &mut out)?;
     }
     Ok(out)
 }

@@ -8,8 +8,9 @@ use std::{
 
 use super::{
     error::{RenderError, RenderLimit},
-    parse::{Manifest, is_manifest_file, parse_file},
+    parse::{Manifest, is_manifest_file, parse_file_with_keys},
     paths::RepoRoot,
+    sops::AgeKeys,
 };
 
 /// A manifest file: its path relative to the repository root (as shown in errors) and where to
@@ -89,11 +90,13 @@ fn walk(
 }
 
 /// Reads and parses every manifest file under `dir`, refusing the whole render when the files
-/// hold more than `max_bytes` together (checked before each file is read).
+/// hold more than `max_bytes` together (checked before each file is read). SOPS-encrypted
+/// files are decrypted with `keys`, file by file, in memory.
 pub(crate) fn render_plain(
     root: &RepoRoot,
     dir: &Path,
     max_bytes: u64,
+    keys: Option<&AgeKeys>,
 ) -> Result<Vec<Manifest>, RenderError> {
     let mut manifests = Vec::new();
     let mut total: u64 = 0;
@@ -112,7 +115,7 @@ pub(crate) fn render_plain(
             origin: super::error::Origin::new(&file.rel, 1),
             cause: "the file is not UTF-8".into(),
         })?;
-        manifests.extend(parse_file(&file.rel, &text)?);
+        manifests.extend(parse_file_with_keys(&file.rel, &text, keys)?);
     }
     if manifests.is_empty() && !listing.unrendered.is_empty() {
         return Err(RenderError::NothingRendered {
@@ -220,7 +223,7 @@ mod tests {
         symlink("..", r.join("app/loop")).unwrap();
         let root = RepoRoot::new(r).unwrap();
         let dir = root.resolve("app", "source path").unwrap();
-        let names: Vec<String> = render_plain(&root, &dir, u64::MAX)
+        let names: Vec<String> = render_plain(&root, &dir, u64::MAX, None)
             .unwrap()
             .into_iter()
             .map(|m| m.object.metadata.name.unwrap())
@@ -228,12 +231,12 @@ mod tests {
         assert_eq!(names, ["shared", "own"], "linked/cm.yaml sorts before own.yaml; loop/ adds nothing new");
 
         symlink(outside.path().join("secret.yaml"), r.join("app/steal.yaml")).unwrap();
-        let err = render_plain(&root, &dir, u64::MAX).unwrap_err();
+        let err = render_plain(&root, &dir, u64::MAX, None).unwrap_err();
         assert_eq!(err.to_string(), "symlink app/steal.yaml escapes the repository root");
 
         std::fs::remove_file(r.join("app/steal.yaml")).unwrap();
         symlink(outside.path(), r.join("app/stealdir")).unwrap();
-        let err = render_plain(&root, &dir, u64::MAX).unwrap_err();
+        let err = render_plain(&root, &dir, u64::MAX, None).unwrap_err();
         assert_eq!(err.to_string(), "symlink app/stealdir escapes the repository root");
     }
 
@@ -243,7 +246,7 @@ mod tests {
         write(repo.path(), "ok.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n");
         write(repo.path(), "sub/bad.yaml", "apiVersion: v1\nmetadata: {name: a}\n");
         let root = RepoRoot::new(repo.path()).unwrap();
-        let err = render_plain(&root, root.path(), u64::MAX).unwrap_err();
+        let err = render_plain(&root, root.path(), u64::MAX, None).unwrap_err();
         assert_eq!(err.to_string(), "sub/bad.yaml (document 1, line 1): object has no kind");
     }
 
@@ -255,8 +258,8 @@ mod tests {
         write(repo.path(), "b.yaml", &cm.replace("name: a", "name: b"));
         let root = RepoRoot::new(repo.path()).unwrap();
         let both = 2 * cm.len() as u64;
-        assert_eq!(render_plain(&root, root.path(), both).unwrap().len(), 2);
-        let err = render_plain(&root, root.path(), both - 1).unwrap_err();
+        assert_eq!(render_plain(&root, root.path(), both, None).unwrap().len(), 2);
+        let err = render_plain(&root, root.path(), both - 1, None).unwrap_err();
         assert_eq!(err.category(), "too_large");
         assert!(
             err.to_string().contains(&format!("the limit of {} bytes (--max-render-bytes)", both - 1)),
@@ -272,7 +275,7 @@ mod tests {
         write(repo.path(), "app/README.md", "# app");
         let root = RepoRoot::new(repo.path()).unwrap();
         let dir = root.resolve("app", "source path").unwrap();
-        let err = render_plain(&root, &dir, 1 << 20).unwrap_err().to_string();
+        let err = render_plain(&root, &dir, 1 << 20, None).unwrap_err().to_string();
         assert_eq!(
             err,
             "app renders no object but holds files ferry does not render: 2 .jsonnet files (jsonnet is not supported); ferry renders .yaml, .yml and .json files, kustomizations and Helm charts"
@@ -288,7 +291,7 @@ mod tests {
         let root = RepoRoot::new(repo.path()).unwrap();
         for path in ["empty", "docs"] {
             let dir = root.resolve(path, "source path").unwrap();
-            assert!(render_plain(&root, &dir, 1 << 20).unwrap().is_empty(), "{path}");
+            assert!(render_plain(&root, &dir, 1 << 20, None).unwrap().is_empty(), "{path}");
         }
     }
 
@@ -299,6 +302,6 @@ mod tests {
         write(repo.path(), "app/extra.jsonnet", "{}");
         let root = RepoRoot::new(repo.path()).unwrap();
         let dir = root.resolve("app", "source path").unwrap();
-        assert_eq!(render_plain(&root, &dir, 1 << 20).unwrap().len(), 1);
+        assert_eq!(render_plain(&root, &dir, 1 << 20, None).unwrap().len(), 1);
     }
 }

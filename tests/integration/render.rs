@@ -56,6 +56,7 @@ async fn render_source(
         policy,
         capabilities: None,
         chart: None,
+        decryption: None,
     };
     render(&req, &options(), &BuiltinScopes).await
 }
@@ -216,6 +217,7 @@ async fn helm_documents_are_traced_to_their_template() {
         policy: &Policy::default(),
         capabilities: None,
         chart: None,
+        decryption: None,
     };
     let manifests = render_manifests(&req, &options(), &BuiltinScopes).await.unwrap();
     let audit = manifests.iter().find(|m| m.object.metadata.name.as_deref() == Some("myapp-audit")).unwrap();
@@ -367,6 +369,7 @@ async fn required_pinned_images_are_enforced_on_rendered_workloads() {
         policy: &strict,
         capabilities: None,
         chart: None,
+        decryption: None,
     };
     let opts = RenderOptions { require_digest: true, ..options() };
     let err = render(&req, &opts, &BuiltinScopes).await.unwrap_err();
@@ -390,6 +393,7 @@ async fn cache_renders_an_unchanged_revision_once() {
         policy: &policy,
         capabilities: None,
         chart: None,
+        decryption: None,
     };
     let commit = "0123456789abcdef0123456789abcdef01234567";
     let first = cache.get_or_render(commit, &req, &opts, &BuiltinScopes).await.unwrap();
@@ -416,6 +420,7 @@ async fn missing_tool_is_named() {
         policy: &policy,
         capabilities: None,
         chart: None,
+        decryption: None,
     };
     let opts = RenderOptions { kustomize_bin: "/opt/none/kustomize".into(), ..options() };
     let err = render(&req, &opts, &BuiltinScopes).await.unwrap_err();
@@ -492,6 +497,7 @@ async fn discovery_on_the_real_cluster_scopes_custom_kinds() {
         policy: &policy,
         capabilities: None,
         chart: None,
+        decryption: None,
     };
     let with_discovery = render(&req, &options(), &discovered).await.unwrap();
     assert_eq!(ids(&with_discovery), ["Sprocket s", "ConfigMap dest/c"]);
