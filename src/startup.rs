@@ -46,12 +46,12 @@ use tokio::{
 use tracing::info;
 
 use crate::{
-    artifact::{helm_repo::HelmRepoOptions, oci::OciFetcherOptions},
     api::{
         APPLICATION_SET_LABEL, Application, ApplicationSet, RECONCILE_AT_ANNOTATION,
         ROLLOUT_REQUEST_ANNOTATION, TenantPolicy,
     },
     appset,
+    artifact::{helm_repo::HelmRepoOptions, oci::OciFetcherOptions},
     controller::{
         Caches, Connection, Context, Elector, Followers, LeaderConfig, LeaderConfigError, Leadership,
         PreflightError, Role, Shard, SyncOptions, Watches, collect_garbage, preflight, reconcile,

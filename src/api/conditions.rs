@@ -9,6 +9,8 @@ pub const RECONCILIATION_SUCCEEDED: &str = "ReconciliationSucceeded";
 pub const PROGRESSING: &str = "Progressing";
 pub const FETCH_FAILED: &str = "FetchFailed";
 pub const RENDER_FAILED: &str = "RenderFailed";
+/// spec.decryption cannot decrypt a SOPS document of the revision (or has no usable key).
+pub const DECRYPTION_FAILED: &str = "DecryptionFailed";
 pub const VALIDATION_FAILED: &str = "ValidationFailed";
 pub const APPLY_FAILED: &str = "ApplyFailed";
 pub const HEALTH_CHECK_FAILED: &str = "HealthCheckFailed";

@@ -253,7 +253,10 @@ mod tests {
         assert_eq!(generated.name, "preview-7");
         assert_eq!(generated.labels["pr"], "7");
         assert_eq!(generated.annotations[RECONCILE_AT_ANNOTATION], "c".repeat(40));
-        assert_eq!(generated.spec.source.git_ref.as_ref().and_then(|r| r.name.as_deref()), Some("refs/pull/7/head"));
+        assert_eq!(
+            generated.spec.source.git_ref.as_ref().and_then(|r| r.name.as_deref()),
+            Some("refs/pull/7/head")
+        );
         let dest = generated.spec.destination.unwrap();
         assert_eq!(dest.namespace.as_deref(), Some("preview-7"));
         assert!(dest.create_namespace);

@@ -136,7 +136,8 @@ mod tests {
 
     #[test]
     fn credentials_never_show_and_distinct_credentials_never_share_a_key() {
-        let a = ArtifactAccess::from_secret_data(&data(&[("username", "u"), ("password", "hunter2")])).unwrap();
+        let a =
+            ArtifactAccess::from_secret_data(&data(&[("username", "u"), ("password", "hunter2")])).unwrap();
         assert!(!format!("{a:?}").contains("hunter2"));
         let b = ArtifactAccess::from_secret_data(&data(&[("username", "u"), ("password", "other")])).unwrap();
         assert_ne!(a.fingerprint(), b.fingerprint());

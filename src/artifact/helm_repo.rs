@@ -61,7 +61,9 @@ pub enum HelmRepoError {
     Unreachable { url: String, cause: String },
     #[error("chart repository {url} did not answer within {after:?}")]
     Timeout { url: String, after: Duration },
-    #[error("chart repository {url} refused the credentials (HTTP {status}); check spec.source.chart.secretRef")]
+    #[error(
+        "chart repository {url} refused the credentials (HTTP {status}); check spec.source.chart.secretRef"
+    )]
     Unauthorized { url: String, status: u16 },
     #[error("chart repository {url} answered HTTP {status}")]
     Status { url: String, status: u16 },
@@ -75,7 +77,9 @@ pub enum HelmRepoError {
     NoVersion { url: String, name: String, range: String, newest: String },
     #[error("chart {name}: invalid version range {range:?}: {cause}")]
     BadRange { name: String, range: String, cause: String },
-    #[error("chart {name} {version} from {url}: digest sha256:{actual} does not match the index's sha256:{expected}")]
+    #[error(
+        "chart {name} {version} from {url}: digest sha256:{actual} does not match the index's sha256:{expected}"
+    )]
     DigestMismatch { url: String, name: String, version: String, expected: String, actual: String },
 }
 
@@ -212,7 +216,8 @@ impl HelmRepoClient {
         chart: &ResolvedChart,
         access: &ArtifactAccess,
     ) -> Result<(Bytes, String), HelmRepoError> {
-        let url = url::Url::parse(&chart.url).map_err(|_| HelmRepoError::BadUrl { url: chart.url.clone() })?;
+        let url =
+            url::Url::parse(&chart.url).map_err(|_| HelmRepoError::BadUrl { url: chart.url.clone() })?;
         let got = self.get(&url, access, &Conditional::default(), self.options.max_chart_bytes).await?;
         let Fetched::Body { bytes, .. } = got else {
             return Err(HelmRepoError::Status { url: shown(&url), status: 304 });
@@ -290,7 +295,9 @@ impl HelmRepoClient {
                 .map_err(|e| HelmRepoError::Unreachable { url: shown(url), cause: error_chain(&e) })?;
             read_response(url, response, limit).await
         };
-        tokio::time::timeout(after, exchange).await.map_err(|_| HelmRepoError::Timeout { url: shown(url), after })?
+        tokio::time::timeout(after, exchange)
+            .await
+            .map_err(|_| HelmRepoError::Timeout { url: shown(url), after })?
     }
 
     /// A client per trust configuration (the system's roots, plus the access's CA).
@@ -301,8 +308,11 @@ impl HelmRepoClient {
             return Ok(client.clone());
         }
         let tls = access.tls_config().map_err(|source| HelmRepoError::Tls { url: shown(url), source })?;
-        let connector =
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().build();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
         let client = Client::builder(TokioExecutor::new()).build(connector);
         clients.insert(key, client.clone());
         Ok(client)
@@ -403,11 +413,17 @@ fn parse_index(bytes: &[u8]) -> Result<ChartIndex, String> {
 }
 
 /// The version `version` asks for among the index's entries for `name`.
-fn pick(index: &ChartIndex, base: &url::Url, name: &str, version: Option<&str>) -> Result<ResolvedChart, HelmRepoError> {
-    let entries = index.entries.get(name).filter(|e| !e.is_empty()).ok_or_else(|| HelmRepoError::NoChart {
-        url: shown(base),
-        name: name.to_string(),
-    })?;
+fn pick(
+    index: &ChartIndex,
+    base: &url::Url,
+    name: &str,
+    version: Option<&str>,
+) -> Result<ResolvedChart, HelmRepoError> {
+    let entries = index
+        .entries
+        .get(name)
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| HelmRepoError::NoChart { url: shown(base), name: name.to_string() })?;
     let text = version.map(str::trim).filter(|v| !v.is_empty()).unwrap_or("*");
     let range = SemverRange::parse(text).map_err(|cause| HelmRepoError::BadRange {
         name: name.to_string(),
@@ -426,7 +442,12 @@ fn pick(index: &ChartIndex, base: &url::Url, name: &str, version: Option<&str>) 
             .filter_map(|e| parse_tag_version(&e.version).map(|v| (v, &e.version)))
             .max()
             .map_or_else(|| "none".to_string(), |(_, v)| v.clone());
-        return Err(HelmRepoError::NoVersion { url: shown(base), name: name.to_string(), range: text.to_string(), newest });
+        return Err(HelmRepoError::NoVersion {
+            url: shown(base),
+            name: name.to_string(),
+            range: text.to_string(),
+            newest,
+        });
     };
     let first = chosen.urls.first().ok_or_else(|| HelmRepoError::BadIndex {
         url: shown(base),
@@ -505,11 +526,20 @@ entries:
     fn exact_versions_ranges_and_absolute_urls() {
         let base = base_url("https://charts.example.com/").unwrap();
         let pick_version = |v: &str| pick(&index(), &base, "podinfo", Some(v)).map(|c| (c.version, c.url));
-        assert_eq!(pick_version("6.4.0").unwrap(), ("6.4.0".into(), "https://cdn.example.com/podinfo-6.4.0.tgz".into()));
-        assert_eq!(pick_version(">=5.0.0 <6.0.0").unwrap().1, "https://charts.example.com/charts/podinfo-5.0.0.tgz");
+        assert_eq!(
+            pick_version("6.4.0").unwrap(),
+            ("6.4.0".into(), "https://cdn.example.com/podinfo-6.4.0.tgz".into())
+        );
+        assert_eq!(
+            pick_version(">=5.0.0 <6.0.0").unwrap().1,
+            "https://charts.example.com/charts/podinfo-5.0.0.tgz"
+        );
         assert_eq!(pick_version(">=7.0.0-0").unwrap().0, "7.0.0-rc.1");
         let err = pick_version(">=8.0.0").unwrap_err().to_string();
-        assert_eq!(err, "chart podinfo in https://charts.example.com/: no version matches >=8.0.0 (newest: 7.0.0-rc.1)");
+        assert_eq!(
+            err,
+            "chart podinfo in https://charts.example.com/: no version matches >=8.0.0 (newest: 7.0.0-rc.1)"
+        );
         let err = pick(&index(), &base, "nginx", None).unwrap_err().to_string();
         assert_eq!(err, "chart repository https://charts.example.com/ has no chart nginx");
     }

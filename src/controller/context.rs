@@ -18,13 +18,13 @@ use tokio::sync::RwLock;
 
 use super::{claims::Claims, memory::AppMemory, watches::Watches};
 use crate::{
+    api::{Application, TenantPolicy},
+    apply::{AppRef, ApplyError},
     artifact::{
         helm_repo::{HelmRepoClient, HelmRepoOptions},
         oci::{OciFetcher, OciFetcherOptions},
         store::ArtifactStore,
     },
-    api::{Application, TenantPolicy},
-    apply::{AppRef, ApplyError},
     metrics::Metrics,
     render::{Capabilities, DiscoveredScopes, RenderCache, RenderOptions},
     rollout::prometheus::Prometheus,

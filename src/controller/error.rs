@@ -237,11 +237,14 @@ impl FetchError {
     fn reason(&self) -> &'static str {
         match self {
             FetchError::Credentials(_) | FetchError::Source(_) => c::FETCH_FAILED,
-            FetchError::NoSource | FetchError::ArtifactSecret(_) | FetchError::ArtifactAccess(_) => c::FETCH_FAILED,
-            FetchError::BadRange { .. } => c::FETCH_FAILED,
-            FetchError::Chart(_) | FetchError::Oci(_) | FetchError::Store(_) | FetchError::NotAChart { .. } => {
+            FetchError::NoSource | FetchError::ArtifactSecret(_) | FetchError::ArtifactAccess(_) => {
                 c::FETCH_FAILED
             }
+            FetchError::BadRange { .. } => c::FETCH_FAILED,
+            FetchError::Chart(_)
+            | FetchError::Oci(_)
+            | FetchError::Store(_)
+            | FetchError::NotAChart { .. } => c::FETCH_FAILED,
             FetchError::Refused(r) => r.reason(),
             FetchError::FollowsItself => c::VALIDATION_FAILED,
             FetchError::FollowedMissing(_) | FetchError::FollowedUnverified(_) => c::WAITING_FOR_PROMOTION,
@@ -333,13 +336,20 @@ pub enum BuildError {
     /// rather than applied as Git has it, which would bypass the rollout).
     #[error("the rollout's version of {object} is not a Kubernetes object")]
     Rewrite { object: String },
+    /// spec.decryption's Secret could not be read.
+    #[error("reading spec.decryption's Secret: {0}")]
+    DecryptionSecret(#[source] Box<SecretReadError>),
+    /// spec.decryption's Secret holds no usable age key.
+    #[error("spec.decryption's Secret: {0}")]
+    DecryptionKeys(#[source] crate::render::KeyError),
 }
 
 impl BuildError {
     fn reason(&self) -> &'static str {
         match self {
             // A missing or wrong key is fixed in spec.decryption, not in the manifests.
-            BuildError::Render { source: RenderError::DecryptionFailed { .. }, .. } => "DecryptionFailed",
+            BuildError::Render { source: RenderError::DecryptionFailed { .. }, .. } => c::DECRYPTION_FAILED,
+            BuildError::DecryptionSecret(_) | BuildError::DecryptionKeys(_) => c::DECRYPTION_FAILED,
             BuildError::Render { .. } => c::RENDER_FAILED,
             BuildError::Hook(e) => e.reason(),
             BuildError::Rewrite { .. } => c::VALIDATION_FAILED,
@@ -357,12 +367,13 @@ impl BuildError {
             BuildError::Namespace(_) => "apply",
             BuildError::Kinds(e) => e.category(),
             BuildError::Refused(_) => "policy",
+            BuildError::DecryptionSecret(_) | BuildError::DecryptionKeys(_) => "decryption",
         }
     }
 
     fn is_transient(&self) -> bool {
         match self {
-            BuildError::Namespace(_) => true,
+            BuildError::Namespace(_) | BuildError::DecryptionSecret(_) => true,
             BuildError::Kinds(e) => e.is_transient(),
             _ => false,
         }

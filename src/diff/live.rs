@@ -13,7 +13,7 @@ use std::{
 use kube::{Client, ResourceExt, api::DynamicObject, discovery::Discovery};
 use serde_json::Value;
 
-use super::{Action, ObjectDiff, Plan, comparable, redact_secret_values, unified};
+use super::{Action, ObjectDiff, Plan, comparable, redact_all_values, redact_secret_values, unified};
 use crate::{
     api::{Application, GitRef, InventoryEntry},
     apply::{AppRef, Applier, ApplyError},
@@ -50,6 +50,8 @@ pub enum DiffError {
     Cache { dir: PathBuf, source: Box<SourceError> },
     #[error("fetching {reference}: {source}")]
     Fetch { reference: String, source: Box<SourceError> },
+    #[error("spec.decryption's Secret: {0}")]
+    DecryptionKeys(#[source] render::KeyError),
     #[error(
         "--revision names a Git ref, and this Application's source is a chart or an OCI artifact; ferry diff renders Git sources (status shows the chart revision ferry syncs)"
     )]
@@ -110,11 +112,15 @@ pub async fn plan(
     let capabilities = Capabilities::from_discovery(&discovery, &version.git_version);
     let applier = Applier::with_discovery(client.clone(), Arc::new(discovery), timeout);
     let target = Target { root: &root, source: &source, capabilities: &capabilities };
-    let (desired, split) = build(&client, &app, &app_ref, &applier, target, render_options, timeout).await?;
+    let (desired, split, decrypted) =
+        build(&client, &app, &app_ref, &applier, target, render_options, timeout).await?;
     let mut plan = Plan { source, ..Default::default() };
     let new_namespaces = namespaces_to_create(&applier, &split.objects).await?;
     for d in &desired {
-        if let Some((action, diff)) = object_diff(&app, &applier, d, &new_namespaces, &mut plan).await? {
+        let secret =
+            decrypted.contains(&(d.entry.kind.clone(), d.entry.namespace.clone(), d.entry.name.clone()));
+        let context = DiffContext { new_namespaces: &new_namespaces, secret };
+        if let Some((action, diff)) = object_diff(&app, &applier, d, context, &mut plan).await? {
             plan.objects.push(diff_of(&d.entry, action, diff));
         }
     }
@@ -160,7 +166,8 @@ async fn files(
     let credentials = from_secret_ref(client, timeout, &namespace, secret_ref).await.map_err(Box::new)?;
     let git = GitCache::new(cache_dir, GitCacheOptions::default())
         .map_err(|source| DiffError::Cache { dir: cache_dir.to_path_buf(), source: Box::new(source) })?;
-    let (Some(repo_url), None, None) = (&app.spec.source.repo_url, &app.spec.source.chart, &app.spec.source.oci)
+    let (Some(repo_url), None, None) =
+        (&app.spec.source.repo_url, &app.spec.source.chart, &app.spec.source.oci)
     else {
         return Err(DiffError::NotGit);
     };
@@ -187,15 +194,29 @@ async fn build(
     target: Target<'_>,
     render_options: &RenderOptions,
     timeout: Duration,
-) -> Result<(Vec<Desired>, Split), DiffError> {
+) -> Result<(Vec<Desired>, Split, HashSet<ObjectKey>), DiffError> {
     let scopes = DiscoveredScopes::from_discovery(applier.discovery());
+    let keys = decryption_keys(client, app, timeout).await?;
     let req = RenderRequest {
         capabilities: Some(target.capabilities),
+        decryption: keys.as_ref(),
         ..RenderRequest::for_application(app, target.root)
     };
-    let rendered = render::render(&req, render_options, &scopes)
+    let manifests = render::render_manifests(&req, render_options, &scopes)
         .await
         .map_err(|e| DiffError::Render { what: target.source.to_string(), error: e })?;
+    let decrypted = manifests
+        .iter()
+        .filter(|m| m.origin.decrypted)
+        .map(|m| {
+            (
+                m.object.types.as_ref().map(|t| t.kind.clone()).unwrap_or_default(),
+                m.object.namespace(),
+                m.object.name_any(),
+            )
+        })
+        .collect();
+    let rendered: Vec<_> = manifests.into_iter().map(|m| m.object).collect();
     let reader = build::NamespaceReader { client, timeout };
     let split = build::split(reader, app, app_ref, &Arc::new(rendered)).await.map_err(Box::new)?;
     let mut desired: Vec<Desired> = desired::prepare(&split.objects, app_ref)
@@ -203,7 +224,35 @@ async fn build(
         .map(|prepared| Desired { prepared, resource: None })
         .collect();
     desired::resolve_kinds(&mut desired, applier, &desired::crd_kinds(&split.objects))?;
-    Ok((desired, split))
+    Ok((desired, split, decrypted))
+}
+
+/// An object by kind, namespace and name.
+type ObjectKey = (String, Option<String>, String);
+
+/// spec.decryption's age keys, read as the person running `ferry diff` (their kubeconfig).
+async fn decryption_keys(
+    client: &Client,
+    app: &Application,
+    timeout: Duration,
+) -> Result<Option<render::AgeKeys>, DiffError> {
+    let Some(decryption) = &app.spec.decryption else { return Ok(None) };
+    let namespace = app.namespace().unwrap_or_default();
+    let secret = crate::source::credentials::read_secret(client, timeout, &namespace, &decryption.secret_ref)
+        .await
+        .map_err(|e| DiffError::Credentials(Box::new(e)))?;
+    render::AgeKeys::from_secret_data(&secret.data.unwrap_or_default())
+        .map(Some)
+        .map_err(DiffError::DecryptionKeys)
+}
+
+/// What else decides how one object's diff is shown.
+#[derive(Clone, Copy)]
+struct DiffContext<'a> {
+    /// Namespaces the sync would create first.
+    new_namespaces: &'a HashSet<String>,
+    /// The object came from a SOPS-encrypted document: every value is redacted.
+    secret: bool,
 }
 
 /// The files a diff renders and the cluster it renders for.
@@ -220,9 +269,10 @@ async fn object_diff(
     app: &Application,
     applier: &Applier,
     d: &Desired,
-    new_namespaces: &HashSet<String>,
+    context: DiffContext<'_>,
     plan: &mut Plan,
 ) -> Result<Option<(Action, String)>, DiffError> {
+    let new_namespaces = context.new_namespaces;
     let entry = &d.entry;
     let title = format!("{}/{}", entry.kind, entry.name);
     let desired = serde_json::to_value(&d.obj).expect("objects serialize");
@@ -253,7 +303,9 @@ async fn object_diff(
         }
     };
     let (mut before, mut after) = (live.as_ref().map(comparable).unwrap_or(Value::Null), comparable(&after));
-    if entry.group.is_empty() && entry.kind == "Secret" {
+    if context.secret {
+        redact_all_values(&mut before, &mut after);
+    } else if entry.group.is_empty() && entry.kind == "Secret" {
         redact_secret_values(&mut before, &mut after);
     }
     let diff = unified(&before, &after, &title);

@@ -145,6 +145,38 @@ pub fn redact_secret_values(before: &mut Value, after: &mut Value) {
     }
 }
 
+/// Replaces every value outside `apiVersion`, `kind` and `metadata` on both sides with a
+/// marker that says only whether it changed: for objects decrypted from SOPS documents, whose
+/// every value may be a secret.
+pub fn redact_all_values(before: &mut Value, after: &mut Value) {
+    let old = before.clone();
+    redact_leaves(before, None, true);
+    redact_leaves(after, Some(&old), true);
+}
+
+fn redact_leaves(value: &mut Value, old: Option<&Value>, top: bool) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
+                if top && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
+                    continue;
+                }
+                redact_leaves(v, old.map(|o| o.get(key).unwrap_or(&Value::Null)), false);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter_mut().enumerate() {
+                redact_leaves(v, old.map(|o| o.get(i).unwrap_or(&Value::Null)), false);
+            }
+        }
+        Value::Null => {}
+        leaf => {
+            let changed = old.is_some_and(|o| !o.is_null() && o != leaf);
+            *leaf = json!(if changed { "<redacted (changed)>" } else { "<redacted>" });
+        }
+    }
+}
+
 /// YAML of an object for diffing; `Null` (absent) is empty.
 fn yaml(v: &Value) -> String {
     if v.is_null() {

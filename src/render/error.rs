@@ -160,11 +160,13 @@ pub struct Origin {
     pub item: Option<usize>,
     /// 1-based line of the document's first node, when known.
     pub line: Option<u64>,
+    /// The document was SOPS-encrypted: its values are secrets (`ferry diff` redacts them).
+    pub decrypted: bool,
 }
 
 impl Origin {
     pub fn new(file: impl Into<String>, doc: usize) -> Self {
-        Origin { file: file.into(), doc, item: None, line: None }
+        Origin { file: file.into(), doc, item: None, line: None, decrypted: false }
     }
 }
 
@@ -273,7 +275,7 @@ mod tests {
     #[test]
     fn messages_name_file_document_and_line() {
         let err = RenderError::MissingField {
-            origin: Origin { file: "apps/web/deploy.yaml".into(), doc: 2, item: None, line: Some(14) },
+            origin: Origin { line: Some(14), ..Origin::new("apps/web/deploy.yaml", 2) },
             field: "kind".into(),
         };
         assert_eq!(err.to_string(), "apps/web/deploy.yaml (document 2, line 14): object has no kind");

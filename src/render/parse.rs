@@ -70,7 +70,7 @@ pub fn parse_json_with_keys(
         cause: e.to_string(),
     })?;
     let mut docs = vec![(Origin::new(file, 1), value)];
-    sops::decrypt_documents(text, sops::Format::Json, &mut docs, keys, Integrity::WholeFile)?;
+    decrypt(text, sops::Format::Json, &mut docs, keys, Integrity::WholeFile)?;
     for (origin, value) in docs {
         push_objects(origin, value, &mut out)?;
     }
@@ -131,7 +131,7 @@ fn parse_yaml_as(
             (Origin { line, ..Origin::new(file, index) }, doc.value.0)
         })
         .collect();
-    sops::decrypt_documents(text, sops::Format::Yaml, &mut values, keys, integrity)?;
+    decrypt(text, sops::Format::Yaml, &mut values, keys, integrity)?;
     let mut out = Vec::with_capacity(values.len());
     for (origin, value) in values {
         push_objects(origin, value, &mut out)?;
@@ -229,6 +229,20 @@ fn push_objects(origin: Origin, value: Value, out: &mut Vec<Manifest>) -> Result
     }
     out.push(to_manifest(origin, map)?);
     Ok(())
+}
+
+/// Decrypts the SOPS-encrypted documents among `docs`, marking their origins as decrypted.
+fn decrypt(
+    text: &str,
+    format: sops::Format,
+    docs: &mut [(Origin, Value)],
+    keys: Option<&AgeKeys>,
+    integrity: Integrity,
+) -> Result<(), RenderError> {
+    for (origin, value) in docs.iter_mut() {
+        origin.decrypted = sops::is_encrypted(value);
+    }
+    sops::decrypt_documents(text, format, docs, keys, integrity)
 }
 
 /// `v1/List` and typed lists such as `ConfigMapList`, as kubectl accepts them.

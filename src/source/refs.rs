@@ -655,7 +655,8 @@ mod revision_strings {
     #[test]
     fn an_artifact_revision_parses_back_from_what_it_writes() {
         let digest = format!("sha256:{}", "ab".repeat(32));
-        let chart = Revision { reference: RevisionRef::Artifact("podinfo@6.5.4".into()), commit: digest.clone() };
+        let chart =
+            Revision { reference: RevisionRef::Artifact("podinfo@6.5.4".into()), commit: digest.clone() };
         assert_eq!(chart.to_string(), format!("podinfo@6.5.4@{digest}"));
         assert_eq!(chart.to_string().parse::<Revision>(), Ok(chart.clone()));
         assert_eq!(chart.short(), "podinfo@6.5.4@ababab");

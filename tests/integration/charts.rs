@@ -156,7 +156,8 @@ fn a_chart_from_a_helm_repository_by_version_and_range_and_new_versions_deploy()
         let now = metric(&s.ferry, "ferry_lead_time_seconds_count");
         if now > deployed_before { Ok(()) } else { Err(format!("lead time count still {now}")) }
     });
-    let history = s.kubectl_ok(&["-n", s.ns(), "get", "application", "podinfo", "-o", "jsonpath={.status.history}"]);
+    let history =
+        s.kubectl_ok(&["-n", s.ns(), "get", "application", "podinfo", "-o", "jsonpath={.status.history}"]);
     assert!(history.contains("podinfo@1.2.0@sha256:"), "history: {history}");
     let events = app.events();
     assert!(events.iter().any(|e| e.message.contains("podinfo@1.2.0@sha256:")), "events: {events:?}");
@@ -170,7 +171,11 @@ fn one_index_download_serves_every_application_on_the_repository() {
     let apps: Vec<_> = (0..4)
         .map(|i| {
             let name = format!("podinfo-{i}");
-            s.create_app(chart_app(&s, &name, &repo.url(), None).destination(&format!("{}-{i}", s.ns())).create_namespace(true))
+            s.create_app(
+                chart_app(&s, &name, &repo.url(), None)
+                    .destination(&format!("{}-{i}", s.ns()))
+                    .create_namespace(true),
+            )
         })
         .collect();
     for app in &apps {
@@ -179,7 +184,8 @@ fn one_index_download_serves_every_application_on_the_repository() {
     for i in 0..4 {
         s.delete_later(&["namespace", &format!("{}-{i}", s.ns())]);
     }
-    let full: Vec<_> = repo.request_log().into_iter().filter(|r| r.path == "/index.yaml" && r.status == 200).collect();
+    let full: Vec<_> =
+        repo.request_log().into_iter().filter(|r| r.path == "/index.yaml" && r.status == 200).collect();
     assert_eq!(full.len(), 1, "index.yaml downloaded whole more than once: {full:?}");
     let charts = repo.request_log().into_iter().filter(|r| r.path.ends_with(".tgz")).count();
     assert_eq!(charts, 1, "the chart archive was downloaded more than once");
@@ -207,8 +213,14 @@ fn a_chart_through_https_with_a_ca_and_basic_auth() {
     let ca = std::fs::read_to_string(repo.ca_file().expect("a CA")).expect("read the CA");
     // First without the CA: the certificate is not trusted, and nothing is applied.
     s.kubectl_ok(&[
-        "-n", s.ns(), "create", "secret", "generic", "chart-creds",
-        "--from-literal=username=reader", "--from-literal=password=s3cret-chart",
+        "-n",
+        s.ns(),
+        "create",
+        "secret",
+        "generic",
+        "chart-creds",
+        "--from-literal=username=reader",
+        "--from-literal=password=s3cret-chart",
     ]);
     let app = s.create_app(
         chart_app(&s, "podinfo", &repo.url(), Some("1.0.0"))

@@ -42,8 +42,10 @@ pub async fn oci(pass: Pass<'_>, access: &Access, oci: &OciSource) -> Result<Sna
     let Pass { ctx, app_ref, .. } = pass;
     let creds = artifact_access(ctx, access, &app_ref.namespace, oci.secret_ref.as_ref()).await?;
     let fetched = super::oci_pull::manifests(ctx, oci, &creds).await?;
-    let revision =
-        Revision { reference: RevisionRef::Artifact(fetched.label), commit: format!("sha256:{}", fetched.digest) };
+    let revision = Revision {
+        reference: RevisionRef::Artifact(fetched.label),
+        commit: format!("sha256:{}", fetched.digest),
+    };
     Ok(Snapshot { revision, root: fetched.dir, chart: None })
 }
 
@@ -79,7 +81,11 @@ async fn repository_chart(
     Ok(Fetched { label, digest, dir })
 }
 
-async fn oci_chart(ctx: &Context, chart: &ChartSource, creds: &ArtifactAccess) -> Result<Fetched, FetchError> {
+async fn oci_chart(
+    ctx: &Context,
+    chart: &ChartSource,
+    creds: &ArtifactAccess,
+) -> Result<Fetched, FetchError> {
     super::oci_pull::chart(ctx, chart, creds).await
 }
 
@@ -100,8 +106,9 @@ async fn artifact_access(
     secret_ref: Option<&LocalObjectReference>,
 ) -> Result<ArtifactAccess, FetchError> {
     let Some(r) = secret_ref else { return Ok(ArtifactAccess::anonymous()) };
-    let secret = crate::source::credentials::read_secret(&access.client, ctx.options.api_timeout, namespace, r)
-        .await
-        .map_err(|e| FetchError::ArtifactSecret(Box::new(e)))?;
+    let secret =
+        crate::source::credentials::read_secret(&access.client, ctx.options.api_timeout, namespace, r)
+            .await
+            .map_err(|e| FetchError::ArtifactSecret(Box::new(e)))?;
     ArtifactAccess::from_secret_data(&secret.data.unwrap_or_default()).map_err(FetchError::ArtifactAccess)
 }

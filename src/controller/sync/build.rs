@@ -21,7 +21,7 @@ use crate::{
         hooks,
         memory::{AppMemory, SplitRender},
     },
-    render::RenderRequest,
+    render::{AgeKeys, RenderRequest},
     source::{Revision, Snapshot},
     tenancy::Target,
 };
@@ -56,7 +56,8 @@ pub async fn build(
     mem: &mut AppMemory,
 ) -> Result<Built, BuildError> {
     let Pass { ctx, app, app_ref, .. } = pass;
-    let rendered = render(ctx, app, snapshot).await?;
+    let keys = decryption_keys(ctx, access, app).await?;
+    let rendered = render(ctx, app, snapshot, keys.as_ref()).await?;
     let split = split_remembered(pass, &access.client, mem, &rendered).await?;
     // Desired objects: labelled, hashed, kinds resolved. Timed as part of the plan, with the
     // server-side dry runs that validate it.
@@ -68,16 +69,38 @@ pub async fn build(
     Ok(Built { revision: snapshot.revision.clone(), split, desired, applier, previous })
 }
 
+/// spec.decryption's age keys, read as the Application's ServiceAccount (a tenant decrypts
+/// only with keys it may read).
+async fn decryption_keys(
+    ctx: &Context,
+    access: &Access,
+    app: &Application,
+) -> Result<Option<AgeKeys>, BuildError> {
+    let Some(decryption) = &app.spec.decryption else { return Ok(None) };
+    let namespace = app.metadata.namespace.as_deref().unwrap_or_default();
+    let secret = crate::source::credentials::read_secret(
+        &access.client,
+        ctx.options.api_timeout,
+        namespace,
+        &decryption.secret_ref,
+    )
+    .await
+    .map_err(|e| BuildError::DecryptionSecret(Box::new(e)))?;
+    AgeKeys::from_secret_data(&secret.data.unwrap_or_default()).map(Some).map_err(BuildError::DecryptionKeys)
+}
+
 async fn render(
     ctx: &Context,
     app: &Application,
     snapshot: &Snapshot,
+    keys: Option<&AgeKeys>,
 ) -> Result<Arc<Vec<DynamicObject>>, BuildError> {
     let scopes = ctx.scopes().await;
     let capabilities = ctx.capabilities().await;
     let req = RenderRequest {
         capabilities: Some(&capabilities),
         chart: snapshot.chart.as_deref(),
+        decryption: keys,
         ..RenderRequest::for_application(app, &snapshot.root)
     };
     let _timer = ctx.metrics.time(crate::metrics::Stage::Render);

@@ -95,9 +95,15 @@ pub async fn fetch(pass: Pass<'_>, access: &Access, mem: &mut AppMemory) -> Resu
 }
 
 /// The Git revision `source` names, fetched when new.
-async fn git(pass: Pass<'_>, access: &Access, source: &Source, max_age: Duration) -> Result<Snapshot, FetchError> {
+async fn git(
+    pass: Pass<'_>,
+    access: &Access,
+    source: &Source,
+    max_age: Duration,
+) -> Result<Snapshot, FetchError> {
     let Pass { ctx, app_ref, .. } = pass;
-    let credentials = credentials(ctx, &access.client, &app_ref.namespace, source.secret_ref.as_ref()).await?;
+    let credentials =
+        credentials(ctx, &access.client, &app_ref.namespace, source.secret_ref.as_ref()).await?;
     let spec = SourceSpec::from_source(source, credentials).ok_or(FetchError::NoSource)?;
     let started = Instant::now();
     let snapshot = ctx.git.fetch_within(&spec, max_age).await;

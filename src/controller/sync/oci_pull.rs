@@ -14,12 +14,19 @@ use crate::{
 };
 
 /// The chart `chart` names in an OCI registry; `version` is a tag or a semver range.
-pub async fn chart(ctx: &Context, chart: &ChartSource, creds: &ArtifactAccess) -> Result<Fetched, FetchError> {
+pub async fn chart(
+    ctx: &Context,
+    chart: &ChartSource,
+    creds: &ArtifactAccess,
+) -> Result<Fetched, FetchError> {
     let url = format!("{}/{}", chart.repo_url.trim_end_matches('/'), chart.name);
     let repo = repository(&url)?;
     let selector = match chart.version.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
         // Helm writes `+` as `_` in OCI tags; an exact version is a tag.
-        Some(v) if crate::source::refs::parse_tag_version(v).is_some() && !v.contains(['<', '>', '^', '~', '*', ' ']) => {
+        Some(v)
+            if crate::source::refs::parse_tag_version(v).is_some()
+                && !v.contains(['<', '>', '^', '~', '*', ' ']) =>
+        {
             OciSelector::Tag(v.replace('+', "_"))
         }
         other => OciSelector::Semver(range(other.unwrap_or("*"))?),
@@ -30,7 +37,11 @@ pub async fn chart(ctx: &Context, chart: &ChartSource, creds: &ArtifactAccess) -
 }
 
 /// The artifact of manifests `oci` names.
-pub async fn manifests(ctx: &Context, oci: &OciSource, creds: &ArtifactAccess) -> Result<Fetched, FetchError> {
+pub async fn manifests(
+    ctx: &Context,
+    oci: &OciSource,
+    creds: &ArtifactAccess,
+) -> Result<Fetched, FetchError> {
     let repo = repository(&oci.url)?;
     let selector = match (&oci.tag, &oci.semver, &oci.digest) {
         (_, _, Some(digest)) => OciSelector::Digest(digest.clone()),
@@ -59,7 +70,8 @@ async fn pull(
         return Ok(Fetched { label, digest, dir });
     }
     let pulled = ctx.oci.pull(repo, &resolved.digest, &access, kind).await.map_err(err)?;
-    let dir = ctx.artifacts.insert(&digest, pulled.layer).await.map_err(|e| FetchError::Store(Box::new(e)))?;
+    let dir =
+        ctx.artifacts.insert(&digest, pulled.layer).await.map_err(|e| FetchError::Store(Box::new(e)))?;
     Ok(Fetched { label, digest, dir })
 }
 
