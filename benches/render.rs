@@ -154,12 +154,14 @@ fn summary(name: &str, times: &mut [Duration]) -> String {
 
 fn source(path: &str) -> Source {
     Source {
-        repo_url: "file:///bench".into(),
-        git_ref: GitRef { branch: Some("main".into()), ..Default::default() },
+        repo_url: Some("file:///bench".into()),
+        git_ref: Some(GitRef { branch: Some("main".into()), ..Default::default() }),
         path: Some(path.into()),
         secret_ref: None,
         kustomize: None,
         helm: None,
+        chart: None,
+        oci: None,
     }
 }
 

@@ -10,6 +10,10 @@ use serde_json::{Value, json};
 
 use crate::{
     api::{Application, ApplicationSpec},
+    artifact::{
+        oci::OciRepository,
+        unpack::{UnpackLimits, unpack_tar_gz},
+    },
     duration,
     render::{
         AgeKeys,
@@ -303,6 +307,75 @@ proptest! {
 fn test_keys() -> AgeKeys {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sops/key.agekey");
     AgeKeys::parse(&std::fs::read_to_string(path).expect("the test key")).expect("a valid key")
+}
+
+/// Pieces of tar headers: names with `..`, `/` and NUL, magic numbers, type flags, octal
+/// sizes, a PAX path record, a zero block.
+const TAR_PIECES: &[&[u8]] = &[
+    b"../x\0",
+    b"/etc/x",
+    b"a/b",
+    b"ustar\x0000",
+    b"ustar  \0",
+    b"0000644\0",
+    b"77777777777\0",
+    b"0",
+    b"1",
+    b"2",
+    b"3",
+    b"5",
+    b"g",
+    b"x",
+    b"L",
+    b"S",
+    b"30 path=../../evil\n",
+    &[0u8; 512],
+];
+
+/// Tar-like bytes: those pieces glued at random between arbitrary bytes.
+fn tar_like() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        2 => proptest::collection::vec(any::<u8>(), 0..600),
+        1 => proptest::sample::select(TAR_PIECES).prop_map(<[u8]>::to_vec),
+    ];
+    proptest::collection::vec(piece, 0..12).prop_map(|v| v.concat())
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).expect("gzip to memory");
+    encoder.finish().expect("gzip to memory")
+}
+
+proptest! {
+    #![proptest_config(Config { cases: 128, ..config() })]
+
+    /// An artifact layer is bytes from a registry anyone may control: the unpacker returns an
+    /// error for any of them, never panics, and writes nowhere but its destination.
+    #[test]
+    fn unpacking_arbitrary_archives_never_panics(raw in proptest::collection::vec(any::<u8>(), 0..2048), tar in tar_like()) {
+        let limits = UnpackLimits { max_total_bytes: 1 << 16, max_files: 64, max_file_bytes: 1 << 14 };
+        for bytes in [raw.clone(), gzip(&raw), gzip(&tar)] {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let _ = unpack_tar_gz(&bytes, &tmp.path().join("out"), limits);
+            let outside: Vec<_> = std::fs::read_dir(tmp.path()).expect("read tempdir").collect();
+            prop_assert!(outside.len() <= 1, "{:?}", outside);
+        }
+    }
+
+    /// Any OCI repository URL parses or fails without a panic, and a password never shows.
+    #[test]
+    fn oci_urls_never_panic_or_leak(url in ".{0,40}", secret in "\\PC{1,10}", tail in "[a-z/:@.]{0,12}") {
+        let _ = OciRepository::parse(&url).map(|r| r.child(&tail).map(|c| c.to_string()));
+        let password = format!("Zq{secret}qZ");
+        let input = format!("oci://u:{password}@{tail}");
+        let shown = match OciRepository::parse(&input) {
+            Ok(r) => format!("{r} {r:?}"),
+            Err(e) => format!("{e} {e:?}"),
+        };
+        prop_assert!(!shown.contains(&password), "{}", shown);
+    }
 }
 
 /// Regression cases: inputs that crashed or leaked before issue 19's fixes.

@@ -24,12 +24,14 @@ fn fixtures() -> PathBuf {
 
 fn source(path: &str) -> Source {
     Source {
-        repo_url: "file:///fixtures".into(),
-        git_ref: GitRef { branch: Some("main".into()), ..Default::default() },
+        repo_url: Some("file:///fixtures".into()),
+        git_ref: Some(GitRef { branch: Some("main".into()), ..Default::default() }),
         path: Some(path.into()),
         secret_ref: None,
         kustomize: None,
         helm: None,
+        chart: None,
+        oci: None,
     }
 }
 
