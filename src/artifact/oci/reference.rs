@@ -56,7 +56,10 @@ pub enum OciUrlProblem {
 impl OciRepository {
     pub fn parse(url: &str) -> Result<OciRepository, OciUrlError> {
         let fail = |problem| OciUrlError { url: redact(url), problem };
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| fail(OciUrlProblem::NoScheme))?;
+        let (scheme, rest) = split_scheme(url).ok_or_else(|| fail(OciUrlProblem::NoScheme))?;
+        if userinfo_end(rest).is_some() {
+            return Err(fail(OciUrlProblem::Credentials));
+        }
         if !scheme.eq_ignore_ascii_case("oci") {
             return Err(fail(OciUrlProblem::OtherScheme(scheme.to_string())));
         }
@@ -64,9 +67,6 @@ impl OciRepository {
             return Err(fail(OciUrlProblem::QueryOrFragment));
         }
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        if authority.contains('@') {
-            return Err(fail(OciUrlProblem::Credentials));
-        }
         let registry = parse_registry(authority).map_err(fail)?;
         let repository = parse_path(path).map_err(fail)?;
         if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
@@ -195,14 +195,36 @@ pub fn is_valid_tag(tag: &str) -> bool {
     !tag.is_empty() && tag.len() <= 128 && !tag.starts_with(['.', '-']) && tag.bytes().all(ok)
 }
 
+/// `scheme://rest`, if the scheme is one (`[a-zA-Z][a-zA-Z0-9+.-]*`); anything else before
+/// `://` may be userinfo and is never echoed as a scheme.
+fn split_scheme(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'.' | b'-'));
+    ok.then_some((scheme, rest))
+}
+
+/// Where userinfo ends: the last `@` that does not start a digest (`@sha256:<hex>`). Found
+/// anywhere, not only before the first `/`, since a password may hold a `/`.
+fn userinfo_end(text: &str) -> Option<usize> {
+    let starts_digest = |after: &str| {
+        after.split_once(':').is_some_and(|(algorithm, hex)| {
+            !algorithm.is_empty()
+                && algorithm.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                && hex.len() >= 32
+                && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+    };
+    text.match_indices('@').map(|(i, _)| i).rev().find(|&i| !starts_digest(&text[i + 1..]))
+}
+
 /// The URL with any userinfo replaced, for messages about a URL that did not parse.
 fn redact(url: &str) -> String {
-    let (prefix, rest) = match url.split_once("://") {
+    let (prefix, rest) = match split_scheme(url) {
         Some((scheme, rest)) => (format!("{scheme}://"), rest),
         None => (String::new(), url),
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    match userinfo_end(rest) {
         Some(at) => format!("{prefix}<redacted>{}", &rest[at..]),
         None => url.to_string(),
     }
@@ -258,8 +280,16 @@ mod tests {
         let err = OciRepository::parse("oci://user:s3cret@ghcr.io/org/app").unwrap_err();
         assert_eq!(err.problem, OciUrlProblem::Credentials);
         assert!(!format!("{err} {err:?}").contains("s3cret"), "{err}");
-        let err = OciRepository::parse("https://user:s3cret@ghcr.io/x").unwrap_err();
-        assert!(!format!("{err} {err:?}").contains("s3cret"), "{err}");
+        for url in [
+            "https://user:s3cret@ghcr.io/x",
+            "oci://u:s3cret/x@ghcr.io/app",
+            "oci://u:s3cret@ghcr.io/app@sha256:0123456789abcdef0123456789abcdef",
+            "u:s3cret://h/x@h",
+            "u:s3cret@ghcr.io/app",
+        ] {
+            let err = OciRepository::parse(url).unwrap_err();
+            assert!(!format!("{err} {err:?}").contains("s3cret"), "{url}: {err}");
+        }
     }
 
     #[test]
