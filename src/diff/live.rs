@@ -51,7 +51,7 @@ pub enum DiffError {
     #[error("fetching {reference}: {source}")]
     Fetch { reference: String, source: Box<SourceError> },
     #[error("spec.decryption's Secret: {0}")]
-    DecryptionKeys(#[source] render::KeyError),
+    DecryptionKeys(#[source] Box<render::KeyError>),
     #[error(
         "--revision names a Git ref, and this Application's source is a chart or an OCI artifact; ferry diff renders Git sources (status shows the chart revision ferry syncs)"
     )]
@@ -61,7 +61,7 @@ pub enum DiffError {
     #[error("API discovery: {0}")]
     Discovery(#[source] kube::Error),
     #[error("rendering {what}: {error}")]
-    Render { what: String, error: RenderError },
+    Render { what: String, error: Box<RenderError> },
     /// The sync pass's build refuses the revision (a hook it does not run, an unknown kind, ...).
     #[error(transparent)]
     Build(#[from] Box<BuildError>),
@@ -204,7 +204,7 @@ async fn build(
     };
     let manifests = render::render_manifests(&req, render_options, &scopes)
         .await
-        .map_err(|e| DiffError::Render { what: target.source.to_string(), error: e })?;
+        .map_err(|e| DiffError::Render { what: target.source.to_string(), error: Box::new(e) })?;
     let decrypted = manifests
         .iter()
         .filter(|m| m.origin.decrypted)
@@ -243,7 +243,7 @@ async fn decryption_keys(
         .map_err(|e| DiffError::Credentials(Box::new(e)))?;
     render::AgeKeys::from_secret_data(&secret.data.unwrap_or_default())
         .map(Some)
-        .map_err(DiffError::DecryptionKeys)
+        .map_err(|e| DiffError::DecryptionKeys(Box::new(e)))
 }
 
 /// What else decides how one object's diff is shown.

@@ -659,7 +659,7 @@ mod revision_strings {
             Revision { reference: RevisionRef::Artifact("podinfo@6.5.4".into()), commit: digest.clone() };
         assert_eq!(chart.to_string(), format!("podinfo@6.5.4@{digest}"));
         assert_eq!(chart.to_string().parse::<Revision>(), Ok(chart.clone()));
-        assert_eq!(chart.short(), "podinfo@6.5.4@ababab");
+        assert_eq!(chart.short(), "podinfo@6.5.4@abababa");
         assert!(chart.is_artifact());
         let with_values = format!("podinfo@6.5.4@{digest}+sha1:{}", "c".repeat(40));
         let parsed: Revision = with_values.parse().unwrap();
