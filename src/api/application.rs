@@ -180,6 +180,7 @@ fn default_interval() -> String {
 #[x_kube(validation = Rule::new("has(self.repoURL) || has(self.chart) || has(self.oci)").message("set repoURL and ref (Git), chart (a Helm or OCI chart repository) or oci (an OCI artifact)"))]
 #[x_kube(validation = Rule::new("!(has(self.oci) && (has(self.chart) || has(self.repoURL)))").message("oci is a source of its own: set neither chart nor repoURL with it"))]
 #[x_kube(validation = Rule::new("!has(self.chart) || !has(self.kustomize)").message("a chart is rendered with helm: kustomize does not apply"))]
+#[x_kube(validation = Rule::new("!has(self.chart) || has(self.repoURL) || !has(self.path)").message("with chart, path is where helm.valuesFiles are read in the Git revision: set repoURL and ref too, or drop path"))]
 pub struct Source {
     /// Git URL: https://, http://, ssh://, file:// or user@host:path.
     #[serde(default, rename = "repoURL", skip_serializing_if = "Option::is_none")]

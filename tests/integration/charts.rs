@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 use serde_json::{Value, json};
 
 use crate::support::{
-    BasicAuth, ChartRepo, ChartRepoOptions, Scenario, T, TestChart, condition, metric, summary, wait_until,
+    BasicAuth, ChartRepo, ChartRepoOptions, OciRegistry, Scenario, SopsFormat, T, TestChart, age_keygen, condition,
+    http_get, metric, sops_encrypt_with, summary, wait_until,
 };
 
 fn ready_message(app: &Value) -> String {
@@ -160,7 +161,7 @@ fn a_chart_from_a_helm_repository_by_version_and_range_and_new_versions_deploy()
         s.kubectl_ok(&["-n", s.ns(), "get", "application", "podinfo", "-o", "jsonpath={.status.history}"]);
     assert!(history.contains("podinfo@1.2.0@sha256:"), "history: {history}");
     let events = app.events();
-    assert!(events.iter().any(|e| e.message.contains("podinfo@1.2.0@sha256:")), "events: {events:?}");
+    assert!(events.iter().any(|e| e.message.contains("at podinfo@1.2.0@")), "events: {events:?}");
 }
 
 #[test]
@@ -317,4 +318,193 @@ fn repository_failures_are_clear_and_prune_nothing() {
     });
     assert_eq!(condition(&status, "Ready").unwrap()["reason"], "FetchFailed");
     assert_eq!(kept().as_deref(), Some("1.0.0"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// OCI registries: charts pushed with the real helm, manifests pushed with the real oras.
+
+/// A Secret with registry credentials (and the CA, when the registry has one).
+fn registry_secret(s: &Scenario, name: &str, registry: &OciRegistry) {
+    let auth = registry.auth().expect("a registry with auth");
+    let mut data = json!({"username": auth.username, "password": auth.password});
+    if let Some(ca) = registry.ca_file() {
+        data["ca.crt"] = json!(std::fs::read_to_string(ca).expect("read the CA"));
+    }
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": s.ns()},
+        "stringData": data,
+    });
+    let applied = s.cluster.kubectl_stdin(&["apply", "-f", "-"], &secret.to_string());
+    assert!(applied.success, "{}", applied.stderr);
+}
+
+#[test]
+fn a_chart_from_an_oci_registry_with_auth() {
+    let s = Scenario::new("chart-oci");
+    let registry = OciRegistry::start_with_auth("pusher", "oci-s3cret");
+    let (_a, v1) = TestChart::new("podinfo", "1.0.0").write_temp();
+    let (_b, v2) = TestChart::new("podinfo", "1.1.0").write_temp();
+    let repo = ChartRepo::start(); // only for `helm package`
+    registry.helm_push(&repo.package(&v1), &registry.oci_url("charts"));
+    let digest2 = registry.helm_push(&repo.package(&v2), &registry.oci_url("charts"));
+
+    // Without credentials the registry refuses, and nothing is applied.
+    let chart = json!({"repoURL": registry.oci_url("charts"), "name": "podinfo", "version": ">=1.0.0", "insecure": true});
+    let app = s.create_app(s.default_app("podinfo").without_git().chart(chart.clone()));
+    let status = app.wait_not_ready("FetchFailed", T);
+    assert!(ready_message(&status).contains("credentials"), "{}", summary(&status));
+    assert!(s.cm_value("podinfo-podinfo", "version").is_none());
+
+    registry_secret(&s, "registry-creds", &registry);
+    let mut with_secret = chart;
+    with_secret["secretRef"] = json!({"name": "registry-creds"});
+    app.patch(&json!({"spec": {"source": {"chart": with_secret}}}));
+    let status = app.wait_synced_prefix("podinfo@1.1.0@sha256:", T);
+    assert_eq!(status["status"]["sync"]["revision"], format!("podinfo@1.1.0@{digest2}"));
+    assert_eq!(s.cm_value("podinfo-podinfo", "version").as_deref(), Some("1.1.0"));
+    assert!(!s.ferry.logs().contains("oci-s3cret"), "the password reached ferry's log");
+}
+
+#[test]
+fn an_oci_artifact_of_manifests_by_tag_then_by_digest() {
+    let s = Scenario::new("oci-artifact");
+    let registry = OciRegistry::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let write = |color: &str| {
+        let cm = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  color: {color}\n");
+        std::fs::create_dir_all(dir.path().join("deploy")).unwrap();
+        std::fs::write(dir.path().join("deploy/settings.yaml"), cm).unwrap();
+    };
+    write("blue");
+    let blue = registry.oras_push_manifests(dir.path(), "team/manifests:v1");
+    write("green");
+    let green = registry.oras_push_manifests(dir.path(), "team/manifests:v2");
+
+    let oci = json!({"url": registry.oci_url("team/manifests"), "tag": "v1", "insecure": true});
+    let app = s.create_app(s.default_app("manifests").without_git().path("deploy").oci(oci));
+    let status = app.wait_synced_prefix("v1@sha256:", T);
+    assert_eq!(status["status"]["sync"]["revision"], format!("v1@{blue}"));
+    assert_eq!(s.cm_value("settings", "color").as_deref(), Some("blue"));
+
+    // Pinned by digest: the tag moving does not move the Application.
+    let by_digest = json!({"url": registry.oci_url("team/manifests"), "tag": null, "digest": green, "insecure": true});
+    app.patch(&json!({"spec": {"source": {"oci": by_digest}}}));
+    let status = app.wait_synced_prefix(&green, T);
+    assert_eq!(status["status"]["sync"]["revision"], green.as_str());
+    assert_eq!(s.cm_value("settings", "color").as_deref(), Some("green"));
+    write("red");
+    registry.oras_push_manifests(dir.path(), "team/manifests:v2");
+    app.ferry_sync();
+    app.wait_synced_prefix(&green, T);
+    assert_eq!(s.cm_value("settings", "color").as_deref(), Some("green"));
+
+    // A digest that does not exist: FetchFailed, and the last good objects stay.
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let bad = json!({"url": registry.oci_url("team/manifests"), "digest": missing, "insecure": true});
+    app.patch(&json!({"spec": {"source": {"oci": bad}}}));
+    let status = app.wait_not_ready("FetchFailed", T);
+    assert!(ready_message(&status).contains("not found"), "{}", summary(&status));
+    assert_eq!(s.cm_value("settings", "color").as_deref(), Some("green"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// SOPS.
+
+#[test]
+fn sops_encrypted_secrets_are_decrypted_and_the_plaintext_goes_nowhere_else() {
+    let s = Scenario::new("sops");
+    let (recipient, key) = age_keygen();
+    let (_other, wrong_key) = age_keygen();
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: pl41ntext-db-pw\n";
+    let config = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: endpoints\ndata:\n  token: pl41ntext-cm-token\n";
+    let regex = ["--encrypted-regex", "^(data|stringData)$"];
+    let files = [
+        ("app/secret.yaml", sops_encrypt_with(secret, &recipient, SopsFormat::Yaml, &regex)),
+        ("app/config.yaml", sops_encrypt_with(config, &recipient, SopsFormat::Yaml, &regex)),
+    ];
+    let sha = s.git.commit_files("main", &files.iter().map(|(p, t)| (*p, t.as_str())).collect::<Vec<_>>(), "sops");
+    let key_secret = |k: &str| {
+        let manifest = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "sops-age", "namespace": s.ns()},
+            "stringData": {"identity.agekey": k},
+        });
+        let applied = s.cluster.kubectl_stdin(&["apply", "-f", "-"], &manifest.to_string());
+        assert!(applied.success, "{}", applied.stderr);
+    };
+
+    // The wrong key first: DecryptionFailed naming the file, nothing applied.
+    key_secret(&wrong_key);
+    let decryption = json!({"provider": "sops", "secretRef": {"name": "sops-age"}});
+    let app = s.create_app(s.default_app("sops").decryption(decryption));
+    let status = app.wait_not_ready("DecryptionFailed", T);
+    let message = ready_message(&status);
+    assert!(message.contains("app/config.yaml") || message.contains("app/secret.yaml"), "{message}");
+    assert!(s.cm_value("endpoints", "token").is_none());
+
+    key_secret(&key);
+    app.ferry_sync();
+    app.wait_synced(&sha, T);
+    assert_eq!(s.cm_value("endpoints", "token").as_deref(), Some("pl41ntext-cm-token"));
+    let db = s.get("secret", Some(s.ns()), "db").expect("the Secret");
+    let password = db["data"]["password"].as_str().unwrap_or_default();
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(password).unwrap_or_default();
+    assert_eq!(decoded, b"pl41ntext-db-pw");
+
+    // The plaintext is nowhere else: not in status or Events, the log, metrics, the cache, or
+    // `ferry diff`.
+    let app_json = serde_json::to_string(&app.json()).unwrap();
+    let events = format!("{:?}", app.events());
+    let metrics = http_get(&s.ferry.http_address(), "/metrics").body;
+    let cached = grep_dir(s.ferry.cache_dir(), &["pl41ntext-db-pw", "pl41ntext-cm-token"]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("application.json");
+    let changed = s.default_app("sops").decryption(json!({"provider": "sops", "secretRef": {"name": "sops-age"}}));
+    std::fs::write(&file, changed.to_string()).expect("write the Application");
+    // A pull request changes the encrypted token: the diff says it changed, never to what.
+    let changed_config = config.replace("pl41ntext-cm-token", "pl41ntext-new-token");
+    let pr = sops_encrypt_with(&changed_config, &recipient, SopsFormat::Yaml, &regex);
+    s.git.commit_files("pr", &[("app/secret.yaml", files[0].1.as_str()), ("app/config.yaml", pr.as_str())], "pr");
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["diff", "--file", &file.to_string_lossy(), "--revision", "pr"])
+        .env("KUBECONFIG", &s.cluster.kubeconfig)
+        .env("FERRY_HELM", crate::support::helm_bin())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ferry diff");
+    let diff = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(diff.contains("ConfigMap/endpoints") && diff.contains("<redacted (changed)>"), "{diff}");
+    assert!(!diff.contains("pl41ntext-new-token"), "the new plaintext reached the diff: {diff}");
+    for (what, text) in
+        [("status", &app_json), ("events", &events), ("log", &s.ferry.logs()), ("metrics", &metrics), ("diff", &diff)]
+    {
+        for plain in ["pl41ntext-db-pw", "pl41ntext-cm-token"] {
+            assert!(!text.contains(plain), "{plain} reached the {what}");
+        }
+    }
+    assert!(cached.is_empty(), "plaintext in the cache directory: {cached:?}");
+}
+
+/// Files under `dir` that contain any of `needles`.
+fn grep_dir(dir: &std::path::Path, needles: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                let text = String::from_utf8_lossy(&bytes);
+                if needles.iter().any(|n| text.contains(n)) {
+                    found.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    found
 }

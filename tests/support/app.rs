@@ -112,11 +112,12 @@ impl AppBuilder {
         self.set(&["spec", "source", "oci"], oci)
     }
 
-    /// Drops `spec.source.repoURL` and `ref`: a source of a chart or an OCI artifact alone.
+    /// Drops `spec.source.repoURL`, `ref` and `path`: a source of a chart alone.
     pub fn without_git(mut self) -> AppBuilder {
         if let Some(source) = self.manifest["spec"]["source"].as_object_mut() {
             source.remove("repoURL");
             source.remove("ref");
+            source.remove("path");
         }
         self
     }
