@@ -3,7 +3,7 @@
 //! directory is only ever seen complete (unpacked beside it, then renamed into place).
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
@@ -61,6 +61,48 @@ impl ArtifactStore {
     }
 }
 
+impl ArtifactStore {
+    /// Removes the unpacked artifacts no Application uses (none of `in_use` lies inside them)
+    /// that are older than [`GRACE`]: one just unpacked may not be recorded as in use yet.
+    /// Returns how many were removed. Blocking: run it off the runtime's workers.
+    pub fn collect_garbage(&self, in_use: &HashSet<PathBuf>) -> usize {
+        let Ok(entries) = std::fs::read_dir(&self.root) else { return 0 };
+        let mut deleted = 0;
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            let name = entry.file_name();
+            let kept = in_use.iter().any(|p| p.starts_with(&dir));
+            let young = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|a| a < GRACE));
+            if kept || young || !name.to_string_lossy().starts_with("sha256-") {
+                continue;
+            }
+            if remove_read_only_tree(&dir).is_ok() {
+                deleted += 1;
+            }
+        }
+        deleted
+    }
+}
+
+/// How long an unpacked artifact is kept before anything uses it.
+pub const GRACE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Unpacked files are read-only (0444/0555): make them writable again to remove them.
+fn remove_read_only_tree(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fn walk(dir: &Path) -> std::io::Result<()> {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            if entry.file_type()?.is_dir() {
+                walk(&entry.path())?;
+            }
+        }
+        Ok(())
+    }
+    walk(dir)?;
+    std::fs::remove_dir_all(dir)
+}
+
 fn unpack_into(root: &Path, dir: &Path, digest: &str, archive: &[u8]) -> Result<PathBuf, StoreError> {
     let io = |source| StoreError::Io { dir: root.to_path_buf(), source };
     std::fs::create_dir_all(root).map_err(io)?;
@@ -70,4 +112,44 @@ fn unpack_into(root: &Path, dir: &Path, digest: &str, archive: &[u8]) -> Result<
     let staged = staging.keep();
     std::fs::rename(&staged, dir).map_err(io)?;
     Ok(dir.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn archive() -> bytes::Bytes {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(3);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, "chart/Chart.yaml", &b"a: b"[..3]).unwrap();
+        let raw = tar.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &raw).unwrap();
+        gz.finish().unwrap().into()
+    }
+
+    fn age(dir: &Path) {
+        let old = std::time::SystemTime::now() - GRACE - std::time::Duration::from_secs(60);
+        std::fs::File::open(dir).unwrap().set_modified(old).unwrap();
+    }
+
+    #[tokio::test]
+    async fn unused_artifacts_past_the_grace_period_are_removed_and_used_ones_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::new(root.path().join("artifacts"));
+        let used = store.insert("aa", archive()).await.unwrap();
+        let unused = store.insert("bb", archive()).await.unwrap();
+        let young = store.insert("cc", archive()).await.unwrap();
+        assert_eq!(store.insert("aa", archive()).await.unwrap(), used, "stored once");
+        age(&used);
+        age(&unused);
+        let in_use: HashSet<PathBuf> = [used.join("chart")].into();
+        assert_eq!(store.collect_garbage(&in_use), 1);
+        assert!(used.join("chart/Chart.yaml").is_file());
+        assert!(!unused.exists());
+        assert!(young.exists(), "an artifact within the grace period is kept");
+    }
 }

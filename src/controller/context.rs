@@ -4,7 +4,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -28,7 +28,7 @@ use crate::{
     metrics::Metrics,
     render::{Capabilities, DiscoveredScopes, RenderCache, RenderOptions},
     rollout::prometheus::Prometheus,
-    source::GitCache,
+    source::{GitCache, Snapshot},
     tenancy::{Lockdown, Tenancy},
 };
 
@@ -76,7 +76,7 @@ pub struct Context {
     /// OCI registries: charts and artifacts of manifests.
     pub oci: OciFetcher,
     /// Charts and OCI artifacts, unpacked once per digest (`<cache>/artifacts`).
-    pub artifacts: ArtifactStore,
+    pub artifacts: Arc<ArtifactStore>,
     pub renders: RenderCache,
     /// Who Events say they come from.
     pub reporter: Reporter,
@@ -92,8 +92,9 @@ pub struct Context {
     discovery: RwLock<Discovered>,
     impersonating: Mutex<HashMap<String, Client>>,
     memory: Mutex<HashMap<AppRef, Arc<tokio::sync::Mutex<AppMemory>>>>,
-    /// The snapshot each Application syncs from now, which the cache's collection keeps.
-    snapshots: Mutex<HashMap<AppRef, PathBuf>>,
+    /// The snapshot each Application syncs from now (its tree, and its chart when it has
+    /// one), which the caches' collections keep.
+    snapshots: Mutex<HashMap<AppRef, Vec<PathBuf>>>,
 }
 
 /// The connection to the cluster a [`Context`] starts from: ferry's own client, the
@@ -127,7 +128,7 @@ impl Context {
         let render_cache_bytes = options.render_cache_bytes;
         let charts = HelmRepoClient::new(options.charts);
         let oci = OciFetcher::new(options.oci);
-        let artifacts = ArtifactStore::new(git.root().join("artifacts"));
+        let artifacts = Arc::new(ArtifactStore::new(git.root().join("artifacts")));
         Context {
             client,
             config,
@@ -228,15 +229,16 @@ impl Context {
     }
 
     /// Records the snapshot `app` syncs from, so the cache keeps it.
-    pub fn syncs_from(&self, app: &AppRef, snapshot: &Path) {
+    pub fn syncs_from(&self, app: &AppRef, snapshot: &Snapshot) {
+        let paths: Vec<PathBuf> = std::iter::once(snapshot.root.clone()).chain(snapshot.chart.clone()).collect();
         let mut snapshots = locked(&self.snapshots);
-        if snapshots.get(app).is_none_or(|s| s != snapshot) {
-            snapshots.insert(app.clone(), snapshot.to_path_buf());
+        if snapshots.get(app).is_none_or(|s| *s != paths) {
+            snapshots.insert(app.clone(), paths);
         }
     }
 
     fn snapshots_in_use(&self) -> HashSet<PathBuf> {
-        locked(&self.snapshots).values().cloned().collect()
+        locked(&self.snapshots).values().flatten().cloned().collect()
     }
 
     /// Drops what is kept per Application for Applications that are gone (the watch no longer
@@ -286,11 +288,17 @@ pub async fn collect_garbage(ctx: Arc<Context>, interval: Duration) {
     loop {
         ticks.tick().await;
         ctx.trim();
-        let in_use = ctx.snapshots_in_use();
-        let git = ctx.git.clone();
-        match tokio::task::spawn_blocking(move || git.collect_garbage(&in_use)).await {
+        let in_use = Arc::new(ctx.snapshots_in_use());
+        let (git, used) = (ctx.git.clone(), in_use.clone());
+        match tokio::task::spawn_blocking(move || git.collect_garbage(&used)).await {
             Ok(collected) => ctx.metrics.git_cache_collected(collected.bytes, collected.deleted),
             Err(e) => tracing::warn!(error = %e, "the Git cache collection failed"),
+        }
+        let (store, used) = (ctx.artifacts.clone(), in_use.clone());
+        match tokio::task::spawn_blocking(move || store.collect_garbage(&used)).await {
+            Ok(deleted) if deleted > 0 => tracing::info!(deleted, "unused charts and OCI artifacts removed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "the artifact store's collection failed"),
         }
     }
 }

@@ -82,7 +82,7 @@ pub async fn fetch(pass: Pass<'_>, access: &Access, mem: &mut AppMemory) -> Resu
         (None, Some(oci)) => super::artifacts::oci(pass, access, oci).await?,
         (None, None) => git(pass, access, &source, max_age).await?,
     };
-    ctx.syncs_from(app_ref, &snapshot.root);
+    ctx.syncs_from(app_ref, &snapshot);
     let resolved_at = Instant::now();
     let memo = SourceMemo {
         generation: app.metadata.generation,
