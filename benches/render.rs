@@ -69,6 +69,7 @@ fn main() {
             capabilities: None,
             chart: None,
             decryption: None,
+            dependencies: &[],
         };
         let mut times = Vec::with_capacity(iterations);
         for i in 0..WARMUP + iterations {
@@ -114,6 +115,7 @@ fn main() {
         capabilities: None,
         chart: None,
         decryption: None,
+        dependencies: &[],
     };
     runtime.block_on(cache.get_or_render("c0ffee", &req, &opts, &BuiltinScopes)).expect("render");
     let mut times = Vec::with_capacity(iterations);

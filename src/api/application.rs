@@ -420,6 +420,23 @@ pub struct HelmSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::schema::free_form_object")]
     pub values: Option<serde_json::Map<String, serde_json::Value>>,
+    /// How to reach the repositories of the chart's dependencies that `charts/` does not
+    /// vendor (ferry fetches them, at the versions `Chart.lock` pins when there is one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependencies: Option<DependencyAccess>,
+}
+
+/// Credentials and transport for a chart's dependencies: one Secret for all their repositories.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DependencyAccess {
+    /// Secret with `username` + `password` (and `ca.crt`), read as the Application's
+    /// ServiceAccount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalObjectReference>,
+    /// Plain HTTP to OCI registries.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
 }
 
 /// Where objects go.

@@ -72,7 +72,10 @@ impl ArtifactStore {
             let dir = entry.path();
             let name = entry.file_name();
             let kept = in_use.iter().any(|p| p.starts_with(&dir));
-            let young = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|a| a < GRACE));
+            let young = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|a| a < GRACE));
             if kept || young || !name.to_string_lossy().starts_with("sha256-") {
                 continue;
             }

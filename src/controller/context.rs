@@ -230,7 +230,8 @@ impl Context {
 
     /// Records the snapshot `app` syncs from, so the cache keeps it.
     pub fn syncs_from(&self, app: &AppRef, snapshot: &Snapshot) {
-        let paths: Vec<PathBuf> = std::iter::once(snapshot.root.clone()).chain(snapshot.chart.clone()).collect();
+        let paths: Vec<PathBuf> =
+            std::iter::once(snapshot.root.clone()).chain(snapshot.chart.clone()).collect();
         let mut snapshots = locked(&self.snapshots);
         if snapshots.get(app).is_none_or(|s| *s != paths) {
             snapshots.insert(app.clone(), paths);

@@ -336,6 +336,9 @@ pub enum BuildError {
     /// rather than applied as Git has it, which would bypass the rollout).
     #[error("the rollout's version of {object} is not a Kubernetes object")]
     Rewrite { object: String },
+    /// A chart dependency could not be fetched (a render error: the chart cannot render).
+    #[error("{0}")]
+    Dependency(#[source] Box<RenderError>),
     /// spec.decryption's Secret could not be read.
     #[error("reading spec.decryption's Secret: {0}")]
     DecryptionSecret(#[source] Box<SecretReadError>),
@@ -350,7 +353,7 @@ impl BuildError {
             // A missing or wrong key is fixed in spec.decryption, not in the manifests.
             BuildError::Render { source: RenderError::DecryptionFailed { .. }, .. } => c::DECRYPTION_FAILED,
             BuildError::DecryptionSecret(_) | BuildError::DecryptionKeys(_) => c::DECRYPTION_FAILED,
-            BuildError::Render { .. } => c::RENDER_FAILED,
+            BuildError::Render { .. } | BuildError::Dependency(_) => c::RENDER_FAILED,
             BuildError::Hook(e) => e.reason(),
             BuildError::Rewrite { .. } => c::VALIDATION_FAILED,
             BuildError::Namespace(_) => c::APPLY_FAILED,
@@ -361,7 +364,7 @@ impl BuildError {
 
     fn category(&self) -> &'static str {
         match self {
-            BuildError::Render { .. } => "render",
+            BuildError::Render { .. } | BuildError::Dependency(_) => "render",
             BuildError::Hook(e) => e.category(),
             BuildError::Rewrite { .. } => "validation",
             BuildError::Namespace(_) => "apply",
@@ -373,7 +376,8 @@ impl BuildError {
 
     fn is_transient(&self) -> bool {
         match self {
-            BuildError::Namespace(_) | BuildError::DecryptionSecret(_) => true,
+            // A dependency's repository may answer next time.
+            BuildError::Namespace(_) | BuildError::DecryptionSecret(_) | BuildError::Dependency(_) => true,
             BuildError::Kinds(e) => e.is_transient(),
             _ => false,
         }

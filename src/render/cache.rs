@@ -56,6 +56,8 @@ impl CacheKey {
         opts.require_digest.hash(&mut h);
         scopes.fingerprint().hash(&mut h);
         req.capabilities.map(|c| c.fingerprint()).hash(&mut h);
+        // Dependencies live in the store under their digests: new versions, new paths.
+        req.dependencies.hash(&mut h);
         // Other keys may decrypt to other values, or fail where these succeeded.
         req.decryption.map(|k| k.fingerprint()).hash(&mut h);
         CacheKey { commit: commit.to_owned(), path, options: h.finish() }
@@ -245,6 +247,7 @@ mod tests {
             capabilities: None,
             chart: None,
             decryption: None,
+            dependencies: &[],
         }
     }
 

@@ -85,6 +85,10 @@ pub enum RenderError {
     #[error("{path}: the render exceeds {limit}; split the Application or raise the limit")]
     TooLarge { path: String, limit: RenderLimit },
 
+    /// A chart's dependency cannot be used (a repository alias, or it could not be fetched).
+    #[error("{path}: chart dependency {name}: {cause}")]
+    Dependency { path: String, name: String, cause: String },
+
     /// A plain directory rendered no object but holds files ferry does not render: most likely
     /// a format ferry does not support, which must not sync as an empty (and pruning) render.
     #[error(
@@ -145,6 +149,7 @@ impl RenderError {
             RenderError::TooLarge { .. } => "too_large",
             RenderError::UncheckedKustomization { .. } => "unchecked_kustomization",
             RenderError::NothingRendered { .. } => "nothing_rendered",
+            RenderError::Dependency { .. } => "dependency",
             RenderError::DecryptionFailed { .. } => "decryption_failed",
         }
     }

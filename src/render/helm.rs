@@ -36,6 +36,9 @@ pub(crate) struct HelmRender<'a> {
     /// `spec.decryption`'s keys. Templates rarely hold SOPS documents, but the output goes
     /// through the same decryption as every renderer's, so none is ever applied encrypted.
     pub keys: Option<&'a AgeKeys>,
+    /// Dependencies fetched from repositories: helm renders a copy of the chart with them in
+    /// `charts/` (the snapshot is shared and read-only).
+    pub dependencies: &'a [super::FetchedDependency],
     /// Most bytes the renderer may print (`RenderOptions::max_bytes`).
     pub max_bytes: u64,
 }
@@ -82,7 +85,15 @@ impl HelmRender<'_> {
                 .map_err(io("inline values"))?;
             args.push(flag("--values", path.as_os_str()));
         }
-        args.extend(["--".into(), release.into(), self.dir.into()]);
+        let chart = if self.dependencies.is_empty() {
+            self.dir.to_path_buf()
+        } else {
+            let composed = tmp.path().join("chart");
+            super::dependencies::compose(self.dir, self.dependencies, &composed)
+                .map_err(io("the chart and its dependencies"))?;
+            composed
+        };
+        args.extend(["--".into(), release.into(), chart.into()]);
 
         let out = ToolRun {
             tool: Tool::Helm,

@@ -18,6 +18,7 @@
 
 mod cache;
 pub mod capabilities;
+pub mod dependencies;
 pub mod detect;
 pub mod duplicates;
 mod error;
@@ -38,6 +39,7 @@ use std::{
 
 pub use cache::{DEFAULT_CAPACITY, DEFAULT_MAX_BYTES as DEFAULT_RENDER_CACHE_BYTES, RenderCache};
 pub use capabilities::Capabilities;
+pub use dependencies::{Dependency, FetchedDependency};
 pub use detect::RendererKind;
 pub use error::{ImageViolation, Origin, RenderError, RenderLimit, Tool, UnpinnedReason};
 use kube::{ResourceExt, api::DynamicObject};
@@ -108,6 +110,9 @@ pub struct RenderRequest<'a> {
     /// rendering; without them such a document fails the render (it is never applied
     /// encrypted).
     pub decryption: Option<&'a AgeKeys>,
+    /// The chart's dependencies from repositories, fetched by the controller
+    /// ([`dependencies::to_fetch`]): helm renders a copy of the chart with them in `charts/`.
+    pub dependencies: &'a [FetchedDependency],
 }
 
 impl<'a> RenderRequest<'a> {
@@ -131,6 +136,7 @@ impl<'a> RenderRequest<'a> {
             chart: None,
             // Filled in by the controller, which reads spec.decryption's Secret.
             decryption: None,
+            dependencies: &[],
         }
     }
 
@@ -185,6 +191,29 @@ pub fn finish(
     pin_policy::check_images(manifests, pin)
 }
 
+/// The dependencies of the chart `req` renders that must be fetched ([`dependencies`]): none
+/// when it renders no chart. Errors are the render's (a path that escapes, say), so the
+/// render reports them the same way.
+pub fn dependencies_to_fetch(req: &RenderRequest<'_>) -> Result<Vec<Dependency>, RenderError> {
+    let (root, dir, shown) = match req.chart {
+        Some(chart) => {
+            let root = paths::RepoRoot::new(chart)?;
+            let dir = root.resolve("", "chart")?;
+            (root, dir, req.source.chart.as_ref().map_or_else(|| "chart".to_string(), |c| c.name.clone()))
+        }
+        None => {
+            let root = paths::RepoRoot::new(req.root)?;
+            let dir = root.resolve(req.source.path.as_deref().unwrap_or_default(), "source path")?;
+            let markers = detect::DirMarkers::scan(&dir);
+            if !dir.is_dir() || detect::detect(req.source, markers) != RendererKind::Helm {
+                return Ok(Vec::new());
+            }
+            (root, dir, req.shown_path())
+        }
+    };
+    dependencies::to_fetch(&root, &dir, &shown)
+}
+
 /// Steps 1 to 4: resolve, detect, render, parse.
 async fn render_raw(
     req: &RenderRequest<'_>,
@@ -210,6 +239,7 @@ async fn render_raw(
             namespace: req.default_namespace,
             capabilities: req.capabilities,
             keys: req.decryption,
+            dependencies: req.dependencies,
             bin: &opts.helm_bin,
             timeout: opts.timeout,
             max_bytes: opts.max_bytes,
@@ -263,6 +293,7 @@ async fn render_raw(
                 timeout: opts.timeout,
                 max_bytes: opts.max_bytes,
                 keys: req.decryption,
+                dependencies: req.dependencies,
             }
             .run()
             .await?
@@ -364,6 +395,7 @@ mod tests {
                     capabilities: None,
                     chart: None,
                     decryption: None,
+                    dependencies: &[],
                 };
                 render(&req, opts, &BuiltinScopes).await.unwrap_err().to_string()
             }

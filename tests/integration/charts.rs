@@ -9,8 +9,8 @@ use std::process::{Command, Stdio};
 use serde_json::{Value, json};
 
 use crate::support::{
-    BasicAuth, ChartRepo, ChartRepoOptions, OciRegistry, Scenario, SopsFormat, T, TestChart, age_keygen, condition,
-    http_get, metric, sops_encrypt_with, summary, wait_until,
+    BasicAuth, ChartRepo, ChartRepoOptions, OciRegistry, Scenario, SopsFormat, T, TestChart, age_keygen,
+    condition, http_get, metric, sops_encrypt_with, summary, wait_until,
 };
 
 fn ready_message(app: &Value) -> String {
@@ -372,7 +372,9 @@ fn an_oci_artifact_of_manifests_by_tag_then_by_digest() {
     let registry = OciRegistry::start();
     let dir = tempfile::tempdir().expect("temp dir");
     let write = |color: &str| {
-        let cm = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  color: {color}\n");
+        let cm = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  color: {color}\n"
+        );
         std::fs::create_dir_all(dir.path().join("deploy")).unwrap();
         std::fs::write(dir.path().join("deploy/settings.yaml"), cm).unwrap();
     };
@@ -388,7 +390,8 @@ fn an_oci_artifact_of_manifests_by_tag_then_by_digest() {
     assert_eq!(s.cm_value("settings", "color").as_deref(), Some("blue"));
 
     // Pinned by digest: the tag moving does not move the Application.
-    let by_digest = json!({"url": registry.oci_url("team/manifests"), "tag": null, "digest": green, "insecure": true});
+    let by_digest =
+        json!({"url": registry.oci_url("team/manifests"), "tag": null, "digest": green, "insecure": true});
     app.patch(&json!({"spec": {"source": {"oci": by_digest}}}));
     let status = app.wait_synced_prefix(&green, T);
     assert_eq!(status["status"]["sync"]["revision"], green.as_str());
@@ -416,14 +419,17 @@ fn sops_encrypted_secrets_are_decrypted_and_the_plaintext_goes_nowhere_else() {
     let s = Scenario::new("sops");
     let (recipient, key) = age_keygen();
     let (_other, wrong_key) = age_keygen();
-    let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: pl41ntext-db-pw\n";
-    let config = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: endpoints\ndata:\n  token: pl41ntext-cm-token\n";
+    let secret =
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: pl41ntext-db-pw\n";
+    let config =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: endpoints\ndata:\n  token: pl41ntext-cm-token\n";
     let regex = ["--encrypted-regex", "^(data|stringData)$"];
     let files = [
         ("app/secret.yaml", sops_encrypt_with(secret, &recipient, SopsFormat::Yaml, &regex)),
         ("app/config.yaml", sops_encrypt_with(config, &recipient, SopsFormat::Yaml, &regex)),
     ];
-    let sha = s.git.commit_files("main", &files.iter().map(|(p, t)| (*p, t.as_str())).collect::<Vec<_>>(), "sops");
+    let sha =
+        s.git.commit_files("main", &files.iter().map(|(p, t)| (*p, t.as_str())).collect::<Vec<_>>(), "sops");
     let key_secret = |k: &str| {
         let manifest = json!({
             "apiVersion": "v1", "kind": "Secret",
@@ -461,12 +467,17 @@ fn sops_encrypted_secrets_are_decrypted_and_the_plaintext_goes_nowhere_else() {
     let cached = grep_dir(s.ferry.cache_dir(), &["pl41ntext-db-pw", "pl41ntext-cm-token"]);
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("application.json");
-    let changed = s.default_app("sops").decryption(json!({"provider": "sops", "secretRef": {"name": "sops-age"}}));
+    let changed =
+        s.default_app("sops").decryption(json!({"provider": "sops", "secretRef": {"name": "sops-age"}}));
     std::fs::write(&file, changed.to_string()).expect("write the Application");
     // A pull request changes the encrypted token: the diff says it changed, never to what.
     let changed_config = config.replace("pl41ntext-cm-token", "pl41ntext-new-token");
     let pr = sops_encrypt_with(&changed_config, &recipient, SopsFormat::Yaml, &regex);
-    s.git.commit_files("pr", &[("app/secret.yaml", files[0].1.as_str()), ("app/config.yaml", pr.as_str())], "pr");
+    s.git.commit_files(
+        "pr",
+        &[("app/secret.yaml", files[0].1.as_str()), ("app/config.yaml", pr.as_str())],
+        "pr",
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["diff", "--file", &file.to_string_lossy(), "--revision", "pr"])
         .env("KUBECONFIG", &s.cluster.kubeconfig)
@@ -478,9 +489,13 @@ fn sops_encrypted_secrets_are_decrypted_and_the_plaintext_goes_nowhere_else() {
     let diff = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(diff.contains("ConfigMap/endpoints") && diff.contains("<redacted (changed)>"), "{diff}");
     assert!(!diff.contains("pl41ntext-new-token"), "the new plaintext reached the diff: {diff}");
-    for (what, text) in
-        [("status", &app_json), ("events", &events), ("log", &s.ferry.logs()), ("metrics", &metrics), ("diff", &diff)]
-    {
+    for (what, text) in [
+        ("status", &app_json),
+        ("events", &events),
+        ("log", &s.ferry.logs()),
+        ("metrics", &metrics),
+        ("diff", &diff),
+    ] {
         for plain in ["pl41ntext-db-pw", "pl41ntext-cm-token"] {
             assert!(!text.contains(plain), "{plain} reached the {what}");
         }
@@ -507,4 +522,70 @@ fn grep_dir(dir: &std::path::Path, needles: &[&str]) -> Vec<String> {
         }
     }
     found
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chart dependencies.
+
+/// A chart of its own name whose ConfigMap says which chart it is.
+fn dependency_chart(name: &str, version: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let template = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  chart: {{{{ .Chart.Name }}}}\n  version: {{{{ .Chart.Version | quote }}}}\n"
+    );
+    TestChart::new(name, version).template(&template).write_temp()
+}
+
+#[test]
+fn an_umbrella_chart_in_git_gets_its_dependencies_from_both_kinds_of_repository() {
+    let s = Scenario::new("chart-deps");
+    let repo = ChartRepo::start();
+    let registry = OciRegistry::start();
+    let (_a, web) = dependency_chart("web", "1.0.0");
+    repo.publish(&web);
+    let (_b, web2) = dependency_chart("web", "1.1.0");
+    repo.publish(&web2);
+    let (_c, db) = dependency_chart("db", "2.0.0");
+    registry.helm_push(&repo.package(&db), &registry.oci_url("charts"));
+    let chart = format!(
+        "apiVersion: v2\nname: umbrella\nversion: 0.1.0\ndependencies:\n- name: web\n  version: \">=1.0.0 <2.0.0\"\n  repository: {}\n- name: db\n  version: 2.0.0\n  repository: {}\n",
+        repo.url(),
+        registry.oci_url("charts")
+    );
+    // Chart.lock pins web at 1.0.0 although 1.1.0 matches the range.
+    let lock = format!(
+        "dependencies:\n- name: web\n  repository: {}\n  version: 1.0.0\n- name: db\n  repository: {}\n  version: 2.0.0\ndigest: sha256:0000\ngenerated: \"2026-01-01T00:00:00Z\"\n",
+        repo.url(),
+        registry.oci_url("charts")
+    );
+    let own = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: umbrella\ndata:\n  a: b\n";
+    let sha = s.git.commit_files(
+        "main",
+        &[
+            ("umbrella/Chart.yaml", chart.as_str()),
+            ("umbrella/Chart.lock", lock.as_str()),
+            ("umbrella/templates/cm.yaml", own),
+        ],
+        "umbrella",
+    );
+    let app = s.create_app(
+        s.default_app("umbrella").path("umbrella").helm(json!({"dependencies": {"insecure": true}})),
+    );
+    app.wait_synced(&sha, T);
+    assert_eq!(s.cm_value("umbrella", "a").as_deref(), Some("b"));
+    assert_eq!(s.cm_value("web", "version").as_deref(), Some("1.0.0"), "Chart.lock's version");
+    assert_eq!(s.cm_value("db", "chart").as_deref(), Some("db"));
+
+    // A dependency that cannot be fetched: RenderFailed naming it; nothing applied or pruned.
+    let missing = chart.replace("version: 2.0.0", "version: 9.9.9");
+    let lock = lock.replace("version: 2.0.0", "version: 9.9.9");
+    s.git.commit_files(
+        "main",
+        &[("umbrella/Chart.yaml", missing.as_str()), ("umbrella/Chart.lock", lock.as_str())],
+        "db 9.9.9",
+    );
+    app.ferry_sync();
+    let status = app.wait_not_ready("RenderFailed", T);
+    let message = ready_message(&status);
+    assert!(message.contains("chart dependency db"), "{}", summary(&status));
+    assert_eq!(s.cm_value("db", "chart").as_deref(), Some("db"), "the old dependency's objects were pruned");
 }

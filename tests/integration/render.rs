@@ -59,6 +59,7 @@ async fn render_source(
         capabilities: None,
         chart: None,
         decryption: None,
+        dependencies: &[],
     };
     render(&req, &options(), &BuiltinScopes).await
 }
@@ -168,6 +169,7 @@ async fn helm_chart_with_values_files_and_inline_values() {
             release_name: None,
             values_files: vec!["values-prod.yaml".into()],
             values: Some(values),
+            dependencies: None,
         }),
         ..source("helm/chart")
     };
@@ -220,6 +222,7 @@ async fn helm_documents_are_traced_to_their_template() {
         capabilities: None,
         chart: None,
         decryption: None,
+        dependencies: &[],
     };
     let manifests = render_manifests(&req, &options(), &BuiltinScopes).await.unwrap();
     let audit = manifests.iter().find(|m| m.object.metadata.name.as_deref() == Some("myapp-audit")).unwrap();
@@ -372,6 +375,7 @@ async fn required_pinned_images_are_enforced_on_rendered_workloads() {
         capabilities: None,
         chart: None,
         decryption: None,
+        dependencies: &[],
     };
     let opts = RenderOptions { require_digest: true, ..options() };
     let err = render(&req, &opts, &BuiltinScopes).await.unwrap_err();
@@ -396,6 +400,7 @@ async fn cache_renders_an_unchanged_revision_once() {
         capabilities: None,
         chart: None,
         decryption: None,
+        dependencies: &[],
     };
     let commit = "0123456789abcdef0123456789abcdef01234567";
     let first = cache.get_or_render(commit, &req, &opts, &BuiltinScopes).await.unwrap();
@@ -423,6 +428,7 @@ async fn missing_tool_is_named() {
         capabilities: None,
         chart: None,
         decryption: None,
+        dependencies: &[],
     };
     let opts = RenderOptions { kustomize_bin: "/opt/none/kustomize".into(), ..options() };
     let err = render(&req, &opts, &BuiltinScopes).await.unwrap_err();
@@ -500,6 +506,7 @@ async fn discovery_on_the_real_cluster_scopes_custom_kinds() {
         capabilities: None,
         chart: None,
         decryption: None,
+        dependencies: &[],
     };
     let with_discovery = render(&req, &options(), &discovered).await.unwrap();
     assert_eq!(ids(&with_discovery), ["Sprocket s", "ConfigMap dest/c"]);

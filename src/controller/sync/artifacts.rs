@@ -9,7 +9,11 @@ use super::{fetch::Access, pass::Pass};
 use crate::{
     api::{ChartSource, LocalObjectReference, OciSource},
     artifact::{access::ArtifactAccess, helm_repo::ResolvedChart},
-    controller::{context::Context, error::FetchError},
+    controller::{
+        context::Context,
+        error::{BuildError, FetchError},
+    },
+    render::{self, FetchedDependency, RenderError, RenderRequest},
     source::{Revision, RevisionRef, Snapshot},
 };
 
@@ -47,6 +51,57 @@ pub async fn oci(pass: Pass<'_>, access: &Access, oci: &OciSource) -> Result<Sna
         commit: format!("sha256:{}", fetched.digest),
     };
     Ok(Snapshot { revision, root: fetched.dir, chart: None })
+}
+
+/// The dependencies of the revision's chart that `charts/` does not vendor, fetched through the
+/// same caches as charts (with `helm.dependencies`' Secret and transport). A dependency that
+/// cannot be fetched fails the build as RenderFailed, naming it; nothing is applied.
+pub async fn chart_dependencies(
+    pass: Pass<'_>,
+    access: &Access,
+    snapshot: &Snapshot,
+) -> Result<Vec<FetchedDependency>, BuildError> {
+    let Pass { ctx, app, app_ref, .. } = pass;
+    let req = RenderRequest {
+        chart: snapshot.chart.as_deref(),
+        ..RenderRequest::for_application(app, &snapshot.root)
+    };
+    // An error here is the render's to report (the same check fails there).
+    let Ok(wanted) = render::dependencies_to_fetch(&req) else { return Ok(Vec::new()) };
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let settings = app.spec.source.helm.as_ref().and_then(|h| h.dependencies.clone()).unwrap_or_default();
+    let creds = artifact_access(ctx, access, &app_ref.namespace, settings.secret_ref.as_ref())
+        .await
+        .map_err(|e| dependency_error(&req, "(all)", &e))?;
+    let mut fetched = Vec::with_capacity(wanted.len());
+    for dep in wanted {
+        let chart = ChartSource {
+            repo_url: dep.repository.clone(),
+            name: dep.name.clone(),
+            version: dep.version.clone(),
+            secret_ref: None,
+            insecure: settings.insecure,
+        };
+        let got = match chart.repo_url.strip_prefix("oci://") {
+            Some(_) => oci_chart(ctx, &chart, &creds).await,
+            None => repository_chart(ctx, &chart, &creds, ctx.options.git_ref_cache).await,
+        }
+        .and_then(|f| chart_dir(&f.dir, &dep.name))
+        .map_err(|e| dependency_error(&req, &dep.name, &e))?;
+        fetched.push(FetchedDependency { name: dep.name, dir: got });
+    }
+    Ok(fetched)
+}
+
+fn dependency_error(req: &RenderRequest<'_>, name: &str, e: &FetchError) -> BuildError {
+    let path = req.source.chart.as_ref().map_or_else(
+        || req.source.path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| ".".into()),
+        |c| c.name.clone(),
+    );
+    let source = RenderError::Dependency { path, name: name.to_string(), cause: e.to_string() };
+    BuildError::Dependency(Box::new(source))
 }
 
 /// An artifact in the store: how the revision names it, its digest (hex), where it is.

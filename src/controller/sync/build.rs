@@ -21,7 +21,7 @@ use crate::{
         hooks,
         memory::{AppMemory, SplitRender},
     },
-    render::{AgeKeys, RenderRequest},
+    render::{AgeKeys, FetchedDependency, RenderRequest},
     source::{Revision, Snapshot},
     tenancy::Target,
 };
@@ -57,7 +57,8 @@ pub async fn build(
 ) -> Result<Built, BuildError> {
     let Pass { ctx, app, app_ref, .. } = pass;
     let keys = decryption_keys(ctx, access, app).await?;
-    let rendered = render(ctx, app, snapshot, keys.as_ref()).await?;
+    let dependencies = super::artifacts::chart_dependencies(pass, access, snapshot).await?;
+    let rendered = render(ctx, app, snapshot, keys.as_ref(), &dependencies).await?;
     let split = split_remembered(pass, &access.client, mem, &rendered).await?;
     // Desired objects: labelled, hashed, kinds resolved. Timed as part of the plan, with the
     // server-side dry runs that validate it.
@@ -94,6 +95,7 @@ async fn render(
     app: &Application,
     snapshot: &Snapshot,
     keys: Option<&AgeKeys>,
+    dependencies: &[FetchedDependency],
 ) -> Result<Arc<Vec<DynamicObject>>, BuildError> {
     let scopes = ctx.scopes().await;
     let capabilities = ctx.capabilities().await;
@@ -101,6 +103,7 @@ async fn render(
         capabilities: Some(&capabilities),
         chart: snapshot.chart.as_deref(),
         decryption: keys,
+        dependencies,
         ..RenderRequest::for_application(app, &snapshot.root)
     };
     let _timer = ctx.metrics.time(crate::metrics::Stage::Render);
