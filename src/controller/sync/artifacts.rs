@@ -5,7 +5,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use super::{fetch::Access, pass::Pass};
+use super::{pass::Pass, stored::Fetched};
 use crate::{
     api::{ChartSource, LocalObjectReference, OciSource},
     artifact::{access::ArtifactAccess, helm_repo::ResolvedChart},
@@ -20,13 +20,13 @@ use crate::{
 /// The chart `chart` names, with `git` (the revision its values files come from) when set.
 pub async fn chart(
     pass: Pass<'_>,
-    access: &Access,
+    client: &kube::Client,
     chart: &ChartSource,
     git: Option<Snapshot>,
     max_age: Duration,
 ) -> Result<Snapshot, FetchError> {
     let Pass { ctx, app_ref, .. } = pass;
-    let creds = artifact_access(ctx, access, &app_ref.namespace, chart.secret_ref.as_ref()).await?;
+    let creds = artifact_access(ctx, client, &app_ref.namespace, chart.secret_ref.as_ref()).await?;
     let fetched = match chart.repo_url.strip_prefix("oci://") {
         Some(_) => oci_chart(ctx, chart, &creds).await?,
         None => repository_chart(ctx, chart, &creds, max_age).await?,
@@ -42,9 +42,9 @@ pub async fn chart(
 }
 
 /// The OCI artifact of manifests `oci` names.
-pub async fn oci(pass: Pass<'_>, access: &Access, oci: &OciSource) -> Result<Snapshot, FetchError> {
+pub async fn oci(pass: Pass<'_>, client: &kube::Client, oci: &OciSource) -> Result<Snapshot, FetchError> {
     let Pass { ctx, app_ref, .. } = pass;
-    let creds = artifact_access(ctx, access, &app_ref.namespace, oci.secret_ref.as_ref()).await?;
+    let creds = artifact_access(ctx, client, &app_ref.namespace, oci.secret_ref.as_ref()).await?;
     let fetched = super::oci_pull::manifests(ctx, oci, &creds).await?;
     let revision = Revision {
         reference: RevisionRef::Artifact(fetched.label),
@@ -58,7 +58,7 @@ pub async fn oci(pass: Pass<'_>, access: &Access, oci: &OciSource) -> Result<Sna
 /// cannot be fetched fails the build as RenderFailed, naming it; nothing is applied.
 pub async fn chart_dependencies(
     pass: Pass<'_>,
-    access: &Access,
+    client: &kube::Client,
     snapshot: &Snapshot,
 ) -> Result<Vec<FetchedDependency>, BuildError> {
     let Pass { ctx, app, app_ref, .. } = pass;
@@ -72,7 +72,7 @@ pub async fn chart_dependencies(
         return Ok(Vec::new());
     }
     let settings = app.spec.source.helm.as_ref().and_then(|h| h.dependencies.clone()).unwrap_or_default();
-    let creds = artifact_access(ctx, access, &app_ref.namespace, settings.secret_ref.as_ref())
+    let creds = artifact_access(ctx, client, &app_ref.namespace, settings.secret_ref.as_ref())
         .await
         .map_err(|e| dependency_error(&req, "(all)", &e))?;
     let mut fetched = Vec::with_capacity(wanted.len());
@@ -102,13 +102,6 @@ fn dependency_error(req: &RenderRequest<'_>, name: &str, e: &FetchError) -> Buil
     );
     let source = RenderError::Dependency { path, name: name.to_string(), cause: e.to_string() };
     BuildError::Dependency(Box::new(source))
-}
-
-/// An artifact in the store: how the revision names it, its digest (hex), where it is.
-pub(super) struct Fetched {
-    pub label: String,
-    pub digest: String,
-    pub dir: PathBuf,
 }
 
 async fn repository_chart(
@@ -156,14 +149,13 @@ fn chart_dir(unpacked: &std::path::Path, name: &str) -> Result<PathBuf, FetchErr
 /// The credentials and CA in the source's Secret, read as the Application's ServiceAccount.
 async fn artifact_access(
     ctx: &Context,
-    access: &Access,
+    client: &kube::Client,
     namespace: &str,
     secret_ref: Option<&LocalObjectReference>,
 ) -> Result<ArtifactAccess, FetchError> {
     let Some(r) = secret_ref else { return Ok(ArtifactAccess::anonymous()) };
-    let secret =
-        crate::source::credentials::read_secret(&access.client, ctx.options.api_timeout, namespace, r)
-            .await
-            .map_err(|e| FetchError::ArtifactSecret(Box::new(e)))?;
+    let secret = crate::source::credentials::read_secret(client, ctx.options.api_timeout, namespace, r)
+        .await
+        .map_err(|e| FetchError::ArtifactSecret(Box::new(e)))?;
     ArtifactAccess::from_secret_data(&secret.data.unwrap_or_default()).map_err(FetchError::ArtifactAccess)
 }

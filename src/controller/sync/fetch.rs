@@ -77,9 +77,9 @@ pub async fn fetch(pass: Pass<'_>, access: &Access, mem: &mut AppMemory) -> Resu
                 Some(_) => Some(git(pass, access, &source, max_age).await?),
                 None => None,
             };
-            super::artifacts::chart(pass, access, chart, git, max_age).await?
+            super::artifacts::chart(pass, &access.client, chart, git, max_age).await?
         }
-        (None, Some(oci)) => super::artifacts::oci(pass, access, oci).await?,
+        (None, Some(oci)) => super::artifacts::oci(pass, &access.client, oci).await?,
         (None, None) => git(pass, access, &source, max_age).await?,
     };
     ctx.syncs_from(app_ref, &snapshot);

@@ -32,6 +32,7 @@ mod oci_pull;
 mod pass;
 pub mod prune;
 mod rewrite;
+mod stored;
 mod verify;
 mod write;
 

@@ -2,7 +2,7 @@
 //! the chart at `<repoURL>/<name>`) or an artifact of manifests (`spec.source.oci`), resolved
 //! to a manifest digest and unpacked into the artifact store under it.
 
-use super::artifacts::Fetched;
+use super::stored::Fetched;
 use crate::{
     api::{ChartSource, OciSource},
     artifact::{
