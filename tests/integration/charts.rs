@@ -589,3 +589,34 @@ fn an_umbrella_chart_in_git_gets_its_dependencies_from_both_kinds_of_repository(
     assert!(message.contains("chart dependency db"), "{}", summary(&status));
     assert_eq!(s.cm_value("db", "chart").as_deref(), Some("db"), "the old dependency's objects were pruned");
 }
+
+/// A dependency's repository is a source like any other: a TenantPolicy that allows only the
+/// Application's Git repository refuses a chart that would pull a dependency from elsewhere,
+/// before anything is downloaded from it.
+#[test]
+fn a_tenant_policy_governs_the_repositories_of_chart_dependencies() {
+    let mut s = Scenario::new("chart-deps-policy");
+    let ns = s.ns().to_string();
+    // This ferry reads the TenantPolicies of the test namespace.
+    s.ferry.stop();
+    s.ferry = crate::support::Ferry::start_with(&s.cluster, &ns, &["--policy-namespace", &ns]);
+    let repo = ChartRepo::start();
+    let (_a, web) = dependency_chart("web", "1.0.0");
+    repo.publish(&web);
+    let policy = json!({
+        "apiVersion": "ferry.dev/v1alpha1", "kind": "TenantPolicy",
+        "metadata": {"name": "git-only", "namespace": ns},
+        "spec": {"applicationNamespaces": [ns], "sourceRepos": [s.git.url()]},
+    });
+    let applied = s.cluster.kubectl_stdin(&["apply", "-f", "-"], &policy.to_string());
+    assert!(applied.success, "{}", applied.stderr);
+    let chart = format!(
+        "apiVersion: v2\nname: umbrella\nversion: 0.1.0\ndependencies:\n- name: web\n  version: 1.0.0\n  repository: {}\n",
+        repo.url()
+    );
+    s.git.commit_files("main", &[("umbrella/Chart.yaml", chart.as_str())], "umbrella");
+    let app = s.create_app(s.default_app("umbrella").path("umbrella"));
+    let status = app.wait_not_ready("SourceNotPermitted", T);
+    assert!(ready_message(&status).contains(&repo.url()), "{}", summary(&status));
+    assert_eq!(repo.requests("/index.yaml"), 0, "the repository was contacted");
+}

@@ -13,7 +13,7 @@ use crate::{
         context::Context,
         error::{BuildError, FetchError},
     },
-    render::{self, FetchedDependency, RenderError, RenderRequest},
+    render::{self, Dependency, FetchedDependency, RenderError, RenderRequest},
     source::{Revision, RevisionRef, Snapshot},
 };
 
@@ -53,21 +53,30 @@ pub async fn oci(pass: Pass<'_>, client: &kube::Client, oci: &OciSource) -> Resu
     Ok(Snapshot { revision, root: fetched.dir, chart: None })
 }
 
-/// The dependencies of the revision's chart that `charts/` does not vendor, fetched through the
+/// The dependencies of the revision's chart that `charts/` does not vendor. An error is the
+/// render's to report (the same check fails there), so it counts as none here.
+pub fn wanted_dependencies(app: &crate::api::Application, snapshot: &Snapshot) -> Vec<Dependency> {
+    let req = RenderRequest {
+        chart: snapshot.chart.as_deref(),
+        ..RenderRequest::for_application(app, &snapshot.root)
+    };
+    render::dependencies_to_fetch(&req).unwrap_or_default()
+}
+
+/// `wanted` (see [`wanted_dependencies`]), fetched through the
 /// same caches as charts (with `helm.dependencies`' Secret and transport). A dependency that
 /// cannot be fetched fails the build as RenderFailed, naming it; nothing is applied.
 pub async fn chart_dependencies(
     pass: Pass<'_>,
     client: &kube::Client,
     snapshot: &Snapshot,
+    wanted: Vec<Dependency>,
 ) -> Result<Vec<FetchedDependency>, BuildError> {
     let Pass { ctx, app, app_ref, .. } = pass;
     let req = RenderRequest {
         chart: snapshot.chart.as_deref(),
         ..RenderRequest::for_application(app, &snapshot.root)
     };
-    // An error here is the render's to report (the same check fails there).
-    let Ok(wanted) = render::dependencies_to_fetch(&req) else { return Ok(Vec::new()) };
     if wanted.is_empty() {
         return Ok(Vec::new());
     }

@@ -57,7 +57,12 @@ pub async fn build(
 ) -> Result<Built, BuildError> {
     let Pass { ctx, app, app_ref, .. } = pass;
     let keys = decryption_keys(ctx, access, app).await?;
-    let dependencies = super::artifacts::chart_dependencies(pass, &access.client, snapshot).await?;
+    let wanted = super::artifacts::wanted_dependencies(app, snapshot);
+    // A dependency's repository is a source like any other: the tenancy's rules apply.
+    for dependency in &wanted {
+        access.tenancy.check_source(&dependency.repository)?;
+    }
+    let dependencies = super::artifacts::chart_dependencies(pass, &access.client, snapshot, wanted).await?;
     let rendered = render(ctx, app, snapshot, keys.as_ref(), &dependencies).await?;
     let split = split_remembered(pass, &access.client, mem, &rendered).await?;
     // Desired objects: labelled, hashed, kinds resolved. Timed as part of the plan, with the
