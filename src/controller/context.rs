@@ -20,11 +20,7 @@ use super::{claims::Claims, memory::AppMemory, watches::Watches};
 use crate::{
     api::{Application, TenantPolicy},
     apply::{AppRef, ApplyError},
-    artifact::{
-        helm_repo::{HelmRepoClient, HelmRepoOptions},
-        oci::{OciFetcher, OciFetcherOptions},
-        store::ArtifactStore,
-    },
+    artifact::{fetch::Artifacts, helm_repo::HelmRepoOptions, oci::OciFetcherOptions},
     metrics::Metrics,
     render::{Capabilities, DiscoveredScopes, RenderCache, RenderOptions},
     rollout::prometheus::Prometheus,
@@ -71,12 +67,9 @@ pub struct Context {
     config: Config,
     pub options: SyncOptions,
     pub git: GitCache,
-    /// Helm repositories' indexes and chart downloads, shared by every Application.
-    pub charts: HelmRepoClient,
-    /// OCI registries: charts and artifacts of manifests.
-    pub oci: OciFetcher,
-    /// Charts and OCI artifacts, unpacked once per digest (`<cache>/artifacts`).
-    pub artifacts: Arc<ArtifactStore>,
+    /// Helm repositories, OCI registries and the store of what they gave, unpacked once per
+    /// digest (`<cache>/artifacts`), shared by every Application.
+    pub artifacts: Artifacts,
     pub renders: RenderCache,
     /// Who Events say they come from.
     pub reporter: Reporter,
@@ -126,17 +119,13 @@ impl Context {
         let prometheus = Prometheus::new(options.api_timeout)
             .map_err(|e| format!("no HTTP client for Prometheus (loading the system's TLS roots: {e})"));
         let render_cache_bytes = options.render_cache_bytes;
-        let charts = HelmRepoClient::new(options.charts);
-        let oci = OciFetcher::new(options.oci);
-        let artifacts = Arc::new(ArtifactStore::new(git.root().join("artifacts")));
+        let artifacts = Artifacts::new(git.root().join("artifacts"), options.charts, options.oci);
         Context {
             client,
             config,
             prometheus,
             options,
             git,
-            charts,
-            oci,
             artifacts,
             renders: RenderCache::default().with_max_bytes(render_cache_bytes),
             reporter: Reporter { controller: "ferry".into(), instance: std::env::var("HOSTNAME").ok() },
@@ -295,7 +284,7 @@ pub async fn collect_garbage(ctx: Arc<Context>, interval: Duration) {
             Ok(collected) => ctx.metrics.git_cache_collected(collected.bytes, collected.deleted),
             Err(e) => tracing::warn!(error = %e, "the Git cache collection failed"),
         }
-        let (store, used) = (ctx.artifacts.clone(), in_use.clone());
+        let (store, used) = (ctx.artifacts.store.clone(), in_use.clone());
         match tokio::task::spawn_blocking(move || store.collect_garbage(&used)).await {
             Ok(deleted) if deleted > 0 => tracing::info!(deleted, "unused charts and OCI artifacts removed"),
             Ok(_) => {}

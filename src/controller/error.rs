@@ -125,7 +125,13 @@ impl SyncError {
         matches!(
             self,
             SyncError::Access(AccessError::Client(_))
-                | SyncError::Fetch(FetchError::Credentials(_) | FetchError::Source(_))
+                | SyncError::Fetch(
+                    FetchError::Credentials(_)
+                        | FetchError::Source(_)
+                        | FetchError::ArtifactSecret(_)
+                        | FetchError::ArtifactAccess(_)
+                        | FetchError::Artifact(_)
+                )
         )
     }
 
@@ -216,17 +222,9 @@ pub enum FetchError {
     ArtifactSecret(#[source] Box<SecretReadError>),
     #[error("spec.source's Secret: {0}")]
     ArtifactAccess(#[source] crate::artifact::access::AccessError),
+    /// A chart or an OCI artifact could not be fetched.
     #[error("{0}")]
-    Chart(#[source] Box<crate::artifact::helm_repo::HelmRepoError>),
-    #[error("{0}")]
-    Oci(#[source] Box<crate::artifact::oci::OciError>),
-    #[error("{0}")]
-    Store(#[source] Box<crate::artifact::store::StoreError>),
-    #[error("invalid version range {range:?}: {cause}")]
-    BadRange { range: String, cause: String },
-    /// The unpacked chart archive holds no chart of the name asked for.
-    #[error("the archive of chart {name} holds no {name}/Chart.yaml")]
-    NotAChart { name: String },
+    Artifact(#[source] Box<crate::artifact::fetch::ArtifactError>),
 }
 
 fn followed(r: &ObjectRef<Application>) -> String {
@@ -240,11 +238,7 @@ impl FetchError {
             FetchError::NoSource | FetchError::ArtifactSecret(_) | FetchError::ArtifactAccess(_) => {
                 c::FETCH_FAILED
             }
-            FetchError::BadRange { .. } => c::FETCH_FAILED,
-            FetchError::Chart(_)
-            | FetchError::Oci(_)
-            | FetchError::Store(_)
-            | FetchError::NotAChart { .. } => c::FETCH_FAILED,
+            FetchError::Artifact(_) => c::FETCH_FAILED,
             FetchError::Refused(r) => r.reason(),
             FetchError::FollowsItself => c::VALIDATION_FAILED,
             FetchError::FollowedMissing(_) | FetchError::FollowedUnverified(_) => c::WAITING_FOR_PROMOTION,
@@ -259,9 +253,8 @@ impl FetchError {
             FetchError::FollowsItself => "validation",
             FetchError::FollowedMissing(_) | FetchError::FollowedUnverified(_) => "promotion",
             FetchError::ArtifactSecret(_) | FetchError::ArtifactAccess(_) => "credentials",
-            FetchError::Chart(_) | FetchError::NotAChart { .. } => "chart",
-            FetchError::Oci(_) => "oci",
-            FetchError::NoSource | FetchError::Store(_) | FetchError::BadRange { .. } => "fetch",
+            FetchError::Artifact(_) => "artifact",
+            FetchError::NoSource => "fetch",
         }
     }
 
@@ -271,7 +264,7 @@ impl FetchError {
             FetchError::Credentials(_) => true,
             FetchError::Source(e) => e.is_transient(),
             FetchError::ArtifactSecret(_) => true,
-            FetchError::Chart(e) => e.is_transient(),
+            FetchError::Artifact(e) => e.is_transient(),
             _ => false,
         }
     }

@@ -299,7 +299,7 @@ async fn delivery_pass<'a>(
                 _ if !mem.delivery.starts(commit, changed) => None,
                 // A chart: its creation time in the repository's index (the chart digest comes
                 // first when values come from Git too).
-                (Some(digest), _) => ctx.charts.created_at(digest.get(..64).unwrap_or(digest)),
+                (Some(digest), _) => ctx.artifacts.charts.created_at(digest.get(..64).unwrap_or(digest)),
                 (None, Some((url, _))) => ctx.git.commit_time(url, commit).await,
                 (None, None) => None,
             };

@@ -15,8 +15,11 @@ use serde_json::Value;
 
 use super::{Action, ObjectDiff, Plan, comparable, redact_all_values, redact_secret_values, unified};
 use crate::{
-    api::{Application, GitRef, InventoryEntry},
+    api::{Application, ChartSource, GitRef, InventoryEntry, LocalObjectReference},
     apply::{AppRef, Applier, ApplyError},
+    artifact::{
+        access::ArtifactAccess, fetch::Artifacts, helm_repo::HelmRepoOptions, oci::OciFetcherOptions,
+    },
     controller::{
         error::{BuildError, KindsError, PruneError},
         prunable,
@@ -27,11 +30,13 @@ use crate::{
         },
     },
     health::ObjectName,
-    render::{self, Capabilities, DiscoveredScopes, RenderError, RenderOptions, RenderRequest},
+    render::{
+        self, Capabilities, DiscoveredScopes, FetchedDependency, RenderError, RenderOptions, RenderRequest,
+    },
     rollout::workload,
     source::{
         GitCache, GitCacheOptions, SourceError, SourceSpec,
-        credentials::{SecretReadError, from_secret_ref},
+        credentials::{SecretReadError, from_secret_ref, read_secret},
     },
 };
 
@@ -52,10 +57,12 @@ pub enum DiffError {
     Fetch { reference: String, source: Box<SourceError> },
     #[error("spec.decryption's Secret: {0}")]
     DecryptionKeys(#[source] Box<render::KeyError>),
-    #[error(
-        "--revision names a Git ref, and this Application's source is a chart or an OCI artifact; ferry diff renders Git sources (status shows the chart revision ferry syncs)"
-    )]
-    NotGit,
+    #[error("spec.source names no Git repository, chart or OCI artifact")]
+    NoSource,
+    #[error("spec.source's Secret: {0}")]
+    ArtifactAccess(#[source] crate::artifact::access::AccessError),
+    #[error("{0}")]
+    Artifact(#[source] Box<crate::artifact::fetch::ArtifactError>),
     #[error("API discovery did not finish in time")]
     DiscoveryTimeout,
     #[error("API discovery: {0}")]
@@ -100,7 +107,7 @@ pub async fn plan(
     let app_ref = AppRef { namespace: namespace.clone(), name: app.name_any() };
     let mut app = app.clone();
     app.metadata.namespace = Some(namespace.clone());
-    let (root, source) = files(&client, &app, input, cache_dir, timeout).await?;
+    let files = files(&client, &app, input, cache_dir, timeout).await?;
     let discovery = tokio::time::timeout(timeout * 3, Discovery::new(client.clone()).run())
         .await
         .map_err(|_| DiffError::DiscoveryTimeout)?
@@ -111,10 +118,17 @@ pub async fn plan(
         .map_err(DiffError::Discovery)?;
     let capabilities = Capabilities::from_discovery(&discovery, &version.git_version);
     let applier = Applier::with_discovery(client.clone(), Arc::new(discovery), timeout);
-    let target = Target { root: &root, source: &source, capabilities: &capabilities };
+    let dependencies = dependencies(client.clone(), &app, &files, cache_dir, timeout).await?;
+    let target = Target {
+        root: &files.root,
+        chart: files.chart.as_deref(),
+        dependencies: &dependencies,
+        source: &files.shown,
+        capabilities: &capabilities,
+    };
     let (desired, split, decrypted) =
         build(&client, &app, &app_ref, &applier, target, render_options, timeout).await?;
-    let mut plan = Plan { source, ..Default::default() };
+    let mut plan = Plan { source: files.shown.clone(), ..Default::default() };
     let new_namespaces = namespaces_to_create(&applier, &split.objects).await?;
     for d in &desired {
         let secret =
@@ -144,9 +158,34 @@ pub async fn plan(
     Ok(plan)
 }
 
+/// What a diff renders: the files' root, a chart from a repository when the source is one,
+/// and how to name them in messages.
+struct Files {
+    root: PathBuf,
+    chart: Option<PathBuf>,
+    shown: String,
+}
+
 /// The input's files: a working tree, or a revision fetched with the Application's credentials
-/// (read as the sync pass reads them). Returns the root and how to name it.
+/// (read as the sync pass reads them). For a chart from a repository, `--revision` names the
+/// chart version (unless Git gives the values files, when it names the Git ref); for an OCI
+/// artifact, its tag (or digest).
 async fn files(
+    client: &Client,
+    app: &Application,
+    input: &Input,
+    cache_dir: &Path,
+    timeout: Duration,
+) -> Result<Files, DiffError> {
+    let source = &app.spec.source;
+    if source.chart.is_some() || source.oci.is_some() {
+        return artifact_files(client, app, input, cache_dir, timeout).await;
+    }
+    let (root, shown) = git_files(client, app, input, cache_dir, timeout).await?;
+    Ok(Files { root, chart: None, shown })
+}
+
+async fn git_files(
     client: &Client,
     app: &Application,
     input: &Input,
@@ -166,11 +205,7 @@ async fn files(
     let credentials = from_secret_ref(client, timeout, &namespace, secret_ref).await.map_err(Box::new)?;
     let git = GitCache::new(cache_dir, GitCacheOptions::default())
         .map_err(|source| DiffError::Cache { dir: cache_dir.to_path_buf(), source: Box::new(source) })?;
-    let (Some(repo_url), None, None) =
-        (&app.spec.source.repo_url, &app.spec.source.chart, &app.spec.source.oci)
-    else {
-        return Err(DiffError::NotGit);
-    };
+    let Some(repo_url) = &app.spec.source.repo_url else { return Err(DiffError::NoSource) };
     let mut spec = SourceSpec { repo_url: repo_url.clone(), git_ref: git_ref(reference), credentials };
     let snapshot = match git.fetch(&spec).await {
         // Not a branch: maybe a tag of that name.
@@ -182,6 +217,112 @@ async fn files(
     }
     .map_err(|source| DiffError::Fetch { reference: reference.clone(), source: Box::new(source) })?;
     Ok((snapshot.root.clone(), snapshot.revision.short()))
+}
+
+/// The chart's dependencies from repositories that `charts/` does not vendor, fetched as the
+/// sync pass fetches them (with `helm.dependencies`' Secret, read as the caller).
+async fn dependencies(
+    client: Client,
+    app: &Application,
+    files: &Files,
+    cache_dir: &Path,
+    timeout: Duration,
+) -> Result<Vec<FetchedDependency>, DiffError> {
+    let req =
+        RenderRequest { chart: files.chart.as_deref(), ..RenderRequest::for_application(app, &files.root) };
+    let wanted = render::dependencies_to_fetch(&req).unwrap_or_default();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let settings = app.spec.source.helm.as_ref().and_then(|h| h.dependencies.clone()).unwrap_or_default();
+    let creds = artifact_access(&client, app, settings.secret_ref.as_ref(), timeout).await?;
+    let artifacts = diff_artifacts(cache_dir);
+    let mut fetched = Vec::new();
+    for dep in wanted {
+        let chart = ChartSource {
+            repo_url: dep.repository,
+            name: dep.name.clone(),
+            version: dep.version,
+            secret_ref: None,
+            insecure: settings.insecure,
+        };
+        let got = artifacts
+            .chart(&chart, &creds, Duration::ZERO)
+            .await
+            .map_err(|e| DiffError::Artifact(Box::new(e)))?;
+        fetched.push(FetchedDependency { name: dep.name, dir: got.dir });
+    }
+    Ok(fetched)
+}
+
+/// The clients and the store of a `ferry diff`: beside its Git cache.
+fn diff_artifacts(cache_dir: &Path) -> Artifacts {
+    Artifacts::new(cache_dir.join("artifacts"), HelmRepoOptions::default(), OciFetcherOptions::default())
+}
+
+/// The credentials in `secret_ref`, read as the caller.
+async fn artifact_access(
+    client: &Client,
+    app: &Application,
+    secret_ref: Option<&LocalObjectReference>,
+    timeout: Duration,
+) -> Result<ArtifactAccess, DiffError> {
+    let Some(r) = secret_ref else { return Ok(ArtifactAccess::anonymous()) };
+    let namespace = app.namespace().unwrap_or_default();
+    let secret =
+        read_secret(client, timeout, &namespace, r).await.map_err(|e| DiffError::Credentials(Box::new(e)))?;
+    ArtifactAccess::from_secret_data(&secret.data.unwrap_or_default()).map_err(DiffError::ArtifactAccess)
+}
+
+/// A chart from a repository (and its values files from Git, when set) or an OCI artifact.
+async fn artifact_files(
+    client: &Client,
+    app: &Application,
+    input: &Input,
+    cache_dir: &Path,
+    timeout: Duration,
+) -> Result<Files, DiffError> {
+    let artifacts = diff_artifacts(cache_dir);
+    let source = &app.spec.source;
+    let secret_ref = match (&source.chart, &source.oci) {
+        (Some(chart), _) => chart.secret_ref.as_ref(),
+        (None, Some(oci)) => oci.secret_ref.as_ref(),
+        (None, None) => None,
+    };
+    let creds = artifact_access(client, app, secret_ref, timeout).await?;
+    let fetch_err = |e| DiffError::Artifact(Box::new(e));
+    let asked = match input {
+        Input::Revision(r) => Some(r.clone()),
+        Input::Local(_) => None,
+    };
+    if let Some(oci) = &source.oci {
+        let mut oci = oci.clone();
+        if let Some(r) = asked {
+            (oci.tag, oci.semver, oci.digest) =
+                if r.starts_with("sha256:") { (None, None, Some(r)) } else { (Some(r), None, None) };
+        }
+        let root = match input {
+            Input::Local(dir) => {
+                dir.canonicalize().map_err(|source| DiffError::Local { dir: dir.clone(), source })?
+            }
+            Input::Revision(_) => artifacts.manifests(&oci, &creds).await.map_err(fetch_err)?.dir,
+        };
+        let shown = format!("{} {}", oci.url, oci.tag.or(oci.digest).unwrap_or_default());
+        return Ok(Files { root, chart: None, shown });
+    }
+    let mut chart = source.chart.clone().ok_or(DiffError::NoSource)?;
+    if source.git().is_none()
+        && let Some(version) = asked
+    {
+        chart.version = Some(version);
+    }
+    let fetched = artifacts.chart(&chart, &creds, Duration::ZERO).await.map_err(fetch_err)?;
+    let shown = format!("{}@sha256:{}", fetched.label, &fetched.digest[..fetched.digest.len().min(7)]);
+    let root = match source.git() {
+        Some(_) => git_files(client, app, input, cache_dir, timeout).await?.0,
+        None => fetched.dir.clone(),
+    };
+    Ok(Files { root, chart: Some(fetched.dir), shown })
 }
 
 /// Renders as the controller does, then builds through the sync pass's stages: the hooks split
@@ -200,6 +341,8 @@ async fn build(
     let req = RenderRequest {
         capabilities: Some(target.capabilities),
         decryption: keys.as_ref(),
+        chart: target.chart,
+        dependencies: target.dependencies,
         ..RenderRequest::for_application(app, target.root)
     };
     let manifests = render::render_manifests(&req, render_options, &scopes)
@@ -259,6 +402,10 @@ struct DiffContext<'a> {
 #[derive(Clone, Copy)]
 struct Target<'a> {
     root: &'a Path,
+    /// A chart from a repository, unpacked.
+    chart: Option<&'a Path>,
+    /// The chart's dependencies from repositories, fetched.
+    dependencies: &'a [FetchedDependency],
     /// How the files are named in messages (the revision, or the path given).
     source: &'a str,
     capabilities: &'a Capabilities,

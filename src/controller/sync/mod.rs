@@ -28,11 +28,9 @@ mod decide;
 pub mod desired;
 mod fetch;
 mod observe;
-mod oci_pull;
 mod pass;
 pub mod prune;
 mod rewrite;
-mod stored;
 mod verify;
 mod write;
 
