@@ -351,6 +351,19 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 proptest! {
     #![proptest_config(Config { cases: 128, ..config() })]
 
+    /// A Helm repository's index.yaml is a server's answer: any bytes, or YAML shaped like an
+    /// index with hostile values, parse or fail without a panic.
+    #[test]
+    fn chart_indexes_never_panic(raw in proptest::collection::vec(any::<u8>(), 0..2048), name in "\\PC{0,20}", version in "\\PC{0,20}", url in "\\PC{0,40}") {
+        let _ = crate::artifact::helm_repo::parse_index(&raw);
+        let text = format!("entries:\n  {name:?}:\n  - version: {version:?}\n    urls: [{url:?}]\n    digest: {url:?}\n");
+        if let Ok(index) = crate::artifact::helm_repo::parse_index(text.as_bytes()) {
+            let base = crate::artifact::helm_repo::base_url("https://charts.example.com/x").expect("a base");
+            let _ = crate::artifact::helm_repo::pick(&index, &base, &name, Some(&version));
+            let _ = crate::artifact::helm_repo::pick(&index, &base, &name, None);
+        }
+    }
+
     /// An artifact layer is bytes from a registry anyone may control: the unpacker returns an
     /// error for any of them, never panics, and writes nowhere but its destination.
     #[test]

@@ -381,7 +381,7 @@ async fn read_response(
 }
 
 /// The repository URL as a base that `index.yaml` and relative chart URLs join onto.
-fn base_url(repo_url: &str) -> Result<url::Url, HelmRepoError> {
+pub(crate) fn base_url(repo_url: &str) -> Result<url::Url, HelmRepoError> {
     let bad = || HelmRepoError::BadUrl { url: crate::source::repo_url::redact_unparsed(repo_url) };
     let mut url = url::Url::parse(repo_url).map_err(|_| bad())?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
@@ -406,14 +406,14 @@ fn shown(url: &url::Url) -> String {
     url.to_string()
 }
 
-fn parse_index(bytes: &[u8]) -> Result<ChartIndex, String> {
+pub(crate) fn parse_index(bytes: &[u8]) -> Result<ChartIndex, String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_string())?;
     serde_saphyr::from_str_with_options(text, crate::render::parse::options())
         .map_err(|e| e.without_snippet().to_string().lines().next().unwrap_or_default().to_string())
 }
 
 /// The version `version` asks for among the index's entries for `name`.
-fn pick(
+pub(crate) fn pick(
     index: &ChartIndex,
     base: &url::Url,
     name: &str,
