@@ -229,23 +229,8 @@ async fn render_raw(
         let chart_root = paths::RepoRoot::new(chart)?;
         let chart_dir = chart_root.resolve("", "chart")?;
         let shown = req.source.chart.as_ref().map_or_else(|| "chart".to_string(), |c| c.name.clone());
-        let manifests = helm::HelmRender {
-            root: &chart_root,
-            dir: &chart_dir,
-            values: (&root, &dir),
-            shown: &shown,
-            options: req.source.helm.as_ref(),
-            default_release: req.app_name,
-            namespace: req.default_namespace,
-            capabilities: req.capabilities,
-            keys: req.decryption,
-            dependencies: req.dependencies,
-            bin: &opts.helm_bin,
-            timeout: opts.timeout,
-            max_bytes: opts.max_bytes,
-        }
-        .run()
-        .await?;
+        let manifests =
+            helm_render(req, opts, (&chart_root, &chart_dir), (&root, &dir), &shown).run().await?;
         return within_limits(RendererKind::Helm, manifests, shown, opts);
     }
     let markers = detect::DirMarkers::scan(&dir);
@@ -280,23 +265,7 @@ async fn render_raw(
                     expected: "Chart.yaml",
                 });
             }
-            helm::HelmRender {
-                root: &root,
-                dir: &dir,
-                values: (&root, &dir),
-                shown: &shown,
-                options: req.source.helm.as_ref(),
-                default_release: req.app_name,
-                namespace: req.default_namespace,
-                capabilities: req.capabilities,
-                bin: &opts.helm_bin,
-                timeout: opts.timeout,
-                max_bytes: opts.max_bytes,
-                keys: req.decryption,
-                dependencies: req.dependencies,
-            }
-            .run()
-            .await?
+            helm_render(req, opts, (&root, &dir), (&root, &dir), &shown).run().await?
         }
         // Reading a large tree blocks; keep it off the runtime's worker threads.
         RendererKind::Plain => {
@@ -308,6 +277,32 @@ async fn render_raw(
         }
     };
     within_limits(kind, manifests, shown, opts)
+}
+
+/// `helm template` of the chart in `chart` (its repository root and directory), reading
+/// `valuesFiles` from `values`.
+fn helm_render<'a>(
+    req: &'a RenderRequest<'a>,
+    opts: &'a RenderOptions,
+    chart: (&'a paths::RepoRoot, &'a Path),
+    values: (&'a paths::RepoRoot, &'a Path),
+    shown: &'a str,
+) -> helm::HelmRender<'a> {
+    helm::HelmRender {
+        root: chart.0,
+        dir: chart.1,
+        values,
+        shown,
+        options: req.source.helm.as_ref(),
+        default_release: req.app_name,
+        namespace: req.default_namespace,
+        capabilities: req.capabilities,
+        keys: req.decryption,
+        dependencies: req.dependencies,
+        bin: &opts.helm_bin,
+        timeout: opts.timeout,
+        max_bytes: opts.max_bytes,
+    }
 }
 
 fn within_limits(

@@ -13,6 +13,36 @@ use crate::support::{
     condition, http_get, metric, sops_encrypt_with, summary, wait_until,
 };
 
+/// `ferry diff ARGS` against the scenario's cluster: (exit status, stdout, stderr).
+fn ferry_diff(s: &Scenario, args: &[&str]) -> (std::process::ExitStatus, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("diff")
+        .args(args)
+        .env("KUBECONFIG", &s.cluster.kubeconfig)
+        .env("FERRY_HELM", crate::support::helm_bin())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ferry diff");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `ferry diff --file` of `app` at `--revision revision`.
+fn ferry_diff_file(
+    s: &Scenario,
+    app: &crate::support::AppBuilder,
+    revision: &str,
+) -> (std::process::ExitStatus, String, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("application.json");
+    std::fs::write(&file, app.to_string()).expect("write the Application");
+    ferry_diff(s, &["--file", &file.to_string_lossy(), "--revision", revision])
+}
+
 fn ready_message(app: &Value) -> String {
     condition(app, "Ready").map(|c| c["message"].as_str().unwrap_or_default().to_string()).unwrap_or_default()
 }
@@ -61,19 +91,7 @@ fn a_chart_sees_the_clusters_version_and_served_apis() {
 fn ferry_diff_renders_a_chart_with_the_clusters_capabilities() {
     let s = Scenario::new("chart-caps-diff");
     commit_capabilities_chart(&s);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("application.json");
-    std::fs::write(&file, s.application("caps").path("caps").to_string()).expect("write the Application");
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["diff", "--file", &file.to_string_lossy(), "--revision", "main"])
-        .env("KUBECONFIG", &s.cluster.kubeconfig)
-        .env("FERRY_HELM", crate::support::helm_bin())
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ferry diff");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (_, stdout, stderr) = ferry_diff_file(&s, &s.application("caps").path("caps"), "main");
     assert!(!stderr.contains("kubeVersion"), "helm refused the chart's kubeVersion: {stderr}");
     let added =
         |key: &str| stdout.lines().any(|l| l.starts_with('+') && l.contains(key) && l.contains("\"true\""));
@@ -478,15 +496,8 @@ fn sops_encrypted_secrets_are_decrypted_and_the_plaintext_goes_nowhere_else() {
         &[("app/secret.yaml", files[0].1.as_str()), ("app/config.yaml", pr.as_str())],
         "pr",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["diff", "--file", &file.to_string_lossy(), "--revision", "pr"])
-        .env("KUBECONFIG", &s.cluster.kubeconfig)
-        .env("FERRY_HELM", crate::support::helm_bin())
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ferry diff");
-    let diff = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let (_, out, err) = ferry_diff_file(&s, &changed, "pr");
+    let diff = format!("{out}{err}");
     assert!(diff.contains("ConfigMap/endpoints") && diff.contains("<redacted (changed)>"), "{diff}");
     assert!(!diff.contains("pl41ntext-new-token"), "the new plaintext reached the diff: {diff}");
     for (what, text) in [
