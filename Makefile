@@ -76,6 +76,7 @@ bench: testenv-up
 	cargo build --release --bin ferry
 	benches/sync.sh
 	benches/webhook.sh
+	benches/charts.sh
 	benches/compare.sh full
 
 bench-quick: testenv-up
