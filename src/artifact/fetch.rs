@@ -4,8 +4,9 @@
 //! pass and `ferry diff`.
 
 use std::{
+    collections::HashMap,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -28,6 +29,9 @@ pub struct Artifacts {
     pub charts: HelmRepoClient,
     pub oci: OciFetcher,
     pub store: Arc<ArtifactStore>,
+    /// One download at a time per archive URL or manifest digest: the Applications that ask
+    /// for it meanwhile wait and find it in the store.
+    downloading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// An artifact in the store: how the revision names it (`podinfo@6.5.4`, an OCI tag, or
@@ -74,7 +78,16 @@ impl Artifacts {
             charts: HelmRepoClient::new(charts),
             oci: OciFetcher::new(oci),
             store: Arc::new(ArtifactStore::new(root)),
+            downloading: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The lock of one download (see `downloading`).
+    fn download_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.downloading.lock().expect("download locks");
+        // Unlocked entries are dropped as others are added, so the map stays small.
+        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        locks.entry(key.to_string()).or_default().clone()
     }
 
     /// The chart `chart` names; `max_age` bounds how old a Helm repository's index may be.
@@ -116,6 +129,8 @@ impl Artifacts {
             .await
             .map_err(ArtifactError::Chart)?;
         let label = format!("{}@{}", resolved.name, resolved.version);
+        let lock = self.download_lock(&resolved.url);
+        let _one_download = lock.lock().await;
         if let Some(digest) = self.charts.known_digest(&resolved, creds)
             && let Some(dir) = self.store.get(&digest)
         {
@@ -156,6 +171,8 @@ impl Artifacts {
         let resolved = self.oci.resolve(repo, selector, &access).await.map_err(ArtifactError::Oci)?;
         let digest = resolved.digest.strip_prefix("sha256:").unwrap_or(&resolved.digest).to_string();
         let label = resolved.tag.clone().unwrap_or_default();
+        let lock = self.download_lock(&digest);
+        let _one_download = lock.lock().await;
         // The manifest digest pins the layer, so the store keeps the unpacked layer under it.
         if let Some(dir) = self.store.get(&digest) {
             return Ok(Fetched { label, digest, dir });
