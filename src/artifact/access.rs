@@ -59,6 +59,11 @@ impl ArtifactAccess {
         Ok(ArtifactAccess { basic, ca_pem })
     }
 
+    /// The same trust, no credentials (for a host other than the repository's).
+    pub fn without_credentials(&self) -> ArtifactAccess {
+        ArtifactAccess { basic: None, ca_pem: self.ca_pem.clone() }
+    }
+
     pub fn username(&self) -> Option<&str> {
         self.basic.as_ref().map(|(u, _)| u.as_str())
     }

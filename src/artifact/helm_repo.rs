@@ -97,6 +97,8 @@ impl HelmRepoError {
 /// A chart version picked from an index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedChart {
+    /// The repository (its base URL) whose index named the chart.
+    pub repository: String,
     pub name: String,
     pub version: String,
     /// Absolute download URL.
@@ -218,7 +220,8 @@ impl HelmRepoClient {
     ) -> Result<(Bytes, String), HelmRepoError> {
         let url =
             url::Url::parse(&chart.url).map_err(|_| HelmRepoError::BadUrl { url: chart.url.clone() })?;
-        let got = self.get(&url, access, &Conditional::default(), self.options.max_chart_bytes).await?;
+        let sent = download_access(chart, &url, access);
+        let got = self.get(&url, &sent, &Conditional::default(), self.options.max_chart_bytes).await?;
         let Fetched::Body { bytes, .. } = got else {
             return Err(HelmRepoError::Status { url: shown(&url), status: 304 });
         };
@@ -380,6 +383,14 @@ async fn read_response(
     Ok(Fetched::Body { bytes: bytes.to_bytes(), etag, last_modified })
 }
 
+/// The credentials a chart download carries: the repository's, but only to the repository's
+/// own scheme, host and port. An index may name archives anywhere (a CDN); as with helm's
+/// default (no `--pass-credentials`), the password never goes to another host.
+fn download_access(chart: &ResolvedChart, url: &url::Url, access: &ArtifactAccess) -> ArtifactAccess {
+    let same_origin = url::Url::parse(&chart.repository).is_ok_and(|base| base.origin() == url.origin());
+    if same_origin { access.clone() } else { access.without_credentials() }
+}
+
 /// The repository URL as a base that `index.yaml` and relative chart URLs join onto.
 pub(crate) fn base_url(repo_url: &str) -> Result<url::Url, HelmRepoError> {
     let bad = || HelmRepoError::BadUrl { url: crate::source::repo_url::redact_unparsed(repo_url) };
@@ -458,6 +469,7 @@ pub(crate) fn pick(
         cause: format!("{name} {}: bad download URL", chosen.version),
     })?;
     Ok(ResolvedChart {
+        repository: base.to_string(),
         name: name.to_string(),
         version: chosen.version.clone(),
         url: url.to_string(),
@@ -542,6 +554,18 @@ entries:
         );
         let err = pick(&index(), &base, "nginx", None).unwrap_err().to_string();
         assert_eq!(err, "chart repository https://charts.example.com/ has no chart nginx");
+    }
+
+    #[test]
+    fn credentials_go_only_to_the_repositorys_own_host() {
+        let base = base_url("https://charts.example.com/").unwrap();
+        let index = index();
+        let access = ArtifactAccess::basic("u", "secret");
+        let own = pick(&index, &base, "podinfo", Some("6.5.4")).unwrap();
+        let foreign = pick(&index, &base, "podinfo", Some("6.4.0")).unwrap();
+        let to = |c: &ResolvedChart| download_access(c, &url::Url::parse(&c.url).unwrap(), &access);
+        assert_eq!(to(&own).password(), Some("secret"));
+        assert_eq!(to(&foreign).password(), None, "{}", foreign.url);
     }
 
     #[test]
