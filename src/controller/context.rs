@@ -227,6 +227,18 @@ impl Context {
         }
     }
 
+    /// Records more directories `app` renders from (its chart's dependencies), kept by the
+    /// collection until its source is resolved again.
+    pub fn uses_too(&self, app: &AppRef, dirs: impl IntoIterator<Item = PathBuf>) {
+        let mut snapshots = locked(&self.snapshots);
+        let used = snapshots.entry(app.clone()).or_default();
+        for dir in dirs {
+            if !used.contains(&dir) {
+                used.push(dir);
+            }
+        }
+    }
+
     fn snapshots_in_use(&self) -> HashSet<PathBuf> {
         locked(&self.snapshots).values().flatten().cloned().collect()
     }

@@ -57,6 +57,9 @@ pub type PreparedObjects = Arc<Vec<Arc<Prepared>>>;
 #[derive(Default)]
 pub struct AppMemory {
     pub source: Option<SourceMemo>,
+    /// The chart dependencies fetched for the source resolved at that moment (the
+    /// `resolved_at` of [`SourceMemo`]): refetched only when the source is resolved again.
+    pub dependencies: Option<(Instant, Vec<crate::render::FetchedDependency>)>,
     pub split: Option<SplitRender>,
     pub known: HashMap<ObjKey, Known>,
     /// The last render and its objects as ferry applies them (labelled and hashed).

@@ -57,12 +57,7 @@ pub async fn build(
 ) -> Result<Built, BuildError> {
     let Pass { ctx, app, app_ref, .. } = pass;
     let keys = decryption_keys(ctx, access, app).await?;
-    let wanted = super::artifacts::wanted_dependencies(app, snapshot);
-    // A dependency's repository is a source like any other: the tenancy's rules apply.
-    for dependency in &wanted {
-        access.tenancy.check_source(&dependency.repository)?;
-    }
-    let dependencies = super::artifacts::chart_dependencies(pass, &access.client, snapshot, wanted).await?;
+    let dependencies = dependencies_remembered(pass, access, snapshot, mem).await?;
     let rendered = render(ctx, app, snapshot, keys.as_ref(), &dependencies).await?;
     let split = split_remembered(pass, &access.client, mem, &rendered).await?;
     // Desired objects: labelled, hashed, kinds resolved. Timed as part of the plan, with the
@@ -73,6 +68,33 @@ pub async fn build(
     let hooks = split.hooks.iter().filter_map(hook_target);
     access.tenancy.check_objects(desired.iter().map(Desired::target).chain(hooks))?;
     Ok(Built { revision: snapshot.revision.clone(), split, desired, applier, previous })
+}
+
+/// The chart's dependencies from repositories (see [`super::artifacts::chart_dependencies`]),
+/// fetched once per resolve of the source, so an unchanged Application costs no registry or
+/// repository request per reconcile.
+async fn dependencies_remembered(
+    pass: Pass<'_>,
+    access: &Access,
+    snapshot: &Snapshot,
+    mem: &mut AppMemory,
+) -> Result<Vec<FetchedDependency>, BuildError> {
+    let resolved_at = mem.source.as_ref().map(|s| s.resolved_at);
+    if let (Some(at), Some((memo_at, fetched))) = (resolved_at, &mem.dependencies)
+        && at == *memo_at
+        && fetched.iter().all(|d| d.dir.is_dir())
+    {
+        return Ok(fetched.clone());
+    }
+    let wanted = super::artifacts::wanted_dependencies(pass.app, snapshot);
+    // A dependency's repository is a source like any other: the tenancy's rules apply.
+    for dependency in &wanted {
+        access.tenancy.check_source(&dependency.repository)?;
+    }
+    let fetched = super::artifacts::chart_dependencies(pass, &access.client, snapshot, wanted).await?;
+    pass.ctx.uses_too(pass.app_ref, fetched.iter().map(|d| d.dir.clone()));
+    mem.dependencies = resolved_at.map(|at| (at, fetched.clone()));
+    Ok(fetched)
 }
 
 /// spec.decryption's age keys, read as the Application's ServiceAccount (a tenant decrypts
