@@ -13,6 +13,7 @@ pub mod diff;
 pub mod duration;
 pub mod health;
 pub mod kube_util;
+mod locks;
 pub mod metrics;
 pub mod plan;
 pub mod render;

@@ -21,6 +21,7 @@ use super::{
 };
 use crate::{
     api::{ChartSource, OciSource},
+    locks::locked,
     source::refs::{SemverRange, parse_tag_version},
 };
 
@@ -84,7 +85,7 @@ impl Artifacts {
 
     /// The lock of one download (see `downloading`).
     fn download_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.downloading.lock().expect("download locks");
+        let mut locks = locked(&self.downloading);
         // Unlocked entries are dropped as others are added, so the map stays small.
         locks.retain(|_, lock| Arc::strong_count(lock) > 1);
         locks.entry(key.to_string()).or_default().clone()

@@ -23,6 +23,7 @@ use hyper_util::{
 use serde::Deserialize;
 
 use super::access::{ArtifactAccess, TlsError};
+use crate::locks::locked;
 use crate::source::refs::{SemverRange, parse_tag_version};
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
@@ -195,20 +196,20 @@ impl HelmRepoClient {
     /// measured when this URL was downloaded with these credentials.
     pub fn known_digest(&self, chart: &ResolvedChart, access: &ArtifactAccess) -> Option<String> {
         let key = IndexKey { url: chart.url.clone(), access: access.fingerprint() };
-        chart.digest.clone().or_else(|| self.downloaded.lock().expect("digest lock").get(&key).cloned())
+        chart.digest.clone().or_else(|| locked(&self.downloaded).get(&key).cloned())
     }
 
     /// Records that the archive `digest` is `chart` (its index's creation time).
     pub fn remember(&self, chart: &ResolvedChart, digest: &str) {
         let created = chart.created.as_deref().and_then(|c| c.parse::<k8s_openapi::jiff::Timestamp>().ok());
         if let Some(created) = created {
-            self.created.lock().expect("created lock").insert(digest.to_string(), created.as_second());
+            locked(&self.created).insert(digest.to_string(), created.as_second());
         }
     }
 
     /// When the chart archive `digest` was created (Unix seconds), if its index said.
     pub fn created_at(&self, digest: &str) -> Option<i64> {
-        self.created.lock().expect("created lock").get(digest).copied()
+        locked(&self.created).get(digest).copied()
     }
 
     /// Downloads `chart` and checks it against the index's digest; returns the archive and its
@@ -238,7 +239,7 @@ impl HelmRepoClient {
             });
         }
         let key = IndexKey { url: chart.url.clone(), access: access.fingerprint() };
-        self.downloaded.lock().expect("digest lock").insert(key, actual.clone());
+        locked(&self.downloaded).insert(key, actual.clone());
         Ok((bytes, actual))
     }
 
@@ -252,7 +253,7 @@ impl HelmRepoClient {
         max_age: Duration,
     ) -> Result<Arc<ChartIndex>, HelmRepoError> {
         let key = IndexKey { url: base.to_string(), access: access.fingerprint() };
-        let slot = self.indexes.lock().expect("index lock").entry(key).or_default().clone();
+        let slot = locked(&self.indexes).entry(key).or_default().clone();
         let mut cached = slot.lock().await;
         if let (Some(index), Some(at)) = (&cached.index, cached.checked_at)
             && at.elapsed() <= max_age
@@ -306,7 +307,7 @@ impl HelmRepoClient {
     /// A client per trust configuration (the system's roots, plus the access's CA).
     fn client(&self, url: &url::Url, access: &ArtifactAccess) -> Result<HttpClient, HelmRepoError> {
         let key = access.tls_fingerprint();
-        let mut clients = self.clients.lock().expect("client lock");
+        let mut clients = locked(&self.clients);
         if let Some(client) = clients.get(&key) {
             return Ok(client.clone());
         }

@@ -9,6 +9,7 @@ use std::{
 };
 
 use super::unpack::{UnpackError, UnpackLimits, unpack_tar_gz};
+use crate::locks::locked;
 
 /// The store under `<cache>/artifacts`.
 pub struct ArtifactStore {
@@ -47,7 +48,7 @@ impl ArtifactStore {
     /// Unpacks `archive` (whose SHA-256 the caller has checked is `digest`) unless it is stored
     /// already; returns its directory.
     pub async fn insert(&self, digest: &str, archive: bytes::Bytes) -> Result<PathBuf, StoreError> {
-        let lock = self.busy.lock().expect("store lock").entry(digest.to_string()).or_default().clone();
+        let lock = locked(&self.busy).entry(digest.to_string()).or_default().clone();
         let _held = lock.lock().await;
         if let Some(dir) = self.get(digest) {
             return Ok(dir);
@@ -56,7 +57,7 @@ impl ArtifactStore {
         let result = tokio::task::spawn_blocking(move || unpack_into(&root, &dir, &digest_owned, &archive))
             .await
             .expect("unpacking does not panic");
-        self.busy.lock().expect("store lock").remove(digest);
+        locked(&self.busy).remove(digest);
         result
     }
 }

@@ -21,6 +21,7 @@ use crate::{
     api::{Application, TenantPolicy},
     apply::{AppRef, ApplyError},
     artifact::{fetch::Artifacts, helm_repo::HelmRepoOptions, oci::OciFetcherOptions},
+    locks::locked,
     metrics::Metrics,
     render::{Capabilities, DiscoveredScopes, RenderCache, RenderOptions},
     rollout::prometheus::Prometheus,
@@ -277,10 +278,6 @@ pub struct ClientError {
 
 /// The maps behind these locks hold plain values that no panic leaves half-written, so a
 /// poisoned lock is used as it is: one panicking task must not make every reconcile panic.
-fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 /// Every `interval`: drops the state of Applications that are gone, then collects the Git cache
 /// (on the blocking pool), keeping every Application's current snapshot.
 pub async fn collect_garbage(ctx: Arc<Context>, interval: Duration) {
