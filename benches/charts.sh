@@ -269,28 +269,6 @@ run_ferry() { # run-label record(0|1)
   delete_ns "$ns"
 }
 
-# Waits until `want` Deployments in the namespace have every replica updated and available (what
-# ferry's Healthy requires of a Deployment), with one watch (as benches/sync.sh).
-wait_available() { # namespace want
-  local ns="$1" want="$2" fd kpid name replicas updated available observed generation n=0
-  local -A ok=()
-  exec {fd}< <(exec "$bin/kubectl" get deployment -n "$ns" --watch \
-    -o 'jsonpath={.metadata.name}|{.spec.replicas}|{.status.updatedReplicas}|{.status.availableReplicas}|{.status.observedGeneration}|{.metadata.generation}{"\n"}')
-  kpid=$!
-  # A read loop, not awk: mawk reads a pipe in blocks and would see the lines late.
-  while ((n < want)) && IFS='|' read -r -t "$timeout" name replicas updated available observed generation <&"$fd"; do
-    if [[ -n "$replicas" && "$updated" == "$replicas" && "$available" == "$replicas" && "$observed" == "$generation" ]]; then
-      ok[$name]=1
-    else
-      unset "ok[$name]"
-    fi
-    n=${#ok[@]}
-  done
-  kill "$kpid" 2>/dev/null || true
-  exec {fd}<&-
-  ((n >= want)) || die "floor: $n of $want Deployments in $ns available after ${timeout}s"
-}
-
 run_floor() { # run-label record(0|1)
   local ns="ferry-bench-h-$1" keep="$2" t0 t1 t2 apply total
   delete_ns "$ns"

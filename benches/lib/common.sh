@@ -122,3 +122,27 @@ delete_ns() { # namespace
   done
   kubectl delete namespace "$ns" --wait=true --timeout=300s >/dev/null
 }
+
+# Waits (up to $timeout seconds) until `want` Deployments in the namespace have every replica
+# updated and available (what ferry's Healthy requires of a Deployment), with one watch: `kubectl
+# wait --all` waits for one Deployment after the other and adds about 0.1s per Deployment even
+# when all are available. Needs $bin (tests/testenv/use.sh) and die.
+wait_available() { # namespace want
+  local ns="$1" want="$2" fd kpid name replicas updated available observed generation n=0
+  local -A ok=()
+  exec {fd}< <(exec "$bin/kubectl" get deployment -n "$ns" --watch \
+    -o 'jsonpath={.metadata.name}|{.spec.replicas}|{.status.updatedReplicas}|{.status.availableReplicas}|{.status.observedGeneration}|{.metadata.generation}{"\n"}')
+  kpid=$!
+  # A read loop, not awk: mawk reads a pipe in blocks and would see the lines late.
+  while ((n < want)) && IFS='|' read -r -t "$timeout" name replicas updated available observed generation <&"$fd"; do
+    if [[ -n "$replicas" && "$updated" == "$replicas" && "$available" == "$replicas" && "$observed" == "$generation" ]]; then
+      ok[$name]=1
+    else
+      unset "ok[$name]"
+    fi
+    n=${#ok[@]}
+  done
+  kill "$kpid" 2>/dev/null || true
+  exec {fd}<&-
+  ((n >= want)) || die "$n of $want Deployments in $ns available after ${timeout}s"
+}
