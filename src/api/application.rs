@@ -138,6 +138,77 @@ pub struct ApplicationSpec {
     /// `Orphan` them. Default: `Delete` when `syncPolicy.prune` is on, `Orphan` otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
+
+    /// Applications that must be Ready at their latest revision before this one syncs (Flux's
+    /// `dependsOn`). Another namespace only as `ferry run --promotion-namespaces` allows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub depends_on: Vec<ApplicationReference>,
+
+    /// Fields ferry leaves alone once an object exists: neither drift nor overwritten (Argo CD's
+    /// `ignoreDifferences`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub ignore_differences: Vec<IgnoreDifference>,
+
+    /// Health of a kind as CEL expressions over the live object (Flux's `healthCheckExprs`);
+    /// they take precedence over ferry's built-in rules and the cluster-wide ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub health_checks: Vec<HealthCheckExpr>,
+}
+
+/// See `spec.ignoreDifferences`: which objects (by group, kind and optionally name and
+/// namespace) and which of their fields.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("size(self.jsonPointers) + size(self.managedFieldsManagers) > 0").message("an ignoreDifferences entry needs jsonPointers or managedFieldsManagers"))]
+pub struct IgnoreDifference {
+    /// API group; empty (the default) is the core group.
+    #[serde(default)]
+    #[schemars(length(max = 253))]
+    pub group: String,
+    #[schemars(length(min = 1, max = 63))]
+    pub kind: String,
+    /// Every object of the kind when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
+    /// RFC 6901 pointers to the fields, e.g. `/spec/replicas`.
+    #[serde(default)]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 1024), regex(pattern = r"^/")))]
+    pub json_pointers: Vec<String>,
+    /// Field managers (as in `metadata.managedFields`) whose fields ferry leaves to them, e.g. an
+    /// HPA's `kube-controller-manager`.
+    #[serde(default)]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 128)))]
+    pub managed_fields_managers: Vec<String>,
+}
+
+/// See `spec.healthChecks`: CEL expressions over the live object (its fields at the top level,
+/// e.g. `status.conditions`), tried in the order failed, current, inProgress.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheckExpr {
+    /// e.g. `cert-manager.io/v1`; the version is not compared, so one entry covers them all.
+    #[schemars(length(min = 1, max = 253))]
+    pub api_version: String,
+    #[schemars(length(min = 1, max = 63))]
+    pub kind: String,
+    /// True when the object is Healthy.
+    #[schemars(length(min = 1, max = 4096))]
+    pub current: String,
+    /// True when the object is still Progressing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub in_progress: Option<String>,
+    /// True when the object is Degraded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub failed: Option<String>,
 }
 
 /// See `spec.deletionPolicy`.
