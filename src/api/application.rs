@@ -828,6 +828,10 @@ pub struct ApplicationStatus {
     /// Applications with `ref.fromApplication` naming this one deploy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified_revision: Option<String>,
+    /// Where the sync of a revision with hooks or sync waves stands: its phase and wave, and
+    /// every hook object ferry created for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<super::hooks::SyncProgress>,
 }
 
 /// Where the PostSync hooks (objects annotated `ferry.dev/hook: PostSync`) of a revision stand.
@@ -857,17 +861,6 @@ pub enum VerificationPhase {
     Succeeded,
     Failed,
 }
-
-/// Annotation that makes a rendered object a hook instead of part of the synced state.
-pub const HOOK_ANNOTATION: &str = "ferry.dev/hook";
-
-/// Whether `obj` is a hook rather than an object to sync (`ferry diff` and the sync pass both
-/// leave hooks out of the synced state).
-pub fn is_hook(obj: &kube::api::DynamicObject) -> bool {
-    obj.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(HOOK_ANNOTATION))
-}
-/// The one hook ferry runs: after a successful sync, once the Application is Healthy.
-pub const POST_SYNC: &str = "PostSync";
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum SyncStatusCode {

@@ -22,6 +22,10 @@ pub const OWNERSHIP_CONFLICT: &str = "OwnershipConflict";
 pub const DRIFT_DETECTED: &str = "DriftDetected";
 pub const OUT_OF_SYNC: &str = "OutOfSync";
 pub const VERIFICATION_FAILED: &str = "VerificationFailed";
+/// A PreSync or Sync hook failed: nothing further of the revision was applied.
+pub const HOOK_FAILED: &str = "HookFailed";
+/// A hook runs or a sync wave is not Healthy yet: the sync goes on.
+pub const SYNCING: &str = "Syncing";
 pub const WAITING_FOR_PROMOTION: &str = "WaitingForPromotion";
 // Refusals of the tenancy lockdown (flags and TenantPolicies), one reason per rule.
 pub const SOURCE_NOT_PERMITTED: &str = "SourceNotPermitted";

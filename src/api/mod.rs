@@ -3,11 +3,13 @@
 mod application;
 mod application_set;
 pub mod conditions;
+mod hooks;
 pub mod schema;
 mod tenant_policy;
 
 pub use application::*;
 pub use application_set::*;
+pub use hooks::*;
 pub use tenant_policy::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

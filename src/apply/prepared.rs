@@ -42,6 +42,8 @@ pub struct Prepared {
     /// As shown in messages.
     pub name: String,
     pub phase: ApplyPhase,
+    /// Its sync wave (`argocd.argoproj.io/sync-wave`): waves apply in ascending order.
+    pub wave: i32,
 }
 
 impl Prepared {
@@ -54,7 +56,8 @@ impl Prepared {
         let entry = inventory_entry(&obj)?;
         let phase = phase_of(&entry.group, &entry.kind, entry.namespace.is_some());
         let (key, name) = (ObjKey::from(&entry), describe(&obj));
-        Some(Prepared { obj, key, entry, hash, name, phase })
+        let wave = crate::plan::hooks::wave_of(rendered);
+        Some(Prepared { obj, key, entry, hash, name, phase, wave })
     }
 
     /// The same object with other content (the primary as a rollout applies it), hashed anew.

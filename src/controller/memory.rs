@@ -38,12 +38,12 @@ pub struct SourceMemo {
 }
 
 /// A render split into the objects to sync (with the destination namespace ferry creates, if
-/// any) and the PostSync hooks, remembered with the render it came from.
+/// any) and the hooks, remembered with the render it came from.
 #[derive(Clone, Debug)]
 pub struct SplitRender {
     pub source: Arc<Vec<DynamicObject>>,
     pub objects: Arc<Vec<DynamicObject>>,
-    pub hooks: Arc<Vec<DynamicObject>>,
+    pub hooks: Arc<Vec<crate::controller::hooks::Hook>>,
     /// The namespace `createNamespace` asked for when it was split.
     pub requested_namespace: Option<String>,
     /// The Namespace ferry added to the objects, if any.

@@ -33,8 +33,8 @@ use super::{
 };
 use crate::{
     api::{
-        Application, ApplicationStatus, HealthStatus, HealthStatusCode, HistoryEntry, SyncResult, SyncStatus,
-        SyncStatusCode, VerificationPhase, VerificationStatus, conditions as c,
+        Application, ApplicationStatus, HealthStatus, HealthStatusCode, HistoryEntry, InventoryEntry,
+        SyncResult, SyncStatus, SyncStatusCode, VerificationPhase, VerificationStatus, conditions as c,
     },
     apply::{AppRef, Applier, FIELD_MANAGER, prune_candidates},
     duration,
@@ -184,12 +184,17 @@ async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
             if let Some(due) = s.rollout.as_ref().and_then(|d| d.requeue) {
                 next = next.min(due.max(Duration::from_millis(200)));
             }
-            // Hooks are not watched: their Jobs are looked at every few seconds while they run.
-            if s.verification.as_ref().is_some_and(|v| v.phase == VerificationPhase::Running) {
+            // Hooks are not watched: their Jobs are looked at every few seconds while they run;
+            // a wave's health is watched, this is the fallback.
+            if matches!(s.state, SyncState::InProgress { .. })
+                || sync::hooks_running(attempt.progress.as_ref())
+            {
                 next = next.min(HOOK_POLL);
             }
             Action::requeue(next)
         }
+        // The SyncFail hooks of a failed hook are followed until they end.
+        Err(_) if sync::hooks_running(attempt.progress.as_ref()) => Action::requeue(HOOK_POLL),
         Err(e) if e.is_transient() => {
             mem.failures = mem.failures.saturating_add(1);
             Action::requeue(backoff(mem.failures, &app_ref.name).min(interval))
@@ -198,6 +203,22 @@ async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
         // A new commit or a spec change can fix it: look again at the next interval.
         Err(_) => Action::requeue(interval),
     })
+}
+
+/// The hook objects ferry created and has not deleted: they go with the Application.
+fn hook_objects(app: &Application) -> Vec<InventoryEntry> {
+    let status = app.status.as_ref();
+    let runs = status.and_then(|s| s.progress.as_ref()).map(|p| p.hooks.as_slice()).unwrap_or_default();
+    let mut objects: Vec<InventoryEntry> =
+        runs.iter().filter(|r| !r.deleted).map(|r| r.object.clone()).collect();
+    // PostSync hooks recorded before `status.progress` existed.
+    for entry in status.and_then(|s| s.verification.as_ref()).map(|v| v.hooks.as_slice()).unwrap_or_default()
+    {
+        if !objects.contains(entry) {
+            objects.push(entry.clone());
+        }
+    }
+    objects
 }
 
 /// Deletes what the Application synced (deletion policy Delete) or leaves it (Orphan).
@@ -223,8 +244,7 @@ async fn cleanup(app: &Application, ctx: &Context) -> Result<Action, Error> {
             .map_err(|e| fail(PruneError::Refused(e).into()))?;
         // A rollout's canary objects and the PostSync hooks are in no inventory; they go first.
         order.splice(0..0, super::strategy::derived_objects(app, &inventory));
-        let hooks = app.status.as_ref().and_then(|s| s.verification.as_ref()).map(|v| v.hooks.clone());
-        order.splice(0..0, hooks.unwrap_or_default());
+        order.splice(0..0, hook_objects(app));
         let victims =
             prunable::prunable(ctx, &applier, &app_ref, &order).await.map_err(|e| fail(e.into()))?;
         for victim in &victims {
@@ -332,6 +352,7 @@ pub fn next_status(app: &Application, attempt: &Attempt, started: &Time, now: &T
     if pass.revision.is_some() {
         next.last_attempted_revision = pass.revision.clone();
     }
+    next.progress = attempt.progress.clone();
     let phase = match &attempt.result {
         Ok(s) => record_synced(&mut next, &prev, s, &pass),
         Err(e) => record_failed(&mut next, &prev, e, &pass),
@@ -383,6 +404,9 @@ fn record_synced(
     let code = if synced { SyncStatusCode::Synced } else { SyncStatusCode::OutOfSync };
     next.sync = Some(pass.sync_status(code));
     next.health = Some(HealthStatus { status: s.health.status, message: s.health.message.clone() });
+    if matches!(s.state, SyncState::InProgress { .. }) {
+        next.inventory = s.inventory.clone();
+    }
     if synced {
         next.inventory = s.inventory.clone();
         next.last_applied_revision = pass.revision.clone();
@@ -427,6 +451,9 @@ fn synced_phase(s: &sync::Synced, verification: Option<&VerificationStatus>, sho
         }
         SyncState::Drifted { message } => {
             Phase::Stalled { reason: c::DRIFT_DETECTED, message: message.clone() }
+        }
+        SyncState::InProgress { message } => {
+            Phase::Reconciling { reason: c::SYNCING, message: format!("{short}: {message}") }
         }
         SyncState::Synced if verification.is_some_and(|v| v.phase == VerificationPhase::Failed) => {
             Phase::Stalled { reason: c::VERIFICATION_FAILED, message: health_or("PostSync hook failed") }
@@ -662,6 +689,7 @@ mod tests {
         };
         Attempt {
             revision: revision(),
+            progress: None,
             result: Ok(sync::Synced {
                 state: SyncState::Synced,
                 health: ObjectHealth::healthy(),
@@ -752,6 +780,7 @@ mod tests {
         let mut app = app();
         let failed = || Attempt {
             revision: revision(),
+            progress: None,
             result: Err(ValidateError::Refused(vec![ApplyError::Refused {
                 object: "ConfigMap team/bad".into(),
                 code: 422,
@@ -772,6 +801,7 @@ mod tests {
 
         let transient = Attempt {
             revision: revision(),
+            progress: None,
             result: Err(ValidateError::Unavailable(ApplyError::Transient {
                 object: "ConfigMap team/bad".into(),
                 message: "503 ServiceUnavailable".into(),

@@ -3,6 +3,7 @@
 //! Pure functions over plain data; the controller supplies the live objects from its watches.
 
 mod compare;
+pub mod hooks;
 mod order;
 
 pub use compare::{Difference, first_difference};

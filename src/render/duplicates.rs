@@ -23,6 +23,10 @@ pub fn object_key(m: &Manifest) -> String {
 pub fn check_duplicates(manifests: &[Manifest]) -> Result<(), RenderError> {
     let mut seen: HashMap<String, usize> = HashMap::with_capacity(manifests.len());
     for (i, m) in manifests.iter().enumerate() {
+        // Hooks named by `generateName` get a fresh name per run: several may share one.
+        if m.object.metadata.name.is_none() {
+            continue;
+        }
         let key = object_key(m);
         if let Some(&first) = seen.get(&key) {
             return Err(RenderError::Duplicate {

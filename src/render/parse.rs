@@ -245,6 +245,14 @@ fn decrypt(
     sops::decrypt_documents(text, format, docs, keys, integrity)
 }
 
+/// A hook named by `generateName`: created afresh for each run, never applied.
+fn generated_hook(metadata: Option<&Value>) -> bool {
+    let Some(metadata) = metadata else { return false };
+    let generated = metadata.get("generateName").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
+    let annotations = metadata.get("annotations").and_then(Value::as_object);
+    generated && annotations.is_some_and(|a| crate::api::HOOK_ANNOTATIONS.iter().any(|k| a.contains_key(*k)))
+}
+
 /// `v1/List` and typed lists such as `ConfigMapList`, as kubectl accepts them.
 fn is_list(map: &Map<String, Value>) -> bool {
     let kind = map.get("kind").and_then(Value::as_str).unwrap_or_default();
@@ -260,8 +268,10 @@ fn to_manifest(origin: Origin, map: Map<String, Value>) -> Result<Manifest, Rend
     if !non_empty(map.get("kind")) {
         return Err(missing("kind"));
     }
-    if !non_empty(map.get("metadata").and_then(|m| m.get("name"))) {
-        // Server-side apply needs a name; generateName cannot be reconciled.
+    let metadata = map.get("metadata");
+    if !non_empty(metadata.and_then(|m| m.get("name"))) && !generated_hook(metadata) {
+        // Server-side apply needs a name; generateName cannot be reconciled, only created, as
+        // hooks are.
         return Err(missing("metadata.name"));
     }
     let object: DynamicObject = serde_json::from_value(Value::Object(map))
@@ -405,6 +415,10 @@ mod tests {
             ("apiVersion: v1\nmetadata: {name: a}", "kind"),
             ("apiVersion: v1\nkind: ConfigMap", "metadata.name"),
             ("apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: a-}", "metadata.name"),
+            (
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: a-, annotations: {other: PreSync}}",
+                "metadata.name",
+            ),
             ("apiVersion: v1\nkind: \"\"\nmetadata: {name: a}", "kind"),
         ] {
             match parse_yaml("f.yaml", doc).unwrap_err() {
@@ -416,6 +430,13 @@ mod tests {
                 other => panic!("{doc}: {other}"),
             }
         }
+    }
+
+    #[test]
+    fn a_hook_may_be_named_by_generate_name() {
+        let doc = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  generateName: migrate-\n  annotations: {argocd.argoproj.io/hook: PreSync}\n";
+        let ms = parse_yaml("hook.yaml", doc).unwrap();
+        assert_eq!(ms[0].object.metadata.generate_name.as_deref(), Some("migrate-"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Build: from the fetched files to the objects to sync. Render (cached per commit), split off
-//! the PostSync hooks and add the Namespace `createNamespace` asks for, prepare every object
+//! the hooks and add the Namespace `createNamespace` asks for, prepare every object
 //! (labels, hash), resolve its kind, and let the tenancy check every object and hook.
 //! `ferry diff` builds through [`split`] and [`super::desired`] too.
 
@@ -13,12 +13,12 @@ use super::{
     pass::Pass,
 };
 use crate::{
-    api::{Application, InventoryEntry, is_hook},
+    api::{Application, InventoryEntry},
     apply::{AppRef, Applier, created_namespace, requested_namespace},
     controller::{
         context::Context,
         error::{BuildError, KindsError},
-        hooks,
+        hooks::{self, Hook},
         memory::{AppMemory, SplitRender},
     },
     render::{AgeKeys, FetchedDependency, RenderRequest},
@@ -26,11 +26,11 @@ use crate::{
     tenancy::Target,
 };
 
-/// The render split: what to sync, the PostSync hooks, and the Namespace ferry adds.
+/// The render split: what to sync, the hooks, and the Namespace ferry adds.
 #[derive(Clone, Debug)]
 pub struct Split {
     pub objects: Arc<Vec<DynamicObject>>,
-    pub hooks: Arc<Vec<DynamicObject>>,
+    pub hooks: Arc<Vec<Hook>>,
     /// The name of the Namespace ferry added for `createNamespace`, if it did.
     pub created_namespace: Option<String>,
 }
@@ -65,7 +65,7 @@ pub async fn build(
     let mut desired = desired::prepare_remembered(mem, &split.objects, app_ref);
     let applier = resolve(pass, &access.client, &mut desired, &split.objects).await?;
     let previous = desired::in_scope(previous_inventory(app), applier.discovery());
-    let hooks = split.hooks.iter().filter_map(hook_target);
+    let hooks = split.hooks.iter().filter_map(|h| hook_target(&h.object));
     access.tenancy.check_objects(desired.iter().map(Desired::target).chain(hooks))?;
     Ok(Built { revision: snapshot.revision.clone(), split, desired, applier, previous })
 }
@@ -205,7 +205,7 @@ pub fn previous_inventory(app: &Application) -> Vec<InventoryEntry> {
     app.status.as_ref().map(|s| s.inventory.clone()).unwrap_or_default()
 }
 
-/// The render split into objects to sync and PostSync hooks, with the destination namespace
+/// The render split into objects to sync and hooks, with the destination namespace
 /// added first when ferry is to create it (a read of that Namespace decides).
 pub async fn split(
     reader: NamespaceReader<'_>,
@@ -221,7 +221,7 @@ pub async fn split(
         None => None,
     };
     let created_namespace = namespace.as_ref().and_then(|n| n.metadata.name.clone());
-    if namespace.is_none() && !rendered.iter().any(is_hook) {
+    if namespace.is_none() && rendered.iter().all(crate::plan::hooks::is_plain) {
         return Ok(Split { objects: rendered.clone(), hooks: Arc::new(Vec::new()), created_namespace });
     }
     let (mut objects, hooks) = hooks::split(rendered, app_ref).map_err(BuildError::Hook)?;
@@ -229,7 +229,7 @@ pub async fn split(
     Ok(Split { objects: Arc::new(objects), hooks: Arc::new(hooks), created_namespace })
 }
 
-/// A PostSync hook as the tenancy checks see it (the render gave it its namespace).
+/// A hook as the tenancy checks see it (the render gave it its namespace).
 fn hook_target(hook: &DynamicObject) -> Option<Target<'_>> {
     let types = hook.types.as_ref()?;
     let group = types.api_version.rsplit_once('/').map_or("", |(g, _)| g);

@@ -203,6 +203,8 @@ pub enum SyncState {
     OutOfSync { message: String },
     /// Someone changed managed objects and `selfHeal: false`: reported, not reverted.
     Drifted { message: String },
+    /// The sync goes on over several passes: a hook runs, or a sync wave is not Healthy yet.
+    InProgress { message: String },
 }
 
 /// What the plan found, by name, for the sync policy to judge.

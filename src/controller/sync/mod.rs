@@ -29,6 +29,7 @@ pub mod desired;
 mod fetch;
 mod observe;
 mod pass;
+mod phases;
 pub mod prune;
 mod rewrite;
 mod verify;
@@ -36,11 +37,11 @@ mod write;
 
 use std::time::Instant;
 
-pub use self::decide::SyncState;
-use self::{build::Built, fetch::Access, observe::Planned, pass::Pass};
+use self::{build::Built, fetch::Access, observe::Planned, pass::Pass, phases::Gate};
+pub use self::{decide::SyncState, phases::hooks_running};
 use super::{context::Context, error::SyncError, memory::AppMemory, strategy};
 use crate::{
-    api::{Application, InventoryEntry, VerificationStatus},
+    api::{Application, InventoryEntry, SyncProgress, VerificationStatus},
     apply::AppRef,
     health::ObjectHealth,
     rollout::types::Decision,
@@ -65,23 +66,26 @@ pub struct Synced {
     pub verification: Option<VerificationStatus>,
 }
 
-/// A pass: the revision it worked on (when it got that far) and how it ended.
+/// A pass: the revision it worked on (when it got that far), how it ended, and where the sync
+/// of a revision with hooks or waves stands after it (failed passes included).
 pub struct Attempt {
     pub revision: Option<Revision>,
     pub result: Result<Synced, SyncError>,
+    pub progress: Option<SyncProgress>,
 }
 
 /// Runs one pass for `app`.
 pub async fn sync(ctx: &Context, app: &Application, app_ref: &AppRef, mem: &mut AppMemory) -> Attempt {
     let pass = Pass { ctx, app, app_ref, started: Instant::now() };
+    let mut progress = app.status.as_ref().and_then(|s| s.progress.clone());
     let (access, snapshot) = match source(pass, mem).await {
         Ok(source) => source,
-        Err(e) => return Attempt { revision: None, result: Err(e) },
+        Err(e) => return Attempt { revision: None, result: Err(e), progress },
     };
     let revision = snapshot.revision.clone();
     tracing::Span::current().record("revision", tracing::field::display(revision.short()));
-    let result = converge(pass, mem, &access, &snapshot).await;
-    Attempt { revision: Some(revision), result }
+    let result = converge(pass, mem, &access, &snapshot, &mut progress).await;
+    Attempt { revision: Some(revision), result, progress }
 }
 
 /// Access, then fetch: nothing is read from Git before the lockdown allows it.
@@ -91,12 +95,14 @@ async fn source(pass: Pass<'_>, mem: &mut AppMemory) -> Result<(Access, Snapshot
     Ok((access, snapshot))
 }
 
-/// From the revision's files to the cluster, one call per stage.
+/// From the revision's files to the cluster, one call per stage. `progress`: where the sync of
+/// a revision with hooks or waves stands, kept up to date even when the pass fails.
 async fn converge(
     pass: Pass<'_>,
     mem: &mut AppMemory,
     access: &Access,
     snapshot: &Snapshot,
+    progress: &mut Option<SyncProgress>,
 ) -> Result<Synced, SyncError> {
     let revision = &snapshot.revision;
     let mut built = build::build(pass, access, snapshot, mem).await?;
@@ -108,8 +114,16 @@ async fn converge(
     }
     write::validate(pass, &built, &planned.changes).await?;
     drop(plan_timer);
-    let applied = write::apply(pass, &mut built, mem, &planned.changes).await?;
-    count_applied(pass, &planned, &applied);
+    phases::begin(pass, &built, progress).await?;
+    if let Gate::Wait(message) = phases::pre_sync(pass, &built, progress).await? {
+        return Ok(in_progress(pass, mem, &built, &planned, &[], message));
+    }
+    let waves = phases::apply_waves(pass, &mut built, mem, &planned.changes, progress).await?;
+    count_applied(pass, &planned, &waves.applied);
+    if let Some(message) = waves.waiting {
+        return Ok(in_progress(pass, mem, &built, &planned, &waves.applied, message));
+    }
+    let applied = waves.applied;
     let pruned = prune::prune(pass, &built.applier, mem, &planned.prune).await?;
     if let Some(rollout) = &rollout {
         strategy::converge_canary(&built.applier, rollout).await?;
@@ -121,20 +135,52 @@ async fn converge(
     mem.last_applied = Some(built.split.objects.clone());
     let decision = rollout.map(|r| r.decision);
     let health = verify::health(pass, mem, &built, decision.as_ref());
-    let (health, verification) = verify::verify(pass, &built, health).await?;
-    let names =
-        |which: &mut dyn Iterator<Item = &usize>| which.map(|&i| built.desired[i].name.clone()).collect();
+    let (health, verification) = verify::verify(pass, &built, health, progress).await?;
+    let (corrected, applied) =
+        (names(&built, &planned, &applied, true), names(&built, &planned, &applied, false));
     Ok(Synced {
         state: SyncState::Synced,
         health,
         inventory: planned.prune.inventory,
-        corrected: names(&mut applied.iter().filter(|&&i| planned.plans[i].change.corrects())),
-        applied: names(&mut applied.iter()),
+        corrected,
+        applied,
         pruned,
         objects: built.desired.len(),
         rollout: decision,
         verification,
     })
+}
+
+/// The names of the objects applied (only those that corrected drift when `corrected`).
+fn names(built: &Built, planned: &Planned, applied: &[usize], corrected: bool) -> Vec<String> {
+    let which = applied.iter().filter(|&&i| !corrected || planned.plans[i].change.corrects());
+    which.map(|&i| built.desired[i].name.clone()).collect()
+}
+
+/// A pass that stopped before the end of the sync: a hook runs or a wave is not Healthy yet.
+/// The inventory keeps the last one and adds this revision's objects, so whatever was applied
+/// already is pruned or deleted with the Application like the rest.
+fn in_progress(
+    pass: Pass<'_>,
+    mem: &mut AppMemory,
+    built: &Built,
+    planned: &Planned,
+    applied: &[usize],
+    message: String,
+) -> Synced {
+    let mut inventory = built.previous.clone();
+    inventory.extend(planned.prune.inventory.iter().filter(|e| !built.previous.contains(e)).cloned());
+    Synced {
+        state: SyncState::InProgress { message },
+        health: verify::assess(mem, &built.desired, pass.ctx.options.health_timeout, &built.revision),
+        inventory,
+        applied: names(built, planned, applied, false),
+        corrected: names(built, planned, applied, true),
+        pruned: vec![],
+        objects: built.desired.len(),
+        rollout: None,
+        verification: pass.app.status.as_ref().and_then(|s| s.verification.clone()),
+    }
 }
 
 /// Pending changes the policy only reports: the live objects and the inventory stay as they are.

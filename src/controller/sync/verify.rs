@@ -1,15 +1,21 @@
 //! Health and verification: the Application's health from the live objects ferry has seen (with
 //! the progress deadline), what the rollout says of it, and the PostSync hooks, run once the
-//! revision is Healthy. Until they succeed it is not.
+//! revision is applied and Healthy. Until they succeed it is not.
 
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{build::Built, desired::Desired, pass::Pass};
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+
+use super::{build::Built, desired::Desired, pass::Pass, phases};
 use crate::{
-    api::{HealthStatusCode, VerificationPhase, VerificationStatus},
-    controller::{error::SyncError, hooks, memory::AppMemory},
+    api::{HealthStatusCode, HookPhase, HookRun, SyncProgress, VerificationPhase, VerificationStatus},
+    controller::{
+        error::SyncError,
+        hooks::{self, PhaseOutcome},
+        memory::AppMemory,
+    },
     health::{self, ObjectHealth, ObjectName},
     metrics::Stage,
     rollout::types::Decision,
@@ -32,19 +38,22 @@ pub fn health(
     }
 }
 
-/// Runs the PostSync hooks once `health` is Healthy and folds how they stand into it.
+/// Runs the PostSync hooks once the revision is applied and `health` is Healthy, and folds how
+/// they stand into it. Their outcome is also the revision's verification, which promotion
+/// follows.
 pub async fn verify(
     pass: Pass<'_>,
     built: &Built,
     health: ObjectHealth,
+    progress: &mut Option<SyncProgress>,
 ) -> Result<(ObjectHealth, Option<VerificationStatus>), SyncError> {
     let previous = pass.app.status.as_ref().and_then(|s| s.verification.as_ref());
-    let healthy = health.status == HealthStatusCode::Healthy;
-    let revision = built.revision.to_string();
-    let hooks = &built.split.hooks;
-    let verify = hooks::Verify { hooks, revision: &revision, previous, healthy };
-    let verification = hooks::converge(pass.ctx, &built.applier, pass.app_ref, verify).await?;
-    let health = match verification.as_ref().filter(|v| v.revision == revision) {
+    let Some(p) = progress.as_mut() else { return Ok((health, None)) };
+    if p.result == VerificationPhase::Running {
+        post_sync(pass, built, &health, p).await?;
+    }
+    let verification = verification(p, previous, &built.split.hooks);
+    let health = match verification.as_ref().filter(|v| v.revision == p.revision) {
         Some(v) => {
             let message = v.message.clone().unwrap_or_default();
             match v.phase {
@@ -58,6 +67,85 @@ pub async fn verify(
     Ok((health, verification))
 }
 
+/// Everything is applied: the PostSync phase, whose hooks start once the revision is Healthy.
+async fn post_sync(
+    pass: Pass<'_>,
+    built: &Built,
+    health: &ObjectHealth,
+    p: &mut SyncProgress,
+) -> Result<(), SyncError> {
+    if p.phase != HookPhase::PostSync {
+        (p.phase, p.wave, p.message) = (HookPhase::PostSync, None, None);
+    }
+    let started = p.hooks.iter().any(|r| r.phase == HookPhase::PostSync);
+    if health.status != HealthStatusCode::Healthy && !started {
+        return Ok(());
+    }
+    let runner = hooks::Runner { ctx: pass.ctx, applier: &built.applier, app: pass.app_ref };
+    match runner.run(&built.split.hooks, HookPhase::PostSync, None, p).await? {
+        PhaseOutcome::Succeeded => (p.result, p.message) = (VerificationPhase::Succeeded, None),
+        PhaseOutcome::Running(message) => p.message = Some(message),
+        PhaseOutcome::Failed { hook, message } => {
+            // A failed deployment rather than a failed sync: reported through the verification.
+            phases::fail(pass, built, p, hook, message).await;
+        }
+    }
+    Ok(())
+}
+
+/// The revision's verification, from its PostSync runs: `None` when it has no PostSync hooks,
+/// the previous one until they start, and the previous one unchanged once they ended (so the
+/// status is not rewritten).
+fn verification(
+    p: &SyncProgress,
+    previous: Option<&VerificationStatus>,
+    hook_defs: &[hooks::Hook],
+) -> Option<VerificationStatus> {
+    if !hook_defs.iter().any(|h| h.runs_in(HookPhase::PostSync, p.first_sync)) {
+        return None;
+    }
+    let runs: Vec<&HookRun> = p.hooks.iter().filter(|r| r.phase == HookPhase::PostSync).collect();
+    let current = previous.filter(|v| v.revision == p.revision);
+    if runs.is_empty() {
+        return previous.cloned();
+    }
+    if let Some(v) = current.filter(|v| v.phase != VerificationPhase::Running) {
+        return Some(v.clone());
+    }
+    let phase = match p.phase {
+        HookPhase::PostSync => p.result,
+        _ => VerificationPhase::Running,
+    };
+    let now = Time(Timestamp::now());
+    let message = match phase {
+        VerificationPhase::Succeeded => {
+            let names: Vec<String> = runs.iter().map(|r| hooks::shown(r)).collect();
+            Some(format!("PostSync hooks succeeded: {}", names.join(", ")))
+        }
+        _ => p.message.clone(),
+    };
+    Some(VerificationStatus {
+        revision: p.revision.clone(),
+        phase,
+        hooks: runs.iter().map(|r| r.object.clone()).collect(),
+        hook_uids: runs.iter().map(|r| r.uid.clone()).collect(),
+        started_at: current.and_then(|v| v.started_at.clone()).or_else(|| Some(now.clone())),
+        finished_at: (phase != VerificationPhase::Running).then_some(now),
+        message,
+    })
+}
+
+/// The health of some objects, from the live objects ferry has seen. Kinds whose live object
+/// is not kept (ConfigMaps, Secrets, RBAC) are healthy when they exist.
+pub fn health_of<'a>(mem: &AppMemory, desired: impl Iterator<Item = &'a Desired>) -> ObjectHealth {
+    let blank = Value::Object(Default::default());
+    health::aggregate(desired.map(|d| {
+        let name = ObjectName::from(&d.entry);
+        let live = mem.known.get(&d.key).map(|k| k.live.as_deref().unwrap_or(&blank));
+        (name, live)
+    }))
+}
+
 /// The Application's health from the live objects ferry has seen, with the progress deadline.
 pub fn assess(
     mem: &mut AppMemory,
@@ -65,13 +153,7 @@ pub fn assess(
     deadline: Duration,
     revision: &Revision,
 ) -> ObjectHealth {
-    // Kinds whose live object is not kept (ConfigMaps, Secrets, RBAC) are healthy when they exist.
-    let blank = Value::Object(Default::default());
-    let mut health = health::aggregate(desired.iter().map(|d| {
-        let name = ObjectName::from(&d.entry);
-        let live = mem.known.get(&d.key).map(|k| k.live.as_deref().unwrap_or(&blank));
-        (name, live)
-    }));
+    let mut health = health_of(mem, desired.iter());
     if health.status != HealthStatusCode::Progressing {
         mem.progressing_since = None;
         return health;

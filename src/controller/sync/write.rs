@@ -94,19 +94,25 @@ pub async fn validate(pass: Pass<'_>, built: &Built, changes: &Changes) -> Resul
     dry_run(built, &now, changes, pass.ctx.options.apply_parallelism).await
 }
 
-/// Applies every changed object, phase by phase; returns the indexes applied.
+/// Applies every changed object (of one sync wave when `wave` is given), phase by phase;
+/// returns the indexes applied.
 pub async fn apply(
     pass: Pass<'_>,
     built: &mut Built,
     mem: &mut AppMemory,
     changes: &Changes,
+    wave: Option<i32>,
 ) -> Result<Vec<usize>, ApplyStageError> {
     let _timer = pass.ctx.metrics.time(Stage::Apply);
     let mut applied = Vec::new();
-    let mut crds_established = pass.started;
+    // A CRD of an earlier wave was Established before this call: discovery must be newer.
+    let mut crds_established = if wave.is_some() { Instant::now() } else { pass.started };
     for phase in ApplyPhase::ALL {
-        let batch: Vec<usize> =
-            changes.changed.iter().copied().filter(|&i| built.desired[i].phase == phase).collect();
+        let in_batch = |i: usize| {
+            let d = &built.desired[i];
+            d.phase == phase && wave.is_none_or(|w| d.wave == w)
+        };
+        let batch: Vec<usize> = changes.changed.iter().copied().filter(|&i| in_batch(i)).collect();
         if batch.is_empty() {
             continue;
         }

@@ -1,0 +1,212 @@
+//! Running the hooks of a phase: each hook's object created once per revision, read until it
+//! ends, deleted as its policy says. Only objects recorded in `status.progress` (by uid) count as
+//! a run: labels and annotations anyone who may create Jobs can forge, the status only ferry
+//! writes.
+
+use std::collections::HashMap;
+
+use super::{HOOK_REVISION_ANNOTATION, Hook, HookError, Outcome, outcome, shown};
+use crate::{
+    api::{HookPhase, HookRun, InventoryEntry, SyncProgress, VerificationPhase},
+    apply::{AppRef, Applier, Ownership, describe, inventory_entry, ownership_of},
+    controller::{context::Context, prunable::prunable},
+};
+
+/// How the hooks of a phase (or of one wave of it) stand after a pass.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PhaseOutcome {
+    Succeeded,
+    /// Some still run: which, as shown.
+    Running(String),
+    /// The first that failed (its object as created), and why.
+    Failed {
+        hook: String,
+        message: String,
+    },
+}
+
+/// Runs the hooks of one Application: as it acts (`applier`), labelled as its own (`app`).
+pub struct Runner<'a> {
+    pub ctx: &'a Context,
+    pub applier: &'a Applier,
+    pub app: &'a AppRef,
+}
+
+impl Runner<'_> {
+    /// Runs or reads the hooks of `phase` that are for this sync (only those of `wave` when
+    /// given), wave by wave: a wave starts once every hook of the one before succeeded. Every
+    /// object created is recorded in `progress`.
+    pub async fn run(
+        &self,
+        hooks: &[Hook],
+        phase: HookPhase,
+        wave: Option<i32>,
+        progress: &mut SyncProgress,
+    ) -> Result<PhaseOutcome, HookError> {
+        let first_sync = progress.first_sync;
+        let ours =
+            hooks.iter().filter(|h| h.runs_in(phase, first_sync) && wave.is_none_or(|w| h.spec.wave == w));
+        let mut occurrences: HashMap<&str, usize> = HashMap::new();
+        let mut running: Vec<String> = Vec::new();
+        let mut current = None;
+        for hook in ours {
+            if current != Some(hook.spec.wave) && !running.is_empty() {
+                break;
+            }
+            current = Some(hook.spec.wave);
+            let nth = occurrences.entry(hook.key.as_str()).or_default();
+            let (outcome, shown) = self.run_one(hook, phase, *nth, progress).await?;
+            *nth += 1;
+            match outcome {
+                Outcome::Succeeded => {}
+                Outcome::Running => running.push(shown),
+                Outcome::Failed(message) => return Ok(PhaseOutcome::Failed { hook: shown, message }),
+            }
+        }
+        if running.is_empty() {
+            return Ok(PhaseOutcome::Succeeded);
+        }
+        Ok(PhaseOutcome::Running(format!("{phase} hooks running: {}", running.join(", "))))
+    }
+
+    /// One hook: its recorded run read, or its object created.
+    async fn run_one(
+        &self,
+        hook: &Hook,
+        phase: HookPhase,
+        nth: usize,
+        progress: &mut SyncProgress,
+    ) -> Result<(Outcome, String), HookError> {
+        let recorded =
+            progress.hooks.iter().enumerate().filter(|(_, r)| r.phase == phase && r.hook == hook.key);
+        if let Some((i, _)) = recorded.clone().nth(nth) {
+            let run = &mut progress.hooks[i];
+            let shown = shown(run);
+            return Ok((self.follow(hook, run).await?, shown));
+        }
+        let revision = progress.revision.clone();
+        match self.create(hook, phase, &revision).await? {
+            Some(run) => {
+                let shown = shown(&run);
+                progress.hooks.push(run);
+                let last = progress.hooks.len() - 1;
+                let outcome = self.follow(hook, &mut progress.hooks[last]).await?;
+                Ok((outcome, shown))
+            }
+            None => Ok((Outcome::Running, hook.key.clone())),
+        }
+    }
+
+    /// Where a recorded run stands, read live while it runs; once it ended, its object is
+    /// deleted when the policy says so.
+    async fn follow(&self, hook: &Hook, run: &mut HookRun) -> Result<Outcome, HookError> {
+        if run.result == VerificationPhase::Running {
+            let outcome = self.read(hook, run).await?;
+            let (result, message) = match &outcome {
+                Outcome::Running => return Ok(outcome),
+                Outcome::Succeeded => (VerificationPhase::Succeeded, None),
+                Outcome::Failed(why) => (VerificationPhase::Failed, Some(why.clone())),
+            };
+            run.result = result;
+            run.message = message;
+            tracing::info!(app = %self.app, hook = %shown(run), ?result, "hook ended");
+        }
+        let policy = hook.spec.delete;
+        let delete = match run.result {
+            VerificationPhase::Succeeded => policy.on_success,
+            VerificationPhase::Failed => policy.on_failure,
+            VerificationPhase::Running => false,
+        };
+        if delete && !run.deleted {
+            self.delete(hook, run).await?;
+            run.deleted = true;
+        }
+        Ok(match run.result {
+            VerificationPhase::Succeeded => Outcome::Succeeded,
+            VerificationPhase::Failed => Outcome::Failed(run.message.clone().unwrap_or_default()),
+            VerificationPhase::Running => Outcome::Running,
+        })
+    }
+
+    /// The live outcome of a run: an object gone or replaced before it ended failed.
+    async fn read(&self, hook: &Hook, run: &HookRun) -> Result<Outcome, HookError> {
+        let (resource, caps) = self.applier.resolve(&hook.object)?;
+        let (ns, name) = (run.object.namespace.as_deref(), run.object.name.as_str());
+        let live = self.applier.get(&shown(run), &resource, &caps, ns, name).await?;
+        Ok(match live {
+            None => Outcome::Failed("deleted before it ended".into()),
+            Some(l) if l.metadata.uid.as_deref() != Some(run.uid.as_str()) => {
+                Outcome::Failed("replaced by another object before it ended".into())
+            }
+            Some(l) => outcome(&run.object.kind, &serde_json::to_value(&l).unwrap_or_default()),
+        })
+    }
+
+    /// Creates the hook's object for `revision`; `None` while an earlier run of a named hook is
+    /// cleared away first (a Job's template cannot be changed in place). An object of its name
+    /// that is not labelled as this Application's is a conflict: ferry neither trusts, replaces
+    /// nor deletes it.
+    async fn create(
+        &self,
+        hook: &Hook,
+        phase: HookPhase,
+        revision: &str,
+    ) -> Result<Option<HookRun>, HookError> {
+        let applier = self.applier;
+        if let Some(name) = hook.object.metadata.name.as_deref().filter(|n| !n.is_empty()) {
+            let (resource, caps) = applier.resolve(&hook.object)?;
+            let ns = hook.object.metadata.namespace.as_deref();
+            if let Some(live) = applier.get(&hook.key, &resource, &caps, ns, name).await? {
+                if ownership_of(live.metadata.labels.as_ref(), self.app) != Ownership::Ours {
+                    return Err(HookError::Conflict { hook: hook.key.clone(), revision: revision.into() });
+                }
+                if live.metadata.deletion_timestamp.is_none() {
+                    let uid = live.metadata.uid.as_deref();
+                    applier.delete(&hook.key, &resource, &caps, ns, name, uid).await?;
+                }
+                return Ok(None);
+            }
+        }
+        let mut obj = hook.object.clone();
+        let annotations = obj.metadata.annotations.get_or_insert_with(Default::default);
+        annotations.insert(HOOK_REVISION_ANNOTATION.into(), revision.into());
+        // A create, not an apply: one of that name made meanwhile is judged on the next pass.
+        let Some(created) = applier.create(&obj).await? else { return Ok(None) };
+        let (Some(object), Some(uid)) = (inventory_entry(&created), created.metadata.uid.clone()) else {
+            return Err(HookError::Unnamed { hook: hook.key.clone() });
+        };
+        tracing::info!(app = %self.app, hook = %describe(&created), %phase, %revision, "created hook");
+        let (wave, hook) = (hook.spec.wave, hook.key.clone());
+        let result = VerificationPhase::Running;
+        Ok(Some(HookRun { phase, wave, hook, object, uid, result, message: None, deleted: false }))
+    }
+
+    /// Deletes a run's object, and only it (its uid is the precondition).
+    async fn delete(&self, hook: &Hook, run: &HookRun) -> Result<(), HookError> {
+        let (resource, caps) = self.applier.resolve(&hook.object)?;
+        let (ns, name) = (run.object.namespace.as_deref(), run.object.name.as_str());
+        // Gone already, or replaced by an object that is not this run: the delete is a no-op.
+        Ok(self.applier.delete(&shown(run), &resource, &caps, ns, name, Some(&run.uid)).await?)
+    }
+
+    /// At the start of a revision: deletes the objects of the previous revision's runs that are
+    /// still there and still ours, except those of a hook the new revision keeps without
+    /// `BeforeHookCreation` (as Argo CD, such a run stays until deleted by hand).
+    pub async fn clear_previous(&self, previous: &[HookRun], hooks: &[Hook]) -> Result<(), HookError> {
+        let replaced = |run: &HookRun| {
+            let next = hooks.iter().find(|h| h.key == run.hook);
+            next.is_none_or(|h| h.spec.delete.before_creation)
+        };
+        let entries: Vec<InventoryEntry> =
+            previous.iter().filter(|r| !r.deleted && replaced(r)).map(|r| r.object.clone()).collect();
+        self.delete_ours(&entries).await
+    }
+
+    /// Deletes the objects of `entries` that are still there and still ours.
+    pub async fn delete_ours(&self, entries: &[InventoryEntry]) -> Result<(), HookError> {
+        for hook in prunable(self.ctx, self.applier, self.app, entries).await? {
+            hook.delete(self.applier).await?;
+        }
+        Ok(())
+    }
+}
