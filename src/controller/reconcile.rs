@@ -608,8 +608,12 @@ async fn announce(ctx: &Context, app: &Application, attempt: &Attempt, mem: &mut
             let note = format!("{revision}: {e}");
             if mem.last_failure_event.as_ref() != Some(&note) {
                 tracing::warn!(app = %app_ref(app), reason = e.reason(), error = %e, "sync failed");
-                // A refusal's Event carries the rule's reason, as the condition does.
-                let reason = if e.is_refusal() { e.reason() } else { events::SYNC_FAILED };
+                // A refusal's or a failed hook's Event carries the condition's reason.
+                let reason = if e.is_refusal() || e.reason() == c::HOOK_FAILED {
+                    e.reason()
+                } else {
+                    events::SYNC_FAILED
+                };
                 events::publish(ctx, app, EventType::Warning, reason, &note).await;
                 mem.last_failure_event = Some(note);
             }
