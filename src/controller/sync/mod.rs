@@ -14,7 +14,9 @@
 //! - [`observe`] and [`decide`]: what each object needs (the decisions are pure functions in
 //!   [`decide`]), ownership conflicts, what to prune ([`prune`]).
 //! - [`write`]: the server-side dry run of every change, then apply phase by phase.
-//! - [`prune`], then [`verify`]: health, the rollout's verdict, PostSync hooks.
+//! - [`prune`], then [`verify`]: health (by `spec.healthChecks`, the cluster-wide checks, then
+//!   ferry's rules; the checks are compiled before the build, so a bad expression stops the pass
+//!   before anything is written), the rollout's verdict, PostSync hooks.
 //!
 //! Each stage has its own error enum in [`super::error`], wrapped by one variant of
 //! [`SyncError`]. The order is the safety argument: nothing is written before the fetch, the
@@ -42,7 +44,7 @@ use super::{context::Context, error::SyncError, memory::AppMemory, strategy};
 use crate::{
     api::{Application, InventoryEntry, VerificationStatus},
     apply::AppRef,
-    health::ObjectHealth,
+    health::{HealthChecks, ObjectHealth},
     rollout::types::Decision,
     source::{Revision, Snapshot},
 };
@@ -99,12 +101,13 @@ async fn converge(
     snapshot: &Snapshot,
 ) -> Result<Synced, SyncError> {
     let revision = &snapshot.revision;
+    let checks = verify::checks(pass)?;
     let mut built = build::build(pass, access, snapshot, mem).await?;
     let plan_timer = pass.ctx.metrics.time(crate::metrics::Stage::Plan);
     let rollout = rewrite::by_strategy(pass, mem, &mut built).await?;
     let planned = observe::plan(pass, mem, &built).await?;
     if let Some(state) = planned.pending.report_only(&pass.app.spec.sync_policy, revision) {
-        return Ok(report_only(pass, mem, &built, state));
+        return Ok(report_only(pass, mem, &built, &checks, state));
     }
     write::validate(pass, &built, &planned.changes).await?;
     drop(plan_timer);
@@ -120,7 +123,7 @@ async fn converge(
     }
     mem.last_applied = Some(built.split.objects.clone());
     let decision = rollout.map(|r| r.decision);
-    let health = verify::health(pass, mem, &built, decision.as_ref());
+    let health = verify::health(pass, mem, &built, &checks, decision.as_ref());
     let (health, verification) = verify::verify(pass, &built, health).await?;
     let names =
         |which: &mut dyn Iterator<Item = &usize>| which.map(|&i| built.desired[i].name.clone()).collect();
@@ -138,10 +141,17 @@ async fn converge(
 }
 
 /// Pending changes the policy only reports: the live objects and the inventory stay as they are.
-fn report_only(pass: Pass<'_>, mem: &mut AppMemory, built: &Built, state: SyncState) -> Synced {
+fn report_only(
+    pass: Pass<'_>,
+    mem: &mut AppMemory,
+    built: &Built,
+    checks: &HealthChecks,
+    state: SyncState,
+) -> Synced {
+    let deadline = pass.ctx.options.health_timeout;
     Synced {
         state,
-        health: verify::assess(mem, &built.desired, pass.ctx.options.health_timeout, &built.revision),
+        health: verify::assess(mem, &built.desired, checks, deadline, &built.revision),
         inventory: built.previous.clone(),
         applied: vec![],
         corrected: vec![],

@@ -10,21 +10,31 @@ use super::{build::Built, desired::Desired, pass::Pass};
 use crate::{
     api::{HealthStatusCode, VerificationPhase, VerificationStatus},
     controller::{error::SyncError, hooks, memory::AppMemory},
-    health::{self, ObjectHealth, ObjectName},
+    health::{self, HealthChecks, InvalidHealthCheck, ObjectHealth, ObjectName},
     metrics::Stage,
     rollout::types::Decision,
     source::Revision,
 };
+
+/// The checks of the Application's `spec.healthChecks` over the cluster-wide ones, compiled (or
+/// as compiled before): an expression that does not compile fails the pass as ValidationFailed,
+/// before anything is applied.
+pub fn checks(pass: Pass<'_>) -> Result<HealthChecks, InvalidHealthCheck> {
+    let ctx = pass.ctx;
+    let own = HealthChecks::compile(&pass.app.spec.health_checks, "spec.healthChecks", &ctx.health_exprs)?;
+    Ok(own.over(&ctx.options.health_checks))
+}
 
 /// The health of the revision's objects, overridden by the rollout's verdict when it has one.
 pub fn health(
     pass: Pass<'_>,
     mem: &mut AppMemory,
     built: &Built,
+    checks: &HealthChecks,
     rollout: Option<&Decision>,
 ) -> ObjectHealth {
     let timer = pass.ctx.metrics.time(Stage::Health);
-    let health = assess(mem, &built.desired, pass.ctx.options.health_timeout, &built.revision);
+    let health = assess(mem, &built.desired, checks, pass.ctx.options.health_timeout, &built.revision);
     drop(timer);
     match rollout.and_then(|d| d.health.clone()) {
         Some((code, message)) => ObjectHealth::new(code, message),
@@ -58,20 +68,25 @@ pub async fn verify(
     Ok((health, verification))
 }
 
-/// The Application's health from the live objects ferry has seen, with the progress deadline.
+/// The Application's health from the live objects ferry has seen (by `checks` for the kinds they
+/// cover), with the progress deadline.
 pub fn assess(
     mem: &mut AppMemory,
     desired: &[Desired],
+    checks: &HealthChecks,
     deadline: Duration,
     revision: &Revision,
 ) -> ObjectHealth {
     // Kinds whose live object is not kept (ConfigMaps, Secrets, RBAC) are healthy when they exist.
     let blank = Value::Object(Default::default());
-    let mut health = health::aggregate(desired.iter().map(|d| {
-        let name = ObjectName::from(&d.entry);
-        let live = mem.known.get(&d.key).map(|k| k.live.as_deref().unwrap_or(&blank));
-        (name, live)
-    }));
+    let mut health = health::aggregate(
+        checks,
+        desired.iter().map(|d| {
+            let name = ObjectName::from(&d.entry);
+            let live = mem.known.get(&d.key).map(|k| k.live.as_deref().unwrap_or(&blank));
+            (name, live)
+        }),
+    );
     if health.status != HealthStatusCode::Progressing {
         mem.progressing_since = None;
         return health;
