@@ -362,7 +362,11 @@ mod tests {
         assert_eq!(judge(&checks, &widget(json!({"phase": "Ready"}))), (Healthy, String::new()));
         assert_eq!(
             judge(&checks, &widget(json!({"phase": "Failed"}))),
-            (Degraded, "spec.healthChecks[0].failed is true: status.phase == 'Failed' || status.phase == 'Working'".into())
+            (
+                Degraded,
+                "spec.healthChecks[0].failed is true: status.phase == 'Failed' || status.phase == 'Working'"
+                    .into()
+            )
         );
         // inProgress is tried before failed, which is true too.
         assert_eq!(
@@ -391,10 +395,14 @@ mod tests {
         let no_status = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}});
         let (status, message) = judge(&checks, &no_status);
         assert_eq!(status, Progressing);
-        assert!(message.starts_with("spec.healthChecks[0].inProgress cannot be evaluated yet: "), "{message}");
+        assert!(
+            message.starts_with("spec.healthChecks[0].inProgress cannot be evaluated yet: "),
+            "{message}"
+        );
         assert!(message.contains("status"), "{message}");
         // Not a bool.
-        let c = HealthChecks::compile(&[entry("v1", "Pod", "status.phase")], "f", &ExprCache::default()).unwrap();
+        let c =
+            HealthChecks::compile(&[entry("v1", "Pod", "status.phase")], "f", &ExprCache::default()).unwrap();
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "status": {"phase": "Running"}});
         let (status, message) = judge(&c, &pod);
         assert_eq!(status, Progressing);
@@ -404,7 +412,9 @@ mod tests {
     #[test]
     fn conditions_can_be_filtered_as_in_the_flux_library() {
         let e = HealthCheckExpr {
-            failed: Some("status.conditions.filter(e, e.type == 'Synced').all(e, e.status == 'False')".into()),
+            failed: Some(
+                "status.conditions.filter(e, e.type == 'Synced').all(e, e.status == 'False')".into(),
+            ),
             ..entry(
                 "bitnami.com/v1alpha1",
                 "SealedSecret",
@@ -447,7 +457,10 @@ mod tests {
         let own = HealthChecks::compile(&[app_rule], "spec.healthChecks", &cache).unwrap().over(&cluster);
         let (status, message) = judge(&own, &lb);
         assert_eq!(status, Progressing);
-        assert!(message.starts_with("spec.healthChecks[0]"), "the Application's own check decides: {message}");
+        assert!(
+            message.starts_with("spec.healthChecks[0]"),
+            "the Application's own check decides: {message}"
+        );
     }
 
     #[test]
@@ -458,11 +471,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.starts_with("spec.healthChecks[1].failed: \"status.phase ==\" is not a valid CEL expression: "),
+            err.starts_with(
+                "spec.healthChecks[1].failed: \"status.phase ==\" is not a valid CEL expression: "
+            ),
             "{err}"
         );
-        let err = HealthChecks::compile(&[entry("a/b/c", "X", "true")], "spec.healthChecks", &cache).unwrap_err();
-        assert_eq!(err.to_string(), "spec.healthChecks[0].apiVersion: \"a/b/c\" is not GROUP/VERSION or VERSION");
+        let err =
+            HealthChecks::compile(&[entry("a/b/c", "X", "true")], "spec.healthChecks", &cache).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.healthChecks[0].apiVersion: \"a/b/c\" is not GROUP/VERSION or VERSION"
+        );
         let twice = [entry("apps/v1", "Deployment", "true"), entry("apps/v1beta2", "Deployment", "false")];
         let err = HealthChecks::compile(&twice, "spec.healthChecks", &cache).unwrap_err();
         assert_eq!(
@@ -479,13 +498,20 @@ mod tests {
         assert!(compile("status.conditions.filter(c, c.type == 'Ready').all(c, c.status == 'True')").is_ok());
         // Two deep: every container has a ready status.
         assert!(
-            compile("spec.containers.all(c, status.containerStatuses.exists(s, s.name == c.name && s.ready))")
-                .is_ok()
+            compile(
+                "spec.containers.all(c, status.containerStatuses.exists(s, s.name == c.name && s.ready))"
+            )
+            .is_ok()
         );
         let three = "spec.a.all(x, spec.b.all(y, spec.c.all(z, x == y && y == z)))";
         assert_eq!(
             compile(three).unwrap_err(),
-            InvalidHealthCheck::TooDeep { field: "f[0]".into(), which: "current", expression: three.into(), depth: 3 }
+            InvalidHealthCheck::TooDeep {
+                field: "f[0]".into(),
+                which: "current",
+                expression: three.into(),
+                depth: 3
+            }
         );
     }
 
