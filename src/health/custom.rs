@@ -34,6 +34,10 @@ pub const MAX_NESTING: usize = 2;
 /// Compiled expressions kept by [`ExprCache`]; past it the cache starts over.
 const MAX_CACHED: usize = 1024;
 
+/// What a panic inside the CEL crate becomes (caught); the property tests look for it.
+pub(crate) const PARSER_PANICKED: &str = "the CEL parser failed";
+pub(crate) const INTERPRETER_PANICKED: &str = "the CEL interpreter failed";
+
 /// Longest evaluation error quoted in a health message.
 const MAX_ERROR_CHARS: usize = 200;
 
@@ -72,8 +76,7 @@ pub struct Expression {
 
 impl Expression {
     fn compile(source: &str) -> Result<Expression, String> {
-        let compiled =
-            catch_unwind(|| ENV.compile(source)).map_err(|_| "the CEL parser failed".to_string())?;
+        let compiled = catch_unwind(|| ENV.compile(source)).map_err(|_| PARSER_PANICKED.to_string())?;
         let program = compiled.map_err(|errors| {
             let errors = errors.errors.iter().map(|e| format!("{}:{}: {}", e.pos.0, e.pos.1, e.msg));
             errors.collect::<Vec<_>>().join("; ")
@@ -84,7 +87,7 @@ impl Expression {
     /// True, false, or why it is neither.
     fn is_true(&self, context: &Context) -> Result<bool, String> {
         let result = catch_unwind(AssertUnwindSafe(|| self.program.execute(context)))
-            .map_err(|_| "the CEL interpreter failed".to_string())?;
+            .map_err(|_| INTERPRETER_PANICKED.to_string())?;
         match result {
             Ok(cel::Value::Bool(b)) => Ok(b),
             Ok(other) => Err(format!("the result is a {:?}, not a bool", other.type_of())),
@@ -522,6 +525,30 @@ mod tests {
         for e in ["", ")", "'unterminated", "a.b.c(", "\u{0}", "[[[[", deep.as_str(), "1 +"] {
             let result = HealthChecks::compile(&[entry("v1", "Pod", e)], "f", &cache);
             assert!(matches!(result, Err(InvalidHealthCheck::Syntax { .. })), "{e:.20}: {result:?}");
+        }
+    }
+
+    #[test]
+    fn overflows_and_bad_indexes_are_evaluation_errors_not_panics() {
+        let cache = ExprCache::default();
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "status": {"phase": "Running", "n": 9223372036854775807i64}});
+        for e in [
+            "status.n + 1 > 0",
+            "-9223372036854775808 / -1 == 0",
+            "-9223372036854775808 % -1 == 0",
+            "1 / 0 == 0",
+            "1 % 0 == 0",
+            "[1][5] == 1",
+            "status.phase.substring(50) == ''",
+            "status.phase.charAt(-1) == ''",
+            "uint(-1) == 0u",
+            "int(1e300) == 0",
+            "status.phase.matches('[a-') ",
+        ] {
+            let checks = HealthChecks::compile(&[entry("v1", "Pod", e)], "f", &cache).unwrap();
+            let (status, message) = judge(&checks, &pod);
+            assert_eq!(status, Progressing, "{e}: {message}");
+            assert!(!message.contains(INTERPRETER_PANICKED), "{e}: {message}");
         }
     }
 

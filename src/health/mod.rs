@@ -12,6 +12,8 @@ use std::cmp::Ordering;
 use serde_json::Value;
 
 pub use self::custom::{ExprCache, HealthChecks, InvalidHealthCheck, MAX_NESTING};
+#[cfg(test)]
+pub(crate) use self::custom::{INTERPRETER_PANICKED, PARSER_PANICKED};
 use crate::api::HealthStatusCode;
 
 /// The health of one live object: by the custom check for its group and kind when `checks` has
