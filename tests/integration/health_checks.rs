@@ -3,9 +3,10 @@
 //! LoadBalancer Service and an Ingress, which never get an address here (kwok runs no
 //! load-balancer controller), Progressing by ferry's rule and Healthy with a check; a cluster-wide
 //! check and an Application's own one over it; an invalid expression refused before anything is
-//! applied, and a bad `--health-checks` file refused at start.
+//! applied, and a bad `--health-checks` file refused at start. The cluster-wide file is the one
+//! the chart's `healthChecks` value mounts.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
@@ -81,6 +82,51 @@ fn wait_health(app: &FerryApp, status: &str, sha: &str) -> Value {
         }
         Ok(a.clone())
     })
+}
+
+/// The file the chart mounts for `healthChecks: <checks>` (the ConfigMap's data), after checking
+/// that its Deployment mounts it where its `--health-checks` flag points.
+fn chart_health_checks_file(checks: &Value) -> String {
+    let chart = repo_root().join("charts/ferry");
+    let set = format!("healthChecks={checks}");
+    let out = Command::new(helm_bin())
+        .args(["template", "ferry", chart.to_str().expect("a UTF-8 path"), "--namespace", "ferry-system"])
+        .args(["--set-json", &set])
+        .env("HELM_CACHE_HOME", std::env::temp_dir().join("ferry-tests-helm/cache"))
+        .env("HELM_CONFIG_HOME", std::env::temp_dir().join("ferry-tests-helm/config"))
+        .env("HELM_DATA_HOME", std::env::temp_dir().join("ferry-tests-helm/data"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run helm");
+    assert!(out.status.success(), "helm template failed: {}", String::from_utf8_lossy(&out.stderr));
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8_lossy(&out.stdout)).expect("YAML");
+    let of_kind = |kind: &str| {
+        docs.iter().find(|d| {
+            d["kind"] == kind && d["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("ferry"))
+        })
+    };
+    let deployment = of_kind("Deployment").expect("the chart renders a Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert!(
+        container["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| a == "--health-checks=/etc/ferry/health-checks/health-checks.yaml"),
+        "no --health-checks flag: {}",
+        container["args"]
+    );
+    let mount =
+        container["volumeMounts"].as_array().into_iter().flatten().find(|m| m["name"] == "health-checks");
+    assert_eq!(mount.map(|m| m["mountPath"].clone()), Some(json!("/etc/ferry/health-checks")), "{container}");
+    let cm = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "ferry-health-checks")
+        .expect("the chart renders the health checks ConfigMap");
+    let volume = pod["volumes"].as_array().into_iter().flatten().find(|v| v["name"] == "health-checks");
+    assert_eq!(volume.map(|v| v["configMap"]["name"].clone()), Some(json!("ferry-health-checks")), "{pod}");
+    cm["data"]["health-checks.yaml"].as_str().expect("the ConfigMap holds health-checks.yaml").to_string()
 }
 
 fn health_message(app: &Value) -> String {
@@ -167,9 +213,10 @@ fn a_load_balancer_without_an_address_is_healthy_only_with_a_check() {
 
 #[test]
 fn cluster_wide_checks_apply_and_an_applications_own_check_wins() {
+    // The file as the chart's `healthChecks` value mounts it.
     let file = tempfile::NamedTempFile::new().expect("a temp file");
-    std::fs::write(file.path(), "- apiVersion: v1\n  kind: Service\n  current: \"true\"\n")
-        .expect("write it");
+    let checks = json!([{"apiVersion": "v1", "kind": "Service", "current": "true"}]);
+    std::fs::write(file.path(), chart_health_checks_file(&checks)).expect("write it");
     let path = file.path().to_str().expect("a UTF-8 path").to_string();
     let s = Scenario::with_ferry_args("hc-cluster", &["--health-checks", &path]);
     s.commit(&[("lb.yaml", lb_service("web"))], "a load balancer");
