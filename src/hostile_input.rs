@@ -9,12 +9,13 @@ use proptest::{prelude::*, test_runner::Config};
 use serde_json::{Value, json};
 
 use crate::{
-    api::{Application, ApplicationSpec},
+    api::{Application, ApplicationSpec, HealthCheckExpr},
     artifact::{
         oci::OciRepository,
         unpack::{UnpackLimits, unpack_tar_gz},
     },
     duration,
+    health::{self, ExprCache, HealthChecks},
     render::{
         AgeKeys,
         parse::{parse_json, parse_json_with_keys, parse_yaml, parse_yaml_with_keys},
@@ -118,6 +119,82 @@ const DURATION: &[&str] = &["0", "9", "99999999999", ".", "ms", "s", "m", "h", "
 const CONDITION: &[&str] = &[
     "result", "(", ")", "!", "not ", "&&", "||", " and ", " or ", "<", "<=", ">", ">=", "==", "!=", "=", "0",
     "1e308", "1e999", "-", ".5", "NaN", " ", "é",
+];
+
+const CEL: &[&str] = &[
+    "status",
+    "spec",
+    "metadata",
+    ".",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    "'",
+    "\"",
+    "==",
+    "!=",
+    "<",
+    "&&",
+    "||",
+    "!",
+    "?",
+    ":",
+    ",",
+    "has(",
+    ".all(e, ",
+    ".exists(e, ",
+    ".exists_one(e, ",
+    ".map(e, ",
+    ".filter(e, ",
+    "e",
+    "size(",
+    "0",
+    "-1",
+    "9223372036854775807",
+    "-9223372036854775808",
+    "18446744073709551615u",
+    "1.5",
+    "1e309",
+    "b'",
+    "r'",
+    "\\",
+    "true",
+    "null",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    " in ",
+    "int(",
+    "uint(",
+    "double(",
+    "string(",
+    "bytes(",
+    "dyn(",
+    "type(",
+    ".matches(",
+    "'[a-'",
+    "'(a*)*b'",
+    ".conditions",
+    "[0]",
+    "[-1]",
+    "[\"x\"]",
+    " ",
+    "é",
+    ".?",
+    "optional.of(",
+    ".orValue(",
+    ".lowerAscii()",
+    ".split(",
+    ".substring(",
+    ".charAt(",
+    "duration(",
+    "timestamp(",
+    "\u{0}",
 ];
 
 const TEMPLATE: &[&str] = &["{{", "}}", "{", "}", " ", "revision", "namespace", "é", "{{revision}}"];
@@ -233,6 +310,21 @@ proptest! {
     fn conditions_never_panic(text in pieces(CONDITION), result in any::<f64>()) {
         if let Ok(condition) = Condition::parse(&text) {
             let _ = condition.holds(result);
+        }
+    }
+
+    /// Neither compiling nor evaluating a health check expression panics inside the CEL crate
+    /// (ferry catches such a panic too, and says so in the message this looks for).
+    #[test]
+    fn health_check_expressions_never_panic(text in pieces(CEL), status in json_value(), spec in json_value()) {
+        let entry = HealthCheckExpr { api_version: "v1".into(), kind: "Pod".into(), current: text, ..Default::default() };
+        match HealthChecks::compile(&[entry], "spec.healthChecks", &ExprCache::default()) {
+            Ok(checks) => {
+                let pod = json!({"apiVersion": "v1", "kind": "Pod", "status": status, "spec": spec});
+                let message = health::assess(&pod, &checks).message.unwrap_or_default();
+                prop_assert!(!message.contains(health::INTERPRETER_PANICKED), "{}", message);
+            }
+            Err(e) => prop_assert!(!e.to_string().contains(health::PARSER_PANICKED), "{}", e),
         }
     }
 

@@ -138,6 +138,11 @@ struct RunArgs {
     /// Seconds an Application may stay Progressing before it is Degraded.
     #[arg(long, default_value_t = 600, env = "FERRY_HEALTH_TIMEOUT_SECONDS")]
     health_timeout_seconds: u64,
+    /// YAML file with cluster-wide custom health checks: a list of {apiVersion, kind, current,
+    /// inProgress, failed} CEL checks, as in spec.healthChecks (which take precedence). Read at
+    /// start; the chart mounts its `healthChecks` value here.
+    #[arg(long, env = "FERRY_HEALTH_CHECKS", value_name = "FILE")]
+    health_checks: Option<PathBuf>,
     /// Seconds an ls-remote of a repository is shared by the Applications on it with the same
     /// credentials (never longer than half an Application's interval; a sync requested by a
     /// webhook or `ferry sync` always lists afresh). 0: each Application lists for itself.
@@ -264,6 +269,7 @@ impl RunArgs {
             },
             policy_namespace: self.policy_namespace.filter(|n| !n.is_empty()),
             health_timeout: Duration::from_secs(self.health_timeout_seconds),
+            health_checks: self.health_checks,
             git_ref_cache: Duration::from_secs(self.git_ref_cache_seconds),
             kustomize: self.kustomize,
             helm: self.helm,

@@ -47,7 +47,7 @@ use tracing::info;
 
 use crate::{
     api::{
-        APPLICATION_SET_LABEL, Application, ApplicationSet, RECONCILE_AT_ANNOTATION,
+        APPLICATION_SET_LABEL, Application, ApplicationSet, HealthCheckExpr, RECONCILE_AT_ANNOTATION,
         ROLLOUT_REQUEST_ANNOTATION, TenantPolicy,
     },
     appset,
@@ -56,6 +56,7 @@ use crate::{
         Caches, Connection, Context, Elector, Followers, LeaderConfig, LeaderConfigError, Leadership,
         PreflightError, Role, Shard, SyncOptions, Watches, collect_garbage, preflight, reconcile,
     },
+    health::{ExprCache, HealthChecks, InvalidHealthCheck},
     metrics::Metrics,
     render::RenderOptions,
     server::{BadSecretName, Readiness, Server, ServerState, WebhookSecret, Webhooks},
@@ -89,6 +90,8 @@ pub struct RunOptions {
     /// Where ferry reads TenantPolicies from (`--policy-namespace`); `None`: it reads none.
     pub policy_namespace: Option<String>,
     pub health_timeout: Duration,
+    /// The YAML file of cluster-wide custom health checks (`--health-checks`).
+    pub health_checks: Option<PathBuf>,
     /// How long Applications on one repository share an ls-remote (`--git-ref-cache-seconds`).
     pub git_ref_cache: Duration,
     pub kustomize: PathBuf,
@@ -158,6 +161,12 @@ pub enum StartupError {
     Listen { address: String, source: std::io::Error },
     #[error("cannot read the address of the HTTP listener on {address}: {source}")]
     ListenerAddress { address: String, source: std::io::Error },
+    #[error("cannot read --health-checks {}: {source}", path.display())]
+    HealthChecksFile { path: PathBuf, source: std::io::Error },
+    #[error("--health-checks {}: {message}; it holds a YAML list of checks, each {{apiVersion, kind, current, inProgress, failed}}", path.display())]
+    HealthChecksYaml { path: PathBuf, message: String },
+    #[error(transparent)]
+    HealthChecks(#[from] InvalidHealthCheck),
 }
 
 /// Runs the controller until SIGINT or SIGTERM, or until it loses its leader-election Lease
@@ -199,12 +208,15 @@ impl Replica {
         shutdown: &mut Shutdown,
     ) -> Result<Option<(Replica, Triggers)>, RunError> {
         let webhook_secret = check_options(&opts)?;
+        let health_checks = load_health_checks(opts.health_checks.as_deref())?;
         let Some(connected) = connect(&opts, shutdown).await? else { return Ok(None) };
         let git = open_git_cache(&opts)?;
         let (listener, http_address) = listen(&opts.http_address).await?;
         let election = Election::start(&connected.connection.client, &opts);
         let triggers = Triggers::new();
-        let (ctx, apps_writer, policy_cache) = shared_context(&opts, connected.connection, git, &triggers);
+        let sync = sync_options(&opts, health_checks);
+        let (ctx, apps_writer, policy_cache) =
+            shared_context(&opts, sync, connected.connection, git, &triggers);
         let collector = tokio::spawn(collect_garbage(ctx.clone(), opts.cache_gc_interval));
         export_app_metrics(&ctx, &election.leadership, opts.shard);
         let readiness = Readiness::new("waiting for the Application cache to sync");
@@ -490,6 +502,7 @@ impl Triggers {
 /// TenantPolicies, and that cache's task), and the writer of the Application cache it reads.
 fn shared_context(
     opts: &RunOptions,
+    sync: SyncOptions,
     connection: Connection,
     git: GitCache,
     triggers: &Triggers,
@@ -500,7 +513,7 @@ fn shared_context(
     let policies_served = serves(&connection.discovery, "TenantPolicy");
     let (reader, writer) = reflector::store();
     let caches = Caches { git, watches, apps: reader.clone() };
-    let mut ctx = Context::new(connection, sync_options(opts), caches);
+    let mut ctx = Context::new(connection, sync, caches);
     ctx.reporter.instance = Some(opts.identity.clone());
     let policy_cache = match (&opts.policy_namespace, policies_served) {
         (Some(ns), true) => {
@@ -517,8 +530,26 @@ fn shared_context(
     (Arc::new(ctx), writer, policy_cache)
 }
 
+/// The cluster-wide custom health checks of `--health-checks`, compiled (none without the flag).
+/// A file that cannot be read or holds an invalid check stops start-up: ferry would otherwise
+/// judge health by rules the platform team did not mean.
+fn load_health_checks(path: Option<&std::path::Path>) -> Result<HealthChecks, StartupError> {
+    let Some(path) = path else { return Ok(HealthChecks::default()) };
+    let file = |source| StartupError::HealthChecksFile { path: path.to_path_buf(), source };
+    let text = std::fs::read_to_string(path).map_err(file)?;
+    let yaml = |e: serde_saphyr::Error| StartupError::HealthChecksYaml {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let entries: Option<Vec<HealthCheckExpr>> = serde_saphyr::from_str(&text).map_err(yaml)?;
+    let field = format!("--health-checks {}", path.display());
+    let checks = HealthChecks::compile(&entries.unwrap_or_default(), &field, &ExprCache::default())?;
+    info!(path = %path.display(), checks = checks.len(), "loaded the cluster-wide health checks");
+    Ok(checks)
+}
+
 /// What reconciles need of the flags.
-fn sync_options(opts: &RunOptions) -> SyncOptions {
+fn sync_options(opts: &RunOptions, health_checks: HealthChecks) -> SyncOptions {
     SyncOptions {
         api_timeout: opts.api_timeout,
         lockdown: opts.lockdown.clone(),
@@ -538,6 +569,7 @@ fn sync_options(opts: &RunOptions) -> SyncOptions {
         prometheus_url: opts.prometheus_url.clone(),
         allowed_prometheus_urls: opts.allowed_prometheus_urls.clone(),
         promotion_namespaces: opts.promotion_namespaces.clone(),
+        health_checks,
     }
 }
 

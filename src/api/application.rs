@@ -189,7 +189,8 @@ pub struct IgnoreDifference {
 }
 
 /// See `spec.healthChecks`: CEL expressions over the live object (its fields at the top level,
-/// e.g. `status.conditions`), tried in the order failed, current, inProgress.
+/// e.g. `status.conditions`), tried in the order inProgress, failed, current (Flux's); none true
+/// is Progressing.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthCheckExpr {

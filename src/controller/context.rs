@@ -21,6 +21,7 @@ use crate::{
     api::{Application, TenantPolicy},
     apply::{AppRef, ApplyError},
     artifact::{fetch::Artifacts, helm_repo::HelmRepoOptions, oci::OciFetcherOptions},
+    health::{ExprCache, HealthChecks},
     locks::locked,
     metrics::Metrics,
     render::{Capabilities, DiscoveredScopes, RenderCache, RenderOptions},
@@ -58,6 +59,8 @@ pub struct SyncOptions {
     /// Namespaces whose Applications others may follow with `ref.fromApplication`, besides
     /// their own (`--promotion-namespaces`; `*` for any).
     pub promotion_namespaces: Vec<String>,
+    /// The cluster-wide custom health checks (`--health-checks`), compiled at start-up.
+    pub health_checks: HealthChecks,
 }
 
 /// Shared state of the controller.
@@ -83,6 +86,8 @@ pub struct Context {
     pub policies: Option<Store<TenantPolicy>>,
     /// The client of rollout analyses; why there is none when the TLS roots could not be loaded.
     pub prometheus: Result<Prometheus, String>,
+    /// The CEL expressions of `spec.healthChecks`, compiled once per distinct expression.
+    pub health_exprs: ExprCache,
     discovery: RwLock<Discovered>,
     impersonating: Mutex<HashMap<String, Client>>,
     memory: Mutex<HashMap<AppRef, Arc<tokio::sync::Mutex<AppMemory>>>>,
@@ -125,6 +130,7 @@ impl Context {
             client,
             config,
             prometheus,
+            health_exprs: ExprCache::default(),
             options,
             git,
             artifacts,

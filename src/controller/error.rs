@@ -64,6 +64,9 @@ pub enum SyncError {
     /// The PostSync hooks': running, replacing or reading them.
     #[error(transparent)]
     Hooks(#[from] super::hooks::HookError),
+    /// `spec.healthChecks` cannot be compiled; nothing was applied.
+    #[error(transparent)]
+    HealthChecks(#[from] crate::health::InvalidHealthCheck),
 }
 
 impl SyncError {
@@ -79,6 +82,7 @@ impl SyncError {
             SyncError::Prune(e) => e.reason(),
             SyncError::Rollout(e) => e.reason(),
             SyncError::Hooks(e) => e.reason(),
+            SyncError::HealthChecks(_) => c::VALIDATION_FAILED,
         }
     }
 
@@ -94,6 +98,7 @@ impl SyncError {
             SyncError::Prune(e) => e.category(),
             SyncError::Rollout(e) => e.category(),
             SyncError::Hooks(e) => e.category(),
+            SyncError::HealthChecks(_) => "validation",
         }
     }
 
@@ -110,6 +115,7 @@ impl SyncError {
             SyncError::Prune(e) => e.is_transient(),
             SyncError::Rollout(e) => e.is_transient(),
             SyncError::Hooks(e) => e.is_transient(),
+            SyncError::HealthChecks(_) => false,
         }
     }
 

@@ -4,15 +4,30 @@
 //! every rule is unit-testable. The rules follow what `kubectl rollout status` and Argo CD decide,
 //! because that is what people coming to ferry already trust.
 
+mod custom;
 mod rules;
 
 use std::cmp::Ordering;
 
 use serde_json::Value;
 
+pub use self::custom::{ExprCache, HealthChecks, InvalidHealthCheck, MAX_NESTING};
+#[cfg(test)]
+pub(crate) use self::custom::{INTERPRETER_PANICKED, PARSER_PANICKED};
 use crate::api::HealthStatusCode;
 
-pub use rules::assess;
+/// The health of one live object: by the custom check for its group and kind when `checks` has
+/// one (see [`custom`]), otherwise by ferry's built-in rules.
+pub fn assess(obj: &Value, checks: &HealthChecks) -> ObjectHealth {
+    if let Some(h) = rules::being_deleted(obj) {
+        return h;
+    }
+    let (group, kind) = rules::group_kind(obj);
+    match checks.find(group, kind) {
+        Some(check) => check.evaluate(obj),
+        None => rules::assess(obj),
+    }
+}
 
 /// The health of one object, with a reason a person can act on when it is not Healthy.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,12 +85,15 @@ impl std::fmt::Display for ObjectName {
 /// The Application's health: the worst object's status, and a message naming that object
 /// (and how many others share the status). An Application with no objects is Healthy.
 /// `live` is `None` for an object that should exist but does not (Missing).
-pub fn aggregate<'a>(objects: impl IntoIterator<Item = (ObjectName, Option<&'a Value>)>) -> ObjectHealth {
+pub fn aggregate<'a>(
+    checks: &HealthChecks,
+    objects: impl IntoIterator<Item = (ObjectName, Option<&'a Value>)>,
+) -> ObjectHealth {
     let mut worst: Option<(ObjectName, ObjectHealth)> = None;
     let mut same = 0usize;
     for (name, live) in objects {
         let health = match live {
-            Some(obj) => assess(obj),
+            Some(obj) => assess(obj, checks),
             None => ObjectHealth::new(HealthStatusCode::Missing, "does not exist"),
         };
         let ord = worst
@@ -118,7 +136,7 @@ mod tests {
 
     #[test]
     fn no_objects_is_healthy() {
-        assert_eq!(aggregate(Vec::new()), ObjectHealth::healthy());
+        assert_eq!(aggregate(&HealthChecks::default(), Vec::new()), ObjectHealth::healthy());
     }
 
     #[test]
@@ -126,12 +144,15 @@ mod tests {
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
         let failed_job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"},
             "status": {"conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimitExceeded"}]}});
-        let agg = aggregate(vec![
-            (name("ConfigMap", "c"), Some(&cm)),
-            (name("Deployment", "web"), None),
-            (name("Job", "j"), Some(&failed_job)),
-            (name("Job", "k"), Some(&failed_job)),
-        ]);
+        let agg = aggregate(
+            &HealthChecks::default(),
+            vec![
+                (name("ConfigMap", "c"), Some(&cm)),
+                (name("Deployment", "web"), None),
+                (name("Job", "j"), Some(&failed_job)),
+                (name("Job", "k"), Some(&failed_job)),
+            ],
+        );
         assert_eq!(agg.status, HealthStatusCode::Degraded);
         assert_eq!(agg.message.as_deref(), Some("Job shop/j: job failed: BackoffLimitExceeded (and 1 more)"));
     }
@@ -139,7 +160,10 @@ mod tests {
     #[test]
     fn missing_outranks_progressing() {
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "status": {"phase": "Pending"}});
-        let agg = aggregate(vec![(name("Pod", "p"), Some(&pod)), (name("Service", "s"), None)]);
+        let agg = aggregate(
+            &HealthChecks::default(),
+            vec![(name("Pod", "p"), Some(&pod)), (name("Service", "s"), None)],
+        );
         assert_eq!(agg.status, HealthStatusCode::Missing);
         assert_eq!(agg.message.as_deref(), Some("Service shop/s: does not exist"));
     }

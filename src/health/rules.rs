@@ -15,14 +15,23 @@ const STUCK_WAITING_REASONS: &[&str] = &[
     "CreateContainerError",
 ];
 
+/// The object's API group (empty for the core group) and kind.
+pub fn group_kind(obj: &Value) -> (&str, &str) {
+    let group = obj["apiVersion"].as_str().unwrap_or_default().rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+    (group, obj["kind"].as_str().unwrap_or_default())
+}
+
+/// Whatever the rest says, an object being deleted is on its way out.
+pub fn being_deleted(obj: &Value) -> Option<ObjectHealth> {
+    obj["metadata"]["deletionTimestamp"].is_string().then(|| ObjectHealth::new(Progressing, "being deleted"))
+}
+
 /// The health of one live object.
 pub fn assess(obj: &Value) -> ObjectHealth {
-    let group = obj["apiVersion"].as_str().unwrap_or_default().rsplit_once('/').map(|(g, _)| g).unwrap_or("");
-    let kind = obj["kind"].as_str().unwrap_or_default();
-    if obj["metadata"]["deletionTimestamp"].is_string() {
-        return ObjectHealth::new(Progressing, "being deleted");
+    if let Some(h) = being_deleted(obj) {
+        return h;
     }
-    match (group, kind) {
+    match group_kind(obj) {
         ("apps", "Deployment") => deployment(obj),
         ("apps", "StatefulSet") => stateful_set(obj),
         ("apps", "DaemonSet") => daemon_set(obj),
@@ -58,7 +67,7 @@ fn condition_message(obj: &Value, type_: &str) -> String {
 }
 
 /// The controller has not yet seen the latest spec: whatever its status says is about an older one.
-fn not_observed(obj: &Value) -> Option<ObjectHealth> {
+pub(super) fn not_observed(obj: &Value) -> Option<ObjectHealth> {
     let generation = obj["metadata"]["generation"].as_i64()?;
     let observed = obj["status"]["observedGeneration"].as_i64().unwrap_or(0);
     (observed < generation)

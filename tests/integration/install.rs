@@ -142,6 +142,7 @@ fn bad_values_are_refused_by_the_values_schema() {
         (&["--set", "tenancy.lockdown=true"], "lockdown"),
         (&["--set", "render.maxBytes=32MB"], "/render/maxBytes"),
         (&["--set", "render.maxObjects=0"], "/render/maxObjects"),
+        (&["--set", "healthChecks[0].apiVersion=v1"], "/healthChecks/0"),
     ];
     for (args, field) in cases {
         let mut all = vec!["template", "ferry", chart.to_str().unwrap(), "--namespace", "ferry-system"];

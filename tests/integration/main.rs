@@ -15,6 +15,7 @@ mod dashboard;
 mod diff;
 mod git_fixture;
 mod hardening;
+mod health_checks;
 mod hooks;
 mod install;
 mod leader;

@@ -189,6 +189,11 @@ impl AppBuilder {
         self.set(&["spec", "strategy", "canary", field], value)
     }
 
+    /// `spec.healthChecks`: a list of `{apiVersion, kind, current, inProgress?, failed?}`.
+    pub fn health_checks(self, checks: Value) -> AppBuilder {
+        self.set(&["spec", "healthChecks"], checks)
+    }
+
     // ----- the result -----
 
     /// `metadata.name`.

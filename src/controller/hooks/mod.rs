@@ -168,7 +168,7 @@ pub fn outcome(kind: &str, live: &Value) -> Outcome {
             }
             _ => Outcome::Running,
         },
-        _ => match health::assess(live) {
+        _ => match health::assess(live, &health::HealthChecks::default()) {
             ObjectHealth { status: crate::api::HealthStatusCode::Healthy, .. } => Outcome::Succeeded,
             ObjectHealth { status: crate::api::HealthStatusCode::Degraded, message } => {
                 Outcome::Failed(message.unwrap_or_else(|| "degraded".into()))

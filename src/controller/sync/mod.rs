@@ -14,7 +14,9 @@
 //! - [`observe`] and [`decide`]: what each object needs (the decisions are pure functions in
 //!   [`decide`]), ownership conflicts, what to prune ([`prune`]).
 //! - [`write`]: the server-side dry run of every change, then apply phase by phase.
-//! - [`prune`], then [`verify`]: health, the rollout's verdict, PostSync hooks.
+//! - [`prune`], then [`verify`]: health (by `spec.healthChecks`, the cluster-wide checks, then
+//!   ferry's rules; the checks are compiled before the build, so a bad expression stops the pass
+//!   before anything is written), the rollout's verdict, PostSync hooks.
 //!
 //! Each stage has its own error enum in [`super::error`], wrapped by one variant of
 //! [`SyncError`]. The order is the safety argument: nothing is written before the fetch, the
@@ -43,7 +45,7 @@ use super::{context::Context, error::SyncError, memory::AppMemory, strategy};
 use crate::{
     api::{Application, InventoryEntry, SyncProgress, VerificationStatus},
     apply::AppRef,
-    health::ObjectHealth,
+    health::{HealthChecks, ObjectHealth},
     rollout::types::Decision,
     source::{Revision, Snapshot},
 };
@@ -105,23 +107,24 @@ async fn converge(
     progress: &mut Option<SyncProgress>,
 ) -> Result<Synced, SyncError> {
     let revision = &snapshot.revision;
+    let checks = verify::checks(pass)?;
     let mut built = build::build(pass, access, snapshot, mem).await?;
     let plan_timer = pass.ctx.metrics.time(crate::metrics::Stage::Plan);
     let rollout = rewrite::by_strategy(pass, mem, &mut built).await?;
     let planned = observe::plan(pass, mem, &built).await?;
     if let Some(state) = planned.pending.report_only(&pass.app.spec.sync_policy, revision) {
-        return Ok(report_only(pass, mem, &built, state));
+        return Ok(report_only(pass, mem, &built, &checks, state));
     }
     write::validate(pass, &built, &planned.changes).await?;
     drop(plan_timer);
     phases::begin(pass, &built, progress).await?;
     if let Gate::Wait(message) = phases::pre_sync(pass, &built, progress).await? {
-        return Ok(in_progress(pass, mem, &built, &planned, &[], message));
+        return Ok(in_progress(pass, mem, (&built, &checks), &planned, &[], message));
     }
-    let waves = phases::apply_waves(pass, &mut built, mem, &planned.changes, progress).await?;
+    let waves = phases::apply_waves(pass, (&mut built, &checks), mem, &planned.changes, progress).await?;
     count_applied(pass, &planned, &waves.applied);
     if let Some(message) = waves.waiting {
-        return Ok(in_progress(pass, mem, &built, &planned, &waves.applied, message));
+        return Ok(in_progress(pass, mem, (&built, &checks), &planned, &waves.applied, message));
     }
     let applied = waves.applied;
     let pruned = prune::prune(pass, &built.applier, mem, &planned.prune).await?;
@@ -134,7 +137,7 @@ async fn converge(
     }
     mem.last_applied = Some(built.split.objects.clone());
     let decision = rollout.map(|r| r.decision);
-    let health = verify::health(pass, mem, &built, decision.as_ref());
+    let health = verify::health(pass, mem, &built, &checks, decision.as_ref());
     let (health, verification) = verify::verify(pass, &built, health, progress).await?;
     let (corrected, applied) =
         (names(&built, &planned, &applied, true), names(&built, &planned, &applied, false));
@@ -163,16 +166,17 @@ fn names(built: &Built, planned: &Planned, applied: &[usize], corrected: bool) -
 fn in_progress(
     pass: Pass<'_>,
     mem: &mut AppMemory,
-    built: &Built,
+    (built, checks): (&Built, &HealthChecks),
     planned: &Planned,
     applied: &[usize],
     message: String,
 ) -> Synced {
+    let deadline = pass.ctx.options.health_timeout;
     let mut inventory = built.previous.clone();
     inventory.extend(planned.prune.inventory.iter().filter(|e| !built.previous.contains(e)).cloned());
     Synced {
         state: SyncState::InProgress { message },
-        health: verify::assess(mem, &built.desired, pass.ctx.options.health_timeout, &built.revision),
+        health: verify::assess(mem, &built.desired, checks, deadline, &built.revision),
         inventory,
         applied: names(built, planned, applied, false),
         corrected: names(built, planned, applied, true),
@@ -184,10 +188,17 @@ fn in_progress(
 }
 
 /// Pending changes the policy only reports: the live objects and the inventory stay as they are.
-fn report_only(pass: Pass<'_>, mem: &mut AppMemory, built: &Built, state: SyncState) -> Synced {
+fn report_only(
+    pass: Pass<'_>,
+    mem: &mut AppMemory,
+    built: &Built,
+    checks: &HealthChecks,
+    state: SyncState,
+) -> Synced {
+    let deadline = pass.ctx.options.health_timeout;
     Synced {
         state,
-        health: verify::assess(mem, &built.desired, pass.ctx.options.health_timeout, &built.revision),
+        health: verify::assess(mem, &built.desired, checks, deadline, &built.revision),
         inventory: built.previous.clone(),
         applied: vec![],
         corrected: vec![],

@@ -19,6 +19,7 @@ use crate::{
         hooks::{HookError, PhaseOutcome, Runner, shown},
         memory::AppMemory,
     },
+    health::HealthChecks,
 };
 
 /// Whether the sync goes on past a phase or a wave in this pass.
@@ -115,7 +116,7 @@ pub async fn pre_sync(
 /// one has something to do.
 pub async fn apply_waves(
     pass: Pass<'_>,
-    built: &mut Built,
+    (built, checks): (&mut Built, &HealthChecks),
     mem: &mut AppMemory,
     changes: &write::Changes,
     progress: &mut Option<SyncProgress>,
@@ -138,7 +139,7 @@ pub async fn apply_waves(
         if later.is_empty() || !has_work(built, changes, later, progress.as_ref()) {
             continue;
         }
-        let health = verify::health_of(mem, built.desired.iter().filter(|d| d.wave == wave));
+        let health = verify::health_of(mem, checks, built.desired.iter().filter(|d| d.wave == wave));
         if health.status != HealthStatusCode::Healthy {
             let why = health.message.unwrap_or_else(|| format!("{:?}", health.status));
             let message = format!("sync wave {wave} is not Healthy yet: {why}");

@@ -16,21 +16,31 @@ use crate::{
         hooks::{self, PhaseOutcome},
         memory::AppMemory,
     },
-    health::{self, ObjectHealth, ObjectName},
+    health::{self, HealthChecks, InvalidHealthCheck, ObjectHealth, ObjectName},
     metrics::Stage,
     rollout::types::Decision,
     source::Revision,
 };
+
+/// The checks of the Application's `spec.healthChecks` over the cluster-wide ones, compiled (or
+/// as compiled before): an expression that does not compile fails the pass as ValidationFailed,
+/// before anything is applied.
+pub fn checks(pass: Pass<'_>) -> Result<HealthChecks, InvalidHealthCheck> {
+    let ctx = pass.ctx;
+    let own = HealthChecks::compile(&pass.app.spec.health_checks, "spec.healthChecks", &ctx.health_exprs)?;
+    Ok(own.over(&ctx.options.health_checks))
+}
 
 /// The health of the revision's objects, overridden by the rollout's verdict when it has one.
 pub fn health(
     pass: Pass<'_>,
     mem: &mut AppMemory,
     built: &Built,
+    checks: &HealthChecks,
     rollout: Option<&Decision>,
 ) -> ObjectHealth {
     let timer = pass.ctx.metrics.time(Stage::Health);
-    let health = assess(mem, &built.desired, pass.ctx.options.health_timeout, &built.revision);
+    let health = assess(mem, &built.desired, checks, pass.ctx.options.health_timeout, &built.revision);
     drop(timer);
     match rollout.and_then(|d| d.health.clone()) {
         Some((code, message)) => ObjectHealth::new(code, message),
@@ -137,23 +147,32 @@ fn verification(
 
 /// The health of some objects, from the live objects ferry has seen. Kinds whose live object
 /// is not kept (ConfigMaps, Secrets, RBAC) are healthy when they exist.
-pub fn health_of<'a>(mem: &AppMemory, desired: impl Iterator<Item = &'a Desired>) -> ObjectHealth {
+pub fn health_of<'a>(
+    mem: &AppMemory,
+    checks: &HealthChecks,
+    desired: impl Iterator<Item = &'a Desired>,
+) -> ObjectHealth {
     let blank = Value::Object(Default::default());
-    health::aggregate(desired.map(|d| {
-        let name = ObjectName::from(&d.entry);
-        let live = mem.known.get(&d.key).map(|k| k.live.as_deref().unwrap_or(&blank));
-        (name, live)
-    }))
+    health::aggregate(
+        checks,
+        desired.map(|d| {
+            let name = ObjectName::from(&d.entry);
+            let live = mem.known.get(&d.key).map(|k| k.live.as_deref().unwrap_or(&blank));
+            (name, live)
+        }),
+    )
 }
 
-/// The Application's health from the live objects ferry has seen, with the progress deadline.
+/// The Application's health from the live objects ferry has seen (by `checks` for the kinds they
+/// cover), with the progress deadline.
 pub fn assess(
     mem: &mut AppMemory,
     desired: &[Desired],
+    checks: &HealthChecks,
     deadline: Duration,
     revision: &Revision,
 ) -> ObjectHealth {
-    let mut health = health_of(mem, desired.iter());
+    let mut health = health_of(mem, checks, desired.iter());
     if health.status != HealthStatusCode::Progressing {
         mem.progressing_since = None;
         return health;
