@@ -79,6 +79,16 @@ pub fn describe(app: &Application) -> String {
         let ns = upstream.namespace.clone().unwrap_or_else(|| app.namespace().unwrap_or_default());
         line("Follows", format!("{ns}/{} (its verified revision)", upstream.name));
     }
+    if !app.spec.depends_on.is_empty() {
+        let own = app.namespace().unwrap_or_default();
+        let deps: Vec<String> = app
+            .spec
+            .depends_on
+            .iter()
+            .map(|d| format!("{}/{}", d.namespace.as_deref().unwrap_or(&own), d.name))
+            .collect();
+        line("Depends on", deps.join(", "));
+    }
     if let Some(v) = &status.verification {
         let message = v.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
         line("Verification", format!("{:?} at {}{message}", v.phase, v.revision));

@@ -23,6 +23,10 @@ pub const DRIFT_DETECTED: &str = "DriftDetected";
 pub const OUT_OF_SYNC: &str = "OutOfSync";
 pub const VERIFICATION_FAILED: &str = "VerificationFailed";
 pub const WAITING_FOR_PROMOTION: &str = "WaitingForPromotion";
+/// An Application of spec.dependsOn is missing or not Ready at its latest revision: ferry waits.
+pub const DEPENDENCY_NOT_READY: &str = "DependencyNotReady";
+/// spec.dependsOn leads back to the Application itself: it can never sync until a spec changes.
+pub const DEPENDENCY_CYCLE: &str = "DependencyCycle";
 // Refusals of the tenancy lockdown (flags and TenantPolicies), one reason per rule.
 pub const SOURCE_NOT_PERMITTED: &str = "SourceNotPermitted";
 pub const DESTINATION_NOT_PERMITTED: &str = "DestinationNotPermitted";
