@@ -65,7 +65,7 @@ pub enum DependencyError {
     #[error("waiting for Application {} ({FIELD}), which does not exist", shown(.0))]
     Missing(ObjectRef<Application>),
     #[error("waiting for Application {} ({FIELD}), which {why}", shown(.dependency))]
-    NotReady { dependency: ObjectRef<Application>, why: NotReady },
+    NotReady { dependency: ObjectRef<Application>, why: Box<NotReady> },
     /// The path from the Application back to itself.
     #[error("{FIELD} forms a cycle: {}", .0.iter().map(shown).collect::<Vec<_>>().join(" -> "))]
     Cycle(Vec<ObjectRef<Application>>),
@@ -140,7 +140,7 @@ pub fn gate(
     }
     for dep in deps {
         let Some(found) = apps.get(&dep) else { return Err(DependencyError::Missing(dep)) };
-        readiness(&found).map_err(|why| DependencyError::NotReady { dependency: dep, why })?;
+        readiness(&found).map_err(|why| DependencyError::NotReady { dependency: dep, why: Box::new(why) })?;
     }
     Ok(())
 }
