@@ -55,8 +55,8 @@ pub struct SyncOptions {
     pub charts: HelmRepoOptions,
     /// Limits of OCI registry requests.
     pub oci: OciFetcherOptions,
-    /// Namespaces whose Applications others may follow with `ref.fromApplication`, besides
-    /// their own (`--promotion-namespaces`; `*` for any).
+    /// Namespaces whose Applications others may follow with `ref.fromApplication` or depend on
+    /// with `dependsOn`, besides their own (`--promotion-namespaces`; `*` for any).
     pub promotion_namespaces: Vec<String>,
 }
 
