@@ -227,3 +227,23 @@ pub async fn diff(request: DiffRequest<'_>) -> Result<crate::diff::Plan, CliErro
     let plan = crate::diff::live::plan(client, &app, input, render, &cache, TIMEOUT).await;
     plan.map_err(|e| CliError::Diff(Box::new(e)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ApplicationSpec;
+
+    #[test]
+    fn status_names_the_dependencies_with_their_namespaces() {
+        let app: Application = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ferry.dev/v1alpha1", "kind": "Application",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"source": {"repoURL": "https://git.example.com/a.git", "ref": {"branch": "main"}},
+                     "dependsOn": [{"name": "db"}, {"name": "crds", "namespace": "platform"}]}
+        }))
+        .unwrap();
+        assert!(describe(&app).contains("Depends on    shop/db, platform/crds\n"), "{}", describe(&app));
+        let alone = Application { spec: ApplicationSpec { depends_on: vec![], ..app.spec.clone() }, ..app };
+        assert!(!describe(&alone).contains("Depends on"));
+    }
+}

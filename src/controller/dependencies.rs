@@ -36,12 +36,11 @@ use crate::{
 /// The field named in messages and refusals.
 const FIELD: &str = "spec.dependsOn";
 
-/// How much of a dependency's Ready message a dependant repeats (a chain of dependants would
-/// otherwise nest every message of the chain).
-const QUOTED_MESSAGE: usize = 200;
-
 /// Why an Application does not count as Ready at its latest revision for its dependants; its
-/// text completes "waiting for Application X, which ...".
+/// text completes "waiting for Application X, which ...". A condition's reason, not its message:
+/// the message changes as a rollout progresses, and repeating it would rewrite the status of
+/// every dependant (and theirs, nesting the messages) at each step; the dependency's own status
+/// has the details.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotReady {
     #[error("is being deleted")]
@@ -50,8 +49,8 @@ pub enum NotReady {
     NotReconciled,
     #[error("has a spec change ferry has not reconciled yet")]
     SpecNotObserved,
-    #[error("is not Ready ({reason}: {message})")]
-    Condition { reason: String, message: String },
+    #[error("is not Ready ({reason})")]
+    Condition { reason: String },
     #[error("has not applied the revision it last resolved ({attempted})")]
     OlderRevision { attempted: String },
 }
@@ -172,22 +171,13 @@ pub fn readiness(dep: &Application) -> Result<(), NotReady> {
         return Err(NotReady::SpecNotObserved);
     }
     if ready.status != "True" {
-        let message = quoted(&ready.message);
-        return Err(NotReady::Condition { reason: ready.reason.clone(), message });
+        return Err(NotReady::Condition { reason: ready.reason.clone() });
     }
     match &status.last_attempted_revision {
         Some(attempted) if status.last_applied_revision.as_ref() != Some(attempted) => {
             Err(NotReady::OlderRevision { attempted: attempted.clone() })
         }
         _ => Ok(()),
-    }
-}
-
-/// The first [`QUOTED_MESSAGE`] characters of `message`.
-fn quoted(message: &str) -> String {
-    match message.char_indices().nth(QUOTED_MESSAGE) {
-        Some((end, _)) => format!("{}...", message.get(..end).unwrap_or(message)),
-        None => message.to_string(),
     }
 }
 
@@ -336,13 +326,7 @@ mod tests {
         assert_eq!(readiness(&app("t", "db", &[])), Err(NotReady::NotReconciled));
 
         let failed = with_ready(app("t", "db", &[]), "False", c::RENDER_FAILED);
-        assert_eq!(
-            readiness(&failed),
-            Err(NotReady::Condition {
-                reason: c::RENDER_FAILED.into(),
-                message: "RenderFailed message".into()
-            })
-        );
+        assert_eq!(readiness(&failed), Err(NotReady::Condition { reason: c::RENDER_FAILED.into() }));
 
         // A spec change ferry has not looked at yet: Ready speaks of the old spec.
         let mut changed = ready(app("t", "db", &[]));
@@ -364,16 +348,6 @@ mod tests {
         let mut deleting = ready(app("t", "db", &[]));
         deleting.metadata.deletion_timestamp = Some(Time("2026-01-01T00:00:00Z".parse().unwrap()));
         assert_eq!(readiness(&deleting), Err(NotReady::Deleting));
-    }
-
-    #[test]
-    fn a_long_ready_message_is_cut_and_any_text_is_safe_to_cut() {
-        let mut dep = with_ready(app("t", "db", &[]), "False", c::HEALTH_CHECK_FAILED);
-        if let Some(s) = dep.status.as_mut() {
-            s.conditions[0].message = "é".repeat(500);
-        }
-        let Err(NotReady::Condition { message, .. }) = readiness(&dep) else { panic!("not ready") };
-        assert_eq!(message, format!("{}...", "é".repeat(QUOTED_MESSAGE)));
     }
 
     #[test]
@@ -474,6 +448,15 @@ mod tests {
             s.conditions[0].message = "5 objects synced and healthy".into();
         }
         assert!(dependants.on_event(&again, &apps).is_empty(), "still Ready");
+        let progressing = |message: &str| {
+            let mut app = with_ready(app("t", "db", &[]), "False", c::PROGRESSING);
+            if let Some(s) = app.status.as_mut() {
+                s.conditions[0].message = message.into();
+            }
+            app
+        };
+        assert_eq!(dependants.on_event(&progressing("1/3 replicas"), &apps).len(), 2, "no longer Ready");
+        assert!(dependants.on_event(&progressing("2/3 replicas"), &apps).is_empty(), "a rollout's steps");
         let failed = with_ready(app("t", "db", &[]), "False", c::APPLY_FAILED);
         assert_eq!(dependants.on_event(&failed, &apps).len(), 2, "no longer Ready");
         assert_eq!(names(&dependants.on_delete(&failed, &apps)), ["t/web", "u/api"]);
