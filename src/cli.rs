@@ -60,6 +60,15 @@ pub async fn status(name: &str, namespace: Option<&str>) -> Result<String, CliEr
     Ok(describe(&read(&api, &namespace, name).await?))
 }
 
+/// `spec.dependsOn` as `namespace/name, ...`.
+fn dependencies(app: &Application) -> String {
+    let own = app.namespace().unwrap_or_default();
+    let deps = app.spec.depends_on.iter();
+    deps.map(|d| format!("{}/{}", d.namespace.as_deref().unwrap_or(&own), d.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The text of `ferry status`.
 pub fn describe(app: &Application) -> String {
     let mut out = String::new();
@@ -80,14 +89,7 @@ pub fn describe(app: &Application) -> String {
         line("Follows", format!("{ns}/{} (its verified revision)", upstream.name));
     }
     if !app.spec.depends_on.is_empty() {
-        let own = app.namespace().unwrap_or_default();
-        let deps: Vec<String> = app
-            .spec
-            .depends_on
-            .iter()
-            .map(|d| format!("{}/{}", d.namespace.as_deref().unwrap_or(&own), d.name))
-            .collect();
-        line("Depends on", deps.join(", "));
+        line("Depends on", dependencies(app));
     }
     if let Some(v) = &status.verification {
         let message = v.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();

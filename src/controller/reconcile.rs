@@ -200,9 +200,7 @@ async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
             Action::requeue(backoff(mem.failures, &app_ref.name).min(interval))
         }
         Err(e) if e.awaits_change() => Action::await_change(),
-        Err(SyncError::Dependencies(e)) if e.is_waiting() => {
-            Action::requeue(jitter(DEPENDENCY_RETRY, &app_ref.name).min(interval))
-        }
+        Err(SyncError::Dependencies(e)) if e.is_waiting() => dependency_retry(&app_ref, interval),
         // A new commit or a spec change can fix it: look again at the next interval.
         Err(_) => Action::requeue(interval),
     })
@@ -616,6 +614,12 @@ fn names(items: &[&String]) -> String {
         0 => shown.join(", "),
         more => format!("{} and {more} more", shown.join(", ")),
     }
+}
+
+/// The safety-net look of an Application waiting for its dependencies, never later than its
+/// interval.
+fn dependency_retry(app: &AppRef, interval: Duration) -> Action {
+    Action::requeue(jitter(DEPENDENCY_RETRY, &app.name).min(interval))
 }
 
 /// 5s, 10s, 20s ... capped at 5 minutes, with jitter so retries of many Applications spread.
