@@ -73,6 +73,7 @@ fn a_dependant_waits_for_its_dependency_in_another_namespace_and_syncs_the_momen
         .expect("a name off shard 0");
     let db = name_in_shard(b_ns, "db", shard);
     let api = name_in_shard(a_ns, "api", shard);
+    let (x, y) = (name_in_shard(a_ns, "x", shard), name_in_shard(b_ns, "y", shard));
 
     let git = GitServer::start();
     let sha = git.commit_files(
@@ -86,7 +87,7 @@ fn a_dependant_waits_for_its_dependency_in_another_namespace_and_syncs_the_momen
     let args = [
         format!("--shard-count={SHARDS}"),
         format!("--shard-index={shard}"),
-        format!("--promotion-namespaces={b_ns}"),
+        format!("--promotion-namespaces={b_ns},{a_ns}"),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let ferry = Ferry::start_all_namespaces(&cluster, a_ns, &args);
@@ -123,6 +124,16 @@ fn a_dependant_waits_for_its_dependency_in_another_namespace_and_syncs_the_momen
     let message = wait_condition(&api_app, "Stalled", "CrossNamespaceRefNotPermitted", &[&c_ref]);
     assert!(message.starts_with(&format!("spec.dependsOn names Application {c_ref} in another namespace")));
     assert!(message.contains(&format!("--promotion-namespaces={}", ns_c.name)), "{message}");
+
+    // A cycle across the two namespaces is reported on both.
+    let x_app = hourly(&git, a_ns, &x, "web").depends_on(json!([{"name": y, "namespace": b_ns}]));
+    let x_app = x_app.create(&cluster);
+    let y_app = hourly(&git, b_ns, &y, "db").depends_on(json!([{"name": x, "namespace": a_ns}]));
+    let y_app = y_app.create(&cluster);
+    let (x_ref, y_ref) = (format!("{a_ns}/{x}"), format!("{b_ns}/{y}"));
+    let cycle = |from: &str, to: &str| format!("spec.dependsOn forms a cycle: {from} -> {to} -> {from}");
+    wait_condition(&x_app, "Stalled", "DependencyCycle", &[&cycle(&x_ref, &y_ref)]);
+    wait_condition(&y_app, "Stalled", "DependencyCycle", &[&cycle(&y_ref, &x_ref)]);
 
     // Deleting a dependency is not blocked; its dependant keeps what it synced and waits.
     cluster.kubectl_ok(&["-n", b_ns, "delete", "applications.ferry.dev", &db, "--wait=false"]);
