@@ -130,9 +130,8 @@ pub fn gate(
     }
     // The spec being reconciled, not the cache's copy of it, which may be older.
     let me = ObjectRef::new(&app.name_any()).within(&app.namespace().unwrap_or_default());
-    let edges = |r: &ObjectRef<Application>| match r == &me {
-        true => deps.clone(),
-        false => apps.get(r).map(|a| dependencies(&a)).unwrap_or_default(),
+    let edges = |r: &ObjectRef<Application>| {
+        if r == &me { deps.clone() } else { apps.get(r).map(|a| dependencies(&a)).unwrap_or_default() }
     };
     if let Some(cycle) = find_cycle(&me, edges) {
         return Err(DependencyError::Cycle(cycle));

@@ -37,9 +37,10 @@ fn wait_condition(app: &FerryApp, type_: &str, reason: &str, words: &[&str]) -> 
     app.wait(&format!("{type_}=True {reason} mentioning {words:?}"), T, |a| {
         let (status, why, message) = cond(a, type_);
         let current = a["status"]["observedGeneration"] == a["metadata"]["generation"];
-        match status == "True" && why == reason && current && words.iter().all(|w| message.contains(w)) {
-            true => Ok(message),
-            false => Err(format!("{type_} is {status}/{why}: {message}")),
+        if status == "True" && why == reason && current && words.iter().all(|w| message.contains(w)) {
+            Ok(message)
+        } else {
+            Err(format!("{type_} is {status}/{why}: {message}"))
         }
     })
 }
