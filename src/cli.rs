@@ -60,6 +60,15 @@ pub async fn status(name: &str, namespace: Option<&str>) -> Result<String, CliEr
     Ok(describe(&read(&api, &namespace, name).await?))
 }
 
+/// `spec.dependsOn` as `namespace/name, ...`.
+fn dependencies(app: &Application) -> String {
+    let own = app.namespace().unwrap_or_default();
+    let deps = app.spec.depends_on.iter();
+    deps.map(|d| format!("{}/{}", d.namespace.as_deref().unwrap_or(&own), d.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The text of `ferry status`.
 pub fn describe(app: &Application) -> String {
     let mut out = String::new();
@@ -78,6 +87,9 @@ pub fn describe(app: &Application) -> String {
     if let Some(upstream) = app.spec.source.from_application() {
         let ns = upstream.namespace.clone().unwrap_or_else(|| app.namespace().unwrap_or_default());
         line("Follows", format!("{ns}/{} (its verified revision)", upstream.name));
+    }
+    if !app.spec.depends_on.is_empty() {
+        line("Depends on", dependencies(app));
     }
     if let Some(v) = &status.verification {
         let message = v.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
@@ -216,4 +228,24 @@ pub async fn diff(request: DiffRequest<'_>) -> Result<crate::diff::Plan, CliErro
     };
     let plan = crate::diff::live::plan(client, &app, input, render, &cache, TIMEOUT).await;
     plan.map_err(|e| CliError::Diff(Box::new(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ApplicationSpec;
+
+    #[test]
+    fn status_names_the_dependencies_with_their_namespaces() {
+        let app: Application = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ferry.dev/v1alpha1", "kind": "Application",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"source": {"repoURL": "https://git.example.com/a.git", "ref": {"branch": "main"}},
+                     "dependsOn": [{"name": "db"}, {"name": "crds", "namespace": "platform"}]}
+        }))
+        .unwrap();
+        assert!(describe(&app).contains("Depends on    shop/db, platform/crds\n"), "{}", describe(&app));
+        let alone = Application { spec: ApplicationSpec { depends_on: vec![], ..app.spec.clone() }, ..app };
+        assert!(!describe(&alone).contains("Depends on"));
+    }
 }

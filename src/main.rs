@@ -127,8 +127,9 @@ struct RunArgs {
     /// install a file:// URL reads ferry's own disk.
     #[arg(long, env = "FERRY_ALLOW_FILE_URLS")]
     allow_file_urls: bool,
-    /// References never leave an Application's namespace: spec.source.ref.fromApplication may
-    /// name only an Application of the same namespace, whatever --promotion-namespaces says.
+    /// References never leave an Application's namespace: spec.source.ref.fromApplication and
+    /// spec.dependsOn may name only Applications of the same namespace, whatever
+    /// --promotion-namespaces says.
     #[arg(long, env = "FERRY_NO_CROSS_NAMESPACE_REFS")]
     no_cross_namespace_refs: bool,
     /// Enforce the TenantPolicies of this namespace (ferry's own; only the platform team should
@@ -169,9 +170,9 @@ struct RunArgs {
     /// otherwise an author can make ferry send GET requests to any URL it reaches.
     #[arg(long, env = "FERRY_ALLOWED_PROMETHEUS_URLS", value_delimiter = ',', value_name = "URL,...")]
     allowed_prometheus_urls: Vec<String>,
-    /// Namespaces whose Applications may be followed (`spec.source.ref.fromApplication`) from
-    /// other namespaces, comma-separated; `*` for any. An Application may always follow one in
-    /// its own namespace.
+    /// Namespaces whose Applications may be followed (`spec.source.ref.fromApplication`) or
+    /// depended on (`spec.dependsOn`) from other namespaces, comma-separated; `*` for any. An
+    /// Application may always refer to one in its own namespace.
     #[arg(long, env = "FERRY_PROMOTION_NAMESPACES", value_delimiter = ',')]
     promotion_namespaces: Vec<String>,
     /// Watch managed objects only in these namespaces (comma-separated), for RBAC that grants

@@ -53,8 +53,8 @@ use crate::{
     appset,
     artifact::{helm_repo::HelmRepoOptions, oci::OciFetcherOptions},
     controller::{
-        Caches, Connection, Context, Elector, Followers, LeaderConfig, LeaderConfigError, Leadership,
-        PreflightError, Role, Shard, SyncOptions, Watches, collect_garbage, preflight, reconcile,
+        Caches, Connection, Context, Dependants, Elector, Followers, LeaderConfig, LeaderConfigError,
+        Leadership, PreflightError, Role, Shard, SyncOptions, Watches, collect_garbage, preflight, reconcile,
     },
     health::{ExprCache, HealthChecks, InvalidHealthCheck},
     metrics::Metrics,
@@ -609,22 +609,28 @@ fn watch_apps(
     let (forwarding, trigger, synced) =
         (triggers.forwarding.clone(), triggers.send.clone(), triggers.apps_synced.clone());
     let (wake, wake_on, store) = (triggers.send.clone(), triggers.forwarding.clone(), ctx.apps.clone());
-    let mut followers = Followers::default();
+    let (mut followers, mut dependants) = (Followers::default(), Dependants::default());
+    let wake_all = move |woken: Vec<ObjectRef<Application>>| {
+        for app in woken.into_iter().filter(|_| wake_on.load(Ordering::SeqCst)) {
+            let _ = wake.send(app);
+        }
+    };
     watcher(apps, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
         .inspect(move |event| match event {
             Ok(watcher::Event::InitDone) => synced.store(true, Ordering::SeqCst),
-            // A newly verified revision wakes the Applications that follow this one (after
-            // the store holds it, so that they read it).
+            // A newly verified revision wakes the Applications that follow this one, a change
+            // of readiness those that depend on it (after the store holds it, so that they
+            // read it).
             Ok(watcher::Event::Apply(app) | watcher::Event::InitApply(app)) => {
-                for follower in followers.on_event(app, &store) {
-                    if wake_on.load(Ordering::SeqCst) {
-                        let _ = wake.send(follower);
-                    }
-                }
+                wake_all(followers.on_event(app, &store));
+                wake_all(dependants.on_event(app, &store));
             }
-            Ok(watcher::Event::Delete(app)) => followers.forget(app),
+            Ok(watcher::Event::Delete(app)) => {
+                followers.forget(app);
+                wake_all(dependants.on_delete(app, &store));
+            }
             _ => {}
         })
         .applied_objects()

@@ -27,6 +27,10 @@ pub const HOOK_FAILED: &str = "HookFailed";
 /// A hook runs or a sync wave is not Healthy yet: the sync goes on.
 pub const SYNCING: &str = "Syncing";
 pub const WAITING_FOR_PROMOTION: &str = "WaitingForPromotion";
+/// An Application of spec.dependsOn is missing or not Ready at its latest revision: ferry waits.
+pub const DEPENDENCY_NOT_READY: &str = "DependencyNotReady";
+/// spec.dependsOn leads back to the Application itself: it can never sync until a spec changes.
+pub const DEPENDENCY_CYCLE: &str = "DependencyCycle";
 // Refusals of the tenancy lockdown (flags and TenantPolicies), one reason per rule.
 pub const SOURCE_NOT_PERMITTED: &str = "SourceNotPermitted";
 pub const DESTINATION_NOT_PERMITTED: &str = "DestinationNotPermitted";

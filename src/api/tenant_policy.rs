@@ -65,8 +65,9 @@ pub struct TenantPolicySpec {
     #[schemars(length(max = 64))]
     pub cluster_resources: Vec<GroupKind>,
 
-    /// May `spec.source.ref.fromApplication` name an Application in another namespace (ferry
-    /// must also run with `--promotion-namespaces` naming it). Default: no.
+    /// May `spec.source.ref.fromApplication` and `spec.dependsOn` name an Application in
+    /// another namespace (ferry must also run with `--promotion-namespaces` naming it).
+    /// Default: no.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_cross_namespace_refs: bool,
 

@@ -56,8 +56,8 @@ pub struct SyncOptions {
     pub charts: HelmRepoOptions,
     /// Limits of OCI registry requests.
     pub oci: OciFetcherOptions,
-    /// Namespaces whose Applications others may follow with `ref.fromApplication`, besides
-    /// their own (`--promotion-namespaces`; `*` for any).
+    /// Namespaces whose Applications others may follow with `ref.fromApplication` or depend on
+    /// with `dependsOn`, besides their own (`--promotion-namespaces`; `*` for any).
     pub promotion_namespaces: Vec<String>,
     /// The cluster-wide custom health checks (`--health-checks`), compiled at start-up.
     pub health_checks: HealthChecks,

@@ -67,6 +67,9 @@ pub enum SyncError {
     /// `spec.healthChecks` cannot be compiled; nothing was applied.
     #[error(transparent)]
     HealthChecks(#[from] crate::health::InvalidHealthCheck),
+    /// `spec.dependsOn`'s (`controller::dependencies`): waiting for, or refused, before the fetch.
+    #[error(transparent)]
+    Dependencies(#[from] super::dependencies::DependencyError),
 }
 
 impl SyncError {
@@ -83,6 +86,7 @@ impl SyncError {
             SyncError::Rollout(e) => e.reason(),
             SyncError::Hooks(e) => e.reason(),
             SyncError::HealthChecks(_) => c::VALIDATION_FAILED,
+            SyncError::Dependencies(e) => e.reason(),
         }
     }
 
@@ -99,6 +103,7 @@ impl SyncError {
             SyncError::Rollout(e) => e.category(),
             SyncError::Hooks(e) => e.category(),
             SyncError::HealthChecks(_) => "validation",
+            SyncError::Dependencies(e) => e.category(),
         }
     }
 
@@ -116,6 +121,7 @@ impl SyncError {
             SyncError::Rollout(e) => e.is_transient(),
             SyncError::Hooks(e) => e.is_transient(),
             SyncError::HealthChecks(_) => false,
+            SyncError::Dependencies(_) => false,
         }
     }
 
@@ -131,6 +137,7 @@ impl SyncError {
         matches!(
             self,
             SyncError::Access(AccessError::Client(_))
+                | SyncError::Dependencies(_)
                 | SyncError::Fetch(
                     FetchError::Credentials(_)
                         | FetchError::Source(_)
@@ -141,13 +148,24 @@ impl SyncError {
         )
     }
 
-    /// `ref.fromApplication`: the Application followed has no verified revision yet. Not a
-    /// failure: no failed history entry, no error metric.
+    /// `ref.fromApplication`: the Application followed has no verified revision yet;
+    /// `spec.dependsOn`: a dependency is missing or not Ready. Not a failure: no failed history
+    /// entry, no error metric.
     pub fn is_waiting(&self) -> bool {
-        matches!(
-            self,
-            SyncError::Fetch(FetchError::FollowedMissing { .. } | FetchError::FollowedUnverified { .. })
-        )
+        match self {
+            SyncError::Fetch(FetchError::FollowedMissing { .. } | FetchError::FollowedUnverified { .. }) => {
+                true
+            }
+            SyncError::Dependencies(e) => e.is_waiting(),
+            _ => false,
+        }
+    }
+
+    /// The pass never started, for a reason in the spec (`spec.dependsOn` forms a cycle or is
+    /// refused) that no revision has: Stalled, but no history entry (it would be a new one at
+    /// every pass, since there is no revision to tell a repeat by).
+    pub fn is_blocked(&self) -> bool {
+        matches!(self, SyncError::Dependencies(e) if !e.is_waiting())
     }
 
     /// The tenancy lockdown refused the Application (its Events carry the rule's reason).
@@ -157,6 +175,7 @@ impl SyncError {
             SyncError::Access(AccessError::Refused(_))
                 | SyncError::Fetch(FetchError::Refused(_))
                 | SyncError::Build(BuildError::Refused(_))
+                | SyncError::Dependencies(super::dependencies::DependencyError::Refused(_))
         )
     }
 }
@@ -594,6 +613,12 @@ mod tests {
                 false,
             ),
             (PruneError::Discovery(transient()).into(), c::APPLY_FAILED, "discovery", true),
+            (
+                super::super::dependencies::DependencyError::Missing(ObjectRef::new("a").within("b")).into(),
+                c::DEPENDENCY_NOT_READY,
+                "dependency",
+                false,
+            ),
         ];
         for (error, reason, category, transient) in cases {
             assert_eq!(

@@ -21,6 +21,8 @@
 //! - [`error`]: [`error::SyncError`], one variant per stage wrapping that stage's error enum.
 //! - [`status`]: kstatus conditions and history as pure functions.
 //! - `promotion`: `ref.fromApplication` followers, woken when what they follow verifies.
+//! - `dependencies`: `spec.dependsOn`: the gate before a pass fetches, cycles, and waking the
+//!   dependants of an Application whose readiness changed.
 //!
 //! Start-up pieces [`crate::startup`] uses: `preflight` (is the API server there, is the CRD
 //! installed), [`leader`] (Lease-based leader election), [`shard`] (which Applications this
@@ -29,6 +31,7 @@
 mod claims;
 mod context;
 mod delivery;
+mod dependencies;
 pub mod error;
 mod events;
 pub mod hooks;
@@ -47,6 +50,7 @@ mod watches;
 pub use context::{
     Caches, ClientError, Connection, Context, SyncOptions, collect_garbage, default_cache_dir,
 };
+pub use dependencies::Dependants;
 pub use leader::{Elector, LeaderConfig, LeaderConfigError, Leadership, Role, default_identity};
 pub use preflight::{PreflightError, preflight};
 pub use promotion::Followers;

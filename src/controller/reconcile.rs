@@ -45,6 +45,11 @@ use tracing::Instrument;
 /// How often running PostSync hooks are looked at.
 const HOOK_POLL: Duration = Duration::from_secs(2);
 
+/// How soon an Application waiting for `spec.dependsOn` looks again by itself. A safety net
+/// only: the Application watch wakes it as soon as a dependency's readiness changes (an event
+/// can be missed while the watch re-lists).
+const DEPENDENCY_RETRY: Duration = Duration::from_secs(120);
+
 /// Finalizer that lets ferry delete (or orphan) what an Application synced before it goes.
 pub const FINALIZER: &str = "ferry.dev/cleanup";
 
@@ -200,6 +205,7 @@ async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
             Action::requeue(backoff(mem.failures, &app_ref.name).min(interval))
         }
         Err(e) if e.awaits_change() => Action::await_change(),
+        Err(SyncError::Dependencies(e)) if e.is_waiting() => dependency_retry(&app_ref, interval),
         // A new commit or a spec change can fix it: look again at the next interval.
         Err(_) => Action::requeue(interval),
     })
@@ -492,7 +498,10 @@ fn record_failed(
     pass: &Pass,
 ) -> Phase {
     if e.is_waiting() {
-        return Phase::Reconciling { reason: c::WAITING_FOR_PROMOTION, message: e.to_string() };
+        return Phase::Reconciling { reason: e.reason(), message: e.to_string() };
+    }
+    if e.is_blocked() {
+        return Phase::Stalled { reason: e.reason(), message: e.to_string() };
     }
     if !e.before_the_revision() {
         next.sync = Some(pass.sync_status(SyncStatusCode::OutOfSync));
@@ -600,7 +609,8 @@ async fn announce(ctx: &Context, app: &Application, attempt: &Attempt, mem: &mut
         Err(e) if e.is_waiting() => {
             let note = e.to_string();
             if mem.last_failure_event.as_ref() != Some(&note) {
-                events::publish(ctx, app, EventType::Normal, events::WAITING_FOR_PROMOTION, &note).await;
+                // WaitingForPromotion or DependencyNotReady, as the condition says.
+                events::publish(ctx, app, EventType::Normal, e.reason(), &note).await;
                 mem.last_failure_event = Some(note);
             }
         }
@@ -635,6 +645,12 @@ fn names(items: &[&String]) -> String {
         0 => shown.join(", "),
         more => format!("{} and {more} more", shown.join(", ")),
     }
+}
+
+/// The safety-net look of an Application waiting for its dependencies, never later than its
+/// interval.
+fn dependency_retry(app: &AppRef, interval: Duration) -> Action {
+    Action::requeue(jitter(DEPENDENCY_RETRY, &app.name).min(interval))
 }
 
 /// 5s, 10s, 20s ... capped at 5 minutes, with jitter so retries of many Applications spread.
@@ -815,6 +831,52 @@ mod tests {
         let next = next_status(&app, &transient, &later, &later);
         assert!(next.conditions.iter().any(|c| c.type_ == c::RECONCILING && c.status == "True"));
         assert!(!next.conditions.iter().any(|c| c.type_ == c::STALLED));
+    }
+
+    #[test]
+    fn waiting_for_a_dependency_keeps_the_sync_state_and_a_cycle_adds_no_history() {
+        use crate::controller::dependencies::DependencyError;
+        use kube::runtime::reflector::ObjectRef;
+        let mut app = app();
+        let t = time("2026-01-01T00:00:00Z");
+        let synced = next_status(&app, &synced(1), &t, &t);
+        app.status = Some(synced.clone());
+        let condition = |s: &ApplicationStatus, type_: &str| {
+            s.conditions.iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.reason.clone()))
+        };
+        let later = time("2026-01-01T00:05:00Z");
+        let waiting = Attempt {
+            revision: None,
+            progress: None,
+            result: Err(DependencyError::Missing(ObjectRef::new("db").within("team")).into()),
+        };
+        let next = next_status(&app, &waiting, &later, &later);
+        assert_eq!(condition(&next, c::READY), Some(("False".into(), c::DEPENDENCY_NOT_READY.into())));
+        assert_eq!(condition(&next, c::RECONCILING), Some(("True".into(), c::DEPENDENCY_NOT_READY.into())));
+        assert!(next.conditions.iter().any(|c| c.message.contains("Application team/db")), "{next:?}");
+        assert_eq!(condition(&next, c::STALLED), None);
+        assert_eq!(
+            (&next.sync, &next.history, &next.inventory),
+            (&synced.sync, &synced.history, &synced.inventory)
+        );
+        assert_eq!(next.last_applied_revision, synced.last_applied_revision);
+
+        let cycle = || Attempt {
+            revision: None,
+            progress: None,
+            result: Err(DependencyError::Cycle(vec![
+                ObjectRef::new("shop").within("team"),
+                ObjectRef::new("db").within("team"),
+                ObjectRef::new("shop").within("team"),
+            ])
+            .into()),
+        };
+        let next = next_status(&app, &cycle(), &later, &later);
+        assert_eq!(condition(&next, c::STALLED), Some(("True".into(), c::DEPENDENCY_CYCLE.into())));
+        assert_eq!((&next.sync, &next.history), (&synced.sync, &synced.history));
+        app.status = Some(next.clone());
+        let much_later = time("2026-01-01T01:00:00Z");
+        assert_eq!(next_status(&app, &cycle(), &much_later, &much_later), next, "no write while it lasts");
     }
 
     #[test]

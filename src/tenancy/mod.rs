@@ -48,8 +48,9 @@ pub enum Refusal {
         "{objects}: cluster-scoped, and Applications of namespace {namespace} may write only the cluster-scoped kinds {allowed} (TenantPolicy {policy}); nothing was applied"
     )]
     ClusterScoped { objects: String, namespace: String, policy: String, allowed: String },
-    #[error("spec.source.ref.fromApplication names Application {followed} in another namespace: {why}")]
-    CrossNamespaceRef { followed: String, why: String },
+    /// `field`: the reference (`spec.source.ref.fromApplication`, `spec.dependsOn`).
+    #[error("{field} names Application {followed} in another namespace: {why}")]
+    CrossNamespaceRef { field: &'static str, followed: String, why: String },
     #[error(
         "spec.serviceAccountName is required: ferry runs with --require-service-account and no default ServiceAccount applies (--default-service-account or a TenantPolicy's defaultServiceAccount), so every Application must name the ServiceAccount it acts as"
     )]
@@ -216,23 +217,38 @@ impl Tenancy {
         followed_name: &str,
         promotion_namespaces: &[String],
     ) -> Result<(), Refusal> {
-        if followed_namespace == self.namespace {
+        let field = "spec.source.ref.fromApplication";
+        self.check_reference(field, followed_namespace, followed_name, promotion_namespaces)
+    }
+
+    /// May the Application's `field` (`ref.fromApplication`, `dependsOn`) read the Application
+    /// `namespace/name`? One rule for every reference to another Application: its own namespace
+    /// always; another only as `--promotion-namespaces`, `--no-cross-namespace-refs` and the
+    /// TenantPolicies allow.
+    pub fn check_reference(
+        &self,
+        field: &'static str,
+        namespace: &str,
+        name: &str,
+        promotion_namespaces: &[String],
+    ) -> Result<(), Refusal> {
+        if namespace == self.namespace {
             return Ok(());
         }
         let refuse = |why: String| {
-            Err(Refusal::CrossNamespaceRef { followed: format!("{followed_namespace}/{followed_name}"), why })
+            Err(Refusal::CrossNamespaceRef { field, followed: format!("{namespace}/{name}"), why })
         };
         if self.lockdown.no_cross_namespace_refs {
             return refuse("ferry runs with --no-cross-namespace-refs, so references never leave the Application's namespace".into());
         }
-        if !promotion_namespaces.iter().any(|n| n == "*" || n == followed_namespace) {
+        if !promotion_namespaces.iter().any(|n| n == "*" || n == namespace) {
             return refuse(format!(
-                "ferry follows Applications of namespace {followed_namespace} from elsewhere only when it runs with --promotion-namespaces={followed_namespace}"
+                "ferry lets Applications elsewhere refer to those of namespace {namespace} only when it runs with --promotion-namespaces={namespace}"
             ));
         }
         if let Some(p) = self.policies.iter().find(|p| !p.spec.allow_cross_namespace_refs) {
             return refuse(format!(
-                "TenantPolicy {} does not allow Applications of namespace {} to follow other namespaces (allowCrossNamespaceRefs)",
+                "TenantPolicy {} does not allow Applications of namespace {} to refer to other namespaces (allowCrossNamespaceRefs)",
                 policy_name(p),
                 self.namespace
             ));

@@ -12,6 +12,7 @@ mod charts;
 mod cli;
 mod cluster;
 mod dashboard;
+mod depends_on;
 mod diff;
 mod git_fixture;
 mod hardening;

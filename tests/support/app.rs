@@ -179,6 +179,11 @@ impl AppBuilder {
         self.set(&["spec", "destination", "createNamespace"], json!(on))
     }
 
+    /// `spec.dependsOn`: `[{"name": ..., "namespace": ...}]`.
+    pub fn depends_on(self, dependencies: Value) -> AppBuilder {
+        self.set(&["spec", "dependsOn"], dependencies)
+    }
+
     /// `spec.strategy.canary: {workload: {name: workload}, steps}`.
     pub fn canary(self, workload: &str, steps: Value) -> AppBuilder {
         self.set(&["spec", "strategy", "canary"], json!({"workload": {"name": workload}, "steps": steps}))

@@ -28,6 +28,8 @@ pub struct Ferry {
     namespace: String,
     cache_dir: tempfile::TempDir,
     extra_args: Vec<String>,
+    /// No `--namespace`: every namespace's Applications (see [`Ferry::start_all_namespaces`]).
+    all_namespaces: bool,
     child: Option<Child>,
     reader: Option<JoinHandle<()>>,
     log: Arc<Mutex<Vec<String>>>,
@@ -56,6 +58,20 @@ impl Ferry {
     /// the given arguments (no `--allow-file-urls`: what the chart runs). `namespace` also names
     /// the log file, so two processes in one test need different names there.
     pub fn start_as(kubeconfig: &Path, namespace: &str, extra_args: &[&str]) -> Ferry {
+        Ferry::launch(kubeconfig, namespace, extra_args, false)
+    }
+
+    /// Same as [`Ferry::start_with`] without `--namespace`: ferry watches the Applications of
+    /// every namespace (`log_name` names the log file). On the shared cluster the extra
+    /// arguments must keep it to the test's own Applications (a shard of its own), or it would
+    /// reconcile every other test's too.
+    pub fn start_all_namespaces(cluster: &Cluster, log_name: &str, extra_args: &[&str]) -> Ferry {
+        let mut args = vec!["--allow-file-urls"];
+        args.extend(extra_args);
+        Ferry::launch(&cluster.kubeconfig, log_name, &args, true)
+    }
+
+    fn launch(kubeconfig: &Path, namespace: &str, extra_args: &[&str], all_namespaces: bool) -> Ferry {
         let log_dir = repo_root().join("target/ferry-test-logs");
         std::fs::create_dir_all(&log_dir).expect("create target/ferry-test-logs");
         let log_path = log_dir.join(format!("{namespace}.log"));
@@ -65,6 +81,7 @@ impl Ferry {
             namespace: namespace.to_string(),
             cache_dir: tempfile::Builder::new().prefix("ferry-cache-").tempdir().expect("temp cache dir"),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            all_namespaces,
             child: None,
             reader: None,
             log: Arc::new(Mutex::new(Vec::new())),
@@ -87,7 +104,8 @@ impl Ferry {
         self.starts += 1;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
         cmd.arg("run");
-        if !self.extra_args.iter().any(|a| a == "--namespace" || a.starts_with("--namespace=")) {
+        let namespaced = !self.extra_args.iter().any(|a| a == "--namespace" || a.starts_with("--namespace="));
+        if namespaced && !self.all_namespaces {
             cmd.arg("--namespace").arg(&self.namespace);
         }
         // A `--cache-dir` among the extra arguments (a cache shared by two processes) wins.

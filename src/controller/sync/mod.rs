@@ -1,12 +1,13 @@
 //! One sync pass of one Application, as a pipeline of stages that take and return plain values:
 //!
 //! ```text
-//! access -> fetch -> build -> rewrite -> plan -> (report only?) -> validate -> apply -> prune -> health -> verify
-//!   Access   Snapshot  Built   strategy::Pass Planned               ()       applied   pruned   ObjectHealth  Synced
+//! access -> dependencies -> fetch -> build -> rewrite -> plan -> (report only?) -> validate -> apply -> prune -> health -> verify
+//!   Access   ()              Snapshot  Built   strategy::Pass Planned               ()       applied   pruned   ObjectHealth  Synced
 //! ```
 //!
 //! - [`fetch`]: who the Application acts as (the tenancy's lockdown) and the revision, fetched
-//!   only when new.
+//!   only when new. Between the two, `spec.dependsOn` ([`super::dependencies::gate`]): nothing
+//!   is fetched while a dependency is not Ready.
 //! - [`build`]: render, split off the hooks, add the created Namespace, prepare and resolve the
 //!   objects ([`desired`]); the tenancy checks every object.
 //! - [`rewrite`]: a canary or blue-green strategy rewrites the objects it drives
@@ -41,7 +42,7 @@ use std::time::Instant;
 
 use self::{build::Built, fetch::Access, observe::Planned, pass::Pass, phases::Gate};
 pub use self::{decide::SyncState, phases::hooks_running};
-use super::{context::Context, error::SyncError, memory::AppMemory, strategy};
+use super::{context::Context, dependencies, error::SyncError, memory::AppMemory, strategy};
 use crate::{
     api::{Application, InventoryEntry, SyncProgress, VerificationStatus},
     apply::AppRef,
@@ -90,9 +91,12 @@ pub async fn sync(ctx: &Context, app: &Application, app_ref: &AppRef, mem: &mut 
     Attempt { revision: Some(revision), result, progress }
 }
 
-/// Access, then fetch: nothing is read from Git before the lockdown allows it.
+/// Access, the dependencies, then fetch: nothing is read from Git before the lockdown allows
+/// it and every dependency is Ready.
 async fn source(pass: Pass<'_>, mem: &mut AppMemory) -> Result<(Access, Snapshot), SyncError> {
     let access = fetch::access(pass)?;
+    let promotion_namespaces = &pass.ctx.options.promotion_namespaces;
+    dependencies::gate(pass.app, &access.tenancy, promotion_namespaces, &pass.ctx.apps)?;
     let snapshot = fetch::fetch(pass, &access, mem).await?;
     Ok((access, snapshot))
 }
