@@ -73,7 +73,7 @@ pub async fn prune(
 ) -> Result<Vec<String>, PruneError> {
     let _timer = pass.ctx.metrics.time(crate::metrics::Stage::Prune);
     let mut pruned = Vec::new();
-    for p in &chosen.to_prune {
+    for p in in_reverse_waves(&chosen.to_prune) {
         if is_released(p, &chosen.inventory) {
             release_namespace(pass, applier, p).await?;
         } else {
@@ -84,6 +84,20 @@ pub async fn prune(
         mem.known.remove(&ObjKey::from(&p.entry));
     }
     Ok(pruned)
+}
+
+/// The objects to prune, the highest sync wave first (as applied, by the annotation on the live
+/// object); within a wave, in reverse apply order as chosen.
+fn in_reverse_waves(to_prune: &[Prunable]) -> Vec<&Prunable> {
+    let waves: Vec<i32> = to_prune.iter().map(|p| crate::plan::hooks::wave_of(p.live())).collect();
+    reverse_wave_order(&waves).into_iter().map(|i| &to_prune[i]).collect()
+}
+
+/// Indexes of `waves`, highest wave first, keeping the order within a wave.
+fn reverse_wave_order(waves: &[i32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..waves.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(waves[i]));
+    order
 }
 
 /// Whether a prune candidate is a Namespace to release rather than delete: one ferry created for
@@ -140,6 +154,12 @@ mod tests {
         );
         // A Namespace Git renders itself counts.
         assert!(refuse_emptied(&previous, &only_namespace, None, false).is_ok());
+    }
+
+    #[test]
+    fn prune_goes_from_the_last_wave_to_the_first() {
+        assert_eq!(reverse_wave_order(&[0, 2, -1, 2, 0]), [1, 3, 0, 4, 2]);
+        assert_eq!(reverse_wave_order(&[]), Vec::<usize>::new());
     }
 
     #[test]
