@@ -225,8 +225,9 @@ async fn cleanup(app: &Application, ctx: &Context) -> Result<Action, Error> {
         order.splice(0..0, super::strategy::derived_objects(app, &inventory));
         let hooks = app.status.as_ref().and_then(|s| s.verification.as_ref()).map(|v| v.hooks.clone());
         order.splice(0..0, hooks.unwrap_or_default());
-        let victims =
-            prunable::prunable(ctx, &applier, &app_ref, &order).await.map_err(|e| fail(e.into()))?;
+        let victims = prunable::removable(ctx, &applier, &app_ref, &order, prunable::Removal::Delete)
+            .await
+            .map_err(|e| fail(e.into()))?;
         for victim in &victims {
             victim.delete(&applier).await.map_err(|e| fail(e.into()))?;
         }

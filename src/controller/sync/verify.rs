@@ -12,6 +12,7 @@ use crate::{
     controller::{error::SyncError, hooks, memory::AppMemory},
     health::{self, ObjectHealth, ObjectName},
     metrics::Stage,
+    plan::ApplyMode,
     rollout::types::Decision,
     source::Revision,
 };
@@ -67,7 +68,11 @@ pub fn assess(
 ) -> ObjectHealth {
     // Kinds whose live object is not kept (ConfigMaps, Secrets, RBAC) are healthy when they exist.
     let blank = Value::Object(Default::default());
-    let mut health = health::aggregate(desired.iter().map(|d| {
+    // An object its options keep ferry from writing (Flux `ssa: Ignore`, `reconcile: disabled`)
+    // counts only when it exists: ferry does not create it.
+    let counted =
+        desired.iter().filter(|d| d.options.apply != ApplyMode::Skip || mem.known.contains_key(&d.key));
+    let mut health = health::aggregate(counted.map(|d| {
         let name = ObjectName::from(&d.entry);
         let live = mem.known.get(&d.key).map(|k| k.live.as_deref().unwrap_or(&blank));
         (name, live)
