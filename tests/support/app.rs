@@ -189,6 +189,11 @@ impl AppBuilder {
         self.set(&["spec", "strategy", "canary", field], value)
     }
 
+    /// `spec.ignoreDifferences`.
+    pub fn ignore_differences(self, rules: Value) -> AppBuilder {
+        self.set(&["spec", "ignoreDifferences"], rules)
+    }
+
     // ----- the result -----
 
     /// `metadata.name`.

@@ -27,7 +27,7 @@ use crate::{
         memory::{AppMemory, ObjKey},
         watches::Seen,
     },
-    plan::ignore,
+    plan::{ApplyMode, ignore, sync_options},
 };
 
 /// What the plan stage hands on: every object's plan, what changes, what to prune.
@@ -169,7 +169,11 @@ fn judge(
         ignore::strip(&mut want, &ignored);
         ignore::strip(&mut have, &ignored);
     }
-    let ownership = ownership_of(live.metadata.labels.as_ref(), pass.app_ref);
+    // Flux's `reconcile: disabled` set on the live object (`kubectl annotate`) pauses it too.
+    let (labels, annotations) = (live.metadata.labels.as_ref(), live.metadata.annotations.as_ref());
+    let paused = sync_options::parse(labels, annotations).options.apply == ApplyMode::Skip;
+    let wanted = if paused { Wanted { mode: ApplyMode::Skip, ..wanted } } else { wanted };
+    let ownership = ownership_of(labels, pass.app_ref);
     let live_view = decide::Live { value: &have, ownership: &ownership };
     (decide::from_live(&want, live_view, wanted, |o| owners.exists(o)), body)
 }
