@@ -268,3 +268,53 @@ fn an_unknown_option_is_refused_naming_the_object_and_nothing_is_applied() {
     assert!(message.contains("nothing was applied"), "{message}");
     assert!(uid(&s, "good").is_none(), "an object was applied though the revision was refused");
 }
+
+/// A namespaced CRD `Gadget` in `group` (installed by the test, as another tool would).
+fn gadget_crd(group: &str) -> String {
+    format!(
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.{group}
+spec:
+  group: {group}
+  names: {{kind: Gadget, listKind: GadgetList, plural: gadgets, singular: gadget}}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        x-kubernetes-preserve-unknown-fields: true
+"#
+    )
+}
+
+#[test]
+fn skip_dry_run_on_missing_resource_waits_for_its_kind_and_applies_the_rest() {
+    let s = Scenario::new("opt-skipdry");
+    let ns = s.ns().to_string();
+    let group = format!("{ns}.example.com");
+    s.delete_later(&["crd", &format!("gadgets.{group}")]);
+    let gadget = format!(
+        "apiVersion: {group}/v1\nkind: Gadget\nmetadata:\n  name: g\n  annotations:\n    {SYNC_OPTIONS}: SkipDryRunOnMissingResource=true\nspec: {{size: 1}}\n"
+    );
+    let sha = s.commit(
+        &[("settings.yaml", configmap("settings", None, &[("color", "blue")])), ("gadget.yaml", gadget)],
+        "a gadget whose CRD another tool installs",
+    );
+    let app = s.create_app(s.default_app("skipdry").interval("2s"));
+    // Its kind is not served: the rest is applied, and the pass names it.
+    let status = app.wait_refused("ValidationFailed", &sha, T);
+    let (_, message) = ready(&status);
+    assert!(message.contains(&format!("Gadget {ns}/g")), "{message}");
+    assert_eq!(s.cm_value("settings", "color").as_deref(), Some("blue"), "{}", summary(&status));
+
+    // Once another tool installs the CRD, the next pass applies it.
+    s.cluster.apply(&gadget_crd(&group));
+    app.wait_synced(&sha, T);
+    let g = s.get(&format!("gadgets.{group}"), Some(&ns), "g").expect("the gadget was applied");
+    assert_eq!(g["spec"]["size"], 1);
+}
