@@ -121,3 +121,21 @@ fn json_pointers_are_neither_drift_nor_reset_by_a_later_apply() {
     assert_eq!(s.cm_value("settings", "size").as_deref(), Some("2"));
     assert_eq!(s.cm_value("settings", "color").as_deref(), Some("red"), "the apply of a Git change reset it");
 }
+
+#[test]
+fn an_adopted_object_keeps_the_fields_its_other_manager_owns() {
+    let s = Scenario::new("drift-adopt");
+    // Before ferry, another tool applied the Deployment and scaled it (as when moving from Argo
+    // CD, whose objects carry no ferry labels).
+    let theirs = deployment("web", Some(s.ns()), "registry.example/web:1.0", 5);
+    let run =
+        s.cluster.kubectl_stdin(&["apply", "--server-side", "--field-manager=hpa-test", "-f", "-"], &theirs);
+    assert!(run.success, "{}", run.stderr);
+    let sha = s.commit(&[("web.yaml", deployment("web", None, "registry.example/web:1.0", 2))], "web");
+    let rules = json!([{"group": "apps", "kind": "Deployment", "name": "web", "managedFieldsManagers": ["hpa-test"]}]);
+    let app = s.create_app(s.default_app("adopt").interval("1h").ignore_differences(rules));
+    app.wait_synced(&sha, T);
+    let web = s.get("deployment", Some(s.ns()), "web").expect("deployment web");
+    assert_eq!(web["metadata"]["labels"]["ferry.dev/app-name"], "adopt", "not adopted");
+    assert_eq!(web["spec"]["replicas"], 5, "the adoption reset the other manager's replicas");
+}

@@ -92,6 +92,9 @@ pub struct Wanted<'a> {
     pub secret: bool,
     /// How its options say to write it (Flux's `ssa` and `reconcile` annotations).
     pub mode: ApplyMode,
+    /// `spec.ignoreDifferences` names fields of it: one that exists is read before it is
+    /// applied, so those fields keep their live values.
+    pub ignores: bool,
 }
 
 /// A live object as read, and whose it is by its labels.
@@ -150,7 +153,9 @@ fn decide_from_watch(
         Watched::Absent if wanted.known.is_some() => FromWatch::Read,
         // The watch sees only labelled objects: one that someone else created must not be
         // overwritten, so only a read says whether it is present.
-        Watched::Absent if wanted.mode == ApplyMode::IfNotPresent => FromWatch::Read,
+        // The same for an object whose ignored fields must keep their live values (one another
+        // tool applied before ferry adopts it: an HPA's replicas).
+        Watched::Absent if wanted.mode == ApplyMode::IfNotPresent || wanted.ignores => FromWatch::Read,
         // Not labelled by any Application: it does not exist, or ferry adopts it with the apply.
         Watched::Absent => FromWatch::Planned(missing(wanted.previously_applied, ApplyMode::Apply)),
         Watched::Present { .. } | Watched::Unknown => FromWatch::Read,
@@ -306,7 +311,7 @@ mod tests {
     }
 
     fn wanted<'a>(hash: &'a str, known: Option<&'a Known>, previously_applied: bool) -> Wanted<'a> {
-        Wanted { hash, known, previously_applied, secret: false, mode: ApplyMode::Apply }
+        Wanted { hash, known, previously_applied, secret: false, mode: ApplyMode::Apply, ignores: false }
     }
 
     fn other() -> AppRef {
@@ -453,6 +458,9 @@ mod tests {
         assert_eq!(missing(true, ApplyMode::IfNotPresent), ObjectPlan::new(Change::Recreate));
         let drifted = from_live(&cm("a", Some("h2")), live, once, |_| true);
         assert_eq!((drifted.plan.change, drifted.matches), (Change::InSync, true));
+        // An object with ignored fields that another tool may have created is read first.
+        let ignores = Wanted { ignores: true, ..wanted("h2", None, false) };
+        assert_eq!(from_watch(&Watched::Absent, ignores, |_| true), FromWatch::Read);
         // Override changes nothing here: it forces conflicts when applying.
         let force = Wanted { mode: ApplyMode::Override, ..wanted("h2", None, false) };
         assert_eq!(from_live(&cm("a", Some("h2")), live, force, |_| true).plan.change, Change::Update);

@@ -100,7 +100,8 @@ async fn observe(
     let mut out: Vec<Option<ObjectPlan>> = Vec::with_capacity(desired.len());
     let mut to_read = Vec::new();
     for (i, (d, w)) in desired.iter().zip(&watched).enumerate() {
-        match decide::from_watch(w, wanted(mem, d, previous), |o| owners.exists(o)) {
+        let ignores = !ignore_rules(pass, d).is_empty();
+        match decide::from_watch(w, wanted(mem, d, previous, ignores), |o| owners.exists(o)) {
             FromWatch::Planned(p) => out.push(Some(p)),
             FromWatch::Read => {
                 out.push(None);
@@ -125,7 +126,8 @@ async fn observe(
             out[i] = Some(decide::missing(previous.contains(&d.key), d.options.apply));
             continue;
         };
-        let (decided, body) = judge(pass, wanted(mem, d, previous), d, &live, &owners);
+        let ignores = !ignore_rules(pass, d).is_empty();
+        let (decided, body) = judge(pass, wanted(mem, d, previous, ignores), d, &live, &owners);
         if decided.matches {
             remember(mem, d, &live);
         }
@@ -152,14 +154,7 @@ fn judge(
 ) -> (decide::FromLive, Option<DynamicObject>) {
     let mut want = serde_json::to_value(&d.obj).expect("objects serialize");
     let mut have = serde_json::to_value(live).expect("objects serialize");
-    let e = &d.entry;
-    let rules = ignore::matching(
-        &pass.app.spec.ignore_differences,
-        &e.group,
-        &e.kind,
-        e.namespace.as_deref(),
-        &e.name,
-    );
+    let rules = ignore_rules(pass, d);
     let ignored = if rules.is_empty() { Vec::new() } else { ignore::ignored_paths(&rules, &have) };
     let mut body = None;
     if !ignored.is_empty() {
@@ -179,7 +174,7 @@ fn judge(
 }
 
 /// What ferry remembers of `d`, for the decisions.
-fn wanted<'a>(mem: &'a AppMemory, d: &'a Desired, previous: &HashSet<ObjKey>) -> Wanted<'a> {
+fn wanted<'a>(mem: &'a AppMemory, d: &'a Desired, previous: &HashSet<ObjKey>, ignores: bool) -> Wanted<'a> {
     Wanted {
         hash: &d.hash,
         known: mem.known.get(&d.key),
@@ -187,7 +182,14 @@ fn wanted<'a>(mem: &'a AppMemory, d: &'a Desired, previous: &HashSet<ObjKey>) ->
         // Secret values never show in messages.
         secret: d.entry.group.is_empty() && d.entry.kind == "Secret",
         mode: d.options.apply,
+        ignores,
     }
+}
+
+/// The entries of `spec.ignoreDifferences` that apply to `d`.
+fn ignore_rules<'a>(pass: Pass<'a>, d: &Desired) -> Vec<&'a crate::api::IgnoreDifference> {
+    let e = &d.entry;
+    ignore::matching(&pass.app.spec.ignore_differences, &e.group, &e.kind, e.namespace.as_deref(), &e.name)
 }
 
 fn other_owner(w: &Watched) -> Option<AppRef> {
