@@ -358,6 +358,33 @@ mod tests {
     }
 
     #[test]
+    fn hostile_managed_fields_and_pointers_never_panic() {
+        let mut deep = json!({});
+        for _ in 0..200 {
+            deep = json!({ "f:a": deep });
+        }
+        let odd_sets =
+            json!({"k:not json": {}, "k:[1]": {}, "v:": {}, "i:-1": {}, "f:spec": "x", "": {}, "f": {}});
+        let lives = [
+            json!({"metadata": {"managedFields": [{"manager": "m", "fieldsV1": odd_sets}]}, "spec": [1, 2]}),
+            json!({"metadata": {"managedFields": [null, 3, {"manager": 5}, {"manager": "m", "fieldsV1": deep}]}}),
+            json!(null),
+            json!([1, {"a": 2}]),
+        ];
+        let pointers =
+            ["/", "//", "/spec/~2", "/spec/1/-", "/spec/99", "/spec/0/x", "/metadata/managedFields/0"];
+        for live in &lives {
+            let mut paths = owned_by(live, &["m"]);
+            assert!(paths.iter().all(|p| p.len() <= MAX_DEPTH + 1), "depth is bounded");
+            paths.extend(pointers.iter().map(|p| pointer(p)));
+            let paths: Vec<FieldPath> = paths.into_iter().filter(|p| !protected(p)).collect();
+            let (mut stripped, mut body) = (live.clone(), json!({"spec": [0], "metadata": {}}));
+            strip(&mut stripped, &paths);
+            keep_live(&mut body, live, &paths);
+        }
+    }
+
+    #[test]
     fn an_apply_keeps_the_live_values_of_ignored_fields() {
         let live = deployment(5, "web:2");
         let mut body = deployment(3, "web:1");
