@@ -347,6 +347,9 @@ pub enum BuildError {
     Namespace(#[source] NamespaceReadError),
     #[error(transparent)]
     Kinds(#[from] KindsError),
+    /// Sync options or Flux annotations ferry does not know.
+    #[error(transparent)]
+    Options(#[from] OptionsError),
     /// The tenancy lockdown refuses an object of the revision.
     #[error(transparent)]
     Refused(#[from] Refusal),
@@ -373,7 +376,7 @@ impl BuildError {
             BuildError::DecryptionSecret(_) | BuildError::DecryptionKeys(_) => c::DECRYPTION_FAILED,
             BuildError::Render { .. } | BuildError::Dependency(_) => c::RENDER_FAILED,
             BuildError::Hook(e) => e.reason(),
-            BuildError::Rewrite { .. } => c::VALIDATION_FAILED,
+            BuildError::Rewrite { .. } | BuildError::Options(_) => c::VALIDATION_FAILED,
             BuildError::Namespace(_) => c::APPLY_FAILED,
             BuildError::Kinds(e) => e.reason(),
             BuildError::Refused(r) => r.reason(),
@@ -384,7 +387,7 @@ impl BuildError {
         match self {
             BuildError::Render { .. } | BuildError::Dependency(_) => "render",
             BuildError::Hook(e) => e.category(),
-            BuildError::Rewrite { .. } => "validation",
+            BuildError::Rewrite { .. } | BuildError::Options(_) => "validation",
             BuildError::Namespace(_) => "apply",
             BuildError::Kinds(e) => e.category(),
             BuildError::Refused(_) => "policy",
@@ -401,6 +404,12 @@ impl BuildError {
         }
     }
 }
+
+/// Options on rendered objects that ferry does not know or refuses: (object, what is wrong).
+/// A typo must not silently change a deploy, so nothing is applied.
+#[derive(Debug, thiserror::Error)]
+#[error("{}; nothing was applied", list(.0.iter().map(|(object, e)| format!("{object}: {e}"))))]
+pub struct OptionsError(pub Vec<(String, crate::plan::OptionError)>);
 
 /// Comparing the objects with the cluster: reads, ownership.
 #[derive(Debug, thiserror::Error)]

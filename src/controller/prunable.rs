@@ -1,5 +1,8 @@
 //! What a prune or a hook clean-up may delete: the objects of a list that still exist and carry
-//! this Application's labels. Shared by the sync pass, the PostSync hooks and `ferry diff`.
+//! this Application's labels, and whose options do not keep them (`ferry.dev/prune: disabled`;
+//! Argo CD's `Prune=false` from a prune, `Delete=false` from the deletion of the Application;
+//! Flux's `prune: disabled` and `reconcile: disabled` from both). Shared by the sync pass, the
+//! PostSync hooks, the clean-up of a deleted Application and `ferry diff`.
 
 use std::time::Instant;
 
@@ -17,7 +20,17 @@ use crate::{
         is_prune_disabled, ownership_of,
     },
     health::ObjectName,
+    plan::sync_options,
 };
+
+/// Why objects are removed: their options keep them from one and not the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// They left Git.
+    Prune,
+    /// Their Application is deleted.
+    Delete,
+}
 
 /// Choosing what to prune (before anything is written) and pruning it (after every apply).
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +98,13 @@ impl Prunable {
         &self.live
     }
 
+    /// It carries Argo CD's `compare-options: IgnoreExtraneous`: out of Git, it does not make
+    /// the Application OutOfSync.
+    pub fn ignores_extraneous(&self) -> bool {
+        let meta = &self.live.metadata;
+        sync_options::parse(meta.labels.as_ref(), meta.annotations.as_ref()).options.ignore_extraneous
+    }
+
     /// A Namespace that ferry created for `createNamespace`.
     pub fn is_created_namespace(&self) -> bool {
         is_namespace(&self.entry, &self.entry.name)
@@ -93,27 +113,39 @@ impl Prunable {
 }
 
 /// Of the prune candidates, those that still exist, carry this Application's labels and are
-/// not opted out with `ferry.dev/prune: disabled`. A kind installed after ferry's last discovery
-/// must not make its objects unprunable: discovery is run again then.
+/// not opted out of a prune. A kind installed after ferry's last discovery must not make its
+/// objects unprunable: discovery is run again then.
 pub(super) async fn prunable(
     ctx: &Context,
     applier: &Applier,
     app_ref: &AppRef,
     candidates: &[InventoryEntry],
 ) -> Result<Vec<Prunable>, PruneError> {
+    removable(ctx, applier, app_ref, candidates, Removal::Prune).await
+}
+
+/// [`prunable`], for a prune or for the deletion of the Application.
+pub(super) async fn removable(
+    ctx: &Context,
+    applier: &Applier,
+    app_ref: &AppRef,
+    candidates: &[InventoryEntry],
+    removal: Removal,
+) -> Result<Vec<Prunable>, PruneError> {
     let mut discovery = applier.discovery().clone();
     if candidates.iter().any(|e| discovery.resolve_gvk(&gvk(e)).is_none()) {
         discovery = ctx.refresh_discovery(Instant::now()).await.map_err(PruneError::Discovery)?;
     }
-    select(applier, &discovery, app_ref, candidates).await
+    select(applier, &discovery, app_ref, candidates, removal).await
 }
 
-/// [`prunable`] with the discovery given: one read per candidate.
+/// [`removable`] with the discovery given: one read per candidate.
 pub async fn select(
     applier: &Applier,
     discovery: &Discovery,
     app_ref: &AppRef,
     candidates: &[InventoryEntry],
+    removal: Removal,
 ) -> Result<Vec<Prunable>, PruneError> {
     let mut out = Vec::new();
     for entry in candidates {
@@ -127,12 +159,23 @@ pub async fn select(
             .await
             .map_err(PruneError::Object)?;
         let Some(live) = live else { continue };
-        let labels = live.metadata.labels.as_ref();
-        if ownership_of(labels, app_ref) == Ownership::Ours && !is_prune_disabled(labels) {
+        if ownership_of(live.metadata.labels.as_ref(), app_ref) == Ownership::Ours && !kept(&live, removal) {
             out.push(Prunable { entry: entry.clone(), name, resource, caps, live });
         }
     }
     Ok(out)
+}
+
+/// Whether the live object's labels or annotations keep it from this removal. A live object's
+/// options are read leniently: what is recognised counts.
+fn kept(live: &DynamicObject, removal: Removal) -> bool {
+    let (labels, annotations) = (live.metadata.labels.as_ref(), live.metadata.annotations.as_ref());
+    let options = sync_options::parse(labels, annotations).options;
+    is_prune_disabled(labels)
+        || match removal {
+            Removal::Prune => !options.prune,
+            Removal::Delete => !options.delete,
+        }
 }
 
 fn gvk(e: &InventoryEntry) -> kube::api::GroupVersionKind {

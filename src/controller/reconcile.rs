@@ -251,8 +251,9 @@ async fn cleanup(app: &Application, ctx: &Context) -> Result<Action, Error> {
         // A rollout's canary objects and the PostSync hooks are in no inventory; they go first.
         order.splice(0..0, super::strategy::derived_objects(app, &inventory));
         order.splice(0..0, hook_objects(app));
-        let victims =
-            prunable::prunable(ctx, &applier, &app_ref, &order).await.map_err(|e| fail(e.into()))?;
+        let victims = prunable::removable(ctx, &applier, &app_ref, &order, prunable::Removal::Delete)
+            .await
+            .map_err(|e| fail(e.into()))?;
         for victim in &victims {
             victim.delete(&applier).await.map_err(|e| fail(e.into()))?;
         }

@@ -30,6 +30,7 @@ use crate::{
         },
     },
     health::ObjectName,
+    plan::{ApplyMode, ignore},
     render::{
         self, Capabilities, DiscoveredScopes, FetchedDependency, RenderError, RenderOptions, RenderRequest,
     },
@@ -141,7 +142,8 @@ pub async fn plan(
     let previous = app.status.as_ref().map(|s| s.inventory.clone()).unwrap_or_default();
     let previous = desired::in_scope(previous, applier.discovery());
     let candidates = prune::candidates(&previous, &desired::inventory(&desired));
-    let gone = prunable::select(&applier, applier.discovery(), &app_ref, &candidates).await?;
+    let removal = prunable::Removal::Prune;
+    let gone = prunable::select(&applier, applier.discovery(), &app_ref, &candidates, removal).await?;
     for p in gone {
         if !app.spec.sync_policy.prune {
             plan.not_pruned.push(ObjectName::from(&p.entry).to_string());
@@ -362,10 +364,9 @@ async fn build(
     let rendered: Vec<_> = manifests.into_iter().map(|m| m.object).collect();
     let reader = build::NamespaceReader { client, timeout };
     let split = build::split(reader, app, app_ref, &Arc::new(rendered)).await.map_err(Box::new)?;
-    let mut desired: Vec<Desired> = desired::prepare(&split.objects, app_ref)
-        .into_iter()
-        .map(|prepared| Desired { prepared, resource: None })
-        .collect();
+    let mut desired: Vec<Desired> =
+        desired::prepare(&split.objects, app_ref).into_iter().map(Desired::new).collect();
+    desired::check_options(&desired).map_err(|e| Box::new(BuildError::Options(e)))?;
     desired::resolve_kinds(&mut desired, applier, &desired::crd_kinds(&split.objects))?;
     Ok((desired, split, decrypted))
 }
@@ -431,6 +432,17 @@ async fn object_diff(
         None => None,
     };
     let live = live.map(|l| serde_json::to_value(l).expect("objects serialize"));
+    // What its options keep a sync from writing: never (ssa: Ignore, reconcile: disabled), or
+    // once it exists (ssa: IfNotPresent).
+    let left_alone = match d.options.apply {
+        ApplyMode::Skip => true,
+        ApplyMode::IfNotPresent => live.is_some(),
+        ApplyMode::Apply | ApplyMode::Override => false,
+    };
+    if left_alone {
+        plan.unchanged += 1;
+        return Ok(None);
+    }
     if app.spec.strategy.as_ref().and_then(|s| s.workload()) == Some(entry.name.as_str())
         && entry.kind == "Deployment"
     {
@@ -443,7 +455,8 @@ async fn object_diff(
     let after = if (in_new_namespace || d.resource.is_none()) && live.is_none() {
         desired.clone()
     } else {
-        match applier.dry_run(&d.obj, true).await {
+        let body = live.as_ref().and_then(|l| with_ignored_live(app, d, l));
+        match applier.dry_run(body.as_ref().unwrap_or(&d.obj), true).await {
             Ok(result) => serde_json::to_value(result).expect("objects serialize"),
             Err(ApplyError::UnknownKind { .. }) if live.is_none() => desired.clone(),
             Err(e) => return Err(e.into()),
@@ -461,6 +474,19 @@ async fn object_diff(
         return Ok(None);
     }
     Ok(Some((if live.is_none() { Action::Create } else { Action::Change }, diff)))
+}
+
+/// What a sync applies to an object that exists when `spec.ignoreDifferences` names fields of
+/// it: the object with their live values (so the diff shows no change there). `None` when no
+/// field is ignored.
+fn with_ignored_live(app: &Application, d: &Desired, live: &Value) -> Option<DynamicObject> {
+    let e = &d.entry;
+    let rules =
+        ignore::matching(&app.spec.ignore_differences, &e.group, &e.kind, e.namespace.as_deref(), &e.name);
+    let ignored = if rules.is_empty() { return None } else { ignore::ignored_paths(&rules, live) };
+    let mut body = serde_json::to_value(&d.obj).ok()?;
+    ignore::keep_live(&mut body, live, &ignored);
+    serde_json::from_value(body).ok()
 }
 
 /// The Namespaces among `objects` that do not exist yet.

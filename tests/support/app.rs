@@ -199,6 +199,11 @@ impl AppBuilder {
         self.set(&["spec", "healthChecks"], checks)
     }
 
+    /// `spec.ignoreDifferences`.
+    pub fn ignore_differences(self, rules: Value) -> AppBuilder {
+        self.set(&["spec", "ignoreDifferences"], rules)
+    }
+
     // ----- the result -----
 
     /// `metadata.name`.

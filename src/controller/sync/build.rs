@@ -63,6 +63,7 @@ pub async fn build(
     // Desired objects: labelled, hashed, kinds resolved. Timed as part of the plan, with the
     // server-side dry runs that validate it.
     let mut desired = desired::prepare_remembered(mem, &split.objects, app_ref);
+    desired::check_options(&desired)?;
     let applier = resolve(pass, &access.client, &mut desired, &split.objects).await?;
     let previous = desired::in_scope(previous_inventory(app), applier.discovery());
     let hooks = split.hooks.iter().filter_map(|h| hook_target(&h.object));

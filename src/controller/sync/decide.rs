@@ -1,7 +1,7 @@
 //! Plan: for every object, whether it needs a write, decided from what the watches and reads
 //! observed. Pure functions over plain values, so every decision (unchanged, drifted, new,
-//! deleted in the cluster, another Application's) is unit-tested without a cluster; the reads
-//! that feed them are in [`super::observe`].
+//! deleted in the cluster, another Application's, left alone by its options) is unit-tested
+//! without a cluster; the reads that feed them are in [`super::observe`].
 
 use serde_json::Value;
 
@@ -12,7 +12,7 @@ use crate::{
         error::{count, list},
         memory::Known,
     },
-    plan::{Difference, first_difference},
+    plan::{ApplyMode, Difference, first_difference},
     source::Revision,
 };
 
@@ -90,6 +90,11 @@ pub struct Wanted<'a> {
     pub previously_applied: bool,
     /// A Secret: a difference names the field, never the values.
     pub secret: bool,
+    /// How its options say to write it (Flux's `ssa` and `reconcile` annotations).
+    pub mode: ApplyMode,
+    /// `spec.ignoreDifferences` names fields of it: one that exists is read before it is
+    /// applied, so those fields keep their live values.
+    pub ignores: bool,
 }
 
 /// A live object as read, and whose it is by its labels.
@@ -109,6 +114,17 @@ pub enum FromWatch {
 /// Decides from the watch alone where it can: a write-free steady state is decided here.
 /// `owner_exists` says whether the Application named by an object's labels still exists.
 pub fn from_watch(
+    watched: &Watched,
+    wanted: Wanted<'_>,
+    owner_exists: impl Fn(&AppRef) -> bool,
+) -> FromWatch {
+    match decide_from_watch(watched, wanted, owner_exists) {
+        FromWatch::Planned(plan) => FromWatch::Planned(with_options(plan, wanted.mode)),
+        FromWatch::Read => FromWatch::Read,
+    }
+}
+
+fn decide_from_watch(
     watched: &Watched,
     wanted: Wanted<'_>,
     owner_exists: impl Fn(&AppRef) -> bool,
@@ -135,16 +151,35 @@ pub fn from_watch(
         }
         // ferry applied it, but the watch has not caught up yet (or someone deleted it).
         Watched::Absent if wanted.known.is_some() => FromWatch::Read,
+        // The watch sees only labelled objects: one that someone else created must not be
+        // overwritten, so only a read says whether it is present.
+        // The same for an object whose ignored fields must keep their live values (one another
+        // tool applied before ferry adopts it: an HPA's replicas).
+        Watched::Absent if wanted.mode == ApplyMode::IfNotPresent || wanted.ignores => FromWatch::Read,
         // Not labelled by any Application: it does not exist, or ferry adopts it with the apply.
-        Watched::Absent => FromWatch::Planned(missing(wanted.previously_applied)),
+        Watched::Absent => FromWatch::Planned(missing(wanted.previously_applied, ApplyMode::Apply)),
         Watched::Present { .. } | Watched::Unknown => FromWatch::Read,
     }
 }
 
 /// The plan for an object that does not exist: deleted in the cluster (drift) when the last
 /// successful sync applied it, new otherwise.
-pub fn missing(previously_applied: bool) -> ObjectPlan {
-    ObjectPlan::new(if previously_applied { Change::Recreate } else { Change::Create })
+pub fn missing(previously_applied: bool, mode: ApplyMode) -> ObjectPlan {
+    with_options(ObjectPlan::new(if previously_applied { Change::Recreate } else { Change::Create }), mode)
+}
+
+/// The plan as the object's options have it: never written (Flux `ssa: Ignore`, `reconcile:
+/// disabled`), or only created (`ssa: IfNotPresent`).
+pub fn with_options(mut plan: ObjectPlan, mode: ApplyMode) -> ObjectPlan {
+    let left_alone = match mode {
+        ApplyMode::Skip => true,
+        ApplyMode::IfNotPresent => !plan.change.creates(),
+        ApplyMode::Apply | ApplyMode::Override => false,
+    };
+    if left_alone {
+        plan.change = Change::InSync;
+    }
+    plan
 }
 
 /// The plan from a live object read, and what to do about the difference.
@@ -186,7 +221,13 @@ pub fn from_live(
         }
         Some(_) => (Change::Update, false, false),
     };
-    FromLive { plan: ObjectPlan { change, owner: None, ours, live_hash }, matches, settle }
+    let plan = with_options(ObjectPlan { change, owner: None, ours, live_hash }, wanted.mode);
+    if plan.change == Change::InSync {
+        // In sync, or left alone by its options: either way remembered, so the next pass
+        // decides from the watch without a read.
+        return FromLive { plan, matches: true, settle: false };
+    }
+    FromLive { plan, matches, settle }
 }
 
 /// A difference as shown in messages; a Secret's values never are, only the field.
@@ -272,7 +313,7 @@ mod tests {
     }
 
     fn wanted<'a>(hash: &'a str, known: Option<&'a Known>, previously_applied: bool) -> Wanted<'a> {
-        Wanted { hash, known, previously_applied, secret: false }
+        Wanted { hash, known, previously_applied, secret: false, mode: ApplyMode::Apply, ignores: false }
     }
 
     fn other() -> AppRef {
@@ -397,6 +438,34 @@ mod tests {
         assert_eq!(got.plan, ObjectPlan::claimed(other(), false, None));
         let orphan = judge(&cm("a", None), &cm("b", None), "h", Ownership::Other(other()), false);
         assert_eq!(orphan.plan.change, Change::Update);
+    }
+
+    #[test]
+    fn options_leave_objects_alone_or_only_create_them() {
+        let k = known("7", "h1");
+        let skip = Wanted { mode: ApplyMode::Skip, ..wanted("h2", Some(&k), true) };
+        // Never created, never updated, never recreated.
+        assert_eq!(
+            from_watch(&Watched::Absent, Wanted { known: None, ..skip }, |_| true),
+            planned(Change::InSync)
+        );
+        assert_eq!(from_watch(&Watched::Unresolved, skip, |_| true), planned(Change::InSync));
+        let live = Live { value: &cm("b", Some("h1")), ownership: &Ownership::Ours };
+        let got = from_live(&cm("a", Some("h2")), live, skip, |_| true);
+        assert_eq!((got.plan.change, got.matches, got.settle), (Change::InSync, true, false));
+        // IfNotPresent: created (or recreated) when missing, else left as it is.
+        let once = Wanted { mode: ApplyMode::IfNotPresent, ..wanted("h2", None, false) };
+        assert_eq!(from_watch(&Watched::Absent, once, |_| true), FromWatch::Read, "someone else's may exist");
+        assert_eq!(from_watch(&Watched::Unresolved, once, |_| true), planned(Change::Create));
+        assert_eq!(missing(true, ApplyMode::IfNotPresent), ObjectPlan::new(Change::Recreate));
+        let drifted = from_live(&cm("a", Some("h2")), live, once, |_| true);
+        assert_eq!((drifted.plan.change, drifted.matches), (Change::InSync, true));
+        // An object with ignored fields that another tool may have created is read first.
+        let ignores = Wanted { ignores: true, ..wanted("h2", None, false) };
+        assert_eq!(from_watch(&Watched::Absent, ignores, |_| true), FromWatch::Read);
+        // Override changes nothing here: it forces conflicts when applying.
+        let force = Wanted { mode: ApplyMode::Override, ..wanted("h2", None, false) };
+        assert_eq!(from_live(&cm("a", Some("h2")), live, force, |_| true).plan.change, Change::Update);
     }
 
     fn pending() -> Pending {

@@ -15,9 +15,10 @@ use crate::{
     api::InventoryEntry,
     apply::{AppRef, Applier, ApplyError, Prepared},
     controller::{
-        error::KindsError,
+        error::{KindsError, OptionsError},
         memory::{AppMemory, Known, keeps_live},
     },
+    plan::{ObjectOptions, sync_options},
     tenancy::Target,
 };
 
@@ -26,6 +27,9 @@ pub struct Desired {
     pub prepared: Arc<Prepared>,
     /// `None` while its kind is served only once a CRD of this revision is installed.
     pub resource: Option<(ApiResource, ApiCapabilities)>,
+    /// What its annotations ask (Argo CD's sync and compare options, Flux's prune, reconcile
+    /// and ssa); an unknown one is refused by [`check_options`].
+    pub options: ObjectOptions,
 }
 
 impl std::ops::Deref for Desired {
@@ -37,6 +41,13 @@ impl std::ops::Deref for Desired {
 }
 
 impl Desired {
+    /// A prepared object, its kind not resolved yet.
+    pub fn new(prepared: Arc<Prepared>) -> Desired {
+        let meta = &prepared.obj.metadata;
+        let options = sync_options::parse(meta.labels.as_ref(), meta.annotations.as_ref()).options;
+        Desired { prepared, resource: None, options }
+    }
+
     /// The object as the tenancy checks see it: cluster-scoped when discovery says so, whatever
     /// namespace the manifest carries.
     pub fn target(&self) -> Target<'_> {
@@ -73,7 +84,20 @@ pub fn prepare_remembered(
             prepared
         }
     };
-    prepared.iter().map(|p| Desired { prepared: p.clone(), resource: None }).collect()
+    prepared.iter().map(|p| Desired::new(p.clone())).collect()
+}
+
+/// Refuses objects whose options ferry does not know, naming each, before anything is written.
+pub fn check_options(desired: &[Desired]) -> Result<(), OptionsError> {
+    let refused: Vec<(String, crate::plan::OptionError)> = desired
+        .iter()
+        .flat_map(|d| {
+            let meta = &d.obj.metadata;
+            let parsed = sync_options::parse(meta.labels.as_ref(), meta.annotations.as_ref());
+            parsed.errors.into_iter().map(|e| (d.name.clone(), e))
+        })
+        .collect();
+    if refused.is_empty() { Ok(()) } else { Err(OptionsError(refused)) }
 }
 
 /// (group, kind) of every CustomResourceDefinition in the render.
@@ -108,7 +132,14 @@ pub fn resolve_kinds(
                 }
                 d.resource = Some(r)
             }
-            Err(_) if crd_kinds.contains(&(d.entry.group.clone(), d.entry.kind.clone())) => d.resource = None,
+            // SkipDryRunOnMissingResource: a kind another tool installs may come later; the
+            // object waits for its phase, when discovery is run again.
+            Err(_)
+                if d.options.skip_dry_run_on_missing
+                    || crd_kinds.contains(&(d.entry.group.clone(), d.entry.kind.clone())) =>
+            {
+                d.resource = None
+            }
             Err(e) => unknown.push(e),
         }
     }

@@ -15,7 +15,7 @@ use super::{
     desired::{self, Desired, remember},
     pass::Pass,
     prune,
-    write::Changes,
+    write::{Bodies, Changes},
 };
 use crate::{
     api::Application,
@@ -27,6 +27,7 @@ use crate::{
         memory::{AppMemory, ObjKey},
         watches::Seen,
     },
+    plan::{ApplyMode, ignore, sync_options},
 };
 
 /// What the plan stage hands on: every object's plan, what changes, what to prune.
@@ -43,7 +44,7 @@ pub struct Planned {
 /// Plans the pass: every object's plan, no object of another Application, what to prune.
 pub async fn plan(pass: Pass<'_>, mem: &mut AppMemory, built: &Built) -> Result<Planned, PlanError> {
     let revision = &built.revision;
-    let plans = observe(pass, mem, built).await?;
+    let (plans, bodies) = observe(pass, mem, built).await?;
     let conflicts: Vec<(AppRef, String)> = plans
         .iter()
         .zip(&built.desired)
@@ -55,14 +56,17 @@ pub async fn plan(pass: Pass<'_>, mem: &mut AppMemory, built: &Built) -> Result<
     }
     let prune = prune::choose(pass, built, desired::inventory(&built.desired)).await?;
     let names = built.desired.iter().map(|d| d.name.as_str()).zip(&plans);
-    let pending = Pending::of(names, prune.to_prune.iter().map(|p| p.name.clone()).collect());
-    let changes = Changes::new(mem, &built.desired, &plans);
+    // IgnoreExtraneous: out of Git, it does not make the Application OutOfSync (Argo CD).
+    let reported = prune.to_prune.iter().filter(|p| !p.ignores_extraneous()).map(|p| p.name.clone());
+    let pending = Pending::of(names, reported.collect());
+    let changes = Changes::new(mem, &built.desired, &plans).with_bodies(bodies);
     tracing::debug!(
         app = %pass.app_ref,
         %revision,
         objects = built.desired.len(),
         changed = pending.changed.len(),
-        drifted = pending.drifted.len(),        prune = prune.to_prune.len(),
+        drifted = pending.drifted.len(),
+        prune = prune.to_prune.len(),
         "planned"
     );
     Ok(Planned { plans, changes, pending, prune })
@@ -80,9 +84,13 @@ async fn report_claims(pass: Pass<'_>, conflicts: &[(AppRef, String)]) {
     }
 }
 
-/// The plan of every desired object, in the same order. The watch answers for objects whose
-/// resourceVersion ferry already checked; the others are read once.
-async fn observe(pass: Pass<'_>, mem: &mut AppMemory, built: &Built) -> Result<Vec<ObjectPlan>, PlanError> {
+/// The plan of every desired object, in the same order, and the bodies to apply. The watch
+/// answers for objects whose resourceVersion ferry already checked; the others are read once.
+async fn observe(
+    pass: Pass<'_>,
+    mem: &mut AppMemory,
+    built: &Built,
+) -> Result<(Vec<ObjectPlan>, Bodies), PlanError> {
     let Pass { ctx, app_ref, .. } = pass;
     let (applier, desired) = (&built.applier, &built.desired);
     let previous: &HashSet<ObjKey> = &built.previous.iter().map(ObjKey::from).collect();
@@ -92,7 +100,8 @@ async fn observe(pass: Pass<'_>, mem: &mut AppMemory, built: &Built) -> Result<V
     let mut out: Vec<Option<ObjectPlan>> = Vec::with_capacity(desired.len());
     let mut to_read = Vec::new();
     for (i, (d, w)) in desired.iter().zip(&watched).enumerate() {
-        match decide::from_watch(w, wanted(mem, d, previous), |o| owners.exists(o)) {
+        let ignores = !ignore_rules(pass, d).is_empty();
+        match decide::from_watch(w, wanted(mem, d, previous, ignores), |o| owners.exists(o)) {
             FromWatch::Planned(p) => out.push(Some(p)),
             FromWatch::Read => {
                 out.push(None);
@@ -109,39 +118,78 @@ async fn observe(pass: Pass<'_>, mem: &mut AppMemory, built: &Built) -> Result<V
         .look_up(live_owners.filter_map(|o| if let Ownership::Other(o) = o { Some(o) } else { None }))
         .await?;
     let mut settle = Vec::new();
+    let mut bodies = Bodies::new();
     for (i, live) in read {
         let d = &desired[i];
         let Some(live) = live else {
             mem.known.remove(&d.key);
-            out[i] = Some(decide::missing(previous.contains(&d.key)));
+            out[i] = Some(decide::missing(previous.contains(&d.key), d.options.apply));
             continue;
         };
-        let want = serde_json::to_value(&d.obj).expect("objects serialize");
-        let have = serde_json::to_value(&live).expect("objects serialize");
-        let ownership = ownership_of(live.metadata.labels.as_ref(), app_ref);
-        let live_view = decide::Live { value: &have, ownership: &ownership };
-        let decided = decide::from_live(&want, live_view, wanted(mem, d, previous), |o| owners.exists(o));
+        let ignores = !ignore_rules(pass, d).is_empty();
+        let (decided, body) = judge(pass, wanted(mem, d, previous, ignores), d, &live, &owners);
         if decided.matches {
             remember(mem, d, &live);
         }
         if decided.settle {
             settle.push((i, live));
         }
+        if let Some(body) = body.filter(|_| decided.plan.change != decide::Change::InSync) {
+            bodies.insert(i, body);
+        }
         out[i] = Some(decided.plan);
     }
-    settle_false_alarms(mem, built, &mut out, settle).await;
-    Ok(out.into_iter().map(|p| p.expect("every object is planned")).collect())
+    settle_false_alarms(mem, built, &mut out, settle, &bodies).await;
+    Ok((out.into_iter().map(|p| p.expect("every object is planned")).collect(), bodies))
+}
+
+/// Compares `d` with its live object, without the fields `spec.ignoreDifferences` leaves
+/// alone; when there are such fields, also the body to apply: `d` with their live values.
+fn judge(
+    pass: Pass<'_>,
+    wanted: Wanted<'_>,
+    d: &Desired,
+    live: &DynamicObject,
+    owners: &Owners<'_>,
+) -> (decide::FromLive, Option<DynamicObject>) {
+    let mut want = serde_json::to_value(&d.obj).expect("objects serialize");
+    let mut have = serde_json::to_value(live).expect("objects serialize");
+    let rules = ignore_rules(pass, d);
+    let ignored = if rules.is_empty() { Vec::new() } else { ignore::ignored_paths(&rules, &have) };
+    let mut body = None;
+    if !ignored.is_empty() {
+        let mut kept = want.clone();
+        ignore::keep_live(&mut kept, &have, &ignored);
+        body = serde_json::from_value(kept).ok();
+        ignore::strip(&mut want, &ignored);
+        ignore::strip(&mut have, &ignored);
+    }
+    // Flux's `reconcile: disabled` set on the live object (`kubectl annotate`) pauses it too.
+    let (labels, annotations) = (live.metadata.labels.as_ref(), live.metadata.annotations.as_ref());
+    let paused = sync_options::parse(labels, annotations).options.apply == ApplyMode::Skip;
+    let wanted = if paused { Wanted { mode: ApplyMode::Skip, ..wanted } } else { wanted };
+    let ownership = ownership_of(labels, pass.app_ref);
+    let live_view = decide::Live { value: &have, ownership: &ownership };
+    (decide::from_live(&want, live_view, wanted, |o| owners.exists(o)), body)
 }
 
 /// What ferry remembers of `d`, for the decisions.
-fn wanted<'a>(mem: &'a AppMemory, d: &'a Desired, previous: &HashSet<ObjKey>) -> Wanted<'a> {
+fn wanted<'a>(mem: &'a AppMemory, d: &'a Desired, previous: &HashSet<ObjKey>, ignores: bool) -> Wanted<'a> {
     Wanted {
         hash: &d.hash,
         known: mem.known.get(&d.key),
         previously_applied: previous.contains(&d.key),
         // Secret values never show in messages.
         secret: d.entry.group.is_empty() && d.entry.kind == "Secret",
+        mode: d.options.apply,
+        ignores,
     }
+}
+
+/// The entries of `spec.ignoreDifferences` that apply to `d`.
+fn ignore_rules<'a>(pass: Pass<'a>, d: &Desired) -> Vec<&'a crate::api::IgnoreDifference> {
+    let e = &d.entry;
+    ignore::matching(&pass.app.spec.ignore_differences, &e.group, &e.kind, e.namespace.as_deref(), &e.name)
 }
 
 fn other_owner(w: &Watched) -> Option<AppRef> {
@@ -210,10 +258,12 @@ async fn settle_false_alarms(
     built: &Built,
     plans: &mut [Option<ObjectPlan>],
     settle: Vec<(usize, DynamicObject)>,
+    bodies: &Bodies,
 ) {
     for (i, live) in settle {
         let d = &built.desired[i];
-        let Ok(result) = built.applier.dry_run(&d.obj, true).await else { continue };
+        let body = bodies.get(&i).unwrap_or(&d.obj);
+        let Ok(result) = built.applier.dry_run(body, true).await else { continue };
         if same_content(&result, &live) {
             remember(mem, d, &live);
             if let Some(p) = plans[i].as_mut() {

@@ -35,12 +35,23 @@ pub async fn choose(
     let policy = &pass.app.spec.sync_policy;
     let created = built.split.created_namespace.as_deref();
     refuse_emptied(&built.previous, &inventory, created, policy.allow_empty)?;
-    let to_prune = if policy.prune {
+    let mut to_prune = if policy.prune {
         let candidates = candidates(&built.previous, &inventory);
         prunable(pass.ctx, &built.applier, pass.app_ref, &candidates).await?
     } else {
         Vec::new()
     };
+    let mut inventory = inventory;
+    if !policy.automated {
+        // IgnoreExtraneous objects do not make the Application OutOfSync, so without automated
+        // sync nothing would ever prune them: they stay in the inventory until a sync does.
+        let (kept, rest): (Vec<Prunable>, Vec<Prunable>) =
+            to_prune.into_iter().partition(Prunable::ignores_extraneous);
+        inventory.extend(kept.into_iter().map(|p| p.entry));
+        inventory.sort();
+        inventory.dedup();
+        to_prune = rest;
+    }
     Ok(Chosen { inventory, to_prune })
 }
 

@@ -18,6 +18,7 @@ use crate::{
     },
     health::{self, HealthChecks, InvalidHealthCheck, ObjectHealth, ObjectName},
     metrics::Stage,
+    plan::ApplyMode,
     rollout::types::Decision,
     source::Revision,
 };
@@ -153,9 +154,12 @@ pub fn health_of<'a>(
     desired: impl Iterator<Item = &'a Desired>,
 ) -> ObjectHealth {
     let blank = Value::Object(Default::default());
+    // An object its options keep ferry from writing (Flux `ssa: Ignore`, `reconcile: disabled`)
+    // counts only when it exists: ferry does not create it.
+    let counted = desired.filter(|d| d.options.apply != ApplyMode::Skip || mem.known.contains_key(&d.key));
     health::aggregate(
         checks,
-        desired.map(|d| {
+        counted.map(|d| {
             let name = ObjectName::from(&d.entry);
             let live = mem.known.get(&d.key).map(|k| k.live.as_deref().unwrap_or(&blank));
             (name, live)

@@ -26,8 +26,12 @@ use crate::{
         memory::{AppMemory, ObjKey},
     },
     metrics::Stage,
-    plan::ApplyPhase,
+    plan::{ApplyMode, ApplyPhase},
 };
+
+/// What to apply instead of the prepared object, by index: the live values of the fields
+/// `spec.ignoreDifferences` leaves alone.
+pub type Bodies = HashMap<usize, DynamicObject>;
 
 /// The changed objects (indexes into the desired objects) and what each may force.
 pub struct Changes {
@@ -37,6 +41,19 @@ pub struct Changes {
     bases: HashMap<usize, Value>,
     /// Namespaces this pass creates: objects in them are dry-run once their phase comes.
     new_namespaces: HashSet<String>,
+    /// What to apply instead of the prepared object (the live values of ignored fields).
+    bodies: Bodies,
+    /// Objects whose every conflict is forced (Flux's `ssa: Override`).
+    overrides: HashSet<usize>,
+}
+
+/// Which conflicts an apply may force.
+#[derive(Clone, Copy)]
+enum Force<'a> {
+    /// Only those on fields of this manifest, the one ferry applied before.
+    Previously(Option<&'a Value>),
+    /// All of them.
+    Always,
 }
 
 impl Changes {
@@ -65,11 +82,23 @@ impl Changes {
             .filter(|&&i| plans[i].change.creates())
             .map(|&i| desired[i].entry.name.clone())
             .collect();
-        Changes { changed, bases, new_namespaces }
+        let overrides =
+            changed.iter().copied().filter(|&i| desired[i].options.apply == ApplyMode::Override).collect();
+        Changes { changed, bases, new_namespaces, bodies: Bodies::new(), overrides }
     }
 
-    fn base(&self, i: usize) -> Option<&Value> {
-        self.bases.get(&i)
+    /// With the bodies to apply instead of the prepared objects.
+    pub fn with_bodies(self, bodies: Bodies) -> Changes {
+        Changes { bodies, ..self }
+    }
+
+    fn force(&self, i: usize) -> Force<'_> {
+        if self.overrides.contains(&i) { Force::Always } else { Force::Previously(self.bases.get(&i)) }
+    }
+
+    /// What to apply for the changed object `i`.
+    fn object<'a>(&'a self, i: usize, d: &'a Desired) -> &'a DynamicObject {
+        self.bodies.get(&i).unwrap_or(&d.obj)
     }
 
     /// The changed objects that can only be dry-run once their phase comes.
@@ -168,7 +197,7 @@ async fn apply_batch(
     let results: Vec<(usize, Result<DynamicObject, ApplyError>)> = stream::iter(batch.iter().copied())
         .map(|i| {
             let (applier, d) = (&built.applier, &built.desired[i]);
-            async move { (i, apply_one(applier, d, changes.base(i), false).await) }
+            async move { (i, apply_one(applier, changes.object(i, d), changes.force(i), false).await) }
         })
         .buffer_unordered(pass.ctx.options.apply_parallelism)
         .collect()
@@ -184,15 +213,20 @@ async fn apply_batch(
     (ok, failures)
 }
 
-/// Server-side apply (or its dry run) forcing conflicts only on fields ferry set before.
+/// Server-side apply (or its dry run) forcing conflicts only on fields ferry set before, or all
+/// of them when the object's options say so.
 async fn apply_one(
     applier: &Applier,
-    d: &Desired,
-    previous: Option<&Value>,
+    obj: &DynamicObject,
+    force: Force<'_>,
     dry_run: bool,
 ) -> Result<DynamicObject, ApplyError> {
     let attempt = |force| async move {
-        if dry_run { applier.dry_run(&d.obj, force).await } else { applier.apply(&d.obj, force).await }
+        if dry_run { applier.dry_run(obj, force).await } else { applier.apply(obj, force).await }
+    };
+    let previous = match force {
+        Force::Always => return attempt(true).await,
+        Force::Previously(previous) => previous,
     };
     match attempt(false).await {
         Err(ApplyError::Conflict { conflicts, .. })
@@ -220,7 +254,7 @@ async fn dry_run(
     parallelism: usize,
 ) -> Result<(), ValidateError> {
     let results: Vec<Result<DynamicObject, ApplyError>> = stream::iter(which.iter().copied())
-        .map(|i| apply_one(&built.applier, &built.desired[i], changes.base(i), true))
+        .map(|i| apply_one(&built.applier, changes.object(i, &built.desired[i]), changes.force(i), true))
         .buffer_unordered(parallelism)
         .collect()
         .await;
