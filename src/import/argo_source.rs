@@ -119,7 +119,7 @@ pub(super) fn git_ref(
             if options.default_branch.is_none() {
                 notes.push(f.note(
                     "targetRevision",
-                    "HEAD (the repository's default branch) does not map: ferry follows a named branch; `main` was assumed, pass --default-branch NAME to choose",
+                    "HEAD is the repository's default branch, which ferry does not look up: `main` was assumed; pass --default-branch NAME to choose",
                 ));
             }
             r.branch = Some(options.default_branch.clone().unwrap_or_else(|| "main".into()));

@@ -99,7 +99,7 @@ fn chart(
         let referrer = (f.object().to_string(), f.field("chartRef"));
         let upstream =
             index.source(Kind::OciRepository, namespace.as_deref(), &name, (&referrer.0, &referrer.1))?;
-        let oci = flux_sources::oci(upstream, notes)?;
+        let oci = flux_sources::oci(upstream, true, notes)?;
         let interval = oci.interval.clone();
         return Ok((oci_chart(f, oci)?, interval, upstream.id.clone()));
     }
@@ -263,14 +263,15 @@ fn drift_detection(mut f: Fields, notes: &mut Vec<Note>) -> Result<(bool, Vec<Ig
         let paths = rule.strings("paths")?;
         let mut target = rule.nested("target")?;
         let kind = target.string("kind")?;
-        let group = target.string("group")?.unwrap_or_default();
+        let group =
+            target.string("group")?.or_else(|| kind.as_deref().and_then(known_group).map(str::to_string));
         let (name, namespace) = (target.string("name")?, target.string("namespace")?);
         // The version does not matter: ferry compares by group and kind.
         target.raw("version");
         target.rest(&[], notes);
         rule.rest(&[], notes);
-        match kind {
-            Some(kind) if !paths.is_empty() => out.push(IgnoreDifference {
+        match (kind, group) {
+            (Some(kind), Some(group)) if !paths.is_empty() => out.push(IgnoreDifference {
                 group,
                 kind,
                 name,
@@ -280,12 +281,32 @@ fn drift_detection(mut f: Fields, notes: &mut Vec<Note>) -> Result<(bool, Vec<Ig
             }),
             _ => notes.push(f.note(
                 &format!("ignore[{i}]"),
-                "ferry ignores fields of a named kind: set target.kind and paths",
+                "ferry ignores fields of one group and kind: set paths, target.kind and (for a kind outside the core and built-in groups) target.group",
             )),
         }
     }
     f.rest(&[], notes);
     Ok((self_heal, out))
+}
+
+/// The API group of a built-in kind, for a Flux target that names the kind alone (Flux matches
+/// any group then; ferry needs one).
+fn known_group(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "ConfigMap"
+        | "Secret"
+        | "Service"
+        | "ServiceAccount"
+        | "Pod"
+        | "PersistentVolumeClaim"
+        | "Namespace" => "",
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => "apps",
+        "Job" | "CronJob" => "batch",
+        "HorizontalPodAutoscaler" => "autoscaling",
+        "Ingress" | "NetworkPolicy" => "networking.k8s.io",
+        "PodDisruptionBudget" => "policy",
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -346,6 +367,10 @@ mod tests {
         );
         assert!(app.spec.sync_policy.self_heal && app.spec.sync_policy.prune);
         assert_eq!(app.spec.ignore_differences[0].json_pointers, ["/spec/replicas"]);
+        assert_eq!(
+            app.spec.ignore_differences[0].group, "apps",
+            "a Deployment's group, which Flux leaves open"
+        );
         assert_eq!(app.spec.depends_on[0].namespace.as_deref(), Some("infra"));
         assert_eq!(app.spec.interval, "5m");
         let fields: Vec<&str> = notes.iter().map(|n| n.field.as_str()).collect();

@@ -65,7 +65,7 @@ fn source(upstream: &Upstream, notes: &mut Vec<Note>) -> Result<(Source, Option<
         source.secret_ref = git.secret_ref;
         Ok((source, git.interval))
     } else {
-        let oci = flux_sources::oci(upstream, notes)?;
+        let oci = flux_sources::oci(upstream, false, notes)?;
         source.oci = Some(OciSource {
             url: oci.url,
             tag: oci.tag,

@@ -138,10 +138,18 @@ pub(super) fn git(source: &Upstream, all_notes: &mut Vec<Note>) -> Result<GitSou
     Ok(GitSource { url, git_ref, secret_ref, interval })
 }
 
-/// An OCIRepository. Flux's precedence: digest, then semver, then tag; none is `latest`.
-pub(super) fn oci(source: &Upstream, all_notes: &mut Vec<Note>) -> Result<OciRepository, MapError> {
+/// An OCIRepository. Flux's precedence: digest, then semver, then tag; none is `latest`. For a
+/// chart (`for_chart`) the layer selector is what ferry does anyway: it reads the chart layer.
+pub(super) fn oci(
+    source: &Upstream,
+    for_chart: bool,
+    all_notes: &mut Vec<Note>,
+) -> Result<OciRepository, MapError> {
     let mut f = source_fields(source)?;
     let notes = &mut Vec::new();
+    if for_chart {
+        f.raw("layerSelector");
+    }
     let url = f.required_string("url")?;
     let secret_ref = secret_ref(&mut f, "secretRef")?;
     let insecure = f.bool("insecure")?.unwrap_or(false);
@@ -218,6 +226,7 @@ mod tests {
         let mut notes = Vec::new();
         let o = oci(
             &object(Kind::OciRepository, json!({"url": "oci://r/x", "ref": {"tag": "1", "semver": ">=1"}})),
+            false,
             &mut notes,
         )
         .unwrap();
