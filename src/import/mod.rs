@@ -157,6 +157,8 @@ pub enum MapError {
     Missing { object: String, field: String },
     #[error("{object}: {field}: {why}")]
     Invalid { object: String, field: String, why: String },
+    #[error("{first} and {second} would both become the ferry {kind} {name}; rename one")]
+    SameName { first: String, second: String, kind: &'static str, name: String },
     #[error(
         "{object}: {field} names {named}, which is not in the input; pass the file that defines it too (or use --from-cluster)"
     )]
@@ -220,6 +222,7 @@ pub fn import(objects: &[Upstream], options: &Options) -> Result<Report, ImportE
         used.extend(imported.joined.iter().cloned());
         report.imported.push(imported);
     }
+    check_names(&report)?;
     for source in objects.iter().filter(|o| is_source(o.id.kind) && !used.contains(&o.id)) {
         report.imported.push(Imported {
             from: source.id.clone(),
@@ -232,6 +235,34 @@ pub fn import(objects: &[Upstream], options: &Options) -> Result<Report, ImportE
         });
     }
     Ok(report)
+}
+
+/// Refuses two upstream objects that map to one ferry object (a Kustomization and a
+/// HelmRelease of the same name and namespace): printing both would make the second replace
+/// the first when applied.
+fn check_names(report: &Report) -> Result<(), MapError> {
+    let mut seen = BTreeMap::new();
+    for imported in &report.imported {
+        let (kind, meta) = match &imported.output {
+            Some(Output::Application(a)) => ("Application", &a.metadata),
+            Some(Output::ApplicationSet(s)) => ("ApplicationSet", &s.metadata),
+            None => continue,
+        };
+        let name = format!(
+            "{}/{}",
+            meta.namespace.as_deref().unwrap_or("-"),
+            meta.name.as_deref().unwrap_or_default()
+        );
+        if let Some(first) = seen.insert((kind, name.clone()), &imported.from) {
+            return Err(MapError::SameName {
+                first: first.to_string(),
+                second: imported.from.to_string(),
+                kind,
+                name,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn is_source(kind: Kind) -> bool {
@@ -301,6 +332,32 @@ mod tests {
         assert_eq!(Kind::of("kustomize.toolkit.fluxcd.io/v1", "Kustomization"), Some(Kind::Kustomization));
         assert_eq!(Kind::of("kustomize.config.k8s.io/v1beta1", "Kustomization"), None);
         assert_eq!(Kind::of("v1", "ConfigMap"), None);
+    }
+
+    #[test]
+    fn two_objects_that_become_one_application_are_an_error() {
+        let object = |kind, spec: Value| Upstream {
+            id: ObjectRef { kind, namespace: Some("apps".into()), name: "podinfo".into() },
+            labels: Default::default(),
+            finalizers: Vec::new(),
+            spec,
+        };
+        let objects = [
+            object(Kind::GitRepository, serde_json::json!({"url": "https://g/x"})),
+            object(
+                Kind::Kustomization,
+                serde_json::json!({"sourceRef": {"kind": "GitRepository", "name": "podinfo"}, "interval": "1m", "prune": true}),
+            ),
+            object(
+                Kind::ArgoApplication,
+                serde_json::json!({"source": {"repoURL": "https://g/x", "targetRevision": "main"}}),
+            ),
+        ];
+        let err = import(&objects, &Options::default()).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "Kustomization apps/podinfo and Argo CD Application apps/podinfo would both become the ferry Application apps/podinfo; rename one"
+        );
     }
 
     #[test]

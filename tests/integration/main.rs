@@ -15,6 +15,7 @@ mod dashboard;
 mod diff;
 mod git_fixture;
 mod hardening;
+mod import;
 mod install;
 mod leader;
 mod metrics;
