@@ -81,6 +81,9 @@ pub(super) fn import(object: &Upstream, index: &Index<'_>) -> Result<Imported, M
     })
 }
 
+/// A chart's source as ferry writes it, its polling interval and the upstream source joined.
+type Joined = (Source, Option<String>, ObjectRef);
+
 /// The chart: `chart.spec` with its `sourceRef`, or `chartRef` to an OCIRepository. Returns
 /// the source (with helm.valuesFiles when the chart names some), its interval and its name.
 fn chart(
@@ -88,7 +91,7 @@ fn chart(
     object: &Upstream,
     index: &Index<'_>,
     notes: &mut Vec<Note>,
-) -> Result<(Source, Option<String>, ObjectRef), MapError> {
+) -> Result<Joined, MapError> {
     if f.has("chartRef") {
         let (kind, name, namespace) = flux_sources::reference(f, "chartRef", &object.id)?;
         if kind != "OCIRepository" {
@@ -96,9 +99,7 @@ fn chart(
                 f.invalid("chartRef.kind", "ferry reads charts by chartRef from an OCIRepository only")
             );
         }
-        let referrer = (f.object().to_string(), f.field("chartRef"));
-        let upstream =
-            index.source(Kind::OciRepository, namespace.as_deref(), &name, (&referrer.0, &referrer.1))?;
+        let upstream = index.find(Kind::OciRepository, namespace.as_deref(), &name, f, "chartRef")?;
         let oci = flux_sources::oci(upstream, true, notes)?;
         let interval = oci.interval.clone();
         return Ok((oci_chart(f, oci)?, interval, upstream.id.clone()));
@@ -108,60 +109,8 @@ fn chart(
         notes.push(c.note("metadata", "set labels and annotations through the chart's values"));
     }
     let mut spec = c.nested("spec")?;
-    let chart = spec.required_string("chart")?;
-    let version = spec.string("version")?.filter(|v| v != "*");
-    let values_files = spec.strings("valuesFiles")?;
     let chart_interval = spec.string("interval")?;
-    let (kind, name, namespace) = flux_sources::reference(&mut spec, "sourceRef", &object.id)?;
-    let referrer = (spec.object().to_string(), spec.field("sourceRef"));
-    let (source, source_interval, id) = match kind.as_str() {
-        "HelmRepository" => {
-            let upstream = index.source(
-                Kind::HelmRepository,
-                namespace.as_deref(),
-                &name,
-                (&referrer.0, &referrer.1),
-            )?;
-            let repo = flux_sources::helm(upstream, notes)?;
-            let mut source = empty_source();
-            let chart = ChartSource {
-                repo_url: repo.url,
-                name: chart,
-                version,
-                secret_ref: repo.secret_ref,
-                insecure: repo.insecure,
-            };
-            source.chart = Some(chart);
-            source.helm = Some(HelmSource { values_files, ..Default::default() });
-            (source, repo.interval, upstream.id.clone())
-        }
-        "GitRepository" => {
-            let upstream =
-                index.source(Kind::GitRepository, namespace.as_deref(), &name, (&referrer.0, &referrer.1))?;
-            let git = flux_sources::git(upstream, notes)?;
-            let mut source = empty_source();
-            source.path = repo_path(&spec, "chart", Some(chart))?;
-            source.helm = Some(HelmSource {
-                values_files: git_values(&spec, source.path.as_deref(), values_files, notes),
-                ..Default::default()
-            });
-            (
-                Source {
-                    repo_url: Some(git.url),
-                    git_ref: Some(git.git_ref),
-                    secret_ref: git.secret_ref,
-                    ..source
-                },
-                git.interval,
-                upstream.id.clone(),
-            )
-        }
-        _ => {
-            return Err(
-                spec.invalid("sourceRef.kind", "ferry reads charts from a HelmRepository or a GitRepository")
-            );
-        }
-    };
+    let (source, source_interval, id) = chart_spec(&mut spec, object, index, notes)?;
     spec.rest(CHART_REASONS, notes);
     c.rest(&[], notes);
     let interval = match chart_interval {
@@ -169,6 +118,57 @@ fn chart(
         None => source_interval,
     };
     Ok((source, interval, id))
+}
+
+/// `chart.spec`: a chart of a HelmRepository, or a chart directory of a GitRepository.
+fn chart_spec(
+    spec: &mut Fields,
+    object: &Upstream,
+    index: &Index<'_>,
+    notes: &mut Vec<Note>,
+) -> Result<Joined, MapError> {
+    let chart = spec.required_string("chart")?;
+    let version = spec.string("version")?.filter(|v| v != "*");
+    let values_files = spec.strings("valuesFiles")?;
+    let (kind, name, namespace) = flux_sources::reference(spec, "sourceRef", &object.id)?;
+    match kind.as_str() {
+        "HelmRepository" => {
+            let upstream =
+                index.find(Kind::HelmRepository, namespace.as_deref(), &name, spec, "sourceRef")?;
+            let repo = flux_sources::helm(upstream, notes)?;
+            let chart = ChartSource {
+                repo_url: repo.url,
+                name: chart,
+                version,
+                secret_ref: repo.secret_ref,
+                insecure: repo.insecure,
+            };
+            let helm = HelmSource { values_files, ..Default::default() };
+            Ok((
+                Source { chart: Some(chart), helm: Some(helm), ..empty_source() },
+                repo.interval,
+                upstream.id.clone(),
+            ))
+        }
+        "GitRepository" => {
+            let upstream = index.find(Kind::GitRepository, namespace.as_deref(), &name, spec, "sourceRef")?;
+            let git = flux_sources::git(upstream, notes)?;
+            let path = repo_path(spec, "chart", Some(chart))?;
+            let values_files = git_values(spec, path.as_deref(), values_files, notes);
+            let source = Source {
+                repo_url: Some(git.url),
+                git_ref: Some(git.git_ref),
+                secret_ref: git.secret_ref,
+                path,
+                helm: Some(HelmSource { values_files, ..Default::default() }),
+                ..empty_source()
+            };
+            Ok((source, git.interval, upstream.id.clone()))
+        }
+        _ => {
+            Err(spec.invalid("sourceRef.kind", "ferry reads charts from a HelmRepository or a GitRepository"))
+        }
+    }
 }
 
 /// An OCIRepository holding a chart: `oci://host/path/<chart>` -> repository and chart name;

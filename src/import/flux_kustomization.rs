@@ -34,11 +34,10 @@ pub(super) fn import(object: &Upstream, index: &Index<'_>) -> Result<Imported, M
     let mut notes = Vec::new();
     let mut f = Fields::new(&object.id.to_string(), "spec", Some(object.spec.clone()))?;
     let (kind, name, namespace) = flux_sources::reference(&mut f, "sourceRef", &object.id)?;
-    let referrer = (f.object().to_string(), f.field("sourceRef"));
     let (source, source_interval, joined) = match kind.as_str() {
         "GitRepository" | "OCIRepository" => {
             let kind = if kind == "GitRepository" { Kind::GitRepository } else { Kind::OciRepository };
-            let upstream = index.source(kind, namespace.as_deref(), &name, (&referrer.0, &referrer.1))?;
+            let upstream = index.find(kind, namespace.as_deref(), &name, &f, "sourceRef")?;
             let (source, interval) = source(upstream, &mut notes)?;
             (source, interval, upstream.id.clone())
         }

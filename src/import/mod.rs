@@ -188,18 +188,20 @@ pub(crate) struct Index<'a> {
 }
 
 impl<'a> Index<'a> {
-    /// The source `kind` `name` in `namespace`, or an error naming what refers to it.
-    fn source(
+    /// The source `kind` `name` in `namespace`, or an error naming the field `key` of `referrer`
+    /// that refers to it.
+    fn find(
         &self,
         kind: Kind,
         namespace: Option<&str>,
         name: &str,
-        referrer: (&str, &str),
+        referrer: &fields::Fields,
+        key: &str,
     ) -> Result<&'a Upstream, MapError> {
         let id = ObjectRef { kind, namespace: namespace.map(str::to_string), name: name.to_string() };
         self.objects.get(&id).copied().ok_or_else(|| MapError::MissingSource {
-            object: referrer.0.to_string(),
-            field: referrer.1.to_string(),
+            object: referrer.object().to_string(),
+            field: referrer.field(key),
             named: id.to_string(),
         })
     }

@@ -212,17 +212,22 @@ fn stand_in_crd(group: &str, version: &str, kind: &str, plural: &str) -> String 
     )
 }
 
+/// Where a set of CRDs comes from (a directory of real ones, or none), their group, version
+/// and (kind, plural)s.
+type CrdSet<'a> = (Option<PathBuf>, &'a str, &'a str, &'a [(&'a str, &'a str)]);
+
 /// Flux's CRDs for `--from-cluster`: the real source-controller and kustomize-controller ones
 /// when built here, else stand-ins; helm-controller's is never built here, so HelmRelease is
 /// always a stand-in. Returns the kinds that are stand-ins.
 fn install_flux_crds(cluster: &Cluster) -> Vec<&'static str> {
-    let source = [("GitRepository", "gitrepositories"), ("HelmRepository", "helmrepositories")];
-    let sets: [(Option<PathBuf>, &str, &str, &[(&str, &str)]); 3] = [
+    const SOURCE: &[(&str, &str)] =
+        &[("GitRepository", "gitrepositories"), ("HelmRepository", "helmrepositories")];
+    let sets: [CrdSet; 3] = [
         (
             flux_crds("source-controller", "FLUX_SOURCE_CONTROLLER_VERSION"),
             "source.toolkit.fluxcd.io",
             "v1",
-            &source,
+            SOURCE,
         ),
         (
             flux_crds("kustomize-controller", "FLUX_KUSTOMIZE_CONTROLLER_VERSION"),
