@@ -362,6 +362,66 @@ mod tests {
         );
     }
 
+    /// Every fixture, with each of its values in turn replaced by values of other types and
+    /// shapes: the mapping may refuse them, never panic.
+    #[test]
+    fn no_value_in_any_field_makes_the_mapping_panic() {
+        let fixtures = [
+            include_str!("../../tests/fixtures/import/argo-git-kustomize.yaml"),
+            include_str!("../../tests/fixtures/import/argo-helm-chart.yaml"),
+            include_str!("../../tests/fixtures/import/argo-multi-source.yaml"),
+            include_str!("../../tests/fixtures/import/argo-appset-list.yaml"),
+            include_str!("../../tests/fixtures/import/flux-git-kustomization.yaml"),
+            include_str!("../../tests/fixtures/import/flux-helm-release.yaml"),
+            include_str!("../../tests/fixtures/import/flux-oci.yaml"),
+        ];
+        let odd = [
+            Value::Null,
+            serde_json::json!(7),
+            serde_json::json!(""),
+            serde_json::json!("{{"),
+            serde_json::json!("é/../$values/é"),
+            serde_json::json!(":"),
+            serde_json::json!([]),
+            serde_json::json!([{}]),
+            serde_json::json!({}),
+        ];
+        let mut runs = 0;
+        for text in fixtures {
+            let objects = input::parse_text("fixture", text).unwrap();
+            for (i, object) in objects.iter().enumerate() {
+                for path in leaf_paths(&object.spec, String::new()) {
+                    for value in &odd {
+                        let mut changed = objects.clone();
+                        if let Some(slot) = changed[i].spec.pointer_mut(&path) {
+                            *slot = value.clone();
+                        }
+                        if let Ok(report) = import(&changed, &Options::default()) {
+                            report.to_yaml().unwrap();
+                        }
+                        runs += 1;
+                    }
+                }
+            }
+        }
+        assert!(runs > 1000, "{runs}");
+    }
+
+    /// JSON pointers to every value under `value`.
+    fn leaf_paths(value: &Value, at: String) -> Vec<String> {
+        let mut out = vec![at.clone()];
+        match value {
+            Value::Object(map) => map.iter().for_each(|(k, v)| {
+                out.extend(leaf_paths(v, format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"))))
+            }),
+            Value::Array(items) => {
+                items.iter().enumerate().for_each(|(i, v)| out.extend(leaf_paths(v, format!("{at}/{i}"))))
+            }
+            _ => {}
+        }
+        out
+    }
+
     #[test]
     fn intervals_and_paths_are_checked() {
         let f = fields::Fields::new("o", "spec", None).unwrap();
