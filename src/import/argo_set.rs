@@ -47,6 +47,8 @@ pub(super) fn import(object: &Upstream, options: &Options) -> Result<Imported, M
     }
     let raw = f.raw("template");
     let raw = if go_template { raw.map(|t| plain_template(t, &f, &mut notes)) } else { raw };
+    let pull_requests = generators.iter().any(|g| g.pull_requests.is_some());
+    let raw = if pull_requests { raw.map(|t| pull_request_params(t, &f, &mut notes)) } else { raw };
     let template = template(Fields::new(f.object(), &f.field("template"), raw)?, options, &mut notes)?;
     f.rest(SET_REASONS, &mut notes);
     if generators.is_empty() {
@@ -146,16 +148,50 @@ fn pull_request(mut f: Fields, notes: &mut Vec<Note>) -> Result<Option<PullReque
     }
     let interval =
         seconds.filter(|s| (1..=3600).contains(s)).map_or_else(|| "1m".to_string(), |s| format!("{s}s"));
-    notes.push(f.note(
-        "(parameters)",
-        "ferry's are number, branch (pull/<n>/head), branchSlug, ref, sha and shortSha: head_sha and head_short_sha become sha and shortSha, the source branch name is not known",
-    ));
     Ok(Some(PullRequestGenerator {
         repo_url: format!("https://github.com/{owner}/{repo}.git"),
         refs: "refs/pull/*/head".into(),
         secret_ref: None,
         interval,
     }))
+}
+
+/// Argo CD's pull request parameters that ferry has under another name.
+const RENAMED_PARAMS: [(&str, &str); 3] =
+    [("head_sha", "sha"), ("head_short_sha", "shortSha"), ("branch_slug", "branchSlug")];
+
+/// Argo CD's pull request parameters that ferry lacks (ferry's `branch` is `pull/<n>/head`,
+/// not the pull request's branch).
+const MISSING_PARAMS: [&str; 8] = [
+    "branch",
+    "target_branch",
+    "target_branch_slug",
+    "head_short_sha_7",
+    "labels",
+    "author",
+    "title",
+    "author_slug",
+];
+
+/// The template with Argo CD's pull request parameters renamed to ferry's; those ferry lacks
+/// are noted.
+fn pull_request_params(template: Value, f: &Fields, notes: &mut Vec<Note>) -> Value {
+    let mut text = serde_json::to_string(&template).unwrap_or_default();
+    for (argo, ferry) in RENAMED_PARAMS {
+        text = text.replace(&format!("{{{{{argo}}}}}"), &format!("{{{{{ferry}}}}}"));
+    }
+    let missing: Vec<&str> =
+        MISSING_PARAMS.into_iter().filter(|p| text.contains(&format!("{{{{{p}}}}}"))).collect();
+    if !missing.is_empty() {
+        notes.push(f.note(
+            "template",
+            format!(
+                "the pull request parameters {} do not map: ferry's are number, branch (pull/<n>/head), branchSlug, ref, sha and shortSha",
+                missing.join(", ")
+            ),
+        ));
+    }
+    serde_json::from_str(&text).unwrap_or(template)
 }
 
 /// The template: its metadata, and its spec mapped as an Application's.

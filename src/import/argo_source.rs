@@ -305,6 +305,14 @@ pub(super) fn sources(
         source.repo_url = Some(repo_url);
         rebase_values(&mut source, values_ref.as_deref().unwrap_or_default(), chart_index, parent, notes);
         f.rest(&[("path", "the values repository is read at the values files' directory")], notes);
+    } else if let Some(helm) =
+        source.helm.as_mut().filter(|h| h.values_files.iter().any(|v| v.starts_with('$')))
+    {
+        helm.values_files.retain(|v| !v.starts_with('$'));
+        notes.push(parent.note(
+            &format!("sources[{chart_index}].helm.valueFiles"),
+            "the $ref values files name no source with that ref: they were dropped",
+        ));
     }
     Ok(source)
 }
@@ -487,6 +495,13 @@ mod tests {
         assert_eq!(s.helm.unwrap().values_files, ["values.yaml", "extra.yaml"]);
         assert_eq!(notes.iter().map(|n| n.field.as_str()).collect::<Vec<_>>(), ["spec.sources[2]"]);
         assert_eq!(common_dir(&["a/b/x".into(), "a/c/y".into()]), "a");
+        let list = vec![
+            json!({"repoURL": "https://c", "chart": "c", "helm": {"valueFiles": ["$vals/x.yaml", "own.yaml"]}}),
+        ];
+        let mut notes = Vec::new();
+        let s = sources(list, &parent, &Options::default(), &mut notes).unwrap();
+        assert_eq!(s.helm.unwrap().values_files, ["own.yaml"], "no $ref file is left for ferry to refuse");
+        assert_eq!(notes[0].field, "spec.sources[0].helm.valueFiles");
         assert_eq!(common_dir(&["x".into()]), "");
     }
 }
