@@ -325,10 +325,26 @@ mod tests {
             json!({"generators": [{"pullRequest": {"github": {"owner": "o", "repo": "r", "labels": ["x"]}}}], "template": template_spec()}),
         );
         let imported = import(&object, &Options::default()).unwrap();
-        let Some(Output::ApplicationSet(set)) = &imported.output else { panic!("no set") };
+        let Some(Output::ApplicationSet(mapped)) = &imported.output else { panic!("no set") };
         assert_eq!(
-            set.spec.generators[0].pull_requests.as_ref().unwrap().repo_url,
+            mapped.spec.generators[0].pull_requests.as_ref().unwrap().repo_url,
             "https://github.com/o/r.git"
+        );
+        let mut t = template_spec();
+        t["metadata"]["name"] = json!("preview-{{number}}-{{head_short_sha}}");
+        t["spec"]["source"]["targetRevision"] = json!("{{head_sha}}");
+        t["spec"]["source"]["path"] = json!("{{branch}}");
+        let object = set(
+            json!({"generators": [{"pullRequest": {"github": {"owner": "o", "repo": "r"}}}], "template": t}),
+        );
+        let imported = import(&object, &Options::default()).unwrap();
+        let Some(Output::ApplicationSet(set)) = &imported.output else { panic!("no set") };
+        assert_eq!(set.spec.template.metadata.name, "preview-{{number}}-{{shortSha}}");
+        assert_eq!(set.spec.template.spec["source"]["ref"]["name"], "{{ref}}");
+        assert!(
+            imported.notes.iter().any(|n| n.why.contains("parameters branch do not map")),
+            "{:?}",
+            imported.notes
         );
     }
 }

@@ -127,6 +127,9 @@ pub(super) fn git_ref(
         Some(sha) if sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit()) => {
             r.commit = Some(sha.into())
         }
+        // An ApplicationSet's pull request head commit (Argo CD's head_sha, renamed): ferry
+        // follows the pull request's ref, as its preview ApplicationSets do.
+        Some("{{sha}}") => r.name = Some("{{ref}}".into()),
         Some(full) if full.starts_with("refs/heads/") => {
             r.branch = full.strip_prefix("refs/heads/").map(Into::into)
         }

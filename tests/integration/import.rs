@@ -80,6 +80,7 @@ fn every_fixture_imports_to_objects_the_api_server_accepts() {
         ("argo-helm-chart.yaml", 1),
         ("argo-multi-source.yaml", 1),
         ("argo-appset-list.yaml", 1),
+        ("argo-appset-pull-request.yaml", 1),
         ("flux-git-kustomization.yaml", 1),
         ("flux-helm-release.yaml", 1),
         ("flux-oci.yaml", 0),
@@ -103,7 +104,16 @@ fn every_fixture_imports_to_objects_the_api_server_accepts() {
     assert_eq!(guestbook["spec"]["deletionPolicy"], "Delete");
     assert_eq!(guestbook["spec"]["ignoreDifferences"][0]["jsonPointers"][0], "/spec/replicas");
 
-    let set = all.iter().find(|o| o["kind"] == "ApplicationSet").expect("the ApplicationSet");
+    let previews =
+        all.iter().find(|o| o["metadata"]["name"] == "previews").expect("the pull request ApplicationSet");
+    let generator = &previews["spec"]["generators"][0]["pullRequests"];
+    assert_eq!(generator["repoURL"], "https://github.com/myorg/myrepository.git");
+    assert_eq!(previews["spec"]["template"]["metadata"]["name"], "myapp-{{branchSlug}}-{{number}}");
+    assert_eq!(previews["spec"]["template"]["spec"]["source"]["ref"]["name"], "{{ref}}");
+    let set = all
+        .iter()
+        .find(|o| o["kind"] == "ApplicationSet" && o["metadata"]["name"] == "guestbook")
+        .expect("the list ApplicationSet");
     assert_eq!(set["spec"]["generators"][0]["list"]["elements"][1]["cluster"], "engineering-prod");
     assert_eq!(set["spec"]["template"]["metadata"]["name"], "{{cluster}}-guestbook");
 
