@@ -11,6 +11,8 @@ use std::{
 
 use serde_json::Value;
 
+use ferry::appset::generate::{Params, generate};
+
 use crate::support::{Cluster, T, TestNamespace, pinned_version, repo_root, wait_until};
 
 /// `ferry import ARGS` with `stdin`: (exit code, stdout, stderr).
@@ -62,6 +64,24 @@ fn accepted(cluster: &Cluster, ns: &TestNamespace, stdout: &str) -> Vec<Value> {
     printed.into_iter().map(|o| dry_run_create(cluster, ns, o)).collect()
 }
 
+/// The Applications an ApplicationSet's template makes of `params` (ferry's own generation),
+/// each accepted by the API server: the template is free-form in the CRD, so this is what checks
+/// its spec.
+fn generated_accepted(cluster: &Cluster, ns: &TestNamespace, set: &Value, params: &[Params]) -> Vec<Value> {
+    let set: ferry::api::ApplicationSet = serde_json::from_value(set.clone()).expect("an ApplicationSet");
+    params
+        .iter()
+        .map(|p| {
+            let g = generate(&set.spec.template, p).unwrap_or_else(|e| panic!("{e}"));
+            let app = serde_json::json!({
+                "apiVersion": "ferry.dev/v1alpha1", "kind": "Application",
+                "metadata": {"name": g.name, "labels": g.labels}, "spec": g.spec,
+            });
+            dry_run_create(cluster, ns, app)
+        })
+        .collect()
+}
+
 fn named<'a>(objects: &'a [Value], name: &str) -> &'a Value {
     objects
         .iter()
@@ -110,12 +130,31 @@ fn every_fixture_imports_to_objects_the_api_server_accepts() {
     assert_eq!(generator["repoURL"], "https://github.com/myorg/myrepository.git");
     assert_eq!(previews["spec"]["template"]["metadata"]["name"], "myapp-{{branchSlug}}-{{number}}");
     assert_eq!(previews["spec"]["template"]["spec"]["source"]["ref"]["name"], "{{ref}}");
+    let pull_request: Params = [
+        ("number", "7"),
+        ("branch", "pull/7/head"),
+        ("branchSlug", "pull-7-head"),
+        ("ref", "refs/pull/7/head"),
+        ("sha", "0123456789abcdef0123456789abcdef01234567"),
+        ("shortSha", "0123456"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let preview = &generated_accepted(cluster, &ns, previews, &[pull_request])[0];
+    assert_eq!(preview["spec"]["source"]["ref"]["name"], "refs/pull/7/head");
+    assert_eq!(preview["spec"]["destination"]["namespace"], "preview-7");
     let set = all
         .iter()
         .find(|o| o["kind"] == "ApplicationSet" && o["metadata"]["name"] == "guestbook")
         .expect("the list ApplicationSet");
     assert_eq!(set["spec"]["generators"][0]["list"]["elements"][1]["cluster"], "engineering-prod");
     assert_eq!(set["spec"]["template"]["metadata"]["name"], "{{cluster}}-guestbook");
+    let elements: Vec<Params> =
+        serde_json::from_value(set["spec"]["generators"][0]["list"]["elements"].clone()).unwrap();
+    let envs = generated_accepted(cluster, &ns, set, &elements);
+    assert_eq!(envs[1]["metadata"]["name"], "engineering-prod-guestbook");
+    assert_eq!(envs[1]["spec"]["destination"]["namespace"], "guestbook-engineering-prod");
 
     let prometheus = named(&all, "prometheus");
     assert_eq!(prometheus["spec"]["source"]["chart"]["name"], "prometheus");
