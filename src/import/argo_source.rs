@@ -13,7 +13,6 @@ const SOURCE_REASONS: &[(&str, &str)] = &[
     ("name", "ferry's Application has a single source"),
 ];
 const HELM_REASONS: &[(&str, &str)] = &[
-    ("parameters", "set the values in helm.values instead"),
     ("fileParameters", "ferry reads values from the spec and values files only"),
     ("passCredentials", "ferry sends a chart repository's credentials to that repository only"),
     ("ignoreMissingValueFiles", "ferry refuses a missing values file"),
@@ -178,9 +177,54 @@ fn helm(mut f: Fields, notes: &mut Vec<Note>) -> Result<Option<HelmSource>, MapE
         // Argo CD: valuesObject takes precedence over values.
         merge(&mut values, object);
     }
+    parameters(&mut f, &mut values, notes)?;
     helm.values = (!values.is_empty()).then_some(values);
     f.rest(HELM_REASONS, notes);
     Ok((helm != HelmSource::default()).then_some(helm))
+}
+
+/// Argo CD's `helm.parameters` (`--set name=value`, over every other value): plain dotted names
+/// become nested values, typed as `--set` types them (unless `forceString`); a name with list
+/// indexes or escapes is noted.
+fn parameters(
+    f: &mut Fields,
+    values: &mut Map<String, Value>,
+    notes: &mut Vec<Note>,
+) -> Result<(), MapError> {
+    for (i, p) in f.list("parameters")?.into_iter().enumerate() {
+        let mut p = f.element("parameters", i, p)?;
+        let name = p.required_string("name")?;
+        let value = p.typed::<String>("value", "a string")?.unwrap_or_default();
+        let force_string = p.bool("forceString")?.unwrap_or(false);
+        p.rest(&[], notes);
+        let plain = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-');
+        if !name.split('.').all(plain) {
+            notes.push(f.note(
+                &format!("parameters[{i}]"),
+                "a name with list indexes or escapes: write it in helm.values",
+            ));
+            continue;
+        }
+        let typed = if force_string { Value::String(value) } else { set_value(&value) };
+        let mut nested = typed;
+        for key in name.rsplit('.') {
+            nested = Value::Object(Map::from_iter([(key.to_string(), nested)]));
+        }
+        if let Value::Object(map) = nested {
+            merge(values, map);
+        }
+    }
+    Ok(())
+}
+
+/// A `--set` value as Helm types it: true/false, an integer, null, else a string.
+fn set_value(text: &str) -> Value {
+    match text {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        "null" => Value::Null,
+        _ => text.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::String(text.to_string())),
+    }
 }
 
 /// Argo CD's `helm.values`: a YAML document in a string.
@@ -455,6 +499,19 @@ mod tests {
         let values = s.helm.unwrap().values.unwrap();
         assert_eq!(Value::Object(values), json!({"replicaCount": 2, "image": {"tag": "b"}}));
         assert!(notes.is_empty());
+        let (s, notes) = map(json!({
+            "repoURL": "https://charts.example.com", "chart": "podinfo",
+            "helm": {"values": "service: {type: NodePort}", "parameters": [
+                {"name": "service.type", "value": "ClusterIP"}, {"name": "replicaCount", "value": "3"},
+                {"name": "image.tag", "value": "1", "forceString": true}, {"name": "a[0].b", "value": "x"}]}
+        }));
+        let values = Value::Object(s.helm.unwrap().values.unwrap());
+        assert_eq!(
+            values,
+            json!({"service": {"type": "ClusterIP"}, "replicaCount": 3, "image": {"tag": "1"}})
+        );
+        let fields: Vec<&str> = notes.iter().map(|n| n.field.as_str()).collect();
+        assert_eq!(fields, ["spec.source.helm.parameters[3]"]);
         let (s, _) =
             map(json!({"repoURL": "registry.example.com/charts", "chart": "podinfo", "targetRevision": "*"}));
         let chart = s.chart.unwrap();
