@@ -33,6 +33,9 @@ pub enum CliError {
     /// What `ferry diff` itself reports (reading `--file`, fetching, rendering, the dry runs).
     #[error(transparent)]
     Diff(#[from] Box<crate::diff::live::DiffError>),
+    /// What `ferry import` reports (reading the input, an object ferry cannot express).
+    #[error(transparent)]
+    Import(#[from] crate::import::ImportError),
 }
 
 /// `ferry sync NAME`: stamps the reconcile-at annotation, which makes ferry re-check Git and
@@ -228,6 +231,30 @@ pub async fn diff(request: DiffRequest<'_>) -> Result<crate::diff::Plan, CliErro
     };
     let plan = crate::diff::live::plan(client, &app, input, render, &cache, TIMEOUT).await;
     plan.map_err(|e| CliError::Diff(Box::new(e)))
+}
+
+/// What `ferry import` reads: files (`-`: stdin) and, with `from_cluster`, the upstream objects
+/// in the cluster (of `namespace`, or all namespaces).
+pub struct ImportRequest<'a> {
+    pub files: &'a [std::path::PathBuf],
+    pub from_cluster: bool,
+    pub namespace: Option<&'a str>,
+    pub options: crate::import::Options,
+}
+
+/// `ferry import`: the upstream objects read, then mapped. Nothing is mapped when anything
+/// cannot be read.
+pub async fn import(request: ImportRequest<'_>) -> Result<crate::import::Report, CliError> {
+    use crate::import::{ImportError, InputError, input};
+    if request.files.is_empty() && !request.from_cluster {
+        return Err(ImportError::from(InputError::Nothing).into());
+    }
+    let mut objects = input::read_files(request.files).map_err(ImportError::from)?;
+    if request.from_cluster {
+        objects.extend(input::from_cluster(request.namespace).await.map_err(ImportError::from)?);
+    }
+    input::check_unique(&objects).map_err(ImportError::from)?;
+    Ok(crate::import::import(&objects, &request.options)?)
 }
 
 #[cfg(test)]

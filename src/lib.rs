@@ -12,6 +12,7 @@ pub mod controller;
 pub mod diff;
 pub mod duration;
 pub mod health;
+pub mod import;
 pub mod kube_util;
 mod locks;
 pub mod metrics;

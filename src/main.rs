@@ -81,6 +81,23 @@ enum Command {
         #[arg(short, long)]
         namespace: Option<String>,
     },
+    /// Print the ferry objects equivalent to Argo CD Applications and ApplicationSets and Flux
+    /// Kustomizations and HelmReleases (with their sources), with a comment for every field that
+    /// does not map. Exit 0: everything mapped, 1: some fields did not map, 2: error.
+    Import {
+        /// YAML files (several documents each); `-` reads stdin.
+        files: Vec<PathBuf>,
+        /// Also read the upstream objects in the cluster of the current kubeconfig.
+        #[arg(long)]
+        from_cluster: bool,
+        /// With --from-cluster, only this namespace (default: all namespaces).
+        #[arg(short, long, requires = "from_cluster")]
+        namespace: Option<String>,
+        /// The branch Argo CD's targetRevision HEAD (the default branch) stands for; without it
+        /// `main` is assumed, and said so in a comment.
+        #[arg(long)]
+        default_branch: Option<String>,
+    },
     /// Print the CustomResourceDefinitions as YAML (`ferry crd | kubectl apply --server-side -f -`).
     Crd,
     /// Print ferry's version.
@@ -360,6 +377,15 @@ fn main() -> ExitCode {
                 Err(err) => fail_with(&err.to_string(), 2),
             }
         }
+        Command::Import { files, from_cluster, namespace, default_branch } => {
+            let request = ferry::cli::ImportRequest {
+                files: &files,
+                from_cluster,
+                namespace: namespace.as_deref(),
+                options: ferry::import::Options { default_branch },
+            };
+            import(request)
+        }
         Command::Status { name, namespace } => {
             client_command(ferry::cli::status(&name, namespace.as_deref()))
         }
@@ -373,6 +399,26 @@ fn main() -> ExitCode {
         Command::Retry { name, namespace } => {
             client_command(ferry::cli::request_rollout(&name, namespace.as_deref(), "retry"))
         }
+    }
+}
+
+/// `ferry import`: the YAML on stdout; exit 1 when some field did not map (as `ferry diff`
+/// exits 1 for changes), 2 on an error (nothing printed on stdout).
+fn import(request: ferry::cli::ImportRequest<'_>) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => return fail_with(&format!("cannot start the async runtime: {err}"), 2),
+    };
+    let report = match runtime.block_on(ferry::cli::import(request)) {
+        Ok(report) => report,
+        Err(err) => return fail_with(&err.to_string(), 2),
+    };
+    match report.to_yaml() {
+        Ok(yaml) => {
+            print!("{yaml}");
+            if report.has_notes() { ExitCode::from(1) } else { ExitCode::SUCCESS }
+        }
+        Err(err) => fail_with(&err.to_string(), 2),
     }
 }
 

@@ -19,6 +19,7 @@ mod git_fixture;
 mod hardening;
 mod health_checks;
 mod hooks;
+mod import;
 mod install;
 mod leader;
 mod metrics;
