@@ -43,7 +43,7 @@ pub struct SourceMemo {
 pub struct SplitRender {
     pub source: Arc<Vec<DynamicObject>>,
     pub objects: Arc<Vec<DynamicObject>>,
-    pub hooks: Arc<Vec<crate::controller::hooks::Hook>>,
+    pub hooks: Arc<Vec<crate::plan::hooks::Hook>>,
     /// The namespace `createNamespace` asked for when it was split.
     pub requested_namespace: Option<String>,
     /// The Namespace ferry added to the objects, if any.

@@ -183,20 +183,7 @@ async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
     Ok(match &attempt.result {
         Ok(s) => {
             mem.failures = 0;
-            // Watches of the objects bring health changes at once; this is the fallback.
-            let mut next = if progressing { interval.min(Duration::from_secs(15)) } else { interval };
-            // A rollout knows when its next step is due (a pause ends, a measurement).
-            if let Some(due) = s.rollout.as_ref().and_then(|d| d.requeue) {
-                next = next.min(due.max(Duration::from_millis(200)));
-            }
-            // Hooks are not watched: their Jobs are looked at every few seconds while they run;
-            // a wave's health is watched, this is the fallback.
-            if matches!(s.state, SyncState::InProgress { .. })
-                || sync::hooks_running(attempt.progress.as_ref())
-            {
-                next = next.min(HOOK_POLL);
-            }
-            Action::requeue(next)
+            Action::requeue(after_success(s, &attempt, interval, progressing))
         }
         // The SyncFail hooks of a failed hook are followed until they end.
         Err(_) if sync::hooks_running(attempt.progress.as_ref()) => Action::requeue(HOOK_POLL),
@@ -209,6 +196,23 @@ async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
         // A new commit or a spec change can fix it: look again at the next interval.
         Err(_) => Action::requeue(interval),
     })
+}
+
+/// When to look again after a pass that got through: at the interval, sooner while the
+/// revision progresses, a rollout step is due or the sync goes on over several passes.
+fn after_success(s: &sync::Synced, attempt: &Attempt, interval: Duration, progressing: bool) -> Duration {
+    // Watches of the objects bring health changes at once; this is the fallback.
+    let mut next = if progressing { interval.min(Duration::from_secs(15)) } else { interval };
+    // A rollout knows when its next step is due (a pause ends, a measurement).
+    if let Some(due) = s.rollout.as_ref().and_then(|d| d.requeue) {
+        next = next.min(due.max(Duration::from_millis(200)));
+    }
+    // Hooks are not watched: their Jobs are looked at every few seconds while they run; a
+    // wave's health is watched, this is the fallback.
+    if matches!(s.state, SyncState::InProgress { .. }) || sync::hooks_running(attempt.progress.as_ref()) {
+        next = next.min(HOOK_POLL);
+    }
+    next
 }
 
 /// The hook objects ferry created and has not deleted: they go with the Application.

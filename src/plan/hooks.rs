@@ -64,6 +64,23 @@ impl HookSpec {
     }
 }
 
+/// A hook of the render: the object as ferry creates it (labelled as the Application's), and
+/// when it runs.
+#[derive(Clone, Debug)]
+pub struct Hook {
+    pub object: DynamicObject,
+    pub spec: HookSpec,
+    /// As the revision declares it: `Job ns/migrate`, or `Job ns/migrate-` for a generateName.
+    pub key: String,
+}
+
+impl Hook {
+    /// Whether it runs in `phase` of this sync.
+    pub fn runs_in(&self, phase: HookPhase, first_sync: bool) -> bool {
+        self.spec.runs_in(phase, first_sync)
+    }
+}
+
 /// What an object is to the sync.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Role {

@@ -127,7 +127,11 @@ fn a_pre_sync_migration_with_generate_name_runs_once_per_revision_before_anythin
             .ok_or_else(|| format!("replicas {}", web["spec"]["replicas"]))
     });
     app.wait_synced(&v1, T);
-    assert_eq!(names_of(&s, "jobs"), [first_job.clone()], "the hook ran again on a drift correction");
+    assert_eq!(
+        names_of(&s, "jobs"),
+        std::slice::from_ref(&first_job),
+        "the hook ran again on a drift correction"
+    );
 
     // A new revision runs it again, and the previous run's object goes first (BeforeHookCreation).
     let v2 = s.commit(&[("web.yaml", deployment("web", None, "registry.example/web:2", 1))], "v2");

@@ -22,11 +22,12 @@ use serde_json::Value;
 
 pub use self::run::{PhaseOutcome, Runner};
 use super::prunable::PruneError;
+pub use crate::plan::hooks::Hook;
 use crate::{
     api::{HookPhase, HookRun, conditions as c},
     apply::{AppRef, ApplyError, describe, label_object},
     health::{self, ObjectHealth},
-    plan::hooks::{AnnotationError, HookSpec, Role, role},
+    plan::hooks::{AnnotationError, Role, role},
 };
 
 /// Annotation on a hook object: the revision it was created for.
@@ -92,23 +93,6 @@ impl HookError {
             | HookError::Conflict { .. }
             | HookError::Failed { .. } => false,
         }
-    }
-}
-
-/// A hook of the render: the object as ferry creates it (labelled as the Application's), and
-/// when it runs.
-#[derive(Clone, Debug)]
-pub struct Hook {
-    pub object: DynamicObject,
-    pub spec: HookSpec,
-    /// As the revision declares it: `Job ns/migrate`, or `Job ns/migrate-` for a generateName.
-    pub key: String,
-}
-
-impl Hook {
-    /// Whether it runs in `phase` of this sync.
-    pub fn runs_in(&self, phase: HookPhase, first_sync: bool) -> bool {
-        self.spec.runs_in(phase, first_sync)
     }
 }
 

@@ -11,7 +11,9 @@ use std::collections::BTreeSet;
 
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 
-use super::{build::Built, pass::Pass, verify, write};
+use serde_json::Value;
+
+use super::{build::Built, desired::Desired, pass::Pass, write};
 use crate::{
     api::{Application, HealthStatusCode, HookPhase, SyncProgress, VerificationPhase},
     controller::{
@@ -19,7 +21,8 @@ use crate::{
         hooks::{HookError, PhaseOutcome, Runner, shown},
         memory::AppMemory,
     },
-    health::HealthChecks,
+    health::{self, HealthChecks, ObjectHealth, ObjectName},
+    plan::ApplyMode,
 };
 
 /// Whether the sync goes on past a phase or a wave in this pass.
@@ -139,7 +142,7 @@ pub async fn apply_waves(
         if later.is_empty() || !has_work(built, changes, later, progress.as_ref()) {
             continue;
         }
-        let health = verify::health_of(mem, checks, built.desired.iter().filter(|d| d.wave == wave));
+        let health = health_of(mem, checks, built.desired.iter().filter(|d| d.wave == wave));
         if health.status != HealthStatusCode::Healthy {
             let why = health.message.unwrap_or_else(|| format!("{:?}", health.status));
             let message = format!("sync wave {wave} is not Healthy yet: {why}");
@@ -232,4 +235,25 @@ pub async fn sync_fail(pass: Pass<'_>, built: &Built, p: &mut SyncProgress) {
 /// Whether a hook of the progress still runs: the pass looks again soon.
 pub fn hooks_running(progress: Option<&SyncProgress>) -> bool {
     progress.is_some_and(|p| p.hooks.iter().any(|r| r.result == VerificationPhase::Running))
+}
+
+/// The health of some objects, from the live objects ferry has seen. Kinds whose live object
+/// is not kept (ConfigMaps, Secrets, RBAC) are healthy when they exist.
+pub fn health_of<'a>(
+    mem: &AppMemory,
+    checks: &HealthChecks,
+    desired: impl Iterator<Item = &'a Desired>,
+) -> ObjectHealth {
+    let blank = Value::Object(Default::default());
+    // An object its options keep ferry from writing (Flux `ssa: Ignore`, `reconcile: disabled`)
+    // counts only when it exists: ferry does not create it.
+    let counted = desired.filter(|d| d.options.apply != ApplyMode::Skip || mem.known.contains_key(&d.key));
+    health::aggregate(
+        checks,
+        counted.map(|d| {
+            let name = ObjectName::from(&d.entry);
+            let live = mem.known.get(&d.key).map(|k| k.live.as_deref().unwrap_or(&blank));
+            (name, live)
+        }),
+    )
 }

@@ -4,8 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
 
 use super::{build::Built, desired::Desired, pass::Pass, phases};
@@ -16,9 +14,8 @@ use crate::{
         hooks::{self, PhaseOutcome},
         memory::AppMemory,
     },
-    health::{self, HealthChecks, InvalidHealthCheck, ObjectHealth, ObjectName},
+    health::{HealthChecks, InvalidHealthCheck, ObjectHealth},
     metrics::Stage,
-    plan::ApplyMode,
     rollout::types::Decision,
     source::Revision,
 };
@@ -146,27 +143,6 @@ fn verification(
     })
 }
 
-/// The health of some objects, from the live objects ferry has seen. Kinds whose live object
-/// is not kept (ConfigMaps, Secrets, RBAC) are healthy when they exist.
-pub fn health_of<'a>(
-    mem: &AppMemory,
-    checks: &HealthChecks,
-    desired: impl Iterator<Item = &'a Desired>,
-) -> ObjectHealth {
-    let blank = Value::Object(Default::default());
-    // An object its options keep ferry from writing (Flux `ssa: Ignore`, `reconcile: disabled`)
-    // counts only when it exists: ferry does not create it.
-    let counted = desired.filter(|d| d.options.apply != ApplyMode::Skip || mem.known.contains_key(&d.key));
-    health::aggregate(
-        checks,
-        counted.map(|d| {
-            let name = ObjectName::from(&d.entry);
-            let live = mem.known.get(&d.key).map(|k| k.live.as_deref().unwrap_or(&blank));
-            (name, live)
-        }),
-    )
-}
-
 /// The Application's health from the live objects ferry has seen (by `checks` for the kinds they
 /// cover), with the progress deadline.
 pub fn assess(
@@ -176,7 +152,7 @@ pub fn assess(
     deadline: Duration,
     revision: &Revision,
 ) -> ObjectHealth {
-    let mut health = health_of(mem, checks, desired.iter());
+    let mut health = phases::health_of(mem, checks, desired.iter());
     if health.status != HealthStatusCode::Progressing {
         mem.progressing_since = None;
         return health;
