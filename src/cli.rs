@@ -72,6 +72,22 @@ fn dependencies(app: &Application) -> String {
         .join(", ")
 }
 
+/// `status.progress`: the phase and wave of a revision's sync, and its hooks.
+fn describe_progress(line: &mut impl FnMut(&str, String), p: &crate::api::SyncProgress) {
+    let wave = p.wave.map(|w| format!(", wave {w}")).unwrap_or_default();
+    let first = if p.first_sync { " (first sync)" } else { "" };
+    line("Sync phase", format!("{} {:?}{wave} at {}{first}", p.phase, p.result, p.revision));
+    if let Some(message) = &p.message {
+        line("  message", message.clone());
+    }
+    for run in &p.hooks {
+        let gone = if run.deleted { ", deleted" } else { "" };
+        let why = run.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+        let object = crate::controller::hooks::shown(run);
+        line("  hook", format!("{} wave {} {object} {:?}{gone}{why}", run.phase, run.wave, run.result));
+    }
+}
+
 /// The text of `ferry status`.
 pub fn describe(app: &Application) -> String {
     let mut out = String::new();
@@ -100,6 +116,9 @@ pub fn describe(app: &Application) -> String {
     }
     if let Some(verified) = &status.verified_revision {
         line("Verified", verified.clone());
+    }
+    if let Some(p) = &status.progress {
+        describe_progress(&mut line, p);
     }
     let Some(strategy) = &app.spec.strategy else { return out };
     let kind = if strategy.canary.is_some() { "canary" } else { "blueGreen" };
@@ -261,6 +280,28 @@ pub async fn import(request: ImportRequest<'_>) -> Result<crate::import::Report,
 mod tests {
     use super::*;
     use crate::api::ApplicationSpec;
+
+    #[test]
+    fn status_shows_the_phase_wave_and_hooks_of_a_sync() {
+        let app: Application = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ferry.dev/v1alpha1", "kind": "Application",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"source": {"repoURL": "https://git.example.com/a.git", "ref": {"branch": "main"}}},
+            "status": {"progress": {"revision": "main@sha1:abc", "phase": "Sync", "wave": 1,
+                "result": "Running", "message": "sync wave 1 is not Healthy yet",
+                "hooks": [{"phase": "PreSync", "wave": -1, "hook": "Job shop/migrate-",
+                    "object": {"group": "batch", "version": "v1", "kind": "Job", "namespace": "shop",
+                        "name": "migrate-x7k2p"}, "uid": "u1", "result": "Succeeded", "deleted": true}]}}
+        }))
+        .unwrap();
+        let said = describe(&app);
+        assert!(said.contains("Sync phase    Sync Running, wave 1 at main@sha1:abc\n"), "{said}");
+        assert!(said.contains("  message     sync wave 1 is not Healthy yet\n"), "{said}");
+        assert!(
+            said.contains("  hook        PreSync wave -1 Job shop/migrate-x7k2p Succeeded, deleted\n"),
+            "{said}"
+        );
+    }
 
     #[test]
     fn status_names_the_dependencies_with_their_namespaces() {

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::{Action, ObjectDiff, Plan, comparable, redact_all_values, redact_secret_values, unified};
 use crate::{
-    api::{Application, ChartSource, GitRef, InventoryEntry, LocalObjectReference},
+    api::{Application, ChartSource, GitRef, HookPhase, InventoryEntry, LocalObjectReference},
     apply::{AppRef, Applier, ApplyError},
     artifact::{
         access::ArtifactAccess, fetch::Artifacts, helm_repo::HelmRepoOptions, oci::OciFetcherOptions,
@@ -30,6 +30,7 @@ use crate::{
         },
     },
     health::ObjectName,
+    plan::hooks::Hook,
     plan::{ApplyMode, ignore},
     render::{
         self, Capabilities, DiscoveredScopes, FetchedDependency, RenderError, RenderOptions, RenderRequest,
@@ -139,6 +140,7 @@ pub async fn plan(
             plan.objects.push(diff_of(&d.entry, action, diff));
         }
     }
+    (plan.waves, plan.hooks) = sequence(&app, &desired, &split.hooks);
     let previous = app.status.as_ref().map(|s| s.inventory.clone()).unwrap_or_default();
     let previous = desired::in_scope(previous, applier.discovery());
     let candidates = prune::candidates(&previous, &desired::inventory(&desired));
@@ -158,6 +160,27 @@ pub async fn plan(
         plan.objects.push(diff_of(&p.entry, Action::Prune, unified(&before, &after, &title)));
     }
     Ok(plan)
+}
+
+/// The sync waves of the objects (when more than one) and the hooks a sync would run, in the
+/// order the sync pass runs them (phase, then wave): for the Application's first sync or a later
+/// one, as its status says.
+fn sequence(app: &Application, desired: &[Desired], hooks: &[Hook]) -> (Vec<i32>, Vec<String>) {
+    let waves: std::collections::BTreeSet<i32> = desired.iter().map(|d| d.wave).collect();
+    let waves = if waves.len() > 1 { waves.into_iter().collect() } else { Vec::new() };
+    let first_sync =
+        app.status.as_ref().is_none_or(|s| s.last_applied_revision.is_none() && s.inventory.is_empty());
+    let phases = [HookPhase::PreSync, HookPhase::Sync, HookPhase::PostSync, HookPhase::SyncFail];
+    let hooks = phases
+        .iter()
+        .flat_map(|&phase| {
+            hooks
+                .iter()
+                .filter(move |h| h.runs_in(phase, first_sync))
+                .map(move |h| format!("{phase} wave {}: {}", h.spec.wave, h.key))
+        })
+        .collect();
+    (waves, hooks)
 }
 
 /// What a diff renders: the files' root, a chart from a repository when the source is one,

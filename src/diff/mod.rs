@@ -57,6 +57,12 @@ pub struct Plan {
     /// The progressive rollout the change would start, in words.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rollout: Option<String>,
+    /// The sync waves the objects would be applied in, when there is more than one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waves: Vec<i32>,
+    /// The hooks a sync of the revision would run, in order: `PreSync wave -1: Job shop/migrate-`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<String>,
 }
 
 impl Plan {
@@ -83,6 +89,13 @@ impl Plan {
         }
         if let Some(rollout) = &self.rollout {
             s.push_str(&format!("; {rollout}"));
+        }
+        if !self.waves.is_empty() {
+            let waves: Vec<String> = self.waves.iter().map(i32::to_string).collect();
+            s.push_str(&format!("; in sync waves {}", waves.join(", ")));
+        }
+        if !self.hooks.is_empty() {
+            s.push_str(&format!("; {} hook(s) to run", self.hooks.len()));
         }
         s
     }
@@ -219,6 +232,10 @@ pub fn report(plan: &Plan, format: Format) -> String {
             for name in &plan.not_pruned {
                 out.push_str(&format!("\n=== {name}: no longer in Git, kept (prune is off)\n"));
             }
+            if !plan.hooks.is_empty() {
+                out.push_str("\n=== hooks, in the order a sync runs them\n");
+                plan.hooks.iter().for_each(|h| out.push_str(&format!("  {h}\n")));
+            }
             out
         }
         Format::Markdown => {
@@ -237,6 +254,10 @@ pub fn report(plan: &Plan, format: Format) -> String {
             }
             for name in &plan.not_pruned {
                 out.push_str(&format!("\n- `{name}`: no longer in Git, kept (prune is off)\n"));
+            }
+            if !plan.hooks.is_empty() {
+                out.push_str("\nHooks, in the order a sync runs them:\n\n");
+                plan.hooks.iter().for_each(|h| out.push_str(&format!("- `{h}`\n")));
             }
             out
         }
@@ -284,6 +305,21 @@ mod tests {
     }
 
     #[test]
+    fn waves_and_hooks_are_in_every_report() {
+        let plan = Plan {
+            source: "main@abc1234".into(),
+            waves: vec![-1, 0, 2],
+            hooks: vec!["PreSync wave -1: Job shop/migrate-".into()],
+            ..Plan::default()
+        };
+        assert!(plan.summary().ends_with("; in sync waves -1, 0, 2; 1 hook(s) to run"), "{}", plan.summary());
+        for format in [Format::Text, Format::Markdown, Format::Json] {
+            let out = report(&plan, format);
+            assert!(out.contains("PreSync wave -1: Job shop/migrate-"), "{out}");
+        }
+    }
+
+    #[test]
     fn identical_objects_have_no_diff_and_reports_count_actions() {
         let obj = json!({"kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "v"}});
         assert_eq!(unified(&obj, &obj, "ConfigMap/a"), "");
@@ -304,6 +340,7 @@ mod tests {
             unchanged: 2,
             not_pruned: vec![],
             rollout: Some("a canary rollout of Deployment web would start: nginx:1.0 -> nginx:1.1".into()),
+            ..Plan::default()
         };
         assert_eq!(
             plan.summary(),

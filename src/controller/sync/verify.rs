@@ -60,7 +60,9 @@ pub async fn verify(
     if p.result == VerificationPhase::Running {
         post_sync(pass, built, &health, p).await?;
     }
-    let verification = verification(p, previous, &built.split.hooks);
+    // Healthy: the PostSync hooks were started (or followed) in this pass.
+    let started = health.status == HealthStatusCode::Healthy;
+    let verification = verification(p, previous, &built.split.hooks, started);
     let health = match verification.as_ref().filter(|v| v.revision == p.revision) {
         Some(v) => {
             let message = v.message.clone().unwrap_or_default();
@@ -103,18 +105,20 @@ async fn post_sync(
 
 /// The revision's verification, from its PostSync runs: `None` when it has no PostSync hooks,
 /// the previous one until they start, and the previous one unchanged once they ended (so the
-/// status is not rewritten).
+/// status is not rewritten). `started`: the hooks were started or followed in this pass (a
+/// hook whose earlier object is being cleared away has no run yet, and is running all the same).
 fn verification(
     p: &SyncProgress,
     previous: Option<&VerificationStatus>,
     hook_defs: &[hooks::Hook],
+    started: bool,
 ) -> Option<VerificationStatus> {
     if !hook_defs.iter().any(|h| h.runs_in(HookPhase::PostSync, p.first_sync)) {
         return None;
     }
     let runs: Vec<&HookRun> = p.hooks.iter().filter(|r| r.phase == HookPhase::PostSync).collect();
     let current = previous.filter(|v| v.revision == p.revision);
-    if runs.is_empty() {
+    if runs.is_empty() && !(started && p.phase == HookPhase::PostSync) {
         return previous.cloned();
     }
     if let Some(v) = current.filter(|v| v.phase != VerificationPhase::Running) {
