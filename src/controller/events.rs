@@ -19,6 +19,7 @@ pub const DRIFT_DETECTED: &str = "DriftDetected";
 pub const OWNERSHIP_CONFLICT: &str = "OwnershipConflict";
 pub const VERIFICATION_SUCCEEDED: &str = "VerificationSucceeded";
 pub const VERIFICATION_FAILED: &str = "VerificationFailed";
+pub const HOOK_FAILED: &str = "HookFailed";
 
 /// Events carry at most 1 kB of note.
 const NOTE_LIMIT: usize = 1000;

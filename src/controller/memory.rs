@@ -57,6 +57,9 @@ pub type PreparedObjects = Arc<Vec<Arc<Prepared>>>;
 #[derive(Default)]
 pub struct AppMemory {
     pub source: Option<SourceMemo>,
+    /// The deletion hooks' progress ferry last wrote while the Application is being deleted:
+    /// the watch cache may not have it yet, and a run it does not know would be created twice.
+    pub deletion: Option<crate::api::SyncProgress>,
     /// The chart dependencies fetched for the source resolved at that moment (the
     /// `resolved_at` of [`SourceMemo`]): refetched only when the source is resolved again.
     pub dependencies: Option<(Instant, Vec<crate::render::FetchedDependency>)>,

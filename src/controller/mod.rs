@@ -30,6 +30,7 @@
 
 mod claims;
 mod context;
+mod deletion;
 mod delivery;
 mod dependencies;
 pub mod error;

@@ -23,7 +23,7 @@ use kube::{
 
 use super::{
     context::Context,
-    delivery,
+    deletion, delivery,
     error::{AccessError, PruneError, SyncError},
     events,
     memory::AppMemory,
@@ -33,8 +33,9 @@ use super::{
 };
 use crate::{
     api::{
-        Application, ApplicationStatus, HealthStatus, HealthStatusCode, HistoryEntry, InventoryEntry,
-        SyncResult, SyncStatus, SyncStatusCode, VerificationPhase, VerificationStatus, conditions as c,
+        Application, ApplicationStatus, HealthStatus, HealthStatusCode, HistoryEntry, HookPhase,
+        InventoryEntry, SyncResult, SyncStatus, SyncStatusCode, VerificationPhase, VerificationStatus,
+        conditions as c,
     },
     apply::{AppRef, Applier, FIELD_MANAGER, prune_candidates},
     duration,
@@ -61,6 +62,9 @@ pub enum Error {
     Status { app: String, source: StatusWriteError },
     #[error("cleaning up {app}: {source}")]
     Cleanup { app: String, source: SyncError },
+    /// Not a failure: a deletion hook runs, and the finalizer stays until it ended.
+    #[error("deleting {app}: {message}")]
+    DeletionHooksRunning { app: String, message: String },
     #[error(transparent)]
     Finalizer(#[from] Box<finalizer::Error<Error>>),
 }
@@ -75,6 +79,12 @@ pub enum StatusWriteError {
 }
 
 impl Error {
+    /// A deletion hook runs: the finalizer stays, nothing failed.
+    pub fn is_waiting_for_hooks(&self) -> bool {
+        matches!(self, Error::Finalizer(e)
+            if matches!(e.as_ref(), finalizer::Error::CleanupFailed(Error::DeletionHooksRunning { .. })))
+    }
+
     /// The short word for `ferry_errors_total{category}`.
     pub fn category(&self) -> &'static str {
         match self {
@@ -86,6 +96,7 @@ impl Error {
             },
             Error::Status { .. } => "status",
             Error::Cleanup { .. } => "cleanup",
+            Error::DeletionHooksRunning { .. } => "hook",
             Error::NoNamespace => "validation",
         }
     }
@@ -113,8 +124,10 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     if let Err(e) = &result {
-        ctx.metrics.reconciled(false);
-        ctx.metrics.error(e.category());
+        if !e.is_waiting_for_hooks() {
+            ctx.metrics.reconciled(false);
+            ctx.metrics.error(e.category());
+        }
     }
     result
 }
@@ -123,6 +136,9 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
 /// jittered backoff. Sync failures never get here: reconcile reports them in the status and
 /// chooses its own requeue, backing off transient ones and waiting on the others.
 pub fn error_policy(app: Arc<Application>, error: &Error, _ctx: Arc<Context>) -> Action {
+    if error.is_waiting_for_hooks() {
+        return Action::requeue(HOOK_POLL);
+    }
     tracing::warn!(app = %app.name_any(), namespace = app.namespace().unwrap_or_default(), %error, "reconcile failed; retrying");
     Action::requeue(jitter(Duration::from_secs(10), &app.name_any()))
 }
@@ -244,24 +260,7 @@ async fn cleanup(app: &Application, ctx: &Context) -> Result<Action, Error> {
     if let (Ok(sa), true) =
         (&acting_as, app.spec.deletes_on_removal() && !app.spec.suspend && !inventory.is_empty())
     {
-        let fail = |source| Error::Cleanup { app: app_ref.to_string(), source };
-        let client = ctx
-            .client_for(&app_ref.namespace, sa.as_deref())
-            .map_err(|e| fail(AccessError::Client(Box::new(e)).into()))?;
-        let discovery = ctx.discovery().await;
-        let applier = Applier::with_discovery(client, discovery.clone(), ctx.options.api_timeout);
-        let mut order = prune_candidates(&inventory, &[], true, |_| false)
-            .map_err(|e| fail(PruneError::Refused(e).into()))?;
-        // A rollout's canary objects and the PostSync hooks are in no inventory; they go first.
-        order.splice(0..0, super::strategy::derived_objects(app, &inventory));
-        order.splice(0..0, hook_objects(app));
-        let victims = prunable::removable(ctx, &applier, &app_ref, &order, prunable::Removal::Delete)
-            .await
-            .map_err(|e| fail(e.into()))?;
-        for victim in &victims {
-            victim.delete(&applier).await.map_err(|e| fail(e.into()))?;
-        }
-        tracing::info!(app = %app_ref, deleted = victims.len(), "deleted the objects of a deleted Application");
+        delete_with_hooks(app, ctx, &app_ref, sa.as_deref(), &inventory).await?;
     } else {
         tracing::info!(app = %app_ref, objects = inventory.len(), "Application deleted; its objects are left in place");
     }
@@ -270,6 +269,65 @@ async fn cleanup(app: &Application, ctx: &Context) -> Result<Action, Error> {
     ctx.metrics.forget(&app_ref);
     ctx.metrics.reconciled(true);
     Ok(Action::await_change())
+}
+
+/// The PreDelete hooks, then the objects, then the PostDelete hooks (see [`deletion`]).
+async fn delete_with_hooks(
+    app: &Application,
+    ctx: &Context,
+    app_ref: &AppRef,
+    service_account: Option<&str>,
+    inventory: &[InventoryEntry],
+) -> Result<(), Error> {
+    let fail = |source: SyncError| Error::Cleanup { app: app_ref.to_string(), source };
+    let mut hooks = deletion::load(ctx, app, app_ref).await;
+    for phase in [HookPhase::PreDelete, HookPhase::PostDelete] {
+        if let Some(d) = hooks.as_mut().filter(|d| d.progress.phase <= phase) {
+            d.progress.phase = phase;
+            if phase == HookPhase::PostDelete {
+                let before = d.objects_before_post_delete();
+                delete_objects(ctx, app, app_ref, service_account, inventory, before).await?;
+            }
+            if let deletion::Gate::Wait(message) = d.run(ctx, app, phase).await.map_err(|e| fail(e.into()))? {
+                d.record(ctx, app).await.map_err(|e| fail(e.into()))?;
+                return Err(Error::DeletionHooksRunning { app: app_ref.to_string(), message });
+            }
+        }
+    }
+    match &hooks {
+        Some(d) => d.clear(ctx, app_ref).await.map_err(|e| fail(e.into())),
+        None => delete_objects(ctx, app, app_ref, service_account, inventory, hook_objects(app)).await,
+    }
+}
+
+/// Deletes the synced objects, the rollout's and the hook objects `hooks`, as `service_account`.
+async fn delete_objects(
+    ctx: &Context,
+    app: &Application,
+    app_ref: &AppRef,
+    service_account: Option<&str>,
+    inventory: &[InventoryEntry],
+    hooks: Vec<InventoryEntry>,
+) -> Result<(), Error> {
+    let fail = |source| Error::Cleanup { app: app_ref.to_string(), source };
+    let client = ctx
+        .client_for(&app_ref.namespace, service_account)
+        .map_err(|e| fail(AccessError::Client(Box::new(e)).into()))?;
+    let discovery = ctx.discovery().await;
+    let applier = Applier::with_discovery(client, discovery.clone(), ctx.options.api_timeout);
+    let mut order =
+        prune_candidates(inventory, &[], true, |_| false).map_err(|e| fail(PruneError::Refused(e).into()))?;
+    // A rollout's canary objects and the hooks are in no inventory; they go first.
+    order.splice(0..0, super::strategy::derived_objects(app, inventory));
+    order.splice(0..0, hooks);
+    let victims = prunable::removable(ctx, &applier, app_ref, &order, prunable::Removal::Delete)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    for victim in &victims {
+        victim.delete(&applier).await.map_err(|e| fail(e.into()))?;
+    }
+    tracing::info!(app = %app_ref, deleted = victims.len(), "deleted the objects of a deleted Application");
+    Ok(())
 }
 
 /// The work and delivery metrics of a pass.

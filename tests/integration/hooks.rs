@@ -20,7 +20,11 @@ struct Gate<'a> {
 
 impl<'a> Gate<'a> {
     fn new(s: &'a Scenario) -> Gate<'a> {
-        Gate { s, key: format!("ferry.dev/gate-{}", s.ns()) }
+        Gate::named(s, "gate")
+    }
+
+    fn named(s: &'a Scenario, name: &str) -> Gate<'a> {
+        Gate { s, key: format!("ferry.dev/{name}-{}", s.ns()) }
     }
 
     /// `nodeSelector` lines for a pod template (indented for it).
@@ -332,4 +336,61 @@ fn helm_pre_install_runs_on_the_first_sync_only_and_pre_upgrade_only_on_later_on
     let installed = s.get("configmap", Some(s.ns()), "installed").unwrap();
     assert_eq!(installed["metadata"]["uid"], installed_uid, "pre-install ran again on an upgrade");
     assert_eq!(s.cm_value("settings", "version").as_deref(), Some("2"));
+}
+
+#[test]
+fn deletion_hooks_run_before_and_after_the_objects_go_and_hold_the_finalizer_meanwhile() {
+    let s = Scenario::new("delhooks");
+    let ns = s.ns().to_string();
+    let (pre, post) = (Gate::named(&s, "pre"), Gate::named(&s, "post"));
+    let v1 = s.commit(
+        &[
+            ("settings.yaml", configmap("settings", None, &[("a", "1")])),
+            (
+                "pre.yaml",
+                job("generateName: before-", &[("helm.sh/hook", "pre-delete")], &pre.selector(), 600),
+            ),
+            (
+                "post.yaml",
+                job(
+                    "generateName: after-",
+                    &[("argocd.argoproj.io/hook", "PostDelete")],
+                    &post.selector(),
+                    600,
+                ),
+            ),
+        ],
+        "v1 with deletion hooks",
+    );
+    let app = s.create_app(s.default_app("shop").interval("1h"));
+    app.wait_synced(&v1, T);
+    assert!(names_of(&s, "jobs").is_empty(), "a deletion hook ran on a sync: {:?}", names_of(&s, "jobs"));
+
+    s.kubectl_ok(&["-n", &ns, "delete", "application", "shop", "--wait=false"]);
+    // The PreDelete hook runs (it cannot finish yet) and the objects are all still there.
+    app.wait("the PreDelete hook running", T, |a| {
+        let p = &a["status"]["progress"];
+        let running = p["phase"] == "PreDelete" && p["hooks"].to_string().contains("before-");
+        running.then_some(()).ok_or_else(|| format!("{p}"))
+    });
+    assert_eq!(s.cm_value("settings", "a").as_deref(), Some("1"), "deleted before the PreDelete hook ended");
+
+    // Then the objects go, and the PostDelete hook runs while the Application waits for it.
+    pre.open();
+    wait_until("the objects deleted and the PostDelete hook running", T, || {
+        let a = app.get().ok_or("the Application went before its PostDelete hook ended")?;
+        let jobs = names_of(&s, "jobs");
+        let post_running =
+            a["status"]["progress"]["phase"] == "PostDelete" && jobs.iter().any(|j| j.starts_with("after-"));
+        (post_running && s.cm_value("settings", "a").is_none())
+            .then_some(())
+            .ok_or_else(|| format!("jobs {jobs:?}, progress {}", a["status"]["progress"]))
+    });
+
+    // Once it ended, the Application and every hook object are gone.
+    post.open();
+    wait_until("the Application and its hook objects gone", T, || {
+        let jobs = names_of(&s, "jobs");
+        (app.get().is_none() && jobs.is_empty()).then_some(()).ok_or_else(|| format!("jobs {jobs:?}"))
+    });
 }

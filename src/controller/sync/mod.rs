@@ -91,6 +91,22 @@ pub async fn sync(ctx: &Context, app: &Application, app_ref: &AppRef, mem: &mut 
     Attempt { revision: Some(revision), result, progress }
 }
 
+/// The hooks of the revision the Application's source resolves to now, rendered and built as
+/// a pass would (its deletion hooks run from them), with the applier acting as it. Its
+/// dependencies are not waited for: the Application is going.
+pub async fn hooks_of(
+    ctx: &Context,
+    app: &Application,
+    app_ref: &AppRef,
+    mem: &mut AppMemory,
+) -> Result<(crate::apply::Applier, std::sync::Arc<Vec<crate::plan::hooks::Hook>>, Revision), SyncError> {
+    let pass = Pass { ctx, app, app_ref, started: Instant::now() };
+    let access = fetch::access(pass)?;
+    let snapshot = fetch::fetch(pass, &access, mem).await?;
+    let built = build::build(pass, &access, &snapshot, mem).await?;
+    Ok((built.applier, built.split.hooks, built.revision))
+}
+
 /// Access, the dependencies, then fetch: nothing is read from Git before the lockdown allows
 /// it and every dependency is Ready.
 async fn source(pass: Pass<'_>, mem: &mut AppMemory) -> Result<(Access, Snapshot), SyncError> {
