@@ -123,11 +123,11 @@ pub async fn reconcile(app: Arc<Application>, ctx: Arc<Context>) -> Result<Actio
     .instrument(span)
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
-    if let Err(e) = &result {
-        if !e.is_waiting_for_hooks() {
-            ctx.metrics.reconciled(false);
-            ctx.metrics.error(e.category());
-        }
+    if let Err(e) = &result
+        && !e.is_waiting_for_hooks()
+    {
+        ctx.metrics.reconciled(false);
+        ctx.metrics.error(e.category());
     }
     result
 }
