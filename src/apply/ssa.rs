@@ -105,6 +105,11 @@ impl Applier {
     }
 
     /// The API for objects of `resource` in `namespace` (ignored for cluster-scoped kinds).
+    /// The client it acts as (for reads outside applying, e.g. a hook Job's pods).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     pub fn api(
         &self,
         resource: &ApiResource,

@@ -5,12 +5,37 @@
 
 use std::collections::HashMap;
 
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::{Api, ResourceExt, api::ListParams};
+
 use super::{HOOK_REVISION_ANNOTATION, Hook, HookError, Outcome, outcome, shown};
 use crate::{
     api::{HookPhase, HookRun, InventoryEntry, SyncProgress, VerificationPhase},
     apply::{AppRef, Applier, Ownership, describe, inventory_entry, ownership_of},
     controller::{context::Context, prunable::prunable},
 };
+
+/// How long reading a failed Job's pods may take: its words are a courtesy, never a wait.
+const POD_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// At most this much of a pod's words goes into the status and the Event.
+const POD_WORDS_MAX: usize = 300;
+
+/// `pod migrate-x7k2p-abcde: container run exited 1 (Error): <its termination message>`.
+fn pod_message(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    let words = status.message.clone().or_else(|| {
+        status.container_statuses.iter().flatten().find_map(|c| {
+            let ended = c.state.as_ref()?.terminated.as_ref().filter(|t| t.exit_code != 0)?;
+            let reason = ended.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+            let message = ended.message.as_deref().map(|m| format!(": {}", m.trim())).unwrap_or_default();
+            Some(format!("container {} exited {}{reason}{message}", c.name, ended.exit_code))
+        })
+    })?;
+    let words: String = words.chars().take(POD_WORDS_MAX).collect();
+    Some(format!("pod {}: {words}", pod.name_any()))
+}
 
 /// How the hooks of a phase (or of one wave of it) stand after a pass.
 #[derive(Clone, Debug, PartialEq)]
@@ -138,8 +163,25 @@ impl Runner<'_> {
             Some(l) if l.metadata.uid.as_deref() != Some(run.uid.as_str()) => {
                 Outcome::Failed("replaced by another object before it ended".into())
             }
-            Some(l) => outcome(&run.object.kind, &serde_json::to_value(&l).unwrap_or_default()),
+            Some(l) => match outcome(&run.object.kind, &serde_json::to_value(&l).unwrap_or_default()) {
+                Outcome::Failed(why) if run.object.kind == "Job" => match self.pod_words(run).await {
+                    Some(pod) => Outcome::Failed(format!("{why}; {pod}")),
+                    None => Outcome::Failed(why),
+                },
+                other => other,
+            },
         })
+    }
+
+    /// What a failed Job's pod says (its status message, or a container's termination), read
+    /// as the Application acts; best effort, bounded.
+    async fn pod_words(&self, run: &HookRun) -> Option<String> {
+        let ns = run.object.namespace.as_deref()?;
+        let pods: Api<Pod> = Api::namespaced(self.applier.client().clone(), ns);
+        let selector = format!("batch.kubernetes.io/job-name={}", run.object.name);
+        let params = ListParams::default().labels(&selector).limit(8);
+        let pods = tokio::time::timeout(POD_READ_TIMEOUT, pods.list(&params)).await.ok()?.ok()?;
+        pods.items.iter().find_map(pod_message)
     }
 
     /// Creates the hook's object for `revision`; `None` while an earlier run of a named hook is
@@ -208,5 +250,32 @@ impl Runner<'_> {
             hook.delete(self.applier).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_pods_words_are_its_message_or_a_containers_termination_bounded() {
+        let pod = |status: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "migrate-x-1"}, "status": status}))
+                .unwrap()
+        };
+        let evicted = pod(serde_json::json!({"message": "The node was low on resource: memory."}));
+        assert_eq!(pod_message(&evicted).unwrap(), "pod migrate-x-1: The node was low on resource: memory.");
+        let exited = pod(
+            serde_json::json!({"containerStatuses": [{"name": "run", "image": "i", "imageID": "",
+            "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": 3, "reason": "Error", "message": "relation \"users\" exists\n"}}}]}),
+        );
+        assert_eq!(
+            pod_message(&exited).unwrap(),
+            "pod migrate-x-1: container run exited 3 (Error): relation \"users\" exists"
+        );
+        let long = pod(serde_json::json!({"message": "x".repeat(10_000)}));
+        assert!(pod_message(&long).unwrap().len() < POD_WORDS_MAX + 40);
+        assert_eq!(pod_message(&pod(serde_json::json!({}))), None);
     }
 }
