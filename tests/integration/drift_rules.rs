@@ -10,20 +10,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::support::{Scenario, T, configmap, deployment, meta, metric, summary, wait_until};
-
-fn reconciles(s: &Scenario) -> f64 {
-    metric(&s.ferry, "ferry_reconcile_total{result=\"success\"}")
-}
-
-/// Waits until ferry has finished `n` more successful reconciles than now.
-fn wait_reconciles(s: &Scenario, n: f64) {
-    let before = reconciles(s);
-    wait_until(&format!("{n} more reconciles"), T, || {
-        let now = reconciles(s);
-        if now >= before + n { Ok(()) } else { Err(format!("{now} reconciles, from {before}")) }
-    });
-}
+use crate::support::{Scenario, T, configmap, deployment, meta, metric, summary, wait_reconciles};
 
 /// Objects ferry changed (not created) since it started.
 fn updates(s: &Scenario) -> f64 {
@@ -77,7 +64,7 @@ fn fields_another_manager_owns_are_left_to_it_without_a_write() {
 
     scale_as_other_manager(&s, 5);
     let before = updates(&s);
-    wait_reconciles(&s, 3.0);
+    wait_reconciles(&s.ferry, 3.0);
     assert_eq!(replicas(&s), 5, "ferry reset the other manager's replicas");
     assert_eq!(updates(&s), before, "ferry wrote the Deployment though only ignored fields differ");
     let status = app.json();
@@ -93,7 +80,7 @@ fn fields_another_manager_owns_are_left_to_it_without_a_write() {
     assert_eq!(replicas(&s), 5, "the apply of a Git change reset the ignored replicas");
     scale_as_other_manager(&s, 6);
     let before = updates(&s);
-    wait_reconciles(&s, 3.0);
+    wait_reconciles(&s.ferry, 3.0);
     assert_eq!((replicas(&s), updates(&s)), (json!(6), before), "a drift fight after the Git change");
 }
 
@@ -109,7 +96,7 @@ fn json_pointers_are_neither_drift_nor_reset_by_a_later_apply() {
 
     s.edit_settings_color("red");
     let before = updates(&s);
-    wait_reconciles(&s, 3.0);
+    wait_reconciles(&s.ferry, 3.0);
     assert_eq!(s.cm_value("settings", "color").as_deref(), Some("red"), "an ignored field was reverted");
     assert_eq!(updates(&s), before, "ferry wrote the ConfigMap though only an ignored field differs");
     let status = app.json();

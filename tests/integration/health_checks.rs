@@ -12,33 +12,6 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
-/// A namespaced CRD `Gadget` in `group` with a status subresource whose fields are free, as
-/// controllers of custom kinds write them.
-fn gadget_crd(group: &str) -> String {
-    format!(
-        r#"apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: gadgets.{group}
-spec:
-  group: {group}
-  names: {{kind: Gadget, listKind: GadgetList, plural: gadgets, singular: gadget}}
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    subresources: {{status: {{}}}}
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
-          status: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
-"#
-    )
-}
-
 fn gadget(group: &str, name: &str) -> String {
     format!("apiVersion: {group}/v1\nkind: Gadget\n{}spec:\n  size: 1\n", meta(name, None))
 }

@@ -9,7 +9,9 @@
 
 use serde_json::Value;
 
-use crate::support::{Scenario, T, condition, configmap, meta, metric, summary, wait_until};
+use crate::support::{
+    Scenario, T, condition, configmap, gadget_crd, meta, summary, wait_reconciles, wait_until,
+};
 
 const SYNC_OPTIONS: &str = "argocd.argoproj.io/sync-options";
 const COMPARE_OPTIONS: &str = "argocd.argoproj.io/compare-options";
@@ -29,19 +31,6 @@ fn annotated(name: &str, annotations: &[(&str, &str)], data: &[(&str, &str)]) ->
 fn uid(s: &Scenario, name: &str) -> Option<String> {
     s.get("configmap", Some(s.ns()), name)
         .map(|cm| cm["metadata"]["uid"].as_str().unwrap_or_default().to_string())
-}
-
-fn reconciles(s: &Scenario) -> f64 {
-    metric(&s.ferry, "ferry_reconcile_total{result=\"success\"}")
-}
-
-/// Waits until ferry has finished `n` more successful reconciles than now.
-fn wait_reconciles(s: &Scenario, n: f64) {
-    let before = reconciles(s);
-    wait_until(&format!("{n} more reconciles"), T, || {
-        let now = reconciles(s);
-        if now >= before + n { Ok(()) } else { Err(format!("{now} reconciles, from {before}")) }
-    });
 }
 
 fn ready(app: &Value) -> (String, String) {
@@ -129,7 +118,7 @@ fn reconcile_disabled_and_ssa_ignore_leave_objects_alone() {
     // though selfHeal is on and ferry reconciles every 2s.
     s.kubectl_ok(&["-n", &ns, "annotate", "configmap", "settings", &format!("{FLUX_RECONCILE}=disabled")]);
     s.edit_settings_color("red");
-    wait_reconciles(&s, 3.0);
+    wait_reconciles(&s.ferry, 3.0);
     assert_eq!(s.cm_value("settings", "color").as_deref(), Some("red"), "a paused object was corrected");
     let status = app.json();
     assert_eq!(status["status"]["sync"]["status"], "Synced", "{}", summary(&status));
@@ -172,7 +161,7 @@ fn ssa_if_not_present_creates_once_and_never_overwrites() {
     let sha2 =
         s.commit(&[("seed.yaml", seed("v2")), ("new.yaml", configmap("new", None, &[("k", "n")]))], "v2");
     app.wait_synced(&sha2, T);
-    wait_reconciles(&s, 2.0);
+    wait_reconciles(&s.ferry, 2.0);
     assert_eq!(s.cm_value("new", "k").as_deref(), Some("n"));
     assert_eq!(
         s.cm_value("seed", "k").as_deref(),
@@ -267,29 +256,6 @@ fn an_unknown_option_is_refused_naming_the_object_and_nothing_is_applied() {
     }
     assert!(message.contains("nothing was applied"), "{message}");
     assert!(uid(&s, "good").is_none(), "an object was applied though the revision was refused");
-}
-
-/// A namespaced CRD `Gadget` in `group` (installed by the test, as another tool would).
-fn gadget_crd(group: &str) -> String {
-    format!(
-        r#"apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: gadgets.{group}
-spec:
-  group: {group}
-  names: {{kind: Gadget, listKind: GadgetList, plural: gadgets, singular: gadget}}
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        x-kubernetes-preserve-unknown-fields: true
-"#
-    )
 }
 
 #[test]

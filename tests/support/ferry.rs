@@ -645,6 +645,20 @@ pub fn metric(ferry: &Ferry, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Successful reconciles ferry has counted so far.
+pub fn reconciles(ferry: &Ferry) -> f64 {
+    metric(ferry, "ferry_reconcile_total{result=\"success\"}")
+}
+
+/// Waits until ferry has finished `n` more successful reconciles than now.
+pub fn wait_reconciles(ferry: &Ferry, n: f64) {
+    let before = reconciles(ferry);
+    crate::support::wait_until(&format!("{n} more reconciles"), crate::support::T, || {
+        let now = reconciles(ferry);
+        if now >= before + n { Ok(()) } else { Err(format!("{now} reconciles, from {before}")) }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

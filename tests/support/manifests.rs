@@ -57,3 +57,30 @@ pub fn smoke_job(passes: bool) -> String {
         if passes { "pass" } else { "fail" },
     )
 }
+
+/// A namespaced CRD `Gadget` in `group` whose spec and status are free, with a status
+/// subresource (as controllers of custom kinds write it), installed by a test as another tool would.
+pub fn gadget_crd(group: &str) -> String {
+    format!(
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gadgets.{group}
+spec:
+  group: {group}
+  names: {{kind: Gadget, listKind: GadgetList, plural: gadgets, singular: gadget}}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {{status: {{}}}}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
+          status: {{type: object, x-kubernetes-preserve-unknown-fields: true}}
+"#
+    )
+}
