@@ -1,33 +1,15 @@
 //! `ferry diff` (issue 9) against the real cluster and a real Git server: what syncing a branch
 //! or a local checkout would change, through server-side dry runs, with exit codes 0/1/2.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::{Scenario, T, configmap, deployment};
+use crate::support::{Scenario, T, configmap, deployment, ferry_diff};
 
 fn secret(value_b64: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\ndata:\n  password: {value_b64}\n  user: YWRtaW4=\n"
-    )
-}
-
-/// `ferry diff ARGS`: (exit code, stdout, stderr).
-fn ferry_diff(s: &Scenario, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .arg("diff")
-        .args(args)
-        .env("KUBECONFIG", &s.cluster.kubeconfig)
-        .env("FERRY_KUSTOMIZE", crate::support::kustomize_bin())
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ferry diff");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
     )
 }
 

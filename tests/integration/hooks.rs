@@ -8,7 +8,9 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{Scenario, T, condition, configmap, deployment, docs, get_json, wait_until};
+use crate::support::{
+    Scenario, T, condition, configmap, deployment, docs, ferry_cli, ferry_diff, get_json, wait_until,
+};
 
 const NODE: &str = "kwok-node-0";
 
@@ -109,6 +111,8 @@ fn a_pre_sync_migration_with_generate_name_runs_once_per_revision_before_anythin
     assert!(s.get("deployment", Some(&ns), "web").is_none(), "applied before the PreSync hook ended");
     let inventory = waiting["status"]["inventory"].to_string();
     assert!(!inventory.contains("migrate"), "a hook is never in the inventory: {inventory}");
+    let said = ferry_cli(&s.cluster, &["status", "shop", "-n", &ns]);
+    assert!(said.contains("Sync phase    PreSync Running") && said.contains(&first_job), "{said}");
 
     // Once it completes, the revision is applied: after the Job completed.
     gate.open();
@@ -253,6 +257,11 @@ fn sync_waves_apply_in_order_each_after_the_one_before_is_healthy() {
                 annotated(&web, &wave("0")),
                 annotated(&configmap("third", None, &[("w", "2")]), &wave("2")),
                 annotated(&configmap("first", None, &[("w", "-1")]), &wave("-1")),
+                // A Sync hook of wave 1: created with its wave's objects, not before.
+                annotated(
+                    &configmap("sync-hook", None, &[("w", "1")]),
+                    &[("argocd.argoproj.io/hook", "Sync"), ("argocd.argoproj.io/sync-wave", "1")],
+                ),
             ]),
         )],
         "four waves",
@@ -270,6 +279,12 @@ fn sync_waves_apply_in_order_each_after_the_one_before_is_healthy() {
     );
     assert!(s.get("configmap", Some(&ns), "second").is_none(), "wave 1 applied before wave 0 was Healthy");
     assert!(s.get("configmap", Some(&ns), "third").is_none());
+    assert!(
+        s.get("configmap", Some(&ns), "sync-hook").is_none(),
+        "a Sync hook of wave 1 ran before wave 0 was Healthy"
+    );
+    let said = ferry_cli(&s.cluster, &["status", "shop", "-n", &ns]);
+    assert!(said.contains("Sync phase    Sync Running, wave 0"), "{said}");
 
     gate.open();
     app.wait_synced(&v1, T);
@@ -293,6 +308,15 @@ fn sync_waves_apply_in_order_each_after_the_one_before_is_healthy() {
         created(&second)
     );
     assert!(created(&second) <= created(&third), "wave 1 before wave 2");
+    let hook = get("configmap", "sync-hook");
+    assert!(available <= created(&hook), "the Sync hook of wave 1 ran before wave 0 was available");
+    let synced = app.json();
+    let run = &synced["status"]["progress"]["hooks"][0];
+    assert_eq!((run["phase"].as_str(), run["wave"].as_i64()), (Some("Sync"), Some(1)), "{run}");
+    assert!(
+        !synced["status"]["inventory"].to_string().contains("sync-hook"),
+        "a hook is never in the inventory"
+    );
 }
 
 /// A chart whose ConfigMap hooks record which of Helm's hooks ran.
@@ -325,6 +349,12 @@ fn helm_pre_install_runs_on_the_first_sync_only_and_pre_upgrade_only_on_later_on
     let installed_uid = s.get("configmap", Some(s.ns()), "installed").unwrap()["metadata"]["uid"].clone();
 
     let v2 = s.commit(&chart("2"), "chart v2");
+    // `ferry diff` names the hooks a sync of v2 would run: the upgrade hook, not the install one.
+    let (code, out, err) = ferry_diff(&s, &["shop", "-n", s.ns(), "--revision", "main"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let upgraded = format!("PreSync wave 0: ConfigMap {}/upgraded", s.ns());
+    assert!(out.contains("=== hooks") && out.contains(&upgraded), "{out}");
+    assert!(!out.contains(&format!("ConfigMap {}/installed", s.ns())), "{out}");
     app.ferry_sync();
     let synced = app.wait_synced(&v2, T);
     let progress = &synced["status"]["progress"];

@@ -645,6 +645,24 @@ pub fn metric(ferry: &Ferry, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// `ferry diff ARGS`: (exit code, stdout, stderr).
+pub fn ferry_diff(s: &crate::support::Scenario, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .arg("diff")
+        .args(args)
+        .env("KUBECONFIG", &s.cluster.kubeconfig)
+        .env("FERRY_KUSTOMIZE", crate::support::kustomize_bin())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ferry diff");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 /// Successful reconciles ferry has counted so far.
 pub fn reconciles(ferry: &Ferry) -> f64 {
     metric(ferry, "ferry_reconcile_total{result=\"success\"}")
