@@ -4,8 +4,6 @@
 //! Everything runs against the real control plane, real Git servers, the real helm, a real
 //! registry and the real sops.
 
-use std::process::{Command, Stdio};
-
 use serde_json::{Value, json};
 
 use crate::support::{
@@ -13,34 +11,12 @@ use crate::support::{
     condition, http_get, metric, sops_encrypt_with, summary, wait_until,
 };
 
-/// `ferry diff ARGS` against the scenario's cluster: (exit status, stdout, stderr).
-fn ferry_diff(s: &Scenario, args: &[&str]) -> (std::process::ExitStatus, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .arg("diff")
-        .args(args)
-        .env("KUBECONFIG", &s.cluster.kubeconfig)
-        .env("FERRY_HELM", crate::support::helm_bin())
-        .env_remove("KUBERNETES_SERVICE_HOST")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ferry diff");
-    (
-        out.status,
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// `ferry diff --file` of `app` at `--revision revision`.
-fn ferry_diff_file(
-    s: &Scenario,
-    app: &crate::support::AppBuilder,
-    revision: &str,
-) -> (std::process::ExitStatus, String, String) {
+fn ferry_diff_file(s: &Scenario, app: &crate::support::AppBuilder, revision: &str) -> (i32, String, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("application.json");
     std::fs::write(&file, app.to_string()).expect("write the Application");
-    ferry_diff(s, &["--file", &file.to_string_lossy(), "--revision", revision])
+    crate::support::ferry_diff(s, &["--file", &file.to_string_lossy(), "--revision", revision])
 }
 
 fn ready_message(app: &Value) -> String {

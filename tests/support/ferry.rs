@@ -652,6 +652,7 @@ pub fn ferry_diff(s: &crate::support::Scenario, args: &[&str]) -> (i32, String, 
         .args(args)
         .env("KUBECONFIG", &s.cluster.kubeconfig)
         .env("FERRY_KUSTOMIZE", crate::support::kustomize_bin())
+        .env("FERRY_HELM", crate::support::helm_bin())
         .env_remove("KUBERNETES_SERVICE_HOST")
         .stdin(Stdio::null())
         .output()
