@@ -79,6 +79,13 @@ pub struct SyncProgress {
     pub started_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The Application's generation when this sync began: a revision whose PreSync or Sync hook
+    /// failed is synced again (hooks and all) after a spec change ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// ... or a new `ferry.dev/reconcile-at` request (`ferry sync`), as a new sync in Argo CD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_at: Option<String>,
 }
 
 /// One hook object ferry created. Only objects recorded here (by uid) count as a hook's run:

@@ -74,6 +74,8 @@ pub async fn load(ctx: &Context, app: &Application, app_ref: &AppRef) -> Option<
             hooks: other.map(|p| p.hooks).unwrap_or_default(),
             started_at: Some(Time(Timestamp::now())),
             message: None,
+            generation: app.metadata.generation,
+            requested_at: None,
         },
     };
     Some(DeletionHooks { hooks, applier, loaded: progress.clone(), progress })

@@ -9,7 +9,7 @@
 use serde_json::{Value, json};
 
 use crate::support::{
-    Scenario, T, condition, configmap, deployment, docs, ferry_cli, ferry_diff, get_json, wait_until,
+    Scenario, T, condition, configmap, deployment, docs, ferry_cli, ferry_diff, get_json, metric, wait_until,
 };
 
 const NODE: &str = "kwok-node-0";
@@ -200,11 +200,35 @@ fn a_failed_pre_sync_hook_applies_nothing_of_its_revision_and_runs_the_sync_fail
     let runs = app.json()["status"]["progress"]["hooks"].clone();
     assert!(runs.as_array().unwrap().iter().any(|r| r["phase"] == "SyncFail"), "{runs}");
 
-    // Reconciling again does not retry the failed revision.
-    let before = app.json()["status"]["progress"]["hooks"].as_array().map_or(0, Vec::len);
-    app.ferry_sync();
+    // Reconciling again (every 3 s) does not retry the failed revision on its own ...
+    let pre_sync_run = |a: &Value| -> String {
+        let runs = a["status"]["progress"]["hooks"].as_array().cloned().unwrap_or_default();
+        let run = runs.iter().find(|r| r["phase"] == "PreSync").cloned().unwrap_or(Value::Null);
+        run["object"]["name"].as_str().unwrap_or_default().to_string()
+    };
+    let failed_run = pre_sync_run(&app.json());
+    app.patch(&json!({"spec": {"interval": "3s"}}));
     let again = app.wait_not_ready("HookFailed", T);
-    assert_eq!(again["status"]["progress"]["hooks"].as_array().map_or(0, Vec::len), before, "no new run");
+    let retried_by_spec_change = pre_sync_run(&again);
+    assert_ne!(retried_by_spec_change, failed_run, "a spec change syncs the revision again, hooks and all");
+    let failed_passes = || metric(&s.ferry, "ferry_reconcile_total{result=\"error\"}");
+    let before = failed_passes();
+    wait_until("3 more failed passes", T, || {
+        let now = failed_passes();
+        (now >= before + 3.0).then_some(()).ok_or(format!("{now}, from {before}"))
+    });
+    let later = app.wait_not_ready("HookFailed", T);
+    assert_eq!(pre_sync_run(&later), retried_by_spec_change, "retried on its own");
+    // ... and `ferry sync` does, as a new sync does in Argo CD.
+    app.ferry_sync();
+    app.wait("the PreSync hook run again", T, |a| {
+        let run = pre_sync_run(a);
+        (run != retried_by_spec_change && !run.is_empty()).then_some(()).ok_or(run)
+    });
+    assert_eq!(
+        s.get("deployment", Some(&ns), "web").unwrap()["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.example/web:1"
+    );
 }
 
 #[test]

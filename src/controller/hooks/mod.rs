@@ -83,7 +83,8 @@ impl HookError {
     }
 
     /// Whether retrying without any change may help. A failed hook is not retried: a new
-    /// revision (or a spec change) runs the hooks again, as a new sync does in Argo CD.
+    /// revision, a spec change or `ferry sync` runs the hooks again, as a new sync does in
+    /// Argo CD.
     pub fn is_transient(&self) -> bool {
         match self {
             HookError::Apply(e) => e.is_transient(),

@@ -15,7 +15,9 @@ use serde_json::Value;
 
 use super::{build::Built, desired::Desired, pass::Pass, write};
 use crate::{
-    api::{Application, HealthStatusCode, HookPhase, SyncProgress, VerificationPhase},
+    api::{
+        Application, HealthStatusCode, HookPhase, RECONCILE_AT_ANNOTATION, SyncProgress, VerificationPhase,
+    },
     controller::{
         error::SyncError,
         hooks::{HookError, PhaseOutcome, Runner, shown},
@@ -52,7 +54,7 @@ pub async fn begin(
     progress: &mut Option<SyncProgress>,
 ) -> Result<(), HookError> {
     let revision = built.revision.to_string();
-    if progress.as_ref().is_some_and(|p| p.revision == revision) {
+    if progress.as_ref().is_some_and(|p| p.revision == revision && !is_retried(pass.app, p)) {
         return Ok(());
     }
     let run = runner(pass, built);
@@ -78,8 +80,21 @@ pub async fn begin(
         hooks: Vec::new(),
         started_at: Some(Time(Timestamp::now())),
         message: None,
+        generation: pass.app.metadata.generation,
+        requested_at: requested_at(pass.app),
     });
     Ok(())
+}
+
+/// A sync whose PreSync or Sync hook failed is tried again after a spec change or a new
+/// `ferry sync` request; on its own it is not.
+fn is_retried(app: &Application, p: &SyncProgress) -> bool {
+    let failed = p.result == VerificationPhase::Failed && p.phase != HookPhase::PostSync;
+    failed && (p.generation != app.metadata.generation || p.requested_at != requested_at(app))
+}
+
+fn requested_at(app: &Application) -> Option<String> {
+    app.metadata.annotations.as_ref().and_then(|a| a.get(RECONCILE_AT_ANNOTATION)).cloned()
 }
 
 /// Whether the Application has never synced a revision: Helm's install hooks run, not its
@@ -256,4 +271,45 @@ pub fn health_of<'a>(
             (name, live)
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(phase: HookPhase, result: VerificationPhase) -> SyncProgress {
+        SyncProgress {
+            revision: "main@sha1:abc".into(),
+            first_sync: false,
+            phase,
+            wave: None,
+            result,
+            hooks: vec![],
+            started_at: None,
+            message: None,
+            generation: Some(1),
+            requested_at: Some("t1".into()),
+        }
+    }
+
+    fn app(generation: i64, requested_at: &str) -> Application {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "ferry.dev/v1alpha1", "kind": "Application",
+            "metadata": {"name": "shop", "namespace": "team", "generation": generation,
+                         "annotations": {RECONCILE_AT_ANNOTATION: requested_at}},
+            "spec": {"source": {"repoURL": "https://git.example.com/a.git", "ref": {"branch": "main"}}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_failed_hook_is_tried_again_only_after_a_spec_change_or_a_sync_request() {
+        let failed = progress(HookPhase::PreSync, VerificationPhase::Failed);
+        assert!(!is_retried(&app(1, "t1"), &failed), "not on its own");
+        assert!(is_retried(&app(2, "t1"), &failed), "a spec change");
+        assert!(is_retried(&app(1, "t2"), &failed), "ferry sync");
+        // A failed verification is a failed deployment, not a sync to retry; a running sync goes on.
+        assert!(!is_retried(&app(2, "t2"), &progress(HookPhase::PostSync, VerificationPhase::Failed)));
+        assert!(!is_retried(&app(2, "t2"), &progress(HookPhase::PreSync, VerificationPhase::Running)));
+    }
 }
