@@ -105,7 +105,7 @@ fn is_first_sync(app: &Application) -> bool {
 
 /// The PreSync hooks: they must all succeed before anything of the revision is applied. A
 /// revision whose PreSync or Sync hook failed stays failed (its SyncFail hooks followed) until a
-/// new revision.
+/// new revision, a spec change or `ferry sync` ([`begin`] starts it anew then).
 pub async fn pre_sync(
     pass: Pass<'_>,
     built: &Built,
