@@ -41,6 +41,28 @@ fn pieces(alphabet: &'static [&'static str]) -> impl Strategy<Value = String> {
     proptest::collection::vec(piece, 0..48).prop_map(|v| v.concat())
 }
 
+/// Pieces of kubeconfigs: the keys `cluster::kubeconfig` looks at, in every place.
+const KUBECONFIG: &[&str] = &[
+    "apiVersion: v1\n",
+    "current-context: c\n",
+    "contexts:\n- name: c\n  context: {cluster: k, user: u}\n",
+    "clusters:\n- name: k\n  cluster:\n",
+    "    server: https://h\n",
+    "users:\n- name: u\n  user:\n",
+    "    token: t\n",
+    "    tokenFile: /x\n",
+    "    exec: {command: sh}\n",
+    "    client-certificate-data: Yg==\n",
+    "- ",
+    ": ",
+    "{",
+    "}",
+    "\n",
+    "  ",
+    "~",
+    "null",
+];
+
 const YAML: &[&str] = &[
     "---\n",
     "...\n",
@@ -261,6 +283,12 @@ proptest! {
     fn yaml_and_json_parsing_never_panics(text in pieces(YAML)) {
         let _ = parse_yaml("f.yaml", &text);
         let _ = parse_json("f.json", &text);
+    }
+
+    /// A remote cluster's kubeconfig is a tenant's input too.
+    #[test]
+    fn kubeconfig_checks_never_panic(text in pieces(KUBECONFIG)) {
+        let _ = crate::cluster::kubeconfig::check(&text, None);
     }
 
     /// Whatever an encrypted-looking document holds, decryption fails cleanly (with the

@@ -8,6 +8,7 @@ pub mod apply;
 pub mod appset;
 pub mod artifact;
 pub mod cli;
+pub mod cluster;
 pub mod controller;
 pub mod diff;
 pub mod duration;
