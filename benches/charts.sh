@@ -85,25 +85,18 @@ helm="$bin/helm"
 
 repo_pid=""
 cleanup() {
-  local status=$? ns
+  local status=$?
   stop_ferry
   if [[ -n "$repo_pid" ]]; then
     kill "$repo_pid" 2>/dev/null || true
     wait "$repo_pid" 2>/dev/null || true
   fi
   # delete_ns drops the Applications' finalizers first (ferry is stopped by now).
-  for ns in $(kubectl get namespace -l "$bench_label" -o 'jsonpath={.items[*].metadata.name}' 2>/dev/null); do
-    delete_ns "$ns" || true
-  done
+  delete_bench_namespaces
   exit "$status"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-create_ns() { # namespace
-  kubectl create namespace "$1" >/dev/null
-  kubectl label namespace "$1" "$bench_label" >/dev/null
-}
 
 # --- the repository --------------------------------------------------------------------------
 

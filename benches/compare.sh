@@ -51,7 +51,7 @@ if [[ "$mode" == full ]]; then
 else
   report="$out_dir/compare-quick.md" chart="$out_dir/compare-quick.svg" chart_ref="compare-quick.svg"
 fi
-label="ferry.dev/bench=compare"
+bench_label="ferry.dev/bench=compare"
 started="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 t_start="$SECONDS"
 
@@ -75,22 +75,15 @@ source "$here/lib/push.sh"
 source "$here/lib/fleet.sh"
 
 cleanup() {
-  local status=$? ns
+  local status=$?
   stop_ferry
   flux_stop
   git_http_stop
-  for ns in $(kubectl get namespace -l "$label" -o 'jsonpath={.items[*].metadata.name}' 2>/dev/null); do
-    delete_ns "$ns" || true
-  done
+  delete_bench_namespaces
   exit "$status"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-create_ns() {
-  kubectl create namespace "$1" >/dev/null
-  kubectl label namespace "$1" "$label" >/dev/null
-}
 
 # Every measurement is one "key<TAB>value" line of $samples_file, read by benches/lib/report.py.
 record() { printf '%s\t%s\n' "$1" "$2" >>"$samples_file"; }

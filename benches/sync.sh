@@ -57,20 +57,13 @@ source "$here/lib/common.sh"
 # --- cleanup ---------------------------------------------------------------------------------
 
 cleanup() {
-  local status=$? ns
+  local status=$?
   stop_ferry
-  for ns in $(kubectl get namespace -l "$bench_label" -o 'jsonpath={.items[*].metadata.name}' 2>/dev/null); do
-    delete_ns "$ns" || true
-  done
+  delete_bench_namespaces
   exit "$status"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-create_ns() { # namespace
-  kubectl create namespace "$1" >/dev/null
-  kubectl label namespace "$1" "$bench_label" >/dev/null
-}
 
 # --- objects ---------------------------------------------------------------------------------
 

@@ -111,6 +111,20 @@ wait_no_terminating() {
 # Deletes a bench namespace and waits until it is gone. Applications (and Flux objects) left in
 # it lose their finalizers first, or the namespace would wait for a controller that no longer
 # runs. Kinds whose CRD is not installed are skipped.
+# Bench namespaces carry $bench_label (set by the bench before it calls these), so a cleanup
+# finds every one it made.
+create_ns() { # namespace
+  kubectl create namespace "$1" >/dev/null
+  kubectl label namespace "$1" "$bench_label" >/dev/null
+}
+
+delete_bench_namespaces() {
+  local ns
+  for ns in $(kubectl get namespace -l "$bench_label" -o 'jsonpath={.items[*].metadata.name}' 2>/dev/null); do
+    delete_ns "$ns" || true
+  done
+}
+
 delete_ns() { # namespace
   local ns="$1" kind obj
   kubectl get namespace "$ns" >/dev/null 2>&1 || return 0
