@@ -245,7 +245,7 @@ fn default_interval() -> String {
 /// Where the manifests come from: a Git repository at a pinned ref (and a path inside it), a
 /// Helm chart from a Helm or OCI repository (with values files from Git when `repoURL` and `ref`
 /// are set too), or an OCI artifact of plain manifests.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.kustomize) && has(self.helm))").message("set at most one of kustomize or helm"))]
 #[x_kube(validation = Rule::new("has(self.repoURL) == has(self.ref)").message("repoURL and ref go together"))]

@@ -47,7 +47,7 @@ pub(super) fn source(mut f: Fields, options: &Options, notes: &mut Vec<Note>) ->
     let helm = helm(f.nested("helm")?, notes)?;
     let kustomize = kustomize(f.nested("kustomize")?, notes)?;
     directory(f.nested("directory")?, notes)?;
-    let mut source = empty_source();
+    let mut source = Source::default();
     if let Some(name) = chart {
         source.chart = Some(chart_source(repo_url, name, revision));
         if kustomize.is_some() {
@@ -69,19 +69,6 @@ pub(super) fn source(mut f: Fields, options: &Options, notes: &mut Vec<Note>) ->
     }
     f.rest(SOURCE_REASONS, notes);
     Ok(source)
-}
-
-pub(super) fn empty_source() -> Source {
-    Source {
-        repo_url: None,
-        git_ref: None,
-        path: None,
-        secret_ref: None,
-        kustomize: None,
-        helm: None,
-        chart: None,
-        oci: None,
-    }
 }
 
 /// A chart: Argo CD's `repoURL` without a scheme is an OCI registry.

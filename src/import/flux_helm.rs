@@ -3,9 +3,8 @@
 //! a GitRepository; values, releaseName, targetNamespace, dependsOn, drift detection.
 
 use super::{
-    Imported, Index, Kind, MapError, Note, ObjectRef, Output, Upstream, argo_source::empty_source,
-    fields::Fields, flux_kustomization::depends_on, flux_sources, interval, is_release_name, metadata,
-    repo_path, shorter,
+    Imported, Index, Kind, MapError, Note, ObjectRef, Output, Upstream, fields::Fields,
+    flux_kustomization::depends_on, flux_sources, interval, is_release_name, metadata, repo_path, shorter,
 };
 use crate::api::{
     Application, ApplicationSpec, ChartSource, Destination, HelmSource, IgnoreDifference, Policy, Source,
@@ -145,7 +144,7 @@ fn chart_spec(
             };
             let helm = HelmSource { values_files, ..Default::default() };
             Ok((
-                Source { chart: Some(chart), helm: Some(helm), ..empty_source() },
+                Source { chart: Some(chart), helm: Some(helm), ..Source::default() },
                 repo.interval,
                 upstream.id.clone(),
             ))
@@ -161,7 +160,7 @@ fn chart_spec(
                 secret_ref: git.secret_ref,
                 path,
                 helm: Some(HelmSource { values_files, ..Default::default() }),
-                ..empty_source()
+                ..Source::default()
             };
             Ok((source, git.interval, upstream.id.clone()))
         }
@@ -193,7 +192,7 @@ fn oci_chart(f: &Fields, oci: flux_sources::OciRepository) -> Result<Source, Map
         secret_ref: oci.secret_ref,
         insecure: oci.insecure,
     };
-    Ok(Source { chart: Some(chart), helm: Some(HelmSource::default()), ..empty_source() })
+    Ok(Source { chart: Some(chart), helm: Some(HelmSource::default()), ..Source::default() })
 }
 
 /// A chart's values files in Git are relative to the repository root in Flux and to the chart
@@ -317,12 +316,7 @@ mod tests {
     use crate::import::import as import_all;
 
     fn object(kind: Kind, name: &str, spec: serde_json::Value) -> Upstream {
-        Upstream {
-            id: ObjectRef { kind, namespace: Some("apps".into()), name: name.into() },
-            labels: Default::default(),
-            finalizers: Vec::new(),
-            spec,
-        }
+        crate::import::upstream(kind, "apps", name, spec)
     }
 
     fn mapped(objects: &[Upstream]) -> (Application, Vec<Note>) {

@@ -4,8 +4,8 @@
 //! (namePrefix, nameSuffix, images).
 
 use super::{
-    Imported, Index, Kind, MapError, Note, Output, Upstream, argo_source::empty_source, fields::Fields,
-    flux_sources, interval, metadata, repo_path, shorter,
+    Imported, Index, Kind, MapError, Note, Output, Upstream, fields::Fields, flux_sources, interval,
+    metadata, repo_path, shorter,
 };
 use crate::api::{
     Application, ApplicationReference, ApplicationSpec, Decryption, DecryptionProvider, DeletionPolicy,
@@ -56,7 +56,7 @@ pub(super) fn import(object: &Upstream, index: &Index<'_>) -> Result<Imported, M
 
 /// ferry's source from a GitRepository or OCIRepository (path still unset), and its interval.
 fn source(upstream: &Upstream, notes: &mut Vec<Note>) -> Result<(Source, Option<String>), MapError> {
-    let mut source = empty_source();
+    let mut source = Source::default();
     if upstream.id.kind == Kind::GitRepository {
         let git = flux_sources::git(upstream, notes)?;
         source.repo_url = Some(git.url);
@@ -199,15 +199,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::import::{ObjectRef, import as import_all};
+    use crate::import::import as import_all;
 
     fn object(kind: Kind, name: &str, spec: serde_json::Value) -> Upstream {
-        Upstream {
-            id: ObjectRef { kind, namespace: Some("flux-system".into()), name: name.into() },
-            labels: Default::default(),
-            finalizers: Vec::new(),
-            spec,
-        }
+        crate::import::upstream(kind, "flux-system", name, spec)
     }
 
     fn kustomization(spec: serde_json::Value) -> Upstream {

@@ -323,6 +323,17 @@ fn repo_path(fields: &fields::Fields, key: &str, path: Option<String>) -> Result
     Ok((!trimmed.is_empty() && trimmed != ".").then(|| trimmed.to_string()))
 }
 
+/// An upstream object of `kind` in `namespace` with `spec`, as the mappings' unit tests write them.
+#[cfg(test)]
+pub(crate) fn upstream(kind: Kind, namespace: &str, name: &str, spec: serde_json::Value) -> Upstream {
+    Upstream {
+        id: ObjectRef { kind, namespace: Some(namespace.into()), name: name.into() },
+        labels: Default::default(),
+        finalizers: Vec::new(),
+        spec,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,12 +75,7 @@ mod tests {
         Source {
             repo_url: Some("file:///repo".into()),
             git_ref: Some(GitRef { branch: Some("main".into()), ..Default::default() }),
-            path: None,
-            secret_ref: None,
-            kustomize: None,
-            helm: None,
-            chart: None,
-            oci: None,
+            ..Source::default()
         }
     }
 
