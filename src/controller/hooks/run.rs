@@ -37,6 +37,15 @@ fn pod_message(pod: &Pod) -> Option<String> {
     Some(format!("pod {}: {words}", pod.name_any()))
 }
 
+/// An outcome as a run records it.
+fn recorded(outcome: &Outcome) -> (VerificationPhase, Option<String>) {
+    match outcome {
+        Outcome::Running => (VerificationPhase::Running, None),
+        Outcome::Succeeded => (VerificationPhase::Succeeded, None),
+        Outcome::Failed(why) => (VerificationPhase::Failed, Some(why.clone())),
+    }
+}
+
 /// How the hooks of a phase (or of one wave of it) stand after a pass.
 #[derive(Clone, Debug, PartialEq)]
 pub enum PhaseOutcome {
@@ -113,7 +122,12 @@ impl Runner<'_> {
         match self.create(hook, phase, &revision).await? {
             Some(run) => {
                 let shown = shown(&run);
+                let running = run.result == VerificationPhase::Running;
                 progress.hooks.push(run);
+                if running {
+                    // Just created: read again on the next pass, not now.
+                    return Ok((Outcome::Running, shown));
+                }
                 let last = progress.hooks.len() - 1;
                 let outcome = self.follow(hook, &mut progress.hooks[last]).await?;
                 Ok((outcome, shown))
@@ -127,14 +141,11 @@ impl Runner<'_> {
     async fn follow(&self, hook: &Hook, run: &mut HookRun) -> Result<Outcome, HookError> {
         if run.result == VerificationPhase::Running {
             let outcome = self.read(hook, run).await?;
-            let (result, message) = match &outcome {
-                Outcome::Running => return Ok(outcome),
-                Outcome::Succeeded => (VerificationPhase::Succeeded, None),
-                Outcome::Failed(why) => (VerificationPhase::Failed, Some(why.clone())),
-            };
-            run.result = result;
-            run.message = message;
-            tracing::info!(app = %self.app, hook = %shown(run), ?result, "hook ended");
+            if outcome == Outcome::Running {
+                return Ok(outcome);
+            }
+            (run.result, run.message) = recorded(&outcome);
+            tracing::info!(app = %self.app, hook = %shown(run), result = ?run.result, "hook ended");
         }
         let policy = hook.spec.delete;
         let delete = match run.result {
@@ -218,9 +229,11 @@ impl Runner<'_> {
             return Err(HookError::Unnamed { hook: hook.key.clone() });
         };
         tracing::info!(app = %self.app, hook = %describe(&created), %phase, %revision, "created hook");
+        // A kind judged by its health (a ConfigMap) may have ended already.
+        let (result, message) =
+            recorded(&outcome(&object.kind, &serde_json::to_value(&created).unwrap_or_default()));
         let (wave, hook) = (hook.spec.wave, hook.key.clone());
-        let result = VerificationPhase::Running;
-        Ok(Some(HookRun { phase, wave, hook, object, uid, result, message: None, deleted: false }))
+        Ok(Some(HookRun { phase, wave, hook, object, uid, result, message, deleted: false }))
     }
 
     /// Deletes a run's object, and only it (its uid is the precondition).
