@@ -512,7 +512,7 @@ pub struct DependencyAccess {
 }
 
 /// Where objects go.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Destination {
     /// Namespace for namespaced objects that name none. Defaults to the Application's namespace.
@@ -526,6 +526,14 @@ pub struct Destination {
     /// namespace that already existed is never taken over.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub create_namespace: bool,
+    /// The `Cluster` (of the Application's namespace) to deploy to. Default: the cluster ferry
+    /// runs in. Every stage works there as here: discovery, watches, server-side apply as the
+    /// Application's ServiceAccount (impersonated in that cluster), prune, health, hooks,
+    /// rollouts, `ferry diff` and deletion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("cluster must be the name of a Cluster in the Application's namespace"))]
+    pub cluster: Option<String>,
 }
 
 /// What ferry may do without a person.

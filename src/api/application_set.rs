@@ -64,6 +64,11 @@ pub struct ApplicationSetSpec {
     #[serde(default = "default_max_applications")]
     #[schemars(range(min = 1, max = 1000))]
     pub max_applications: u32,
+
+    /// Roll new revisions out over the clusters step by step (see [`FleetStrategy`]). Default:
+    /// every Application follows the template's source at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<FleetStrategy>,
 }
 
 fn default_max_applications() -> u32 {
@@ -73,12 +78,103 @@ fn default_max_applications() -> u32 {
 /// Exactly one kind of generator.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.pullRequests) != has(self.list)").message("each generator takes exactly one of pullRequests or list"))]
+#[x_kube(validation = Rule::new("(has(self.pullRequests) ? 1 : 0) + (has(self.list) ? 1 : 0) + (has(self.clusters) ? 1 : 0) == 1").message("each generator takes exactly one of pullRequests, list or clusters"))]
 pub struct Generator {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_requests: Option<PullRequestGenerator>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub list: Option<ListGenerator>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clusters: Option<ClustersGenerator>,
+}
+
+/// One parameter set per `Cluster` of the set's namespace whose labels match `selector` (every
+/// Cluster when it is empty). Parameters, as Argo CD's cluster generator names them: `name`,
+/// `nameNormalized` (a DNS label) and `metadata.labels.<key>` for each label.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ClustersGenerator {
+    #[serde(default)]
+    pub selector: ClusterSelector,
+}
+
+/// A label selector over Clusters: every `matchLabels` entry and every expression must hold.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSelector {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub match_expressions: Vec<LabelExpression>,
+}
+
+/// `key In (values)`, `key NotIn (values)`, `key Exists`, `key DoesNotExist`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(self.operator in ['In', 'NotIn']) == (has(self.values) && size(self.values) > 0)").message("In and NotIn take values; Exists and DoesNotExist take none"))]
+pub struct LabelExpression {
+    #[schemars(length(min = 1, max = 317))]
+    pub key: String,
+    pub operator: LabelOperator,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub values: Vec<String>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LabelOperator {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+/// How a new revision reaches the generated Applications: step by step over their clusters.
+/// The set resolves the template's source to one commit and pins it in the Applications of
+/// each step in turn; the others keep the commit they had. A step is done when each of its
+/// Applications is Synced and Healthy at that commit (and its PostSync hooks passed), then its
+/// analysis succeeded, then a person promoted it (`ferry promote --set`) when it pauses. A
+/// failure stops the rollout: later steps keep the old commit, and the status and an Event name
+/// the cluster and why. A newer commit starts over from the first step.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetStrategy {
+    /// In order. A cluster belongs to the first step whose selector matches it; clusters no
+    /// step matches form a last step.
+    #[schemars(length(min = 1, max = 32))]
+    pub steps: Vec<FleetStep>,
+    /// A step whose Applications are not all Synced and Healthy at the new commit this long
+    /// after it started fails. Default 10m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(interval_rule()).message(INTERVAL_MESSAGE))]
+    pub progress_deadline: Option<String>,
+}
+
+/// One step of a fleet rollout.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetStep {
+    /// The clusters of this step, by their labels (a Cluster's labels, as the clusters
+    /// generator sees them).
+    #[serde(default)]
+    pub selector: ClusterSelector,
+    /// At most this many of the selected clusters (by name), as a number or a percentage
+    /// (`25%`, rounded up); the rest go to the next step that selects them, or the last.
+    /// Default: all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 8))]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+|[0-9]{1,3}%)$')").message("maxClusters is a number or a percentage such as 25%"))]
+    pub max_clusters: Option<String>,
+    /// Measured once the step's Applications are Healthy; a failed analysis fails the rollout.
+    /// `{{revision}}` and `{{cluster}}` (each of the step's clusters in turn is not supported:
+    /// the query runs once per step) are filled in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<super::Analysis>,
+    /// Wait for `ferry promote --set` after this step before the next one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pause: bool,
 }
 
 /// One parameter set per ref of a Git repository that matches `refs`, listed through the Git
@@ -167,6 +263,44 @@ pub struct ApplicationSetStatus {
     /// The generated Applications, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub applications: Vec<GeneratedApplication>,
+    /// Where the fleet rollout of the newest commit stands (sets with a strategy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<FleetRolloutStatus>,
+}
+
+/// The fleet rollout of one commit.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetRolloutStatus {
+    /// The commit being rolled out (full SHA).
+    pub revision: String,
+    /// The step under way (0-based); equal to the number of steps once every step is done.
+    pub step: u32,
+    pub steps: u32,
+    pub phase: FleetRolloutPhase,
+    /// The clusters of each step, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clusters: Vec<Vec<String>>,
+    /// The cluster whose Application failed the step, when it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_cluster: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the current step started (RFC 3339), for `progressDeadline`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<String>,
+    /// The step a person promoted past its pause (`ferry promote --set`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_step: Option<u32>,
+}
+
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FleetRolloutPhase {
+    Progressing,
+    Analyzing,
+    Paused,
+    Failed,
+    Completed,
 }
 
 /// One generated Application and where it stands.

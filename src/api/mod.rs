@@ -2,6 +2,7 @@
 
 mod application;
 mod application_set;
+mod cluster;
 pub mod conditions;
 mod hooks;
 pub mod schema;
@@ -9,6 +10,7 @@ mod tenant_policy;
 
 pub use application::*;
 pub use application_set::*;
+pub use cluster::*;
 pub use hooks::*;
 pub use tenant_policy::*;
 
@@ -17,7 +19,7 @@ use kube::CustomResourceExt;
 
 /// Every CRD ferry serves, in the order they are installed.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Application::crd(), ApplicationSet::crd(), TenantPolicy::crd()]
+    vec![Application::crd(), ApplicationSet::crd(), TenantPolicy::crd(), Cluster::crd()]
 }
 
 /// The CRDs as one multi-document YAML stream, exactly as checked in under `crds/`.

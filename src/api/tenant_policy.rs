@@ -59,6 +59,15 @@ pub struct TenantPolicySpec {
     #[x_kube(validation = Rule::new(GLOBS_RULE).message(GLOBS_MESSAGE))]
     pub destination_namespaces: Vec<String>,
 
+    /// API servers of the `Cluster`s they may deploy to, as globs over the kubeconfig's
+    /// server URL (`https://*.prod.example.com:6443`). Default: none, only the cluster ferry
+    /// runs in. In a remote cluster, too, they act as their ServiceAccount (impersonated there)
+    /// and the other rules of the policy apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 2048)))]
+    #[x_kube(validation = Rule::new(GLOBS_RULE).message(GLOBS_MESSAGE))]
+    pub cluster_servers: Vec<String>,
+
     /// Cluster-scoped kinds they may write. Default: none. A Namespace must in addition be
     /// named by `destinationNamespaces`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

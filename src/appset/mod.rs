@@ -183,6 +183,7 @@ pub async fn reconcile(set: Arc<ApplicationSet>, ctx: Arc<Context>) -> Result<Ac
                 }
             })
             .collect(),
+        rollout: prev.rollout.clone(),
     };
     if set.status.as_ref() != Some(&next) {
         write_status(&ctx, &set, &ns, &next).await?;

@@ -74,8 +74,10 @@ pub(super) fn spec(
     let (sync_policy, create_namespace) = sync_policy(f.nested("syncPolicy")?, notes)?;
     let ignore_differences = ignore_differences(&mut f, notes)?;
     let destination = match (destination, create_namespace) {
-        (None, false) => None,
-        (namespace, create_namespace) => Some(Destination { namespace, create_namespace }),
+        ((None, None), false) => None,
+        ((namespace, cluster), create_namespace) => {
+            Some(Destination { namespace, create_namespace, cluster })
+        }
     };
     let deleting = finalizers.iter().any(|x| x.split('/').next() == Some(RESOURCES_FINALIZER));
     f.rest(SPEC_REASONS, notes);
@@ -97,17 +99,23 @@ pub(super) fn spec(
     })
 }
 
-/// `destination.namespace`; a destination other than the cluster ferry runs in is noted.
-fn destination(mut f: Fields, notes: &mut Vec<Note>) -> Result<Option<String>, MapError> {
+/// `destination.namespace`, and `destination.name` as the `Cluster` to deploy to; a server
+/// URL other than the cluster ferry runs in is noted (ferry names clusters, not URLs).
+fn destination(mut f: Fields, notes: &mut Vec<Note>) -> Result<(Option<String>, Option<String>), MapError> {
     let namespace = f.string("namespace")?;
     if f.string("server")?.is_some_and(|s| s.trim_end_matches('/') != IN_CLUSTER_SERVER) {
-        notes.push(f.note("server", "ferry deploys to the cluster it runs in; run a ferry there instead"));
+        let why = "ferry names a Cluster object rather than a server URL; create a Cluster for this server and set destination.cluster";
+        notes.push(f.note("server", why));
     }
-    if f.string("name")?.is_some_and(|n| n != "in-cluster") {
-        notes.push(f.note("name", "ferry deploys to the cluster it runs in; run a ferry there instead"));
+    let cluster = f.string("name")?.filter(|n| n != "in-cluster");
+    if let Some(name) = &cluster {
+        let why = format!(
+            "create a Cluster {name:?} with a kubeconfig Secret in the Application's namespace (see the README's \"Many clusters\")"
+        );
+        notes.push(f.note("name", &why));
     }
     f.rest(&[], notes);
-    Ok(namespace)
+    Ok((namespace, cluster))
 }
 
 /// `syncPolicy` -> ferry's sync policy and whether to create the namespace. Without

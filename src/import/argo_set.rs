@@ -55,7 +55,12 @@ pub(super) fn import(object: &Upstream, options: &Options) -> Result<Imported, M
         return Err(f.invalid("generators", "none of them is one ferry has (list, or pullRequest of GitHub)"));
     }
     let elements: usize = generators.iter().filter_map(|g| g.list.as_ref()).map(|l| l.elements.len()).sum();
-    let spec = ApplicationSetSpec { generators, template, max_applications: elements.clamp(50, 1000) as u32 };
+    let spec = ApplicationSetSpec {
+        generators,
+        template,
+        max_applications: elements.clamp(50, 1000) as u32,
+        strategy: None,
+    };
     let set = ApplicationSet { metadata: metadata(object), spec, status: None };
     Ok(Imported {
         from: object.id.clone(),
@@ -71,8 +76,8 @@ fn generator(mut f: Fields, notes: &mut Vec<Note>) -> Result<Option<Generator>, 
     let pull = if f.has("pullRequest") { pull_request(f.nested("pullRequest")?, notes)? } else { None };
     f.rest(GENERATOR_REASONS, notes);
     Ok(match (list, pull) {
-        (Some(list), _) => Some(Generator { pull_requests: None, list: Some(list) }),
-        (None, Some(pr)) => Some(Generator { pull_requests: Some(pr), list: None }),
+        (Some(list), _) => Some(Generator { pull_requests: None, list: Some(list), clusters: None }),
+        (None, Some(pr)) => Some(Generator { pull_requests: Some(pr), list: None, clusters: None }),
         (None, None) => None,
     })
 }

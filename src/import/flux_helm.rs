@@ -52,8 +52,11 @@ pub(super) fn import(object: &Upstream, index: &Index<'_>) -> Result<Imported, M
     let (create_namespace, install_notes) = install(f.nested("install")?)?;
     notes.extend(install_notes);
     let (self_heal, ignore_differences) = drift_detection(f.nested("driftDetection")?, &mut notes)?;
-    let destination =
-        (namespace.is_some() || create_namespace).then_some(Destination { namespace, create_namespace });
+    let destination = (namespace.is_some() || create_namespace).then_some(Destination {
+        namespace,
+        create_namespace,
+        cluster: None,
+    });
     let spec = ApplicationSpec {
         source,
         destination,
@@ -357,7 +360,7 @@ mod tests {
         assert_eq!(helm.values.as_ref().unwrap()["replicaCount"], 2);
         assert_eq!(
             app.spec.destination,
-            Some(Destination { namespace: Some("web".into()), create_namespace: true })
+            Some(Destination { namespace: Some("web".into()), create_namespace: true, cluster: None })
         );
         assert!(app.spec.sync_policy.self_heal && app.spec.sync_policy.prune);
         assert_eq!(app.spec.ignore_differences[0].json_pointers, ["/spec/replicas"]);

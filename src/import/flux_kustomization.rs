@@ -94,8 +94,11 @@ fn spec(
     };
     // `wait` (health of everything applied) is what ferry always does.
     f.raw("wait");
-    let destination =
-        f.string("targetNamespace")?.map(|ns| Destination { namespace: Some(ns), create_namespace: false });
+    let destination = f.string("targetNamespace")?.map(|ns| Destination {
+        namespace: Some(ns),
+        create_namespace: false,
+        cluster: None,
+    });
     Ok(ApplicationSpec {
         source,
         destination,

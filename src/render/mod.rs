@@ -345,7 +345,8 @@ mod tests {
         let root = Path::new("/r");
         let r = RenderRequest::for_application(&app, root);
         assert_eq!((r.app_name, r.default_namespace), ("shop", "team"));
-        app.spec.destination = Some(Destination { namespace: Some("prod".into()), create_namespace: false });
+        app.spec.destination =
+            Some(Destination { namespace: Some("prod".into()), create_namespace: false, cluster: None });
         assert_eq!(RenderRequest::for_application(&app, root).default_namespace, "prod");
         app.spec.source.path = Some("./apps//shop/".into());
         assert_eq!(RenderRequest::for_application(&app, root).shown_path(), "apps/shop");

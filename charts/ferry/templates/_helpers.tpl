@@ -70,8 +70,13 @@ true
 - apiGroups: [ferry.dev]
   resources: [applicationsets]
   verbs: [get, list, watch, update, patch]
+# Clusters: the remote clusters Applications deploy to (their kubeconfig Secrets are read
+# with the Secret rule below, in the Cluster's namespace only).
 - apiGroups: [ferry.dev]
-  resources: [applications/status, applicationsets/status]
+  resources: [clusters]
+  verbs: [get, list, watch]
+- apiGroups: [ferry.dev]
+  resources: [applications/status, applicationsets/status, clusters/status]
   verbs: [get, update, patch]
 - apiGroups: [ferry.dev]
   resources: [applications/finalizers, applicationsets/finalizers]
