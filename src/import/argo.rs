@@ -239,7 +239,7 @@ mod tests {
         );
         assert_eq!(
             spec.destination,
-            Some(Destination { namespace: Some("guestbook".into()), create_namespace: true })
+            Some(Destination { namespace: Some("guestbook".into()), create_namespace: true, cluster: None })
         );
         assert_eq!(spec.ignore_differences.len(), 1);
         assert_eq!(spec.deletion_policy, Some(DeletionPolicy::Delete));
@@ -268,6 +268,18 @@ mod tests {
         assert!(!spec.sync_policy.automated && !spec.sync_policy.self_heal);
         assert_eq!(spec.deletion_policy, Some(DeletionPolicy::Orphan));
         assert_eq!(imported.notes[0].field, "spec.destination.server");
+        let named = argo(
+            json!({"source": {"repoURL": "https://git.example.com/a.git"},
+                   "destination": {"name": "prod-eu", "namespace": "web"}}),
+            &[],
+        );
+        let imported = import(&named, &Options::default()).unwrap();
+        let destination = app(&imported).spec.destination.clone().unwrap();
+        assert_eq!(
+            (destination.cluster.as_deref(), destination.namespace.as_deref()),
+            (Some("prod-eu"), Some("web"))
+        );
+        assert!(imported.notes.iter().any(|n| n.field == "spec.destination.name"), "{:?}", imported.notes);
         let err = import(&argo(json!({"destination": {}}), &[]), &Options::default()).unwrap_err();
         assert_eq!(err.to_string(), "Argo CD Application argocd/guestbook: spec.source is required");
         let err = import(&argo(json!({"source": {"repoURL": 7}}), &[]), &Options::default()).unwrap_err();
