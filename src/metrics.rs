@@ -102,9 +102,17 @@ struct CategoryLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterLabels {
+    namespace: String,
+    cluster: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ApiLabels {
     verb: &'static str,
     result: &'static str,
+    /// `in-cluster`, or the name of the remote `Cluster` the request went to.
+    cluster: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -140,6 +148,14 @@ fn app_result(app: &AppRef, result: &'static str) -> AppResultLabels {
     AppResultLabels { namespace: app.namespace.clone(), name: app.name.clone(), result }
 }
 
+/// The service kube's `ClientBuilder::try_from(Config)` starts from (kube-client's
+/// `GenericService`, which it does not export).
+pub type KubeService = tower::util::BoxService<
+    http::Request<kube::client::Body>,
+    http::Response<Box<kube::client::DynBody>>,
+    tower::BoxError,
+>;
+
 /// Every metric ferry exports.
 pub struct Metrics {
     registry: Registry,
@@ -160,6 +176,8 @@ pub struct Metrics {
     deployments: Family<AppResultLabels, Counter>,
     lead_time: Histogram,
     last_deployment: Family<AppLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// 1 while a remote cluster in use answers, 0 while it does not.
+    cluster_reachable: Family<ClusterLabels, Gauge>,
     time_to_restore: Histogram,
     rollout_duration: Family<RolloutResultLabels, Histogram>,
     analysis_measurements: Family<ResultLabel, Counter>,
@@ -214,6 +232,7 @@ impl Metrics {
             deployments: Family::default(),
             lead_time,
             last_deployment: Family::default(),
+            cluster_reachable: Family::default(),
             time_to_restore,
             rollout_duration,
             analysis_measurements: Family::default(),
@@ -290,8 +309,13 @@ impl Metrics {
         r.register("errors", "Errors by category", self.errors.clone());
         r.register(
             "api_requests",
-            "Requests ferry made to the Kubernetes API server",
+            "Requests ferry made to Kubernetes API servers, by cluster",
             self.api_requests.clone(),
+        );
+        r.register(
+            "cluster_reachable",
+            "Whether a remote cluster Applications deploy to answers (1) or not (0)",
+            self.cluster_reachable.clone(),
         );
         r.register(
             "webhook_requests",
@@ -372,10 +396,43 @@ impl Metrics {
         out
     }
 
+    /// Whether each remote cluster in use answers (`(namespace, name)`, reachable); the
+    /// clusters no longer in use lose their series.
+    pub fn clusters_reachable<'a>(&self, clusters: impl Iterator<Item = (&'a (String, String), bool)>) {
+        self.cluster_reachable.clear();
+        for ((namespace, cluster), up) in clusters {
+            let labels = ClusterLabels { namespace: namespace.clone(), cluster: cluster.clone() };
+            self.cluster_reachable.get_or_create(&labels).set(i64::from(up));
+        }
+    }
+
     /// A client for `config` whose requests are counted in `ferry_api_requests_total`.
     pub fn client(self: &Arc<Self>, config: Config) -> Result<Client, kube::Error> {
-        let layer = CountRequests { metrics: self.clone() };
+        let layer = CountRequests { metrics: self.clone(), cluster: Arc::from("in-cluster") };
         Ok(ClientBuilder::try_from(config)?.with_layer(&layer).build())
+    }
+
+    /// A client for a remote cluster: its requests counted with `cluster`, and passed through
+    /// `layer` (the cluster's circuit breaker) below the count, so that refused requests are
+    /// counted too (result `error`).
+    pub fn client_with<L>(
+        self: &Arc<Self>,
+        config: Config,
+        layer: &L,
+        cluster: &str,
+    ) -> Result<Client, kube::Error>
+    where
+        L: tower::Layer<KubeService>,
+        L::Service: tower::Service<
+                http::Request<kube::client::Body>,
+                Response = http::Response<Box<kube::client::DynBody>>,
+                Error = tower::BoxError,
+            > + Send
+            + 'static,
+        <L::Service as tower::Service<http::Request<kube::client::Body>>>::Future: Send + 'static,
+    {
+        let count = CountRequests { metrics: self.clone(), cluster: Arc::from(cluster) };
+        Ok(ClientBuilder::try_from(config)?.with_layer(layer).with_layer(&count).build())
     }
 
     /// A rollout ended.
@@ -557,6 +614,8 @@ pub struct AppSnapshot {
     pub rollout: Option<(&'static str, &'static str, Option<i32>)>,
     /// The ApplicationSet that generated it.
     pub application_set: Option<String>,
+    /// The Cluster it deploys to (`in-cluster` for the cluster ferry runs in).
+    pub cluster: String,
 }
 
 impl AppSnapshot {
@@ -592,6 +651,7 @@ impl AppSnapshot {
                 (kind, rollout_phase_word(phase), rollout.and_then(|r| r.canary_weight))
             }),
             application_set: app.labels().get(crate::api::APPLICATION_SET_LABEL).cloned(),
+            cluster: crate::api::destination_cluster(app).unwrap_or("in-cluster").to_string(),
         }
     }
 }
@@ -660,6 +720,7 @@ fn encode_app_status(apps: &[AppSnapshot], encoder: &mut DescriptorEncoder) -> R
             l.push(("sync_status", sync_word(a.sync).into()));
             l.push(("health_status", health_word(a.health).into()));
             l.push(("suspended", a.suspended.to_string()));
+            l.push(("cluster", a.cluster.clone()));
             (l, 1i64)
         }),
     )?;
@@ -786,13 +847,14 @@ fn health_word(code: HealthStatusCode) -> &'static str {
 #[derive(Clone)]
 struct CountRequests {
     metrics: Arc<Metrics>,
+    cluster: Arc<str>,
 }
 
 impl<S> tower::Layer<S> for CountRequests {
     type Service = Counted<S>;
 
     fn layer(&self, inner: S) -> Counted<S> {
-        Counted { inner, metrics: self.metrics.clone() }
+        Counted { inner, metrics: self.metrics.clone(), cluster: self.cluster.clone() }
     }
 }
 
@@ -800,6 +862,7 @@ impl<S> tower::Layer<S> for CountRequests {
 struct Counted<S> {
     inner: S,
     metrics: Arc<Metrics>,
+    cluster: Arc<str>,
 }
 
 impl<S, B, R> tower::Service<http::Request<B>> for Counted<S>
@@ -818,6 +881,7 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let verb = verb(req.method(), req.uri());
         let metrics = self.metrics.clone();
+        let cluster = self.cluster.clone();
         self.inner
             .call(req)
             .map(move |answer| {
@@ -825,7 +889,10 @@ where
                     Ok(res) => status_class(res.status().as_u16()),
                     Err(_) => "error",
                 };
-                metrics.api_requests.get_or_create(&ApiLabels { verb, result }).inc();
+                metrics
+                    .api_requests
+                    .get_or_create(&ApiLabels { verb, result, cluster: cluster.to_string() })
+                    .inc();
                 answer
             })
             .boxed()
@@ -934,7 +1001,7 @@ mod tests {
         }));
         let text = scrape(&[AppSnapshot::of(&a)]);
         assert!(!text.contains("hunter2"), "{text}");
-        assert!(text.contains(r#"ferry_app_info{namespace="team",name="shop",repo="https://git.example.com/deploy.git",path="apps/shop",revision="main@aaaaaaa",sync_status="Synced",health_status="Degraded",suspended="false"} 1"#), "{text}");
+        assert!(text.contains(r#"ferry_app_info{namespace="team",name="shop",repo="https://git.example.com/deploy.git",path="apps/shop",revision="main@aaaaaaa",sync_status="Synced",health_status="Degraded",suspended="false",cluster="in-cluster"} 1"#), "{text}");
         assert!(
             text.contains(r#"ferry_app_sync_status{namespace="team",name="shop",status="Synced"} 1"#),
             "{text}"

@@ -47,14 +47,16 @@ use tracing::info;
 
 use crate::{
     api::{
-        APPLICATION_SET_LABEL, Application, ApplicationSet, HealthCheckExpr, RECONCILE_AT_ANNOTATION,
-        ROLLOUT_REQUEST_ANNOTATION, TenantPolicy,
+        APPLICATION_SET_LABEL, Application, ApplicationSet, Cluster, HealthCheckExpr,
+        RECONCILE_AT_ANNOTATION, ROLLOUT_REQUEST_ANNOTATION, TenantPolicy,
     },
     appset,
     artifact::{helm_repo::HelmRepoOptions, oci::OciFetcherOptions},
     controller::{
-        Caches, Connection, Context, Dependants, Elector, Followers, LeaderConfig, LeaderConfigError,
-        Leadership, PreflightError, Role, Shard, SyncOptions, Watches, collect_garbage, preflight, reconcile,
+        Caches, Clusters, Connection, Context, Dependants, Elector, Followers, LeaderConfig,
+        LeaderConfigError, Leadership, PreflightError, Role, Shard, SyncOptions, Watches, cluster_status,
+        clusters::{self, ClusterId},
+        collect_garbage, preflight, reconcile,
     },
     health::{ExprCache, HealthChecks, InvalidHealthCheck},
     metrics::Metrics,
@@ -191,8 +193,9 @@ struct Replica {
     election: Election,
     /// The Application cache's watch.
     app_cache: JoinHandle<()>,
-    /// The TenantPolicy cache's watch, when ferry reads TenantPolicies.
-    policy_cache: Option<JoinHandle<()>>,
+    /// The TenantPolicy and Cluster caches' watches (when their CRDs are installed), and the
+    /// remote clusters' upkeep.
+    caches: Vec<JoinHandle<()>>,
     /// The Git cache's collection.
     collector: JoinHandle<()>,
     /// Whether the cluster serves ApplicationSets (their CRD is optional).
@@ -215,8 +218,9 @@ impl Replica {
         let election = Election::start(&connected.connection.client, &opts);
         let triggers = Triggers::new();
         let sync = sync_options(&opts, health_checks);
-        let (ctx, apps_writer, policy_cache) =
+        let (ctx, apps_writer, mut caches) =
             shared_context(&opts, sync, connected.connection, git, &triggers);
+        caches.push(tokio::spawn(cluster_status::maintain(ctx.clone(), election.leadership.clone())));
         let collector = tokio::spawn(collect_garbage(ctx.clone(), opts.cache_gc_interval));
         export_app_metrics(&ctx, &election.leadership, opts.shard);
         let readiness = Readiness::new("waiting for the Application cache to sync");
@@ -246,17 +250,8 @@ impl Replica {
             "ferry is ready: connected to the API server and the Application CRD is installed"
         );
         let sets_served = connected.sets_served;
-        let replica = Replica {
-            opts,
-            ctx,
-            readiness,
-            server,
-            election,
-            app_cache,
-            policy_cache,
-            collector,
-            sets_served,
-        };
+        let replica =
+            Replica { opts, ctx, readiness, server, election, app_cache, caches, collector, sets_served };
         Ok(Some((replica, triggers)))
     }
 
@@ -326,7 +321,7 @@ impl Replica {
         self.readiness.shut_down();
         self.election.stop().await;
         self.app_cache.abort();
-        if let Some(task) = self.policy_cache {
+        for task in self.caches {
             task.abort();
         }
         self.server.shutdown(HTTP_SHUTDOWN_GRACE).await;
@@ -506,13 +501,33 @@ fn shared_context(
     connection: Connection,
     git: GitCache,
     triggers: &Triggers,
-) -> (Arc<Context>, Writer<Application>, Option<JoinHandle<()>>) {
+) -> (Arc<Context>, Writer<Application>, Vec<JoinHandle<()>>) {
     let client = connection.client.clone();
     let namespaces = (opts.namespace.clone(), opts.managed_namespaces.clone());
     let watches = Watches::new(client.clone(), triggers.send.clone(), namespaces.0, namespaces.1);
     let policies_served = serves(&connection.discovery, "TenantPolicy");
+    let clusters_served = serves(&connection.discovery, "Cluster");
     let (reader, writer) = reflector::store();
-    let caches = Caches { git, watches, apps: reader.clone() };
+    let (cluster_store, cluster_cache) = match clusters_served {
+        true => {
+            let (store, task) = watch_clusters(&client, opts.namespace.as_deref(), &reader, triggers);
+            (Some(store), Some(task))
+        }
+        false => {
+            tracing::warn!(
+                "the Cluster CRD (clusters.ferry.dev) is not installed; Applications deploy to this cluster only"
+            );
+            (None, None)
+        }
+    };
+    let clusters = Clusters::new(
+        cluster_store,
+        triggers.send.clone(),
+        opts.namespace.clone(),
+        connection.metrics.clone(),
+        opts.api_timeout,
+    );
+    let caches = Caches { git, watches, apps: reader.clone(), clusters };
     let mut ctx = Context::new(connection, sync, caches);
     ctx.reporter.instance = Some(opts.identity.clone());
     let policy_cache = match (&opts.policy_namespace, policies_served) {
@@ -527,7 +542,43 @@ fn shared_context(
         }
         (None, _) => None,
     };
-    (Arc::new(ctx), writer, policy_cache)
+    (Arc::new(ctx), writer, policy_cache.into_iter().chain(cluster_cache).collect())
+}
+
+/// The Cluster cache. A change to a Cluster (its kubeconfig reference, its labels) wakes the
+/// Applications that deploy to it, so they link again at once.
+fn watch_clusters(
+    client: &Client,
+    namespace: Option<&str>,
+    apps: &Store<Application>,
+    triggers: &Triggers,
+) -> (Store<Cluster>, JoinHandle<()>) {
+    let (reader, writer) = reflector::store();
+    let api: Api<Cluster> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (apps, trigger, forwarding) = (apps.clone(), triggers.send.clone(), triggers.forwarding.clone());
+    let changes =
+        watcher(api, watcher::Config::default()).default_backoff().reflect(writer).for_each(move |event| {
+            match event {
+                Ok(watcher::Event::Apply(cluster) | watcher::Event::Delete(cluster))
+                    if forwarding.load(Ordering::SeqCst) =>
+                {
+                    let id = ClusterId::Remote {
+                        namespace: cluster.namespace().unwrap_or_default(),
+                        name: cluster.name_any(),
+                    };
+                    for app in apps.state().iter().filter(|a| clusters::deploys_to(a, &id)) {
+                        let _ = trigger.send(ObjectRef::from_obj(app.as_ref()));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "watching Clusters failed; retrying"),
+                _ => {}
+            }
+            async {}
+        });
+    (reader, tokio::spawn(changes))
 }
 
 /// The cluster-wide custom health checks of `--health-checks`, compiled (none without the flag).

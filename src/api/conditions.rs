@@ -34,6 +34,15 @@ pub const DEPENDENCY_CYCLE: &str = "DependencyCycle";
 // Refusals of the tenancy lockdown (flags and TenantPolicies), one reason per rule.
 pub const SOURCE_NOT_PERMITTED: &str = "SourceNotPermitted";
 pub const DESTINATION_NOT_PERMITTED: &str = "DestinationNotPermitted";
+/// The destination Cluster's API server is not one a TenantPolicy lets the Application use.
+pub const CLUSTER_NOT_PERMITTED: &str = "ClusterNotPermitted";
+/// The destination Cluster does not answer; nothing is pruned and the Application converges
+/// when it does.
+pub const CLUSTER_UNREACHABLE: &str = "ClusterUnreachable";
+/// `spec.destination.cluster` names no Cluster of the Application's namespace.
+pub const CLUSTER_NOT_FOUND: &str = "ClusterNotFound";
+/// The destination Cluster's kubeconfig Secret cannot be read or is refused.
+pub const INVALID_KUBECONFIG: &str = "InvalidKubeconfig";
 pub const CLUSTER_SCOPED_NOT_PERMITTED: &str = "ClusterScopedNotPermitted";
 pub const CROSS_NAMESPACE_REF_NOT_PERMITTED: &str = "CrossNamespaceRefNotPermitted";
 pub const SERVICE_ACCOUNT_REQUIRED: &str = "ServiceAccountRequired";

@@ -399,7 +399,7 @@ fn generator_client(set: &ApplicationSet, ctx: &Context, ns: &str) -> Result<kub
         return Err(GeneratorError::TemplatedServiceAccount);
     }
     let sa = ctx.tenancy(ns).acting_as(named)?;
-    Ok(ctx.client_for(ns, sa.as_deref())?)
+    Ok(ctx.local.client_for(ns, sa.as_deref())?)
 }
 
 /// The Applications this set generated (by label and owner), from the controller's cache.

@@ -6,7 +6,7 @@ use std::{
     collections::{HashMap, HashSet},
     path::PathBuf,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use kube::{
@@ -14,17 +14,21 @@ use kube::{
     discovery::Discovery,
     runtime::{events::Reporter, reflector::Store},
 };
-use tokio::sync::RwLock;
 
-use super::{claims::Claims, memory::AppMemory, watches::Watches};
+use super::{
+    claims::Claims,
+    clusters::{ClusterId, ClusterLink, Clusters, LinkParts},
+    memory::AppMemory,
+    watches::Watches,
+};
 use crate::{
     api::{Application, TenantPolicy},
-    apply::{AppRef, ApplyError},
+    apply::AppRef,
     artifact::{fetch::Artifacts, helm_repo::HelmRepoOptions, oci::OciFetcherOptions},
     health::{ExprCache, HealthChecks},
     locks::locked,
     metrics::Metrics,
-    render::{Capabilities, DiscoveredScopes, RenderCache, RenderOptions},
+    render::{RenderCache, RenderOptions},
     rollout::prometheus::Prometheus,
     source::{GitCache, Snapshot},
     tenancy::{Lockdown, Tenancy},
@@ -65,10 +69,12 @@ pub struct SyncOptions {
 
 /// Shared state of the controller.
 pub struct Context {
-    /// ferry's own identity: watches, status, events, Secrets, discovery.
+    /// ferry's own identity in the cluster it runs in: status, events, Secrets.
     pub client: Client,
-    /// The configuration `client` was built from, for impersonating clients.
-    config: Config,
+    /// The cluster ferry runs in: its clients, discovery and watches of managed objects.
+    pub local: Arc<ClusterLink>,
+    /// The remote clusters Applications deploy to.
+    pub clusters: Clusters,
     pub options: SyncOptions,
     pub git: GitCache,
     /// Helm repositories, OCI registries and the store of what they gave, unpacked once per
@@ -77,7 +83,6 @@ pub struct Context {
     pub renders: RenderCache,
     /// Who Events say they come from.
     pub reporter: Reporter,
-    pub watches: Watches,
     pub claims: Claims,
     pub metrics: Arc<Metrics>,
     /// Every Application ferry reconciles, as the controller's watch sees them.
@@ -88,8 +93,6 @@ pub struct Context {
     pub prometheus: Result<Prometheus, String>,
     /// The CEL expressions of `spec.healthChecks`, compiled once per distinct expression.
     pub health_exprs: ExprCache,
-    discovery: RwLock<Discovered>,
-    impersonating: Mutex<HashMap<String, Client>>,
     memory: Mutex<HashMap<AppRef, Arc<tokio::sync::Mutex<AppMemory>>>>,
     /// The snapshot each Application syncs from now (its tree, and its chart when it has
     /// one), which the caches' collections keep.
@@ -115,20 +118,34 @@ pub struct Caches {
     pub watches: Watches,
     /// The Application cache (the controller's watch).
     pub apps: Store<Application>,
+    /// The remote clusters' registry (with the Cluster cache, when the CRD is installed).
+    pub clusters: Clusters,
 }
 
 impl Context {
     /// The context, from what `ferry run` built at start-up.
     pub fn new(connection: Connection, options: SyncOptions, caches: Caches) -> Context {
         let Connection { client, config, discovery, kubernetes_version, metrics } = connection;
-        let Caches { git, watches, apps } = caches;
+        let Caches { git, watches, apps, clusters } = caches;
         let prometheus = Prometheus::new(options.api_timeout)
             .map_err(|e| format!("no HTTP client for Prometheus (loading the system's TLS roots: {e})"));
         let render_cache_bytes = options.render_cache_bytes;
         let artifacts = Artifacts::new(git.root().join("artifacts"), options.charts, options.oci);
+        let api_timeout = options.api_timeout;
+        let local = LinkParts {
+            id: ClusterId::Local,
+            client: client.clone(),
+            config,
+            breaker: None,
+            watches,
+            discovery,
+            kubernetes_version,
+            fingerprint: 0,
+        };
         Context {
             client,
-            config,
+            local: Arc::new(ClusterLink::new(local, metrics.clone(), api_timeout)),
+            clusters,
             prometheus,
             health_exprs: ExprCache::default(),
             options,
@@ -136,81 +153,19 @@ impl Context {
             artifacts,
             renders: RenderCache::default().with_max_bytes(render_cache_bytes),
             reporter: Reporter { controller: "ferry".into(), instance: std::env::var("HOSTNAME").ok() },
-            watches,
             claims: Claims::default(),
             metrics,
             apps,
             policies: None,
-            discovery: RwLock::new(Discovered::new(discovery, kubernetes_version, Instant::now())),
-            impersonating: Mutex::new(HashMap::new()),
             memory: Mutex::new(HashMap::new()),
             snapshots: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// The client an Application's reads and writes go through: ferry's own, or one that
-    /// impersonates `system:serviceaccount:<namespace>:<service_account>`.
-    pub fn client_for(&self, namespace: &str, service_account: Option<&str>) -> Result<Client, ClientError> {
-        let Some(sa) = service_account else { return Ok(self.client.clone()) };
-        let user = format!("system:serviceaccount:{namespace}:{sa}");
-        let mut clients = locked(&self.impersonating);
-        if let Some(client) = clients.get(&user) {
-            return Ok(client.clone());
-        }
-        let mut config = self.config.clone();
-        // No Impersonate-Group: for a ServiceAccount user the API server adds its groups
-        // (system:serviceaccounts, system:serviceaccounts:<ns>, system:authenticated) itself, so
-        // ferry needs `impersonate` on serviceaccounts only, never on groups (which, being
-        // cluster-scoped and unnamed in advance, would need a rule wide enough to escalate).
-        config.auth_info.impersonate = Some(user.clone());
-        let client = match self.metrics.client(config) {
-            Ok(client) => client,
-            Err(source) => return Err(ClientError { user, source }),
-        };
-        clients.insert(user, client.clone());
-        Ok(client)
     }
 
     /// The lockdown for the Applications of `namespace`: the flags and the policies governing it.
     pub fn tenancy(&self, namespace: &str) -> Tenancy {
         let policies = self.policies.as_ref().map(Store::state).unwrap_or_default();
         Tenancy::new(namespace, policies, &self.options.lockdown)
-    }
-
-    /// The latest discovery.
-    pub async fn discovery(&self) -> Arc<Discovery> {
-        self.discovery.read().await.discovery.clone()
-    }
-
-    /// The scope of every served kind, from the latest discovery, for rendering.
-    pub async fn scopes(&self) -> Arc<DiscoveredScopes> {
-        self.discovery.read().await.scopes.clone()
-    }
-
-    /// The cluster's version and served APIs, from the latest discovery, for helm.
-    pub async fn capabilities(&self) -> Arc<Capabilities> {
-        self.discovery.read().await.capabilities.clone()
-    }
-
-    /// Re-runs discovery unless someone did so after `not_before` (many reconciles asking at
-    /// once share one run). Pass the moment from which the answer must be fresh: after CRDs
-    /// became Established, that moment.
-    pub async fn refresh_discovery(&self, not_before: Instant) -> Result<Arc<Discovery>, ApplyError> {
-        let mut guard = self.discovery.write().await;
-        if guard.taken > not_before {
-            return Ok(guard.discovery.clone());
-        }
-        let taken = Instant::now();
-        let discovery =
-            tokio::time::timeout(self.options.api_timeout * 3, Discovery::new(self.client.clone()).run())
-                .await
-                .map_err(|_| ApplyError::Discovery("no answer in time".into()))?
-                .map_err(|e| ApplyError::Discovery(e.to_string()))?;
-        // The version is the one read at start-up: an upgrade of the API server restarts
-        // nothing here, but it changes what charts see only at ferry's next start.
-        let version = guard.capabilities.kube_version.clone();
-        *guard = Discovered::new(discovery, version, taken);
-        Ok(guard.discovery.clone())
     }
 
     /// What ferry remembers of one Application between reconciles.
@@ -269,17 +224,16 @@ impl Context {
             .collect();
         locked(&self.memory).retain(|app, _| live.contains(app));
         locked(&self.snapshots).retain(|app, _| live.contains(app));
-        locked(&self.impersonating).retain(|user, _| users.contains(user));
+        self.local.keep_users(&users);
+        let clusters: HashSet<(String, String)> = apps
+            .iter()
+            .filter_map(|a| Some((a.namespace()?, crate::api::destination_cluster(a)?.to_string())))
+            .collect();
+        self.clusters.keep(&clusters);
+        for (_, link) in self.clusters.links() {
+            link.keep_users(&users);
+        }
     }
-}
-
-/// An impersonating client that could not be built.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot build a client for {user}: {source}")]
-pub struct ClientError {
-    /// `system:serviceaccount:<namespace>:<name>`.
-    user: String,
-    source: kube::Error,
 }
 
 /// The maps behind these locks hold plain values that no panic leaves half-written, so a
@@ -305,22 +259,6 @@ pub async fn collect_garbage(ctx: Arc<Context>, interval: Duration) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "the artifact store's collection failed"),
         }
-    }
-}
-
-/// A discovery and what is derived from it once, rather than on every reconcile.
-struct Discovered {
-    discovery: Arc<Discovery>,
-    scopes: Arc<DiscoveredScopes>,
-    capabilities: Arc<Capabilities>,
-    taken: Instant,
-}
-
-impl Discovered {
-    fn new(discovery: Discovery, kubernetes_version: String, taken: Instant) -> Discovered {
-        let scopes = Arc::new(DiscoveredScopes::from_discovery(&discovery));
-        let capabilities = Arc::new(Capabilities::from_discovery(&discovery, &kubernetes_version));
-        Discovered { discovery: Arc::new(discovery), scopes, capabilities, taken }
     }
 }
 

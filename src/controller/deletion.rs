@@ -26,6 +26,7 @@ use super::{
 use crate::{
     api::{Application, HookPhase, InventoryEntry, SyncProgress, VerificationPhase},
     apply::{AppRef, Applier, ApplyError},
+    controller::clusters::ClusterLink,
     plan::hooks::Hook,
 };
 
@@ -33,6 +34,8 @@ use crate::{
 pub struct DeletionHooks {
     hooks: Arc<Vec<Hook>>,
     applier: Applier,
+    /// The cluster the Application deployed to.
+    cluster: Arc<ClusterLink>,
     pub progress: SyncProgress,
     /// The progress as loaded: only a change is written.
     loaded: SyncProgress,
@@ -49,7 +52,7 @@ pub enum Gate {
 pub async fn load(ctx: &Context, app: &Application, app_ref: &AppRef) -> Option<DeletionHooks> {
     let memory = ctx.memory(app_ref);
     let mut mem = memory.lock().await;
-    let (applier, hooks, revision) = match sync::hooks_of(ctx, app, app_ref, &mut mem).await {
+    let (applier, cluster, hooks, revision) = match sync::hooks_of(ctx, app, app_ref, &mut mem).await {
         Ok(built) => built,
         Err(error) => {
             tracing::warn!(app = %app_ref, %error, "deleting without deletion hooks: the source could not be rendered");
@@ -78,7 +81,7 @@ pub async fn load(ctx: &Context, app: &Application, app_ref: &AppRef) -> Option<
             requested_at: None,
         },
     };
-    Some(DeletionHooks { hooks, applier, loaded: progress.clone(), progress })
+    Some(DeletionHooks { hooks, applier, cluster, loaded: progress.clone(), progress })
 }
 
 impl DeletionHooks {
@@ -91,7 +94,7 @@ impl DeletionHooks {
         phase: HookPhase,
     ) -> Result<Gate, HookError> {
         let app_ref = AppRef { namespace: app.namespace().unwrap_or_default(), name: app.name_any() };
-        let runner = Runner { ctx, applier: &self.applier, app: &app_ref };
+        let runner = Runner { cluster: &self.cluster, applier: &self.applier, app: &app_ref };
         let outcome = runner.run(&self.hooks, phase, None, &mut self.progress).await?;
         let gate = match outcome {
             PhaseOutcome::Running(message) => Gate::Wait(message),
@@ -118,8 +121,8 @@ impl DeletionHooks {
     }
 
     /// Deletes the PostDelete runs' objects once they ended: nothing of the Application stays.
-    pub async fn clear(&self, ctx: &Context, app_ref: &AppRef) -> Result<(), HookError> {
-        let runner = Runner { ctx, applier: &self.applier, app: app_ref };
+    pub async fn clear(&self, app_ref: &AppRef) -> Result<(), HookError> {
+        let runner = Runner { cluster: &self.cluster, applier: &self.applier, app: app_ref };
         let runs = self.progress.hooks.iter().filter(|r| !r.deleted && r.phase == HookPhase::PostDelete);
         runner.delete_ours(&runs.map(|r| r.object.clone()).collect::<Vec<_>>()).await
     }

@@ -7,7 +7,10 @@
 use kube::runtime::reflector::ObjectRef;
 
 pub use super::prunable::PruneError;
-use super::{context::ClientError, hooks::HookError};
+use super::{
+    clusters::{ClientError, ClusterError},
+    hooks::HookError,
+};
 
 use crate::{
     api::{Application, conditions as c},
@@ -136,7 +139,7 @@ impl SyncError {
     pub fn before_the_revision(&self) -> bool {
         matches!(
             self,
-            SyncError::Access(AccessError::Client(_))
+            SyncError::Access(AccessError::Client(_) | AccessError::Cluster(_))
                 | SyncError::Dependencies(_)
                 | SyncError::Fetch(
                     FetchError::Credentials(_)
@@ -168,11 +171,16 @@ impl SyncError {
         matches!(self, SyncError::Dependencies(e) if !e.is_waiting())
     }
 
+    /// The destination cluster does not answer: sync and health are Unknown, not failed.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, SyncError::Access(AccessError::Cluster(ClusterError::Unreachable { .. })))
+    }
+
     /// The tenancy lockdown refused the Application (its Events carry the rule's reason).
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            SyncError::Access(AccessError::Refused(_))
+            SyncError::Access(AccessError::Refused(_) | AccessError::Cluster(ClusterError::Refused(_)))
                 | SyncError::Fetch(FetchError::Refused(_))
                 | SyncError::Build(BuildError::Refused(_))
                 | SyncError::Dependencies(super::dependencies::DependencyError::Refused(_))
@@ -197,6 +205,9 @@ pub enum AccessError {
     /// The ServiceAccount it names cannot be acted as.
     #[error("{0}")]
     Client(#[source] Box<ClientError>),
+    /// `spec.destination.cluster`: missing, refused, or not answering.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }
 
 impl AccessError {
@@ -204,6 +215,7 @@ impl AccessError {
         match self {
             AccessError::Refused(r) => r.reason(),
             AccessError::Client(_) => c::VALIDATION_FAILED,
+            AccessError::Cluster(e) => e.reason(),
         }
     }
 
@@ -211,11 +223,12 @@ impl AccessError {
         match self {
             AccessError::Refused(_) => "policy",
             AccessError::Client(_) => "access",
+            AccessError::Cluster(e) => e.category(),
         }
     }
 
     fn is_transient(&self) -> bool {
-        false
+        matches!(self, AccessError::Cluster(e) if e.is_transient())
     }
 }
 

@@ -13,7 +13,10 @@
 //! - [`prunable`]: what a prune, a hook clean-up or `ferry diff` may delete (exists, is this
 //!   Application's).
 //! - `events`: Kubernetes Events on Applications (best effort).
-//! - `context`: what every reconcile shares: clients, caches, discovery, watches, memory.
+//! - `context`: what every reconcile shares: clients, caches, memory, and the clusters.
+//! - [`clusters`]: where Applications deploy: one link (clients, discovery, watches, circuit
+//!   breaker) per cluster in use, the local one and each remote `Cluster`.
+//! - `cluster_status`: the Clusters' status (reachable, version, Applications), by the leader.
 //! - `memory`: what is remembered per Application between reconciles.
 //! - `watches`: metadata-only watches of managed objects (drift, health, free steady state).
 //! - `claims`: objects two Applications claim, and telling the owner once.
@@ -29,6 +32,8 @@
 //! replica owns), and `context`'s `Connection` and `Caches` (what the `Context` is built from).
 
 mod claims;
+pub mod cluster_status;
+pub mod clusters;
 mod context;
 mod deletion;
 mod delivery;
@@ -48,9 +53,8 @@ mod strategy;
 pub mod sync;
 mod watches;
 
-pub use context::{
-    Caches, ClientError, Connection, Context, SyncOptions, collect_garbage, default_cache_dir,
-};
+pub use clusters::{ClientError, Clusters};
+pub use context::{Caches, Connection, Context, SyncOptions, collect_garbage, default_cache_dir};
 pub use dependencies::Dependants;
 pub use leader::{Elector, LeaderConfig, LeaderConfigError, Leadership, Role, default_identity};
 pub use preflight::{PreflightError, preflight};

@@ -12,7 +12,7 @@ use kube::{
     discovery::{ApiCapabilities, ApiResource},
 };
 
-use super::context::Context;
+use super::clusters::ClusterLink;
 use crate::{
     api::{InventoryEntry, conditions as c},
     apply::{
@@ -116,17 +116,17 @@ impl Prunable {
 /// not opted out of a prune. A kind installed after ferry's last discovery must not make its
 /// objects unprunable: discovery is run again then.
 pub(super) async fn prunable(
-    ctx: &Context,
+    cluster: &ClusterLink,
     applier: &Applier,
     app_ref: &AppRef,
     candidates: &[InventoryEntry],
 ) -> Result<Vec<Prunable>, PruneError> {
-    removable(ctx, applier, app_ref, candidates, Removal::Prune).await
+    removable(cluster, applier, app_ref, candidates, Removal::Prune).await
 }
 
 /// [`prunable`], for a prune or for the deletion of the Application.
 pub(super) async fn removable(
-    ctx: &Context,
+    cluster: &ClusterLink,
     applier: &Applier,
     app_ref: &AppRef,
     candidates: &[InventoryEntry],
@@ -134,7 +134,7 @@ pub(super) async fn removable(
 ) -> Result<Vec<Prunable>, PruneError> {
     let mut discovery = applier.discovery().clone();
     if candidates.iter().any(|e| discovery.resolve_gvk(&gvk(e)).is_none()) {
-        discovery = ctx.refresh_discovery(Instant::now()).await.map_err(PruneError::Discovery)?;
+        discovery = cluster.refresh_discovery(Instant::now()).await.map_err(PruneError::Discovery)?;
     }
     select(applier, &discovery, app_ref, candidates, removal).await
 }

@@ -24,7 +24,7 @@ use kube::{
 use super::{
     context::Context,
     deletion, delivery,
-    error::{AccessError, PruneError, SyncError},
+    error::{PruneError, SyncError},
     events,
     memory::AppMemory,
     prunable,
@@ -295,7 +295,7 @@ async fn delete_with_hooks(
         }
     }
     match &hooks {
-        Some(d) => d.clear(ctx, app_ref).await.map_err(|e| fail(e.into())),
+        Some(d) => d.clear(app_ref).await.map_err(|e| fail(e.into())),
         None => delete_objects(ctx, app, app_ref, service_account, inventory, hook_objects(app)).await,
     }
 }
@@ -310,17 +310,17 @@ async fn delete_objects(
     hooks: Vec<InventoryEntry>,
 ) -> Result<(), Error> {
     let fail = |source| Error::Cleanup { app: app_ref.to_string(), source };
-    let client = ctx
-        .client_for(&app_ref.namespace, service_account)
-        .map_err(|e| fail(AccessError::Client(Box::new(e)).into()))?;
-    let discovery = ctx.discovery().await;
+    let tenancy = ctx.tenancy(&app_ref.namespace);
+    let (_, cluster, client) =
+        sync::clients(ctx, app, app_ref, &tenancy, service_account).await.map_err(|e| fail(e.into()))?;
+    let discovery = cluster.discovery().await;
     let applier = Applier::with_discovery(client, discovery.clone(), ctx.options.api_timeout);
     let mut order =
         prune_candidates(inventory, &[], true, |_| false).map_err(|e| fail(PruneError::Refused(e).into()))?;
     // A rollout's canary objects and the hooks are in no inventory; they go first.
     order.splice(0..0, super::strategy::derived_objects(app, inventory));
     order.splice(0..0, hooks);
-    let victims = prunable::removable(ctx, &applier, app_ref, &order, prunable::Removal::Delete)
+    let victims = prunable::removable(&cluster, &applier, app_ref, &order, prunable::Removal::Delete)
         .await
         .map_err(|e| fail(e.into()))?;
     for victim in &victims {
@@ -565,6 +565,16 @@ fn record_failed(
     }
     if e.is_blocked() {
         return Phase::Stalled { reason: e.reason(), message: e.to_string() };
+    }
+    if e.is_unreachable() {
+        // Nothing is known of the live objects: neither in sync nor out of it, neither healthy
+        // nor degraded. No history entry: nothing was attempted.
+        next.sync = Some(SyncStatus {
+            status: SyncStatusCode::Unknown,
+            ..next.sync.clone().unwrap_or_else(|| pass.sync_status(SyncStatusCode::Unknown))
+        });
+        next.health = Some(HealthStatus { status: HealthStatusCode::Unknown, message: Some(e.to_string()) });
+        return Phase::Unknown { reason: e.reason(), message: e.to_string() };
     }
     if !e.before_the_revision() {
         next.sync = Some(pass.sync_status(SyncStatusCode::OutOfSync));

@@ -25,6 +25,9 @@ pub enum Phase {
     Stalled { reason: &'static str, message: String },
     /// `spec.suspend`: nothing is done, and that is not a failure.
     Suspended,
+    /// ferry cannot tell (the destination cluster does not answer): Ready is Unknown, and
+    /// ferry keeps trying.
+    Unknown { reason: &'static str, message: String },
 }
 
 /// The conditions for `phase`, keeping transition times of conditions whose status is unchanged.
@@ -58,6 +61,9 @@ pub fn conditions_for(
             vec![cond(c::READY, "False", reason, message), cond(c::STALLED, "True", reason, message)]
         }
         Phase::Suspended => vec![cond(c::READY, "False", c::SUSPENDED, "reconciliation is suspended")],
+        Phase::Unknown { reason, message } => {
+            vec![cond(c::READY, "Unknown", reason, message), cond(c::RECONCILING, "True", reason, message)]
+        }
     }
 }
 

@@ -18,9 +18,10 @@ use kube::{
 use serde_json::Value;
 
 use super::{
+    clusters::ClusterLink,
     context::Context,
     memory::{AppMemory, ObjKey},
-    watches::Seen,
+    watches::{Seen, Watches},
 };
 use crate::{
     api::{
@@ -302,7 +303,7 @@ pub(super) async fn decide(
     ctx: &Context,
     app: &Application,
     mem: &AppMemory,
-    applier: &Applier,
+    (applier, link): (&Applier, &ClusterLink),
     find: &Find<'_>,
     autoscaled: bool,
     revision: &Revision,
@@ -321,7 +322,7 @@ pub(super) async fn decide(
     let template_hash =
         workload::template_hash(&git_value).ok_or_else(|| RolloutError::NoTemplate { name: name.clone() })?;
     let cluster = Cluster {
-        ctx,
+        watches: &link.watches,
         mem,
         applier,
         app: AppRef { namespace: app.namespace().unwrap_or_default(), name: app.name_any() },
@@ -491,7 +492,8 @@ pub(super) async fn converge_canary(applier: &Applier, pass: &Pass) -> Result<()
 /// Where a pass reads live objects: the watches and the memory of earlier passes first, the API
 /// server when they cannot tell. Everything it reads is in the workload's namespace.
 struct Cluster<'a> {
-    ctx: &'a Context,
+    /// The watches of the cluster the Application deploys to.
+    watches: &'a Watches,
     mem: &'a AppMemory,
     applier: &'a Applier,
     /// The Application the rollout is of: whose derived objects are its own.
@@ -510,7 +512,7 @@ impl Cluster<'_> {
         name: &str,
         key: Option<&ObjKey>,
     ) -> Result<Option<Value>, RolloutError> {
-        match self.ctx.watches.seen(resource, self.namespace, name) {
+        match self.watches.seen(resource, self.namespace, name) {
             Seen::Absent => return Ok(None),
             Seen::Present { resource_version, .. } => {
                 let known = key.and_then(|k| self.mem.known.get(k));
@@ -544,7 +546,7 @@ impl Cluster<'_> {
         kind: &(ApiResource, ApiCapabilities),
         name: &str,
     ) -> Result<Option<Value>, RolloutError> {
-        if self.ctx.watches.seen(&kind.0, self.namespace, name) == Seen::Absent {
+        if self.watches.seen(&kind.0, self.namespace, name) == Seen::Absent {
             return Ok(None);
         }
         self.get(kind, name, &kind.0.kind).await

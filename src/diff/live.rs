@@ -81,6 +81,40 @@ pub enum DiffError {
     /// A read or dry run the API server refused or did not answer.
     #[error(transparent)]
     Cluster(#[from] ApplyError),
+    #[error("spec.destination.cluster: Cluster {namespace}/{name} cannot be read: {words}")]
+    ClusterRead { namespace: String, name: String, words: String },
+    #[error("spec.destination.cluster: Cluster {namespace}/{name} does not exist")]
+    NoCluster { namespace: String, name: String },
+    #[error("spec.destination.cluster: Cluster {cluster}: {source}")]
+    Kubeconfig { cluster: String, source: Box<crate::cluster::connect::ConnectError> },
+    #[error("spec.destination.cluster: Cluster {cluster}: no client: {source}")]
+    RemoteClient { cluster: String, source: kube::Error },
+}
+
+/// The client for the cluster `app` deploys to: `client` itself, or one for its remote
+/// Cluster, whose kubeconfig Secret is read (and checked, as the controller does) with the
+/// rights of the person running `ferry diff`.
+async fn destination(client: &Client, app: &Application, timeout: Duration) -> Result<Client, DiffError> {
+    let Some(name) = crate::api::destination_cluster(app) else { return Ok(client.clone()) };
+    let namespace = app.namespace().unwrap_or_default();
+    let api: kube::Api<crate::api::Cluster> = kube::Api::namespaced(client.clone(), &namespace);
+    let read = |words: String| DiffError::ClusterRead {
+        namespace: namespace.clone(),
+        name: name.to_string(),
+        words,
+    };
+    let cluster = tokio::time::timeout(timeout, api.get_opt(name))
+        .await
+        .map_err(|_| read("no answer in time".into()))?
+        .map_err(|e| read(crate::kube_util::api_words(&e)))?
+        .ok_or_else(|| DiffError::NoCluster { namespace: namespace.clone(), name: name.to_string() })?;
+    let label = format!("{namespace}/{name}");
+    let kubeconfig = |source| DiffError::Kubeconfig { cluster: label.clone(), source: Box::new(source) };
+    let checked =
+        crate::cluster::connect::kubeconfig_of(client, timeout, &cluster).await.map_err(kubeconfig)?;
+    let secret = &cluster.spec.kube_config.secret_ref.name;
+    let config = crate::cluster::connect::config_of(&checked, secret, timeout).await.map_err(kubeconfig)?;
+    Client::try_from(config).map_err(|source| DiffError::RemoteClient { cluster: label.clone(), source })
 }
 
 /// What to compare with the cluster.
@@ -110,16 +144,18 @@ pub async fn plan(
     let mut app = app.clone();
     app.metadata.namespace = Some(namespace.clone());
     let files = files(&client, &app, input, cache_dir, timeout).await?;
-    let discovery = tokio::time::timeout(timeout * 3, Discovery::new(client.clone()).run())
+    // The cluster the Application deploys to: this one, or its remote Cluster.
+    let target = destination(&client, &app, timeout).await?;
+    let discovery = tokio::time::timeout(timeout * 3, Discovery::new(target.clone()).run())
         .await
         .map_err(|_| DiffError::DiscoveryTimeout)?
         .map_err(DiffError::Discovery)?;
-    let version = tokio::time::timeout(timeout, client.apiserver_version())
+    let version = tokio::time::timeout(timeout, target.apiserver_version())
         .await
         .map_err(|_| DiffError::DiscoveryTimeout)?
         .map_err(DiffError::Discovery)?;
     let capabilities = Capabilities::from_discovery(&discovery, &version.git_version);
-    let applier = Applier::with_discovery(client.clone(), Arc::new(discovery), timeout);
+    let applier = Applier::with_discovery(target, Arc::new(discovery), timeout);
     let dependencies = dependencies(client.clone(), &app, &files, cache_dir, timeout).await?;
     let target = Target {
         root: &files.root,
@@ -385,7 +421,8 @@ async fn build(
         })
         .collect();
     let rendered: Vec<_> = manifests.into_iter().map(|m| m.object).collect();
-    let reader = build::NamespaceReader { client, timeout };
+    // The destination Namespace is read where the objects go.
+    let reader = build::NamespaceReader { client: applier.client(), timeout };
     let split = build::split(reader, app, app_ref, &Arc::new(rendered)).await.map_err(Box::new)?;
     let mut desired: Vec<Desired> =
         desired::prepare(&split.objects, app_ref).into_iter().map(Desired::new).collect();

@@ -55,6 +55,10 @@ pub enum Refusal {
         "spec.serviceAccountName is required: ferry runs with --require-service-account and no default ServiceAccount applies (--default-service-account or a TenantPolicy's defaultServiceAccount), so every Application must name the ServiceAccount it acts as"
     )]
     ServiceAccountRequired,
+    #[error(
+        "spec.destination.cluster {cluster} is served at {server}, which Applications of namespace {namespace} may not deploy to: TenantPolicy {policy} allows {allowed}; nothing was applied"
+    )]
+    ClusterServer { cluster: String, server: String, namespace: String, policy: String, allowed: String },
 }
 
 impl Refusal {
@@ -66,6 +70,7 @@ impl Refusal {
             Refusal::ClusterScoped { .. } => c::CLUSTER_SCOPED_NOT_PERMITTED,
             Refusal::CrossNamespaceRef { .. } => c::CROSS_NAMESPACE_REF_NOT_PERMITTED,
             Refusal::ServiceAccountRequired => c::SERVICE_ACCOUNT_REQUIRED,
+            Refusal::ClusterServer { .. } => c::CLUSTER_NOT_PERMITTED,
         }
     }
 }
@@ -166,6 +171,26 @@ impl Tenancy {
 
     /// May the Application's objects go to `destination` (its `spec.destination.namespace`, or
     /// its own namespace)? Checked before the fetch, so a wrong destination costs no Git traffic.
+    /// May the Application deploy to the remote `cluster`, whose API server is `server`? Every
+    /// policy governing it must list the server in `clusterServers`.
+    pub fn check_cluster_server(&self, cluster: &str, server: &str) -> Result<(), Refusal> {
+        let refusing =
+            self.policies.iter().find(|p| !p.spec.cluster_servers.iter().any(|g| glob_matches(g, server)));
+        match refusing {
+            None => Ok(()),
+            Some(policy) => Err(Refusal::ClusterServer {
+                cluster: cluster.to_string(),
+                server: server.to_string(),
+                namespace: self.namespace.clone(),
+                policy: policy_name(policy),
+                allowed: match policy.spec.cluster_servers.join(", ") {
+                    none if none.is_empty() => "none (only the cluster ferry runs in)".to_string(),
+                    some => some,
+                },
+            }),
+        }
+    }
+
     pub fn check_destination(&self, destination: &str) -> Result<(), Refusal> {
         match self.policies.iter().find(|p| !self.may_write_to(&p.spec, destination)) {
             None => Ok(()),

@@ -117,7 +117,8 @@ fn state_gauges_are_one_hot_and_a_deleted_applications_series_disappear() {
     assert!(sample(&text, r#"ferry_reconcile_total{result="success"}"#).is_some_and(|v| v >= 1.0), "{text}");
     assert!(sample(&text, r#"ferry_git_fetch_total{result="success"}"#).is_some_and(|v| v >= 1.0), "{text}");
     assert!(
-        sample(&text, r#"ferry_api_requests_total{verb="patch",result="2xx"}"#).is_some_and(|v| v >= 1.0),
+        sample(&text, r#"ferry_api_requests_total{verb="patch",result="2xx",cluster="in-cluster"}"#)
+            .is_some_and(|v| v >= 1.0),
         "status and apply patches are counted: {text}"
     );
     assert!(

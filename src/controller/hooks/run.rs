@@ -14,7 +14,7 @@ use super::{HOOK_REVISION_ANNOTATION, Hook, HookError, Outcome, outcome, shown};
 use crate::{
     api::{HookPhase, HookRun, InventoryEntry, SyncProgress, VerificationPhase},
     apply::{AppRef, Applier, Ownership, describe, inventory_entry, ownership_of},
-    controller::{context::Context, prunable::prunable},
+    controller::{clusters::ClusterLink, prunable::prunable},
 };
 
 /// How long reading a failed Job's pods may take: its words are a courtesy, never a wait.
@@ -61,7 +61,8 @@ pub enum PhaseOutcome {
 
 /// Runs the hooks of one Application: as it acts (`applier`), labelled as its own (`app`).
 pub struct Runner<'a> {
-    pub ctx: &'a Context,
+    /// The cluster the Application deploys to.
+    pub cluster: &'a ClusterLink,
     pub applier: &'a Applier,
     pub app: &'a AppRef,
 }
@@ -259,7 +260,7 @@ impl Runner<'_> {
 
     /// Deletes the objects of `entries` that are still there and still ours.
     pub async fn delete_ours(&self, entries: &[InventoryEntry]) -> Result<(), HookError> {
-        for hook in prunable(self.ctx, self.applier, self.app, entries).await? {
+        for hook in prunable(self.cluster, self.applier, self.app, entries).await? {
             hook.delete(self.applier).await?;
         }
         Ok(())

@@ -58,13 +58,13 @@ pub async fn build(
     let Pass { ctx, app, app_ref, .. } = pass;
     let keys = decryption_keys(ctx, access, app).await?;
     let dependencies = dependencies_remembered(pass, access, snapshot, mem).await?;
-    let rendered = render(ctx, app, snapshot, keys.as_ref(), &dependencies).await?;
-    let split = split_remembered(pass, &access.client, mem, &rendered).await?;
+    let rendered = render(pass, snapshot, keys.as_ref(), &dependencies).await?;
+    let split = split_remembered(pass, &access.target, mem, &rendered).await?;
     // Desired objects: labelled, hashed, kinds resolved. Timed as part of the plan, with the
     // server-side dry runs that validate it.
     let mut desired = desired::prepare_remembered(mem, &split.objects, app_ref);
     desired::check_options(&desired)?;
-    let applier = resolve(pass, &access.client, &mut desired, &split.objects).await?;
+    let applier = resolve(pass, &access.target, &mut desired, &split.objects).await?;
     let previous = desired::in_scope(previous_inventory(app), applier.discovery());
     let hooks = split.hooks.iter().filter_map(|h| hook_target(&h.object));
     access.tenancy.check_objects(desired.iter().map(Desired::target).chain(hooks))?;
@@ -119,14 +119,15 @@ async fn decryption_keys(
 }
 
 async fn render(
-    ctx: &Context,
-    app: &Application,
+    pass: Pass<'_>,
     snapshot: &Snapshot,
     keys: Option<&AgeKeys>,
     dependencies: &[FetchedDependency],
 ) -> Result<Arc<Vec<DynamicObject>>, BuildError> {
-    let scopes = ctx.scopes().await;
-    let capabilities = ctx.capabilities().await;
+    let Pass { ctx, app, cluster, .. } = pass;
+    // Helm's .Capabilities and the kinds' scopes are those of the cluster deployed to.
+    let scopes = cluster.scopes().await;
+    let capabilities = cluster.capabilities().await;
     let req = RenderRequest {
         capabilities: Some(&capabilities),
         chart: snapshot.chart.as_deref(),
@@ -149,14 +150,14 @@ async fn resolve(
     desired: &mut [Desired],
     objects: &[DynamicObject],
 ) -> Result<Applier, KindsError> {
-    let Pass { ctx, started, .. } = pass;
+    let Pass { ctx, cluster, started, .. } = pass;
     let timeout = ctx.options.api_timeout;
     let crd_kinds = desired::crd_kinds(objects);
-    let applier = Applier::with_discovery(client.clone(), ctx.discovery().await, timeout);
+    let applier = Applier::with_discovery(client.clone(), cluster.discovery().await, timeout);
     if desired::resolve_kinds(desired, &applier, &crd_kinds).is_ok() {
         return Ok(applier);
     }
-    let discovery = ctx.refresh_discovery(started).await.map_err(KindsError::Discovery)?;
+    let discovery = cluster.refresh_discovery(started).await.map_err(KindsError::Discovery)?;
     let applier = Applier::with_discovery(client.clone(), discovery, timeout);
     desired::resolve_kinds(desired, &applier, &crd_kinds)?;
     Ok(applier)

@@ -3,6 +3,7 @@
 
 use std::{
     str::FromStr,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -10,11 +11,15 @@ use kube::{ResourceExt, runtime::reflector::ObjectRef};
 
 use super::pass::Pass;
 use crate::{
-    api::{ApplicationReference, GitRef, LocalObjectReference, RECONCILE_AT_ANNOTATION, Source},
+    api::{
+        Application, ApplicationReference, GitRef, LocalObjectReference, RECONCILE_AT_ANNOTATION, Source,
+        destination_cluster,
+    },
     apply::AppRef,
     controller::{
+        clusters::{self, ClusterError, ClusterId, ClusterLink},
         context::Context,
-        error::{AccessError, FetchError},
+        error::{AccessError, FetchError, SyncError},
         memory::{AppMemory, SourceMemo},
     },
     duration,
@@ -22,16 +27,21 @@ use crate::{
     tenancy::Tenancy,
 };
 
-/// What the lockdown allows this pass: the tenancy's rules and a client acting as the
-/// Application's ServiceAccount.
+/// What the lockdown allows this pass: the tenancy's rules, a client acting as the
+/// Application's ServiceAccount here (for its Secrets), the cluster it deploys to and a client
+/// acting as that ServiceAccount there.
 pub struct Access {
     pub tenancy: Tenancy,
+    /// In the cluster ferry runs in: reads the Application's Secrets.
     pub client: kube::Client,
+    pub cluster: Arc<ClusterLink>,
+    /// In the destination cluster: reads, dry runs and writes the Application's objects.
+    pub target: kube::Client,
 }
 
-/// The lockdown, before any fetch: who the Application acts as, what it may read, where to.
-pub fn access(pass: Pass<'_>) -> Result<Access, AccessError> {
-    let Pass { ctx, app, app_ref, .. } = pass;
+/// The lockdown, before any fetch: who the Application acts as, what it may read, where to,
+/// and the cluster it deploys to (connected, admitted, answering).
+pub async fn access(ctx: &Context, app: &Application, app_ref: &AppRef) -> Result<Access, AccessError> {
     let tenancy = ctx.tenancy(&app_ref.namespace);
     let sa = tenancy.service_account(app)?;
     let source = &app.spec.source;
@@ -41,9 +51,61 @@ pub fn access(pass: Pass<'_>) -> Result<Access, AccessError> {
     }
     let destination = app.spec.destination.as_ref().and_then(|d| d.namespace.as_deref());
     tenancy.check_destination(destination.unwrap_or(&app_ref.namespace))?;
-    let client =
-        ctx.client_for(&app_ref.namespace, sa.as_deref()).map_err(|e| AccessError::Client(Box::new(e)))?;
-    Ok(Access { tenancy, client })
+    let (client, cluster, target) = clients(ctx, app, app_ref, &tenancy, sa.as_deref()).await?;
+    Ok(Access { tenancy, client, cluster, target })
+}
+
+/// The clients `app` acts through as `service_account`: here (its Secrets), and in the cluster
+/// it deploys to, with that cluster's link. Deletion uses them too.
+pub async fn clients(
+    ctx: &Context,
+    app: &Application,
+    app_ref: &AppRef,
+    tenancy: &Tenancy,
+    service_account: Option<&str>,
+) -> Result<(kube::Client, Arc<ClusterLink>, kube::Client), AccessError> {
+    let as_sa = |link: &ClusterLink| {
+        link.client_for(&app_ref.namespace, service_account).map_err(|e| AccessError::Client(Box::new(e)))
+    };
+    let client = as_sa(&ctx.local)?;
+    let cluster = destination(ctx, app, app_ref, (tenancy, &client), service_account).await?;
+    let target = if Arc::ptr_eq(&cluster, &ctx.local) { client.clone() } else { as_sa(&cluster)? };
+    Ok((client, cluster, target))
+}
+
+/// The cluster `spec.destination.cluster` names (the local one when it names none), once the
+/// tenancy allows it, the ServiceAccount may read its credentials and its circuit is closed.
+async fn destination(
+    ctx: &Context,
+    app: &Application,
+    app_ref: &AppRef,
+    (tenancy, local): (&Tenancy, &kube::Client),
+    service_account: Option<&str>,
+) -> Result<Arc<ClusterLink>, ClusterError> {
+    let Some(name) = destination_cluster(app) else { return Ok(ctx.local.clone()) };
+    let linked = ctx.clusters.link(&ctx.client, &app_ref.namespace, name).await?;
+    let timeout = ctx.options.api_timeout;
+    clusters::admit(&linked, tenancy, local, service_account, timeout).await?;
+    let link = linked.link;
+    if let Some(error) = link.breaker.as_ref().filter(|b| b.is_open()).and_then(|b| b.last_error()) {
+        return Err(ClusterError::Unreachable {
+            cluster: format!("{}/{name}", app_ref.namespace),
+            message: error,
+        });
+    }
+    Ok(link)
+}
+
+/// `error`, or `ClusterUnreachable` when the pass failed because its remote cluster stopped
+/// answering (the circuit may not be open yet): what went wrong is the cluster, not the pass.
+pub fn unreachable_or(cluster: &ClusterLink, error: SyncError) -> SyncError {
+    let Some(last) = cluster.breaker.as_ref().and_then(|b| b.last_error()) else { return error };
+    let ClusterId::Remote { namespace, name } = &cluster.id else { return error };
+    let message = format!("{last} (the pass stopped at: {error})");
+    SyncError::Access(AccessError::Cluster(ClusterError::Unreachable {
+        cluster: format!("{namespace}/{name}"),
+        message,
+    }))
 }
 
 /// The snapshot to sync: the one resolved earlier in this interval, or a fresh resolve (one

@@ -41,7 +41,7 @@ mod write;
 use std::time::Instant;
 
 use self::{build::Built, fetch::Access, observe::Planned, pass::Pass, phases::Gate};
-pub use self::{decide::SyncState, phases::hooks_running};
+pub use self::{decide::SyncState, fetch::clients, phases::hooks_running};
 use super::{context::Context, dependencies, error::SyncError, memory::AppMemory, strategy};
 use crate::{
     api::{Application, InventoryEntry, SyncProgress, VerificationStatus},
@@ -79,15 +79,21 @@ pub struct Attempt {
 
 /// Runs one pass for `app`.
 pub async fn sync(ctx: &Context, app: &Application, app_ref: &AppRef, mem: &mut AppMemory) -> Attempt {
-    let pass = Pass { ctx, app, app_ref, started: Instant::now() };
+    let started = Instant::now();
     let mut progress = app.status.as_ref().and_then(|s| s.progress.clone());
-    let (access, snapshot) = match source(pass, mem).await {
-        Ok(source) => source,
+    let access = match fetch::access(ctx, app, app_ref).await {
+        Ok(access) => access,
+        Err(e) => return Attempt { revision: None, result: Err(e.into()), progress },
+    };
+    let pass = Pass { ctx, app, app_ref, cluster: &access.cluster, started };
+    let snapshot = match source(pass, &access, mem).await {
+        Ok(snapshot) => snapshot,
         Err(e) => return Attempt { revision: None, result: Err(e), progress },
     };
     let revision = snapshot.revision.clone();
     tracing::Span::current().record("revision", tracing::field::display(revision.short()));
     let result = converge(pass, mem, &access, &snapshot, &mut progress).await;
+    let result = result.map_err(|e| fetch::unreachable_or(&access.cluster, e));
     Attempt { revision: Some(revision), result, progress }
 }
 
@@ -99,22 +105,29 @@ pub async fn hooks_of(
     app: &Application,
     app_ref: &AppRef,
     mem: &mut AppMemory,
-) -> Result<(crate::apply::Applier, std::sync::Arc<Vec<crate::plan::hooks::Hook>>, Revision), SyncError> {
-    let pass = Pass { ctx, app, app_ref, started: Instant::now() };
-    let access = fetch::access(pass)?;
+) -> Result<DeletionSource, SyncError> {
+    let access = fetch::access(ctx, app, app_ref).await?;
+    let pass = Pass { ctx, app, app_ref, cluster: &access.cluster, started: Instant::now() };
     let snapshot = fetch::fetch(pass, &access, mem).await?;
     let built = build::build(pass, &access, &snapshot, mem).await?;
-    Ok((built.applier, built.split.hooks, built.revision))
+    Ok((built.applier, access.cluster.clone(), built.split.hooks, built.revision))
 }
 
-/// Access, the dependencies, then fetch: nothing is read from Git before the lockdown allows
-/// it and every dependency is Ready.
-async fn source(pass: Pass<'_>, mem: &mut AppMemory) -> Result<(Access, Snapshot), SyncError> {
-    let access = fetch::access(pass)?;
+/// What an Application's deletion hooks run with: its applier and cluster, the hooks and the
+/// revision they are of.
+pub type DeletionSource = (
+    crate::apply::Applier,
+    std::sync::Arc<super::clusters::ClusterLink>,
+    std::sync::Arc<Vec<crate::plan::hooks::Hook>>,
+    Revision,
+);
+
+/// The dependencies, then fetch: nothing is read from Git before the lockdown allows it (the
+/// access stage) and every dependency is Ready.
+async fn source(pass: Pass<'_>, access: &Access, mem: &mut AppMemory) -> Result<Snapshot, SyncError> {
     let promotion_namespaces = &pass.ctx.options.promotion_namespaces;
     dependencies::gate(pass.app, &access.tenancy, promotion_namespaces, &pass.ctx.apps)?;
-    let snapshot = fetch::fetch(pass, &access, mem).await?;
-    Ok((access, snapshot))
+    Ok(fetch::fetch(pass, access, mem).await?)
 }
 
 /// From the revision's files to the cluster, one call per stage. `progress`: where the sync of

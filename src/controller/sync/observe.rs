@@ -95,7 +95,7 @@ async fn observe(
     let (applier, desired) = (&built.applier, &built.desired);
     let previous: &HashSet<ObjKey> = &built.previous.iter().map(ObjKey::from).collect();
     let mut owners = Owners::new(ctx);
-    let watched = watch(ctx, app_ref, desired).await;
+    let watched = watch(pass, desired).await;
     owners.look_up(watched.iter().filter_map(other_owner)).await?;
     let mut out: Vec<Option<ObjectPlan>> = Vec::with_capacity(desired.len());
     let mut to_read = Vec::new();
@@ -200,7 +200,8 @@ fn other_owner(w: &Watched) -> Option<AppRef> {
 }
 
 /// What the metadata watches say of each object; a watch starts with the first object of its kind.
-async fn watch(ctx: &Context, app_ref: &AppRef, desired: &[Desired]) -> Vec<Watched> {
+async fn watch(pass: Pass<'_>, desired: &[Desired]) -> Vec<Watched> {
+    let Pass { ctx, app_ref, cluster, .. } = pass;
     let mut started = HashSet::new();
     let mut out = Vec::with_capacity(desired.len());
     for d in desired {
@@ -209,9 +210,9 @@ async fn watch(ctx: &Context, app_ref: &AppRef, desired: &[Desired]) -> Vec<Watc
             continue;
         };
         if started.insert(resource.clone()) {
-            ctx.watches.ensure(resource, caps.scope == Scope::Namespaced, ctx.options.api_timeout).await;
+            cluster.watches.ensure(resource, caps.scope == Scope::Namespaced, ctx.options.api_timeout).await;
         }
-        out.push(match ctx.watches.seen(resource, d.entry.namespace.as_deref(), &d.entry.name) {
+        out.push(match cluster.watches.seen(resource, d.entry.namespace.as_deref(), &d.entry.name) {
             Seen::Present { resource_version, labels } => {
                 Watched::Present { resource_version, ownership: ownership_of(Some(&labels), app_ref) }
             }

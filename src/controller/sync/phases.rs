@@ -42,7 +42,7 @@ pub struct WavesApplied {
 }
 
 fn runner<'a>(pass: Pass<'a>, built: &'a Built) -> Runner<'a> {
-    Runner { ctx: pass.ctx, applier: &built.applier, app: pass.app_ref }
+    Runner { cluster: pass.cluster, applier: &built.applier, app: pass.app_ref }
 }
 
 /// The revision's progress: kept when it is this revision's, else started anew (after clearing

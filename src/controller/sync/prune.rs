@@ -37,7 +37,7 @@ pub async fn choose(
     refuse_emptied(&built.previous, &inventory, created, policy.allow_empty)?;
     let mut to_prune = if policy.prune {
         let candidates = candidates(&built.previous, &inventory);
-        prunable(pass.ctx, &built.applier, pass.app_ref, &candidates).await?
+        prunable(pass.cluster, &built.applier, pass.app_ref, &candidates).await?
     } else {
         Vec::new()
     };

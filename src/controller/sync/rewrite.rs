@@ -34,8 +34,16 @@ pub(super) async fn by_strategy(
         d.entry.kind == "HorizontalPodAutoscaler"
             && workload::autoscales(&serde_json::to_value(&d.obj).unwrap_or_default(), workload_name)
     });
-    let decided =
-        strategy::decide(pass.ctx, pass.app, mem, &built.applier, &find, autoscaled, &built.revision).await?;
+    let decided = strategy::decide(
+        pass.ctx,
+        pass.app,
+        mem,
+        (&built.applier, pass.cluster),
+        &find,
+        autoscaled,
+        &built.revision,
+    )
+    .await?;
     for (i, obj) in decided.rewrites() {
         let d = &mut built.desired[i];
         let rewritten = d.with_object(obj).ok_or_else(|| BuildError::Rewrite { object: d.name.clone() })?;

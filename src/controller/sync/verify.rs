@@ -91,7 +91,7 @@ async fn post_sync(
     if health.status != HealthStatusCode::Healthy && !started {
         return Ok(());
     }
-    let runner = hooks::Runner { ctx: pass.ctx, applier: &built.applier, app: pass.app_ref };
+    let runner = hooks::Runner { cluster: pass.cluster, applier: &built.applier, app: pass.app_ref };
     match runner.run(&built.split.hooks, HookPhase::PostSync, None, p).await? {
         PhaseOutcome::Succeeded => (p.result, p.message) = (VerificationPhase::Succeeded, None),
         PhaseOutcome::Running(message) => p.message = Some(message),

@@ -179,7 +179,8 @@ async fn validate_late(
         return Ok(());
     }
     if late.iter().any(|&i| built.desired[i].resource.is_none()) {
-        let discovery = pass.ctx.refresh_discovery(crds_established).await.map_err(KindsError::Discovery)?;
+        let discovery =
+            pass.cluster.refresh_discovery(crds_established).await.map_err(KindsError::Discovery)?;
         built.applier = built.applier.with_new_discovery(discovery);
         desired::resolve_kinds(&mut built.desired, &built.applier, &HashSet::new())?;
     }
@@ -274,7 +275,7 @@ async fn wait_established(
     desired: &[Desired],
     batch: &[usize],
 ) -> Result<(), ApplyStageError> {
-    let crds: Api<CustomResourceDefinition> = Api::all(pass.ctx.client.clone());
+    let crds: Api<CustomResourceDefinition> = Api::all(pass.cluster.client.clone());
     let deadline = Instant::now() + Duration::from_secs(60);
     for i in batch {
         let name = &desired[*i].entry.name;
