@@ -224,6 +224,10 @@ struct RunArgs {
     /// Split Applications among this many ferry processes (each with its own --shard-index).
     #[arg(long, default_value_t = 1, env = "FERRY_SHARD_COUNT", value_parser = clap::value_parser!(u32).range(1..))]
     shard_count: u32,
+    /// What the shards split: Applications by their own name, or by their destination Cluster
+    /// (all of one remote cluster's Applications, its connection and watches in one process).
+    #[arg(long, value_enum, default_value = "application", env = "FERRY_SHARD_BY")]
+    shard_by: controller::ShardBy,
     /// Largest render: what kustomize or helm prints, or a plain directory's manifest files
     /// together (bytes, or with a Ki, Mi or Gi suffix). A larger one fails as RenderFailed.
     #[arg(long, default_value = "32Mi", env = "FERRY_MAX_RENDER_BYTES", value_parser = byte_size)]
@@ -244,7 +248,7 @@ impl RunArgs {
     /// The options `ferry run` starts with: flag values checked (the shard), defaults filled in
     /// (identity, cache directory, Lease namespace), empty list items dropped.
     fn into_options(self) -> Result<startup::RunOptions, controller::ShardError> {
-        let shard = controller::Shard::new(self.shard_index, self.shard_count)?;
+        let shard = controller::Shard::new(self.shard_index, self.shard_count)?.by(self.shard_by);
         let identity = self
             .leader_election_identity
             .filter(|i| !i.is_empty())

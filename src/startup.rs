@@ -477,18 +477,25 @@ impl Triggers {
         shard: Shard,
     ) -> impl Stream<Item = ObjectRef<Application>> + use<> {
         self.forwarding.store(true, Ordering::SeqCst);
-        let (apps, send, synced) = (apps.clone(), self.send.clone(), self.apps_synced.clone());
+        let (all, send, synced) = (apps.clone(), self.send.clone(), self.apps_synced.clone());
+        let apps = apps.clone();
         tokio::spawn(async move {
             while !synced.load(Ordering::SeqCst) {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            for app in apps.state() {
+            for app in all.state() {
                 let _ = send.send(ObjectRef::from_obj(app.as_ref()));
             }
         });
         futures::stream::unfold(self.receive, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) })
             .filter(move |r| {
-                std::future::ready(shard.owns(r.namespace.as_deref().unwrap_or_default(), &r.name))
+                // By the Application when the cache has it (its destination cluster decides with
+                // --shard-by cluster), else by its name.
+                let owned = match apps.get(r) {
+                    Some(app) => shard.owns_app(&app),
+                    None => shard.owns(r.namespace.as_deref().unwrap_or_default(), &r.name),
+                };
+                std::future::ready(owned)
             })
     }
 }
@@ -628,9 +635,7 @@ fn sync_options(opts: &RunOptions, health_checks: HealthChecks) -> SyncOptions {
 fn export_app_metrics(ctx: &Context, leadership: &Leadership, shard: Shard) {
     ctx.metrics.watch_apps(ctx.apps.clone());
     let leadership = leadership.clone();
-    ctx.metrics.export_apps_if(move |app| {
-        leadership.is_leader() && shard.owns(&app.namespace().unwrap_or_default(), &app.name_any())
-    });
+    ctx.metrics.export_apps_if(move |app| leadership.is_leader() && shard.owns_app(app));
 }
 
 /// The webhook receiver, with the watch of its Secret started.

@@ -512,7 +512,7 @@ pub struct DependencyAccess {
 }
 
 /// Where objects go.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Destination {
     /// Namespace for namespaced objects that name none. Defaults to the Application's namespace.

@@ -11,7 +11,7 @@
 use std::{
     sync::Mutex,
     task::{Context as TaskContext, Poll},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use futures::{FutureExt, future::BoxFuture};
@@ -20,6 +20,11 @@ use crate::locks::locked;
 
 /// Transport failures in a row that open the circuit.
 pub const OPEN_AFTER: u32 = 3;
+
+/// A request its caller gave up on (a timeout dropped it) after waiting this long without an
+/// answer counts as a failure: a cluster that accepts connections and then says nothing (a
+/// hung API server, a black-holed route) never produces a transport error of its own.
+pub const SILENT_AFTER: Duration = Duration::from_secs(5);
 
 /// What the breaker knows of its cluster.
 #[derive(Debug, Default)]
@@ -135,17 +140,36 @@ where
         if let Some(open) = self.breaker.refusal() {
             return futures::future::ready(Err(S::Error::from(open))).boxed();
         }
-        let breaker = self.breaker.clone();
-        self.inner
-            .call(req)
-            .map(move |answer| {
+        let mut waiting = Waiting { breaker: Some(self.breaker.clone()), since: Instant::now() };
+        let answer = self.inner.call(req);
+        async move {
+            let answer = answer.await;
+            if let Some(breaker) = waiting.breaker.take() {
                 match &answer {
                     Ok(_) => breaker.answered(),
                     Err(e) => breaker.failed(e.to_string()),
                 }
-                answer
-            })
-            .boxed()
+            }
+            answer
+        }
+        .boxed()
+    }
+}
+
+/// A request on its way: dropped before its answer after [`SILENT_AFTER`], it counts as a
+/// failure.
+struct Waiting {
+    breaker: Option<std::sync::Arc<Breaker>>,
+    since: Instant,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(breaker) = self.breaker.take()
+            && self.since.elapsed() >= SILENT_AFTER
+        {
+            breaker.failed(format!("no answer within {}s", self.since.elapsed().as_secs()));
+        }
     }
 }
 

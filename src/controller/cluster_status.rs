@@ -41,7 +41,7 @@ pub async fn maintain(ctx: Arc<Context>, leadership: Leadership) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        ctx.clusters.probe_open(&ctx.apps).await;
+        ctx.clusters.probe_failing(&ctx.apps).await;
         ctx.metrics
             .clusters_reachable(ctx.clusters.links().iter().map(|(key, link)| (key, !link.is_failing())));
         if !leadership.is_leader() {

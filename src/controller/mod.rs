@@ -59,5 +59,5 @@ pub use dependencies::Dependants;
 pub use leader::{Elector, LeaderConfig, LeaderConfigError, Leadership, Role, default_identity};
 pub use preflight::{PreflightError, preflight};
 pub use promotion::Followers;
-pub use shard::{Shard, ShardError};
+pub use shard::{Shard, ShardBy, ShardError};
 pub use watches::Watches;

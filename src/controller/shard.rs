@@ -1,5 +1,8 @@
 //! Sharding: with `--shard-count N`, replica `--shard-index i` reconciles only the Applications
-//! whose `namespace/name` hashes to `i`. The hash is FNV-1a (64 bit), fixed by its definition:
+//! whose `namespace/name` hashes to `i` — or, with `--shard-by cluster`, the Applications whose
+//! destination `Cluster` (`namespace/name`) hashes to `i`, so that each remote cluster's watches
+//! and connections live in one replica (Applications of the local cluster still spread by
+//! their own name). The hash is FNV-1a (64 bit), fixed by its definition:
 //! every replica, build and Rust version agrees on who owns what (std's hasher is randomized per
 //! process and would not).
 
@@ -8,11 +11,22 @@
 pub struct Shard {
     pub index: u32,
     pub count: u32,
+    pub by: ShardBy,
+}
+
+/// What Applications are split by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ShardBy {
+    /// Their own `namespace/name`.
+    #[default]
+    Application,
+    /// Their destination Cluster's `namespace/name` (their own for the local cluster).
+    Cluster,
 }
 
 impl Shard {
     /// Every Application: no sharding.
-    pub const ALL: Shard = Shard { index: 0, count: 1 };
+    pub const ALL: Shard = Shard { index: 0, count: 1, by: ShardBy::Application };
 
     pub fn new(index: u32, count: u32) -> Result<Shard, ShardError> {
         if count == 0 {
@@ -21,12 +35,29 @@ impl Shard {
         if index >= count {
             return Err(ShardError::IndexOutOfRange { index, count });
         }
-        Ok(Shard { index, count })
+        Ok(Shard { index, count, by: ShardBy::Application })
     }
 
-    /// Whether the Application `namespace/name` is this shard's.
+    /// The same shard, splitting by `by`.
+    pub fn by(self, by: ShardBy) -> Shard {
+        Shard { by, ..self }
+    }
+
+    /// Whether the Application `namespace/name` is this shard's, by its name alone.
     pub fn owns(&self, namespace: &str, name: &str) -> bool {
         self.count <= 1 || shard_of(namespace, name, self.count) == self.index
+    }
+
+    /// Whether `app` is this shard's: by its destination cluster with `--shard-by cluster`.
+    pub fn owns_app(&self, app: &crate::api::Application) -> bool {
+        let namespace = app.metadata.namespace.as_deref().unwrap_or_default();
+        match (self.by, crate::api::destination_cluster(app)) {
+            (ShardBy::Cluster, Some(cluster)) => {
+                self.count <= 1
+                    || shard_of(namespace, &format!("cluster:{cluster}"), self.count) == self.index
+            }
+            _ => self.owns(namespace, app.metadata.name.as_deref().unwrap_or_default()),
+        }
     }
 
     pub fn is_sharded(&self) -> bool {
@@ -78,6 +109,38 @@ mod tests {
             per_shard[owners[0] as usize] += 1;
         }
         assert!(per_shard.iter().all(|n| *n > 50), "uneven: {per_shard:?}");
+    }
+
+    #[test]
+    fn by_cluster_every_application_of_a_cluster_is_on_one_shard() {
+        let count = 4;
+        let shards: Vec<Shard> =
+            (0..count).map(|i| Shard::new(i, count).unwrap().by(ShardBy::Cluster)).collect();
+        let app = |name: &str, cluster: Option<&str>| {
+            let mut app = crate::api::Application::new(
+                name,
+                serde_json::from_value(
+                    serde_json::json!({"source": {"repoURL": "https://git.example.com/a.git"}}),
+                )
+                .unwrap(),
+            );
+            app.metadata.namespace = Some("team".into());
+            app.spec.destination =
+                cluster.map(|c| crate::api::Destination { cluster: Some(c.into()), ..Default::default() });
+            app
+        };
+        for cluster in ["eu-1", "eu-2", "us-1"] {
+            let owners: std::collections::HashSet<u32> = (0..40)
+                .map(|n| app(&format!("app-{n}"), Some(cluster)))
+                .map(|a| shards.iter().find(|s| s.owns_app(&a)).unwrap().index)
+                .collect();
+            assert_eq!(owners.len(), 1, "the Applications of {cluster} are on shards {owners:?}");
+        }
+        let local: std::collections::HashSet<u32> = (0..40)
+            .map(|n| app(&format!("app-{n}"), None))
+            .map(|a| shards.iter().find(|s| s.owns_app(&a)).unwrap().index)
+            .collect();
+        assert!(local.len() > 1, "local Applications still spread by name");
     }
 
     #[test]

@@ -261,12 +261,12 @@ impl Clusters {
         locked(&self.failed).retain(|key, _| used.contains(key));
     }
 
-    /// Probes each cluster whose circuit is open; one that answers has its circuit closed and
-    /// its Applications woken. Returns the clusters that came back.
-    pub async fn probe_open(&self, apps: &Store<Application>) -> Vec<ClusterId> {
+    /// Probes each cluster that did not answer its last request; one that answers has its
+    /// circuit closed and its Applications woken. Returns the clusters that came back.
+    pub async fn probe_failing(&self, apps: &Store<Application>) -> Vec<ClusterId> {
         let open: Vec<(Arc<ClusterLink>, Client)> = locked(&self.links)
             .values()
-            .filter(|r| r.link.breaker.as_ref().is_some_and(|b| b.is_open()))
+            .filter(|r| r.link.is_failing())
             .map(|r| (r.link.clone(), r.probe.clone()))
             .collect();
         let mut back = Vec::new();
