@@ -255,7 +255,8 @@ fn the_dashboard_names_its_datasource_by_variable_and_every_panel_has_a_query() 
         .collect();
     assert!(hard_coded.is_empty(), "datasources not named by ${{datasource}}:\n{}", hard_coded.join("\n"));
 
-    // The variables: a Prometheus datasource picker, then namespace and app from ferry_app_info.
+    // The variables: a Prometheus datasource picker, then namespace, cluster and app from
+    // ferry_app_info.
     let vars = variables(&dash);
     let var =
         |name: &str| *vars.iter().find(|v| v["name"] == name).unwrap_or_else(|| panic!("no variable {name}"));
@@ -264,7 +265,11 @@ fn the_dashboard_names_its_datasource_by_variable_and_every_panel_has_a_query() 
     assert_eq!(var("namespace")["type"], "query");
     assert_eq!(var("namespace")["query"], "label_values(ferry_app_info, namespace)");
     assert_eq!(var("app")["type"], "query");
-    assert_eq!(var("app")["query"], "label_values(ferry_app_info{namespace=~\"$namespace\"}, name)");
+    assert_eq!(var("cluster")["query"], "label_values(ferry_app_info{namespace=~\"$namespace\"}, cluster)");
+    assert_eq!(
+        var("app")["query"],
+        "label_values(ferry_app_info{namespace=~\"$namespace\",cluster=~\"$cluster\"}, name)"
+    );
 
     // Every panel is a row or has a query; ids are unique; refIds are unique within a panel.
     let mut problems = Vec::new();

@@ -19,13 +19,13 @@ const REPLICAS: u32 = 5;
 
 /// An HTTP server with one gauge, `test_canary_error_ratio{variant="canary"}`, whose value the
 /// test sets; `None` serves no sample at all (Prometheus then has no data).
-struct Exporter {
-    addr: String,
+pub(crate) struct Exporter {
+    pub(crate) addr: String,
     value: Arc<Mutex<Option<f64>>>,
 }
 
 impl Exporter {
-    fn start() -> Exporter {
+    pub(crate) fn start() -> Exporter {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the exporter");
         let addr = listener.local_addr().expect("exporter address").to_string();
         let value: Arc<Mutex<Option<f64>>> = Arc::new(Mutex::new(None));
@@ -53,7 +53,7 @@ impl Exporter {
         Exporter { addr, value }
     }
 
-    fn set(&self, value: Option<f64>) {
+    pub(crate) fn set(&self, value: Option<f64>) {
         *self.value.lock().unwrap() = value;
     }
 }
@@ -65,7 +65,7 @@ struct Canary {
     prometheus: Prometheus,
 }
 
-const ERROR_QUERY: &str = r#"max(test_canary_error_ratio{variant="{{variant}}"})"#;
+pub(crate) const ERROR_QUERY: &str = r#"max(test_canary_error_ratio{variant="{{variant}}"})"#;
 
 impl Canary {
     fn new(prefix: &str) -> Canary {
@@ -171,7 +171,7 @@ fn phase(r: &Value) -> &str {
     r["phase"].as_str().unwrap_or_default()
 }
 
-fn analysis_step(condition: &str, count: u32) -> Value {
+pub(crate) fn analysis_step(condition: &str, count: u32) -> Value {
     json!({"analysis": {"metrics": [{
         "name": "error-ratio",
         "prometheus": {"query": ERROR_QUERY},

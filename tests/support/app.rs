@@ -174,6 +174,11 @@ impl AppBuilder {
         self.set(&["spec", "destination", "namespace"], json!(namespace))
     }
 
+    /// `spec.destination.cluster`: the Cluster of the Application's namespace to deploy to.
+    pub fn cluster(self, name: &str) -> AppBuilder {
+        self.set(&["spec", "destination", "cluster"], json!(name))
+    }
+
     /// `spec.destination.createNamespace`.
     pub fn create_namespace(self, on: bool) -> AppBuilder {
         self.set(&["spec", "destination", "createNamespace"], json!(on))
