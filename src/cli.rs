@@ -94,6 +94,10 @@ pub fn describe(app: &Application) -> String {
     let mut line = |k: &str, v: String| out.push_str(&format!("{k:<14}{v}\n"));
     let status = app.status.clone().unwrap_or_default();
     line("Application", format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any()));
+    line(
+        "Cluster",
+        crate::api::destination_cluster(app).unwrap_or("in-cluster (the one ferry runs in)").to_string(),
+    );
     let sync = status.sync.unwrap_or_default();
     line("Sync", format!("{:?}", sync.status));
     line("Revision", sync.revision.unwrap_or_else(|| "-".into()));

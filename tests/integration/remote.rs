@@ -181,30 +181,45 @@ fn the_remote_cluster_refuses_what_its_rbac_does_not_grant_the_impersonated_serv
     assert!(message.contains("cannot read the kubeconfig Secret"), "{message}");
 }
 
+/// A Deployment of one replica in sync wave 1 whose pod only a node labelled `gate=open` takes:
+/// its wave cannot be Healthy, so the sync stays under way, until the test opens the gate.
+fn gated_deployment(name: &str, gate: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  annotations: {{argocd.argoproj.io/sync-wave: \"1\"}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      nodeSelector: {{{gate}: open}}\n      containers:\n      - name: app\n        image: registry.example/{name}:1\n"
+    )
+}
+
 #[test]
-fn a_stopped_remote_cluster_is_unknown_prunes_nothing_slows_no_one_and_converges_when_back() {
+fn a_remote_cluster_stopped_mid_sync_is_unknown_prunes_nothing_slows_no_one_and_converges_when_back() {
     let outage = Cluster::extra("outage");
     let _only_us = exclusively(outage);
     let s = Scenario::new("remote-outage");
     let ns = s.ns().to_string();
     connect(&s, outage, "outage", DEPLOYER, true);
-    let files = |n: &str| {
-        vec![
-            ("one.yaml", configmap("one", None, &[("n", n)])),
-            ("two.yaml", configmap("two", None, &[("n", n)])),
-        ]
-    };
-    let v1 = s.commit(&files("1"), "v1");
+    let v1 = s.commit(
+        &[("one.yaml", configmap("one", None, &[("n", "1")])), ("two.yaml", configmap("two", None, &[("n", "1")]))],
+        "v1",
+    );
     let remote = s.create_app(s.default_app("remote").service_account(DEPLOYER).cluster("outage"));
     s.commit_in("other", &[("local.yaml", configmap("local", None, &[("n", "1")]))], "local v1");
     let local = s.create_app(s.default_app("local").path("other"));
     remote.wait_synced(&v1, T);
 
-    // The remote API server stops while a new revision (which drops `two`) is to be synced.
-    outage.stop_apiserver();
-    let v2 = s.commit(&[("one.yaml", configmap("one", None, &[("n", "2")]))], "v2");
-    s.remove(&["two.yaml"], "drop two");
+    // v2 changes `one` (wave 0), adds a Deployment in wave 1 that cannot be Healthy yet, and
+    // drops `two`: the sync applies wave 0 and waits, its prune still ahead.
+    let gate = format!("ferry.dev/gate-{ns}");
+    s.commit(&[("one.yaml", configmap("one", None, &[("n", "2")])), ("gated.yaml", gated_deployment("gated", &gate))], "v2");
+    let v2 = s.remove(&["two.yaml"], "drop two");
     remote.ferry_sync();
+    remote.wait("syncing wave 1 of v2", T, |a| {
+        let p = &a["status"]["progress"];
+        let at = p["revision"].as_str().is_some_and(|r| r.ends_with(&v2));
+        if at && p["wave"] == 1 { Ok(()) } else { Err(format!("progress: {p}")) }
+    });
+    assert_eq!(cm_value(outage, &ns, "one", "n").as_deref(), Some("2"), "wave 0 applied");
+
+    // The remote API server stops mid-sync.
+    outage.stop_apiserver();
     let unknown = remote.wait("Unknown with ClusterUnreachable", T, |a| {
         let (status, reason, message) = ready(a);
         if status == "Unknown" && reason == "ClusterUnreachable" { Ok(a.clone()) } else { Err(format!("{status}/{reason}: {message}")) }
@@ -221,17 +236,18 @@ fn a_stopped_remote_cluster_is_unknown_prunes_nothing_slows_no_one_and_converges
     eprintln!("a local sync took {:?} while the remote cluster was down", asked.elapsed());
     assert_eq!(s.cm_value("local", "n").as_deref(), Some("2"));
 
-    // Back: ferry converges by itself, to the newest revision; `two` is pruned only now.
+    // Back: nothing was pruned while it was down; the sync resumes by itself and, once wave 1
+    // can be Healthy, finishes, and only then prunes `two`.
     outage.start_apiserver();
     assert_eq!(cm_value(outage, &ns, "two", "n").as_deref(), Some("1"), "nothing was pruned while it was down");
-    let head = s.git.commit_files("main", &[("app/README.md", "v3\n")], "touch");
-    remote.wait(&format!("Synced at {} or later", &head[..7]), T, |a| {
-        let synced = a["status"]["sync"]["status"] == "Synced" && a["status"]["sync"]["revision"].as_str().is_some_and(|r| r.ends_with(&head));
-        if synced { Ok(()) } else { Err(format!("{:?} {}", ready(a), a["status"]["sync"])) }
+    remote.wait("back to syncing wave 1", T, |a| {
+        let (status, reason, message) = ready(a);
+        if status != "Unknown" && a["status"]["progress"]["wave"] == 1 { Ok(()) } else { Err(format!("{status}/{reason}: {message}")) }
     });
-    let _ = v2;
-    assert_eq!(cm_value(outage, &ns, "one", "n").as_deref(), Some("2"));
-    assert_eq!(cm_value(outage, &ns, "two", "n"), None, "pruned once the cluster answered");
+    assert_eq!(cm_value(outage, &ns, "two", "n").as_deref(), Some("1"), "no prune before the last wave");
+    outage.kubectl_ok(&["label", "node", "kwok-node-0", &format!("{gate}=open"), "--overwrite"]);
+    remote.wait_synced(&v2, T);
+    assert_eq!(cm_value(outage, &ns, "two", "n"), None, "pruned once the sync finished");
     wait_cluster(&s.cluster, &ns, "outage", "True");
 }
 
