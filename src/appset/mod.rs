@@ -12,7 +12,9 @@
 //! per interval (shared with Applications on the same repository) and no writes: Applications
 //! and the status are written only when they differ.
 
+pub mod fleet;
 pub mod generate;
+pub mod selector;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
