@@ -313,7 +313,10 @@ async fn converge(set: &ApplicationSet, ctx: &Context, ns: &str, existing: &[Arc
     let limit = set.spec.max_applications as usize;
     let mut note = format!("{} generated", sync::count(wanted.len() - deferred.len(), "Application"));
     if !deferred.is_empty() {
-        note.push_str(&format!("; {} waiting for their step", sync::count(deferred.len(), "more")));
+        note.push_str(&format!(
+            "; {} waiting for their step",
+            sync::count(deferred.len(), "more Application")
+        ));
     }
     if over_limit > 0 {
         note.push_str(&format!(
