@@ -14,9 +14,16 @@
 //! remote clusters were wired, into its own cluster. With real extra control planes, pass each
 //! one's kubeconfig to [`create_cluster`] instead.
 
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::TcpListener,
+};
+
 use serde_json::{Value, json};
 
-use crate::support::{Scenario, T, condition, configmap, ferry_cli, get_json, smoke_job, wait_until};
+use crate::support::{
+    Prometheus, Scenario, T, condition, configmap, ferry_cli, get_json, smoke_job, wait_until,
+};
 
 const SET: &str = "fleet";
 /// (name, env label), in the order the steps take them: staging, then half of prod (by name:
@@ -61,9 +68,16 @@ fn commit_version(s: &Scenario, version: &str, broken: Option<&str>) -> String {
     s.git.commit_files("main", &refs, version)
 }
 
-/// The ApplicationSet: one Application per Cluster, rolled out to staging (then a pause), half
-/// of prod, and the rest.
-fn fleet_set(s: &Scenario) -> Value {
+/// Staging (then a pause), half of prod, and the rest.
+fn paused_after_staging() -> Value {
+    json!([
+        {"selector": {"matchLabels": {"env": "staging"}}, "pause": true},
+        {"selector": {"matchLabels": {"env": "prod"}}, "maxClusters": "50%"}
+    ])
+}
+
+/// The ApplicationSet: one Application per Cluster, rolled out in `steps`.
+fn fleet_set(s: &Scenario, steps: Value) -> Value {
     json!({
         "apiVersion": "ferry.dev/v1alpha1", "kind": "ApplicationSet",
         "metadata": {"name": SET, "namespace": s.ns()},
@@ -78,13 +92,7 @@ fn fleet_set(s: &Scenario) -> Value {
                     "interval": "10s"
                 }
             },
-            "strategy": {
-                "steps": [
-                    {"selector": {"matchLabels": {"env": "staging"}}, "pause": true},
-                    {"selector": {"matchLabels": {"env": "prod"}}, "maxClusters": "50%"}
-                ],
-                "progressDeadline": "5m"
-            }
+            "strategy": {"steps": steps, "progressDeadline": "5m"}
         }
     })
 }
@@ -178,7 +186,7 @@ fn a_commit_reaches_the_clusters_step_by_step_stops_at_a_failed_cluster_and_a_fi
         s.delete_later(&["namespace", &format!("{}-{name}", s.ns())]);
     }
     let v1 = commit_version(&s, "v1", None);
-    s.cluster.apply(&fleet_set(&s).to_string());
+    s.cluster.apply(&fleet_set(&s, paused_after_staging()).to_string());
 
     // v1 reaches staging first; the set pauses after it, and prod has no Application yet.
     let set = wait_rollout(&s, &v1, "Paused", 0);
@@ -243,7 +251,7 @@ fn a_strategy_whose_source_depends_on_parameters_is_refused_and_nothing_is_creat
     let s = Scenario::new("fleet-bad");
     let kubeconfig = std::fs::read_to_string(&s.cluster.kubeconfig).expect("the control plane's kubeconfig");
     create_cluster(&s, "staging-1", &kubeconfig, &[("env", "staging"), ("branch", "main")]);
-    let mut set = fleet_set(&s);
+    let mut set = fleet_set(&s, paused_after_staging());
     set["spec"]["template"]["spec"]["source"]["ref"] = json!({"branch": "{{metadata.labels.branch}}"});
     s.cluster.apply(&set.to_string());
     let set = wait_until("the strategy refused", T, || {
@@ -253,4 +261,75 @@ fn a_strategy_whose_source_depends_on_parameters_is_refused_and_nothing_is_creat
     let (_, _, message) = ready(&set);
     assert!(message.contains("source.ref must not depend on generator parameters"), "{message}");
     assert!(s.app("web-staging-1").get().is_none(), "nothing is created while the commit is unknown");
+}
+
+/// An HTTP server of one gauge, `fleet_errors{cluster=...}`, with fixed values per cluster.
+fn start_exporter(errors: &[(&str, u32)]) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the exporter");
+    let addr = listener.local_addr().expect("exporter address").to_string();
+    let mut body = String::from("# TYPE fleet_errors gauge\n");
+    for (cluster, n) in errors {
+        body.push_str(&format!("fleet_errors{{cluster=\"{cluster}\"}} {n}\n"));
+    }
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            // Read the request head; the answer does not depend on it.
+            let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+#[test]
+fn each_steps_analysis_measures_its_own_clusters_and_a_failed_one_stops_the_rollout() {
+    // prod-b errs: the analysis of the prod step (both prod clusters) fails, staging's passes.
+    let exporter = start_exporter(&[("staging-1", 0), ("prod-a", 0), ("prod-b", 9)]);
+    let prometheus = Prometheus::start(std::slice::from_ref(&exporter));
+    let s = Scenario::with_ferry_args("fleet-analysis", &["--prometheus-url", &prometheus.url()]);
+    wait_until("Prometheus to scrape the exporter", T, || {
+        let data = prometheus.query("sum(fleet_errors)")?;
+        let seen = data["result"][0]["value"][1].as_str() == Some("9");
+        if seen { Ok(()) } else { Err(format!("Prometheus answers {data}")) }
+    });
+    let kubeconfig = std::fs::read_to_string(&s.cluster.kubeconfig).expect("the control plane's kubeconfig");
+    for (name, env) in CLUSTERS {
+        create_cluster(&s, name, &kubeconfig, &[("env", env)]);
+        s.delete_later(&["namespace", &format!("{}-{name}", s.ns())]);
+    }
+    let v1 = commit_version(&s, "v1", None);
+    let analysis = json!({"metrics": [{
+        "name": "errors",
+        "prometheus": {"query": "sum(fleet_errors{cluster=~\"{{clusters}}\"})"},
+        "successCondition": "result < 1",
+        "failureCondition": "result > 5"
+    }]});
+    let steps = json!([
+        {"selector": {"matchLabels": {"env": "staging"}}, "analysis": analysis},
+        {"selector": {"matchLabels": {"env": "prod"}}, "analysis": analysis}
+    ]);
+    s.cluster.apply(&fleet_set(&s, steps).to_string());
+
+    let set = wait_rollout(&s, &v1, "Failed", 1);
+    let rollout = &set["status"]["rollout"];
+    assert_eq!(rollout["clusters"], json!([["staging-1"], ["prod-a", "prod-b"]]), "{rollout}");
+    assert!(rollout["failedCluster"].is_null(), "an analysis names no single cluster: {rollout}");
+    let message = rollout["message"].as_str().unwrap_or_default();
+    assert!(message.contains("analysis Failed (errors: 1 failed, last 9)"), "{message}");
+    let run = &rollout["analysis"];
+    assert_eq!((run["step"].as_u64(), run["phase"].as_str()), (Some(1), Some("Failed")), "{run}");
+    // Staging's analysis measured staging-1 alone (0 errors) and let the rollout go on.
+    wait_verified(&s, "staging-1", &v1);
+    wait_set_event(&s, "Normal", "FleetRolloutStep", &["step 2/2 (prod-a, prod-b)", &v1[..7]]);
+    wait_set_event(&s, "Warning", "FleetRolloutFailed", &["analysis Failed"]);
+    assert_eq!(ready(&set).1, "FleetRolloutFailed", "{:?}", ready(&set));
 }
