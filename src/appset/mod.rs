@@ -689,6 +689,21 @@ mod tests {
                 APPLY_FAILED,
                 "deleting Application team/pr-1: no answer in time",
             ),
+            (
+                NotConverged::Clusters { namespace: "team".into(), failure: WriteFailure::Timeout },
+                GENERATOR_FAILED,
+                "listing the Clusters of namespace team: no answer in time",
+            ),
+            (
+                NotConverged::Target(TargetError::NoGit),
+                strategy::INVALID_STRATEGY,
+                "spec.strategy rolls out Git commits: the template's source needs repoURL and ref",
+            ),
+            (
+                NotConverged::Target(TargetError::Listing(GeneratorError::TemplatedServiceAccount)),
+                c::FETCH_FAILED,
+                "the template's source: the template's serviceAccountName must not depend on generator parameters when a generator reads a secretRef",
+            ),
         ];
         for (err, reason, words) in cases {
             assert_eq!((err.reason(), err.to_string().as_str()), (reason, words));

@@ -64,6 +64,9 @@ pub enum TargetError {
     /// Listing the refs of the template's repository (the lockdown, credentials, the listing).
     #[error("the template's source: {0}")]
     Listing(#[source] GeneratorError),
+    /// The template's repoURL or ref is not one to resolve (a `fromApplication`, a bad name).
+    #[error("the template's source: {0}")]
+    InvalidRef(#[source] Box<SourceError>),
     /// The template's ref names nothing the repository has.
     #[error("the template's source: {0}")]
     Ref(#[source] Box<SourceError>),
@@ -73,9 +76,10 @@ impl TargetError {
     /// The reason of the Ready condition.
     pub fn reason(&self) -> &'static str {
         match self {
-            TargetError::NoGit | TargetError::Templated { .. } | TargetError::InvalidSource(_) => {
-                INVALID_STRATEGY
-            }
+            TargetError::NoGit
+            | TargetError::Templated { .. }
+            | TargetError::InvalidSource(_)
+            | TargetError::InvalidRef(_) => INVALID_STRATEGY,
             TargetError::Listing(_) | TargetError::Ref(_) => c::FETCH_FAILED,
         }
     }
@@ -141,9 +145,9 @@ fn pin(wanted: &mut BTreeMap<String, Generated>, pins: &BTreeMap<String, Pin>) -
 async fn target(set: &ApplicationSet, ctx: &Context, ns: &str) -> Result<String, TargetError> {
     let source = template_source(set)?;
     let (url, git_ref) = source.git().ok_or(TargetError::NoGit)?;
-    let redacted = RepoUrl::parse(url).map_err(|e| TargetError::Ref(Box::new(e)))?.redacted().to_string();
-    let request =
-        refs::RefRequest::from_git_ref(git_ref, &redacted).map_err(|e| TargetError::Ref(Box::new(e)))?;
+    let invalid = |e| TargetError::InvalidRef(Box::new(e));
+    let redacted = RepoUrl::parse(url).map_err(invalid)?.redacted().to_string();
+    let request = refs::RefRequest::from_git_ref(git_ref, &redacted).map_err(invalid)?;
     let max_age = ctx.options.git_ref_cache.min(interval(set) / 2);
     let listed = super::list_refs(set, ctx, ns, url, source.secret_ref.as_ref(), max_age).await;
     let refs = listed.map_err(TargetError::Listing)?;
