@@ -9,7 +9,7 @@ use kube::{
     api::{Patch, PatchParams},
 };
 
-use crate::api::{Application, RECONCILE_AT_ANNOTATION, ROLLOUT_REQUEST_ANNOTATION};
+use crate::api::{Application, ApplicationSet, RECONCILE_AT_ANNOTATION, ROLLOUT_REQUEST_ANNOTATION};
 
 /// Why a command could not do what the person asked. Each says what to check or do.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +26,12 @@ pub enum CliError {
     Annotate { app: String, source: kube::Error },
     #[error("Application {app} has no spec.strategy, so there is no rollout to {verb}")]
     NoRollout { app: String, verb: String },
+    #[error("ApplicationSet {set} not found; check the name and pass -n NAMESPACE")]
+    SetNotFound { set: String },
+    #[error("cannot annotate ApplicationSet {set}: {source}")]
+    AnnotateSet { set: String, source: kube::Error },
+    #[error("ApplicationSet {set} has no spec.strategy, so there is no fleet rollout to promote")]
+    NoFleetRollout { set: String },
     #[error("name an Application, or pass --file application.yaml")]
     NoApplication,
     #[error("cannot create a temporary directory: {0}")]
@@ -55,6 +61,31 @@ pub async fn request_rollout(name: &str, namespace: Option<&str>, verb: &str) ->
         return Err(CliError::NoRollout { app: format!("{namespace}/{name}"), verb: verb.to_string() });
     }
     Ok(format!("{verb} of the rollout of Application {namespace}/{name} requested ({value})"))
+}
+
+/// `ferry promote --set NAME`: stamps the rollout-request annotation (`promote@<time>`) on an
+/// ApplicationSet, whose fleet rollout then goes on past the step it paused after (once per
+/// value, recorded in `status.rollout.handledRequest`).
+pub async fn request_set_promotion(name: &str, namespace: Option<&str>) -> Result<String, CliError> {
+    let client = Client::try_default().await.map_err(CliError::NoConfig)?;
+    let namespace = namespace.map(str::to_string).unwrap_or_else(|| client.default_namespace().to_string());
+    let api: Api<ApplicationSet> = Api::namespaced(client, &namespace);
+    let set = format!("{namespace}/{name}");
+    let value = format!("promote@{}", Timestamp::now());
+    let patch = serde_json::json!({"metadata": {"annotations": {ROLLOUT_REQUEST_ANNOTATION: value}}});
+    let patched =
+        match tokio::time::timeout(TIMEOUT, api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)))
+            .await
+        {
+            Err(_) => return Err(CliError::Timeout),
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => return Err(CliError::SetNotFound { set }),
+            Ok(Err(source)) => return Err(CliError::AnnotateSet { set, source }),
+            Ok(Ok(patched)) => patched,
+        };
+    if patched.spec.strategy.is_none() {
+        return Err(CliError::NoFleetRollout { set });
+    }
+    Ok(format!("promote of the fleet rollout of ApplicationSet {set} requested ({value})"))
 }
 
 /// `ferry status NAME`: what an Application's status says, for a person.

@@ -61,13 +61,17 @@ enum Command {
         namespace: Option<String>,
     },
     /// Continue a paused rollout (the current step ends), or with --full skip every remaining step.
+    /// With --set, NAME is an ApplicationSet whose fleet rollout pauses after a step.
     Promote {
         name: String,
         #[arg(short, long)]
         namespace: Option<String>,
         /// Promote the new version to every replica now.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "set")]
         full: bool,
+        /// NAME is an ApplicationSet: its fleet rollout goes on past the step it paused after.
+        #[arg(long)]
+        set: bool,
     },
     /// Abort a rollout: all traffic back to the stable version, the canary removed.
     Abort {
@@ -393,7 +397,10 @@ fn main() -> ExitCode {
         Command::Status { name, namespace } => {
             client_command(ferry::cli::status(&name, namespace.as_deref()))
         }
-        Command::Promote { name, namespace, full } => {
+        Command::Promote { name, namespace, set: true, .. } => {
+            client_command(ferry::cli::request_set_promotion(&name, namespace.as_deref()))
+        }
+        Command::Promote { name, namespace, full, set: false } => {
             let verb = if full { "promote-full" } else { "promote" };
             client_command(ferry::cli::request_rollout(&name, namespace.as_deref(), verb))
         }

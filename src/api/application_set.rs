@@ -5,14 +5,14 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    HealthStatusCode, INTERVAL_MESSAGE, LocalObjectReference, REPO_URL_MESSAGE, REPO_URL_RULE,
-    SyncStatusCode, interval_rule,
+    AnalysisStatus, HealthStatusCode, INTERVAL_MESSAGE, LocalObjectReference, REPO_URL_MESSAGE,
+    REPO_URL_RULE, SyncStatusCode, interval_rule,
 };
 
 /// Label on every generated Application: the name of the set that generated it.
@@ -35,6 +35,12 @@ pub const APPLICATION_SET_LABEL: &str = "ferry.dev/application-set";
         type_ = "integer",
         json_path = ".status.generated",
         description = "Applications generated"
+    ),
+    printcolumn(
+        name = "Rollout",
+        type_ = "string",
+        json_path = ".status.rollout.phase",
+        description = "Phase of the fleet rollout (sets with a strategy)"
     ),
     printcolumn(
         name = "Ready",
@@ -131,17 +137,21 @@ pub enum LabelOperator {
 }
 
 /// How a new revision reaches the generated Applications: step by step over their clusters.
-/// The set resolves the template's source to one commit and pins it in the Applications of
-/// each step in turn; the others keep the commit they had. A step is done when each of its
-/// Applications is Synced and Healthy at that commit (and its PostSync hooks passed), then its
-/// analysis succeeded, then a person promoted it (`ferry promote --set`) when it pauses. A
-/// failure stops the rollout: later steps keep the old commit, and the status and an Event name
-/// the cluster and why. A newer commit starts over from the first step.
+/// The set resolves the template's source (its `repoURL` and `ref`, which may not hold
+/// parameters) to one commit and pins it (`ref.commit`) in the Applications of each step in
+/// turn; the others keep the commit they had, and one not created yet waits for its step. A
+/// step is done when each of its Applications is Synced and Healthy at that commit (and its
+/// PostSync hooks passed), then its analysis succeeded, then a person promoted it
+/// (`ferry promote --set`) when it pauses. A failure stops the rollout: later steps keep the
+/// old commit, and the status and an Event name the cluster and why. A newer commit starts over
+/// from the first step. Only commits are rolled out this way: a change of the template itself
+/// reaches every Application at once (each with the commit it has).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct FleetStrategy {
     /// In order. A cluster belongs to the first step whose selector matches it; clusters no
-    /// step matches form a last step.
+    /// step matches form a last step. An Application's cluster is its `destination.cluster`
+    /// (one without deploys to ferry's own cluster, shown as `(local)`, which has no labels).
     #[schemars(length(min = 1, max = 32))]
     pub steps: Vec<FleetStep>,
     /// A step whose Applications are not all Synced and Healthy at the new commit this long
@@ -157,19 +167,21 @@ pub struct FleetStrategy {
 #[serde(rename_all = "camelCase")]
 pub struct FleetStep {
     /// The clusters of this step, by their labels (a Cluster's labels, as the clusters
-    /// generator sees them).
+    /// generator sees them). Empty: every cluster not taken by an earlier step.
     #[serde(default)]
     pub selector: ClusterSelector,
-    /// At most this many of the selected clusters (by name), as a number or a percentage
-    /// (`25%`, rounded up); the rest go to the next step that selects them, or the last.
+    /// At most this many of the selected clusters (by name), as a number or a percentage of
+    /// them (`25%`, rounded up); the rest go to the next step that selects them, or the last.
     /// Default: all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 8))]
     #[x_kube(validation = Rule::new("self.matches('^([0-9]+|[0-9]{1,3}%)$')").message("maxClusters is a number or a percentage such as 25%"))]
     pub max_clusters: Option<String>,
-    /// Measured once the step's Applications are Healthy; a failed analysis fails the rollout.
-    /// `{{revision}}` and `{{cluster}}` (each of the step's clusters in turn is not supported:
-    /// the query runs once per step) are filled in.
+    /// Measured once the step's Applications are Healthy at the new commit; a failed analysis
+    /// fails the rollout, an inconclusive one pauses it for a person. The queries run once per
+    /// step, with `{{revision}}` (the commit), `{{namespace}}` (the set's), `{{step}}` (1-based)
+    /// and `{{clusters}}` (the step's cluster names joined by `|`, for a regex match such as
+    /// `cluster=~"{{clusters}}"`) filled in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<super::Analysis>,
     /// Wait for `ferry promote --set` after this step before the next one.
@@ -268,7 +280,7 @@ pub struct ApplicationSetStatus {
     pub rollout: Option<FleetRolloutStatus>,
 }
 
-/// The fleet rollout of one commit.
+/// The fleet rollout of one commit. Every field ferry needs to resume after a restart is here.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct FleetRolloutStatus {
@@ -284,14 +296,23 @@ pub struct FleetRolloutStatus {
     /// The cluster whose Application failed the step, when it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_cluster: Option<String>,
+    /// What the rollout waits for, or why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// When the current step started (RFC 3339), for `progressDeadline`.
+    /// When the current step started, for `progressDeadline`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step_started_at: Option<String>,
-    /// The step a person promoted past its pause (`ferry promote --set`).
+    pub step_started_at: Option<Time>,
+    /// The last step a person promoted past its pause (`ferry promote --set`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoted_step: Option<u32>,
+    /// The analysis run of the current step (`step` is its index), with its latest
+    /// measurements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisStatus>,
+    /// The last `ferry.dev/rollout-request` annotation of the set acted on, so that each
+    /// request acts once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_request: Option<String>,
 }
 
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,12 +1,14 @@
 //! From generators to Applications, as pure functions over plain data: matching pull request
-//! refs, filling the template, and making names valid DNS labels.
+//! refs, selecting Clusters, filling the template, and making names valid DNS labels.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use kube::ResourceExt;
+
 use crate::{
-    api::{ApplicationSpec, ApplicationTemplate, RECONCILE_AT_ANNOTATION},
+    api::{ApplicationSpec, ApplicationTemplate, Cluster, ClusterSelector, RECONCILE_AT_ANNOTATION},
     source::RemoteRef,
 };
 
@@ -67,6 +69,28 @@ pub fn pull_request_params(pattern: &str, refs: &[RemoteRef]) -> Vec<Params> {
         by_number.then_with(|| pa["ref"].cmp(&pb["ref"]))
     });
     found.into_iter().map(|(_, p)| p).collect()
+}
+
+/// One parameter set per Cluster whose labels `selector` matches, by name, with the parameters
+/// Argo CD's cluster generator gives: `name`, `nameNormalized` (a DNS label) and
+/// `metadata.labels.<key>` for each label.
+pub fn cluster_params(selector: &ClusterSelector, clusters: &[Cluster]) -> Vec<Params> {
+    let mut selected: Vec<&Cluster> =
+        clusters.iter().filter(|c| super::selector::matches(selector, c.labels())).collect();
+    selected.sort_by_key(|c| c.name_any());
+    selected
+        .into_iter()
+        .map(|c| {
+            let name = c.name_any();
+            let mut p = Params::new();
+            p.insert("nameNormalized".into(), dns_label(&name));
+            p.insert("name".into(), name);
+            for (key, value) in c.labels() {
+                p.insert(format!("metadata.labels.{key}"), value.clone());
+            }
+            p
+        })
+        .collect()
 }
 
 /// A parameter set the template cannot turn into an Application.
@@ -210,6 +234,44 @@ mod tests {
         assert_eq!(branches[0]["branch"], "preview/Login_Page");
         assert_eq!(branches[0]["branchSlug"], "preview-login-page");
         assert_eq!(branches[0]["number"], "");
+    }
+
+    fn cluster(name: &str, env: &str) -> Cluster {
+        serde_json::from_value(json!({
+            "apiVersion": "ferry.dev/v1alpha1", "kind": "Cluster",
+            "metadata": {"name": name, "namespace": "team", "labels": {"env": env, "region": "eu"}},
+            "spec": {"kubeConfig": {"secretRef": {"name": format!("{name}-kubeconfig")}}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn clusters_give_their_name_and_labels_as_argo_cd_names_them() {
+        let clusters = [cluster("prod.b", "prod"), cluster("staging", "staging"), cluster("prod-a", "prod")];
+        let prod = ClusterSelector {
+            match_labels: [("env".to_string(), "prod".to_string())].into(),
+            ..Default::default()
+        };
+        let params = cluster_params(&prod, &clusters);
+        let names: Vec<&str> = params.iter().map(|p| p["name"].as_str()).collect();
+        assert_eq!(names, ["prod-a", "prod.b"]);
+        assert_eq!(params[1]["nameNormalized"], "prod-b");
+        assert_eq!(params[1]["metadata.labels.env"], "prod");
+        assert_eq!(params[1]["metadata.labels.region"], "eu");
+        assert_eq!(cluster_params(&ClusterSelector::default(), &clusters).len(), 3);
+
+        let template: ApplicationTemplate = serde_json::from_value(json!({
+            "metadata": {"name": "web-{{nameNormalized}}"},
+            "spec": {
+                "source": {"repoURL": "https://git.example.com/app.git", "ref": {"branch": "main"}, "path": "{{metadata.labels.env}}"},
+                "destination": {"cluster": "{{name}}", "namespace": "web"}
+            }
+        }))
+        .unwrap();
+        let generated = generate(&template, &params[1]).unwrap();
+        assert_eq!(generated.name, "web-prod-b");
+        assert_eq!(generated.spec.source.path.as_deref(), Some("prod"));
+        assert_eq!(generated.spec.destination.unwrap().cluster.as_deref(), Some("prod.b"));
     }
 
     #[test]

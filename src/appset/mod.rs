@@ -1,9 +1,13 @@
 //! The ApplicationSet controller: generates Applications from a template, one per parameter set
 //! of the set's generators, and keeps them in line with the generators.
 //!
-//! - [`generate`]: the pure part (matching pull request refs, filling the template, names).
-//! - This module: listing refs, applying the Applications that are new or changed, deleting
-//!   the ones whose parameter set is gone, and the status.
+//! - [`generate`]: the pure part (matching pull request refs, selecting Clusters, filling the
+//!   template, names), with [`selector`] (label selectors over Clusters).
+//! - [`fleet`]: the fleet rollout of `spec.strategy` as a pure planner: which commit each
+//!   Application pins, step by step over their clusters; [`strategy`]: its I/O in a pass (the
+//!   commit from Git, measurements, pins, Events).
+//! - This module: listing refs and Clusters, applying the Applications that are new or changed,
+//!   deleting the ones whose parameter set is gone, and the status.
 //!
 //! Safety: when any generator fails (Git unreachable, a bad template), nothing is deleted: an
 //! outage must not look like "every pull request was closed". Each way a pass can fall short is
@@ -12,9 +16,16 @@
 //! per interval (shared with Applications on the same repository) and no writes: Applications
 //! and the status are written only when they differ.
 
+pub mod fleet;
 pub mod generate;
+pub mod selector;
+mod strategy;
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{OwnerReference, Time},
@@ -22,14 +33,15 @@ use k8s_openapi::{
 };
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams, PropagationPolicy},
+    api::{DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy},
     runtime::controller::Action,
 };
 
 use crate::{
     api::{
-        APPLICATION_SET_LABEL, Application, ApplicationSet, ApplicationSetStatus, GeneratedApplication,
-        GitRef, PullRequestGenerator, conditions as c,
+        APPLICATION_SET_LABEL, Application, ApplicationSet, ApplicationSetStatus, Cluster,
+        FleetRolloutStatus, GeneratedApplication, GitRef, LocalObjectReference, PullRequestGenerator,
+        conditions as c,
     },
     controller::{
         ClientError, Context,
@@ -43,6 +55,7 @@ use crate::{
 };
 
 use generate::{Generated, Params, TemplateError};
+use strategy::{Rollout, TargetError};
 
 /// The field manager of generated Applications.
 pub const FIELD_MANAGER: &str = "ferry-applicationset";
@@ -63,8 +76,15 @@ pub enum Error {
 #[derive(Debug, thiserror::Error)]
 enum NotConverged {
     /// A generator could not list its parameter sets: nothing is written.
-    #[error("generator {index} (pullRequests): {source}")]
-    Generator { index: usize, source: GeneratorError },
+    #[error("generator {index} ({kind}): {source}")]
+    Generator { index: usize, kind: &'static str, source: GeneratorError },
+    /// The Clusters of the namespace could not be listed (for a clusters generator or the
+    /// strategy's steps): nothing is written.
+    #[error("listing the Clusters of namespace {namespace}: {failure}")]
+    Clusters { namespace: String, failure: WriteFailure },
+    /// The commit `spec.strategy` rolls out is not known: nothing is written.
+    #[error(transparent)]
+    Target(#[from] TargetError),
     /// Some parameter sets made no Application (whose name is then unknown): nothing is deleted.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Template(Vec<Problem>),
@@ -77,14 +97,16 @@ impl NotConverged {
     /// The reason of the Ready condition.
     fn reason(&self) -> &'static str {
         match self {
-            NotConverged::Generator { .. } => GENERATOR_FAILED,
+            NotConverged::Generator { .. } | NotConverged::Clusters { .. } => GENERATOR_FAILED,
+            NotConverged::Target(e) => e.reason(),
             NotConverged::Template(_) => TEMPLATE_FAILED,
             NotConverged::Write { .. } => APPLY_FAILED,
         }
     }
 }
 
-/// Why a `pullRequests` generator could not list its parameter sets.
+/// Why the refs of a repository (a `pullRequests` generator's, the strategy's template source)
+/// could not be listed.
 #[derive(Debug, thiserror::Error)]
 enum GeneratorError {
     /// The tenancy lockdown refuses its repository or the ServiceAccount it would read as.
@@ -140,7 +162,8 @@ impl std::fmt::Display for Foreign {
     }
 }
 
-/// Why a generated Application could not be applied or deleted.
+/// Why a call to the API server failed: applying or deleting a generated Application, listing
+/// Clusters.
 #[derive(Debug, thiserror::Error)]
 enum WriteFailure {
     #[error("{}", crate::kube_util::api_words(.0))]
@@ -154,22 +177,46 @@ pub async fn reconcile(set: Arc<ApplicationSet>, ctx: Arc<Context>) -> Result<Ac
     let ns = set.namespace().ok_or(Error::NoNamespace)?;
     let name = set.name_any();
     let existing = owned(&ctx, &set, &ns);
-    let outcome = converge(&set, &ctx, &ns, &existing).await;
-    // The status lists what the cache shows; this pass's writes come back as watch events,
-    // which reconcile the set again.
-    let generated = existing;
-    let phase = match &outcome {
-        Ok(note) => Phase::Ready { reason: c::RECONCILIATION_SUCCEEDED, message: note.clone() },
-        Err(e) => Phase::Stalled { reason: e.reason(), message: e.to_string() },
+    let Converged { outcome, rollout } = converge(&set, &ctx, &ns, &existing).await;
+    if let Some(r) = &rollout {
+        strategy::publish(&ctx, &set, &r.notes).await;
+    }
+    let phase = match (&outcome, &rollout) {
+        (Ok(note), Some(r)) => strategy::phase(note, &r.status),
+        (Ok(note), None) => Phase::Ready { reason: c::RECONCILIATION_SUCCEEDED, message: note.clone() },
+        (Err(e), _) => Phase::Stalled { reason: e.reason(), message: e.to_string() },
     };
     if let Err(e) = &outcome {
         tracing::warn!(set = %format_args!("{ns}/{name}"), reason = e.reason(), message = %e, "ApplicationSet not converged");
     }
+    // The status lists what the cache shows; this pass's writes come back as watch events,
+    // which reconcile the set again. A pass that wrote no pins keeps the rollout as it was.
     let prev = set.status.clone().unwrap_or_default();
+    let rollout_status = rollout.as_ref().map(|r| r.status.clone()).or(prev.rollout.clone());
+    let next = next_status(&set, &prev, &existing, &phase, rollout_status);
+    if set.status.as_ref() != Some(&next) {
+        write_status(&ctx, &set, &ns, &next).await?;
+    }
+    Ok(requeue(&set, outcome.is_ok(), rollout.as_ref()))
+}
+
+/// Status writes and other errors that escaped reconcile: retry soon.
+pub fn error_policy(set: Arc<ApplicationSet>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(set = %set.name_any(), %error, "ApplicationSet reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(10))
+}
+
+fn next_status(
+    set: &ApplicationSet,
+    prev: &ApplicationSetStatus,
+    generated: &[Arc<Application>],
+    phase: &Phase,
+    rollout: Option<FleetRolloutStatus>,
+) -> ApplicationSetStatus {
     let now = Time(Timestamp::now());
-    let next = ApplicationSetStatus {
+    ApplicationSetStatus {
         observed_generation: set.metadata.generation,
-        conditions: status::conditions_for(&prev.conditions, &phase, set.metadata.generation, &now),
+        conditions: status::conditions_for(&prev.conditions, phase, set.metadata.generation, &now),
         generated: generated.len() as i32,
         applications: generated
             .iter()
@@ -183,44 +230,62 @@ pub async fn reconcile(set: Arc<ApplicationSet>, ctx: Arc<Context>) -> Result<Ac
                 }
             })
             .collect(),
-        rollout: prev.rollout.clone(),
-    };
-    if set.status.as_ref() != Some(&next) {
-        write_status(&ctx, &set, &ns, &next).await?;
+        // A set whose strategy was removed has no rollout any more.
+        rollout: rollout.filter(|_| set.spec.strategy.is_some()),
     }
-    let interval = set
-        .spec
-        .generators
-        .iter()
+}
+
+/// Clusters are not watched: a set that selects them looks again this often.
+const CLUSTERS_INTERVAL: Duration = Duration::from_secs(60);
+
+/// When to look again: at the shortest of the generators' intervals (a pullRequests listing,
+/// new Clusters), the strategy's (a new commit; an analysis due, a progress deadline) and, after
+/// a failure, 30 s at most.
+fn requeue(set: &ApplicationSet, converged: bool, rollout: Option<&Rollout>) -> Action {
+    let generators = set.spec.generators.iter();
+    let mut every: Vec<Duration> = generators
+        .clone()
         .filter_map(|g| g.pull_requests.as_ref())
         .filter_map(|p| duration::parse(&p.interval))
-        .min();
-    Ok(match (outcome, interval) {
-        (Err(_), Some(i)) => Action::requeue(i.min(Duration::from_secs(30))),
-        (Err(_), None) => Action::requeue(Duration::from_secs(60)),
-        (Ok(_), Some(i)) => Action::requeue(i),
+        .collect();
+    if generators.clone().any(|g| g.clusters.is_some()) {
+        every.push(CLUSTERS_INTERVAL);
+    }
+    if set.spec.strategy.is_some() {
+        every.push(strategy::interval(set));
+        every.extend(rollout.and_then(|r| r.requeue));
+    }
+    let soonest = every.into_iter().min();
+    match (converged, soonest) {
+        (false, Some(i)) => Action::requeue(i.min(Duration::from_secs(30))),
+        (false, None) => Action::requeue(Duration::from_secs(60)),
+        (true, Some(i)) => Action::requeue(i),
         // A list generator changes only with the spec, which wakes the set anyway.
-        (Ok(_), None) => Action::await_change(),
-    })
+        (true, None) => Action::await_change(),
+    }
 }
 
-/// Status writes and other errors that escaped reconcile: retry soon.
-pub fn error_policy(set: Arc<ApplicationSet>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(set = %set.name_any(), %error, "ApplicationSet reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(10))
+/// What a pass did: a note for the Ready condition, or why it fell short; and the fleet
+/// rollout, when the pass wrote its pins.
+struct Converged {
+    outcome: Result<String, NotConverged>,
+    rollout: Option<Rollout>,
 }
 
-/// Applies what the generators want and deletes what they no longer want. Ok: a note for the
-/// Ready condition.
-async fn converge(
-    set: &ApplicationSet,
-    ctx: &Context,
-    ns: &str,
-    existing: &[Arc<Application>],
-) -> Result<String, NotConverged> {
-    let params = parameter_sets(set, ctx, ns).await?;
-    let limit = set.spec.max_applications as usize;
-    let Wanted { wanted, mut problems, over_limit } = wanted(set, &params, limit);
+impl From<NotConverged> for Converged {
+    fn from(e: NotConverged) -> Converged {
+        Converged { outcome: Err(e), rollout: None }
+    }
+}
+
+/// Applies what the generators want (with the commits the strategy pins) and deletes what they
+/// no longer want.
+async fn converge(set: &ApplicationSet, ctx: &Context, ns: &str, existing: &[Arc<Application>]) -> Converged {
+    let planned = match plan(set, ctx, ns, existing).await {
+        Ok(planned) => planned,
+        Err(e) => return e.into(),
+    };
+    let Planned { wanted, deferred, mut problems, over_limit, rollout } = planned;
     let pass = Pass {
         set,
         ctx,
@@ -228,24 +293,82 @@ async fn converge(
         api: Api::namespaced(ctx.client.clone(), ns),
         existing: existing.iter().map(|a| (a.name_any(), a)).collect(),
     };
-    let applied = pass.apply(&wanted, &mut problems).await?;
+    let applied = match pass.apply(&wanted, &deferred, &mut problems).await {
+        Ok(applied) => applied,
+        Err(e) => return e.into(),
+    };
+    let written = |outcome| Converged { outcome, rollout };
     if !problems.is_empty() {
         // Some parameter set could not be turned into an Application: its Application (whose
         // name is unknown) must not be deleted, so nothing is.
-        return Err(NotConverged::Template(problems));
+        return written(Err(NotConverged::Template(problems)));
     }
-    let deleted = pass.delete_unwanted(&wanted).await?;
+    let deleted = match pass.delete_unwanted(&wanted).await {
+        Ok(deleted) => deleted,
+        Err(e) => return written(Err(e)),
+    };
     if !applied.is_empty() || !deleted.is_empty() {
         tracing::info!(set = %format_args!("{ns}/{}", set.name_any()), ?applied, ?deleted, "ApplicationSet converged");
     }
-    let mut note = format!("{} generated", sync::count(wanted.len(), "Application"));
+    let limit = set.spec.max_applications as usize;
+    let mut note = format!("{} generated", sync::count(wanted.len() - deferred.len(), "Application"));
+    if !deferred.is_empty() {
+        note.push_str(&format!(
+            "; {} waiting for their step",
+            sync::count(deferred.len(), "more Application")
+        ));
+    }
     if over_limit > 0 {
         note.push_str(&format!(
             "; {} waiting: maxApplications is {limit}",
             sync::count(over_limit, "more parameter set")
         ));
     }
-    Ok(note)
+    written(Ok(note))
+}
+
+/// What a pass means to write, before anything is.
+struct Planned {
+    wanted: BTreeMap<String, Generated>,
+    /// Wanted Applications not to create (nor touch) yet: their step has not come.
+    deferred: BTreeSet<String>,
+    problems: Vec<Problem>,
+    over_limit: usize,
+    rollout: Option<Rollout>,
+}
+
+/// The parameter sets, the Applications they make and, with a strategy, the commit each pins.
+async fn plan(
+    set: &ApplicationSet,
+    ctx: &Context,
+    ns: &str,
+    existing: &[Arc<Application>],
+) -> Result<Planned, NotConverged> {
+    let needs_clusters =
+        set.spec.strategy.is_some() || set.spec.generators.iter().any(|g| g.clusters.is_some());
+    let clusters = if needs_clusters { list_clusters(ctx, ns).await? } else { Vec::new() };
+    let params = parameter_sets(set, ctx, ns, &clusters).await?;
+    let limit = set.spec.max_applications as usize;
+    let Wanted { mut wanted, problems, over_limit } = wanted(set, &params, limit);
+    let (mut deferred, mut rollout) = (BTreeSet::new(), None);
+    if let Some(strategy) = &set.spec.strategy {
+        let live: BTreeMap<String, &Arc<Application>> = existing.iter().map(|a| (a.name_any(), a)).collect();
+        let (r, d) = strategy::pass(set, ctx, ns, strategy, &clusters, &mut wanted, &live).await?;
+        (rollout, deferred) = (Some(r), d);
+    }
+    Ok(Planned { wanted, deferred, problems, over_limit, rollout })
+}
+
+/// The Clusters of the set's namespace, through the API with ferry's own identity (the set
+/// selects among its own namespace's Clusters only).
+async fn list_clusters(ctx: &Context, ns: &str) -> Result<Vec<Cluster>, NotConverged> {
+    let api: Api<Cluster> = Api::namespaced(ctx.client.clone(), ns);
+    let failure = |failure| NotConverged::Clusters { namespace: ns.to_string(), failure };
+    match tokio::time::timeout(ctx.options.api_timeout, api.list(&ListParams::default())).await {
+        Ok(Ok(list)) => Ok(list.items),
+        Ok(Err(e)) => Err(failure(WriteFailure::Api(e))),
+        Err(_) => Err(failure(WriteFailure::Timeout)),
+    }
 }
 
 /// The Applications the template makes from the parameter sets, by name.
@@ -283,16 +406,18 @@ struct Pass<'a> {
 }
 
 impl Pass<'_> {
-    /// Applies the wanted Applications that are new or differ from the live ones. One of that
-    /// name that is not this set's is left alone, as a problem. Returns the names applied.
+    /// Applies the wanted Applications that are new or differ from the live ones, but the
+    /// deferred ones. One of that name that is not this set's is left alone, as a problem.
+    /// Returns the names applied.
     async fn apply(
         &self,
         wanted: &BTreeMap<String, Generated>,
+        deferred: &BTreeSet<String>,
         problems: &mut Vec<Problem>,
     ) -> Result<Vec<String>, NotConverged> {
         let (set, ns) = (self.set, self.ns);
         let mut applied = Vec::new();
-        for (name, g) in wanted {
+        for (name, g) in wanted.iter().filter(|(name, _)| !deferred.contains(*name)) {
             if self.existing.get(name).is_some_and(|live| matches(live, g, set)) {
                 continue;
             }
@@ -347,16 +472,26 @@ impl Pass<'_> {
 }
 
 /// Every parameter set of every generator, in generator order.
-async fn parameter_sets(set: &ApplicationSet, ctx: &Context, ns: &str) -> Result<Vec<Params>, NotConverged> {
+async fn parameter_sets(
+    set: &ApplicationSet,
+    ctx: &Context,
+    ns: &str,
+    clusters: &[Cluster],
+) -> Result<Vec<Params>, NotConverged> {
     let mut all = Vec::new();
     for (index, generator) in set.spec.generators.iter().enumerate() {
         if let Some(list) = &generator.list {
             all.extend(list.elements.iter().cloned());
         }
+        if let Some(selected) = &generator.clusters {
+            all.extend(generate::cluster_params(&selected.selector, clusters));
+        }
         if let Some(pr) = &generator.pull_requests {
-            let refs = pull_requests(set, ctx, ns, pr)
-                .await
-                .map_err(|source| NotConverged::Generator { index, source })?;
+            let refs = pull_requests(set, ctx, ns, pr).await.map_err(|source| NotConverged::Generator {
+                index,
+                kind: "pullRequests",
+                source,
+            })?;
             all.extend(generate::pull_request_params(&pr.refs, &refs));
         }
     }
@@ -370,22 +505,34 @@ async fn pull_requests(
     ns: &str,
     pr: &PullRequestGenerator,
 ) -> Result<Arc<Vec<RemoteRef>>, GeneratorError> {
-    // The same lockdown as an Application's source: no listing of a repository the namespace
-    // may not read.
-    ctx.tenancy(ns).check_source(&pr.repo_url)?;
-    let client = match &pr.secret_ref {
-        Some(_) => generator_client(set, ctx, ns)?,
-        None => ctx.client.clone(),
-    };
-    let credentials =
-        credentials::from_secret_ref(&client, ctx.options.api_timeout, ns, pr.secret_ref.as_ref())
-            .await
-            .map_err(|e| GeneratorError::Credentials(Box::new(e)))?;
-    let spec = SourceSpec { repo_url: pr.repo_url.clone(), git_ref: GitRef::default(), credentials };
     let interval = duration::parse(&pr.interval).unwrap_or(Duration::from_secs(60));
     // A listing made by another set or an Application on the same repository in the last half
     // interval is as good as a new one.
     let max_age = ctx.options.git_ref_cache.min(interval / 2);
+    list_refs(set, ctx, ns, &pr.repo_url, pr.secret_ref.as_ref(), max_age).await
+}
+
+/// The refs of `repo_url`, read with the credentials of `secret_ref` (as the template's
+/// ServiceAccount), from a listing made at most `max_age` ago when there is one.
+async fn list_refs(
+    set: &ApplicationSet,
+    ctx: &Context,
+    ns: &str,
+    repo_url: &str,
+    secret_ref: Option<&LocalObjectReference>,
+    max_age: Duration,
+) -> Result<Arc<Vec<RemoteRef>>, GeneratorError> {
+    // The same lockdown as an Application's source: no listing of a repository the namespace
+    // may not read.
+    ctx.tenancy(ns).check_source(repo_url)?;
+    let client = match secret_ref {
+        Some(_) => generator_client(set, ctx, ns)?,
+        None => ctx.client.clone(),
+    };
+    let credentials = credentials::from_secret_ref(&client, ctx.options.api_timeout, ns, secret_ref)
+        .await
+        .map_err(|e| GeneratorError::Credentials(Box::new(e)))?;
+    let spec = SourceSpec { repo_url: repo_url.to_string(), git_ref: GitRef::default(), credentials };
     ctx.git.list_within(&spec, max_age).await.map_err(|e| GeneratorError::List(Box::new(e)))
 }
 
@@ -507,12 +654,20 @@ mod tests {
         let missing = SecretReadError::Missing { namespace: "team".into(), name: "creds".into() };
         let cases = [
             (
-                NotConverged::Generator { index: 0, source: GeneratorError::TemplatedServiceAccount },
+                NotConverged::Generator {
+                    index: 0,
+                    kind: "pullRequests",
+                    source: GeneratorError::TemplatedServiceAccount,
+                },
                 GENERATOR_FAILED,
                 "generator 0 (pullRequests): the template's serviceAccountName must not depend on generator parameters when a generator reads a secretRef",
             ),
             (
-                NotConverged::Generator { index: 1, source: GeneratorError::Credentials(Box::new(missing)) },
+                NotConverged::Generator {
+                    index: 1,
+                    kind: "pullRequests",
+                    source: GeneratorError::Credentials(Box::new(missing)),
+                },
                 GENERATOR_FAILED,
                 "generator 1 (pullRequests): reading Git credentials: Secret team/creds (secretRef) does not exist",
             ),
@@ -533,6 +688,21 @@ mod tests {
                 },
                 APPLY_FAILED,
                 "deleting Application team/pr-1: no answer in time",
+            ),
+            (
+                NotConverged::Clusters { namespace: "team".into(), failure: WriteFailure::Timeout },
+                GENERATOR_FAILED,
+                "listing the Clusters of namespace team: no answer in time",
+            ),
+            (
+                NotConverged::Target(TargetError::NoGit),
+                strategy::INVALID_STRATEGY,
+                "spec.strategy rolls out Git commits: the template's source needs repoURL and ref",
+            ),
+            (
+                NotConverged::Target(TargetError::Listing(GeneratorError::TemplatedServiceAccount)),
+                c::FETCH_FAILED,
+                "the template's source: the template's serviceAccountName must not depend on generator parameters when a generator reads a secretRef",
             ),
         ];
         for (err, reason, words) in cases {

@@ -41,6 +41,17 @@ pub async fn on_other(ctx: &Context, app: &AppRef, type_: EventType, reason: &st
     send(ctx, reference, type_, reason, note).await;
 }
 
+/// Publishes an Event about any object ferry writes (an ApplicationSet's fleet rollout).
+pub async fn on_object(
+    ctx: &Context,
+    reference: ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) {
+    send(ctx, reference, type_, reason, note).await;
+}
+
 async fn send(ctx: &Context, reference: ObjectReference, type_: EventType, reason: &str, note: &str) {
     let mut note = note.to_string();
     if note.len() > NOTE_LIMIT {

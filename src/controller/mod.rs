@@ -39,7 +39,7 @@ mod deletion;
 mod delivery;
 mod dependencies;
 pub mod error;
-mod events;
+pub mod events;
 pub mod hooks;
 pub mod leader;
 mod memory;

@@ -22,7 +22,7 @@ const DEFAULT_ANALYSIS_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The run of step `index` (`-1`: the background analysis): the one in status if it is that
 /// step's, else a fresh one.
-pub(super) fn run_of(prev: Option<AnalysisStatus>, index: i32, analysis: &Analysis) -> AnalysisStatus {
+pub(crate) fn run_of(prev: Option<AnalysisStatus>, index: i32, analysis: &Analysis) -> AnalysisStatus {
     match prev {
         Some(run) if run.step == index => run,
         _ => fresh_run(index, &analysis.metrics),
@@ -31,7 +31,7 @@ pub(super) fn run_of(prev: Option<AnalysisStatus>, index: i32, analysis: &Analys
 
 /// Takes the measurements of `analysis` that are due and judges the run. A run that has
 /// concluded takes none.
-pub(super) async fn measure_due(
+pub(crate) async fn measure_due(
     run: &mut AnalysisStatus,
     analysis: &Analysis,
     now: Timestamp,
@@ -115,7 +115,7 @@ fn is_due(run: &AnalysisStatus, metric: &AnalysisMetric, now: &Timestamp) -> boo
 }
 
 /// Until the next metric is due.
-pub(super) fn next_due(run: &AnalysisStatus, metrics: &[AnalysisMetric], now: &Timestamp) -> Duration {
+pub(crate) fn next_due(run: &AnalysisStatus, metrics: &[AnalysisMetric], now: &Timestamp) -> Duration {
     metrics
         .iter()
         .filter_map(|metric| {
@@ -206,7 +206,7 @@ fn run_phase(run: &AnalysisStatus, metrics: &[AnalysisMetric]) -> analysis::Phas
 }
 
 /// `error-rate: 2 successful, 1 failed (last 0.2)`, per metric.
-pub(super) fn summarize(run: &AnalysisStatus) -> String {
+pub(crate) fn summarize(run: &AnalysisStatus) -> String {
     run.metrics
         .iter()
         .map(|m| {

@@ -14,7 +14,8 @@
 //! - [`types`]: what every strategy shares: the observation of one pass, a person's request,
 //!   the decision, why a measurement could not be taken, the Event reasons. Pure.
 //! - `analysis_run`: an analysis run as `status.rollout` keeps it: which metrics are due,
-//!   taking and recording their measurements, what the run concludes.
+//!   taking and recording their measurements, what the run concludes. The ApplicationSet's
+//!   fleet rollouts (`appset::fleet`) run their steps' analyses through it too.
 //! - `lifecycle`: the phases every strategy shares (a request, finishing a promotion, standing
 //!   down, holding back an aborted revision, starting, aborting) and the bookkeeping of one pass
 //!   through the steps (`Rollout`, `Wait`). Pure, apart from the measurements it asks for.
@@ -30,7 +31,7 @@
 //! `controller::strategy`.
 
 pub mod analysis;
-mod analysis_run;
+pub(crate) mod analysis_run;
 pub mod blue_green;
 pub mod canary;
 mod lifecycle;

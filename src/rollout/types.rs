@@ -182,6 +182,25 @@ impl From<QueryError> for MeasureError {
     }
 }
 
+/// Whether a metric may query `address`: any when `allowed` (`--allowed-prometheus-urls`) is
+/// empty, else only `default` (`--prometheus-url`) and the allowed ones. Otherwise any author
+/// of an analysis could make ferry send GET requests to any URL it can reach (and read a JSON
+/// answer's error back in the status).
+pub fn permitted_address(
+    address: &str,
+    default: Option<&str>,
+    allowed: &[String],
+) -> Result<(), MeasureError> {
+    let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
+    if allowed.is_empty()
+        || default.is_some_and(|d| same(d, address))
+        || allowed.iter().any(|a| same(a, address))
+    {
+        return Ok(());
+    }
+    Err(MeasureError::NotAllowed { address: address.to_string(), allowed: allowed.to_vec() })
+}
+
 /// Takes measurements: Prometheus in the controller, a script in tests.
 pub trait Measure {
     fn measure(&self, metric: &AnalysisMetric) -> impl Future<Output = Taken> + Send;

@@ -169,7 +169,7 @@ fn an_applicationset_with_a_bad_template_says_why_and_deletes_nothing() {
 
     // The schema refuses a generator with no kind and a pull request pattern without `*`.
     for (generators, words) in [
-        (json!([{}]), "exactly one of pullRequests or list"),
+        (json!([{}]), "exactly one of pullRequests, list or clusters"),
         (json!([{"pullRequests": {"repoURL": s.git.url(), "refs": "refs/pull/7/head"}}]), "exactly one '*'"),
     ] {
         let bad = json!({
