@@ -19,6 +19,7 @@ use super::{
     desired::{self, Desired, remember},
     pass::Pass,
 };
+use crate::controller::clusters::ClusterId;
 use crate::{
     apply::{Applier, ApplyError, all_previously_set, inventory_entry},
     controller::{
@@ -157,7 +158,7 @@ pub async fn apply(
             return Err(ApplyStageError::Failed { revision: built.revision.clone(), phase, failures });
         }
         if phase == ApplyPhase::Crds {
-            wait_established(pass, &built.desired, &batch).await?;
+            wait_established(pass, &built.applier, &built.desired, &batch).await?;
             crds_established = Instant::now();
         }
     }
@@ -272,10 +273,17 @@ async fn dry_run(
 /// Waits until the CRDs applied in `batch` are Established, so their kinds can be served.
 async fn wait_established(
     pass: Pass<'_>,
+    applier: &Applier,
     desired: &[Desired],
     batch: &[usize],
 ) -> Result<(), ApplyStageError> {
-    let crds: Api<CustomResourceDefinition> = Api::all(pass.cluster.client.clone());
+    // In a remote cluster, read as the Application, which just created them: ferry's own
+    // identity there may only list and watch.
+    let reader = match pass.cluster.id {
+        ClusterId::Local => pass.cluster.client.clone(),
+        ClusterId::Remote { .. } => applier.client().clone(),
+    };
+    let crds: Api<CustomResourceDefinition> = Api::all(reader);
     let deadline = Instant::now() + Duration::from_secs(60);
     for i in batch {
         let name = &desired[*i].entry.name;
