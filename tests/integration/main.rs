@@ -15,6 +15,7 @@ mod dashboard;
 mod depends_on;
 mod diff;
 mod drift_rules;
+mod extra_clusters;
 mod git_fixture;
 mod hardening;
 mod health_checks;
