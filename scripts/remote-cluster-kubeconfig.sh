@@ -13,9 +13,9 @@
 # the mode; deleting the Secret ferry-token and running it again rotates the token.
 #
 # Options:
-#   --impersonate      (default) ferry only reads, and impersonates the ServiceAccount each
-#                      Application names; you grant those ServiceAccounts' user names what they
-#                      deploy (examples/remote-cluster/rbac-impersonate.yaml)
+#   --impersonate      (default) ferry only lists and watches, and impersonates the
+#                      ServiceAccount each Application names; you grant those ServiceAccounts'
+#                      user names what they deploy (examples/remote-cluster/rbac-impersonate.yaml)
 #   --admin            ferry writes as itself, with cluster-admin: for installs without tenancy
 #                      (examples/remote-cluster/rbac-admin.yaml). Each mode removes the other's
 #                      binding, so switching to --impersonate takes cluster-admin away again.

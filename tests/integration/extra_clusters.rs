@@ -42,13 +42,16 @@ fn the_printed_kubeconfig_reads_the_remote_cluster_as_ferry() {
     assert_eq!(whoami, service_account_user("ferry-system", "ferry"));
     let namespaces = ferry.kubectl_ok(&["get", "namespaces", "-o", "name"]);
     assert!(namespaces.lines().any(|l| l == "namespace/ferry-system"), "{namespaces}");
-    // Reading anything anywhere (its watches), writing nothing as itself.
-    for (verb, resource) in [("watch", "deployments.apps"), ("list", "secrets"), ("get", "nodes")] {
+    // Watching anything anywhere, writing nothing as itself, and no way to the kubelet's exec.
+    for (verb, resource) in [("watch", "deployments.apps"), ("list", "secrets"), ("watch", "nodes")] {
         let can = ferry.kubectl(&["auth", "can-i", verb, resource, "--all-namespaces"]);
         assert_eq!(can.stdout.trim(), "yes", "{verb} {resource}: {}", can.stderr);
     }
-    let can = ferry.kubectl(&["auth", "can-i", "create", "configmaps", "-n", "default"]);
-    assert_eq!(can.stdout.trim(), "no", "{}", can.stderr);
+    for refused in [&["create", "configmaps", "-n", "default"][..], &["get", "nodes", "--subresource=proxy"]]
+    {
+        let can = ferry.kubectl(&[&["auth", "can-i"][..], refused].concat());
+        assert_eq!(can.stdout.trim(), "no", "{refused:?}: {}", can.stderr);
+    }
 }
 
 /// What ferry does with the kubeconfig, through kube-rs as ferry does: check it, then discovery
