@@ -32,7 +32,7 @@ help:
 	@echo "                   among src/'s modules (scripts/check-cycles.py), no function over 80 lines in"
 	@echo "                   src/controller/ or src/rollout/ without a \`// long:\` reason (scripts/fn-stats.py)"
 	@echo "make testenv-up    build (once) and start the local control plane"
-	@echo "make testenv-down  stop it"
+	@echo "make testenv-down  stop it, and the extra clusters of the multi-cluster tests"
 
 deps:
 	@tests/testenv/deps.sh
@@ -40,8 +40,14 @@ deps:
 testenv-up: deps
 	@$(TESTENV) up
 
+# The extra clusters of the multi-cluster tests (Cluster::extra) go down with the main one.
+TESTENV_EXTRA_ROOT = $(or $(FERRY_TESTENV_EXTRA_ROOT),$(CURDIR)/target)
+
 testenv-down:
 	@$(TESTENV) down
+	@for state in $(TESTENV_EXTRA_ROOT)/testenv-extra-*/; do \
+	  if [[ -d "$$state" ]]; then FERRY_TESTENV_STATE="$${state%/}" $(TESTENV) down; fi; \
+	done
 
 testenv-status:
 	@$(TESTENV) status

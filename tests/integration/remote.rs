@@ -1,9 +1,10 @@
 //! Remote clusters (issue 23) end to end: Applications in the shared cluster deploy to extra
 //! control planes (`Cluster::extra`, each its own etcd, API server, controller-manager,
 //! scheduler and kwok node), reached through a `Cluster` object and the kubeconfig that
-//! `scripts/remote-cluster-kubeconfig.sh --impersonate` printed. ferry's identity there may only
-//! read and impersonate: every write is the Application's ServiceAccount's, which the remote
-//! cluster's RBAC must allow.
+//! `scripts/remote-cluster-kubeconfig.sh` printed (`east` and `outage` in `--impersonate` mode,
+//! where ferry's identity may only list, watch and impersonate; `west` in `--admin` mode).
+//! Every Application here acts as a ServiceAccount, so every write is that ServiceAccount's,
+//! which the remote cluster's RBAC must allow.
 //!
 //! The remote clusters are shared by the tests of this process; the one a test stops
 //! (`outage`) is used by that test alone, under [`exclusively`].
@@ -15,7 +16,7 @@ use serde_json::{Value, json};
 use crate::{
     rollout::{ERROR_QUERY, Exporter, analysis_step},
     support::{
-        Cluster, Prometheus, RemoteRbac, Scenario, T, configmap, deployment, exclusively, ferry_diff, get_json,
+        Cluster, Prometheus, Scenario, T, configmap, deployment, exclusively, ferry_diff, get_json, mode_of,
         register_cluster, remote_access, smoke_job, wait_until,
     },
 };
@@ -28,7 +29,7 @@ const DEPLOYER: &str = "deployer";
 /// Application uses only credentials it may read), and there the namespace and, when `grant`,
 /// the `admin` ClusterRole for that ServiceAccount's user in it.
 fn connect(s: &Scenario, remote: &Cluster, name: &str, service_account: &str, grant: bool) {
-    let access = remote_access(remote, RemoteRbac::Impersonate);
+    let access = remote_access(remote, mode_of(remote));
     register_cluster(&s.cluster, s.ns(), name, &[("env", "test"), ("name", name)], &access.kubeconfig);
     let ns = s.ns();
     s.cluster.apply(
@@ -44,7 +45,12 @@ fn connect(s: &Scenario, remote: &Cluster, name: &str, service_account: &str, gr
         })
         .to_string(),
     );
-    s.cluster.apply(&role_binding(ns, &role, "Role", &format!("system:serviceaccount:{ns}:{service_account}")));
+    s.cluster.apply(&role_binding(
+        ns,
+        &role,
+        "Role",
+        &format!("system:serviceaccount:{ns}:{service_account}"),
+    ));
     let _ = remote.kubectl(&["create", "namespace", ns]);
     if grant {
         grant_admin(remote, ns, service_account);
@@ -53,7 +59,12 @@ fn connect(s: &Scenario, remote: &Cluster, name: &str, service_account: &str, gr
 
 /// There: the `admin` ClusterRole in the test namespace for the user ferry impersonates.
 fn grant_admin(remote: &Cluster, ns: &str, service_account: &str) {
-    remote.apply(&role_binding(ns, "admin", "ClusterRole", &format!("system:serviceaccount:{ns}:{service_account}")));
+    remote.apply(&role_binding(
+        ns,
+        "admin",
+        "ClusterRole",
+        &format!("system:serviceaccount:{ns}:{service_account}"),
+    ));
 }
 
 fn role_binding(ns: &str, role: &str, kind: &str, user: &str) -> String {
@@ -68,7 +79,8 @@ fn role_binding(ns: &str, role: &str, kind: &str, user: &str) -> String {
 
 /// A key of ConfigMap `name` in the test namespace of `cluster` (`None`: no such ConfigMap).
 fn cm_value(cluster: &Cluster, ns: &str, name: &str, key: &str) -> Option<String> {
-    get_json(cluster, &["-n", ns, "get", "configmap", name]).map(|cm| cm["data"][key].as_str().unwrap_or_default().to_string())
+    get_json(cluster, &["-n", ns, "get", "configmap", name])
+        .map(|cm| cm["data"][key].as_str().unwrap_or_default().to_string())
 }
 
 /// Waits until the Cluster `name` of `ns` says `ready` (`True`/`False`) in its status.
@@ -94,7 +106,10 @@ fn an_application_syncs_heals_prunes_diffs_and_deletes_in_a_remote_cluster() {
     let ns = s.ns().to_string();
     connect(&s, east, "east", DEPLOYER, true);
     let v1 = s.commit(
-        &[("alpha.yaml", configmap("alpha", None, &[("k", "1")])), ("beta.yaml", configmap("beta", None, &[("k", "1")]))],
+        &[
+            ("alpha.yaml", configmap("alpha", None, &[("k", "1")])),
+            ("beta.yaml", configmap("beta", None, &[("k", "1")])),
+        ],
         "v1",
     );
     // Hourly: only the watch of the remote cluster can bring a drift back early.
@@ -103,13 +118,20 @@ fn an_application_syncs_heals_prunes_diffs_and_deletes_in_a_remote_cluster() {
     assert_eq!(cm_value(east, &ns, "alpha", "k").as_deref(), Some("1"), "alpha is in the remote cluster");
     assert_eq!(s.cm_value("alpha", "k"), None, "and not in the local one");
     let managed = get_json(east, &["-n", &ns, "get", "configmap", "alpha"]).unwrap();
-    let managers: Vec<&str> =
-        managed["metadata"]["managedFields"].as_array().unwrap().iter().filter_map(|m| m["manager"].as_str()).collect();
+    let managers: Vec<&str> = managed["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
     assert!(managers.contains(&"ferry"), "server-side applied as ferry: {managers:?}");
 
     // The Cluster's status: reachable, its version, one Application.
     let cluster = wait_cluster(&s.cluster, &ns, "east", "True");
-    assert!(cluster["status"]["kubernetesVersion"].as_str().unwrap_or_default().starts_with("v1."), "{cluster}");
+    assert!(
+        cluster["status"]["kubernetesVersion"].as_str().unwrap_or_default().starts_with("v1."),
+        "{cluster}"
+    );
     wait_until("the Cluster to count one Application", T, || {
         let c = get_json(&s.cluster, &["-n", &ns, "get", "clusters.ferry.dev", "east"]).ok_or("gone")?;
         if c["status"]["applications"] == 1 { Ok(()) } else { Err(format!("{}", c["status"])) }
@@ -173,10 +195,15 @@ fn the_remote_cluster_refuses_what_its_rbac_does_not_grant_the_impersonated_serv
     s.cluster.apply(
         &json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "intruder", "namespace": ns}}).to_string(),
     );
-    let other = s.create_app(s.default_app("intruder").path("other").service_account("intruder").cluster("east"));
+    let other =
+        s.create_app(s.default_app("intruder").path("other").service_account("intruder").cluster("east"));
     let message = other.wait("InvalidKubeconfig for a ServiceAccount that cannot read the Secret", T, |a| {
         let (status, reason, message) = ready(a);
-        if status == "False" && reason == "InvalidKubeconfig" { Ok(message) } else { Err(format!("{reason}: {message}")) }
+        if status == "False" && reason == "InvalidKubeconfig" {
+            Ok(message)
+        } else {
+            Err(format!("{reason}: {message}"))
+        }
     });
     assert!(message.contains("cannot read the kubeconfig Secret"), "{message}");
 }
@@ -197,7 +224,10 @@ fn a_remote_cluster_stopped_mid_sync_is_unknown_prunes_nothing_slows_no_one_and_
     let ns = s.ns().to_string();
     connect(&s, outage, "outage", DEPLOYER, true);
     let v1 = s.commit(
-        &[("one.yaml", configmap("one", None, &[("n", "1")])), ("two.yaml", configmap("two", None, &[("n", "1")]))],
+        &[
+            ("one.yaml", configmap("one", None, &[("n", "1")])),
+            ("two.yaml", configmap("two", None, &[("n", "1")])),
+        ],
         "v1",
     );
     let remote = s.create_app(s.default_app("remote").service_account(DEPLOYER).cluster("outage"));
@@ -208,7 +238,13 @@ fn a_remote_cluster_stopped_mid_sync_is_unknown_prunes_nothing_slows_no_one_and_
     // v2 changes `one` (wave 0), adds a Deployment in wave 1 that cannot be Healthy yet, and
     // drops `two`: the sync applies wave 0 and waits, its prune still ahead.
     let gate = format!("ferry.dev/gate-{ns}");
-    s.commit(&[("one.yaml", configmap("one", None, &[("n", "2")])), ("gated.yaml", gated_deployment("gated", &gate))], "v2");
+    s.commit(
+        &[
+            ("one.yaml", configmap("one", None, &[("n", "2")])),
+            ("gated.yaml", gated_deployment("gated", &gate)),
+        ],
+        "v2",
+    );
     let v2 = s.remove(&["two.yaml"], "drop two");
     remote.ferry_sync();
     remote.wait("syncing wave 1 of v2", T, |a| {
@@ -222,14 +258,19 @@ fn a_remote_cluster_stopped_mid_sync_is_unknown_prunes_nothing_slows_no_one_and_
     outage.stop_apiserver();
     let unknown = remote.wait("Unknown with ClusterUnreachable", T, |a| {
         let (status, reason, message) = ready(a);
-        if status == "Unknown" && reason == "ClusterUnreachable" { Ok(a.clone()) } else { Err(format!("{status}/{reason}: {message}")) }
+        if status == "Unknown" && reason == "ClusterUnreachable" {
+            Ok(a.clone())
+        } else {
+            Err(format!("{status}/{reason}: {message}"))
+        }
     });
     assert_eq!(unknown["status"]["sync"]["status"], "Unknown", "{}", unknown["status"]);
     assert_eq!(unknown["status"]["health"]["status"], "Unknown", "{}", unknown["status"]);
     wait_cluster(&s.cluster, &ns, "outage", "False");
 
     // The local Application syncs as usual meanwhile.
-    let local_v2 = s.commit_in("other", &[("local.yaml", configmap("local", None, &[("n", "2")]))], "local v2");
+    let local_v2 =
+        s.commit_in("other", &[("local.yaml", configmap("local", None, &[("n", "2")]))], "local v2");
     let asked = Instant::now();
     local.ferry_sync();
     local.wait_synced(&local_v2, T);
@@ -239,10 +280,18 @@ fn a_remote_cluster_stopped_mid_sync_is_unknown_prunes_nothing_slows_no_one_and_
     // Back: nothing was pruned while it was down; the sync resumes by itself and, once wave 1
     // can be Healthy, finishes, and only then prunes `two`.
     outage.start_apiserver();
-    assert_eq!(cm_value(outage, &ns, "two", "n").as_deref(), Some("1"), "nothing was pruned while it was down");
+    assert_eq!(
+        cm_value(outage, &ns, "two", "n").as_deref(),
+        Some("1"),
+        "nothing was pruned while it was down"
+    );
     remote.wait("back to syncing wave 1", T, |a| {
         let (status, reason, message) = ready(a);
-        if status != "Unknown" && a["status"]["progress"]["wave"] == 1 { Ok(()) } else { Err(format!("{status}/{reason}: {message}")) }
+        if status != "Unknown" && a["status"]["progress"]["wave"] == 1 {
+            Ok(())
+        } else {
+            Err(format!("{status}/{reason}: {message}"))
+        }
     });
     assert_eq!(cm_value(outage, &ns, "two", "n").as_deref(), Some("1"), "no prune before the last wave");
     outage.kubectl_ok(&["label", "node", "kwok-node-0", &format!("{gate}=open"), "--overwrite"]);
@@ -259,17 +308,22 @@ fn staging_cluster_verified_by_its_postsync_job_promotes_to_the_production_clust
     connect(&s, east, "staging", DEPLOYER, true);
     connect(&s, west, "production", DEPLOYER, true);
     let web = |tag: &str, passes: bool| {
-        vec![("web.yaml", deployment("web", None, &format!("registry.example/web:{tag}"), 1)), ("smoke.yaml", smoke_job(passes))]
+        vec![
+            ("web.yaml", deployment("web", None, &format!("registry.example/web:{tag}"), 1)),
+            ("smoke.yaml", smoke_job(passes)),
+        ]
     };
     let v1 = s.commit(&web("1.0", true), "web 1.0");
     let staging = s.create_app(s.default_app("staging").service_account(DEPLOYER).cluster("staging"));
-    let production =
-        s.create_app(s.default_app("production").service_account(DEPLOYER).cluster("production").promoted_from("staging"));
+    let production = s.create_app(
+        s.default_app("production").service_account(DEPLOYER).cluster("production").promoted_from("staging"),
+    );
     staging.wait_synced(&v1, T);
     production.wait_synced(&v1, T);
     let image = |c: &Cluster| {
-        get_json(c, &["-n", &ns, "get", "deployment", "web"])
-            .map(|d| d["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap_or_default().to_string())
+        get_json(c, &["-n", &ns, "get", "deployment", "web"]).map(|d| {
+            d["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap_or_default().to_string()
+        })
     };
     assert_eq!(image(west).as_deref(), Some("registry.example/web:1.0"));
 
@@ -279,11 +333,19 @@ fn staging_cluster_verified_by_its_postsync_job_promotes_to_the_production_clust
     staging.wait("VerificationFailed at 2.0", T, |a| {
         let (status, reason, _) = ready(a);
         let at = a["status"]["sync"]["revision"].as_str().is_some_and(|r| r.ends_with(&v2));
-        if status == "False" && reason == "VerificationFailed" && at { Ok(()) } else { Err(format!("{status}/{reason}")) }
+        if status == "False" && reason == "VerificationFailed" && at {
+            Ok(())
+        } else {
+            Err(format!("{status}/{reason}"))
+        }
     });
     production.ferry_sync();
     crate::support::wait_reconciles(&s.ferry, 2.0);
-    assert_eq!(image(west).as_deref(), Some("registry.example/web:1.0"), "production still runs the verified 1.0");
+    assert_eq!(
+        image(west).as_deref(),
+        Some("registry.example/web:1.0"),
+        "production still runs the verified 1.0"
+    );
 
     // 2.1 passes in staging and reaches production.
     let v3 = s.commit(&web("2.1", true), "web 2.1");
@@ -302,15 +364,25 @@ fn a_canary_with_analysis_rolls_out_in_a_remote_cluster() {
     let s = Scenario::with_ferry_args("remote-canary", &["--prometheus-url", &prometheus.url()]);
     let ns = s.ns().to_string();
     connect(&s, west, "west", DEPLOYER, true);
-    let shop = |tag: &str| vec![("shop.yaml", deployment("shop", None, &format!("registry.example/shop:{tag}"), 5))];
+    let shop =
+        |tag: &str| vec![("shop.yaml", deployment("shop", None, &format!("registry.example/shop:{tag}"), 5))];
     let v1 = s.commit(&shop("1.0"), "shop 1.0");
-    let steps = json!([{"setWeight": 20}, {"pause": {}}, analysis_step("result < 0.05", 2), {"setWeight": 60}]);
-    let app = s.create_app(s.default_app("shop").service_account(DEPLOYER).cluster("west").canary("shop", steps));
+    let steps =
+        json!([{"setWeight": 20}, {"pause": {}}, analysis_step("result < 0.05", 2), {"setWeight": 60}]);
+    let app =
+        s.create_app(s.default_app("shop").service_account(DEPLOYER).cluster("west").canary("shop", steps));
     app.wait_synced(&v1, T);
     let replicas = |name: &str| {
         get_json(west, &["-n", &ns, "get", "deployment", name]).map(|d| {
-            let image = d["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap_or_default().to_string();
-            (d["spec"]["replicas"].as_i64().unwrap_or(-1), image, d["status"]["availableReplicas"].as_i64().unwrap_or(0))
+            let image = d["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            (
+                d["spec"]["replicas"].as_i64().unwrap_or(-1),
+                image,
+                d["status"]["availableReplicas"].as_i64().unwrap_or(0),
+            )
         })
     };
 
@@ -326,7 +398,10 @@ fn a_canary_with_analysis_rolls_out_in_a_remote_cluster() {
             other => Err(format!("{other:?}")),
         }
     });
-    assert!(get_json(&s.cluster, &["-n", &ns, "get", "deployment", "shop-canary"]).is_none(), "no canary here");
+    assert!(
+        get_json(&s.cluster, &["-n", &ns, "get", "deployment", "shop-canary"]).is_none(),
+        "no canary here"
+    );
 
     // The analysis measures Prometheus as for a local canary, then the rollout completes there.
     exporter.set(Some(0.01));

@@ -2,12 +2,12 @@
 //! namespace per test.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     io::Write,
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     sync::{
-        OnceLock,
+        Mutex, OnceLock,
         atomic::{AtomicU32, Ordering},
     },
     time::Duration,
@@ -29,6 +29,7 @@ pub struct Cluster {
     pub bin: PathBuf,
     state: PathBuf,
     components: &'static str,
+    profile: &'static str,
 }
 
 /// Output of a finished command, for assertions.
@@ -62,6 +63,25 @@ impl Cluster {
         })
     }
 
+    /// An extra full control plane, `name`d, for tests of ferry deploying to a cluster it does
+    /// not run in: its state is `target/testenv-extra-<name>` (`$FERRY_TESTENV_EXTRA_ROOT/
+    /// testenv-extra-<name>` when set), started on first use with the `small` profile, shared by
+    /// every test of the process and reused by the next run, as [`Cluster::shared`].
+    ///
+    /// A test that stops its API server must have the cluster to itself: give it a name no other
+    /// test uses.
+    pub fn extra(name: &str) -> &'static Cluster {
+        // One cell per name, so two tests asking for the same cluster start it once, and tests
+        // asking for different ones do not wait for each other.
+        static CLUSTERS: Mutex<BTreeMap<String, &'static OnceLock<Cluster>>> = Mutex::new(BTreeMap::new());
+        let cell = *CLUSTERS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.to_string())
+            .or_insert_with(|| Box::leak(Box::new(OnceLock::new())));
+        cell.get_or_init(|| Cluster::start(extra_state(name), "full", "small"))
+    }
+
     /// A separate bare cluster (etcd and kube-apiserver only, no CRDs installed) in `state`.
     /// Stop it with [`Cluster::down`].
     pub fn bare(state: &Path) -> Cluster {
@@ -69,6 +89,10 @@ impl Cluster {
     }
 
     fn up(state: PathBuf, components: &'static str) -> Cluster {
+        Cluster::start(state, components, "default")
+    }
+
+    fn start(state: PathBuf, components: &'static str, profile: &'static str) -> Cluster {
         let script = testenv_script();
         let run = |cmd: &str| -> Run {
             Command::new("bash")
@@ -76,6 +100,7 @@ impl Cluster {
                 .arg(cmd)
                 .env("FERRY_TESTENV_STATE", &state)
                 .env("FERRY_TESTENV_COMPONENTS", components)
+                .env("FERRY_TESTENV_PROFILE", profile)
                 .stdin(Stdio::null())
                 // Progress (a first build takes many minutes) goes straight to the terminal.
                 .stderr(Stdio::inherit())
@@ -93,37 +118,64 @@ impl Cluster {
             bin: PathBuf::from(vars["FERRY_TESTENV_BIN"]),
             state,
             components,
+            profile,
         }
     }
 
     /// Stops this cluster's processes.
     pub fn down(&self) {
-        let out = Command::new("bash")
-            .arg(testenv_script())
-            .arg("down")
-            .env("FERRY_TESTENV_STATE", &self.state)
-            .env("FERRY_TESTENV_COMPONENTS", self.components)
-            .output()
-            .expect("run testenv.sh down");
-        assert!(out.status.success(), "testenv.sh down failed: {}", String::from_utf8_lossy(&out.stderr));
+        self.testenv("down");
     }
 
     /// Restarts only kube-apiserver, with the same flags and port; etcd (and so every object)
     /// and the other daemons keep running. Returns once the new API server is ready.
     pub fn restart_apiserver(&self) {
+        self.testenv("restart-apiserver");
+    }
+
+    /// Stops only kube-apiserver: the cluster is unreachable (connections refused at its port)
+    /// until [`Cluster::start_apiserver`]; etcd, the other daemons and the certificates stay.
+    pub fn stop_apiserver(&self) {
+        self.testenv("stop-apiserver");
+    }
+
+    /// Starts kube-apiserver again as it was started (same port, flags and etcd) and returns once
+    /// it answers /readyz.
+    pub fn start_apiserver(&self) {
+        self.testenv("start-apiserver");
+    }
+
+    /// `https://127.0.0.1:<port>`: where this cluster's API server listens.
+    pub fn server(&self) -> String {
+        let port = std::fs::read_to_string(self.state.join("apiserver.port")).expect("read apiserver.port");
+        format!("https://127.0.0.1:{}", port.trim())
+    }
+
+    /// The same cluster reached with another kubeconfig, i.e. as another user: its `kubectl`
+    /// and `client` authenticate as that kubeconfig says.
+    pub fn with_kubeconfig(&self, kubeconfig: PathBuf) -> Cluster {
+        Cluster { kubeconfig, ..self.clone() }
+    }
+
+    /// Where this cluster's state (kubeconfig, logs, PIDs) is.
+    pub fn state_dir(&self) -> &Path {
+        &self.state
+    }
+
+    /// Runs a `testenv.sh` command (`up`, `status`, ...) on this cluster's state, panicking with
+    /// its output on failure.
+    pub fn testenv(&self, command: &str) {
         let out = Command::new("bash")
             .arg(testenv_script())
-            .arg("restart-apiserver")
+            .arg(command)
             .env("FERRY_TESTENV_STATE", &self.state)
             .env("FERRY_TESTENV_COMPONENTS", self.components)
+            .env("FERRY_TESTENV_PROFILE", self.profile)
             .stdin(Stdio::null())
             .output()
-            .expect("run testenv.sh restart-apiserver");
-        assert!(
-            out.status.success(),
-            "testenv.sh restart-apiserver failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .unwrap_or_else(|e| panic!("cannot run testenv.sh {command}: {e}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "testenv.sh {command} failed: {stderr}");
     }
 
     /// A kube client for this cluster, as the admin user.
@@ -207,6 +259,14 @@ impl Cluster {
         self.kubectl_ok(&["create", "namespace", &name]);
         TestNamespace { name, cluster: self.clone() }
     }
+}
+
+/// The state directory of the extra cluster `name`.
+fn extra_state(name: &str) -> PathBuf {
+    let root = std::env::var_os("FERRY_TESTENV_EXTRA_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    root.join(format!("testenv-extra-{name}"))
 }
 
 /// A namespace that is deleted (without waiting) when dropped, so tests never see each other's

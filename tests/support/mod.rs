@@ -1,7 +1,8 @@
 //! Shared fixtures for ferry's integration tests: the real local control plane (started by
 //! `tests/testenv/testenv.sh`), a namespace per test, Git servers (HTTP and SSH), Prometheus, a
 //! Helm chart repository, an OCI registry and SOPS with age; the sync tests' [`Scenario`], the
-//! Application builder ([`AppBuilder`]) and the manifests the tests commit.
+//! Application builder ([`AppBuilder`]) and the manifests the tests commit; extra control planes
+//! ([`Cluster::extra`]) prepared as remote clusters ([`remote_access`], [`register_cluster`]).
 
 #![allow(dead_code)]
 
@@ -15,6 +16,7 @@ mod http;
 mod manifests;
 mod prometheus;
 mod registry;
+mod remote;
 mod scenario;
 mod sops;
 mod ssh_server;
@@ -31,6 +33,7 @@ pub use http::*;
 pub use manifests::*;
 pub use prometheus::*;
 pub use registry::*;
+pub use remote::*;
 pub use scenario::*;
 pub use sops::*;
 pub use ssh_server::*;
