@@ -113,7 +113,13 @@ async fn destination(client: &Client, app: &Application, timeout: Duration) -> R
     let checked =
         crate::cluster::connect::kubeconfig_of(client, timeout, &cluster).await.map_err(kubeconfig)?;
     let secret = &cluster.spec.kube_config.secret_ref.name;
-    let config = crate::cluster::connect::config_of(&checked, secret, timeout).await.map_err(kubeconfig)?;
+    let mut config =
+        crate::cluster::connect::config_of(&checked, secret, timeout).await.map_err(kubeconfig)?;
+    // There as in a sync: the Application's ServiceAccount, impersonated (ferry's own identity
+    // in a remote cluster may only list, watch and impersonate).
+    if let Some(sa) = &app.spec.service_account_name {
+        config.auth_info.impersonate = Some(format!("system:serviceaccount:{namespace}:{sa}"));
+    }
     Client::try_from(config).map_err(|source| DiffError::RemoteClient { cluster: label.clone(), source })
 }
 

@@ -208,11 +208,18 @@ fn the_remote_cluster_refuses_what_its_rbac_does_not_grant_the_impersonated_serv
     assert!(message.contains("cannot read the kubeconfig Secret"), "{message}");
 }
 
-/// A Deployment of one replica in sync wave 1 whose pod only a node labelled `gate=open` takes:
-/// its wave cannot be Healthy, so the sync stays under way, until the test opens the gate.
+/// A Deployment of one replica whose pod only a node labelled `gate=open` takes: it cannot be
+/// Healthy, so the wave after it waits, until the test opens the gate.
 fn gated_deployment(name: &str, gate: &str) -> String {
     format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  annotations: {{argocd.argoproj.io/sync-wave: \"1\"}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      nodeSelector: {{{gate}: open}}\n      containers:\n      - name: app\n        image: registry.example/{name}:1\n"
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      nodeSelector: {{{gate}: open}}\n      containers:\n      - name: app\n        image: registry.example/{name}:1\n"
+    )
+}
+
+/// ConfigMap `name` with `n`, in sync wave 1.
+fn wave_one_configmap(name: &str, n: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  annotations: {{argocd.argoproj.io/sync-wave: \"1\"}}\ndata: {{\"n\": \"{n}\"}}\n"
     )
 }
 
@@ -223,36 +230,37 @@ fn a_remote_cluster_stopped_mid_sync_is_unknown_prunes_nothing_slows_no_one_and_
     let s = Scenario::new("remote-outage");
     let ns = s.ns().to_string();
     connect(&s, outage, "outage", DEPLOYER, true);
-    let v1 = s.commit(
+    s.commit(
         &[
             ("one.yaml", configmap("one", None, &[("n", "1")])),
             ("two.yaml", configmap("two", None, &[("n", "1")])),
         ],
         "v1",
     );
+    // Both Applications follow main: the remote one syncs the head (v1 plus the local files).
+    let head = s.commit_in("other", &[("local.yaml", configmap("local", None, &[("n", "1")]))], "local v1");
     let remote = s.create_app(s.default_app("remote").service_account(DEPLOYER).cluster("outage"));
-    s.commit_in("other", &[("local.yaml", configmap("local", None, &[("n", "1")]))], "local v1");
     let local = s.create_app(s.default_app("local").path("other"));
-    remote.wait_synced(&v1, T);
+    remote.wait_synced(&head, T);
 
-    // v2 changes `one` (wave 0), adds a Deployment in wave 1 that cannot be Healthy yet, and
-    // drops `two`: the sync applies wave 0 and waits, its prune still ahead.
+    // v2 adds, in wave 0, a Deployment that cannot be Healthy yet, changes `one` in wave 1 and
+    // drops `two`: the sync applies wave 0 and waits, wave 1 and the prune still ahead.
     let gate = format!("ferry.dev/gate-{ns}");
     s.commit(
-        &[
-            ("one.yaml", configmap("one", None, &[("n", "2")])),
-            ("gated.yaml", gated_deployment("gated", &gate)),
-        ],
+        &[("one.yaml", wave_one_configmap("one", "2")), ("gated.yaml", gated_deployment("gated", &gate))],
         "v2",
     );
     let v2 = s.remove(&["two.yaml"], "drop two");
     remote.ferry_sync();
-    remote.wait("syncing wave 1 of v2", T, |a| {
+    let syncing = |a: &Value| {
         let p = &a["status"]["progress"];
         let at = p["revision"].as_str().is_some_and(|r| r.ends_with(&v2));
-        if at && p["wave"] == 1 { Ok(()) } else { Err(format!("progress: {p}")) }
-    });
-    assert_eq!(cm_value(outage, &ns, "one", "n").as_deref(), Some("2"), "wave 0 applied");
+        let (_, reason, message) = ready(a);
+        if at && reason == "Syncing" { Ok(()) } else { Err(format!("{reason}: {message}; progress: {p}")) }
+    };
+    remote.wait("v2 syncing, wave 0 not Healthy", T, syncing);
+    assert!(get_json(outage, &["-n", &ns, "get", "deployment", "gated"]).is_some(), "wave 0 applied");
+    assert_eq!(cm_value(outage, &ns, "one", "n").as_deref(), Some("1"), "wave 1 not yet");
 
     // The remote API server stops mid-sync.
     outage.stop_apiserver();
@@ -285,19 +293,27 @@ fn a_remote_cluster_stopped_mid_sync_is_unknown_prunes_nothing_slows_no_one_and_
         Some("1"),
         "nothing was pruned while it was down"
     );
-    remote.wait("back to syncing wave 1", T, |a| {
-        let (status, reason, message) = ready(a);
-        if status != "Unknown" && a["status"]["progress"]["wave"] == 1 {
-            Ok(())
-        } else {
-            Err(format!("{status}/{reason}: {message}"))
-        }
-    });
+    remote.wait("v2 syncing again once the cluster answers", T, syncing);
     assert_eq!(cm_value(outage, &ns, "two", "n").as_deref(), Some("1"), "no prune before the last wave");
     outage.kubectl_ok(&["label", "node", "kwok-node-0", &format!("{gate}=open"), "--overwrite"]);
     remote.wait_synced(&v2, T);
+    assert_eq!(cm_value(outage, &ns, "one", "n").as_deref(), Some("2"), "wave 1 applied");
     assert_eq!(cm_value(outage, &ns, "two", "n"), None, "pruned once the sync finished");
     wait_cluster(&s.cluster, &ns, "outage", "True");
+}
+
+/// Waits until an Application following another (its revision is the bare commit) is Synced
+/// and Ready at `sha`.
+fn wait_follower(app: &crate::support::FerryApp, sha: &str) {
+    app.wait(&format!("Synced and Ready at {}", &sha[..7]), T, |a| {
+        let at = a["status"]["sync"]["revision"].as_str().is_some_and(|r| r.ends_with(sha));
+        let (status, reason, message) = ready(a);
+        if at && a["status"]["sync"]["status"] == "Synced" && status == "True" {
+            Ok(())
+        } else {
+            Err(format!("{} {status}/{reason}: {message}", a["status"]["sync"]))
+        }
+    });
 }
 
 #[test]
@@ -319,7 +335,7 @@ fn staging_cluster_verified_by_its_postsync_job_promotes_to_the_production_clust
         s.default_app("production").service_account(DEPLOYER).cluster("production").promoted_from("staging"),
     );
     staging.wait_synced(&v1, T);
-    production.wait_synced(&v1, T);
+    wait_follower(&production, &v1);
     let image = |c: &Cluster| {
         get_json(c, &["-n", &ns, "get", "deployment", "web"]).map(|d| {
             d["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap_or_default().to_string()
@@ -351,7 +367,7 @@ fn staging_cluster_verified_by_its_postsync_job_promotes_to_the_production_clust
     let v3 = s.commit(&web("2.1", true), "web 2.1");
     staging.ferry_sync();
     staging.wait_synced(&v3, T);
-    production.wait_synced(&v3, T);
+    wait_follower(&production, &v3);
     assert_eq!(image(west).as_deref(), Some("registry.example/web:2.1"));
     assert_eq!(image(east).as_deref(), Some("registry.example/web:2.1"));
 }
