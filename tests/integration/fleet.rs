@@ -7,12 +7,14 @@
 //! later one has failed), the Applications of the later steps still pin the old commit, or do
 //! not exist yet.
 //!
-//! The three Clusters are reached with the shared control plane's own kubeconfig (inline CA,
-//! client certificate and key: what ferry accepts from a tenant), and each Application deploys
-//! into a namespace of its own (`<test namespace>-<cluster>`). So the test means the same
-//! whether the controller deploys `destination.cluster` through that kubeconfig or, as before
-//! remote clusters were wired, into its own cluster. With real extra control planes, pass each
-//! one's kubeconfig to [`create_cluster`] instead.
+//! The main test's three Clusters are three real control planes: `staging-1` is the extra
+//! cluster `west`, `prod-a` the extra cluster `east` (each reached with the kubeconfig
+//! `scripts/remote-cluster-kubeconfig.sh` printed), and `prod-b` the shared control plane
+//! itself, reached like the others through a Cluster object and its own kubeconfig (inline CA,
+//! client certificate and key). The Applications act as a ServiceAccount, impersonated in each
+//! cluster, whose RoleBinding there allows the namespace it deploys to
+//! (`<test namespace>-<cluster>`). The other tests here use the shared control plane for every
+//! Cluster.
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -22,8 +24,68 @@ use std::{
 use serde_json::{Value, json};
 
 use crate::support::{
-    Prometheus, Scenario, T, condition, configmap, ferry_cli, get_json, smoke_job, wait_until,
+    Cluster, Prometheus, Scenario, T, condition, configmap, ferry_cli, get_json, mode_of, remote_access,
+    smoke_job, wait_until,
 };
+
+/// The ServiceAccount the main test's Applications act as, in every cluster.
+const DEPLOYER: &str = "deployer";
+
+/// The control plane behind each Cluster of the main test (see the module doc).
+fn target(s: &Scenario, cluster: &str) -> Cluster {
+    match cluster {
+        "staging-1" => Cluster::extra("west").clone(),
+        "prod-a" => Cluster::extra("east").clone(),
+        _ => s.cluster.clone(),
+    }
+}
+
+/// The kubeconfig ferry reaches `cluster` with.
+fn kubeconfig_of(s: &Scenario, cluster: &str) -> String {
+    match cluster {
+        "staging-1" | "prod-a" => {
+            let remote = target(s, cluster);
+            remote_access(&remote, mode_of(&remote)).kubeconfig
+        }
+        _ => std::fs::read_to_string(&s.cluster.kubeconfig).expect("the control plane's kubeconfig"),
+    }
+}
+
+/// For each Cluster: its destination namespace in its control plane, with the `admin` role
+/// there for the deployer's user; here, the deployer, allowed to read the kubeconfig Secrets.
+fn prepare_deployer(s: &Scenario) {
+    let user = format!("system:serviceaccount:{}:{DEPLOYER}", s.ns());
+    for (cluster, _) in CLUSTERS {
+        let (remote, ns) = (target(s, cluster), format!("{}-{cluster}", s.ns()));
+        let _ = remote.kubectl(&["create", "namespace", &ns]);
+        remote.apply(&binding(&ns, "ClusterRole", "admin", &user));
+        s.delete_later(&["namespace", &ns]);
+    }
+    let secrets: Vec<String> = CLUSTERS.iter().map(|(c, _)| format!("{c}-kubeconfig")).collect();
+    s.cluster.apply(
+        &json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": DEPLOYER, "namespace": s.ns()}})
+            .to_string(),
+    );
+    s.cluster.apply(
+        &json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "read-kubeconfigs", "namespace": s.ns()},
+            "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": secrets}],
+        })
+        .to_string(),
+    );
+    s.cluster.apply(&binding(s.ns(), "Role", "read-kubeconfigs", &user));
+}
+
+fn binding(ns: &str, kind: &str, role: &str, user: &str) -> String {
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": format!("{role}-for-deployer"), "namespace": ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    })
+    .to_string()
+}
 
 const SET: &str = "fleet";
 /// (name, env label), in the order the steps take them: staging, then half of prod (by name:
@@ -138,10 +200,11 @@ fn wait_verified(s: &Scenario, cluster: &str, commit: &str) -> Value {
     })
 }
 
-/// `version` of the ConfigMap `settings` the Application of `cluster` deployed.
+/// `version` of the ConfigMap `settings` the Application of `cluster` deployed, read in the
+/// control plane behind that Cluster.
 fn deployed_version(s: &Scenario, cluster: &str) -> Option<String> {
     let ns = format!("{}-{cluster}", s.ns());
-    s.get("configmap", Some(&ns), "settings")
+    get_json(&target(s, cluster), &["-n", &ns, "get", "configmap", "settings"])
         .map(|cm| cm["data"]["version"].as_str().unwrap_or("").to_string())
 }
 
@@ -180,13 +243,15 @@ fn ready(set: &Value) -> (String, String, String) {
 #[test]
 fn a_commit_reaches_the_clusters_step_by_step_stops_at_a_failed_cluster_and_a_fix_completes() {
     let s = Scenario::new("fleet");
-    let kubeconfig = std::fs::read_to_string(&s.cluster.kubeconfig).expect("the control plane's kubeconfig");
     for (name, env) in CLUSTERS {
-        create_cluster(&s, name, &kubeconfig, &[("env", env)]);
-        s.delete_later(&["namespace", &format!("{}-{name}", s.ns())]);
+        create_cluster(&s, name, &kubeconfig_of(&s, name), &[("env", env)]);
     }
+    prepare_deployer(&s);
     let v1 = commit_version(&s, "v1", None);
-    s.cluster.apply(&fleet_set(&s, paused_after_staging()).to_string());
+    let mut set = fleet_set(&s, paused_after_staging());
+    set["spec"]["template"]["spec"]["serviceAccountName"] = json!(DEPLOYER);
+    set["spec"]["template"]["spec"]["destination"]["createNamespace"] = json!(false);
+    s.cluster.apply(&set.to_string());
 
     // v1 reaches staging first; the set pauses after it, and prod has no Application yet.
     let set = wait_rollout(&s, &v1, "Paused", 0);
