@@ -221,3 +221,25 @@ fn following_another_namespace_needs_the_flags_and_every_policy() {
     );
     assert!(tenancy("prod", &[open], Lockdown::default()).check_follow("staging", "web", &promotion).is_ok());
 }
+
+#[test]
+fn a_governed_application_deploys_only_to_the_cluster_servers_its_policies_list() {
+    let none = tenancy("team-a", &[team_a()], Lockdown::default());
+    let refused = none.check_cluster_server("team-a/prod", "https://prod.example.com:6443").unwrap_err();
+    assert_eq!(refused.reason(), "ClusterNotPermitted");
+    assert!(refused.to_string().contains("none (only the cluster ferry runs in)"), "{refused}");
+    let prod = policy(
+        "prod",
+        json!({"applicationNamespaces": ["team-a"], "sourceRepos": ["*"], "clusterServers": ["https://*.prod.example.com:6443"]}),
+    );
+    let listed = tenancy("team-a", std::slice::from_ref(&prod), Lockdown::default());
+    assert!(listed.check_cluster_server("team-a/eu", "https://eu.prod.example.com:6443").is_ok());
+    assert!(listed.check_cluster_server("team-a/x", "https://evil.example.com:6443").is_err());
+    // Every governing policy must allow it.
+    let both = tenancy("team-a", &[prod, team_a()], Lockdown::default());
+    assert!(both.check_cluster_server("team-a/eu", "https://eu.prod.example.com:6443").is_err());
+    // Ungoverned namespaces are limited by the flags only.
+    assert!(
+        tenancy("other", &[], Lockdown::default()).check_cluster_server("other/x", "https://x:6443").is_ok()
+    );
+}

@@ -439,3 +439,37 @@ fn a_canary_with_analysis_rolls_out_in_a_remote_cluster() {
         }
     });
 }
+
+/// A tenant governed by a TenantPolicy cannot point a Cluster at an API server the policy does
+/// not list (its own kubeconfig, any credentials): refused before anything is fetched, nothing
+/// written there; listing the server lets it through.
+#[test]
+fn a_tenant_policy_limits_the_cluster_servers_its_applications_reach() {
+    let east = Cluster::extra("east");
+    let mut s = Scenario::new("remote-policy");
+    let ns = s.ns().to_string();
+    s.ferry.stop();
+    s.ferry = crate::support::Ferry::start_with(&s.cluster, &ns, &["--policy-namespace", &ns]);
+    connect(&s, east, "east", DEPLOYER, true);
+    let policy = |servers: Vec<String>| {
+        json!({
+            "apiVersion": "ferry.dev/v1alpha1", "kind": "TenantPolicy",
+            "metadata": {"name": "team", "namespace": ns},
+            "spec": {"applicationNamespaces": [ns], "sourceRepos": [s.git.url()], "clusterServers": servers},
+        })
+        .to_string()
+    };
+    s.cluster.apply(&policy(vec![]));
+    let v1 = s.commit(&[("settings.yaml", configmap("settings", None, &[("color", "red")]))], "v1");
+    let app = s.create_app(s.default_app("web").service_account(DEPLOYER).cluster("east"));
+    let refused = app.wait_not_ready("ClusterNotPermitted", T);
+    let (_, _, message) = ready(&refused);
+    assert!(
+        message.contains(&east.server()) && message.contains("only the cluster ferry runs in"),
+        "{message}"
+    );
+    assert_eq!(cm_value(east, &ns, "settings", "color"), None, "nothing written there");
+    s.cluster.apply(&policy(vec![east.server()]));
+    app.wait_synced(&v1, T);
+    assert_eq!(cm_value(east, &ns, "settings", "color").as_deref(), Some("red"));
+}
