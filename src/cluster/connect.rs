@@ -87,9 +87,12 @@ pub fn check(yaml: &str, context: Option<&str>) -> Result<CheckedKubeconfig, Kub
         .and_then(|c| c.cluster.as_ref())
         .and_then(|c| c.server.clone())
         .unwrap_or_default();
-    // The checked form, serialized, identifies the credentials (and never leaves the process).
+    // The checked form, serialized, identifies the credentials (and never leaves the process:
+    // std's SipHash with its fixed keys is stable within one).
     let text = serde_json::to_string(&kubeconfig).unwrap_or_default();
-    Ok(CheckedKubeconfig { kubeconfig, server, fingerprint: fnv1a64(text.as_bytes()) })
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(&text, &mut hasher);
+    Ok(CheckedKubeconfig { kubeconfig, server, fingerprint: std::hash::Hasher::finish(&hasher) })
 }
 
 /// The client configuration of a checked kubeconfig, with bounded connect and read times.
@@ -107,12 +110,6 @@ pub async fn config_of(
     // watch timeout; other requests are bounded by the API timeout of their caller.
     config.read_timeout = Some(read_timeout.max(Duration::from_secs(300)));
     Ok(config)
-}
-
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes.iter().fold(OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME))
 }
 
 #[cfg(test)]

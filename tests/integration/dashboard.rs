@@ -126,9 +126,9 @@ fn substitute(expr: &str, vars: &[(&str, &str)]) -> Result<String, String> {
     Ok(out)
 }
 
-/// `$namespace`, `$app` and Grafana's globals.
+/// `$namespace`, `$cluster` (All, as Grafana's `.*`), `$app` and Grafana's globals.
 fn variable_values<'a>(namespace: &'a str, app: &'a str) -> Vec<(&'a str, &'a str)> {
-    let mut vars = vec![("namespace", namespace), ("app", app)];
+    let mut vars = vec![("namespace", namespace), ("cluster", ".*"), ("app", app)];
     vars.extend_from_slice(GLOBALS);
     vars
 }

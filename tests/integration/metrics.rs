@@ -105,7 +105,7 @@ fn state_gauges_are_one_hot_and_a_deleted_applications_series_disappear() {
         assert_eq!(sample(&text, &s), Some(want), "{s} in\n{text}");
     }
     let info = format!(
-        r#"ferry_app_info{{namespace="{}",name="web",repo="{}",path="app",revision="{short}",sync_status="Synced",health_status="Healthy",suspended="false"}}"#,
+        r#"ferry_app_info{{namespace="{}",name="web",repo="{}",path="app",revision="{short}",sync_status="Synced",health_status="Healthy",suspended="false",cluster="in-cluster"}}"#,
         f.ns.name,
         f.git.url()
     );
