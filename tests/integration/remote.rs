@@ -473,3 +473,35 @@ fn a_tenant_policy_limits_the_cluster_servers_its_applications_reach() {
     app.wait_synced(&v1, T);
     assert_eq!(cm_value(east, &ns, "settings", "color").as_deref(), Some("red"));
 }
+
+/// The first reconciles of a cluster's Applications come together; they share one link (one
+/// connection, one set of watches) rather than each making its own.
+#[test]
+fn applications_created_together_share_one_link_to_their_cluster() {
+    let east = Cluster::extra("east");
+    let s = Scenario::new("remote-link");
+    let ns = s.ns().to_string();
+    connect(&s, east, "east", DEPLOYER, true);
+    let files: Vec<(String, String)> = (0..6)
+        .map(|i| (format!("app-{i}/cm.yaml"), configmap(&format!("cm-{i}"), None, &[("i", "1")])))
+        .collect();
+    let refs: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+    let head = s.git.commit_files("main", &refs, "six apps");
+    let apps: Vec<Value> = (0..6)
+        .map(|i| {
+            s.default_app(&format!("app-{i}"))
+                .path(&format!("app-{i}"))
+                .service_account(DEPLOYER)
+                .cluster("east")
+                .build()
+        })
+        .collect();
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": apps});
+    s.cluster.apply(&list.to_string());
+    for i in 0..6 {
+        s.app(&format!("app-{i}")).wait_synced(&head, T);
+    }
+    let connected = s.ferry.logs().lines().filter(|l| l.contains("connected to a remote cluster")).count();
+    assert_eq!(connected, 1, "one link for six Applications:\n{}", s.ferry.logs());
+    assert_eq!(cm_value(east, &ns, "cm-5", "i").as_deref(), Some("1"));
+}

@@ -186,7 +186,7 @@ pub fn build_client(
 ) -> Result<Client, kube::Error> {
     match breaker {
         Some(breaker) => metrics.client_with(config, &BreakerLayer { breaker }, cluster),
-        None => metrics.client(config),
+        None => metrics.client_with(config, &tower::layer::util::Identity::new(), cluster),
     }
 }
 

@@ -96,6 +96,9 @@ pub struct Clusters {
     links: Mutex<HashMap<(String, String), Remote>>,
     /// Connections that failed lately: when, with which kubeconfig (its fingerprint), why.
     failed: Mutex<HashMap<(String, String), FailedConnect>>,
+    /// One connection attempt per cluster at a time: the first reconciles of a cluster's
+    /// Applications, which come together, share one link instead of each making its own.
+    connecting: Mutex<HashMap<ClusterKey, Arc<tokio::sync::Mutex<()>>>>,
     /// Every Cluster ferry may read (`None` when the CRD is not installed).
     pub store: Option<Store<Cluster>>,
     trigger: UnboundedSender<ObjectRef<Application>>,
@@ -113,6 +116,9 @@ pub struct Linked {
 }
 
 type FailedConnect = (Instant, u64, String);
+
+/// A Cluster's namespace and name.
+type ClusterKey = (String, String);
 
 /// A link and when its Secret was last read.
 struct Remote {
@@ -135,6 +141,7 @@ impl Clusters {
         Clusters {
             links: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
+            connecting: Mutex::new(HashMap::new()),
             store,
             trigger,
             namespace,
@@ -148,12 +155,41 @@ impl Clusters {
     pub async fn link(&self, client: &Client, namespace: &str, name: &str) -> Result<Linked, ClusterError> {
         let key = (namespace.to_string(), name.to_string());
         let cluster = self.cluster(namespace, name)?;
+        if let Some(linked) = self.current(&key, &cluster) {
+            return Ok(linked);
+        }
+        let turn = locked(&self.connecting).entry(key.clone()).or_default().clone();
+        let _turn = turn.lock().await;
+        self.refresh(client, key, cluster).await
+    }
+
+    /// The link of `key` when it is still good for `cluster` (same generation, Secret read
+    /// lately).
+    fn current(&self, key: &(String, String), cluster: &Arc<Cluster>) -> Option<Linked> {
+        let links = locked(&self.links);
+        let remote = links.get(key)?;
+        let fresh = remote.generation == cluster.metadata.generation
+            && remote.secret_read_at.elapsed() < SECRET_MAX_AGE;
+        fresh.then(|| Linked {
+            link: remote.link.clone(),
+            cluster: cluster.clone(),
+            server: remote.server.clone(),
+        })
+    }
+
+    /// Reads the kubeconfig again and keeps, remakes or makes the link (one caller per cluster
+    /// at a time).
+    async fn refresh(
+        &self,
+        client: &Client,
+        key: (String, String),
+        cluster: Arc<Cluster>,
+    ) -> Result<Linked, ClusterError> {
+        let (namespace, name) = (&key.0, &key.1);
         let label = format!("{namespace}/{name}");
-        if let Some(remote) = locked(&self.links).get(&key)
-            && remote.generation == cluster.metadata.generation
-            && remote.secret_read_at.elapsed() < SECRET_MAX_AGE
-        {
-            return Ok(Linked { link: remote.link.clone(), cluster, server: remote.server.clone() });
+        // Someone may have made it while this caller waited its turn.
+        if let Some(linked) = self.current(&key, &cluster) {
+            return Ok(linked);
         }
         let checked = connect::kubeconfig_of(client, self.api_timeout, &cluster)
             .await
@@ -215,7 +251,9 @@ impl Clusters {
         let breaker = Arc::new(Breaker::default());
         let client = build_client(&self.metrics, config.clone(), Some(breaker.clone()), id.label())
             .map_err(ConnectFailure::Client)?;
-        let probe = self.metrics.client(config.clone()).map_err(ConnectFailure::Client)?;
+        // The probe of a failing cluster bypasses its breaker (it is what closes it).
+        let probe =
+            build_client(&self.metrics, config.clone(), None, id.label()).map_err(ConnectFailure::Client)?;
         let timeout = self.api_timeout;
         let version = tokio::time::timeout(timeout, client.apiserver_version())
             .await
@@ -259,6 +297,7 @@ impl Clusters {
             keep
         });
         locked(&self.failed).retain(|key, _| used.contains(key));
+        locked(&self.connecting).retain(|key, _| used.contains(key));
     }
 
     /// Probes each cluster that did not answer its last request; one that answers has its
