@@ -26,7 +26,9 @@
 #     Priority and Fairness, flow schema `service-accounts`, which nothing else in those clusters
 #     uses: the controllers there run as kube-system ServiceAccounts, kwok as an admin) and the
 #     watches it holds open (apiserver_longrunning_requests, verb WATCH, by resource), less what
-#     it held before ferry started; the same watch count for the local API server;
+#     it held just before ferry first used it; the same watch count for the local API server
+#     (less what it held before ferry started);
+#   - the links ferry made to each remote cluster (its log's "connected to a remote cluster").
 #   - Git requests in the window (ref advertisements, fetches).
 # In phase b the watches and RSS are also taken at FEW Applications on remote cluster 1, to show
 # that the watches do not grow with Applications and to tell the link's memory from the
@@ -361,6 +363,16 @@ record_watches() { # prefix dir linked
   done
 }
 
+# Records PREFIX/connects/<cluster>: how many links to each remote cluster ferry made so far,
+# by its log ("connected to a remote cluster"): one each, unless first uses raced.
+record_connects() { # prefix linked
+  local n name
+  for ((n = 1; n <= $2; n++)); do
+    name="$(remote_name "$n")"
+    record "$1/connects/$name" "$(grep -c "connected to a remote cluster cluster=$ns/$name " "$ferry_log" || true)"
+  done
+}
+
 # --- a phase ---------------------------------------------------------------------------------
 
 # Phase P (0: the local cluster; n: remote cluster n) is in place and Ready: settle, measure a
@@ -398,6 +410,7 @@ measure() { # phase linked
     record "p$p/apiserver/$(remote_name "$n")" "$((d1 - d0))"
   done
   record_watches "p$p" "$a" "$linked"
+  record_connects "p$p" "$linked"
   # Still every Application Ready at the end of the window.
   local want not
   want="$(kubectl get fapp -n "$ns" -o name | wc -l)"
@@ -426,6 +439,8 @@ phase_remote() { # n
   local n="$1" name t0 secs first=0
   name="$(remote_name "$n")"
   log "phase $n: $apps Applications on remote cluster $name"
+  # The remote API server before ferry uses it: the watches its own controllers hold.
+  apiserver_view rkubectl "$n" >"$work/baseline/remote-$n.view"
   t0="$(now)"
   if ((n == 1 && few < apps)); then
     apply_apps "$name" 0 "$few"
@@ -439,6 +454,7 @@ phase_remote() { # n
     record few/apps "$few"
     record few/rss "${pf[1]}"
     record_watches few "$work/few" 1
+    record_connects few 1
     local cluster verb count
     while read -r cluster verb count; do record "few/total/$cluster/$verb" "$count"; done <"$work/few/requests"
     first="$few"
@@ -480,9 +496,11 @@ for ((n = 1; n <= clusters; n++)); do remote_register "$n"; done
 prepare_repo
 git_http_start "$work/repos" "$work/git-requests.log"
 
-# The API servers before ferry: the watches their own controllers hold. The controller-manager
-# (garbage collector, quotas) starts watching new CRDs' kinds cluster-wide within ~30 s of their
-# creation: waited for, or those watches would count as ferry's.
+# The local API server before ferry: the watches its own controllers hold. The
+# controller-manager (garbage collector, quotas) starts watching new CRDs' kinds cluster-wide
+# within ~30 s of their creation: waited for, or those watches would count as ferry's. (A remote
+# cluster's baseline is taken just before ferry first uses it, long after its Gateway API CRDs
+# were installed.)
 deadline=$((SECONDS + 90))
 until apiserver_view kubectl | grep -q '^watch ferry.dev/clusters/cluster [1-9]'; do
   ((SECONDS < deadline)) || { log "the controller-manager does not watch Clusters; local watch counts may include its watches"; break; }
@@ -490,11 +508,12 @@ until apiserver_view kubectl | grep -q '^watch ferry.dev/clusters/cluster [1-9]'
 done
 mkdir -p "$work/baseline"
 apiserver_view kubectl >"$work/baseline/local.view"
-for ((n = 1; n <= clusters; n++)); do apiserver_view rkubectl "$n" >"$work/baseline/remote-$n.view"; done
 
 load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
 start_ferry "$work/ferry.log" --namespace "$ns" --cache-dir "$work/cache" --http-address 127.0.0.1:0
 log "ferry ready after ${ferry_startup}s (pid $ferry_pid, http $(ferry_http_address))"
+sleep "$settle"
+record start/rss "$(rss_kib "$ferry_pid")"
 
 phase_local
 for ((n = 1; n <= clusters; n++)); do phase_remote "$n"; done

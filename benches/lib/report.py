@@ -580,22 +580,27 @@ class ClustersReport:
     def watch_growth(self):
         first = self.names[1]
         rows = []
+
+        def row(prefix, cluster, apps):
+            watches, kinds = self.watches(prefix, cluster)
+            total = self.verbs(f"{prefix}/total", cluster)
+            return [f"`{cluster}`", number(apps), f"{number(watches)} ({self.kinds(kinds)})",
+                    f"{number(total.get('list', 0))} / {number(total.get('watch', 0))}",
+                    number(self.v(f"{prefix}/connects/{cluster}"))]
+
         if self.v("few/apps") is not None:
-            watches, kinds = self.watches("few", first)
-            rows.append([f"`{first}`", number(self.few), f"{number(watches)} ({self.kinds(kinds)})",
-                         number(self.verbs("few/total", first).get("watch", 0))])
+            rows.append(row("few", first, self.few))
         for p in range(1, self.n + 1):
-            c = self.names[p]
-            watches, kinds = self.watches(f"p{p}", c)
-            rows.append([f"`{c}`", number(self.apps), f"{number(watches)} ({self.kinds(kinds)})",
-                         number(self.verbs(f"p{p}/total", c).get("watch", 0))])
+            rows.append(row(f"p{p}", self.names[p], self.apps))
         self.out(
             "Watches do not grow with Applications: the remote API server's open watches for ferry, by kind, "
-            "with few and with all Applications on the cluster."
+            "with few and with all Applications on the cluster (at the end of the cluster's own phase); ferry's "
+            "list and watch requests to the cluster since it started (each watch starts with a list), and the "
+            "links it made to the cluster (its log's `connected to a remote cluster`)."
         )
         self.out()
         self.table(["Cluster", "Applications on it", "Watches open (API server)",
-                    "ferry's watch requests to it since it started"], rows)
+                    "ferry's lists / watches to it since it started", "Links made"], rows)
 
     def derived(self):
         n, apps, few = self.n, self.apps, self.few
@@ -614,12 +619,17 @@ class ClustersReport:
         few_rss = self.v("few/rss")
         if few_rss is not None and apps > few:
             per_app = (rss[1] - few_rss) / (apps - few)
-            link = (few_rss - rss[0]) - few * per_app
+            link = mib(rss[1] - rss[0] - apps * per_app)
             rows.append([f"Memory per remote Application (RSS, `bench-1` at {apps} less at {apps_word(few)}, "
                          f"/ {apps - few})", number(per_app, " KiB")])
             rows.append([f"Memory of a remote cluster's link itself (RSS b − a less {apps} × that)",
-                         number(mib(rss[1] - rss[0] - apps * per_app), " MiB")
-                         + f" (at {apps_word(few)}: {number(mib(link), ' MiB')})"])
+                         f"{number(link, ' MiB')}" + (" (less than RSS resolves here: about nothing)"
+                                                      if abs(link) < 1 else "")])
+        start = self.v("start/rss")
+        if start is not None:
+            rows.append([f"Memory per local Application (RSS a less ferry idle before any, / {apps}; includes "
+                         "the first Git fetch and render, and starting the local watches)",
+                         number((rss[0] - start) / apps, " KiB")])
         rows.append(["CPU per extra cluster (window CPU seconds, difference per minute)",
                      "; ".join(number((cpu[p] - cpu[p - 1]) / ((self.v(f"p{p}/window") or 60) / 60), " s/min")
                                for p in range(1, n + 1))])
@@ -648,9 +658,10 @@ class ClustersReport:
         self.out()
         self.table(["", "Measured"], rows)
         self.out(
-            "What ferry still asks for at steady state, by design: each metadata watch (one per kind and cluster) "
-            "is re-issued when the API server ends it, every 290 s (kube's watcher timeout), so about 0.4 watch "
-            "requests a minute per cluster with two kinds, whatever the number of Applications; in the local "
+            "What ferry still asks for at steady state, by design: each watch (one per managed kind and cluster; "
+            "in the local cluster also those of ferry's own kinds, Applications, ApplicationSets, Clusters) is "
+            "re-issued when the API server ends it, every 290 s (kube's watcher timeout), so about 0.4 watch "
+            "requests a minute per remote cluster with two kinds, whatever the number of Applications; in the local "
             "cluster, per remote Cluster in use, the kubeconfig Secret is read again once it is five minutes "
             "old (when one of its Applications reconciles) and the Cluster's `status.lastContact` is patched "
             "at most every five minutes; a window shorter than five minutes catches these or not. The "
