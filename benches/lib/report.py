@@ -553,8 +553,8 @@ class ClustersReport:
             "label `cluster`), the remote API server's count of the requests it served ferry's identity "
             "(API Priority and Fairness, flow schema `service-accounts`, which nothing else uses in those "
             "clusters), and the watches each API server holds open for ferry (`apiserver_longrunning_requests`, "
-            "verb WATCH, less those open before ferry started; in the local cluster they include ferry's watches "
-            "of its own kinds, Applications, Clusters and the like)."
+            "verb WATCH, less those open just before ferry first used the cluster; in the local cluster they "
+            "include ferry's watches of its own kinds, Applications, ApplicationSets and Clusters)."
         )
         self.out()
         rows = []
@@ -601,6 +601,15 @@ class ClustersReport:
         self.out()
         self.table(["Cluster", "Applications on it", "Watches open (API server)",
                     "ferry's lists / watches to it since it started", "Links made"], rows)
+        if any((self.v(f"p{p}/connects/{self.names[p]}") or 0) > 1 for p in range(1, self.n + 1)):
+            self.out(
+                "More than one link to a cluster: the Applications ferry reconciled at once (`--concurrency`, 4) "
+                "on a cluster not linked yet each made a link of their own (version, discovery, then a list and "
+                "a watch per kind); the last one made is kept, the others are dropped with their watches. The "
+                "open watches above show that one set remains; the extra lists and watches are a cost of the "
+                "first minute only."
+            )
+            self.out()
 
     def derived(self):
         n, apps, few = self.n, self.apps, self.few
