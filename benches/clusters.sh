@@ -39,9 +39,10 @@
 # ferry exiting.
 #
 # Usage: clusters.sh [full|quick]. full (make bench; 2 clusters, 50 Applications each, 120 s
-# windows, ~15 min) writes target/bench/clusters.md and rewrites the "Many clusters" section of
-# BENCHMARKS.md (benches/lib/report.py); quick (1 cluster, 10 Applications, 30 s windows, ~4 min)
+# windows, ~8 min) writes target/bench/clusters.md and rewrites the "Many clusters" section of
+# BENCHMARKS.md (benches/lib/report.py); quick (1 cluster, 10 Applications, 30 s windows, ~2 min)
 # writes target/bench/clusters-quick.md only. Samples: target/bench/clusters-<mode>/samples.tsv.
+# By hand, smaller still: FERRY_BENCH_CLUSTER_APPS=5 FERRY_BENCH_CLUSTERS=1 benches/clusters.sh quick
 #
 # Needs the running local cluster (`make testenv-up`) and a ferry binary (`make bench` builds
 # target/release/ferry).
