@@ -23,16 +23,17 @@ help:
 	@echo "make chart         crds, then render examples/install/ from the chart (helm template)"
 	@echo "make image-check   what of the Dockerfile can be checked here: the release build it makes,"
 	@echo "                   its shared libraries, and the kustomize and helm it copies"
-	@echo "make bench         every benchmark, ~30 min once built (it builds Flux's controllers too):"
+	@echo "make bench         every benchmark, ~40 min once built (it builds Flux's controllers too):"
 	@echo "                   ferry next to Flux on the same cluster -> BENCHMARKS.md and docs/benchmarks.svg,"
 	@echo "                   render (1,000 objects) -> target/bench/render.txt, sync (ferry vs kubectl apply)"
-	@echo "                   -> target/bench/sync.txt, git push + webhook -> target/bench/webhook.txt"
+	@echo "                   -> target/bench/sync.txt, git push + webhook -> target/bench/webhook.txt,"
+	@echo "                   many clusters (2 extra control planes, 50 Applications each) -> BENCHMARKS.md"
 	@echo "make bench-quick   a reduced ferry-next-to-Flux run in minutes -> target/bench/compare-quick.md"
 	@echo "make lint          cargo fmt --check, clippy with warnings as errors, and no import cycles"
 	@echo "                   among src/'s modules (scripts/check-cycles.py), no function over 80 lines in"
 	@echo "                   src/controller/ or src/rollout/ without a \`// long:\` reason (scripts/fn-stats.py)"
 	@echo "make testenv-up    build (once) and start the local control plane"
-	@echo "make testenv-down  stop it, and the extra clusters of the multi-cluster tests"
+	@echo "make testenv-down  stop it, and the extra clusters of the multi-cluster tests and benches"
 
 deps:
 	@tests/testenv/deps.sh
@@ -40,12 +41,13 @@ deps:
 testenv-up: deps
 	@$(TESTENV) up
 
-# The extra clusters of the multi-cluster tests (Cluster::extra) go down with the main one.
+# The extra clusters of the multi-cluster tests (Cluster::extra) go down with the main one, and
+# those benches/clusters.sh left running (FERRY_BENCH_CLUSTER_KEEP=1).
 TESTENV_EXTRA_ROOT = $(or $(FERRY_TESTENV_EXTRA_ROOT),$(CURDIR)/target)
 
 testenv-down:
 	@$(TESTENV) down
-	@for state in $(TESTENV_EXTRA_ROOT)/testenv-extra-*/; do \
+	@for state in $(TESTENV_EXTRA_ROOT)/testenv-extra-*/ $(CURDIR)/target/testenv-bench-*/; do \
 	  if [[ -d "$$state" ]]; then FERRY_TESTENV_STATE="$${state%/}" $(TESTENV) down; fi; \
 	done
 
@@ -74,8 +76,10 @@ image-check:
 
 # The render bench needs only the kustomize binary (build.sh skips it when already built); the
 # others need the local cluster and a release build of ferry. benches/compare.sh builds Flux's
-# controllers once (tests/testenv/build.sh, cached by version) and says how it measures; each
-# script's header lists the FERRY_BENCH_* variables that change what it runs.
+# controllers once (tests/testenv/build.sh, cached by version) and says how it measures;
+# benches/clusters.sh (last: it adds its section to the BENCHMARKS.md compare.sh wrote) starts and
+# stops its own extra control planes. Each script's header lists the FERRY_BENCH_* variables that
+# change what it runs.
 bench: testenv-up
 	tests/testenv/build.sh kustomize
 	cargo bench --bench render
@@ -84,6 +88,7 @@ bench: testenv-up
 	benches/webhook.sh
 	benches/charts.sh
 	benches/compare.sh full
+	benches/clusters.sh full
 
 bench-quick: testenv-up
 	cargo build --release --bin ferry

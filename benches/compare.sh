@@ -88,19 +88,6 @@ trap 'exit 130' INT TERM
 # Every measurement is one "key<TAB>value" line of $samples_file, read by benches/lib/report.py.
 record() { printf '%s\t%s\n' "$1" "$2" >>"$samples_file"; }
 
-# Commits what is in CLONE (a fresh directory) and pushes it to a new bare repository
-# $work/repos/NAME.git, the clone's origin, which the git HTTP server serves.
-publish_repo() { # name clone message
-  local bare="$work/repos/$1.git"
-  rm -rf "$bare"
-  git init -q --bare -b main "$bare"
-  git -C "$2" init -q -b main
-  git -C "$2" add -A
-  git -C "$2" -c user.name=bench -c user.email=bench@ferry.invalid commit -q -m "$3"
-  git -C "$2" remote add origin "$bare"
-  git -C "$2" push -q origin main
-}
-
 prepare() { # n: a bare repository repo-<n>.git with the objects under objects/
   rm -rf "$work/clone-$1"
   generate "$1" "$work/clone-$1/objects"

@@ -1,7 +1,8 @@
-# Sourced by the benchmark scripts: timing, statistics, a ferry process and the bench namespaces
-# on the local cluster. Needs kubectl() (tests/testenv/use.sh), log() and die() from the
-# sourcing script, and $ferry (the binary) for start_ferry.
-# shellcheck shell=bash disable=SC2154  # $ferry comes from the sourcing script
+# Sourced by the benchmark scripts: timing, statistics, a ferry process, the bench namespaces
+# on the local cluster, and the git smart-HTTP server the benches' Applications read from. Needs
+# kubectl() (tests/testenv/use.sh), log() and die() from the sourcing script, $ferry (the
+# binary) for start_ferry, $root for git_http_start and $work for publish_repo.
+# shellcheck shell=bash disable=SC2154  # $ferry, $root and $work come from the sourcing script
 
 now() { echo "$EPOCHREALTIME"; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
@@ -159,4 +160,48 @@ wait_available() { # namespace want
   kill "$kpid" 2>/dev/null || true
   exec {fd}<&-
   ((n >= want)) || die "$n of $want Deployments in $ns available after ${timeout}s"
+}
+
+# --- git server ------------------------------------------------------------------------------
+
+git_http_pid=""
+git_http_port=""
+git_http_log=""
+git_http_start() { # root dir of bare repositories, request log (benches/lib/git_http.py)
+  local root_dir="$1" port_file
+  git_http_log="$2"
+  port_file="$(mktemp)"
+  rm -f "$port_file"
+  python3 "$root/benches/lib/git_http.py" "$root_dir" "$port_file" "$git_http_log" &
+  git_http_pid=$!
+  local deadline=$((SECONDS + 10))
+  until [[ -s "$port_file" ]]; do
+    ((SECONDS < deadline)) || die "the git HTTP server did not start"
+    sleep 0.05
+  done
+  git_http_port="$(cat "$port_file")"
+  rm -f "$port_file"
+}
+# Git requests so far: "<ref advertisements> <pack negotiations>".
+git_http_requests() {
+  awk '$2 == "refs" { r++ } $2 == "fetch" { f++ } END { printf "%d %d", r, f }' "$git_http_log"
+}
+git_http_stop() {
+  [[ -n "$git_http_pid" ]] || return 0
+  kill "$git_http_pid" 2>/dev/null || true
+  wait "$git_http_pid" 2>/dev/null || true
+  git_http_pid=""
+}
+
+# Commits what is in CLONE (a fresh directory) and pushes it to a new bare repository
+# $work/repos/NAME.git, the clone's origin, which the git HTTP server serves.
+publish_repo() { # name clone message
+  local bare="$work/repos/$1.git"
+  rm -rf "$bare"
+  git init -q --bare -b main "$bare"
+  git -C "$2" init -q -b main
+  git -C "$2" add -A
+  git -C "$2" -c user.name=bench -c user.email=bench@ferry.invalid commit -q -m "$3"
+  git -C "$2" remote add origin "$bare"
+  git -C "$2" push -q origin main
 }

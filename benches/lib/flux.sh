@@ -1,8 +1,8 @@
 # Sourced by the side-by-side benchmarks: Flux's source-controller and kustomize-controller (and
 # for the webhook scenario notification-controller, whose Receiver is Flux's webhook endpoint)
-# as local processes against the local control plane, and the git smart-HTTP server both tools
-# read from. Built by `tests/testenv/build.sh flux-source-controller flux-kustomize-controller
-# flux-notification-controller`.
+# as local processes against the local control plane. Built by `tests/testenv/build.sh
+# flux-source-controller flux-kustomize-controller flux-notification-controller`. The git
+# smart-HTTP server both tools read from is in common.sh.
 #
 # Needs $root, $bin (from tests/testenv/use.sh), kubectl(), log() and die() from the sourcing
 # script, and free_port (benches/lib/common.sh).
@@ -26,37 +26,6 @@ flux_install_crds() {
   kubectl wait --for=condition=Established --timeout=60s \
     crd/gitrepositories.source.toolkit.fluxcd.io crd/kustomizations.kustomize.toolkit.fluxcd.io \
     crd/receivers.notification.toolkit.fluxcd.io >/dev/null
-}
-
-# --- git server ------------------------------------------------------------------------------
-
-git_http_pid=""
-git_http_port=""
-git_http_log=""
-git_http_start() { # root dir of bare repositories, request log (benches/lib/git_http.py)
-  local root_dir="$1" port_file
-  git_http_log="$2"
-  port_file="$(mktemp)"
-  rm -f "$port_file"
-  python3 "$root/benches/lib/git_http.py" "$root_dir" "$port_file" "$git_http_log" &
-  git_http_pid=$!
-  local deadline=$((SECONDS + 10))
-  until [[ -s "$port_file" ]]; do
-    ((SECONDS < deadline)) || die "the git HTTP server did not start"
-    sleep 0.05
-  done
-  git_http_port="$(cat "$port_file")"
-  rm -f "$port_file"
-}
-# Git requests so far: "<ref advertisements> <pack negotiations>".
-git_http_requests() {
-  awk '$2 == "refs" { r++ } $2 == "fetch" { f++ } END { printf "%d %d", r, f }' "$git_http_log"
-}
-git_http_stop() {
-  [[ -n "$git_http_pid" ]] || return 0
-  kill "$git_http_pid" 2>/dev/null || true
-  wait "$git_http_pid" 2>/dev/null || true
-  git_http_pid=""
 }
 
 # --- the controllers -------------------------------------------------------------------------
