@@ -527,13 +527,8 @@ fn shared_context(
             (None, None)
         }
     };
-    let clusters = Clusters::new(
-        cluster_store,
-        triggers.send.clone(),
-        opts.namespace.clone(),
-        connection.metrics.clone(),
-        opts.api_timeout,
-    );
+    let clusters =
+        Clusters::new(cluster_store, triggers.send.clone(), connection.metrics.clone(), opts.api_timeout);
     let caches = Caches { git, watches, apps: reader.clone(), clusters };
     let mut ctx = Context::new(connection, sync, caches);
     ctx.reporter.instance = Some(opts.identity.clone());

@@ -102,8 +102,6 @@ pub struct Clusters {
     /// Every Cluster ferry may read (`None` when the CRD is not installed).
     pub store: Option<Store<Cluster>>,
     trigger: UnboundedSender<ObjectRef<Application>>,
-    /// With `--namespace`, only Applications there are woken by a remote cluster's watches.
-    namespace: Option<String>,
     metrics: Arc<Metrics>,
     api_timeout: Duration,
 }
@@ -134,7 +132,6 @@ impl Clusters {
     pub fn new(
         store: Option<Store<Cluster>>,
         trigger: UnboundedSender<ObjectRef<Application>>,
-        namespace: Option<String>,
         metrics: Arc<Metrics>,
         api_timeout: Duration,
     ) -> Clusters {
@@ -144,7 +141,6 @@ impl Clusters {
             connecting: Mutex::new(HashMap::new()),
             store,
             trigger,
-            namespace,
             metrics,
             api_timeout,
         }
@@ -199,6 +195,8 @@ impl Clusters {
         {
             remote.generation = cluster.metadata.generation;
             remote.secret_read_at = Instant::now();
+            // Who may read the Secret is checked again too: a revoked Role takes effect now.
+            locked(&remote.link.secret_readers).clear();
             return Ok(Linked { link: remote.link.clone(), cluster, server: checked.server });
         }
         if let Some((at, fingerprint, message)) = locked(&self.failed).get(&key)
@@ -263,7 +261,11 @@ impl Clusters {
             .await
             .map_err(|_| ConnectFailure::Timeout)?
             .map_err(ConnectFailure::Api)?;
-        let watches = Watches::new(client.clone(), self.trigger.clone(), self.namespace.clone(), None);
+        // Its watches wake only Applications of the Cluster's namespace (the only ones that may
+        // use it): whatever a remote API server claims its objects' labels say, it cannot make
+        // ferry reconcile another tenant's Applications.
+        let only = Some(cluster.namespace().unwrap_or_default());
+        let watches = Watches::new(client.clone(), self.trigger.clone(), only, None);
         let parts = LinkParts {
             id,
             client,
