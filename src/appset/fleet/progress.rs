@@ -79,8 +79,10 @@ fn commit_of(revision: &str) -> Option<&str> {
     if parsed.is_artifact() {
         return None;
     }
-    let at = revision.len() - parsed.commit.len();
-    Some(&revision[at..])
+    // The commit is the revision's tail; a status someone else wrote may not be, and is then
+    // no commit of ours (never a panic on a bad slice).
+    let at = revision.len().checked_sub(parsed.commit.len())?;
+    revision.get(at..).filter(|tail| tail.eq_ignore_ascii_case(&parsed.commit))
 }
 
 fn at(revision: Option<&str>, commit: &str) -> bool {
@@ -163,6 +165,15 @@ pub(super) mod tests {
 
     pub const V1: &str = "1111111111111111111111111111111111111111";
     pub const V2: &str = "2222222222222222222222222222222222222222";
+
+    #[test]
+    fn the_commit_of_a_revision_any_status_may_hold_never_panics() {
+        assert_eq!(commit_of(&format!("main@sha1:{V1}")), Some(V1));
+        assert_eq!(commit_of(&format!("sha1:{V1}")), Some(V1));
+        for odd in ["", "main@", "sha1:", "é@sha1:ü", &format!("main@sha1:{}", V1.to_uppercase())] {
+            let _ = commit_of(odd);
+        }
+    }
     pub const V3: &str = "3333333333333333333333333333333333333333";
 
     /// An Application pinned to `pinned` (`None`: on branch main) at generation 2, with `status`.
