@@ -651,14 +651,7 @@ impl<'a> PrometheusMeasure<'a> {
     /// could make ferry send GET requests to any URL it can reach (and read a JSON answer's
     /// error back in the status).
     fn permitted(&self, address: &str) -> Result<(), MeasureError> {
-        let same = |a: &str, b: &str| a.trim_end_matches('/') == b.trim_end_matches('/');
-        if self.allowed.is_empty()
-            || self.default_address.is_some_and(|d| same(d, address))
-            || self.allowed.iter().any(|a| same(a, address))
-        {
-            return Ok(());
-        }
-        Err(MeasureError::NotAllowed { address: address.to_string(), allowed: self.allowed.to_vec() })
+        crate::rollout::types::permitted_address(address, self.default_address, self.allowed)
     }
 }
 
