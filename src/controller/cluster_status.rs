@@ -6,6 +6,7 @@
 //! status is written only when it changes, and `lastContact` at most every five minutes.
 
 use std::{
+    collections::HashMap,
     sync::Arc,
     time::{Duration, SystemTime},
 };
@@ -20,12 +21,12 @@ use kube::{
 };
 
 use super::{
-    clusters::{ClusterLink, build_client},
+    clusters::{ClusterKey, ClusterLink, build_client},
     context::Context,
     leader::Leadership,
 };
 use crate::{
-    api::{Application, Cluster, ClusterStatus, conditions as c, destination_cluster},
+    api::{Cluster, ClusterStatus, conditions as c, destination_cluster},
     cluster::connect,
 };
 
@@ -42,14 +43,23 @@ pub async fn maintain(ctx: Arc<Context>, leadership: Leadership) {
     loop {
         ticks.tick().await;
         ctx.clusters.probe_failing(&ctx.apps).await;
-        ctx.metrics
-            .clusters_reachable(ctx.clusters.links().iter().map(|(key, link)| (key, !link.is_failing())));
+        let links: HashMap<ClusterKey, Arc<ClusterLink>> = ctx.clusters.links().into_iter().collect();
+        ctx.metrics.clusters_reachable(links.iter().map(|(key, link)| (key, !link.is_failing())));
         if !leadership.is_leader() {
             continue;
         }
         let Some(store) = &ctx.clusters.store else { continue };
+        // Once per tick, not once per Cluster: how many Applications deploy to each.
+        let mut users: HashMap<ClusterKey, i32> = HashMap::new();
+        for app in ctx.apps.state() {
+            if let (Some(ns), Some(name)) = (app.namespace(), destination_cluster(&app)) {
+                *users.entry((ns, name.to_string())).or_default() += 1;
+            }
+        }
         for cluster in store.state() {
-            if let Err(error) = write_status(&ctx, &cluster).await {
+            let key = (cluster.namespace().unwrap_or_default(), cluster.name_any());
+            let seen = Seen { link: links.get(&key), applications: users.get(&key).copied().unwrap_or(0) };
+            if let Err(error) = write_status(&ctx, &cluster, seen).await {
                 tracing::debug!(cluster = %cluster.name_any(), %error, "the Cluster status was not written");
             }
         }
@@ -65,13 +75,17 @@ struct Observed {
     last_contact: Option<Time>,
 }
 
-async fn write_status(ctx: &Context, cluster: &Cluster) -> Result<(), kube::Error> {
+/// What this tick knows of one Cluster: its link, if one is in use, and its Applications.
+struct Seen<'a> {
+    link: Option<&'a Arc<ClusterLink>>,
+    applications: i32,
+}
+
+async fn write_status(ctx: &Context, cluster: &Cluster, seen: Seen<'_>) -> Result<(), kube::Error> {
     let namespace = cluster.namespace().unwrap_or_default();
     let name = cluster.name_any();
     let previous = cluster.status.clone().unwrap_or_default();
-    let link =
-        ctx.clusters.links().into_iter().find(|(k, _)| k.0 == namespace && k.1 == name).map(|(_, l)| l);
-    let observed = match (&link, ctx.clusters.failure(&namespace, &name)) {
+    let observed = match (seen.link, ctx.clusters.failure(&namespace, &name)) {
         (Some(link), _) => Some(of_link(link)),
         (None, Some(message)) => Some(unreachable(message)),
         (None, None) if previous.observed_generation != cluster.metadata.generation => {
@@ -79,8 +93,7 @@ async fn write_status(ctx: &Context, cluster: &Cluster) -> Result<(), kube::Erro
         }
         (None, None) => None,
     };
-    let applications = ctx.apps.state().iter().filter(|a| targets(a, &namespace, &name)).count() as i32;
-    let next = next_status(&previous, observed, applications, cluster.metadata.generation);
+    let next = next_status(&previous, observed, seen.applications, cluster.metadata.generation);
     if !worth_writing(&previous, &next) {
         return Ok(());
     }
@@ -92,10 +105,6 @@ async fn write_status(ctx: &Context, cluster: &Cluster) -> Result<(), kube::Erro
         Ok(result) => result.map(|_| ()),
         Err(_) => Ok(()),
     }
-}
-
-fn targets(app: &Application, namespace: &str, name: &str) -> bool {
-    destination_cluster(app) == Some(name) && app.namespace().as_deref() == Some(namespace)
 }
 
 fn of_link(link: &ClusterLink) -> Observed {

@@ -116,7 +116,7 @@ pub struct Linked {
 type FailedConnect = (Instant, u64, String);
 
 /// A Cluster's namespace and name.
-type ClusterKey = (String, String);
+pub type ClusterKey = (String, String);
 
 /// A link and when its Secret was last read.
 struct Remote {
