@@ -552,11 +552,25 @@ pub struct SyncPolicy {
     /// Allow a revision that renders no objects to prune everything.
     #[serde(default)]
     pub allow_empty: bool,
+    /// What to do in Git when a revision fails in the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<Rollback>,
+}
+
+/// Rollback in Git: when a rollout of a revision aborts, or its PostSync verification fails,
+/// ferry commits a revert of that revision's changes under the Application's path (back to the
+/// last verified revision), so that Git says again what the cluster runs.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollback {
+    /// Opt-in: revert the failed revision in the Application's repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_revert: Option<super::GitWrite>,
 }
 
 impl Default for SyncPolicy {
     fn default() -> Self {
-        SyncPolicy { automated: true, prune: false, self_heal: true, allow_empty: false }
+        SyncPolicy { automated: true, prune: false, self_heal: true, allow_empty: false, rollback: None }
     }
 }
 
@@ -841,6 +855,45 @@ pub struct ApplicationStatus {
     /// every hook object ferry created for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<super::hooks::SyncProgress>,
+    /// The last revert ferry wrote to Git for a failed revision (`syncPolicy.rollback.gitRevert`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revert: Option<RevertStatus>,
+}
+
+/// A revert of a failed revision, written to Git.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RevertStatus {
+    /// The revision that failed (its rollout aborted, or its verification failed).
+    pub failed_revision: String,
+    /// The last verified revision, whose files under the path the revert restores.
+    pub good_revision: String,
+    pub phase: RevertPhase,
+    /// The revert commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// The branch the commit was pushed to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// The pull request opened for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub time: Time,
+}
+
+/// How a revert ended.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevertPhase {
+    /// Pushed to the tracked branch.
+    Pushed,
+    /// Pushed to a branch of its own, with a pull request open.
+    PullRequestOpened,
+    /// The branch moved on in a way that conflicts, and no forge is configured to propose it.
+    Conflict,
+    /// Writing to Git failed (credentials, push refused); retried with back-off.
+    Failed,
 }
 
 /// Where the PostSync hooks (objects annotated `ferry.dev/hook: PostSync`) of a revision stand.

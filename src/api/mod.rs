@@ -3,15 +3,21 @@
 mod application;
 mod application_set;
 mod cluster;
+mod git_write;
 pub mod conditions;
 mod hooks;
+mod image_policy;
+mod notifier;
 pub mod schema;
 mod tenant_policy;
 
 pub use application::*;
 pub use application_set::*;
 pub use cluster::*;
+pub use git_write::*;
 pub use hooks::*;
+pub use image_policy::*;
+pub use notifier::*;
 pub use tenant_policy::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -19,7 +25,14 @@ use kube::CustomResourceExt;
 
 /// Every CRD ferry serves, in the order they are installed.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Application::crd(), ApplicationSet::crd(), TenantPolicy::crd(), Cluster::crd()]
+    vec![
+        Application::crd(),
+        ApplicationSet::crd(),
+        TenantPolicy::crd(),
+        Cluster::crd(),
+        Notifier::crd(),
+        ImagePolicy::crd(),
+    ]
 }
 
 /// The CRDs as one multi-document YAML stream, exactly as checked in under `crds/`.
@@ -108,7 +121,7 @@ mod tests {
         assert_eq!(app.spec.interval, "3m");
         assert_eq!(
             app.spec.sync_policy,
-            SyncPolicy { automated: true, prune: false, self_heal: true, allow_empty: false }
+            SyncPolicy { automated: true, prune: false, self_heal: true, allow_empty: false, rollback: None }
         );
         assert!(!app.spec.suspend);
         assert_eq!(app.spec.source.git_ref.as_ref().and_then(|r| r.branch.as_deref()), Some("main"));

@@ -129,6 +129,7 @@ fn sync_policy(mut f: Fields, notes: &mut Vec<Note>) -> Result<(SyncPolicy, bool
         prune: a.bool("prune")?.unwrap_or(false),
         self_heal: enabled && a.bool("selfHeal")?.unwrap_or(false),
         allow_empty: a.bool("allowEmpty")?.unwrap_or(false),
+        rollback: None,
     };
     a.rest(&[], notes);
     let mut create_namespace = false;
@@ -235,7 +236,7 @@ mod tests {
         let spec = &app(&imported).spec;
         assert_eq!(
             spec.sync_policy,
-            SyncPolicy { automated: true, prune: true, self_heal: true, allow_empty: false }
+            SyncPolicy { automated: true, prune: true, self_heal: true, allow_empty: false, rollback: None }
         );
         assert_eq!(
             spec.destination,

@@ -75,8 +75,12 @@ true
 - apiGroups: [ferry.dev]
   resources: [clusters]
   verbs: [get, list, watch]
+# Notifiers (where to send what happened) and ImagePolicies (image update automation).
 - apiGroups: [ferry.dev]
-  resources: [applications/status, applicationsets/status, clusters/status]
+  resources: [notifiers, imagepolicies]
+  verbs: [get, list, watch]
+- apiGroups: [ferry.dev]
+  resources: [applications/status, applicationsets/status, clusters/status, notifiers/status, imagepolicies/status]
   verbs: [get, update, patch]
 - apiGroups: [ferry.dev]
   resources: [applications/finalizers, applicationsets/finalizers]

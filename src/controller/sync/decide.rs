@@ -329,7 +329,7 @@ mod tests {
     }
 
     fn policy(automated: bool, self_heal: bool) -> SyncPolicy {
-        SyncPolicy { automated, self_heal, prune: true, allow_empty: false }
+        SyncPolicy { automated, self_heal, prune: true, allow_empty: false, rollback: None }
     }
 
     fn revision() -> Revision {
