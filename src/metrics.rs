@@ -181,6 +181,8 @@ pub struct Metrics {
     time_to_restore: Histogram,
     rollout_duration: Family<RolloutResultLabels, Histogram>,
     analysis_measurements: Family<ResultLabel, Counter>,
+    /// Reverts written to Git for failed revisions (`rollback.gitRevert`), by outcome.
+    git_reverts: Family<ResultLabel, Counter>,
     leader: Gauge,
 }
 
@@ -236,6 +238,7 @@ impl Metrics {
             time_to_restore,
             rollout_duration,
             analysis_measurements: Family::default(),
+            git_reverts: Family::default(),
             leader: Gauge::default(),
         };
         m.register()
@@ -363,6 +366,11 @@ impl Metrics {
             self.analysis_measurements.clone(),
         );
         r.register(
+            "git_reverts",
+            "Reverts of failed revisions written to Git, by result (pushed, pull_request, conflict, failed)",
+            self.git_reverts.clone(),
+        );
+        r.register(
             "leader",
             "1 while this process reconciles (holds its Lease, or runs without leader election); 0 on a standby",
             self.leader.clone(),
@@ -444,6 +452,11 @@ impl Metrics {
 
     pub fn analysis_measured(&self, result: &'static str) {
         self.analysis_measurements.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// A revert of a failed revision ended: `pushed`, `pull_request`, `conflict` or `failed`.
+    pub fn git_revert(&self, result: &'static str) {
+        self.git_reverts.get_or_create(&ResultLabel { result }).inc();
     }
 
     pub fn reconciled(&self, success: bool) {

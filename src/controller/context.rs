@@ -24,6 +24,7 @@ use super::{
 use crate::{
     api::{Application, TenantPolicy},
     apply::AppRef,
+    forge::ForgeClient,
     artifact::{fetch::Artifacts, helm_repo::HelmRepoOptions, oci::OciFetcherOptions},
     health::{ExprCache, HealthChecks},
     locks::locked,
@@ -91,6 +92,9 @@ pub struct Context {
     pub policies: Option<Store<TenantPolicy>>,
     /// The client of rollout analyses; why there is none when the TLS roots could not be loaded.
     pub prometheus: Result<Prometheus, String>,
+    /// The client of forge APIs (pull requests of reverts); why there is none when the TLS
+    /// roots could not be loaded.
+    pub forge: Result<ForgeClient, String>,
     /// The CEL expressions of `spec.healthChecks`, compiled once per distinct expression.
     pub health_exprs: ExprCache,
     memory: Mutex<HashMap<AppRef, Arc<tokio::sync::Mutex<AppMemory>>>>,
@@ -129,6 +133,8 @@ impl Context {
         let Caches { git, watches, apps, clusters } = caches;
         let prometheus = Prometheus::new(options.api_timeout)
             .map_err(|e| format!("no HTTP client for Prometheus (loading the system's TLS roots: {e})"));
+        let forge = ForgeClient::new(options.api_timeout)
+            .map_err(|e| format!("no HTTP client for forges (loading the system's TLS roots: {e})"));
         let render_cache_bytes = options.render_cache_bytes;
         let artifacts = Artifacts::new(git.root().join("artifacts"), options.charts, options.oci);
         let api_timeout = options.api_timeout;
@@ -147,6 +153,7 @@ impl Context {
             local: Arc::new(ClusterLink::new(local, metrics.clone(), api_timeout)),
             clusters,
             prometheus,
+            forge,
             health_exprs: ExprCache::default(),
             options,
             git,

@@ -20,6 +20,12 @@ pub const OWNERSHIP_CONFLICT: &str = "OwnershipConflict";
 pub const VERIFICATION_SUCCEEDED: &str = "VerificationSucceeded";
 pub const VERIFICATION_FAILED: &str = "VerificationFailed";
 pub const HOOK_FAILED: &str = "HookFailed";
+/// ferry wrote a revert of a failed revision to Git (pushed, or a pull request).
+pub const GIT_REVERTED: &str = "GitReverted";
+/// A revert of a failed revision conflicts with the branch and was not proposed.
+pub const REVERT_CONFLICT: &str = "RevertConflict";
+/// Writing a revert to Git failed.
+pub const REVERT_FAILED: &str = "RevertFailed";
 
 /// Events carry at most 1 kB of note.
 const NOTE_LIMIT: usize = 1000;

@@ -57,6 +57,9 @@ pub type PreparedObjects = Arc<Vec<Arc<Prepared>>>;
 #[derive(Default)]
 pub struct AppMemory {
     pub source: Option<SourceMemo>,
+    /// Resolve the ref afresh at the next pass, ignoring shared listings: ferry itself just
+    /// pushed to the branch (a revert).
+    pub refresh_source: bool,
     /// The deletion hooks' progress ferry last wrote while the Application is being deleted:
     /// the watch cache may not have it yet, and a run it does not know would be created twice.
     pub deletion: Option<crate::api::SyncProgress>,

@@ -23,6 +23,8 @@
 //! - `delivery`: the delivery (DORA) figures, a small state machine over plain data.
 //! - [`error`]: [`error::SyncError`], one variant per stage wrapping that stage's error enum.
 //! - [`status`]: kstatus conditions and history as pure functions.
+//! - [`revert`]: `rollback.gitRevert`: a revert commit (or pull request) in Git for a revision
+//!   whose rollout aborted or whose verification failed.
 //! - `promotion`: `ref.fromApplication` followers, woken when what they follow verifies.
 //! - `dependencies`: `spec.dependsOn`: the gate before a pass fetches, cycles, and waking the
 //!   dependants of an Application whose readiness changed.
@@ -47,6 +49,7 @@ mod preflight;
 mod promotion;
 pub mod prunable;
 pub mod reconcile;
+pub mod revert;
 pub mod shard;
 pub mod status;
 mod strategy;

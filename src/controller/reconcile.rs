@@ -27,14 +27,14 @@ use super::{
     error::{PruneError, SyncError},
     events,
     memory::AppMemory,
-    prunable,
+    prunable, revert,
     status::{self, Phase},
     sync::{self, Attempt, SyncState, count},
 };
 use crate::{
     api::{
         Application, ApplicationStatus, HealthStatus, HealthStatusCode, HistoryEntry, HookPhase,
-        InventoryEntry, SyncResult, SyncStatus, SyncStatusCode, VerificationPhase, VerificationStatus,
+        InventoryEntry, RevertPhase, SyncResult, SyncStatus, SyncStatusCode, VerificationPhase, VerificationStatus,
         conditions as c,
     },
     apply::{AppRef, Applier, FIELD_MANAGER, prune_candidates},
@@ -180,7 +180,8 @@ async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
 
     let started = now();
     let attempt = sync::sync(ctx, app, &app_ref, &mut mem).await;
-    let next = next_status(app, &attempt, &started, &now());
+    let mut next = next_status(app, &attempt, &started, &now());
+    let reverted = revert_failed_revision(ctx, app, &app_ref, &mut next, &mut mem).await;
     let phase_ready = next.conditions.iter().any(|c| c.type_ == c::READY && c.status == "True");
     // A rollout that waits for a person (paused, aborted) is not polled: its Events and the
     // rollout-request annotation bring the next reconcile.
@@ -197,6 +198,8 @@ async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
     announce(ctx, app, &attempt, &mut mem).await;
 
     Ok(match &attempt.result {
+        // Git just moved: deploy the revert at once.
+        _ if reverted => Action::requeue(Duration::from_secs(1)),
         Ok(s) => {
             mem.failures = 0;
             Action::requeue(after_success(s, &attempt, interval, progressing))
@@ -212,6 +215,22 @@ async fn apply(app: &Application, ctx: &Context) -> Result<Action, Error> {
         // A new commit or a spec change can fix it: look again at the next interval.
         Err(_) => Action::requeue(interval),
     })
+}
+
+/// A revert in Git of the revision that just failed, when `rollback.gitRevert` asks for one
+/// (see [`revert`]). True when Git moved (a revert was pushed to the tracked branch).
+async fn revert_failed_revision(
+    ctx: &Context,
+    app: &Application,
+    app_ref: &AppRef,
+    next: &mut ApplicationStatus,
+    mem: &mut AppMemory,
+) -> bool {
+    let Some(due) = revert::due(app, next, &Timestamp::now()) else { return false };
+    revert::run(ctx, app, app_ref, due, next).await;
+    let pushed = next.revert.as_ref().is_some_and(|r| r.phase == RevertPhase::Pushed && r.commit.is_some());
+    mem.refresh_source |= pushed;
+    pushed
 }
 
 /// When to look again after a pass that got through: at the interval, sooner while the

@@ -136,6 +136,7 @@ impl GitCache {
             fs::create_dir_all(&dir).map_err(|e| SourceError::io(ROOT_LABEL, "cannot create", &dir, e))?;
         }
         remove_stale_exports(&root.join("trees"));
+        super::write::remove_leftovers(&root.join("work"), Duration::from_secs(3600));
         let scratch = root.join("scratch.git");
         if Repository::open_bare(&scratch).is_err() {
             let _ = fs::remove_dir_all(&scratch);
@@ -281,6 +282,23 @@ impl GitCache {
         self.refuse_own_cache(&url)?;
         let access = self.access(url, spec)?;
         self.shared_refs(spec, &access, max_age).await
+    }
+
+    /// What a [`super::write::Workspace`] needs to reach `url`: the access (the cache's
+    /// known_hosts and timeout, the credentials) and the directory workspaces live in
+    /// (`<cache>/work`, so they count against the cache's disk and never leave it).
+    pub(crate) fn write_access(
+        &self,
+        url: &str,
+        credentials: Option<super::Credentials>,
+    ) -> Result<(Access, PathBuf), SourceError> {
+        let url = RepoUrl::parse(url)?;
+        self.refuse_own_cache(&url)?;
+        let spec = SourceSpec { repo_url: String::new(), git_ref: Default::default(), credentials };
+        let access = self.access(url, &spec)?;
+        let work = self.inner.root.join("work");
+        fs::create_dir_all(&work).map_err(|e| SourceError::io(ROOT_LABEL, "cannot create", &work, e))?;
+        Ok((access, work))
     }
 
     fn prepare(&self, spec: &SourceSpec) -> Result<Prepared, SourceError> {
@@ -463,7 +481,7 @@ fn is_within(path: &Path, root: &Path) -> bool {
 
 /// Runs blocking git work on the blocking pool, giving up at the deadline. The work itself is
 /// told to stop through `cancel` (its callbacks abort the transfer).
-async fn run_blocking<T: Send + 'static>(
+pub(crate) async fn run_blocking<T: Send + 'static>(
     url: &str,
     operation: &'static str,
     cancel: &Cancel,

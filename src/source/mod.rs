@@ -15,6 +15,7 @@
 //! - `snapshot`: atomic, symlink-safe export of a commit's tree.
 //! - [`cache`]: the shared cache, locking, single-flight fetches and self-repair.
 //! - [`gc`]: garbage collection of the cache (unused snapshots and repositories, a disk budget).
+//! - [`write`]: workspaces where ferry commits (reverts, image updates) and pushes.
 //!
 //! git2 is blocking; every git2 call runs on `spawn_blocking` under a deadline, and its
 //! callbacks abort the transfer when the deadline passes.
@@ -28,6 +29,7 @@ pub mod refs;
 pub mod repo_url;
 mod snapshot;
 mod transport;
+pub mod write;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -40,6 +42,7 @@ pub use error::SourceError;
 pub use gc::{Collected, Retention};
 pub use refs::{InvalidRevision, RemoteRef, Revision, RevisionRef};
 pub use repo_url::RepoUrl;
+pub use write::{Author, Change, PushOutcome, RevertOutcome, Workspace};
 
 /// What to fetch: a repository, a ref, and the credentials read from the Application's Secret.
 #[derive(Clone, PartialEq)]

@@ -362,6 +362,47 @@ pub(crate) fn fetch(
         .map_err(|e| classify(&e, access, &observed, "fetch", Some(repo_path)))
 }
 
+/// Pushes `refspec` (`[+]<local ref>:refs/heads/<branch>`) from `repo`. `Ok(None)` when the
+/// remote took it, `Ok(Some(why))` when it refused the update (not a fast-forward, a protected
+/// branch, a hook): that is an answer, not a failure of the transport.
+pub(crate) fn push(repo: &Repository, access: &Access, refspec: &str) -> Result<Option<String>, SourceError> {
+    let observed = Observed::default();
+    let rejection: RefCell<Option<String>> = RefCell::new(None);
+    let mut remote =
+        repo.remote_anonymous(access.url.remote_url()).map_err(|e| classify(&e, access, &observed, "push", None))?;
+    let mut cb = callbacks(access, &observed);
+    cb.push_update_reference(|_refname, status| {
+        if let Some(why) = status {
+            rejection.borrow_mut().get_or_insert_with(|| access.redactor.redact(why));
+        }
+        Ok(())
+    });
+    let mut opts = git2::PushOptions::new();
+    opts.remote_callbacks(cb);
+    if let Some(token) = access.credentials.as_ref().and_then(|c| c.bearer_token.as_deref())
+        && matches!(access.url.transport(), Transport::Http | Transport::Https)
+    {
+        opts.custom_headers(&[&format!("Authorization: Bearer {token}")]);
+        opts.follow_redirects(RemoteRedirect::None);
+    }
+    let pushed = remote.push(&[refspec], Some(&mut opts));
+    drop(opts);
+    match pushed {
+        Ok(()) => Ok(rejection.take()),
+        // libgit2 refuses a non-fast-forward itself when it knows the remote's tip.
+        Err(e) if is_not_fast_forward(&e) => Ok(Some("not a fast-forward: the branch moved on".to_string())),
+        Err(e) => Err(classify(&e, access, &observed, "push", None)),
+    }
+}
+
+fn is_not_fast_forward(err: &git2::Error) -> bool {
+    let lower = err.message().to_ascii_lowercase();
+    err.code() == ErrorCode::NotFastForward
+        || lower.contains("non-fastforward")
+        || lower.contains("not present locally")
+        || lower.contains("fast-forward")
+}
+
 /// Maps a libgit2 error to a [`SourceError`], preferring what the callbacks observed.
 /// `repo_path` is the local repository, if the operation touched one: errors from its object
 /// database mean it is corrupt.

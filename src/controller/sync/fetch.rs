@@ -123,7 +123,7 @@ pub async fn fetch(pass: Pass<'_>, access: &Access, mem: &mut AppMemory) -> Resu
     if let Some(commit) = &promoted {
         source.git_ref = Some(GitRef { commit: Some(commit.clone()), ..Default::default() });
     }
-    if let Some(memo) = &mem.source {
+    if let Some(memo) = mem.source.as_ref().filter(|_| !mem.refresh_source) {
         let fresh = memo.generation == app.metadata.generation
             && memo.reconcile_at == reconcile_at
             && promoted.as_ref().is_none_or(|c| *c == memo.snapshot.revision.commit)
@@ -153,6 +153,7 @@ pub async fn fetch(pass: Pass<'_>, access: &Access, mem: &mut AppMemory) -> Resu
         snapshot: snapshot.clone(),
     };
     mem.source = Some(memo);
+    mem.refresh_source = false;
     Ok(snapshot)
 }
 
@@ -224,5 +225,5 @@ pub(super) fn listing_max_age(
     interval: Duration,
 ) -> Duration {
     let requested = mem.source.as_ref().is_some_and(|m| &m.reconcile_at != reconcile_at);
-    if requested { Duration::ZERO } else { ctx.options.git_ref_cache.min(interval / 2) }
+    if requested || mem.refresh_source { Duration::ZERO } else { ctx.options.git_ref_cache.min(interval / 2) }
 }

@@ -1,0 +1,240 @@
+//! Delivering a commit ferry makes (a revert, an image update) the way `GitWrite` says:
+//!
+//! ```text
+//! push_credentials (as the ServiceAccount) -> deliver:
+//!   Direct:      workspace(branch) -> make(tip) -> push fast-forward ---------> Pushed
+//!                  rejected (branch moved): again, on the new tip (3 tries)
+//!                  conflict: a forge? propose from the maker's conflict base -> PullRequest
+//!                            no forge -----------------------------------------> Conflict
+//!   PullRequest: workspace(branch) -> make(tip) -> push ferry's branch (forced)
+//!                  -> open (or find) the pull request -------------------------> PullRequest
+//! ```
+//!
+//! Nothing is ever forced onto the tracked branch: a conflict is proposed or reported.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+
+use crate::api::{GitWrite, LocalObjectReference, WriteMode};
+use crate::forge::{ForgeClient, ForgeError, PullRequest, PullRequestRequest, RepoCoordinates, Token};
+use crate::source::credentials::{SecretReadError, read_secret};
+use crate::source::{Credentials, GitCache, SourceError};
+
+pub use crate::source::{Author, Change, PushOutcome, RevertOutcome, Workspace};
+
+/// How often a direct push is tried again on a branch that moved on meanwhile.
+const DIRECT_ATTEMPTS: usize = 3;
+
+/// Writing to Git failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GitWriteError {
+    #[error("push credentials: {0}")]
+    Secret(#[from] SecretReadError),
+    #[error("push credentials in Secret {secret}: {source}")]
+    Credentials { secret: String, source: SourceError },
+    #[error("the forge token Secret {secret} has no key token")]
+    NoToken { secret: String },
+    #[error(transparent)]
+    Git(#[from] SourceError),
+    #[error("pull request: {0}")]
+    Forge(#[from] ForgeError),
+    #[error("mode PullRequest needs spec forge to open the pull request")]
+    NoForge,
+    #[error("the branch {branch} moved on during each of {attempts} pushes; will try again")]
+    BranchKeepsMoving { branch: String, attempts: usize },
+    #[error("the push to {branch} was refused: {message}")]
+    Refused { branch: String, message: String },
+}
+
+impl GitWriteError {
+    /// Worth trying again later without a change of spec or Secret.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            GitWriteError::Git(e) => matches!(e, SourceError::Timeout { .. } | SourceError::Network { .. }),
+            GitWriteError::Forge(e) => e.is_transient(),
+            GitWriteError::Secret(SecretReadError::Timeout { .. } | SecretReadError::Api { .. }) => true,
+            GitWriteError::BranchKeepsMoving { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// Push credentials and the forge token, read as `client` (the ServiceAccount the object acts
+/// as, so a tenant cannot make ferry push with a Secret it may not read).
+pub struct WriteAccess {
+    pub credentials: Credentials,
+    pub token: Option<Token>,
+}
+
+impl std::fmt::Debug for WriteAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteAccess").field("credentials", &self.credentials).finish_non_exhaustive()
+    }
+}
+
+/// Reads `write.secretRef` (and `write.forge.secretRef`) in `namespace` as `client`.
+pub async fn push_credentials(
+    client: &kube::Client,
+    timeout: Duration,
+    namespace: &str,
+    write: &GitWrite,
+) -> Result<WriteAccess, GitWriteError> {
+    let secret = read_secret(client, timeout, namespace, &write.secret_ref).await?;
+    let token_of = |s: &Secret, key: &str| {
+        s.data.as_ref().and_then(|d| d.get(key)).and_then(|b| String::from_utf8(b.0.clone()).ok())
+    };
+    let mut credentials = match (token_of(&secret, "token"), token_of(&secret, "username")) {
+        // A bare token pushes over HTTPS as the password of any user (GitHub, GitLab, Gitea).
+        (Some(token), None) => Credentials { username: Some("ferry".into()), password: Some(token), ..Default::default() },
+        _ => Credentials::from_secret(&secret)
+            .map_err(|source| GitWriteError::Credentials { secret: write.secret_ref.name.clone(), source })?,
+    };
+    credentials.username = credentials.username.map(|u| u.trim().to_string());
+    let token = match write.forge.as_ref().and_then(|f| f.secret_ref.as_ref()) {
+        Some(r) => Some(forge_token(client, timeout, namespace, r).await?),
+        None => token_of(&secret, "token")
+            .or_else(|| credentials.password.clone())
+            .map(|t| Token::new(t.trim().to_string())),
+    };
+    Ok(WriteAccess { credentials, token })
+}
+
+async fn forge_token(
+    client: &kube::Client,
+    timeout: Duration,
+    namespace: &str,
+    r: &LocalObjectReference,
+) -> Result<Token, GitWriteError> {
+    let secret = read_secret(client, timeout, namespace, r).await?;
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("token"))
+        .and_then(|b| String::from_utf8(b.0.clone()).ok())
+        .map(|t| Token::new(t.trim().to_string()))
+        .ok_or_else(|| GitWriteError::NoToken { secret: r.name.clone() })
+}
+
+/// What a maker made on a tip.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Made {
+    Commit(String),
+    /// Nothing to change: the tip already says it.
+    Nothing,
+    /// The change conflicts with the tip on these paths.
+    Conflict(Vec<String>),
+}
+
+/// Makes the commit to deliver, on top of a given commit of the workspace.
+pub trait CommitMaker {
+    fn make(&self, ws: &Workspace, on: &str) -> impl Future<Output = Result<Made, SourceError>> + Send;
+    /// A commit the change applies to cleanly, to propose it from when it conflicts with the
+    /// tip (a revert: the failed revision). `None`: a conflict is reported, never proposed.
+    fn conflict_base(&self) -> Option<String>;
+}
+
+/// Where a commit goes, and how it is proposed.
+pub struct Target<'a> {
+    pub url: &'a str,
+    pub branch: &'a str,
+    pub write: &'a GitWrite,
+    pub access: &'a WriteAccess,
+    /// ferry's own branch for a pull request (`ferry/revert/...`).
+    pub proposal_branch: String,
+    pub title: String,
+    pub body: String,
+}
+
+/// How a commit was delivered.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Delivery {
+    Pushed { commit: String, branch: String },
+    Proposed { commit: String, branch: String, pull_request: PullRequest },
+    Unchanged,
+    Conflict { paths: Vec<String> },
+}
+
+/// Delivers what `maker` makes to `target`, per its mode.
+pub async fn deliver(
+    cache: &GitCache,
+    forge: &ForgeClient,
+    target: &Target<'_>,
+    maker: &impl CommitMaker,
+) -> Result<Delivery, GitWriteError> {
+    if target.write.mode == WriteMode::PullRequest {
+        let ws = workspace(cache, target).await?;
+        let tip = ws.head().to_string();
+        return match maker.make(&ws, &tip).await? {
+            Made::Commit(commit) => propose(forge, target, &ws, commit).await,
+            Made::Nothing => Ok(Delivery::Unchanged),
+            Made::Conflict(paths) => propose_conflict(forge, target, &ws, maker, paths).await,
+        };
+    }
+    for _ in 0..DIRECT_ATTEMPTS {
+        let ws = workspace(cache, target).await?;
+        let tip = ws.head().to_string();
+        let commit = match maker.make(&ws, &tip).await? {
+            Made::Commit(commit) => commit,
+            Made::Nothing => return Ok(Delivery::Unchanged),
+            Made::Conflict(paths) => return propose_conflict(forge, target, &ws, maker, paths).await,
+        };
+        match ws.push(&commit, target.branch, false).await? {
+            PushOutcome::Pushed => return Ok(Delivery::Pushed { commit, branch: target.branch.to_string() }),
+            // The branch moved on since the fetch (or a hook refused): fetch again and redo.
+            PushOutcome::Rejected { message } if looks_like_moved(&message) => continue,
+            PushOutcome::Rejected { message } => {
+                return Err(GitWriteError::Refused { branch: target.branch.to_string(), message });
+            }
+        }
+    }
+    Err(GitWriteError::BranchKeepsMoving { branch: target.branch.to_string(), attempts: DIRECT_ATTEMPTS })
+}
+
+fn looks_like_moved(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    lower.contains("fast-forward") || lower.contains("fastforward") || lower.contains("fetch first")
+}
+
+async fn workspace(cache: &GitCache, target: &Target<'_>) -> Result<Workspace, GitWriteError> {
+    Ok(cache.workspace(target.url, target.branch, Some(target.access.credentials.clone())).await?)
+}
+
+/// A conflicting change: proposed from the maker's conflict base when a forge is configured
+/// (the pull request shows the conflict to a person), else reported.
+async fn propose_conflict(
+    forge: &ForgeClient,
+    target: &Target<'_>,
+    ws: &Workspace,
+    maker: &impl CommitMaker,
+    paths: Vec<String>,
+) -> Result<Delivery, GitWriteError> {
+    let Some(base) = maker.conflict_base().filter(|_| target.write.forge.is_some()) else {
+        return Ok(Delivery::Conflict { paths });
+    };
+    match maker.make(ws, &base).await? {
+        Made::Commit(commit) => propose(forge, target, ws, commit).await,
+        Made::Nothing | Made::Conflict(_) => Ok(Delivery::Conflict { paths }),
+    }
+}
+
+/// Pushes `commit` to ferry's own branch (forced: it is ferry's) and opens the pull request,
+/// or finds the one already open.
+async fn propose(
+    forge: &ForgeClient,
+    target: &Target<'_>,
+    ws: &Workspace,
+    commit: String,
+) -> Result<Delivery, GitWriteError> {
+    let spec = target.write.forge.as_ref().ok_or(GitWriteError::NoForge)?;
+    let token = target.access.token.as_ref().ok_or(GitWriteError::NoForge)?;
+    let branch = target.proposal_branch.clone();
+    if let PushOutcome::Rejected { message } = ws.push(&commit, &branch, true).await? {
+        return Err(GitWriteError::Refused { branch, message });
+    }
+    let repo = RepoCoordinates::from_repo_url(spec.provider, target.url, spec.api_url.as_deref())?;
+    let request =
+        PullRequestRequest { head: &branch, base: target.branch, title: &target.title, body: &target.body };
+    let pull_request = forge.open_pull_request(&repo, token, &request).await?;
+    Ok(Delivery::Proposed { commit, branch, pull_request })
+}
