@@ -27,6 +27,7 @@ mod leader;
 mod metrics;
 mod previews;
 mod remote;
+mod revert;
 mod render;
 mod rollout;
 mod source;

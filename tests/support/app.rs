@@ -199,6 +199,11 @@ impl AppBuilder {
         self.set(&["spec", "strategy", "canary", field], value)
     }
 
+    /// `spec.syncPolicy.rollback.gitRevert` (`{secretRef, mode?, forge?}`).
+    pub fn git_revert(self, write: Value) -> AppBuilder {
+        self.set(&["spec", "syncPolicy", "rollback", "gitRevert"], write)
+    }
+
     /// `spec.healthChecks`: a list of `{apiVersion, kind, current, inProgress?, failed?}`.
     pub fn health_checks(self, checks: Value) -> AppBuilder {
         self.set(&["spec", "healthChecks"], checks)

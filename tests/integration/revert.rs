@@ -1,0 +1,173 @@
+//! Rollback by Git revert (issue 24): a canary whose analysis fails makes ferry write a revert
+//! of the failed revision to the branch, limited to the Application's path; the cluster then
+//! converges to the reverted revision as to any commit. A branch that moved on in a conflicting
+//! way is never forced: `RevertConflict`. Against the real control plane, a real Git server
+//! (pushes over HTTP with basic auth) and a real Prometheus.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::rollout::{ERROR_QUERY, Exporter, analysis_step};
+use crate::support::{FerryApp, Prometheus, Scenario, T, deployment, get_json, main_revision, wait_until};
+
+/// A scenario whose ferry asks Prometheus, which scrapes an exporter the test sets.
+struct Failing {
+    s: Scenario,
+    exporter: Exporter,
+    prometheus: Prometheus,
+}
+
+impl Failing {
+    fn new(prefix: &str) -> Failing {
+        let exporter = Exporter::start();
+        let prometheus = Prometheus::start(std::slice::from_ref(&exporter.addr));
+        let s = Scenario::with_ferry_args(prefix, &["--prometheus-url", &prometheus.url()]);
+        // Credentials that may push: the scenario's server takes any, ferry must send them.
+        s.kubectl_ok(&[
+            "-n", s.ns(), "create", "secret", "generic", "push",
+            "--from-literal=username=ferry-bot", "--from-literal=password=push-secret-123",
+        ]);
+        Failing { s, exporter, prometheus }
+    }
+
+    fn set_error_ratio(&self, value: f64) {
+        self.exporter.set(Some(value));
+        let query = ERROR_QUERY.replace("{{variant}}", "canary");
+        wait_until(&format!("Prometheus to see error ratio {value}"), T, || {
+            let data = self.prometheus.query(&query)?;
+            let seen = data["result"][0]["value"][1].as_str().and_then(|v| v.parse::<f64>().ok());
+            if seen == Some(value) { Ok(()) } else { Err(format!("Prometheus answers {data}")) }
+        });
+    }
+
+    fn commit_shop(&self, tag: &str, extra: &[(&str, &str)]) -> String {
+        let mut files = vec![(
+            "app/deployment.yaml".to_string(),
+            deployment("shop", None, &format!("registry.example/shop:{tag}"), 3),
+        )];
+        files.extend(extra.iter().map(|(p, c)| (p.to_string(), c.to_string())));
+        let refs: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+        self.s.git.commit_files("main", &refs, &format!("shop {tag}"))
+    }
+
+    fn create_app(&self, steps: Value) -> FerryApp {
+        let app = self
+            .s
+            .application("shop")
+            .interval("1m")
+            .prune(true)
+            .canary("shop", steps)
+            .git_revert(json!({"secretRef": {"name": "push"}}));
+        self.s.create_app(app)
+    }
+
+    fn image(&self) -> String {
+        get_json(&self.s.cluster, &["-n", self.s.ns(), "get", "deployment", "shop"])
+            .map(|d| d["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_default()
+    }
+
+    /// `git` on the server's bare repository.
+    fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(self.s.git.bare_repo_path())
+            .args(args)
+            .output()
+            .expect("run git");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn tip(&self) -> String {
+        self.git(&["rev-parse", "refs/heads/main"])
+    }
+}
+
+fn revert_of(app: &Value) -> &Value {
+    &app["status"]["revert"]
+}
+
+#[test]
+fn a_failed_canary_is_reverted_in_git_under_its_path_and_the_cluster_follows() {
+    let f = Failing::new("revert-direct");
+    let v1 = f.commit_shop("1.0", &[("other/notes.txt", "one\n")]);
+    let app = f.create_app(json!([{"setWeight": 34}, analysis_step("result < 0.05", 1)]));
+    app.wait_synced(&v1, T);
+    f.set_error_ratio(0.5);
+
+    // The failed revision also changes a file outside the Application's path.
+    let v2 = f.commit_shop("2.0", &[("other/notes.txt", "two\n")]);
+    app.ferry_sync();
+    let a = app.wait("the revert of the failed revision", T, |a| {
+        let r = revert_of(a);
+        if r["phase"] == "Pushed" { Ok(a.clone()) } else { Err(format!("revert: {r}")) }
+    });
+    let r = revert_of(&a);
+    assert_eq!(r["failedRevision"], main_revision(&v2), "{r}");
+    assert_eq!(r["goodRevision"], main_revision(&v1), "{r}");
+    let v3 = r["commit"].as_str().expect("the revert commit").to_string();
+
+    // One commit on top of the failed one, by ferry, saying what and why.
+    assert_eq!(f.tip(), v3);
+    assert_eq!(f.git(&["rev-parse", &format!("{v3}^")]), v2);
+    assert_eq!(f.git(&["log", "-1", "--format=%an <%ae>", &v3]), "ferry <ferry@ferry.dev>");
+    let message = f.git(&["log", "-1", "--format=%B", &v3]);
+    let parts = [format!("{}/shop", f.s.ns()), main_revision(&v2), main_revision(&v1), "rollout aborted".into()];
+    for part in &parts {
+        assert!(message.contains(part), "{part:?} missing from the commit message:\n{message}");
+    }
+    // Only the path is reverted: app/ is v1's again, other/ keeps v2's change.
+    assert_eq!(f.git(&["diff", "--name-only", &v1, &v3, "--", "app"]), "");
+    assert_eq!(f.git(&["show", &format!("{v3}:other/notes.txt")]), "two");
+    assert_eq!(f.git(&["diff", "--name-only", &v2, &v3]), "app/deployment.yaml");
+
+    // Git drives the cluster back: the revert is synced, the stable stays on 1.0.
+    let a = app.wait_synced(&v3, T);
+    assert_eq!(f.image(), "registry.example/shop:1.0", "{}", a["status"]);
+    app.wait_event("Normal", "GitReverted", &[&v2[..12], &v1[..12]], T);
+    let metrics = crate::support::metric(&f.s.ferry, "ferry_git_reverts_total{result=\"pushed\"}");
+    assert_eq!(metrics, 1.0);
+
+    // Steady state: more reconciles write no second revert.
+    let before = crate::support::reconciles(&f.s.ferry);
+    app.ferry_sync();
+    wait_until("another reconcile", T, || {
+        let now = crate::support::reconciles(&f.s.ferry);
+        if now > before { Ok(()) } else { Err(format!("{now} reconciles")) }
+    });
+    assert_eq!(f.tip(), v3, "a second revert was written");
+    // The push credentials never show.
+    let shown = format!("{}{}", app.json(), f.s.ferry.logs());
+    assert!(!shown.contains("push-secret-123"), "the push password leaked");
+}
+
+#[test]
+fn a_branch_that_moved_on_in_conflict_is_reported_never_forced() {
+    let f = Failing::new("revert-conflict");
+    let v1 = f.commit_shop("1.0", &[]);
+    // The rollout waits for a person before its analysis, so the branch can move meanwhile.
+    let app = f.create_app(json!([{"setWeight": 34}, {"pause": {}}, analysis_step("result < 0.05", 1)]));
+    app.wait_synced(&v1, T);
+    f.set_error_ratio(0.5);
+
+    let v2 = f.commit_shop("2.0", &[]);
+    app.ferry_sync();
+    app.wait("the rollout of the failed revision to pause", T, |a| {
+        let r = &a["status"]["rollout"];
+        let ours = a["status"]["lastAttemptedRevision"] == main_revision(&v2);
+        if ours && r["phase"] == "Paused" { Ok(()) } else { Err(format!("rollout: {r}")) }
+    });
+    // Someone changes the same line before ferry reverts; then the analysis fails.
+    let moved = f.commit_shop("2.1", &[]);
+    crate::support::ferry_cli(&f.s.cluster, &["promote", "shop", "-n", f.s.ns()]);
+    let a = app.wait("the revert to conflict", T, |a| {
+        let r = revert_of(a);
+        if r["phase"] == "Conflict" { Ok(a.clone()) } else { Err(format!("revert: {r}")) }
+    });
+    let r = revert_of(&a);
+    assert!(r["message"].as_str().unwrap_or_default().contains("app/deployment.yaml"), "{r}");
+    assert_eq!(f.tip(), moved, "the branch was written despite the conflict");
+    app.wait_event("Warning", "RevertConflict", &["app/deployment.yaml"], T);
+}
