@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod controller;
 pub mod diff;
 pub mod duration;
+pub mod forge;
 pub mod health;
 pub mod import;
 pub mod kube_util;
