@@ -241,6 +241,11 @@ impl Metrics {
             git_reverts: Family::default(),
             leader: Gauge::default(),
         };
+        // Zero series for every outcome from the start, so rates and increases (the dashboard)
+        // exist before the first revert.
+        for result in ["pushed", "pull_request", "conflict", "failed"] {
+            m.git_reverts.get_or_create(&ResultLabel { result });
+        }
         m.register()
     }
 
