@@ -244,7 +244,7 @@ impl Metrics {
         // Zero series for every outcome from the start, so rates and increases (the dashboard)
         // exist before the first revert.
         for result in ["pushed", "pull_request", "conflict", "failed"] {
-            m.git_reverts.get_or_create(&ResultLabel { result });
+            let _ = m.git_reverts.get_or_create(&ResultLabel { result });
         }
         m.register()
     }
