@@ -3,8 +3,8 @@
 mod application;
 mod application_set;
 mod cluster;
-mod git_write;
 pub mod conditions;
+mod git_write;
 mod hooks;
 mod image_policy;
 mod notifier;

@@ -24,8 +24,8 @@ use super::{
 use crate::{
     api::{Application, TenantPolicy},
     apply::AppRef,
-    forge::ForgeClient,
     artifact::{fetch::Artifacts, helm_repo::HelmRepoOptions, oci::OciFetcherOptions},
+    forge::ForgeClient,
     health::{ExprCache, HealthChecks},
     locks::locked,
     metrics::Metrics,

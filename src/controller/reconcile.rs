@@ -34,8 +34,8 @@ use super::{
 use crate::{
     api::{
         Application, ApplicationStatus, HealthStatus, HealthStatusCode, HistoryEntry, HookPhase,
-        InventoryEntry, RevertPhase, SyncResult, SyncStatus, SyncStatusCode, VerificationPhase, VerificationStatus,
-        conditions as c,
+        InventoryEntry, RevertPhase, SyncResult, SyncStatus, SyncStatusCode, VerificationPhase,
+        VerificationStatus, conditions as c,
     },
     apply::{AppRef, Applier, FIELD_MANAGER, prune_candidates},
     duration,

@@ -23,7 +23,9 @@ use kube::runtime::events::EventType;
 
 use super::{context::Context, delivery::commit_of, events};
 use crate::{
-    api::{Application, ApplicationStatus, GitWrite, RevertPhase, RevertStatus, RolloutPhase, VerificationPhase},
+    api::{
+        Application, ApplicationStatus, GitWrite, RevertPhase, RevertStatus, RolloutPhase, VerificationPhase,
+    },
     apply::AppRef,
     gitwrite::{self, CommitMaker, Delivery, GitWriteError, Made, RevertOutcome, Target, Workspace},
     source::{Author, SourceError},
@@ -104,7 +106,12 @@ fn phase_label(phase: RevertPhase) -> &'static str {
     }
 }
 
-async fn write(ctx: &Context, app: &Application, app_ref: &AppRef, due: &Due) -> Result<Delivery, RevertError> {
+async fn write(
+    ctx: &Context,
+    app: &Application,
+    app_ref: &AppRef,
+    due: &Due,
+) -> Result<Delivery, RevertError> {
     let write = git_write(app).ok_or(RevertError::NotConfigured)?;
     let (url, branch) = tracked_branch(app)?;
     let forge = ctx.forge.as_ref().map_err(|e| RevertError::NoHttpClient(e.clone()))?;
@@ -114,8 +121,13 @@ async fn write(ctx: &Context, app: &Application, app_ref: &AppRef, due: &Due) ->
         .local
         .client_for(&app_ref.namespace, sa.as_deref())
         .map_err(|e| RevertError::Tenancy(e.to_string()))?;
-    let access = gitwrite::push_credentials(&client, ctx.options.api_timeout, &app_ref.namespace, write).await?;
-    let maker = Reverter { due: due.clone(), path: app.spec.source.path.clone().unwrap_or_default(), message: message(app_ref, due) };
+    let access =
+        gitwrite::push_credentials(&client, ctx.options.api_timeout, &app_ref.namespace, write).await?;
+    let maker = Reverter {
+        due: due.clone(),
+        path: app.spec.source.path.clone().unwrap_or_default(),
+        message: message(app_ref, due),
+    };
     let target = Target {
         url,
         branch,
@@ -171,7 +183,8 @@ struct Reverter {
 impl CommitMaker for Reverter {
     async fn make(&self, ws: &Workspace, on: &str) -> Result<Made, SourceError> {
         let author = Author::from_spec(None);
-        let outcome = ws.revert_path(on, &self.due.failed, &self.due.good, &self.path, &self.message, &author).await?;
+        let outcome =
+            ws.revert_path(on, &self.due.failed, &self.due.good, &self.path, &self.message, &author).await?;
         Ok(match outcome {
             RevertOutcome::Committed { commit } => Made::Commit(commit),
             RevertOutcome::NothingToRevert => Made::Nothing,
@@ -239,7 +252,8 @@ fn record(due: &Due, outcome: Result<Delivery, RevertError>, time: Time) -> Reve
         }
         Err(e) => {
             let retry = matches!(&e, RevertError::Write(w) if w.is_transient());
-            let when = if retry { format!("; trying again in {}s", RETRY_AFTER.as_secs()) } else { String::new() };
+            let when =
+                if retry { format!("; trying again in {}s", RETRY_AFTER.as_secs()) } else { String::new() };
             format!("could not revert {failed}: {e}{when}")
         }
     };
@@ -260,7 +274,8 @@ mod tests {
             "source": {"repoURL": "https://git.example.com/a.git", "ref": {"branch": "main"}, "path": "apps/web"}
         });
         if revert {
-            spec["syncPolicy"] = serde_json::json!({"rollback": {"gitRevert": {"secretRef": {"name": "push"}}}});
+            spec["syncPolicy"] =
+                serde_json::json!({"rollback": {"gitRevert": {"secretRef": {"name": "push"}}}});
         }
         serde_json::from_value(serde_json::json!({
             "apiVersion": "ferry.dev/v1alpha1", "kind": "Application",
@@ -325,7 +340,8 @@ mod tests {
     fn a_revision_is_reverted_once_and_a_failed_try_again_later() {
         let mut st = aborted();
         let d = due(&app(true), &st, &now()).unwrap();
-        let record = record(&d, Ok(Delivery::Pushed { commit: "c".into(), branch: "main".into() }), Time(now()));
+        let record =
+            record(&d, Ok(Delivery::Pushed { commit: "c".into(), branch: "main".into() }), Time(now()));
         st.revert = Some(record);
         assert_eq!(due(&app(true), &st, &now()), None, "pushed: never again for this revision");
 
@@ -357,7 +373,8 @@ mod tests {
     #[test]
     fn a_conflict_is_reported_with_its_paths() {
         let d = due(&app(true), &aborted(), &now()).unwrap();
-        let r = record(&d, Ok(Delivery::Conflict { paths: vec!["apps/web/deploy.yaml".into()] }), Time(now()));
+        let r =
+            record(&d, Ok(Delivery::Conflict { paths: vec!["apps/web/deploy.yaml".into()] }), Time(now()));
         assert_eq!(r.phase, RevertPhase::Conflict);
         assert!(r.message.unwrap().contains("RevertConflict"));
     }

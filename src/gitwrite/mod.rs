@@ -30,15 +30,15 @@ const DIRECT_ATTEMPTS: usize = 3;
 #[derive(Debug, thiserror::Error)]
 pub enum GitWriteError {
     #[error("push credentials: {0}")]
-    Secret(#[from] SecretReadError),
+    Secret(Box<SecretReadError>),
     #[error("push credentials in Secret {secret}: {source}")]
-    Credentials { secret: String, source: SourceError },
+    Credentials { secret: String, source: Box<SourceError> },
     #[error("the forge token Secret {secret} has no key token")]
     NoToken { secret: String },
     #[error(transparent)]
-    Git(#[from] SourceError),
+    Git(Box<SourceError>),
     #[error("pull request: {0}")]
-    Forge(#[from] ForgeError),
+    Forge(Box<ForgeError>),
     #[error("mode PullRequest needs spec forge to open the pull request")]
     NoForge,
     #[error("the branch {branch} moved on during each of {attempts} pushes; will try again")]
@@ -47,13 +47,33 @@ pub enum GitWriteError {
     Refused { branch: String, message: String },
 }
 
+impl From<SecretReadError> for GitWriteError {
+    fn from(e: SecretReadError) -> Self {
+        GitWriteError::Secret(Box::new(e))
+    }
+}
+
+impl From<SourceError> for GitWriteError {
+    fn from(e: SourceError) -> Self {
+        GitWriteError::Git(Box::new(e))
+    }
+}
+
+impl From<ForgeError> for GitWriteError {
+    fn from(e: ForgeError) -> Self {
+        GitWriteError::Forge(Box::new(e))
+    }
+}
+
 impl GitWriteError {
     /// Worth trying again later without a change of spec or Secret.
     pub fn is_transient(&self) -> bool {
         match self {
-            GitWriteError::Git(e) => matches!(e, SourceError::Timeout { .. } | SourceError::Network { .. }),
+            GitWriteError::Git(e) => matches!(**e, SourceError::Timeout { .. } | SourceError::Network { .. }),
             GitWriteError::Forge(e) => e.is_transient(),
-            GitWriteError::Secret(SecretReadError::Timeout { .. } | SecretReadError::Api { .. }) => true,
+            GitWriteError::Secret(e) => {
+                matches!(**e, SecretReadError::Timeout { .. } | SecretReadError::Api { .. })
+            }
             GitWriteError::BranchKeepsMoving { .. } => true,
             _ => false,
         }
@@ -86,9 +106,13 @@ pub async fn push_credentials(
     };
     let mut credentials = match (token_of(&secret, "token"), token_of(&secret, "username")) {
         // A bare token pushes over HTTPS as the password of any user (GitHub, GitLab, Gitea).
-        (Some(token), None) => Credentials { username: Some("ferry".into()), password: Some(token), ..Default::default() },
-        _ => Credentials::from_secret(&secret)
-            .map_err(|source| GitWriteError::Credentials { secret: write.secret_ref.name.clone(), source })?,
+        (Some(token), None) => {
+            Credentials { username: Some("ferry".into()), password: Some(token), ..Default::default() }
+        }
+        _ => Credentials::from_secret(&secret).map_err(|source| GitWriteError::Credentials {
+            secret: write.secret_ref.name.clone(),
+            source: Box::new(source),
+        })?,
     };
     credentials.username = credentials.username.map(|u| u.trim().to_string());
     let token = match write.forge.as_ref().and_then(|f| f.secret_ref.as_ref()) {

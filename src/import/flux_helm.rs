@@ -63,7 +63,13 @@ pub(super) fn import(object: &Upstream, index: &Index<'_>) -> Result<Imported, M
         service_account_name: f.string("serviceAccountName")?,
         interval: shorter(own, source_interval),
         // Helm removes what a new release no longer renders: prune.
-        sync_policy: SyncPolicy { automated: true, prune: true, self_heal, allow_empty: false, rollback: None },
+        sync_policy: SyncPolicy {
+            automated: true,
+            prune: true,
+            self_heal,
+            allow_empty: false,
+            rollback: None,
+        },
         suspend: f.bool("suspend")?.unwrap_or(false),
         policy: Policy::default(),
         decryption: None,

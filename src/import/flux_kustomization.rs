@@ -105,7 +105,13 @@ fn spec(
         service_account_name: f.string("serviceAccountName")?,
         interval: shorter(own_interval, source_interval),
         // Flux applies every interval and corrects drift; prune is the Kustomization's.
-        sync_policy: SyncPolicy { automated: true, prune, self_heal: true, allow_empty: false, rollback: None },
+        sync_policy: SyncPolicy {
+            automated: true,
+            prune,
+            self_heal: true,
+            allow_empty: false,
+            rollback: None,
+        },
         suspend: f.bool("suspend")?.unwrap_or(false),
         policy: Policy::default(),
         decryption: decryption(f, notes)?,

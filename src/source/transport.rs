@@ -368,8 +368,9 @@ pub(crate) fn fetch(
 pub(crate) fn push(repo: &Repository, access: &Access, refspec: &str) -> Result<Option<String>, SourceError> {
     let observed = Observed::default();
     let rejection: RefCell<Option<String>> = RefCell::new(None);
-    let mut remote =
-        repo.remote_anonymous(access.url.remote_url()).map_err(|e| classify(&e, access, &observed, "push", None))?;
+    let mut remote = repo
+        .remote_anonymous(access.url.remote_url())
+        .map_err(|e| classify(&e, access, &observed, "push", None))?;
     let mut cb = callbacks(access, &observed);
     cb.push_update_reference(|_refname, status| {
         if let Some(why) = status {

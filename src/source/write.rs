@@ -51,7 +51,9 @@ pub struct Change {
 pub enum PushOutcome {
     Pushed,
     /// The remote (or libgit2, knowing the remote's tip) refused the update.
-    Rejected { message: String },
+    Rejected {
+        message: String,
+    },
 }
 
 /// A path-limited revert, made or not.
@@ -144,7 +146,9 @@ impl Workspace {
                 if entry.kind() != Some(ObjectType::Blob) || !wanted || files.len() >= max_files {
                     return git2::TreeWalkResult::Ok;
                 }
-                if entry.filemode() != i32::from(FileMode::Blob) && entry.filemode() != i32::from(FileMode::BlobExecutable) {
+                if entry.filemode() != i32::from(FileMode::Blob)
+                    && entry.filemode() != i32::from(FileMode::BlobExecutable)
+                {
                     return git2::TreeWalkResult::Ok; // symlinks and submodules are never edited
                 }
                 if let Ok(blob) = repo.find_blob(entry.id())
@@ -241,7 +245,8 @@ impl Workspace {
 
     /// Whether `ancestor` is `descendant` or one of its ancestors (both fetched).
     pub async fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Result<bool, SourceError> {
-        let (path, a, d, url) = (self.path(), ancestor.to_string(), descendant.to_string(), self.url().to_string());
+        let (path, a, d, url) =
+            (self.path(), ancestor.to_string(), descendant.to_string(), self.url().to_string());
         blocking(&fresh(&self.access), "read", move |_| {
             let repo = open(&path, &url)?;
             let (a, d) = (oid(&a, &url)?, oid(&d, &url)?);
@@ -301,7 +306,12 @@ fn fetch_branch(path: &Path, access: &Access, refname: &str) -> Result<String, S
 
 /// `base` with the subtree at `dir` replaced by `source`'s (removed if `source` has none). An
 /// empty `dir` is the whole tree.
-fn with_dir_of(repo: &Repository, base: &git2::Tree, source: &git2::Tree, dir: &str) -> Result<Oid, git2::Error> {
+fn with_dir_of(
+    repo: &Repository,
+    base: &git2::Tree,
+    source: &git2::Tree,
+    dir: &str,
+) -> Result<Oid, git2::Error> {
     if dir.is_empty() {
         return Ok(source.id());
     }
@@ -341,9 +351,8 @@ fn make_commit(
 ) -> Result<String, SourceError> {
     let tree = repo.find_tree(tree).map_err(|e| git(url, e))?;
     let signature = Signature::now(&author.name, &author.email).map_err(|e| git(url, e))?;
-    let oid = repo
-        .commit(None, &signature, &signature, message, &tree, &[parent])
-        .map_err(|e| git(url, e))?;
+    let oid =
+        repo.commit(None, &signature, &signature, message, &tree, &[parent]).map_err(|e| git(url, e))?;
     Ok(oid.to_string())
 }
 
@@ -352,7 +361,10 @@ fn open(path: &Path, url: &str) -> Result<Repository, SourceError> {
 }
 
 fn oid(sha: &str, url: &str) -> Result<Oid, SourceError> {
-    Oid::from_str(sha).map_err(|_| SourceError::Git { url: url.to_string(), message: format!("{sha:?} is not a commit id") })
+    Oid::from_str(sha).map_err(|_| SourceError::Git {
+        url: url.to_string(),
+        message: format!("{sha:?} is not a commit id"),
+    })
 }
 
 fn commit_of<'r>(repo: &'r Repository, sha: &str, url: &str) -> Result<git2::Commit<'r>, SourceError> {
@@ -418,10 +430,16 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let repo = Repository::init_bare(tmp.path()).unwrap();
         let good = repo_with(&[("app/a.yaml", "v1"), ("other/x", "1")], None, &repo);
-        let failed = repo_with(&[("app/a.yaml", "v2"), ("app/new.yaml", "n"), ("other/x", "2")], Some(good), &repo);
-        let (g, f) = (repo.find_commit(good).unwrap().tree().unwrap(), repo.find_commit(failed).unwrap().tree().unwrap());
+        let failed =
+            repo_with(&[("app/a.yaml", "v2"), ("app/new.yaml", "n"), ("other/x", "2")], Some(good), &repo);
+        let (g, f) = (
+            repo.find_commit(good).unwrap().tree().unwrap(),
+            repo.find_commit(failed).unwrap().tree().unwrap(),
+        );
         let tree = repo.find_tree(with_dir_of(&repo, &f, &g, "app").unwrap()).unwrap();
-        let read = |p: &str| tree.get_path(Path::new(p)).ok().map(|e| repo.find_blob(e.id()).unwrap().content().to_vec());
+        let read = |p: &str| {
+            tree.get_path(Path::new(p)).ok().map(|e| repo.find_blob(e.id()).unwrap().content().to_vec())
+        };
         assert_eq!(read("app/a.yaml").as_deref(), Some(&b"v1"[..]));
         assert_eq!(read("app/new.yaml"), None, "a file added by the failed revision goes");
         assert_eq!(read("other/x").as_deref(), Some(&b"2"[..]), "outside the path nothing is reverted");

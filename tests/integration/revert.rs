@@ -25,8 +25,14 @@ impl Failing {
         let s = Scenario::with_ferry_args(prefix, &["--prometheus-url", &prometheus.url()]);
         // Credentials that may push: the scenario's server takes any, ferry must send them.
         s.kubectl_ok(&[
-            "-n", s.ns(), "create", "secret", "generic", "push",
-            "--from-literal=username=ferry-bot", "--from-literal=password=push-secret-123",
+            "-n",
+            s.ns(),
+            "create",
+            "secret",
+            "generic",
+            "push",
+            "--from-literal=username=ferry-bot",
+            "--from-literal=password=push-secret-123",
         ]);
         Failing { s, exporter, prometheus }
     }
@@ -64,7 +70,12 @@ impl Failing {
 
     fn image(&self) -> String {
         get_json(&self.s.cluster, &["-n", self.s.ns(), "get", "deployment", "shop"])
-            .map(|d| d["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap_or_default().to_string())
+            .map(|d| {
+                d["spec"]["template"]["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
             .unwrap_or_default()
     }
 
@@ -114,7 +125,8 @@ fn a_failed_canary_is_reverted_in_git_under_its_path_and_the_cluster_follows() {
     assert_eq!(f.git(&["rev-parse", &format!("{v3}^")]), v2);
     assert_eq!(f.git(&["log", "-1", "--format=%an <%ae>", &v3]), "ferry <ferry@ferry.dev>");
     let message = f.git(&["log", "-1", "--format=%B", &v3]);
-    let parts = [format!("{}/shop", f.s.ns()), main_revision(&v2), main_revision(&v1), "rollout aborted".into()];
+    let parts =
+        [format!("{}/shop", f.s.ns()), main_revision(&v2), main_revision(&v1), "rollout aborted".into()];
     for part in &parts {
         assert!(message.contains(part), "{part:?} missing from the commit message:\n{message}");
     }
