@@ -155,6 +155,18 @@ pub fn describe(app: &Application) -> String {
     if let Some(p) = &status.progress {
         describe_progress(&mut line, p);
     }
+    if let Some(r) = &status.revert {
+        line(
+            "Revert",
+            format!("{:?}: {} back to {} at {}", r.phase, r.failed_revision, r.good_revision, r.time.0),
+        );
+        let shown = [("  commit", &r.commit), ("  pull", &r.pull_request), ("  message", &r.message)];
+        for (k, v) in shown {
+            if let Some(v) = v {
+                line(k, v.clone());
+            }
+        }
+    }
     let Some(strategy) = &app.spec.strategy else { return out };
     let kind = if strategy.canary.is_some() { "canary" } else { "blueGreen" };
     let Some(r) = status.rollout else {
@@ -336,6 +348,25 @@ mod tests {
             said.contains("  hook        PreSync wave -1 Job shop/migrate-x7k2p Succeeded, deleted\n"),
             "{said}"
         );
+    }
+
+    #[test]
+    fn status_shows_the_revert_of_a_failed_revision() {
+        let app: Application = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ferry.dev/v1alpha1", "kind": "Application",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"source": {"repoURL": "https://git.example.com/a.git", "ref": {"branch": "main"}}},
+            "status": {"revert": {"failedRevision": "main@sha1:bad", "goodRevision": "main@sha1:good",
+                "phase": "PullRequestOpened", "pullRequest": "https://git.example.com/a/pulls/7",
+                "message": "proposed reverting bad to good", "time": "2026-12-06T10:00:00Z"}}
+        }))
+        .unwrap();
+        let said = describe(&app);
+        assert!(
+            said.contains("Revert        PullRequestOpened: main@sha1:bad back to main@sha1:good at 2026-12-06T10:00:00Z\n"),
+            "{said}"
+        );
+        assert!(said.contains("  pull        https://git.example.com/a/pulls/7\n"), "{said}");
     }
 
     #[test]
