@@ -17,6 +17,7 @@ mod diff;
 mod drift_rules;
 mod extra_clusters;
 mod fleet;
+mod forge;
 mod git_fixture;
 mod hardening;
 mod health_checks;

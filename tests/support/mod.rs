@@ -1,6 +1,6 @@
 //! Shared fixtures for ferry's integration tests: the real local control plane (started by
 //! `tests/testenv/testenv.sh`), a namespace per test, Git servers (HTTP and SSH), Prometheus, a
-//! Helm chart repository, an OCI registry and SOPS with age; the sync tests' [`Scenario`], the
+//! Helm chart repository, an OCI registry, a Gitea forge and SOPS with age; the sync tests' [`Scenario`], the
 //! Application builder ([`AppBuilder`]) and the manifests the tests commit; extra control planes
 //! ([`Cluster::extra`]) prepared as remote clusters ([`remote_access`], [`register_cluster`]).
 
@@ -12,6 +12,7 @@ mod chart_repo;
 mod cluster;
 mod ferry;
 mod git_server;
+mod gitea;
 mod http;
 mod manifests;
 mod prometheus;
@@ -29,6 +30,7 @@ pub use app::*;
 pub use chart_repo::*;
 pub use cluster::*;
 pub use git_server::*;
+pub use gitea::*;
 pub use http::*;
 pub use manifests::*;
 pub use prometheus::*;

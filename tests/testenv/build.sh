@@ -165,6 +165,33 @@ for r in json.load(sys.stdin).get("Replace") or []:
   touch "$dir/.complete"
 }
 
+# Gitea (a real forge for the forge client's and the webhook's tests). Its go.mod names the module
+# gitea.dev although the proxy serves it as code.gitea.io/gitea, and it has replace lines, so neither
+# `go install pkg@version` nor a wrapper module can build it: the module source is copied out of the
+# module cache and built as the main module (its go.sum and replaces apply). SQLite is the pure-Go
+# modernc driver (v1.27's default, without the sqlite_mattn tag), so CGO stays off. Without the
+# bindata tag Gitea reads templates and options (README/licence templates for auto-init) from
+# STATIC_ROOT_PATH at run time: they are copied into <dir>/share. The web UI's compiled assets are
+# missing; the API does not need them.
+build_gitea() {
+  local dir; dir="$(component_dir gitea "$GITEA_VERSION")"
+  [[ -f "$dir/.complete" ]] && return 0
+  log "building gitea $GITEA_VERSION (first run only; 10-20 minutes on 2 cores)"
+  rm -rf "$dir"; mkdir -p "$dir/src" "$dir/bin" "$dir/share"
+  (
+    local src
+    src="$(go mod download -json "code.gitea.io/gitea@$GITEA_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')"
+    [[ -d "$src" ]] || { log "cannot download code.gitea.io/gitea@$GITEA_VERSION"; exit 1; }
+    cp -r "$src/." "$dir/src/"
+    chmod -R u+w "$dir/src"
+    cd "$dir/src"
+    go build -trimpath -ldflags "-s -w -X main.Version=${GITEA_VERSION#v}" -o "$dir/bin/gitea" .
+    cp -r options templates public "$dir/share/"
+  )
+  rm -rf "$dir/src"
+  touch "$dir/.complete"
+}
+
 main() {
   local what=("$@")
   [[ ${#what[@]} -gt 0 ]] || what=(etcd kwok kustomize helm gateway-api age sops registry oras kubernetes)
@@ -184,6 +211,8 @@ main() {
       registry) go_install registry "$REGISTRY_VERSION" github.com/distribution/distribution/v3/cmd/registry \
                   "-X github.com/distribution/distribution/v3/version.version=$REGISTRY_VERSION" ;;
       oras) go_install oras "$ORAS_VERSION" oras.land/oras/cmd/oras ;;
+      # Not in the default list: built on demand by the tests that need it (tests/support/gitea.rs).
+      gitea) build_gitea ;;
       helm) go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
               "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" ;;
       flux-source-controller) build_flux source-controller "$FLUX_SOURCE_CONTROLLER_VERSION" \
