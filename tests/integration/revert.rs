@@ -1,15 +1,18 @@
 //! Rollback by Git revert (issue 24): a canary whose analysis fails makes ferry write a revert
 //! of the failed revision to the branch, limited to the Application's path; the cluster then
 //! converges to the reverted revision as to any commit. A branch that moved on in a conflicting
-//! way is never forced: `RevertConflict`. Against the real control plane, a real Git server
-//! (pushes over HTTP with basic auth) and a real Prometheus.
+//! way is never forced: `RevertConflict`, or a pull request when a forge is configured. Against
+//! the real control plane, a real Git server (pushes over HTTP), a real Gitea (pull requests
+//! through its API) and a real Prometheus.
 
 use std::process::Command;
 
 use serde_json::{Value, json};
 
 use crate::rollout::{ERROR_QUERY, Exporter, analysis_step};
-use crate::support::{FerryApp, Prometheus, Scenario, T, deployment, get_json, main_revision, wait_until};
+use crate::support::{
+    FerryApp, GITEA_ADMIN, Gitea, Prometheus, Scenario, T, deployment, get_json, main_revision, wait_until,
+};
 
 /// A scenario whose ferry asks Prometheus, which scrapes an exporter the test sets.
 struct Failing {
@@ -182,4 +185,114 @@ fn a_branch_that_moved_on_in_conflict_is_reported_never_forced() {
     assert!(r["message"].as_str().unwrap_or_default().contains("app/deployment.yaml"), "{r}");
     assert_eq!(f.tip(), moved, "the branch was written despite the conflict");
     app.wait_event("Warning", "RevertConflict", &["app/deployment.yaml"], T);
+}
+
+/// The shop Deployment at `tag`, committed to `app/` of the Gitea repository `shop`.
+fn commit_to_gitea(gitea: &Gitea, tag: &str) -> String {
+    let manifest = deployment("shop", None, &format!("registry.example/shop:{tag}"), 3);
+    gitea.commit_files("shop", "main", &[("app/deployment.yaml", &manifest)], &format!("shop {tag}"))
+}
+
+/// An Application following `app/` of the Gitea repository with a failing-capable canary and
+/// `gitRevert` of `mode` through Gitea's API; the Secret holds the admin's token.
+fn gitea_app(f: &Failing, gitea: &Gitea, mode: &str, steps: Value) -> FerryApp {
+    f.s.kubectl_ok(&[
+        "-n",
+        f.s.ns(),
+        "create",
+        "secret",
+        "generic",
+        "gitea-push",
+        &format!("--from-literal=username={GITEA_ADMIN}"),
+        &format!("--from-literal=password={}", gitea.token()),
+    ]);
+    let write = json!({"secretRef": {"name": "gitea-push"}, "mode": mode,
+        "forge": {"provider": "gitea", "apiURL": gitea.api_url()}});
+    let app = (f.s.application("shop").repo(&gitea.clone_url("shop")))
+        .secret_ref("gitea-push")
+        .interval("1m")
+        .prune(true)
+        .canary("shop", steps)
+        .git_revert(write);
+    f.s.create_app(app)
+}
+
+/// The one open pull request of `shop`, waiting for it.
+fn open_pull_request(gitea: &Gitea) -> Value {
+    wait_until("one open pull request", T, || match gitea.pull_requests("shop", "open").as_slice() {
+        [one] => Ok(one.clone()),
+        other => Err(format!("{} open pull requests", other.len())),
+    })
+}
+
+#[test]
+fn in_pull_request_mode_the_revert_is_proposed_on_gitea_and_the_branch_left_alone() {
+    let f = Failing::new("revert-pr");
+    let gitea = Gitea::start();
+    gitea.create_repo("shop", false);
+    let v1 = commit_to_gitea(&gitea, "1.0");
+    let app =
+        gitea_app(&f, &gitea, "PullRequest", json!([{"setWeight": 34}, analysis_step("result < 0.05", 1)]));
+    app.wait_synced(&v1, T);
+    f.set_error_ratio(0.5);
+
+    let v2 = commit_to_gitea(&gitea, "2.0");
+    app.ferry_sync();
+    let a = app.wait("the revert's pull request", T, |a| {
+        let r = revert_of(a);
+        if r["phase"] == "PullRequestOpened" { Ok(a.clone()) } else { Err(format!("revert: {r}")) }
+    });
+    let pr = open_pull_request(&gitea);
+    assert_eq!(pr["base"]["ref"], "main", "{pr}");
+    let head = pr["head"]["ref"].as_str().unwrap_or_default();
+    assert!(head.starts_with("ferry/revert/shop-"), "{pr}");
+    assert_eq!(revert_of(&a)["pullRequest"], pr["html_url"], "{}", revert_of(&a));
+    assert!(pr["title"].as_str().unwrap_or_default().contains(&v2[..12]), "{pr}");
+    assert!(pr["body"].as_str().unwrap_or_default().contains(&main_revision(&v1)), "{pr}");
+    let number = pr["number"].as_u64().expect("a pull request number");
+    assert_eq!(gitea.pull_request_files("shop", number), ["app/deployment.yaml"]);
+    assert!(gitea.pull_request_diff("shop", number).contains("+        image: registry.example/shop:1.0"));
+    // The tracked branch is not written: a person merges.
+    assert_eq!(gitea.branch_head("shop", "main").as_deref(), Some(v2.as_str()));
+    assert_eq!(
+        gitea.read_file("shop", head, "app/deployment.yaml"),
+        Some(deployment("shop", None, "registry.example/shop:1.0", 3))
+    );
+    app.wait_event("Normal", "GitReverted", &[pr["html_url"].as_str().unwrap_or("?")], T);
+    let shown = format!("{}{}", app.json(), f.s.ferry.logs());
+    assert!(!shown.contains(gitea.token()), "the Gitea token leaked");
+}
+
+#[test]
+fn in_direct_mode_a_conflicting_revert_becomes_a_pull_request_when_a_forge_is_set() {
+    let f = Failing::new("revert-conflict-pr");
+    let gitea = Gitea::start();
+    gitea.create_repo("shop", false);
+    let v1 = commit_to_gitea(&gitea, "1.0");
+    let steps = json!([{"setWeight": 34}, {"pause": {}}, analysis_step("result < 0.05", 1)]);
+    let app = gitea_app(&f, &gitea, "Direct", steps);
+    app.wait_synced(&v1, T);
+    f.set_error_ratio(0.5);
+
+    let v2 = commit_to_gitea(&gitea, "2.0");
+    app.ferry_sync();
+    app.wait("the rollout of the failed revision to pause", T, |a| {
+        let ours = a["status"]["lastAttemptedRevision"] == main_revision(&v2);
+        let r = &a["status"]["rollout"];
+        if ours && r["phase"] == "Paused" { Ok(()) } else { Err(format!("rollout: {r}")) }
+    });
+    let moved = commit_to_gitea(&gitea, "2.1");
+    crate::support::ferry_cli(&f.s.cluster, &["promote", "shop", "-n", f.s.ns()]);
+    app.wait("the conflicting revert to be proposed", T, |a| {
+        let r = revert_of(a);
+        if r["phase"] == "PullRequestOpened" { Ok(()) } else { Err(format!("revert: {r}")) }
+    });
+    let pr = open_pull_request(&gitea);
+    // Made on the failed revision, where it applies: the pull request shows the conflict.
+    let head = pr["head"]["ref"].as_str().unwrap_or_default();
+    assert_eq!(
+        gitea.read_file("shop", head, "app/deployment.yaml"),
+        Some(deployment("shop", None, "registry.example/shop:1.0", 3))
+    );
+    assert_eq!(gitea.branch_head("shop", "main").as_deref(), Some(moved.as_str()), "main was forced");
 }
