@@ -19,6 +19,7 @@ mod extra_clusters;
 mod fleet;
 mod forge;
 mod git_fixture;
+mod git_write;
 mod hardening;
 mod health_checks;
 mod hooks;

@@ -188,6 +188,18 @@ impl GitServer {
         self.shared.project_root.join(REPO_NAME)
     }
 
+    /// The commit `branch` points at in the bare repository (what a clone would get).
+    pub fn head(&self, branch: &str) -> String {
+        let bare = self.bare_repo_path();
+        self.git(&bare, &["rev-parse", &format!("refs/heads/{branch}")]).trim().to_string()
+    }
+
+    /// `git show <spec>` in the bare repository (`<commit>:<path>` gives a file's contents).
+    pub fn show(&self, spec: &str) -> String {
+        let bare = self.bare_repo_path();
+        self.git(&bare, &["show", spec])
+    }
+
     /// Recent stderr lines written by `git http-backend` (oldest first), for debugging.
     pub fn backend_stderr(&self) -> Vec<String> {
         self.shared
