@@ -7,7 +7,7 @@
 //! an error names the forge (provider and API base) and the HTTP status.
 
 mod coordinates;
-pub mod provider;
+mod provider;
 
 use std::time::Duration;
 
@@ -56,7 +56,7 @@ impl std::fmt::Display for Token {
     }
 }
 
-/// A commit status's state, mapped to each forge's names by [`provider::state_name`].
+/// A commit status's state; GitLab calls failure and error both `failed`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CommitState {
     Pending,
