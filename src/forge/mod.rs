@@ -7,13 +7,13 @@
 //! an error names the forge (provider and API base) and the HTTP status.
 
 mod coordinates;
-pub mod provider;
+mod provider;
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
@@ -56,7 +56,7 @@ impl std::fmt::Display for Token {
     }
 }
 
-/// A commit status's state, mapped to each forge's names by [`provider::state_name`].
+/// A commit status's state; GitLab calls failure and error both `failed`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CommitState {
     Pending,
@@ -110,6 +110,8 @@ pub enum ForgeError {
     Unreachable { forge: String, source: hyper_util::client::legacy::Error },
     #[error("{forge}: reading the answer: {source}")]
     Reading { forge: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("{forge} answered with more than {limit} bytes")]
+    TooLarge { forge: String, limit: usize },
     #[error("{forge} did not answer within {}s", .timeout.as_secs())]
     Timeout { forge: String, timeout: Duration },
     /// The forge refused (4xx) or failed (5xx); `message` is the start of its own words.
@@ -133,6 +135,7 @@ impl ForgeError {
             | ForgeError::BadApiUrl { .. }
             | ForgeError::BadToken
             | ForgeError::BadSha
+            | ForgeError::TooLarge { .. }
             | ForgeError::Request { .. } => false,
         }
     }
@@ -304,7 +307,10 @@ impl ForgeClient {
             let body = Limited::new(response.into_body(), MAX_ANSWER)
                 .collect()
                 .await
-                .map_err(|source| ForgeError::Reading { forge: forge.clone(), source })?
+                .map_err(|source| match source.is::<LengthLimitError>() {
+                    true => ForgeError::TooLarge { forge: forge.clone(), limit: MAX_ANSWER },
+                    false => ForgeError::Reading { forge: forge.clone(), source },
+                })?
                 .to_bytes();
             Ok::<_, ForgeError>(Answer { status, body })
         };

@@ -199,3 +199,286 @@ fn gitea_webhook_deliveries_make_ferry_fetch_at_once() {
     ferry.stop();
     release_applications(&cluster, &ns.name);
 }
+
+// ---------------------------------------------------------------------------------------------
+// GitHub and GitLab, which cannot run here: a local HTTP receiver records what ferry sends and
+// answers as their API documentation says they do.
+
+/// One request as the receiver read it.
+#[derive(Clone, Debug)]
+struct Seen {
+    method: String,
+    path: String,
+    /// Names lowercased.
+    headers: Vec<(String, String)>,
+    body: Value,
+}
+
+impl Seen {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+type Answer = (u16, String);
+
+/// A loopback HTTP/1.1 server answering each request with `answer(request)` (a status and a
+/// JSON body; status 0: never answer) and `Connection: close`; records every request.
+struct Receiver {
+    addr: std::net::SocketAddr,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    async fn start(answer: impl Fn(&Seen) -> Answer + Send + Sync + 'static) -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let addr = listener.local_addr().expect("local addr");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let answer = std::sync::Arc::new(answer);
+        let recorded = seen.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (answer, recorded) = (answer.clone(), recorded.clone());
+                tokio::spawn(async move { serve(stream, &*answer, &recorded).await });
+            }
+        });
+        Receiver { addr, seen, task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(
+    mut stream: tokio::net::TcpStream,
+    answer: &(dyn Fn(&Seen) -> Answer + Send + Sync),
+    recorded: &std::sync::Mutex<Vec<Seen>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut request_line = lines.next().unwrap_or_default().split(' ');
+    let (method, path) = (request_line.next().unwrap_or_default(), request_line.next().unwrap_or_default());
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let length: usize =
+        headers.iter().find(|(n, _)| n == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    let mut body = raw[head_end + 4..].to_vec();
+    while body.len() < length {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => body.extend_from_slice(&buf[..n]),
+        }
+    }
+    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let seen = Seen { method: method.to_string(), path: path.to_string(), headers, body };
+    recorded.lock().unwrap().push(seen.clone());
+    let (status, text) = answer(&seen);
+    if status == 0 {
+        // Hold the connection open without a word: the client's deadline must end it.
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        return;
+    }
+    let reply = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    );
+    let _ = stream.write_all(reply.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+#[tokio::test]
+async fn github_requests_follow_its_api() {
+    let server = Receiver::start(|r| match (r.method.as_str(), r.path.as_str()) {
+        ("POST", p) if p.ends_with("/statuses/0123456789abcdef0123456789abcdef01234567") => {
+            (201, r#"{"id":1,"state":"pending"}"#.into())
+        }
+        // GitHub's answer when a pull request for this head and base is open.
+        ("POST", "/repos/acme/app/pulls") => (
+            422,
+            r#"{"message":"Validation Failed","errors":[{"resource":"PullRequest","code":"custom","message":"A pull request already exists for acme:ferry/x."}]}"#.into(),
+        ),
+        ("GET", p) if p.starts_with("/repos/acme/app/pulls?") => (
+            200,
+            r#"[{"number":12,"html_url":"https://github.com/acme/app/pull/12","head":{"ref":"ferry/x"},"base":{"ref":"main"}}]"#.into(),
+        ),
+        _ => (404, r#"{"message":"Not Found"}"#.into()),
+    })
+    .await;
+    let repo = RepoCoordinates::from_repo_url(
+        ForgeProvider::Github,
+        "git@github.com:acme/app.git",
+        Some(&server.url()),
+    )
+    .expect("coordinates");
+    let token = Token::new("ghp_test_token".into());
+    let forge = client();
+    let long = "x".repeat(300);
+    let status = CommitStatus {
+        sha: SHA,
+        state: CommitState::Error,
+        context: CONTEXT,
+        description: &long,
+        target_url: Some("https://ferry.example/apps/web"),
+    };
+    forge.set_commit_status(&repo, &token, &status).await.expect("201 is success");
+    let req = PullRequestRequest { head: "ferry/x", base: "main", title: "t", body: "b" };
+    let pr = forge.open_pull_request(&repo, &token, &req).await.expect("the open one is found");
+    assert_eq!((pr.number, pr.url.as_str()), (12, "https://github.com/acme/app/pull/12"));
+
+    let seen = server.seen();
+    assert_eq!(seen.len(), 3, "{seen:#?}");
+    for r in &seen {
+        assert_eq!(r.header("authorization"), Some("Bearer ghp_test_token"), "{r:?}");
+        assert_eq!(r.header("x-github-api-version"), Some("2022-11-28"));
+        assert!(r.header("user-agent").is_some_and(|u| u.starts_with("ferry/")), "{r:?}");
+    }
+    assert_eq!(seen[0].path, format!("/repos/acme/app/statuses/{SHA}"));
+    assert_eq!(seen[0].header("content-type"), Some("application/json"));
+    assert_eq!(seen[0].body["state"], "error");
+    assert_eq!(seen[0].body["context"], CONTEXT);
+    assert_eq!(seen[0].body["target_url"], "https://ferry.example/apps/web");
+    assert_eq!(seen[0].body["description"].as_str().map(str::len), Some(140));
+    assert_eq!(
+        seen[1].body,
+        serde_json::json!({"head": "ferry/x", "base": "main", "title": "t", "body": "b"})
+    );
+    assert_eq!(
+        seen[2].path,
+        "/repos/acme/app/pulls?head=acme%3Aferry%2Fx&base=main&state=open&per_page=50&page=1"
+    );
+}
+
+#[tokio::test]
+async fn gitlab_requests_follow_its_api() {
+    let server = Receiver::start(|r| match (r.method.as_str(), r.path.as_str()) {
+        // GitLab refuses a state the commit already has.
+        ("POST", p) if p.contains("/statuses/") && r.body["state"] == "pending" => {
+            (400, r#"{"message":"Cannot transition status via :enqueue from :pending (Reason(s): Status cannot transition via \"enqueue\")"}"#.into())
+        }
+        ("POST", p) if p.contains("/statuses/") => (201, r#"{"id":1}"#.into()),
+        ("POST", "/gitlab/api/v4/projects/group%2Fsub%2Fapp/merge_requests") => {
+            (409, r#"{"message":["Another open merge request already exists for this source branch: !7"]}"#.into())
+        }
+        ("GET", p) if p.starts_with("/gitlab/api/v4/projects/group%2Fsub%2Fapp/merge_requests?") => (
+            200,
+            r#"[{"iid":7,"web_url":"https://gl.example/group/sub/app/-/merge_requests/7","source_branch":"ferry/x","target_branch":"main"}]"#.into(),
+        ),
+        _ => (404, r#"{"message":"404 Not Found"}"#.into()),
+    })
+    .await;
+    let api = format!("{}/gitlab/api/v4", server.url());
+    let repo = RepoCoordinates::from_repo_url(
+        ForgeProvider::Gitlab,
+        "https://gl.example/gitlab/group/sub/app.git",
+        Some(&api),
+    )
+    .expect("coordinates");
+    assert_eq!(repo.project, "group/sub/app");
+    let token = Token::new("glpat-test-token".into());
+    let forge = client();
+    let mut status = CommitStatus {
+        sha: SHA,
+        state: CommitState::Failure,
+        context: CONTEXT,
+        description: "d",
+        target_url: None,
+    };
+    forge.set_commit_status(&repo, &token, &status).await.expect("201 is success");
+    status.state = CommitState::Pending;
+    forge.set_commit_status(&repo, &token, &status).await.expect("the state it already has counts as set");
+    let req = PullRequestRequest { head: "ferry/x", base: "main", title: "t", body: "b" };
+    let pr = forge.open_pull_request(&repo, &token, &req).await.expect("the open one is found");
+    assert_eq!((pr.number, pr.url.as_str()), (7, "https://gl.example/group/sub/app/-/merge_requests/7"));
+
+    let seen = server.seen();
+    assert_eq!(seen.len(), 4, "{seen:#?}");
+    for r in &seen {
+        assert_eq!(r.header("private-token"), Some("glpat-test-token"), "{r:?}");
+        assert_eq!(r.header("authorization"), None);
+    }
+    assert_eq!(seen[0].path, format!("/gitlab/api/v4/projects/group%2Fsub%2Fapp/statuses/{SHA}"));
+    assert_eq!(seen[0].body, serde_json::json!({"state": "failed", "name": CONTEXT, "description": "d"}));
+    assert_eq!(
+        seen[2].body,
+        serde_json::json!({"source_branch": "ferry/x", "target_branch": "main", "title": "t", "description": "b"})
+    );
+    assert_eq!(
+        seen[3].path,
+        "/gitlab/api/v4/projects/group%2Fsub%2Fapp/merge_requests?source_branch=ferry%2Fx&target_branch=main&state=opened&per_page=50&page=1"
+    );
+}
+
+#[tokio::test]
+async fn failing_silent_and_flooding_forges_are_told_apart() {
+    let server = Receiver::start(|r| match r.path.as_str() {
+        p if p.starts_with("/busy/") => (503, r#"{"message":"try later"}"#.into()),
+        p if p.starts_with("/limited/") => (429, r#"{"message":"API rate limit exceeded"}"#.into()),
+        p if p.starts_with("/silent/") => (0, String::new()),
+        p if p.starts_with("/flood/") => (200, format!("[{}]", "1,".repeat(3 << 20) + "1")),
+        _ => (403, r#"{"message":"Resource not accessible by integration"}"#.into()),
+    })
+    .await;
+    let forge = ForgeClient::new(Duration::from_secs(2)).expect("a forge client");
+    let token = Token::new("ghp_hidden_token".into());
+    let status = CommitStatus {
+        sha: SHA,
+        state: CommitState::Success,
+        context: CONTEXT,
+        description: "",
+        target_url: None,
+    };
+    let req = PullRequestRequest { head: "a", base: "main", title: "t", body: "" };
+    for (prefix, transient, words) in [
+        ("busy", true, "503 Service Unavailable to setting a commit status: try later"),
+        ("limited", true, "429 Too Many Requests"),
+        ("silent", true, "did not answer within 2s"),
+        ("forbidden", false, "403 Forbidden to setting a commit status: Resource not accessible"),
+    ] {
+        let api = format!("{}/{prefix}", server.url());
+        let repo =
+            RepoCoordinates::from_repo_url(ForgeProvider::Github, "https://ghe.example/o/r", Some(&api))
+                .unwrap();
+        let err = forge.set_commit_status(&repo, &token, &status).await.expect_err(prefix);
+        let text = err.to_string();
+        assert_eq!(err.is_transient(), transient, "{text}");
+        assert!(text.contains(&format!("github at {api}")) && text.contains(words), "{text}");
+        assert!(
+            !text.contains("ghp_hidden_token") && !format!("{err:?}").contains("ghp_hidden_token"),
+            "{err:?}"
+        );
+    }
+    // A pull request listing larger than ferry reads: refused, not retried.
+    let api = format!("{}/flood", server.url());
+    let repo =
+        RepoCoordinates::from_repo_url(ForgeProvider::Github, "https://ghe.example/o/r", Some(&api)).unwrap();
+    let err = forge.open_pull_request(&repo, &token, &req).await.expect_err("too large");
+    assert!(matches!(err, ForgeError::TooLarge { .. }) && !err.is_transient(), "{err}");
+}

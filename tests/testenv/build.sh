@@ -176,7 +176,7 @@ for r in json.load(sys.stdin).get("Replace") or []:
 build_gitea() {
   local dir; dir="$(component_dir gitea "$GITEA_VERSION")"
   [[ -f "$dir/.complete" ]] && return 0
-  log "building gitea $GITEA_VERSION (first run only; 10-20 minutes on 2 cores)"
+  log "building gitea $GITEA_VERSION (first run only; 5-15 minutes on 2 cores)"
   rm -rf "$dir"; mkdir -p "$dir/src" "$dir/bin" "$dir/share"
   (
     local src
