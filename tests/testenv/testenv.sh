@@ -49,7 +49,9 @@ sops_bin="$cache/sops-$SOPS_VERSION/bin"
 registry_bin="$cache/registry-$REGISTRY_VERSION/bin"
 oras_bin="$cache/oras-$ORAS_VERSION/bin"
 # Not needed by the control plane itself: the tools the chart (HTTP and OCI) and SOPS tests run.
-artifact_tools=(age sops registry oras)
+# gitea (the forge of the notification, revert and image update tests) takes about 5 minutes to
+# build the first time: built with the control plane, not in the middle of a parallel test run.
+artifact_tools=(age sops registry oras gitea)
 
 pki="$state/pki"
 logs="$state/logs"
