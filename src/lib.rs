@@ -15,6 +15,7 @@ pub mod duration;
 pub mod forge;
 pub mod gitwrite;
 pub mod health;
+pub mod images;
 pub mod import;
 pub mod kube_util;
 mod locks;

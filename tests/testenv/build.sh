@@ -213,6 +213,8 @@ main() {
       oras) go_install oras "$ORAS_VERSION" oras.land/oras/cmd/oras ;;
       # Not in the default list: built on demand by the tests that need it (tests/support/gitea.rs).
       gitea) build_gitea ;;
+      # crane pushes container images (ImagePolicy scans, the image update bench).
+      crane) go_install crane "$CRANE_VERSION" github.com/google/go-containerregistry/cmd/crane ;;
       helm) go_install helm "$HELM_VERSION" helm.sh/helm/v3/cmd/helm \
               "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" ;;
       flux-source-controller) build_flux source-controller "$FLUX_SOURCE_CONTROLLER_VERSION" \
