@@ -288,26 +288,38 @@ impl OciFetcher {
         repo: &OciRepository,
         access: &RegistryAccess,
     ) -> Result<Vec<String>, OciError> {
+        self.list_tags_at_most(repo, access, MAX_TAG_PAGES * TAG_PAGE).await
+    }
+
+    /// The tags of `repo` (sorted), reading pages until `max_tags` are known: a registry
+    /// with more is cut there (the listing's order is the registry's, lexical in distribution).
+    pub async fn list_tags_at_most(
+        &self,
+        repo: &OciRepository,
+        access: &RegistryAccess,
+        max_tags: usize,
+    ) -> Result<Vec<String>, OciError> {
         let client = self.client(repo, access)?;
         let reference = repo.by_tag("latest");
         let auth = access.auth.to_oci();
         let ctx = self.context(repo, "repository", access);
         let mut tags = BTreeSet::new();
         let mut last: Option<String> = None;
-        for _ in 0..MAX_TAG_PAGES {
+        for _ in 0..max_tags.div_ceil(TAG_PAGE).clamp(1, MAX_TAG_PAGES) {
             let call = client.list_tags(&reference, &auth, Some(TAG_PAGE), last.as_deref());
             let page = self.timed(repo, "listing tags", call).await?.map_err(|e| ctx.classify(e))?;
             let before = tags.len();
             tags.extend(page.tags.iter().cloned());
-            if tags.len() == before {
+            if tags.len() == before || tags.len() >= max_tags {
                 break;
             }
             last = page.tags.last().cloned();
         }
-        Ok(tags.into_iter().collect())
+        Ok(tags.into_iter().take(max_tags).collect())
     }
 
-    async fn tag_digest(
+    /// The manifest digest `tag` points to (a HEAD of the manifest, else a GET).
+    pub async fn tag_digest(
         &self,
         repo: &OciRepository,
         tag: &str,

@@ -15,4 +15,5 @@
 //!   rewriting the marked values, byte for byte otherwise. Pure.
 
 pub mod edit;
+pub mod scan;
 pub mod select;
