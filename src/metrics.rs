@@ -184,6 +184,9 @@ pub struct Metrics {
     /// Reverts written to Git for failed revisions (`rollback.gitRevert`), by outcome.
     git_reverts: Family<ResultLabel, Counter>,
     leader: Gauge,
+    /// ImagePolicy scans and the updates they wrote (see [`crate::images`]).
+    image_scans: Family<ResultLabel, Counter>,
+    image_updates: Family<ResultLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -240,6 +243,8 @@ impl Metrics {
             analysis_measurements: Family::default(),
             git_reverts: Family::default(),
             leader: Gauge::default(),
+            image_scans: Family::default(),
+            image_updates: Family::default(),
         };
         // Zero series for every outcome from the start, so rates and increases (the dashboard)
         // exist before the first revert.
@@ -256,7 +261,23 @@ impl Metrics {
         self.register_requests();
         self.register_delivery();
         self.register_rollouts();
+        self.register_images();
         self
+    }
+
+    /// Image update automation.
+    fn register_images(&mut self) {
+        let r = &mut self.registry;
+        r.register(
+            "image_scans",
+            "ImagePolicy registry scans, by result (success, no_matching_tag, failed)",
+            self.image_scans.clone(),
+        );
+        r.register(
+            "image_updates",
+            "Image updates written to Git, by result (committed, pull_request, conflict, failed)",
+            self.image_updates.clone(),
+        );
     }
 
     /// Reconciles, their stages, and what syncs did to objects.
@@ -453,6 +474,16 @@ impl Metrics {
         self.rollout_duration
             .get_or_create(&RolloutResultLabels { strategy, result })
             .observe(took.as_secs_f64());
+    }
+
+    /// `result`: success, no_matching_tag or failed.
+    pub fn image_scanned(&self, result: &'static str) {
+        self.image_scans.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// `result`: committed, pull_request, conflict or failed.
+    pub fn image_updated(&self, result: &'static str) {
+        self.image_updates.get_or_create(&ResultLabel { result }).inc();
     }
 
     pub fn analysis_measured(&self, result: &'static str) {

@@ -14,6 +14,12 @@
 //! - [`edit`]: the setter markers (`# {"$imagepolicy": "ns:name[:tag|:name|:digest]"}`) and
 //!   rewriting the marked values, byte for byte otherwise. Pure.
 
+pub mod deliver;
 pub mod edit;
+pub mod reconcile;
 pub mod scan;
 pub mod select;
+pub mod status;
+pub mod write;
+
+pub use reconcile::{Error, ImagesContext, error_policy, reconcile};

@@ -1,0 +1,189 @@
+//! The ImagePolicy controller: one pass scans, selects, and when the latest image is not yet
+//! written, edits, commits and delivers it; then the status.
+//!
+//! Steady state costs one scan per interval and nothing else: a pass writes to Git only when
+//! the latest image differs from the last one it wrote or found already written (remembered in
+//! memory per policy, target and generation, and in `status.lastUpdate` across restarts); the
+//! status is written only when it changes, and `lastScan` alone moves it at most every
+//! [`LAST_SCAN_EVERY`].
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
+use kube::{Resource, ResourceExt, runtime::controller::Action};
+
+use super::{
+    deliver::{self, Delivered, UpdateError},
+    edit::Latest,
+    scan::{self, ScanError},
+    select::{SelectError, Selector},
+    status::{self as st, Outcome},
+};
+use crate::{
+    api::ImagePolicy,
+    controller::{ClientError, Context},
+    duration,
+    locks::locked,
+    source::credentials::read_secret,
+    tenancy::Refusal,
+};
+
+/// How often `lastScan` alone is written (see the module doc).
+pub const LAST_SCAN_EVERY: Duration = Duration::from_secs(600);
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+
+/// The controller's state: the shared context, and what each policy last found written.
+pub struct ImagesContext {
+    pub ctx: Arc<Context>,
+    /// Per policy uid: the image and target last written or found already there.
+    written: Mutex<HashMap<String, WrittenKey>>,
+}
+
+impl ImagesContext {
+    pub fn new(ctx: Arc<Context>) -> ImagesContext {
+        ImagesContext { ctx, written: Mutex::default() }
+    }
+}
+
+/// What makes a write unnecessary: this image, to this target, by this generation of the spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrittenKey {
+    pub image: String,
+    pub target: String,
+    pub generation: Option<i64>,
+}
+
+/// What escaped a pass (the status write); the error policy backs off.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("ImagePolicy has no namespace")]
+    NoNamespace,
+    #[error("writing the status of ImagePolicy {policy}: {source}")]
+    Status { policy: String, source: crate::controller::reconcile::StatusWriteError },
+}
+
+/// Why a scan gave no image.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanFailure {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Policy(#[from] SelectError),
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    #[error("no tag of {image} matches the policy ({tags} tags listed)")]
+    NoMatchingTag { image: String, tags: usize },
+}
+
+pub async fn reconcile(policy: Arc<ImagePolicy>, ictx: Arc<ImagesContext>) -> Result<Action, Error> {
+    let ns = policy.namespace().ok_or(Error::NoNamespace)?;
+    let ctx = &ictx.ctx;
+    let interval = duration::parse(&policy.spec.interval).unwrap_or(DEFAULT_INTERVAL);
+    if policy.spec.suspend {
+        st::write_if_changed(ctx, &policy, &ns, Outcome::Suspended).await?;
+        return Ok(Action::await_change());
+    }
+    let outcome = match scan_latest(ctx, &policy, &ns).await {
+        Err(e) => {
+            let no_match = matches!(e, ScanFailure::NoMatchingTag { .. });
+            ctx.metrics.image_scanned(if no_match { "no_matching_tag" } else { "failed" });
+            Outcome::ScanFailed { no_match, message: e.to_string() }
+        }
+        Ok((latest, tags)) => {
+            ctx.metrics.image_scanned("success");
+            let update = update(&ictx, &policy, &ns, &latest).await;
+            Outcome::Scanned { latest, tags, update }
+        }
+    };
+    let failed = outcome.failed();
+    st::write_if_changed(ctx, &policy, &ns, outcome).await?;
+    // A failure is retried sooner than the interval, not later.
+    Ok(Action::requeue(if failed { interval.min(Duration::from_secs(60)) } else { interval }))
+}
+
+/// Back-off for what escaped a pass: 10 s, doubling per consecutive failure up to 5 minutes
+/// is kube-runtime's job for watch errors; a status write that failed is simply retried soon.
+pub fn error_policy(policy: Arc<ImagePolicy>, error: &Error, _ctx: Arc<ImagesContext>) -> Action {
+    tracing::warn!(policy = %policy.name_any(), %error, "ImagePolicy reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(15))
+}
+
+/// The latest image by the policy, and how many tags were listed.
+async fn scan_latest(ctx: &Context, policy: &ImagePolicy, ns: &str) -> Result<(Latest, usize), ScanFailure> {
+    let spec = &policy.spec;
+    let selector = Selector::from_spec(spec)?;
+    let repo = scan::repository(&spec.image).map_err(ScanError::from)?;
+    let client = acting_client(ctx, policy, ns)?;
+    let data = match &spec.secret_ref {
+        Some(r) => {
+            let secret =
+                read_secret(&client, ctx.options.api_timeout, ns, r).await.map_err(ScanError::from)?;
+            secret.data
+        }
+        None => None,
+    };
+    let access =
+        scan::registry_access(data.as_ref(), repo.registry(), spec.insecure).map_err(ScanError::from)?;
+    let tags = scan::list_tags(&ctx.artifacts.oci, &repo, &access).await.map_err(ScanError::from)?;
+    let tag = selector
+        .latest(&tags)
+        .ok_or_else(|| ScanFailure::NoMatchingTag { image: spec.image.clone(), tags: tags.len() })?
+        .to_string();
+    let digest = match spec.pin_digest {
+        true => Some(ctx.artifacts.oci.tag_digest(&repo, &tag, &access).await.map_err(ScanError::from)?),
+        false => None,
+    };
+    Ok((Latest { name: spec.image.clone(), tag, digest }, tags.len()))
+}
+
+/// A client acting as the policy's ServiceAccount (as an Application's would: the
+/// TenantPolicy's default, else none), for its Secrets.
+pub fn acting_client(ctx: &Context, policy: &ImagePolicy, ns: &str) -> Result<kube::Client, ScanFailure> {
+    let tenancy = ctx.tenancy(ns);
+    let sa = tenancy.acting_as(policy.spec.service_account_name.as_deref())?;
+    Ok(ctx.local.client_for(ns, sa.as_deref())?)
+}
+
+/// Writes `latest` when the policy has an update target and it is not known to be written.
+async fn update(
+    ictx: &ImagesContext,
+    policy: &ImagePolicy,
+    ns: &str,
+    latest: &Latest,
+) -> Option<Result<Delivered, UpdateError>> {
+    let spec_update = policy.spec.update.as_ref()?;
+    let ctx = &ictx.ctx;
+    let target = match deliver::target(ctx, policy, ns, spec_update) {
+        Ok(t) => t,
+        Err(e) => return Some(Err(e)),
+    };
+    let uid = policy.uid().unwrap_or_default();
+    let key = WrittenKey {
+        image: latest.reference(),
+        target: target.describe(),
+        generation: policy.meta().generation,
+    };
+    let recorded = policy.status.as_ref().and_then(|s| s.last_update.as_ref()).map(|u| u.image.as_str());
+    if locked(&ictx.written).get(&uid) == Some(&key) || recorded == Some(key.image.as_str()) {
+        return None;
+    }
+    let result = deliver::run(ctx, policy, ns, &target, spec_update, latest).await;
+    match &result {
+        Ok(_) => {
+            locked(&ictx.written).insert(uid, key);
+        }
+        Err(_) => ctx.metrics.image_updated("failed"),
+    }
+    Some(result)
+}
+
+/// Now, as a status timestamp.
+pub fn now() -> Time {
+    Time(Timestamp::now())
+}
