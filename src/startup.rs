@@ -47,7 +47,7 @@ use tracing::info;
 
 use crate::{
     api::{
-        APPLICATION_SET_LABEL, Application, ApplicationSet, Cluster, HealthCheckExpr,
+        APPLICATION_SET_LABEL, Application, ApplicationSet, Cluster, HealthCheckExpr, ImagePolicy,
         RECONCILE_AT_ANNOTATION, ROLLOUT_REQUEST_ANNOTATION, TenantPolicy,
     },
     appset,
@@ -59,6 +59,7 @@ use crate::{
         collect_garbage, preflight, reconcile,
     },
     health::{ExprCache, HealthChecks, InvalidHealthCheck},
+    images,
     metrics::Metrics,
     render::RenderOptions,
     server::{BadSecretName, Readiness, Server, ServerState, WebhookSecret, Webhooks},
@@ -200,6 +201,8 @@ struct Replica {
     collector: JoinHandle<()>,
     /// Whether the cluster serves ApplicationSets (their CRD is optional).
     sets_served: bool,
+    /// Whether the cluster serves ImagePolicies (their CRD is optional).
+    images_served: bool,
 }
 
 impl Replica {
@@ -249,9 +252,19 @@ impl Replica {
             shard = %format_args!("{}/{}", opts.shard.index, opts.shard.count),
             "ferry is ready: connected to the API server and the Application CRD is installed"
         );
-        let sets_served = connected.sets_served;
-        let replica =
-            Replica { opts, ctx, readiness, server, election, app_cache, caches, collector, sets_served };
+        let (sets_served, images_served) = (connected.sets_served, connected.images_served);
+        let replica = Replica {
+            opts,
+            ctx,
+            readiness,
+            server,
+            election,
+            app_cache,
+            caches,
+            collector,
+            sets_served,
+            images_served,
+        };
         Ok(Some((replica, triggers)))
     }
 
@@ -273,7 +286,8 @@ impl Replica {
             info!(identity = %self.opts.identity, "leading: reconciling Applications");
         }
         let triggered = triggers.open(&self.ctx.apps, self.opts.shard);
-        let mut controllers = Controllers::start(&self.ctx, &self.opts, triggered, self.sets_served);
+        let served = Served { sets: self.sets_served, images: self.images_served };
+        let mut controllers = Controllers::start(&self.ctx, &self.opts, triggered, served);
         let lost = controllers.run(&self.election.leadership, &self.readiness, shutdown).await;
         self.collector.abort();
         if lost {
@@ -347,6 +361,8 @@ struct Connected {
     kubernetes_version: String,
     /// Whether the cluster serves ApplicationSets (their CRD is optional).
     sets_served: bool,
+    /// Whether the cluster serves ImagePolicies (their CRD is optional).
+    images_served: bool,
     connection: Connection,
 }
 
@@ -372,6 +388,7 @@ async fn connect(opts: &RunOptions, shutdown: &mut Shutdown) -> Result<Option<Co
         url: cluster.url,
         kubernetes_version: cluster.kubernetes_version.clone(),
         sets_served: serves(&discovery, "ApplicationSet"),
+        images_served: serves(&discovery, "ImagePolicy"),
         connection: Connection {
             config,
             client,
@@ -703,8 +720,18 @@ struct Controllers {
     apps: Pin<Box<dyn Future<Output = ()> + Send>>,
     /// The ApplicationSet controller's task, when this process runs it.
     sets: Option<JoinHandle<()>>,
+    /// The ImagePolicy controller's task, when this process runs it.
+    images: Option<JoinHandle<()>>,
     stop_apps: Option<oneshot::Sender<()>>,
     stop_sets: Option<oneshot::Sender<()>>,
+    stop_images: Option<oneshot::Sender<()>>,
+}
+
+/// Which optional CRDs the cluster serves.
+#[derive(Clone, Copy, Debug)]
+struct Served {
+    sets: bool,
+    images: bool,
 }
 
 impl Controllers {
@@ -712,7 +739,7 @@ impl Controllers {
         ctx: &Arc<Context>,
         opts: &RunOptions,
         triggered: impl Stream<Item = ObjectRef<Application>> + Send + 'static,
-        sets_served: bool,
+        served: Served,
     ) -> Controllers {
         let (stop_apps, apps_stopped) = oneshot::channel::<()>();
         let apps = Controller::for_stream(
@@ -731,8 +758,17 @@ impl Controllers {
             }
         });
         let (stop_sets, sets_stopped) = oneshot::channel::<()>();
-        let sets = set_controller(ctx, opts, sets_served, sets_stopped);
-        Controllers { apps: Box::pin(apps), sets, stop_apps: Some(stop_apps), stop_sets: Some(stop_sets) }
+        let sets = set_controller(ctx, opts, served.sets, sets_stopped);
+        let (stop_images, images_stopped) = oneshot::channel::<()>();
+        let images = image_controller(ctx, opts, served.images, images_stopped);
+        Controllers {
+            apps: Box::pin(apps),
+            sets,
+            images,
+            stop_apps: Some(stop_apps),
+            stop_sets: Some(stop_sets),
+            stop_images: Some(stop_images),
+        }
     }
 
     /// Runs until a signal (then the reconciles in progress finish) or until the Lease is lost.
@@ -752,15 +788,17 @@ impl Controllers {
 
     /// Stops both gracefully: the reconciles in progress finish, for [`SHUTDOWN_GRACE`] at most.
     async fn drain(&mut self) {
-        for stop in [self.stop_apps.take(), self.stop_sets.take()].into_iter().flatten() {
+        for stop in
+            [self.stop_apps.take(), self.stop_sets.take(), self.stop_images.take()].into_iter().flatten()
+        {
             let _ = stop.send(());
         }
         // A reconcile stuck on an unreachable Git server or API server must not keep ferry
         // from stopping; an interrupted sync is safe to redo (server-side apply).
-        let sets = &mut self.sets;
+        let (sets, images) = (&mut self.sets, &mut self.images);
         let both = futures::future::join(&mut self.apps, async {
-            if let Some(sets) = sets {
-                let _ = sets.await;
+            for task in [sets, images].into_iter().flatten() {
+                let _ = task.await;
             }
         });
         if tokio::time::timeout(SHUTDOWN_GRACE, both).await.is_err() {
@@ -772,10 +810,10 @@ impl Controllers {
     /// progress at its next await, before its next request; a sync cut short is redone by the
     /// new leader (server-side apply).
     fn abandon(self) {
-        let Controllers { apps, sets, .. } = self;
+        let Controllers { apps, sets, images, .. } = self;
         drop(apps);
-        if let Some(sets) = sets {
-            sets.abort();
+        for task in [sets, images].into_iter().flatten() {
+            task.abort();
         }
     }
 }
@@ -813,6 +851,43 @@ fn set_controller(
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "ApplicationSet reconcile ended with an error");
+            }
+        });
+    Some(tokio::spawn(controller))
+}
+
+/// The ImagePolicy controller: one writer, the leader of shard 0 (a policy pushes to Git; two
+/// writers would race). `None` on the other shards and without the CRD.
+fn image_controller(
+    ctx: &Arc<Context>,
+    opts: &RunOptions,
+    served: bool,
+    stopped: oneshot::Receiver<()>,
+) -> Option<JoinHandle<()>> {
+    if !served || opts.shard.index != 0 {
+        return None;
+    }
+    let policies: Api<ImagePolicy> = match &opts.namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    // Only spec changes (a new generation) and the requeue at each interval reconcile a
+    // policy: its own status writes must not cause a scan.
+    let (reader, writer) = reflector::store();
+    let changes = watcher(policies, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(kube::runtime::predicates::generation, Default::default());
+    let controller = Controller::for_stream(changes, reader)
+        .with_config(controller::Config::default().concurrency(4))
+        .graceful_shutdown_on(async move {
+            let _ = stopped.await;
+        })
+        .run(images::reconcile, images::error_policy, Arc::new(images::ImagesContext::new(ctx.clone())))
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "ImagePolicy reconcile ended with an error");
             }
         });
     Some(tokio::spawn(controller))

@@ -73,18 +73,19 @@ pub enum UpdateError {
     #[error("update: {0}")]
     Access(Box<ScanFailure>),
     #[error("update: {0}")]
-    Write(#[from] GitWriteError),
+    Write(Box<GitWriteError>),
     #[error("update: {0}")]
     NoForgeClient(String),
 }
 
+impl From<GitWriteError> for UpdateError {
+    fn from(e: GitWriteError) -> UpdateError {
+        UpdateError::Write(Box::new(e))
+    }
+}
+
 /// The repository, branch and path `update` names.
-pub fn target(
-    ctx: &Context,
-    policy: &ImagePolicy,
-    ns: &str,
-    update: &ImageUpdate,
-) -> Result<UpdateTarget, UpdateError> {
+pub fn target(ctx: &Context, ns: &str, update: &ImageUpdate) -> Result<UpdateTarget, UpdateError> {
     let target = match (&update.git, &update.application_ref) {
         (Some(git), _) => UpdateTarget {
             url: git.url.clone(),
@@ -97,7 +98,6 @@ pub fn target(
     };
     // The tenancy's source rules apply to where a tenant makes ferry push, as to what it reads.
     ctx.tenancy(ns).check_source(&target.url)?;
-    let _ = policy;
     Ok(target)
 }
 
@@ -218,7 +218,8 @@ async fn wake(ctx: &Context, ns: &str, app: &str) {
     let patch = json!({"metadata": {"annotations": {RECONCILE_AT_ANNOTATION: Timestamp::now().to_string()}}});
     let params =
         PatchParams { field_manager: Some(crate::apply::FIELD_MANAGER.into()), ..Default::default() };
-    let call = api.patch(app, &params, &Patch::Merge(&patch));
+    let merge = Patch::Merge(&patch);
+    let call = api.patch(app, &params, &merge);
     match tokio::time::timeout(ctx.options.api_timeout, call).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => {

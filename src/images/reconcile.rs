@@ -66,17 +66,23 @@ pub enum Error {
     Status { policy: String, source: crate::controller::reconcile::StatusWriteError },
 }
 
+impl From<ScanError> for ScanFailure {
+    fn from(e: ScanError) -> ScanFailure {
+        ScanFailure::Scan(Box::new(e))
+    }
+}
+
 /// Why a scan gave no image.
 #[derive(Debug, thiserror::Error)]
 pub enum ScanFailure {
     #[error(transparent)]
     Refused(#[from] Refusal),
     #[error(transparent)]
-    Client(#[from] ClientError),
+    Client(Box<ClientError>),
     #[error(transparent)]
     Policy(#[from] SelectError),
     #[error(transparent)]
-    Scan(#[from] ScanError),
+    Scan(Box<ScanError>),
     #[error("no tag of {image} matches the policy ({tags} tags listed)")]
     NoMatchingTag { image: String, tags: usize },
 }
@@ -147,7 +153,7 @@ async fn scan_latest(ctx: &Context, policy: &ImagePolicy, ns: &str) -> Result<(L
 pub fn acting_client(ctx: &Context, policy: &ImagePolicy, ns: &str) -> Result<kube::Client, ScanFailure> {
     let tenancy = ctx.tenancy(ns);
     let sa = tenancy.acting_as(policy.spec.service_account_name.as_deref())?;
-    Ok(ctx.local.client_for(ns, sa.as_deref())?)
+    ctx.local.client_for(ns, sa.as_deref()).map_err(|e| ScanFailure::Client(Box::new(e)))
 }
 
 /// Writes `latest` when the policy has an update target and it is not known to be written.
@@ -159,7 +165,7 @@ async fn update(
 ) -> Option<Result<Delivered, UpdateError>> {
     let spec_update = policy.spec.update.as_ref()?;
     let ctx = &ictx.ctx;
-    let target = match deliver::target(ctx, policy, ns, spec_update) {
+    let target = match deliver::target(ctx, ns, spec_update) {
         Ok(t) => t,
         Err(e) => return Some(Err(e)),
     };

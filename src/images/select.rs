@@ -66,9 +66,9 @@ impl Template {
             literal.push_str(&rest[..at]);
             let offset = text.len() - rest.len() + at;
             let after = &rest[at + 1..];
-            let (name, consumed) = if after.starts_with('$') {
+            let (name, consumed) = if let Some(escaped) = after.strip_prefix('$') {
                 literal.push('$');
-                rest = &after[1..];
+                rest = escaped;
                 continue;
             } else if let Some(braced) = after.strip_prefix('{') {
                 let close = braced.find('}').ok_or(TemplateError::Unclosed(offset))?;

@@ -27,8 +27,9 @@ pub const NO_MATCHING_TAG: &str = "NoMatchingTag";
 pub const UPDATE_FAILED: &str = "UpdateFailed";
 pub const UPDATE_CONFLICT: &str = "UpdateConflict";
 
-/// What a pass found.
+/// What a pass found. Lives for one pass, so its size does not matter.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Outcome {
     Suspended,
     ScanFailed { no_match: bool, message: String },
