@@ -23,6 +23,7 @@ mod git_write;
 mod hardening;
 mod health_checks;
 mod hooks;
+mod images;
 mod import;
 mod install;
 mod leader;

@@ -72,6 +72,11 @@ pub fn oras_bin() -> PathBuf {
     testenv_tool("oras", "ORAS_VERSION", "oras")
 }
 
+/// `crane` (go-containerregistry), at `CRANE_VERSION`.
+pub fn crane_bin() -> PathBuf {
+    testenv_tool("crane", "CRANE_VERSION", "crane")
+}
+
 /// Debian's `htpasswd` (apache2-utils, installed by `tests/testenv/deps.sh`).
 pub const HTPASSWD: &str = "/usr/bin/htpasswd";
 
@@ -296,6 +301,48 @@ impl OciRegistry {
             cmd.arg("-u").arg(&auth.username).arg("-p").arg(&auth.password);
         }
         cmd
+    }
+
+    /// A `crane` command for this plain-HTTP registry (`--insecure`), with a private Docker
+    /// config (logged in when the registry has auth), so `~/.docker/config.json` is never read.
+    pub fn crane(&self, args: &[&str]) -> Command {
+        assert!(self.plain_http(), "crane helpers serve plain-HTTP registries");
+        let config = self.dir.path().join("crane-config");
+        if let Some(auth) = &self.auth
+            && !config.join("config.json").exists()
+        {
+            fs::create_dir_all(&config).expect("crane config dir");
+            let mut login = Command::new(crane_bin());
+            login
+                .args(["auth", "login", &self.host(), "-u", &auth.username, "-p", &auth.password])
+                .env("DOCKER_CONFIG", &config)
+                .stdin(Stdio::null());
+            run_ok(login, "crane auth login");
+        }
+        let mut cmd = Command::new(crane_bin());
+        cmd.args(args).arg("--insecure").env("DOCKER_CONFIG", &config).stdin(Stdio::null());
+        cmd
+    }
+
+    /// Pushes a tiny image to `<host>/<reference>` (`web:1.0.0`) with the real crane and no
+    /// base image (no internet): `crane append` of one layer, a tarball of one file holding
+    /// `content`, onto scratch. Returns the manifest digest (`sha256:...`).
+    pub fn crane_push_image(&self, reference: &str, content: &str) -> String {
+        let work = tempfile::Builder::new().prefix("ferry-crane-").tempdir().expect("temp dir");
+        fs::write(work.path().join("version.txt"), content).expect("write the layer's file");
+        let layer = work.path().join("layer.tar");
+        let mut tar = Command::new("tar");
+        tar.args(["--owner=0", "--group=0", "--numeric-owner", "--mtime=@0", "-cf"])
+            .arg(&layer)
+            .arg("-C")
+            .arg(work.path())
+            .arg("version.txt")
+            .stdin(Stdio::null());
+        run_ok(tar, "tar the image layer");
+        let target = format!("{}/{reference}", self.host());
+        let layer_arg = layer.to_string_lossy().into_owned();
+        run_ok(self.crane(&["append", "-f", &layer_arg, "-t", &target]), "crane append");
+        run_ok(self.crane(&["digest", &target]), "crane digest").trim().to_string()
     }
 
     /// Pushes the directory `dir` of plain YAML manifests as `flux push artifact` would, with the

@@ -1,0 +1,218 @@
+//! Image update automation (issue 24): an ImagePolicy follows an image repository in a real
+//! OCI registry (CNCF distribution, images pushed by the real `crane`), and when a new tag
+//! within its semver range appears, ferry commits it to the line carrying the policy's setter
+//! marker in the Application's repository (a real Git server, pushed to over HTTP), then the
+//! Application deploys it. Tags outside the range, and scans that find nothing new, write
+//! nothing.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::{FerryApp, OciRegistry, Scenario, T, deployment, get_json, metric, wait_until};
+
+const PUSH_PASSWORD: &str = "image-push-secret-481";
+
+struct Images {
+    s: Scenario,
+    registry: OciRegistry,
+}
+
+impl Images {
+    fn new(prefix: &str) -> Images {
+        let registry = OciRegistry::start();
+        let s = Scenario::new(prefix);
+        s.kubectl_ok(&[
+            "-n",
+            s.ns(),
+            "create",
+            "secret",
+            "generic",
+            "push",
+            "--from-literal=username=ferry-bot",
+            &format!("--from-literal=password={PUSH_PASSWORD}"),
+        ]);
+        Images { s, registry }
+    }
+
+    fn image(&self) -> String {
+        format!("{}/team/web", self.registry.host())
+    }
+
+    fn marked_deployment(&self, tag: &str) -> String {
+        let marker = format!(r#"{} # {{"$imagepolicy": "{}:web"}}"#, self.image_ref(tag), self.s.ns());
+        deployment("web", None, &marker, 1)
+    }
+
+    fn image_ref(&self, tag: &str) -> String {
+        format!("{}:{tag}", self.image())
+    }
+
+    fn push(&self, tag: &str) {
+        self.registry.crane_push_image(&format!("team/web:{tag}"), &format!("web {tag}\n"));
+    }
+
+    fn create_policy(&self, range: &str, mode: &str) {
+        let yaml = format!(
+            r#"apiVersion: ferry.dev/v1alpha1
+kind: ImagePolicy
+metadata:
+  name: web
+  namespace: {ns}
+spec:
+  image: {image}
+  insecure: true
+  interval: 1s
+  policy:
+    semver:
+      range: "{range}"
+  update:
+    applicationRef:
+      name: web
+    write:
+      secretRef:
+        name: push
+      mode: {mode}
+"#,
+            ns = self.s.ns(),
+            image = self.image(),
+        );
+        self.s.cluster.apply(&yaml);
+    }
+
+    fn policy(&self) -> Value {
+        get_json(&self.s.cluster, &["-n", self.s.ns(), "get", "imagepolicy", "web"]).unwrap_or(Value::Null)
+    }
+
+    fn wait_policy<T>(&self, what: &str, mut check: impl FnMut(&Value) -> Option<T>) -> T {
+        wait_until(&format!("ImagePolicy web: {what}"), T, || {
+            let p = self.policy();
+            check(&p).ok_or_else(|| format!("status: {}", p["status"]))
+        })
+    }
+
+    fn deployed_image(&self) -> String {
+        get_json(&self.s.cluster, &["-n", self.s.ns(), "get", "deployment", "web"])
+            .and_then(|d| {
+                d["spec"]["template"]["spec"]["containers"][0]["image"].as_str().map(str::to_string)
+            })
+            .unwrap_or_default()
+    }
+
+    fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(self.s.git.bare_repo_path())
+            .args(args)
+            .output()
+            .expect("run git");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn tip(&self) -> String {
+        self.git(&["rev-parse", "refs/heads/main"])
+    }
+
+    fn scans(&self) -> f64 {
+        metric(&self.s.ferry, r#"ferry_image_scans_total{result="success"}"#)
+    }
+
+    /// Waits until ferry has finished `n` more successful scans than now.
+    fn wait_scans(&self, n: f64) {
+        let start = self.scans();
+        wait_until(&format!("{n} more image scans"), T, || {
+            let now = self.scans();
+            if now >= start + n { Ok(()) } else { Err(format!("{now} scans, from {start}")) }
+        });
+    }
+
+    fn create_app(&self) -> FerryApp {
+        self.s.create_app(self.s.default_app("web"))
+    }
+}
+
+fn ready(p: &Value) -> Option<&Value> {
+    p["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == "Ready")
+}
+
+#[test]
+fn a_new_tag_in_range_is_committed_to_the_marked_line_and_deployed() {
+    let t = Images::new("images-direct");
+    t.push("1.0.0");
+    let v1 = t.s.commit(&[("deployment.yaml", t.marked_deployment("1.0.0"))], "web 1.0.0");
+    let app = t.create_app();
+    app.wait_synced(&v1, T);
+    assert_eq!(t.deployed_image(), t.image_ref("1.0.0"));
+
+    t.create_policy(">=1.0.0", "Direct");
+    t.wait_policy("latest 1.0.0, Ready", |p| {
+        (p["status"]["latestRef"] == t.image_ref("1.0.0") && ready(p)?["status"] == "True").then_some(())
+    });
+    // Already at the latest: nothing written.
+    assert_eq!(t.tip(), v1);
+
+    // A pre-release outside the range: listed, not chosen, nothing written.
+    t.push("2.0.0-rc.1");
+    t.wait_policy("2 tags listed", |p| (p["status"]["tags"] == 2).then_some(()));
+    assert_eq!(t.policy()["status"]["latestRef"], t.image_ref("1.0.0"));
+    assert_eq!(t.tip(), v1);
+
+    t.push("1.1.0");
+    let update = t.wait_policy("the update to 1.1.0 written", |p| {
+        let u = &p["status"]["lastUpdate"];
+        (u["image"] == t.image_ref("1.1.0")).then(|| u.clone())
+    });
+    let v2 = update["commit"].as_str().expect("the commit").to_string();
+    assert_eq!(update["branch"], "main");
+
+    // Exactly one commit, by ferry, on top of v1, changing exactly the marked line.
+    assert_eq!(t.tip(), v2);
+    assert_eq!(t.git(&["rev-parse", &format!("{v2}^")]), v1);
+    assert_eq!(t.git(&["log", "-1", "--format=%an <%ae>", &v2]), "ferry <ferry@ferry.dev>");
+    let message = t.git(&["log", "-1", "--format=%B", &v2]);
+    let line = format!("{} 1.0.0 -> 1.1.0", t.image());
+    assert!(message.starts_with("ferry: update image"), "{message}");
+    assert!(message.contains(&line) && message.contains(&format!("{}/web", t.s.ns())), "{message}");
+    assert_eq!(t.git(&["diff", "--name-only", &v1, &v2]), "app/deployment.yaml");
+    let before = t.git(&["show", &format!("{v1}:app/deployment.yaml")]);
+    let after = t.git(&["show", &format!("{v2}:app/deployment.yaml")]);
+    let expected = before.replace(&t.image_ref("1.0.0"), &t.image_ref("1.1.0"));
+    assert_eq!(after, expected);
+    let changed: Vec<(&str, &str)> = before.lines().zip(after.lines()).filter(|(a, b)| a != b).collect();
+    assert_eq!(changed.len(), 1, "{changed:?}");
+
+    // ferry deploys it (the Application is woken, not left to its 1m interval).
+    app.wait_synced(&v2, T);
+    assert_eq!(t.deployed_image(), t.image_ref("1.1.0"));
+    let p = t.policy();
+    assert_eq!(ready(&p).map(|c| c["status"].clone()), Some("True".into()), "{}", p["status"]);
+
+    // Steady state: more scans, no new commit, the same record.
+    t.wait_scans(3.0);
+    assert_eq!(t.tip(), v2);
+    assert_eq!(t.policy()["status"]["lastUpdate"], update);
+    assert_eq!(metric(&t.s.ferry, r#"ferry_image_updates_total{result="committed"}"#), 1.0);
+
+    // The push password reaches no log, Event or status.
+    let events = t.s.kubectl_ok(&["-n", t.s.ns(), "get", "events", "-o", "json"]);
+    assert!(events.contains("ImageUpdated"), "no ImageUpdated Event: {events}");
+    for (what, text) in [("logs", t.s.ferry.logs()), ("events", events), ("status", t.policy().to_string())] {
+        assert!(!text.contains(PUSH_PASSWORD), "the push password is in ferry's {what}");
+    }
+}
+
+#[test]
+fn no_matching_tag_is_reported_and_writes_nothing() {
+    let t = Images::new("images-nomatch");
+    t.push("1.0.0");
+    let v1 = t.s.commit(&[("deployment.yaml", t.marked_deployment("1.0.0"))], "web 1.0.0");
+    let app = t.create_app();
+    app.wait_synced(&v1, T);
+    t.create_policy(">=3.0.0", "Direct");
+    t.wait_policy("Ready False NoMatchingTag", |p| {
+        let c = ready(p)?;
+        (c["status"] == "False" && c["reason"] == "NoMatchingTag").then_some(())
+    });
+    assert_eq!(t.tip(), v1);
+}
