@@ -27,6 +27,7 @@ help:
 	@echo "                   ferry next to Flux on the same cluster -> BENCHMARKS.md and docs/benchmarks.svg,"
 	@echo "                   render (1,000 objects) -> target/bench/render.txt, sync (ferry vs kubectl apply)"
 	@echo "                   -> target/bench/sync.txt, git push + webhook -> target/bench/webhook.txt,"
+	@echo "                   crane push -> new image in the Deployment -> target/bench/image-update.txt,"
 	@echo "                   many clusters (2 extra control planes, 50 Applications each) -> BENCHMARKS.md"
 	@echo "make bench-quick   a reduced ferry-next-to-Flux run in minutes -> target/bench/compare-quick.md"
 	@echo "make lint          cargo fmt --check, clippy with warnings as errors, and no import cycles"
@@ -86,6 +87,7 @@ bench: testenv-up
 	cargo build --release --bin ferry
 	benches/sync.sh
 	benches/webhook.sh
+	benches/image-update.sh
 	benches/charts.sh
 	benches/compare.sh full
 	benches/clusters.sh full
