@@ -41,11 +41,13 @@ pub struct ImagesContext {
     pub ctx: Arc<Context>,
     /// Per policy uid: the image and target last written or found already there.
     written: Mutex<HashMap<String, WrittenKey>>,
+    /// Per policy uid: passes failed in a row (scan or update), for the back-off.
+    failures: Mutex<HashMap<String, u32>>,
 }
 
 impl ImagesContext {
     pub fn new(ctx: Arc<Context>) -> ImagesContext {
-        ImagesContext { ctx, written: Mutex::default() }
+        ImagesContext { ctx, written: Mutex::default(), failures: Mutex::default() }
     }
 }
 
@@ -109,15 +111,38 @@ pub async fn reconcile(policy: Arc<ImagePolicy>, ictx: Arc<ImagesContext>) -> Re
     };
     let failed = outcome.failed();
     st::write_if_changed(ctx, &policy, &ns, outcome).await?;
-    // A failure is retried sooner than the interval, not later.
-    Ok(Action::requeue(if failed { interval.min(Duration::from_secs(60)) } else { interval }))
+    let uid = policy.uid().unwrap_or_default();
+    Ok(Action::requeue(match failed {
+        true => backoff(ictx.failed(&uid)),
+        false => {
+            locked(&ictx.failures).remove(&uid);
+            interval
+        }
+    }))
 }
 
-/// Back-off for what escaped a pass: 10 s, doubling per consecutive failure up to 5 minutes
-/// is kube-runtime's job for watch errors; a status write that failed is simply retried soon.
-pub fn error_policy(policy: Arc<ImagePolicy>, error: &Error, _ctx: Arc<ImagesContext>) -> Action {
+/// What escaped a pass (a status write): retried with the same back-off as a failed pass.
+pub fn error_policy(policy: Arc<ImagePolicy>, error: &Error, ictx: Arc<ImagesContext>) -> Action {
     tracing::warn!(policy = %policy.name_any(), %error, "ImagePolicy reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(15))
+    Action::requeue(backoff(ictx.failed(&policy.uid().unwrap_or_default())))
+}
+
+impl ImagesContext {
+    /// Counts a failed pass of policy `uid`; returns how many failed in a row.
+    fn failed(&self, uid: &str) -> u32 {
+        let mut failures = locked(&self.failures);
+        let n = failures.entry(uid.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+}
+
+/// 5 s after the first failure in a row, doubling up to 5 minutes: a registry or Git server
+/// that is down is not asked every second by a policy scanning every second, and one that
+/// failed once is asked again soon even when the interval is an hour.
+pub fn backoff(failures_in_a_row: u32) -> Duration {
+    let exponent = failures_in_a_row.saturating_sub(1).min(16);
+    Duration::from_secs(5u64 << exponent).min(Duration::from_secs(300))
 }
 
 /// The latest image by the policy, and how many tags were listed.
@@ -192,4 +217,16 @@ async fn update(
 /// Now, as a status timestamp.
 pub fn now() -> Time {
     Time(Timestamp::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_5s_up_to_5_minutes() {
+        let secs: Vec<u64> = [1, 2, 3, 6, 7, 100, u32::MAX].iter().map(|n| backoff(*n).as_secs()).collect();
+        assert_eq!(secs, vec![5, 10, 20, 160, 300, 300, 300]);
+        assert_eq!(backoff(0).as_secs(), 5);
+    }
 }
