@@ -20,7 +20,10 @@ struct Images {
 
 impl Images {
     fn new(prefix: &str) -> Images {
-        let registry = OciRegistry::start();
+        Images::with_registry(prefix, OciRegistry::start())
+    }
+
+    fn with_registry(prefix: &str, registry: OciRegistry) -> Images {
         let s = Scenario::new(prefix);
         s.kubectl_ok(&[
             "-n",
@@ -48,11 +51,17 @@ impl Images {
         format!("{}:{tag}", self.image())
     }
 
-    fn push(&self, tag: &str) {
-        self.registry.crane_push_image(&format!("team/web:{tag}"), &format!("web {tag}\n"));
+    /// Pushes `team/web:<tag>`; returns its digest.
+    fn push(&self, tag: &str) -> String {
+        self.registry.crane_push_image(&format!("team/web:{tag}"), &format!("web {tag}\n"))
     }
 
     fn create_policy(&self, range: &str, mode: &str) {
+        self.create_policy_with(range, mode, "");
+    }
+
+    /// `extra`: more spec fields, indented by two spaces.
+    fn create_policy_with(&self, range: &str, mode: &str, extra: &str) {
         let yaml = format!(
             r#"apiVersion: ferry.dev/v1alpha1
 kind: ImagePolicy
@@ -73,7 +82,7 @@ spec:
       secretRef:
         name: push
       mode: {mode}
-"#,
+{extra}"#,
             ns = self.s.ns(),
             image = self.image(),
         );
@@ -215,4 +224,61 @@ fn no_matching_tag_is_reported_and_writes_nothing() {
         (c["status"] == "False" && c["reason"] == "NoMatchingTag").then_some(())
     });
     assert_eq!(t.tip(), v1);
+}
+
+/// A registry behind basic auth, read through a `.dockerconfigjson` Secret; a Kustomize
+/// `images:` entry whose `newName` and `newTag` carry the `:name` and `:tag` markers; digests
+/// pinned: the tag written is `tag@sha256:...` and the Deployment runs exactly that image.
+#[test]
+fn kustomize_image_entries_with_pinned_digests_from_a_private_registry() {
+    use base64::Engine;
+    let t =
+        Images::with_registry("images-kustomize", OciRegistry::start_with_auth("puller", "reg-pass-9271"));
+    t.push("1.0.0");
+    let auth = base64::engine::general_purpose::STANDARD.encode("puller:reg-pass-9271");
+    let config = format!(r#"{{"auths": {{"http://{}": {{"auth": "{auth}"}}}}}}"#, t.registry.host());
+    t.s.kubectl_ok(&[
+        "-n",
+        t.s.ns(),
+        "create",
+        "secret",
+        "generic",
+        "registry",
+        "--type=kubernetes.io/dockerconfigjson",
+        &format!("--from-literal=.dockerconfigjson={config}"),
+    ]);
+    let ns = t.s.ns();
+    let kustomization = format!(
+        "resources:\n- deployment.yaml\nimages:\n- name: web\n  newName: \"old/web\" # {{\"$imagepolicy\": \"{ns}:web:name\"}}\n  \
+         newTag: 1.0.0 # {{\"$imagepolicy\": \"{ns}:web:tag\"}}\n"
+    );
+    let v1 = t.s.commit(
+        &[
+            ("kustomization.yaml", kustomization.clone()),
+            ("deployment.yaml", deployment("web", None, "web", 1)),
+        ],
+        "web via kustomize",
+    );
+    let app = t.create_app();
+    app.wait_synced(&v1, T);
+    assert_eq!(t.deployed_image(), "old/web:1.0.0");
+
+    let digest = t.push("1.1.0");
+    t.create_policy_with(">=1.0.0", "Direct", "  secretRef:\n    name: registry\n  pinDigest: true\n");
+    let update = t.wait_policy("the pinned update written", |p| {
+        let u = &p["status"]["lastUpdate"];
+        (u["image"] == format!("{}@{digest}", t.image_ref("1.1.0"))).then(|| u.clone())
+    });
+    let p = t.policy();
+    assert_eq!(p["status"]["latestDigest"], digest.as_str(), "{}", p["status"]);
+    let v2 = update["commit"].as_str().expect("the commit").to_string();
+    let after = t.git(&["show", &format!("{v2}:app/kustomization.yaml")]);
+    let expected = kustomization
+        .replace("\"old/web\"", &format!("\"{}\"", t.image()))
+        .replace("newTag: 1.0.0", &format!("newTag: 1.1.0@{digest}"));
+    assert_eq!(format!("{after}\n"), expected);
+    app.wait_synced(&v2, T);
+    assert_eq!(t.deployed_image(), format!("{}:1.1.0@{digest}", t.image()));
+    let status = t.policy().to_string();
+    assert!(!status.contains("reg-pass-9271") && !t.s.ferry.logs().contains("reg-pass-9271"));
 }
