@@ -9,7 +9,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::{FerryApp, OciRegistry, Scenario, T, deployment, get_json, metric, wait_until};
+use crate::support::{
+    FerryApp, GITEA_ADMIN, Gitea, OciRegistry, Scenario, T, deployment, get_json, metric, wait_until,
+};
 
 const PUSH_PASSWORD: &str = "image-push-secret-481";
 
@@ -57,11 +59,13 @@ impl Images {
     }
 
     fn create_policy(&self, range: &str, mode: &str) {
-        self.create_policy_with(range, mode, "");
+        self.create_policy_with(range, mode, "", "");
     }
 
-    /// `extra`: more spec fields, indented by two spaces.
-    fn create_policy_with(&self, range: &str, mode: &str, extra: &str) {
+    /// `extra`: more spec fields, indented by two spaces; `write`: more fields of
+    /// `update.write`, indented by six (with a `secretRef`, it replaces `push`).
+    fn create_policy_with(&self, range: &str, mode: &str, extra: &str, write: &str) {
+        let secret = if write.contains("secretRef") { "" } else { "      secretRef:\n        name: push\n" };
         let yaml = format!(
             r#"apiVersion: ferry.dev/v1alpha1
 kind: ImagePolicy
@@ -79,10 +83,8 @@ spec:
     applicationRef:
       name: web
     write:
-      secretRef:
-        name: push
-      mode: {mode}
-{extra}"#,
+{secret}      mode: {mode}
+{write}{extra}"#,
             ns = self.s.ns(),
             image = self.image(),
         );
@@ -138,6 +140,11 @@ spec:
 
     fn create_app(&self) -> FerryApp {
         self.s.create_app(self.s.default_app("web"))
+    }
+
+    /// The policy's Events, as `kubectl get events` lists them (JSON).
+    fn events(&self) -> String {
+        self.s.kubectl_ok(&["-n", self.s.ns(), "get", "events", "-o", "json"])
     }
 }
 
@@ -204,7 +211,7 @@ fn a_new_tag_in_range_is_committed_to_the_marked_line_and_deployed() {
     assert_eq!(metric(&t.s.ferry, r#"ferry_image_updates_total{result="committed"}"#), 1.0);
 
     // The push password reaches no log, Event or status.
-    let events = t.s.kubectl_ok(&["-n", t.s.ns(), "get", "events", "-o", "json"]);
+    let events = t.events();
     assert!(events.contains("ImageUpdated"), "no ImageUpdated Event: {events}");
     for (what, text) in [("logs", t.s.ferry.logs()), ("events", events), ("status", t.policy().to_string())] {
         assert!(!text.contains(PUSH_PASSWORD), "the push password is in ferry's {what}");
@@ -264,7 +271,7 @@ fn kustomize_image_entries_with_pinned_digests_from_a_private_registry() {
     assert_eq!(t.deployed_image(), "old/web:1.0.0");
 
     let digest = t.push("1.1.0");
-    t.create_policy_with(">=1.0.0", "Direct", "  secretRef:\n    name: registry\n  pinDigest: true\n");
+    t.create_policy_with(">=1.0.0", "Direct", "  secretRef:\n    name: registry\n  pinDigest: true\n", "");
     let update = t.wait_policy("the pinned update written", |p| {
         let u = &p["status"]["lastUpdate"];
         (u["image"] == format!("{}@{digest}", t.image_ref("1.1.0"))).then(|| u.clone())
@@ -281,4 +288,74 @@ fn kustomize_image_entries_with_pinned_digests_from_a_private_registry() {
     assert_eq!(t.deployed_image(), format!("{}:1.1.0@{digest}", t.image()));
     let status = t.policy().to_string();
     assert!(!status.contains("reg-pass-9271") && !t.s.ferry.logs().contains("reg-pass-9271"));
+}
+
+/// Mode PullRequest against a real Gitea: the update is pushed to ferry's own branch and
+/// proposed as one pull request (found again, not duplicated, on later scans); the tracked
+/// branch is untouched.
+#[test]
+fn pull_request_mode_proposes_the_update_on_gitea() {
+    let t = Images::new("images-pr");
+    let gitea = Gitea::start();
+    gitea.create_repo("web", true);
+    let v1 = gitea.commit_files(
+        "web",
+        "main",
+        &[("app/deployment.yaml", &t.marked_deployment("1.0.0"))],
+        "web 1.0.0",
+    );
+    t.push("1.0.0");
+    let app = t.s.create_app(t.s.default_app("web").repo(&gitea.clone_url("web")));
+    app.wait_synced(&v1, T);
+    let token = gitea.token().to_string();
+    t.s.kubectl_ok(&[
+        "-n",
+        t.s.ns(),
+        "create",
+        "secret",
+        "generic",
+        "gitea",
+        &format!("--from-literal=username={GITEA_ADMIN}"),
+        &format!("--from-literal=password={token}"),
+    ]);
+    let write = format!(
+        "      secretRef:\n        name: gitea\n      forge:\n        provider: gitea\n        apiURL: {}\n",
+        gitea.api_url()
+    );
+    t.create_policy_with(">=1.0.0", "PullRequest", "", &write);
+    t.wait_policy("latest 1.0.0", |p| (p["status"]["latestRef"] == t.image_ref("1.0.0")).then_some(()));
+
+    t.push("1.1.0");
+    let update = t.wait_policy("the pull request recorded", |p| {
+        let u = &p["status"]["lastUpdate"];
+        (u["image"] == t.image_ref("1.1.0") && u["pullRequest"].is_string()).then(|| u.clone())
+    });
+    let branch = format!("ferry/image-update/{}-web", t.s.ns());
+    assert_eq!(update["branch"], branch.as_str());
+    let open = gitea.pull_requests("web", "open");
+    assert_eq!(open.len(), 1, "{open:?}");
+    let pr = &open[0];
+    assert_eq!(
+        (pr["head"]["ref"].as_str(), pr["base"]["ref"].as_str()),
+        (Some(branch.as_str()), Some("main"))
+    );
+    assert_eq!(update["pullRequest"], pr["html_url"]);
+    let number = pr["number"].as_u64().expect("a number");
+    assert_eq!(gitea.pull_request_files("web", number), vec!["app/deployment.yaml".to_string()]);
+    let proposed = gitea.read_file("web", &branch, "app/deployment.yaml").expect("the proposed file");
+    assert_eq!(proposed, t.marked_deployment("1.0.0").replace(&t.image_ref("1.0.0"), &t.image_ref("1.1.0")));
+    // The tracked branch is untouched until a person merges; nothing deploys meanwhile.
+    assert_eq!(gitea.branch_head("web", "main").as_deref(), Some(v1.as_str()));
+    assert_eq!(t.deployed_image(), t.image_ref("1.0.0"));
+
+    // Later scans neither push again nor open a second pull request.
+    t.wait_scans(3.0);
+    assert_eq!(gitea.pull_requests("web", "open").len(), 1);
+    assert_eq!(gitea.branch_head("web", &branch), update["commit"].as_str().map(str::to_string));
+    assert_eq!(metric(&t.s.ferry, r#"ferry_image_updates_total{result="pull_request"}"#), 1.0);
+    for (what, text) in
+        [("logs", t.s.ferry.logs()), ("events", t.events()), ("status", t.policy().to_string())]
+    {
+        assert!(!text.contains(&token), "the Gitea token is in ferry's {what}");
+    }
 }
