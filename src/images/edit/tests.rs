@@ -250,3 +250,62 @@ fn hostile_input_never_panics() {
         }
     }
 }
+
+mod properties {
+    use proptest::{prelude::*, test_runner::Config};
+
+    use super::*;
+
+    fn config() -> Config {
+        Config { cases: 512, failure_persistence: None, ..Config::default() }
+    }
+
+    /// Lines made of what the editor looks at, glued at random, plus any characters.
+    fn text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            4 => proptest::sample::select(vec![
+                "image: ", "- ", "\"", "'", "''", "\\", "#", " # ", ":", ": ", "\n", "\r\n", "\t", "---",
+                "{\"$imagepolicy\": \"apps:web\"}", "{\"$imagepolicy\": \"apps:web:tag\"}",
+                "{\"$imagepolicy\": \"apps:web:name\"}", "{\"$imagepolicy\": \"apps:web:digest\"}",
+                "reg/web:1.0", "|", "[", "&a", "é",
+            ])
+            .prop_map(str::to_string),
+            1 => any::<char>().prop_map(|c| c.to_string()),
+        ];
+        proptest::collection::vec(piece, 0..40).prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Any text: no panic; lines are neither added nor removed; a line without this
+        /// policy's marker is kept byte for byte, and an edited line keeps its comment.
+        #[test]
+        fn edits_touch_only_marked_lines(input in text(), tag in "[a-zA-Z0-9._\"' :#-]{0,12}") {
+            let l = Latest { name: "reg/web".into(), tag, digest: Some("sha256:ab".into()) };
+            if let Some((out, edits)) = edit_text(input.as_bytes(), "apps", "web", &l) {
+                let out = String::from_utf8(out).expect("utf-8 in, utf-8 out");
+                let before: Vec<&str> = input.split_inclusive('\n').collect();
+                let after: Vec<&str> = out.split_inclusive('\n').collect();
+                prop_assert_eq!(before.len(), after.len());
+                let edited: Vec<usize> = edits.iter().map(|e| e.line).collect();
+                for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+                    if edited.contains(&(i + 1)) {
+                        prop_assert!(b.contains("$imagepolicy"));
+                        let comment = b.rfind(" #").or_else(|| b.rfind("\t#")).map(|at| &b[at..]).unwrap_or("");
+                        prop_assert!(a.ends_with(comment), "{:?} -> {:?}", b, a);
+                    } else {
+                        prop_assert_eq!(b, a);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn markers_and_templates_never_panic(comment in text()) {
+            let _ = parse_marker(&comment);
+            let _ = crate::images::select::Template::parse(&comment);
+            let _ = crate::images::scan::docker_config_auth(comment.as_bytes(), "reg");
+        }
+    }
+}
