@@ -200,9 +200,14 @@ async fn announce(
     let reason = if warning { "UpdateConflict" } else { IMAGE_UPDATED };
     events::on_object(ctx, policy.object_ref(&()), type_, reason, &message).await;
     tracing::info!(policy = %format_args!("{ns}/{}", policy.name_any()), %message, "image update");
-    // NOTIFY(lead): when src/notify lands, offer the `image updated` event here, e.g.
-    // `ctx.notifications.offer_for(ns, &policy.name_any(), policy.labels(), Event::ImageUpdated,
-    //  Some(commit), &message)`. This is the only call site.
+    // NOTIFY(lead): the only call site for notifications. When src/notify lands (its
+    // `offer_for` is for an ImagePolicy's update target, an Application known by name), add:
+    //   if let Some(app) = &target.application {
+    //       let labels = ctx.apps.get(&ObjectRef::new(app).within(ns)).map(|a| a.labels().clone());
+    //       ctx.notifications.offer_for(ns, app, &labels.unwrap_or_default(),
+    //           NotificationEvent::ImageUpdated, revision(delivered).as_deref(), &message);
+    //   }
+    // with `revision`: `<branch>@sha1:<commit>` of Committed and PullRequest.
     if let (Delivered::Committed { .. }, Some(app), WriteMode::Direct) =
         (delivered, &target.application, mode)
     {
