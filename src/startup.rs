@@ -67,12 +67,8 @@ use crate::{
     source::{GitCache, GitCacheOptions, Retention, SourceError},
     tenancy::Lockdown,
 };
-/// How often a Notifier's status gets this replica's counts, at most (`FERRY_NOTIFIER_STATUS_SECONDS`
-/// shortens it for tests).
-static NOTIFIER_STATUS_INTERVAL: std::sync::LazyLock<Duration> = std::sync::LazyLock::new(|| {
-    let secs = std::env::var("FERRY_NOTIFIER_STATUS_SECONDS").ok().and_then(|s| s.parse().ok());
-    Duration::from_secs(secs.unwrap_or(60))
-});
+/// How often a Notifier's status gets this replica's counts, at most.
+const NOTIFIER_STATUS_INTERVAL: Duration = Duration::from_secs(60);
 /// How long a shutdown waits for reconciles in progress.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// How long a shutdown waits for HTTP requests in progress (after the reconciles).
@@ -576,7 +572,7 @@ fn start_notifications(opts: &RunOptions, ctx: &Context, served: bool) -> Notifi
         home_namespace: opts.policy_namespace.clone(),
         watch_namespace: opts.namespace.clone(),
         timeout: opts.api_timeout,
-        status_interval: *NOTIFIER_STATUS_INTERVAL,
+        status_interval: NOTIFIER_STATUS_INTERVAL,
         metrics: ctx.metrics.clone(),
         impersonation: Arc::new(identity),
     })

@@ -45,8 +45,10 @@ pub(super) struct Shared {
     pub outbox: Mutex<Outbox>,
     path: PathBuf,
     changed: Notify,
+    /// Set once the Notifier cache holds its first list.
+    ready: tokio::sync::watch::Sender<bool>,
     http: Option<Http>,
-    secrets: Mutex<HashMap<(String, String, Option<String>), (Instant, Target)>>,
+    secrets: Mutex<HashMap<SecretKey, (Instant, Target)>>,
     tallies: Mutex<HashMap<NotifierKey, Tally>>,
     pub home: Option<String>,
     client: kube::Client,
@@ -54,6 +56,9 @@ pub(super) struct Shared {
     metrics: Arc<Metrics>,
     impersonation: Arc<dyn super::Impersonation>,
 }
+
+/// A Secret read as a ServiceAccount: namespace, Secret name, ServiceAccount named.
+type SecretKey = (String, String, Option<String>);
 
 /// Where and with what a Notifier sends: never logged.
 #[derive(Clone)]
@@ -92,6 +97,7 @@ pub(super) enum DeliverError {
     #[error("delivery failed: {0}")]
     Send(#[from] SendError),
     #[error("commit status: {0}")]
+    #[allow(dead_code)] // built by forge_status once crate::forge is in the tree
     Forge(String),
     #[error("commit status: {0}")]
     ForgePermanent(String),
@@ -143,6 +149,7 @@ pub(super) fn spawn(options: Options, intake: mpsc::Receiver<Input>) {
         outbox: Mutex::new(outbox),
         path,
         changed: Notify::new(),
+        ready: tokio::sync::watch::Sender::new(false),
         http,
         secrets: Mutex::default(),
         tallies: Mutex::default(),
@@ -165,6 +172,8 @@ pub(super) fn spawn(options: Options, intake: mpsc::Receiver<Input>) {
 /// rate limit windows that ended give their summaries.
 async fn dispatch(shared: Arc<Shared>, mut intake: mpsc::Receiver<Input>) {
     let _ = shared.store.wait_until_ready().await;
+    // kube's readiness wakes one waiter; the other tasks wait on this.
+    shared.ready.send_replace(true);
     let mut limiter = RateLimiter::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -267,13 +276,19 @@ impl Shared {
         }
     }
 
+    /// Until the Notifier cache holds its first list.
+    async fn wait_ready(&self) {
+        let mut ready = self.ready.subscribe();
+        let _ = ready.wait_for(|r| *r).await;
+    }
+
     fn notifier(&self, key: &NotifierKey) -> Option<Arc<Notifier>> {
         self.store.get(&reflector::ObjectRef::new(&key.name).within(&key.namespace))
     }
 
     /// Delivers `key`'s queue in order until it is empty.
     async fn deliver_queue(self: Arc<Self>, key: NotifierKey) {
-        let _ = self.store.wait_until_ready().await;
+        self.wait_ready().await;
         loop {
             let front = {
                 let mut outbox = locked(&self.outbox);
@@ -442,7 +457,7 @@ async fn persist(shared: Arc<Shared>) {
 /// Every `interval`: each Notifier's status gets this replica's counts and its Ready condition,
 /// by an update conditional on the resourceVersion (a conflict waits for the next round).
 async fn write_statuses(shared: Arc<Shared>, interval: Duration) {
-    let _ = shared.store.wait_until_ready().await;
+    shared.wait_ready().await;
     let mut tick = tokio::time::interval(interval.max(Duration::from_secs(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -119,10 +119,14 @@ impl RateLimiter {
     pub fn len(&self) -> usize {
         self.windows.len()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.windows.is_empty()
+    }
 }
 
 fn summary(key: Key, window: Window) -> Option<Counted> {
-    (window.held > 0).then(|| Counted { notifier: key.notifier, notice: window.notice, count: window.held })
+    (window.held > 0).then_some(Counted { notifier: key.notifier, notice: window.notice, count: window.held })
 }
 
 #[cfg(test)]

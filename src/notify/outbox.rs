@@ -123,6 +123,10 @@ impl Outbox {
         self.queues.values().map(VecDeque::len).sum()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.queues.values().all(VecDeque::is_empty)
+    }
+
     /// Whether the commit status `verdict` is new for `context` of `notifier`; if so, it is
     /// remembered as the last one.
     pub fn commit_changed(&mut self, notifier: &NotifierKey, context: &str, verdict: &Verdict) -> bool {

@@ -27,6 +27,7 @@ mod import;
 mod install;
 mod leader;
 mod metrics;
+mod notifications;
 mod previews;
 mod remote;
 mod render;
