@@ -48,6 +48,7 @@ pub(super) struct Shared {
     /// Set once the Notifier cache holds its first list.
     ready: tokio::sync::watch::Sender<bool>,
     http: Option<Http>,
+    forge: Option<crate::forge::ForgeClient>,
     secrets: Mutex<HashMap<SecretKey, (Instant, Target)>>,
     tallies: Mutex<HashMap<NotifierKey, Tally>>,
     pub home: Option<String>,
@@ -94,10 +95,13 @@ pub(super) enum DeliverError {
     NoAddress,
     #[error("no HTTP client (the system's TLS roots could not be loaded)")]
     NoClient,
+    #[error("a commit status needs the forge API token: the Secret's key token")]
+    NoToken,
+    #[error("the provider sends no commit status")]
+    NotACommitStatusProvider,
     #[error("delivery failed: {0}")]
     Send(#[from] SendError),
     #[error("commit status: {0}")]
-    #[allow(dead_code)] // built by forge_status once crate::forge is in the tree
     Forge(String),
     #[error("commit status: {0}")]
     ForgePermanent(String),
@@ -151,6 +155,7 @@ pub(super) fn spawn(options: Options, intake: mpsc::Receiver<Input>) {
         changed: Notify::new(),
         ready: tokio::sync::watch::Sender::new(false),
         http,
+        forge: crate::forge::ForgeClient::new(options.timeout).ok(),
         secrets: Mutex::default(),
         tallies: Mutex::default(),
         home: options.home_namespace,
@@ -345,11 +350,16 @@ impl Shared {
                 };
                 Ok(http.post(address, &payload).await?)
             }
-            Body::Commit { repo_url, context, verdict } => {
-                super::forge_status::send(self.timeout, message.provider, &target, repo_url, context, verdict)
-                    .await
-                    .map_err(|e| redact(e, &target))
-            }
+            Body::Commit { repo_url, context, verdict } => super::forge_status::send(
+                self.forge.as_ref(),
+                message.provider,
+                &target,
+                repo_url,
+                context,
+                verdict,
+            )
+            .await
+            .map_err(|e| redact(e, &target)),
         }
     }
 

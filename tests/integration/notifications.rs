@@ -17,7 +17,10 @@ use std::{
 use ring::hmac;
 use serde_json::Value;
 
-use crate::support::{Scenario, T, configmap, get_json, http_get, wait_until};
+use crate::rollout::{ERROR_QUERY, Exporter, analysis_step};
+use crate::support::{
+    GITEA_ADMIN, Gitea, Prometheus, Scenario, T, configmap, deployment, get_json, http_get, wait_until,
+};
 
 const TOKEN: &str = "n0tify-t0ken-5ecret-4f1c";
 /// The secret part of a Slack-style webhook path: must never be seen outside the Secret.
@@ -367,4 +370,87 @@ fn a_receiver_down_for_thirty_seconds_and_a_restart_of_ferry_lose_nothing() {
     assert_generic_shape(&got.json());
     assert_nothing_leaks(&s, &[TOKEN, &format!(":{port}/hook")]);
     app.wait_synced(&sha, T);
+}
+
+/// The statuses of `sha` with `context`, oldest first (Gitea lists the newest first).
+fn statuses(gitea: &Gitea, sha: &str, context: &str) -> Vec<Value> {
+    let mut all: Vec<Value> =
+        gitea.commit_statuses("shop", sha).into_iter().filter(|s| s["context"] == context).collect();
+    all.sort_by_key(|s| s["id"].as_u64().unwrap_or(0));
+    all
+}
+
+/// Waits until the statuses of `sha` end in `last`; returns their states, oldest first.
+fn wait_statuses(gitea: &Gitea, sha: &str, context: &str, last: &str) -> (Vec<String>, Value) {
+    wait_until(&format!("a {last} status on {}", &sha[..7]), T, || {
+        let all = statuses(gitea, sha, context);
+        let states: Vec<String> =
+            all.iter().map(|s| s["status"].as_str().unwrap_or_default().to_string()).collect();
+        match all.last() {
+            Some(s) if s["status"] == last => Ok((states, s.clone())),
+            _ => Err(format!("{states:?}")),
+        }
+    })
+}
+
+#[test]
+fn gitea_commit_statuses_go_pending_to_success_for_a_good_rollout_and_to_failure_for_an_aborted_one() {
+    let exporter = Exporter::start();
+    let prometheus = Prometheus::start(std::slice::from_ref(&exporter.addr));
+    let s = Scenario::with_ferry_args("notify-gitea", &["--prometheus-url", &prometheus.url()]);
+    let set_error_ratio = |value: f64| {
+        exporter.set(Some(value));
+        let query = ERROR_QUERY.replace("{{variant}}", "canary");
+        wait_until(&format!("Prometheus to see error ratio {value}"), T, || {
+            let data = prometheus.query(&query)?;
+            let seen = data["result"][0]["value"][1].as_str().and_then(|v| v.parse::<f64>().ok());
+            if seen == Some(value) { Ok(()) } else { Err(format!("Prometheus answers {data}")) }
+        });
+    };
+    let gitea = Gitea::start();
+    gitea.create_repo("shop", false);
+    let commit = |tag: &str| {
+        let manifest = deployment("shop", None, &format!("registry.example/shop:{tag}"), 3);
+        gitea.commit_files("shop", "main", &[("app/deployment.yaml", &manifest)], &format!("shop {tag}"))
+    };
+    secret(&s, "gitea-read", &[("username", GITEA_ADMIN), ("password", gitea.token())]);
+    secret(&s, "gitea-status", &[("token", gitea.token())]);
+    notifier(
+        &s,
+        "statuses",
+        serde_json::json!({"provider": "gitea", "address": gitea.api_url(), "secretRef": {"name": "gitea-status"}}),
+    );
+    let context = format!("ferry/{}/shop", s.ns());
+
+    set_error_ratio(0.0);
+    let v1 = commit("1.0");
+    let steps = serde_json::json!([{"setWeight": 34}, analysis_step("result < 0.05", 2)]);
+    let app = s.create_app(
+        s.application("shop")
+            .repo(&gitea.clone_url("shop"))
+            .secret_ref("gitea-read")
+            .interval("1m")
+            .prune(true)
+            .canary("shop", steps),
+    );
+    app.wait_synced(&v1, T);
+    wait_statuses(&gitea, &v1, &context, "success");
+
+    // A good canary: pending while it rolls out and analyses, success once Ready at v2.
+    let v2 = commit("2.0");
+    app.ferry_sync();
+    let (states, done) = wait_statuses(&gitea, &v2, &context, "success");
+    assert_eq!(states.first().map(String::as_str), Some("pending"), "{states:?}");
+    assert!(done["description"].as_str().is_some_and(|d| !d.is_empty()), "{done}");
+
+    // A failing canary: pending, then failure naming why.
+    set_error_ratio(0.5);
+    let v3 = commit("3.0");
+    app.ferry_sync();
+    let (states, failed) = wait_statuses(&gitea, &v3, &context, "failure");
+    assert_eq!(states.first().map(String::as_str), Some("pending"), "{states:?}");
+    assert!(failed["description"].as_str().is_some_and(|d| d.contains("RolloutAborted")), "{failed}");
+    // Sent on change only: no state repeats in a row.
+    assert!(states.windows(2).all(|w| w[0] != w[1]), "{states:?}");
+    assert_nothing_leaks(&s, &[gitea.token()]);
 }
