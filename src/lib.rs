@@ -20,6 +20,7 @@ pub mod import;
 pub mod kube_util;
 mod locks;
 pub mod metrics;
+pub mod notify;
 pub mod plan;
 pub mod render;
 pub mod rollout;

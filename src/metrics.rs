@@ -121,6 +121,14 @@ struct WebhookLabels {
     result: String,
 }
 
+/// A Notifier's provider (`slack`, `gitea`, ...; `any` for a notice dropped before any Notifier
+/// was chosen) and what became of the message: never its address or token.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    provider: String,
+    result: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AppLabels {
     namespace: String,
@@ -183,6 +191,7 @@ pub struct Metrics {
     analysis_measurements: Family<ResultLabel, Counter>,
     /// Reverts written to Git for failed revisions (`rollback.gitRevert`), by outcome.
     git_reverts: Family<ResultLabel, Counter>,
+    notifications: Family<NotificationLabels, Counter>,
     leader: Gauge,
     /// ImagePolicy scans and the updates they wrote (see [`crate::images`]).
     image_scans: Family<ResultLabel, Counter>,
@@ -242,6 +251,7 @@ impl Metrics {
             rollout_duration,
             analysis_measurements: Family::default(),
             git_reverts: Family::default(),
+            notifications: Family::default(),
             leader: Gauge::default(),
             image_scans: Family::default(),
             image_updates: Family::default(),
@@ -395,6 +405,11 @@ impl Metrics {
             "git_reverts",
             "Reverts of failed revisions written to Git, by result (pushed, pull_request, conflict, failed)",
             self.git_reverts.clone(),
+        );
+        r.register(
+            "notifications",
+            "Notifications, by Notifier provider and result (sent; failed: given up after retries; dropped: intake or outbox full, Notifier gone; suppressed: held back by rateLimit)",
+            self.notifications.clone(),
         );
         r.register(
             "leader",
@@ -562,6 +577,11 @@ impl Metrics {
         self.webhooks
             .get_or_create(&WebhookLabels { provider: provider.into(), result: result.into() })
             .inc();
+    }
+
+    /// `result`: sent, failed, dropped or suppressed.
+    pub fn notification(&self, provider: &str, result: &'static str) {
+        self.notifications.get_or_create(&NotificationLabels { provider: provider.into(), result }).inc();
     }
 
     pub fn deployment(&self, app: &AppRef, result: DeploymentResult) {

@@ -54,18 +54,22 @@ use crate::{
     artifact::{helm_repo::HelmRepoOptions, oci::OciFetcherOptions},
     controller::{
         Caches, Clusters, Connection, Context, Dependants, Elector, Followers, LeaderConfig,
-        LeaderConfigError, Leadership, PreflightError, Role, Shard, SyncOptions, Watches, cluster_status,
+        LeaderConfigError, Leadership, NotifierIdentity, PreflightError, Role, Shard, SyncOptions, Watches,
+        cluster_status,
         clusters::{self, ClusterId},
         collect_garbage, preflight, reconcile,
     },
     health::{ExprCache, HealthChecks, InvalidHealthCheck},
     images,
     metrics::Metrics,
+    notify::{self, Notifications},
     render::RenderOptions,
     server::{BadSecretName, Readiness, Server, ServerState, WebhookSecret, Webhooks},
     source::{GitCache, GitCacheOptions, Retention, SourceError},
     tenancy::Lockdown,
 };
+/// How often a Notifier's status gets this replica's counts, at most.
+const NOTIFIER_STATUS_INTERVAL: Duration = Duration::from_secs(60);
 /// How long a shutdown waits for reconciles in progress.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// How long a shutdown waits for HTTP requests in progress (after the reconciles).
@@ -531,6 +535,7 @@ fn shared_context(
     let watches = Watches::new(client.clone(), triggers.send.clone(), namespaces.0, namespaces.1);
     let policies_served = serves(&connection.discovery, "TenantPolicy");
     let clusters_served = serves(&connection.discovery, "Cluster");
+    let notifiers_served = serves(&connection.discovery, "Notifier");
     let (reader, writer) = reflector::store();
     let (cluster_store, cluster_cache) = match clusters_served {
         true => {
@@ -561,7 +566,33 @@ fn shared_context(
         }
         (None, _) => None,
     };
+    ctx.notifications = start_notifications(opts, &ctx, notifiers_served);
     (Arc::new(ctx), writer, policy_cache.into_iter().chain(cluster_cache).collect())
+}
+
+/// Notifications, when the Notifier CRD is installed: the Notifier cache, the dispatcher, and
+/// the outbox under the cache directory. ferry's own namespace (where Notifiers may hear other
+/// namespaces) is `--policy-namespace`.
+fn start_notifications(opts: &RunOptions, ctx: &Context, served: bool) -> Notifications {
+    if !served {
+        tracing::warn!("the Notifier CRD (notifiers.ferry.dev) is not installed; no notifications are sent");
+        return Notifications::disabled();
+    }
+    let identity = NotifierIdentity {
+        local: ctx.local.clone(),
+        policies: ctx.policies.clone(),
+        lockdown: ctx.options.lockdown.clone(),
+    };
+    Notifications::start(notify::Options {
+        client: ctx.client.clone(),
+        cache_dir: opts.cache_dir.clone(),
+        home_namespace: opts.policy_namespace.clone(),
+        watch_namespace: opts.namespace.clone(),
+        timeout: opts.api_timeout,
+        status_interval: NOTIFIER_STATUS_INTERVAL,
+        metrics: ctx.metrics.clone(),
+        impersonation: Arc::new(identity),
+    })
 }
 
 /// The Cluster cache. A change to a Cluster (its kubeconfig reference, its labels) wakes the

@@ -29,6 +29,7 @@ use crate::{
     health::{ExprCache, HealthChecks},
     locks::locked,
     metrics::Metrics,
+    notify::Notifications,
     render::{RenderCache, RenderOptions},
     rollout::prometheus::Prometheus,
     source::{GitCache, Snapshot},
@@ -97,6 +98,9 @@ pub struct Context {
     pub forge: Result<ForgeClient, String>,
     /// The CEL expressions of `spec.healthChecks`, compiled once per distinct expression.
     pub health_exprs: ExprCache,
+    /// Where Events and status changes become notifications (disabled until start-up starts
+    /// them: no Notifier CRD, or a context without a runtime).
+    pub notifications: Notifications,
     memory: Mutex<HashMap<AppRef, Arc<tokio::sync::Mutex<AppMemory>>>>,
     /// The snapshot each Application syncs from now (its tree, and its chart when it has
     /// one), which the caches' collections keep.
@@ -164,6 +168,7 @@ impl Context {
             metrics,
             apps,
             policies: None,
+            notifications: Notifications::disabled(),
             memory: Mutex::new(HashMap::new()),
             snapshots: Mutex::new(HashMap::new()),
         }
@@ -184,6 +189,7 @@ impl Context {
     pub fn forget(&self, app: &AppRef) {
         locked(&self.memory).remove(app);
         locked(&self.snapshots).remove(app);
+        self.notifications.forget(&app.namespace, &app.name);
     }
 
     /// Records the snapshot `app` syncs from, so the cache keeps it.
@@ -266,6 +272,29 @@ pub async fn collect_garbage(ctx: Arc<Context>, interval: Duration) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "the artifact store's collection failed"),
         }
+    }
+}
+
+/// How notifications read a Notifier's Secret: as its ServiceAccount (or the default an
+/// Application of its namespace would act as), through the local cluster's impersonating
+/// clients, under the tenancy's rules.
+pub struct NotifierIdentity {
+    pub local: Arc<ClusterLink>,
+    pub policies: Option<Store<TenantPolicy>>,
+    pub lockdown: Lockdown,
+}
+
+impl crate::notify::Impersonation for NotifierIdentity {
+    fn client_for(
+        &self,
+        namespace: &str,
+        named: Option<&str>,
+    ) -> Result<Client, crate::notify::ImpersonationError> {
+        let policies = self.policies.as_ref().map(Store::state).unwrap_or_default();
+        let sa = Tenancy::new(namespace, policies, &self.lockdown).acting_as(named)?;
+        self.local
+            .client_for(namespace, sa.as_deref())
+            .map_err(|e| crate::notify::ImpersonationError::Client(Box::new(e)))
     }
 }
 

@@ -57,7 +57,9 @@ pub mod sync;
 mod watches;
 
 pub use clusters::{ClientError, Clusters};
-pub use context::{Caches, Connection, Context, SyncOptions, collect_garbage, default_cache_dir};
+pub use context::{
+    Caches, Connection, Context, NotifierIdentity, SyncOptions, collect_garbage, default_cache_dir,
+};
 pub use dependencies::Dependants;
 pub use leader::{Elector, LeaderConfig, LeaderConfigError, Leadership, Role, default_identity};
 pub use preflight::{PreflightError, preflight};

@@ -639,6 +639,9 @@ async fn write_status(
         .await
         .map_err(|_| err(StatusWriteError::Timeout))?
         .map_err(|e| err(e.into()))?;
+    // Health turning Degraded and the commit status of the revision: derived from what was
+    // just written, handed over without waiting.
+    ctx.notifications.status_written(app, app.status.as_ref(), &next);
     if let Some(uid) = app.metadata.uid.clone() {
         mem.written_status = Some((uid, next));
     }

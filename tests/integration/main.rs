@@ -28,6 +28,7 @@ mod import;
 mod install;
 mod leader;
 mod metrics;
+mod notifications;
 mod previews;
 mod remote;
 mod render;
