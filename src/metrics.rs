@@ -257,9 +257,21 @@ impl Metrics {
             image_updates: Family::default(),
         };
         // Zero series for every outcome from the start, so rates and increases (the dashboard)
-        // exist before the first revert.
+        // exist before the first revert, image update or notification.
         for result in ["pushed", "pull_request", "conflict", "failed"] {
             let _ = m.git_reverts.get_or_create(&ResultLabel { result });
+        }
+        for result in ["committed", "pull_request", "conflict", "failed"] {
+            let _ = m.image_updates.get_or_create(&ResultLabel { result });
+        }
+        for result in ["success", "failed", "no_matching_tag"] {
+            let _ = m.image_scans.get_or_create(&ResultLabel { result });
+        }
+        for provider in crate::api::NotifierProvider::ALL {
+            for result in ["sent", "failed", "dropped", "suppressed"] {
+                let labels = NotificationLabels { provider: provider.as_str().into(), result };
+                let _ = m.notifications.get_or_create(&labels);
+            }
         }
         m.register()
     }

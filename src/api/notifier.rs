@@ -118,6 +118,16 @@ pub enum NotifierProvider {
 }
 
 impl NotifierProvider {
+    pub const ALL: [NotifierProvider; 7] = [
+        NotifierProvider::Generic,
+        NotifierProvider::GenericHmac,
+        NotifierProvider::Slack,
+        NotifierProvider::Msteams,
+        NotifierProvider::Github,
+        NotifierProvider::Gitlab,
+        NotifierProvider::Gitea,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             NotifierProvider::Generic => "generic",

@@ -200,19 +200,39 @@ async fn announce(
     let reason = if warning { "UpdateConflict" } else { IMAGE_UPDATED };
     events::on_object(ctx, policy.object_ref(&()), type_, reason, &message).await;
     tracing::info!(policy = %format_args!("{ns}/{}", policy.name_any()), %message, "image update");
-    // NOTIFY(lead): the only call site for notifications. When src/notify lands (its
-    // `offer_for` is for an ImagePolicy's update target, an Application known by name), add:
-    //   if let Some(app) = &target.application {
-    //       let labels = ctx.apps.get(&ObjectRef::new(app).within(ns)).map(|a| a.labels().clone());
-    //       ctx.notifications.offer_for(ns, app, &labels.unwrap_or_default(),
-    //           NotificationEvent::ImageUpdated, revision(delivered).as_deref(), &message);
-    //   }
-    // with `revision`: `<branch>@sha1:<commit>` of Committed and PullRequest.
+    notify(ctx, policy, ns, target, delivered, &message);
     if let (Delivered::Committed { .. }, Some(app), WriteMode::Direct) =
         (delivered, &target.application, mode)
     {
         wake(ctx, ns, app).await;
     }
+}
+
+/// Notifiers hear an update as one of the Application it writes for (its labels), or, for a
+/// repository named in the policy, as one of the ImagePolicy itself.
+fn notify(
+    ctx: &Context,
+    policy: &ImagePolicy,
+    ns: &str,
+    target: &UpdateTarget,
+    delivered: &Delivered,
+    message: &str,
+) {
+    let (name, labels) = match &target.application {
+        Some(app) => {
+            let labels = ctx.apps.get(&ObjectRef::new(app).within(ns)).map(|a| a.labels().clone());
+            (app.clone(), labels.unwrap_or_default())
+        }
+        None => (policy.name_any(), policy.labels().clone()),
+    };
+    let revision = match delivered {
+        Delivered::Committed { commit, branch } | Delivered::PullRequest { commit, branch, .. } => {
+            Some(format!("{branch}@sha1:{commit}"))
+        }
+        _ => None,
+    };
+    let event = crate::api::NotificationEvent::ImageUpdated;
+    ctx.notifications.offer_for(ns, &name, &labels, event, revision.as_deref(), message);
 }
 
 /// Stamps the Application's `ferry.dev/reconcile-at`, as a webhook does: it re-resolves its
