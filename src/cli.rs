@@ -9,7 +9,10 @@ use kube::{
     api::{Patch, PatchParams},
 };
 
-use crate::api::{Application, ApplicationSet, RECONCILE_AT_ANNOTATION, ROLLOUT_REQUEST_ANNOTATION};
+use crate::api::{
+    Application, ApplicationSet, ImagePolicy, Notifier, RECONCILE_AT_ANNOTATION, ROLLOUT_REQUEST_ANNOTATION,
+};
+use crate::notify::select::{Subject, selects};
 
 /// Why a command could not do what the person asked. Each says what to check or do.
 #[derive(Debug, thiserror::Error)]
@@ -88,10 +91,66 @@ pub async fn request_set_promotion(name: &str, namespace: Option<&str>) -> Resul
     Ok(format!("promote of the fleet rollout of ApplicationSet {set} requested ({value})"))
 }
 
-/// `ferry status NAME`: what an Application's status says, for a person.
+/// `ferry status NAME`: what an Application's status says, for a person, with the Notifiers of
+/// its namespace that hear it and the ImagePolicies that write for it.
 pub async fn status(name: &str, namespace: Option<&str>) -> Result<String, CliError> {
     let (api, namespace) = applications(namespace).await?;
-    Ok(describe(&read(&api, &namespace, name).await?))
+    let app = read(&api, &namespace, name).await?;
+    let client = Client::try_default().await.map_err(CliError::NoConfig)?;
+    let notifiers = list_or_none::<Notifier>(&client, &namespace).await;
+    let policies = list_or_none::<ImagePolicy>(&client, &namespace).await;
+    let mut out = describe(&app);
+    out.push_str(&describe_loop(&app, &notifiers, &policies));
+    Ok(out)
+}
+
+/// The objects of a kind in `namespace`; none when the CRD is not installed, the caller may not
+/// list them or the API server is slow (the rest of `ferry status` still helps).
+async fn list_or_none<K>(client: &Client, namespace: &str) -> Vec<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    match tokio::time::timeout(TIMEOUT, api.list(&Default::default())).await {
+        Ok(Ok(list)) => list.items,
+        _ => Vec::new(),
+    }
+}
+
+/// The Notifiers of the Application's namespace that hear it (sent, failed, last sent, Ready),
+/// and the ImagePolicies that update it (latest image, last commit or pull request).
+pub fn describe_loop(app: &Application, notifiers: &[Notifier], policies: &[ImagePolicy]) -> String {
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<14}{v}\n"));
+    let (namespace, name) = (app.namespace().unwrap_or_default(), app.name_any());
+    let subject = Subject { namespace: &namespace, name: &name, labels: app.labels() };
+    for n in notifiers.iter().filter(|n| selects(n, None, &subject)) {
+        let st = n.status.clone().unwrap_or_default();
+        let last = st.last_sent.map(|t| format!(", last {}", t.0)).unwrap_or_default();
+        let ready = st.conditions.iter().find(|c| c.type_ == "Ready");
+        let ready = ready.map(|c| format!("; Ready {} {}", c.status, c.reason)).unwrap_or_default();
+        let provider = n.spec.provider.as_str();
+        line(
+            "Notifier",
+            format!("{} ({provider}): {} sent, {} failed{last}{ready}", n.name_any(), st.sent, st.failed),
+        );
+    }
+    let writes_for = |p: &&ImagePolicy| {
+        p.spec.update.as_ref().and_then(|u| u.application_ref.as_ref()).is_some_and(|r| r.name == name)
+    };
+    for p in policies.iter().filter(writes_for) {
+        let st = p.status.clone().unwrap_or_default();
+        let latest = st.latest_ref.clone().unwrap_or_else(|| "not scanned yet".into());
+        line("Image policy", format!("{}: latest {latest}", p.name_any()));
+        if let Some(u) = &st.last_update {
+            let pr = u.pull_request.as_ref().map(|p| format!(" (pull request {p})")).unwrap_or_default();
+            line("  updated", format!("{} in {} on {}{pr} at {}", u.image, u.commit, u.branch, u.time.0));
+        }
+    }
+    out
 }
 
 /// `spec.dependsOn` as `namespace/name, ...`.
@@ -367,6 +426,51 @@ mod tests {
             "{said}"
         );
         assert!(said.contains("  pull        https://git.example.com/a/pulls/7\n"), "{said}");
+    }
+
+    #[test]
+    fn status_shows_the_notifiers_that_hear_it_and_the_image_policies_that_write_for_it() {
+        let app: Application = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ferry.dev/v1alpha1", "kind": "Application",
+            "metadata": {"name": "web", "namespace": "shop", "labels": {"tier": "front"}},
+            "spec": {"source": {"repoURL": "https://git.example.com/a.git", "ref": {"branch": "main"}}}
+        }))
+        .unwrap();
+        let notifier = |name: &str, applications: serde_json::Value| -> Notifier {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "ferry.dev/v1alpha1", "kind": "Notifier",
+                "metadata": {"name": name, "namespace": "shop"},
+                "spec": {"provider": "slack", "address": "https://hooks.example.com/x", "applications": applications},
+                "status": {"sent": 4, "failed": 1, "lastSent": "2026-12-06T10:00:00Z",
+                    "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "",
+                        "lastTransitionTime": "2026-12-06T09:00:00Z"}]}
+            }))
+            .unwrap()
+        };
+        let hears = notifier("team", serde_json::json!({"selector": {"matchLabels": {"tier": "front"}}}));
+        let deaf = notifier("db-only", serde_json::json!({"names": ["db-*"]}));
+        let policy: ImagePolicy = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ferry.dev/v1alpha1", "kind": "ImagePolicy",
+            "metadata": {"name": "web-image", "namespace": "shop"},
+            "spec": {"image": "reg/web", "policy": {"semver": {"range": ">=1"}},
+                "update": {"applicationRef": {"name": "web"}, "write": {"secretRef": {"name": "push"}}}},
+            "status": {"latestRef": "reg/web:1.1.0", "lastUpdate": {"image": "reg/web:1.1.0", "commit": "abc",
+                "branch": "main", "time": "2026-12-06T11:00:00Z"}}
+        }))
+        .unwrap();
+        let said = describe_loop(&app, &[hears, deaf], &[policy]);
+        assert!(
+            said.contains(
+                "Notifier      team (slack): 4 sent, 1 failed, last 2026-12-06T10:00:00Z; Ready True Ready\n"
+            ),
+            "{said}"
+        );
+        assert!(!said.contains("db-only"), "{said}");
+        assert!(said.contains("Image policy  web-image: latest reg/web:1.1.0\n"), "{said}");
+        assert!(
+            said.contains("  updated     reg/web:1.1.0 in abc on main at 2026-12-06T11:00:00Z\n"),
+            "{said}"
+        );
     }
 
     #[test]
