@@ -628,19 +628,9 @@ async fn write_status(
     next: &ApplicationSetStatus,
 ) -> Result<(), Error> {
     let name = set.name_any();
-    let api: Api<ApplicationSet> = Api::namespaced(ctx.client.clone(), ns);
-    let body = serde_json::json!({
-        "apiVersion": ApplicationSet::api_version(&()),
-        "kind": ApplicationSet::kind(&()),
-        "status": next,
-    });
-    let params = PatchParams::apply(crate::apply::FIELD_MANAGER).force();
-    let err = |source| Error::Status { set: format!("{ns}/{name}"), source };
-    tokio::time::timeout(ctx.options.api_timeout, api.patch_status(&name, &params, &Patch::Apply(&body)))
+    crate::controller::reconcile::apply_status::<ApplicationSet>(ctx, ns, &name, next)
         .await
-        .map_err(|_| err(StatusWriteError::Timeout))?
-        .map_err(|e| err(e.into()))?;
-    Ok(())
+        .map_err(|source| Error::Status { set: format!("{ns}/{name}"), source })
 }
 
 #[cfg(test)]

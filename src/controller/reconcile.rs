@@ -615,6 +615,30 @@ fn record_failed(
     }
 }
 
+/// Server-side apply of `status` to the status subresource of the `K` `namespace/name`, as
+/// ferry's field manager (which owns every status field it writes), under the API timeout. The
+/// one status write of Applications, ApplicationSets and ImagePolicies.
+pub async fn apply_status<K>(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    status: &impl serde::Serialize,
+) -> Result<(), StatusWriteError>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let body = serde_json::json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    tokio::time::timeout(ctx.options.api_timeout, api.patch_status(name, &params, &Patch::Apply(&body)))
+        .await
+        .map_err(|_| StatusWriteError::Timeout)??;
+    Ok(())
+}
+
 /// Server-side apply of the status subresource, only when it changed.
 async fn write_status(
     ctx: &Context,
@@ -625,20 +649,10 @@ async fn write_status(
     if app.status.as_ref() == Some(&next) {
         return Ok(());
     }
-    let name = app.name_any();
-    let api: Api<Application> = Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
-    let body = serde_json::json!({
-        "apiVersion": "ferry.dev/v1alpha1",
-        "kind": "Application",
-        "status": next,
-    });
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let err =
-        |source| Error::Status { app: format!("{}/{name}", app.namespace().unwrap_or_default()), source };
-    tokio::time::timeout(ctx.options.api_timeout, api.patch_status(&name, &params, &Patch::Apply(&body)))
+    let (namespace, name) = (app.namespace().unwrap_or_default(), app.name_any());
+    apply_status::<Application>(ctx, &namespace, &name, &next)
         .await
-        .map_err(|_| err(StatusWriteError::Timeout))?
-        .map_err(|e| err(e.into()))?;
+        .map_err(|source| Error::Status { app: format!("{namespace}/{name}"), source })?;
     // Health turning Degraded and the commit status of the revision: derived from what was
     // just written, handed over without waiting.
     ctx.notifications.status_written(app, app.status.as_ref(), &next);

@@ -3,10 +3,7 @@
 //! [`super::reconcile::LAST_SCAN_EVERY`]).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::{
-    Api, Resource, ResourceExt,
-    api::{Patch, PatchParams},
-};
+use kube::{Resource, ResourceExt};
 
 use super::{
     deliver::{Delivered, UpdateError},
@@ -17,7 +14,6 @@ use crate::{
     api::{ImagePolicy, ImagePolicyStatus, ImageUpdateRecord, conditions as c},
     controller::{
         Context,
-        reconcile::StatusWriteError,
         status::{Phase, conditions_for},
     },
 };
@@ -131,19 +127,9 @@ pub async fn write_if_changed(
         return Ok(());
     }
     let name = policy.name_any();
-    let api: Api<ImagePolicy> = Api::namespaced(ctx.client.clone(), ns);
-    let body = serde_json::json!({
-        "apiVersion": ImagePolicy::api_version(&()),
-        "kind": ImagePolicy::kind(&()),
-        "status": next,
-    });
-    let params = PatchParams::apply(crate::apply::FIELD_MANAGER).force();
-    let err = |source| Error::Status { policy: format!("{ns}/{name}"), source };
-    tokio::time::timeout(ctx.options.api_timeout, api.patch_status(&name, &params, &Patch::Apply(&body)))
+    crate::controller::reconcile::apply_status::<ImagePolicy>(ctx, ns, &name, &next)
         .await
-        .map_err(|_| err(StatusWriteError::Timeout))?
-        .map_err(|e| err(e.into()))?;
-    Ok(())
+        .map_err(|source| Error::Status { policy: format!("{ns}/{name}"), source })
 }
 
 #[cfg(test)]
