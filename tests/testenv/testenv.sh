@@ -50,8 +50,9 @@ registry_bin="$cache/registry-$REGISTRY_VERSION/bin"
 oras_bin="$cache/oras-$ORAS_VERSION/bin"
 # Not needed by the control plane itself: the tools the chart (HTTP and OCI) and SOPS tests run.
 # gitea (the forge of the notification, revert and image update tests) takes about 5 minutes to
-# build the first time: built with the control plane, not in the middle of a parallel test run.
-artifact_tools=(age sops registry oras gitea)
+# build the first time, crane about one: built with the control plane, not in the middle of a
+# parallel test run.
+artifact_tools=(age sops registry oras gitea crane)
 
 pki="$state/pki"
 logs="$state/logs"
