@@ -296,3 +296,54 @@ fn in_direct_mode_a_conflicting_revert_becomes_a_pull_request_when_a_forge_is_se
     );
     assert_eq!(gitea.branch_head("shop", "main").as_deref(), Some(moved.as_str()), "main was forced");
 }
+
+/// A PostSync Job (`ferry.dev/hook: PostSync`): done at once, or never scheduled (`fails`), so it
+/// fails at its 3 s deadline.
+fn verify_job(fails: bool) -> String {
+    let pod = if fails { "      nodeSelector: {ferry.dev/no-such-node: \"true\"}\n" } else { "" };
+    format!(
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  generateName: verify-\n  annotations: {{ferry.dev/hook: PostSync}}\nspec:\n  backoffLimit: 0\n  activeDeadlineSeconds: 3\n  template:\n    spec:\n      restartPolicy: Never\n{pod}      containers:\n      - name: run\n        image: registry.example/tools:1\n"
+    )
+}
+
+#[test]
+fn a_failed_post_sync_verification_is_reverted_too() {
+    let s = Scenario::new("revert-verify");
+    s.kubectl_ok(&[
+        "-n",
+        s.ns(),
+        "create",
+        "secret",
+        "generic",
+        "push",
+        "--from-literal=username=ferry-bot",
+        "--from-literal=password=push-secret-123",
+    ]);
+    let config = |v: &str| crate::support::configmap("settings", None, &[("version", v)]);
+    let v1 = s.commit(&[("config.yaml", config("1")), ("verify.yaml", verify_job(false))], "v1");
+    let app = s.create_app(s.default_app("web").git_revert(json!({"secretRef": {"name": "push"}})));
+    app.wait("v1 verified", T, |a| {
+        let verified = a["status"]["verifiedRevision"] == main_revision(&v1);
+        if verified { Ok(()) } else { Err(format!("status: {}", a["status"]["verification"])) }
+    });
+
+    let v2 =
+        s.commit(&[("config.yaml", config("2")), ("verify.yaml", verify_job(true))], "v2: fails its check");
+    app.ferry_sync();
+    let a = app.wait("the revert of the revision that failed verification", T, |a| {
+        let r = revert_of(a);
+        if r["phase"] == "Pushed" { Ok(a.clone()) } else { Err(format!("revert: {r}")) }
+    });
+    let r = revert_of(&a);
+    assert_eq!(r["failedRevision"], main_revision(&v2), "{r}");
+    assert!(r["message"].as_str().unwrap_or_default().contains(&v1[..12]), "{r}");
+    let v3 = r["commit"].as_str().expect("the revert commit").to_string();
+    assert_eq!(s.git.head("main"), v3);
+    assert!(s.git.show(&v3).contains("verification failed"), "the message gives the reason");
+    // The revert is deployed and verifies: the cluster is v1's again.
+    app.wait("the revert verified", T, |a| {
+        let verified = a["status"]["verifiedRevision"] == main_revision(&v3);
+        if verified { Ok(()) } else { Err(format!("status: {}", a["status"]["verification"])) }
+    });
+    assert_eq!(s.cm_value("settings", "version").as_deref(), Some("1"));
+}
