@@ -101,27 +101,35 @@ pub async fn push_credentials(
     write: &GitWrite,
 ) -> Result<WriteAccess, GitWriteError> {
     let secret = read_secret(client, timeout, namespace, &write.secret_ref).await?;
-    let token_of = |s: &Secret, key: &str| {
-        s.data.as_ref().and_then(|d| d.get(key)).and_then(|b| String::from_utf8(b.0.clone()).ok())
-    };
-    let mut credentials = match (token_of(&secret, "token"), token_of(&secret, "username")) {
-        // A bare token pushes over HTTPS as the password of any user (GitHub, GitLab, Gitea).
-        (Some(token), None) => {
-            Credentials { username: Some("ferry".into()), password: Some(token), ..Default::default() }
-        }
-        _ => Credentials::from_secret(&secret).map_err(|source| GitWriteError::Credentials {
-            secret: write.secret_ref.name.clone(),
-            source: Box::new(source),
-        })?,
-    };
+    let (mut credentials, token) = write_access(&secret)
+        .map_err(|source| GitWriteError::Credentials { secret: write.secret_ref.name.clone(), source })?;
     credentials.username = credentials.username.map(|u| u.trim().to_string());
     let token = match write.forge.as_ref().and_then(|f| f.secret_ref.as_ref()) {
         Some(r) => Some(forge_token(client, timeout, namespace, r).await?),
-        None => token_of(&secret, "token")
-            .or_else(|| credentials.password.clone())
-            .map(|t| Token::new(t.trim().to_string())),
+        None => token,
     };
     Ok(WriteAccess { credentials, token })
+}
+
+/// The push credentials of a Secret and the forge token it offers. A Secret with a `token` and
+/// nothing else Git reads (no username, SSH key or bearer token) pushes over HTTPS with the
+/// token as the password of any user, as GitHub, GitLab and Gitea take it; otherwise the keys
+/// are a source's (`token` then only serves the forge). The forge token: `token`, else the
+/// password.
+fn write_access(secret: &Secret) -> Result<(Credentials, Option<Token>), Box<SourceError>> {
+    let data = secret.data.clone().unwrap_or_default();
+    let text = |key: &str| data.get(key).and_then(|b| String::from_utf8(b.0.clone()).ok());
+    let git_keys = ["username", "identity", "ssh-privatekey", "bearerToken"];
+    let bare_token = text("token").filter(|_| git_keys.iter().all(|k| !data.contains_key(*k)));
+    let credentials = match bare_token {
+        Some(token) => {
+            Credentials { username: Some("ferry".into()), password: Some(token), ..Default::default() }
+        }
+        None => Credentials::from_secret(secret).map_err(Box::new)?,
+    };
+    let token =
+        text("token").or_else(|| credentials.password.clone()).map(|t| Token::new(t.trim().to_string()));
+    Ok((credentials, token))
 }
 
 async fn forge_token(
@@ -261,4 +269,44 @@ async fn propose(
         PullRequestRequest { head: &branch, base: target.branch, title: &target.title, body: &target.body };
     let pull_request = forge.open_pull_request(&repo, token, &request).await?;
     Ok(Delivery::Proposed { commit, branch, pull_request })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::ByteString;
+
+    use super::*;
+
+    fn secret(pairs: &[(&str, &str)]) -> Secret {
+        let data: BTreeMap<String, ByteString> =
+            pairs.iter().map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec()))).collect();
+        Secret { data: Some(data), ..Default::default() }
+    }
+
+    const KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n";
+
+    #[test]
+    fn a_bare_token_pushes_as_a_password_and_opens_pull_requests() {
+        let (c, token) = write_access(&secret(&[("token", "t0ken-123")])).unwrap();
+        assert_eq!((c.username.as_deref(), c.password.as_deref()), (Some("ferry"), Some("t0ken-123")));
+        assert!(token.is_some());
+    }
+
+    #[test]
+    fn an_ssh_key_beside_a_forge_token_still_pushes_with_the_key() {
+        let (c, token) = write_access(&secret(&[("identity", KEY), ("token", "forge-t0ken")])).unwrap();
+        assert_eq!(c.identity.as_deref(), Some(KEY));
+        assert_eq!(c.password, None);
+        assert!(token.is_some(), "the token serves the forge");
+    }
+
+    #[test]
+    fn username_and_password_push_and_the_password_is_the_forge_token() {
+        let (c, token) = write_access(&secret(&[("username", "bot"), ("password", "pw-1234")])).unwrap();
+        assert_eq!((c.username.as_deref(), c.password.as_deref()), (Some("bot"), Some("pw-1234")));
+        assert!(token.is_some());
+        assert!(write_access(&secret(&[("nothing", "x")])).is_err());
+    }
 }
