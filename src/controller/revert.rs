@@ -87,9 +87,9 @@ pub async fn run(ctx: &Context, app: &Application, app_ref: &AppRef, due: Due, n
     let record = record(&due, outcome, started);
     let (type_, reason) = match record.phase {
         RevertPhase::Pushed | RevertPhase::PullRequestOpened => (EventType::Normal, events::GIT_REVERTED),
-        RevertPhase::Conflict | RevertPhase::Failed => (EventType::Warning, events::REVERT_CONFLICT),
+        RevertPhase::Conflict => (EventType::Warning, events::REVERT_CONFLICT),
+        RevertPhase::Failed => (EventType::Warning, events::REVERT_FAILED),
     };
-    let reason = if record.phase == RevertPhase::Failed { events::REVERT_FAILED } else { reason };
     let note = record.message.clone().unwrap_or_default();
     tracing::info!(app = %app_ref, phase = ?record.phase, "{note}");
     ctx.metrics.git_revert(phase_label(record.phase));
