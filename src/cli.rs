@@ -96,7 +96,7 @@ pub async fn request_set_promotion(name: &str, namespace: Option<&str>) -> Resul
 pub async fn status(name: &str, namespace: Option<&str>) -> Result<String, CliError> {
     let (api, namespace) = applications(namespace).await?;
     let app = read(&api, &namespace, name).await?;
-    let client = Client::try_default().await.map_err(CliError::NoConfig)?;
+    let client = api.into_client();
     let notifiers = list_or_none::<Notifier>(&client, &namespace).await;
     let policies = list_or_none::<ImagePolicy>(&client, &namespace).await;
     let mut out = describe(&app);

@@ -5,8 +5,6 @@
 //! Application deploys it. Tags outside the range, and scans that find nothing new, write
 //! nothing.
 
-use std::process::Command;
-
 use serde_json::Value;
 
 use crate::support::{
@@ -110,21 +108,6 @@ spec:
             .unwrap_or_default()
     }
 
-    fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .arg("--git-dir")
-            .arg(self.s.git.bare_repo_path())
-            .args(args)
-            .output()
-            .expect("run git");
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    fn tip(&self) -> String {
-        self.git(&["rev-parse", "refs/heads/main"])
-    }
-
     fn scans(&self) -> f64 {
         metric(&self.s.ferry, r#"ferry_image_scans_total{result="success"}"#)
     }
@@ -166,13 +149,13 @@ fn a_new_tag_in_range_is_committed_to_the_marked_line_and_deployed() {
         (p["status"]["latestRef"] == t.image_ref("1.0.0") && ready(p)?["status"] == "True").then_some(())
     });
     // Already at the latest: nothing written.
-    assert_eq!(t.tip(), v1);
+    assert_eq!(t.s.git.head("main"), v1);
 
     // A pre-release outside the range: listed, not chosen, nothing written.
     t.push("2.0.0-rc.1");
     t.wait_policy("2 tags listed", |p| (p["status"]["tags"] == 2).then_some(()));
     assert_eq!(t.policy()["status"]["latestRef"], t.image_ref("1.0.0"));
-    assert_eq!(t.tip(), v1);
+    assert_eq!(t.s.git.head("main"), v1);
 
     t.push("1.1.0");
     let update = t.wait_policy("the update to 1.1.0 written", |p| {
@@ -183,16 +166,16 @@ fn a_new_tag_in_range_is_committed_to_the_marked_line_and_deployed() {
     assert_eq!(update["branch"], "main");
 
     // Exactly one commit, by ferry, on top of v1, changing exactly the marked line.
-    assert_eq!(t.tip(), v2);
-    assert_eq!(t.git(&["rev-parse", &format!("{v2}^")]), v1);
-    assert_eq!(t.git(&["log", "-1", "--format=%an <%ae>", &v2]), "ferry <ferry@ferry.dev>");
-    let message = t.git(&["log", "-1", "--format=%B", &v2]);
+    assert_eq!(t.s.git.head("main"), v2);
+    assert_eq!(t.s.git.bare_git(&["rev-parse", &format!("{v2}^")]), v1);
+    assert_eq!(t.s.git.bare_git(&["log", "-1", "--format=%an <%ae>", &v2]), "ferry <ferry@ferry.dev>");
+    let message = t.s.git.bare_git(&["log", "-1", "--format=%B", &v2]);
     let line = format!("{} 1.0.0 -> 1.1.0", t.image());
     assert!(message.starts_with("ferry: update image"), "{message}");
     assert!(message.contains(&line) && message.contains(&format!("{}/web", t.s.ns())), "{message}");
-    assert_eq!(t.git(&["diff", "--name-only", &v1, &v2]), "app/deployment.yaml");
-    let before = t.git(&["show", &format!("{v1}:app/deployment.yaml")]);
-    let after = t.git(&["show", &format!("{v2}:app/deployment.yaml")]);
+    assert_eq!(t.s.git.bare_git(&["diff", "--name-only", &v1, &v2]), "app/deployment.yaml");
+    let before = t.s.git.bare_git(&["show", &format!("{v1}:app/deployment.yaml")]);
+    let after = t.s.git.bare_git(&["show", &format!("{v2}:app/deployment.yaml")]);
     let expected = before.replace(&t.image_ref("1.0.0"), &t.image_ref("1.1.0"));
     assert_eq!(after, expected);
     let changed: Vec<(&str, &str)> = before.lines().zip(after.lines()).filter(|(a, b)| a != b).collect();
@@ -206,7 +189,7 @@ fn a_new_tag_in_range_is_committed_to_the_marked_line_and_deployed() {
 
     // Steady state: more scans, no new commit, the same record.
     t.wait_scans(3.0);
-    assert_eq!(t.tip(), v2);
+    assert_eq!(t.s.git.head("main"), v2);
     assert_eq!(t.policy()["status"]["lastUpdate"], update);
     assert_eq!(metric(&t.s.ferry, r#"ferry_image_updates_total{result="committed"}"#), 1.0);
 
@@ -230,7 +213,7 @@ fn no_matching_tag_is_reported_and_writes_nothing() {
         let c = ready(p)?;
         (c["status"] == "False" && c["reason"] == "NoMatchingTag").then_some(())
     });
-    assert_eq!(t.tip(), v1);
+    assert_eq!(t.s.git.head("main"), v1);
 }
 
 /// A registry behind basic auth, read through a `.dockerconfigjson` Secret; a Kustomize
@@ -279,7 +262,7 @@ fn kustomize_image_entries_with_pinned_digests_from_a_private_registry() {
     let p = t.policy();
     assert_eq!(p["status"]["latestDigest"], digest.as_str(), "{}", p["status"]);
     let v2 = update["commit"].as_str().expect("the commit").to_string();
-    let after = t.git(&["show", &format!("{v2}:app/kustomization.yaml")]);
+    let after = t.s.git.bare_git(&["show", &format!("{v2}:app/kustomization.yaml")]);
     let expected = kustomization
         .replace("\"old/web\"", &format!("\"{}\"", t.image()))
         .replace("newTag: 1.0.0", &format!("newTag: 1.1.0@{digest}"));

@@ -5,8 +5,6 @@
 //! the real control plane, a real Git server (pushes over HTTP), a real Gitea (pull requests
 //! through its API) and a real Prometheus.
 
-use std::process::Command;
-
 use serde_json::{Value, json};
 
 use crate::rollout::{ERROR_QUERY, Exporter, analysis_step};
@@ -81,22 +79,6 @@ impl Failing {
             })
             .unwrap_or_default()
     }
-
-    /// `git` on the server's bare repository.
-    fn git(&self, args: &[&str]) -> String {
-        let out = Command::new("git")
-            .arg("--git-dir")
-            .arg(self.s.git.bare_repo_path())
-            .args(args)
-            .output()
-            .expect("run git");
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    fn tip(&self) -> String {
-        self.git(&["rev-parse", "refs/heads/main"])
-    }
 }
 
 fn revert_of(app: &Value) -> &Value {
@@ -124,19 +106,19 @@ fn a_failed_canary_is_reverted_in_git_under_its_path_and_the_cluster_follows() {
     let v3 = r["commit"].as_str().expect("the revert commit").to_string();
 
     // One commit on top of the failed one, by ferry, saying what and why.
-    assert_eq!(f.tip(), v3);
-    assert_eq!(f.git(&["rev-parse", &format!("{v3}^")]), v2);
-    assert_eq!(f.git(&["log", "-1", "--format=%an <%ae>", &v3]), "ferry <ferry@ferry.dev>");
-    let message = f.git(&["log", "-1", "--format=%B", &v3]);
+    assert_eq!(f.s.git.head("main"), v3);
+    assert_eq!(f.s.git.bare_git(&["rev-parse", &format!("{v3}^")]), v2);
+    assert_eq!(f.s.git.bare_git(&["log", "-1", "--format=%an <%ae>", &v3]), "ferry <ferry@ferry.dev>");
+    let message = f.s.git.bare_git(&["log", "-1", "--format=%B", &v3]);
     let parts =
         [format!("{}/shop", f.s.ns()), main_revision(&v2), main_revision(&v1), "rollout aborted".into()];
     for part in &parts {
         assert!(message.contains(part), "{part:?} missing from the commit message:\n{message}");
     }
     // Only the path is reverted: app/ is v1's again, other/ keeps v2's change.
-    assert_eq!(f.git(&["diff", "--name-only", &v1, &v3, "--", "app"]), "");
-    assert_eq!(f.git(&["show", &format!("{v3}:other/notes.txt")]), "two");
-    assert_eq!(f.git(&["diff", "--name-only", &v2, &v3]), "app/deployment.yaml");
+    assert_eq!(f.s.git.bare_git(&["diff", "--name-only", &v1, &v3, "--", "app"]), "");
+    assert_eq!(f.s.git.bare_git(&["show", &format!("{v3}:other/notes.txt")]), "two");
+    assert_eq!(f.s.git.bare_git(&["diff", "--name-only", &v2, &v3]), "app/deployment.yaml");
 
     // Git drives the cluster back: the revert is synced, the stable stays on 1.0.
     let a = app.wait_synced(&v3, T);
@@ -152,7 +134,7 @@ fn a_failed_canary_is_reverted_in_git_under_its_path_and_the_cluster_follows() {
         let now = crate::support::reconciles(&f.s.ferry);
         if now > before { Ok(()) } else { Err(format!("{now} reconciles")) }
     });
-    assert_eq!(f.tip(), v3, "a second revert was written");
+    assert_eq!(f.s.git.head("main"), v3, "a second revert was written");
     // The push credentials never show.
     let shown = format!("{}{}", app.json(), f.s.ferry.logs());
     assert!(!shown.contains("push-secret-123"), "the push password leaked");
@@ -183,7 +165,7 @@ fn a_branch_that_moved_on_in_conflict_is_reported_never_forced() {
     });
     let r = revert_of(&a);
     assert!(r["message"].as_str().unwrap_or_default().contains("app/deployment.yaml"), "{r}");
-    assert_eq!(f.tip(), moved, "the branch was written despite the conflict");
+    assert_eq!(f.s.git.head("main"), moved, "the branch was written despite the conflict");
     app.wait_event("Warning", "RevertConflict", &["app/deployment.yaml"], T);
 }
 

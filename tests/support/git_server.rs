@@ -188,10 +188,15 @@ impl GitServer {
         self.shared.project_root.join(REPO_NAME)
     }
 
+    /// `git <args>` in the bare repository; its output, trimmed.
+    pub fn bare_git(&self, args: &[&str]) -> String {
+        let bare = self.bare_repo_path();
+        self.git(&bare, args).trim().to_string()
+    }
+
     /// The commit `branch` points at in the bare repository (what a clone would get).
     pub fn head(&self, branch: &str) -> String {
-        let bare = self.bare_repo_path();
-        self.git(&bare, &["rev-parse", &format!("refs/heads/{branch}")]).trim().to_string()
+        self.bare_git(&["rev-parse", &format!("refs/heads/{branch}")])
     }
 
     /// `git show <spec>` in the bare repository (`<commit>:<path>` gives a file's contents).
