@@ -125,24 +125,24 @@ fetch_gateway_api() {
   touch "$dir/.complete"
 }
 
-# A Flux controller (source-, kustomize- or notification-controller) through a wrapper module: its own
-# go.mod replaces `./api` (dropped: the published api module is required instead) and pins a few
-# modules (copied, since a dependency's replace lines are ignored). Its CRDs come from the module
-# cache (`config/crd/bases/`) into <dir>/crds/.
-build_flux() { # name version [extra replaces, space-separated OLD=NEW@VERSION]
-  local name="$1" version="$2" extra="${3:-}"
-  local dir; dir="$(component_dir "flux-$name" "$version")"
+# A Go program built through a wrapper module: its own go.mod requires the published module and
+# copies the module's replace lines (a dependency's replaces are ignored), dropping the relative
+# ones (`./api`: the published api module is required instead), plus a few extra pins. The CRDs
+# come from the module cache (CRD_DIR of the module's source) into <dir>/crds/.
+build_wrapped() { # component module version package binary crd-dir [extra replaces OLD=NEW@VERSION ...]
+  local component="$1" module="$2" version="$3" package="$4" binary="$5" crd_dir="$6" extra="${7:-}"
+  local dir; dir="$(component_dir "$component" "$version")"
   [[ -f "$dir/.complete" ]] && return 0
-  log "building Flux $name $version (first run only; several minutes on 2 cores)"
+  log "building $component $version (first run only; several minutes on 2 cores)"
   rm -rf "$dir"; mkdir -p "$dir/src" "$dir/bin" "$dir/crds"
   (
     cd "$dir/src"
-    local module="github.com/fluxcd/$name" info gomod src
+    local info gomod src
     info="$(go mod download -json "$module@$version")"
     gomod="$(sed -n 's/.*"GoMod": "\(.*\)",/\1/p' <<<"$info")"
     src="$(sed -n 's/.*"Dir": "\(.*\)",/\1/p' <<<"$info")"
     [[ -f "$gomod" && -d "$src" ]] || { log "cannot download $module@$version"; exit 1; }
-    go mod init "ferry.local/bench/flux-$name" >/dev/null 2>&1
+    go mod init "ferry.local/bench/$component" >/dev/null 2>&1
     local replaces=() r
     mapfile -t replaces < <(go mod edit -json "$gomod" | python3 -c '
 import json, sys
@@ -155,14 +155,19 @@ for r in json.load(sys.stdin).get("Replace") or []:
 ')
     read -r -a more <<<"$extra"
     for r in "${replaces[@]}" "${more[@]}"; do go mod edit -replace "$r"; done
-    # Not `go mod tidy`: it also resolves the tests of every dependency, and one of those
-    # (fluxcd/pkg/helmtestserver v0.40.2) is gone from the proxy. `go get` needs only the build.
+    # Not `go mod tidy`: it also resolves the tests of every dependency, and some of those
+    # (fluxcd/pkg/helmtestserver v0.40.2) are gone from the proxy. `go get` needs only the build.
     go get "$module@$version" >/dev/null 2>&1 || go get "$module@$version"
-    go build -mod=mod -trimpath -ldflags "-s -w" -o "$dir/bin/$name" "$module"
-    cp "$src"/config/crd/bases/*.yaml "$dir/crds/"
+    go build -mod=mod -trimpath -ldflags "-s -w" -o "$dir/bin/$binary" "$package"
+    cp "$src/$crd_dir"/*.yaml "$dir/crds/"
     chmod u+w "$dir"/crds/*.yaml
   )
   touch "$dir/.complete"
+}
+
+# A Flux controller (source-, kustomize- or notification-controller); CRDs from config/crd/bases.
+build_flux() { # name version [extra replaces, space-separated OLD=NEW@VERSION]
+  build_wrapped "flux-$1" "github.com/fluxcd/$1" "$2" "github.com/fluxcd/$1" "$1" config/crd/bases "${3:-}"
 }
 
 # Gitea (a real forge for the forge client's and the webhook's tests). Its go.mod names the module
@@ -221,6 +226,13 @@ main() {
                                 "${FLUX_SOURCE_CONTROLLER_REPLACES:-}" ;;
       flux-kustomize-controller) build_flux kustomize-controller "$FLUX_KUSTOMIZE_CONTROLLER_VERSION" ;;
       flux-notification-controller) build_flux notification-controller "$FLUX_NOTIFICATION_CONTROLLER_VERSION" ;;
+      # Argo CD's multi-call binary (argocd-application-controller, argocd-repo-server, ... chosen by
+      # ARGOCD_BINARY_NAME) and its CRDs, for the side-by-side scale benches.
+      argo-cd) build_wrapped argo-cd github.com/argoproj/argo-cd/v3 "$ARGO_CD_VERSION" \
+                 github.com/argoproj/argo-cd/v3/cmd argocd manifests/crds ;;
+      # Argo Rollouts' controller and CRDs, for the progressive delivery bench.
+      argo-rollouts) build_wrapped argo-rollouts github.com/argoproj/argo-rollouts "$ARGO_ROLLOUTS_VERSION" \
+                       github.com/argoproj/argo-rollouts/cmd/rollouts-controller rollouts-controller manifests/crds ;;
       *) log "unknown component $w"; exit 2 ;;
     esac
   done
