@@ -160,6 +160,8 @@ for r in json.load(sys.stdin).get("Replace") or []:
     go get "$module@$version" >/dev/null 2>&1 || go get "$module@$version"
     go build -mod=mod -trimpath -ldflags "-s -w" -o "$dir/bin/$binary" "$package"
     cp "$src/$crd_dir"/*.yaml "$dir/crds/"
+    # Only the CRDs: a kustomization.yaml beside them would break `kubectl apply -f <dir>`.
+    rm -f "$dir/crds/kustomization.yaml"
     chmod u+w "$dir"/crds/*.yaml
   )
   touch "$dir/.complete"
