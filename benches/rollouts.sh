@@ -366,6 +366,17 @@ client_requests() { # tool
   if [[ "$1" == ferry ]]; then ferry_client_requests; else argo_rollouts_client_requests; fi
 }
 
+# The request counters by verb and resource, kept beside the watch logs to explain a count:
+# the tool's own and the API server's.
+dump_requests() { # tool file
+  if [[ "$1" == ferry ]]; then
+    curl -sf "http://$(ferry_http_address)/metrics" | grep '^ferry_api_requests_total' || true
+  else
+    curl -sf "http://$argo_metrics/metrics" | grep '^controller_clientset_k8s_request_total' || true
+  fi >"$2"
+  kubectl get --raw /metrics | grep '^apiserver_request_total' >>"$2" || true
+}
+
 measure() { # scenario tool run
   local scenario="$1" tool="$2" run="$3" ns dir t0 deadline out api0 req0 cpu0 api1 req1 cpu1 key value
   ns="ferry-bench-ro-$scenario-$tool-$run"
@@ -378,6 +389,7 @@ measure() { # scenario tool run
   create_ns "$ns"
   "${tool}_setup" "$scenario" "$ns" "$dir"
   [[ "$tool" == ferry ]] && ferry_prepare "$ns" "$dir"
+  dump_requests "$tool" "$dir/requests-before.txt"
   api0="$(apiserver_total)" req0="$(client_requests "$tool")" cpu0="$(cpu_seconds "$tool_pid")"
   t0="$(now)"
   if [[ "$tool" == ferry ]]; then ferry_trigger "$ns"; else argo_rollout_set_image "$ns" web registry.example/web:2.0; fi
@@ -388,6 +400,7 @@ measure() { # scenario tool run
     sleep 0.2
   done
   cpu1="$(cpu_seconds "$tool_pid")" req1="$(client_requests "$tool")" api1="$(apiserver_total)"
+  dump_requests "$tool" "$dir/requests-after.txt"
   while read -r key value; do record "$scenario.$tool.$key" "$value"; done <<<"$out"
   record "$scenario.$tool.client_requests" "$((req1 - req0))"
   record "$scenario.$tool.apiserver_requests" "$((api1 - api0))"
