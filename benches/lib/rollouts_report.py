@@ -220,11 +220,46 @@ SCENARIOS = [
 ]
 
 
+# What the per-run request counters (kept in target/bench/rollouts-<mode>/<scenario>-<tool>-<run>/
+# requests-{before,after}.txt) and the tools' logs show about the rows where ferry is behind; the
+# mechanisms, not the figures, so it holds for any run.
+WHY = [
+    "Where ferry is behind, and why (from the request counters by verb and resource and the "
+    "tools' logs kept beside each run in `target/bench/rollouts-<mode>/`):",
+    "",
+    "- **Promotion, and the API server's count.** When the steps are done ferry gives the primary "
+    "Deployment the new template, as Git has it, and removes the canary only once the primary runs "
+    "it at full size: a second rolling update of every replica (the API server sees twice the Pod "
+    "creations and deletions, plus the Deployment controller's status writes and Events). Argo "
+    "Rollouts has no Deployment: promotion relabels the canary ReplicaSet as stable and scales the "
+    "old one to 0. That is the promotion row, the larger API-server count in every scenario that "
+    "promotes, and blue-green's slower finish; it is the price of \"the cluster is what Git says\" "
+    "(a plain Deployment with the new template at the end).",
+    "- **ferry's own requests in blue-green (and in part in canary).** ferry watches Deployments "
+    "metadata-only; a Deployment whose resourceVersion moved since ferry last read it is read again "
+    "with a GET, and during a rollout both Deployments' status moves all the time (about 4 GETs of "
+    "Deployments per pass), and each pass re-applies both Deployments and, in blue-green, the "
+    "Services (server-side apply, unchanged or not). Argo Rollouts reads from full informer caches "
+    "and writes only what changes; in the canaries it in turn lists Pods on most passes, which is "
+    "why ferry's own count is still the smaller there.",
+    "- **The analysis step.** Argo Rollouts keeps measurement times in whole seconds, so with "
+    "`interval: 1s` its second measurement comes 0–1 s after the first (its log: \"Enqueueing "
+    "analysis after 328ms\"); ferry waits the full second. With the usual intervals (30 s and "
+    "more) the difference is noise. The same whole-second rounding makes Argo's 5 s scale-down "
+    "delay 4–5 s.",
+    "- **The first step** includes, for ferry, fetching the new commit and rendering it (about "
+    "0.1–0.2 s in its log, from the reconcile request to the rollout's start); Argo's starts from "
+    "the patched Rollout.",
+    "- **Pauses of 0 s** take ferry no time: it walks through them in the pass that reaches them; "
+    "Argo Rollouts writes a Paused status and resumes on its next pass (about 0.2 s each).",
+]
+
+
 def section(meta, s):
     lines = [BEGIN, "## Progressive delivery beside Argo Rollouts", ""]
     runs = meta.get("runs", "?")
     lines += [
-        f"`benches/rollouts.sh` ({meta.get('mode')} mode; `make bench` runs it), run on {meta.get('started')} "
+        f"`benches/rollouts.sh` (`benches/rollouts.sh {meta.get('mode')}`), run on {meta.get('started')} "
         f"on this {meta.get('nproc')}-core machine (load average {meta.get('load')} at the start), "
         f"{runs} run{'s' if runs != '1' else ''} per scenario and tool: medians (min–max). "
         f"{meta.get('ferry_version')} beside Argo Rollouts {meta.get('argo_version')} (its controller "
@@ -270,6 +305,7 @@ def section(meta, s):
                 continue
             lines.append(f"| {label} | {spread(f, unit)} | {spread(a, unit)} | {ratio(median(a), median(f), better)} |")
         lines.append("")
+    lines += WHY + [""]
     note = meta.get("note", "")
     if note:
         lines += [note, ""]
