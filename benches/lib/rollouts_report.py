@@ -259,7 +259,7 @@ def section(meta, s):
     lines = [BEGIN, "## Progressive delivery beside Argo Rollouts", ""]
     runs = meta.get("runs", "?")
     lines += [
-        f"`benches/rollouts.sh` (`benches/rollouts.sh {meta.get('mode')}`), run on {meta.get('started')} "
+        f"`benches/rollouts.sh {meta.get('mode')}`, run on {meta.get('started')} "
         f"on this {meta.get('nproc')}-core machine (load average {meta.get('load')} at the start), "
         f"{runs} run{'s' if runs != '1' else ''} per scenario and tool: medians (min–max). "
         f"{meta.get('ferry_version')} beside Argo Rollouts {meta.get('argo_version')} (its controller "
