@@ -489,6 +489,16 @@ pub enum ValidateError {
 }
 
 impl ValidateError {
+    /// The validation's verdict on the refusals of dry runs (or of the one apply that stood in
+    /// for them): transient when every one is, otherwise the refusals.
+    pub fn of(errors: Vec<ApplyError>) -> ValidateError {
+        let (transient, refused): (Vec<_>, Vec<_>) = errors.into_iter().partition(ApplyError::is_transient);
+        match transient.into_iter().next() {
+            Some(first) if refused.is_empty() => ValidateError::Unavailable(first),
+            _ => ValidateError::Refused(refused),
+        }
+    }
+
     fn reason(&self) -> &'static str {
         match self {
             ValidateError::Refused(_) => c::VALIDATION_FAILED,

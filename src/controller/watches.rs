@@ -64,8 +64,22 @@ struct Watched {
 /// group, version, kind, and the namespace watched (`None`: all).
 type Key = (String, String, String, Option<String>);
 
+/// One object of one watch: the watch's key, the object's namespace and name.
+type ObjectId = (Key, Option<String>, String);
+
+/// The resourceVersions ferry's own writes left objects at, until their watch event comes.
+type Echoes = Arc<Mutex<HashMap<ObjectId, String>>>;
+
 fn key(resource: &ApiResource, namespace: Option<&str>) -> Key {
     (resource.group.clone(), resource.version.clone(), resource.kind.clone(), namespace.map(str::to_string))
+}
+
+/// Whether `meta` is the event of ferry's own last write of it ([`Watches::expect_own_write`]).
+/// Any event of the object ends the expectation, so none outlives the next change.
+fn is_own_echo(echoes: &Echoes, watch: &Key, meta: &Meta) -> bool {
+    let id = (watch.clone(), meta.metadata.namespace.clone(), meta.metadata.name.clone().unwrap_or_default());
+    let expected = echoes.lock().expect("echoes lock").remove(&id);
+    expected.is_some_and(|rv| meta.metadata.resource_version.as_deref() == Some(rv.as_str()))
 }
 
 /// The set of running watches, keyed by group/version/kind and namespace.
@@ -78,6 +92,9 @@ pub struct Watches {
     managed: Option<Vec<String>>,
     kinds: Mutex<HashMap<Key, Watched>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// See [`Watches::expect_own_write`]. At most one entry per managed object: an entry goes
+    /// with the next event of its object.
+    echoes: Echoes,
 }
 
 impl Watches {
@@ -95,7 +112,30 @@ impl Watches {
             managed,
             kinds: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
+            echoes: Arc::default(),
         }
+    }
+
+    /// Tells the watch of `resource` that ferry itself just wrote `namespace/name`, which the
+    /// write left at `resource_version`. The event that brings back exactly that version wakes
+    /// no reconcile: the pass that wrote it already saw that object (the apply's answer), so a
+    /// pass woken by it would find nothing to do; in a fleet of new Applications that is one
+    /// reconcile in three. An event of any other version (someone else's change, a controller's
+    /// status) wakes the Application as before.
+    pub fn expect_own_write(
+        &self,
+        resource: &ApiResource,
+        namespace: Option<&str>,
+        name: &str,
+        resource_version: &str,
+    ) {
+        let Some(scope) = self.scope(namespace) else { return };
+        let key = key(resource, scope);
+        if !self.kinds.lock().expect("watches lock").contains_key(&key) {
+            return;
+        }
+        let id = (key, namespace.map(str::to_string), name.to_string());
+        self.echoes.lock().expect("echoes lock").insert(id, resource_version.to_string());
     }
 
     /// Starts watching `resource` (a `namespaced` kind or not) unless it is watched already, and
@@ -138,6 +178,7 @@ impl Watches {
         };
         let config = watcher::Config::default().labels(&format!("{MANAGED_BY}={FIELD_MANAGER}"));
         let trigger = self.trigger.clone();
+        let (echoes, watch_key) = (self.echoes.clone(), key.clone());
         let only = self.namespace.clone();
         let kind = resource.kind.clone();
         let ready = Arc::new(watch::Sender::new(false));
@@ -155,6 +196,7 @@ impl Watches {
             futures::pin_mut!(events);
             while let Some(event) = events.next().await {
                 match event {
+                    Ok(meta) if is_own_echo(&echoes, &watch_key, &meta) => {}
                     Ok(meta) => {
                         let labels = meta.metadata.labels.as_ref();
                         let app = labels.and_then(|l| Some((l.get(APP_NAMESPACE)?, l.get(APP_NAME)?)));
