@@ -162,22 +162,27 @@ argocd_start() { # namespace workdir [size] [interval]
   redis-server --bind 127.0.0.1 --port "${redis#*:}" --save '' --appendonly no \
     --dir "$work/redis" --logfile "$work/redis.log" &
   argocd_redis_pid=$!
-  argocd_start_repo_server "$work" "$redis" "$repo"
+  argocd_start_repo_server "$work" "$redis" "$repo" "$interval"
   argocd_start_controller "$ns" "$work" "$redis" "$repo" "$interval" "${settings[@]}"
   argocd_wait_healthy "$work"
   log "Argo CD for $size apps: status/operation processors ${settings[0]}/${settings[1]}," \
     "client QPS/burst ${settings[3]}/${settings[4]}, resync $interval"
 }
 
-argocd_start_repo_server() { # workdir redis repo-address
-  local work="$1"
+argocd_start_repo_server() { # workdir redis repo-address interval
+  local work="$1" revision_cache=180
+  # The repo-server answers "which commit is main?" from its cache for 3m
+  # (--revision-cache-expiration): with a shorter resync the controller would look at Git only
+  # every 3m. The cache is kept no longer than the resync, so that the period is the promise to
+  # look at Git, as for the other tools.
+  (($(argocd_seconds "$4") < revision_cache)) && revision_cache="$(argocd_seconds "$4")"
   # Clones go to TMPDIR; TLS/SSH/GPG data paths default to /app/config/... of the image.
   env ARGOCD_BINARY_NAME=argocd-repo-server ARGOCD_FAKE_IN_CLUSTER=true TMPDIR="$work/tmp" \
     ARGOCD_TLS_DATA_PATH="$work/tls" ARGOCD_SSH_DATA_PATH="$work/ssh" \
     ARGOCD_GNUPGHOME="$work/gpg" ARGOCD_GPG_DATA_PATH="$work/gpg" ARGOCD_GPG_ENABLED=false \
     "$argocd_bin" --address 127.0.0.1 --port "${3#*:}" --disable-tls --redis "$2" \
     --metrics-address 127.0.0.1 --metrics-port "${argocd_repo_metrics#*:}" --parallelismlimit 0 \
-    --loglevel info --logformat text >"$work/repo-server.log" 2>&1 &
+    --revision-cache-expiration "${revision_cache}s" --loglevel info --logformat text >"$work/repo-server.log" 2>&1 &
   argocd_repo_pid=$!
 }
 
