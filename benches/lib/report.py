@@ -334,7 +334,9 @@ class Report:
                 ["Commit to converged under one second (median)", number(push, " s"),
                  verdict(push is not None and push < 1)],
                 ["Fleet steady state: CPU and API requests (client counts) below Argo CD's",
-                 f"Argo CD / ferry: CPU {fmt_ratio(argocd_cpu_r)}, requests {fmt_ratio(argocd_req_r)}",
+                 f"Argo CD / ferry: CPU {fmt_ratio(argocd_cpu_r)}, requests "
+                 + ratio(self.m("fleet-argocd-client-requests"), self.m("fleet-ferry-client-requests"), "fewer",
+                         "Argo CD"),
                  verdict(argocd_cpu_r is not None and argocd_cpu_r > 1 and argocd_req_r is not None
                          and argocd_req_r > 1)],
             ],
