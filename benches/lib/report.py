@@ -119,7 +119,7 @@ class Report:
             "Do not edit by hand: `make bench` rewrites this file and the chart."
         )
         self.out()
-        self.out(f"![ferry next to Flux: time to Ready and fleet steady state]({chart_ref})")
+        self.out(f"![ferry next to Flux and Argo CD: time to Ready and fleet steady state]({chart_ref})")
         self.out()
         self.out("## Set-up")
         self.out()
