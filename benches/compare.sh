@@ -10,8 +10,10 @@
 #      from creating it to Ready (ferry: Ready=True, Synced and Healthy; Flux: Ready=True with
 #      wait: every object ready). Peak RSS: VmHWM of ferry; of source- + kustomize-controller.
 #   2. Commit to converged through each tool's webhook receiver (benches/lib/push.sh).
-#   3. Fleet steady state: CPU, memory, API requests and Git requests (benches/lib/fleet.sh).
-#   4. Drift: `kubectl delete` of a managed Deployment until it is back and Available.
+#   3. Fleet steady state: CPU, memory, API requests and Git requests (benches/lib/fleet.sh);
+#      ferry, Flux and Argo CD (benches/lib/argocd.sh).
+#   4. Drift: `kubectl delete` of a managed Deployment until it is back and Available; ferry,
+#      Flux and Argo CD.
 #   5. The floor: `kubectl apply --server-side` of the same objects as scenario 1.
 #
 # Usage: compare.sh [full|quick]. full (make bench) rewrites BENCHMARKS.md and
@@ -64,6 +66,8 @@ source "$root/tests/testenv/use.sh"
 testenv_use bench
 # shellcheck source=lib/flux.sh
 source "$here/lib/flux.sh"
+# shellcheck source=lib/argocd.sh
+source "$here/lib/argocd.sh"
 # shellcheck source=lib/objects.sh
 source "$here/lib/objects.sh"
 
@@ -78,6 +82,7 @@ cleanup() {
   local status=$?
   stop_ferry
   flux_stop
+  argocd_stop
   git_http_stop
   delete_bench_namespaces
   exit "$status"
@@ -197,6 +202,16 @@ run_drift() { # label
   drift_once flux "$ns"
   flux_stop
   delete_ns "$ns"
+
+  ns="cmp-argocd-drift-$1"
+  delete_ns "$ns"
+  create_ns "$ns"
+  argocd_start "$ns" "$work/argocd-$ns" 1 "$interval"
+  argocd_apply_app "$ns" bench "http://127.0.0.1:$git_http_port/repo-20.git" objects "$interval"
+  argocd_wait_synced "$ns" 1 "$timeout"
+  drift_once argocd "$ns"
+  argocd_stop
+  delete_ns "$ns"
 }
 
 run_floor() { # n label keep
@@ -219,8 +234,10 @@ rm -rf "$work"
 mkdir -p "$work/repos" "$out_dir"
 : >"$samples_file"
 flux_build
+argocd_build
 "$ferry" crd | kubectl apply --server-side --force-conflicts --field-manager=ferry -f - >/dev/null
 flux_install_crds
+argocd_install_crds
 for n in "${sizes[@]}" 20; do prepare "$n"; done
 push_prepare
 fleet_prepare "$fleet_apps"
@@ -254,6 +271,8 @@ for ((r = 1; r <= drift_runs; r++)); do run_drift "r$r"; done
   printf 'ferry_commit\t%s\n' "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
   printf 'flux\tsource-controller %s, kustomize-controller %s, notification-controller %s\n' \
     "$FLUX_SOURCE_CONTROLLER_VERSION" "$FLUX_KUSTOMIZE_CONTROLLER_VERSION" "$FLUX_NOTIFICATION_CONTROLLER_VERSION"
+  printf 'argocd\tapplication-controller and repo-server %s, redis-server %s\n' "$ARGO_CD_VERSION" \
+    "$(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
   printf 'kubernetes\t%s (kube-apiserver, etcd %s, kwok %s)\n' "$KUBERNETES_VERSION" "$ETCD_VERSION" "$KWOK_VERSION"
   printf 'go\t%s\n' "$(go env GOVERSION)"
   printf 'rustc\t%s\n' "$(rustc --version)"

@@ -3,22 +3,25 @@
 # One repository (fleet.git) holding N apps of 10 objects each (apps/app-NNN/: 9 ConfigMaps, 1
 # Deployment, names prefixed fNNN-), all in one namespace. ferry: N Applications on that repo.
 # Flux: one GitRepository and N Kustomizations on it (the Flux way to share a repository), prune
-# and wait. Every interval is the same for both tools (FLEET_INTERVAL, 1m): the promise to look at
-# Git and at drift every minute.
+# and wait. Argo CD: N Applications (automated, prune, self-heal) on the same repository, its
+# controller and repo-server set for N (benches/lib/argocd.sh). Every interval is the same for
+# every tool (FLEET_INTERVAL, 1m; Argo CD's timeout.reconciliation, no jitter, and its
+# repo-server's revision cache as long): the promise to look at Git and at drift every minute.
 #
 # Once every app is Ready, a window of $window seconds in which nothing changes, measuring:
 #   - CPU seconds of the tool's processes (utime + stime from /proc; Flux: source- and
-#     kustomize-controller together);
+#     kustomize-controller together; Argo CD: application controller, repo-server and redis);
 #   - peak RSS (VmHWM, which includes the initial sync) and RSS at the end of the window;
 #   - API requests: apiserver_request_total by verb, the API server's own count, minus what the
 #     cluster does without any GitOps tool (kube-controller-manager, the scheduler, kwok: a
 #     baseline window measured with the apps in place and no tool running, scaled to the window
 #     length); and the requests the tool's own clients report (ferry_api_requests_total; Flux's
-#     rest_client_requests_total), which need no subtraction;
+#     rest_client_requests_total; Argo CD's argocd_kubectl_requests_total, client-go's count
+#     under its name), which need no subtraction;
 #   - Git: ref advertisements and pack negotiations the git HTTP server served.
 #
 # Needs from compare.sh: $work, $timeout, $git_http_port, publish_repo, record, log, die, create_ns,
-# ferry_for, kubectl; from flux.sh: flux_*; from common.sh: cpu_seconds, hwm_kib, rss_kib,
+# ferry_for, kubectl; from flux.sh: flux_*; from argocd.sh: argocd_*; from common.sh: cpu_seconds, hwm_kib, rss_kib,
 # apiserver_requests, ferry_client_requests, git_http_requests.
 # shellcheck shell=bash disable=SC2154
 
@@ -76,14 +79,16 @@ fleet_window() { # tool seconds client-requests-command pid...
 # True at once. Not `kubectl wait --all` either: it waits for one object after another, ~20 s
 # of its own for 200 apps. Once a second, since a kubectl listing 200 objects takes a fair
 # share of a core from the tool being measured.
+# Ready is the Ready condition, or for Argo CD (kind applications.argoproj.io) Synced and Healthy.
 fleet_wait_ready() { # tool kind namespace apps t0
   local tool="$1" kind="$2" ns="$3" apps="$4" t0="$5" deadline=$((SECONDS + timeout)) secs name status
+  local ready='{.status.conditions[?(@.type=="Ready")].status}' want=True
+  [[ "$kind" == applications.argoproj.io ]] && ready='{.status.sync.status}/{.status.health.status}' want=Synced/Healthy
   local -A seen=()
   while :; do
     while read -r name status; do
-      [[ "$status" == True ]] && seen[$name]=1
-    done < <(kubectl get "$kind" -n "$ns" \
-      -o 'jsonpath={range .items[*]}{.metadata.name} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}')
+      [[ "$status" == "$want" ]] && seen[$name]=1
+    done < <(kubectl get "$kind" -n "$ns" -o "jsonpath={range .items[*]}{.metadata.name} $ready{\"\\n\"}{end}")
     ((${#seen[@]} == apps)) && break
     ((SECONDS < deadline)) || die "$tool: ${#seen[@]} of $apps apps were Ready within ${timeout}s"
     sleep 1
@@ -140,6 +145,10 @@ EOF
   record "fleet-flux-rss-peak" "$(mib $(($(hwm_kib "$flux_sc_pid") + $(hwm_kib "$flux_kc_pid"))))"
   record "fleet-flux-rss-end" "$(mib $(($(rss_kib "$flux_sc_pid") + $(rss_kib "$flux_kc_pid"))))"
   flux_stop
+  delete_ns "$ns"
+
+  ns="cmp-argocd-fleet"
+  run_fleet_argocd "$ns" "$apps" "$window" "$url"
 
   # The baseline: the same apps in place, no GitOps tool running. Its API requests, scaled from
   # $baseline to $window seconds, are what the cluster itself asks for.
@@ -147,4 +156,24 @@ EOF
   record "fleet-baseline-seconds" "$baseline"
   record "fleet-window-seconds" "$window"
   delete_ns "$ns"
+}
+
+# Argo CD's part of run_fleet; leaves its namespace and apps in place for the baseline.
+run_fleet_argocd() { # namespace apps window-seconds repo-url
+  local ns="$1" apps="$2" window="$3" url="$4" t0 pid hwm=0 rss=0
+  delete_ns "$ns"
+  create_ns "$ns"
+  argocd_start "$ns" "$work/argocd-$ns" "$apps" "$fleet_interval"
+  t0="$(now)"
+  argocd_apps_yaml "$ns" app- "$apps" "$url" 'apps/app-%03d' | kubectl apply -f - >/dev/null
+  fleet_wait_ready argocd applications.argoproj.io "$ns" "$apps" "$t0"
+  # shellcheck disable=SC2046  # one argument per pid
+  fleet_window argocd "$window" argocd_client_requests $(argocd_pids)
+  for pid in $(argocd_pids); do
+    hwm=$((hwm + $(hwm_kib "$pid")))
+    rss=$((rss + $(rss_kib "$pid")))
+  done
+  record "fleet-argocd-rss-peak" "$(mib "$hwm")"
+  record "fleet-argocd-rss-end" "$(mib "$rss")"
+  argocd_stop
 }

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ferry's tests and demo need, if any are missing, and checks the
 # toolchains that cannot come from apt here (Rust, Go 1.26).
+#
+# Usage: deps.sh [bench]. With `bench`, also the packages only the benchmarks need (Argo CD's
+# redis-server; benches/lib/argocd.sh asks for them), which `make test` never installs.
 set -euo pipefail
 
 log() { printf '[deps] %s\n' "$*" >&2; }
@@ -18,6 +21,10 @@ declare -A want=(
   # bcrypt htpasswd files for the OCI registry's basic auth (distribution accepts bcrypt only).
   [htpasswd]=apache2-utils
 )
+if [[ "${1:-}" == bench ]]; then
+  # Argo CD's cache (benches/lib/argocd.sh runs redis-server itself, never the packaged service).
+  want[redis-server]=redis-server
+fi
 
 missing=()
 for cmd in "${!want[@]}"; do
@@ -39,8 +46,8 @@ if ((${#missing[@]})); then
   [[ $(id -u) -eq 0 ]] || sudo=(sudo)
   export DEBIAN_FRONTEND=noninteractive
   "${sudo[@]}" apt-get update -qq
-  # openssh-server's and prometheus's postinsts would start system services (sshd on port 22,
-  # prometheus on 9090); the tests only need the binaries. Deny service starts for the install
+  # openssh-server's, prometheus's and redis-server's postinsts would start system services (sshd
+  # on port 22, prometheus on 9090, redis on 6379); the tests only need the binaries. Deny service starts for the install
   # (the usual policy-rc.d), unless one exists.
   policy=/usr/sbin/policy-rc.d
   own_policy=0
