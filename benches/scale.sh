@@ -76,6 +76,14 @@ has_tool() { [[ " ${tools[*]} " == *" $1 "* ]]; }
 if has_tool argocd; then
   # shellcheck source=lib/argocd.sh
   source "$here/lib/argocd.sh"
+  # Extra argocd-cm data (argocd.sh): an Ingress that exists is Healthy, as for ferry (see the
+  # header); a Lua health check is Argo CD's way to say so.
+  argocd_cm_extra='  resource.customizations.health.networking.k8s.io_Ingress: |
+    hs = {}
+    hs.status = "Healthy"
+    hs.message = "no ingress controller in this cluster"
+    return hs'
+  export argocd_cm_extra
 else
   argocd_stop() { :; }
 fi
@@ -264,8 +272,8 @@ run_argocd_fleet() { # key repo n prefix width
   local key="$1" ns="scale-argocd-$1" t0
   drop_ns "$ns"
   create_ns "$ns"
-  argocd_start "$ns" "$work/argocd-$ns" "$3"
-  argocd_apps_yaml "$ns" "$4" "$3" "$(repo_url "$2")" "$5" >"$work/$key-argocd.yaml"
+  argocd_start "$ns" "$work/argocd-$ns" "$3" 1h
+  argocd_apps_yaml "$ns" "$4" "$3" "$(repo_url "$2")" "apps/$4%0${5}d" >"$work/$key-argocd.yaml"
   snapshot_before "$key-argocd"
   t0="$(now)"
   create_apps "$key-argocd" "$work/$key-argocd.yaml"

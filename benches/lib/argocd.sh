@@ -113,6 +113,7 @@ data:
   # Argo CD's default jitter (60s) would stretch a 1m period to 1-2m; the benches compare tools
   # at one period.
   timeout.reconciliation.jitter: "0s"
+${argocd_cm_extra:-}
 ---
 apiVersion: v1
 kind: ConfigMap
