@@ -102,19 +102,6 @@ trap 'exit 130' INT TERM
 
 record() { printf '%s\t%s\n' "$1" "$2" >>"$samples_file"; }
 
-# delete_ns (common.sh) for namespaces of thousands of apps: the finalizers go in one process
-# (benches/lib/unfinalize.py) rather than one kubectl per object.
-drop_ns() { # namespace
-  local api
-  kubectl get namespace "$1" >/dev/null 2>&1 || return 0
-  for api in "apis/ferry.dev/v1alpha1 applications" "apis/kustomize.toolkit.fluxcd.io/v1 kustomizations" \
-    "apis/source.toolkit.fluxcd.io/v1 gitrepositories" "apis/argoproj.io/v1alpha1 applications"; do
-    # shellcheck disable=SC2086  # two words: the API path and the resource
-    python3 "$here/lib/unfinalize.py" "$KUBECONFIG" "$1" $api
-  done
-  kubectl delete namespace "$1" --wait=true --timeout=600s >/dev/null
-}
-
 # --- waiting for a whole fleet -----------------------------------------------------------------
 
 # Waits until WANT objects of KIND in NS have each shown OK in the jsonpath FIELDS at least once
@@ -230,7 +217,7 @@ record_fleet() { # key t0 client-requests before-file pid...
 ferry_fleet_start() { # namespace
   local ns="$1" flags=()
   [[ -n "$concurrency" ]] && flags+=(--concurrency "$concurrency")
-  drop_ns "$ns"
+  delete_ns "$ns"
   create_ns "$ns"
   start_ferry "$work/ferry-$ns.log" --namespace "$ns" --cache-dir "$work/cache-$ns" \
     --http-address 127.0.0.1:0 --health-checks "$work/health-checks.yaml" "${flags[@]}"
@@ -247,12 +234,12 @@ run_ferry_fleet() { # key repo n prefix width
   record_fleet "$key-ferry" "$t0" ferry_client_requests "$work/$key-ferry-before" "$ferry_pid"
   curl -sf "http://$(ferry_http_address)/metrics" >"$work/$key-ferry.metrics" || true
   stop_ferry
-  drop_ns "$ns"
+  delete_ns "$ns"
 }
 
 run_flux_fleet() { # key repo n prefix width
   local key="$1" ns="scale-flux-$1" t0
-  drop_ns "$ns"
+  delete_ns "$ns"
   create_ns "$ns"
   flux_start "$ns" "$work/flux-$ns"
   # The GitRepository first, untimed, as in Flux's benchmark (and as compare.sh's fleet does).
@@ -265,12 +252,12 @@ run_flux_fleet() { # key repo n prefix width
   wait_fleet kustomization "$ns" "$3" "$flux_ready_fields" True
   record_fleet "$key-flux" "$t0" flux_client_requests "$work/$key-flux-before" "$flux_sc_pid" "$flux_kc_pid"
   flux_stop
-  drop_ns "$ns"
+  delete_ns "$ns"
 }
 
 run_argocd_fleet() { # key repo n prefix width
   local key="$1" ns="scale-argocd-$1" t0
-  drop_ns "$ns"
+  delete_ns "$ns"
   create_ns "$ns"
   argocd_start "$ns" "$work/argocd-$ns" "$3" 1h
   argocd_apps_yaml "$ns" "$4" "$3" "$(repo_url "$2")" "apps/$4%0${5}d" >"$work/$key-argocd.yaml"
@@ -281,7 +268,7 @@ run_argocd_fleet() { # key repo n prefix width
   # shellcheck disable=SC2046  # one word per pid
   record_fleet "$key-argocd" "$t0" argocd_client_requests "$work/$key-argocd-before" $(argocd_pids)
   argocd_stop
-  drop_ns "$ns"
+  delete_ns "$ns"
 }
 
 run_fleet_all() { # key repo n prefix width [argocd-n]
@@ -322,19 +309,19 @@ EOF
   fi
   curl -sf "http://$(ferry_http_address)/metrics" >"$work/objects-ferry-$1.metrics" || true
   stop_ferry
-  drop_ns "$ns"
+  delete_ns "$ns"
 }
 
 run_objects_floor() { # label keep
   local ns="scale-kubectl-objects-$1" t0 secs
-  drop_ns "$ns"
+  delete_ns "$ns"
   create_ns "$ns"
   t0="$(now)"
   kubectl apply --server-side --field-manager=bench -n "$ns" -f "$work/clone-objects/objects" >/dev/null
   secs="$(elapsed "$t0" "$(now)")"
   log "kubectl apply --server-side of $objects objects ($1): ${secs}s"
   (($2)) && record objects-floor "$secs"
-  drop_ns "$ns"
+  delete_ns "$ns"
 }
 
 # --- main ------------------------------------------------------------------------------------

@@ -128,19 +128,17 @@ delete_bench_namespaces() {
 }
 
 delete_ns() { # namespace
-  local ns="$1" kind names
+  local ns="$1" api
   kubectl get namespace "$ns" >/dev/null 2>&1 || return 0
-  for kind in applications.ferry.dev kustomizations.kustomize.toolkit.fluxcd.io \
-    gitrepositories.source.toolkit.fluxcd.io receivers.notification.toolkit.fluxcd.io \
-    applications.argoproj.io applicationsets.argoproj.io; do
-    # Only those with finalizers, in one patch per kind: a scale bench leaves thousands.
-    names="$(kubectl get "$kind" -n "$ns" \
-      -o 'jsonpath={range .items[?(@.metadata.finalizers)]}{.metadata.name} {end}' 2>/dev/null)" || continue
-    [[ -n "$names" ]] || continue
-    # shellcheck disable=SC2086  # one argument per name
-    kubectl patch "$kind" -n "$ns" $names --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
+  # In one process (benches/lib/unfinalize.py), not one kubectl per object: a scale bench leaves
+  # thousands. Kinds whose CRD is not installed are skipped.
+  for api in "ferry.dev/v1alpha1 applications" "kustomize.toolkit.fluxcd.io/v1 kustomizations" \
+    "source.toolkit.fluxcd.io/v1 gitrepositories" "notification.toolkit.fluxcd.io/v1 receivers" \
+    "argoproj.io/v1alpha1 applications" "argoproj.io/v1alpha1 applicationsets"; do
+    python3 "$root/benches/lib/unfinalize.py" "$KUBECONFIG" "$ns" "apis/${api% *}" "${api#* }" ||
+      log "could not clear the finalizers of ${api#* } in $ns"
   done
-  kubectl delete namespace "$ns" --wait=true --timeout=300s >/dev/null
+  kubectl delete namespace "$ns" --wait=true --timeout=600s >/dev/null
 }
 
 # Waits (up to $timeout seconds) until `want` Deployments in the namespace have every replica

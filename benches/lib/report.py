@@ -15,6 +15,7 @@ by hand, so the bench needs nothing beyond Python.
 
 import collections
 import statistics
+import re
 import sys
 from html import escape
 
@@ -460,6 +461,19 @@ def clusters_section_of(report_path):
     return text[begin:end + len(CLUSTERS_END)] + "\n"
 
 
+def other_sections_of(report_path):
+    """The sections other benches wrote into the report (clusters.sh, rollouts.sh, scale.sh, ...),
+    each between its `<!-- benches/NAME.sh: begin -->` and `end` markers, in the order they are
+    in: compare.sh rewrites the rest of the report and keeps these."""
+    try:
+        with open(report_path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return []
+    found = re.finditer(r"<!-- benches/([\w.-]+)\.sh: begin -->.*?<!-- benches/\1\.sh: end -->", text, re.S)
+    return [m.group(0) + "\n" for m in found]
+
+
 def put_clusters_section(report_path, section):
     """Replaces the clusters section of the report with SECTION, or appends it."""
     try:
@@ -735,11 +749,11 @@ def main():
         return
     meta_path, samples_path, report_path, chart_path, chart_ref = sys.argv[1:6]
     meta, samples = read_meta(meta_path), read_samples(samples_path)
-    kept = clusters_section_of(report_path)
+    kept = other_sections_of(report_path)
     with open(report_path, "w") as f:
         f.write(Report(meta, samples).build(chart_ref) + "\n")
-        if kept:
-            f.write("\n" + kept)
+        for section in kept:
+            f.write("\n" + section)
     with open(chart_path, "w") as f:
         f.write(chart(meta, samples))
 

@@ -581,6 +581,17 @@ mod tests {
     }
 
     #[test]
+    fn a_validation_is_transient_only_when_every_refusal_is() {
+        let transient = || ApplyError::Transient { object: "ConfigMap a/t".into(), message: "timeout".into() };
+        assert!(matches!(ValidateError::of(vec![transient(), transient()]), ValidateError::Unavailable(_)));
+        match ValidateError::of(vec![transient(), refused()]) {
+            ValidateError::Refused(errors) => assert_eq!(errors.len(), 1, "only the refusal: {errors:?}"),
+            other => panic!("a refusal among transient failures is a refusal: {other:?}"),
+        }
+        assert_eq!(ValidateError::of(vec![refused()]).reason(), c::VALIDATION_FAILED);
+    }
+
+    #[test]
     fn lists_are_bounded() {
         let items = (1..=5).map(|i| format!("o{i}"));
         assert_eq!(list(items), "o1; o2; o3; and 2 more");

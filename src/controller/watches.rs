@@ -259,3 +259,42 @@ impl Drop for Watches {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(name: &str, resource_version: &str) -> Meta {
+        let mut meta = Meta::default();
+        meta.metadata.name = Some(name.into());
+        meta.metadata.namespace = Some("ns".into());
+        meta.metadata.resource_version = Some(resource_version.into());
+        meta
+    }
+
+    fn expect(echoes: &Echoes, watch: &Key, name: &str, resource_version: &str) {
+        let id = (watch.clone(), Some("ns".to_string()), name.to_string());
+        echoes.lock().unwrap().insert(id, resource_version.into());
+    }
+
+    #[test]
+    fn only_the_event_of_ferrys_own_write_is_its_echo_and_it_is_recognised_once() {
+        let echoes = Echoes::default();
+        let watch: Key = ("".into(), "v1".into(), "ConfigMap".into(), None);
+        expect(&echoes, &watch, "a", "5");
+        assert!(is_own_echo(&echoes, &watch, &event("a", "5")), "the version ferry wrote");
+        assert!(!is_own_echo(&echoes, &watch, &event("a", "5")), "a second event is news: the expectation is gone");
+
+        // Someone else's change (another version) wakes the Application, and ends the expectation.
+        expect(&echoes, &watch, "b", "7");
+        assert!(!is_own_echo(&echoes, &watch, &event("b", "8")));
+        assert!(echoes.lock().unwrap().is_empty(), "an expectation outlived its object's next event");
+
+        // Another object, or the same name in another watch, is not the echo.
+        expect(&echoes, &watch, "c", "9");
+        assert!(!is_own_echo(&echoes, &watch, &event("d", "9")));
+        let other: Key = ("apps".into(), "v1".into(), "Deployment".into(), None);
+        assert!(!is_own_echo(&echoes, &other, &event("c", "9")));
+        assert!(is_own_echo(&echoes, &watch, &event("c", "9")));
+    }
+}

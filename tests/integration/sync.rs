@@ -589,6 +589,31 @@ fn a_bad_object_applies_nothing_of_its_revision_and_is_named() {
     assert_eq!(s.cm_value("fresh", "v").as_deref(), Some("2"));
 }
 
+/// A revision that writes one object is not dry-run first (its apply is all or nothing, and a
+/// fleet of one-object Applications would pay one request in five for it): when the API server
+/// refuses that apply, the Application still says ValidationFailed, Stalled, nothing applied,
+/// exactly as a refused dry run would, and keeps the last good revision.
+#[test]
+fn a_refused_lone_object_is_a_validation_failure_and_nothing_is_applied() {
+    let s = Scenario::new("sync-lone");
+    let ns = s.ns().to_string();
+    let sha1 = s.commit(&[("web.yaml", deployment("web", None, "registry.example/web:1.0", 1))], "web 1.0");
+    let app = s.create_app(s.default_app("lone"));
+    app.wait_synced(&sha1, T);
+    let web_rv = rv(&s.get("deployment", Some(&ns), "web").unwrap());
+
+    let bad = deployment("web", None, "registry.example/web:2.0", 1).replace("replicas: 1", "replicas: three");
+    let sha2 = s.commit(&[("web.yaml", bad)], "web 2.0 with a replica count the schema refuses");
+    app.ferry_sync();
+    let status = app.wait_refused("ValidationFailed", &sha2, T);
+    assert_condition(&status, "Stalled", "True");
+    let message = ready_message(&status);
+    assert!(message.contains(&format!("Deployment {ns}/web")), "the message must name the object: {message}");
+    assert!(message.contains("nothing was applied"), "{message}");
+    assert_eq!(rv(&s.get("deployment", Some(&ns), "web").unwrap()), web_rv, "web was written");
+    assert!(revision_field(&status, "lastAppliedRevision").contains(&sha1), "{}", summary(&status));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Drift. Intervals are long (1h): only ferry's watches can notice within the deadlines here.
 
