@@ -94,6 +94,11 @@ impl Ferry {
         ferry
     }
 
+    /// Where everything this fixture's processes log is kept (`target/ferry-test-logs/...`).
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
     /// The Git cache directory this ferry uses (kept across [`Ferry::restart`]).
     pub fn cache_dir(&self) -> &Path {
         self.cache_dir.path()
