@@ -122,8 +122,12 @@ struct Soak {
     checker: Arc<Mutex<Checker>>,
     /// Faults injected, by name (with notes such as a fallback).
     faults: Mutex<BTreeMap<String, u32>>,
-    /// Set when the watch thread should end.
+    /// Set when the watch and supervisor threads should end.
     stop: AtomicBool,
+    /// The two replicas; the supervisor restarts one that exits, as a kubelet would.
+    ferries: Mutex<Vec<Ferry>>,
+    /// Each replica's cache directory (kept across restarts).
+    caches: Vec<std::path::PathBuf>,
 }
 
 impl Soak {
@@ -181,15 +185,19 @@ fn soak_many_faults_lose_nothing_and_every_application_converges() {
         checker,
         faults: Mutex::new(BTreeMap::new()),
         stop: AtomicBool::new(false),
+        ferries: Mutex::new(Vec::new()),
+        caches: Vec::new(),
         settings,
     };
     let first = {
         let fleet = soak.fleet.lock().unwrap();
         soak.commit(&fleet, "50 applications")
     };
-    let mut ferries = [replica(&soak, "soak-a"), replica(&soak, "soak-b")];
+    let ferries = vec![replica(&soak, "soak-a"), replica(&soak, "soak-b")];
     let logs: Vec<String> = ferries.iter().map(|f| f.log_path().display().to_string()).collect();
     eprintln!("[soak] ferry logs: {}", logs.join(", "));
+    let caches = ferries.iter().map(|f| f.cache_dir().to_path_buf()).collect();
+    let soak = Soak { ferries: Mutex::new(ferries), caches, ..soak };
     create_applications(&soak);
     converge(&soak, &first, Duration::from_secs(300)).unwrap_or_else(|why| panic!("the initial sync: {why}"));
     soak.say("all 50 Applications Ready at the first commit; commits and faults begin");
@@ -203,8 +211,9 @@ fn soak_many_faults_lose_nothing_and_every_application_converges() {
     let (commit_rng, fault_rng) = (Rng::new(rng.next_u64()), Rng::new(rng.next_u64()));
     let commits = thread::scope(|s| {
         let watcher = s.spawn(|| run_watch(&soak.cluster, &soak.ns, &soak.checker, &soak.stop));
+        let supervisor = s.spawn(|| supervise(&soak));
         let committer = s.spawn(|| commit_stream(&soak, commit_rng));
-        fault_stream(&soak, &mut ferries, fault_rng);
+        fault_stream(&soak, fault_rng);
         let commits = committer.join().expect("the commit stream");
         soak.say("the last fault is over; waiting for every Application at the newest commit");
         let head = soak.log.lock().unwrap().newest().expect("a commit").sha.clone();
@@ -212,6 +221,7 @@ fn soak_many_faults_lose_nothing_and_every_application_converges() {
         soak.record(INV_CONVERGED, converged.is_ok(), || converged.clone().unwrap_err());
         soak.stop.store(true, Ordering::SeqCst);
         watcher.join().expect("the watch thread");
+        supervisor.join().expect("the supervisor");
         commits
     });
     let mut checker = soak.checker.lock().unwrap();
@@ -219,7 +229,7 @@ fn soak_many_faults_lose_nothing_and_every_application_converges() {
     print_tables(&soak, commits, &checker);
     let violations = checker.violations();
     drop(checker);
-    for ferry in &mut ferries {
+    for ferry in soak.ferries.lock().unwrap().iter_mut() {
         ferry.stop();
     }
     assert_eq!(violations, 0, "the soak saw violations (listed above); ferry logs: {}", logs.join(", "));
@@ -288,7 +298,7 @@ fn commit_stream(soak: &Soak, mut rng: Rng) -> usize {
 
 /// Injects faults, one at a time, 3-10 s apart, until the deadline: each kind once per round,
 /// in a random order. Every fault is over (and undone) when this returns.
-fn fault_stream(soak: &Soak, ferries: &mut [Ferry; 2], mut rng: Rng) {
+fn fault_stream(soak: &Soak, mut rng: Rng) {
     let mut bag: Vec<Fault> = Vec::new();
     loop {
         soak.pause(rng.secs(3, 10));
@@ -303,16 +313,16 @@ fn fault_stream(soak: &Soak, ferries: &mut [Ferry; 2], mut rng: Rng) {
         }
         let fault = bag.pop().expect("a fault");
         soak.say(&format!("fault: {}", fault.name()));
-        let counted = inject(soak, fault, ferries, &mut rng);
+        let counted = inject(soak, fault, &mut rng);
         soak.count(&counted);
     }
 }
 
 /// Injects one fault and undoes it; returns the name to count it under.
-fn inject(soak: &Soak, fault: Fault, ferries: &mut [Ferry; 2], rng: &mut Rng) -> String {
+fn inject(soak: &Soak, fault: Fault, rng: &mut Rng) -> String {
     let outage = rng.secs(soak.settings.outage.0, soak.settings.outage.1);
     match fault {
-        Fault::KillLeader => return kill_leader(soak, ferries, rng),
+        Fault::KillLeader => return kill_leader(soak, rng),
         Fault::RestartApiserver => soak.cluster.restart_apiserver(),
         Fault::GitStopped => {
             let _fleet = soak.fleet.lock().unwrap_or_else(|e| e.into_inner());
@@ -327,13 +337,13 @@ fn inject(soak: &Soak, fault: Fault, ferries: &mut [Ferry; 2], rng: &mut Rng) ->
             soak.git.set_delay(Duration::ZERO);
         }
         Fault::HandDelete | Fault::HandEdit => hand_change(soak, fault, rng),
-        Fault::CacheReadOnly => return cache_read_only(soak, ferries, outage),
+        Fault::CacheReadOnly => return cache_read_only(soak, outage),
     }
     fault.name().to_string()
 }
 
 /// SIGKILLs the replica holding the Lease (either one if none does), and starts it again.
-fn kill_leader(soak: &Soak, ferries: &mut [Ferry; 2], rng: &mut Rng) -> String {
+fn kill_leader(soak: &Soak, rng: &mut Rng) -> String {
     let run = soak.cluster.kubectl(&[
         "-n",
         &soak.ns,
@@ -350,10 +360,27 @@ fn kill_leader(soak: &Soak, ferries: &mut [Ferry; 2], rng: &mut Rng) -> String {
         _ => (rng.below(2) as usize, "SIGKILL of a replica (no leader in the Lease)".to_string()),
     };
     soak.say(&format!("killing replica {i} (Lease holder {holder:?})"));
+    let mut ferries = soak.ferries.lock().unwrap_or_else(|e| e.into_inner());
     ferries[i].kill();
     thread::sleep(rng.secs(1, 5));
-    ferries[i].restart();
+    ferries[i].respawn();
     name
+}
+
+/// Restarts a replica that exited on its own (ferry exits when it loses its Lease, for its
+/// supervisor to restart it as a standby), as a kubelet would, until the soak ends.
+fn supervise(soak: &Soak) {
+    while !soak.stop.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_secs(1));
+        let mut ferries = soak.ferries.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, ferry) in ferries.iter_mut().enumerate() {
+            if let Some(status) = ferry.exited() {
+                soak.say(&format!("replica {i} exited ({status}); restarting it"));
+                soak.count("(not a fault) replica exited by itself, restarted");
+                ferry.respawn();
+            }
+        }
+    }
 }
 
 /// Rewrites the branch: a new commit with the newest tree, whose parent is 1-3 commits back.
@@ -408,13 +435,13 @@ fn hand_change(soak: &Soak, fault: Fault, rng: &mut Rng) {
 
 /// A read-only bind mount over each replica's cache directory for `outage` (tests run as root,
 /// so a chmod would not stop ferry's writes; a read-only mount does, with EROFS).
-fn cache_read_only(soak: &Soak, ferries: &mut [Ferry; 2], outage: Duration) -> String {
+fn cache_read_only(soak: &Soak, outage: Duration) -> String {
     let mut mounts = Vec::new();
-    for ferry in ferries.iter() {
-        match ReadOnly::mount(ferry.cache_dir()) {
+    for dir in &soak.caches {
+        match ReadOnly::mount(dir) {
             Ok(m) => mounts.push(m),
             Err(why) => {
-                soak.say(&format!("cannot make {} read-only: {why}", ferry.cache_dir().display()));
+                soak.say(&format!("cannot make {} read-only: {why}", dir.display()));
                 return format!("cache read-only: FAILED to mount ({why})");
             }
         }

@@ -210,6 +210,23 @@ impl Ferry {
         self.join_reader();
     }
 
+    /// When the current process has exited on its own (e.g. a leader that lost its Lease exits so
+    /// its supervisor restarts it), reaps it and returns how it exited. Sends no signal.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok().flatten()?;
+        self.child = None;
+        self.note(&format!("=== ferry exited: {status} ==="));
+        self.join_reader();
+        Some(status)
+    }
+
+    /// Starts the process again (after [`Ferry::kill`] or [`Ferry::exited`]) with the same
+    /// arguments and cache dir, without waiting for it to be ready: as a supervisor restarts a
+    /// process, which may fail again while the API server is away.
+    pub fn respawn(&mut self) {
+        self.spawn();
+    }
+
     /// Stops ferry with SIGTERM and returns how it exited (SIGKILL after 30 s of no exit).
     pub fn stop(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;

@@ -133,7 +133,7 @@ impl Checker {
         tally.checks += 1;
         if !ok {
             let why = why();
-            eprintln!("[soak] VIOLATION of {invariant}: {why}");
+            eprintln!("[soak {}] VIOLATION of {invariant}: {why}", self.namespace);
             tally.violations.push(why);
         }
     }
@@ -261,6 +261,8 @@ impl Checker {
     /// The stream position of a revision; one the log does not have (yet) is judged at
     /// [`Checker::finish`].
     fn seq_of(&mut self, app: &str, what: &'static str, revision: &str) -> Option<usize> {
+        // A sync that failed before it knew its commit (Git unreachable) is recorded as `unknown`.
+        revision_sha(revision)?;
         let seq = {
             let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
             revision_sha(revision).and_then(|sha| log.seq_of(sha))
