@@ -232,8 +232,8 @@ fn soak_many_faults_lose_nothing_and_every_application_converges() {
     for ferry in soak.ferries.lock().unwrap().iter_mut() {
         ferry.stop();
     }
-    assert_eq!(violations, 0, "the soak saw violations (listed above); ferry logs: {}", logs.join(", "));
     release_applications(&cluster, &ns.name);
+    assert_eq!(violations, 0, "the soak saw violations (listed above); ferry logs: {}", logs.join(", "));
 }
 
 /// One ferry replica with leader election, for the soak namespace.
@@ -299,6 +299,9 @@ fn commit_stream(soak: &Soak, mut rng: Rng) -> usize {
 /// Injects faults, one at a time, 3-10 s apart, until the deadline: each kind once per round,
 /// in a random order. Every fault is over (and undone) when this returns.
 fn fault_stream(soak: &Soak, mut rng: Rng) {
+    if std::env::var_os("FERRY_SOAK_UNTOLD_DELETE").is_some() {
+        untold_deletion(soak);
+    }
     let mut bag: Vec<Fault> = Vec::new();
     loop {
         soak.pause(rng.secs(3, 10));
@@ -396,36 +399,52 @@ fn force_push(soak: &Soak, rng: &mut Rng) {
     soak.say(&format!("force-pushed {} onto {}", &sha[..7], &parent[..7]));
 }
 
+/// A deletion the checker is not told about, to see the soak fail (`FERRY_SOAK_UNTOLD_DELETE`):
+/// for all the checker knows, ferry deleted an object Git still has.
+fn untold_deletion(soak: &Soak) {
+    soak.say("FERRY_SOAK_UNTOLD_DELETE: deleting s00-config without telling the checker");
+    soak.cluster.kubectl_ok(&["-n", &soak.ns, "delete", "configmap", "s00-config"]);
+}
+
 /// Deletes an Application's ConfigMap, or edits its data, by hand; then waits (bounded) for
 /// ferry to undo it.
 fn hand_change(soak: &Soak, fault: Fault, rng: &mut Rng) {
     let name = format!("{}-config", app_name(rng.below(APPS as u64) as usize));
+    // uid and rev as kubectl prints them: restored means another uid after a deletion, and the
+    // rev from Git again after an edit.
+    let get = || {
+        let jsonpath = "jsonpath={.metadata.uid} {.data.rev}";
+        let run = soak.cluster.kubectl(&["-n", &soak.ns, "get", "configmap", &name, "-o", jsonpath]);
+        run.success.then(|| run.stdout.trim().to_string())
+    };
+    let Some(before) = get() else { return soak.say(&format!("{name} is not there to change")) };
+    let uid = before.split(' ').next().unwrap_or_default().to_string();
     let run = if fault == Fault::HandDelete {
-        soak.checker
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .expect_hand_deletion(&key("ConfigMap", &name), Instant::now());
-        soak.cluster.kubectl(&["-n", &soak.ns, "delete", "configmap", &name, "--wait=false"])
+        let mut checker = soak.checker.lock().unwrap_or_else(|e| e.into_inner());
+        checker.expect_hand_deletion(&key("ConfigMap", &name), Instant::now());
+        drop(checker);
+        soak.cluster.kubectl(&["-n", &soak.ns, "delete", "configmap", &name])
     } else {
         let patch = r#"{"data":{"rev":"edited-by-hand"}}"#;
         soak.cluster.kubectl(&["-n", &soak.ns, "patch", "configmap", &name, "--type=merge", "-p", patch])
     };
     if !run.success {
-        soak.say(&format!("the hand change of {name} failed: {}", run.stderr.trim()));
-        return;
+        return soak.say(&format!("the hand change of {name} failed: {}", run.stderr.trim()));
     }
     let start = Instant::now();
+    let restored = |now: &str| {
+        let (now_uid, rev) = now.split_once(' ').unwrap_or((now, ""));
+        let recreated = fault == Fault::HandEdit || now_uid != uid;
+        recreated && !rev.is_empty() && rev != "edited-by-hand"
+    };
     let undone = loop {
-        let run =
-            soak.cluster.kubectl(&["-n", &soak.ns, "get", "configmap", &name, "-o", "jsonpath={.data.rev}"]);
-        let rev = run.stdout.trim();
-        if run.success && !rev.is_empty() && rev != "edited-by-hand" {
+        if get().is_some_and(|now| restored(&now)) {
             break true;
         }
         if start.elapsed() > SELF_HEAL_BOUND {
             break false;
         }
-        thread::sleep(Duration::from_secs(1));
+        thread::sleep(Duration::from_millis(500));
     };
     soak.say(&format!("{name} restored after {} s: {undone}", start.elapsed().as_secs()));
     soak.record(INV_SELF_HEAL, undone, || {

@@ -231,6 +231,14 @@ impl Checker {
                     && c.objects.get(&owner).is_some_and(|objects| !objects.contains(&key))
             })
         };
+        let why = if hand {
+            "a hand deletion"
+        } else if by_git {
+            "a commit without it"
+        } else {
+            "NOTHING"
+        };
+        eprintln!("[soak {}] {key} deleted, explained by {why}", self.namespace);
         self.check(INV_DELETION, hand || by_git, || {
             format!(
                 "{key} of {owner} was deleted though no hand deletion was injected and every commit pushed since the one {owner} reported (stream #{floor}) still has it"
