@@ -219,10 +219,10 @@ fn soak_many_faults_lose_nothing_and_every_application_converges() {
         fault_stream(&soak, fault_rng);
         let commits = committer.join().expect("the commit stream");
         soak.say("the last fault is over; waiting for every Application at the newest commit");
+        history_note(&soak);
         let head = soak.log.lock().unwrap().newest().expect("a commit").sha.clone();
         let converged = converge(&soak, &head, soak.settings.converge);
         soak.record(INV_CONVERGED, converged.is_ok(), || converged.clone().unwrap_err());
-        history_note(&soak);
         soak.stop.store(true, Ordering::SeqCst);
         watcher.join().expect("the watch thread");
         supervisor.join().expect("the supervisor");
@@ -470,6 +470,11 @@ fn hand_change(soak: &Soak, fault: Fault, rng: &mut Rng) {
 /// A read-only bind mount over each replica's cache directory for `outage` (tests run as root,
 /// so a chmod would not stop ferry's writes; a read-only mount does, with EROFS).
 fn cache_read_only(soak: &Soak, outage: Duration) -> String {
+    // ferry fetches a repository once per interval (30 s here), so a shorter window might see
+    // no write at all.
+    let outage = outage.max(Duration::from_secs(35));
+    let marks: Vec<usize> =
+        soak.ferries.lock().unwrap_or_else(|e| e.into_inner()).iter().map(Ferry::log_len).collect();
     let mut mounts = Vec::new();
     for dir in &soak.caches {
         match ReadOnly::mount(dir) {
@@ -482,6 +487,16 @@ fn cache_read_only(soak: &Soak, outage: Duration) -> String {
     }
     thread::sleep(outage);
     drop(mounts);
+    let ferries = soak.ferries.lock().unwrap_or_else(|e| e.into_inner());
+    let refused: usize = ferries
+        .iter()
+        .zip(marks)
+        .map(|(f, mark)| f.lines_since(mark).iter().filter(|l| l.contains("Read-only file system")).count())
+        .sum();
+    soak.say(&format!(
+        "cache writable again after {} s; ferry logged {refused} EROFS lines meanwhile",
+        outage.as_secs()
+    ));
     Fault::CacheReadOnly.name().to_string()
 }
 
