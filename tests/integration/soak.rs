@@ -8,8 +8,13 @@
 //! the newest commit, and its objects as Git says, within a bound.
 //!
 //! `FERRY_SOAK_SECS` (default 180, the version `make test` runs) is how long commits and faults
-//! go on; `FERRY_SOAK_SEED` replays a run's choices. It runs on an extra control plane of its own
-//! (`Cluster::extra("soak")`) because it restarts the API server.
+//! go on; `FERRY_SOAK_SEED` replays a run's choices; `FERRY_SOAK_UNTOLD_DELETE=1` deletes an
+//! object without telling the checker, to see the soak fail. Outages (Git stopped or slow) last
+//! 30-60 s from 600 s of soak up, 10-20 s below; the cache stays read-only at least 35 s (one
+//! fetch interval). The final convergence bound is 240 s. It runs on an extra control plane of
+//! its own (`Cluster::extra("soak")`) because it restarts the API server. ferry exits when it
+//! loses its Lease (for its supervisor to restart it): the soak restarts an exited replica, as a
+//! kubelet would.
 
 use std::{
     collections::BTreeMap,
