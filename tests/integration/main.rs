@@ -34,6 +34,7 @@ mod remote;
 mod render;
 mod revert;
 mod rollout;
+mod soak;
 mod source;
 mod sync;
 mod sync_options;

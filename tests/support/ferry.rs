@@ -94,6 +94,11 @@ impl Ferry {
         ferry
     }
 
+    /// Where everything this fixture's processes log is kept (`target/ferry-test-logs/...`).
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
     /// The Git cache directory this ferry uses (kept across [`Ferry::restart`]).
     pub fn cache_dir(&self) -> &Path {
         self.cache_dir.path()
@@ -203,6 +208,23 @@ impl Ferry {
             self.note(&format!("=== ferry killed with SIGKILL: {status} ==="));
         }
         self.join_reader();
+    }
+
+    /// When the current process has exited on its own (e.g. a leader that lost its Lease exits so
+    /// its supervisor restarts it), reaps it and returns how it exited. Sends no signal.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok().flatten()?;
+        self.child = None;
+        self.note(&format!("=== ferry exited: {status} ==="));
+        self.join_reader();
+        Some(status)
+    }
+
+    /// Starts the process again (after [`Ferry::kill`] or [`Ferry::exited`]) with the same
+    /// arguments and cache dir, without waiting for it to be ready: as a supervisor restarts a
+    /// process, which may fail again while the API server is away.
+    pub fn respawn(&mut self) {
+        self.spawn();
     }
 
     /// Stops ferry with SIGTERM and returns how it exited (SIGKILL after 30 s of no exit).

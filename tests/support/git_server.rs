@@ -51,6 +51,10 @@ impl fmt::Debug for BasicAuth {
 /// State shared between the fixture and the server threads.
 struct Shared {
     stop: AtomicBool,
+    /// The server is "stopped": its port is closed (connections refused) until cleared.
+    down: AtomicBool,
+    /// Milliseconds every request waits before it is served: a slow server.
+    delay_ms: AtomicU64,
     project_root: PathBuf,
     home: PathBuf,
     auth: Option<BasicAuth>,
@@ -127,6 +131,8 @@ impl GitServer {
 
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
+            down: AtomicBool::new(false),
+            delay_ms: AtomicU64::new(0),
             project_root,
             home,
             auth,
@@ -153,7 +159,7 @@ impl GitServer {
         let thread_shared = Arc::clone(&shared);
         let handle = thread::Builder::new()
             .name(format!("git-server-accept-{}", addr.port()))
-            .spawn(move || accept_loop(listener, thread_shared))
+            .spawn(move || accept_loop(listener, addr, thread_shared))
             .unwrap_or_else(|e| panic!("cannot spawn the git server thread: {e}"));
         server.accept_thread = Some(handle);
         server
@@ -362,6 +368,65 @@ impl GitServer {
     pub fn set_config(&self, key: &str, value: &str) {
         let bare = self.bare_repo_path();
         self.git(&bare, &["config", key, value]);
+    }
+
+    /// Stops serving: the listening socket is closed, so clients get "connection refused" as
+    /// from a server that is down, until [`GitServer::start_serving`]. The fixture's own commits
+    /// go through the server too, so a test must not commit while it is stopped.
+    pub fn stop_serving(&self) {
+        self.shared.down.store(true, Ordering::SeqCst);
+        // Wake the blocked accept() so the loop sees the flag and closes the socket.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        wait_for("the git server's port to close", || TcpStream::connect(self.addr).is_err());
+    }
+
+    /// Serves again on the same port after [`GitServer::stop_serving`]; returns once it accepts.
+    pub fn start_serving(&self) {
+        self.shared.down.store(false, Ordering::SeqCst);
+        wait_for("the git server's port to open", || TcpStream::connect(self.addr).is_ok());
+    }
+
+    /// Makes every request wait `delay` before it is served (zero: at once): a slow server.
+    pub fn set_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.shared.delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// Replaces the whole tree of `branch` with exactly `files` (every other file is removed)
+    /// in one commit, and pushes; returns the SHA.
+    pub fn commit_tree(&self, branch: &str, files: &[(String, String)], message: &str) -> String {
+        let _guard = self.work_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let work = self.prepare_branch(branch);
+        for entry in fs::read_dir(&work).unwrap_or_else(|e| panic!("cannot list {}: {e}", work.display())) {
+            let path = entry.expect("a directory entry").path();
+            if path.file_name().is_some_and(|n| n == ".git") {
+                continue;
+            }
+            let removed = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+            removed.unwrap_or_else(|e| panic!("cannot remove {}: {e}", path.display()));
+        }
+        for (rel, contents) in files {
+            let full = work.join(checked_relative_path(rel));
+            if let Some(parent) = full.parent() {
+                fs::create_dir_all(parent)
+                    .unwrap_or_else(|e| panic!("cannot create {}: {e}", parent.display()));
+            }
+            fs::write(&full, contents).unwrap_or_else(|e| panic!("cannot write {}: {e}", full.display()));
+        }
+        self.git(&work, &["add", "-A", "-f"]);
+        self.commit_and_push(&work, branch, message)
+    }
+
+    /// Force-pushes `branch` to a new commit whose tree is the branch's current tree and whose
+    /// parent is `parent` (an earlier commit of it): history is rewritten, the commits after
+    /// `parent` leave the branch, and the files stay as they were. Returns the new SHA.
+    pub fn rewrite_branch(&self, branch: &str, parent: &str, message: &str) -> String {
+        let _guard = self.work_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let work = self.prepare_branch(branch);
+        let sha = self.git(&work, &["commit-tree", "HEAD^{tree}", "-p", parent, "-m", message]);
+        let sha = sha.trim().to_string();
+        self.git(&work, &["push", "-q", "origin", &format!("+{sha}:refs/heads/{branch}")]);
+        sha
     }
 
     // ----- working clone helpers -----
@@ -615,14 +680,53 @@ fn percent_encode_userinfo(s: &str) -> String {
 
 // ===================== HTTP server =====================
 
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+/// Polls `ready` every 20 ms for up to 60 s; panics with `what` when it never holds.
+fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Binds `addr` again after a stop; `None` while the port is taken (retried by the caller).
+fn rebind(addr: SocketAddr, shared: &Shared) -> Option<TcpListener> {
+    match TcpListener::bind(addr) {
+        Ok(listener) => Some(listener),
+        Err(e) => {
+            shared.record_stderr(format!("cannot listen on {addr} again yet: {e}"));
+            thread::sleep(Duration::from_millis(200));
+            None
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, addr: SocketAddr, shared: Arc<Shared>) {
     let mut connections: Vec<JoinHandle<()>> = Vec::new();
-    for incoming in listener.incoming() {
+    let mut listening = Some(listener);
+    loop {
         if shared.stop.load(Ordering::SeqCst) {
             break;
         }
+        if shared.down.load(Ordering::SeqCst) {
+            // Stopped: no socket at the port, so connections are refused.
+            listening = None;
+            thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        let Some(listener) = listening.as_ref() else {
+            listening = rebind(addr, &shared);
+            continue;
+        };
+        let incoming = listener.accept();
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        if shared.down.load(Ordering::SeqCst) {
+            continue;
+        }
         match incoming {
-            Ok(stream) => {
+            Ok((stream, _)) => {
                 connections.retain(|h| !h.is_finished());
                 let conn_shared = Arc::clone(&shared);
                 let spawned = thread::Builder::new()
@@ -636,7 +740,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             Err(_) => thread::sleep(Duration::from_millis(10)),
         }
     }
-    drop(listener);
+    drop(listening);
     // Give in-flight requests a moment to finish, but never hang the fixture's drop on a
     // client that keeps an idle connection open: unfinished threads are detached.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -708,6 +812,10 @@ impl ReadError {
 }
 
 fn handle_connection(stream: TcpStream, shared: &Shared) {
+    let delay = shared.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        thread::sleep(Duration::from_millis(delay));
+    }
     let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_nodelay(true);
