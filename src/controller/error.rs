@@ -582,7 +582,8 @@ mod tests {
 
     #[test]
     fn a_validation_is_transient_only_when_every_refusal_is() {
-        let transient = || ApplyError::Transient { object: "ConfigMap a/t".into(), message: "timeout".into() };
+        let transient =
+            || ApplyError::Transient { object: "ConfigMap a/t".into(), message: "timeout".into() };
         assert!(matches!(ValidateError::of(vec![transient(), transient()]), ValidateError::Unavailable(_)));
         match ValidateError::of(vec![transient(), refused()]) {
             ValidateError::Refused(errors) => assert_eq!(errors.len(), 1, "only the refusal: {errors:?}"),

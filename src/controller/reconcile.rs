@@ -599,14 +599,14 @@ fn record_failed(
         next.sync = Some(pass.sync_status(SyncStatusCode::OutOfSync));
     }
     let message = e.to_string();
+    // Compared as recorded: a pass that failed before it knew its revision (a fetch during a Git
+    // outage) is recorded as "unknown", and its retries must not push the real history out.
+    let entry = pass.history(SyncResult::Failed, message.clone());
     let repeated = prev.history.first().is_some_and(|h| {
-        h.result == SyncResult::Failed
-            && Some(&h.revision) == pass.revision.as_ref()
-            && h.message.as_ref() == Some(&message)
+        h.result == SyncResult::Failed && h.revision == entry.revision && h.message == entry.message
     });
     if !repeated {
-        next.history =
-            status::record_history(&prev.history, pass.history(SyncResult::Failed, message.clone()));
+        next.history = status::record_history(&prev.history, entry);
     }
     if e.is_transient() {
         Phase::Reconciling { reason: e.reason(), message }
@@ -940,6 +940,23 @@ mod tests {
         let next = next_status(&app, &transient, &later, &later);
         assert!(next.conditions.iter().any(|c| c.type_ == c::RECONCILING && c.status == "True"));
         assert!(!next.conditions.iter().any(|c| c.type_ == c::STALLED));
+    }
+
+    #[test]
+    fn a_failure_before_the_revision_is_known_is_recorded_once() {
+        let mut app = app();
+        let failed = || Attempt {
+            revision: None,
+            progress: None,
+            result: Err(crate::controller::error::FetchError::FollowsItself.into()),
+        };
+        let t = time("2026-01-01T00:00:00Z");
+        let first = next_status(&app, &failed(), &t, &t);
+        assert_eq!(first.history.len(), 1);
+        app.status = Some(first.clone());
+        let later = time("2026-01-01T00:05:00Z");
+        let again = next_status(&app, &failed(), &later, &later);
+        assert_eq!(again.history, first.history, "a retry of the same failure pushed the history along");
     }
 
     #[test]

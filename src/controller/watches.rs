@@ -265,9 +265,10 @@ mod tests {
     use super::*;
 
     fn event(name: &str, resource_version: &str) -> Meta {
-        let mut meta = Meta::default();
-        meta.metadata.name = Some(name.into());
-        meta.metadata.namespace = Some("ns".into());
+        let mut meta: Meta = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "ns"}
+        }))
+        .expect("object metadata");
         meta.metadata.resource_version = Some(resource_version.into());
         meta
     }
@@ -283,7 +284,10 @@ mod tests {
         let watch: Key = ("".into(), "v1".into(), "ConfigMap".into(), None);
         expect(&echoes, &watch, "a", "5");
         assert!(is_own_echo(&echoes, &watch, &event("a", "5")), "the version ferry wrote");
-        assert!(!is_own_echo(&echoes, &watch, &event("a", "5")), "a second event is news: the expectation is gone");
+        assert!(
+            !is_own_echo(&echoes, &watch, &event("a", "5")),
+            "a second event is news: the expectation is gone"
+        );
 
         // Someone else's change (another version) wakes the Application, and ends the expectation.
         expect(&echoes, &watch, "b", "7");

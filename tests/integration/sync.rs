@@ -602,7 +602,8 @@ fn a_refused_lone_object_is_a_validation_failure_and_nothing_is_applied() {
     app.wait_synced(&sha1, T);
     let web_rv = rv(&s.get("deployment", Some(&ns), "web").unwrap());
 
-    let bad = deployment("web", None, "registry.example/web:2.0", 1).replace("replicas: 1", "replicas: three");
+    let bad =
+        deployment("web", None, "registry.example/web:2.0", 1).replace("replicas: 1", "replicas: three");
     let sha2 = s.commit(&[("web.yaml", bad)], "web 2.0 with a replica count the schema refuses");
     app.ferry_sync();
     let status = app.wait_refused("ValidationFailed", &sha2, T);
