@@ -707,7 +707,7 @@ fn watch_apps(
     };
     let (forwarding, trigger, synced) =
         (triggers.forwarding.clone(), triggers.send.clone(), triggers.apps_synced.clone());
-    let (wake, wake_on, store) = (triggers.send.clone(), triggers.forwarding.clone(), ctx.apps.clone());
+    let (wake, wake_on) = (triggers.send.clone(), triggers.forwarding.clone());
     let (mut followers, mut dependants) = (Followers::default(), Dependants::default());
     let wake_all = move |woken: Vec<ObjectRef<Application>>| {
         for app in woken.into_iter().filter(|_| wake_on.load(Ordering::SeqCst)) {
@@ -723,12 +723,12 @@ fn watch_apps(
             // of readiness those that depend on it (after the store holds it, so that they
             // read it).
             Ok(watcher::Event::Apply(app) | watcher::Event::InitApply(app)) => {
-                wake_all(followers.on_event(app, &store));
-                wake_all(dependants.on_event(app, &store));
+                wake_all(followers.on_event(app));
+                wake_all(dependants.on_event(app));
             }
             Ok(watcher::Event::Delete(app)) => {
                 followers.forget(app);
-                wake_all(dependants.on_delete(app, &store));
+                wake_all(dependants.on_delete(app));
             }
             _ => {}
         })

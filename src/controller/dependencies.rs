@@ -28,6 +28,7 @@ use kube::{
     runtime::reflector::{ObjectRef, Store},
 };
 
+use super::referrers::Referrers;
 use crate::{
     api::{Application, conditions as c},
     tenancy::{Refusal, Tenancy},
@@ -206,10 +207,12 @@ pub fn find_cycle<K: Clone + Eq + Hash>(start: &K, edges: impl Fn(&K) -> Vec<K>)
     }
 }
 
-/// The readiness last seen per Application, to wake its dependants on a change only.
+/// The readiness last seen per Application, to wake its dependants on a change only, and who
+/// depends on whom.
 #[derive(Default)]
 pub struct Dependants {
     seen: HashMap<ObjectRef<Application>, Result<(), NotReady>>,
+    depend: Referrers,
 }
 
 impl Dependants {
@@ -217,34 +220,28 @@ impl Dependants {
     /// readiness changed (a first sight counts: they may be waiting for it to exist), none
     /// otherwise. A status write that leaves it Ready, or not Ready for the same reason, wakes
     /// no one, so steady state stays free and a cycle's reports do not wake each other forever.
-    pub fn on_event(&mut self, app: &Application, all: &Store<Application>) -> Vec<ObjectRef<Application>> {
+    pub fn on_event(&mut self, app: &Application) -> Vec<ObjectRef<Application>> {
         let key = key(app);
+        self.depend.set(&key, dependencies(app));
         let now = readiness(app);
         if self.seen.get(&key) == Some(&now) {
             return Vec::new();
         }
         self.seen.insert(key.clone(), now);
-        dependants_of(&key, all)
+        self.depend.of(&key)
     }
 
     /// A deleted Application: its dependants now wait for it to exist.
-    pub fn on_delete(&mut self, app: &Application, all: &Store<Application>) -> Vec<ObjectRef<Application>> {
+    pub fn on_delete(&mut self, app: &Application) -> Vec<ObjectRef<Application>> {
         let key = key(app);
         self.seen.remove(&key);
-        dependants_of(&key, all)
+        self.depend.remove(&key);
+        self.depend.of(&key)
     }
 }
 
 fn key(app: &Application) -> ObjectRef<Application> {
     ObjectRef::new(&app.name_any()).within(&app.namespace().unwrap_or_default())
-}
-
-/// The Applications in `all` whose `dependsOn` names `dependency`.
-fn dependants_of(
-    dependency: &ObjectRef<Application>,
-    all: &Store<Application>,
-) -> Vec<ObjectRef<Application>> {
-    all.state().iter().filter(|a| dependencies(a).contains(dependency)).map(|a| key(a)).collect()
 }
 
 #[cfg(test)]
@@ -434,19 +431,21 @@ mod tests {
         let web = app("t", "web", &["db"]);
         let elsewhere = app("u", "api", &["t/db"]);
         let unrelated = app("u", "db-user", &["db"]);
-        let apps = store(&[&web, &elsewhere, &unrelated]);
         let mut dependants = Dependants::default();
+        for a in [&web, &elsewhere, &unrelated] {
+            assert!(dependants.on_event(a).is_empty(), "nothing depends on {}", a.name_any());
+        }
         let db = app("t", "db", &[]);
-        assert_eq!(names(&dependants.on_event(&db, &apps)), ["t/web", "u/api"], "first sight");
-        assert!(dependants.on_event(&db, &apps).is_empty(), "nothing changed");
+        assert_eq!(names(&dependants.on_event(&db)), ["t/web", "u/api"], "first sight");
+        assert!(dependants.on_event(&db).is_empty(), "nothing changed");
         let db = ready(db);
-        assert_eq!(dependants.on_event(&db, &apps).len(), 2, "became Ready");
+        assert_eq!(dependants.on_event(&db).len(), 2, "became Ready");
         // Another status write that leaves it Ready (a new history entry, a new revision).
         let mut again = db.clone();
         if let Some(s) = again.status.as_mut() {
             s.conditions[0].message = "5 objects synced and healthy".into();
         }
-        assert!(dependants.on_event(&again, &apps).is_empty(), "still Ready");
+        assert!(dependants.on_event(&again).is_empty(), "still Ready");
         let progressing = |message: &str| {
             let mut app = with_ready(app("t", "db", &[]), "False", c::PROGRESSING);
             if let Some(s) = app.status.as_mut() {
@@ -454,11 +453,11 @@ mod tests {
             }
             app
         };
-        assert_eq!(dependants.on_event(&progressing("1/3 replicas"), &apps).len(), 2, "no longer Ready");
-        assert!(dependants.on_event(&progressing("2/3 replicas"), &apps).is_empty(), "a rollout's steps");
+        assert_eq!(dependants.on_event(&progressing("1/3 replicas")).len(), 2, "no longer Ready");
+        assert!(dependants.on_event(&progressing("2/3 replicas")).is_empty(), "a rollout's steps");
         let failed = with_ready(app("t", "db", &[]), "False", c::APPLY_FAILED);
-        assert_eq!(dependants.on_event(&failed, &apps).len(), 2, "no longer Ready");
-        assert_eq!(names(&dependants.on_delete(&failed, &apps)), ["t/web", "u/api"]);
-        assert_eq!(dependants.on_event(&failed, &apps).len(), 2, "created again: a first sight");
+        assert_eq!(dependants.on_event(&failed).len(), 2, "no longer Ready");
+        assert_eq!(names(&dependants.on_delete(&failed)), ["t/web", "u/api"]);
+        assert_eq!(dependants.on_event(&failed).len(), 2, "created again: a first sight");
     }
 }

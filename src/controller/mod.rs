@@ -28,6 +28,8 @@
 //! - `promotion`: `ref.fromApplication` followers, woken when what they follow verifies.
 //! - `dependencies`: `spec.dependsOn`: the gate before a pass fetches, cycles, and waking the
 //!   dependants of an Application whose readiness changed.
+//! - `referrers`: who names whom (`dependsOn`, `fromApplication`), indexed from the watch's
+//!   events, so a wake-up is a lookup rather than a scan of every Application.
 //!
 //! Start-up pieces [`crate::startup`] uses: `preflight` (is the API server there, is the CRD
 //! installed), [`leader`] (Lease-based leader election), [`shard`] (which Applications this
@@ -49,6 +51,7 @@ mod preflight;
 mod promotion;
 pub mod prunable;
 pub mod reconcile;
+mod referrers;
 pub mod revert;
 pub mod shard;
 pub mod status;

@@ -8,56 +8,52 @@
 
 use std::collections::HashMap;
 
-use kube::{
-    ResourceExt,
-    runtime::reflector::{ObjectRef, Store},
-};
+use kube::{ResourceExt, runtime::reflector::ObjectRef};
 
+use super::referrers::Referrers;
 use crate::api::Application;
 
-/// Whether `follower` follows the Application `namespace/name`.
-pub fn follows(follower: &Application, namespace: &str, name: &str) -> bool {
-    follower.spec.source.from_application().is_some_and(|r| {
-        let own = follower.namespace().unwrap_or_default();
-        r.name == name && r.namespace.as_deref().unwrap_or(&own) == namespace
-    })
-}
-
-/// The verified revision last seen per Application, to wake followers on a change only.
+/// The verified revision last seen per Application, to wake followers on a change only, and
+/// who follows whom.
 #[derive(Default)]
 pub struct Followers {
     seen: HashMap<(String, String), String>,
+    follow: Referrers,
 }
 
 impl Followers {
     /// The followers to wake for this watch event of `app`: all of them when its verified
     /// revision is new, none otherwise.
-    pub fn on_event(&mut self, app: &Application, all: &Store<Application>) -> Vec<ObjectRef<Application>> {
+    pub fn on_event(&mut self, app: &Application) -> Vec<ObjectRef<Application>> {
+        let own = app.namespace().unwrap_or_default();
+        let followed = app
+            .spec
+            .source
+            .from_application()
+            .map(|r| ObjectRef::new(&r.name).within(r.namespace.as_deref().unwrap_or(&own)));
+        let me = ObjectRef::from_obj(app);
+        self.follow.set(&me, followed.into_iter().collect());
         let Some(verified) = app.status.as_ref().and_then(|s| s.verified_revision.as_ref()) else {
             return Vec::new();
         };
-        let key = (app.namespace().unwrap_or_default(), app.name_any());
+        let key = (own, app.name_any());
         if self.seen.get(&key) == Some(verified) {
             return Vec::new();
         }
-        self.seen.insert(key.clone(), verified.clone());
-        all.state()
-            .iter()
-            .filter(|f| follows(f, &key.0, &key.1))
-            .map(|f| ObjectRef::from_obj(f.as_ref()))
-            .collect()
+        self.seen.insert(key, verified.clone());
+        self.follow.of(&me)
     }
 
     /// Forgets a deleted Application.
     pub fn forget(&mut self, app: &Application) {
         self.seen.remove(&(app.namespace().unwrap_or_default(), app.name_any()));
+        self.follow.remove(&ObjectRef::from_obj(app));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::runtime::{reflector, watcher};
 
     fn app(ns: &str, name: &str, follows: Option<serde_json::Value>, verified: Option<&str>) -> Application {
         let git_ref = follows
@@ -80,22 +76,21 @@ mod tests {
 
     #[test]
     fn followers_are_woken_once_per_newly_verified_revision() {
-        let (reader, mut writer) = reflector::store::<Application>();
         let production = app("team", "production", Some(serde_json::json!({"name": "staging"})), None);
         let elsewhere =
             app("other", "prod", Some(serde_json::json!({"name": "staging", "namespace": "team"})), None);
         let unrelated = app("other", "staging-follower", Some(serde_json::json!({"name": "staging"})), None);
-        for a in [&production, &elsewhere, &unrelated] {
-            writer.apply_watcher_event(&watcher::Event::Apply(a.clone()));
-        }
         let mut followers = Followers::default();
-        assert!(followers.on_event(&app("team", "staging", None, None), &reader).is_empty());
-        let woken = followers.on_event(&app("team", "staging", None, Some("main@sha1:a")), &reader);
+        for a in [&production, &elsewhere, &unrelated] {
+            assert!(followers.on_event(a).is_empty(), "none verified yet");
+        }
+        assert!(followers.on_event(&app("team", "staging", None, None)).is_empty());
+        let woken = followers.on_event(&app("team", "staging", None, Some("main@sha1:a")));
         let mut names: Vec<String> =
             woken.iter().map(|r| format!("{}/{}", r.namespace.clone().unwrap(), r.name)).collect();
         names.sort();
         assert_eq!(names, ["other/prod", "team/production"]);
-        assert!(followers.on_event(&app("team", "staging", None, Some("main@sha1:a")), &reader).is_empty());
-        assert_eq!(followers.on_event(&app("team", "staging", None, Some("main@sha1:b")), &reader).len(), 2);
+        assert!(followers.on_event(&app("team", "staging", None, Some("main@sha1:a"))).is_empty());
+        assert_eq!(followers.on_event(&app("team", "staging", None, Some("main@sha1:b"))).len(), 2);
     }
 }
