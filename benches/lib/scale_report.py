@@ -211,7 +211,7 @@ class Section:
             ok = secs < 120 and rss < 1024
             self.out(
                 f"Target: {n:,} Applications all Ready in under 2 minutes with under 1 GiB RSS on this 2-core "
-                f"machine: {'met' if ok else 'not met'} ({number(secs)} s, {number(rss)} MiB)."
+                f"machine: {'met' if ok else 'not met'} ({secs:.1f} s, {rss:.0f} MiB)."
             )
             self.out()
         self.out(
