@@ -284,7 +284,7 @@ argocd_wait_synced() { # namespace count timeout
   local ns="$1" want="$2" wait_for="$3" fd kpid name sync health n=0 deadline
   local -A ok=()
   deadline=$((SECONDS + wait_for))
-  exec {fd}< <(exec "$bin/kubectl" get applications.argoproj.io -n "$ns" --watch \
+  exec {fd}< <(exec "$bin/kubectl" get applications.argoproj.io -n "$ns" --watch --chunk-size=0 \
     -o 'jsonpath={.metadata.name}|{.status.sync.status}|{.status.health.status}{"\n"}')
   kpid=$!
   while ((n < want && SECONDS < deadline)) &&
