@@ -68,7 +68,10 @@ render() { # helm namespace out header [helm args...]
     echo "kind: Namespace"
     echo "metadata:"
     echo "  name: $ns"
-    "$helm" template ferry charts/ferry --namespace "$ns" --include-crds "$@"
+    # As a Kubernetes 1.36 API server would answer: the manifests include the cleanup-finalizer
+    # MutatingAdmissionPolicy (kubectl apply refuses only those two documents on an older one).
+    "$helm" template ferry charts/ferry --namespace "$ns" --include-crds \
+      --api-versions admissionregistration.k8s.io/v1/MutatingAdmissionPolicy "$@"
   } >"$out.tmp"
   mv "$out.tmp" "$out"
   echo "$out" >&2

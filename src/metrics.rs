@@ -470,7 +470,7 @@ impl Metrics {
     /// A client for `config` whose requests are counted in `ferry_api_requests_total`.
     pub fn client(self: &Arc<Self>, config: Config) -> Result<Client, kube::Error> {
         let layer = CountRequests { metrics: self.clone(), cluster: Arc::from("in-cluster") };
-        Ok(ClientBuilder::try_from(config)?.with_layer(&layer).build())
+        Ok(ClientBuilder::try_from(identified(config))?.with_layer(&layer).build())
     }
 
     /// A client for a remote cluster: its requests counted with `cluster`, and passed through
@@ -493,7 +493,7 @@ impl Metrics {
         <L::Service as tower::Service<http::Request<kube::client::Body>>>::Future: Send + 'static,
     {
         let count = CountRequests { metrics: self.clone(), cluster: Arc::from(cluster) };
-        Ok(ClientBuilder::try_from(config)?.with_layer(layer).with_layer(&count).build())
+        Ok(ClientBuilder::try_from(identified(config))?.with_layer(layer).with_layer(&count).build())
     }
 
     /// A rollout ended.
@@ -980,6 +980,18 @@ where
     }
 }
 
+/// `config` with ferry's User-Agent (kube's client sends none): the API server names the field
+/// manager of a write without one after it (the finalizer patch shows as `ferry`, not
+/// `unknown`, in an Application's managedFields), and audit logs name ferry.
+fn identified(mut config: Config) -> Config {
+    let user_agent = http::header::USER_AGENT;
+    if !config.headers.iter().any(|(name, _)| *name == user_agent) {
+        let value = http::HeaderValue::from_static(concat!("ferry/", env!("CARGO_PKG_VERSION")));
+        config.headers.push((user_agent, value));
+    }
+    config
+}
+
 /// The Kubernetes verb of a request, as the API server's audit log names it.
 fn verb(method: &http::Method, uri: &http::Uri) -> &'static str {
     let query = uri.query().unwrap_or("");
@@ -1027,6 +1039,23 @@ fn status_class(code: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clients_name_ferry_as_their_user_agent_unless_the_config_names_one() {
+        let config = || Config::new("https://127.0.0.1:6443".parse().unwrap());
+        let agents = |c: &Config| -> Vec<String> {
+            let agent = http::header::USER_AGENT;
+            c.headers
+                .iter()
+                .filter(|(n, _)| *n == agent)
+                .map(|(_, v)| v.to_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(agents(&identified(config())), [concat!("ferry/", env!("CARGO_PKG_VERSION"))]);
+        let mut own = config();
+        own.headers.push((http::header::USER_AGENT, http::HeaderValue::from_static("mine")));
+        assert_eq!(agents(&identified(own)), ["mine"]);
+    }
 
     #[test]
     fn verbs_follow_the_api_servers_naming() {

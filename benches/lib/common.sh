@@ -50,9 +50,15 @@ ferry_pid=""
 ferry_startup=""
 ferry_log=""
 start_ferry() { # log args...
-  local logf="$1" t0 deadline
+  local logf="$1" t0 deadline arg prev=""
   shift
   ferry_log="$logf"
+  # Installing ferry is its CRDs (each bench applies them) and the chart's admission policy,
+  # bound as the chart binds it for a ferry that reconciles one namespace.
+  for arg in "$@"; do
+    [[ "$prev" == --namespace ]] && ferry_admission_policy "$arg"
+    prev="$arg"
+  done
   t0="$(now)"
   # The benches' repositories are local file:// ones, which ferry refuses unless told.
   "$ferry" run --allow-file-urls "$@" >"$logf" 2>&1 &
@@ -68,6 +74,30 @@ start_ferry() { # log args...
     sleep 0.05
   done
   ferry_startup="$(elapsed "$t0" "$(now)")"
+}
+
+# The chart's cleanup-finalizer MutatingAdmissionPolicy (charts/ferry/templates/
+# cleanup-finalizer-policy.yaml) for a ferry that reconciles NAMESPACE only, as `helm install
+# --set watchNamespace=NAMESPACE` renders it on this API server: new Applications there are
+# admitted with ferry's finalizer, so ferry does not patch each one. Waits until the API server
+# acts on it (a server-side dry run of a create) when the namespace exists. delete_ns removes it.
+ferry_admission_policy() { # namespace
+  local ns="$1" probe deadline=$((SECONDS + 60))
+  "$bin/helm" template ferry "$root/charts/ferry" --namespace "$ns" --set "watchNamespace=$ns" \
+    --api-versions admissionregistration.k8s.io/v1/MutatingAdmissionPolicy \
+    --show-only templates/cleanup-finalizer-policy.yaml |
+    kubectl apply --server-side --force-conflicts --field-manager=ferry-bench -f - >/dev/null
+  probe="{\"apiVersion\": \"ferry.dev/v1alpha1\", \"kind\": \"Application\",
+    \"metadata\": {\"name\": \"policy-probe\", \"namespace\": \"$ns\"},
+    \"spec\": {\"source\": {\"repoURL\": \"https://example.invalid/probe.git\", \"ref\": {\"branch\": \"main\"},
+    \"path\": \"probe\"}, \"destination\": {\"namespace\": \"$ns\"}}}"
+  # (The probe needs the namespace; a bench that makes it later gets the policy all the same.)
+  kubectl get namespace "$ns" >/dev/null 2>&1 || return 0
+  until kubectl create --dry-run=server -o 'jsonpath={.metadata.finalizers}' -f - <<<"$probe" 2>/dev/null |
+    grep -q ferry.dev/cleanup; do
+    ((SECONDS < deadline)) || die "the cleanup-finalizer policy for $ns did not act within 60s"
+    sleep 0.2
+  done
 }
 
 # host:port of the running ferry's HTTP server (from its "ferry is ready" line).
@@ -139,6 +169,8 @@ delete_ns() { # namespace
       log "could not clear the finalizers of ${api#* } in $ns"
   done
   kubectl delete namespace "$ns" --wait=true --timeout=600s >/dev/null
+  kubectl delete mutatingadmissionpolicybinding,mutatingadmissionpolicy "$ns-ferry-cleanup-finalizer" \
+    --ignore-not-found >/dev/null 2>&1 || true
 }
 
 # Waits (up to $timeout seconds) until `want` Deployments in the namespace have every replica

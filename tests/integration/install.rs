@@ -12,8 +12,8 @@ use std::{
 use serde_json::{Value, json};
 
 use crate::support::{
-    AppBuilder, Cluster, Ferry, FerryApp, GitServer, Run, T, TestNamespace, condition, configmap, deployment,
-    ferry_cli, get_json, helm_bin, metric, release_applications, repo_root, wait_until,
+    AppBuilder, Cluster, Ferry, FerryApp, GitServer, Run, Scenario, T, TestNamespace, condition, configmap,
+    deployment, ferry_cli, get_json, helm_bin, metric, release_applications, repo_root, wait_until,
 };
 
 fn chart() -> PathBuf {
@@ -317,6 +317,82 @@ fn the_rendered_chart_applies_to_the_cluster_with_a_server_dry_run_and_then_for_
         let d = get_json(&release.cluster, &["-n", ns, "get", "deployment", &release.name]).unwrap();
         if d["status"]["availableReplicas"] == 2 { Ok(()) } else { Err(format!("{}", d["status"])) }
     });
+}
+
+/// What `helm install` passes as an API server that serves MutatingAdmissionPolicy (1.36+) would:
+/// `helm template` alone knows no cluster and leaves the policy out.
+/// ferry's finalizer, as the chart's policy adds it.
+const FINALIZER: &str = "ferry.dev/cleanup";
+
+const ADMISSION_POLICY_API: &str = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy";
+
+#[test]
+fn the_charts_finalizer_policy_admits_applications_with_the_finalizer_so_ferry_never_patches_one() {
+    let s = Scenario::new("finalizer-policy");
+    // The chart's policy and binding, for a ferry reconciling this namespace only: named after
+    // the release namespace, and bound to it alone (it is cluster-scoped; other tests run beside).
+    let watch = format!("watchNamespace={}", s.ns());
+    let yaml = template(
+        "ferry",
+        s.ns(),
+        &[
+            "--api-versions",
+            ADMISSION_POLICY_API,
+            "--set",
+            &watch,
+            "--show-only",
+            "templates/cleanup-finalizer-policy.yaml",
+        ],
+    );
+    let docs = documents(&yaml);
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(kinds, ["MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding"]);
+    assert_eq!(
+        docs[1]["spec"]["matchResources"]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        s.ns()
+    );
+    for doc in &docs {
+        let (kind, name) =
+            (doc["kind"].as_str().unwrap().to_lowercase(), doc["metadata"]["name"].as_str().unwrap());
+        s.delete_later(&[&kind, name]);
+    }
+    s.cluster.apply(&yaml);
+    // Without the chart's values the policy is not rendered by `helm template`, nor when disabled.
+    let off = template(
+        "ferry",
+        s.ns(),
+        &["--api-versions", ADMISSION_POLICY_API, "--set", "cleanupFinalizerPolicy.enabled=false"],
+    );
+    assert!(!off.contains("MutatingAdmissionPolicy"), "the policy was rendered while disabled");
+    assert!(!template("ferry", s.ns(), &[]).contains("MutatingAdmissionPolicy"));
+
+    let sha = s.commit(&[("settings.yaml", configmap("settings", None, &[("color", "blue")]))], "settings");
+    let app = s.default_app("shop");
+    // The API server reads new policies through an informer: a server-side dry run of the create
+    // shows when the policy acts.
+    wait_until("the policy to give a new Application ferry's finalizer", T, || {
+        let args = ["create", "--dry-run=server", "-o", "jsonpath={.metadata.finalizers}", "-f", "-"];
+        let run = s.cluster.kubectl_stdin(&args, &app.to_yaml());
+        if run.stdout.contains(FINALIZER) { Ok(()) } else { Err(format!("{}{}", run.stdout, run.stderr)) }
+    });
+    let app = s.create_app(app);
+    let live = app.wait_synced(&sha, T);
+    // ferry wrote the status of the Application, and nothing else of it: no update of its
+    // metadata (the finalizer patch it sends when the finalizer is missing).
+    let updates: Vec<&Value> = live["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields")
+        .iter()
+        .filter(|e| e["operation"] == "Update")
+        .collect();
+    assert!(updates.is_empty(), "the Application was updated besides its status: {updates:?}");
+
+    // The finalizer works as ferry's own: deleting the Application prunes what it synced first.
+    s.kubectl_ok(&["-n", s.ns(), "delete", "applications.ferry.dev", &app.name, "--wait=false"]);
+    wait_until("the Application to be gone", T, || {
+        app.get().map_or(Ok(()), |a| Err(a["metadata"].to_string()))
+    });
+    assert!(s.get("configmap", Some(s.ns()), "settings").is_none(), "settings outlived its Application");
 }
 
 /// A namespace for Applications' objects, a Git server, and Applications created in `apps_ns`.
