@@ -20,6 +20,10 @@
 #   C. One Application of 10,000 objects (80% ConfigMaps, 10% Services, 10% ServiceAccounts:
 #      nothing waits for a controller) to Ready, next to `kubectl apply --server-side` of the
 #      same files (the floor), with ferry's peak RSS.
+#   D. What each request of a one-ConfigMap Application's first sync costs the control plane
+#      (benches/lib/api_cost.py, no ferry running): milliseconds of kube-apiserver + etcd CPU per
+#      Application create (without and with the chart's cleanup-finalizer policy), finalizer
+#      patch, ConfigMap apply, status apply and Event, each over COST_APPS objects: what bounds B.
 #
 # Usage: scale.sh [full|quick]. full (make bench) writes target/bench/scale.md and rewrites the
 # "Fleet scale" section of BENCHMARKS.md and docs/scale.svg; quick (100 apps, 1,000 ConfigMap
@@ -28,7 +32,7 @@
 # Environment: FERRY_BIN, FERRY_TESTENV_STATE, and FERRY_BENCH_SCALE_SHAPE_SIZES ("100 500
 # 1000"), _CM_APPS (10000), _ARGOCD_CM_APPS (1000), _OBJECTS (10000), _OBJECT_RUNS (3),
 # _TOOLS ("ferry flux argocd"), _TIMEOUT (1800 seconds per wait), _CONCURRENCY (ferry's
-# --concurrency, its default if unset).
+# --concurrency, its default if unset), _COST_APPS (2000; 0 skips D), _COST_ROUNDS (3).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -37,8 +41,8 @@ target="${CARGO_TARGET_DIR:-$root/target}"
 ferry="${FERRY_BIN:-$target/release/ferry}"
 mode="${1:-full}"
 case "$mode" in
-  full) d_sizes="100 500 1000" d_cm=10000 d_argo_cm=1000 d_objects=10000 d_runs=3 ;;
-  quick) d_sizes="100" d_cm=1000 d_argo_cm=100 d_objects=1000 d_runs=1 ;;
+  full) d_sizes="100 500 1000" d_cm=10000 d_argo_cm=1000 d_objects=10000 d_runs=3 d_cost=2000 d_cost_rounds=3 ;;
+  quick) d_sizes="100" d_cm=1000 d_argo_cm=100 d_objects=1000 d_runs=1 d_cost=500 d_cost_rounds=1 ;;
   *) echo "usage: $0 [full|quick]" >&2; exit 2 ;;
 esac
 read -r -a shape_sizes <<<"${FERRY_BENCH_SCALE_SHAPE_SIZES:-$d_sizes}"
@@ -49,6 +53,8 @@ object_runs="${FERRY_BENCH_SCALE_OBJECT_RUNS:-$d_runs}"
 read -r -a tools <<<"${FERRY_BENCH_SCALE_TOOLS:-ferry flux argocd}"
 timeout="${FERRY_BENCH_SCALE_TIMEOUT:-1800}"
 concurrency="${FERRY_BENCH_SCALE_CONCURRENCY:-}"
+cost_apps="${FERRY_BENCH_SCALE_COST_APPS:-$d_cost}"
+cost_rounds="${FERRY_BENCH_SCALE_COST_ROUNDS:-$d_cost_rounds}"
 out_dir="$target/bench"
 work="$out_dir/scale-$mode"
 samples_file="$work/samples.tsv"
@@ -363,6 +369,21 @@ if has_tool ferry && ((objects > 0)); then
   done
 fi
 
+log "D: what each request of a new Application's first sync costs the control plane ($cost_apps objects, $cost_rounds rounds)"
+if has_tool ferry && ((cost_apps > 0)); then
+  for variant in plain policy; do
+    ns="scale-cost-$variant"
+    delete_ns "$ns"
+    create_ns "$ns"
+    policy=0
+    if [[ "$variant" == policy ]]; then ferry_admission_policy "$ns"; policy=1; fi
+    # shellcheck disable=SC2046  # one word per pid
+    FERRY_COST_POLICY="$policy" python3 "$here/lib/api_cost.py" "$KUBECONFIG" "$ns" "$cost_apps" "$cost_rounds" \
+      $(control_plane_pids) >>"$samples_file" || die "api_cost.py failed in $ns"
+    delete_ns "$ns"
+  done
+fi
+
 {
   printf 'mode\t%s\n' "$mode"
   printf 'date\t%s\n' "$started"
@@ -378,6 +399,8 @@ fi
   printf 'argo_cm_apps\t%s\n' "$argo_cm_apps"
   printf 'objects\t%s\n' "$objects"
   printf 'object_runs\t%s\n' "$object_runs"
+  printf 'cost_apps\t%s\n' "$cost_apps"
+  printf 'cost_rounds\t%s\n' "$cost_rounds"
   printf 'nproc\t%s\n' "$(nproc)"
   printf 'load\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$work/meta.tsv"

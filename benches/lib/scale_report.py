@@ -111,6 +111,7 @@ class Section:
         self.shape()
         self.configmaps()
         self.objects()
+        self.costs()
         self.out(END)
         return "\n".join(self.lines) + "\n"
 
@@ -239,6 +240,9 @@ class Section:
             return v - apps if v is not None else None
         return self.m(f"{key}-{field}")
 
+    def costs(self):
+        costs_section(self)
+
     def objects(self):
         n = int(self.meta["objects"])
         ferry, floor = self.samples.get("objects-ferry"), self.samples.get("objects-floor")
@@ -271,6 +275,51 @@ class Section:
             f"Target: within 1.2× of the floor: {'met' if f <= 1.2 * k else 'not met'} ({f / k:.2f}×)."
         )
         self.out()
+
+
+COSTS = (
+    ("create", "Application create (the user's `kubectl create`)"),
+    ("create-policy", "Application create, through the chart's cleanup-finalizer policy"),
+    ("finalizer", "finalizer patch (ferry, where no policy added the finalizer)"),
+    ("configmap", "ConfigMap server-side apply (a create)"),
+    ("status", "status server-side apply (ferry's status after the first sync)"),
+    ("event", "Event"),
+)
+
+
+def costs_section(sec):
+    m = {k: sec.m(f"cost-{k}") for k, _ in COSTS}
+    if any(v is None for v in m.values()):
+        return
+    sec.out("### D. What each request of a new Application's first sync costs the control plane")
+    sec.out()
+    sec.out(
+        f"`benches/lib/api_cost.py`, no ferry running: {int(sec.meta['cost_apps']):,} Applications, and each of "
+        "the requests ferry sends for a one-ConfigMap Application's first sync sent for every one of them "
+        f"from 8 connections, rounds: {sec.meta['cost_rounds']}; milliseconds of kube-apiserver plus etcd CPU "
+        "per request, median of the rounds. The creates run in a namespace without and in one with the "
+        "chart's cleanup-finalizer policy (README, \"Install with Helm\")."
+    )
+    sec.out()
+    rows = [[title, number(m[k])] for k, title in COSTS]
+    without = m["finalizer"] + m["configmap"] + m["status"] + m["event"]
+    with_policy = m["configmap"] + m["status"] + m["event"] + (m["create-policy"] - m["create"])
+    rows.append(["**ferry's requests for one new Application, without the policy** (finalizer, apply, "
+                 "status, Event)", f"**{number(without)}**"])
+    rows.append(["**the same with the policy** (apply, status, Event, and what the policy adds to the create)",
+                 f"**{number(with_policy)}**"])
+    sec.table(["Request", "Control-plane CPU per request (ms)"], rows)
+    n = int(sec.meta["cm_apps"])
+    measured = sec.m(f"cm-{n}-ferry-control-plane-cpu")
+    text = (
+        f"For B's {n:,} Applications that is {n * with_policy / 1000:,.0f} s of control-plane CPU for ferry's "
+        f"requests (it would be {n * without / 1000:,.0f} s without the policy) and {n * m['create-policy'] / 1000:,.0f} s "
+        "for the creates themselves"
+    )
+    if measured is not None:
+        text += f", against the {measured:,.0f} s B measured (the rest: watches, and the namespace's other controllers)"
+    sec.out(text + ". On 2 cores the API server, not ferry, is what a fleet's first sync waits for.")
+    sec.out()
 
 
 def chart(meta, samples):
