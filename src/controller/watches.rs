@@ -51,6 +51,47 @@ pub enum Seen {
     Unknown,
 }
 
+/// One watch (one kind, in one namespace), as [`Watches::view`] gives it.
+#[derive(Clone)]
+pub struct KindView {
+    watched: Watched,
+    namespace: Option<String>,
+}
+
+impl KindView {
+    /// What the watch knows of `name`.
+    pub fn seen(&self, name: &str) -> Seen {
+        let watched = &self.watched;
+        if !*watched.ready.borrow() {
+            return Seen::Unknown;
+        }
+        let mut oref = ObjectRef::<Meta>::new_with(name, watched.resource.clone());
+        if let Some(ns) = &self.namespace {
+            oref = oref.within(ns);
+        }
+        match watched.store.get(&oref) {
+            None => Seen::Absent,
+            Some(meta) => Seen::Present {
+                resource_version: meta.metadata.resource_version.clone().unwrap_or_default(),
+                labels: meta.metadata.labels.clone().unwrap_or_default(),
+            },
+        }
+    }
+
+    /// Waits until the watch shows none of `names`, up to `within`; whether it came to that.
+    /// The store has no change notification, so it is looked at every few milliseconds: a
+    /// local read, no request.
+    pub async fn until_absent(&self, names: &[&str], within: Duration) -> bool {
+        let gone = || names.iter().all(|n| self.seen(n) == Seen::Absent);
+        let wait = async {
+            while !gone() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(within, wait).await.is_ok()
+    }
+}
+
 #[derive(Clone)]
 struct Watched {
     resource: ApiResource,
@@ -221,25 +262,15 @@ impl Watches {
 
     /// What the watch of `resource` knows of `namespace/name`.
     pub fn seen(&self, resource: &ApiResource, namespace: Option<&str>, name: &str) -> Seen {
-        let Some(scope) = self.scope(namespace) else { return Seen::Unknown };
-        let key = key(resource, scope);
-        let Some(watched) = self.kinds.lock().expect("watches lock").get(&key).cloned() else {
-            return Seen::Unknown;
-        };
-        if !*watched.ready.borrow() {
-            return Seen::Unknown;
-        }
-        let mut oref = ObjectRef::<Meta>::new_with(name, watched.resource.clone());
-        if let Some(ns) = namespace {
-            oref = oref.within(ns);
-        }
-        match watched.store.get(&oref) {
-            None => Seen::Absent,
-            Some(meta) => Seen::Present {
-                resource_version: meta.metadata.resource_version.clone().unwrap_or_default(),
-                labels: meta.metadata.labels.clone().unwrap_or_default(),
-            },
-        }
+        self.view(resource, namespace).map_or(Seen::Unknown, |view| view.seen(name))
+    }
+
+    /// The watch of `resource` that answers for `namespace`, if it was started: what a caller
+    /// may keep and ask again later (waiting for an object to go) without these watches.
+    pub fn view(&self, resource: &ApiResource, namespace: Option<&str>) -> Option<KindView> {
+        let scope = self.scope(namespace)?;
+        let watched = self.kinds.lock().expect("watches lock").get(&key(resource, scope)).cloned()?;
+        Some(KindView { watched, namespace: namespace.map(str::to_string) })
     }
 
     /// Number of watches (kinds, times namespaces with `--managed-namespaces`), for logs and tests.
