@@ -21,7 +21,7 @@ use super::{
     clusters::ClusterLink,
     context::Context,
     memory::{AppMemory, ObjKey},
-    watches::{KindView, Seen, Watches},
+    watches::{FullView, KindView, Seen, Watches},
 };
 use crate::{
     api::{
@@ -332,8 +332,13 @@ pub(super) async fn decide(
     let name = git.name_any();
     let template_hash =
         workload::template_hash(&git_value).ok_or_else(|| RolloutError::NoTemplate { name: name.clone() })?;
+    let full = match namespace.as_deref() {
+        Some(ns) => link.watches.full(&resource.0, ns, ctx.options.api_timeout).await,
+        None => None,
+    };
     let cluster = Cluster {
         watches: &link.watches,
+        full,
         mem,
         applier,
         app: AppRef { namespace: app.namespace().unwrap_or_default(), name: app.name_any() },
@@ -565,6 +570,8 @@ async fn hand_over(applier: &Applier, o: &Objects) -> Result<(), RolloutError> {
 struct Cluster<'a> {
     /// The watches of the cluster the Application deploys to.
     watches: &'a Watches,
+    /// The whole Deployments of the workload's namespace, when that watch is synced.
+    full: Option<FullView>,
     mem: &'a AppMemory,
     applier: &'a Applier,
     /// The Application the rollout is of: whose derived objects are its own.
@@ -575,8 +582,10 @@ struct Cluster<'a> {
 }
 
 impl Cluster<'_> {
-    /// A Deployment as it is now: from memory when the watch shows ferry already saw this
-    /// resourceVersion, from the watch when it says there is none, else read.
+    /// A Deployment as it is now: from the watch of whole Deployments or from memory when they
+    /// have the resourceVersion the metadata watch shows (which wakes the passes, so a pass never
+    /// decides on an older state than the one that woke it), none when the watch knows none,
+    /// else read.
     async fn live(
         &self,
         (resource, caps): &(ApiResource, ApiCapabilities),
@@ -586,6 +595,12 @@ impl Cluster<'_> {
         match self.watches.seen(resource, self.namespace, name) {
             Seen::Absent => return Ok(None),
             Seen::Present { resource_version, .. } => {
+                let whole = self.full.as_ref().and_then(|f| f.get(name));
+                if let Some(whole) = whole
+                    && whole.metadata.resource_version.as_deref() == Some(resource_version.as_str())
+                {
+                    return Ok(Some(serde_json::to_value(whole.as_ref()).expect("objects serialize")));
+                }
                 let known = key.and_then(|k| self.mem.known.get(k));
                 if let Some(k) = known.filter(|k| k.resource_version == resource_version)
                     && let Some(live) = &k.live
