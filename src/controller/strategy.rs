@@ -332,10 +332,7 @@ pub(super) async fn decide(
     let name = git.name_any();
     let template_hash =
         workload::template_hash(&git_value).ok_or_else(|| RolloutError::NoTemplate { name: name.clone() })?;
-    let full = match namespace.as_deref() {
-        Some(ns) => link.watches.full(&resource.0, ns, ctx.options.api_timeout).await,
-        None => None,
-    };
+    let (full, view) = deployment_watches(ctx, link, resource, namespace.as_deref()).await;
     let cluster = Cluster {
         watches: &link.watches,
         full,
@@ -362,7 +359,7 @@ pub(super) async fn decide(
         canary: Derived::of(canary, &cluster.app),
         routing: Routing::of(strategy, &rendered, &cluster, workload_name).await?,
         autoscaled,
-        view: link.watches.view(&resource.0, namespace.as_deref()),
+        view,
     };
 
     let measure = PrometheusMeasure::for_workload(ctx, commit, namespace.as_deref(), &name);
@@ -378,6 +375,24 @@ pub(super) async fn decide(
         cluster.claim(&objects).await?;
     }
     Ok(Pass { decision, objects })
+}
+
+/// The watches a pass reads Deployments from: of whole ones in the workload's namespace (when
+/// synced), and the metadata watch a hand-over waits on. The plan starts that one too; started
+/// here, a hand-over can wait on it even in the first pass after ferry starts.
+async fn deployment_watches(
+    ctx: &Context,
+    link: &ClusterLink,
+    (resource, caps): &(ApiResource, ApiCapabilities),
+    namespace: Option<&str>,
+) -> (Option<FullView>, Option<KindView>) {
+    let timeout = ctx.options.api_timeout;
+    link.watches.ensure(resource, caps.scope == kube::discovery::Scope::Namespaced, timeout).await;
+    let full = match namespace {
+        Some(ns) => link.watches.full(resource, ns, timeout).await,
+        None => None,
+    };
+    (full, link.watches.view(resource, namespace))
 }
 
 /// The rendered objects `spec.strategy` names. One the revision does not render is a
