@@ -306,22 +306,28 @@ impl Watches {
     }
 
     /// The whole objects of `resource` in `namespace` that carry ferry's label, from a watch
-    /// started on first use; waits up to `wait` for its first list. `None` when it is not synced
-    /// in time, or when no metadata watch covers the namespace (`--managed-namespaces`), where
-    /// ferry may not list. It wakes no reconcile: the metadata watch of the kind does.
+    /// started on first use, which waits up to `wait` for its first list (later calls do not
+    /// wait: a watch that cannot list, for want of RBAC, must not slow every pass). `None` when
+    /// it is not synced, or when no metadata watch covers the namespace (`--managed-namespaces`),
+    /// where ferry may not list. It wakes no reconcile: the metadata watch of the kind does.
     pub async fn full(&self, resource: &ApiResource, namespace: &str, wait: Duration) -> Option<FullView> {
         self.scope(Some(namespace))?;
-        let watched = self.full_watched(resource, namespace);
+        let (watched, started) = self.full_watched(resource, namespace);
         let mut ready = watched.ready.subscribe();
-        let synced = tokio::time::timeout(wait, ready.wait_for(|r| *r)).await.is_ok_and(|r| r.is_ok());
+        let synced = if started {
+            tokio::time::timeout(wait, ready.wait_for(|r| *r)).await.is_ok_and(|r| r.is_ok())
+        } else {
+            *ready.borrow()
+        };
         synced.then(|| FullView { watched, resource: resource.clone(), namespace: namespace.to_string() })
     }
 
-    fn full_watched(&self, resource: &ApiResource, namespace: &str) -> FullWatched {
+    /// The watch of whole objects, and whether it was started just now.
+    fn full_watched(&self, resource: &ApiResource, namespace: &str) -> (FullWatched, bool) {
         let key = key(resource, Some(namespace));
         let mut full = self.full.lock().expect("watches lock");
         if let Some(w) = full.get(&key) {
-            return w.clone();
+            return (w.clone(), false);
         }
         let writer = reflector::store::Writer::<DynamicObject>::new(resource.clone());
         let store = writer.as_reader();
@@ -348,7 +354,7 @@ impl Watches {
         self.tasks.lock().expect("watch tasks lock").push(task);
         let watched = FullWatched { store, ready };
         full.insert(key, watched.clone());
-        watched
+        (watched, true)
     }
 
     /// Number of watches (kinds, times namespaces with `--managed-namespaces`), for logs and tests.
