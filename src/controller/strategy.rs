@@ -541,6 +541,10 @@ async fn apply_derived(applier: &Applier, desired: Value, live: Option<&Value>) 
     Ok(())
 }
 
+/// How long a pass waits for the watch of whole Deployments to catch up with the metadata watch
+/// before it reads the Deployment instead.
+const CATCH_UP: Duration = Duration::from_millis(50);
+
 /// How long a hand-over waits for the garbage collector to let the primary and the canary go
 /// (milliseconds, as a rule); past that the next pass creates the primary.
 const HAND_OVER_WAIT: Duration = Duration::from_secs(10);
@@ -610,22 +614,43 @@ impl Cluster<'_> {
         match self.watches.seen(resource, self.namespace, name) {
             Seen::Absent => return Ok(None),
             Seen::Present { resource_version, .. } => {
-                let whole = self.full.as_ref().and_then(|f| f.get(name));
-                if let Some(whole) = whole
-                    && whole.metadata.resource_version.as_deref() == Some(resource_version.as_str())
-                {
-                    return Ok(Some(serde_json::to_value(whole.as_ref()).expect("objects serialize")));
-                }
                 let known = key.and_then(|k| self.mem.known.get(k));
                 if let Some(k) = known.filter(|k| k.resource_version == resource_version)
                     && let Some(live) = &k.live
                 {
                     return Ok(Some(live.as_ref().clone()));
                 }
+                if let Some(whole) = self.whole(resource, name).await {
+                    return Ok(Some(whole));
+                }
             }
             Seen::Unknown => {}
         }
         self.get(&(resource.clone(), caps.clone()), name, "Deployment").await
+    }
+
+    /// The Deployment from the watch of whole ones, once it has the resourceVersion the
+    /// metadata watch shows. Both watches get the same event within milliseconds, so a pass
+    /// woken by one waits a little for the other rather than sending a GET.
+    async fn whole(&self, resource: &ApiResource, name: &str) -> Option<Value> {
+        let full = self.full.as_ref()?;
+        let deadline = tokio::time::Instant::now() + CATCH_UP;
+        loop {
+            let Seen::Present { resource_version, .. } = self.watches.seen(resource, self.namespace, name)
+            else {
+                return None;
+            };
+            let whole = full.get(name);
+            if let Some(whole) =
+                whole.filter(|w| w.metadata.resource_version.as_ref() == Some(&resource_version))
+            {
+                return Some(serde_json::to_value(whole.as_ref()).expect("objects serialize"));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// The live object, read.
