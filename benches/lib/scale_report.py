@@ -94,6 +94,10 @@ class Section:
             "into `target/bench/scale-quick.md`."
         )
         self.out()
+        if meta.get("note"):
+            # A scenario run again on its own (meta.tsv's `note` says which, when and why).
+            self.out(meta["note"])
+            self.out()
         self.out(f"![ferry, Flux and Argo CD: Flux's benchmark shape]({chart_ref})")
         self.out()
         self.out(
