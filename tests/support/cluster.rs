@@ -277,7 +277,27 @@ pub struct TestNamespace {
 }
 
 impl Drop for TestNamespace {
+    /// Deletes the namespace, then frees the Applications still in it of their finalizers: the
+    /// test's ferry has usually stopped by now, and an Application whose finalizer no ferry will
+    /// ever run would keep the namespace Terminating for good (and a bench run after the tests
+    /// waits for no namespace to be Terminating).
     fn drop(&mut self) {
         let _ = self.cluster.kubectl(&["delete", "namespace", &self.name, "--wait=false"]);
+        let names = self.cluster.kubectl(&[
+            "-n",
+            &self.name,
+            "get",
+            "applications.ferry.dev",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ]);
+        if !names.success {
+            return;
+        }
+        for app in names.stdout.split_whitespace() {
+            let unfinalize = r#"{"metadata":{"finalizers":null}}"#;
+            let args = ["-n", &self.name, "patch", "applications.ferry.dev", app, "--type=merge", "-p", unfinalize];
+            let _ = self.cluster.kubectl(&args);
+        }
     }
 }
