@@ -296,7 +296,8 @@ impl Drop for TestNamespace {
         }
         for app in names.stdout.split_whitespace() {
             let unfinalize = r#"{"metadata":{"finalizers":null}}"#;
-            let args = ["-n", &self.name, "patch", "applications.ferry.dev", app, "--type=merge", "-p", unfinalize];
+            let args =
+                ["-n", &self.name, "patch", "applications.ferry.dev", app, "--type=merge", "-p", unfinalize];
             let _ = self.cluster.kubectl(&args);
         }
     }
