@@ -227,26 +227,21 @@ WHY = [
     "Where ferry is behind, and why (from the request counters by verb and resource and the "
     "tools' logs kept beside each run in `target/bench/rollouts-<mode>/`):",
     "",
-    "- **Promotion.** A replica-ratio canary whose last step is `setWeight: 100` runs Git's pod "
-    "template and selector as they are; when it serves alone at full size ferry hands its "
-    "ReplicaSet over: it deletes the primary and then the canary Deployment with propagation "
-    "`Orphan` and creates the primary as in Git, whose Deployment controller adopts the canary's "
-    "ReplicaSet as the one running its template, so no pod is replaced (Argo Rollouts relabels its "
-    "canary ReplicaSet as stable). What the promotion row still measures is those three writes and "
-    "the Deployment controller's adoption and status, where Argo writes its Rollout's status once.",
-    "- **Blue-green, and the API server's count there.** The new version runs as `<name>-canary` "
-    "behind the preview Service with its pods labelled apart (the active Service must not select "
-    "them before the switch); when the scale-down delay ends the old primary goes to 0 at once and "
-    "then takes the new template, starting its pods from zero, and the `-canary` Deployment goes "
-    "once the primary is available: the new version's pods are created twice (Argo Rollouts points "
-    "the Services at its ReplicaSets' `pod-template-hash` and keeps them). That is blue-green's "
-    "larger API-server count and its later finish; it is the price of \"the cluster is what Git "
-    "says\" (a plain Deployment with the new template at the end) without rewriting selectors.",
-    "- **ferry's own requests.** ferry reads the rollout's Deployments from a watch of whole "
-    "Deployments in the workload's namespace, and applies the canary only when its manifest or "
-    "size changes; the plan stage still reads the primary again with a GET when its status moved "
-    "since the last pass (every pass of a rollout in progress). Argo Rollouts reads from full "
-    "informer caches and writes only what changes; in the canaries it lists Pods on most passes.",
+    "- **Promotion, and the API server's count.** When the steps are done ferry gives the primary "
+    "Deployment the new template, as Git has it, and removes the canary only once the primary runs "
+    "it at full size: a second rolling update of every replica (the API server sees twice the Pod "
+    "creations and deletions, plus the Deployment controller's status writes and Events). Argo "
+    "Rollouts has no Deployment: promotion relabels the canary ReplicaSet as stable and scales the "
+    "old one to 0. That is the promotion row, the larger API-server count in every scenario that "
+    "promotes, and blue-green's slower finish; it is the price of \"the cluster is what Git says\" "
+    "(a plain Deployment with the new template at the end).",
+    "- **ferry's own requests in blue-green (and in part in canary).** ferry watches Deployments "
+    "metadata-only; a Deployment whose resourceVersion moved since ferry last read it is read again "
+    "with a GET, and during a rollout both Deployments' status moves all the time (about 4 GETs of "
+    "Deployments per pass), and each pass re-applies both Deployments and, in blue-green, the "
+    "Services (server-side apply, unchanged or not). Argo Rollouts reads from full informer caches "
+    "and writes only what changes; in the canaries it in turn lists Pods on most passes, which is "
+    "why ferry's own count is still the smaller there.",
     "- **The analysis step.** Argo Rollouts keeps measurement times in whole seconds, so with "
     "`interval: 1s` its second measurement comes 0–1 s after the first (its log: \"Enqueueing "
     "analysis after 328ms\"); ferry waits the full second. With the usual intervals (30 s and "

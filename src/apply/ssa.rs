@@ -149,35 +149,9 @@ impl Applier {
         name: &str,
         uid: Option<&str>,
     ) -> Result<(), ApplyError> {
-        let target = (resource, caps, namespace, name);
-        self.delete_with(object, target, uid, PropagationPolicy::Background).await
-    }
-
-    /// Deletes an object and leaves its dependents (a Deployment's ReplicaSets and their Pods)
-    /// in place, without owner: the garbage collector takes its reference off them before the
-    /// object goes. `uid` as for [`Applier::delete`].
-    pub async fn delete_orphaning(
-        &self,
-        object: &str,
-        (resource, caps): (&ApiResource, &ApiCapabilities),
-        namespace: Option<&str>,
-        name: &str,
-        uid: Option<&str>,
-    ) -> Result<(), ApplyError> {
-        let target = (resource, caps, namespace, name);
-        self.delete_with(object, target, uid, PropagationPolicy::Orphan).await
-    }
-
-    async fn delete_with(
-        &self,
-        object: &str,
-        (resource, caps, namespace, name): (&ApiResource, &ApiCapabilities, Option<&str>, &str),
-        uid: Option<&str>,
-        propagation: PropagationPolicy,
-    ) -> Result<(), ApplyError> {
         let api = self.api(resource, caps, namespace);
         let params = DeleteParams {
-            propagation_policy: Some(propagation),
+            propagation_policy: Some(PropagationPolicy::Background),
             preconditions: uid
                 .map(|uid| Preconditions { uid: Some(uid.to_string()), resource_version: None }),
             ..Default::default()

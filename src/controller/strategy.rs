@@ -8,7 +8,7 @@
 //! rollout never fights the sync), the canary is applied by field manager `ferry-rollout`, and
 //! the decision's status lands in `status.rollout` with the rest of the status.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::collections::BTreeMap;
 
 use kube::{
     ResourceExt,
@@ -21,20 +21,20 @@ use super::{
     clusters::ClusterLink,
     context::Context,
     memory::{AppMemory, ObjKey},
-    watches::{FullView, KindView, Seen, Watches},
+    watches::{Seen, Watches},
 };
 use crate::{
     api::{
         AnalysisMetric, Application, BlueGreenStrategy, GatewayApiRouting, InventoryEntry,
         ROLLOUT_REQUEST_ANNOTATION, Strategy, conditions,
     },
-    apply::{AppRef, Applier, ApplyError, MANIFEST_HASH, Ownership, manifest_hash, ownership_of},
+    apply::{AppRef, Applier, ApplyError, Ownership, ownership_of},
     rollout::{
         analysis::render_query,
         blue_green, canary,
         prometheus::Prometheus,
         types::{Canary, Decision, Measure, MeasureError, Observed, Primary, Taken},
-        workload::{self, Availability, CANARY, Pods, ROLLOUT_FIELD_MANAGER},
+        workload::{self, Availability, CANARY, ROLLOUT_FIELD_MANAGER},
     },
     source::Revision,
 };
@@ -183,8 +183,6 @@ struct Objects {
     /// A HorizontalPodAutoscaler in the revision scales the workload: ferry never sets the
     /// primary's replicas, and the canary is sized from the primary's current count.
     autoscaled: bool,
-    /// The watch of Deployments in the workload's namespace, for a hand-over to wait on.
-    view: Option<KindView>,
 }
 
 /// How traffic reaches the new version, beyond the Deployments.
@@ -254,12 +252,10 @@ impl Objects {
                 (Some(live), true) => workload::replicas(live),
                 _ => workload::replicas(&self.git),
             },
-            autoscaled: self.autoscaled,
             primary_hash: self.live_primary.as_ref().and_then(workload::stamped_hash),
             primary: Availability::of(self.live_primary.as_ref()),
             canary: Availability::of(canary),
             canary_hash: canary.and_then(workload::stamped_hash),
-            canary_as_git: canary.is_some() && self.pods() == Pods::AsGit,
             last_applied_revision: app.status.as_ref().and_then(|s| s.last_applied_revision.as_deref()),
             request: app.annotations().get(ROLLOUT_REQUEST_ANNOTATION).map(String::as_str),
             now: k8s_openapi::jiff::Timestamp::now(),
@@ -281,13 +277,6 @@ impl Objects {
         keys.sort();
         keys.dedup();
         keys
-    }
-
-    /// How the canary's pods are told from the primary's: not at all under replica-ratio
-    /// routing, unless a live canary has them labelled already (its selector cannot change).
-    fn pods(&self) -> Pods<'static> {
-        let labelled = self.canary.ours.as_ref().is_some_and(Pods::labelled);
-        if self.routing.is_none() && !labelled { Pods::AsGit } else { Pods::Apart(&[]) }
     }
 
     fn namespace(&self) -> Option<&str> {
@@ -332,10 +321,8 @@ pub(super) async fn decide(
     let name = git.name_any();
     let template_hash =
         workload::template_hash(&git_value).ok_or_else(|| RolloutError::NoTemplate { name: name.clone() })?;
-    let (full, view) = deployment_watches(ctx, link, resource, namespace.as_deref()).await;
     let cluster = Cluster {
         watches: &link.watches,
-        full,
         mem,
         applier,
         app: AppRef { namespace: app.namespace().unwrap_or_default(), name: app.name_any() },
@@ -359,7 +346,6 @@ pub(super) async fn decide(
         canary: Derived::of(canary, &cluster.app),
         routing: Routing::of(strategy, &rendered, &cluster, workload_name).await?,
         autoscaled,
-        view,
     };
 
     let measure = PrometheusMeasure::for_workload(ctx, commit, namespace.as_deref(), &name);
@@ -375,24 +361,6 @@ pub(super) async fn decide(
         cluster.claim(&objects).await?;
     }
     Ok(Pass { decision, objects })
-}
-
-/// The watches a pass reads Deployments from: of whole ones in the workload's namespace (when
-/// synced), and the metadata watch a hand-over waits on. The plan starts that one too; started
-/// here, a hand-over can wait on it even in the first pass after ferry starts.
-async fn deployment_watches(
-    ctx: &Context,
-    link: &ClusterLink,
-    (resource, caps): &(ApiResource, ApiCapabilities),
-    namespace: Option<&str>,
-) -> (Option<FullView>, Option<KindView>) {
-    let timeout = ctx.options.api_timeout;
-    link.watches.ensure(resource, caps.scope == kube::discovery::Scope::Namespaced, timeout).await;
-    let full = match namespace {
-        Some(ns) => link.watches.full(resource, ns, timeout).await,
-        None => None,
-    };
-    (full, link.watches.view(resource, namespace))
 }
 
 /// The rendered objects `spec.strategy` names. One the revision does not render is a
@@ -484,26 +452,21 @@ impl Routing {
     }
 }
 
-/// Creates, scales or removes the canary Deployment as decided, or hands it over to the
-/// primary. Idempotent: the same decision applied twice writes the same object, and an object
-/// already as decided is not written again.
+/// Creates, scales or removes the canary Deployment as decided. Idempotent: the same decision
+/// applied twice writes the same object.
 pub(super) async fn converge_canary(applier: &Applier, pass: &Pass) -> Result<(), RolloutError> {
     let o = &pass.objects;
     match pass.decision.canary {
         Canary::Present { replicas } => {
-            if let Some(Routing::Gateway { service, canary_service, .. }) = &o.routing {
+            if let Some(Routing::Gateway { service, .. }) = &o.routing {
                 let service = workload::canary_service(service);
-                apply_derived(applier, service, canary_service.ours.as_ref()).await?;
+                let obj: DynamicObject = serde_json::from_value(service).expect("a Service deserializes");
+                applier.apply_as(ROLLOUT_FIELD_MANAGER, &obj, true).await?;
             }
-            let apart = o.apart();
-            let pods = match o.pods() {
-                Pods::AsGit => Pods::AsGit,
-                Pods::Apart(_) => Pods::Apart(&apart),
-            };
-            let canary = workload::canary_deployment(&o.git, replicas, &o.template_hash, pods);
-            apply_derived(applier, canary, o.canary.ours.as_ref()).await?;
+            let canary = workload::canary_deployment(&o.git, replicas, &o.template_hash, &o.apart());
+            let obj: DynamicObject = serde_json::from_value(canary).expect("a Deployment deserializes");
+            applier.apply_as(ROLLOUT_FIELD_MANAGER, &obj, true).await?;
         }
-        Canary::HandOver => hand_over(applier, o).await?,
         // Only this Application's canary objects are deleted, and only the ones read.
         Canary::Absent => {
             let namespace = o.namespace();
@@ -526,71 +489,11 @@ pub(super) async fn converge_canary(applier: &Applier, pass: &Pass) -> Result<()
     Ok(())
 }
 
-/// Applies an object the rollout derives unless this Application's live one is it already:
-/// the same manifest hash (an annotation, as on everything ferry applies) and the same replicas
-/// (what `kubectl scale` changes). Every pass of a rollout would otherwise write the canary.
-async fn apply_derived(applier: &Applier, desired: Value, live: Option<&Value>) -> Result<(), RolloutError> {
-    let mut obj: DynamicObject = serde_json::from_value(desired).expect("a derived object deserializes");
-    let hash = manifest_hash(&mut obj);
-    let live_hash = live.and_then(|l| l.pointer("/metadata/annotations")?.get(MANIFEST_HASH)?.as_str());
-    let replicas = |v: Option<&Value>| v.and_then(|v| v.pointer("/spec/replicas")).cloned();
-    if live_hash == Some(hash.as_str()) && replicas(live) == replicas(Some(&obj.data)) {
-        return Ok(());
-    }
-    applier.apply_as(ROLLOUT_FIELD_MANAGER, &obj, true).await?;
-    Ok(())
-}
-
-/// How long a pass waits for the watch of whole Deployments to catch up with the metadata watch
-/// before it reads the Deployment instead.
-const CATCH_UP: Duration = Duration::from_millis(50);
-
-/// How long a hand-over waits for the garbage collector to let the primary and the canary go
-/// (milliseconds, as a rule); past that the next pass creates the primary.
-const HAND_OVER_WAIT: Duration = Duration::from_secs(10);
-
-/// Promotion by hand-over ([`Canary::HandOver`]): the primary (no pod, the stable template) and
-/// the canary (Git's template at full size) are deleted leaving their ReplicaSets, then Git's
-/// Deployment is created, and its controller adopts the canary's ReplicaSet as the one running
-/// its template: the pods that serve go on serving, none is created or deleted.
-///
-/// The primary is deleted first: from then on its controller adopts nothing, so it can never
-/// take the canary's ReplicaSet for an old one of its own and scale it down. If the deletions
-/// take too long, or fail half-way, the next pass finds no primary and creates it as Git has it
-/// (at worst the primary rolls out new pods, as without a hand-over).
-async fn hand_over(applier: &Applier, o: &Objects) -> Result<(), RolloutError> {
-    let (Some(live), Some(canary_uid)) = (&o.live_primary, o.canary.uid()) else { return Ok(()) };
-    let namespace = o.namespace();
-    let (name, canary) = (name_of(&o.git), o.canary_name());
-    let shown = |n: &str| format!("Deployment {}/{n}", namespace.unwrap_or_default());
-    let kind = (&o.resource.0, &o.resource.1);
-    let primary_uid = live.pointer("/metadata/uid").and_then(Value::as_str);
-    applier.delete_orphaning(&shown(name), kind, namespace, name, primary_uid).await?;
-    applier.delete_orphaning(&shown(&canary), kind, namespace, &canary, Some(canary_uid)).await?;
-    let gone = match &o.view {
-        Some(view) => view.until_absent(&[name, &canary], HAND_OVER_WAIT).await,
-        None => false,
-    };
-    if !gone {
-        tracing::info!(deployment = %shown(name), "hand-over: not gone yet; the next pass creates the primary");
-        return Ok(());
-    }
-    let mut primary = o.git.clone();
-    workload::stamp(&mut primary, &o.template_hash);
-    let mut obj: DynamicObject = serde_json::from_value(primary).expect("a Deployment deserializes");
-    // As the sync applies it (labelled, stamped, hashed), so the next pass finds it in sync.
-    manifest_hash(&mut obj);
-    applier.apply(&obj, false).await?;
-    Ok(())
-}
-
 /// Where a pass reads live objects: the watches and the memory of earlier passes first, the API
 /// server when they cannot tell. Everything it reads is in the workload's namespace.
 struct Cluster<'a> {
     /// The watches of the cluster the Application deploys to.
     watches: &'a Watches,
-    /// The whole Deployments of the workload's namespace, when that watch is synced.
-    full: Option<FullView>,
     mem: &'a AppMemory,
     applier: &'a Applier,
     /// The Application the rollout is of: whose derived objects are its own.
@@ -601,10 +504,8 @@ struct Cluster<'a> {
 }
 
 impl Cluster<'_> {
-    /// A Deployment as it is now: from the watch of whole Deployments or from memory when they
-    /// have the resourceVersion the metadata watch shows (which wakes the passes, so a pass never
-    /// decides on an older state than the one that woke it), none when the watch knows none,
-    /// else read.
+    /// A Deployment as it is now: from memory when the watch shows ferry already saw this
+    /// resourceVersion, from the watch when it says there is none, else read.
     async fn live(
         &self,
         (resource, caps): &(ApiResource, ApiCapabilities),
@@ -620,37 +521,10 @@ impl Cluster<'_> {
                 {
                     return Ok(Some(live.as_ref().clone()));
                 }
-                if let Some(whole) = self.whole(resource, name).await {
-                    return Ok(Some(whole));
-                }
             }
             Seen::Unknown => {}
         }
         self.get(&(resource.clone(), caps.clone()), name, "Deployment").await
-    }
-
-    /// The Deployment from the watch of whole ones, once it has the resourceVersion the
-    /// metadata watch shows. Both watches get the same event within milliseconds, so a pass
-    /// woken by one waits a little for the other rather than sending a GET.
-    async fn whole(&self, resource: &ApiResource, name: &str) -> Option<Value> {
-        let full = self.full.as_ref()?;
-        let deadline = tokio::time::Instant::now() + CATCH_UP;
-        loop {
-            let Seen::Present { resource_version, .. } = self.watches.seen(resource, self.namespace, name)
-            else {
-                return None;
-            };
-            let whole = full.get(name);
-            if let Some(whole) =
-                whole.filter(|w| w.metadata.resource_version.as_ref() == Some(&resource_version))
-            {
-                return Some(serde_json::to_value(whole.as_ref()).expect("objects serialize"));
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
     }
 
     /// The live object, read.
@@ -893,7 +767,6 @@ mod tests {
             canary: Derived::default(),
             routing,
             autoscaled: false,
-            view: None,
         }
     }
 

@@ -264,27 +264,16 @@ impl<M: Measure> Rollout<'_, BlueGreenStrategy, M> {
         Flow::Decided(Wait::timed(RolloutPhase::Progressing, message, left).onto(st, self.at(SCALE_DOWN)))
     }
 
-    /// Step 5: the old version goes at once, as the delay ends (the active Service left it at
-    /// the switch), rather than pod by pod in a rolling update of the primary; then the primary
-    /// takes the new version, from no pod, and the shared phases end the promotion once it is
-    /// available. An autoscaled primary is never scaled by ferry: it rolls.
+    /// Step 5: the primary takes the new version; the shared phases end the promotion once it
+    /// is available.
     fn promote_primary(&self, mut st: RolloutStatus, index: i32) -> Decision {
         st.step = Some(PROMOTE);
-        let o = self.o;
-        let old_running =
-            o.primary.exists && o.primary_hash != Some(o.template_hash) && !o.primary.settled_at(0);
-        let mut d = self.at(index);
-        let message = if old_running && !o.autoscaled {
-            d.primary = Primary::Hold { replicas: 0 };
-            format!(
-                "promoting {}: the old version of Deployment {} scales down",
-                short(o.revision),
-                self.workload
-            )
-        } else {
-            format!("promoting {}: Deployment {} takes the new version", short(o.revision), self.workload)
-        };
-        Wait::timed(RolloutPhase::Promoting, message, POLL).onto(st, d)
+        let message = format!(
+            "promoting {}: Deployment {} takes the new version",
+            short(self.o.revision),
+            self.workload
+        );
+        Wait::timed(RolloutPhase::Promoting, message, POLL).onto(st, self.at(index))
     }
 }
 
@@ -325,12 +314,10 @@ mod tests {
             revision: REV,
             template_hash: "new",
             replicas: 3,
-            autoscaled: false,
             primary_hash: Some("old"),
             primary: settled(3),
             canary,
             canary_hash: canary.exists.then_some("new"),
-            canary_as_git: false,
             last_applied_revision: None,
             request,
             now: Timestamp::from_second(1_800_000_000 + at).unwrap(),
@@ -368,23 +355,8 @@ mod tests {
         let st = d.status.unwrap();
         assert_eq!(st.step, Some(SCALE_DOWN));
         assert_eq!(d.requeue, Some(Duration::from_secs(20)));
-        // The delay is over: the old version goes at once (the primary to no pod), then the
-        // primary takes the new version.
         let d = advance(&s, "shop", Some(&st), &observed(31, settled(3), None), &ok).await;
-        assert_eq!((d.primary, d.active_to_new), (Primary::Hold { replicas: 0 }, true));
-        let st = d.status.unwrap();
-        assert_eq!(st.phase, RolloutPhase::Promoting);
-        // An autoscaled primary is not scaled by ferry: it takes the new version at once.
-        let mut scaled = observed(31, settled(3), None);
-        scaled.autoscaled = true;
-        assert_eq!(advance(&s, "shop", Some(&st), &scaled, &ok).await.primary, Primary::AsGit);
-        let mut o = observed(32, settled(3), None);
-        o.primary = settled(0);
-        let d = advance(&s, "shop", Some(&st), &o, &ok).await;
-        assert_eq!(
-            (d.primary, d.canary, d.active_to_new),
-            (Primary::AsGit, Canary::Present { replicas: 3 }, true)
-        );
+        assert_eq!((d.primary, d.active_to_new), (Primary::AsGit, true));
         let st = d.status.unwrap();
         assert_eq!(st.phase, RolloutPhase::Promoting);
         let mut o = observed(40, settled(3), None);

@@ -247,39 +247,18 @@ impl<M: Measure> Rollout<'_, CanaryStrategy, M> {
         asks
     }
 
-    /// Every step passed: the primary takes Git's template while the canary keeps serving, or,
-    /// when the canary serves alone at full size, the canary's ReplicaSet becomes the primary's
-    /// (no pod replaced). The background analysis is not measured any more, so its due time does
-    /// not set the requeue.
+    /// Every step passed: the primary takes Git's template while the canary keeps serving. The
+    /// background analysis is not measured any more, so its due time does not set the requeue.
     fn promoting(&self, mut st: RolloutStatus) -> Decision {
         let o = self.o;
         st.phase = RolloutPhase::Promoting;
         st.message = Some(format!("promoting {}: every step passed", short(o.revision)));
         let replicas = if o.canary.exists { o.canary.replicas } else { 0 };
-        let (primary, canary) = if self.hands_over() {
-            (Primary::Hold { replicas: 0 }, Canary::HandOver)
-        } else {
-            (Primary::AsGit, Canary::Present { replicas })
-        };
-        let mut d = Decision::new(primary, canary, Some(st.clone()));
+        let mut d = Decision::new(Primary::AsGit, Canary::Present { replicas }, Some(st.clone()));
         d.route_weight = st.canary_weight.filter(|_| by_gateway(self.spec));
         d.health = Some((HealthStatusCode::Progressing, st.message.unwrap_or_default()));
         d.requeue = Some(POLL);
         d
-    }
-
-    /// Whether the canary can be handed over to the primary: replica-ratio routing (its pods
-    /// are the Service's as they are), Git's pod template as it is, at full size and available,
-    /// and the primary without a pod (nothing to scale down, and no autoscaler holding it).
-    fn hands_over(&self) -> bool {
-        let o = self.o;
-        !by_gateway(self.spec)
-            && o.canary_as_git
-            && o.canary_hash == Some(o.template_hash)
-            && o.canary.settled_at(o.replicas)
-            && o.primary.exists
-            && o.primary.replicas == 0
-            && o.primary.total == 0
     }
 
     /// Where the canary stands at step `index`; the status takes the step's weight.
@@ -488,12 +467,10 @@ mod tests {
             revision: REV,
             template_hash: "new",
             replicas: 5,
-            autoscaled: false,
             primary_hash: Some("old"),
             primary: settled(5),
             canary,
             canary_hash: canary.exists.then_some("new"),
-            canary_as_git: canary.exists,
             last_applied_revision: Some("main@sha1:1111111111111111111111111111111111111111"),
             request,
             now: Timestamp::from_second(1_800_000_000 + at_secs).unwrap(),
@@ -567,42 +544,6 @@ mod tests {
         let d2 = advance(&spec, "shop", Some(&st), &o, &none).await;
         assert_eq!(d2.status.as_ref(), Some(&st));
         assert_eq!((d2.primary, d2.canary, d2.finished), (Primary::AsGit, Canary::Absent, None));
-    }
-
-    #[tokio::test]
-    async fn a_canary_alone_at_full_size_is_handed_over_to_the_primary() {
-        let spec: CanaryStrategy = serde_json::from_value(
-            serde_json::json!({"workload": {"name": "shop"}, "steps": [{"setWeight": 100}]}),
-        )
-        .unwrap();
-        let none = script(&[]);
-        let d = advance(&spec, "shop", None, &observed(0, Availability::default(), None), &none).await;
-        assert_eq!((d.primary, d.canary), (Primary::Hold { replicas: 0 }, Canary::Present { replicas: 5 }));
-        let st = d.status.unwrap();
-        // The canary is up and the primary has no pod left: the canary's pods become the
-        // primary's; the primary is not rolled.
-        let mut o = observed(5, settled(5), None);
-        o.primary = settled(0);
-        let d = advance(&spec, "shop", Some(&st), &o, &none).await;
-        assert_eq!((d.primary, d.canary), (Primary::Hold { replicas: 0 }, Canary::HandOver));
-        assert_eq!(d.status.as_ref().unwrap().phase, RolloutPhase::Promoting);
-        // Not while the primary still has a pod (it is going), nor for a canary whose pods are
-        // labelled apart (one created by an earlier ferry): the primary takes the template.
-        let mut going = o.clone();
-        going.primary.total = 1;
-        let d = advance(&spec, "shop", Some(&st), &going, &none).await;
-        assert_eq!((d.primary, d.canary), (Primary::AsGit, Canary::Present { replicas: 5 }));
-        let mut labelled = o.clone();
-        labelled.canary_as_git = false;
-        let d = advance(&spec, "shop", Some(&st), &labelled, &none).await;
-        assert_eq!((d.primary, d.canary), (Primary::AsGit, Canary::Present { replicas: 5 }));
-        // Handed over: the primary runs the new template at full size; done.
-        let st = advance(&spec, "shop", Some(&st), &o, &none).await.status.unwrap();
-        let mut after = observed(6, Availability::default(), None);
-        after.primary_hash = Some("new");
-        let d = advance(&spec, "shop", Some(&st), &after, &none).await;
-        assert_eq!((d.primary, d.canary), (Primary::AsGit, Canary::Absent));
-        assert_eq!(d.status.unwrap().phase, RolloutPhase::Completed);
     }
 
     #[tokio::test]

@@ -3,10 +3,8 @@
 //!
 //! The Deployment in Git stays a plain Deployment (the primary). While a rollout runs, ferry
 //! applies the primary with its stable pod template and derives `<name>-canary` from Git's new
-//! one; promotion applies Git's template to the primary and removes the canary, or, for a
-//! replica-ratio canary serving alone at full size, hands the canary's ReplicaSet over to a
-//! primary created anew as Git has it. Either way the cluster ends exactly as Git says. All
-//! state lives in `status.rollout`.
+//! one; promotion applies Git's template to the primary and removes the canary, so the cluster
+//! ends exactly as Git says. All state lives in `status.rollout`.
 //!
 //! - [`analysis`]: conditions over a query's result, the verdict on one measurement and on a
 //!   run of them, query templates, reading Prometheus's answer. Pure functions.

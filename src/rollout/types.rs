@@ -60,19 +60,14 @@ pub struct Observed<'a> {
     pub revision: &'a str,
     /// Hash of the pod template in Git.
     pub template_hash: &'a str,
-    /// Replicas in Git (the primary's current count when an autoscaler owns it).
+    /// Replicas in Git.
     pub replicas: i32,
-    /// A HorizontalPodAutoscaler owns the primary's count: ferry never sets it.
-    pub autoscaled: bool,
     /// The live primary's template hash (`None`: no primary yet, or one ferry never stamped).
     pub primary_hash: Option<&'a str>,
     pub primary: Availability,
     pub canary: Availability,
     /// The live canary's template hash.
     pub canary_hash: Option<&'a str>,
-    /// The live canary runs Git's pod template as it is (`workload::Pods::AsGit`), so its
-    /// ReplicaSet can be handed over to the primary.
-    pub canary_as_git: bool,
     /// The revision the primary was last synced to, which becomes the stable revision.
     pub last_applied_revision: Option<&'a str>,
     /// The rollout-request annotation's value, if any.
@@ -93,14 +88,7 @@ pub enum Primary {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Canary {
     Absent,
-    Present {
-        replicas: i32,
-    },
-    /// Promotion by hand-over, as Argo Rollouts promotes: the canary runs Git's pod template
-    /// as it is, at full size, and the primary has no pod. The canary's ReplicaSet, pods and
-    /// all, becomes the primary's: the primary is replaced by Git's Deployment (the new
-    /// template), whose controller takes that ReplicaSet as its own, so no pod is replaced.
-    HandOver,
+    Present { replicas: i32 },
 }
 
 /// Something worth an Event.
