@@ -52,7 +52,6 @@ pub fn label_object(obj: &mut DynamicObject, app: &AppRef) {
     labels.insert(APP_NAMESPACE.to_string(), app.namespace.clone());
 }
 
-/// Who owns an object with these labels, from `app`'s point of view.
 /// Hashes the labelled manifest (before the hash annotation is added) and records the hash on it.
 /// Returns the hash.
 pub fn manifest_hash(obj: &mut DynamicObject) -> String {
@@ -72,6 +71,7 @@ pub fn manifest_hash(obj: &mut DynamicObject) -> String {
     hash
 }
 
+/// Who owns an object with these labels, from `app`'s point of view.
 pub fn ownership_of(labels: Option<&BTreeMap<String, String>>, app: &AppRef) -> Ownership {
     let get = |k: &str| labels.and_then(|l| l.get(k));
     match (get(MANAGED_BY).map(String::as_str), get(APP_NAMESPACE), get(APP_NAME)) {

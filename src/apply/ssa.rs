@@ -149,9 +149,50 @@ impl Applier {
         name: &str,
         uid: Option<&str>,
     ) -> Result<(), ApplyError> {
+        let target = (resource, caps, namespace, name);
+        self.delete_with(object, target, uid, PropagationPolicy::Background).await
+    }
+
+    /// Deletes an object and leaves its dependents (`propagationPolicy: Orphan`): the garbage
+    /// collector takes the object's owner reference off them, and they stay. Otherwise as
+    /// [`Applier::delete`].
+    pub async fn delete_orphaning(
+        &self,
+        object: &str,
+        (resource, caps): (&ApiResource, &ApiCapabilities),
+        namespace: Option<&str>,
+        name: &str,
+        uid: Option<&str>,
+    ) -> Result<(), ApplyError> {
+        let target = (resource, caps, namespace, name);
+        self.delete_with(object, target, uid, PropagationPolicy::Orphan).await
+    }
+
+    /// The objects of a kind in `namespace` (all namespaces: `None`) whose labels match
+    /// `selector` (`key=value,...`).
+    pub async fn list(
+        &self,
+        object: &str,
+        (resource, caps): (&ApiResource, &ApiCapabilities),
+        namespace: Option<&str>,
+        selector: &str,
+    ) -> Result<Vec<DynamicObject>, ApplyError> {
+        let api = self.api(resource, caps, namespace);
+        let params = kube::api::ListParams::default().labels(selector);
+        let listed = self.timed(object, api.list(&params)).await?;
+        Ok(listed.map_err(|e| classify(object, e))?.items)
+    }
+
+    async fn delete_with(
+        &self,
+        object: &str,
+        (resource, caps, namespace, name): (&ApiResource, &ApiCapabilities, Option<&str>, &str),
+        uid: Option<&str>,
+        propagation: PropagationPolicy,
+    ) -> Result<(), ApplyError> {
         let api = self.api(resource, caps, namespace);
         let params = DeleteParams {
-            propagation_policy: Some(PropagationPolicy::Background),
+            propagation_policy: Some(propagation),
             preconditions: uid
                 .map(|uid| Preconditions { uid: Some(uid.to_string()), resource_version: None }),
             ..Default::default()

@@ -239,8 +239,10 @@ fn after_success(s: &sync::Synced, attempt: &Attempt, interval: Duration, progre
     // Watches of the objects bring health changes at once; this is the fallback.
     let mut next = if progressing { interval.min(Duration::from_secs(15)) } else { interval };
     // A rollout knows when its next step is due (a pause ends, a measurement).
+    // Zero: a stage that must follow at once, as nothing a watch shows changes for it (the
+    // hand-over's, after deleting ReplicaSets); any other due time waits at least 200 ms.
     if let Some(due) = s.rollout.as_ref().and_then(|d| d.requeue) {
-        next = next.min(due.max(Duration::from_millis(200)));
+        next = next.min(if due.is_zero() { due } else { due.max(Duration::from_millis(200)) });
     }
     // Hooks are not watched: their Jobs are looked at every few seconds while they run; a
     // wave's health is watched, this is the fallback.

@@ -28,13 +28,13 @@ use crate::{
         AnalysisMetric, Application, BlueGreenStrategy, GatewayApiRouting, InventoryEntry,
         ROLLOUT_REQUEST_ANNOTATION, Strategy, conditions,
     },
-    apply::{AppRef, Applier, ApplyError, Ownership, ownership_of},
+    apply::{AppRef, Applier, ApplyError, MANIFEST_HASH, Ownership, manifest_hash, ownership_of},
     rollout::{
         analysis::render_query,
         blue_green, canary,
         prometheus::Prometheus,
-        types::{Canary, Decision, Measure, MeasureError, Observed, Primary, Taken},
-        workload::{self, Availability, CANARY, ROLLOUT_FIELD_MANAGER},
+        types::{Canary, Decision, Measure, MeasureError, Observed, OwnedSets, Primary, Taken},
+        workload::{self, Availability, CANARY, Pods, ROLLOUT_FIELD_MANAGER},
     },
     source::Revision,
 };
@@ -177,6 +177,9 @@ struct Objects {
     template_hash: String,
     resource: (ApiResource, ApiCapabilities),
     live_primary: Option<Value>,
+    /// The ReplicaSets the primary owns, counted only while it is paused on the stable template
+    /// (a hand-over in flight); `None` otherwise or when they could not be listed.
+    primary_sets: Option<Vec<OwnedSet>>,
     /// The live `<workload>-canary` Deployment.
     canary: Derived,
     routing: Option<Routing>,
@@ -209,6 +212,14 @@ impl Pass {
         match (self.decision.primary, &o.live_primary) {
             (Primary::Hold { replicas }, Some(live)) => {
                 workload::hold(&mut primary, live, (!o.autoscaled).then_some(replicas))
+            }
+            (Primary::Paused { git: false }, Some(live)) => {
+                workload::hold(&mut primary, live, Some(0));
+                workload::pause(&mut primary);
+            }
+            (Primary::Paused { .. }, _) => {
+                workload::stamp(&mut primary, &o.template_hash);
+                workload::pause(&mut primary);
             }
             _ => workload::stamp(&mut primary, &o.template_hash),
         }
@@ -258,7 +269,23 @@ impl Objects {
             canary_hash: canary.and_then(workload::stamped_hash),
             last_applied_revision: app.status.as_ref().and_then(|s| s.last_applied_revision.as_deref()),
             request: app.annotations().get(ROLLOUT_REQUEST_ANNOTATION).map(String::as_str),
+            handover: self.routing.is_none() && !self.autoscaled && canary.is_none_or(|c| !Pods::labelled(c)),
+            primary_sets: self.primary_sets.as_ref().map(|sets| {
+                let empty = sets.iter().filter(|s| s.empty).count();
+                OwnedSets { empty, busy: sets.len() - empty }
+            }),
             now: k8s_openapi::jiff::Timestamp::now(),
+        }
+    }
+
+    /// How the canary's pods are told from the primary's: not at all under replica-ratio
+    /// routing (so promotion can hand them over), unless the live canary was created with the
+    /// variant label in its (immutable) selector; apart on `apart`'s keys otherwise.
+    fn pods<'k>(&self, apart: &'k [String]) -> Pods<'k> {
+        match (&self.routing, &self.canary.ours) {
+            (None, Some(live)) if Pods::labelled(live) => Pods::Apart(&[]),
+            (None, _) => Pods::AsGit,
+            _ => Pods::Apart(apart),
         }
     }
 
@@ -337,12 +364,14 @@ pub(super) async fn decide(
     };
     let live_primary = cluster.live(resource, &name, Some(&key)).await?;
     let canary = cluster.live(resource, &workload::canary_name(&name), None).await?;
+    let primary_sets = cluster.primary_sets(live_primary.as_ref(), &template_hash).await?;
     let objects = Objects {
         workload_index,
         git: git_value,
         template_hash,
         resource: resource.clone(),
         live_primary,
+        primary_sets,
         canary: Derived::of(canary, &cluster.app),
         routing: Routing::of(strategy, &rendered, &cluster, workload_name).await?,
         autoscaled,
@@ -452,10 +481,16 @@ impl Routing {
     }
 }
 
-/// Creates, scales or removes the canary Deployment as decided. Idempotent: the same decision
-/// applied twice writes the same object.
+/// Creates, scales or removes the canary Deployment as decided, and releases the paused
+/// primary's ReplicaSets when the hand-over asks. Idempotent: the same decision applied twice
+/// writes the same object. A canary being deleted is left to the garbage collector: deleting it
+/// again with another propagation could take the ReplicaSet it is orphaning with it.
 pub(super) async fn converge_canary(applier: &Applier, pass: &Pass) -> Result<(), RolloutError> {
     let o = &pass.objects;
+    let live = o.canary.ours.as_ref().filter(|c| !Availability::of(Some(c)).deleting);
+    let namespace = o.namespace();
+    let (resource, caps) = &o.resource;
+    let shown = || format!("Deployment {}/{}", namespace.unwrap_or_default(), o.canary_name());
     match pass.decision.canary {
         Canary::Present { replicas } => {
             if let Some(Routing::Gateway { service, .. }) = &o.routing {
@@ -463,18 +498,37 @@ pub(super) async fn converge_canary(applier: &Applier, pass: &Pass) -> Result<()
                 let obj: DynamicObject = serde_json::from_value(service).expect("a Service deserializes");
                 applier.apply_as(ROLLOUT_FIELD_MANAGER, &obj, true).await?;
             }
-            let canary = workload::canary_deployment(&o.git, replicas, &o.template_hash, &o.apart());
-            let obj: DynamicObject = serde_json::from_value(canary).expect("a Deployment deserializes");
-            applier.apply_as(ROLLOUT_FIELD_MANAGER, &obj, true).await?;
+            if o.canary.ours.is_none() || live.is_some() {
+                let apart = o.apart();
+                let canary = workload::canary_deployment(&o.git, replicas, &o.template_hash, o.pods(&apart));
+                let mut obj: DynamicObject =
+                    serde_json::from_value(canary).expect("a Deployment deserializes");
+                // Applied only when it changes (or was scaled by hand): a rollout's passes come
+                // with every status change of its Deployments.
+                let hash = manifest_hash(&mut obj);
+                let same = live.is_some_and(|l| {
+                    l.pointer("/metadata/annotations").and_then(|a| a.get(MANIFEST_HASH))
+                        == Some(&Value::from(hash))
+                        && workload::replicas(l) == replicas
+                });
+                if !same {
+                    applier.apply_as(ROLLOUT_FIELD_MANAGER, &obj, true).await?;
+                }
+            }
+        }
+        Canary::Orphaned => {
+            if live.is_some() {
+                let name = o.canary_name();
+                applier
+                    .delete_orphaning(&shown(), (resource, caps), namespace, &name, o.canary.uid())
+                    .await?;
+            }
         }
         // Only this Application's canary objects are deleted, and only the ones read.
         Canary::Absent => {
-            let namespace = o.namespace();
-            if o.canary.ours.is_some() {
+            if live.is_some() {
                 let name = o.canary_name();
-                let shown = format!("Deployment {}/{name}", namespace.unwrap_or_default());
-                let (resource, caps) = &o.resource;
-                applier.delete(&shown, resource, caps, namespace, &name, o.canary.uid()).await?;
+                applier.delete(&shown(), resource, caps, namespace, &name, o.canary.uid()).await?;
             }
             if let Some(Routing::Gateway { service, service_resource, canary_service, .. }) = &o.routing
                 && canary_service.ours.is_some()
@@ -486,7 +540,54 @@ pub(super) async fn converge_canary(applier: &Applier, pass: &Pass) -> Result<()
             }
         }
     }
+    if pass.decision.release_primary_sets {
+        release_primary_sets(applier, o).await?;
+    }
     Ok(())
+}
+
+/// A ReplicaSet the primary's Deployment controller owns.
+struct OwnedSet {
+    name: String,
+    uid: String,
+    /// Scaled to 0, and no pod left.
+    empty: bool,
+}
+
+/// The ReplicaSet kind.
+fn replica_sets() -> (ApiResource, ApiCapabilities) {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    let caps = ApiCapabilities {
+        scope: kube::discovery::Scope::Namespaced,
+        subresources: vec![],
+        operations: vec![],
+    };
+    (ApiResource::erase::<ReplicaSet>(&()), caps)
+}
+
+/// Deletes the primary's empty ReplicaSets (each by its uid), for the hand-over: the paused
+/// primary then owns none to scale up when it takes Git's template.
+async fn release_primary_sets(applier: &Applier, o: &Objects) -> Result<(), RolloutError> {
+    let (resource, caps) = replica_sets();
+    let namespace = o.namespace();
+    for set in o.primary_sets.iter().flatten().filter(|s| s.empty) {
+        let shown = format!("ReplicaSet {}/{}", namespace.unwrap_or_default(), set.name);
+        applier.delete(&shown, &resource, &caps, namespace, &set.name, Some(&set.uid)).await?;
+    }
+    Ok(())
+}
+
+/// `key=value,...` of a Deployment's `spec.selector.matchLabels` (empty: none).
+fn match_labels(deployment: &Value) -> String {
+    let labels = deployment.pointer("/spec/selector/matchLabels").and_then(Value::as_object);
+    let pairs = labels.into_iter().flatten().filter_map(|(k, v)| Some(format!("{k}={}", v.as_str()?)));
+    pairs.collect::<Vec<_>>().join(",")
+}
+
+/// Whether `object`'s controller (owner reference) has this uid.
+fn controlled_by(object: &Value, uid: &str) -> bool {
+    let owners = object.pointer("/metadata/ownerReferences").and_then(Value::as_array);
+    owners.into_iter().flatten().any(|r| r["controller"] == true && r["uid"] == uid)
 }
 
 /// Where a pass reads live objects: the watches and the memory of earlier passes first, the API
@@ -525,6 +626,39 @@ impl Cluster<'_> {
             Seen::Unknown => {}
         }
         self.get(&(resource.clone(), caps.clone()), name, "Deployment").await
+    }
+
+    /// The ReplicaSets a primary paused on the stable template owns (a hand-over in flight);
+    /// `None` for any other primary, and when the API server refuses the list (the hand-over
+    /// then gives way to rolling the primary).
+    async fn primary_sets(
+        &self,
+        primary: Option<&Value>,
+        template_hash: &str,
+    ) -> Result<Option<Vec<OwnedSet>>, RolloutError> {
+        let Some(primary) = primary else { return Ok(None) };
+        let held =
+            Availability::of(Some(primary)).paused && workload::stamped_hash(primary) != Some(template_hash);
+        let uid = primary.pointer("/metadata/uid").and_then(Value::as_str);
+        let (true, Some(uid)) = (held, uid) else { return Ok(None) };
+        let (resource, caps) = replica_sets();
+        let shown =
+            format!("ReplicaSets of Deployment {}/{}", self.namespace.unwrap_or_default(), name_of(primary));
+        let listed =
+            self.applier.list(&shown, (&resource, &caps), self.namespace, &match_labels(primary)).await;
+        let listed = match listed {
+            Ok(listed) => listed,
+            Err(ApplyError::Refused { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let owned = listed.into_iter().map(|rs| serde_json::to_value(rs).expect("objects serialize"));
+        let owned = owned.filter(|rs| controlled_by(rs, uid)).map(|rs| OwnedSet {
+            name: name_of(&rs).to_string(),
+            uid: rs.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string(),
+            empty: workload::replicas(&rs) == 0
+                && rs.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0) == 0,
+        });
+        Ok(Some(owned.collect()))
     }
 
     /// The live object, read.
@@ -764,6 +898,7 @@ mod tests {
             template_hash: "new".into(),
             resource: kind::<Deployment>(),
             live_primary: Some(deployment(4, "shop:v1", Some("old"))),
+            primary_sets: None,
             canary: Derived::default(),
             routing,
             autoscaled: false,
@@ -824,6 +959,58 @@ mod tests {
         first.live_primary = None;
         let (_, primary) = &pass(first, Primary::Hold { replicas: 2 }, |_| {}).rewrites()[0];
         assert_eq!((image(primary), stamped(primary)), ("shop:v2", Some("new")));
+    }
+
+    #[test]
+    fn the_hand_over_pauses_the_primary_drained_on_the_stable_template_then_on_gits() {
+        let (_, primary) = &pass(objects(None), Primary::Paused { git: false }, |_| {}).rewrites()[0];
+        assert_eq!(
+            (image(primary), stamped(primary), workload::replicas(primary)),
+            ("shop:v1", Some("old"), 0)
+        );
+        assert_eq!(primary["spec"]["paused"], true);
+        let (_, primary) = &pass(objects(None), Primary::Paused { git: true }, |_| {}).rewrites()[0];
+        assert_eq!(
+            (image(primary), stamped(primary), workload::replicas(primary)),
+            ("shop:v2", Some("new"), 5)
+        );
+        assert_eq!(primary["spec"]["paused"], true);
+        let (_, primary) = &pass(objects(None), Primary::AsGit, |_| {}).rewrites()[0];
+        assert!(primary["spec"].get("paused").is_none(), "as Git has it: unpaused");
+    }
+
+    #[test]
+    fn only_a_replica_ratio_canary_runs_gits_pods_and_may_be_handed_over() {
+        let app = app(json!({"canary": {"workload": {"name": "shop"}, "steps": []}}));
+        let o = objects(None);
+        assert_eq!(o.pods(&[]), Pods::AsGit);
+        assert!(o.observe(&app, "main@sha1:abc").handover);
+        // A live canary created with the variant label in its (immutable) selector keeps it.
+        let mut old = o;
+        let mut live = labelled(deployment(1, "shop:v2", Some("new")), "shop");
+        live["spec"]["selector"]["matchLabels"]["ferry.dev/variant"] = json!("canary");
+        old.canary = Derived::of(Some(live), &this_app());
+        assert_eq!(old.pods(&[]), Pods::Apart(&[]));
+        assert!(!old.observe(&app, "main@sha1:abc").handover);
+        let keys = vec!["app".to_string()];
+        let gateway = objects(Some(gateway()));
+        assert_eq!(gateway.pods(&keys), Pods::Apart(&keys));
+        assert!(!gateway.observe(&app, "main@sha1:abc").handover);
+        let mut autoscaled = objects(None);
+        autoscaled.autoscaled = true;
+        assert!(!autoscaled.observe(&app, "main@sha1:abc").handover);
+    }
+
+    #[test]
+    fn the_primarys_sets_are_found_by_its_selector_and_controller_uid() {
+        let d = deployment(5, "shop:v1", None);
+        assert_eq!(match_labels(&d), "app=shop");
+        assert_eq!(match_labels(&json!({"spec": {"selector": {"matchExpressions": []}}})), "");
+        let rs = json!({"metadata": {"ownerReferences": [
+            {"uid": "a", "controller": false}, {"uid": "p", "controller": true}]}});
+        assert!(controlled_by(&rs, "p"));
+        assert!(!controlled_by(&rs, "a"), "an owner that is not the controller");
+        assert!(!controlled_by(&json!({"metadata": {}}), "p"));
     }
 
     #[test]

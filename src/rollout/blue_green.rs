@@ -306,6 +306,7 @@ mod tests {
             available: replicas,
             total: replicas,
             observed: true,
+            ..Default::default()
         }
     }
 
@@ -320,6 +321,8 @@ mod tests {
             canary_hash: canary.exists.then_some("new"),
             last_applied_revision: None,
             request,
+            handover: false,
+            primary_sets: None,
             now: Timestamp::from_second(1_800_000_000 + at).unwrap(),
         }
     }

@@ -19,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::{
     analysis,
     analysis_run::{next_due, summarize},
+    handover,
     lifecycle::{Flow, Opening, Rollout, Variant, Wait, enter},
     types::{
         Canary, DEFAULT_PROGRESS_DEADLINE, Decision, Measure, Observed, POLL, Primary, ROLLOUT_STEP, Request,
@@ -53,6 +54,10 @@ impl Variant for CanaryStrategy {
     const START_WEIGHT: Option<i32> = Some(0);
 
     fn promoting(&self, st: &RolloutStatus, o: &Observed<'_>) -> Decision {
+        let waited = elapsed(&o.now, st.step_started_at.as_ref());
+        if let Some(d) = (!by_gateway(self)).then(|| handover::after_template(o, waited)).flatten() {
+            return d;
+        }
         let canary =
             if o.canary.exists { Canary::Present { replicas: o.canary.replicas } } else { Canary::Absent };
         let mut d = Decision::new(Primary::AsGit, canary, None);
@@ -247,17 +252,24 @@ impl<M: Measure> Rollout<'_, CanaryStrategy, M> {
         asks
     }
 
-    /// Every step passed: the primary takes Git's template while the canary keeps serving. The
-    /// background analysis is not measured any more, so its due time does not set the requeue.
+    /// Every step passed: the canary's ReplicaSet is handed to the primary (`handover`), or the
+    /// primary takes Git's template while the canary keeps serving. The background analysis is
+    /// not measured any more, so its due time does not set the requeue.
     fn promoting(&self, mut st: RolloutStatus) -> Decision {
         let o = self.o;
         st.phase = RolloutPhase::Promoting;
         st.message = Some(format!("promoting {}: every step passed", short(o.revision)));
-        let replicas = if o.canary.exists { o.canary.replicas } else { 0 };
-        let mut d = Decision::new(Primary::AsGit, Canary::Present { replicas }, Some(st.clone()));
-        d.route_weight = st.canary_weight.filter(|_| by_gateway(self.spec));
+        let waited = elapsed(&o.now, st.step_started_at.as_ref());
+        let handed = (!by_gateway(self.spec)).then(|| handover::before_template(o, waited)).flatten();
+        let mut d = handed.unwrap_or_else(|| {
+            let replicas = if o.canary.exists { o.canary.replicas } else { 0 };
+            let mut d = Decision::new(Primary::AsGit, Canary::Present { replicas }, None);
+            d.route_weight = st.canary_weight.filter(|_| by_gateway(self.spec));
+            d
+        });
+        d.status = Some(st.clone());
         d.health = Some((HealthStatusCode::Progressing, st.message.unwrap_or_default()));
-        d.requeue = Some(POLL);
+        d.requeue = d.requeue.or(Some(POLL));
         d
     }
 
@@ -459,6 +471,7 @@ mod tests {
             available: replicas,
             total: replicas,
             observed: true,
+            ..Default::default()
         }
     }
 
@@ -473,6 +486,8 @@ mod tests {
             canary_hash: canary.exists.then_some("new"),
             last_applied_revision: Some("main@sha1:1111111111111111111111111111111111111111"),
             request,
+            handover: false,
+            primary_sets: None,
             now: Timestamp::from_second(1_800_000_000 + at_secs).unwrap(),
         }
     }

@@ -21,11 +21,13 @@
 //!   through the steps (`Rollout`, `Wait`). Pure, apart from the measurements it asks for.
 //! - [`canary`]: the canary state machine (traffic by replica ratio or Gateway API weights, a
 //!   background analysis). Pure, apart from the measurements it asks for.
+//! - `handover`: a replica-ratio canary's promotion by handing its ReplicaSet to the paused
+//!   primary, stage by stage from what a pass sees. Pure.
 //! - [`blue_green`]: the blue-green state machine (preview and active Services). Same model.
 //!
 //! Dependencies point one way: `analysis`, `prometheus`, `workload` <- `types` <-
-//! `analysis_run` <- `lifecycle` <- `canary`, `blue_green`; the two strategies do not use each
-//! other.
+//! `analysis_run` <- `lifecycle` <- `canary`, `blue_green`; `types` <- `handover` <- `canary`;
+//! the two strategies do not use each other.
 //!
 //! The controller's side (reading the live Deployments, applying the decision) is
 //! `controller::strategy`.
@@ -34,6 +36,7 @@ pub mod analysis;
 pub(crate) mod analysis_run;
 pub mod blue_green;
 pub mod canary;
+mod handover;
 mod lifecycle;
 pub mod prometheus;
 pub mod types;

@@ -72,7 +72,21 @@ pub struct Observed<'a> {
     pub last_applied_revision: Option<&'a str>,
     /// The rollout-request annotation's value, if any.
     pub request: Option<&'a str>,
+    /// The hand-over of the canary's ReplicaSet to the primary is possible: the canary's pods run
+    /// Git's template and selector as they are (or there is no canary yet), and no
+    /// HorizontalPodAutoscaler owns the primary's count.
+    pub handover: bool,
+    /// The ReplicaSets the primary's Deployment controller owns, when counted (only while the
+    /// primary is paused on the stable template; `None` also when they could not be listed).
+    pub primary_sets: Option<OwnedSets>,
     pub now: Timestamp,
+}
+
+/// The ReplicaSets a primary owns, by whether they are empty (scaled to 0, no pod left).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OwnedSets {
+    pub empty: usize,
+    pub busy: usize,
 }
 
 /// How the primary Deployment is applied this pass.
@@ -82,13 +96,21 @@ pub enum Primary {
     AsGit,
     /// The live (stable) pod template, with these replicas.
     Hold { replicas: i32 },
+    /// Paused (`spec.paused`) for the hand-over of the canary's ReplicaSet: on the stable
+    /// template at 0 replicas (`git: false`), or on Git's template at Git's replicas.
+    Paused { git: bool },
 }
 
 /// Whether the canary Deployment exists this pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Canary {
     Absent,
-    Present { replicas: i32 },
+    Present {
+        replicas: i32,
+    },
+    /// Deleted with `propagationPolicy: Orphan`: its ReplicaSet and pods stay, for the paused
+    /// primary to adopt.
+    Orphaned,
 }
 
 /// Something worth an Event.
@@ -123,6 +145,9 @@ pub struct Decision {
     pub finished: Option<(&'static str, Duration)>,
     /// Verdicts of the measurements taken this pass.
     pub measured: Vec<Verdict>,
+    /// Delete the paused primary's ReplicaSets (all at 0 replicas) after the apply, so that its
+    /// Deployment controller, once given Git's template, has none to scale up but the canary's.
+    pub release_primary_sets: bool,
 }
 
 impl Decision {
@@ -142,6 +167,7 @@ impl Decision {
             notes: vec![],
             finished: None,
             measured: vec![],
+            release_primary_sets: false,
         }
     }
 }

@@ -61,6 +61,10 @@ pub struct Availability {
     pub total: i32,
     /// The controller has seen the latest spec.
     pub observed: bool,
+    /// `spec.paused`.
+    pub paused: bool,
+    /// Being deleted (a deletion timestamp, finalizers pending).
+    pub deleting: bool,
 }
 
 impl Availability {
@@ -76,6 +80,8 @@ impl Availability {
             available: int("/status/availableReplicas"),
             total: int("/status/replicas"),
             observed: generation.is_some() && observed >= generation,
+            paused: live.pointer("/spec/paused").and_then(Value::as_bool).unwrap_or(false),
+            deleting: live.pointer("/metadata/deletionTimestamp").is_some(),
         }
     }
 
@@ -90,12 +96,30 @@ impl Availability {
     }
 }
 
+/// How the canary's pods are told from the primary's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pods<'a> {
+    /// Not at all: the canary runs Git's pod template and selector as they are (replica-ratio
+    /// routing, where the primary's Service is to send the canary's pods their share). Its
+    /// ReplicaSet is then one the primary's Deployment controller recognises as running the
+    /// primary's new template, so promotion hands it over instead of rolling the primary.
+    AsGit,
+    /// By the variant label on the pods and in the selector, and by `-canary` appended to the
+    /// values of these label keys (the routed Services' selector keys), so that Services as in
+    /// Git never select them. A live canary created so (its selector is immutable) stays so.
+    Apart(&'a [String]),
+}
+
+impl Pods<'_> {
+    /// Whether a live canary Deployment's pods carry the variant label (its selector has it).
+    pub fn labelled(live: &Value) -> bool {
+        live.pointer("/spec/selector/matchLabels").and_then(|m| m.get(VARIANT_LABEL)).is_some()
+    }
+}
+
 /// The canary Deployment for `desired` (the primary as rendered and labelled): same pod
-/// template, `<name>-canary`, the variant label added to its labels, selector and pod labels so
-/// its pods are its own. With replica-ratio routing they keep every label the primary's Service
-/// selects on; `apart` lists label keys (the stable Service's selector, under Gateway API
-/// routing) whose values get `-canary` appended, so the stable Service never selects them.
-pub fn canary_deployment(desired: &Value, replicas: i32, template_hash: &str, apart: &[String]) -> Value {
+/// template, `<name>-canary`, the variant label on its own metadata; its pods as [`Pods`] says.
+pub fn canary_deployment(desired: &Value, replicas: i32, template_hash: &str, pods: Pods<'_>) -> Value {
     let name = desired.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
     let namespace = desired.pointer("/metadata/namespace").cloned().unwrap_or(Value::Null);
     let mut labels = string_map(desired.pointer("/metadata/labels"));
@@ -107,6 +131,29 @@ pub fn canary_deployment(desired: &Value, replicas: i32, template_hash: &str, ap
 
     let mut spec = desired.get("spec").cloned().unwrap_or_else(|| json!({}));
     spec["replicas"] = json!(replicas);
+    // The primary's own pause (a hand-over in flight) is not the canary's.
+    if let Some(spec) = spec.as_object_mut() {
+        spec.remove("paused");
+    }
+    if let Pods::Apart(apart) = pods {
+        label_apart(&mut spec, apart);
+    }
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": canary_name(name),
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": annotations,
+        },
+        "spec": spec,
+    })
+}
+
+/// The variant label on the pods and in the selector of a Deployment spec, and `-canary` on the
+/// values of the `apart` keys.
+fn label_apart(spec: &mut Value, apart: &[String]) {
     let selector = spec.get_mut("selector").and_then(Value::as_object_mut);
     if let Some(selector) = selector {
         let match_labels = selector.entry("matchLabels").or_insert_with(|| json!({}));
@@ -125,17 +172,6 @@ pub fn canary_deployment(desired: &Value, replicas: i32, template_hash: &str, ap
             }
         }
     }
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": canary_name(name),
-            "namespace": namespace,
-            "labels": labels,
-            "annotations": annotations,
-        },
-        "spec": spec,
-    })
 }
 
 /// The keys of a Service's selector.
@@ -218,6 +254,12 @@ pub fn stamp(desired: &mut Value, template_hash: &str) {
     annotation_map(desired).insert(TEMPLATE_HASH.into(), json!(template_hash));
 }
 
+/// Pauses the primary as applied (`spec.paused`): its Deployment controller then neither creates
+/// a ReplicaSet for a new template nor rolls one, while the canary's ReplicaSet is handed over.
+pub fn pause(desired: &mut Value) {
+    desired["spec"]["paused"] = json!(true);
+}
+
 /// The primary as applied while a rollout holds it: Git's Deployment, but the pod template and
 /// its hash of the live primary (the stable version), and the replicas the rollout gives it
 /// (`None`: Git's, when an autoscaler owns the count).
@@ -282,19 +324,34 @@ mod tests {
     }
 
     #[test]
-    fn the_canary_has_its_own_selector_and_keeps_the_labels_the_service_selects() {
-        let canary = canary_deployment(&shop(), 1, "h1", &[]);
+    fn a_replica_ratio_canary_runs_gits_pod_template_as_it_is() {
+        let mut paused = shop();
+        pause(&mut paused);
+        let canary = canary_deployment(&paused, 1, "h1", Pods::AsGit);
         assert_eq!(canary["metadata"]["name"], "shop-canary");
         assert_eq!(canary["metadata"]["namespace"], "team");
         assert_eq!(canary["spec"]["replicas"], 1);
+        assert_eq!(canary["metadata"]["labels"][VARIANT_LABEL], CANARY);
+        assert_eq!(canary["metadata"]["labels"]["ferry.dev/app-name"], "shop");
+        assert_eq!(canary["metadata"]["annotations"], json!({TEMPLATE_HASH: "h1"}));
+        // Git's selector and pod template, untouched: the Service selects the canary's pods, and
+        // the primary's Deployment controller takes the canary's ReplicaSet as its own at
+        // promotion.
+        assert_eq!(canary["spec"]["selector"], shop()["spec"]["selector"]);
+        assert_eq!(canary["spec"]["template"], shop()["spec"]["template"]);
+        assert!(canary["spec"].get("paused").is_none(), "the primary's pause is not the canary's");
+        assert!(!Pods::labelled(&canary));
+    }
+
+    #[test]
+    fn a_labelled_canary_has_its_own_selector_and_keeps_the_labels_the_service_selects() {
+        let canary = canary_deployment(&shop(), 1, "h1", Pods::Apart(&[]));
         assert_eq!(canary["spec"]["selector"]["matchLabels"], json!({"app": "shop", VARIANT_LABEL: CANARY}));
         assert_eq!(
             canary["spec"]["template"]["metadata"]["labels"],
             json!({"app": "shop", VARIANT_LABEL: CANARY})
         );
-        assert_eq!(canary["metadata"]["labels"]["ferry.dev/app-name"], "shop");
-        assert_eq!(canary["metadata"]["annotations"], json!({TEMPLATE_HASH: "h1"}));
-        assert_eq!(canary["spec"]["template"]["spec"]["containers"][0]["image"], "shop:2");
+        assert!(Pods::labelled(&canary));
     }
 
     #[test]
@@ -303,7 +360,7 @@ mod tests {
             "metadata": {"name": "shop", "namespace": "team", "labels": {"ferry.dev/app-name": "shop"}},
             "spec": {"selector": {"app": "shop"}, "ports": [{"port": 80, "targetPort": 8080}]}});
         let keys = selector_keys(&service);
-        let canary = canary_deployment(&shop(), 2, "h1", &keys);
+        let canary = canary_deployment(&shop(), 2, "h1", Pods::Apart(&keys));
         let pods = &canary["spec"]["template"]["metadata"]["labels"];
         assert_eq!(pods, &json!({"app": "shop-canary", VARIANT_LABEL: CANARY}));
         assert_eq!(canary["spec"]["selector"]["matchLabels"], *pods);
@@ -368,5 +425,11 @@ mod tests {
                            "status": {"observedGeneration": 3, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}});
         assert!(!Availability::of(Some(&stale)).settled_at(2));
         assert!(!Availability::of(None).exists);
+        let a = Availability::of(Some(&live));
+        assert!(!a.paused && !a.deleting);
+        let held = json!({"metadata": {"generation": 1, "deletionTimestamp": "2026-12-07T00:00:00Z"},
+                          "spec": {"paused": true}, "status": {"observedGeneration": 1}});
+        let a = Availability::of(Some(&held));
+        assert!(a.paused && a.deleting && a.observed);
     }
 }

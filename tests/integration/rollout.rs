@@ -112,6 +112,16 @@ impl Canary {
         self.s.create_app(self.s.application("shop").interval("1m").prune(true).canary("shop", steps))
     }
 
+    /// `name/uid` of the running (not terminating) shop pods of image tag `tag`.
+    fn pods_of(&self, tag: &str) -> Vec<String> {
+        let pods = get_json(&self.s.cluster, &["-n", self.ns(), "get", "pods", "-l", "app=shop"]).unwrap();
+        let items = pods["items"].as_array().cloned().unwrap_or_default();
+        let running = items.iter().filter(|p| p["metadata"]["deletionTimestamp"].is_null());
+        let of_tag = running.filter(|p| pod_image(p).ends_with(&format!(":{tag}")));
+        let id = |p: &Value| format!("{}/{}", p["metadata"]["name"], p["metadata"]["uid"]);
+        of_tag.map(id).collect()
+    }
+
     fn deployment(&self, name: &str) -> Option<Value> {
         get_json(&self.s.cluster, &["-n", self.ns(), "get", "deployment", name])
     }
@@ -167,6 +177,10 @@ fn image(d: &Value) -> String {
     d["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap_or_default().to_string()
 }
 
+fn pod_image(pod: &Value) -> &str {
+    pod["spec"]["containers"][0]["image"].as_str().unwrap_or_default()
+}
+
 fn phase(r: &Value) -> &str {
     r["phase"].as_str().unwrap_or_default()
 }
@@ -205,9 +219,11 @@ fn a_canary_by_replica_ratio_goes_20_pause_analysis_50_and_is_promoted() {
     c.wait_split((4, "1.0"), Some((1, "2.0")));
     let canary = c.deployment("shop-canary").unwrap();
     assert_eq!(canary["metadata"]["labels"]["ferry.dev/variant"], "canary");
-    assert_eq!(canary["spec"]["selector"]["matchLabels"]["ferry.dev/variant"], "canary");
-    // The canary's pods carry the label the Service selects, so they share its traffic.
-    assert_eq!(canary["spec"]["template"]["metadata"]["labels"]["app"], "shop");
+    // The canary's pods run Git's template and selector as they are: the Service sends them
+    // their share, and promotion hands their ReplicaSet to the primary.
+    let primary = c.deployment("shop").unwrap();
+    assert_eq!(canary["spec"]["selector"], primary["spec"]["selector"]);
+    assert_eq!(canary["spec"]["template"]["metadata"], primary["spec"]["template"]["metadata"]);
     let managers: Vec<String> = canary["metadata"]["managedFields"]
         .as_array()
         .unwrap()
@@ -232,11 +248,22 @@ fn a_canary_by_replica_ratio_goes_20_pause_analysis_50_and_is_promoted() {
     let status = c.ferry("status", &[]);
     assert!(status.contains("error-ratio") && status.contains("Successful"), "{status}");
 
-    // Promote: the primary takes the new version at full size and the canary goes.
+    // Promote: the canary comes up to full size, its ReplicaSet is handed to the primary (the
+    // same Deployment, never deleted), and the canary Deployment goes; no canary pod is replaced.
+    let canary_pods = c.pods_of("2.0");
+    assert_eq!(canary_pods.len(), 3, "{canary_pods:?}");
     c.ferry("promote", &[]);
     let a = c.wait_rollout(&app, "completed", |r| phase(r) == "Completed");
     assert_eq!(a["status"]["rollout"]["stableRevision"], main_revision(&v2));
     c.wait_split((5, "2.0"), None);
+    let promoted = c.deployment("shop").unwrap();
+    assert_eq!(promoted["metadata"]["uid"], primary["metadata"]["uid"], "the primary was never deleted");
+    assert!(promoted["spec"].get("paused").is_none(), "{}", promoted["spec"]);
+    let after = c.pods_of("2.0");
+    for pod in &canary_pods {
+        assert!(after.contains(pod), "canary pod {pod} was replaced at promotion: {after:?}");
+    }
+    assert!(c.pods_of("1.0").is_empty());
     app.wait_synced(&v2, T);
     app.wait_event("Normal", "RolloutPromoted", &["shop"], T);
     app.wait_event("Normal", "RolloutStarted", &[&v2[..7]], T);

@@ -202,7 +202,7 @@ fn a_rollout_never_takes_over_an_unrelated_object_of_the_canarys_name() {
         serde_saphyr::from_str(&deployment("shop-canary", Some(&ns), "registry.example/other:1", 1))
             .expect("a Deployment");
     d["metadata"]["labels"] = json!({"team": "other"});
-    let selector = json!({"app": "shop", "ferry.dev/variant": "canary"});
+    let selector = json!({"app": "shop"});
     d["spec"]["selector"]["matchLabels"] = selector.clone();
     d["spec"]["template"]["metadata"]["labels"] = selector;
     s.cluster.apply(&d.to_string());
