@@ -522,6 +522,7 @@ pub(super) async fn converge_canary(applier: &Applier, pass: &Pass) -> Result<()
                 applier
                     .delete_orphaning(&shown(), (resource, caps), namespace, &name, o.canary.uid())
                     .await?;
+                tracing::info!(object = %shown(), "canary deleted, its ReplicaSet left for the primary to adopt");
             }
         }
         // Only this Application's canary objects are deleted, and only the ones read.
