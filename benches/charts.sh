@@ -382,7 +382,7 @@ for ns in $(kubectl get namespace -l "$bench_label" -o 'jsonpath={.items[*].meta
 done
 
 "$ferry" crd | kubectl apply --server-side --force-conflicts --field-manager=ferry -f - >/dev/null
-kubectl wait --for=condition=Established --timeout=60s crd/applications.ferry.dev >/dev/null
+wait_established crd/applications.ferry.dev >/dev/null
 
 start_repo
 make_chart bigchart big_templates

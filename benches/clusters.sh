@@ -485,7 +485,7 @@ for old in $(kubectl get namespace -l "$bench_label" -o 'jsonpath={.items[*].met
 done
 
 "$ferry" crd | kubectl apply --server-side --force-conflicts --field-manager=ferry -f - >/dev/null
-kubectl wait --for=condition=Established --timeout=60s crd/applications.ferry.dev crd/clusters.ferry.dev >/dev/null
+wait_established crd/applications.ferry.dev crd/clusters.ferry.dev >/dev/null
 
 for ((n = 1; n <= clusters; n++)); do
   log "starting remote cluster $n ($(remote_state "$n"), profile small)"

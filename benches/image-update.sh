@@ -126,7 +126,7 @@ repo_url="http://127.0.0.1:$git_http_port/deploy.git"
 
 delete_ns "$ns"
 "$ferry" crd | kubectl apply --server-side --force-conflicts --field-manager=ferry -f - >/dev/null
-kubectl wait --for=condition=Established --timeout=60s crd/applications.ferry.dev crd/imagepolicies.ferry.dev >/dev/null
+wait_established crd/applications.ferry.dev crd/imagepolicies.ferry.dev >/dev/null
 kubectl create namespace "$ns" >/dev/null
 kubectl create secret generic push -n "$ns" --from-literal=username=bench --from-literal=password=bench >/dev/null
 

@@ -131,7 +131,7 @@ record() { printf '%s\t%s\n' "$1" "$2" >>"$samples_file"; }
 delete_bench_namespaces
 wait_no_terminating
 "$ferry" crd | kubectl apply --server-side --force-conflicts --field-manager=ferry -f - >/dev/null
-kubectl wait --for=condition=Established --timeout=60s crd/applications.ferry.dev >/dev/null
+wait_established crd/applications.ferry.dev >/dev/null
 argo_rollouts_install_crds
 
 # --- Prometheus and the exporter it scrapes ----------------------------------------------------

@@ -188,7 +188,7 @@ for ns in $(kubectl get namespace -l "$bench_label" -o 'jsonpath={.items[*].meta
 done
 
 "$ferry" crd | kubectl apply --server-side --force-conflicts --field-manager=ferry -f - >/dev/null
-kubectl wait --for=condition=Established --timeout=60s crd/applications.ferry.dev >/dev/null
+wait_established crd/applications.ferry.dev >/dev/null
 
 for n in "${sizes[@]}"; do
   ((n % 10 == 0 && n / 10 <= 200)) || die "sizes must be multiples of 10 with at most 200 Deployments (the kwok Node holds 250 Pods): $n"

@@ -98,7 +98,7 @@ gitc push -q origin main
 
 delete_ns "$ns"
 "$ferry" crd | kubectl apply --server-side --force-conflicts --field-manager=ferry -f - >/dev/null
-kubectl wait --for=condition=Established --timeout=60s crd/applications.ferry.dev >/dev/null
+wait_established crd/applications.ferry.dev >/dev/null
 kubectl create namespace "$ns" >/dev/null
 kubectl create secret generic ferry-webhook -n "$ns" --from-literal=github="$secret_value" >/dev/null
 

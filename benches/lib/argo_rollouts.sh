@@ -16,7 +16,7 @@ argo_rollouts_build() { "$root/tests/testenv/build.sh" argo-rollouts; }
 
 argo_rollouts_install_crds() {
   kubectl apply --server-side --force-conflicts -f "$argo_rollouts_dir/crds" >/dev/null
-  kubectl wait --for=condition=Established --timeout=60s crd/rollouts.argoproj.io \
+  wait_established crd/rollouts.argoproj.io \
     crd/analysistemplates.argoproj.io crd/analysisruns.argoproj.io crd/experiments.argoproj.io \
     crd/clusteranalysistemplates.argoproj.io >/dev/null
 }

@@ -44,7 +44,7 @@ argocd_install_crds() {
     -f "$argocd_dir/crds/appproject-crd.yaml" >/dev/null
   kubectl apply --server-side --force-conflicts -f "$argocd_dir/crds/applicationset-crd.yaml" \
     >/dev/null 2>&1 || log "Argo CD's ApplicationSet CRD was refused; not needed, skipped"
-  kubectl wait --for=condition=Established --timeout=60s \
+  wait_established \
     crd/applications.argoproj.io crd/appprojects.argoproj.io >/dev/null
 }
 

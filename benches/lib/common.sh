@@ -9,6 +9,18 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; } # KiB -> MiB, one decimal
+# Waits up to 60 s until these CRDs (crd/NAME ...) are Established. kubectl wait fails at once on
+# a CRD created a moment ago that has no status.conditions yet, so it is asked again until then.
+wait_established() {
+  local deadline=$((SECONDS + 60))
+  until kubectl wait --for=condition=Established --timeout=60s "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      kubectl wait --for=condition=Established --timeout=1s "$@" >/dev/null
+      return 1
+    fi
+    sleep 0.5
+  done
+}
 # CPU time (user + system) of processes so far, in seconds. Fields 14 and 15 of /proc/PID/stat
 # count clock ticks; the command name (field 2) of the processes measured has no spaces.
 cpu_seconds() { # pid...

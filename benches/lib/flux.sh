@@ -23,7 +23,7 @@ flux_build() {
 flux_install_crds() {
   kubectl apply --server-side --force-conflicts -f "$flux_sc_dir/crds" -f "$flux_kc_dir/crds" \
     -f "$flux_nc_dir/crds" >/dev/null
-  kubectl wait --for=condition=Established --timeout=60s \
+  wait_established \
     crd/gitrepositories.source.toolkit.fluxcd.io crd/kustomizations.kustomize.toolkit.fluxcd.io \
     crd/receivers.notification.toolkit.fluxcd.io >/dev/null
 }
