@@ -8,7 +8,7 @@
 //! rollout never fights the sync), the canary is applied by field manager `ferry-rollout`, and
 //! the decision's status lands in `status.rollout` with the rest of the status.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use kube::{
     ResourceExt,
@@ -21,7 +21,7 @@ use super::{
     clusters::ClusterLink,
     context::Context,
     memory::{AppMemory, ObjKey},
-    watches::{Seen, Watches},
+    watches::{FullView, Seen, Watches},
 };
 use crate::{
     api::{
@@ -348,8 +348,13 @@ pub(super) async fn decide(
     let name = git.name_any();
     let template_hash =
         workload::template_hash(&git_value).ok_or_else(|| RolloutError::NoTemplate { name: name.clone() })?;
+    let full = match namespace.as_deref() {
+        Some(ns) => link.watches.full(&resource.0, ns, ctx.options.api_timeout).await,
+        None => None,
+    };
     let cluster = Cluster {
         watches: &link.watches,
+        full,
         mem,
         applier,
         app: AppRef { namespace: app.namespace().unwrap_or_default(), name: app.name_any() },
@@ -591,11 +596,17 @@ fn controlled_by(object: &Value, uid: &str) -> bool {
     owners.into_iter().flatten().any(|r| r["controller"] == true && r["uid"] == uid)
 }
 
+/// How long a pass waits for the watch of whole Deployments to catch up with the metadata
+/// watch that woke it before it reads the Deployment instead.
+const CATCH_UP: Duration = Duration::from_millis(50);
+
 /// Where a pass reads live objects: the watches and the memory of earlier passes first, the API
 /// server when they cannot tell. Everything it reads is in the workload's namespace.
 struct Cluster<'a> {
     /// The watches of the cluster the Application deploys to.
     watches: &'a Watches,
+    /// The watch of whole Deployments in the workload's namespace, when synced.
+    full: Option<FullView>,
     mem: &'a AppMemory,
     applier: &'a Applier,
     /// The Application the rollout is of: whose derived objects are its own.
@@ -606,8 +617,10 @@ struct Cluster<'a> {
 }
 
 impl Cluster<'_> {
-    /// A Deployment as it is now: from memory when the watch shows ferry already saw this
-    /// resourceVersion, from the watch when it says there is none, else read.
+    /// A Deployment as it is now: from memory or from the watch of whole Deployments when they
+    /// have the resourceVersion the metadata watch shows (which wakes the passes, so a pass never
+    /// decides on an older state than the one that woke it), none when the watch knows none,
+    /// else read.
     async fn live(
         &self,
         (resource, caps): &(ApiResource, ApiCapabilities),
@@ -623,10 +636,38 @@ impl Cluster<'_> {
                 {
                     return Ok(Some(live.as_ref().clone()));
                 }
+                if let Some(whole) = self.whole(resource, name).await {
+                    return Ok(Some(whole));
+                }
             }
             Seen::Unknown => {}
         }
         self.get(&(resource.clone(), caps.clone()), name, "Deployment").await
+    }
+
+    /// The Deployment from the watch of whole ones, once it has the resourceVersion the
+    /// metadata watch shows; only this Application's (that watch reads as ferry, so anything
+    /// else is read as the Application acts). Both watches get the same event within
+    /// milliseconds, so a pass woken by one waits a little for the other rather than reading.
+    async fn whole(&self, resource: &ApiResource, name: &str) -> Option<Value> {
+        let full = self.full.as_ref()?;
+        let deadline = tokio::time::Instant::now() + CATCH_UP;
+        loop {
+            let Seen::Present { resource_version, .. } = self.watches.seen(resource, self.namespace, name)
+            else {
+                return None;
+            };
+            let whole =
+                full.get(name).filter(|w| w.metadata.resource_version.as_ref() == Some(&resource_version));
+            if let Some(whole) = whole {
+                let whole = serde_json::to_value(whole.as_ref()).expect("objects serialize");
+                return (owner(&whole, &self.app) == Ownership::Ours).then_some(whole);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// The ReplicaSets a primary paused on the stable template owns (a hand-over in flight);

@@ -6,6 +6,11 @@
 //! seconds. And a reconcile can tell from the watch, without a request, that an object still has
 //! the resourceVersion ferry last saw, so it has not changed.
 //!
+//! A few objects are needed whole, not just their metadata: a rollout reads its Deployments'
+//! status on every pass. For those, [`Watches::full`] keeps a watch of the whole objects of one
+//! kind in one namespace (with ferry's label), started on first use, so a pass reads them from
+//! there rather than with a GET whenever the watch is as new as the metadata watch.
+//!
 //! With `--managed-namespaces` (the chart's namespaced RBAC mode, Roles only) each kind is
 //! watched in each of those namespaces rather than cluster-wide, which needs no cluster-wide list
 //! permission; cluster-scoped kinds and other namespaces are not watched, and objects there are
@@ -61,6 +66,30 @@ struct Watched {
     ready: Arc<watch::Sender<bool>>,
 }
 
+/// A watch of whole objects of one kind in one namespace.
+#[derive(Clone)]
+struct FullWatched {
+    store: Store<DynamicObject>,
+    /// As for [`Watched`].
+    ready: Arc<watch::Sender<bool>>,
+}
+
+/// A synced watch of whole objects, as [`Watches::full`] gives it.
+#[derive(Clone)]
+pub struct FullView {
+    watched: FullWatched,
+    resource: ApiResource,
+    namespace: String,
+}
+
+impl FullView {
+    /// The object `name` as the watch last saw it.
+    pub fn get(&self, name: &str) -> Option<Arc<DynamicObject>> {
+        let oref = ObjectRef::<DynamicObject>::new_with(name, self.resource.clone()).within(&self.namespace);
+        self.watched.store.get(&oref)
+    }
+}
+
 /// group, version, kind, and the namespace watched (`None`: all).
 type Key = (String, String, String, Option<String>);
 
@@ -91,6 +120,8 @@ pub struct Watches {
     /// With `--managed-namespaces`, kinds are watched in these namespaces only.
     managed: Option<Vec<String>>,
     kinds: Mutex<HashMap<Key, Watched>>,
+    /// Watches of whole objects ([`Watches::full`]), by kind and namespace.
+    full: Mutex<HashMap<Key, FullWatched>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// See [`Watches::expect_own_write`]. At most one entry per managed object: an entry goes
     /// with the next event of its object.
@@ -111,6 +142,7 @@ impl Watches {
             namespace,
             managed,
             kinds: Mutex::new(HashMap::new()),
+            full: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
             echoes: Arc::default(),
         }
@@ -240,6 +272,57 @@ impl Watches {
                 labels: meta.metadata.labels.clone().unwrap_or_default(),
             },
         }
+    }
+
+    /// The whole objects of `resource` in `namespace` that carry ferry's label, from a watch
+    /// started on first use, which waits up to `wait` for its first list (later calls do not
+    /// wait: a watch that cannot list, for want of RBAC, must not slow every pass). `None` when
+    /// it is not synced, or when no metadata watch covers the namespace (`--managed-namespaces`),
+    /// where ferry may not list. It wakes no reconcile: the metadata watch of the kind does.
+    pub async fn full(&self, resource: &ApiResource, namespace: &str, wait: Duration) -> Option<FullView> {
+        self.scope(Some(namespace))?;
+        let (watched, started) = self.full_watched(resource, namespace);
+        let mut ready = watched.ready.subscribe();
+        let synced = match started {
+            true => tokio::time::timeout(wait, ready.wait_for(|r| *r)).await.is_ok_and(|r| r.is_ok()),
+            false => *ready.borrow(),
+        };
+        synced.then(|| FullView { watched, resource: resource.clone(), namespace: namespace.to_string() })
+    }
+
+    /// The watch of whole objects, and whether it was started just now.
+    fn full_watched(&self, resource: &ApiResource, namespace: &str) -> (FullWatched, bool) {
+        let key = key(resource, Some(namespace));
+        let mut full = self.full.lock().expect("watches lock");
+        if let Some(w) = full.get(&key) {
+            return (w.clone(), false);
+        }
+        let writer = reflector::store::Writer::<DynamicObject>::new(resource.clone());
+        let store = writer.as_reader();
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, resource);
+        let config = watcher::Config::default().labels(&format!("{MANAGED_BY}={FIELD_MANAGER}"));
+        let ready = Arc::new(watch::Sender::new(false));
+        let synced = ready.clone();
+        let kind = resource.kind.clone();
+        let task = tokio::spawn(async move {
+            let events = watcher(api, config).default_backoff().reflect(writer);
+            futures::pin_mut!(events);
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(watcher::Event::InitDone) => {
+                        synced.send_replace(true);
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::debug!(kind = %kind, error = %err, "watch of whole objects interrupted")
+                    }
+                }
+            }
+        });
+        self.tasks.lock().expect("watch tasks lock").push(task);
+        let watched = FullWatched { store, ready };
+        full.insert(key, watched.clone());
+        (watched, true)
     }
 
     /// Number of watches (kinds, times namespaces with `--managed-namespaces`), for logs and tests.
