@@ -143,6 +143,9 @@ struct At {
     /// Since the step started.
     waited: Duration,
     gateway: bool,
+    /// The primary's empty ReplicaSets go this pass (a step with the canary alone, ahead of
+    /// its hand-over).
+    release: bool,
 }
 
 impl At {
@@ -150,6 +153,7 @@ impl At {
     fn holding(&self) -> Decision {
         let mut d = Decision::new(self.primary, self.canary, None);
         d.route_weight = self.gateway.then_some(self.weight);
+        d.release_primary_sets = self.release;
         d
     }
 }
@@ -282,16 +286,22 @@ impl<M: Measure> Rollout<'_, CanaryStrategy, M> {
         let canary_count = canary_replicas(o.replicas, weight);
         // Under Gateway API routing the primary keeps every replica: the route splits traffic.
         let primary_count = if gateway { o.replicas } else { (o.replicas - canary_count).max(0) };
+        // The canary alone (`setWeight: 100`): the primary is drained for the hand-over already.
+        let (primary, release) = match primary_count {
+            0 if !gateway => handover::alone(o),
+            _ => (Primary::Hold { replicas: primary_count }, false),
+        };
         At {
             index,
             label: format!("step {}/{}", index + 1, spec.steps.len()),
             weight,
             canary_count,
-            primary: Primary::Hold { replicas: primary_count },
+            primary,
             canary: Canary::Present { replicas: canary_count },
             ready: o.canary_hash == Some(o.template_hash) && o.canary.settled_at(canary_count),
             waited: elapsed(&o.now, st.step_started_at.as_ref()),
             gateway,
+            release,
         }
     }
 

@@ -14,6 +14,8 @@
 //! 2. **Drain**: the primary, paused, goes to 0 replicas on the stable template.
 //! 3. **Release**: its ReplicaSets, all at 0 replicas, are deleted (the one object kind the
 //!    hand-over deletes; a Deployment under a strategy keeps its history in Git).
+//!    A step that runs the canary alone (`setWeight: 100`) drains and releases already
+//!    ([`alone`]), so the usual promotion begins at 4.
 //! 4. **Retemplate**: the primary takes Git's template and count, still paused: owning no
 //!    ReplicaSet, it scales and creates none.
 //! 5. **Orphan**: the canary Deployment is deleted with `propagationPolicy: Orphan`; the garbage
@@ -64,6 +66,21 @@ pub(super) fn before_template(o: &Observed<'_>, waited: Duration) -> Option<Deci
     // Nothing a watch shows changes when they go: the next stage follows at once.
     d.requeue = Some(Duration::ZERO);
     Some(d)
+}
+
+/// While a step runs the canary alone (the primary at 0 replicas): the primary as it is then,
+/// and whether its ReplicaSets go this pass. Where a hand-over can follow, the primary is drained
+/// paused and its empty ReplicaSets released during the step, so promotion begins at Retemplate.
+/// An abort or a later step with the primary back gives it replicas unpaused, and its Deployment
+/// controller a new ReplicaSet.
+pub(super) fn alone(o: &Observed<'_>) -> (Primary, bool) {
+    if !o.handover || !o.primary.exists {
+        return (Primary::Hold { replicas: 0 }, false);
+    }
+    let p = &o.primary;
+    let drained = p.paused && p.observed && p.replicas == 0 && p.total == 0;
+    let sets = o.primary_sets.unwrap_or_default();
+    (Primary::Paused { git: false }, drained && sets.busy == 0 && sets.empty > 0)
 }
 
 /// Once the primary has Git's template: this stage's decision while it is paused, or `None` to
@@ -158,6 +175,19 @@ mod tests {
         // Sets that could not be counted: no hand-over.
         o.primary_sets = None;
         assert_eq!(decided(before_template(&o, now)), None);
+    }
+
+    #[test]
+    fn a_step_with_the_canary_alone_drains_and_releases_the_primary_ahead() {
+        let mut o = at_full();
+        assert_eq!(alone(&o), (STABLE, false), "paused first");
+        o.primary.paused = true;
+        o.primary_sets = Some(OwnedSets { empty: 1, busy: 0 });
+        assert_eq!(alone(&o), (STABLE, true));
+        o.primary_sets = Some(OwnedSets::default());
+        assert_eq!(alone(&o), (STABLE, false), "nothing left to release");
+        o.handover = false;
+        assert_eq!(alone(&o), (Primary::Hold { replicas: 0 }, false));
     }
 
     #[test]
