@@ -670,7 +670,7 @@ impl Cluster<'_> {
         }
     }
 
-    /// The ReplicaSets a primary paused on the stable template owns (a hand-over in flight);
+    /// The ReplicaSets a primary drained on the stable template owns (a hand-over in flight);
     /// `None` for any other primary, and when the API server refuses the list (the hand-over
     /// then gives way to rolling the primary).
     async fn primary_sets(
@@ -679,8 +679,10 @@ impl Cluster<'_> {
         template_hash: &str,
     ) -> Result<Option<Vec<OwnedSet>>, RolloutError> {
         let Some(primary) = primary else { return Ok(None) };
-        let held =
-            Availability::of(Some(primary)).paused && workload::stamped_hash(primary) != Some(template_hash);
+        // Drained: paused, seen so by its controller, at 0 replicas and no pod left.
+        let p = Availability::of(Some(primary));
+        let drained = p.paused && p.observed && p.replicas == 0 && p.total == 0;
+        let held = drained && workload::stamped_hash(primary) != Some(template_hash);
         let uid = primary.pointer("/metadata/uid").and_then(Value::as_str);
         let (true, Some(uid)) = (held, uid) else { return Ok(None) };
         let (resource, caps) = replica_sets();
