@@ -122,6 +122,18 @@ impl Canary {
         of_tag.map(id).collect()
     }
 
+    /// Names of the ReplicaSets `deployment` controls.
+    fn replica_sets_of(&self, deployment: &Value) -> Vec<String> {
+        let sets = get_json(&self.s.cluster, &["-n", self.ns(), "get", "replicasets"]).unwrap();
+        let uid = &deployment["metadata"]["uid"];
+        let items = sets["items"].as_array().cloned().unwrap_or_default();
+        let owned = items.iter().filter(|rs| {
+            let owners = rs["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
+            owners.iter().any(|o| o["controller"] == true && &o["uid"] == uid)
+        });
+        owned.map(|rs| rs["metadata"]["name"].as_str().unwrap_or_default().to_string()).collect()
+    }
+
     fn deployment(&self, name: &str) -> Option<Value> {
         get_json(&self.s.cluster, &["-n", self.ns(), "get", "deployment", name])
     }
@@ -281,6 +293,43 @@ fn a_canary_by_replica_ratio_goes_20_pause_analysis_50_and_is_promoted() {
         metrics.contains("ferry_rollout_duration_seconds_count{strategy=\"canary\",result=\"Succeeded\"} 1")
     );
     assert!(metrics.contains("ferry_analysis_measurements_total{result=\"Successful\"} 2"), "{metrics}");
+}
+
+#[test]
+fn a_canary_run_alone_at_100_is_handed_to_the_primary_with_its_pods() {
+    let c = Canary::new("canary-handover");
+    let v1 = c.commit_shop("1.0");
+    let app = c.create_app(json!([{"setWeight": 40}, {"setWeight": 100}, {"pause": {}}]));
+    app.wait_synced(&v1, T);
+    c.wait_split((5, "1.0"), None);
+    let primary = c.deployment("shop").unwrap();
+
+    let _v2 = c.commit_shop("2.0");
+    app.ferry_sync();
+    // At 100% the canary runs alone; the primary waits drained, paused, its ReplicaSets gone.
+    c.wait_rollout(&app, "paused at step 3", |r| phase(r) == "Paused" && r["step"] == 2);
+    c.wait_split((0, "1.0"), Some((5, "2.0")));
+    let held = c.deployment("shop").unwrap();
+    assert_eq!(held["spec"]["paused"], true, "{}", held["spec"]);
+    wait_until("the primary's ReplicaSets released", T, || {
+        let sets = c.replica_sets_of(&primary);
+        if sets.is_empty() { Ok(()) } else { Err(format!("the primary still owns {sets:?}")) }
+    });
+    let canary_pods = c.pods_of("2.0");
+    assert_eq!(canary_pods.len(), 5, "{canary_pods:?}");
+
+    c.ferry("promote", &[]);
+    c.wait_rollout(&app, "completed", |r| phase(r) == "Completed");
+    c.wait_split((5, "2.0"), None);
+    let promoted = c.deployment("shop").unwrap();
+    assert_eq!(promoted["metadata"]["uid"], primary["metadata"]["uid"], "the primary was never deleted");
+    assert!(promoted["spec"].get("paused").is_none(), "{}", promoted["spec"]);
+    // Its one ReplicaSet is the canary's, adopted with its pods: none replaced, none added.
+    let sets = c.replica_sets_of(&primary);
+    assert_eq!(sets.len(), 1, "{sets:?}");
+    assert!(sets[0].starts_with("shop-canary-"), "{sets:?}");
+    assert_eq!(c.pods_of("2.0"), canary_pods);
+    assert!(c.pods_of("1.0").is_empty());
 }
 
 #[test]
