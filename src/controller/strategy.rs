@@ -204,6 +204,12 @@ enum Routing {
 }
 
 impl Pass {
+    /// The live primary as this pass read it, with its index among the desired objects.
+    pub fn live_primary(&self) -> Option<(usize, &Value)> {
+        let o = &self.objects;
+        o.live_primary.as_ref().map(|live| (o.workload_index, live))
+    }
+
     /// The objects to apply instead of Git's (by index among the desired objects): the primary
     /// as the rollout holds it, and the route or Services pointed where the rollout says.
     pub fn rewrites(&self) -> Vec<(usize, Value)> {

@@ -3,7 +3,7 @@
 //! (labels, hash), resolve its kind, and let the tenancy check every object and hook.
 //! `ferry diff` builds through [`split`] and [`super::desired`] too.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use kube::api::DynamicObject;
 
@@ -46,6 +46,10 @@ pub struct Built {
     /// The inventory of the last successful sync, with the namespace of cluster-scoped kinds
     /// dropped.
     pub previous: Vec<InventoryEntry>,
+    /// Live objects this pass has read already (the rollout's primary), by index among the
+    /// desired objects: the plan uses one instead of reading it again while the watch still
+    /// shows its resourceVersion.
+    pub read: HashMap<usize, DynamicObject>,
 }
 
 /// Renders, splits, prepares and resolves the revision's objects; the tenancy checks them all.
@@ -68,7 +72,7 @@ pub async fn build(
     let previous = desired::in_scope(previous_inventory(app), applier.discovery());
     let hooks = split.hooks.iter().filter_map(|h| hook_target(&h.object));
     access.tenancy.check_objects(desired.iter().map(Desired::target).chain(hooks))?;
-    Ok(Built { revision: snapshot.revision.clone(), split, desired, applier, previous })
+    Ok(Built { revision: snapshot.revision.clone(), split, desired, applier, previous, read: HashMap::new() })
 }
 
 /// The chart's dependencies from repositories (see [`super::artifacts::chart_dependencies`]),

@@ -109,7 +109,13 @@ async fn observe(
             }
         }
     }
-    let read = read(ctx, applier, desired, to_read).await?;
+    // Read already this pass, and still at the resourceVersion the watch shows: not again.
+    let (known, to_read): (Vec<usize>, Vec<usize>) = to_read.into_iter().partition(|i| {
+        let read = built.read.get(i).and_then(|o| o.metadata.resource_version.as_deref());
+        matches!(&watched[*i], Watched::Present { resource_version, .. } if Some(resource_version.as_str()) == read)
+    });
+    let mut read = read(ctx, applier, desired, to_read).await?;
+    read.extend(known.into_iter().map(|i| (i, built.read.get(&i).cloned())));
     let live_owners = read
         .iter()
         .filter_map(|(_, live)| live.as_ref())

@@ -44,6 +44,12 @@ pub(super) async fn by_strategy(
         &built.revision,
     )
     .await?;
+    // The plan compares the primary with the live one just read rather than reading it again.
+    if let Some((i, live)) = decided.live_primary()
+        && let Ok(live) = serde_json::from_value(live.clone())
+    {
+        built.read.insert(i, live);
+    }
     for (i, obj) in decided.rewrites() {
         let d = &mut built.desired[i];
         let rewritten = d.with_object(obj).ok_or_else(|| BuildError::Rewrite { object: d.name.clone() })?;
