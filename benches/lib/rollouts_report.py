@@ -227,21 +227,21 @@ WHY = [
     "Where ferry is behind, and why (from the request counters by verb and resource and the "
     "tools' logs kept beside each run in `target/bench/rollouts-<mode>/`):",
     "",
-    "- **Promotion, and the API server's count.** When the steps are done ferry gives the primary "
-    "Deployment the new template, as Git has it, and removes the canary only once the primary runs "
-    "it at full size: a second rolling update of every replica (the API server sees twice the Pod "
-    "creations and deletions, plus the Deployment controller's status writes and Events). Argo "
-    "Rollouts has no Deployment: promotion relabels the canary ReplicaSet as stable and scales the "
-    "old one to 0. That is the promotion row, the larger API-server count in every scenario that "
-    "promotes, and blue-green's slower finish; it is the price of \"the cluster is what Git says\" "
-    "(a plain Deployment with the new template at the end).",
-    "- **ferry's own requests in blue-green (and in part in canary).** ferry watches Deployments "
-    "metadata-only; a Deployment whose resourceVersion moved since ferry last read it is read again "
-    "with a GET, and during a rollout both Deployments' status moves all the time (about 4 GETs of "
-    "Deployments per pass), and each pass re-applies both Deployments and, in blue-green, the "
-    "Services (server-side apply, unchanged or not). Argo Rollouts reads from full informer caches "
-    "and writes only what changes; in the canaries it in turn lists Pods on most passes, which is "
-    "why ferry's own count is still the smaller there.",
+    "- **Blue-green's finish and the API server's count.** When the scale-down delay ends ferry "
+    "gives the primary Deployment the new template, as Git has it, and removes the new-version "
+    "Deployment once the primary runs it at full size: a second rolling update of every replica "
+    "(the API server sees twice the Pod creations and deletions, plus the Deployment controller's "
+    "status writes and Events). The new version's pods carry labels apart from Git's, so that the "
+    "active Service as in Git does not select them before the switch; so their ReplicaSet is not "
+    "one the primary would adopt, as a replica-ratio canary's is (promotion there hands the "
+    "canary's ReplicaSet to the paused primary: no pod is replaced). Argo Rollouts has no "
+    "Deployment: its Services select by `rollouts-pod-template-hash`, and promotion relabels the "
+    "new ReplicaSet as stable and scales the old one to 0.",
+    "- **The canaries' API-server count** includes, for ferry, two Deployments (the primary and "
+    "the canary) whose controller writes each one's status and Events, where Argo Rollouts writes "
+    "one Rollout's status; Argo in turn lists Pods on most passes. ferry's own requests are the "
+    "fewer: it reads the rollout's Deployments from a watch of whole Deployments, and applies the "
+    "canary only when it changes.",
     "- **The analysis step.** Argo Rollouts keeps measurement times in whole seconds, so with "
     "`interval: 1s` its second measurement comes 0–1 s after the first (its log: \"Enqueueing "
     "analysis after 328ms\"); ferry waits the full second. With the usual intervals (30 s and "
