@@ -474,15 +474,7 @@ mod tests {
     const REV: &str = "main@sha1:2222222222222222222222222222222222222222";
 
     fn settled(replicas: i32) -> Availability {
-        Availability {
-            exists: true,
-            replicas,
-            updated: replicas,
-            available: replicas,
-            total: replicas,
-            observed: true,
-            ..Default::default()
-        }
+        Availability::settled(replicas)
     }
 
     fn observed(at_secs: i64, canary: Availability, request: Option<&'static str>) -> Observed<'static> {

@@ -116,15 +116,7 @@ mod tests {
     use crate::rollout::{types::OwnedSets, workload::Availability};
 
     fn settled(replicas: i32) -> Availability {
-        Availability {
-            exists: true,
-            replicas,
-            updated: replicas,
-            available: replicas,
-            total: replicas,
-            observed: true,
-            ..Default::default()
-        }
+        Availability::settled(replicas)
     }
 
     /// Steps done at weight 100: the canary alone at 5, the primary at 0 on the old template.

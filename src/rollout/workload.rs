@@ -85,6 +85,20 @@ impl Availability {
         }
     }
 
+    /// A Deployment rolled out at `replicas`, every pod available, as the tests build one.
+    #[cfg(test)]
+    pub fn settled(replicas: i32) -> Availability {
+        Availability {
+            exists: true,
+            replicas,
+            updated: replicas,
+            available: replicas,
+            total: replicas,
+            observed: true,
+            ..Default::default()
+        }
+    }
+
     /// Rolled out at exactly `want` replicas: every pod updated and available, none left over.
     pub fn settled_at(&self, want: i32) -> bool {
         self.exists
