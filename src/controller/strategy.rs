@@ -589,6 +589,14 @@ async fn release_primary_sets(applier: &Applier, o: &Objects) -> Result<(), Roll
     Ok(())
 }
 
+/// A ReplicaSet scaled to 0 with no pod left, and not being deleted already: one that is (a
+/// finalizer holds it) counts as busy, so the hand-over waits rather than deleting it again and
+/// again.
+fn is_empty_set(rs: &Value) -> bool {
+    let pods = rs.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0);
+    workload::replicas(rs) == 0 && pods == 0 && rs.pointer("/metadata/deletionTimestamp").is_none()
+}
+
 /// `key=value,...` of a Deployment's `spec.selector.matchLabels` (empty: none).
 fn match_labels(deployment: &Value) -> String {
     let labels = deployment.pointer("/spec/selector/matchLabels").and_then(Value::as_object);
@@ -705,8 +713,7 @@ impl Cluster<'_> {
         let owned = owned.filter(|rs| controlled_by(rs, uid)).map(|rs| OwnedSet {
             name: name_of(&rs).to_string(),
             uid: rs.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string(),
-            empty: workload::replicas(&rs) == 0
-                && rs.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0) == 0,
+            empty: is_empty_set(&rs),
         });
         Ok(Some(owned.collect()))
     }
@@ -1061,6 +1068,14 @@ mod tests {
         assert!(controlled_by(&rs, "p"));
         assert!(!controlled_by(&rs, "a"), "an owner that is not the controller");
         assert!(!controlled_by(&json!({"metadata": {}}), "p"));
+        let empty = json!({"metadata": {}, "spec": {"replicas": 0}, "status": {"replicas": 0}});
+        assert!(is_empty_set(&empty));
+        let mut draining = empty.clone();
+        draining["status"]["replicas"] = json!(1);
+        assert!(!is_empty_set(&draining), "a pod left");
+        let mut held = empty.clone();
+        held["metadata"]["deletionTimestamp"] = json!("2026-12-07T00:00:00Z");
+        assert!(!is_empty_set(&held), "being deleted: not deleted again");
     }
 
     #[test]
