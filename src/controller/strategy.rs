@@ -275,7 +275,7 @@ impl Objects {
             canary_hash: canary.and_then(workload::stamped_hash),
             last_applied_revision: app.status.as_ref().and_then(|s| s.last_applied_revision.as_deref()),
             request: app.annotations().get(ROLLOUT_REQUEST_ANNOTATION).map(String::as_str),
-            handover: self.routing.is_none() && !self.autoscaled && canary.is_none_or(|c| !Pods::labelled(c)),
+            handover: self.pods(&[]) == Pods::AsGit && !self.autoscaled,
             primary_sets: self.primary_sets.as_ref().map(|sets| {
                 let empty = sets.iter().filter(|s| s.empty).count();
                 OwnedSets { empty, busy: sets.len() - empty }
@@ -693,9 +693,7 @@ impl Cluster<'_> {
         template_hash: &str,
     ) -> Result<Option<Vec<OwnedSet>>, RolloutError> {
         let Some(primary) = primary else { return Ok(None) };
-        // Drained: paused, seen so by its controller, at 0 replicas and no pod left.
-        let p = Availability::of(Some(primary));
-        let drained = p.paused && p.observed && p.replicas == 0 && p.total == 0;
+        let drained = Availability::of(Some(primary)).drained();
         let held = drained && workload::stamped_hash(primary) != Some(template_hash);
         let uid = primary.pointer("/metadata/uid").and_then(Value::as_str);
         let (true, Some(uid)) = (held, uid) else { return Ok(None) };

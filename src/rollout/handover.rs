@@ -50,10 +50,8 @@ pub(super) fn before_template(o: &Observed<'_>, waited: Duration) -> Option<Deci
     if !canary_full {
         return Some(Decision::new(Primary::Hold { replicas: o.primary.replicas }, full, None));
     }
-    let p = &o.primary;
-    let drained = p.paused && p.observed && p.replicas == 0 && p.total == 0;
     let sets = o.primary_sets.unwrap_or_default();
-    if !drained || sets.busy > 0 {
+    if !o.primary.drained() || sets.busy > 0 {
         return Some(Decision::new(Primary::Paused { git: false }, full, None));
     }
     // Uncounted (the API server refused the list): no hand-over.
@@ -77,10 +75,8 @@ pub(super) fn alone(o: &Observed<'_>) -> (Primary, bool) {
     if !o.handover || !o.primary.exists {
         return (Primary::Hold { replicas: 0 }, false);
     }
-    let p = &o.primary;
-    let drained = p.paused && p.observed && p.replicas == 0 && p.total == 0;
     let sets = o.primary_sets.unwrap_or_default();
-    (Primary::Paused { git: false }, drained && sets.busy == 0 && sets.empty > 0)
+    (Primary::Paused { git: false }, o.primary.drained() && sets.busy == 0 && sets.empty > 0)
 }
 
 /// Once the primary has Git's template: this stage's decision while it is paused, or `None` to

@@ -99,6 +99,12 @@ impl Availability {
         }
     }
 
+    /// Paused, seen so by its controller, at 0 replicas and no pod left: a primary ready to
+    /// hand over.
+    pub fn drained(&self) -> bool {
+        self.paused && self.observed && self.replicas == 0 && self.total == 0
+    }
+
     /// Rolled out at exactly `want` replicas: every pod updated and available, none left over.
     pub fn settled_at(&self, want: i32) -> bool {
         self.exists
@@ -445,5 +451,7 @@ mod tests {
                           "spec": {"paused": true}, "status": {"observedGeneration": 1}});
         let a = Availability::of(Some(&held));
         assert!(a.paused && a.deleting && a.observed);
+        assert!(!a.drained(), "one replica by default");
+        assert!(Availability { replicas: 0, ..a }.drained());
     }
 }
